@@ -1,0 +1,44 @@
+# Rec-LLM: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: install demo test serve chat build configs bench bench-perf-analyzer clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,kernels]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+build: $(STAMP)
+	$(VENV)/bin/recllm build
+
+demo: $(STAMP)
+	$(VENV)/bin/recllm demo
+
+serve: $(STAMP)
+	$(VENV)/bin/recllm serve
+
+chat: $(STAMP)
+	$(VENV)/bin/recllm chat --user $(or $(USER_ID),u00001)
+
+configs: $(STAMP)
+	$(PY) -m ensemble.pipeline_graph
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.serving_latency
+
+bench-perf-analyzer: $(STAMP)
+	$(PY) -m benchmarks.perf_analyzer_run
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,266 @@
+"""Build every artifact the server needs, from the seeded synthetic ecosystem, into one folder.
+
+Steps: synthetic catalog + users + events → profile database (events, popularity, fragments) → query encoder
+(trained) → catalog indexes → reranker (trained on the requests' picks) → generator (trained Qwen2) → manifest.
+Each user's last request is held out (``eval_queries.jsonl``) and the build reports Recall@10 on it for the
+full pipeline next to a query-only ranking. Skips work when the manifest's fingerprint matches the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from builders import generator_corpus
+from recllm.artifacts import ArtifactLayout, fingerprint_inputs
+from recllm.catalog import Catalog
+from recllm.catalog_index import CatalogIndex, item_search_text
+from recllm.generator import GeneratorConfig, train_generator
+from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
+from recllm.profile_fragments import build_fragments
+from recllm.profile_store import ProfileStore
+from recllm.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
+from recllm.reply_prompt import build_prompt
+from recllm.request_validation import RecRequest, parse_request
+from recllm.reranker import Reranker, RerankerConfig, candidate_features, train_reranker
+from recllm.retriever import Retriever, RetrieverConfig
+from recllm.synthetic_ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
+from recllm.user_signals import compute_user_signals
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO_ROOT / "artifacts" / "default"
+PRESETS = ("default", "test")
+EVAL_K = 10
+TOP_K_FOR_REPLIES = 5
+
+
+@dataclass
+class BuildConfig:
+    preset: str = "default"
+    output_dir: Path = DEFAULT_OUTPUT
+    force: bool = False
+    progress: bool = True
+    seed: int = 7
+    overrides: dict = field(default_factory=dict)  # e.g. {"generator": {"train_steps": 50}} for quick builds
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"BuildConfig.preset must be one of {PRESETS}, got {self.preset!r}")
+        self.output_dir = Path(self.output_dir)
+
+
+def source_fingerprint(config: BuildConfig) -> str:
+    sources = sorted((REPO_ROOT / "recllm").rglob("*.py")) + sorted((REPO_ROOT / "builders").glob("*.py"))
+    return fingerprint_inputs(f"{config.preset}:{config.seed}:{json.dumps(config.overrides, sort_keys=True)}", sources)
+
+
+def component_config(cls, config: BuildConfig, key: str):
+    base = cls.from_name(config.preset)
+    return cls(**{**asdict(base), **config.overrides.get(key, {})})
+
+
+def split_queries(ecosystem: Ecosystem) -> tuple[list, list]:
+    """Each user's last request is held out for evaluation; the rest train the reranker and generator."""
+    by_user = defaultdict(list)
+    for query in ecosystem.queries:
+        by_user[query.user_id].append(query)
+    train, held_out = [], []
+    for queries in by_user.values():
+        queries.sort(key=lambda q: q.timestamp)
+        train.extend(queries[:-1])
+        held_out.append(queries[-1])
+    return train, held_out
+
+
+def build_profile(ecosystem: Ecosystem, layout: ArtifactLayout) -> ProfileStore:
+    for path in (layout.profile_db, layout.sessions_db):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    store = ProfileStore(layout.profile_db)
+    store.add_users(ecosystem.users)
+    store.add_events(ecosystem.events)
+    store.set_item_popularity(Counter(e.item_id for e in ecosystem.events if e.kind == "purchase"))
+    return store
+
+
+def encoder_pairs(ecosystem: Ecosystem, train_queries: list, seed: int) -> list[tuple[str, str]]:
+    """(query, item text) pairs: each training request with several of its relevant items, plus category names."""
+    rng = random.Random(seed)
+    catalog = ecosystem.catalog
+    pairs = []
+    for query in train_queries:
+        for item_id in rng.sample(query.relevant_item_ids, min(4, len(query.relevant_item_ids))):
+            pairs.append((query.text, item_search_text(catalog.get(item_id), catalog)))
+    for item in catalog.items:
+        category = catalog.categories[item.category_id]
+        text = item_search_text(item, catalog)
+        pairs.append((category.name_ru, text))
+        pairs.append((category.name_en, text))
+    rng.shuffle(pairs)
+    return pairs
+
+
+def store_fragments(ecosystem: Ecosystem, store: ProfileStore, item_vectors: np.ndarray) -> None:
+    events_by_user = defaultdict(list)
+    for event in ecosystem.events:
+        events_by_user[event.user_id].append(event)
+    for user_id, events in events_by_user.items():
+        store.replace_fragments(user_id, build_fragments(user_id, events, ecosystem.catalog, item_vectors))
+
+
+def request_of(query) -> RecRequest:
+    return parse_request(query.user_id, query.text, EVAL_K, query.service)
+
+
+def reranker_lists(queries: list, retriever: Retriever, encoder: QueryEncoder, store: ProfileStore,
+                   progress: bool) -> list[tuple[np.ndarray, int]]:
+    catalog, vectors = retriever.catalog, retriever.index.item_vectors
+    popularity = store.item_popularity()
+    query_vectors = encoder.encode([q.text for q in queries])
+    lists = []
+    for query, query_vector in tqdm(list(zip(queries, query_vectors)), desc="reranker data", disable=not progress,
+                                    leave=False):
+        retrieval = retriever.retrieve(request_of(query), query_vector)
+        hits = np.flatnonzero(retrieval.candidate_ids == query.target_item_id)
+        if not len(hits):
+            continue
+        events = store.events_of(query.user_id)
+        signals = compute_user_signals(query.user_id, events, catalog, vectors, query.timestamp)
+        features = candidate_features(retrieval.candidate_ids, retrieval.candidate_scores, signals, retrieval.service,
+                                      catalog, vectors, popularity, query.timestamp)
+        lists.append((features, int(hits[0])))
+    return lists
+
+
+def generator_examples(queries: list, pipeline_parts: tuple, ecosystem: Ecosystem, seed: int,
+                       progress: bool) -> list:
+    encoder, retriever, ranking = pipeline_parts
+    rng = random.Random(seed)
+    cold = {u.user_id for u in ecosystem.users} - {e.user_id for e in ecosystem.events}
+    examples = []
+    for query in tqdm(queries, desc="generator data", disable=not progress, leave=False):
+        request = parse_request(query.user_id, query.text, TOP_K_FOR_REPLIES, query.service)
+        query_vector = encoder.encode([request.query])[0]
+        retrieval = retriever.retrieve(request, query_vector)
+        ranked = ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
+        items = [int(i) for i in ranked.item_ids]
+        facts = [f.text(request.language) for f, _ in retrieval.fragments]
+        is_cold = query.user_id in cold
+        reply = generator_corpus.reply_text(query.intent, request.language, items, is_cold)
+        prompt = build_prompt(retrieval.service, request.language, request.query, facts)
+        examples.append(generator_corpus.make_example(prompt, items, reply))
+        if rng.random() < 0.3:  # a follow-up turn ("подешевле", "something else") refining this request
+            follow_query, follow_reply = generator_corpus.follow_up_example(request.query, request.language, items[::-1],
+                                                                            rng, is_cold)
+            prompt = build_prompt(retrieval.service, request.language, follow_query, facts)
+            examples.append(generator_corpus.make_example(prompt, items[::-1], follow_reply))
+        if rng.random() < 0.05:  # nothing survived the filters
+            examples.append(generator_corpus.make_example(prompt, [], generator_corpus.reply_text(
+                query.intent, request.language, [], is_cold)))
+    return examples
+
+
+def evaluate(pipeline: RecPipeline, queries: list) -> dict:
+    """Recall@10 of the held-out picks: full pipeline vs the query-only (retrieval score) order."""
+    hits_full = hits_query_only = 0
+    for query in queries:
+        retrieval, ranking = pipeline.retrieve_and_rank(request_of(query))
+        hits_full += query.target_item_id in set(ranking.item_ids.tolist())
+        hits_query_only += query.target_item_id in set(retrieval.candidate_ids[:EVAL_K].tolist())
+    n = max(len(queries), 1)
+    return {"held_out_requests": len(queries), "recall_at_10_pipeline": hits_full / n,
+            "recall_at_10_query_only": hits_query_only / n}
+
+
+def build(config: BuildConfig) -> ArtifactLayout:
+    layout = ArtifactLayout(config.output_dir)
+    fingerprint = source_fingerprint(config)
+    if not config.force and layout.is_built(fingerprint):
+        log.info("artifacts in %s are up to date (fingerprint %s)", layout.root, fingerprint)
+        return layout
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.manifest.unlink(missing_ok=True)
+    steps = tqdm(total=7, desc="build", disable=not config.progress)
+
+    synthetic = SyntheticConfig.from_name(config.preset)
+    ecosystem = generate_ecosystem(synthetic)
+    ecosystem.catalog.save_jsonl(layout.catalog)
+    train_queries, held_out = split_queries(ecosystem)
+    write_queries(layout.eval_queries, held_out)
+    steps.update()
+
+    store = build_profile(ecosystem, layout)
+    steps.update()
+
+    encoder = train_query_encoder(encoder_pairs(ecosystem, train_queries, config.seed),
+                                  component_config(QueryEncoderConfig, config, "query_encoder"), config.progress)
+    encoder.save(layout.query_encoder_dir)
+    item_vectors = encoder.encode([item_search_text(i, ecosystem.catalog) for i in ecosystem.catalog.items])
+    index = CatalogIndex(item_vectors, ecosystem.catalog)
+    index.save(layout.catalog_index_dir)
+    steps.update()
+
+    store_fragments(ecosystem, store, item_vectors)
+    steps.update()
+
+    retriever = Retriever(ecosystem.catalog, index, store, RetrieverConfig())
+    reranker = train_reranker(reranker_lists(train_queries, retriever, encoder, store, config.progress),
+                              component_config(RerankerConfig, config, "reranker"), config.progress)
+    reranker.save(layout.reranker_dir)
+    steps.update()
+
+    ranking = RankingStage(ecosystem.catalog, index, store, reranker)
+    examples = generator_examples(train_queries, (encoder, retriever, ranking), ecosystem, config.seed,
+                                  config.progress)
+    train_generator(examples, [i.item_id for i in ecosystem.catalog.items],
+                    component_config(GeneratorConfig, config, "generator"), layout.generator_dir,
+                    progress=config.progress)
+    steps.update()
+
+    pipeline = RecPipeline(encoder, retriever, ranking, load_generation_stage(layout))
+    metrics = evaluate(pipeline, held_out)
+    steps.update()
+    steps.close()
+    layout.write_manifest(fingerprint, config.preset, {
+        "build_seconds": round(time.monotonic() - started, 1),
+        "users": len(ecosystem.users), "items": len(ecosystem.catalog.items), "events": len(ecosystem.events),
+        "generator_examples": len(examples), "evaluation": metrics,
+    })
+    log.info("built %s in %.0f s: %s", layout.root, time.monotonic() - started, metrics)
+    return layout
+
+
+def write_queries(path: Path, queries: list) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for query in queries:
+            f.write(json.dumps(asdict(query), ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build Rec-LLM artifacts from the synthetic ecosystem.")
+    defaults = BuildConfig()
+    parser.add_argument("--preset", choices=PRESETS, default=defaults.preset)
+    parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
+    parser.add_argument("--force", action="store_true", help="rebuild even when the fingerprint matches")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    layout = build(BuildConfig(preset=args.preset, output_dir=args.output_dir, force=args.force))
+    print(json.dumps(layout.read_manifest(), ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Where built artifacts live and whether they are up to date.
+
+``builders/`` writes one folder per build (``artifacts/default``, a test build under a temp dir): the catalog,
+the profile database, the trained encoder, FAISS indexes, reranker and generator. A manifest records a
+fingerprint of everything the build depends on (build preset and the source files of the modules that
+produce artifacts), so ``make demo`` rebuilds only when an input changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+
+
+class ArtifactsNotBuiltError(FileNotFoundError):
+    """The artifact folder is missing or incomplete; the message says how to build it."""
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """The file layout of one artifact build."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.jsonl"
+
+    @property
+    def profile_db(self) -> Path:
+        return self.root / "profile.sqlite"
+
+    @property
+    def sessions_db(self) -> Path:
+        return self.root / "sessions.sqlite"
+
+    @property
+    def query_encoder_dir(self) -> Path:
+        return self.root / "query_encoder"
+
+    @property
+    def catalog_index_dir(self) -> Path:
+        return self.root / "catalog_index"
+
+    @property
+    def reranker_dir(self) -> Path:
+        return self.root / "reranker"
+
+    @property
+    def generator_dir(self) -> Path:
+        return self.root / "generator"
+
+    @property
+    def eval_queries(self) -> Path:
+        return self.root / "eval_queries.jsonl"
+
+    def required_paths(self) -> list[Path]:
+        return [
+            self.catalog,
+            self.profile_db,
+            self.query_encoder_dir,
+            self.catalog_index_dir,
+            self.reranker_dir,
+            self.generator_dir,
+        ]
+
+    def read_manifest(self) -> dict | None:
+        if not self.manifest.exists():
+            return None
+        return json.loads(self.manifest.read_text())
+
+    def is_built(self, fingerprint: str | None = None) -> bool:
+        manifest = self.read_manifest()
+        if manifest is None or not all(p.exists() for p in self.required_paths()):
+            return False
+        return fingerprint is None or manifest.get("fingerprint") == fingerprint
+
+    def require_built(self) -> None:
+        if self.read_manifest() is None:
+            raise ArtifactsNotBuiltError(
+                f"artifacts are not built in {self.root}: run `recllm build` (or `make demo`) first"
+            )
+        missing = [str(p) for p in self.required_paths() if not p.exists()]
+        if missing:
+            raise ArtifactsNotBuiltError(
+                f"artifact build in {self.root} is incomplete (missing {', '.join(missing)}): run `recllm build --force`"
+            )
+
+    def write_manifest(self, fingerprint: str, preset: str, extra: dict | None = None) -> None:
+        body = {"fingerprint": fingerprint, "preset": preset, "built_at": int(time.time())}
+        body.update(extra or {})
+        self.manifest.write_text(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+def fingerprint_inputs(preset: str, source_files: list[Path]) -> str:
+    """A hash of the build preset and the contents of the source files that produce artifacts."""
+    digest = hashlib.sha256(preset.encode())
+    for path in sorted(source_files):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

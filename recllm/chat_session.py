@@ -1,0 +1,132 @@
+"""Chat sessions for the streaming entry: turns persisted in SQLite, keyed by ``session_id``.
+
+A session belongs to one user: a session id presented with another user id is refused, so one user's dialogue
+can never leak into another's. The session supplies the context the next turn needs: the running query a short
+follow-up refines ("подешевле", "без сахара", "something else"), the items already shown (not repeated), and a
+price cap when the user asks for cheaper. The dialogue-manager issue replaces these rules with goal tracking,
+clarifying questions and moderation; this keeps only what a multi-turn conversation cannot do without.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recllm.query_encoder import tokenize as tokens_of
+from recllm.request_validation import RequestError
+
+MAX_TURNS_KEPT = 50
+FOLLOW_UP_MAX_WORDS = 4
+CHEAPER_WORDS = frozenset({"подешевле", "дешевле", "дешевое", "дешёвое", "cheaper", "cheap", "budget"})
+CHEAPER_FACTOR = 0.8
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chat_turns (
+    session_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    message TEXT NOT NULL,
+    effective_query TEXT NOT NULL,
+    service TEXT NOT NULL,
+    item_ids TEXT NOT NULL,
+    item_prices TEXT NOT NULL,
+    max_price REAL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, turn)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    turn: int
+    user_id: str
+    message: str
+    effective_query: str
+    service: str
+    item_ids: tuple[int, ...]
+    item_prices: tuple[float, ...]
+    max_price: float | None
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the pipeline should run for the new message."""
+
+    effective_query: str
+    service: str  # "" = infer
+    exclude_item_ids: frozenset[int]
+    max_price: float | None
+    turn: int
+
+
+def is_follow_up(message: str) -> bool:
+    return len(tokens_of(message)) <= FOLLOW_UP_MAX_WORDS
+
+
+def asks_cheaper(message: str) -> bool:
+    return bool(CHEAPER_WORDS & set(tokens_of(message)))
+
+
+def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, stated_budget: float | None) -> TurnContext:
+    """Combine the new message with the session so far."""
+    if not history:
+        return TurnContext(message, service_hint, frozenset(), stated_budget, 0)
+    last = history[-1]
+    follow_up = is_follow_up(message)
+    query = re.sub(r"\s+", " ", f"{last.effective_query} {message}") if follow_up else message
+    shown = frozenset(i for turn in history for i in turn.item_ids)
+    max_price = stated_budget
+    if max_price is None and follow_up:
+        max_price = last.max_price
+    if asks_cheaper(message) and last.item_prices:
+        cheapest_shown = sorted(last.item_prices)[len(last.item_prices) // 2]
+        max_price = min(max_price or float("inf"), cheapest_shown * CHEAPER_FACTOR)
+    return TurnContext(query, service_hint or (last.service if follow_up else ""), shown, max_price, last.turn + 1)
+
+
+class SessionStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        with self.connection() as conn:
+            conn.executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def history(self, session_id: str, user_id: str) -> list[ChatTurn]:
+        rows = self.connection().execute(
+            "SELECT turn, user_id, message, effective_query, service, item_ids, item_prices, max_price "
+            "FROM chat_turns WHERE session_id = ? ORDER BY turn DESC LIMIT ?",
+            (session_id, MAX_TURNS_KEPT),
+        ).fetchall()
+        turns = [
+            ChatTurn(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), tuple(json.loads(r[6])), r[7])
+            for r in reversed(rows)
+        ]
+        if any(t.user_id != user_id for t in turns):
+            raise RequestError("session_id belongs to another user: start a new session")
+        return turns
+
+    def append(self, session_id: str, user_id: str, message: str, context: TurnContext, service: str,
+               item_ids: list[int], item_prices: list[float]) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO chat_turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, context.turn, user_id, message, context.effective_query, service,
+                 json.dumps([int(i) for i in item_ids]), json.dumps([float(p) for p in item_prices]),
+                 context.max_price, int(time.time())),
+            )
+            conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?",
+                         (session_id, context.turn - MAX_TURNS_KEPT))

@@ -1,0 +1,176 @@
+"""``recllm`` command line: build artifacts, serve them with Triton, chat with a user, run the demo.
+
+    recllm build [--preset default|test] [--force]
+    recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002]     (foreground, Ctrl-C stops)
+    recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
+    recllm demo                                                                (build, serve, 3 turns, stop)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, TritonServerError
+
+DEMO_TURNS = (
+    ("samokat", "что приготовить на ужин, чтобы было полезно?"),
+    ("samokat", "без сахара"),
+    ("samokat", "подешевле"),
+)
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    defaults = TritonServerConfig()
+    parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--grpc-port", type=int, default=defaults.grpc_port)
+    parser.add_argument("--http-port", type=int, default=defaults.http_port)
+    parser.add_argument("--metrics-port", type=int, default=defaults.metrics_port)
+
+
+def server_config(args) -> TritonServerConfig:
+    return TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port)
+
+
+def cmd_build(args) -> int:
+    from builders.build_artifacts import BuildConfig, build  # noqa: PLC0415
+
+    layout = build(BuildConfig(preset=args.preset, output_dir=args.artifact_dir, force=args.force))
+    evaluation = (layout.read_manifest() or {}).get("evaluation", {})
+    print(f"artifacts ready in {layout.root}: {evaluation}")
+    return 0
+
+
+def raise_keyboard_interrupt(*_signal_args) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_serve(args) -> int:
+    config = server_config(args)
+    with TritonServer(config) as server:
+        print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
+              f"metrics :{config.metrics_port}/metrics (log: {server.log_path}). Ctrl-C stops.", flush=True)
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        try:
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        if server.process.poll() not in (None, 0):
+            print(f"tritonserver exited unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+    print("server stopped")
+    return 0
+
+
+def print_turn(user_id: str, message: str, turn) -> None:
+    print(f"\n[{user_id}] > {message}")
+    print(f"Rec-LLM ({turn.service}): {turn.reply}")
+    for item in turn.items:
+        print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽\n      почему: {item.explanation}")
+    first = f"{turn.first_token_s * 1000:.0f} ms" if turn.first_token_s is not None else "-"
+    print(f"  (first token {first}, full turn {turn.total_s * 1000:.0f} ms)")
+
+
+def cmd_chat(args) -> int:
+    from recllm_client import RecLLMClient, RecLLMClientError  # noqa: PLC0415
+
+    session = args.session or f"cli-{uuid.uuid4().hex[:12]}"
+    with RecLLMClient(args.url) as client:
+        if not client.is_ready():
+            print(f"no ready Rec-LLM server at {args.url}: start one with `recllm serve`", file=sys.stderr)
+            return 1
+        print(f"session {session} for user {args.user}; empty line or Ctrl-D quits")
+        for line in sys.stdin:
+            message = line.strip()
+            if not message:
+                break
+            try:
+                turn = client.chat(session, args.user, message, args.top_k, args.service)
+            except RecLLMClientError as exc:
+                print(f"error: {exc}")
+                continue
+            print_turn(args.user, message, turn)
+    return 0
+
+
+def pick_demo_user(artifact_dir: Path) -> str:
+    """The user with the richest cross-service history (kuper vegetables / megamarket sport make journey 1)."""
+    from recllm.profile_store import ProfileStore  # noqa: PLC0415
+
+    store = ProfileStore(artifact_dir / "profile.sqlite", read_only=True)
+    row = store.connection().execute(
+        "SELECT user_id FROM events WHERE kind = 'purchase' GROUP BY user_id "
+        "ORDER BY COUNT(DISTINCT service) DESC, COUNT(*) DESC, user_id LIMIT 1"
+    ).fetchone()
+    return row[0]
+
+
+def cmd_demo(args) -> int:
+    from recllm_client import RecLLMClient  # noqa: PLC0415
+
+    args.force = False
+    cmd_build(args)
+    user_id = args.user or pick_demo_user(args.artifact_dir)
+    with TritonServer(server_config(args)) as server, RecLLMClient(server.config.grpc_url) as client:
+        session = f"demo-{uuid.uuid4().hex[:8]}"
+        print(f"\nTriton is serving; a 3-turn conversation for user {user_id} (session {session}):")
+        for service, message in DEMO_TURNS:
+            print_turn(user_id, message, client.chat(session, user_id, message, args.top_k, service))
+        cold = client.recommend("new-user-demo", "хочу что-нибудь вкусное", args.top_k, "samokat")
+        print(f"\n[new user] > хочу что-нибудь вкусное\nRec-LLM ({cold.service}): {cold.reply}")
+        for item in cold.items:
+            print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽ ({item.explanation})")
+    print("\nserver stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recllm", description="Rec-LLM: conversational recommendations on Triton")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build artifacts (data, encoder, indexes, reranker, generator)")
+    build.add_argument("--preset", choices=("default", "test"), default="default")
+    build.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir)
+    build.add_argument("--force", action="store_true")
+    build.set_defaults(func=cmd_build)
+
+    serve = sub.add_parser("serve", help="run tritonserver on the model repository (foreground)")
+    add_server_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    chat = sub.add_parser("chat", help="interactive streamed chat against a running server")
+    chat.add_argument("--user", required=True)
+    chat.add_argument("--url", default=TritonServerConfig().grpc_url)
+    chat.add_argument("--session", default=None)
+    chat.add_argument("--service", default="", help="samokat | megamarket | kuper (empty: infer)")
+    chat.add_argument("--top-k", type=int, default=5)
+    chat.set_defaults(func=cmd_chat)
+
+    demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")
+    add_server_args(demo)
+    demo.add_argument("--preset", choices=("default", "test"), default="default")
+    demo.add_argument("--user", default=None)
+    demo.add_argument("--top-k", type=int, default=5)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (TritonServerError, FileNotFoundError, ValueError) as exc:
+        print(f"recllm {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

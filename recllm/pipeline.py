@@ -1,0 +1,164 @@
+"""The recommendation pipeline as four stages: encode → retrieve → rank → generate.
+
+Each Triton model in ``model_repository/`` loads exactly one stage from a built artifact folder and calls it;
+``RecPipeline`` chains the same stages in-process (for the benchmark's in-process baseline, for the builders
+and for tests), so the served and the in-process paths run identical code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+from recllm.artifacts import ArtifactLayout
+from recllm.catalog import Catalog
+from recllm.catalog_index import CatalogIndex
+from recllm.explanations import ExplanationConfig, explain_item
+from recllm.profile_store import ProfileStore
+from recllm.query_encoder import QueryEncoder
+from recllm.reply_prompt import build_prompt
+from recllm.request_validation import RecRequest, parse_request
+from recllm.reranker import Reranker, candidate_features
+from recllm.retriever import Retrieval, Retriever, RetrieverConfig
+from recllm.text_arrays import utf8_array
+from recllm.user_signals import compute_user_signals
+
+if TYPE_CHECKING:  # the generator pulls in transformers: only the generation stage's process needs it
+    from recllm.generator import ReplyGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ranking:
+    item_ids: np.ndarray  # [K] int64, best first
+    scores: np.ndarray  # [K] float32
+    explanations: list[str]
+
+
+@dataclass
+class Recommendation:
+    service: str
+    items: list[dict]  # item_id, name, service, price, score, explanation
+    reply: str
+    profile_facts: list[str] = field(default_factory=list)
+
+
+class RankingStage:
+    """Reranker scores + per-item explanations for one request."""
+
+    def __init__(self, catalog: Catalog, index: CatalogIndex, profile: ProfileStore, reranker: Reranker,
+                 explanation: ExplanationConfig | None = None):
+        self.catalog, self.index, self.profile, self.reranker = catalog, index, profile, reranker
+        self.explanation = explanation or ExplanationConfig()
+        self.popularity = profile.item_popularity()
+
+    def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray) -> Ranking:
+        events = self.profile.events_of(request.user_id)
+        now_ts = self.profile.latest_timestamp() or 0
+        signals = compute_user_signals(request.user_id, events, self.catalog, self.index.item_vectors, now_ts)
+        features = candidate_features(candidate_ids, candidate_scores, signals, service, self.catalog,
+                                      self.index.item_vectors, self.popularity, now_ts)
+        scores = self.reranker.score(features)
+        order = np.argsort(-scores, kind="stable")[: request.top_k]
+        fragments = self.profile.fragments_of(request.user_id)
+        explanations = [
+            explain_item(self.catalog.get(int(i)), self.index.item_vectors[i], fragments, signals,
+                         request.language, self.explanation)
+            for i in candidate_ids[order]
+        ]
+        return Ranking(candidate_ids[order].astype(np.int64), scores[order].astype(np.float32), explanations)
+
+    def item_arrays(self, ranking: Ranking) -> dict[str, np.ndarray]:
+        """The ranked items as named arrays (lower_snake; the adapters upper-case them inside the graph)."""
+        items = [self.catalog.get(int(i)) for i in ranking.item_ids]
+        return {
+            "item_ids": ranking.item_ids.astype(np.int64),
+            "item_scores": ranking.scores.astype(np.float32),
+            "item_names": utf8_array([item.name for item in items]),
+            "item_prices": np.array([item.price for item in items], dtype=np.float32),
+            "item_services": utf8_array([item.service for item in items]),
+            "item_explanations": utf8_array(ranking.explanations),
+        }
+
+
+class GenerationStage:
+    """The Qwen2 reply generator, constrained to the ranked items."""
+
+    def __init__(self, catalog: Catalog, generator: ReplyGenerator):
+        self.catalog = catalog
+        self.generator = generator
+
+    def item_name(self, item_id: int) -> str:
+        return self.catalog.get(item_id).name
+
+    def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
+               profile_facts: Sequence[str]) -> Iterator[str]:
+        prompt = build_prompt(service, language, query, profile_facts)
+        return self.generator.stream(prompt, [int(i) for i in item_ids], self.item_name)
+
+    def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
+                 profile_facts: Sequence[str]) -> str:
+        return "".join(self.stream(service, language, query, item_ids, profile_facts))
+
+
+def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:
+    catalog = Catalog.load_jsonl(layout.catalog)
+    return catalog, CatalogIndex.load(layout.catalog_index_dir, catalog)
+
+
+def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:
+    catalog, index = load_catalog_and_index(layout)
+    return Retriever(catalog, index, ProfileStore(layout.profile_db), config or RetrieverConfig())
+
+
+def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
+    catalog, index = load_catalog_and_index(layout)
+    return RankingStage(catalog, index, ProfileStore(layout.profile_db), Reranker.load(layout.reranker_dir))
+
+
+def load_generation_stage(layout: ArtifactLayout) -> GenerationStage:
+    from recllm.generator import ReplyGenerator  # noqa: PLC0415
+
+    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(layout.generator_dir))
+
+
+class RecPipeline:
+    """All four stages in one process."""
+
+    def __init__(self, encoder: QueryEncoder, retriever: Retriever, ranking: RankingStage, generation: GenerationStage):
+        self.encoder, self.retriever, self.ranking, self.generation = encoder, retriever, ranking, generation
+        self.catalog = retriever.catalog
+
+    @classmethod
+    def load(cls, artifact_dir: Path) -> "RecPipeline":
+        layout = ArtifactLayout(artifact_dir)
+        layout.require_built()
+        return cls(QueryEncoder.load(layout.query_encoder_dir), load_retriever(layout),
+                   load_ranking_stage(layout), load_generation_stage(layout))
+
+    def retrieve_and_rank(self, request: RecRequest, exclude_item_ids: frozenset[int] = frozenset()
+                          ) -> tuple[Retrieval, Ranking]:
+        query_vector = self.encoder.encode([request.query])[0]
+        retrieval = self.retriever.retrieve(request, query_vector, exclude_item_ids)
+        ranking = self.ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
+        return retrieval, ranking
+
+    def recommend(self, user_id: str, query: str, top_k: int = 5, service: str = "") -> Recommendation:
+        request = parse_request(user_id, query, top_k, service)
+        retrieval, ranking = self.retrieve_and_rank(request)
+        facts = [f.text(request.language) for f, _ in retrieval.fragments]
+        reply = self.generation.generate(retrieval.service, request.language, request.query, ranking.item_ids, facts)
+        return Recommendation(retrieval.service, self.describe(ranking), reply, facts)
+
+    def describe(self, ranking: Ranking) -> list[dict]:
+        items = []
+        for item_id, score, why in zip(ranking.item_ids.tolist(), ranking.scores.tolist(), ranking.explanations):
+            item = self.catalog.get(item_id)
+            items.append({"item_id": item_id, "name": item.name, "service": item.service, "price": item.price,
+                          "score": score, "explanation": why})
+        return items

@@ -1,0 +1,246 @@
+"""Run the real NVIDIA Triton Inference Server on our model repository.
+
+The tritonserver 2.51 binary ships inside the ``nvidia-pytriton`` wheel together with the Python backend and
+one backend stub per Python version. This module prepares a private backend directory (the stub must match the
+running interpreter), sets the environment the stub needs (the venv's ``bin`` on PATH, the bundled shared
+libraries on LD_LIBRARY_PATH) and manages the server process: port checks, readiness, clean shutdown.
+
+Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recllm.artifacts import ArtifactLayout
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class TritonServerError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+@dataclass
+class TritonServerConfig:
+    """Where the server reads models from and where it listens."""
+
+    artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
+    model_repository: Path = REPO_ROOT / "model_repository"
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    bind_address: str = "127.0.0.1"
+    runtime_dir: Path | None = None  # defaults to <artifact_dir>/triton_runtime
+    startup_timeout_s: float = 300.0
+    log_verbose: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.artifact_dir = Path(self.artifact_dir)
+        self.model_repository = Path(self.model_repository)
+        for name in ("grpc_port", "http_port", "metrics_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"TritonServerConfig.{name} must be a port number 1..65535, got {port!r}")
+        ports = [self.grpc_port, self.http_port, self.metrics_port]
+        if len(set(ports)) != 3:
+            raise ValueError(f"TritonServerConfig ports must differ, got grpc/http/metrics = {ports}")
+        if self.startup_timeout_s <= 0:
+            raise ValueError(f"TritonServerConfig.startup_timeout_s must be > 0, got {self.startup_timeout_s!r}")
+        if self.runtime_dir is None:
+            self.runtime_dir = self.artifact_dir / "triton_runtime"
+        self.runtime_dir = Path(self.runtime_dir)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.bind_address}:{self.grpc_port}"
+
+
+def pytriton_paths() -> tuple[Path, Path]:
+    """(tritonserver dir inside the pytriton wheel, its bundled shared-library dir)."""
+    try:
+        import pytriton  # noqa: PLC0415 - optional at import time of the library
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise TritonServerError("nvidia-pytriton is not installed: it carries the tritonserver binary") from exc
+    package_dir = Path(pytriton.__file__).resolve().parent
+    return package_dir / "tritonserver", package_dir.parent / "nvidia_pytriton.libs"
+
+
+def prepare_backend_dir(runtime_dir: Path) -> Path:
+    """A backend directory whose Python stub matches the running interpreter (idempotent)."""
+    server_dir, _ = pytriton_paths()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise TritonServerError(f"no Triton Python backend stub for Python {version} in {stub.parent.parent}")
+    python_backend = runtime_dir / "backends" / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        target = python_backend / name
+        if not target.exists():
+            shutil.copy2(server_dir / "backends" / "python" / name, target)
+    stub_target = python_backend / "triton_python_backend_stub"
+    if not stub_target.exists():
+        shutil.copy2(stub, stub_target)
+    return runtime_dir / "backends"
+
+
+def server_environment(config: TritonServerConfig) -> dict[str, str]:
+    """Environment for tritonserver and, through it, the Python backend stubs."""
+    _, libs_dir = pytriton_paths()
+    env = dict(os.environ)
+    lib_path = [str(libs_dir), sysconfig.get_config_var("LIBDIR") or ""]
+    if env.get("LD_LIBRARY_PATH"):
+        lib_path.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in lib_path if p)
+    # The stub takes its interpreter (and so our venv's packages) from PATH; PYTHONPATH is not honoured.
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env[ARTIFACT_DIR_ENV] = str(config.artifact_dir.resolve())
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(config.extra_env)
+    return env
+
+
+def port_is_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def check_ports(config: TritonServerConfig) -> None:
+    for name in ("grpc_port", "http_port", "metrics_port"):
+        port = getattr(config, name)
+        if not port_is_free(config.bind_address, port):
+            raise TritonServerError(
+                f"{name.replace('_', ' ')} {port} on {config.bind_address} is already in use; "
+                f"stop whatever holds it or choose another port (--{name.replace('_', '-')})"
+            )
+
+
+def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
+    server_dir, _ = pytriton_paths()
+    return [
+        str(server_dir / "bin" / "tritonserver"),
+        f"--model-repository={config.model_repository.resolve()}",
+        f"--backend-directory={backend_dir}",
+        f"--grpc-address={config.bind_address}",
+        f"--grpc-port={config.grpc_port}",
+        f"--http-address={config.bind_address}",
+        f"--http-port={config.http_port}",
+        f"--metrics-address={config.bind_address}",
+        f"--metrics-port={config.metrics_port}",
+        "--allow-gpu-metrics=false",
+        "--strict-readiness=true",
+        "--exit-timeout-secs=10",
+        f"--log-verbose={config.log_verbose}",
+    ]
+
+
+class TritonServer:
+    """A tritonserver child process: ``with TritonServer(config) as server: ...``."""
+
+    def __init__(self, config: TritonServerConfig, log_path: Path | None = None):
+        self.config = config
+        self.log_path = Path(log_path) if log_path else config.runtime_dir / "tritonserver.log"
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    def start(self) -> "TritonServer":
+        ArtifactLayout(self.config.artifact_dir).require_built()
+        if not (self.config.model_repository / "recllm" / "config.pbtxt").exists():
+            raise TritonServerError(f"{self.config.model_repository} is not a Rec-LLM model repository")
+        check_ports(self.config)
+        backend_dir = prepare_backend_dir(self.config.runtime_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = server_command(self.config, backend_dir)
+        log.info("starting tritonserver: %s", " ".join(command))
+        self.process = subprocess.Popen(
+            command,
+            env=server_environment(self.config),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        url = f"http://{self.config.bind_address}:{self.config.http_port}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TritonServerError(
+                    f"tritonserver exited with code {self.process.returncode} before becoming ready:\n"
+                    f"{self.log_tail()}"
+                )
+            if self.is_ready():
+                log.info("tritonserver ready: grpc %s", self.config.grpc_url)
+                return
+            time.sleep(0.25)
+        raise TritonServerError(
+            f"tritonserver not ready after {self.config.startup_timeout_s:.0f} s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no server log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver did not stop in %.0f s; killing it", timeout_s)
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
