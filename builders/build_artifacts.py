@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from builders import generator_corpus
 from recllm.artifacts import ArtifactLayout, fingerprint_inputs
-from recllm.catalog import Catalog
 from recllm.catalog_index import CatalogIndex, item_search_text
 from recllm.generator import GeneratorConfig, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
@@ -32,7 +31,7 @@ from recllm.profile_store import ProfileStore
 from recllm.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
 from recllm.reply_prompt import build_prompt
 from recllm.request_validation import RecRequest, parse_request
-from recllm.reranker import Reranker, RerankerConfig, candidate_features, train_reranker
+from recllm.reranker import RerankerConfig, candidate_features, train_reranker
 from recllm.retriever import Retriever, RetrieverConfig
 from recllm.synthetic_ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
 from recllm.user_signals import compute_user_signals
@@ -124,19 +123,26 @@ def request_of(query) -> RecRequest:
     return parse_request(query.user_id, query.text, EVAL_K, query.service)
 
 
-def reranker_lists(queries: list, retriever: Retriever, encoder: QueryEncoder, store: ProfileStore,
-                   progress: bool) -> list[tuple[np.ndarray, int]]:
+def retrieve_all(queries: list, encoder: QueryEncoder, retriever: Retriever, progress: bool) -> list:
+    """One retrieval per training request, shared by the reranker and generator data."""
+    requests = [request_of(q) for q in queries]
+    vectors = encoder.encode([r.query for r in requests])  # [Q, D]
+    return [
+        (request, retriever.retrieve(request, vector))
+        for request, vector in tqdm(list(zip(requests, vectors)), desc="retrieval", disable=not progress, leave=False)
+    ]
+
+
+def reranker_lists(queries: list, retrievals: list, retriever: Retriever, store: ProfileStore
+                   ) -> list[tuple[np.ndarray, int]]:
     catalog, vectors = retriever.catalog, retriever.index.item_vectors
     popularity = store.item_popularity()
-    query_vectors = encoder.encode([q.text for q in queries])
     lists = []
-    for query, query_vector in tqdm(list(zip(queries, query_vectors)), desc="reranker data", disable=not progress,
-                                    leave=False):
-        retrieval = retriever.retrieve(request_of(query), query_vector)
+    for query, (_, retrieval) in zip(queries, retrievals):
         hits = np.flatnonzero(retrieval.candidate_ids == query.target_item_id)
         if not len(hits):
             continue
-        events = store.events_of(query.user_id)
+        events = store.events_of(query.user_id, kind="purchase")
         signals = compute_user_signals(query.user_id, events, catalog, vectors, query.timestamp)
         features = candidate_features(retrieval.candidate_ids, retrieval.candidate_scores, signals, retrieval.service,
                                       catalog, vectors, popularity, query.timestamp)
@@ -144,16 +150,14 @@ def reranker_lists(queries: list, retriever: Retriever, encoder: QueryEncoder, s
     return lists
 
 
-def generator_examples(queries: list, pipeline_parts: tuple, ecosystem: Ecosystem, seed: int,
+def generator_examples(queries: list, retrievals: list, ranking: RankingStage, ecosystem: Ecosystem, seed: int,
                        progress: bool) -> list:
-    encoder, retriever, ranking = pipeline_parts
     rng = random.Random(seed)
     cold = {u.user_id for u in ecosystem.users} - {e.user_id for e in ecosystem.events}
     examples = []
-    for query in tqdm(queries, desc="generator data", disable=not progress, leave=False):
-        request = parse_request(query.user_id, query.text, TOP_K_FOR_REPLIES, query.service)
-        query_vector = encoder.encode([request.query])[0]
-        retrieval = retriever.retrieve(request, query_vector)
+    rows = list(zip(queries, retrievals))
+    for query, (request, retrieval) in tqdm(rows, desc="generator data", disable=not progress, leave=False):
+        request = replace(request, top_k=TOP_K_FOR_REPLIES)
         ranked = ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
         items = [int(i) for i in ranked.item_ids]
         facts = [f.text(request.language) for f, _ in retrieval.fragments]
@@ -162,10 +166,10 @@ def generator_examples(queries: list, pipeline_parts: tuple, ecosystem: Ecosyste
         prompt = build_prompt(retrieval.service, request.language, request.query, facts)
         examples.append(generator_corpus.make_example(prompt, items, reply))
         if rng.random() < 0.3:  # a follow-up turn ("подешевле", "something else") refining this request
-            follow_query, follow_reply = generator_corpus.follow_up_example(request.query, request.language, items[::-1],
-                                                                            rng, is_cold)
-            prompt = build_prompt(retrieval.service, request.language, follow_query, facts)
-            examples.append(generator_corpus.make_example(prompt, items[::-1], follow_reply))
+            follow_query, follow_reply = generator_corpus.follow_up_example(request.query, request.language,
+                                                                            items[::-1], rng, is_cold)
+            follow_prompt = build_prompt(retrieval.service, request.language, follow_query, facts)
+            examples.append(generator_corpus.make_example(follow_prompt, items[::-1], follow_reply))
         if rng.random() < 0.05:  # nothing survived the filters
             examples.append(generator_corpus.make_example(prompt, [], generator_corpus.reply_text(
                 query.intent, request.language, [], is_cold)))
@@ -218,14 +222,14 @@ def build(config: BuildConfig) -> ArtifactLayout:
     steps.update()
 
     retriever = Retriever(ecosystem.catalog, index, store, RetrieverConfig())
-    reranker = train_reranker(reranker_lists(train_queries, retriever, encoder, store, config.progress),
+    retrievals = retrieve_all(train_queries, encoder, retriever, config.progress)
+    reranker = train_reranker(reranker_lists(train_queries, retrievals, retriever, store),
                               component_config(RerankerConfig, config, "reranker"), config.progress)
     reranker.save(layout.reranker_dir)
     steps.update()
 
     ranking = RankingStage(ecosystem.catalog, index, store, reranker)
-    examples = generator_examples(train_queries, (encoder, retriever, ranking), ecosystem, config.seed,
-                                  config.progress)
+    examples = generator_examples(train_queries, retrievals, ranking, ecosystem, config.seed, config.progress)
     train_generator(examples, [i.item_id for i in ecosystem.catalog.items],
                     component_config(GeneratorConfig, config, "generator"), layout.generator_dir,
                     progress=config.progress)

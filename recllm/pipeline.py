@@ -58,7 +58,7 @@ class RankingStage:
         self.popularity = profile.item_popularity()
 
     def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray) -> Ranking:
-        events = self.profile.events_of(request.user_id)
+        events = self.profile.events_of(request.user_id, kind="purchase")
         now_ts = self.profile.latest_timestamp() or 0
         signals = compute_user_signals(request.user_id, events, self.catalog, self.index.item_vectors, now_ts)
         features = candidate_features(candidate_ids, candidate_scores, signals, service, self.catalog,

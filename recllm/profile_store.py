@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import faiss
 import numpy as np
@@ -56,8 +56,9 @@ CREATE TABLE IF NOT EXISTS item_popularity (
 """
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One stored event (a NamedTuple: profiles are read per request and tuples build fastest)."""
+
     user_id: str
     service: str
     item_id: int
@@ -127,13 +128,16 @@ class ProfileStore:
             conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
-    def events_of(self, user_id: str) -> list[EventRow]:
-        cursor = self.connection().execute(
-            "SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
-            "FROM events WHERE user_id = ? ORDER BY ts",
-            (user_id,),
-        )
-        return [EventRow(*row) for row in cursor]
+    def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
+        """The user's events in time order, optionally only one kind (e.g. "purchase")."""
+        query = ("SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
+                 "FROM events WHERE user_id = ?")
+        params: tuple = (user_id,)
+        if kind is not None:
+            query += " AND kind = ?"
+            params += (kind,)
+        cursor = self.connection().execute(query + " ORDER BY ts", params)
+        return list(map(EventRow._make, cursor))
 
     def user_ids(self) -> list[str]:
         cursor = self.connection().execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")

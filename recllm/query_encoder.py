@@ -33,10 +33,10 @@ NAVEC_DIM = 300
 @dataclass
 class QueryEncoderConfig:
     dim: int = 128
-    hash_buckets: int = 1 << 15
+    hash_buckets: int = 1 << 14
     char_ngram: int = 3
     max_words: int = 64
-    train_epochs: int = 12
+    train_epochs: int = 8
     batch_size: int = 128
     learning_rate: float = 3e-3
     temperature: float = 0.05

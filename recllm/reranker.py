@@ -147,8 +147,20 @@ class Reranker:
         return cls(config, model)
 
 
+def pad_lists(lists: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features [N, C, F], valid mask [N, C], targets [N]) with every list padded to the longest one."""
+    width = max(len(f) for f, _ in lists)
+    features = np.zeros((len(lists), width, len(FEATURE_NAMES)), dtype=np.float32)
+    mask = np.zeros((len(lists), width), dtype=bool)
+    for row, (f, _) in enumerate(lists):
+        features[row, : len(f)] = f
+        mask[row, : len(f)] = True
+    targets = torch.tensor([t for _, t in lists])
+    return torch.from_numpy(features), torch.from_numpy(mask), targets
+
+
 def train_reranker(lists: Sequence[tuple[np.ndarray, int]], config: RerankerConfig, progress: bool = True) -> Reranker:
-    """Listwise training on (features [C, F], index of the picked item) pairs."""
+    """Listwise training on (features [C, F], index of the picked item) pairs: softmax over each list."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     lists = [(f, t) for f, t in lists if 0 <= t < len(f)]
@@ -159,22 +171,21 @@ def train_reranker(lists: Sequence[tuple[np.ndarray, int]], config: RerankerConf
     stacked = torch.from_numpy(np.concatenate([f for f, _ in lists]))
     model.mean.copy_(stacked.mean(0))
     model.std.copy_(stacked.std(0).clamp(min=1e-3))
-    tensors = [(torch.from_numpy(f), t) for f, t in lists]
+    features, mask, targets = pad_lists(lists)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     model.train()
     bar = tqdm(range(config.epochs), desc="reranker", disable=not progress, leave=False)
     for _ in bar:
         total = 0.0
-        order = rng.permutation(len(tensors))
-        for start in range(0, len(tensors), 32):
-            batch = [tensors[i] for i in order[start : start + 32]]
-            loss = torch.stack([-torch.log_softmax(model(f), 0)[t] for f, t in batch]).mean()
+        for batch in torch.randperm(len(lists), generator=generator).split(32):
+            logits = model(features[batch]).masked_fill(~mask[batch], -1e9)  # [B, C]
+            loss = nn.functional.cross_entropy(logits, targets[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
-        bar.set_postfix(loss=f"{total / len(tensors):.3f}")
+        bar.set_postfix(loss=f"{total / len(lists):.3f}")
     model.eval()
-    log.info("reranker trained on %d lists, final loss %.3f", len(tensors), total / len(tensors))
+    log.info("reranker trained on %d lists, final loss %.3f", len(lists), total / len(lists))
     return Reranker(config, model)

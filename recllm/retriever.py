@@ -83,8 +83,8 @@ class Retriever:
         return bool(top) and self.sensitive_items[top].mean() >= self.config.health_vote_threshold
 
     def user_signals(self, user_id: str) -> tuple[list, UserSignals]:
-        events = self.profile.events_of(user_id)
-        return events, compute_user_signals(user_id, events, self.catalog, self.index.item_vectors)
+        purchases = self.profile.events_of(user_id, kind="purchase")
+        return purchases, compute_user_signals(user_id, purchases, self.catalog, self.index.item_vectors)
 
     def retrieve(
         self, request: RecRequest, query_vector: np.ndarray, exclude_item_ids: frozenset[int] = frozenset()

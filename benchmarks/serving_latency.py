@@ -1,0 +1,179 @@
+"""Latency of one recommendation turn: through Triton over gRPC vs the same pipeline in-process, side by side.
+
+Measures, on held-out synthetic requests of the built artifacts:
+* ``ensemble``: the ``recllm`` ensemble (encoder → retriever → reranker → generator) round trip;
+* ``chat``: a streamed ``recllm_chat`` turn — time to first token and full turn;
+at concurrency 1 and 4, and the same two paths called in-process (one thread), then prints p50/p95/p99 and the
+Triton/in-process ratio. Writes ``benchmarks/results/serving_latency.{json,md}`` with machine info.
+
+    python -m benchmarks.serving_latency [--artifact-dir artifacts/default] [--requests 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.machine_info import machine_info
+from recllm.artifacts import ArtifactLayout
+from recllm.chat_engine import ChatEngine, InProcessChatStages, TextChunk
+from recllm.chat_session import SessionStore
+from recllm.pipeline import RecPipeline
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
+from recllm_client import RecLLMClient
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOAL_P95_MS = 500.0
+
+
+@dataclass
+class BenchConfig:
+    artifact_dir: Path = Path("artifacts/default")
+    requests: int = 60
+    warmup: int = 5
+    concurrencies: tuple[int, ...] = (1, 4)
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.requests <= 0 or self.warmup < 0:
+            raise ValueError(f"BenchConfig.requests must be > 0 and warmup >= 0, got {self.requests}, {self.warmup}")
+
+
+def load_workload(layout: ArtifactLayout, n: int) -> list[tuple[str, str, str]]:
+    rows = [json.loads(line) for line in layout.eval_queries.read_text(encoding="utf-8").splitlines()]
+    workload = [(r["user_id"], r["text"], r["service"]) for r in rows]
+    return [workload[i % len(workload)] for i in range(n)]
+
+
+def percentiles(samples_s: list[float]) -> dict:
+    ms = np.array(samples_s) * 1000
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "mean_ms": round(float(ms.mean()), 1)}
+
+
+def run_concurrent(fn, workload, concurrency: int) -> tuple[list, float]:
+    """Run ``fn(request)`` over the workload with ``concurrency`` threads; (results, wall seconds)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(fn, workload))
+    return results, time.perf_counter() - started
+
+
+def triton_measurements(url: str, workload, config: BenchConfig) -> dict:
+    local = threading.local()
+
+    def client() -> RecLLMClient:
+        if not hasattr(local, "client"):
+            local.client = RecLLMClient(url, timeout_s=120)
+        return local.client
+
+    def ensemble_call(request):
+        started = time.perf_counter()
+        client().recommend(request[0], request[1], config.top_k, request[2])
+        return time.perf_counter() - started
+
+    def chat_call(request):
+        turn = client().chat(f"bench-{uuid.uuid4().hex}", request[0], request[1], config.top_k, request[2])
+        return turn.first_token_s or turn.total_s, turn.total_s
+
+    run_concurrent(ensemble_call, workload[: config.warmup], 1)
+    run_concurrent(chat_call, workload[: config.warmup], 1)
+    results = {}
+    for concurrency in config.concurrencies:
+        latencies, wall = run_concurrent(ensemble_call, workload, concurrency)
+        results[f"triton_ensemble_c{concurrency}"] = percentiles(latencies) | {"throughput_rps": round(len(workload) / wall, 2)}
+        turns, wall = run_concurrent(chat_call, workload, concurrency)
+        results[f"triton_chat_first_token_c{concurrency}"] = percentiles([t[0] for t in turns])
+        results[f"triton_chat_full_turn_c{concurrency}"] = percentiles([t[1] for t in turns]) | {
+            "throughput_rps": round(len(workload) / wall, 2)}
+    return results
+
+
+def in_process_measurements(layout: ArtifactLayout, workload, config: BenchConfig, tmp: Path) -> dict:
+    pipeline = RecPipeline.load(layout.root)
+    engine = ChatEngine(SessionStore(tmp / "bench_sessions.sqlite"), InProcessChatStages(pipeline))
+
+    def ensemble_call(request):
+        started = time.perf_counter()
+        pipeline.recommend(request[0], request[1], config.top_k, request[2])
+        return time.perf_counter() - started
+
+    def chat_call(request):
+        started, first = time.perf_counter(), None
+        for chunk in engine.turn(f"bench-{uuid.uuid4().hex}", request[0], request[1], config.top_k, request[2]):
+            if first is None and isinstance(chunk, TextChunk):
+                first = time.perf_counter() - started
+        total = time.perf_counter() - started
+        return first or total, total
+
+    run_concurrent(ensemble_call, workload[: config.warmup], 1)
+    ensemble, _ = run_concurrent(ensemble_call, workload, 1)
+    turns, _ = run_concurrent(chat_call, workload, 1)
+    return {"in_process_ensemble_c1": percentiles(ensemble),
+            "in_process_chat_first_token_c1": percentiles([t[0] for t in turns]),
+            "in_process_chat_full_turn_c1": percentiles([t[1] for t in turns])}
+
+
+def ratios(results: dict) -> dict:
+    pairs = {"ensemble": ("triton_ensemble_c1", "in_process_ensemble_c1"),
+             "chat_first_token": ("triton_chat_first_token_c1", "in_process_chat_first_token_c1"),
+             "chat_full_turn": ("triton_chat_full_turn_c1", "in_process_chat_full_turn_c1")}
+    return {name: round(results[t]["p50_ms"] / results[i]["p50_ms"], 2) for name, (t, i) in pairs.items()}
+
+
+def markdown(report: dict) -> str:
+    lines = ["| measurement | n | p50 ms | p95 ms | p99 ms | throughput rps |", "|---|---|---|---|---|---|"]
+    for name, row in report["results"].items():
+        lines.append(f"| {name} | {row['n']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
+                     f"{row.get('throughput_rps', '')} |")
+    lines.append("")
+    lines.append("Triton / in-process p50 ratio (concurrency 1): " +
+                 ", ".join(f"{k} {v}x" for k, v in report["triton_over_in_process_p50"].items()))
+    lines.append(f"Goal: full chat turn p95 < {GOAL_P95_MS:.0f} ms at concurrency 1 — "
+                 f"{'met' if report['goal_met'] else 'not met'}.")
+    return "\n".join(lines)
+
+
+def run(config: BenchConfig) -> dict:
+    layout = ArtifactLayout(config.artifact_dir)
+    layout.require_built()
+    workload = load_workload(layout, config.requests)
+    info = machine_info()
+    server_config = TritonServerConfig(artifact_dir=layout.root, grpc_port=free_port(), http_port=free_port(),
+                                       metrics_port=free_port())
+    with TritonServer(server_config) as server:
+        results = triton_measurements(server.config.grpc_url, workload, config)
+    results |= in_process_measurements(layout, workload, config, layout.root)
+    report = {"machine": info, "artifacts": layout.read_manifest(), "config": {
+        "requests": config.requests, "concurrencies": list(config.concurrencies), "top_k": config.top_k},
+        "results": results, "triton_over_in_process_p50": ratios(results),
+        "goal_met": results["triton_chat_full_turn_c1"]["p95_ms"] < GOAL_P95_MS}
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = BenchConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--requests", type=int, default=defaults.requests)
+    parser.add_argument("--output", type=Path, default=RESULTS / "serving_latency")
+    args = parser.parse_args(argv)
+    report = run(BenchConfig(artifact_dir=args.artifact_dir, requests=args.requests))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    table = markdown(report)
+    args.output.with_suffix(".md").write_text(f"# Serving latency\n\nMachine: {json.dumps(report['machine'])}\n\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

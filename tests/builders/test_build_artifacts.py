@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from builders.build_artifacts import BuildConfig, build, source_fingerprint, split_queries
+from builders.generator_corpus import join_items, reply_text
+from recllm.synthetic_ecosystem import SyntheticConfig, generate_ecosystem
+
+
+def test_build_writes_every_artifact_and_a_manifest(test_artifacts):
+    manifest = test_artifacts.read_manifest()
+    assert test_artifacts.is_built(manifest["fingerprint"])
+    assert manifest["preset"] == "test"
+    evaluation = manifest["evaluation"]
+    assert evaluation["held_out_requests"] > 0
+    assert 0.0 <= evaluation["recall_at_10_query_only"] <= 1.0
+    rows = [json.loads(line) for line in test_artifacts.eval_queries.read_text().splitlines()]
+    assert len(rows) == evaluation["held_out_requests"]
+
+
+def test_rebuild_is_skipped_when_inputs_are_unchanged(test_artifacts, test_build_config):
+    before = test_artifacts.manifest.stat().st_mtime_ns
+    build(test_build_config)
+    assert test_artifacts.manifest.stat().st_mtime_ns == before
+
+
+def test_fingerprint_depends_on_preset_and_overrides(tmp_path):
+    base = source_fingerprint(BuildConfig(preset="test", output_dir=tmp_path))
+    assert base != source_fingerprint(BuildConfig(preset="default", output_dir=tmp_path))
+    assert base != source_fingerprint(BuildConfig(preset="test", output_dir=tmp_path, overrides={"x": {"y": 1}}))
+
+
+def test_build_config_rejects_unknown_preset():
+    with pytest.raises(ValueError, match="preset"):
+        BuildConfig(preset="huge")
+
+
+def test_each_user_has_exactly_one_held_out_request_and_it_is_the_latest():
+    ecosystem = generate_ecosystem(SyntheticConfig.from_name("test"))
+    train, held_out = split_queries(ecosystem)
+    assert len({q.user_id for q in held_out}) == len(held_out)
+    latest_train = {}
+    for query in train:
+        latest_train[query.user_id] = max(latest_train.get(query.user_id, 0), query.timestamp)
+    assert all(q.timestamp >= latest_train.get(q.user_id, 0) for q in held_out)
+
+
+def test_reply_targets_mention_items_in_rank_order():
+    assert join_items([3, 1, 2], "ru") == "<item_3>, <item_1> и <item_2>"
+    assert reply_text("vague", "ru", [5, 6], cold_user=False).startswith("Сладкое или солёное?")
+    assert "Tell me what you like" in reply_text("coffee", "en", [5], cold_user=True)
+    assert "<item_" not in reply_text("coffee", "ru", [], cold_user=False)

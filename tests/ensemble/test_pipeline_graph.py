@@ -1,0 +1,64 @@
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from ensemble import pipeline_graph as graph
+
+
+def test_committed_configs_match_generated():
+    for name, config in graph.all_configs().items():
+        path = graph.MODEL_REPOSITORY / name / "config.pbtxt"
+        assert path.exists(), f"{path} missing: run `python -m ensemble.pipeline_graph`"
+        assert path.read_text() == graph.render(config), f"{path} drifted: run `python -m ensemble.pipeline_graph`"
+
+
+def test_committed_configs_parse_as_model_configs():
+    for name in graph.all_configs():
+        text = (graph.MODEL_REPOSITORY / name / "config.pbtxt").read_text()
+        parsed = text_format.Parse(text, mc.ModelConfig())
+        assert parsed.name == name
+
+
+def test_every_python_model_has_an_adapter():
+    for name, config in graph.all_configs().items():
+        if config.backend == "python":
+            assert (graph.MODEL_REPOSITORY / name / "1" / "model.py").exists()
+
+
+def test_ensemble_steps_consume_only_available_tensors():
+    config = graph.ensemble_config()
+    available = {t.name for t in config.input}
+    for step in config.ensemble_scheduling.step:
+        missing = set(step.input_map.values()) - available
+        assert not missing, f"step {step.model_name} needs {missing} before anything produces them"
+        available |= set(step.output_map.values())
+    assert {t.name for t in config.output} <= available
+
+
+def test_ensemble_maps_every_required_stage_input():
+    stages = {s.name: s for s in graph.STAGES}
+    for step in graph.ensemble_config().ensemble_scheduling.step:
+        required = {t.name for t in stages[step.model_name].inputs if not t.optional}
+        assert set(step.input_map) == required
+
+
+def test_client_boundary_is_lower_snake_and_inside_upper_snake():
+    config = graph.ensemble_config()
+    for tensor in list(config.input) + list(config.output):
+        assert tensor.name == tensor.name.lower()
+    for stage in graph.STAGES:
+        for tensor in stage.inputs + stage.outputs:
+            assert tensor.name == tensor.name.upper()
+
+
+def test_chat_model_is_decoupled_and_stages_are_cpu():
+    configs = graph.all_configs()
+    assert configs[graph.CHAT_NAME].model_transaction_policy.decoupled
+    for name, config in configs.items():
+        for group in config.instance_group:
+            assert group.kind == mc.ModelInstanceGroup.KIND_CPU, name
+
+
+def test_write_configs_into_a_fresh_repository(tmp_path):
+    written = graph.write_configs(tmp_path)
+    assert {p.parent.name for p in written} == set(graph.all_configs())
+    assert all((p.parent / "1").is_dir() for p in written)

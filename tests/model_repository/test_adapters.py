@@ -1,0 +1,129 @@
+"""The model.py adapters under a faked Triton Python backend: real stages, fake transport."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recllm.catalog import Catalog
+
+import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+STAGES = ("query_encoder", "retriever", "reranker", "generator", "recllm_chat")
+QUERY = "что приготовить на ужин, чтобы было полезно?"
+
+
+def text(value: str | bytes) -> np.ndarray:
+    return np.array([value.encode() if isinstance(value, str) else value], dtype=np.object_)
+
+
+@pytest.fixture(scope="module")
+def models(test_artifacts):
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
+    mp.setenv("RECLLM_ARTIFACT_DIR", str(test_artifacts.root))
+    loaded = {}
+    for name in STAGES:
+        spec = importlib.util.spec_from_file_location(f"adapter_{name}", REPOSITORY / name / "1" / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        model = module.TritonPythonModel()
+        model.initialize({"model_name": name})
+        loaded[name] = fake_pb_utils.MODELS[name] = model
+    yield loaded
+    fake_pb_utils.MODELS.clear()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def warm_user(test_artifacts):
+    from recllm.profile_store import ProfileStore
+
+    return ProfileStore(test_artifacts.profile_db, read_only=True).user_ids()[0]
+
+
+def run(model, **tensors):
+    return model.execute([fake_pb_utils.FakeRequest(tensors)])[0]
+
+
+def test_query_encoder_returns_unit_vector(models):
+    response = run(models["query_encoder"], QUERY=text(QUERY))
+    assert not response.has_error()
+    vector = response.outputs()["QUERY_EMBEDDING"]
+    assert vector.dtype == np.float32 and vector.ndim == 1
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_each_request_in_a_batch_gets_its_own_answer(models):
+    good = fake_pb_utils.FakeRequest({"QUERY": text(QUERY)})
+    bad = fake_pb_utils.FakeRequest({"QUERY": text("   ")})
+    responses = models["query_encoder"].execute([good, bad, good])
+    assert [r.has_error() for r in responses] == [False, True, False]
+    assert "query is empty" in responses[1].error().message()
+
+
+def test_missing_tensor_is_a_request_error(models):
+    response = run(models["query_encoder"])
+    assert response.has_error() and "missing input tensor QUERY" in response.error().message()
+
+
+def retrieve(models, user_id, **extra):
+    vector = run(models["query_encoder"], QUERY=text(QUERY)).outputs()["QUERY_EMBEDDING"]
+    tensors = dict(USER_ID=text(user_id), QUERY=text(QUERY), TOP_K=np.array([5], np.int32),
+                   SERVICE=text("samokat"), QUERY_EMBEDDING=vector) | extra
+    return run(models["retriever"], **tensors)
+
+
+def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, test_artifacts):
+    catalog = Catalog.load_jsonl(test_artifacts.catalog)
+    plain = retrieve(models, warm_user).outputs()["CANDIDATE_ITEM_IDS"]
+    excluded = plain[:3].astype(np.int64)
+    capped = retrieve(models, warm_user, EXCLUDE_ITEM_IDS=excluded, MAX_PRICE=np.array([150.0], np.float32))
+    ids = capped.outputs()["CANDIDATE_ITEM_IDS"]
+    assert not set(excluded.tolist()) & set(ids.tolist())
+    assert all(catalog.get(int(i)).price <= 150.0 for i in ids)
+    bad = retrieve(models, warm_user, MAX_PRICE=np.array([-1.0], np.float32))
+    assert bad.has_error() and "MAX_PRICE" in bad.error().message()
+
+
+def test_reranker_and_generator_chain(models, warm_user):
+    candidates = retrieve(models, warm_user).outputs()
+    ranked = run(models["reranker"], USER_ID=text(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+                 RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
+                 CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"], CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"])
+    outputs = ranked.outputs()
+    assert len(outputs["ITEM_IDS"]) == 4
+    assert set(outputs["ITEM_IDS"].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"].tolist())
+    assert all(e for e in outputs["ITEM_EXPLANATIONS"])
+    reply = run(models["generator"], QUERY=text(QUERY), RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
+                ITEM_IDS=outputs["ITEM_IDS"], PROFILE_FACTS=candidates["PROFILE_FACTS"])
+    assert reply.outputs()["REPLY"][0].decode().strip()
+
+
+def chat(models, session, user, message):
+    request = fake_pb_utils.FakeRequest(dict(session_id=text(session), user_id=text(user), query=text(message),
+                                             top_k=np.array([5], np.int32), service=text("samokat")))
+    assert models["recllm_chat"].execute([request]) is None  # decoupled: everything goes through the sender
+    return request.sender.sent
+
+
+def test_chat_streams_items_then_text_then_final_flag(models, warm_user):
+    sent = chat(models, "adapter-chat-1", warm_user, QUERY)
+    responses, flags = [r for r, _ in sent], [f for _, f in sent]
+    assert flags[-1] == fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL and responses[-1] is None
+    assert all(f == 0 for f in flags[:-1])
+    assert "item_ids" in responses[0].outputs()
+    deltas = [r.outputs()["text_delta"][0].decode() for r in responses[1:-1]]
+    assert len(deltas) >= 2 and "".join(deltas).strip()
+
+
+def test_chat_error_goes_to_the_stream_and_is_final(models, warm_user):
+    sent = chat(models, "adapter-chat-2", warm_user, "")
+    assert len(sent) == 2
+    assert sent[0][0].has_error() and "query is empty" in sent[0][0].error().message()
+    assert sent[1] == (None, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)

@@ -1,0 +1,73 @@
+"""The in-process pipeline on the test build: the same stages the Triton models run."""
+
+from __future__ import annotations
+
+import pytest
+
+from recllm.catalog import Catalog
+from recllm.pipeline import RecPipeline
+from recllm.request_validation import RequestError
+
+
+@pytest.fixture(scope="module")
+def pipeline(test_artifacts):
+    return RecPipeline.load(test_artifacts.root)
+
+
+@pytest.fixture(scope="module")
+def warm_user(pipeline):
+    return pipeline.retriever.profile.user_ids()[0]
+
+
+def test_recommendation_lists_sellable_items_of_the_service(pipeline, warm_user):
+    result = pipeline.recommend(warm_user, "что приготовить на ужин, чтобы было полезно?", 5, "kuper")
+    assert result.service == "kuper" and len(result.items) == 5
+    for row in result.items:
+        item = pipeline.catalog.get(row["item_id"])
+        assert item.service == "kuper" and item.in_stock and row["explanation"]
+
+
+def test_reply_mentions_only_ranked_items(pipeline, warm_user):
+    result = pipeline.recommend(warm_user, "хочу что-нибудь вкусное", 5, "samokat")
+    names_in_reply = {i.name for i in pipeline.catalog.items if i.name in result.reply}
+    assert names_in_reply <= {row["name"] for row in result.items}
+
+
+def test_budget_and_dietary_constraints_hold(pipeline, warm_user):
+    result = pipeline.recommend(warm_user, "закажи как в прошлый раз, но без лактозы, до 300 рублей", 5, "samokat")
+    for row in result.items:
+        item = pipeline.catalog.get(row["item_id"])
+        assert "lactose_free" in item.tags and item.price <= 300
+
+
+def test_health_items_only_when_asked(pipeline, warm_user):
+    def sensitive(rows):
+        return [r for r in rows if pipeline.catalog.is_sensitive(pipeline.catalog.get(r["item_id"]))]
+
+    assert not sensitive(pipeline.recommend(warm_user, "что взять на ужин?", 10, "kuper").items)
+    health = pipeline.recommend(warm_user, "кажется, простыл, что взять в аптечке? нужны витамины", 10, "kuper")
+    assert sensitive(health.items)
+
+
+def test_cold_user_gets_popular_items_with_a_popularity_reason(pipeline):
+    result = pipeline.recommend("brand-new-user", "хочу что-нибудь вкусное", 3, "samokat")
+    assert len(result.items) == 3
+    assert all(row["explanation"] == "Популярно в Самокате" for row in result.items)
+    assert result.profile_facts == []
+
+
+def test_english_query_gets_an_english_explanation(pipeline, warm_user):
+    result = pipeline.recommend(warm_user, "healthy snacks for the office under 500 rubles", 5, "samokat")
+    assert all(pipeline.catalog.get(r["item_id"]).price <= 500 for r in result.items)
+    assert all(r["explanation"][0].isascii() for r in result.items)
+
+
+def test_profile_facts_come_from_this_user_only(pipeline, warm_user):
+    own = {f.text_ru for f in pipeline.retriever.profile.fragments_of(warm_user)}
+    result = pipeline.recommend(warm_user, "что приготовить на ужин?", 5, "samokat")
+    assert set(result.profile_facts) <= own
+
+
+def test_bad_request_raises_request_error(pipeline):
+    with pytest.raises(RequestError, match="top_k"):
+        pipeline.recommend("u1", "ужин", 0, "samokat")
