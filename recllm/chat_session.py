@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from recllm.query_encoder import tokenize as tokens_of
 from recllm.request_validation import RequestError
 
@@ -85,8 +87,8 @@ def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, 
     if max_price is None and follow_up:
         max_price = last.max_price
     if asks_cheaper(message) and last.item_prices:
-        cheapest_shown = sorted(last.item_prices)[len(last.item_prices) // 2]
-        max_price = min(max_price or float("inf"), cheapest_shown * CHEAPER_FACTOR)
+        median_shown = float(np.median(last.item_prices))
+        max_price = min(max_price or float("inf"), median_shown * CHEAPER_FACTOR)
     return TurnContext(query, service_hint or (last.service if follow_up else ""), shown, max_price, last.turn + 1)
 
 

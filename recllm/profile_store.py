@@ -149,6 +149,10 @@ class ProfileStore:
         return row[0]
 
     def replace_fragments(self, user_id: str, fragments: Iterable[ProfileFragment]) -> None:
+        fragments = list(fragments)
+        strangers = {f.user_id for f in fragments} - {user_id}
+        if strangers:
+            raise ValueError(f"replace_fragments for user {user_id!r} got fragments of other users: {sorted(strangers)}")
         rows = [
             (f.user_id, f.fragment_key, f.service, f.category_id, f.text_ru, f.text_en, int(f.sensitive), f.weight,
              np.asarray(f.vector, dtype=np.float32).tobytes())

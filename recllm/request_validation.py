@@ -18,9 +18,15 @@ USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
-BUDGET_PATTERN = re.compile(
-    r"(?:под|до|дешевле|не дороже|в пределах|under|below|less than|up to|max)\s*(\d[\d\s]{0,7})\s*(?:р|₽|руб|rub|rouble|ruble)?",
-    re.IGNORECASE,
+# Comparatives ("дешевле 300", "under 500") and "бюджет N" always mean a price; "до"/"под" only with a currency
+# ("до 500 рублей"), so "до 3 лет" stays an age.
+CURRENCY = r"\s*(?:р\b|р\.|₽|руб|rub|rouble|ruble)"
+NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+)"  # "1 500" or "1500"
+BUDGET_PATTERNS = (
+    re.compile(r"(?:дешевле|не дороже|в пределах|under|below|less than|cheaper than|up to|max)\s*" + NUMBER,
+               re.IGNORECASE),
+    re.compile(r"(?:бюджет|budget)\s*(?:до|of|up to|:)?\s*" + NUMBER, re.IGNORECASE),
+    re.compile(r"(?:под|до)\s*" + NUMBER + CURRENCY, re.IGNORECASE),
 )
 
 # Dietary constraints stated in the message become hard filters: a bag-of-words encoder would match
@@ -88,7 +94,7 @@ def validate_query(raw: bytes | str) -> str:
 def validate_top_k(raw) -> int:
     try:
         top_k = int(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise RequestError(f"top_k must be an integer, got {raw!r}") from exc
     if not 1 <= top_k <= MAX_TOP_K:
         raise RequestError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
@@ -109,11 +115,12 @@ def detect_language(text: str) -> str:
 
 
 def parse_budget(text: str) -> float | None:
-    match = BUDGET_PATTERN.search(text)
-    if not match:
-        return None
-    value = float(match.group(1).replace(" ", ""))
-    return value if value > 0 else None
+    for pattern in BUDGET_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            value = float(re.sub(r"\s", "", match.group(1)))
+            return value if value > 0 else None
+    return None
 
 
 def required_tags(text: str) -> frozenset[str]:

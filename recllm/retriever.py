@@ -29,8 +29,9 @@ class RetrieverConfig:
     preference_weight: float = 0.35  # weight of the long-term preference vector in the blended search vector
     max_repeat_candidates: int = 24
     num_fragments: int = 4
-    health_vote_k: int = 10  # the query is "about health" when most of its nearest items are health items
-    health_vote_threshold: float = 0.5
+    # The query is "about health" when its nearest item, or this share of its nearest health_vote_k, is a health item.
+    health_vote_k: int = 5
+    health_vote_threshold: float = 0.4
 
     def __post_init__(self) -> None:
         for name in ("num_candidates", "health_vote_k"):
@@ -80,7 +81,9 @@ class Retriever:
             scores, ids = self.index.search(service, query_vector[None, :], self.config.health_vote_k)
             hits.extend(zip(scores[0].tolist(), ids[0].tolist()))
         top = [item_id for _, item_id in sorted(hits, reverse=True)[: self.config.health_vote_k] if item_id >= 0]
-        return bool(top) and self.sensitive_items[top].mean() >= self.config.health_vote_threshold
+        if not top:
+            return False
+        return bool(self.sensitive_items[top[0]]) or self.sensitive_items[top].mean() >= self.config.health_vote_threshold
 
     def user_signals(self, user_id: str) -> tuple[list, UserSignals]:
         purchases = self.profile.events_of(user_id, kind="purchase")
@@ -125,13 +128,13 @@ class Retriever:
             if family not in seen:
                 seen.add(family)
                 families.append(family)
-        found = set()
+        found: set[int] = set()
         for family in families:
             for item in self.catalog.family_members(family):
+                if len(found) >= self.config.max_repeat_candidates:
+                    return found
                 if item.service == service:
                     found.add(item.item_id)
-            if len(found) >= self.config.max_repeat_candidates:
-                break
         return found
 
     def allowed(self, item_id: int, service: str, request: RecRequest, health: bool, exclude: frozenset[int]) -> bool:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+import faiss
 import numpy as np
 import torch
 
@@ -24,8 +25,8 @@ from recllm.request_validation import RequestError
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
-# One intra-op thread per model process: the stages run in separate processes on a 2-core machine, and
-# oversubscribed BLAS threads cost more than they give at these sizes.
+# One intra-op thread (torch and FAISS/OpenMP) per model process: the stages run in separate processes on a
+# 2-core machine, and oversubscribed threads spin (a flat FAISS search took 18 ms with default threads, 1 ms with one).
 TORCH_THREADS = 1
 _threads_set = threading.Lock()
 
@@ -39,6 +40,7 @@ def artifact_layout() -> ArtifactLayout:
     layout.require_built()
     with _threads_set:
         torch.set_num_threads(TORCH_THREADS)
+        faiss.omp_set_num_threads(TORCH_THREADS)
     return layout
 
 
