@@ -6,8 +6,8 @@ Candidates come from three sources, so both the query and the person shape the l
    user buys anywhere pulls similar items of this service up);
 3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
-stated dietary tags ("без лактозы" → lactose_free), and no
-health/medicine items unless the query itself is about that domain; the same rule applies to fragments.
+stated dietary tags ("без лактозы" → lactose_free); health/medicine items only for a query about that domain
+and only there (the same rule applies to fragments).
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ class Retriever:
             and item_id not in exclude
             and (request.max_price is None or item.price <= request.max_price)
             and request.required_tags <= item.tags
-            and (health or not self.sensitive_items[item_id])
+            # The health domain is routed on its own: a health question gets health items only, and health items
+            # never surface anywhere else.
+            and bool(self.sensitive_items[item_id]) == health
         )
 
     def relevant_fragments(self, user_id: str, query_vector: np.ndarray, health: bool) -> list[tuple[ProfileFragment, float]]:
