@@ -90,6 +90,7 @@ ENSEMBLE_OUTPUTS = {
     "resolved_service": RESOLVED_SERVICE,
 }
 CHAT_NAME = "recllm_chat"
+CHAT_INSTANCES = 2
 CHAT_INPUTS = (
     Tensor("session_id", STRING, (1,)), Tensor("user_id", STRING, (1,)), Tensor("query", STRING, (1,)),
     Tensor("top_k", INT32, (1,)), Tensor("service", STRING, (1,)),
@@ -109,10 +110,10 @@ def add_tensors(config: mc.ModelConfig, inputs: tuple[Tensor, ...], outputs: tup
         config.output.append(mc.ModelOutput(name=tensor.name, data_type=tensor.dtype, dims=tensor.dims))
 
 
-def python_model_config(name: str, inputs, outputs, decoupled: bool = False) -> mc.ModelConfig:
+def python_model_config(name: str, inputs, outputs, decoupled: bool = False, instances: int = 1) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=0)
     add_tensors(config, inputs, outputs)
-    config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1))
+    config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=instances))
     if decoupled:
         config.model_transaction_policy.decoupled = True
     return config
@@ -136,7 +137,10 @@ def ensemble_config() -> mc.ModelConfig:
 def all_configs() -> dict[str, mc.ModelConfig]:
     configs = {stage.name: python_model_config(stage.name, stage.inputs, stage.outputs) for stage in STAGES}
     configs[ENSEMBLE_NAME] = ensemble_config()
-    configs[CHAT_NAME] = python_model_config(CHAT_NAME, CHAT_INPUTS, CHAT_OUTPUTS, decoupled=True)
+    # A chat turn holds its instance for the whole stream (BLS waits included): two instances let a second turn
+    # run meanwhile (measured with benchmarks/serving_latency.py at concurrency 4).
+    configs[CHAT_NAME] = python_model_config(CHAT_NAME, CHAT_INPUTS, CHAT_OUTPUTS, decoupled=True,
+                                             instances=CHAT_INSTANCES)
     return configs
 
 

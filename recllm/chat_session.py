@@ -81,15 +81,23 @@ def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, 
         return TurnContext(message, service_hint, frozenset(), stated_budget, 0)
     last = history[-1]
     follow_up = is_follow_up(message)
-    query = re.sub(r"\s+", " ", f"{last.effective_query} {message}") if follow_up else message
-    shown = frozenset(i for turn in history for i in turn.item_ids)
-    max_price = stated_budget
-    if max_price is None and follow_up:
-        max_price = last.max_price
+    if not follow_up:  # a new request: a fresh topic, nothing excluded
+        return TurnContext(message, service_hint, frozenset(), stated_budget, last.turn + 1)
+    query = re.sub(r"\s+", " ", f"{last.effective_query} {message}")
+    shown = frozenset(i for turn in current_topic(history) for i in turn.item_ids)
+    max_price = stated_budget if stated_budget is not None else last.max_price
     if asks_cheaper(message) and last.item_prices:
         median_shown = float(np.median(last.item_prices))
         max_price = min(max_price or float("inf"), median_shown * CHEAPER_FACTOR)
-    return TurnContext(query, service_hint or (last.service if follow_up else ""), shown, max_price, last.turn + 1)
+    return TurnContext(query, service_hint or last.service, shown, max_price, last.turn + 1)
+
+
+def current_topic(history: list[ChatTurn]) -> list[ChatTurn]:
+    """The turns since the last new request (a turn whose query was its own message), that one included."""
+    for start in range(len(history) - 1, -1, -1):
+        if history[start].effective_query == history[start].message:
+            return history[start:]
+    return history
 
 
 class SessionStore:
@@ -122,13 +130,18 @@ class SessionStore:
         return turns
 
     def append(self, session_id: str, user_id: str, message: str, context: TurnContext, service: str,
-               item_ids: list[int], item_prices: list[float]) -> None:
+               item_ids: list[int], item_prices: list[float]) -> int:
+        """Record a finished turn; returns its number. The number is assigned inside the INSERT, so two turns of
+        one session finishing at once (two chat instances) both land, one after the other."""
         with self.connection() as conn:
-            conn.execute(
-                "INSERT INTO chat_turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, context.turn, user_id, message, context.effective_query, service,
+            cursor = conn.execute(
+                "INSERT INTO chat_turns SELECT ?, COALESCE(MAX(turn), -1) + 1, ?, ?, ?, ?, ?, ?, ?, ? "
+                "FROM chat_turns WHERE session_id = ? RETURNING turn",
+                (session_id, user_id, message, context.effective_query, service,
                  json.dumps([int(i) for i in item_ids]), json.dumps([float(p) for p in item_prices]),
-                 context.max_price, int(time.time())),
+                 context.max_price, int(time.time()), session_id),
             )
+            turn = cursor.fetchone()[0]
             conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?",
-                         (session_id, context.turn - MAX_TURNS_KEPT))
+                         (session_id, turn - MAX_TURNS_KEPT))
+        return turn

@@ -169,7 +169,28 @@ def test_only_the_last_turns_are_kept(sessions, tmp_path):
     assert stored == (MAX_TURNS_KEPT, 10)  # older rows are deleted, not only hidden
 
 
-def test_the_same_turn_cannot_be_written_twice(sessions):
-    sessions.append("s1", "u1", "кофе", context(0), "samokat", [1], [100.0])
-    with pytest.raises(sqlite3.IntegrityError):
-        sessions.append("s1", "u1", "кофе", context(0), "samokat", [1], [100.0])
+def test_two_turns_computed_from_the_same_history_both_land(tmp_path):
+    """Two chat instances may finish turns of one session from the same history: neither may be lost."""
+    from recllm.chat_session import SessionStore, next_turn_context
+
+    store = SessionStore(tmp_path / "race.sqlite")
+    context = next_turn_context([], "хочу что-нибудь вкусное", "samokat", None)
+    first = store.append("race", "u1", "хочу что-нибудь вкусное", context, "samokat", [1, 2], [10.0, 20.0])
+    second = store.append("race", "u1", "хочу что-нибудь вкусное", context, "samokat", [3], [30.0])
+    assert (first, second) == (0, 1)
+    assert [t.item_ids for t in store.history("race", "u1")] == [(1, 2), (3,)]
+
+
+def test_follow_ups_exclude_only_items_of_the_current_topic():
+    from recllm.chat_session import ChatTurn, next_turn_context
+
+    history = [
+        ChatTurn(0, "u1", "хочу кофе домой", "хочу кофе домой", "samokat", (1, 2), (100.0, 200.0), None),
+        ChatTurn(1, "u1", "что приготовить на ужин?", "что приготовить на ужин?", "samokat", (3, 4), (50.0, 60.0),
+                 None),
+        ChatTurn(2, "u1", "другое", "что приготовить на ужин? другое", "samokat", (5,), (70.0,), None),
+    ]
+    follow_up = next_turn_context(history, "не то", "", None)
+    assert follow_up.exclude_item_ids == frozenset({3, 4, 5})
+    fresh = next_turn_context(history, "нужен подарок коллеге на день рождения", "", None)
+    assert fresh.exclude_item_ids == frozenset() and fresh.service == ""
