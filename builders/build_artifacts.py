@@ -176,8 +176,9 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
         reply = generator_corpus.reply_text(query.intent, request.language, items, is_cold)
         prompt = build_prompt(retrieval.service, request.language, request.query, facts)
         examples.append(generator_corpus.make_example(prompt, items, reply))
-        if rng.random() < 0.3:  # a follow-up turn ("подешевле", "something else") refining this request
-            follow_query, follow_reply = generator_corpus.follow_up_example(request.query, request.language,
+        follow_query = request.query
+        while rng.random() < 0.4:  # follow-up turns ("подешевле", "без сахара", ...) refining this request
+            follow_query, follow_reply = generator_corpus.follow_up_example(follow_query, request.language,
                                                                             items[::-1], rng, is_cold)
             follow_prompt = build_prompt(retrieval.service, request.language, follow_query, facts)
             examples.append(generator_corpus.make_example(follow_prompt, items[::-1], follow_reply))

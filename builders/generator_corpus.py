@@ -42,6 +42,8 @@ NOTHING_FOUND = ("К сожалению, ничего подходящего н�
 FOLLOW_UPS = {
     "cheaper": (("подешевле", "а дешевле есть?"), ("cheaper", "something cheaper"), ("Подешевле: {items}.", "Cheaper options: {items}.")),
     "other": (("не то", "другое"), ("something else", "not that"), ("Тогда посмотрите {items}.", "Then take a look at {items}.")),
+    "sugar_free": (("без сахара",), ("sugar free", "no sugar"), ("Без сахара: {items}.", "Sugar-free: {items}.")),
+    "lactose_free": (("без лактозы",), ("lactose free",), ("Без лактозы: {items}.", "Lactose-free: {items}.")),
 }
 
 

@@ -20,8 +20,8 @@ from recllm.serving.triton_server import TritonServer, TritonServerConfig, Trito
 
 DEMO_TURNS = (
     ("samokat", "что приготовить на ужин, чтобы было полезно?"),
-    ("samokat", "без сахара"),
     ("samokat", "подешевле"),
+    ("samokat", "закажи как в прошлый раз, но без лактозы"),
 )
 
 
