@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from builders import generator_corpus
-from recllm.artifacts import ArtifactLayout, fingerprint_inputs
+from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure
 from recllm.catalog_index import CatalogIndex, item_search_text
 from recllm.generator import GeneratorConfig, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
@@ -68,7 +68,8 @@ class BuildConfig:
 
 
 def source_fingerprint(config: BuildConfig) -> str:
-    sources = sorted((REPO_ROOT / "recllm").rglob("*.py")) + sorted((REPO_ROOT / "builders").glob("*.py"))
+    """Build settings + the source of every module this builder imports (so serving-only edits don't rebuild)."""
+    sources = import_closure(REPO_ROOT, "builders.build_artifacts", ("recllm", "builders"))
     return fingerprint_inputs(f"{config.preset}:{config.seed}:{json.dumps(config.overrides, sort_keys=True)}", sources)
 
 

@@ -8,6 +8,7 @@ produce artifacts), so ``make demo`` rebuilds only when an input changed.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import time
@@ -102,6 +103,49 @@ class ArtifactLayout:
         body = {"fingerprint": fingerprint, "preset": preset, "built_at": int(time.time())}
         body.update(extra or {})
         self.manifest.write_text(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+def module_path(root: Path, module: str) -> Path | None:
+    """The source file of a dotted module name under ``root`` (package ``__init__`` or module file)."""
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(tree: ast.AST, package: str, packages: tuple[str, ...]) -> set[str]:
+    """Dotted names of the project modules a parsed file of ``package`` imports (absolute and relative)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # "from . import x" is relative to the package, each extra dot one level up
+                parts = package.split(".")
+                parent = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parent + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in packages}
+
+
+def import_closure(root: Path, entry_module: str, packages: tuple[str, ...]) -> list[Path]:
+    """Source files of ``entry_module`` and every project module it imports, transitively (read statically)."""
+    seen: dict[str, Path] = {}
+    pending = [entry_module]
+    while pending:
+        module = pending.pop()
+        path = module_path(root, module)
+        if path is None or module in seen:
+            continue
+        seen[module] = path
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        pending.extend(parents)
+        pending.extend(imported_modules(ast.parse(path.read_text()), package, packages))
+    return sorted(set(seen.values()))
 
 
 def fingerprint_inputs(preset: str, source_files: list[Path]) -> str:

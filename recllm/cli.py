@@ -56,7 +56,8 @@ def cmd_serve(args) -> int:
     with TritonServer(config) as server:
         print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
               f"metrics :{config.metrics_port}/metrics (log: {server.log_path}). Ctrl-C stops.", flush=True)
-        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT is ignored in background jobs unless set
+            signal.signal(stop_signal, raise_keyboard_interrupt)
         try:
             while server.process.poll() is None:
                 time.sleep(0.5)

@@ -30,3 +30,28 @@ def test_fingerprint_changes_with_file_contents(tmp_path):
     source.write_text("a = 2\n")
     assert fingerprint_inputs("default", [source]) != before
     assert fingerprint_inputs("test", [source]) != fingerprint_inputs("default", [source])
+
+
+def test_import_closure_follows_absolute_and_relative_imports(tmp_path):
+    from recllm.artifacts import import_closure
+
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("from .leaf import x\n")
+    (tmp_path / "pkg" / "sub" / "leaf.py").write_text("from ..util import y\nx = 1\n")
+    (tmp_path / "pkg" / "util.py").write_text("import json\ny = 2\n")
+    (tmp_path / "pkg" / "entry.py").write_text("import pkg.sub\n")
+    (tmp_path / "pkg" / "unrelated.py").write_text("z = 3\n")
+    names = {p.relative_to(tmp_path).as_posix() for p in import_closure(tmp_path, "pkg.entry", ("pkg",))}
+    assert names == {"pkg/__init__.py", "pkg/entry.py", "pkg/sub/__init__.py", "pkg/sub/leaf.py", "pkg/util.py"}
+
+
+def test_builder_fingerprint_ignores_serving_only_modules():
+    from pathlib import Path
+
+    from recllm.artifacts import import_closure
+
+    root = Path(__file__).resolve().parents[2]
+    names = {p.relative_to(root).as_posix() for p in import_closure(root, "builders.build_artifacts", ("recllm", "builders"))}
+    assert "recllm/reranker.py" in names and "recllm/generator/training.py" in names
+    assert "recllm/cli.py" not in names and "recllm/serving/triton_server.py" not in names
