@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+	# torch first and pinned: on these machines pip finds the CPU wheel of 2.13.0 on local disk (pip config);
+	# an unpinned resolve would pull a multi-GB CUDA build from the registry.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,kernels]'
 	rm -f $(VENV)/.installed-* && touch $@
@@ -26,7 +27,7 @@ serve: $(STAMP)
 	$(VENV)/bin/recllm serve
 
 chat: $(STAMP)
-	$(VENV)/bin/recllm chat --user $(or $(USER_ID),u00001)
+	$(VENV)/bin/recllm chat --user $(or $(USER_ID),u000001)
 
 configs: $(STAMP)
 	$(PY) -m ensemble.pipeline_graph

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from builders import generator_corpus
 from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure
 from recllm.catalog_index import CatalogIndex, item_search_text
+from recllm.chat_session import SessionStore
 from recllm.generator import GeneratorConfig, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
 from recllm.profile_fragments import build_fragments
@@ -68,8 +69,11 @@ class BuildConfig:
 
 
 def source_fingerprint(config: BuildConfig) -> str:
-    """Build settings + the source of every module this builder imports (so serving-only edits don't rebuild)."""
+    """Build settings, dependency pins and the source of every module this builder imports (serving-only edits
+    don't rebuild)."""
+    # pyproject.toml too: its pins (torch, transformers, faiss, natasha) shape the trained artifacts.
     sources = import_closure(REPO_ROOT, "builders.build_artifacts", ("recllm", "builders"))
+    sources.append(REPO_ROOT / "pyproject.toml")
     return fingerprint_inputs(f"{config.preset}:{config.seed}:{json.dumps(config.overrides, sort_keys=True)}", sources)
 
 
@@ -95,6 +99,7 @@ def build_profile(ecosystem: Ecosystem, layout: ArtifactLayout) -> ProfileStore:
     for path in (layout.profile_db, layout.sessions_db):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+    SessionStore(layout.sessions_db)  # created here, once: the chat instances then only open it
     return fill_profile(ProfileStore(layout.profile_db), ecosystem)
 
 

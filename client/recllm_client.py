@@ -115,12 +115,15 @@ class RecLLMClient:
         """Stream one chat turn: yields ("items", (service, [RecItem])) then ("text", delta) chunks."""
         responses: queue.Queue = queue.Queue()
         self.grpc.start_stream(callback=lambda result, error: responses.put((result, error)))
+        finished = False
         try:
             inputs = [text_tensor("session_id", session_id)] + self.ensemble_inputs(user_id, message, top_k, service)
             self.grpc.async_stream_infer(CHAT_MODEL, inputs, enable_empty_final_response=True)
             yield from self._drain(responses)
+            finished = True
         finally:
-            self.grpc.stop_stream()
+            # A timeout, an error or a consumer that stopped early cancels the turn instead of waiting it out.
+            self.grpc.stop_stream(cancel_requests=not finished)
 
     def _drain(self, responses: queue.Queue) -> Iterator[tuple[str, object]]:
         deadline = time.monotonic() + self.timeout_s

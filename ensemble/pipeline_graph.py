@@ -62,6 +62,7 @@ REPLY = Tensor("REPLY", STRING, (1,))
 # Optional retriever inputs the chat model sends from the session (the ensemble leaves them unset).
 EXCLUDE_ITEM_IDS = Tensor("EXCLUDE_ITEM_IDS", INT64, (-1,), optional=True)
 MAX_PRICE = Tensor("MAX_PRICE", FP32, (1,), optional=True)
+LANGUAGE = Tensor("LANGUAGE", STRING, (1,), optional=True)
 ITEM_OUTPUTS = (ITEM_IDS, ITEM_SCORES, ITEM_NAMES, ITEM_PRICES, ITEM_SERVICES, ITEM_EXPLANATIONS)
 
 
@@ -75,9 +76,10 @@ class Stage:
 
 STAGES = (
     Stage("query_encoder", (QUERY,), (QUERY_EMBEDDING,)),
-    Stage("retriever", (USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, EXCLUDE_ITEM_IDS, MAX_PRICE),
+    Stage("retriever", (USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE),
           (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS)),
-    Stage("reranker", (USER_ID, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES), ITEM_OUTPUTS),
+    Stage("reranker", (USER_ID, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, MAX_PRICE,
+                       LANGUAGE), ITEM_OUTPUTS),
     Stage("generator", (QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,)),
 )
 

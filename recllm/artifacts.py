@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
+# How the server tells its model processes which build to load (set by ``recllm serve``).
+ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
 
 
 class ArtifactsNotBuiltError(FileNotFoundError):

@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from recllm.query_encoder import tokenize as tokens_of
-from recllm.request_validation import RequestError
+from recllm.request_validation import RequestError, parse_budget, required_tags
 
 MAX_TURNS_KEPT = 50
-FOLLOW_UP_MAX_WORDS = 4
+FOLLOW_UP_MAX_WORDS = 6
+MAX_EFFECTIVE_QUERY_CHARS = 400
 CHEAPER_WORDS = frozenset({"подешевле", "дешевле", "дешевое", "дешёвое", "cheaper", "cheap", "budget"})
+# Words that refine the previous request rather than start a new one ("не то", "ещё", "something else").
+REFINEMENT_WORDS = CHEAPER_WORDS | frozenset({
+    "не", "то", "ещё", "еще", "другое", "другие", "другой", "иначе", "вместо", "поменьше", "побольше", "без",
+    "something", "else", "other", "another", "more", "different", "without", "instead", "less",
+})
 CHEAPER_FACTOR = 0.8
 
 SCHEMA = """
@@ -68,7 +74,11 @@ class TurnContext:
 
 
 def is_follow_up(message: str) -> bool:
-    return len(tokens_of(message)) <= FOLLOW_UP_MAX_WORDS
+    """A short message that refines the last request: a refinement word, a dietary tag or a budget in it."""
+    words = tokens_of(message)
+    if not words or len(words) > FOLLOW_UP_MAX_WORDS:
+        return False
+    return bool(REFINEMENT_WORDS & set(words)) or bool(required_tags(message)) or parse_budget(message) is not None
 
 
 def asks_cheaper(message: str) -> bool:
@@ -84,6 +94,8 @@ def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, 
     if not follow_up:  # a new request: a fresh topic, nothing excluded
         return TurnContext(message, service_hint, frozenset(), stated_budget, last.turn + 1)
     query = re.sub(r"\s+", " ", f"{last.effective_query} {message}")
+    if len(query) > MAX_EFFECTIVE_QUERY_CHARS:  # a long chain of refinements: keep the topic and the newest one
+        query = f"{current_topic(history)[0].message} {message}"
     shown = frozenset(i for turn in current_topic(history) for i in turn.item_ids)
     max_price = stated_budget if stated_budget is not None else last.max_price
     if asks_cheaper(message) and last.item_prices:
@@ -110,7 +122,8 @@ class SessionStore:
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, check_same_thread=False)
+            # Two chat instances share the file: wait for the other's write lock instead of failing.
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn = conn
         return conn

@@ -51,13 +51,19 @@ def raise_keyboard_interrupt(*_signal_args) -> None:
     raise KeyboardInterrupt
 
 
+def stop_on_signals() -> None:
+    """SIGTERM/SIGHUP (and SIGINT, which background jobs ignore by default) end the command through the normal
+    exit path, so the server is stopped even while it is still starting."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, raise_keyboard_interrupt)
+
+
 def cmd_serve(args) -> int:
     config = server_config(args)
+    stop_on_signals()
     with TritonServer(config) as server:
         print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
               f"metrics :{config.metrics_port}/metrics (log: {server.log_path}). Ctrl-C stops.", flush=True)
-        for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT is ignored in background jobs unless set
-            signal.signal(stop_signal, raise_keyboard_interrupt)
         try:
             while server.process.poll() is None:
                 time.sleep(0.5)
@@ -103,9 +109,10 @@ def cmd_chat(args) -> int:
 
 def pick_demo_user(artifact_dir: Path) -> str:
     """The user with the richest cross-service history (kuper vegetables / megamarket sport make journey 1)."""
+    from recllm.artifacts import ArtifactLayout  # noqa: PLC0415
     from recllm.profile_store import ProfileStore  # noqa: PLC0415
 
-    store = ProfileStore(artifact_dir / "profile.sqlite", read_only=True)
+    store = ProfileStore(ArtifactLayout(artifact_dir).profile_db, read_only=True)
     row = store.connection().execute(
         "SELECT user_id FROM events WHERE kind = 'purchase' GROUP BY user_id "
         "ORDER BY COUNT(DISTINCT service) DESC, COUNT(*) DESC, user_id LIMIT 1"
@@ -116,7 +123,8 @@ def pick_demo_user(artifact_dir: Path) -> str:
 def cmd_demo(args) -> int:
     from recllm_client import RecLLMClient  # noqa: PLC0415
 
-    args.force = False
+    args.force, args.preset = False, "default"
+    stop_on_signals()
     cmd_build(args)
     user_id = args.user or pick_demo_user(args.artifact_dir)
     with TritonServer(server_config(args)) as server, RecLLMClient(server.config.grpc_url) as client:
@@ -156,7 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")
     add_server_args(demo)
-    demo.add_argument("--preset", choices=("default", "test"), default="default")
     demo.add_argument("--user", default=None)
     demo.add_argument("--top-k", type=int, default=5)
     demo.set_defaults(func=cmd_demo)
@@ -171,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TritonServerError, FileNotFoundError, ValueError) as exc:
         print(f"recllm {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"recllm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

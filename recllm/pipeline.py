@@ -113,12 +113,13 @@ def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogInde
 
 def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:
     catalog, index = load_catalog_and_index(layout)
-    return Retriever(catalog, index, ProfileStore(layout.profile_db), config or RetrieverConfig())
+    return Retriever(catalog, index, ProfileStore(layout.profile_db, read_only=True), config or RetrieverConfig())
 
 
 def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
     catalog, index = load_catalog_and_index(layout)
-    return RankingStage(catalog, index, ProfileStore(layout.profile_db), Reranker.load(layout.reranker_dir))
+    return RankingStage(catalog, index, ProfileStore(layout.profile_db, read_only=True),
+                        Reranker.load(layout.reranker_dir))
 
 
 def load_generation_stage(layout: ArtifactLayout) -> GenerationStage:

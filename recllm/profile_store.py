@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS events (
     device TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
 CREATE TABLE IF NOT EXISTS fragments (
     user_id TEXT NOT NULL,
     fragment_key TEXT NOT NULL,

@@ -18,13 +18,15 @@ USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
-# Comparatives ("дешевле 300", "under 500") and "бюджет N" always mean a price; "до"/"под" only with a currency
-# ("до 500 рублей"), so "до 3 лет" stays an age.
+LANGUAGES = ("ru", "en")
+# Comparatives ("дешевле 300", "under 500") and "бюджет N" mean a price unless an age unit follows ("under 10
+# years"); "до"/"под" only with a currency ("до 500 рублей"), so "до 3 лет" stays an age.
 CURRENCY = r"\s*(?:р\b|р\.|₽|руб|rub|rouble|ruble)"
 NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+)"  # "1 500" or "1500"
+NOT_AN_AGE = r"\b(?!\s*(?:years?|yrs?|yo\b|y\.o|months?|лет|года?|месяц))"
 BUDGET_PATTERNS = (
-    re.compile(r"(?:дешевле|не дороже|в пределах|under|below|less than|cheaper than|up to|max)\s*" + NUMBER,
-               re.IGNORECASE),
+    re.compile(r"(?:дешевле|не дороже|в пределах|under|below|less than|cheaper than|up to|max)\s*" + NUMBER
+               + NOT_AN_AGE, re.IGNORECASE),
     re.compile(r"(?:бюджет|budget)\s*(?:до|of|up to|:)?\s*" + NUMBER, re.IGNORECASE),
     re.compile(r"(?:под|до)\s*" + NUMBER + CURRENCY, re.IGNORECASE),
 )
@@ -141,12 +143,18 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
     )
 
 
-def with_session_constraints(request: RecRequest, max_price: np.ndarray | None) -> RecRequest:
-    """Apply a session-level price cap (sent by the chat model as MAX_PRICE) on top of the parsed request."""
-    if max_price is None or max_price.size == 0:
-        return request
-    cap = float(max_price.reshape(-1)[0])
-    if not np.isfinite(cap) or cap <= 0:
-        raise RequestError(f"MAX_PRICE must be a positive finite number, got {cap!r}")
-    current = request.max_price if request.max_price is not None else float("inf")
-    return replace(request, max_price=min(current, cap))
+def with_session_constraints(request: RecRequest, max_price: np.ndarray | None = None,
+                             language: bytes | str | None = None) -> RecRequest:
+    """Apply what the chat session decided (MAX_PRICE, LANGUAGE tensors) over what the query text says: the
+    session knows which of several stated budgets is current and the language of the user's own message."""
+    if max_price is not None and max_price.size:
+        cap = float(max_price.reshape(-1)[0])
+        if not np.isfinite(cap) or cap <= 0:
+            raise RequestError(f"MAX_PRICE must be a positive finite number, got {cap!r}")
+        request = replace(request, max_price=cap)
+    if language is not None:
+        language = decode_text("LANGUAGE", language)
+        if language not in LANGUAGES:
+            raise RequestError(f"LANGUAGE must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        request = replace(request, language=language)
+    return request

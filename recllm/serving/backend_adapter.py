@@ -18,13 +18,12 @@ import faiss
 import numpy as np
 import torch
 
-from recllm.artifacts import ArtifactLayout
+from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout
 from recllm.text_arrays import decode_utf8_array
-from recllm.request_validation import RequestError
+from recllm.request_validation import RecRequest, RequestError, with_session_constraints
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
 # One intra-op thread (torch and FAISS/OpenMP) per model process: the stages run in separate processes on a
 # 2-core machine, and oversubscribed threads spin (a flat FAISS search took 18 ms with default threads, 1 ms with one).
 TORCH_THREADS = 1
@@ -54,6 +53,13 @@ def input_array(pb_utils, request, name: str) -> np.ndarray:
 def optional_array(pb_utils, request, name: str) -> np.ndarray | None:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()
+
+
+def session_constraints(pb_utils, request, parsed: RecRequest) -> RecRequest:
+    """The chat model's optional MAX_PRICE / LANGUAGE inputs applied over the parsed request."""
+    language = optional_array(pb_utils, request, "LANGUAGE")
+    return with_session_constraints(parsed, optional_array(pb_utils, request, "MAX_PRICE"),
+                                    None if language is None else language.reshape(-1)[0])
 
 
 def input_scalar(pb_utils, request, name: str):

@@ -10,6 +10,8 @@ Model adapters in ``model_repository/`` find the built artifacts through ``RECLL
 
 from __future__ import annotations
 
+import atexit
+import filecmp
 import logging
 import os
 import shutil
@@ -24,11 +26,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recllm.artifacts import ArtifactLayout
+from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,13 +92,14 @@ def prepare_backend_dir(runtime_dir: Path) -> Path:
         raise TritonServerError(f"no Triton Python backend stub for Python {version} in {stub.parent.parent}")
     python_backend = runtime_dir / "backends" / "python"
     python_backend.mkdir(parents=True, exist_ok=True)
-    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+    sources = {name: server_dir / "backends" / "python" / name
+               for name in ("libtriton_python.so", "triton_python_backend_utils.py")}
+    sources["triton_python_backend_stub"] = stub
+    for name, source in sources.items():
         target = python_backend / name
-        if not target.exists():
-            shutil.copy2(server_dir / "backends" / "python" / name, target)
-    stub_target = python_backend / "triton_python_backend_stub"
-    if not stub_target.exists():
-        shutil.copy2(stub, stub_target)
+        # Refresh on any difference: a new pytriton or another Python must not run with stale backend files.
+        if not target.exists() or not filecmp.cmp(source, target, shallow=True):
+            shutil.copy2(source, target)
     return runtime_dir / "backends"
 
 
@@ -189,6 +191,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        atexit.register(self.stop)  # the server is in its own session: never leave it behind on an exit
         try:
             self.wait_ready()
         except BaseException:
@@ -238,6 +241,7 @@ class TritonServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        atexit.unregister(self.stop)
 
     def __enter__(self) -> "TritonServer":
         return self.start()

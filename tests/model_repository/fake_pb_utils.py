@@ -62,6 +62,9 @@ class FakeRequest:
     def get_response_sender(self) -> ResponseSender:
         return self.sender
 
+    def is_cancelled(self) -> bool:
+        return False
+
 
 class InferenceRequest:
     def __init__(self, model_name: str, requested_output_names, inputs):

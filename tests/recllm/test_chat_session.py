@@ -194,3 +194,25 @@ def test_follow_ups_exclude_only_items_of_the_current_topic():
     assert follow_up.exclude_item_ids == frozenset({3, 4, 5})
     fresh = next_turn_context(history, "нужен подарок коллеге на день рождения", "", None)
     assert fresh.exclude_item_ids == frozenset() and fresh.service == ""
+
+
+def test_short_new_requests_start_a_topic_and_refinements_continue_it():
+    from recllm.chat_session import ChatTurn, is_follow_up, next_turn_context
+
+    assert is_follow_up("подешевле") and is_follow_up("не то") and is_follow_up("без сахара")
+    assert is_follow_up("something else") and is_follow_up("до 300 рублей")
+    assert not is_follow_up("хочу купить шампунь") and not is_follow_up("🙂🙂")
+    history = [ChatTurn(0, "u1", "ужин под 500 рублей", "ужин под 500 рублей", "samokat", (1,), (400.0,), 500.0)]
+    fresh = next_turn_context(history, "хочу купить шампунь", "", None)
+    assert fresh.effective_query == "хочу купить шампунь" and fresh.max_price is None and fresh.service == ""
+
+
+def test_a_long_chain_of_refinements_keeps_the_topic_and_the_newest_message():
+    from recllm.chat_session import MAX_EFFECTIVE_QUERY_CHARS, ChatTurn, next_turn_context
+
+    topic = "что приготовить на ужин?"
+    history = [ChatTurn(0, "u1", topic, topic, "samokat", (1,), (100.0,), None)]
+    chained = topic + " ещё" * (MAX_EFFECTIVE_QUERY_CHARS // 4)
+    history.append(ChatTurn(1, "u1", "ещё", chained, "samokat", (2,), (90.0,), None))
+    context = next_turn_context(history, "другое", "", None)
+    assert context.effective_query == f"{topic} другое"

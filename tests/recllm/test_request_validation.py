@@ -289,9 +289,9 @@ def test_no_session_cap_keeps_the_request(cap):
 @pytest.mark.parametrize("stated, cap, expected", [
     (None, 300.0, 300.0),
     (500.0, 300.0, 300.0),
-    (200.0, 300.0, 200.0),
+    (200.0, 300.0, 300.0),  # the session knows which stated budget is current ("...до 300 рублей" came later)
 ])
-def test_session_cap_takes_the_lower_limit(stated, cap, expected):
+def test_session_cap_replaces_the_parsed_budget(stated, cap, expected):
     request = base_request(stated)
     constrained = with_session_constraints(request, np.array([cap], dtype=np.float32))
     assert constrained.max_price == pytest.approx(expected)
@@ -307,3 +307,20 @@ def test_bad_session_cap_is_a_request_error(cap):
 def test_parse_budget_reads_thousands_groups():
     assert parse_budget("бюджет 1 000 рублей, что взять") == 1000.0
     assert parse_budget("игрушка до 1 500 руб") == 1500.0
+
+
+@pytest.mark.parametrize("text", ["toys for a toddler up to 3 years old", "gift for a child under 10 years",
+                                  "игрушка для ребёнка до 3 лет", "max 5 yo"])
+def test_ages_are_not_budgets(text):
+    assert parse_budget(text) is None
+
+
+def test_session_constraints_override_the_text():
+    from recllm.request_validation import with_session_constraints
+
+    request = parse_request("u1", "ужин под 500 рублей до 1000 рублей", 5, "samokat")
+    assert request.max_price == 500
+    chat = with_session_constraints(request, np.array([1000.0], np.float32), b"en")
+    assert chat.max_price == 1000 and chat.language == "en"
+    with pytest.raises(RequestError, match="LANGUAGE"):
+        with_session_constraints(request, None, b"de")

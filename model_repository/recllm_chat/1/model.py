@@ -27,11 +27,16 @@ def call_model(model_name, inputs, output_names):
 
 
 def request_tensors(request):
-    return {
+    """What every stage needs to see of the session's request; MAX_PRICE/LANGUAGE override the text's own."""
+    tensors = {
         "USER_ID": utf8_array([request.user_id]),
         "QUERY": utf8_array([request.query]),
         "TOP_K": np.array([request.top_k], dtype=np.int32),
+        "LANGUAGE": utf8_array([request.language]),
     }
+    if request.max_price is not None:
+        tensors["MAX_PRICE"] = np.array([request.max_price], dtype=np.float32)
+    return tensors
 
 
 class BlsStages:
@@ -49,8 +54,6 @@ class BlsStages:
             "QUERY_EMBEDDING": query_vector.astype(np.float32),
             "EXCLUDE_ITEM_IDS": np.array(sorted(exclude_item_ids), dtype=np.int64),
         }
-        if request.max_price is not None:
-            inputs["MAX_PRICE"] = np.array([request.max_price], dtype=np.float32)
         names = ["CANDIDATE_ITEM_IDS", "CANDIDATE_SCORES", "RESOLVED_SERVICE", "PROFILE_FACTS"]
         out = call_model("retriever", inputs, names)
         return CandidateSet(out["CANDIDATE_ITEM_IDS"], out["CANDIDATE_SCORES"],
@@ -78,6 +81,9 @@ class TritonPythonModel:
         fields = ("session_id", "user_id", "query", "top_k", "service")
         chunks = self.engine.turn(*(input_scalar(pb_utils, request, name) for name in fields))
         for chunk in chunks:
+            if request.is_cancelled():  # the client went away: free this instance for the next turn
+                chunks.close()
+                return
             if isinstance(chunk, ItemsChunk):
                 sender.send(make_response(pb_utils, chunk.arrays | {"resolved_service": utf8_array([chunk.service])}))
             else:

@@ -5,7 +5,7 @@ import triton_python_backend_utils as pb_utils
 
 from recllm.pipeline import load_ranking_stage
 from recllm.request_validation import parse_request
-from recllm.serving.backend_adapter import artifact_layout, execute_each, input_array, input_scalar
+from recllm.serving.backend_adapter import artifact_layout, execute_each, input_array, input_scalar, session_constraints
 
 
 class TritonPythonModel:
@@ -14,6 +14,7 @@ class TritonPythonModel:
 
     def handle(self, request):
         rec = parse_request(*(input_scalar(pb_utils, request, n) for n in ("USER_ID", "QUERY", "TOP_K")))
+        rec = session_constraints(pb_utils, request, rec)
         service = input_scalar(pb_utils, request, "RESOLVED_SERVICE").decode("utf-8")
         candidate_ids = input_array(pb_utils, request, "CANDIDATE_ITEM_IDS").astype(np.int64).reshape(-1)
         candidate_scores = input_array(pb_utils, request, "CANDIDATE_SCORES").astype(np.float32).reshape(-1)

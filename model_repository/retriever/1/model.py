@@ -4,9 +4,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from recllm.pipeline import load_retriever
-from recllm.request_validation import parse_request, with_session_constraints
+from recllm.request_validation import parse_request
 from recllm.text_arrays import utf8_array
-from recllm.serving.backend_adapter import artifact_layout, execute_each, input_array, input_scalar, optional_array
+from recllm.serving.backend_adapter import (
+    artifact_layout, execute_each, input_array, input_scalar, optional_array, session_constraints,
+)
 
 
 class TritonPythonModel:
@@ -16,7 +18,7 @@ class TritonPythonModel:
     def handle(self, request):
         rec = parse_request(*(input_scalar(pb_utils, request, n) for n in ("USER_ID", "QUERY", "TOP_K", "SERVICE")))
         query_vector = input_array(pb_utils, request, "QUERY_EMBEDDING").astype(np.float32).reshape(-1)
-        rec = with_session_constraints(rec, optional_array(pb_utils, request, "MAX_PRICE"))
+        rec = session_constraints(pb_utils, request, rec)
         exclude = optional_array(pb_utils, request, "EXCLUDE_ITEM_IDS")
         exclude_ids = frozenset(int(i) for i in exclude.reshape(-1)) if exclude is not None else frozenset()
         retrieval = self.retriever.retrieve(rec, query_vector, exclude_ids)
