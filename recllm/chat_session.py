@@ -34,6 +34,10 @@ REFINEMENT_WORDS = CHEAPER_WORDS | frozenset({
 CHEAPER_FACTOR = 0.8
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    session_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS chat_turns (
     session_id TEXT NOT NULL,
     turn INTEGER NOT NULL,
@@ -128,7 +132,17 @@ class SessionStore:
             self._local.conn = conn
         return conn
 
+    def claim(self, session_id: str, user_id: str) -> None:
+        """Bind the session to its first user atomically; any other user is refused from then on."""
+        with self.connection() as conn:
+            conn.execute("INSERT OR IGNORE INTO chat_sessions VALUES (?, ?)", (session_id, user_id))
+            owner = conn.execute("SELECT user_id FROM chat_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        if owner[0] != user_id:
+            raise RequestError("session_id belongs to another user: start a new session")
+
     def history(self, session_id: str, user_id: str) -> list[ChatTurn]:
+        """The session's last turns, oldest first (claims the session for ``user_id`` if it is new)."""
+        self.claim(session_id, user_id)
         rows = self.connection().execute(
             "SELECT turn, user_id, message, effective_query, service, item_ids, item_prices, max_price "
             "FROM chat_turns WHERE session_id = ? ORDER BY turn DESC LIMIT ?",
@@ -138,14 +152,13 @@ class SessionStore:
             ChatTurn(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), tuple(json.loads(r[6])), r[7])
             for r in reversed(rows)
         ]
-        if any(t.user_id != user_id for t in turns):
-            raise RequestError("session_id belongs to another user: start a new session")
         return turns
 
     def append(self, session_id: str, user_id: str, message: str, context: TurnContext, service: str,
                item_ids: list[int], item_prices: list[float]) -> int:
         """Record a finished turn; returns its number. The number is assigned inside the INSERT, so two turns of
         one session finishing at once (two chat instances) both land, one after the other."""
+        self.claim(session_id, user_id)
         with self.connection() as conn:
             cursor = conn.execute(
                 "INSERT INTO chat_turns SELECT ?, COALESCE(MAX(turn), -1) + 1, ?, ?, ?, ?, ?, ?, ?, ? "

@@ -216,3 +216,13 @@ def test_a_long_chain_of_refinements_keeps_the_topic_and_the_newest_message():
     history.append(ChatTurn(1, "u1", "ещё", chained, "samokat", (2,), (90.0,), None))
     context = next_turn_context(history, "другое", "", None)
     assert context.effective_query == f"{topic} другое"
+
+
+def test_a_new_session_belongs_to_whoever_opened_it_first(tmp_path):
+    """Claiming happens on the first read, before any turn is written: a second user racing in is refused."""
+    from recllm.chat_session import SessionStore
+
+    store = SessionStore(tmp_path / "claims.sqlite")
+    assert store.history("fresh", "u1") == []
+    with pytest.raises(RequestError, match="another user"):
+        store.history("fresh", "u2")
