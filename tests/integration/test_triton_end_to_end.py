@@ -149,3 +149,17 @@ def test_metrics_endpoint_counts_requests(triton_server, client, warm_user):
     url = f"http://{triton_server.config.bind_address}:{triton_server.config.metrics_port}/metrics"
     body = urllib.request.urlopen(url, timeout=5).read().decode()
     assert 'nv_inference_request_success{model="recllm"' in body
+
+
+def test_nothing_fits_gives_an_empty_list_and_a_reply_not_an_error(client, warm_user):
+    result = client.recommend(warm_user, "хочу что-нибудь вкусное дешевле 1 рубля", top_k=5, service="samokat")
+    assert result.items == []
+    assert result.reply.strip() and "<item_" not in result.reply
+    turn = client.chat("it-nothing-fits", warm_user, "хочу что-нибудь вкусное дешевле 1 рубля", 5, "samokat")
+    assert turn.items == [] and turn.reply.strip()
+
+
+def test_english_request_gets_english_explanations_within_budget(client, warm_user):
+    result = client.recommend(warm_user, "healthy snacks for the office under 500 rubles", top_k=5, service="samokat")
+    assert result.items and all(i.price <= 500 for i in result.items)
+    assert all(i.explanation.isascii() for i in result.items)
