@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -87,10 +86,8 @@ def test_presets():
         SyntheticConfig.from_name("test", n_user=3)
 
 
-def test_test_preset_is_small_and_fast():
-    started = time.perf_counter()
+def test_test_preset_is_small():
     ecosystem = generate_ecosystem(SyntheticConfig.from_name("test"))
-    assert time.perf_counter() - started < 1.5
     assert len(ecosystem.users) == 40
     assert {service: len(ecosystem.catalog.in_service(service)) for service in SERVICES} == {
         "samokat": 60, "megamarket": 80, "kuper": 80}
