@@ -1,0 +1,205 @@
+"""SASRec-family next-item model in plain torch, trained with full-softmax cross-entropy over all items.
+
+Item embedding (tied with the output layer) + learned positions counted from the END of the sequence (the newest item
+always sits at position ``max_len - 1``), ``n_layers`` pre-norm causal self-attention blocks, a final LayerNorm.
+Training predicts the next item at every position of each training prefix, with a softmax over all ``n_items``
+(the full-CE variant that beats the original BCE-with-one-negative SASRec on Beauty). Sequences are left-padded with
+item 0; a real position never attends to padding. Scores feed ``recllm.seqrec.full_ranking``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+PAD = 0
+
+
+@dataclass
+class SASRecConfig:
+    """Model and training hyper-parameters; ``n_items`` = largest item id (ids are 1..n_items, 0 is padding)."""
+
+    n_items: int = 12101
+    max_len: int = 50
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    ffn_mult: int = 4
+    dropout: float = 0.3
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 18
+    seed: int = 0
+
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> "SASRecConfig":
+        if name not in PRESETS:
+            raise ValueError(f"SASRecConfig preset {name!r} unknown; expected one of {sorted(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+    def __post_init__(self) -> None:
+        positive = ("n_items", "max_len", "hidden", "n_layers", "n_heads", "ffn_mult", "batch_size", "epochs")
+        for field in positive:
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"SASRecConfig.{field} must be a positive int, got {value!r}")
+        if self.hidden % self.n_heads:
+            raise ValueError(f"SASRecConfig.hidden must be divisible by n_heads={self.n_heads}, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.lr > 0:
+            raise ValueError(f"SASRecConfig.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"SASRecConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+PRESETS: dict[str, SASRecConfig] = {
+    "default": SASRecConfig(),
+    "test": SASRecConfig(n_items=20, max_len=10, hidden=32, n_layers=2, n_heads=2, ffn_mult=2, dropout=0.0,
+                         lr=5e-3, batch_size=32, epochs=30),
+}
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm block: x + MHA(LN(x)) under ``allowed`` [B, 1, T, T], then x + FFN(LN(x))."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.attn_norm = nn.LayerNorm(config.hidden)
+        self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
+        self.out = nn.Linear(config.hidden, config.hidden)
+        self.ffn_norm = nn.LayerNorm(config.hidden)
+        self.ffn = nn.Sequential(nn.Linear(config.hidden, config.ffn_mult * config.hidden), nn.GELU(),
+                                 nn.Linear(config.ffn_mult * config.hidden, config.hidden), nn.Dropout(config.dropout))
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).split(hidden, dim=-1)                        # [B, T, H] each
+        q, k, v = (t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))  # [B, h, T, H/h]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(batch, length, hidden)                               # [B, T, H]
+        x = x + self.resid_drop(self.out(y))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+def attention_mask(items: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] bool: query q may see key k iff k <= q and (k is a real item or k == q)."""
+    length = items.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()     # [T, T]
+    real = (items != PAD)[:, None, None, :]                                               # [B, 1, 1, T]
+    own = torch.eye(length, dtype=torch.bool, device=items.device)
+    return causal & (real | own)
+
+
+class SASRec(nn.Module):
+    """``forward(items [B, T]) -> hidden [B, T, H]``; ``logits(hidden [N, H]) -> [N, n_items + 1]`` (column 0 = -inf)."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.config = config
+        self.item_emb = nn.Embedding(config.n_items + 1, config.hidden, padding_idx=PAD)
+        self.pos_emb = nn.Embedding(config.max_len, config.hidden)
+        self.emb_drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(CausalBlock(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.hidden)
+        nn.init.normal_(self.item_emb.weight, std=1.0 / math.sqrt(config.hidden))
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        length = items.shape[1]
+        positions = torch.arange(self.config.max_len - length, self.config.max_len, device=items.device)  # [T]
+        x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)[None]           # [B, T, H]
+        x = self.emb_drop(x)
+        allowed = attention_mask(items)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = hidden @ self.item_emb.weight.T                                          # [N, n_items + 1]
+        scores[:, PAD] = float("-inf")
+        return scores
+
+
+def left_pad(sequences: Sequence[Sequence[int]], max_len: int) -> torch.Tensor:
+    """[B, T] long, each row the last ``max_len`` items right-aligned, T = longest kept length, padded with 0."""
+    kept = [list(seq)[-max_len:] for seq in sequences]
+    length = max(1, max(len(seq) for seq in kept))
+    return torch.tensor([[PAD] * (length - len(seq)) + seq for seq in kept], dtype=torch.long)
+
+
+def training_batch(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``seq[:-1]`` and next-item targets ``seq[1:]`` (last ``max_len`` of each), both left-padded [B, T]."""
+    return left_pad([seq[:-1] for seq in sequences], max_len), left_pad([seq[1:] for seq in sequences], max_len)
+
+
+def batch_loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean full-softmax cross-entropy over the non-padding positions."""
+    real = targets != PAD                                                                  # [B, T]
+    hidden = model(inputs)[real]                                                           # [N, H]
+    return F.cross_entropy(model.logits(hidden), targets[real])
+
+
+def length_bucketed_batches(sequences: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
+    """Shuffled batches of similar length (sorted within windows of 50 batches) so padding stays small."""
+    order = sequences[:]
+    rng.shuffle(order)
+    window = 50 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=len)
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def train_sasrec(sequences: Sequence[Sequence[int]], config: SASRecConfig) -> SASRec:
+    """A model trained on every prefix of ``sequences`` (item ids 1..n_items; sequences shorter than 2 are skipped)."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    usable = [list(seq) for seq in sequences if len(seq) >= 2]
+    if not usable:
+        raise ValueError("train_sasrec: no sequence has >= 2 items")
+    too_big = max(max(seq) for seq in usable)
+    if too_big > config.n_items:
+        raise ValueError(f"train_sasrec: item id {too_big} exceeds SASRecConfig.n_items={config.n_items}")
+    model = SASRec(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for epoch in range(config.epochs):
+        start, total = time.perf_counter(), 0.0
+        model.train()
+        batches = length_bucketed_batches(usable, config.batch_size, rng)
+        for batch in batches:
+            loss = batch_loss(model, *training_batch(batch, config.max_len))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        logger.info("epoch %d/%d: loss %.4f (%.1f s)", epoch + 1, config.epochs, total / len(batches),
+                    time.perf_counter() - start)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def score_histories(model: SASRec, histories: Sequence[Sequence[int]]) -> np.ndarray:
+    """[U, n_items + 1] float32 next-item scores after each history (column 0, padding, is -inf)."""
+    model.eval()
+    hidden = model(left_pad(histories, model.config.max_len))[:, -1]                      # [U, H]
+    return model.logits(hidden).numpy()
