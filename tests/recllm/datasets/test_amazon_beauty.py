@@ -93,3 +93,42 @@ def test_tiny_files_load_and_split(tmp_path):
 def test_missing_files_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "Beauty.txt")):
         load_amazon_beauty(tmp_path)
+
+
+def test_amazon_dir_finds_the_sequence_file_by_its_attribute_file(tmp_path):
+    (tmp_path / "Toys_and_Games.txt").write_text("7 2 1 2\n", encoding="utf-8")
+    (tmp_path / "Toys_and_Games_item2attributes.json").write_text('{"1": [1], "2": [2]}', encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a sequence file\n", encoding="utf-8")
+    records = [{"item_id": 1, "attributes": ["Lego"], "idgenrec_text_id": "bricks"},
+               {"item_id": 2, "attributes": ["Unknown"], "idgenrec_text_id": "doll"}]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    assert amazon_beauty.find_sequence_file(tmp_path) == tmp_path / "Toys_and_Games.txt"
+    dataset = amazon_beauty.load_amazon_dir(tmp_path)
+    assert dataset.name == "toys_and_games" and dataset.domains == ["toys_and_games"]
+    assert dataset.sequences == {"7": [2, 1, 2]}
+    assert dataset.item_text == {1: "bricks (Lego)", 2: "doll"}
+
+
+def test_amazon_dir_on_the_beauty_layout_equals_the_beauty_loader(tmp_path):
+    write_tiny_beauty(tmp_path)
+    (tmp_path / "Beauty_item2attributes.json").write_text("{}", encoding="utf-8")
+    assert amazon_beauty.load_amazon_dir(tmp_path) == load_amazon_beauty(tmp_path)
+
+
+def test_amazon_dir_errors_name_the_folder_and_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no <Name>.txt"):
+        amazon_beauty.load_amazon_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        amazon_beauty.load_amazon_dir(tmp_path / "absent")
+    for name in ("A", "B"):
+        (tmp_path / f"{name}.txt").write_text("1 1 1 1\n", encoding="utf-8")
+        (tmp_path / f"{name}_item2attributes.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="several sequence files"):
+        amazon_beauty.find_sequence_file(tmp_path)
+
+
+def test_items_missing_from_items_jsonl_are_named(tmp_path):
+    write_tiny_beauty(tmp_path)
+    (tmp_path / "Beauty.txt").write_text("1 1 2 9\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"items \[9\]"):
+        load_amazon_beauty(tmp_path)
