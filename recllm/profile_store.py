@@ -182,6 +182,27 @@ class ProfileStore:
     def item_popularity(self) -> dict[int, int]:
         return dict(self.connection().execute("SELECT item_id, purchases FROM item_popularity"))
 
+    # --- forget(user) without a connection: the ``recllm.profile_storage.ProfileStorage`` method ------------------
+
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete the user's rows from every table with a ``user_id`` column (secure delete, index rebuild, WAL
+        truncate, so no copy lingers in free pages, index separators or the WAL); returns rows deleted per table."""
+        conn = self.connection()
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                  if any(column[1] == "user_id" for column in conn.execute(f'PRAGMA table_info("{name}")'))]
+        secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with conn:
+                removed = {table: conn.execute(f'DELETE FROM "{table}" WHERE user_id = ?', (user_id,)).rowcount
+                           for table in tables}  # noqa: S608 (names come from sqlite_master)
+                for table in tables:
+                    conn.execute(f'REINDEX "{table}"')
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
+        return removed
+
 
 class UserFragmentIndex:
     """A FAISS inner-product index over one user's fragments (built per request: a user has tens of them)."""
