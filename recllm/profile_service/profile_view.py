@@ -1,0 +1,110 @@
+"""What the profile store holds about one user, read for ``GetProfile``: a summary, never another user's rows.
+
+Every query is keyed by ``user_id`` (the ``events_by_user`` index), so a profile read costs the user's own rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recllm.profile_store import EventRow, ProfileFragment, ProfileStore
+
+MAX_RECENT_EVENTS = 1000  # a GetProfile answer stays small; the full log is the store's business
+
+
+@dataclass(frozen=True)
+class ActivitySummary:
+    """Event counts over one slice of the user's log (all services, or one)."""
+
+    events: int
+    first_ts: int
+    last_ts: int
+    kinds: dict[str, int]          # kind -> events
+    purchases: int = 0
+    purchase_spend: float = 0.0    # sum of price * quantity over purchases, rubles
+
+
+@dataclass(frozen=True)
+class UserProfileView:
+    user_id: str
+    demographics: tuple[str, str] | None              # (age_band, region)
+    overall: ActivitySummary
+    services: dict[str, ActivitySummary] = field(default_factory=dict)
+    fragments: list[ProfileFragment] = field(default_factory=list)
+    recent_events: list[EventRow] = field(default_factory=list)  # newest first
+
+    @property
+    def found(self) -> bool:
+        return self.demographics is not None or self.overall.events > 0 or bool(self.fragments)
+
+
+def _service_summaries(store: ProfileStore, user_id: str) -> dict[str, ActivitySummary]:
+    rows = store.connection().execute(
+        "SELECT service, kind, COUNT(*), MIN(ts), MAX(ts), SUM(price * quantity) FROM events "
+        "WHERE user_id = ? GROUP BY service, kind ORDER BY service, kind", (user_id,)).fetchall()
+    grouped: dict[str, list[tuple]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row[1:])
+    summaries = {}
+    for service, kinds in grouped.items():
+        purchase = next((k for k in kinds if k[0] == "purchase"), None)
+        summaries[service] = ActivitySummary(
+            events=sum(k[1] for k in kinds),
+            first_ts=min(k[2] for k in kinds),
+            last_ts=max(k[3] for k in kinds),
+            kinds={k[0]: k[1] for k in kinds},
+            purchases=purchase[1] if purchase else 0,
+            purchase_spend=float(purchase[4]) if purchase else 0.0,
+        )
+    return summaries
+
+
+def _overall(services: dict[str, ActivitySummary]) -> ActivitySummary:
+    if not services:
+        return ActivitySummary(events=0, first_ts=0, last_ts=0, kinds={})
+    kinds: dict[str, int] = {}
+    for summary in services.values():
+        for kind, count in summary.kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    return ActivitySummary(
+        events=sum(s.events for s in services.values()),
+        first_ts=min(s.first_ts for s in services.values()),
+        last_ts=max(s.last_ts for s in services.values()),
+        kinds=dict(sorted(kinds.items())),
+        purchases=sum(s.purchases for s in services.values()),
+        purchase_spend=sum(s.purchase_spend for s in services.values()),
+    )
+
+
+def _recent_events(store: ProfileStore, user_id: str, limit: int) -> list[EventRow]:
+    if limit <= 0:
+        return []
+    cursor = store.connection().execute(
+        "SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device FROM events "
+        "WHERE user_id = ? ORDER BY ts DESC, rowid DESC LIMIT ?", (user_id, min(limit, MAX_RECENT_EVENTS)))
+    return list(map(EventRow._make, cursor))
+
+
+def read_user_profile(store: ProfileStore, user_id: str, recent_events: int = 0) -> UserProfileView:
+    """The user's demographics, activity per service, profile fragments and newest ``recent_events`` events.
+
+    All reads run in one read transaction, so the summary, fragments and events come from the same commit even
+    while the service's writer keeps committing.
+    """
+    conn = store.connection()
+    conn.execute("BEGIN")
+    try:
+        demographics = conn.execute("SELECT age_band, region FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        services = _service_summaries(store, user_id)
+        fragments = store.fragments_of(user_id)
+        recent = _recent_events(store, user_id, recent_events)
+    finally:
+        conn.rollback()  # read-only: ends the snapshot
+    return UserProfileView(
+        user_id=user_id,
+        demographics=tuple(demographics) if demographics else None,
+        overall=_overall(services),
+        services=services,
+        fragments=fragments,
+        recent_events=recent,
+    )

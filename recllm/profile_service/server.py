@@ -1,0 +1,251 @@
+"""The profile service: a gRPC server beside Triton that takes behaviour events in real time.
+
+``recllm serve`` starts it next to tritonserver on the same artifact folder. Events stream in over
+``IngestEvents``; each is validated with ``recllm.event_schema`` against the catalog, committed durably to the
+artifact's profile SQLite by the single writer (``event_writer``) and acknowledged; the Triton retriever reads the
+same file per request (read-only), so an acknowledged event is visible to the very next recommendation.
+``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile_retention.forget_user``); an
+optional thread expires events past their TTL.
+
+    python -m recllm.profile_service.server --artifact-dir artifacts/default --port 8003
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
+from recllm.catalog import Catalog
+from recllm.catalog_index import CatalogIndex
+from recllm.chat_session import SessionStore
+from recllm.event_schema import EventValidationConfig, EventValidationError, validate_event
+from recllm.profile_retention import RetentionConfig, forget_user
+from recllm.profile_service import profile_pb2 as pb
+from recllm.profile_service import profile_pb2_grpc as pb_grpc
+from recllm.profile_service.event_writer import EventWriter, IngestPolicy, WriterStoppedError
+from recllm.profile_service.ingest_stream import Admission, IngestStream
+from recllm.profile_service.messages import (
+    event_from_message, forget_message, profile_message, rejected_ack, user_id_problem,
+)
+from recllm.profile_service.profile_view import read_user_profile
+from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
+from recllm.profile_store import ProfileStore
+from recllm.serving.triton_server import REPO_ROOT, port_is_free
+
+log = logging.getLogger(__name__)
+
+
+class ProfileServiceError(RuntimeError):
+    """The profile service could not start (port taken, artifacts missing)."""
+
+
+@dataclass
+class ProfileServiceConfig:
+    """Where the profile service listens, which artifact folder it writes, and its ingest/retention policy."""
+
+    artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
+    bind_address: str = "127.0.0.1"
+    port: int = 8003                        # 0: any free port (tests); ``ProfileServer.port`` tells which
+    ingest: IngestPolicy = field(default_factory=IngestPolicy)
+    # Off by default: the synthetic histories of the built artifacts end months before today's clock, so a
+    # wall-clock TTL pass would erase them. Turn on for live data (``--profile-ttl-cleanup-interval-s``).
+    ttl_cleanup_interval_s: float | None = None
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    validation: EventValidationConfig = field(default_factory=EventValidationConfig)
+    max_workers: int = 16                   # gRPC handler threads; each open ingest stream holds one
+    max_stream_in_flight: int = 1024        # events of one stream waiting for their ack
+    max_message_bytes: int = 1 << 20        # a larger message ends its stream with RESOURCE_EXHAUSTED
+    stop_grace_s: float = 5.0               # open streams get this long to finish on stop
+
+    def __post_init__(self) -> None:
+        self.artifact_dir = Path(self.artifact_dir)
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"ProfileServiceConfig.port must be 0..65535 (0: any free port), got {self.port!r}")
+        interval = self.ttl_cleanup_interval_s
+        if interval is not None and not (isinstance(interval, (int, float)) and interval > 0):
+            raise ValueError(
+                f"ProfileServiceConfig.ttl_cleanup_interval_s must be > 0 seconds or None (off), got {interval!r}")
+        for name in ("max_workers", "max_stream_in_flight", "max_message_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ProfileServiceConfig.{name} must be an int >= 1, got {value!r}")
+        if not self.stop_grace_s >= 0:
+            raise ValueError(f"ProfileServiceConfig.stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.bind_address}:{self.port}"
+
+
+class ProfileServicer(pb_grpc.ProfileServiceServicer):
+    """The three RPCs over a writer (all writes) and a read-only store (profile reads)."""
+
+    def __init__(self, writer: EventWriter, reader: ProfileStore, sessions: SessionStore, catalog: Catalog,
+                 config: ProfileServiceConfig, clock: Callable[[], float]):
+        self.writer, self.reader, self.sessions = writer, reader, sessions
+        self.catalog, self.config, self.clock = catalog, config, clock
+
+    def admit(self, message: pb.Event) -> Admission:
+        """Validate one event and queue it for the writer, or reject it with the reason."""
+        try:
+            event = event_from_message(message)
+            validate_event(event, self.catalog, int(self.clock()), self.config.validation)
+        except EventValidationError as error:
+            log.debug("rejected event %s of the stream: %s", message.sequence, error)
+            return rejected_ack(message, str(error), error.field)
+        try:
+            return self.writer.submit(event)
+        except WriterStoppedError as error:
+            return rejected_ack(message, f"event was not stored: {error}")
+
+    def IngestEvents(self, request_iterator, context):  # noqa: N802 - generated interface
+        yield from IngestStream(request_iterator, self.admit, self.config.max_stream_in_flight).acks()
+
+    def _require_user_id(self, user_id: str, context: grpc.ServicerContext) -> None:
+        problem = user_id_problem(user_id, self.config.validation)
+        if problem is not None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+    def GetProfile(self, request: pb.ProfileRequest, context) -> pb.Profile:  # noqa: N802
+        self._require_user_id(request.user_id, context)
+        return profile_message(read_user_profile(self.reader, request.user_id, request.recent_events))
+
+    def Forget(self, request: pb.ForgetRequest, context) -> pb.ForgetResponse:  # noqa: N802
+        self._require_user_id(request.user_id, context)
+        user_id = request.user_id
+        try:
+            # On the writer thread: events of this user queued before the forget are erased with the rest.
+            removed = self.writer.call(lambda store: forget_user(store, self.sessions, user_id)).result()
+        except WriterStoppedError as error:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        return forget_message(user_id, removed)
+
+
+def load_catalog_and_vectors(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:
+    missing = [str(p) for p in (layout.catalog, layout.catalog_index_dir, layout.profile_db) if not p.exists()]
+    if missing:
+        raise ArtifactsNotBuiltError(
+            f"the profile service needs a built artifact folder; missing {', '.join(missing)}: run `recllm build`")
+    catalog = Catalog.load_jsonl(layout.catalog)
+    return catalog, CatalogIndex.load(layout.catalog_index_dir, catalog)
+
+
+class ProfileServer:
+    """The running service: ``with ProfileServer(config) as server: ...`` (``server.port`` is the bound port)."""
+
+    def __init__(self, config: ProfileServiceConfig, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.clock = clock
+        self.port: int | None = None
+        self.writer: EventWriter | None = None
+        self.cleanup: PeriodicTtlCleanup | None = None
+        self._grpc: grpc.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.bind_address}:{self.port}"
+
+    def start(self) -> ProfileServer:
+        config = self.config
+        if config.port and not port_is_free(config.bind_address, config.port):
+            raise ProfileServiceError(f"profile service port {config.port} on {config.bind_address} is already in "
+                                      "use; stop whatever holds it or choose another port (--profile-port)")
+        layout = ArtifactLayout(config.artifact_dir)
+        catalog, index = load_catalog_and_vectors(layout)
+        self.writer = EventWriter(layout.profile_db, catalog, index.item_vectors, config.ingest, self.clock).start()
+        try:
+            servicer = ProfileServicer(self.writer, ProfileStore(layout.profile_db, read_only=True),
+                                       SessionStore(layout.sessions_db), catalog, config, self.clock)
+            self._start_grpc(servicer)
+            if config.ttl_cleanup_interval_s is not None:
+                self.cleanup = PeriodicTtlCleanup(self.writer, config.retention, config.ttl_cleanup_interval_s,
+                                                  self.clock).start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("profile service listening on %s (writing %s)", self.address, layout.profile_db)
+        return self
+
+    def _start_grpc(self, servicer: ProfileServicer) -> None:
+        config = self.config
+        options = [
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ]
+        server = grpc.server(futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="profile-rpc"),
+                             options=options)
+        pb_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+        try:
+            self.port = server.add_insecure_port(config.address)
+        except RuntimeError as error:
+            raise ProfileServiceError(f"profile service cannot listen on {config.address}: {error}") from None
+        if not self.port:
+            raise ProfileServiceError(f"profile service cannot listen on {config.address}")
+        server.start()
+        self._grpc = server
+
+    def is_healthy(self) -> bool:
+        return self._grpc is not None and self.writer is not None and self.writer.is_alive()
+
+    def stop(self) -> None:
+        """Stop TTL cleanup, let open RPCs finish within the grace period, then drain and stop the writer."""
+        if self.cleanup is not None:
+            self.cleanup.stop()
+            self.cleanup = None
+        if self._grpc is not None:
+            self._grpc.stop(self.config.stop_grace_s).wait()
+            self._grpc = None
+        if self.writer is not None:
+            self.writer.stop()
+
+    def __enter__(self) -> ProfileServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ProfileServiceConfig()
+    parser = argparse.ArgumentParser(prog="python -m recllm.profile_service.server",
+                                     description="Run the Rec-LLM profile service alone (recllm serve runs it too)")
+    parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--bind-address", default=defaults.bind_address)
+    parser.add_argument("--port", type=int, default=defaults.port, help="0: any free port (printed)")
+    parser.add_argument("--ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    stopped = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, lambda *_: stopped.set())
+    try:
+        config = ProfileServiceConfig(artifact_dir=args.artifact_dir, bind_address=args.bind_address, port=args.port,
+                                      ttl_cleanup_interval_s=args.ttl_cleanup_interval_s)
+        with ProfileServer(config) as server:
+            print(f"profile service listening on {server.address}", flush=True)
+            while not stopped.wait(0.5) and server.is_healthy():
+                pass
+    except (ProfileServiceError, FileNotFoundError, ValueError) as error:
+        print(f"profile service: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
