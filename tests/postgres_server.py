@@ -195,9 +195,20 @@ def start_or_explain() -> LocalPostgres:
         pytest.fail(str(error), pytrace=False)
 
 
+_shared: dict[str, object] = {"server": None, "users": 0}
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A loopback PostgreSQL for the whole test session (import this fixture into a test module to use it)."""
-    server = start_or_explain()
-    yield server
-    server.stop()
+    """A loopback PostgreSQL for the whole test session (import this fixture into a test module to use it).
+
+    Each module importing the fixture gets its own session-scoped definition; they share one cluster, stopped
+    when the last of them is torn down."""
+    if _shared["server"] is None:
+        _shared["server"] = start_or_explain()
+    _shared["users"] += 1
+    yield _shared["server"]
+    _shared["users"] -= 1
+    if _shared["users"] == 0:
+        _shared["server"].stop()
+        _shared["server"] = None
