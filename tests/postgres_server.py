@@ -39,24 +39,23 @@ class PostgresUnavailable(RuntimeError):
     """PostgreSQL binaries are not installed (or the cluster cannot run as any account here)."""
 
 
-def find_bin_dir() -> Path:
-    """The directory holding initdb and postgres."""
+def find_bin_dir(env: dict[str, str] | None = None, lib_root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The directory holding initdb and postgres: $RECLLM_POSTGRES_BIN, then PATH, then the newest under lib_root."""
+    env = os.environ if env is None else env
     candidates = []
-    if os.environ.get(BIN_ENV):
-        candidates.append(Path(os.environ[BIN_ENV]))
-    initdb = shutil.which("initdb")
+    if env.get(BIN_ENV):
+        candidates.append(Path(env[BIN_ENV]))
+    initdb = shutil.which("initdb", path=env.get("PATH", ""))
     if initdb:
         candidates.append(Path(initdb).resolve().parent)
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-                      if p.parent.name.isdigit() else 0, reverse=True)
-    candidates.extend(versions)
+    candidates.extend(sorted(lib_root.glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
+                             else 0, reverse=True))
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "postgres").is_file():
             return directory
     raise PostgresUnavailable(
-        "PostgreSQL server binaries (initdb, postgres) not found in $RECLLM_POSTGRES_BIN, PATH or "
-        "/usr/lib/postgresql/*/bin; install them with `sudo .ci/ensure_postgres.sh` "
-        f"(or set {SKIP_ENV}=1 to skip the PostgreSQL tests on purpose)")
+        f"PostgreSQL server binaries (initdb, postgres) not found in ${BIN_ENV}, PATH or {lib_root}/*/bin; "
+        f"install them with .ci/ensure_postgres.sh (or set {SKIP_ENV}=1 to skip the PostgreSQL tests on purpose)")
 
 
 def run_as_account() -> str | None:
@@ -185,12 +184,13 @@ class LocalPostgres:
         self.stop()
 
 
-def start_or_explain() -> LocalPostgres:
+def start_or_explain(make_server=LocalPostgres, env: dict[str, str] | None = None) -> LocalPostgres:
     """Start a cluster for tests; without binaries fail (or skip when RECLLM_SKIP_POSTGRES=1) with the reason."""
+    env = os.environ if env is None else env
     try:
-        return LocalPostgres().start()
+        return make_server().start()
     except PostgresUnavailable as error:
-        if os.environ.get(SKIP_ENV) == "1":
+        if env.get(SKIP_ENV) == "1":
             pytest.skip(f"{SKIP_ENV}=1: {error}")
         pytest.fail(str(error), pytrace=False)
 
