@@ -1,7 +1,8 @@
 """``recllm`` command line: build artifacts, serve them with Triton, chat with a user, run the demo.
 
     recllm build [--preset default|test] [--force]
-    recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002]     (foreground, Ctrl-C stops)
+    recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002 --profile-port 8003]
+                                                                               (foreground, Ctrl-C stops)
     recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
     recllm demo                                                                (build, serve, 3 turns, stop)
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -38,6 +40,28 @@ def server_config(args) -> TritonServerConfig:
                               metrics_port=args.metrics_port)
 
 
+def add_profile_service_args(parser: argparse.ArgumentParser) -> None:
+    from recllm.profile_service.config import ProfileServiceConfig  # noqa: PLC0415 - light: no torch, no gRPC
+
+    defaults = ProfileServiceConfig()
+    parser.add_argument("--profile-port", type=int, default=defaults.port,
+                        help="port of the profile service (event ingest, profile read, forget)")
+    parser.add_argument("--profile-ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s,
+                        help="expire events past their service's TTL this often (default: off)")
+
+
+def profile_service_config(args, triton: TritonServerConfig):
+    from recllm.profile_service.config import ProfileServiceConfig  # noqa: PLC0415
+
+    triton_ports = {"--grpc-port": triton.grpc_port, "--http-port": triton.http_port,
+                    "--metrics-port": triton.metrics_port}
+    clash = [name for name, port in triton_ports.items() if port == args.profile_port]
+    if clash:
+        raise ValueError(f"--profile-port {args.profile_port} is also {clash[0]}: the ports must differ")
+    return ProfileServiceConfig(artifact_dir=triton.artifact_dir, bind_address=triton.bind_address,
+                                port=args.profile_port, ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s)
+
+
 def cmd_build(args) -> int:
     from builders.build_artifacts import BuildConfig, build  # noqa: PLC0415
 
@@ -59,18 +83,33 @@ def stop_on_signals() -> None:
 
 
 def cmd_serve(args) -> int:
+    from recllm.profile_service.server import ProfileServer, ProfileServiceError  # noqa: PLC0415 - serve only
+
     config = server_config(args)
+    profile_config = profile_service_config(args, config)
     stop_on_signals()
-    with TritonServer(config) as server:
-        print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
-              f"metrics :{config.metrics_port}/metrics (log: {server.log_path}). Ctrl-C stops.", flush=True)
+    with contextlib.ExitStack() as running:
+        # The profile service starts first: it takes a second, and a taken port fails before Triton's long start.
         try:
-            while server.process.poll() is None:
+            profile = ProfileServer(profile_config).start()
+        except ProfileServiceError as exc:
+            print(f"recllm serve: {exc}", file=sys.stderr)
+            return 2
+        running.callback(profile.stop)  # runs after Triton has stopped: no request reads a half-stopped service
+        server = running.enter_context(TritonServer(config))
+        print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
+              f"metrics :{config.metrics_port}/metrics (log: {server.log_path}); profile service "
+              f"{profile.address} (event ingest, profile, forget). Ctrl-C stops.", flush=True)
+        try:
+            while server.process.poll() is None and profile.is_healthy():
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
         if server.process.poll() not in (None, 0):
             print(f"tritonserver exited unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+        if not profile.is_healthy():
+            print("the profile service's writer stopped unexpectedly (see the log above)", file=sys.stderr)
             return 1
     print("server stopped")
     return 0
@@ -150,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true")
     build.set_defaults(func=cmd_build)
 
-    serve = sub.add_parser("serve", help="run tritonserver on the model repository (foreground)")
+    serve = sub.add_parser("serve", help="run tritonserver and the profile service on the artifacts (foreground)")
     add_server_args(serve)
+    add_profile_service_args(serve)
     serve.set_defaults(func=cmd_serve)
 
     chat = sub.add_parser("chat", help="interactive streamed chat against a running server")

@@ -29,11 +29,11 @@ import numpy as np
 
 from recllm.catalog import Catalog
 from recllm.profile_fragments import build_fragments
+from recllm.profile_service.config import IngestPolicy
 from recllm.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
 
-SYNCHRONOUS_LEVELS: tuple[str, ...] = ("FULL", "EXTRA")  # levels that fsync the WAL at every commit
 REFRESH_MODULE = "recllm.profile_refresh"
 
 ProfileRefresh = Callable[[ProfileStore, Catalog, np.ndarray, str, int], None]
@@ -41,28 +41,6 @@ ProfileRefresh = Callable[[ProfileStore, Catalog, np.ndarray, str, int], None]
 
 class WriterStoppedError(RuntimeError):
     """The writer is stopped (or stopping): nothing more can be queued."""
-
-
-@dataclass(frozen=True)
-class IngestPolicy:
-    """How events are grouped into transactions and how much may wait in memory."""
-
-    max_batch_events: int = 512        # events per transaction at most
-    max_batch_wait_ms: float = 0.0     # after the first event, linger this long for more (0: commit what is queued)
-    max_queued_events: int = 10_000    # submitters block when this many wait for the writer (backpressure)
-    synchronous: str = "FULL"          # SQLite synchronous level of the ingest connection
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch_events", "max_queued_events"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"IngestPolicy.{name} must be an int >= 1, got {value!r}")
-        wait = self.max_batch_wait_ms
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
-            raise ValueError(f"IngestPolicy.max_batch_wait_ms must be a number in 0..1000, got {wait!r}")
-        if self.synchronous not in SYNCHRONOUS_LEVELS:
-            raise ValueError(f"IngestPolicy.synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)} "
-                             f"(levels that fsync every commit), got {self.synchronous!r}")
 
 
 def load_profile_refresh() -> ProfileRefresh | None:

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,11 +28,12 @@ from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog import Catalog
 from recllm.catalog_index import CatalogIndex
 from recllm.chat_session import SessionStore
-from recllm.event_schema import EventValidationConfig, EventValidationError, validate_event
+from recllm.event_schema import EventValidationError, validate_event
 from recllm.profile_retention import RetentionConfig, forget_user
 from recllm.profile_service import profile_pb2 as pb
 from recllm.profile_service import profile_pb2_grpc as pb_grpc
-from recllm.profile_service.event_writer import EventWriter, IngestPolicy, WriterStoppedError
+from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 from recllm.profile_service.ingest_stream import Admission, IngestStream
 from recllm.profile_service.messages import (
     event_from_message, forget_message, profile_message, rejected_ack, user_id_problem,
@@ -41,51 +41,13 @@ from recllm.profile_service.messages import (
 from recllm.profile_service.profile_view import read_user_profile
 from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
 from recllm.profile_store import ProfileStore
-from recllm.serving.triton_server import REPO_ROOT, port_is_free
+from recllm.serving.triton_server import port_is_free
 
 log = logging.getLogger(__name__)
 
 
 class ProfileServiceError(RuntimeError):
     """The profile service could not start (port taken, artifacts missing)."""
-
-
-@dataclass
-class ProfileServiceConfig:
-    """Where the profile service listens, which artifact folder it writes, and its ingest/retention policy."""
-
-    artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
-    bind_address: str = "127.0.0.1"
-    port: int = 8003                        # 0: any free port (tests); ``ProfileServer.port`` tells which
-    ingest: IngestPolicy = field(default_factory=IngestPolicy)
-    # Off by default: the synthetic histories of the built artifacts end months before today's clock, so a
-    # wall-clock TTL pass would erase them. Turn on for live data (``--profile-ttl-cleanup-interval-s``).
-    ttl_cleanup_interval_s: float | None = None
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    validation: EventValidationConfig = field(default_factory=EventValidationConfig)
-    max_workers: int = 16                   # gRPC handler threads; each open ingest stream holds one
-    max_stream_in_flight: int = 1024        # events of one stream waiting for their ack
-    max_message_bytes: int = 1 << 20        # a larger message ends its stream with RESOURCE_EXHAUSTED
-    stop_grace_s: float = 5.0               # open streams get this long to finish on stop
-
-    def __post_init__(self) -> None:
-        self.artifact_dir = Path(self.artifact_dir)
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise ValueError(f"ProfileServiceConfig.port must be 0..65535 (0: any free port), got {self.port!r}")
-        interval = self.ttl_cleanup_interval_s
-        if interval is not None and not (isinstance(interval, (int, float)) and interval > 0):
-            raise ValueError(
-                f"ProfileServiceConfig.ttl_cleanup_interval_s must be > 0 seconds or None (off), got {interval!r}")
-        for name in ("max_workers", "max_stream_in_flight", "max_message_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ProfileServiceConfig.{name} must be an int >= 1, got {value!r}")
-        if not self.stop_grace_s >= 0:
-            raise ValueError(f"ProfileServiceConfig.stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
-
-    @property
-    def address(self) -> str:
-        return f"{self.bind_address}:{self.port}"
 
 
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
@@ -169,7 +131,8 @@ class ProfileServer:
                                        SessionStore(layout.sessions_db), catalog, config, self.clock)
             self._start_grpc(servicer)
             if config.ttl_cleanup_interval_s is not None:
-                self.cleanup = PeriodicTtlCleanup(self.writer, config.retention, config.ttl_cleanup_interval_s,
+                retention = config.retention or RetentionConfig()
+                self.cleanup = PeriodicTtlCleanup(self.writer, retention, config.ttl_cleanup_interval_s,
                                                   self.clock).start()
         except BaseException:
             self.stop()

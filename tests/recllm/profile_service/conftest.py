@@ -16,7 +16,8 @@ from builders.build_artifacts import fill_profile, store_fragments
 from recllm.artifacts import ArtifactLayout
 from recllm.catalog_index import CatalogIndex
 from recllm.chat_session import SessionStore
-from recllm.profile_service.server import ProfileServer, ProfileServiceConfig
+from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.server import ProfileServer
 from recllm.profile_store import ProfileStore
 from recllm.synthetic_records import Event
 from recllm_client.profile_client import ProfileClient

@@ -7,9 +7,8 @@ import threading
 
 import pytest
 
-from recllm.profile_service.event_writer import (
-    EventWriter, IngestPolicy, WriterStoppedError, load_profile_refresh, rebuild_fragments,
-)
+from recllm.profile_service.config import IngestPolicy
+from recllm.profile_service.event_writer import EventWriter, WriterStoppedError, load_profile_refresh, rebuild_fragments
 from recllm.profile_store import ProfileStore
 
 from .conftest import purchase

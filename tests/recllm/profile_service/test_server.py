@@ -13,7 +13,8 @@ import pytest
 from recllm.catalog_index import CatalogIndex
 from recllm.profile_service import profile_pb2 as pb
 from recllm.profile_service.messages import event_message
-from recllm.profile_service.server import ProfileServer, ProfileServiceConfig, ProfileServiceError
+from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.server import ProfileServer, ProfileServiceError
 from recllm.profile_store import ProfileStore
 from recllm.request_validation import parse_request
 from recllm.retriever import Retriever, RetrieverConfig

@@ -1,0 +1,85 @@
+"""Configuration of the profile service: where it listens and writes, how it commits, when it cleans up.
+
+Kept free of heavy imports (no torch, no gRPC): ``recllm serve`` builds its command line from these defaults
+before anything is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recllm.event_schema import EventValidationConfig
+from recllm.serving.triton_server import REPO_ROOT
+
+if TYPE_CHECKING:  # profile_retention pulls in the chat sessions and with them torch
+    from recllm.profile_retention import RetentionConfig
+
+SYNCHRONOUS_LEVELS: tuple[str, ...] = ("FULL", "EXTRA")  # levels that fsync the WAL at every commit
+
+
+def _check_positive_int(owner: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}.{name} must be an int >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """How events are grouped into transactions and how much may wait in memory."""
+
+    max_batch_events: int = 512        # events per transaction at most
+    max_batch_wait_ms: float = 0.0     # after the first event, linger this long for more (0: commit what is queued)
+    max_queued_events: int = 10_000    # submitters block when this many wait for the writer (backpressure)
+    synchronous: str = "FULL"          # SQLite synchronous level of the ingest connection
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_events", "max_queued_events"):
+            _check_positive_int("IngestPolicy", name, getattr(self, name))
+        wait = self.max_batch_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
+            raise ValueError(f"IngestPolicy.max_batch_wait_ms must be a number in 0..1000, got {wait!r}")
+        if self.synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"IngestPolicy.synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)} "
+                             f"(levels that fsync every commit), got {self.synchronous!r}")
+
+
+@dataclass
+class ProfileServiceConfig:
+    """Where the profile service listens, which artifact folder it writes, and its ingest/retention policy."""
+
+    artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
+    bind_address: str = "127.0.0.1"
+    port: int = 8003                        # 0: any free port (tests); ``ProfileServer.port`` tells which
+    ingest: IngestPolicy = field(default_factory=IngestPolicy)
+    # Off by default: the synthetic histories of the built artifacts end months before today's clock, so a
+    # wall-clock TTL pass would erase them. Turn on for live data (``--profile-ttl-cleanup-interval-s``).
+    ttl_cleanup_interval_s: float | None = None
+    retention: RetentionConfig | None = None  # TTL per service; None: ``RetentionConfig()`` defaults
+    validation: EventValidationConfig = field(default_factory=EventValidationConfig)
+    max_workers: int = 16                   # gRPC handler threads; each open ingest stream holds one
+    max_stream_in_flight: int = 1024        # events of one stream waiting for their ack
+    max_message_bytes: int = 1 << 20        # a larger message ends its stream with RESOURCE_EXHAUSTED
+    stop_grace_s: float = 5.0               # open streams get this long to finish on stop
+
+    def __post_init__(self) -> None:
+        self.artifact_dir = Path(self.artifact_dir)
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"ProfileServiceConfig.port must be 0..65535 (0: any free port), got {self.port!r}")
+        interval = self.ttl_cleanup_interval_s
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                     or not interval > 0):
+            raise ValueError(
+                f"ProfileServiceConfig.ttl_cleanup_interval_s must be > 0 seconds or None (off), got {interval!r}")
+        if self.retention is not None and not hasattr(self.retention, "ttl_days"):
+            raise ValueError(f"ProfileServiceConfig.retention must be a RetentionConfig or None, got "
+                             f"{type(self.retention).__name__}")
+        for name in ("max_workers", "max_stream_in_flight", "max_message_bytes"):
+            _check_positive_int("ProfileServiceConfig", name, getattr(self, name))
+        if isinstance(self.stop_grace_s, bool) or not isinstance(self.stop_grace_s, (int, float)) \
+                or not self.stop_grace_s >= 0:
+            raise ValueError(f"ProfileServiceConfig.stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.bind_address}:{self.port}"
