@@ -42,6 +42,9 @@ class SASRecConfig:
     batch_size: int = 128
     epochs: int = 18
     seed: int = 0
+    # Content features (attribute / SID tokens) added to each item's ID embedding, initialised at this scale so the
+    # ID embedding dominates early and features carry what IDs of rare items cannot.
+    feature_init_std: float = 0.01
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> "SASRecConfig":
@@ -61,6 +64,8 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
             raise ValueError(f"SASRecConfig.lr must be > 0, got {self.lr!r}")
+        if not self.feature_init_std > 0:
+            raise ValueError(f"SASRecConfig.feature_init_std must be > 0, got {self.feature_init_std!r}")
         if self.weight_decay < 0:
             raise ValueError(f"SASRecConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
 
@@ -106,33 +111,71 @@ def attention_mask(items: torch.Tensor) -> torch.Tensor:
     return causal & (real | own)
 
 
+class ItemTable(nn.Module):
+    """Item vectors [n_items + 1, H]: an ID embedding plus the mean of the item's content-feature embeddings.
+
+    ``item_features`` [n_items + 1, F] holds feature ids (1-based, 0 = none) such as brand, category or Semantic-ID
+    codes; with ``None`` the table is the ID embedding alone. Row 0 (padding) is all zeros.
+    """
+
+    def __init__(self, config: SASRecConfig, item_features: np.ndarray | None):
+        super().__init__()
+        self.ids = nn.Embedding(config.n_items + 1, config.hidden, padding_idx=PAD)
+        nn.init.normal_(self.ids.weight, std=1.0 / math.sqrt(config.hidden))
+        with torch.no_grad():
+            self.ids.weight[PAD].zero_()
+        self.features = None
+        if item_features is not None:
+            features = torch.as_tensor(np.asarray(item_features), dtype=torch.long)
+            if features.ndim != 2 or features.shape[0] != config.n_items + 1:
+                raise ValueError(f"item_features must be [n_items + 1 = {config.n_items + 1}, F], "
+                                 f"got {tuple(features.shape)}")
+            if (features < 0).any():
+                raise ValueError("item_features ids must be >= 0 (0 = no feature)")
+            features[PAD] = 0
+            self.register_buffer("feature_ids", features, persistent=True)
+            counts = (features != 0).sum(dim=1, keepdim=True).clamp(min=1).float()
+            self.register_buffer("feature_norm", 1.0 / counts, persistent=True)
+            self.features = nn.Embedding(int(features.max()) + 1, config.hidden, padding_idx=0)
+            nn.init.normal_(self.features.weight, std=config.feature_init_std)
+            with torch.no_grad():
+                self.features.weight[0].zero_()
+
+    def forward(self) -> torch.Tensor:
+        table = self.ids.weight
+        if self.features is not None:
+            table = table + self.features(self.feature_ids).sum(dim=1) * self.feature_norm
+        return table
+
+
 class SASRec(nn.Module):
     """``forward(items [B, T]) -> hidden [B, T, H]``; ``logits(hidden [N, H]) -> [N, n_items + 1]`` (column 0 = -inf)."""
 
-    def __init__(self, config: SASRecConfig):
+    def __init__(self, config: SASRecConfig, item_features: np.ndarray | None = None):
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.n_items + 1, config.hidden, padding_idx=PAD)
+        self.items = ItemTable(config, item_features)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.emb_drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(CausalBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.hidden)
-        nn.init.normal_(self.item_emb.weight, std=1.0 / math.sqrt(config.hidden))
-        with torch.no_grad():
-            self.item_emb.weight[PAD].zero_()
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         positions = torch.arange(self.config.max_len - length, self.config.max_len, device=items.device)  # [T]
-        x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)[None]           # [B, T, H]
+        x = table[items] * math.sqrt(self.config.hidden) + self.pos_emb(positions)[None]                  # [B, T, H]
         x = self.emb_drop(x)
         allowed = attention_mask(items)
         for block in self.blocks:
             x = block(x, allowed)
         return self.final_norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        scores = hidden @ self.item_emb.weight.T                                          # [N, n_items + 1]
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.encode(items, self.items())
+
+    def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        table = self.items() if table is None else table
+        scores = hidden @ table.T                                                         # [N, n_items + 1]
         scores[:, PAD] = float("-inf")
         return scores
 
@@ -152,8 +195,9 @@ def training_batch(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[to
 def batch_loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean full-softmax cross-entropy over the non-padding positions."""
     real = targets != PAD                                                                  # [B, T]
-    hidden = model(inputs)[real]                                                           # [N, H]
-    return F.cross_entropy(model.logits(hidden), targets[real])
+    table = model.items()                                                                  # [n_items + 1, H]
+    hidden = model.encode(inputs, table)[real]                                             # [N, H]
+    return F.cross_entropy(model.logits(hidden, table), targets[real])
 
 
 def length_bucketed_batches(sequences: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
@@ -169,8 +213,10 @@ def length_bucketed_batches(sequences: list[list[int]], batch_size: int, rng: ra
     return batches
 
 
-def train_sasrec(sequences: Sequence[Sequence[int]], config: SASRecConfig) -> SASRec:
-    """A model trained on every prefix of ``sequences`` (item ids 1..n_items; sequences shorter than 2 are skipped)."""
+def train_sasrec(sequences: Sequence[Sequence[int]], config: SASRecConfig,
+                 item_features: np.ndarray | None = None) -> SASRec:
+    """A model trained on every prefix of ``sequences`` (item ids 1..n_items; sequences shorter than 2 are skipped);
+    ``item_features`` [n_items + 1, F] adds content-feature embeddings to the item vectors (see ``ItemTable``)."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     usable = [list(seq) for seq in sequences if len(seq) >= 2]
@@ -179,7 +225,7 @@ def train_sasrec(sequences: Sequence[Sequence[int]], config: SASRecConfig) -> SA
     too_big = max(max(seq) for seq in usable)
     if too_big > config.n_items:
         raise ValueError(f"train_sasrec: item id {too_big} exceeds SASRecConfig.n_items={config.n_items}")
-    model = SASRec(config)
+    model = SASRec(config, item_features)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     for epoch in range(config.epochs):
         start, total = time.perf_counter(), 0.0
@@ -201,5 +247,6 @@ def train_sasrec(sequences: Sequence[Sequence[int]], config: SASRecConfig) -> SA
 def score_histories(model: SASRec, histories: Sequence[Sequence[int]]) -> np.ndarray:
     """[U, n_items + 1] float32 next-item scores after each history (column 0, padding, is -inf)."""
     model.eval()
-    hidden = model(left_pad(histories, model.config.max_len))[:, -1]                      # [U, H]
-    return model.logits(hidden).numpy()
+    table = model.items()
+    hidden = model.encode(left_pad(histories, model.config.max_len), table)[:, -1]        # [U, H]
+    return model.logits(hidden, table).numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,37 @@ def test_learns_successor_pattern():
 def test_rejects_item_ids_beyond_n_items():
     with pytest.raises(ValueError, match="n_items=20"):
         train_sasrec([[1, 2, 25]], SASRecConfig.from_name("test"))
+
+
+def grouped_sequences(rng: random.Random, count: int) -> list[list[int]]:
+    """Sequences that stay inside one group: items 1..9 or 11..19 (items 10 and 20 never occur)."""
+    sequences = []
+    for _ in range(count):
+        low = rng.choice((1, 11))
+        sequences.append([rng.randint(low, low + 8) for _ in range(rng.randint(3, 8))])
+    return sequences
+
+
+def test_content_features_place_unseen_items_in_their_group():
+    torch.set_num_threads(2)
+    config = SASRecConfig.from_name("test", feature_init_std=0.1)
+    features = np.zeros((config.n_items + 1, 1), dtype=np.int64)
+    features[1:11, 0], features[11:21, 0] = 1, 2           # group feature: 1..10 -> 1, 11..20 -> 2
+    model = train_sasrec(grouped_sequences(random.Random(0), 400), config, features)
+    with torch.no_grad():   # items 10 and 20 arrive after training: no ID embedding, only their content features
+        model.items.ids.weight[[10, 20]] = 0.0
+    rng = random.Random(1)
+    first = [[rng.randint(1, 9) for _ in range(4)] for _ in range(20)]
+    second = [[rng.randint(11, 19) for _ in range(4)] for _ in range(20)]
+    scores_first, scores_second = score_histories(model, first), score_histories(model, second)
+    # Only its group feature can rank new item 10 above new item 20 for first-group histories, and vice versa.
+    assert (scores_first[:, 10] > scores_first[:, 20]).mean() > 0.9
+    assert (scores_second[:, 20] > scores_second[:, 10]).mean() > 0.9
+
+
+def test_item_features_must_cover_every_item():
+    config = SASRecConfig.from_name("test")
+    with pytest.raises(ValueError, match=r"n_items \+ 1 = 21"):
+        train_sasrec([[1, 2, 3]], config, np.zeros((5, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match=">= 0"):
+        train_sasrec([[1, 2, 3]], config, np.full((21, 2), -1, dtype=np.int64))
