@@ -1,0 +1,51 @@
+"""Leave-one-out protocol on a tiny Amazon-format folder: one training, valid and test rows raw / filtered, the
+README's published rows with their variant, and the user cap of quick runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from recllm.datasets.amazon_beauty import load_amazon_dir
+from recllm.evaluation.leave_one_out import LeaveOneOutEvalConfig, evaluate_leave_one_out, first_users
+from recllm.evaluation.published import FILTERED_NOTE, UNKNOWN_NOTE
+from recllm.seqrec.sasrec import SASRecConfig
+from tests.recllm.evaluation.tiny_data import AMAZON_ITEMS, write_amazon_dir
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, single_thread):
+    folder = write_amazon_dir(tmp_path_factory.mktemp("amazon"), n_users=160)
+    config = LeaveOneOutEvalConfig(SASRecConfig.from_name("test", epochs=12))
+    with single_thread():
+        return evaluate_leave_one_out(load_amazon_dir(folder), config, folder)
+
+
+def test_the_ring_is_learned_on_valid_and_test(report):
+    rows = report.numbers["leave_one_out"]
+    random_recall_at_5 = 5 / AMAZON_ITEMS
+    for name in ("ours valid raw", "ours valid filtered", "ours test raw", "ours test filtered"):
+        assert rows[name]["R@5"] > 4 * random_recall_at_5
+        assert rows[name]["R@5"] <= rows[name]["R@10"] <= rows[name]["R@20"]
+        assert rows[name]["N@5"] <= rows[name]["R@5"]
+
+
+def test_published_rows_carry_their_variant(report):
+    rows = report.numbers["leave_one_out"]
+    assert rows["SASRec (published, test)"] == {"R@5": 0.0387, "N@5": 0.0249, "R@10": 0.0605, "N@10": 0.0318}
+    markdown = report.markdown()
+    assert f"| SASRec (published, test) | 0.0387 | 0.0605 | – | 0.0249 | 0.0318 | – | {FILTERED_NOTE} |" in markdown
+    assert UNKNOWN_NOTE in markdown and "full ranking over 30 items" in markdown
+
+
+def test_quick_runs_keep_the_first_users(tmp_path):
+    dataset = load_amazon_dir(write_amazon_dir(tmp_path, n_users=50))
+    kept = first_users(dataset, 7)
+    assert list(kept.sequences) == list(dataset.sequences)[:7]
+    assert first_users(dataset, None) is dataset
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="LeaveOneOutEvalConfig.max_users"):
+        LeaveOneOutEvalConfig(max_users=0)
+    with pytest.raises(ValueError, match="preset 'huge'"):
+        LeaveOneOutEvalConfig.from_name("huge")
