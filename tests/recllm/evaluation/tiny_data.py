@@ -13,8 +13,8 @@ AMAZON_ITEMS = 30
 
 
 def write_amazon_dir(folder: Path, name: str = "Tiny_Toys", n_users: int = 240, seed: int = 0) -> Path:
-    """``<name>.txt`` where every user walks the item ring 1 → 2 → … → 30 → 1 from a random start (5–8 items),
-    ``<name>_item2attributes.json`` and ``items.jsonl``, plus a README with a published table."""
+    """``<name>.txt`` where every user walks the item ring 1 → 2 → … → 30 → 1 from a random start (5–8
+    items), ``<name>_item2attributes.json`` and ``items.jsonl``, plus a README with a published table."""
     rng = random.Random(seed)
     lines = []
     for user in range(1, n_users + 1):
@@ -24,8 +24,8 @@ def write_amazon_dir(folder: Path, name: str = "Tiny_Toys", n_users: int = 240, 
     (folder / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / f"{name}_item2attributes.json").write_text(
         json.dumps({str(item): [item % 3 + 1] for item in range(1, AMAZON_ITEMS + 1)}), encoding="utf-8")
-    records = [{"item_id": item, "asin": f"T{item}", "attributes": [f"Brand{item % 3}"], "idgenrec_text_id": f"toy {item}"}
-               for item in range(1, AMAZON_ITEMS + 1)]
+    records = [{"item_id": item, "asin": f"T{item}", "attributes": [f"Brand{item % 3}"],
+                "idgenrec_text_id": f"toy {item}"} for item in range(1, AMAZON_ITEMS + 1)]
     (folder / "items.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     (folder / "README.md").write_text(
         "# Tiny\n\n## Published\n\n| model | R@5 | N@5 | R@10 | N@10 | source |\n|---|---|---|---|---|---|\n"
