@@ -1,6 +1,7 @@
 """Build every artifact the server needs, from the seeded synthetic ecosystem, into one folder.
 
-Steps: synthetic catalog + users + events → profile database (events, popularity, fragments) → query encoder
+Steps: synthetic catalog + users + events → profile database (events, popularity; then per user fragments, history,
+temporal histograms and the differentially private preference release) → query encoder
 (trained) → catalog indexes → reranker (trained on the requests' picks) → generator (trained Qwen2) → manifest.
 Each user's last request is held out (``eval_queries.jsonl``) and the build reports Recall@10 on it for the
 full pipeline next to a query-only ranking. Skips work when the manifest's fingerprint matches the inputs.
@@ -29,7 +30,7 @@ from recllm.catalog_index import CatalogIndex, item_search_text
 from recllm.chat_session import SessionStore
 from recllm.generator import GeneratorConfig, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
-from recllm.profile_fragments import build_fragments
+from recllm.profile_refresh import refresh_all_profiles
 from recllm.profile_store import ProfileStore
 from recllm.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
 from recllm.reply_prompt import build_prompt
@@ -37,7 +38,7 @@ from recllm.request_validation import RecRequest, parse_request
 from recllm.reranker import RerankerConfig, candidate_features, train_reranker
 from recllm.retriever import Retriever, RetrieverConfig
 from recllm.synthetic_ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
-from recllm.user_signals import compute_user_signals
+from recllm.user_signals import compute_user_signals, with_released_preferences
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,11 @@ def encoder_pairs(ecosystem: Ecosystem, train_queries: list, seed: int) -> list[
 
 
 def store_fragments(ecosystem: Ecosystem, store: ProfileStore, item_vectors: np.ndarray) -> None:
-    events_by_user = defaultdict(list)
-    for event in ecosystem.events:
-        events_by_user[event.user_id].append(event)
-    for user_id, events in events_by_user.items():
-        store.replace_fragments(user_id, build_fragments(user_id, events, ecosystem.catalog, item_vectors))
+    """Every user's derived profile from the stored events: fragments, history, temporal histograms and the
+    differentially private release of the preference vectors (charged to the ledger at the profile clock)."""
+    now_ts = store.latest_timestamp()
+    if now_ts is not None:
+        refresh_all_profiles(store, ecosystem.catalog, item_vectors, now_ts)
 
 
 def request_of(query) -> RecRequest:
@@ -161,6 +162,8 @@ def reranker_lists(queries: list, retrievals: list, retriever: Retriever, store:
             continue
         events = store.events_of(query.user_id, kind="purchase")
         signals = compute_user_signals(query.user_id, events, catalog, vectors, query.timestamp)
+        # Train on the preference vectors the served model will see: the user's DP release.
+        signals = with_released_preferences(signals, store.released_preferences_of(query.user_id))
         features = candidate_features(retrieval.candidate_ids, retrieval.candidate_scores, signals, retrieval.service,
                                       catalog, vectors, popularity, query.timestamp)
         lists.append((features, int(hits[0])))

@@ -25,7 +25,7 @@ from recllm.request_validation import RecRequest, parse_request
 from recllm.reranker import Reranker, candidate_features
 from recllm.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm.text_arrays import utf8_array
-from recllm.user_signals import compute_user_signals
+from recllm.user_signals import check_preference_source, compute_user_signals, with_released_preferences
 
 if TYPE_CHECKING:  # the generator pulls in transformers: only the generation stage's process needs it
     from recllm.generator import ReplyGenerator
@@ -49,18 +49,25 @@ class Recommendation:
 
 
 class RankingStage:
-    """Reranker scores + per-item explanations for one request."""
+    """Reranker scores + per-item explanations for one request.
+
+    The preference-similarity features use the user's DP release (``preference_source="released"``, as served);
+    "raw" exists for tests of the raw signal only."""
 
     def __init__(self, catalog: Catalog, index: CatalogIndex, profile: ProfileStore, reranker: Reranker,
-                 explanation: ExplanationConfig | None = None):
+                 explanation: ExplanationConfig | None = None, preference_source: str = "released"):
+        check_preference_source("RankingStage preference_source", preference_source)
         self.catalog, self.index, self.profile, self.reranker = catalog, index, profile, reranker
         self.explanation = explanation or ExplanationConfig()
+        self.preference_source = preference_source
         self.popularity = profile.item_popularity()
 
     def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray) -> Ranking:
         events = self.profile.events_of(request.user_id, kind="purchase")
         now_ts = self.profile.latest_timestamp() or 0
         signals = compute_user_signals(request.user_id, events, self.catalog, self.index.item_vectors, now_ts)
+        if self.preference_source == "released":
+            signals = with_released_preferences(signals, self.profile.released_preferences_of(request.user_id))
         features = candidate_features(candidate_ids, candidate_scores, signals, service, self.catalog,
                                       self.index.item_vectors, self.popularity, now_ts)
         scores = self.reranker.score(features)

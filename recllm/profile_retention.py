@@ -2,7 +2,8 @@
 
 ``expire_stale_events`` drops events older than their service's time-to-live and rebuilds the fragments of every
 user it touched, so no profile fact outlives the events behind it. ``forget_user`` removes every trace of one
-user from the profile database (events, demographics, fragments) and the chat-session database (session claims
+user from the profile database (events, demographics, fragments, history summaries, temporal histograms, the
+privacy ledger and released preference vectors) and the chat-session database (session claims
 and turns); per-user FAISS indexes are built per request from fragments, so they go with them.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from recllm.catalog import SERVICES, Catalog
 from recllm.chat_session import SessionStore
 from recllm.profile_fragments import build_fragments
-from recllm.profile_store import ProfileStore
+from recllm.profile_store import USER_TABLES, ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def forget_user(store: ProfileStore, sessions: SessionStore, user_id: str) -> di
     removed = {}
     for connection in (store.connection(), sessions.connection()):
         connection.execute("PRAGMA secure_delete = ON")  # overwrite deleted cells: no copy left in free pages
-    tables = {store: ("events", "fragments", "users"), sessions: ("chat_turns", "chat_sessions")}
+    tables = {store: USER_TABLES, sessions: ("chat_turns", "chat_sessions")}
     for owner, names in tables.items():
         with owner.connection() as conn:
             for table in names:

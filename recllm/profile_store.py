@@ -9,6 +9,8 @@ and a PostgreSQL backend behind the same methods.
 
 from __future__ import annotations
 
+import json
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -54,7 +56,52 @@ CREATE TABLE IF NOT EXISTS item_popularity (
     item_id INTEGER PRIMARY KEY,
     purchases INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history_summaries (
+    user_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (user_id, level, start_ts)
+);
+CREATE TABLE IF NOT EXISTS temporal_histograms (
+    user_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    hours TEXT NOT NULL,
+    weekdays TEXT NOT NULL,
+    PRIMARY KEY (user_id, service)
+);
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    user_id TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    epsilon_spent REAL NOT NULL,
+    delta_spent REAL NOT NULL,
+    releases INTEGER NOT NULL,
+    PRIMARY KEY (user_id, window_start)
+);
+CREATE TABLE IF NOT EXISTS released_preferences (
+    user_id TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    release_index INTEGER NOT NULL,
+    released_ts INTEGER NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    sigma REAL NOT NULL,
+    clip_norm REAL NOT NULL,
+    history_digest TEXT NOT NULL,
+    pref_long BLOB NOT NULL,
+    pref_short BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS privacy_secret (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL
+);
 """
+
+# Tables holding rows about one user (keyed by user_id): what forget(user) must empty.
+USER_TABLES = ("events", "fragments", "users", "history_summaries", "temporal_histograms", "privacy_ledger",
+               "released_preferences")
 
 
 class EventRow(NamedTuple):
@@ -70,6 +117,33 @@ class EventRow(NamedTuple):
     quantity: int
     region: str
     device: str
+
+
+class LedgerEntry(NamedTuple):
+    """Privacy budget one user spent in one window (basic composition: sums over the window's releases)."""
+
+    user_id: str
+    window_start: int
+    window_end: int
+    epsilon_spent: float
+    delta_spent: float
+    releases: int
+
+
+class PreferenceRelease(NamedTuple):
+    """The differentially private preference vectors last released for a user (what the model may read)."""
+
+    user_id: str
+    window_start: int
+    release_index: int  # 0-based index of this release within its window
+    released_ts: int
+    epsilon: float  # cost of this release
+    delta: float
+    sigma: float  # Gaussian noise std per coordinate
+    clip_norm: float  # per-event L2 clip C of each vector's contribution
+    history_digest: str  # digest of the purchases the release was computed from
+    pref_long: np.ndarray  # [D] unit
+    pref_short: np.ndarray  # [D] unit
 
 
 @dataclass(frozen=True)
@@ -181,6 +255,113 @@ class ProfileStore:
 
     def item_popularity(self) -> dict[int, int]:
         return dict(self.connection().execute("SELECT item_id, purchases FROM item_popularity"))
+
+    # --- hierarchical history and temporal histograms (recllm.profile_history) ----------------------------------
+
+    def replace_history(self, user_id: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Replace the user's (level, start_ts, end_ts, summary JSON) history rows."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM history_summaries WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO history_summaries VALUES (?, ?, ?, ?, ?)",
+                             [(user_id, *row) for row in rows])
+
+    def history_of(self, user_id: str, level: str | None = None) -> list[tuple[str, int, int, str]]:
+        """(level, start_ts, end_ts, summary JSON) rows in time order, optionally of one level."""
+        query = "SELECT level, start_ts, end_ts, summary FROM history_summaries WHERE user_id = ?"
+        params: tuple = (user_id,)
+        if level is not None:
+            query += " AND level = ?"
+            params += (level,)
+        return list(self.connection().execute(query + " ORDER BY start_ts, level", params))
+
+    def replace_temporal_histograms(self, user_id: str, rows: Iterable[tuple[str, list[int], list[int]]]) -> None:
+        """Replace the user's (service, [24] hour counts, [7] weekday counts) rows."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM temporal_histograms WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO temporal_histograms VALUES (?, ?, ?, ?)",
+                             [(user_id, service, json.dumps(hours), json.dumps(days)) for service, hours, days in rows])
+
+    def temporal_histograms_of(self, user_id: str) -> list[tuple[str, list[int], list[int]]]:
+        cursor = self.connection().execute(
+            "SELECT service, hours, weekdays FROM temporal_histograms WHERE user_id = ? ORDER BY service", (user_id,))
+        return [(service, json.loads(hours), json.loads(days)) for service, hours, days in cursor]
+
+    # --- differential privacy: ledger and released preference vectors (recllm.differential_privacy) -------------
+
+    def privacy_secret(self) -> bytes:
+        """The server secret that seeds release noise; created (32 random bytes) on first use by a writer."""
+        conn = self.connection()
+        if not self.read_only:
+            with conn:
+                conn.execute("INSERT OR IGNORE INTO privacy_secret VALUES (1, ?)", (secrets.token_bytes(32),))
+        row = conn.execute("SELECT secret FROM privacy_secret WHERE id = 1").fetchone()
+        if row is None:
+            raise LookupError(f"profile database {self.path} has no privacy secret (it was never written)")
+        return bytes(row[0])
+
+    def privacy_ledger_of(self, user_id: str, window_start: int | None = None) -> list[LedgerEntry]:
+        """The user's spent budget per window, oldest window first (optionally only one window)."""
+        query = ("SELECT user_id, window_start, window_end, epsilon_spent, delta_spent, releases "
+                 "FROM privacy_ledger WHERE user_id = ?")
+        params: tuple = (user_id,)
+        if window_start is not None:
+            query += " AND window_start = ?"
+            params += (window_start,)
+        return [LedgerEntry(*row) for row in self.connection().execute(query + " ORDER BY window_start", params)]
+
+    def released_preferences_of(self, user_id: str) -> PreferenceRelease | None:
+        """The user's latest release, or None (never released, or a database built before releases existed)."""
+        try:
+            row = self.connection().execute(
+                "SELECT user_id, window_start, release_index, released_ts, epsilon, delta, sigma, clip_norm, "
+                "history_digest, pref_long, pref_short FROM released_preferences WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        except sqlite3.OperationalError as error:
+            if self.read_only and "no such table" in str(error):
+                return None
+            raise
+        if row is None:
+            return None
+        return PreferenceRelease(*row[:9], np.frombuffer(row[9], dtype=np.float32),
+                                 np.frombuffer(row[10], dtype=np.float32))
+
+    def delete_released_preferences(self, user_id: str) -> None:
+        with self.connection() as conn:
+            conn.execute("DELETE FROM released_preferences WHERE user_id = ?", (user_id,))
+
+    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
+                       delta_budget: float) -> bool:
+        """Charge ``release`` to the user's window ledger and store it, atomically — or do nothing and return False
+        when the window has no budget left for it or another writer released first (``release.release_index`` is
+        not the window's next index)."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading the ledger: no lost update
+        try:
+            row = conn.execute(
+                "SELECT epsilon_spent, delta_spent, releases FROM privacy_ledger WHERE user_id = ? AND window_start = ?",
+                (release.user_id, release.window_start)).fetchone()
+            spent_eps, spent_delta, releases = row if row else (0.0, 0.0, 0)
+            slack = 1e-12  # basic composition sums floats: 4 × 0.25 must fit a budget of 1.0
+            fits = (spent_eps + release.epsilon <= epsilon_budget + slack
+                    and spent_delta + release.delta <= delta_budget + slack * delta_budget)
+            if releases != release.release_index or not fits:
+                conn.rollback()
+                return False
+            conn.execute(
+                "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, window_start) DO UPDATE "
+                "SET epsilon_spent = excluded.epsilon_spent, delta_spent = excluded.delta_spent, "
+                "releases = excluded.releases",
+                (release.user_id, release.window_start, window_end, spent_eps + release.epsilon,
+                 spent_delta + release.delta, releases + 1))
+            conn.execute(
+                "INSERT OR REPLACE INTO released_preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
+                 np.asarray(release.pref_short, np.float32).tobytes()))
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return True
 
     # --- forget(user) without a connection: the ``recllm.profile_storage.ProfileStorage`` method ------------------
 

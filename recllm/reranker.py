@@ -1,6 +1,7 @@
 """Reranker: a trained scorer over candidate × profile features.
 
-Features join what the query asks (query·item) with who asks: long/short-term preference similarity,
+Features join what the query asks (query·item) with who asks: long/short-term preference similarity (to the
+user's differentially private release of those vectors, ``differential_privacy``; zero without a release),
 purchases in the item's category across all services and in this service, repeat purchases of the product
 family and their recency, tag and brand affinity, price relative to the user's usual level, and popularity.
 A small MLP is trained listwise (softmax over each query's candidate list) on synthetic requests whose target

@@ -3,7 +3,8 @@
 Candidates come from three sources, so both the query and the person shape the list:
 1. FAISS search with the query vector over the service's catalog;
 2. the same search with the query blended with the user's long-term preference vector (cross-service: what the
-   user buys anywhere pulls similar items of this service up);
+   user buys anywhere pulls similar items of this service up) — the differentially private release of it
+   (``differential_privacy``), read from the profile store;
 3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
 stated dietary tags ("без лактозы" → lactose_free); health/medicine items only for a query about that domain
@@ -20,7 +21,7 @@ from recllm.catalog import SERVICES, Catalog
 from recllm.catalog_index import CatalogIndex
 from recllm.profile_store import ProfileFragment, ProfileStore, UserFragmentIndex
 from recllm.request_validation import RecRequest
-from recllm.user_signals import UserSignals, compute_user_signals
+from recllm.user_signals import UserSignals, check_preference_source, compute_user_signals, with_released_preferences
 
 
 @dataclass
@@ -32,6 +33,9 @@ class RetrieverConfig:
     # The query is "about health" when its nearest item, or this share of its nearest health_vote_k, is a health item.
     health_vote_k: int = 5
     health_vote_threshold: float = 0.4
+    # "released": the user's differentially private preference release from the profile store (no release: the
+    # vector parts are cold); "raw": the exact decayed sums (tests and analysis only — never serve it).
+    preference_source: str = "released"
 
     def __post_init__(self) -> None:
         for name in ("num_candidates", "health_vote_k"):
@@ -46,6 +50,7 @@ class RetrieverConfig:
             raise ValueError(
                 f"RetrieverConfig.health_vote_threshold must be in (0, 1], got {self.health_vote_threshold!r}"
             )
+        check_preference_source("RetrieverConfig.preference_source", self.preference_source)
 
 
 @dataclass
@@ -87,7 +92,10 @@ class Retriever:
 
     def user_signals(self, user_id: str) -> tuple[list, UserSignals]:
         purchases = self.profile.events_of(user_id, kind="purchase")
-        return purchases, compute_user_signals(user_id, purchases, self.catalog, self.index.item_vectors)
+        signals = compute_user_signals(user_id, purchases, self.catalog, self.index.item_vectors)
+        if self.config.preference_source == "released":
+            signals = with_released_preferences(signals, self.profile.released_preferences_of(user_id))
+        return purchases, signals
 
     def retrieve(
         self, request: RecRequest, query_vector: np.ndarray, exclude_item_ids: frozenset[int] = frozenset()

@@ -5,21 +5,30 @@ vectors (exponentially decayed sums of purchased item vectors), purchase counts 
 services and per service, so kuper vegetables inform a samokat dinner query — repeat-purchase counts and
 recency per product family (the same milk on samokat and kuper is one family), tag and brand affinity and the
 user's usual price level.
+
+The model reads the preference vectors only as released through the Gaussian mechanism of
+``differential_privacy`` (``with_released_preferences``); the raw ones computed here feed that release, the
+fragment builder and offline analysis.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from recllm.catalog import Catalog
+from recllm.profile_store import PreferenceRelease
 
 DAY_S = 86_400
 PURCHASE_KINDS = frozenset({"purchase"})
 LONG_HALF_LIFE_DAYS = 60.0
 SHORT_HALF_LIFE_DAYS = 7.0
+# Where the model's preference vectors come from: the user's differentially private release (serving), or the raw
+# decayed sums (analysis and tests of the raw signal only).
+PREFERENCE_SOURCES = ("released", "raw")
 
 
 @dataclass
@@ -84,3 +93,16 @@ def compute_user_signals(
     signals.median_price = float(np.median(prices))
     signals.last_ts = max(e.timestamp for e in events)
     return signals
+
+
+def check_preference_source(owner: str, source: str) -> None:
+    if source not in PREFERENCE_SOURCES:
+        raise ValueError(f"{owner} must be one of {PREFERENCE_SOURCES}, got {source!r}")
+
+
+def with_released_preferences(signals: UserSignals, release: PreferenceRelease | None) -> UserSignals:
+    """The same signals with the preference vectors replaced by the user's DP release; without a release the
+    vector parts are those of a cold user (None), whatever the raw history holds."""
+    if release is None:
+        return dataclasses.replace(signals, pref_long=None, pref_short=None)
+    return dataclasses.replace(signals, pref_long=release.pref_long, pref_short=release.pref_short)
