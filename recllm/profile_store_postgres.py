@@ -8,8 +8,10 @@ partition's index, and partitions can later move to their own tablespaces or, wi
 ``events.event_seq`` (an identity column) plays the role of SQLite's rowid: it orders events with equal timestamps
 by insertion, as SQLite returns them.
 
-Each thread gets its own connection (Triton runs requests on its own threads), in autocommit mode so a read never
-holds a snapshot open; writes that must be atomic run in explicit transactions. Bulk writes use ``COPY``.
+Each thread gets its own connection (Triton and the gRPC profile service run requests on fixed pools of threads),
+in autocommit mode so a read never holds a snapshot open; writes that must be atomic run in explicit transactions;
+a connection the server dropped fails the one call that meets it and is replaced on the next. Connections live
+until ``close()``. Bulk writes use ``COPY``.
 
 ``forget_user`` deletes the user's rows from every table with a ``user_id`` column in one transaction, then runs
 ``VACUUM`` on the partitions that held them, so no dead tuple or index entry still points at the user's data.
@@ -158,7 +160,8 @@ class PostgresProfileStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = psycopg.connect(self.config.url, autocommit=True, connect_timeout=self.config.connect_timeout_s)
-            conn.read_only = self.config.read_only
+            if self.config.read_only:  # the session default covers single statements outside explicit transactions
+                conn.execute("SET default_transaction_read_only = on")
             self._local.conn = conn
             with self._connections_lock:
                 self._connections = [c for c in self._connections if not c.closed] + [conn]
@@ -274,11 +277,13 @@ class PostgresProfileStore:
         touched: set[str] = set()
         with conn.transaction():
             for table in self.user_tables():
-                cursor = conn.execute(sql.SQL("DELETE FROM {} WHERE user_id = %s RETURNING tableoid::regclass::text")
-                                      .format(sql.Identifier(table)), (user_id,))
-                partitions = [row[0] for row in cursor]
-                removed[table] = len(partitions)
-                touched.update(partitions)
+                cursor = conn.execute(sql.SQL(
+                    "WITH deleted AS (DELETE FROM {} WHERE user_id = %s RETURNING tableoid) "
+                    "SELECT tableoid::regclass::text, count(*) FROM deleted GROUP BY 1").format(sql.Identifier(table)),
+                    (user_id,))
+                counts = dict(cursor.fetchall())
+                removed[table] = sum(counts.values())
+                touched.update(counts)
         if self.config.vacuum_after_forget:
             for relation in sorted(touched):  # autocommit connection: VACUUM may not run inside a transaction
                 conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(relation)))

@@ -207,3 +207,11 @@ def test_messages_never_show_the_password():
     with pytest.raises(ValueError) as error:
         PostgresProfileConfig(url="mysql://alice:s3cret@h/db")
     assert "s3cret" not in str(error.value)
+
+
+def test_read_only_store_refuses_writes_even_outside_its_methods(url, store):
+    store.add_events([event("u1", 1_700_000_000)])
+    with PostgresProfileStore(PostgresProfileConfig(url=url, partitions=PARTITIONS, read_only=True)) as reader:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            reader.connection().execute("DELETE FROM events")
+        assert len(reader.events_of("u1")) == 1
