@@ -101,3 +101,20 @@ def test_config_errors_name_the_field():
         TifuGrid(alpha=(2.0,))
     with pytest.raises(ValueError, match="preset 'big'"):
         NextBasketEvalConfig.from_name("big")
+
+
+def test_real_tafeng_personal_history_beats_popularity():
+    from recllm.datasets.tafeng import DEFAULT_DATA_DIR
+    from recllm.evaluation.basket_baselines import GlobalPopularity, personal_then_global
+
+    if not DEFAULT_DATA_DIR.is_dir():
+        pytest.skip(f"Ta-Feng data not found at {DEFAULT_DATA_DIR}")
+    dataset = load_tafeng()
+    split = user_split(dataset)
+    test = BasketTargets.of(dataset, split.test)
+    popularity = GlobalPopularity([basket for user in split.train for basket in dataset.steps_of(user)])
+    global_only = score_lists([popularity.top(20)] * len(test.users), test, (10, 20))
+    personal = score_lists([personal_then_global(h, popularity, 20) for h in test.histories], test, (10, 20))
+    assert len(test.users) == 2_772
+    assert 0.03 < global_only["R@10"] < personal["R@10"] < 0.5
+    assert personal["Rrep@20"] > global_only["Rrep@20"]
