@@ -1,0 +1,98 @@
+"""Next-item scores from two views of the same training sequences: SASRec and item-to-item transitions.
+
+SASRec (with content features) models the whole ordered history; ``ItemTransitions`` remembers which items directly
+follow which, which SASRec's small embeddings blur for the long tail. The two are mixed as probability
+distributions over all items:
+
+    p(i | h) = (1 - w) * softmax(sasrec(h))_i + w * t(h)_i / sum_j t(h)_j
+
+where ``t(h)`` are the transition scores of the user's latest items; when nothing in the history has known
+successors the whole mass stays with SASRec. ``w`` is chosen on the validation split only (``tune_weight``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from recllm.seqrec.full_ranking import filter_history, metrics_from_ranks, target_ranks
+from recllm.seqrec.item_transitions import ItemTransitions, TransitionConfig
+from recllm.seqrec.sasrec import SASRec, SASRecConfig, score_histories, train_sasrec
+
+SCORE_CHUNK = 1024
+
+
+@dataclass
+class HybridConfig:
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    transitions: TransitionConfig = field(default_factory=lambda: TransitionConfig(window=5, history_items=5, decay=0.7))
+    transition_weight: float = 0.3
+    weight_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.transition_weight <= 1:
+            raise ValueError(f"HybridConfig.transition_weight must be in [0, 1], got {self.transition_weight!r}")
+        if not self.weight_grid or any(not 0 <= w <= 1 for w in self.weight_grid):
+            raise ValueError(f"HybridConfig.weight_grid must be non-empty values in [0, 1], got {self.weight_grid!r}")
+
+
+def mix(sasrec_scores: np.ndarray, transition_scores: np.ndarray, weight: float) -> np.ndarray:
+    """The mixture above for one chunk: [U, I] logits and [U, I] non-negative transition scores → probabilities."""
+    logits = torch.from_numpy(sasrec_scores)
+    probabilities = torch.softmax(logits, dim=1).numpy()                                    # [U, I]
+    mass = transition_scores.sum(axis=1, keepdims=True)                                     # [U, 1]
+    has_successors = mass > 0
+    transitions = np.divide(transition_scores, mass, out=np.zeros_like(transition_scores), where=has_successors)
+    effective = np.where(has_successors, weight, 0.0)                                       # [U, 1]
+    return ((1.0 - effective) * probabilities + effective * transitions).astype(np.float32)
+
+
+class HybridScorer:
+    """A trained SASRec and transition table; ``score(histories, weight)`` gives [U, n_items + 1] probabilities."""
+
+    def __init__(self, model: SASRec, transitions: ItemTransitions, config: HybridConfig):
+        self.model, self.transitions, self.config = model, transitions, config
+
+    @classmethod
+    def fit(cls, sequences: Sequence[Sequence[int]], config: HybridConfig,
+            item_features: np.ndarray | None = None) -> "HybridScorer":
+        model = train_sasrec(sequences, config.sasrec, item_features)
+        transitions = ItemTransitions(sequences, config.sasrec.n_items, config.transitions)
+        return cls(model, transitions, config)
+
+    def parts(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """SASRec logits and transition scores, each [U, n_items + 1]."""
+        return score_histories(self.model, histories), self.transitions.score(histories)
+
+    def score(self, histories: Sequence[Sequence[int]], weight: float | None = None) -> np.ndarray:
+        weight = self.config.transition_weight if weight is None else weight
+        return mix(*self.parts(histories), weight)
+
+    def tune_weight(self, histories: Sequence[Sequence[int]], targets: Sequence[int],
+                    metric: str = "N@10") -> dict[float, float]:
+        """History-filtered ``metric`` on a validation split for every weight of the grid; sets the best one."""
+        results = {w: [] for w in self.config.weight_grid}
+        for offset in range(0, len(histories), SCORE_CHUNK):
+            chunk_h, chunk_t = histories[offset:offset + SCORE_CHUNK], targets[offset:offset + SCORE_CHUNK]
+            sasrec_scores, transition_scores = self.parts(chunk_h)
+            for weight in self.config.weight_grid:
+                ranked = filter_history(mix(sasrec_scores, transition_scores, weight), chunk_h)
+                results[weight].append(target_ranks(ranked, chunk_t))
+        by_weight = {w: metrics_from_ranks(np.concatenate(r))[metric] for w, r in results.items()}
+        self.config.transition_weight = max(by_weight, key=by_weight.get)
+        return by_weight
+
+
+def chunked(score: Callable[[Sequence[Sequence[int]]], np.ndarray], histories: Sequence[Sequence[int]],
+            targets: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Raw and history-filtered full-ranking metrics of ``score`` over ``histories`` in chunks."""
+    raw, filtered = [], []
+    for offset in range(0, len(histories), SCORE_CHUNK):
+        chunk_h, chunk_t = histories[offset:offset + SCORE_CHUNK], targets[offset:offset + SCORE_CHUNK]
+        scores = score(chunk_h)
+        raw.append(target_ranks(scores, chunk_t))
+        filtered.append(target_ranks(filter_history(scores, chunk_h), chunk_t))
+    return {"raw": metrics_from_ranks(np.concatenate(raw)), "filtered": metrics_from_ranks(np.concatenate(filtered))}
