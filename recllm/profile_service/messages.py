@@ -93,7 +93,25 @@ def profile_message(view: UserProfileView) -> pb.Profile:
     if view.demographics is not None:
         age_band, region = view.demographics
         message.demographics.CopyFrom(pb.Demographics(age_band=age_band, region=region))
+    _add_derived(message, view)
     return message
+
+
+def _add_derived(message: pb.Profile, view: UserProfileView) -> None:
+    """What the profile refresh derived: temporal histograms, history levels, privacy ledger, latest release."""
+    message.temporal.extend(pb.TemporalHistogram(service=service, hours=hours, weekdays=weekdays)
+                            for service, hours, weekdays in view.temporal)
+    message.history.extend(pb.HistoryLevel(level=level, periods=periods, first_ts=first, last_ts=last)
+                           for level, (periods, first, last) in view.history_levels.items())
+    message.privacy_ledger.extend(
+        pb.PrivacyWindow(window_start=e.window_start, window_end=e.window_end, epsilon_spent=e.epsilon_spent,
+                         delta_spent=e.delta_spent, releases=e.releases) for e in view.privacy_ledger)
+    release = view.preference_release
+    if release is not None:
+        message.preference_release.CopyFrom(pb.PreferenceRelease(
+            released_ts=release.released_ts, window_start=release.window_start,
+            release_index=release.release_index, epsilon=release.epsilon, delta=release.delta, sigma=release.sigma,
+            clip_norm=release.clip_norm))
 
 
 def forget_message(user_id: str, removed: dict[str, int]) -> pb.ForgetResponse:

@@ -1,5 +1,8 @@
 """What the profile store holds about one user, read for ``GetProfile``: a summary, never another user's rows.
 
+Events (summarised per service and kind, plus the newest few), demographics, profile fragments, the temporal
+histograms and history levels ``profile_refresh`` derives, and the user's privacy ledger and latest release metadata.
+
 Every query is keyed by ``user_id`` (the ``events_by_user`` index), so a profile read costs the user's own rows only.
 """
 
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recllm.profile_store import EventRow, ProfileFragment, ProfileStore
+from recllm.profile_store import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment, ProfileStore
 
 MAX_RECENT_EVENTS = 1000  # a GetProfile answer stays small; the full log is the store's business
 
@@ -32,10 +35,15 @@ class UserProfileView:
     services: dict[str, ActivitySummary] = field(default_factory=dict)
     fragments: list[ProfileFragment] = field(default_factory=list)
     recent_events: list[EventRow] = field(default_factory=list)  # newest first
+    temporal: list[tuple[str, list[int], list[int]]] = field(default_factory=list)  # (service, hours, weekdays)
+    history_levels: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # level -> (periods, first, last)
+    privacy_ledger: list[LedgerEntry] = field(default_factory=list)
+    preference_release: PreferenceRelease | None = None
 
     @property
     def found(self) -> bool:
-        return self.demographics is not None or self.overall.events > 0 or bool(self.fragments)
+        return (self.demographics is not None or self.overall.events > 0 or bool(self.fragments)
+                or bool(self.privacy_ledger) or bool(self.history_levels))
 
 
 def _service_summaries(store: ProfileStore, user_id: str) -> dict[str, ActivitySummary]:
@@ -85,6 +93,14 @@ def _recent_events(store: ProfileStore, user_id: str, limit: int) -> list[EventR
     return list(map(EventRow._make, cursor))
 
 
+def _history_levels(store: ProfileStore, user_id: str) -> dict[str, tuple[int, int, int]]:
+    levels: dict[str, tuple[int, int, int]] = {}
+    for level, start_ts, end_ts, _summary in store.history_of(user_id):
+        periods, first, last = levels.get(level, (0, start_ts, end_ts))
+        levels[level] = (periods + 1, min(first, start_ts), max(last, end_ts))
+    return levels
+
+
 def read_user_profile(store: ProfileStore, user_id: str, recent_events: int = 0) -> UserProfileView:
     """The user's demographics, activity per service, profile fragments and newest ``recent_events`` events.
 
@@ -98,6 +114,9 @@ def read_user_profile(store: ProfileStore, user_id: str, recent_events: int = 0)
         services = _service_summaries(store, user_id)
         fragments = store.fragments_of(user_id)
         recent = _recent_events(store, user_id, recent_events)
+        derived = dict(temporal=store.temporal_histograms_of(user_id), history_levels=_history_levels(store, user_id),
+                       privacy_ledger=store.privacy_ledger_of(user_id),
+                       preference_release=store.released_preferences_of(user_id))
     finally:
         conn.rollback()  # read-only: ends the snapshot
     return UserProfileView(
@@ -107,4 +126,5 @@ def read_user_profile(store: ProfileStore, user_id: str, recent_events: int = 0)
         services=services,
         fragments=fragments,
         recent_events=recent,
+        **derived,
     )

@@ -255,3 +255,16 @@ def test_stop_finishes_queued_events_and_refuses_new_ones(profile_artifacts, sam
     assert len(stored_baskets(profile_artifacts, "live-6")) == 30
     with pytest.raises(RuntimeError, match="stopped"):
         writer.submit(purchase("live-6", samokat_item, "late"))
+
+
+def test_profile_read_includes_what_the_refresh_derived(profile_client, samokat_item):
+    acks = list(profile_client.ingest([purchase("derived-1", samokat_item, f"b{i}") for i in range(3)]))
+    assert all(a.accepted for a in acks)
+    profile = profile_client.get_profile("derived-1")
+    [temporal] = profile.temporal
+    assert temporal.service == "samokat" and sum(temporal.hours) == sum(temporal.weekdays) == 3
+    assert len(temporal.hours) == 24 and len(temporal.weekdays) == 7
+    assert {level.level for level in profile.history} == {"session", "day", "long_term"}
+    assert [w.releases for w in profile.privacy_ledger] == [1]
+    assert profile.HasField("preference_release")
+    assert profile.preference_release.epsilon == pytest.approx(profile.privacy_ledger[0].epsilon_spent)
