@@ -1,7 +1,7 @@
 """The profile storage interface and the factory that opens a backend from a path or URL.
 
-Everything that reads or writes the unified profile (builders, retrieval, ranking, retention, the profile service)
-needs only the methods of ``ProfileStorage``. Two backends implement them with the same tables and return types:
+Everything that reads or writes the unified profile (builders, retrieval, ranking, refresh, differential privacy,
+retention, the profile service) needs only the methods of ``ProfileStorage``. Two backends implement them with the same tables and return types:
 
 * ``recllm.profile_store.ProfileStore`` — SQLite in WAL mode, one file, the embedded default and the out-of-the-box
   path (``recllm build`` / ``recllm serve`` use it);
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Protocol, runtime_checkable
 
-from recllm.profile_store import EventRow, ProfileFragment, ProfileStore
+from recllm.profile_store import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment, ProfileStore
 
 if TYPE_CHECKING:  # the PostgreSQL backend (and psycopg) is imported only when a postgresql:// URL is opened
     from recllm.profile_store_postgres import PostgresProfileStore
@@ -59,6 +59,36 @@ class ProfileStorage(Protocol):
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete every row about the user from every table holding a ``user_id``; returns rows deleted per table."""
+
+    # Derived from events by recllm.profile_refresh / recllm.differential_privacy:
+
+    def replace_history(self, user_id: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Replace the user's (level, start_ts, end_ts, summary JSON) history rows."""
+
+    def history_of(self, user_id: str, level: str | None = None) -> list[tuple[str, int, int, str]]:
+        """History rows ordered by (start_ts, level), optionally of one level."""
+
+    def replace_temporal_histograms(self, user_id: str, rows: Iterable[tuple[str, list[int], list[int]]]) -> None:
+        """Replace the user's (service, [24] hour counts, [7] weekday counts) rows."""
+
+    def temporal_histograms_of(self, user_id: str) -> list[tuple[str, list[int], list[int]]]:
+        """Histogram rows ordered by service."""
+
+    def privacy_secret(self) -> bytes:
+        """The 32-byte server secret seeding release noise (created on first use by a writer)."""
+
+    def privacy_ledger_of(self, user_id: str, window_start: int | None = None) -> list[LedgerEntry]:
+        """The user's spent privacy budget per window, oldest first."""
+
+    def released_preferences_of(self, user_id: str) -> PreferenceRelease | None:
+        """The user's latest differentially private release, or None."""
+
+    def delete_released_preferences(self, user_id: str) -> None:
+        """Drop the user's release (nothing behind it any more)."""
+
+    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
+                       delta_budget: float) -> bool:
+        """Charge the release to its window and store it atomically, or write nothing and return False."""
 
 
 def open_profile_storage(url_or_path: str | Path, read_only: bool = False,

@@ -2,7 +2,8 @@
 
 Same tables, columns and return types as the embedded SQLite ``ProfileStore`` (``EventRow``, ``ProfileFragment``
 with float32 vectors stored as raw bytes), so the builders, retrieval and ranking run unchanged on either. What
-differs is layout: the per-user tables (``users``, ``events``, ``fragments``) are ``PARTITION BY HASH (user_id)``
+differs is layout: the per-user tables (``users``, ``events``, ``fragments`` and the derived ones of
+``profile_store_postgres_derived``: history, histograms, privacy ledger, releases) are ``PARTITION BY HASH (user_id)``
 into ``partitions`` partitions, so one user's rows live in one partition of each table, a per-user read touches one
 partition's index, and partitions can later move to their own tablespaces or, with a sharding extension, machines.
 ``events.event_seq`` (an identity column) plays the role of SQLite's rowid: it orders events with equal timestamps
@@ -32,10 +33,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from recllm.profile_store import EventRow, ProfileFragment
+from recllm.profile_store_postgres_derived import DERIVED_PARTITIONED_TABLES, DERIVED_TABLES, DerivedProfileMethods
 
 log = logging.getLogger(__name__)
 
-PARTITIONED_TABLES = ("users", "events", "fragments")
+PARTITIONED_TABLES = ("users", "events", "fragments", *DERIVED_PARTITIONED_TABLES)
 MAX_PARTITIONS = 1024
 SCHEMA_LOCK_KEY = 0x7265636C6C6D  # pg_advisory_xact_lock key: "recllm"; serializes concurrent schema creation
 
@@ -140,7 +142,7 @@ def partition_statements(table: str, partitions: int) -> list[sql.Composed]:
         for r in range(partitions)]
 
 
-class PostgresProfileStore:
+class PostgresProfileStore(DerivedProfileMethods):
     """PostgreSQL-backed profile store with the methods of ``recllm.profile_storage.ProfileStorage``."""
 
     def __init__(self, config: PostgresProfileConfig):
@@ -191,6 +193,7 @@ class PostgresProfileStore:
                 raise ValueError(f"PostgresProfileConfig.partitions={self.config.partitions} but "
                                  f"{redacted(self.config.url)} already holds events in {existing} partitions")
             conn.execute(PARENT_TABLES)
+            conn.execute(DERIVED_TABLES)
             for table in PARTITIONED_TABLES:
                 for statement in partition_statements(table, self.config.partitions):
                     conn.execute(statement)

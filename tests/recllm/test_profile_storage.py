@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from recllm.profile_storage import ProfileStorage, open_profile_storage
-from recllm.profile_store import EventRow, ProfileFragment, ProfileStore
+from recllm.profile_store import EventRow, PreferenceRelease, ProfileFragment, ProfileStore
 from recllm.profile_store_postgres import PostgresProfileStore
 from recllm.synthetic_records import Event, UserProfileSeed
 from tests.postgres_server import postgres_server  # noqa: F401 (session fixture)
@@ -215,12 +215,18 @@ def test_forget_removes_every_row_of_the_user_and_only_theirs(storage):
         storage.add_events([event(user_id, ts, item_id=ts) for ts in range(100, 130)])
         storage.replace_fragments(user_id, [fragment(user_id, "kuper:grocery/fish", 1.0, [1, 0]),
                                             fragment(user_id, "kuper:grocery/tea", 2.0, [0, 1])])
+        storage.replace_history(user_id, HISTORY_ROWS)
+        storage.replace_temporal_histograms(user_id, HISTOGRAM_ROWS)
+        assert storage.commit_release(release(user_id, 0), WINDOW_END, 1.0, 1e-5)
     storage.set_item_popularity({100: 2})
+    storage.privacy_secret()
     before = all_rows_text(storage)
 
     removed = storage.forget_user("u1")
 
-    assert {t: n for t, n in removed.items() if n} == {"events": 30, "fragments": 2, "users": 1}
+    assert {t: n for t, n in removed.items() if n} == {"events": 30, "fragments": 2, "users": 1, "history_summaries": 2,
+                                                       "temporal_histograms": 2, "privacy_ledger": 1,
+                                                       "released_preferences": 1}
     after = all_rows_text(storage)
     leftovers = {t: [r for r in rows if "u1" in r] for t, rows in after.items()}
     assert not any(leftovers.values()), leftovers
@@ -259,6 +265,111 @@ def test_each_thread_gets_its_own_connection_to_the_same_data(storage):
     thread.join()
     assert results["rows"] == storage.events_of("u1")
     assert results["conn"] is not storage.connection()
+
+
+# --- rows derived from events: history, histograms, privacy ledger and releases ---------------------------------
+
+HISTORY_ROWS = [("long_term", 100, 900, '{"n": 3}'), ("day", 100, 200, '{"n": 1}')]
+HISTOGRAM_ROWS = [("samokat", [0] * 23 + [4], [1, 0, 0, 0, 0, 0, 2]), ("kuper", [1] * 24, [0] * 7)]
+WINDOW_START, WINDOW_END = 1_700_000_000, 1_700_604_800
+
+
+def release(user_id: str, index: int, epsilon: float = 0.25, seed: int = 0) -> PreferenceRelease:
+    rng = np.random.default_rng(seed)
+    return PreferenceRelease(user_id, WINDOW_START, index, WINDOW_START + 60 * index, epsilon, 1e-6, 0.8, 1.0,
+                             f"digest-{index}", rng.standard_normal(16).astype(np.float32),
+                             rng.standard_normal(16).astype(np.float32))
+
+
+def test_history_round_trip_in_time_order_and_by_level(storage):
+    storage.replace_history("u1", HISTORY_ROWS + [("session", 100, 150, "{}")])
+    storage.replace_history("u2", [("day", 5, 6, "{}")])
+    assert storage.history_of("u1") == [("day", 100, 200, '{"n": 1}'), ("long_term", 100, 900, '{"n": 3}'),
+                                        ("session", 100, 150, "{}")]
+    assert storage.history_of("u1", level="day") == [("day", 100, 200, '{"n": 1}')]
+    storage.replace_history("u1", [])
+    assert storage.history_of("u1") == [] and storage.history_of("u2") == [("day", 5, 6, "{}")]
+
+
+def test_temporal_histograms_round_trip_ordered_by_service(storage):
+    storage.replace_temporal_histograms("u1", HISTOGRAM_ROWS)
+    assert storage.temporal_histograms_of("u1") == sorted(HISTOGRAM_ROWS)
+    storage.replace_temporal_histograms("u1", HISTOGRAM_ROWS[:1])
+    assert storage.temporal_histograms_of("u1") == HISTOGRAM_ROWS[:1]
+    assert storage.temporal_histograms_of("u2") == []
+
+
+def test_privacy_secret_is_created_once_and_shared(storage, location):
+    secret = storage.privacy_secret()
+    assert isinstance(secret, bytes) and len(secret) == 32
+    assert storage.privacy_secret() == secret
+    reader = open_profile_storage(location, read_only=True)
+    try:
+        assert reader.privacy_secret() == secret
+    finally:
+        if isinstance(reader, PostgresProfileStore):
+            reader.close()
+
+
+def test_read_only_store_without_a_secret_says_so(storage, location):
+    reader = open_profile_storage(location, read_only=True)
+    try:
+        with pytest.raises(LookupError, match="no privacy secret"):
+            reader.privacy_secret()
+    finally:
+        if isinstance(reader, PostgresProfileStore):
+            reader.close()
+
+
+def test_commit_release_charges_the_ledger_and_stores_exact_vectors(storage):
+    assert storage.released_preferences_of("u1") is None and storage.privacy_ledger_of("u1") == []
+    first = release("u1", 0)
+    assert storage.commit_release(first, WINDOW_END, 1.0, 1e-5)
+    stored = storage.released_preferences_of("u1")
+    assert stored[:9] == first[:9]
+    assert stored.pref_long.tobytes() == first.pref_long.tobytes()
+    assert stored.pref_short.tobytes() == first.pref_short.tobytes()
+    for index in (1, 2, 3):  # 4 × 0.25 fits a budget of exactly 1.0
+        assert storage.commit_release(release("u1", index, seed=index), WINDOW_END, 1.0, 1e-5)
+    (entry,) = storage.privacy_ledger_of("u1")
+    assert (entry.window_start, entry.window_end, entry.releases) == (WINDOW_START, WINDOW_END, 4)
+    assert entry.epsilon_spent == pytest.approx(1.0) and entry.delta_spent == pytest.approx(4e-6)
+    assert storage.released_preferences_of("u1")[2] == 3
+    assert storage.privacy_ledger_of("u1", WINDOW_START) == [entry] and storage.privacy_ledger_of("u1", 5) == []
+    assert storage.privacy_ledger_of("u2") == []
+
+
+def test_commit_release_refuses_a_spent_budget_or_a_stale_index(storage):
+    assert storage.commit_release(release("u1", 0, epsilon=0.75), WINDOW_END, 1.0, 1e-5)
+    ledger = storage.privacy_ledger_of("u1")
+    assert not storage.commit_release(release("u1", 1, epsilon=0.5), WINDOW_END, 1.0, 1e-5)  # over budget
+    assert not storage.commit_release(release("u1", 0, epsilon=0.1, seed=9), WINDOW_END, 1.0, 1e-5)  # stale index
+    assert storage.privacy_ledger_of("u1") == ledger
+    assert storage.released_preferences_of("u1")[4] == 0.75
+
+
+def test_concurrent_releases_spend_the_budget_once(storage):
+    outcomes = []
+
+    def commit(seed):
+        outcomes.append(storage.commit_release(release("u1", 0, seed=seed), WINDOW_END, 1.0, 1e-5))
+
+    threads = [threading.Thread(target=commit, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 5 + [True]
+    assert storage.privacy_ledger_of("u1")[0].releases == 1
+
+
+def test_delete_released_preferences(storage):
+    for user_id in ("u1", "u2"):
+        storage.commit_release(release(user_id, 0), WINDOW_END, 1.0, 1e-5)
+    storage.delete_released_preferences("u1")
+    assert storage.released_preferences_of("u1") is None
+    assert storage.released_preferences_of("u2") is not None
+    assert storage.privacy_ledger_of("u1")[0].releases == 1  # spent budget stays spent
 
 
 # --- the factory ---------------------------------------------------------------------------------------------------

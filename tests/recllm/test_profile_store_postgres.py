@@ -57,7 +57,8 @@ def partition_of_each_user(store: PostgresProfileStore, table: str) -> dict[str,
 
 
 def test_each_per_user_table_has_the_configured_hash_partitions(store):
-    for table in ("users", "events", "fragments"):
+    for table in ("users", "events", "fragments", "history_summaries", "temporal_histograms", "privacy_ledger",
+                  "released_preferences"):
         rows = store.connection().execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY c.relname",
@@ -147,7 +148,7 @@ def test_forget_leaves_no_tuple_of_the_user_in_any_heap_or_index_page(store):
 
     removed = store.forget_user(target)
 
-    assert removed == {"events": 3, "fragments": 1, "users": 1}
+    assert {table: n for table, n in removed.items() if n} == {"events": 3, "fragments": 1, "users": 1}
     assert pages_holding(store, target) == {}
     assert pages_holding(store, "u018") != {}
 
