@@ -1,5 +1,6 @@
 """What only the PostgreSQL backend has: hash partitions by user, partition pruning, the partition count guard,
-forget leaving no tuple in any page, reconnecting, concurrent schema creation, config validation.
+forget leaving no tuple in any page, reconnecting, concurrent schema creation, config validation; and the drop-in
+check: the builder fills PostgreSQL exactly as it fills SQLite, and retrieval over either returns the same.
 
 The shared behaviour (round trips, isolation, forget by rows, read-only) is in ``test_profile_storage.py``.
 """
@@ -13,7 +14,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from recllm.profile_store import ProfileFragment
+from builders.build_artifacts import fill_profile, store_fragments
+from recllm.catalog_index import CatalogIndex
+from recllm.profile_store import ProfileFragment, ProfileStore
+from recllm.request_validation import RecRequest
+from recllm.retriever import Retriever, RetrieverConfig
 from recllm.profile_store_postgres import PostgresProfileConfig, PostgresProfileStore, partition_name, redacted
 from recllm.synthetic_records import Event, UserProfileSeed
 from tests.postgres_server import postgres_server  # noqa: F401 (session fixture)
@@ -216,3 +221,58 @@ def test_read_only_store_refuses_writes_even_outside_its_methods(url, store):
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             reader.connection().execute("DELETE FROM events")
         assert len(reader.events_of("u1")) == 1
+
+
+# --- drop-in: the builder fills PostgreSQL exactly as it fills SQLite, and retrieval reads the same ---------------
+
+@pytest.fixture(scope="module")
+def built_both(ecosystem, random_item_vectors, tmp_path_factory, postgres_server):  # noqa: F811
+    """The ecosystem stored the way ``builders`` stores it, once in SQLite and once in PostgreSQL."""
+    stores = {"sqlite": ProfileStore(tmp_path_factory.mktemp("built") / "profile.db"),
+              "postgres": PostgresProfileStore(PostgresProfileConfig(url=postgres_server.new_database("built"),
+                                                                     partitions=PARTITIONS))}
+    for store in stores.values():
+        fill_profile(store, ecosystem)
+        store_fragments(ecosystem, store, random_item_vectors)
+    yield stores
+    stores["postgres"].close()
+
+
+def test_the_builder_stores_the_same_profile_in_both_backends(built_both, ecosystem):
+    sqlite, postgres = built_both["sqlite"], built_both["postgres"]
+    assert postgres.user_ids() == sqlite.user_ids() and postgres.latest_timestamp() == sqlite.latest_timestamp()
+    assert postgres.item_popularity() == sqlite.item_popularity()
+    with_fragments = 0
+    for user in ecosystem.users:
+        u = user.user_id
+        assert postgres.events_of(u) == sqlite.events_of(u)
+        assert postgres.events_of(u, kind="purchase") == sqlite.events_of(u, kind="purchase")
+        pg_fragments, lite_fragments = postgres.fragments_of(u), sqlite.fragments_of(u)
+        assert [(f.fragment_key, f.text_ru, f.weight, f.vector.tobytes()) for f in pg_fragments] == \
+            [(f.fragment_key, f.text_ru, f.weight, f.vector.tobytes()) for f in lite_fragments]
+        with_fragments += bool(pg_fragments)
+        assert postgres.history_of(u) == sqlite.history_of(u)
+        assert postgres.temporal_histograms_of(u) == sqlite.temporal_histograms_of(u)
+        assert postgres.privacy_ledger_of(u) == sqlite.privacy_ledger_of(u)
+        pg_release, lite_release = postgres.released_preferences_of(u), sqlite.released_preferences_of(u)
+        # Same accounting; the noise differs because each database draws its own privacy secret.
+        assert (pg_release is None) == (lite_release is None)
+        if pg_release is not None:
+            assert pg_release[:9] == lite_release[:9]
+    assert with_fragments > len(ecosystem.users) / 2
+
+
+def test_retrieval_on_postgres_matches_retrieval_on_sqlite(built_both, ecosystem, catalog, random_item_vectors):
+    index = CatalogIndex(random_item_vectors, catalog)
+    config = RetrieverConfig(preference_source="raw")  # released vectors carry each database's own noise
+    retrievers = {name: Retriever(catalog, index, store, config) for name, store in built_both.items()}
+    rng = np.random.default_rng(7)
+    for user in ecosystem.users[:40]:
+        query = rng.standard_normal(random_item_vectors.shape[1]).astype(np.float32)
+        query /= np.linalg.norm(query)
+        request = RecRequest(user.user_id, "что-нибудь", 10, "", "ru", None)
+        got = {name: r.retrieve(request, query) for name, r in retrievers.items()}
+        assert got["postgres"].service == got["sqlite"].service
+        np.testing.assert_array_equal(got["postgres"].candidate_ids, got["sqlite"].candidate_ids)
+        assert [(f.fragment_key, s) for f, s in got["postgres"].fragments] == \
+            [(f.fragment_key, s) for f, s in got["sqlite"].fragments]
