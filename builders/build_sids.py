@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from recllm.catalog import SERVICES, Catalog
+from recllm.catalog import Catalog
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR
 from recllm.sid.content_encoder import ContentEncoderConfig
 from recllm.sid.item_sids import (ItemSemanticIds, SidBuildConfig, amazon_semantic_ids, catalog_item_sids,
-                                  catalog_semantic_ids, save_item_sids)
+                                  catalog_semantic_ids, save_item_sids, service_sid_counts)
 from recllm.sid.residual_quantization import RQKMeansConfig
 from recllm.synthetic_assortment import build_synthetic_catalog
 from recllm.synthetic_ecosystem import PRESETS as SYNTHETIC_PRESETS
@@ -83,15 +83,6 @@ def synthetic_catalog(config: BuildSidsConfig) -> Catalog:
                                    synthetic.kuper_items)
 
 
-def _service_counts(catalog: Catalog, item_sids: np.ndarray) -> dict:
-    """Per service: items and distinct SIDs (equal: inside one service a SID names one item)."""
-    counts = {}
-    for service in SERVICES:
-        rows = [item.item_id for item in catalog.in_service(service)]
-        counts[service] = {"items": len(rows), "distinct_sids": int(len(np.unique(item_sids[rows], axis=0)))}
-    return counts
-
-
 def build_sids(config: BuildSidsConfig) -> dict:
     """Runs the build, writes the files into ``config.output`` and returns the stats."""
     bar = tqdm(total=2 + config.levels, desc=f"SIDs ({config.dataset})", disable=not config.progress)
@@ -105,7 +96,7 @@ def build_sids(config: BuildSidsConfig) -> dict:
         advance()
         families = catalog_semantic_ids(catalog, config.sid_config(), on_level=advance)
         item_sids = catalog_item_sids(catalog, families)
-        families.stats["services"] = _service_counts(catalog, item_sids)
+        families.stats["services"] = service_sid_counts(catalog, item_sids)
         result = ItemSemanticIds(np.arange(len(catalog)), replace(families.sids, codes=item_sids), families.stats)
         family_ids = np.array([item.family_id for item in catalog.items], dtype=np.int64)
     result.stats["seed"] = config.seed

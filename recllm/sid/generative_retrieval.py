@@ -45,6 +45,7 @@ class GenerativeRetrieverConfig:
     batch_size: int = 128
     epochs: int = 20
     beam_size: int = 20
+    max_train_seconds: float = 0.0   # stop after the epoch that crosses this wall-clock budget (0 = no budget)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +60,9 @@ class GenerativeRetrieverConfig:
             raise ValueError(f"GenerativeRetrieverConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
             raise ValueError(f"GenerativeRetrieverConfig.lr must be > 0, got {self.lr!r}")
+        if not self.max_train_seconds >= 0:
+            raise ValueError("GenerativeRetrieverConfig.max_train_seconds must be >= 0, "
+                             f"got {self.max_train_seconds!r}")
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> "GenerativeRetrieverConfig":
@@ -121,6 +125,7 @@ class GenerativeRetriever(nn.Module):
                                                    nn.Linear(2 * config.hidden, config.hidden))
                                      for _ in self.vocab_sizes)
         self.trie = SidTrie(item_sids[1:], np.arange(1, len(item_sids)), self.vocab_sizes)
+        self.epochs_trained = 0
 
     @property
     def depth(self) -> int:
@@ -199,6 +204,7 @@ def train_generative_retriever(sequences: Sequence[Sequence[int]], item_sids: np
         raise ValueError(f"train_generative_retriever: item ids must be in 1..{len(item_sids) - 1}, got {largest}")
     model = GenerativeRetriever(config, item_sids)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    started = time.perf_counter()
     for epoch in tqdm(range(config.epochs), desc="generative retriever", disable=not progress):
         start, total = time.perf_counter(), 0.0
         model.train()
@@ -211,6 +217,10 @@ def train_generative_retriever(sequences: Sequence[Sequence[int]], item_sids: np
             total += loss.item()
         logger.info("epoch %d/%d: loss %.4f (%.1f s)", epoch + 1, config.epochs, total / len(batches),
                     time.perf_counter() - start)
+        model.epochs_trained = epoch + 1
+        if config.max_train_seconds and time.perf_counter() - started > config.max_train_seconds:
+            logger.info("stopping after epoch %d: training budget of %.0f s used", epoch + 1, config.max_train_seconds)
+            break
     model.eval()
     return model
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from recllm.catalog import Catalog
+from recllm.catalog import SERVICES, Catalog
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR
 from recllm.sid.content_encoder import (ContentEncoderConfig, amazon_item_contents, catalog_family_contents,
                                         encode_contents)
@@ -91,6 +91,15 @@ def catalog_item_sids(catalog: Catalog, family_sids: ItemSemanticIds) -> np.ndar
     if missing is not None:
         raise ValueError(f"catalog_item_sids: item {missing.item_id} has family {missing.family_id} without a SID")
     return family_sids.sids.codes[[row_of_family[item.family_id] for item in catalog.items]]
+
+
+def service_sid_counts(catalog: Catalog, item_sids: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per service: items and distinct SIDs among them (equal when a SID names one item inside a service)."""
+    counts = {}
+    for service in SERVICES:
+        rows = [item.item_id for item in catalog.in_service(service)]
+        counts[service] = {"items": len(rows), "distinct_sids": int(len(np.unique(item_sids[rows], axis=0)))}
+    return counts
 
 
 def save_item_sids(directory: str | Path, result: ItemSemanticIds) -> Path:
