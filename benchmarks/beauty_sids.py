@@ -159,7 +159,8 @@ N@10 {TIGER_PUBLISHED['N@10']}.
 | beam {results['beam']} (valid users) | {results['valid']['decoded']} | – | {results['valid']['invalid_rate']:.4f} |
 | beam {results['beam']} (test users) | {results['test']['decoded']} | – | {results['test']['invalid_rate']:.4f} |
 {sampling}
-| greedy WITHOUT the trie (contrast, test users) | {len(results['test_users'])} | – | {results['unconstrained_invalid_rate']:.4f} |
+| greedy WITHOUT the trie (contrast, test users) | {len(results['test_users'])} | – | \
+{results['unconstrained_invalid_rate']:.4f} |
 
 Sampling rows: first {SAMPLED_USERS} test users x {SAMPLES_PER_USER} samples each.
 Beam decoding time: valid {results['valid']['decode_seconds']:.0f} s, test {results['test']['decode_seconds']:.0f} s.

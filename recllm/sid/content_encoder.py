@@ -5,8 +5,8 @@ gives similar items shared SID prefixes; they are not trained. Each item becomes
 blocks, each block L2-normalised and weighted:
 
 * ``brand``     — one token for the whole brand ("b:opi"), so one brand is one direction;
-* ``category``  — every prefix of the category path ("c:makeup", "c:makeup>nails", …): the deeper prefixes are rarer,
-                  so TF-IDF weighs them more;
+* ``category``  — every prefix of the category path ("c:makeup", "c:makeup>nails", …): deeper prefixes are
+                  rarer, so TF-IDF weighs them more;
 * ``words``     — the words of the item text (title / textual id / Russian product name) and of the brand;
 * ``chars``     — hashed character n-grams of those words (typos, inflections, brand spellings);
 

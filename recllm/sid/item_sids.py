@@ -103,7 +103,7 @@ def service_sid_counts(catalog: Catalog, item_sids: np.ndarray) -> dict[str, dic
 
 
 def save_item_sids(directory: str | Path, result: ItemSemanticIds) -> Path:
-    """Writes ``sids.npy`` [N, L] int64, ``item_ids.npy`` [N], ``codebooks.npz`` (level_1 …) and ``sid_stats.json``."""
+    """Writes ``sids.npy`` [N, L] int64, ``item_ids.npy`` [N], ``codebooks.npz`` (level_1 …), ``sid_stats.json``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / SIDS_FILE, result.sids.codes.astype(np.int64))
