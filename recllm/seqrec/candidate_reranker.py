@@ -74,7 +74,11 @@ def feature_names(extra_views: Sequence[str] = ()) -> tuple[str, ...]:
 class CandidateLists:
     items: np.ndarray      # [U, C] candidate item ids, first-stage order
     features: np.ndarray   # [U, C, F] float32
-    first_stage: np.ndarray  # [U, I] first-stage scores (the mixture), for the items outside the lists
+    first_stage: np.ndarray | None  # [U, I] first-stage scores for the items outside the lists (None: training only)
+
+    def for_training(self) -> "CandidateLists":
+        """The lists without the [U, I] first-stage matrix (training needs only the candidates)."""
+        return CandidateLists(self.items, self.features, None)
 
 
 def _top_candidates(scores: np.ndarray, count: int) -> np.ndarray:
@@ -171,6 +175,8 @@ class CandidateReranker(nn.Module):
     @torch.no_grad()
     def rerank(self, lists: CandidateLists) -> np.ndarray:
         """[U, I] scores: candidates above every other item, in reranker order; the rest in first-stage order."""
+        if lists.first_stage is None:
+            raise ValueError("CandidateReranker.rerank needs the lists' first-stage scores")
         scores = self(torch.from_numpy(lists.features)).numpy()                                 # [U, C]
         first = lists.first_stage
         out = (first - first.max(axis=1, keepdims=True) - 1.0).astype(np.float32)              # all < 0... and < -1
