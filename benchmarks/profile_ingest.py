@@ -208,7 +208,7 @@ def category_weight(retriever: Retriever, user_id: str, key: str, query_vector: 
 def visibility_in_process(watcher: AckWatcher, retriever: Retriever, workload: Workload, trials: int) -> dict:
     """Existing users: a purchase in a category whose fragment the retrieval already returns; visible = +1."""
     vectors = retriever.index.item_vectors
-    visible, acked = [], []
+    visible, acked, not_visible = [], [], 0
     for trial in range(trials):
         user_id = workload.users[trial % len(workload.users)]
         purchases = retriever.profile.events_of(user_id, kind="purchase")
@@ -221,12 +221,15 @@ def visibility_in_process(watcher: AckWatcher, retriever: Retriever, workload: W
             continue
         started = time.perf_counter()
         sequence = watcher.send(workload.event(user_id, item, "purchase"))
-        visible.append(wait_visible(
-            lambda: (category_weight(retriever, user_id, key, vectors[item.item_id]) or 0) > before, started))
+        try:
+            visible.append(wait_visible(
+                lambda: (category_weight(retriever, user_id, key, vectors[item.item_id]) or 0) > before, started))
+        except TimeoutError:
+            not_visible += 1
         while sequence not in watcher.ack_times:
             time.sleep(POLL_SLEEP_S)
         acked.append(watcher.ack_times[sequence] - started)
-    return {"visible_ms": percentiles_ms(visible), "ack_ms": percentiles_ms(acked)}
+    return {"visible_ms": percentiles_ms(visible), "ack_ms": percentiles_ms(acked), "not_visible": not_visible}
 
 
 def triton_retrieve(client: grpcclient.InferenceServerClient, user_id: str, service: str,
@@ -248,16 +251,19 @@ def triton_retrieve(client: grpcclient.InferenceServerClient, user_id: str, serv
 def visibility_triton(watcher: AckWatcher, client, retriever: Retriever, workload: Workload, trials: int) -> dict:
     """New users through tritonserver's retriever model: visible = the first PROFILE_FACTS appear."""
     vectors = retriever.index.item_vectors
-    visible = []
+    visible, not_visible = [], 0
     for trial in range(trials):
         user_id = f"bench-new-{trial}"
         item = workload.items[workload.rng.integers(len(workload.items))]
         assert triton_retrieve(client, user_id, item.service, vectors[item.item_id]) == []
         started = time.perf_counter()
         watcher.send(workload.event(user_id, item, "purchase"))
-        visible.append(wait_visible(
-            lambda: bool(triton_retrieve(client, user_id, item.service, vectors[item.item_id])), started))
-    return {"visible_ms": percentiles_ms(visible)}
+        try:
+            visible.append(wait_visible(
+                lambda: bool(triton_retrieve(client, user_id, item.service, vectors[item.item_id])), started))
+        except TimeoutError:
+            not_visible += 1
+    return {"visible_ms": percentiles_ms(visible), "not_visible": not_visible}
 
 
 def retrieval_latency(retrieve_one, workload: Workload, vectors: np.ndarray, n: int) -> dict:
@@ -417,7 +423,7 @@ def write_markdown(results: dict, command: str) -> Path:
     lines += ["", f"Per-user profile refresh on the writer thread (paid once per distinct user per commit): "
                   f"p50 {refresh['p50']} ms, p99 {refresh['p99']} ms over {refresh['n']} users."]
     writer = results["writer"]
-    lines += [f"Group commit: {writer['events']} events in {writer['batches']} transactions "
+    lines += ["", f"Group commit: {writer['events']} events in {writer['batches']} transactions "
                   f"({writer['events'] / max(writer['batches'], 1):.1f} events per fsync on average).", "",
               "## Ingest-to-visible latency, ms (send → first retrieval that reflects the event)", "",
               "| path | n | p50 | p99 | mean | max |", "|---|---:|---:|---:|---:|---:|",
@@ -427,6 +433,8 @@ def write_markdown(results: dict, command: str) -> Path:
     if "visible_triton" in results:
         lines.append(latency_row("tritonserver `retriever` model over gRPC, new user (first PROFILE_FACTS)",
                                  results["visible_triton"]["visible_ms"]))
+    missed = {name: results[name]["not_visible"] for name in ("visible_in_process", "visible_triton") if name in results}
+    lines += ["", f"Trials where the event was not visible within {VISIBLE_TIMEOUT_S:.0f} s: {missed}."]
     lines += ["", "## Per-user retrieval latency, ms", "", "| path | n | p50 | p99 | mean | max |",
               "|---|---:|---:|---:|---:|---:|"]
     for key, name in (("retrieval_in_process_idle", "in-process Retriever, idle"),
