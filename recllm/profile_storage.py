@@ -1,7 +1,8 @@
 """The profile storage interface and the factory that opens a backend from a path or URL.
 
-Everything that reads or writes the unified profile (builders, retrieval, ranking, refresh, differential privacy,
-retention, the profile service) needs only the methods of ``ProfileStorage``. Two backends implement them with the same tables and return types:
+The builders, retrieval, ranking, profile refresh and differential privacy need only the methods of
+``ProfileStorage`` (retention's TTL cleanup and the profile service's activity summaries still run SQL on the
+SQLite connection). Two backends implement them with the same tables and return types:
 
 * ``recllm.profile_store.ProfileStore`` — SQLite in WAL mode, one file, the embedded default and the out-of-the-box
   path (``recllm build`` / ``recllm serve`` use it);
@@ -34,7 +35,7 @@ class ProfileStorage(Protocol):
         """Insert or replace demographics (objects with ``user_id, age_band, region``)."""
 
     def add_events(self, events: Iterable) -> int:
-        """Append events (objects with the ``recllm.event_schema.EVENT_FIELDS``) in one transaction; returns the count."""
+        """Append events (objects with ``recllm.event_schema.EVENT_FIELDS``) in one transaction; returns the count."""
 
     def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
         """The user's events in time order (ties in insertion order), optionally only one kind."""

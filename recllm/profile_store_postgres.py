@@ -129,7 +129,8 @@ def redacted(url: object) -> str:
         parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return url.split("@", 1)[-1] if "@" in url else url
-    return f"postgresql://{parts.get('user', '')}@{parts.get('host', '')}:{parts.get('port', '')}/{parts.get('dbname', '')}"
+    user, host, port, dbname = (parts.get(key, "") for key in ("user", "host", "port", "dbname"))
+    return f"postgresql://{user}@{host}:{port}/{dbname}"
 
 
 def partition_name(table: str, remainder: int) -> str:
@@ -249,7 +250,8 @@ class PostgresProfileStore(DerivedProfileMethods):
         fragments = list(fragments)
         strangers = {f.user_id for f in fragments} - {user_id}
         if strangers:
-            raise ValueError(f"replace_fragments for user {user_id!r} got fragments of other users: {sorted(strangers)}")
+            raise ValueError(f"replace_fragments for user {user_id!r} got fragments of other users: "
+                             f"{sorted(strangers)}")
         rows = [
             (f.user_id, f.fragment_key, f.service, f.category_id, f.text_ru, f.text_en, bool(f.sensitive),
              float(f.weight), np.asarray(f.vector, dtype=np.float32).tobytes())

@@ -138,8 +138,8 @@ class DerivedProfileMethods:
 
     def released_preferences_of(self, user_id: str) -> PreferenceRelease | None:
         """The user's latest release, or None when none was released."""
-        row = self.connection().execute(
-            f"SELECT {RELEASE_COLUMNS} FROM released_preferences WHERE user_id = %s", (user_id,)).fetchone()  # noqa: S608
+        query = f"SELECT {RELEASE_COLUMNS} FROM released_preferences WHERE user_id = %s"  # noqa: S608
+        row = self.connection().execute(query, (user_id,)).fetchone()
         if row is None:
             return None
         return PreferenceRelease(*row[:9], np.frombuffer(row[9], dtype=np.float32),

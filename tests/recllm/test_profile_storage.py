@@ -25,6 +25,7 @@ from tests.postgres_server import postgres_server  # noqa: F401 (session fixture
 
 BACKENDS = ("sqlite", "postgres")
 TEST_PARTITIONS = 4
+NOT_NULL_ERRORS = {"sqlite": sqlite3.IntegrityError, "postgres": psycopg.errors.NotNullViolation}
 READ_ONLY_ERRORS = {"sqlite": sqlite3.OperationalError, "postgres": psycopg.errors.ReadOnlySqlTransaction}
 
 
@@ -104,6 +105,14 @@ def test_events_with_equal_timestamps_come_back_in_insertion_order(storage):
     expected = sorted(inserted, key=lambda e: e.timestamp)  # sorted() is stable: ties keep insertion order
     assert [r.item_id for r in storage.events_of("u1")] == [e.item_id for e in expected]
     assert [r.item_id for r in storage.events_of("u1", kind="purchase")] == [e.item_id for e in expected]
+
+
+def test_a_batch_with_one_bad_event_writes_nothing(storage, backend):
+    storage.add_events([event("u1", 10)])
+    bad = Event("u2", "kuper", 1, "view", 20, None, None, 1, "moscow", "web")  # price is NOT NULL
+    with pytest.raises(NOT_NULL_ERRORS[backend]):
+        storage.add_events([event("u2", 15), event("u3", 16), bad, event("u2", 25)])
+    assert storage.user_ids() == ["u1"] and storage.latest_timestamp() == 10
 
 
 def test_events_of_one_kind(storage):
