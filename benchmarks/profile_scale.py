@@ -224,13 +224,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the generated populations")
     parser.add_argument("--note", action="append", default=[], help="a line added under the tables")
     parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="only render the saved results_*.json of earlier runs (one run per lock hold)")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for users in args.users:
-        results.append(measure_size(users, args.items, args.seed, args.lookups, args.workdir, args.keep))
-        (args.workdir / "results.json").write_text(json.dumps(results, indent=1))
-    command = "python -m benchmarks.profile_scale " + " ".join(argv)
+    if args.merge:
+        results = [row for path in args.merge for row in json.loads(path.read_text())]
+        command = " ; ".join(dict.fromkeys(row["command"] for row in results))
+    else:
+        command = "python -m benchmarks.profile_scale " + " ".join(argv)
+        results = []
+        for users in args.users:
+            results.append({**measure_size(users, args.items, args.seed, args.lookups, args.workdir, args.keep),
+                            "command": command})
+            saved = args.workdir / f"results_{'_'.join(map(str, args.users))}.json"
+            saved.write_text(json.dumps(results, indent=1))
     text = markdown(results, command, args.note)
     args.output.write_text(text, encoding="utf-8")
     print(text)

@@ -41,9 +41,11 @@ from recllm.synthetic_records import EVENT_KINDS, Event, UserProfileSeed
 
 logger = logging.getLogger(__name__)
 
+# Same-second events of one order sort in funnel order (as in ``synthetic_ecosystem``).
 _KIND_ORDER = {kind: order for order, kind in enumerate(("search", "view", "add_to_cart", "purchase", "rating",
                                                           "return"))}
-assert set(_KIND_ORDER) == set(EVENT_KINDS)
+if set(_KIND_ORDER) != set(EVENT_KINDS):
+    raise ImportError(f"synthetic_scale: kind order {sorted(_KIND_ORDER)} does not cover EVENT_KINDS {EVENT_KINDS}")
 
 PROFILE_DB = "profile.sqlite"
 CATALOG_FILE = "catalog.jsonl"
