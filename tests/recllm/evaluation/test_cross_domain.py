@@ -54,6 +54,7 @@ def test_domain_items_are_the_shifted_id_ranges(tiny):
     assert domain_items(tiny, FOOD).tolist() == list(range(1, N_FOOD + 1))
     assert domain_items(tiny, KITCHEN).tolist() == list(range(N_FOOD + 1, N_FOOD + N_KITCHEN + 1))
     assert len(training_sequences(tiny, 1)) == 280 and len(training_sequences(tiny, 10)) == 28
+    assert len(training_sequences(tiny, 1, kitchen_only_stride=4)) == 80 + 20 + 120
 
 
 def test_the_report_has_per_domain_lift_and_sampled_tables(tiny, single_thread):
