@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from recllm.catalog import Catalog, Item
-from recllm.profile_store import ProfileStore
+from recllm.profile_store import SCHEMA, ProfileStore
 from recllm.synthetic_behaviour import DAY, REGIONS, ShelfIndex, make_user, simulate_history
 from recllm.synthetic_catalog_scale import ScaleCatalogConfig, build_scale_catalog
 from recllm.synthetic_records import EVENT_KINDS, Event, UserProfileSeed
@@ -52,6 +52,8 @@ CATALOG_FILE = "catalog.jsonl"
 HELD_OUT_FILE = "held_out.jsonl"
 MANIFEST_FILE = "manifest.json"
 BULK_CACHE_KIB = 64 * 1024   # SQLite page cache while loading: index inserts stay in memory, a fixed cost
+# Built once after the load: events arrive user by user, so inserting into a by-time index would touch random pages.
+DEFERRED_INDEXES = ("events_by_time",)
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,10 @@ def write_population(config: PopulationConfig, output_dir: Path,
     stores = StoreAssortments(catalog, config)
     summary.catalog_items, summary.catalog_seconds = len(catalog), time.perf_counter() - started
     store = ProfileStore(output_dir / PROFILE_DB)
-    store.connection().execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+    connection = store.connection()
+    connection.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+    for index_name in DEFERRED_INDEXES:
+        connection.execute(f"DROP INDEX IF EXISTS {index_name}")
     popularity: Counter[int] = Counter()
     started = time.perf_counter()
     with open(output_dir / HELD_OUT_FILE, "w", encoding="utf-8") as held_out_file:
@@ -322,8 +327,9 @@ def write_population(config: PopulationConfig, output_dir: Path,
             if on_chunk is not None:
                 on_chunk(chunk)
     store.set_item_popularity(dict(popularity))
-    store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.connection().close()
+    connection.executescript(SCHEMA)   # recreates the deferred indexes (one sort each), so the schema is complete
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
     summary.generate_seconds = time.perf_counter() - started
     manifest = {"config": asdict(config), "summary": asdict(summary),
                 "files": {"profile": PROFILE_DB, "catalog": CATALOG_FILE, "held_out": HELD_OUT_FILE}}

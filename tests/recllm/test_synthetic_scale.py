@@ -205,6 +205,8 @@ def test_write_population_stores_history_and_held_out_apart(tmp_path, config, us
         assert [(e.item_id, e.kind, e.timestamp) for e in stored] == \
             [(e.item_id, e.kind, e.timestamp) for e in user.history]
     with sqlite3.connect(out / PROFILE_DB) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"events_by_user", "events_by_time"} <= indexes   # the by-time index is built after the load
         assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 60
         assert conn.execute("SELECT COUNT(*) FROM item_popularity").fetchone()[0] > 0
     lines = [json.loads(line) for line in (out / HELD_OUT_FILE).read_text(encoding="utf-8").splitlines()]
