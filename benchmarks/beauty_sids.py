@@ -10,6 +10,7 @@
    temperature / top-k / top-p settings, and (for contrast) for greedy decoding without the trie.
 
     flock /tmp/recllm-cpu.lock python -m benchmarks.beauty_sids [--epochs N] [--max-train-minutes M] [--seed S]
+    python -m benchmarks.beauty_sids --sids-only     # part 1 alone, ~1 minute
 
 Writes ``benchmarks/results/beauty_sids.md``.
 """
@@ -114,18 +115,11 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def report(command: str, results: dict, info: dict) -> str:
+def sid_report(results: dict) -> str:
     beauty, synthetic = results["beauty_stats"], results["synthetic_stats"]
     services = ", ".join(f"{name} {v['items']} items / {v['distinct_sids']} SIDs"
                          for name, v in synthetic["services"].items())
-    sampling = "\n".join(f"| T={row['temperature']} top_k={row['top_k']} top_p={row['top_p']} | {row['samples']} | "
-                         f"{row['distinct_items']} | {row['invalid_rate']:.4f} |" for row in results["sampling"])
-    machine = "\n".join(f"- {key}: {value}" for key, value in info.items())
-    return f"""# Semantic IDs (RQ-KMeans) and a tiny generative retriever on Amazon Beauty
-
-Command: `{command}`
-
-## SID statistics
+    return f"""## SID statistics
 
 Content vectors: `{results['encoder']}` (TF-IDF blocks of brand, category path, words and char 3-grams, plus navec
 for the Russian synthetic names, seeded LSA to 64 dims). Quantizer: `{results['rq']}` + collision level.
@@ -140,7 +134,18 @@ Collision rate = share of items whose 3-level code is shared with another item; 
 
 Synthetic catalog: {synthetic['catalog_items']} catalog items in {synthetic['n_items']} product families
 ({synthetic['items_in_several_services']} families sold in two services share one SID); per service: {services}.
+"""
 
+
+def report(command: str, results: dict, info: dict) -> str:
+    machine = "\n".join(f"- {key}: {value}" for key, value in info.items())
+    header = f"# Semantic IDs (RQ-KMeans) and a tiny generative retriever on Amazon Beauty\n\nCommand: `{command}`\n\n"
+    if "valid" not in results:
+        return (header + sid_report(results) + "\n## Generative retrieval\n\nNot run by this command (--sids-only)."
+                f"\n\n## Machine\n\n{machine}\n")
+    sampling = "\n".join(f"| T={row['temperature']} top_k={row['top_k']} top_p={row['top_p']} | {row['samples']} | "
+                         f"{row['distinct_items']} | {row['invalid_rate']:.4f} |" for row in results["sampling"])
+    return header + sid_report(results) + f"""
 ## Generative retrieval on Beauty (full ranking over 12,101 items, leave-one-out)
 
 Model: `{results['model_config']}`, {results['epochs_trained']} epochs, training {results['train_seconds']:.0f} s.
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-train-minutes", type=float, default=9.0)
     parser.add_argument("--beam", type=int, default=defaults.beam_size)
     parser.add_argument("--output", default=str(RESULTS_PATH))
+    parser.add_argument("--sids-only", action="store_true", help="only the SID statistics (part 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
@@ -200,6 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     families.stats["services"] = service_sid_counts(catalog, catalog_item_sids(catalog, families))
     results.update(synthetic_stats=families.stats, synthetic_sid_seconds=time.perf_counter() - start)
     print(json.dumps({"beauty": beauty.stats, "synthetic": families.stats}, indent=1))
+    command = "python -m benchmarks.beauty_sids " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.sids_only:
+        Path(args.output).write_text(report(command.strip(), results, info), encoding="utf-8")
+        return
 
     split = leave_one_out(load_amazon_beauty(args.data_dir))
     item_sids = padded_item_table(beauty.item_ids, beauty.sids.codes)
@@ -215,8 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     results["sampling"] = sampling_invalid_rates(model, split.test, args.seed)
     results["test_users"] = split.test
     results["unconstrained_invalid_rate"] = unconstrained_invalid_rate(model, split.test)
-    command = "flock /tmp/recllm-cpu.lock python -m benchmarks.beauty_sids " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = "flock /tmp/recllm-cpu.lock " + command
     print(metrics_table(results["metric_rows"]))
     print(json.dumps({"sampling": results["sampling"], "beam_invalid": [results["valid"]["invalid_rate"],
                       results["test"]["invalid_rate"]], "unconstrained": results["unconstrained_invalid_rate"]}))
