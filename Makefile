@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test serve chat build configs bench bench-perf-analyzer clean
+.PHONY: install demo test serve chat build configs bench bench-perf-analyzer bench-profile-storage clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,7 @@ configs: $(STAMP)
 	$(PY) -m ensemble.pipeline_graph
 
 test: $(STAMP)
+	.ci/ensure_postgres.sh   # PostgreSQL binaries for the profile-store tests (installed when absent)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -40,6 +41,9 @@ bench: $(STAMP)
 
 bench-perf-analyzer: $(STAMP)
 	$(PY) -m benchmarks.perf_analyzer_run
+
+bench-profile-storage: $(STAMP)
+	$(PY) -m benchmarks.profile_storage
 
 clean:
 	rm -rf artifacts .pytest_cache
