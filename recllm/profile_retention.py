@@ -1,7 +1,8 @@
 """Retention and deletion for the embedded profile: TTL cleanup of stale events and ``forget(user)``.
 
-``expire_stale_events`` drops events older than their service's time-to-live and rebuilds the fragments of every
-user it touched, so no profile fact outlives the events behind it. ``forget_user`` removes every trace of one
+``expire_stale_events`` drops events older than their service's time-to-live and refreshes every user it touched
+(fragments, history, temporal histograms, the DP preference release: ``profile_refresh``), so no profile fact
+outlives the events behind it. ``forget_user`` removes every trace of one
 user from the profile database (events, demographics, fragments, history summaries, temporal histograms, the
 privacy ledger and released preference vectors) and the chat-session database (session claims
 and turns); per-user FAISS indexes are built per request from fragments, so they go with them.
@@ -16,7 +17,7 @@ import numpy as np
 
 from recllm.catalog import SERVICES, Catalog
 from recllm.chat_session import SessionStore
-from recllm.profile_fragments import build_fragments
+from recllm.profile_refresh import refresh_user_profile
 from recllm.profile_store import USER_TABLES, ProfileStore
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ def expire_stale_events(store: ProfileStore, catalog: Catalog, item_vectors: np.
             affected.update(row[0] for row in users)
             deleted += conn.execute("DELETE FROM events WHERE service = ? AND ts < ?", (service, cutoff)).rowcount
     for user_id in sorted(affected):
-        events = store.events_of(user_id)
-        store.replace_fragments(user_id, build_fragments(user_id, events, catalog, item_vectors))
+        # Everything derived from events (fragments, history, histograms, the DP preference release) is rebuilt.
+        refresh_user_profile(store, catalog, item_vectors, user_id, now_ts)
     log.info("expired %d events of %d users", deleted, len(affected))
     return deleted
 

@@ -180,3 +180,19 @@ def test_config_dataclasses_are_independent():
     first, second = RefreshConfig(), RefreshConfig()
     assert first.privacy is not second.privacy
     assert dataclasses.replace(first, history=HistoryConfig(session_gap_minutes=5)).history.session_gap_minutes == 5
+
+
+def test_ttl_expiry_refreshes_history_and_release(refreshed, catalog, random_item_vectors):
+    from recllm.profile_retention import DAY_S, RetentionConfig, expire_stale_events  # noqa: PLC0415
+
+    user = warm_user(refreshed)
+    before = refreshed.released_preferences_of(user)
+    now = refreshed.latest_timestamp() + DAY_S  # the next day: a fresh privacy window
+    week = RetentionConfig(ttl_days={"samokat": 7, "kuper": 7, "megamarket": 7})
+    assert expire_stale_events(refreshed, catalog, random_item_vectors, now, week) > 0
+    (long_term,) = [HistorySummary.from_json(text) for *_, text in refreshed.history_of(user, "long_term")]
+    assert long_term.start_ts >= now - 7 * DAY_S
+    assert all(start >= now - 8 * DAY_S for _, start, _, _ in refreshed.history_of(user))
+    after = refreshed.released_preferences_of(user)
+    assert after is None or (after.history_digest != before.history_digest
+                             and after.window_start > before.window_start)
