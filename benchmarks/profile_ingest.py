@@ -56,13 +56,13 @@ POLL_SLEEP_S = 0.0005
 @dataclass
 class BenchConfig:
     artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
-    spread_events: int = 400            # events over all users (one refresh per distinct user per commit)
+    spread_events: int = 200            # events over all users (one refresh per distinct user per commit)
     hot_users: int = 5
-    hot_events: int = 2000              # events over ``hot_users`` users (group commit amortises the refresh)
+    hot_events: int = 1000              # events over ``hot_users`` users (group commit amortises the refresh)
     concurrent_streams: int = 4
-    visibility_trials: int = 150        # per path
-    retrieval_requests: int = 600       # per measurement
-    refresh_users: int = 30             # users whose refresh is timed on its own
+    visibility_trials: int = 100        # per path
+    retrieval_requests: int = 300       # per measurement
+    refresh_users: int = 20             # users whose refresh is timed on its own
     ingest_window: int = 8              # events in flight of the background stream during latency runs
     triton: bool = True                 # also measure through a real tritonserver on the copy
     seed: int = 0
