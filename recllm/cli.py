@@ -5,6 +5,8 @@
                                                                                (foreground, Ctrl-C stops)
     recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
     recllm demo                                                                (build, serve, 3 turns, stop)
+    recllm eval --dataset beauty|food_kitchen|tafeng|synthetic [--quick]       (quality protocols)
+    recllm eval --amazon-dir DIR                                               (any Amazon-format folder)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from recllm.evaluation.cli_eval import add_eval_arguments
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, TritonServerError
 
 DEMO_TURNS = (
@@ -207,7 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--user", default=None)
     demo.add_argument("--top-k", type=int, default=5)
     demo.set_defaults(func=cmd_demo)
+
+    evaluation = sub.add_parser("eval", help="quality protocols: Amazon leave-one-out, Food-Kitchen, Ta-Feng, synthetic")
+    add_eval_arguments(evaluation)
+    evaluation.set_defaults(func=cmd_eval)
     return parser
+
+
+def cmd_eval(args) -> int:
+    from recllm.evaluation.cli_eval import run_eval  # noqa: PLC0415  (torch-heavy; only this command needs it)
+
+    logging.getLogger("recllm").setLevel(logging.INFO)   # training progress
+    return run_eval(args)
 
 
 def main(argv: list[str] | None = None) -> int:
