@@ -58,7 +58,9 @@ class ItemTransitions:
         out_mass = np.bincount(pairs[:, 0], weights=values, minlength=size)   # [n_items + 1]
         values = (values / out_mass[pairs[:, 0]]).astype(np.float32)
         indices = torch.from_numpy(pairs.T.copy())
-        return torch.sparse_coo_tensor(indices, torch.from_numpy(values), (size, size)).coalesce()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_coo_tensor(indices, torch.from_numpy(values), (size, size)).coalesce()
 
     def history_weights(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Sparse [U, n_items + 1]: decay ** age on each of the user's latest ``history_items`` items."""
