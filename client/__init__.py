@@ -1,9 +1,11 @@
-"""Python gRPC client for a running Rec-LLM Triton server (``tritonclient.grpc``).
+"""Python gRPC clients: the Rec-LLM Triton server (``tritonclient.grpc``) and the profile service.
 
 ``RecLLMClient.recommend`` calls the ``recllm`` ensemble (one request, one answer); ``RecLLMClient.chat``
 streams a turn from the decoupled ``recllm_chat`` model: the ranked items first, then the reply's text deltas.
+``ProfileClient`` streams events to the profile service (one acknowledgement per event), reads and forgets profiles.
 """
 
+from .profile_client import ProfileClient, ProfileClientError
 from .recllm_client import (
     ChatTurnResult,
     RecItem,
@@ -12,4 +14,5 @@ from .recllm_client import (
     Recommendation,
 )
 
-__all__ = ["ChatTurnResult", "RecItem", "RecLLMClient", "RecLLMClientError", "Recommendation"]
+__all__ = ["ChatTurnResult", "ProfileClient", "ProfileClientError", "RecItem", "RecLLMClient", "RecLLMClientError",
+           "Recommendation"]
