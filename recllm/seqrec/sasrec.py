@@ -24,6 +24,7 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 PAD = 0
+LOSSES = ("full", "sampled")
 
 
 @dataclass
@@ -45,6 +46,11 @@ class SASRecConfig:
     # Content features (attribute / SID tokens) added to each item's ID embedding, initialised at this scale so the
     # ID embedding dominates early and features carry what IDs of rare items cannot.
     feature_init_std: float = 0.01
+    # "full": softmax over every item (best on catalogues of ~10^4 items); "sampled": the target against
+    # ``num_negatives`` items drawn uniformly per batch (shared by its positions), accidental hits masked — for
+    # catalogues too large to score whole at every training step.
+    loss: str = "full"
+    num_negatives: int = 512
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> "SASRecConfig":
@@ -68,6 +74,10 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig.feature_init_std must be > 0, got {self.feature_init_std!r}")
         if self.weight_decay < 0:
             raise ValueError(f"SASRecConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"SASRecConfig.loss must be one of {LOSSES}, got {self.loss!r}")
+        if not isinstance(self.num_negatives, int) or self.num_negatives < 1:
+            raise ValueError(f"SASRecConfig.num_negatives must be a positive int, got {self.num_negatives!r}")
 
 
 PRESETS: dict[str, SASRecConfig] = {
@@ -193,11 +203,25 @@ def training_batch(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[to
 
 
 def batch_loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean full-softmax cross-entropy over the non-padding positions."""
+    """Mean cross-entropy over the non-padding positions: full softmax, or sampled (``SASRecConfig.loss``)."""
     real = targets != PAD                                                                  # [B, T]
     table = model.items()                                                                  # [n_items + 1, H]
     hidden = model.encode(inputs, table)[real]                                             # [N, H]
-    return F.cross_entropy(model.logits(hidden, table), targets[real])
+    if model.config.loss == "full":
+        return F.cross_entropy(model.logits(hidden, table), targets[real])
+    return sampled_softmax_loss(hidden, table, targets[real], model.config.num_negatives)
+
+
+def sampled_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
+                         num_negatives: int) -> torch.Tensor:
+    """Cross-entropy of each target against ``num_negatives`` uniformly drawn items shared by the batch; a drawn
+    item equal to a position's target is masked out for that position (uniform sampling needs no logQ term)."""
+    negatives = torch.randint(1, table.shape[0], (num_negatives,), device=hidden.device)   # [K]
+    positive = (hidden * table[targets]).sum(dim=1, keepdim=True)                          # [N, 1]
+    negative = hidden @ table[negatives].T                                                 # [N, K]
+    negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([positive, negative], dim=1)                                        # [N, 1 + K]
+    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device))
 
 
 def length_bucketed_batches(sequences: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
@@ -250,3 +274,16 @@ def score_histories(model: SASRec, histories: Sequence[Sequence[int]]) -> np.nda
     table = model.items()
     hidden = model.encode(left_pad(histories, model.config.max_len), table)[:, -1]        # [U, H]
     return model.logits(hidden, table).numpy()
+
+
+@torch.no_grad()
+def user_states(model: SASRec, histories: Sequence[Sequence[int]]) -> np.ndarray:
+    """[U, H] float32: the model's state after each history (its inner product with an item vector is the score)."""
+    model.eval()
+    return model.encode(left_pad(histories, model.config.max_len), model.items())[:, -1].numpy()
+
+
+@torch.no_grad()
+def item_vectors(model: SASRec) -> np.ndarray:
+    """[n_items + 1, H] float32 item vectors (ID + content features); row 0 is padding."""
+    return model.items().numpy().astype(np.float32)
