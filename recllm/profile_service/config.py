@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # profile_retention pulls in the chat sessions and with them 
     from recllm.profile_retention import RetentionConfig
 
 SYNCHRONOUS_LEVELS: tuple[str, ...] = ("FULL", "EXTRA")  # levels that fsync the WAL at every commit
+REFRESH_MODES: tuple[str, ...] = ("sync", "async")
 
 
 def _check_positive_int(owner: str, name: str, value) -> None:
@@ -32,9 +33,15 @@ class IngestPolicy:
     max_batch_wait_ms: float = 0.0     # after the first event, linger this long for more (0: commit what is queued)
     max_queued_events: int = 10_000    # submitters block when this many wait for the writer (backpressure)
     synchronous: str = "FULL"          # SQLite synchronous level of the ingest connection
+    # "sync": ack after commit + profile refresh of the commit's users (derived data current at ack);
+    # "async": ack right after the durable commit, a refresh thread catches the derived data up (raw events are
+    # read live by the retriever, so they are visible at ack either way).
+    refresh_mode: str = "async"
+    max_dirty_users: int = 100_000     # users waiting for an async refresh; the writer blocks (backpressure) at this
+    busy_timeout_ms: int = 30_000      # how long a write waits for SQLite's write lock held by the other thread
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_events", "max_queued_events"):
+        for name in ("max_batch_events", "max_queued_events", "max_dirty_users", "busy_timeout_ms"):
             _check_positive_int("IngestPolicy", name, getattr(self, name))
         wait = self.max_batch_wait_ms
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
@@ -42,6 +49,9 @@ class IngestPolicy:
         if self.synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"IngestPolicy.synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)} "
                              f"(levels that fsync every commit), got {self.synchronous!r}")
+        if self.refresh_mode not in REFRESH_MODES:
+            raise ValueError(f"IngestPolicy.refresh_mode must be one of {', '.join(REFRESH_MODES)}, "
+                             f"got {self.refresh_mode!r}")
 
 
 @dataclass

@@ -4,11 +4,16 @@ Every change to the profile database made by the service runs on one thread, in 
 ``forget`` and TTL cleanup. Serialising them means a forget can never be overtaken by an older event still in the
 queue, and SQLite (one writer at a time) never makes two of our writes wait on each other.
 
-Durability contract: a submitted event's future resolves only after (1) the transaction holding it has committed on
+Durability contract: a submitted event's future resolves only after the transaction holding it has committed on
 a connection with ``PRAGMA synchronous=FULL`` — in WAL mode the WAL is fsynced at every commit, so neither
-``kill -9`` nor a power cut loses it — and (2) its user's profile (fragments, and whatever
-``recllm.profile_refresh`` maintains once it exists) was rebuilt, so the next retrieval sees the event. The service
-acknowledges an event only when its future has resolved.
+``kill -9`` nor a power cut loses it — and the retriever, which reads raw events live, sees it from then on. The
+service acknowledges an event only when its future has resolved. What is derived from the events (fragments,
+history, histograms, the DP release: ``recllm.profile_refresh``) is rebuilt per user after the commit:
+``IngestPolicy.refresh_mode == "sync"`` does it on this thread before resolving the futures; ``"async"`` (default)
+resolves them at once and leaves the commit's users to ``profile_refresher`` (one refresh per user however many of
+their events arrived; ``wait_refreshed`` waits for it to catch up). Either way the commit's users are recorded in
+the ``pending_refresh`` table in the same transaction as their events, so a crash before a refresh is caught up at
+the next start.
 
 Group commit: the writer takes whatever is queued (up to ``IngestPolicy.max_batch_events``, optionally lingering
 ``max_batch_wait_ms`` for more) into one transaction, so one fsync covers many events under load.
@@ -23,13 +28,16 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from recllm.catalog import Catalog
 from recllm.profile_fragments import build_fragments
 from recllm.profile_service.config import IngestPolicy
+from recllm.profile_service.profile_refresher import (
+    PENDING_TABLE, ProfileRefresher, clear_pending, create_pending_table, pending_users, record_pending,
+)
 from recllm.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,8 @@ _STOP = object()
 
 
 class EventWriter:
-    """The writer thread over one profile database: ``submit(event)`` → Future resolved after commit + refresh."""
+    """The writer thread over one profile database: ``submit(event)`` → Future resolved after the durable commit
+    (and, in "sync" refresh mode, the refresh of the commit's users)."""
 
     def __init__(self, profile_db: Path, catalog: Catalog, item_vectors: np.ndarray, policy: IngestPolicy,
                  clock: Callable[[], float] = time.time, refresh: ProfileRefresh | None = None):
@@ -92,6 +101,10 @@ class EventWriter:
         self.store = ProfileStore(self.profile_db)
         self.committed_events = 0
         self.committed_batches = 0
+        self.refresher = ProfileRefresher(self.store, self._refresh_user, policy.max_dirty_users,
+                                          policy.busy_timeout_ms)
+        self._commit_seq = 0  # numbers commits for the pending marks; continues from what the table holds
+        self._recovered: list[tuple[str, int]] = []
         self._queue: queue.Queue = queue.Queue(maxsize=policy.max_queued_events)
         self._carry: _Task | object | None = None  # a task met while gathering a batch: runs right after it
         self._accepting = threading.Event()
@@ -103,12 +116,18 @@ class EventWriter:
         self._thread = threading.Thread(target=self._run, args=(ready,), name="profile-writer", daemon=True)
         self._thread.start()
         ready.result()  # raises here if the database could not be opened
+        self.refresher.start()
+        if self._recovered:
+            log.info("profile refresh: %d users were pending at the last stop; refreshing them", len(self._recovered))
+            for user_id, commit_seq in self._recovered:
+                self.refresher.mark([user_id], commit_seq, bounded=False)
         self._accepting.set()
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop accepting, finish everything already queued, then end the thread."""
+        """Stop accepting, finish everything already queued, refresh what waits (within ``timeout_s``), end."""
         if not self.is_alive():
+            self.refresher.stop(0)
             return
         self._accepting.clear()
         self._queue.put(_STOP)
@@ -117,6 +136,11 @@ class EventWriter:
             log.error("profile writer did not finish its queue in %.0f s", timeout_s)
             return
         self._fail_leftovers()  # a submitter that raced with stop() gets an error, not a future that never resolves
+        self.refresher.stop(timeout_s)
+
+    def wait_refreshed(self, timeout_s: float | None = None) -> bool:
+        """Block until every committed event's user has been refreshed; False if ``timeout_s`` passed first."""
+        return self.refresher.wait_refreshed(timeout_s)
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -134,6 +158,25 @@ class EventWriter:
         self._put(_Task(run, future))
         return future
 
+    def forget(self, user_id: str, erase: Callable[[ProfileStore], Any]) -> Future:
+        """Run ``erase(store)`` for ``user_id`` on the writer thread, first dropping any refresh still queued for
+        them (and its pending mark), so no refresh can write rows for the user after the erase."""
+        def forget_task(store: ProfileStore) -> Any:
+            self.refresher.dirty.discard(user_id)  # under ``exclusive``: no refresh of theirs is running
+            self._erase_pending_mark(store.connection(), user_id)
+            return erase(store)
+        return self.call(forget_task)
+
+    @staticmethod
+    def _erase_pending_mark(conn, user_id: str) -> None:
+        secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            clear_pending(conn, user_id)
+            conn.execute(f"REINDEX {PENDING_TABLE}")  # interior index pages keep deleted keys as separators
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
+
     def _put(self, entry: _Pending | _Task) -> None:
         while True:
             if not self._accepting.is_set():
@@ -149,6 +192,10 @@ class EventWriter:
         try:
             conn = self.store.connection()  # this thread's connection: the only one that writes
             conn.execute(f"PRAGMA synchronous={self.policy.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.policy.busy_timeout_ms)}")  # the refresh thread writes too
+            create_pending_table(conn)
+            self._recovered = pending_users(conn)
+            self._commit_seq = max((seq for _, seq in self._recovered), default=0)
         except BaseException as error:  # noqa: BLE001 - reported to start()
             ready.set_exception(error)
             return
@@ -186,30 +233,50 @@ class EventWriter:
         return batch
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
+        user_ids = sorted({p.event.user_id for p in batch})
+        commit_seq = self._commit_seq + 1
         try:
-            self.store.add_events([p.event for p in batch])  # one transaction, fsynced at commit
+            self._commit_events(batch, user_ids, commit_seq)
         except Exception as error:  # noqa: BLE001 - the batch fails, the writer keeps running
             log.exception("could not commit %d events", len(batch))
             for pending in batch:
                 pending.future.set_exception(error)
             return
+        self._commit_seq = commit_seq
         self.committed_events += len(batch)
         self.committed_batches += 1
-        self._refresh_users(p.event.user_id for p in batch)
+        if self.policy.refresh_mode == "sync":
+            self._refresh_now(user_ids, commit_seq)
+        else:
+            self.refresher.mark(user_ids, commit_seq)  # blocks while the dirty set is full: backpressure
         for pending in batch:
             pending.future.set_result(True)
 
-    def _refresh_users(self, user_ids: Iterable[str]) -> None:
-        now_ts = int(self.clock())
-        for user_id in sorted(set(user_ids)):
-            try:
-                self.refresh(self.store, self.catalog, self.item_vectors, user_id, now_ts)
-            except Exception:  # noqa: BLE001 - the events are committed; a stale profile is logged, not fatal
-                log.exception("profile refresh failed for user %s after commit", user_id)
+    def _commit_events(self, batch: list[_Pending], user_ids: list[str], commit_seq: int) -> None:
+        """The events and their users' pending marks in one transaction, fsynced at commit."""
+        conn = self.store.connection()
+        with conn:
+            record_pending(conn, user_ids, commit_seq)  # opens the transaction ...
+            self.store.add_events([p.event for p in batch])  # ... which add_events' ``with conn`` commits (or undoes)
+
+    def _refresh_now(self, user_ids: list[str], commit_seq: int) -> None:
+        conn = self.store.connection()
+        with self.refresher.exclusive:  # a recovered user may be refreshing on the refresh thread
+            for user_id in user_ids:
+                try:
+                    self._refresh_user(self.store, user_id)
+                    clear_pending(conn, user_id, commit_seq)
+                except Exception:  # noqa: BLE001 - the events are committed; a stale profile is logged, not fatal
+                    log.exception("profile refresh failed for user %s after commit", user_id)
+
+    def _refresh_user(self, store: ProfileStore, user_id: str) -> None:
+        self.refresh(store, self.catalog, self.item_vectors, user_id, int(self.clock()))
 
     def _run_task(self, task: _Task) -> None:
         try:
-            task.future.set_result(task.run(self.store))
+            with self.refresher.exclusive:  # tasks (forget, TTL cleanup) never interleave with a user's refresh
+                result = task.run(self.store)
+            task.future.set_result(result)
         except BaseException as error:  # noqa: BLE001 - the caller gets the error, the writer keeps running
             task.future.set_exception(error)
 

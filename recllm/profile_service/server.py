@@ -3,7 +3,9 @@
 ``recllm serve`` starts it next to tritonserver on the same artifact folder. Events stream in over
 ``IngestEvents``; each is validated with ``recllm.event_schema`` against the catalog, committed durably to the
 artifact's profile SQLite by the single writer (``event_writer``) and acknowledged; the Triton retriever reads the
-same file per request (read-only), so an acknowledged event is visible to the very next recommendation.
+same file per request (read-only), so an acknowledged event is visible to the very next recommendation. The derived
+profile (fragments, history, DP release) is refreshed before the ack (``refresh_mode="sync"``) or right after it
+on a refresh thread (``"async"``, default; ``ProfileServer.wait_refreshed`` waits for it).
 ``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile_retention.forget_user``); an
 optional thread expires events past their TTL.
 
@@ -32,7 +34,7 @@ from recllm.event_schema import EventValidationError, validate_event
 from recllm.profile_retention import RetentionConfig, forget_user
 from recllm.profile_service import profile_pb2 as pb
 from recllm.profile_service import profile_pb2_grpc as pb_grpc
-from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 from recllm.profile_service.ingest_stream import Admission, IngestStream
 from recllm.profile_service.messages import (
@@ -87,8 +89,9 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         self._require_user_id(request.user_id, context)
         user_id = request.user_id
         try:
-            # On the writer thread: events of this user queued before the forget are erased with the rest.
-            removed = self.writer.call(lambda store: forget_user(store, self.sessions, user_id)).result()
+            # On the writer thread: events of this user queued before the forget are erased with the rest, and a
+            # refresh still queued for them is dropped, so it cannot write their rows again afterwards.
+            removed = self.writer.forget(user_id, lambda store: forget_user(store, self.sessions, user_id)).result()
         except WriterStoppedError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         return forget_message(user_id, removed)
@@ -159,8 +162,15 @@ class ProfileServer:
         server.start()
         self._grpc = server
 
+    def wait_refreshed(self, timeout_s: float | None = None) -> bool:
+        """Block until the derived profile of every acknowledged event is rebuilt; False if ``timeout_s`` passed."""
+        if self.writer is None:
+            raise ProfileServiceError("the profile service is not started")
+        return self.writer.wait_refreshed(timeout_s)
+
     def is_healthy(self) -> bool:
-        return self._grpc is not None and self.writer is not None and self.writer.is_alive()
+        return (self._grpc is not None and self.writer is not None and self.writer.is_alive()
+                and self.writer.refresher.is_alive())
 
     def stop(self) -> None:
         """Stop TTL cleanup, let open RPCs finish within the grace period, then drain and stop the writer."""
@@ -188,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind-address", default=defaults.bind_address)
     parser.add_argument("--port", type=int, default=defaults.port, help="0: any free port (printed)")
     parser.add_argument("--ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s)
+    parser.add_argument("--refresh-mode", choices=REFRESH_MODES, default=defaults.ingest.refresh_mode,
+                        help="sync: ack after the profile refresh; async: ack after the commit, refresh behind")
     return parser
 
 
@@ -199,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(stop_signal, lambda *_: stopped.set())
     try:
         config = ProfileServiceConfig(artifact_dir=args.artifact_dir, bind_address=args.bind_address, port=args.port,
-                                      ttl_cleanup_interval_s=args.ttl_cleanup_interval_s)
+                                      ttl_cleanup_interval_s=args.ttl_cleanup_interval_s,
+                                      ingest=IngestPolicy(refresh_mode=args.refresh_mode))
         with ProfileServer(config) as server:
             print(f"profile service listening on {server.address}", flush=True)
             while not stopped.wait(0.5) and server.is_healthy():

@@ -110,6 +110,8 @@ def test_refresh_uses_profile_refresh_when_that_module_exists():
     (dict(max_queued_events=-1), "max_queued_events must be an int >= 1"),
     (dict(max_batch_wait_ms=-1), "max_batch_wait_ms must be a number in 0..1000"),
     (dict(synchronous="NORMAL"), "synchronous must be one of FULL, EXTRA"),
+    (dict(refresh_mode="later"), "refresh_mode must be one of sync, async, got 'later'"),
+    (dict(max_dirty_users=0), "max_dirty_users must be an int >= 1"),
 ])
 def test_policy_names_the_bad_field(change, words):
     with pytest.raises(ValueError, match=words):

@@ -91,7 +91,7 @@ def test_bad_events_are_rejected_with_the_reason_write_nothing_and_the_stream_go
 
 
 def test_an_acked_event_is_already_visible_to_the_retriever_reading_the_same_file(
-        profile_client, profile_artifacts, samokat_item, catalog, random_item_vectors):
+        profile_server, profile_client, profile_artifacts, samokat_item, catalog, random_item_vectors):
     """What Triton's retriever does per request: a read-only store on the same SQLite file, opened before."""
     retriever = Retriever(catalog, CatalogIndex(random_item_vectors, catalog),
                           ProfileStore(profile_artifacts.profile_db, read_only=True), RetrieverConfig())
@@ -103,9 +103,12 @@ def test_an_acked_event_is_already_visible_to_the_retriever_reading_the_same_fil
     acks = list(profile_client.ingest([purchase("live-3", samokat_item, "b1"), purchase("live-3", samokat_item, "b2")]))
     assert all(a.accepted for a in acks)
 
+    purchases, _ = retriever.user_signals("live-3")
+    assert [e.item_id for e in purchases] == [samokat_item.item_id] * 2  # raw events: at the ack
+
+    assert profile_server.wait_refreshed(60)  # derived data: after the async refresh
     after = retriever.retrieve(request, query)
     purchases, signals = retriever.user_signals("live-3")
-    assert [e.item_id for e in purchases] == [samokat_item.item_id] * 2
     assert signals.pref_long is not None
     assert [f.category_id for f, _ in after.fragments] == [samokat_item.category_id]
     assert samokat_item.item_id in retriever.repeat_candidates("samokat", purchases)
@@ -153,11 +156,12 @@ def rows_mentioning(path, needle: str) -> list:
     return found
 
 
-def test_forget_removes_everything_of_the_user_and_reports_rows_per_table(profile_client, profile_artifacts,
-                                                                         samokat_item):
+def test_forget_removes_everything_of_the_user_and_reports_rows_per_table(profile_server, profile_client,
+                                                                         profile_artifacts, samokat_item):
     store = ProfileStore(profile_artifacts.profile_db, read_only=True)
     user, other = store.user_ids()[:2]
     assert all(a.accepted for a in profile_client.ingest([purchase(user, samokat_item, "live")]))
+    assert profile_server.wait_refreshed(60)
     events, fragments = len(store.events_of(user)), len(store.fragments_of(user))
     other_events = len(store.events_of(other))
 
@@ -257,9 +261,10 @@ def test_stop_finishes_queued_events_and_refuses_new_ones(profile_artifacts, sam
         writer.submit(purchase("live-6", samokat_item, "late"))
 
 
-def test_profile_read_includes_what_the_refresh_derived(profile_client, samokat_item):
+def test_profile_read_includes_what_the_refresh_derived(profile_server, profile_client, samokat_item):
     acks = list(profile_client.ingest([purchase("derived-1", samokat_item, f"b{i}") for i in range(3)]))
     assert all(a.accepted for a in acks)
+    assert profile_server.wait_refreshed(60)
     profile = profile_client.get_profile("derived-1")
     [temporal] = profile.temporal
     assert temporal.service == "samokat" and sum(temporal.hours) == sum(temporal.weekdays) == 3
