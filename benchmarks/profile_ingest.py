@@ -4,9 +4,11 @@ Runs the profile service (``recllm.profile_service``) on a private copy of a bui
 written here never touch the original) and measures:
 
 * ingest events/s over one ``IngestEvents`` stream and over several concurrent streams, for events spread over
-  all users and for events of a few hot users (events of existing users with hundreds of events each; an ack
-  arrives only after the fsynced commit and the refresh of every user in that commit, so the per-user refresh,
-  timed on its own too, bounds the rate of events from distinct users);
+  all users and for events of a few hot users (events of existing users with hundreds of events each), in each
+  refresh mode (``--refresh-mode``): "sync" acks after the fsynced commit and the refresh of every user in that
+  commit, so the per-user refresh, timed on its own too, bounds the rate of events from distinct users; "async"
+  acks after the commit and refreshes behind it, reported with the refresh lag (ack → user refreshed) and how long
+  the refresh queue took to drain after the last ack;
 * ingest-to-visible latency: from sending one purchase to the first retrieval that reflects it, polling
   (a) the in-process ``Retriever`` the Triton ``retriever`` model runs (an existing user; visible = the purchased
   item's category fragment grew by one purchase) and (b) the real tritonserver's ``retriever`` model over gRPC
@@ -38,7 +40,7 @@ import tritonclient.grpc as grpcclient
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
 from recllm.pipeline import load_retriever
-from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
 from recllm.profile_store import ProfileStore
 from recllm.request_validation import parse_request
@@ -65,6 +67,7 @@ class BenchConfig:
     refresh_users: int = 20             # users whose refresh is timed on its own
     ingest_window: int = 8              # events in flight of the background stream during latency runs
     triton: bool = True                 # also measure through a real tritonserver on the copy
+    refresh_modes: tuple[str, ...] = REFRESH_MODES  # ingest + visibility per mode; the last one serves the rest
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,6 +75,9 @@ class BenchConfig:
                      "retrieval_requests", "refresh_users", "ingest_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        unknown = [m for m in self.refresh_modes if m not in REFRESH_MODES]
+        if unknown or not self.refresh_modes:
+            raise ValueError(f"BenchConfig.refresh_modes must be some of {REFRESH_MODES}, got {self.refresh_modes!r}")
 
 
 def copy_artifacts(source: ArtifactLayout, target_root: Path) -> ArtifactLayout:
@@ -316,57 +322,96 @@ def refresh_cost(server: ProfileServer, users: list[str], now_ts: int) -> dict:
     return percentiles_ms(writer.call(timed).result())
 
 
+def ingest_runs(config: BenchConfig, workload: Workload) -> dict[str, tuple[list[list[Event]], int]]:
+    """The four ingest runs (fresh events each call): name → (one event list per stream, users they spread over)."""
+    spread, hot = workload.users, workload.users[: config.hot_users]
+    per_stream = config.concurrent_streams
+    return {
+        "one stream, events spread over all users": ([workload.events(config.spread_events, spread)], len(spread)),
+        f"{per_stream} streams, spread over all users": (
+            [workload.events(config.spread_events // per_stream, spread) for _ in range(per_stream)], len(spread)),
+        f"one stream, {len(hot)} hot users": ([workload.events(config.hot_events, hot)], len(hot)),
+        f"{per_stream} streams, {len(hot)} hot users": (
+            [workload.events(config.hot_events // per_stream, hot) for _ in range(per_stream)], len(hot)),
+    }
+
+
+def ingest_in_mode(server: ProfileServer, config: BenchConfig, workload: Workload) -> dict:
+    """Ingest rates of the four runs; after each, how long the refresh queue took to drain past the last ack."""
+    figures = {}
+    for name, (streams, users) in ingest_runs(config, workload).items():
+        rate = ingest_rate(server.address, streams, users)
+        started = time.perf_counter()
+        if not server.wait_refreshed(600):
+            raise RuntimeError("the refresh queue did not drain within 600 s")
+        rate["refresh_drain_s"] = round(time.perf_counter() - started, 2)
+        rate["events_per_s_incl_drain"] = round(rate["events"] / (rate["seconds"] + rate["refresh_drain_s"]), 1)
+        figures[name] = rate
+        print(f"ingest ({server.config.ingest.refresh_mode}), {name}:", rate, flush=True)
+    return figures
+
+
+def measure_mode(server: ProfileServer, config: BenchConfig, workload: Workload, retriever: Retriever) -> dict:
+    mode = server.config.ingest.refresh_mode
+    results: dict = {"ingest": ingest_in_mode(server, config, workload)}
+    lags = list(server.writer.refresher.lags_s)  # async refreshes only (sync refreshes before the ack: no lag)
+    results["refresh_lag_ms"] = percentiles_ms(lags) if lags else None
+    print(f"refresh lag ({mode}):", results["refresh_lag_ms"], flush=True)
+    with ProfileClient(server.address, timeout_s=600) as client:
+        watcher = AckWatcher(client)
+        results["visible_in_process"] = visibility_in_process(watcher, retriever, workload, config.visibility_trials)
+        watcher.close()
+    print(f"visible ({mode}, in-process Retriever):", results["visible_in_process"], flush=True)
+    if watcher.errors:
+        raise RuntimeError(f"rejected events during the visibility runs: {watcher.errors[:3]}")
+    return results
+
+
 def run_benchmark(config: BenchConfig, layout: ArtifactLayout, preset: str) -> dict:
-    results: dict = {"machine": machine_info(), "artifacts": str(config.artifact_dir), "preset": preset}
-    service_config = ProfileServiceConfig(artifact_dir=layout.root, port=0)
+    results: dict = {"machine": machine_info(), "artifacts": str(config.artifact_dir), "preset": preset,
+                     "modes": {}}
     retriever = load_retriever(layout)
     workload = Workload(retriever, retriever.profile, config.seed)
     results["store"] = {"users": len(workload.users), "events": retriever.profile.connection().execute(
         "SELECT COUNT(*) FROM events").fetchone()[0]}
-    with ProfileServer(service_config) as server:
-        print(f"profile service on {server.address}; store {results['store']}", flush=True)
-        results["refresh"] = server.writer.refresh.__module__ + "." + server.writer.refresh.__name__
-        spread, hot = workload.users, workload.users[: config.hot_users]
-        per_stream = config.concurrent_streams
-        runs = {
-            "one stream, events spread over all users": [workload.events(config.spread_events, spread)],
-            f"{per_stream} streams, spread over all users": [
-                workload.events(config.spread_events // per_stream, spread) for _ in range(per_stream)],
-            f"one stream, {len(hot)} hot users": [workload.events(config.hot_events, hot)],
-            f"{per_stream} streams, {len(hot)} hot users": [
-                workload.events(config.hot_events // per_stream, hot) for _ in range(per_stream)],
-        }
-        results["ingest"] = {}
-        for name, streams in runs.items():
-            users = len(spread) if "spread" in name else len(hot)
-            results["ingest"][name] = ingest_rate(server.address, streams, users)
-            print(f"ingest, {name}:", results["ingest"][name], flush=True)
-        results["refresh_ms"] = refresh_cost(server, spread[: config.refresh_users], workload.now_ts)
-        print("refresh per user:", results["refresh_ms"], flush=True)
-        results["writer"] = {"batches": server.writer.committed_batches, "events": server.writer.committed_events}
+    for mode in config.refresh_modes:
+        service_config = ProfileServiceConfig(artifact_dir=layout.root, port=0,
+                                              ingest=IngestPolicy(refresh_mode=mode))
+        with ProfileServer(service_config) as server:
+            print(f"profile service ({mode} refresh) on {server.address}; store {results['store']}", flush=True)
+            results["refresh"] = server.writer.refresh.__module__ + "." + server.writer.refresh.__name__
+            results["modes"][mode] = measure_mode(server, config, workload, retriever)
+            if mode == config.refresh_modes[-1]:
+                results["serving_mode"] = mode
+                results.update(serving_measurements(server, config, layout, workload, retriever))
+    return results
 
+
+def serving_measurements(server: ProfileServer, config: BenchConfig, layout: ArtifactLayout, workload: Workload,
+                         retriever: Retriever) -> dict:
+    """Refresh cost alone, group commit figures, retrieval latency (and the Triton path) on one running service."""
+    results: dict = {}
+    results["refresh_ms"] = refresh_cost(server, workload.users[: config.refresh_users], workload.now_ts)
+    print("refresh per user:", results["refresh_ms"], flush=True)
+    results["writer"] = {"batches": server.writer.committed_batches, "events": server.writer.committed_events}
+    vectors = retriever.index.item_vectors
+
+    def in_process(user_id, service, vector):
+        retriever.retrieve(parse_request(user_id, "что-нибудь", 5, service), vector)
+
+    results["retrieval_in_process_idle"] = retrieval_latency(in_process, workload, vectors, config.retrieval_requests)
+    results["retrieval_in_process_ingesting"] = while_ingesting(
+        server.address, workload, config.ingest_window,
+        lambda: retrieval_latency(in_process, workload, vectors, config.retrieval_requests))
+    print("retrieval in-process:", results["retrieval_in_process_idle"], results["retrieval_in_process_ingesting"],
+          flush=True)
+    if config.triton:
         with ProfileClient(server.address, timeout_s=600) as client:
             watcher = AckWatcher(client)
-            results["visible_in_process"] = visibility_in_process(watcher, retriever, workload,
-                                                                  config.visibility_trials)
-            print("visible (in-process Retriever):", results["visible_in_process"], flush=True)
-            vectors = retriever.index.item_vectors
-
-            def in_process(user_id, service, vector):
-                retriever.retrieve(parse_request(user_id, "что-нибудь", 5, service), vector)
-
-            results["retrieval_in_process_idle"] = retrieval_latency(in_process, workload, vectors,
-                                                                     config.retrieval_requests)
-            results["retrieval_in_process_ingesting"] = while_ingesting(
-                server.address, workload, config.ingest_window,
-                lambda: retrieval_latency(in_process, workload, vectors, config.retrieval_requests))
-            print("retrieval in-process:", results["retrieval_in_process_idle"],
-                  results["retrieval_in_process_ingesting"], flush=True)
-            if config.triton:
-                results.update(triton_measurements(config, layout, server.address, watcher, retriever, workload))
+            results.update(triton_measurements(config, layout, server.address, watcher, retriever, workload))
             watcher.close()
-            if watcher.errors:
-                raise RuntimeError(f"rejected events during the latency runs: {watcher.errors[:3]}")
+        if watcher.errors:
+            raise RuntimeError(f"rejected events during the Triton runs: {watcher.errors[:3]}")
     return results
 
 
@@ -411,32 +456,31 @@ def write_markdown(results: dict, command: str) -> Path:
         f"{machine['load_average_at_start']}, Python {machine['python']}, commit {machine['git_commit']}, "
         f"{machine['date_utc']}. The cores are shared with other jobs; figures are for this loaded machine.",
         "",
-        "## Ingest throughput (ack = fsynced commit + profile refresh)",
-        "",
-        "| run | streams | users | events | seconds | events/s |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, r in results["ingest"].items():
-        lines.append(f"| {name} | {r['streams']} | {r['users']} | {r['events']} | {r['seconds']} | "
-                     f"{r['events_per_s']} |")
+    lines += ingest_section(results)
     refresh = results["refresh_ms"]
-    lines += ["", f"Per-user profile refresh on the writer thread (paid once per distinct user per commit): "
-                  f"p50 {refresh['p50']} ms, p99 {refresh['p99']} ms over {refresh['n']} users."]
+    lines += ["", f"Per-user profile refresh alone (what sync mode pays per distinct user per commit before the ack, "
+                  f"and the refresh thread pays in async mode): p50 {refresh['p50']} ms, p99 {refresh['p99']} ms "
+                  f"over {refresh['n']} users."]
     writer = results["writer"]
-    lines += ["", f"Group commit: {writer['events']} events in {writer['batches']} transactions "
-                  f"({writer['events'] / max(writer['batches'], 1):.1f} events per fsync on average).", "",
-              "## Ingest-to-visible latency, ms (send → first retrieval that reflects the event)", "",
-              "| path | n | p50 | p99 | mean | max |", "|---|---:|---:|---:|---:|---:|",
-              latency_row("in-process Retriever, existing user (fragment weight +1)",
-                          results["visible_in_process"]["visible_ms"]),
-              latency_row("ack only (same trials)", results["visible_in_process"]["ack_ms"])]
+    lines += ["", f"Group commit ({results['serving_mode']} server): {writer['events']} events in {writer['batches']} "
+                  f"transactions ({writer['events'] / max(writer['batches'], 1):.1f} events per fsync on average).",
+              "", "## Ingest-to-visible latency, ms (send → first retrieval that reflects the event)", "",
+              "In-process Retriever, existing user; visible = the category fragment's weight grew, i.e. the *derived* "
+              "profile was refreshed (raw events are visible to the retriever at the ack in both modes).", "",
+              "| path | n | p50 | p99 | mean | max |", "|---|---:|---:|---:|---:|---:|"]
+    for mode, figures in results["modes"].items():
+        lines += [latency_row(f"{mode}: fragment weight +1", figures["visible_in_process"]["visible_ms"]),
+                  latency_row(f"{mode}: ack only (same trials)", figures["visible_in_process"]["ack_ms"])]
     if "visible_triton" in results:
-        lines.append(latency_row("tritonserver `retriever` model over gRPC, new user (first PROFILE_FACTS)",
-                                 results["visible_triton"]["visible_ms"]))
-    missed = {name: results[name]["not_visible"] for name in ("visible_in_process", "visible_triton") if name in results}
+        lines.append(latency_row(f"{results['serving_mode']}: tritonserver `retriever` model over gRPC, new user "
+                                 "(first PROFILE_FACTS)", results["visible_triton"]["visible_ms"]))
+    missed = {mode: figures["visible_in_process"]["not_visible"] for mode, figures in results["modes"].items()}
+    if "visible_triton" in results:
+        missed["triton"] = results["visible_triton"]["not_visible"]
     lines += ["", f"Trials where the event was not visible within {VISIBLE_TIMEOUT_S:.0f} s: {missed}."]
-    lines += ["", "## Per-user retrieval latency, ms", "", "| path | n | p50 | p99 | mean | max |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["", f"## Per-user retrieval latency, ms ({results['serving_mode']} refresh mode)", "",
+              "| path | n | p50 | p99 | mean | max |", "|---|---:|---:|---:|---:|---:|"]
     for key, name in (("retrieval_in_process_idle", "in-process Retriever, idle"),
                       ("retrieval_in_process_ingesting", "in-process Retriever, while one stream ingests"),
                       ("retrieval_triton_idle", "tritonserver `retriever` model, idle"),
@@ -448,6 +492,32 @@ def write_markdown(results: dict, command: str) -> Path:
     path = RESULTS / "profile_ingest.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def ingest_section(results: dict) -> list[str]:
+    modes = list(results["modes"])
+    lines = ["## Ingest throughput by refresh mode", "",
+             "sync: ack = fsynced commit + refresh of the commit's users. async: ack = fsynced commit; a refresh "
+             "thread catches the derived profile up (drain = from the last ack until the refresh queue was empty; "
+             "incl. drain = events / (ingest seconds + drain)).", "",
+             "| run | streams | users | events | " + " | ".join(f"{m} events/s" for m in modes)
+             + (" | async drain s | async events/s incl. drain |" if "async" in modes else " |"),
+             "|---|---:|---:|---:|" + "---:|" * len(modes) + ("---:|---:|" if "async" in modes else "")]
+    first = results["modes"][modes[0]]["ingest"]
+    for name, r in first.items():
+        row = f"| {name} | {r['streams']} | {r['users']} | {r['events']} | " + " | ".join(
+            str(results["modes"][m]["ingest"][name]["events_per_s"]) for m in modes)
+        if "async" in modes:
+            run = results["modes"]["async"]["ingest"][name]
+            row += f" | {run['refresh_drain_s']} | {run['events_per_s_incl_drain']}"
+        lines.append(row + " |")
+    for mode in modes:
+        lag = results["modes"][mode]["refresh_lag_ms"]
+        if lag is not None:
+            lines += ["", f"Refresh lag in {mode} mode (ack → user refreshed; a user's lag counts from the first "
+                          f"unrefreshed ack), ms over the {lag['n']} refreshes of the four runs: p50 {lag['p50']}, "
+                          f"p99 {lag['p99']}, mean {lag['mean']}, max {lag['max']}."]
+    return lines
 
 
 def test_preset_layout(scratch: Path) -> ArtifactLayout:
@@ -464,11 +534,14 @@ def main(argv: list[str] | None = None) -> int:
                  "retrieval_requests", "refresh_users", "ingest_window"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--no-triton", action="store_true", help="skip the tritonserver measurements")
+    parser.add_argument("--refresh-mode", choices=(*REFRESH_MODES, "both"), default="both",
+                        help="profile refresh mode(s) to measure; both: sync then async side by side")
     args = parser.parse_args(argv)
     sizes = {name: getattr(args, name) for name in ("spread_events", "hot_users", "hot_events", "concurrent_streams",
                                                      "visibility_trials", "retrieval_requests", "refresh_users",
                                                      "ingest_window")}
-    config = BenchConfig(artifact_dir=args.artifact_dir, triton=not args.no_triton, **sizes)
+    modes = REFRESH_MODES if args.refresh_mode == "both" else (args.refresh_mode,)
+    config = BenchConfig(artifact_dir=args.artifact_dir, triton=not args.no_triton, refresh_modes=modes, **sizes)
     with tempfile.TemporaryDirectory(prefix="profile-bench-") as scratch:
         source = ArtifactLayout(config.artifact_dir)
         if source.is_built():

@@ -12,7 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from recllm.catalog import SERVICE_DISPLAY, Catalog
-from recllm.profile_service.config import ProfileServiceConfig
+from recllm.profile_service.config import IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
 from recllm.profile_store import ProfileStore
 from recllm.synthetic_records import Event
@@ -27,7 +27,10 @@ COLD_EXPLANATION = f"Популярно {SERVICE_DISPLAY['samokat']['ru_where']}
 
 @pytest.fixture(scope="module")
 def profile_client(test_artifacts):
-    config = ProfileServiceConfig(artifact_dir=test_artifacts.root, port=0, stop_grace_s=1.0)
+    # sync refresh: the ack waits for the derived profile (fragments → PROFILE_FACTS), which this test reads right
+    # after the ack; the default async mode is covered by tests/recllm/profile_service/test_profile_refresher.py.
+    config = ProfileServiceConfig(artifact_dir=test_artifacts.root, port=0, stop_grace_s=1.0,
+                                  ingest=IngestPolicy(refresh_mode="sync"))
     with ProfileServer(config) as server, ProfileClient(server.address, timeout_s=60) as client:
         yield client
 
