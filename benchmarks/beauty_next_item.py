@@ -24,7 +24,8 @@ from benchmarks.machine_info import machine_info
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR, leave_one_out, load_amazon_beauty
 from recllm.evaluation.published import published_rows
 from recllm.seqrec.hybrid_scorer import HybridConfig
-from recllm.seqrec.item_features import attribute_matrix, read_item_attributes
+from recllm.evaluation.leave_one_out import item_side_info
+from recllm.seqrec.candidate_reranker import FEATURE_GROUPS
 from recllm.seqrec.next_item_pipeline import NextItemPipelineConfig, PipelineResult, run_leave_one_out
 from recllm.seqrec.sasrec import SASRecConfig
 
@@ -38,7 +39,7 @@ def result_rows(result: PipelineResult) -> list[tuple[str, dict[str, float]]]:
     for split_name, stages in (("test", result.test), ("valid", result.valid)):
         for stage, variants in stages.items():
             for variant in ("filtered", "raw"):
-                rows.append((f"ours {split_name}: {STAGE_NAMES[stage]}, {variant}", variants[variant]))
+                rows.append((f"ours {split_name}: {STAGE_NAMES.get(stage, stage)}, {variant}", variants[variant]))
     return rows
 
 
@@ -63,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(args.data_dir)
     split = leave_one_out(load_amazon_beauty(data_dir))
     sasrec = SASRecConfig(epochs=args.epochs)
-    attributes = attribute_matrix(read_item_attributes(data_dir / "Beauty_item2attributes.json"), sasrec.n_items)
-    config = NextItemPipelineConfig(hybrid=replace(HybridConfig(), sasrec=sasrec))
     start = time.perf_counter()
-    result = run_leave_one_out(split, attributes, config, item_features=attributes)
+    side = item_side_info(data_dir, sasrec.n_items)
+    config = NextItemPipelineConfig(hybrid=replace(HybridConfig(), sasrec=sasrec), ablations=tuple(FEATURE_GROUPS))
+    result = run_leave_one_out(split, side, config, item_features=side.attributes)
     total = time.perf_counter() - start
     published = [(f"{row.model} ({row.note})", row.metrics) for row in published_rows(data_dir)]
     body = table(result_rows(result) + published)
@@ -85,7 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         f" reranker on the validation candidate lists. Phase 2 refits the first stage with the same hyper-parameters on"
         f" all but the last item and ranks the test targets; nothing is tuned on test. Validation rows of the first"
         f" stage are optimistic (the weight was chosen on them); the reranker has no validation row (validation is its"
-        f" training data). Wall time {total:.0f} s ({timings}).\n\n{body}\n\n"
+        f" training data). The reranker reads the first-stage scores, the log-probability of each candidate's Semantic"
+        f" ID under the SID generator ({result.generative_epochs} epochs per phase), repeat, attribute, content-profile"
+        f" and cross-service features (`recllm.seqrec.candidate_reranker.FEATURE_GROUPS`); each 'reranked without"
+        f" <group>' row is a reranker fitted on the same validation lists with that group's columns zeroed (an"
+        f" ablation, reported on test only, never used to choose anything)."
+        f" Wall time {total:.0f} s ({timings}).\n\n{body}\n\n"
         f"Published rows: test numbers from `../shared/data/amazon_beauty/README.md`, with the variant where known.\n\n"
         f"## Machine\n\n{machine}\n", encoding="utf-8")
 

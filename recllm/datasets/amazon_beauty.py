@@ -53,7 +53,7 @@ def _read_sequences(path: Path) -> dict[str, list[int]]:
 def item_description(record: dict) -> str:
     """"<textual id> (<attribute>, …)", e.g. "nail lacquer simmer and shimmer (OPI, Makeup, Nails, Nail Polish)"."""
     attributes = [name for name in record["attributes"] if name != UNKNOWN_ATTRIBUTE]
-    text = record.get("idgenrec_text_id") or ""
+    text = record.get("idgenrec_text_id") or record.get("title") or ""
     if not attributes:
         return text
     return f"{text} ({', '.join(attributes)})" if text else ", ".join(attributes)

@@ -19,11 +19,13 @@ from recllm.datasets.amazon_beauty import ATTRIBUTES_SUFFIX, find_sequence_file,
 from recllm.datasets.interaction_dataset import InteractionDataset
 from recllm.evaluation.published import published_rows
 from recllm.evaluation.report_table import EvalReport
-from recllm.seqrec.candidate_reranker import CandidateRerankerConfig
+from recllm.seqrec.candidate_reranker import CandidateRerankerConfig, ItemSideInfo
 from recllm.seqrec.hybrid_scorer import HybridConfig
 from recllm.seqrec.item_features import attribute_matrix, read_item_attributes
-from recllm.seqrec.next_item_pipeline import NextItemPipelineConfig, run_leave_one_out
+from recllm.seqrec.next_item_pipeline import NextItemPipelineConfig, PipelineResult, run_leave_one_out
 from recllm.seqrec.sasrec import SASRecConfig
+from recllm.sid.generative_retrieval import GenerativeRetrieverConfig
+from recllm.sid.item_sids import amazon_semantic_ids, padded_item_table
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,8 @@ class LeaveOneOutEvalConfig:
 def quick_pipeline(sasrec: SASRecConfig) -> NextItemPipelineConfig:
     """A small pipeline for tests and ``--quick``: the given SASRec, a coarse weight grid, a small reranker."""
     return NextItemPipelineConfig(hybrid=HybridConfig(sasrec=sasrec, weight_grid=(0.0, 0.3, 0.6)),
-                                  reranker=CandidateRerankerConfig(num_candidates=20, epochs=10))
+                                  reranker=CandidateRerankerConfig(num_candidates=20, epochs=10),
+                                  generative=GenerativeRetrieverConfig.from_name("test", epochs=2, batch_size=128))
 
 
 def item_attributes(data_dir: str | Path | None, n_items: int) -> np.ndarray:
@@ -72,6 +75,19 @@ def item_attributes(data_dir: str | Path | None, n_items: int) -> np.ndarray:
     return attribute_matrix({item: [a + shift for a in ids] for item, ids in attributes.items()}, n_items)
 
 
+def item_side_info(data_dir: str | Path | None, n_items: int) -> ItemSideInfo:
+    """Attributes, content vectors and Semantic IDs (RQ-KMeans over the content encoder, ``recllm.sid``) of the
+    folder's items; attributes only when there is no folder."""
+    attributes = item_attributes(data_dir, n_items)
+    if data_dir is None:
+        return ItemSideInfo(attributes)
+    semantic = amazon_semantic_ids(data_dir)
+    keep = semantic.item_ids <= n_items
+    item_ids = semantic.item_ids[keep]
+    return ItemSideInfo(attributes, content=padded_item_table(item_ids, semantic.vectors[keep]),
+                        sids=padded_item_table(item_ids, semantic.sids.codes[keep]))
+
+
 def first_users(dataset: InteractionDataset, max_users: int | None) -> InteractionDataset:
     if max_users is None or max_users >= len(dataset.sequences):
         return dataset
@@ -79,25 +95,32 @@ def first_users(dataset: InteractionDataset, max_users: int | None) -> Interacti
     return replace(dataset, sequences=kept)
 
 
+def run_pipeline(dataset: InteractionDataset, config: NextItemPipelineConfig,
+                 data_dir: str | Path | None) -> tuple[NextItemPipelineConfig, PipelineResult]:
+    """The two-phase pipeline on ``dataset``'s leave-one-out split with the folder's attributes as item features;
+    returns the config actually run (``n_items`` from the data) and its result."""
+    n_items = max(dataset.item_domain)
+    hybrid = replace(config.hybrid, sasrec=replace(config.hybrid.sasrec, n_items=n_items))
+    pipeline = replace(config, hybrid=hybrid)
+    side = item_side_info(data_dir, n_items)
+    return pipeline, run_leave_one_out(leave_one_out(dataset), side, pipeline, item_features=side.attributes)
+
+
 def evaluate_leave_one_out(dataset: InteractionDataset, config: LeaveOneOutEvalConfig,
                            data_dir: str | Path | None = None) -> EvalReport:
     """Run the two-phase pipeline (``recllm.seqrec.next_item_pipeline``) and report test (every stage) and
     validation (first stage), raw / filtered, beside the published rows of ``data_dir/README.md`` (if any)."""
     dataset = first_users(dataset, config.max_users)
-    split = leave_one_out(dataset)
     n_items = max(dataset.item_domain)
-    hybrid = replace(config.pipeline.hybrid, sasrec=replace(config.pipeline.hybrid.sasrec, n_items=n_items))
-    pipeline = replace(config.pipeline, hybrid=hybrid)
-    attributes = item_attributes(data_dir, n_items)
-    result = run_leave_one_out(split, attributes, pipeline, item_features=attributes)
+    pipeline, result = run_pipeline(dataset, config.pipeline, data_dir)
     rows, notes = {}, {}
     final = "reranked" if "reranked" in result.test else "hybrid"
     for variant, note in (("raw", "nothing removed"), ("filtered", "history items removed")):
         rows[f"ours test {variant}"] = result.test[final][variant]
         notes[f"ours test {variant}"] = f"{STAGE_LABELS[final]}; {note}"
-    for stage in ("sasrec", "hybrid"):
+    for stage in [s for s in result.test if s != final]:
         for variant in ("raw", "filtered"):
-            name = f"ours test {variant}, {STAGE_LABELS[stage]}"
+            name = f"ours test {variant}, {STAGE_LABELS.get(stage, stage)}"
             rows[name], notes[name] = result.test[stage][variant], "ablation"
     for variant in ("raw", "filtered"):
         rows[f"ours valid {variant}"] = result.valid["hybrid"][variant]
@@ -114,7 +137,10 @@ def evaluate_leave_one_out(dataset: InteractionDataset, config: LeaveOneOutEvalC
         f"{len(dataset.sequences):,}. Pipeline: phase 1 fits SASRec (ID + attribute embeddings) and item transitions "
         f"on all but the last two items, picks the mixture weight on the validation targets "
         f"({result.transition_weight}) and fits the candidate reranker on the validation lists; phase 2 refits the "
-        f"first stage on all but the last item and ranks the test targets. Nothing is tuned on test. "
+        f"first stage on all but the last item and ranks the test targets. Nothing is tuned on test. The reranker "
+        f"reads the first-stage scores, the generative score of each candidate's Semantic ID "
+        f"({result.generative_epochs} epochs of the SID generator per phase; 0 = not used), repeat, attribute, "
+        f"content-profile and cross-service features. "
         f"Config: `{pipeline}`. Time: {timings}.")
     report.add_table("leave_one_out", "Results", rows, COLUMNS, notes)
     return report

@@ -22,15 +22,24 @@ from typing import Sequence
 import numpy as np
 
 from recllm.datasets.amazon_beauty import LeaveOneOutSplit
-from recllm.seqrec.candidate_reranker import (CandidateLists, CandidateReranker, CandidateRerankerConfig, ItemContext,
-                                              build_candidate_lists)
+from recllm.seqrec.candidate_reranker import (FEATURE_GROUPS, GENERATIVE_FEATURE, CandidateLists, CandidateReranker,
+                                              CandidateRerankerConfig, ItemContext, ItemSideInfo,
+                                              build_candidate_lists, feature_names)
 from recllm.seqrec.full_ranking import filter_history, metrics_from_ranks, target_ranks
 from recllm.seqrec.hybrid_scorer import HybridConfig, HybridScorer, mix
+from recllm.sid.generative_retrieval import (GenerativeRetriever, GenerativeRetrieverConfig, generative_scores,
+                                             train_generative_retriever)
 
 logger = logging.getLogger(__name__)
 
 SCORE_CHUNK = 1024
 STAGES = ("sasrec", "hybrid", "reranked")
+ABLATION_PREFIX = "reranked without "
+
+
+def default_generative() -> GenerativeRetrieverConfig:
+    """The SID generator whose score the reranker reads: a few epochs, fixed (not a time budget: deterministic)."""
+    return GenerativeRetrieverConfig(epochs=4)
 
 
 @dataclass
@@ -38,87 +47,139 @@ class NextItemPipelineConfig:
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     reranker: CandidateRerankerConfig = field(default_factory=CandidateRerankerConfig)
     use_reranker: bool = True
+    # Trained per phase when the items have SIDs; None: no generative score.
+    generative: GenerativeRetrieverConfig | None = field(default_factory=default_generative)
+    # Feature groups (``candidate_reranker.FEATURE_GROUPS``) to leave out, one extra reranker each, scored on test.
+    ablations: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.ablations) - set(FEATURE_GROUPS))
+        if unknown:
+            raise ValueError(f"NextItemPipelineConfig.ablations: unknown groups {unknown}; "
+                             f"expected some of {sorted(FEATURE_GROUPS)}")
 
 
 @dataclass
 class StageRanks:
-    raw: dict[str, list[np.ndarray]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    filtered: dict[str, list[np.ndarray]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    filtered: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, stage: str, scores: np.ndarray, histories: Sequence[Sequence[int]], targets: Sequence[int]) -> None:
-        self.raw[stage].append(target_ranks(scores, targets))
-        self.filtered[stage].append(target_ranks(filter_history(scores, histories), targets))
+        self.raw.setdefault(stage, []).append(target_ranks(scores, targets))
+        self.filtered.setdefault(stage, []).append(target_ranks(filter_history(scores, histories), targets))
 
     def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
-        """``{stage: {"raw": metrics, "filtered": metrics}}`` for the stages that were scored."""
+        """``{stage: {"raw": metrics, "filtered": metrics}}`` for the stages that were scored, in scoring order."""
         return {stage: {"raw": metrics_from_ranks(np.concatenate(self.raw[stage])),
                         "filtered": metrics_from_ranks(np.concatenate(self.filtered[stage]))}
-                for stage in STAGES if self.raw[stage]}
+                for stage in self.raw}
 
 
 @dataclass
 class PipelineResult:
     valid: dict[str, dict[str, dict[str, float]]]
-    test: dict[str, dict[str, dict[str, float]]]
+    test: dict[str, dict[str, dict[str, float]]]   # also "reranked without <group>" for each ablation
     transition_weight: float
     weight_search: dict[float, float]   # validation filtered N@10 per mixture weight
     seconds: dict[str, float]
+    generative_epochs: int = 0          # epochs of the SID generator (0: not used)
 
 
-def _lists(scorer: HybridScorer, histories: Sequence[Sequence[int]], context: ItemContext,
-           config: NextItemPipelineConfig) -> tuple[np.ndarray, CandidateLists]:
-    sasrec_scores, transitions = scorer.parts(histories)
-    mixture = mix(sasrec_scores, transitions, scorer.config.transition_weight)
-    lists = build_candidate_lists(sasrec_scores, transitions, mixture, histories, context,
-                                  config.reranker.num_candidates)
-    return sasrec_scores, lists
+@dataclass
+class PhaseModels:
+    """The models of one phase: first stage, optional SID generator, and what the reranker knows of the items."""
+
+    scorer: HybridScorer
+    generative: GenerativeRetriever | None
+    context: ItemContext
+    config: NextItemPipelineConfig
+
+    def lists(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, CandidateLists]:
+        sasrec_scores, transitions = self.scorer.parts(histories)
+        mixture = mix(sasrec_scores, transitions, self.scorer.config.transition_weight)
+        lists = build_candidate_lists(sasrec_scores, transitions, mixture, histories, self.context,
+                                      self.config.reranker.num_candidates)
+        if self.generative is not None:
+            lists = lists.with_columns(generative_scores(self.generative, histories, lists.items))
+        return sasrec_scores, lists
 
 
-def _phase_scores(scorer: HybridScorer, histories, targets, context, config, reranker=None,
-                  keep_lists: bool = False) -> tuple[StageRanks, list[CandidateLists]]:
+def _column_indices(groups: Sequence[str], names: Sequence[str]) -> list[int]:
+    wanted = {feature for group in groups for feature in FEATURE_GROUPS[group]}
+    return [index for index, name in enumerate(names) if name in wanted]
+
+
+def _phase_scores(models: PhaseModels, histories, targets, rerankers: dict[str, tuple[CandidateReranker, list]]
+                  | None = None, keep_lists: bool = False) -> tuple[StageRanks, list[CandidateLists]]:
+    """Ranks of every stage for ``histories``; ``rerankers``: stage name -> (reranker, feature columns it lacks)."""
     ranks, kept = StageRanks(), []
     for offset in range(0, len(histories), SCORE_CHUNK):
         chunk_h, chunk_t = histories[offset:offset + SCORE_CHUNK], targets[offset:offset + SCORE_CHUNK]
-        sasrec_scores, lists = _lists(scorer, chunk_h, context, config)
+        sasrec_scores, lists = models.lists(chunk_h)
         ranks.add("sasrec", sasrec_scores, chunk_h, chunk_t)
         ranks.add("hybrid", lists.first_stage, chunk_h, chunk_t)
-        if reranker is not None:
-            ranks.add("reranked", reranker.rerank(lists), chunk_h, chunk_t)
+        for stage, (reranker, dropped) in (rerankers or {}).items():
+            ranks.add(stage, reranker.rerank(lists.without(dropped) if dropped else lists), chunk_h, chunk_t)
         if keep_lists:
             kept.append(lists.for_training())
     return ranks, kept
 
 
-def run_leave_one_out(split: LeaveOneOutSplit, attributes: np.ndarray, config: NextItemPipelineConfig,
+def _fit_phase(sequences: Sequence[Sequence[int]], hybrid: HybridConfig, side: ItemSideInfo,
+               sasrec_features: np.ndarray | None, config: NextItemPipelineConfig, seconds: dict[str, float],
+               phase: str) -> PhaseModels:
+    start = time.perf_counter()
+    scorer = HybridScorer.fit(sequences, hybrid, sasrec_features)
+    seconds[f"fit_first_stage_{phase}"] = time.perf_counter() - start
+    generative = None
+    if config.generative is not None and side.sids is not None:
+        start = time.perf_counter()
+        generative = train_generative_retriever(sequences, side.sids, config.generative)
+        seconds[f"fit_generative_{phase}"] = time.perf_counter() - start
+    return PhaseModels(scorer, generative, ItemContext.from_training(sequences, side), config)
+
+
+def _fit_rerankers(lists: list[CandidateLists], targets: Sequence[int], config: NextItemPipelineConfig,
+                   names: Sequence[str]) -> dict[str, tuple[CandidateReranker, list[int]]]:
+    """The reranker on every feature, and one per ablated feature group with that group's columns zeroed."""
+    chunks = [np.asarray(targets[o:o + SCORE_CHUNK]) for o in range(0, len(targets), SCORE_CHUNK)]
+    rerankers = {"reranked": (CandidateReranker.fit(lists, chunks, config.reranker), [])}
+    for group in config.ablations:
+        dropped = _column_indices([group], names)
+        rerankers[ABLATION_PREFIX + group] = (
+            CandidateReranker.fit([chunk.without(dropped) for chunk in lists], chunks, config.reranker), dropped)
+    return rerankers
+
+
+def run_leave_one_out(split: LeaveOneOutSplit, side: ItemSideInfo | np.ndarray, config: NextItemPipelineConfig,
                       item_features: np.ndarray | None = None) -> PipelineResult:
-    """Both phases on one split; ``attributes`` [n_items + 1, F] feed the reranker, ``item_features`` SASRec."""
-    seconds = {}
+    """Both phases on one split. ``side``: attributes (reranker matches), content vectors, domains and SIDs (the
+    generative score) of the items; ``item_features`` feed SASRec (None: ID embeddings only)."""
+    side = side if isinstance(side, ItemSideInfo) else ItemSideInfo(np.asarray(side))
+    seconds: dict[str, float] = {}
     train = list(split.train.values())
     valid_h, valid_t = [list(e.history) for e in split.valid], [e.target for e in split.valid]
     test_h, test_t = [list(e.history) for e in split.test], [e.target for e in split.test]
 
-    start = time.perf_counter()
-    scorer = HybridScorer.fit(train, replace(config.hybrid), item_features)   # a copy: tuning sets its weight
-    seconds["fit_train_split"] = time.perf_counter() - start
-    weight_search = scorer.tune_weight(valid_h, valid_t)
-    logger.info("mixture weight %.2f (validation N@10 by weight: %s)", scorer.config.transition_weight,
+    phase1 = _fit_phase(train, replace(config.hybrid), side, item_features, config, seconds, "train")
+    weight_search = phase1.scorer.tune_weight(valid_h, valid_t)    # on a copy of the config: sets its weight
+    weight = phase1.scorer.config.transition_weight
+    logger.info("mixture weight %.2f (validation N@10 by weight: %s)", weight,
                 {w: round(v, 4) for w, v in weight_search.items()})
-    valid_ranks, valid_lists = _phase_scores(scorer, valid_h, valid_t, ItemContext.from_training(train, attributes),
-                                             config, keep_lists=config.use_reranker)
-    reranker = None
+    valid_ranks, valid_lists = _phase_scores(phase1, valid_h, valid_t, keep_lists=config.use_reranker)
+    rerankers = None
     if config.use_reranker:
         start = time.perf_counter()
-        chunks = [np.asarray(valid_t[o:o + SCORE_CHUNK]) for o in range(0, len(valid_t), SCORE_CHUNK)]
-        reranker = CandidateReranker.fit(valid_lists, chunks, config.reranker)
+        names = feature_names(appended=(GENERATIVE_FEATURE,) if phase1.generative is not None else ())
+        rerankers = _fit_rerankers(valid_lists, valid_t, config, names)
         seconds["fit_reranker"] = time.perf_counter() - start
     del valid_lists
+    generative_epochs = phase1.generative.epochs_trained if phase1.generative is not None else 0
+    del phase1
 
     full = [list(e.history) + [e.target] for e in split.valid]   # all but the last item of every user
-    tuned = replace(config.hybrid, transition_weight=scorer.config.transition_weight)
-    start = time.perf_counter()
-    test_scorer = HybridScorer.fit(full, tuned, item_features)
-    seconds["fit_train_plus_valid"] = time.perf_counter() - start
-    test_ranks, _ = _phase_scores(test_scorer, test_h, test_t, ItemContext.from_training(full, attributes), config,
-                                  reranker)
-    return PipelineResult(valid_ranks.metrics(), test_ranks.metrics(), scorer.config.transition_weight, weight_search,
-                          seconds)
+    tuned = replace(config.hybrid, transition_weight=weight)
+    phase2 = _fit_phase(full, tuned, side, item_features, config, seconds, "train_plus_valid")
+    test_ranks, _ = _phase_scores(phase2, test_h, test_t, rerankers)
+    return PipelineResult(valid_ranks.metrics(), test_ranks.metrics(), weight, weight_search, seconds,
+                          generative_epochs)

@@ -250,7 +250,7 @@ def amazon_item_contents(data_dir: str | Path) -> list[ItemContent]:
     """One content per item of an Amazon-format folder, in item-id order.
 
     With ``items.jsonl`` (``item_id``, ``attributes`` = brand first when present then the category path,
-    ``idgenrec_text_id``): brand, categories and text. Otherwise ``<Name>_item2attributes.json``
+    ``idgenrec_text_id``, else ``title``): brand, categories and text. Otherwise ``<Name>_item2attributes.json``
     (``{item_id: [attribute id, …]}``): the attribute ids as a flat category list, no brand, no text.
     A first attribute that is "Unknown" or appears as a category elsewhere is not taken as a brand.
     """
@@ -281,7 +281,7 @@ def _amazon_record_content(record: dict, category_names: set[str]) -> ItemConten
     if attributes and (attributes[0] == AMAZON_UNKNOWN_BRAND or attributes[0] not in category_names):
         brand, attributes = attributes[0], attributes[1:]
     brand = "" if brand == AMAZON_UNKNOWN_BRAND else brand
-    return ItemContent(key, brand, tuple(attributes), str(record.get("idgenrec_text_id") or ""))
+    return ItemContent(key, brand, tuple(attributes), str(record.get("idgenrec_text_id") or record.get("title") or ""))
 
 
 def catalog_family_contents(catalog: Catalog) -> list[ItemContent]:

@@ -53,6 +53,7 @@ class ItemSemanticIds:
     item_ids: np.ndarray
     sids: SemanticIds
     stats: dict
+    vectors: np.ndarray | None = None   # [N, D] the content vectors that were quantized (row i = item_ids[i])
 
 
 def _quantize(item_ids: list[int], vectors: np.ndarray, config: SidBuildConfig,
@@ -67,7 +68,9 @@ def amazon_semantic_ids(data_dir: str | Path, config: SidBuildConfig | None = No
     config = config or SidBuildConfig(encoder=ContentEncoderConfig.from_name("amazon"))
     contents = amazon_item_contents(data_dir)
     vectors = encode_contents(contents, config.encoder)
-    return _quantize([content.key for content in contents], vectors, config, on_level)
+    result = _quantize([content.key for content in contents], vectors, config, on_level)
+    result.vectors = vectors
+    return result
 
 
 def catalog_semantic_ids(catalog: Catalog, config: SidBuildConfig | None = None,
@@ -115,7 +118,7 @@ def save_item_sids(directory: str | Path, result: ItemSemanticIds) -> Path:
 
 
 def padded_item_table(item_ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """[max id + 1, L] int64 with row ``item_ids[i]`` = ``codes[i]`` and row 0 all zeros (padding).
+    """[max id + 1, L] (the dtype of ``codes``) with row ``item_ids[i]`` = ``codes[i]`` and row 0 all zeros (padding).
 
     The ids must be exactly 1..N (the Amazon convention; 0 is padding), else ValueError.
     """
@@ -123,7 +126,8 @@ def padded_item_table(item_ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
     if not np.array_equal(np.sort(item_ids), np.arange(1, len(item_ids) + 1)):
         raise ValueError(f"item ids must be exactly 1..{len(item_ids)} (0 = padding); got ids from "
                          f"{int(item_ids.min())} to {int(item_ids.max())}")
-    table = np.zeros((len(item_ids) + 1, codes.shape[1]), dtype=np.int64)
+    codes = np.asarray(codes)
+    table = np.zeros((len(item_ids) + 1, codes.shape[1]), dtype=codes.dtype)
     table[item_ids] = codes
     return table
 
