@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from recllm.sid.content_encoder import ContentEncoderConfig
+from recllm.sid.content_encoder import ContentEncoderConfig, amazon_item_contents, encode_contents
 from recllm.sid.item_sids import (SidBuildConfig, amazon_semantic_ids, catalog_item_sids, catalog_semantic_ids,
                                   load_item_sids, padded_item_table, save_item_sids, sid_feature_ids)
 from recllm.sid.residual_quantization import RQKMeansConfig
@@ -71,3 +71,66 @@ def test_catalog_sids_are_per_family_shared_across_services_and_unique_within_a_
     for service in ("samokat", "megamarket", "kuper"):
         rows = [item.item_id for item in catalog.in_service(service)]
         assert len(np.unique(table[rows], axis=0)) == len(rows)
+
+
+def test_padded_table_keeps_float_codes_and_places_rows_by_id():
+    vectors = np.array([[0.5, -1.0], [0.25, 2.0], [1.5, 0.0]], dtype=np.float32)
+    table = padded_item_table(np.array([2, 1, 3]), vectors)
+    assert table.dtype == np.float32 and table.shape == (4, 2)
+    assert (table[0] == 0).all()
+    assert table[2].tolist() == [0.5, -1.0] and table[1].tolist() == [0.25, 2.0] and table[3].tolist() == [1.5, 0.0]
+    ints = padded_item_table(np.array([1, 2]), np.array([[3, 1], [2, 0]]))
+    assert np.issubdtype(ints.dtype, np.integer) and ints[1].tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 4], [1, 1, 2], [2, 3, 4]])
+def test_padded_table_rejects_ids_that_are_not_one_to_n(ids):
+    with pytest.raises(ValueError, match="exactly 1..3"):
+        padded_item_table(np.array(ids), np.zeros((3, 2), dtype=np.float32))
+
+
+TITLES = {1: "Crunchy Peanut Butter", 2: "Organic Olive Oil", 3: "Dark Chocolate Bar", 4: "Green Tea Bags",
+          5: "Sea Salt Crackers", 6: "Honey Granola Clusters"}
+
+
+def write_exported_folder(path, titles=TITLES, text_ids=None):
+    """The export's Amazon format: ``Food.txt``, ``Food_item2attributes.json`` and ``items.jsonl`` with ``title``
+    (no ``idgenrec_text_id`` unless ``text_ids`` are given); items 1 and 2 share their attributes, records shuffled."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Food.txt").write_text("1 1 2 3 4 5 6\n2 6 5 4 3 2 1\n", encoding="utf-8")
+    words = {1: ["snack"], 2: ["snack"], 3: ["sweet"], 4: ["drink"], 5: ["snack", "salty"], 6: ["sweet"]}
+    (path / "Food_item2attributes.json").write_text(json.dumps({str(i): [1] for i in titles}), encoding="utf-8")
+    records = []
+    for item in (4, 2, 6, 1, 5, 3):
+        record = {"item_id": item, "source_id": 100 + item, "attributes": words[item], "title": titles[item]}
+        if text_ids:
+            record["idgenrec_text_id"] = text_ids[item]
+        records.append(json.dumps(record))
+    (path / "items.jsonl").write_text("\n".join(records) + "\n", encoding="utf-8")
+    return path
+
+
+def test_amazon_sids_return_the_content_vectors_in_item_order(tmp_path):
+    folder = write_exported_folder(tmp_path / "food")
+    config = small_config()
+    result = amazon_semantic_ids(folder, config)
+    assert result.item_ids.tolist() == [1, 2, 3, 4, 5, 6]
+    assert result.vectors is not None and result.vectors.dtype == np.float32
+    assert result.vectors.shape[0] == 6 and result.sids.codes.shape[0] == 6
+    expected = encode_contents(amazon_item_contents(folder), config.encoder)
+    assert np.allclose(result.vectors, expected)
+    assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1.0, atol=1e-5)
+    # the titles are read: items 1 and 2 have the same attributes and differ only by title
+    assert not np.allclose(result.vectors[0], result.vectors[1])
+
+
+def test_amazon_content_reads_the_title_only_when_there_is_no_text_id(tmp_path):
+    same_title = {**TITLES, 2: TITLES[1]}
+    same = amazon_semantic_ids(write_exported_folder(tmp_path / "same", same_title), small_config())
+    assert np.allclose(same.vectors[0], same.vectors[1])          # attributes and title equal: same vector
+    text_ids = {item: f"text {item}" for item in TITLES}
+    text_ids[2] = text_ids[1]
+    with_text = write_exported_folder(tmp_path / "text", TITLES, text_ids)
+    assert [c.text for c in amazon_item_contents(with_text)][:2] == ["text 1", "text 1"]
+    result = amazon_semantic_ids(with_text, small_config())
+    assert np.allclose(result.vectors[0], result.vectors[1])      # idgenrec_text_id wins over the title
