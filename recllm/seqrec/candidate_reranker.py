@@ -199,7 +199,8 @@ def build_candidate_lists(sasrec_logits: np.ndarray, transitions: np.ndarray, mi
                           histories: Sequence[Sequence[int]], context: ItemContext, num_candidates: int,
                           extra_views: Mapping[str, np.ndarray] | None = None) -> CandidateLists:
     """Candidate lists and their features for one chunk of users (every score matrix is [U, n_items + 1])."""
-    count = min(num_candidates, mixture.shape[1] - 2)
+    # Only items with probability > 0 (never the padding column or items outside an allowed domain) are candidates.
+    count = max(1, min(num_candidates, mixture.shape[1] - 2, int((mixture > 0).sum(axis=1).min())))
     items = _top_candidates(mixture, count)                                                    # [U, C]
     logits = torch.from_numpy(sasrec_logits)
     sasrec_logprob = torch.log_softmax(logits, dim=1).numpy()

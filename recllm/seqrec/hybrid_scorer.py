@@ -63,27 +63,43 @@ class HybridScorer:
         transitions = ItemTransitions(sequences, config.sasrec.n_items, config.transitions)
         return cls(model, transitions, config)
 
-    def parts(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """SASRec logits and transition scores, each [U, n_items + 1]."""
-        return score_histories(self.model, histories), self.transitions.score(histories)
+    def parts(self, histories: Sequence[Sequence[int]],
+              allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """SASRec logits and transition scores, each [U, n_items + 1]; with ``allowed`` [U, n_items + 1] (bool) the
+        other items get logit -inf and transition score 0, so the mixture is a distribution over the allowed ones."""
+        logits, transitions = score_histories(self.model, histories), self.transitions.score(histories)
+        if allowed is not None:
+            logits = np.where(allowed, logits, -np.inf).astype(np.float32)
+            transitions = np.where(allowed, transitions, 0.0).astype(np.float32)
+        return logits, transitions
 
     def score(self, histories: Sequence[Sequence[int]], weight: float | None = None) -> np.ndarray:
         weight = self.config.transition_weight if weight is None else weight
         return mix(*self.parts(histories), weight)
 
-    def tune_weight(self, histories: Sequence[Sequence[int]], targets: Sequence[int],
-                    metric: str = "N@10") -> dict[float, float]:
-        """History-filtered ``metric`` on a validation split for every weight of the grid; sets the best one."""
+    def tune_weight(self, histories: Sequence[Sequence[int]], targets: Sequence[int], metric: str = "N@10",
+                    item_domains: np.ndarray | None = None) -> dict[float, float]:
+        """History-filtered ``metric`` on a validation split for every weight of the grid; sets the best one.
+        With ``item_domains`` [n_items + 1] each target is ranked among the items of its own domain only."""
         results = {w: [] for w in self.config.weight_grid}
         for offset in range(0, len(histories), SCORE_CHUNK):
             chunk_h, chunk_t = histories[offset:offset + SCORE_CHUNK], targets[offset:offset + SCORE_CHUNK]
-            sasrec_scores, transition_scores = self.parts(chunk_h)
+            allowed = None if item_domains is None else same_domain_mask(item_domains, chunk_t)
+            sasrec_scores, transition_scores = self.parts(chunk_h, allowed)
             for weight in self.config.weight_grid:
                 ranked = filter_history(mix(sasrec_scores, transition_scores, weight), chunk_h)
                 results[weight].append(target_ranks(ranked, chunk_t))
         by_weight = {w: metrics_from_ranks(np.concatenate(r))[metric] for w, r in results.items()}
         self.config.transition_weight = max(by_weight, key=by_weight.get)
         return by_weight
+
+
+def same_domain_mask(item_domains: np.ndarray, targets: Sequence[int]) -> np.ndarray:
+    """[U, n_items + 1] bool: the items in the domain of each row's target (the padding column 0 never)."""
+    domains = np.asarray(item_domains)
+    allowed = domains[None, :] == domains[np.asarray(targets, dtype=np.int64)][:, None]
+    allowed[:, 0] = False
+    return allowed
 
 
 def chunked(score: Callable[[Sequence[Sequence[int]]], np.ndarray], histories: Sequence[Sequence[int]],

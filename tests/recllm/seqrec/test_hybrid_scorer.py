@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recllm.seqrec.hybrid_scorer import HybridConfig, HybridScorer, chunked, mix
+from recllm.seqrec.hybrid_scorer import HybridConfig, HybridScorer, chunked, mix, same_domain_mask
 from recllm.seqrec.sasrec import SASRecConfig
 
 
@@ -50,3 +50,23 @@ def test_tuning_picks_transitions_when_they_carry_the_signal():
     assert by_weight[scorer.config.transition_weight] > by_weight[0.0]
     metrics = chunked(scorer.score, histories, targets)
     assert metrics["filtered"]["R@5"] == pytest.approx(by_weight[scorer.config.transition_weight])
+
+
+def test_same_domain_mask_keeps_each_targets_domain_and_never_padding():
+    domains = np.array([0, 0, 0, 1, 1])                    # item 0 = padding
+    allowed = same_domain_mask(domains, [1, 4])
+    assert allowed.tolist() == [[False, True, True, False, False], [False, False, False, True, True]]
+
+
+def test_parts_restricted_to_allowed_items_make_a_distribution_over_them():
+    torch.manual_seed(0)
+    sequences = [[1, 2, 3, 4], [2, 3, 4, 1], [3, 4, 1, 2]] * 5
+    scorer = HybridScorer.fit(sequences, HybridConfig(sasrec=SASRecConfig.from_name("test", n_items=4, epochs=1)))
+    allowed = same_domain_mask(np.array([0, 0, 0, 1, 1]), [3, 1])
+    logits, transitions = scorer.parts([[1, 2], [3, 4]], allowed)
+    assert np.isneginf(logits[~allowed]).all() and np.isfinite(logits[allowed]).all()
+    assert (transitions[~allowed] == 0).all()
+    mixed = mix(logits, transitions, 0.5)
+    assert mixed.sum(axis=1) == pytest.approx([1.0, 1.0]) and (mixed[~allowed] == 0).all()
+    # the transition 2 -> 3 is kept (3 is in the target's domain); 4 -> 1 is kept for the second row
+    assert transitions[0, 3] > 0 and transitions[1, 1] > 0
