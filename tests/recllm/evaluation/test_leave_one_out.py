@@ -3,11 +3,12 @@ README's published rows with their variant, and the user cap of quick runs."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from recllm.datasets.amazon_beauty import load_amazon_dir
 from recllm.evaluation.leave_one_out import (LeaveOneOutEvalConfig, evaluate_leave_one_out, first_users,
-                                             quick_pipeline)
+                                             item_side_info, quick_pipeline)
 from recllm.evaluation.published import FILTERED_NOTE, UNKNOWN_NOTE
 from recllm.seqrec.sasrec import SASRecConfig
 from tests.recllm.evaluation.tiny_data import AMAZON_ITEMS, write_amazon_dir
@@ -52,3 +53,28 @@ def test_config_errors_name_the_field():
         LeaveOneOutEvalConfig(max_users=0)
     with pytest.raises(ValueError, match="preset 'huge'"):
         LeaveOneOutEvalConfig.from_name("huge")
+
+
+def test_side_info_without_a_folder_is_attributes_only():
+    side = item_side_info(None, 12)
+    assert side.attributes.shape == (13, 1) and not side.attributes.any()
+    assert side.content is None and side.sids is None and side.domains is None
+
+
+def test_side_info_of_a_folder_has_content_vectors_and_sids_per_item(tmp_path):
+    folder = write_amazon_dir(tmp_path, n_users=20)
+    side = item_side_info(folder, AMAZON_ITEMS)
+    rows = AMAZON_ITEMS + 1
+    assert side.attributes.shape[0] == rows and side.attributes[1:].any()
+    assert side.content.ndim == 2 and side.content.shape[0] == rows
+    assert np.issubdtype(side.content.dtype, np.floating)
+    assert not side.content[0].any()                                          # row 0 = padding
+    assert np.allclose(np.linalg.norm(side.content[1:], axis=1), 1.0, atol=1e-5)
+    assert side.sids.shape == (rows, 4) and np.issubdtype(side.sids.dtype, np.integer)
+    assert not side.sids[0].any()
+    assert len({tuple(row) for row in side.sids[1:].tolist()}) == AMAZON_ITEMS   # one SID per item
+
+
+def test_side_info_leaves_out_the_items_past_n_items(tmp_path):
+    fewer = item_side_info(write_amazon_dir(tmp_path, n_users=20), 20)
+    assert fewer.content.shape[0] == fewer.sids.shape[0] == fewer.attributes.shape[0] == 21
