@@ -92,7 +92,8 @@ def category_table(category: str, stored: dict) -> list[str]:
                                  + " | ".join(_cells(runs["pipeline"]["test"][stage][variant])) + " |")
         if len(runs) == 2:
             base = runs["sasrec"]["test"]["sasrec"][variant]
-            ours = runs["pipeline"]["test"]["reranked"][variant]
+            final = "reranked" if "reranked" in runs["pipeline"]["test"] else "hybrid"
+            ours = runs["pipeline"]["test"][final][variant]
             lines.append(f"| ratio full pipeline / SASRec | {variant} | "
                          + " | ".join(f"{ours[c] / base[c]:.2f}×" if base[c] else "–" for c in COLUMNS) + " |")
     lines.append("")

@@ -222,6 +222,9 @@ def _fit_rerankers(lists: list[CandidateLists], targets: Sequence[int], config: 
     rerankers = {"reranked": (CandidateReranker.fit(lists, chunks, config.reranker), [])}
     for group in config.ablations:
         dropped = _column_indices([group], names)
+        if not dropped:
+            logger.info("ablation %r skipped: none of its features is present", group)
+            continue
         rerankers[ABLATION_PREFIX + group] = (
             CandidateReranker.fit([chunk.without(dropped) for chunk in lists], chunks, config.reranker), dropped)
     return rerankers

@@ -33,6 +33,10 @@ class RQKMeansConfig:
     # residuals that plain RQ piles onto the code nearest the origin; their directions still tell them apart.
     # Measured on Beauty (64-d content vectors, 3 x 256): collision rate .59 plain, .53 balanced, .46 normalised.
     normalize_residuals: bool = True
+    # Give the items that share every earlier code distinct last-level codes where the codebook allows (nearest free
+    # code first): residual k-means leaves near neighbours on one full code, and each such collision costs the
+    # generator an extra, content-free token. Measured on Beauty: see benchmarks/results/beauty_sids.md.
+    spread_last_level: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -40,7 +44,7 @@ class RQKMeansConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"RQKMeansConfig.{name} must be an int >= {minimum}, got {value!r}")
-        for name in ("balanced", "normalize_residuals"):
+        for name in ("balanced", "normalize_residuals", "spread_last_level"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"RQKMeansConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -159,6 +163,38 @@ def kmeans(points: np.ndarray, k: int, iterations: int, seed: int,
     return centroids.astype(np.float32), assignment.astype(np.int64)
 
 
+def spread_within_prefixes(prefix_codes: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """[N] last-level codes, distinct among rows with equal ``prefix_codes`` [N, P] while the K codes last.
+
+    ``distances`` [N, K] are each row's distances to the last level's centroids. Inside a group of equal prefixes,
+    (row, code) pairs are taken by increasing distance, each row once and each code once (greedy matching); rows of
+    a group larger than K keep their nearest code. A group of one gets its nearest code, as plain assignment does.
+    """
+    codes = distances.argmin(axis=1)
+    n_codes = distances.shape[1]
+    if prefix_codes.shape[1] == 0:
+        groups = [np.arange(len(codes))]
+    else:
+        _, inverse = np.unique(prefix_codes, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+        groups = [group for group in np.split(order, bounds) if len(group) > 1]
+    for rows in groups:
+        if len(np.unique(codes[rows])) == len(rows):
+            continue
+        pairs = np.argsort(distances[rows].ravel(), kind="stable")
+        taken_rows, taken_codes = np.zeros(len(rows), bool), np.zeros(n_codes, bool)
+        for pair in pairs:
+            row, code = divmod(int(pair), n_codes)
+            if taken_rows[row] or taken_codes[code]:
+                continue
+            codes[rows[row]], taken_rows[row], taken_codes[code] = code, True, True
+            if taken_rows.all() or taken_codes.all():
+                break
+    return codes
+
+
 def collision_codes(prefix_codes: np.ndarray) -> np.ndarray:
     """[N] 0, 1, 2, … among rows of ``prefix_codes`` [N, L] that are equal, in row order (0 for unique rows)."""
     _, inverse = np.unique(prefix_codes, axis=0, return_inverse=True)
@@ -187,6 +223,9 @@ def fit_rq_kmeans(vectors: np.ndarray, config: RQKMeansConfig,
             residual = unit_rows(residual)
         centroids, assignment = kmeans(residual, config.codebook_size, config.iterations, config.seed + level,
                                        config.balanced)
+        if config.spread_last_level and level == config.levels - 1 and level > 0:
+            earlier = np.stack(codes, axis=1) if codes else np.zeros((len(residual), 0), np.int64)
+            assignment = spread_within_prefixes(earlier, squared_distances(residual, centroids.astype(np.float64)))
         codebooks.append(centroids)
         codes.append(assignment)
         residual = residual - centroids[assignment].astype(np.float64)

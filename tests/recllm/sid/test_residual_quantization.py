@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recllm.sid.residual_quantization import (RQKMeansConfig, assign_codes, balanced_assignment, collision_codes,
-                                              fit_rq_kmeans, kmeans, normalized_entropy, quantization_stats)
+                                              fit_rq_kmeans, kmeans, normalized_entropy, quantization_stats,
+                                              spread_within_prefixes)
 
 
 def clustered_points(seed: int = 0, n: int = 300, dim: int = 8) -> np.ndarray:
@@ -19,7 +20,7 @@ def clustered_points(seed: int = 0, n: int = 300, dim: int = 8) -> np.ndarray:
 
 def test_fit_gives_unique_deterministic_sids_and_consistent_stats():
     points = clustered_points()
-    config = RQKMeansConfig(levels=3, codebook_size=8, iterations=20, seed=3)
+    config = RQKMeansConfig(levels=3, codebook_size=8, iterations=20, spread_last_level=False, seed=3)
     sids = fit_rq_kmeans(points, config)
     assert sids.codes.shape == (300, 4) and sids.codes.dtype == np.int64
     assert len(np.unique(sids.codes, axis=0)) == 300
@@ -59,8 +60,32 @@ def test_empty_clusters_are_reseeded():
 def test_more_codes_than_points_and_identical_points():
     _, assignment = kmeans(np.zeros((3, 2)), 8, 5, seed=0)
     assert assignment.shape == (3,)
-    sids = fit_rq_kmeans(np.zeros((3, 2)), RQKMeansConfig(levels=2, codebook_size=4))
+    sids = fit_rq_kmeans(np.zeros((3, 2)), RQKMeansConfig(levels=2, codebook_size=4, spread_last_level=False))
     assert sids.codes[:, -1].tolist() == [0, 1, 2] and quantization_stats(sids)["collision_rate"] == 1.0
+
+
+def test_spreading_the_last_level_removes_collisions_the_codebook_can_hold():
+    points = clustered_points()
+    plain = fit_rq_kmeans(points, RQKMeansConfig(levels=2, codebook_size=8, spread_last_level=False, seed=1))
+    spread = fit_rq_kmeans(points, RQKMeansConfig(levels=2, codebook_size=8, seed=1))
+    assert quantization_stats(plain)["collision_rate"] > 0.5            # 300 points, 64 two-level codes
+    assert np.array_equal(plain.codes[:, 0], spread.codes[:, 0])        # earlier levels untouched
+    # a first-level group of n points uses min(n, 8) distinct last-level codes
+    for code in np.unique(spread.codes[:, 0]):
+        group = spread.codes[spread.codes[:, 0] == code]
+        assert len(np.unique(group[:, 1])) == min(len(group), 8)
+    assert quantization_stats(spread)["collision_rate"] <= quantization_stats(plain)["collision_rate"]
+
+
+def test_spread_within_prefixes_takes_nearest_free_codes_and_leaves_singletons_alone():
+    prefix = np.array([[0], [0], [0], [1]])
+    distances = np.array([[0.0, 1.0, 2.0],     # row 0 wants code 0 most
+                          [0.1, 0.2, 3.0],     # row 1 also wants 0, gets 1
+                          [0.5, 0.6, 0.7],     # row 2 gets the last free code 2
+                          [0.0, 1.0, 1.0]])    # a group of one keeps its nearest code
+    assert spread_within_prefixes(prefix, distances).tolist() == [0, 1, 2, 0]
+    crowded = spread_within_prefixes(np.zeros((4, 1), np.int64), np.array([[0.0, 1.0]] * 4))
+    assert sorted(crowded.tolist()[:2]) == [0, 1] and crowded.tolist()[2:] == [0, 0]   # past K: nearest code
 
 
 def test_balanced_assignment_respects_capacity():
