@@ -56,10 +56,12 @@ class DomainExport:
 
 
 def domain_sequences(dataset: food_kitchen.FoodKitchenDataset, domain: str) -> dict[str, list[int]]:
-    """Every user's interactions in ``domain`` (global ids), time order kept; users without any are left out."""
+    """Every user's interactions in ``domain`` (global ids), time order kept; users without any are left out, and so
+    are items without a title (the content encoder needs some text; the real release has a title for every item)."""
     kept = {}
     for user, sequence in dataset.sequences.items():
-        items = [item for item in sequence if dataset.item_domain[item] == domain]
+        items = [item for item in sequence
+                 if dataset.item_domain[item] == domain and dataset.item_text.get(item, "").strip()]
         if items:
             kept[user] = items
     return kept

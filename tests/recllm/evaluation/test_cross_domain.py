@@ -12,6 +12,7 @@ from recllm.evaluation.cross_domain import (
     domain_items,
     eval_lines,
     evaluate_food_kitchen,
+    item_side_info,
     sample_negatives,
     training_sequences,
 )
@@ -80,3 +81,27 @@ def test_the_report_has_per_domain_lift_and_sampled_tables(tiny, single_thread):
         split_domain = name.split(" (")[0]
         full = next(m for n, m in per_domain.items() if n.startswith(f"{split_domain} raw"))
         assert metrics["HR@5"] >= full["R@5"] and metrics["HR@10"] >= full["R@10"]
+
+
+def test_item_side_info_indexes_by_model_id_with_domains_content_and_unique_sids(tiny):
+    side = item_side_info(tiny, CrossDomainEvalConfig(sid_codebook_size=4))
+    n_items = N_FOOD + N_KITCHEN
+    assert side.domains.tolist() == [0] + [0] * N_FOOD + [1] * N_KITCHEN
+    assert side.content.shape[0] == side.sids.shape[0] == side.attributes.shape[0] == n_items + 1
+    assert not side.content[0].any() and np.allclose(np.linalg.norm(side.content[1:], axis=1), 1.0, atol=1e-5)
+    assert len({tuple(row) for row in side.sids[1:].tolist()}) == n_items          # every item its own SID
+    assert side.sids[1:, :-1].max() < 4                                            # the codebook size is honoured
+
+
+def test_every_stage_is_reported_on_test_and_targets_stay_in_their_domain(tiny, single_thread):
+    config = CrossDomainEvalConfig(SASRecConfig.from_name("test", epochs=3), n_negatives=10,
+                                   generative=None, weight_grid=(0.0, 0.5))
+    with single_thread():
+        report = evaluate_food_kitchen(tiny, config)
+    stages = report.numbers["per_domain_stages"]
+    for stage in ("SASRec (ids)", "first stage (SASRec + transitions)", "full pipeline (reranked)"):
+        assert {name for name in stages if name.endswith(stage)} == {
+            f"test {d} {v}: {stage}" for d in (FOOD, KITCHEN) for v in ("raw", "filtered")}
+    # ranking is within the target's domain: R@20 over the 10 food items is always 1
+    assert all(m["R@20"] == 1.0 for name, m in stages.items() if name.startswith("test food raw"))
+    assert "SID generator: 0 epochs" in report.markdown()
