@@ -39,15 +39,19 @@ class HybridConfig:
             raise ValueError(f"HybridConfig.weight_grid must be non-empty values in [0, 1], got {self.weight_grid!r}")
 
 
-def mix(sasrec_scores: np.ndarray, transition_scores: np.ndarray, weight: float) -> np.ndarray:
-    """The mixture above for one chunk: [U, I] logits and [U, I] non-negative transition scores → probabilities."""
+def mix(sasrec_scores: np.ndarray, transition_scores: np.ndarray, weight: float,
+        allowed: np.ndarray | None = None) -> np.ndarray:
+    """The mixture above for one chunk: [U, I] logits and [U, I] non-negative transition scores → probabilities.
+    With ``allowed`` (the mask ``parts`` applied) the other items score -1: strictly below every allowed item, even
+    one whose probability underflows to 0, so ties with excluded items never cost a target rank."""
     logits = torch.from_numpy(sasrec_scores)
     probabilities = torch.softmax(logits, dim=1).numpy()                                    # [U, I]
     mass = transition_scores.sum(axis=1, keepdims=True)                                     # [U, 1]
     has_successors = mass > 0
     transitions = np.divide(transition_scores, mass, out=np.zeros_like(transition_scores), where=has_successors)
     effective = np.where(has_successors, weight, 0.0)                                       # [U, 1]
-    return ((1.0 - effective) * probabilities + effective * transitions).astype(np.float32)
+    mixed = ((1.0 - effective) * probabilities + effective * transitions).astype(np.float32)
+    return mixed if allowed is None else np.where(allowed, mixed, np.float32(-1.0))
 
 
 class HybridScorer:
@@ -87,7 +91,7 @@ class HybridScorer:
             allowed = None if item_domains is None else same_domain_mask(item_domains, chunk_t)
             sasrec_scores, transition_scores = self.parts(chunk_h, allowed)
             for weight in self.config.weight_grid:
-                ranked = filter_history(mix(sasrec_scores, transition_scores, weight), chunk_h)
+                ranked = filter_history(mix(sasrec_scores, transition_scores, weight, allowed), chunk_h)
                 results[weight].append(target_ranks(ranked, chunk_t))
         by_weight = {w: metrics_from_ranks(np.concatenate(r))[metric] for w, r in results.items()}
         self.config.transition_weight = max(by_weight, key=by_weight.get)

@@ -171,7 +171,7 @@ class PhaseModels:
         if self.config.rank_within_target_domain:
             allowed = same_domain_mask(self.context.domains, targets)
         sasrec_scores, transitions = self.scorer.parts(histories, allowed)
-        mixture = mix(sasrec_scores, transitions, self.scorer.config.transition_weight)
+        mixture = mix(sasrec_scores, transitions, self.scorer.config.transition_weight, allowed)
         lists = build_candidate_lists(sasrec_scores, transitions, mixture, histories, self.context,
                                       self.config.reranker.num_candidates)
         if self.generative is not None:

@@ -12,7 +12,8 @@ from recllm.datasets.amazon_beauty import leave_one_out
 from recllm.datasets.interaction_dataset import InteractionDataset
 from recllm.seqrec.candidate_reranker import CandidateRerankerConfig, ItemSideInfo
 from recllm.seqrec.hybrid_scorer import HybridConfig
-from recllm.seqrec.next_item_pipeline import NextItemPipelineConfig, run_leave_one_out
+from recllm.seqrec.next_item_pipeline import (EvalRequests, NextItemPipelineConfig, TwoPhaseSplit, run_leave_one_out,
+                                             run_two_phase)
 from recllm.seqrec.sasrec import SASRecConfig
 from recllm.sid.generative_retrieval import GenerativeRetrieverConfig
 
@@ -98,3 +99,31 @@ def test_ablations_add_one_reranker_per_group_scored_on_test(generative_result):
 def test_unknown_ablation_group_is_an_error_naming_the_field():
     with pytest.raises(ValueError, match=r"NextItemPipelineConfig.ablations: unknown groups \['colour'\]"):
         pipeline_config(ablations=("repeat", "colour"))
+
+
+def test_an_ablation_without_columns_is_skipped_not_reported_as_a_copy(single_thread):
+    side = ItemSideInfo((np.arange(N_ITEMS + 1) % 4 + 1)[:, None])          # no SIDs: no generative column
+    with single_thread():
+        result = run_leave_one_out(planted_split(), side, pipeline_config(ablations=("generative",)))
+    assert result.generative_epochs == 0
+    assert set(result.test) == {"sasrec", "hybrid", "reranked"}
+
+
+def test_two_phase_ranks_within_the_target_domain_and_in_pools(single_thread):
+    split = TwoPhaseSplit.from_leave_one_out(planted_split())
+    domains = np.r_[0, (np.arange(1, N_ITEMS + 1) > 3).astype(np.int64)]   # domain 0 = items 1..3
+    side = ItemSideInfo((np.arange(N_ITEMS + 1) % 4 + 1)[:, None], domains=domains)
+    # Every test target is item 1, which the chain rarely predicts: among all 20 items it would rank low, among
+    # the 3 items of its domain it cannot rank below 2.
+    targets = [1] * len(split.test.targets)
+    pools = [np.array([1, 5, 6, 7])] * len(targets)
+    split.test = EvalRequests(split.test.histories, targets, pools)
+    with single_thread():
+        within = run_two_phase(split, side, pipeline_config(generative=None, rank_within_target_domain=True))
+        everywhere = run_two_phase(split, side, pipeline_config(generative=None))
+    for stage, ranks in within.test_ranks.items():
+        assert (ranks["raw"] <= 2).all(), stage
+        assert (ranks["pool"] <= 3).all() and len(ranks["pool"]) == len(targets)
+    assert (everywhere.test_ranks["hybrid"]["raw"] > 2).mean() > 0.5      # the contrast: all items compete
+    with pytest.raises(ValueError, match="rank_within_target_domain needs ItemSideInfo.domains"):
+        run_two_phase(split, ItemSideInfo(side.attributes), pipeline_config(rank_within_target_domain=True))
