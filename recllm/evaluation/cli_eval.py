@@ -2,6 +2,8 @@
 
     recllm eval --dataset beauty|food_kitchen|tafeng|synthetic [--quick] [--data-dir DIR] [--output FILE]
     recllm eval --amazon-dir DIR [--quick]     any S3-Rec-format folder, trained from scratch with the defaults
+                                               (``python -m builders.export_amazon_format`` writes Grocery & Gourmet
+                                               Food and Home & Kitchen in that format from the Food–Kitchen data)
 
 ``--quick`` runs each protocol's small preset (fewer users, a tiny model; the synthetic protocol replays only the
 first held-out requests) for tests and CI. ``recllm/cli.py`` wires ``add_eval_arguments`` / ``run_eval`` in.
