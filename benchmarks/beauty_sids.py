@@ -230,7 +230,6 @@ def main(argv: list[str] | None = None) -> None:
     results["sampling"] = sampling_invalid_rates(model, split.test, args.seed)
     results["test_users"] = split.test
     results["unconstrained_invalid_rate"] = unconstrained_invalid_rate(model, split.test)
-    command = "flock /tmp/recllm-cpu.lock " + command
     print(metrics_table(results["metric_rows"]))
     print(json.dumps({"sampling": results["sampling"], "beam_invalid": [results["valid"]["invalid_rate"],
                       results["test"]["invalid_rate"]], "unconstrained": results["unconstrained_invalid_rate"]}))

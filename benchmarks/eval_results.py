@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     report = evaluation_report(args)
     seconds = time.perf_counter() - start
-    command = "flock /tmp/recllm-cpu.lock .venv/bin/python -m benchmarks.eval_results " + " ".join(
+    command = ".venv/bin/python -m benchmarks.eval_results " + " ".join(
         sys.argv[1:] if argv is None else argv)
     machine = "\n".join(f"- {key}: {value}" for key, value in info.items())
     text = (f"Command: `{command.strip()}` (the same protocol as `recllm eval`), wall time {seconds:.0f} s.\n\n"
