@@ -94,11 +94,11 @@ _INN_LABELED = re.compile(r"(?i)(?:инн|inn|tin)\s*(?:№|#|:|-)?\s*(\d{12}|\d
 # Units that follow a number in product text: «дом 300 г» is a brand and a pack size, not a house number.
 _UNIT = r"(?:г|гр|кг|мг|мл|л|шт|уп|см|мм|м|вт|ватт|гб|тб|руб|р|₽|%|капсул|таблет|пакет|рулон|пар|лет|год|мин|ч)\b"
 _HOUSE = (r"(?:д\.?|дом)\s*№?\s*\d{1,4}(?!\d|\s*(?:,\d|" + _UNIT + r"))[а-яa-z]?(?:/\d{1,3})?"
-          r"(?:\s*,?\s*(?:к\.?|корп\.?|корпус|стр\.?|строение)\s*\d{1,3})?")
+          r"(?:\s*,?\s*(?:к\.?|корп\.?|корпус|стр\.?|строение)\s*\d{1,3}(?![\d:.]))?")
 _FLAT_ONE = r"\s*,?\s*(?:кв\.?|квартира|оф\.?|офис|под\.?|подъезд|эт\.?|этаж)\s*\d{1,4}(?!\d|[,.]\d|\s*м\b)"
 _FLAT = r"(?:" + _FLAT_ONE + r")*"
 _RU_STREET_TYPE = (r"(?:ул\.?|улиц[аеыу]|пр-т|пр-кт|просп\.?|проспект[ауе]?|пер\.|переул(?:ок|ке|ка)|б-р|бульвар[ауе]?|"
-                   r"ш\.|шоссе|наб\.|набережн(?:ая|ой|ую)|мкр\.?|микрорайон[ае]?|пл\.|площад[ьи]|проезд[ае]?|пр-д)")
+                   r"ш\.|шоссе|наб\.|набережн(?:ая|ой|ую)|мкр\.?|микрорайон[ае]?|пл\.|площад[ьи]|проезд[ае]?|пр-д)(?![а-яё])")
 _RU_STREET_NAME = r"(?:(?:\d{1,2}-?(?:я|й|го|ой)\s+)?[А-ЯЁA-Zа-яё][а-яёa-z\-]+\.?(?:\s+[А-ЯЁ][а-яё\-]+){0,2}|\d{1,2}\s+[А-Я][а-я]+)"
 _RU_CITY = r"(?:(?:\d{6},?\s*)?(?:г\.|город)\s*[А-ЯЁ][а-яё\-]+,?\s*)?"
 _RU_ADDRESS = re.compile(
@@ -150,8 +150,10 @@ def _is_phone(raw: str) -> bool:
         return 10 <= len(digits) <= 15
     if len(digits) == 11 and digits[0] in "78":
         return True
-    # a Russian mobile without the country prefix: «916 123-45-67»
-    return len(digits) == 10 and digits[0] == "9" and bool(_PHONE_SEPARATORS.search(raw))
+    # a Russian mobile without the country prefix, grouped 3-3-2-2 or 3-3-4 («916 123-45-67»); a passport
+    # «9289 227580» or «92 08 130831» has the same digits in other groups
+    groups = [group for group in re.split(r"[\s\-()]+", raw) if group]
+    return len(digits) == 10 and digits[0] == "9" and len(groups) >= 3 and len(groups[0]) == 3
 
 
 def _phone_spans(text: str) -> list[PiiSpan]:
@@ -274,7 +276,17 @@ def _ner_person_spans(text: str) -> list[tuple[int, int]]:
     return [(span.start, span.stop) for span in doc.spans if span.type == "PER"]
 
 
-def _accepted_person(words: list[re.Match[str]], allow: frozenset[str]) -> tuple[int, int] | None:
+# Head nouns of product names: a surname-like word right after one is a brand («Колбаса Дымов»), not a person.
+_PRODUCT_HEADS = tuple("""
+молок кефир йогурт творог сыр сметан ряженк масл хлеб батон булк багет колбас сосиск сардельк ветчин бекон пельмен
+вареник квас сок вода воды лимонад чай кофе какао шоколад конфет пряник печень вафл зефир мармелад торт пирог пирожн
+морожен майонез кетчуп соус круп гречк рис макарон спагетти мук сахар сол чипс сухарик орех корм лакомств пюре каш
+смес подгузник шампун крем гель мыл порошок пиво вино водк мяс фарш куриц филе рыб икр консерв кроссовк наушник
+смартфон книг игрушк набор конструктор напит тушенк огурц томат овощ фрукт яблок банан варень мёд мед джем паст
+""".split())
+
+
+def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: str = "") -> tuple[int, int] | None:
     """The part of an NER PER span that is really a person: words from the first name to the last name-like word."""
     keep = []
     for word in words:
@@ -287,7 +299,13 @@ def _accepted_person(words: list[re.Match[str]], allow: frozenset[str]) -> tuple
             keep.append(word)
     if not keep:
         return None
-    return keep[0].start(), keep[-1].end()
+    names = [word for word in words if word.group()[0].isupper() and word.group().lower() not in allow]
+    surname_only = not any(_is_ru_first_name(w.group()) or _RU_PATRONYMIC.search(w.group().lower()) for w in keep)
+    preceding = ([before] + [w.group() for w in words])[[w.group() for w in words].index(keep[0].group())]
+    if surname_only and preceding.lower().startswith(_PRODUCT_HEADS):
+        return None   # «Творог Савушкин», «Колбаса Дымов»: a brand named after a person follows the product noun
+    # the NER said the whole span is a person and one word confirms it: keep the span's capitalised words
+    return names[0].start(), names[-1].end()
 
 
 def _lexicon_name_spans(text: str, allow: frozenset[str]) -> list[tuple[int, int]]:
@@ -376,7 +394,8 @@ def _name_spans(text: str, config: PrivacyFilterConfig) -> list[PiiSpan]:
     found = _lexicon_name_spans(text, allow) + _cue_name_spans(text)
     if config.use_ner and _worth_ner(text, allow):
         for start, end in _ner_person_spans(text):
-            accepted = _accepted_person(list(_WORD.finditer(text, start, end)), allow)
+            previous = _WORD.findall(text[:start])
+            accepted = _accepted_person(list(_WORD.finditer(text, start, end)), allow, previous[-1] if previous else "")
             if accepted:
                 found.append(accepted)
     return [PiiSpan("name", start, end) for start, end in found]
