@@ -1,0 +1,149 @@
+"""Triton adapter (GPU repository): ranked items + profile facts -> a reply from Qwen2 on TensorRT-LLM, per-user LoRA.
+
+Calls the decoupled ``tensorrt_llm`` model through BLS and collects its streamed tokens. LoRA protocol of the
+TensorRT-LLM backend: a task id's first request carries ``lora_weights`` + ``lora_config``, later ones the id only;
+an id the cache has evicted comes back as an error, and this adapter then resends once with the weights.
+Adapters live in ``<adapter_dir>/<task_id>/model.lora_{weights,config}.npy`` (the backend's prefetch layout); a
+user without one gets the base model. Not yet run on a GPU node (docs/gpu_nodes.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+log = logging.getLogger(__name__)
+UPLOADED_IDS_KEPT = 65536                       # ids this instance has sent weights for (bounded, LRU)
+SYSTEM_PROMPT = ("Ты помощник по покупкам в сервисах samokat, megamarket и kuper. Предлагай только товары из списка "
+                 "и коротко объясняй выбор, опираясь на факты о пользователе.")
+
+
+def lora_task_id(user_id: str) -> int:
+    """A stable, positive 63-bit task id per user (the backend keys its LoRA cache by this UINT64)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") & (2 ** 63 - 1)
+
+
+def build_messages(query: str, service: str, item_names, profile_facts) -> list[dict]:
+    items = "\n".join(f"- {name}" for name in item_names)
+    facts = "\n".join(f"- {fact}" for fact in profile_facts) or "- (нет данных)"
+    context = f"Сервис: {service}\nФакты о пользователе:\n{facts}\nТовары:\n{items}"
+    return [{"role": "system", "content": f"{SYSTEM_PROMPT}\n\n{context}"}, {"role": "user", "content": query}]
+
+
+def load_adapter(adapter_dir: Path, task_id: int):
+    """(weights [N, r*(in+out)], config [N, 3]) for this task id, or None when the user has no adapter."""
+    folder = adapter_dir / str(task_id)
+    weights, config = folder / "model.lora_weights.npy", folder / "model.lora_config.npy"
+    if not (weights.exists() and config.exists()):
+        return None
+    return np.load(weights), np.load(config).astype(np.int32)
+
+
+def bf16_tensor(name: str, array: np.ndarray):
+    """A TYPE_BF16 input (the engine's dtype) from any float array: numpy has no bf16, so go through torch DLPack."""
+    import torch
+    from torch.utils import dlpack
+
+    value = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(torch.bfloat16)
+    return pb_utils.Tensor.from_dlpack(name, dlpack.to_dlpack(value))
+
+
+def is_uncached_lora_error(message: str) -> bool:
+    text = message.lower()
+    return "lora" in text and ("not found" in text or "cache" in text)
+
+
+def _text(request, name: str) -> list[str]:
+    values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from transformers import AutoTokenizer
+
+        params = {k: v["string_value"] for k, v in json.loads(args["model_config"])["parameters"].items()}
+        self.setup(AutoTokenizer.from_pretrained(params["tokenizer_dir"]), params)
+
+    def setup(self, tokenizer, params: dict) -> None:
+        self.tokenizer = tokenizer
+        self.adapter_dir = Path(params["adapter_dir"])
+        self.llm_model = params["llm_model"]
+        self.reply_tokens = int(params["reply_tokens"])
+        self.max_input_len = int(params["max_input_len"])
+        self.uploaded: OrderedDict[int, None] = OrderedDict()
+
+    def prompt_ids(self, request) -> np.ndarray:
+        messages = build_messages(_text(request, "QUERY")[0], _text(request, "RESOLVED_SERVICE")[0],
+                                  _text(request, "ITEM_NAMES"), _text(request, "PROFILE_FACTS"))
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(getattr(ids, "input_ids", ids))
+        return np.asarray(ids[-self.max_input_len:], dtype=np.int32)       # keep the query end
+
+    def llm_inputs(self, ids: np.ndarray, task_id: int | None, adapter) -> list:
+        end_id = self.tokenizer.eos_token_id
+        tensors = {
+            "input_ids": ids.reshape(1, -1), "input_lengths": np.array([[ids.size]], np.int32),
+            "request_output_len": np.array([[self.reply_tokens]], np.int32),
+            "end_id": np.array([[end_id]], np.int32),
+            "pad_id": np.array([[self.tokenizer.pad_token_id or end_id]], np.int32),
+            "streaming": np.array([[True]]), "exclude_input_in_output": np.array([[True]]),
+        }
+        if task_id is not None:
+            tensors["lora_task_id"] = np.array([[task_id]], np.uint64)
+        inputs = [pb_utils.Tensor(name, value) for name, value in tensors.items()]
+        if adapter is not None:
+            weights, config = adapter
+            inputs += [bf16_tensor("lora_weights", weights[None]), pb_utils.Tensor("lora_config", config[None])]
+        return inputs
+
+    def generate(self, ids: np.ndarray, task_id: int | None, adapter) -> tuple[list[int], str | None]:
+        request = pb_utils.InferenceRequest(model_name=self.llm_model, inputs=self.llm_inputs(ids, task_id, adapter),
+                                            requested_output_names=["output_ids", "sequence_length"])
+        tokens: list[int] = []
+        for response in request.exec(decoupled=True):
+            if response.has_error():
+                return tokens, response.error().message()
+            output = pb_utils.get_output_tensor_by_name(response, "output_ids")
+            if output is not None:
+                tokens.extend(int(t) for t in output.as_numpy().reshape(-1))
+        return tokens, None
+
+    def handle(self, request) -> dict:
+        ids = self.prompt_ids(request)
+        task_id = lora_task_id(_text(request, "USER_ID")[0])
+        adapter = load_adapter(self.adapter_dir, task_id)
+        if adapter is None:
+            task_id = None                                      # base model for users without an adapter
+        first_use = task_id is not None and task_id not in self.uploaded
+        tokens, error = self.generate(ids, task_id, adapter if first_use else None)
+        if error and task_id is not None and not first_use and is_uncached_lora_error(error):
+            log.info("LoRA task %d was evicted; resending its weights", task_id)
+            tokens, error = self.generate(ids, task_id, adapter)
+        if error:
+            raise RuntimeError(f"tensorrt_llm: {error}")
+        if task_id is not None:
+            self.uploaded[task_id] = None
+            self.uploaded.move_to_end(task_id)
+            while len(self.uploaded) > UPLOADED_IDS_KEPT:
+                self.uploaded.popitem(last=False)
+        reply = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return {"REPLY": np.array([reply.encode("utf-8")], dtype=np.object_)}
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                outputs = self.handle(request)
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]))
+            except Exception as error:                        # one request's failure is that request's error
+                log.exception("generator_trtllm request failed")
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))))
+        return responses
