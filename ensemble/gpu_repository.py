@@ -245,6 +245,8 @@ def generated_files(repo: GpuRepositoryConfig | None = None) -> dict[str, str]:
     """Relative path -> text of every generated file (configs and the retrieval-stage shims)."""
     files = {f"{name}/config.pbtxt": render(config) for name, config in all_configs(repo).items()}
     files.update({f"{stage}/1/model.py": shim_source(stage) for stage in RETRIEVAL_STAGES})
+    # Triton needs each model's version folder; git keeps an empty one only with a file in it.
+    files.update({f"{name}/1/.gitkeep": "" for name in (LLM, ENSEMBLE)})
     return files
 
 
@@ -253,8 +255,6 @@ def write_repository(repository: Path = GPU_REPOSITORY, repo: GpuRepositoryConfi
     for relative, text in generated_files(repo).items():
         path = repository / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.name == "config.pbtxt":
-            (path.parent / "1").mkdir(exist_ok=True)     # Triton needs a version folder, even for the ensemble
         path.write_text(text)
         written.append(path)
     return written
