@@ -1,0 +1,190 @@
+"""Lean batched decoding for ``qwen2.Qwen2``: static KV cache, prefill, one-token steps, sampling, streaming.
+
+One code path serves one request and a batch: requests are left-padded to the longest prompt, so every row's last
+prompt token sits in the same slot and all rows then advance one slot per step; ``left_pad`` masks the padding and
+shifts each row's rotary positions, so a request decodes the same in any batch as alone. Finished rows (eos or their
+own ``max_new_tokens``) stop emitting and keep riding along with a pad token until the whole batch is done (shapes
+stay static, which is what ``torch.compile`` wants).
+
+Hooks: ``logits_processor(request_index [B], generated [B, t], logits [B, V]) -> logits [B, V]`` runs before
+sampling at every step (constrained decoding of item spans plugs in there); ``layer_context`` is passed to the model
+unchanged (adaptive user layers, see ``qwen2.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .qwen2 import Qwen2
+
+logger = logging.getLogger(__name__)
+
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Request:
+    prompt: Sequence[int]
+    max_new_tokens: int = 32
+    eos_token_ids: Sequence[int] = ()  # the eos token is emitted, then the request stops
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = no top-k filter
+    top_p: float = 1.0  # 1 = no nucleus filter
+    seed: int | None = None  # per-request torch.Generator; None = torch's global generator
+
+    def __post_init__(self):
+        if len(self.prompt) == 0:
+            raise ValueError("Request.prompt must hold at least one token, got an empty prompt")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens <= 0:
+            raise ValueError(f"Request.max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"Request.temperature must be >= 0, got {self.temperature!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"Request.top_k must be an int >= 0, got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"Request.top_p must be in (0, 1], got {self.top_p!r}")
+
+
+class StaticKVCache:
+    """Keys and values for every layer, preallocated: k, v [layers, B, kv_heads, max_seq_len, head_dim]."""
+
+    def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, max_seq_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        shape = (num_layers, batch_size, num_kv_heads, max_seq_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
+        self.v = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
+        self.max_seq_len = max_seq_len
+
+    @classmethod
+    def for_model(cls, model: Qwen2, batch_size: int, max_seq_len: int) -> "StaticKVCache":
+        c, w = model.config, model.lm_head.weight
+        return cls(c.num_hidden_layers, batch_size, c.num_key_value_heads, max_seq_len, c.head_dim, w.dtype, w.device)
+
+    def update(self, layer: int, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v [B, KV, T, hd] at slots input_pos [T]; return the layer's whole cache [B, KV, S, hd] twice."""
+        k_cache, v_cache = self.k[layer], self.v[layer]
+        k_cache[:, :, input_pos] = k
+        v_cache[:, :, input_pos] = v
+        return k_cache, v_cache
+
+
+def prefill(model: Qwen2, tokens: torch.Tensor, kv_cache: StaticKVCache, left_pad: torch.Tensor,
+            layer_context: Any = None) -> torch.Tensor:
+    """Run the (left-padded) prompts tokens [B, T] through the model into slots 0..T-1; logits [B, V] of the
+    last slot, i.e. of every row's last prompt token."""
+    input_pos = torch.arange(tokens.shape[1], device=tokens.device)  # [T]
+    return model(tokens, input_pos, kv_cache, layer_context, left_pad, last_token_only=True)[:, -1]  # [B, V]
+
+
+def decode_one_token(model: Qwen2, token: torch.Tensor, input_pos: torch.Tensor, kv_cache: StaticKVCache,
+                     left_pad: torch.Tensor, layer_context: Any = None) -> torch.Tensor:
+    """One step: token [B, 1] written at slot input_pos [1]; logits [B, V] for the next token."""
+    return model(token, input_pos, kv_cache, layer_context, left_pad)[:, -1]  # [B, V]
+
+
+def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
+           generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """Next tokens [B] from logits [B, V]: argmax where temperature is 0, otherwise a draw from the temperature-
+    scaled distribution cut to the top_k most likely tokens and then to the smallest set whose probability reaches
+    top_p, each row with its own generator (so a request's draws do not depend on its batch)."""
+    greedy = logits.argmax(-1)  # [B]
+    sampled_rows = (temperature > 0).nonzero().flatten().tolist()
+    if not sampled_rows:
+        return greedy
+    rows = torch.tensor(sampled_rows, device=logits.device)
+    scaled = logits[rows].float() / temperature[rows, None]  # [R, V]
+    sorted_logits, sorted_ids = scaled.sort(-1, descending=True)  # [R, V]
+    V = logits.shape[-1]
+    k = torch.where(top_k[rows] > 0, top_k[rows], V)  # [R]
+    keep = torch.arange(V, device=logits.device)[None] < k[:, None]  # [R, V]
+    probs = sorted_logits.masked_fill(~keep, float("-inf")).softmax(-1)  # [R, V]
+    # drop a token when the more likely ones already reach top_p; the most likely token always stays
+    keep &= (probs.cumsum(-1) - probs) < top_p[rows, None]  # [R, V]
+    probs = sorted_logits.masked_fill(~keep, float("-inf")).softmax(-1)  # [R, V]
+    out = greedy.clone()
+    for j, row in enumerate(sampled_rows):
+        choice = torch.multinomial(probs[j], 1, generator=generators[row])  # [1]
+        out[row] = sorted_ids[j, choice[0]]
+    return out
+
+
+@dataclass
+class DecodeLoop:
+    """Decodes batches of ``Request`` with ``model``; ``compile=True`` compiles ``decode_one_token`` (measure first:
+    see benchmarks/decode_speed.py)."""
+
+    model: Qwen2
+    compile: bool = False
+    pad_token_id: int = 0
+    _step: Callable = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.model.eval()
+        self._step = decode_one_token
+        if self.compile:
+            self._step = torch.compile(decode_one_token, dynamic=False)
+
+    def stream(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,
+               layer_context: Any = None) -> Iterator[tuple[int, int]]:
+        """Yields (request_index, token_id) as tokens are produced, in step order and, within a step, by index."""
+        if not requests:
+            return
+        model, B = self.model, len(requests)
+        device = model.lm_head.weight.device
+        prompt_len = max(len(r.prompt) for r in requests)
+        max_new = max(r.max_new_tokens for r in requests)
+        max_seq_len = prompt_len + max_new
+        if max_seq_len > model.config.max_position_embeddings:
+            raise ValueError(f"longest prompt ({prompt_len}) + max_new_tokens ({max_new}) = {max_seq_len} exceeds "
+                             f"max_position_embeddings={model.config.max_position_embeddings}")
+
+        tokens = torch.full((B, prompt_len), self.pad_token_id, dtype=torch.long, device=device)  # [B, T]
+        for i, r in enumerate(requests):
+            tokens[i, prompt_len - len(r.prompt):] = torch.as_tensor(list(r.prompt), dtype=torch.long)
+        left_pad = torch.tensor([prompt_len - len(r.prompt) for r in requests], device=device)  # [B]
+        temperature = torch.tensor([float(r.temperature) for r in requests], device=device)  # [B]
+        top_k = torch.tensor([r.top_k for r in requests], device=device)  # [B]
+        top_p = torch.tensor([float(r.top_p) for r in requests], device=device)  # [B]
+        generators = [None if r.seed is None else torch.Generator(device).manual_seed(r.seed) for r in requests]
+        eos = [set(r.eos_token_ids) for r in requests]
+        request_index = torch.arange(B, device=device)  # [B]
+        generated = torch.full((B, max_new), self.pad_token_id, dtype=torch.long, device=device)  # [B, max_new]
+        finished = [False] * B
+
+        kv_cache = StaticKVCache.for_model(model, B, max_seq_len)
+        with torch.inference_mode():
+            logits = prefill(model, tokens, kv_cache, left_pad, layer_context)  # [B, V]
+            for step in range(max_new):
+                if logits_processor is not None:
+                    logits = logits_processor(request_index, generated[:, :step], logits)  # [B, V]
+                next_token = sample(logits, temperature, top_k, top_p, generators)  # [B]
+                emitted = next_token.tolist()
+                for i, token in enumerate(emitted):
+                    if finished[i]:
+                        next_token[i] = self.pad_token_id
+                        continue
+                    yield i, token
+                    if token in eos[i] or step + 1 >= requests[i].max_new_tokens:
+                        finished[i] = True
+                generated[:, step] = next_token
+                if all(finished):
+                    return
+                input_pos = torch.tensor([prompt_len + step], device=device)  # [1]
+                logits = self._step(model, next_token[:, None], input_pos, kv_cache, left_pad, layer_context)
+
+    def generate(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,
+                 layer_context: Any = None) -> list[list[int]]:
+        """The generated token ids of each request (eos included when it stopped on one)."""
+        out: list[list[int]] = [[] for _ in requests]
+        for i, token in self.stream(requests, logits_processor, layer_context):
+            out[i].append(token)
+        return out
+
+
+__all__ = ["DecodeLoop", "LogitsProcessor", "Request", "StaticKVCache", "decode_one_token", "prefill", "sample"]
