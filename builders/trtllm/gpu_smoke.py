@@ -1,0 +1,110 @@
+"""GPU-node smoke steps called by ``validate_on_gpu.sh``: write two users' adapters, then chat as each of them.
+
+    python -m builders.trtllm.gpu_smoke adapters --preset 0.5b --checkpoint CKPT --adapter-dir DIR
+    python -m builders.trtllm.gpu_smoke chat --url localhost:8001 --result result.json
+    python -m builders.trtllm.gpu_smoke perf-input --output perf_input.json
+
+``chat`` sends the same turn to ``generator_trtllm`` as a user without an adapter and as two users with different
+adapters, and records the replies and latencies; different replies show the adapters reach the engine.
+Only meaningful against a GPU tritonserver; nothing here has been run on one yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from builders.trtllm.lora_tensors import lora_task_id, random_adapter, write_adapter
+from builders.trtllm.model_shape import PRESET_SHAPES, shape_from_hf_config
+
+USERS = {"gpu-smoke-base": None, "gpu-smoke-a": 1, "gpu-smoke-b": 2}     # user -> adapter seed (None: no adapter)
+TURN = {"QUERY": "что приготовить на ужин, чтобы было полезно?", "RESOLVED_SERVICE": "kuper",
+        "ITEM_IDS": [1, 2, 3], "ITEM_NAMES": ["Брокколи 400 г", "Салат айсберг 1 шт", "Филе индейки 500 г"],
+        "PROFILE_FACTS": ["почти каждый день берёт овощи"]}
+
+
+def write_adapters(preset: str, checkpoint: Path, adapter_dir: Path, rank: int = 8) -> dict[str, int]:
+    config_json = checkpoint / "config.json"
+    shape = shape_from_hf_config(config_json, PRESET_SHAPES[preset]) if config_json.exists() else PRESET_SHAPES[preset]
+    written = {}
+    for user, seed in USERS.items():
+        if seed is not None:
+            # A large std so the two adapters visibly change greedy output (a smoke test, not a trained adapter).
+            weights, config = random_adapter(shape, rank=rank, seed=seed, std=0.5)
+            write_adapter(adapter_dir, lora_task_id(user), weights, config)
+            written[user] = lora_task_id(user)
+    return written
+
+
+def request_inputs(user: str):
+    """(name, array) pairs for one generator_trtllm request."""
+    text = lambda values: np.array([v.encode("utf-8") for v in values], dtype=np.object_)  # noqa: E731
+    return [("USER_ID", text([user])), ("QUERY", text([TURN["QUERY"]])),
+            ("RESOLVED_SERVICE", text([TURN["RESOLVED_SERVICE"]])), ("ITEM_IDS", np.array(TURN["ITEM_IDS"], np.int64)),
+            ("ITEM_NAMES", text(TURN["ITEM_NAMES"])), ("PROFILE_FACTS", text(TURN["PROFILE_FACTS"]))]
+
+
+def chat(url: str, model: str = "generator_trtllm") -> dict:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = grpcclient.InferenceServerClient(url)
+    replies = {}
+    for user in USERS:
+        for attempt in ("first", "cached"):          # the second call sends the task id only
+            inputs = []
+            for name, array in request_inputs(user):
+                tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            start = time.perf_counter()
+            result = client.infer(model, inputs, outputs=[grpcclient.InferRequestedOutput("REPLY")])
+            replies[f"{user}/{attempt}"] = {"reply": result.as_numpy("REPLY")[0].decode("utf-8"),
+                                            "ms": round(1e3 * (time.perf_counter() - start), 1)}
+    distinct = {replies[f"{u}/first"]["reply"] for u in USERS}
+    return {"replies": replies, "distinct_replies": len(distinct), "adapters_change_output": len(distinct) == 3}
+
+
+def perf_input_data() -> dict:
+    """perf_analyzer ``--input-data`` JSON: the smoke turn as each user, round-robin."""
+    data = []
+    for user in USERS:
+        entry = {}
+        for name, array in request_inputs(user):
+            values = [v.decode("utf-8") if isinstance(v, bytes) else int(v) for v in array.reshape(-1)]
+            entry[name] = {"content": values, "shape": list(array.shape)}
+        data.append(entry)
+    return {"data": data}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    adapters = sub.add_parser("adapters")
+    adapters.add_argument("--preset", default="0.5b")
+    adapters.add_argument("--checkpoint", type=Path, required=True)
+    adapters.add_argument("--adapter-dir", type=Path, required=True)
+    turn = sub.add_parser("chat")
+    turn.add_argument("--url", default="localhost:8001")
+    turn.add_argument("--result", type=Path, required=True)
+    perf = sub.add_parser("perf-input")
+    perf.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.step == "perf-input":
+        args.output.write_text(json.dumps(perf_input_data(), ensure_ascii=False, indent=1) + "\n")
+        return 0
+    if args.step == "adapters":
+        print(json.dumps(write_adapters(args.preset, args.checkpoint, args.adapter_dir)))
+        return 0
+    outcome = chat(args.url)
+    args.result.write_text(json.dumps(outcome, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(outcome, ensure_ascii=False))
+    return 0 if outcome["adapters_change_output"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
