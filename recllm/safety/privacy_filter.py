@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
-PII_KINDS: tuple[str, ...] = ("email", "card", "phone", "snils", "passport", "inn", "address", "name")
+PII_KINDS: tuple[str, ...] = ("email", "card", "snils", "phone", "passport", "inn", "address", "name")
 PLACEHOLDER_STYLES: tuple[str, ...] = ("auto", "ru", "en", "neutral")
 
 _PLACEHOLDERS: dict[str, dict[str, str]] = {
@@ -103,11 +103,12 @@ _RU_STREET_NAME = r"(?:(?:\d{1,2}-?(?:я|й|го|ой)\s+)?[А-ЯЁA-Zа-яё][�
 _RU_CITY = r"(?:(?:\d{6},?\s*)?(?:г\.|город)\s*[А-ЯЁ][а-яё\-]+,?\s*)?"
 _RU_ADDRESS = re.compile(
     r"(?i:" + _RU_CITY + r")(?<![\w-])(?i:" + _RU_STREET_TYPE + r")\s*" + _RU_STREET_NAME
-    + r"(?:\s*,?\s*(?i:(?:" + _HOUSE + r")|\d{1,4}(?!\d|\s*(?:,\d|" + _UNIT + r"))[а-я]?(?:/\d{1,3})?(?:\s*к\s*\d)?))?"
+    + r"(?:\s*,?\s*(?i:(?:" + _HOUSE + r")|\d{1,4}(?!\d|\s*(?:,\d|" + _UNIT + r"))(?:[а-я](?!\d))?(?:/\d{1,3})?(?:\s*к\s*\d)?))?"
     + r"(?i:" + _FLAT + r")")
 _RU_ADDRESS_REVERSED = re.compile(   # «Ленинский пр-т, 12», «Тверской бульвар 3»
     r"(?<![\w-])[А-ЯЁ][а-яё]+(?:ский|ская|цкий|цкая|ный|ная|ой|ий|ая)\s+(?i:" + _RU_STREET_TYPE + r")"
-    r"(?:\s*,?\s*(?i:(?:" + _HOUSE + r")|\d{1,4}(?!\d|\s*(?:,\d|" + _UNIT + r"))[а-я]?))" + r"(?i:" + _FLAT + r")")
+    r"(?:\s*,?\s*(?i:(?:" + _HOUSE + r")|\d{1,4}(?!\d|\s*(?:,\d|" + _UNIT + r"))(?:[а-я](?!\d))?(?:\s*к\s*\d)?))"
+    + r"(?i:" + _FLAT + r")")
 # a bare «дом 2» is too vague (a TV show, a brand); a house with a flat, block or building number is an address
 _RU_HOUSE_ONLY = re.compile(r"(?<![\w-])(?i:(?:" + _HOUSE + r")(?:" + _FLAT_ONE + r")+)")
 _EN_STREET_TYPE = (r"(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Boulevard|Blvd\.?|Drive|Dr\.?|Court|Ct\.?|"
@@ -212,7 +213,7 @@ alice julia natalie hannah rachel megan lucy kate helen victoria
 """
 # First names that are also common words or brands (вера, роза, лев, мила…): only with NER or a cue phrase.
 _AMBIGUOUS_RU = frozenset("вера надежда любовь роза лилия лев мила слава марина виолетта майя клара тигран".split())
-_RU_SURNAME = re.compile(r"(?:ов|ев|ёв|ин|ын)(?:а|у|ым|ой|ом|е|ы|ых|их)?$|(?:енко|дзе|швили|ян|янц|ук|юк)$")
+_RU_SURNAME = re.compile(r"(?:ов|ев|ёв|ин|ын)(?:а|у|ым|ой|ом|е|ы|ых|их)?$|(?:енко|дзе|швили)$|(?:ян|янц|ук|юк)(?:а|у|ом|е)?$")
 _RU_SURNAME_ADJ = re.compile(r"(?:ск|цк)(?:ий|ая|ого|ой|ому|ую|им)$")
 _RU_PATRONYMIC = re.compile(r"(?:ович|евич|ьич|ич|овн|евн|ичн|инична|ична)(?:а|у|ом|е|ы|ой|ем)?$")
 _WORD = re.compile(r"[A-Za-zА-ЯЁа-яё][A-Za-zА-ЯЁа-яё'\-]*")

@@ -1,0 +1,178 @@
+"""Safety filters on their labeled test split: PII recall/precision per kind, the moderation confusion matrix, latency.
+
+    python -m benchmarks.safety_filters [--split test] [--out benchmarks/results/safety_filters.md]
+
+Protocol: ``recllm/safety/labeled/{pii,moderation}.jsonl`` carry a fixed ``split`` field (templates and slot fillers
+split as wholes, see make_labeled_sets.py). The moderation classifier trains on ``train`` only; the PII filter is
+rules + NER tuned on ``train``; everything below is measured on ``--split`` (default ``test``).
+A predicted PII span matches a gold span when the kinds agree and IoU >= 0.5; "covered" counts the gold characters
+that any predicted span hides, whatever its kind — what matters for privacy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.machine_info import machine_info
+from recllm.safety import moderation, privacy_filter
+
+LABELED = Path(privacy_filter.__file__).resolve().parent / "labeled"
+RESULTS = Path(__file__).resolve().parent / "results" / "safety_filters.md"
+IOU_MATCH = 0.5
+
+
+def load_split(name: str, split: str) -> list[dict]:
+    with (LABELED / f"{name}.jsonl").open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    return [row for row in rows if split == "all" or row["split"] == split]
+
+
+def _iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union else 0.0
+
+
+def pii_metrics(rows: list[dict]) -> dict:
+    """Per kind: gold, predicted, matched; overall character coverage; the texts that went wrong."""
+    gold, predicted, matched_gold, matched_pred = Counter(), Counter(), Counter(), Counter()
+    covered = total_chars = 0
+    errors = []
+    for row in rows:
+        spans = privacy_filter.find_pii(row["text"])
+        gold_spans = [(s["kind"], s["start"], s["end"]) for s in row["spans"]]
+        for kind, start, end in gold_spans:
+            gold[kind] += 1
+            if any(p.kind == kind and _iou((start, end), (p.start, p.end)) >= IOU_MATCH for p in spans):
+                matched_gold[kind] += 1
+            hidden = sum(1 for i in range(start, end) if any(p.start <= i < p.end for p in spans))
+            covered += hidden
+            total_chars += end - start
+        for span in spans:
+            predicted[span.kind] += 1
+            if any(kind == span.kind and _iou((start, end), (span.start, span.end)) >= IOU_MATCH
+                   for kind, start, end in gold_spans):
+                matched_pred[span.kind] += 1
+        got = sorted((s.kind, s.start, s.end) for s in spans)
+        if got != sorted(gold_spans):
+            errors.append({"text": row["text"], "gold": gold_spans, "got": got})
+    kinds = sorted(set(gold) | set(predicted))
+    per_kind = {kind: {"gold": gold[kind], "predicted": predicted[kind],
+                       "recall": matched_gold[kind] / gold[kind] if gold[kind] else None,
+                       "precision": matched_pred[kind] / predicted[kind] if predicted[kind] else None}
+                for kind in kinds}
+    n_gold, n_pred = sum(gold.values()), sum(predicted.values())
+    return {"per_kind": per_kind,
+            "recall": sum(matched_gold.values()) / n_gold if n_gold else 1.0,
+            "precision": sum(matched_pred.values()) / n_pred if n_pred else 1.0,
+            "char_coverage": covered / total_chars if total_chars else 1.0,
+            "negatives": sum(1 for row in rows if not row["spans"]),
+            "false_alarm_texts": sum(1 for row in rows if not row["spans"] and privacy_filter.find_pii(row["text"])),
+            "texts": len(rows), "errors": errors}
+
+
+def moderation_metrics(rows: list[dict]) -> dict:
+    """Confusion matrix (gold → predicted), harmful handled safely (predicted not ok), normal wrongly refused."""
+    confusion = {gold: Counter() for gold in moderation.LABELS}
+    errors = []
+    for row in rows:
+        verdict = moderation.moderate(row["text"])
+        confusion[row["label"]][verdict.label] += 1
+        if verdict.label != row["label"]:
+            errors.append({"text": row["text"], "gold": row["label"], "got": verdict.label, "reason": verdict.reason})
+    harmful = {label: sum(confusion[label].values()) for label in moderation.LABELS if label != "ok"}
+    safe = {label: (sum(confusion[label].values()) - confusion[label]["ok"]) / count if count else None
+            for label, count in harmful.items()}
+    n_ok = sum(confusion["ok"].values())
+    return {"confusion": {gold: dict(row) for gold, row in confusion.items()},
+            "handled_safely": safe,
+            "normal_refused": (n_ok - confusion["ok"]["ok"]) / n_ok if n_ok else 0.0,
+            "accuracy": sum(confusion[label][label] for label in confusion) / len(rows) if rows else 0.0,
+            "texts": len(rows), "errors": errors}
+
+
+def latency_ms(function, texts: list[str], repeats: int = 3) -> dict:
+    function(texts[0])  # loads models / trains the classifier outside the timing
+    timings = []
+    for _ in range(repeats):
+        for text in texts:
+            start = time.perf_counter()
+            function(text)
+            timings.append((time.perf_counter() - start) * 1000)
+    timings.sort()
+    return {"p50": statistics.median(timings), "p99": timings[min(len(timings) - 1, int(0.99 * len(timings)))],
+            "calls": len(timings)}
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict) -> str:
+    lines = ["# Safety filters: privacy filter and moderation", "",
+             f"Command: `{command}`", "",
+             "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), "",
+             "Protocol: labeled sets in `recllm/safety/labeled/` (written by `make_labeled_sets.py`), fixed `split` "
+             "field; templates and slot fillers are split as wholes so a test text shares neither phrasing pattern "
+             "nor personal data with a training text. The moderation classifier is trained on `train` only; the PII "
+             f"rules were tuned on `train` only. Figures below are on split `{split}`.", "",
+             f"## PII ({pii['texts']} texts, {pii['negatives']} without PII)", "",
+             "| kind | gold | predicted | recall | precision |", "|---|---|---|---|---|"]
+    for kind, row in pii["per_kind"].items():
+        lines.append(f"| {kind} | {row['gold']} | {row['predicted']} | {_fmt(row['recall'])} | "
+                     f"{_fmt(row['precision'])} |")
+    lines += ["", f"Span recall {pii['recall']:.3f}, span precision {pii['precision']:.3f} (same kind, IoU >= "
+              f"{IOU_MATCH}); gold PII characters hidden by any span: {pii['char_coverage']:.3f}; texts without PII "
+              f"with a false alarm: {pii['false_alarm_texts']} of {pii['negatives']}.", "",
+              f"## Moderation ({mod['texts']} texts)", "",
+              "| gold \\ predicted | " + " | ".join(moderation.LABELS) + " |",
+              "|---|" + "---|" * len(moderation.LABELS)]
+    for gold, row in mod["confusion"].items():
+        lines.append(f"| {gold} | " + " | ".join(str(row.get(label, 0)) for label in moderation.LABELS) + " |")
+    lines += ["", "Harmful handled safely (predicted anything but ok): "
+              + ", ".join(f"{label} {_fmt(value)}" for label, value in mod["handled_safely"].items())
+              + f"; normal requests wrongly refused: {mod['normal_refused']:.3f}; exact-label accuracy "
+              f"{mod['accuracy']:.3f}.", "", "## Latency per call (one thread, after warm-up)", "",
+              "| function | p50 ms | p99 ms | calls |", "|---|---|---|---|"]
+    for name, row in lat.items():
+        lines.append(f"| {name} | {row['p50']:.3f} | {row['p99']:.3f} | {row['calls']} |")
+    lines += ["", "## Errors on this split", ""]
+    for error in pii["errors"]:
+        lines.append(f"- PII `{error['text']}`: gold {error['gold']}, got {error['got']}")
+    for error in mod["errors"]:
+        lines.append(f"- moderation `{error['text']}`: gold {error['gold']}, got {error['got']} ({error['reason']})")
+    if not pii["errors"] and not mod["errors"]:
+        lines.append("none")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="test", choices=("train", "test", "all"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    info = machine_info()
+    pii_rows, mod_rows = load_split("pii", args.split), load_split("moderation", args.split)
+    pii, mod = pii_metrics(pii_rows), moderation_metrics(mod_rows)
+    all_texts = [row["text"] for row in load_split("pii", "all")] + [row["text"] for row in load_split("moderation", "all")]
+    lat = {"find_pii": latency_ms(privacy_filter.find_pii, all_texts),
+           "redact": latency_ms(privacy_filter.redact, all_texts),
+           "mentions_sensitive_domain": latency_ms(privacy_filter.mentions_sensitive_domain, all_texts),
+           "moderate": latency_ms(moderation.moderate, all_texts),
+           "scan_untrusted": latency_ms(moderation.scan_untrusted, all_texts)}
+    command = "python -m benchmarks.safety_filters" + "".join(" " + arg for arg in (argv if argv is not None
+                                                                                     else sys.argv[1:]))
+    text = report(args.split, pii, mod, lat, command, info)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
