@@ -1,0 +1,1 @@
+"""Labeled user messages for request understanding, and the script that writes them."""

@@ -1,0 +1,748 @@
+"""Request understanding: one user message (Russian or English) → intent, domain, target services and slots.
+
+The first step of the dialogue manager. The chat engine asks ``understand(text, context)`` what the user wants
+before retrieval: whether to recommend at all (or ask a clarifying question, refuse, answer a follow-up), in which
+domain and service, and under which constraints (budget, diet, delivery speed, recipient and the child's age band,
+and for follow-ups how the next list must change).
+
+Two parts, one feature collector for training and serving:
+* **slots by rules** — regexes over morphology-tolerant stems («без лактоз», «сыну на 7 лет», «до 2к»), because a
+  budget or "without sugar" must be read exactly, never guessed;
+* **a trained classifier** for intent, domain and target services — one linear layer with three heads (softmax over
+  intents, softmax over domains, a sigmoid per service) over the mean navec vector (Russian words), hashed word,
+  word-bigram and character n-grams (English, brands, typos, slang) and the rule cues (a budget was stated, a
+  refinement word was used…). Full-batch Adam in numpy from zero weights: deterministic, a few seconds of training.
+
+``RequestUnderstander.fit`` trains on the train split of ``labeled/requests.jsonl``; ``save``/``load`` store it as
+npz + json so serving loads a trained one; the module-level ``understand`` trains the default one lazily, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import zlib
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("ru", "en")
+DOMAINS = ("food", "goods", "kids", "health", "pet", "beauty", "electronics", "home", "sport", "other")
+INTENTS = ("recommend", "refine", "compare", "explain", "feedback", "clarify_needed", "off_topic", "unsafe",
+           "personal_data")
+SERVICES = ("samokat", "megamarket", "kuper")
+SAFETY_INTENTS = frozenset({"off_topic", "unsafe", "personal_data"})
+# Which slots a message of an intent may carry: "почему это полезно?" asks for an explanation, not a healthy filter.
+SLOT_INTENTS = frozenset({"recommend", "refine", "feedback", "clarify_needed"})
+DIET_INTENTS = frozenset({"recommend", "refine", "clarify_needed"})
+LABELED_PATH = Path(__file__).resolve().parent / "labeled" / "requests.jsonl"
+NAVEC_FILE = "navec_news_v1_1B_250K_300d_100q.tar"
+NAVEC_DIM = 300
+WORD = re.compile(r"[0-9a-zа-яё]+")
+
+
+@dataclass(frozen=True)
+class RequestUnderstanding:
+    """What one message asks for. Empty tuples / None mean "not stated"."""
+
+    language: str
+    domain: str
+    intent: str
+    target_services: tuple[str, ...] = ()
+    budget_rub: int | None = None
+    diet: tuple[str, ...] = ()
+    delivery_speed: str | None = None  # "fast" | "slot"
+    recipient: str | None = None
+    age_band: str | None = None  # "0-2" | "3-5" | "6-8" | "9-12" | "13-17" | "18+"
+    refinement: tuple[str, ...] = ()
+    repeat_last_order: bool = False
+    intent_confidence: float = 1.0
+    domain_confidence: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RequestUnderstandingConfig:
+    hash_buckets: int = 1 << 14
+    char_ngram_min: int = 2
+    char_ngram_max: int = 4
+    word_bigrams: bool = True
+    use_navec: bool = True
+    use_rule_cues: bool = True
+    epochs: int = 150
+    learning_rate: float = 0.05
+    l2_hashed: float = 1e-2  # the n-gram weights: strong L2 keeps them from memorising product words
+    l2_dense: float = 1e-4  # navec, domain prototypes, rule cues
+    service_threshold: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hash_buckets", "char_ngram_min", "char_ngram_max", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"RequestUnderstandingConfig.{name} must be a positive int, got {value!r}")
+        if self.char_ngram_min > self.char_ngram_max:
+            raise ValueError(f"RequestUnderstandingConfig.char_ngram_min must be <= char_ngram_max, got "
+                             f"{self.char_ngram_min!r} > {self.char_ngram_max!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"RequestUnderstandingConfig.learning_rate must be > 0, got {self.learning_rate!r}")
+        for name in ("l2_hashed", "l2_dense"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"RequestUnderstandingConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.service_threshold < 1:
+            raise ValueError(f"RequestUnderstandingConfig.service_threshold must be in (0, 1), "
+                             f"got {self.service_threshold!r}")
+
+    @classmethod
+    def from_name(cls, name: str) -> "RequestUnderstandingConfig":
+        presets = {"default": cls(), "no_navec": cls(use_navec=False), "no_cues": cls(use_rule_cues=False)}
+        if name not in presets:
+            raise ValueError(f"unknown RequestUnderstandingConfig preset {name!r}; expected one of {sorted(presets)}")
+        return presets[name]
+
+
+# ---------------------------------------------------------------- slots by rules
+
+NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+(?:[.,]\d+)?)"  # "1 500", "1500", "1,5"
+THOUSAND = r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*|thousand)(?![a-zа-яё]))?"
+CURRENCY = r"\s*(?:₽|р\.|р\b|руб\w*\.?|rub\w*|rouble\w*|ruble\w*|rur\b)"
+NOT_AGE_OR_TIME = r"(?!\s*(?:лет|год|мес|мин|час|шт|years?|yrs?|yo\b|months?|min|hours?|[:%]|\d))"
+BUDGET_PATTERNS = (
+    # A comparative or "budget" means money unless an age or time unit follows ("under 10 years", "за 15 минут").
+    re.compile(r"(?:дешевле|не\s+дороже|в\s+пределах|в\s+рамках|уложись\s+в|уложиться\s+в|максимум|бюджет\w*|"
+               r"under|below|less\s+than|cheaper\s+than|up\s+to|max|within|budget|no\s+more\s+than)"
+               r"(?:\s*(?:до|of|is|:))?\s*" + NUMBER + THOUSAND + NOT_AGE_OR_TIME, re.IGNORECASE),
+    re.compile(r"(?:до|под|за|около|на|for|around|about)\s*" + NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),
+    re.compile(r"(?:до|под|за|около)\s*" + NUMBER + r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*)(?![a-zа-яё]))", re.IGNORECASE),
+    re.compile(r"тысяч\w*\s+до\s+" + NUMBER + r"()", re.IGNORECASE),  # "тысяч до 15"
+    re.compile(r"\bдо\s+" + NUMBER + r"()" + NOT_AGE_OR_TIME, re.IGNORECASE),  # "а до 300 есть?"
+    re.compile(NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),  # "3000 руб max"
+)
+
+DIET_PATTERNS = {
+    "lactose_free": re.compile(r"без\s*лакто|безлакто|lactose[\s-]*free|no\s+lactose|without\s+lactose|"
+                               r"dairy[\s-]*free", re.IGNORECASE),
+    "sugar_free": re.compile(r"без\s*сахар|несладк|sugar[\s-]*free|no\s+sugar|without\s+sugar|диабетик|diabet",
+                             re.IGNORECASE),
+    "gluten_free": re.compile(r"без\s*глютен|безглютен|gluten[\s-]*free|no\s+gluten|without\s+gluten", re.IGNORECASE),
+    "vegan": re.compile(r"веган|vegan|растительн", re.IGNORECASE),
+    "vegetarian": re.compile(r"вегетариан|vegetarian|без\s+мяса|no\s+meat|meat[\s-]*free|without\s+meat",
+                             re.IGNORECASE),
+    "healthy": re.compile(r"полезн|здоров(?!о\b)|\bпп\b|\bпп-|правильн\w*\s+питан|healthy|healthier|диетич|\bзож",
+                          re.IGNORECASE),
+}
+# "без X" / "X-free" in a follow-up: how the next list must change.
+WITHOUT_PATTERNS = {
+    "without_lactose": DIET_PATTERNS["lactose_free"],
+    "without_sugar": re.compile(r"без\s*сахар|sugar[\s-]*free|no\s+sugar|without\s+sugar", re.IGNORECASE),
+    "without_gluten": DIET_PATTERNS["gluten_free"],
+    "without_meat": re.compile(r"без\s+мяса|no\s+meat|meat[\s-]*free|without\s+meat", re.IGNORECASE),
+    "without_nuts": re.compile(r"без\s+орех|nut[\s-]*free|no\s+nuts|without\s+nuts", re.IGNORECASE),
+}
+REFINEMENT_PATTERNS = {
+    "cheaper": re.compile(r"подешевл|дешевл|бюджетн|попроще\s+по\s+цене|эконом|дорог(?:о\b|оват)|cheaper|"
+                          r"less\s+expensive|too\s+expensive|pricey", re.IGNORECASE),
+    "pricier": re.compile(r"подорож|\bдороже\b(?!\s*\d)|получше|качественн|pricier|more\s+expensive|better\s+quality|"
+                          r"premium", re.IGNORECASE),
+    "more": re.compile(r"(?:^|[\s,!.])ещ[её](?!\s+дешевл)|\bmore\b(?!\s+expensive)", re.IGNORECASE),
+    "other": re.compile(r"\bдруг(?:ое|ие|ую|ой|их)\b|не\s+то\b|не\s+подход|не\s+нрав|не\s+понрав|\bмимо\b|уже\s+брал|"
+                        r"гадость|не\s+очень|something\s+else|anything\s+else|\bother\b|not\s+(?:what|this|that)|"
+                        r"don'?t\s+like|\bmeh\b|\bnope\b", re.IGNORECASE),
+    "bigger": re.compile(r"побольше|больш\w*\s+упаков|bigger|larger", re.IGNORECASE),
+    "smaller": re.compile(r"поменьше|меньше|smaller", re.IGNORECASE),
+    "healthier": re.compile(r"полезнее|здоровее|healthier", re.IGNORECASE),
+    "faster": re.compile(r"побыстрее|быстрее|faster|quicker", re.IGNORECASE),
+}
+SPEED_PATTERNS = (
+    ("fast", re.compile(r"быстр|срочн|\bщас\b|прямо\s+сейчас|за\s+\d+\s*мин|в\s+течени[ие]\s+(?:часа|получаса)|"
+                        r"немедленно|asap|quick|right\s+now|urgent|in\s+\d+\s*min|\bfast", re.IGNORECASE)),
+    ("slot", re.compile(r"на\s+(?:субботу|воскресенье|понедельник|вторник|среду|четверг|пятницу|выходные)|"
+                        r"к\s+выходным|\bзавтра\b|послезавтра|\bслот|\bк\s+\d{1,2}(?::\d\d)?\s*(?:утра|вечера|час)|"
+                        r"\d{1,2}:\d\d|на\s+вечер\s+(?:пятницы|субботы|воскресенья)|tomorrow|"
+                        r"for\s+(?:saturday|sunday|monday|friday)|weekend|\bslot", re.IGNORECASE)),
+)
+SERVICE_PATTERNS = {
+    "samokat": re.compile(r"самокат|samokat", re.IGNORECASE),
+    "megamarket": re.compile(r"мегамаркет|megamarket|mega\s*market|\bмм\b", re.IGNORECASE),
+    "kuper": re.compile(r"купер|kuper|сбермаркет|sbermarket", re.IGNORECASE),
+}
+# (recipient, pattern); the earliest match in the message wins.
+RECIPIENT_PATTERNS = (
+    ("child", r"\bсын\w*|\bдоч[ек]\w*|\bдочь|ребён\w*|ребен\w*|\bдетям|для\s+детей|малыш\w*|племянни\w*|\bвнук\w*|"
+              r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
+              r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
+    ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
+            r"\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b"),
+    ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим\w*|на\s+двоих|\bwife|husband|"
+                r"girlfriend|boyfriend|partner"),
+    ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
+               r"mother|father|parents"),
+    ("grandparent", r"бабушк\w*|дедушк\w*|бабул\w*|grandma|grandpa|grandparent"),
+    ("friend", r"\bдруг(?:у|а|ом)?\b|\bдрузей|\bдрузьям|подруг\w*|приятел\w*|\bfriends?\b"),
+    ("colleague", r"коллег\w*|начальни\w*|\bв\s+офис|colleague|coworker|\bboss\b|office"),
+    ("company", r"на\s+компанию|для\s+гостей|гостям|вечеринк\w*|человек\s+на\s+\d|на\s+\d+\s+человек|\bparty\b|"
+                r"guests"),
+    ("family", r"\bсемь[юиейя]\b|\bсемейн\w*|family"),
+    ("self", r"\bсебе\b|\bсебя\b|для\s+себя|\bмне\s+на\s+(?:обед|ужин|завтрак)|\bfor\s+me\b|myself"),
+)
+RECIPIENT_REGEXES = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in RECIPIENT_PATTERNS)
+AGE_NUMBER = re.compile(r"(\d{1,2})\s*-?\s*(?:лет|год\w*|летн\w*|years?|yrs?|yo\b|y\.o)", re.IGNORECASE)
+AGE_PHRASE = re.compile(r"(?:who\s+is|turning|aged?|которому|которой)\s+(\d{1,2})\b", re.IGNORECASE)
+AGE_MONTHS = re.compile(r"(\d{1,2})\s*(?:мес\w*|months?)", re.IGNORECASE)
+RU_NUMBER_STEMS = (("годовал", 1), ("двухлет", 2), ("трёхлет", 3), ("трехлет", 3), ("четырёхлет", 4),
+                   ("четырехлет", 4), ("пятилет", 5), ("шестилет", 6), ("семилет", 7), ("восьмилет", 8),
+                   ("девятилет", 9), ("десятилет", 10), ("первокласс", 7))
+RU_NUMBER_WORDS = {"один": 1, "два": 2, "три": 3, "четыре": 4, "пять": 5, "шесть": 6, "семь": 7, "восемь": 8,
+                   "девять": 9, "десять": 10, "одиннадцать": 11, "двенадцать": 12, "one": 1, "two": 2, "three": 3,
+                   "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+AGE_WORD = re.compile(r"\b(" + "|".join(RU_NUMBER_WORDS) + r")\s*(?:лет|год\w*|years?)", re.IGNORECASE)
+AGE_BANDS = ((0, 2), (3, 5), (6, 8), (9, 12), (13, 17))
+REPEAT_ORDER = re.compile(r"как\s+в\s+прошлый\s+раз|повтори\w*\s+(?:мой\s+)?(?:прошл|последн)|прошл\w+\s+заказ|"
+                          r"как\s+обычно|same\s+as\s+(?:last|before)|reorder|repeat\s+(?:my\s+)?(?:last\s+)?order|"
+                          r"as\s+usual", re.IGNORECASE)
+RU_FUNCTION_WORDS = frozenset("и в на с до для без что как а не мне хочу есть бы это по из или чтобы закажи найди "
+                              "посоветуй покажи нужно купи".split())
+EN_FUNCTION_WORDS = frozenset("i the a an for to me my of and or with want some any please under is it what "
+                              "this that order find get need show buy".split())
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.lower().replace("ё", "е").split())
+
+
+def tokenize(text: str) -> list[str]:
+    return WORD.findall(normalize(text))
+
+
+def detect_language(text: str) -> str:
+    """Words, not letters, vote (function words twice): «хочу airpods» is Russian, "order творог" English."""
+    votes = {"ru": 0.0, "en": 0.0}
+    for word in tokenize(text):
+        if re.search("[а-я]", word):
+            votes["ru"] += 2 if word in RU_FUNCTION_WORDS else 1
+        elif re.search("[a-z]", word):
+            votes["en"] += 2 if word in EN_FUNCTION_WORDS else 1
+    return "en" if votes["en"] > votes["ru"] else "ru"
+
+
+def parse_budget(text: str) -> int | None:
+    for pattern in BUDGET_PATTERNS:
+        match = pattern.search(text)
+        if not match:
+            continue
+        value = float(re.sub(r"\s", "", match.group(1)).replace(",", "."))
+        if match.group(2) and match.group(2).strip() or pattern is BUDGET_PATTERNS[3]:
+            value *= 1000
+        if value >= 10:
+            return int(round(value))
+    return None
+
+
+def parse_diet(text: str) -> tuple[str, ...]:
+    return tuple(tag for tag, pattern in DIET_PATTERNS.items() if pattern.search(text))
+
+
+def parse_delivery_speed(text: str) -> str | None:
+    return next((speed for speed, pattern in SPEED_PATTERNS if pattern.search(text)), None)
+
+
+def mentioned_services(text: str) -> tuple[str, ...]:
+    return tuple(service for service in SERVICES if SERVICE_PATTERNS[service].search(text))
+
+
+def parse_recipient(text: str) -> str | None:
+    hits = [(match.start(), name) for name, regex in RECIPIENT_REGEXES if (match := regex.search(text))]
+    return min(hits)[1] if hits else None
+
+
+def age_to_band(age: int) -> str:
+    return next((f"{low}-{high}" for low, high in AGE_BANDS if low <= age <= high), "18+")
+
+
+def parse_age_band(text: str, recipient: str | None) -> str | None:
+    """Age band of a child the message is about; adults' ages ("папе на юбилей 60 лет") are not a toy band."""
+    if recipient not in (None, "child"):
+        return None
+    lowered = normalize(text)
+    age = None
+    for regex in (AGE_NUMBER, AGE_PHRASE):
+        if match := regex.search(lowered):
+            age = int(match.group(1))
+            break
+    if age is None and (match := AGE_WORD.search(lowered)):
+        age = RU_NUMBER_WORDS[match.group(1)]
+    if age is None and (match := AGE_MONTHS.search(lowered)):
+        age = int(match.group(1)) // 12
+    if age is None:
+        age = next((years for stem, years in RU_NUMBER_STEMS if stem in lowered), None)
+    if age is None:
+        if re.search(r"подрост|\bteen", lowered):
+            return "13-17"
+        if re.search(r"малыш|младен|новорожд|toddler|\bbaby\b", lowered) and recipient == "child":
+            return "0-2"
+        return None
+    if age >= 18 and recipient != "child":
+        return None
+    return age_to_band(age)
+
+
+def parse_refinement(text: str, diet: Sequence[str], budget: int | None) -> tuple[str, ...]:
+    found = {name for name, pattern in REFINEMENT_PATTERNS.items() if pattern.search(text)}
+    found |= {name for name, pattern in WITHOUT_PATTERNS.items() if pattern.search(text)}
+    if budget is not None:
+        found.add("cheaper")
+    return tuple(sorted(found))
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Everything the rules read from one message, before the intent decides which slots apply."""
+
+    language: str
+    budget_rub: int | None
+    diet: tuple[str, ...]
+    delivery_speed: str | None
+    recipient: str | None
+    age_band: str | None
+    refinement: tuple[str, ...]
+    services: tuple[str, ...]
+    repeat_last_order: bool
+
+
+def parse_slots(text: str) -> Slots:
+    budget, diet = parse_budget(text), parse_diet(text)
+    recipient = parse_recipient(text)
+    return Slots(detect_language(text), budget, diet, parse_delivery_speed(text), recipient,
+                 parse_age_band(text, recipient), parse_refinement(text, diet, budget), mentioned_services(text),
+                 bool(REPEAT_ORDER.search(text)))
+
+
+# Keyword lists: the rules-only baseline's intent and domain, and (as matches) features of the trained model.
+KEYWORD_INTENTS = (
+    ("unsafe", r"игнорир|ignore|disregard|забудь\s+вс|промпт|prompt|\bdan\b|бомб|bomb|наркот|drug|отрав|poison|"
+               r"взлом|hack|украсть|обмануть|без\s+рецепта|водк|сигарет|beer|снотворн"),
+    ("personal_data", r"адрес|address|телефон|phone|номер\s+(?:моей\s+)?карт|\bcard\b|карт[уыа]\s+\d|пароль|password|"
+                      r"паспорт|мои\s+данные|my\s+(?:personal\s+)?data|обо\s+мне|about\s+me|сосед|neighbou?r|"
+                      r"пользовател|another\s+user|чей"),
+    ("compare", r"сравни|compare|разниц|difference|отличаю|лучше|better|\bили\b|\bor\b"),
+    ("explain", r"почему|why|зачем|объясни|explain|с\s+чего|откуда|на\s+основе"),
+    ("refine", r"подешевл|дешевле|cheaper|ещ[её]|\bmore\b|другое|другие|something\s+else|other|побольше|поменьше|"
+               r"bigger|^\W*(?:а\s+)?без\s|^\W*without"),
+    ("feedback", r"не\s+то|не\s+нрав|не\s+подход|спасибо|thanks|супер|класс|отлично|perfect|love|great|мимо|"
+                 r"дорого|expensive"),
+    ("off_topic", r"погод|weather|анекдот|joke|стих|poem|курс\s+доллар|матч|game|как\s+дела|how\s+are\s+you|"
+                  r"кто\s+ты|who\s+are\s+you|фильм|сериал|movie|домашк|homework"),
+    ("clarify_needed", r"^\W*(?:\w+\W+){0,3}(?:что-нибудь|что-то|чего-нибудь|something|anything)\W*$|^\W*что\s+купить|"
+                       r"есть\s+идеи|any\s+ideas|удиви|surprise|помоги\s+выбрать"),
+)
+KEYWORD_DOMAINS = (
+    ("electronics", r"наушн|смартфон|телефон|геймпад|мыш|зарядк|ноут|кофемашин|блендер|аэрогрил|гаджет|техник|"
+                    r"headphone|phone|charger|mouse|tech|laptop"),
+    ("kids", r"подгузник|детск|конструктор|игрушк|лего|lego|diaper|toy|сыну|дочк|ребён|ребен|kid"),
+    ("pet", r"корм|кош|кот|собак|пёс|пса|щен|наполнител|лоток|cat|dog|pet"),
+    ("health", r"витамин|простуд|горл|пластыр|омег|антисептик|аптечк|спрей\s+для\s+носа|vitamin|medicine|throat"),
+    ("beauty", r"крем|шампун|маск|косметик|умыван|cream|shampoo|beauty"),
+    ("sport", r"кроссовк|кроссы|бег|йог|гантел|протеин|скакалк|спорт|running|yoga|sport"),
+    ("home", r"сковород|кастрюл|постельн|плед|подушк|посуд|контейнер|pan|linen|bed"),
+    ("goods", r"туалетн|бумаг|посудомо|стирк|батарейк|средство|книг|детектив|подар|paper|soap|book|gift|present"),
+    ("food", r"молок|кефир|творог|йогурт|сыр|овощ|фрукт|банан|хлеб|завтрак|ужин|обед|чипс|шоколад|кофе|сок|вод[уа]|"
+             r"еду|еда|пицц|курин|рыб|гречк|макарон|мороже|печень|овсян|перекус|снек|хавчик|сладк|мяс|лимонад|"
+             r"батончик|вкусн|milk|vegetable|snack|breakfast|coffee|dinner|ice\s+cream|chocolate|fruit|yogurt|food"),
+)
+KEYWORD_INTENT_REGEXES = tuple((name, re.compile(pattern)) for name, pattern in KEYWORD_INTENTS)
+KEYWORD_DOMAIN_REGEXES = tuple((name, re.compile(pattern)) for name, pattern in KEYWORD_DOMAINS)
+KEYWORD_DOMAIN_SERVICES = {"food": ("samokat", "kuper"), "goods": ("samokat", "kuper"), "health": ("kuper",),
+                           "pet": ("megamarket", "kuper"), "kids": ("megamarket",), "other": ()}
+
+
+# ---------------------------------------------------------------- features
+
+RULE_CUES = ("budget", "diet", "speed_fast", "speed_slot", "recipient", "age", "refinement", "service_mentioned",
+             "repeat", "question", "digits_4plus", "follow_up_start", "ordinal_reference", "pronoun_reference",
+             "words_1", "words_2", "words_3_4", "words_5_8", "words_9plus", "latin_majority")
+FOLLOW_UP_START = re.compile(r"^\W*(?:а|ну|и|но|только|без|хм|давай|without|and|but|also|maybe|ok|hmm)\b")
+ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfirst\b|\bsecond\b|\bthird\b|\b[1-5]\b(?![\s\d]*(?:\d|р|руб|₽|"
+                               r"лет|год|к\b|тыс|шт|мин|rub|year))")
+PRONOUN_REFERENCE = re.compile(r"\bэт(?:о|и|у|от|ой|им|их)\b|\bих\b|\bних\b|\bthis\b|\bthese\b|\bthose\b|\bit\b|"
+                               r"\bthem\b")
+@lru_cache(maxsize=1)
+def load_navec():
+    """navec word vectors (250K Russian words, 300-d) from the data shipped inside the natasha wheel."""
+    import natasha  # noqa: PLC0415 - heavy, only where features are built
+    from navec import Navec  # noqa: PLC0415
+
+    path = Path(natasha.__file__).parent / "data" / "emb" / NAVEC_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"navec vectors not found at {path}: is natasha==1.6.0 installed?")
+    return Navec.load(str(path))
+
+
+def stable_bucket(token: str, buckets: int) -> int:
+    # crc32 is the same in every process (Python's hash() is salted), so a saved model keeps its meaning.
+    return zlib.crc32(token.encode("utf-8")) % buckets
+
+
+# Words that name each domain, like a category tree's labels: a message word close to one of them in navec space
+# points to the domain even when the product itself never occurs in the labeled data ("сковородку" → home).
+DOMAIN_SEEDS = {
+    "food": "еда продукты молоко овощи фрукты хлеб сыр мясо ужин завтрак перекус сладости напиток закуска",
+    "goods": "хозтовары уборка стирка бумага средство моющее книга батарейка",
+    "kids": "ребёнок дети игрушка детский малыш конструктор подгузник школьник",
+    "health": "лекарство аптека витамины простуда здоровье таблетка болезнь лечение",
+    "pet": "кошка собака корм питомец животное кот щенок",
+    "beauty": "косметика крем шампунь кожа волосы макияж уход",
+    "electronics": "телефон наушники техника гаджет компьютер зарядка электроника ноутбук",
+    "home": "посуда кастрюля сковорода мебель постельное кухня интерьер подушка",
+    "sport": "спорт бег фитнес тренировка кроссовки йога тренажёр",
+}
+PROTOTYPE_DOMAINS = tuple(DOMAIN_SEEDS)
+
+
+def rule_cues(text: str, slots: Slots) -> np.ndarray:
+    lowered = normalize(text)
+    n_words = len(tokenize(text))
+    values = {
+        "budget": slots.budget_rub is not None, "diet": bool(slots.diet), "speed_fast": slots.delivery_speed == "fast",
+        "speed_slot": slots.delivery_speed == "slot", "recipient": slots.recipient is not None,
+        "age": slots.age_band is not None, "refinement": bool(slots.refinement),
+        "service_mentioned": bool(slots.services), "repeat": slots.repeat_last_order, "question": "?" in text,
+        "digits_4plus": bool(re.search(r"\d{4}", text.replace(" ", ""))),
+        "follow_up_start": bool(FOLLOW_UP_START.search(lowered)),
+        "ordinal_reference": bool(ORDINAL_REFERENCE.search(lowered)),
+        "pronoun_reference": bool(PRONOUN_REFERENCE.search(lowered)),
+        "words_1": n_words <= 1, "words_2": n_words == 2, "words_3_4": 3 <= n_words <= 4,
+        "words_5_8": 5 <= n_words <= 8, "words_9plus": n_words >= 9, "latin_majority": slots.language == "en",
+    }
+    keyword_intents = [float(bool(regex.search(lowered))) for _, regex in KEYWORD_INTENT_REGEXES]
+    keyword_domains = [float(bool(regex.search(lowered))) for _, regex in KEYWORD_DOMAIN_REGEXES]
+    return np.array([float(values[name]) for name in RULE_CUES] + keyword_intents + keyword_domains,
+                    dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One message's features: sparse hashed n-grams (ids, L2-normalised counts) and a dense part
+    [navec mean (unit) | domain prototype similarities | rule cues]."""
+
+    hashed_ids: np.ndarray  # [k] int64
+    hashed_values: np.ndarray  # [k] float32
+    dense: np.ndarray  # [dense_dim] float32
+
+
+class RequestFeaturizer:
+    """Text → ``FeatureRow``. The same featurizer builds training and serving rows, so the two cannot drift."""
+
+    def __init__(self, config: RequestUnderstandingConfig):
+        self.config = config
+        self.navec = load_navec() if config.use_navec else None
+        self.seed_vectors, self.seed_domain = self._seed_matrix() if self.navec is not None else (None, None)
+        self.dense_dim = (NAVEC_DIM + len(PROTOTYPE_DOMAINS) if config.use_navec else 0) + \
+            (len(RULE_CUES) + len(KEYWORD_INTENTS) + len(KEYWORD_DOMAINS) if config.use_rule_cues else 0)
+
+    def _seed_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        vectors, domains = [], []
+        for index, domain in enumerate(PROTOTYPE_DOMAINS):
+            for word in normalize(DOMAIN_SEEDS[domain]).split():
+                if word in self.navec:
+                    vectors.append(self.navec[word])
+                    domains.append(index)
+        matrix = np.stack(vectors).astype(np.float32)
+        return matrix / np.linalg.norm(matrix, axis=1, keepdims=True), np.array(domains)  # [S, 300], [S]
+
+    def hashed_tokens(self, words: list[str]) -> list[str]:
+        tokens = ["w:" + w for w in words]
+        if self.config.word_bigrams:
+            tokens += [f"b:{a}_{b}" for a, b in zip(["<s>"] + words, words + ["</s>"])]
+        for w in words:
+            padded = f"<{w}>"
+            for n in range(self.config.char_ngram_min, self.config.char_ngram_max + 1):
+                tokens += ["c:" + padded[i: i + n] for i in range(len(padded) - n + 1)]
+        return tokens
+
+    def navec_part(self, words: list[str]) -> np.ndarray:
+        """[300 + 9]: unit mean vector, then per domain the best cosine of any word to the domain's seeds."""
+        vectors = np.array([self.navec[w] for w in words if w in self.navec], dtype=np.float32).reshape(-1, NAVEC_DIM)
+        if not len(vectors):
+            return np.zeros(NAVEC_DIM + len(PROTOTYPE_DOMAINS), dtype=np.float32)
+        mean = vectors.mean(axis=0)
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+        sims = unit @ self.seed_vectors.T  # [words, seeds]
+        best = np.full(len(PROTOTYPE_DOMAINS), -1.0, dtype=np.float32)
+        np.maximum.at(best, self.seed_domain, sims.max(axis=0))
+        return np.concatenate([mean / max(float(np.linalg.norm(mean)), 1e-6), np.clip(best, 0, 1)])
+
+    def row(self, text: str, slots: Slots) -> FeatureRow:
+        words = tokenize(text)
+        buckets = self.config.hash_buckets
+        ids, counts = np.unique([stable_bucket(t, buckets) for t in self.hashed_tokens(words)] or [0],
+                                return_counts=True)
+        values = counts.astype(np.float32)
+        parts = []
+        if self.navec is not None:
+            parts.append(self.navec_part(words))
+        if self.config.use_rule_cues:
+            parts.append(rule_cues(text, slots))
+        dense = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        return FeatureRow(ids.astype(np.int64), values / np.sqrt((values ** 2).sum()), dense)
+
+
+# ---------------------------------------------------------------- the classifier
+
+HEADS = (("intent", INTENTS), ("domain", DOMAINS))  # softmax heads; then one sigmoid per service
+
+
+def head_slices() -> dict[str, slice]:
+    out, start = {}, 0
+    for name, labels in HEADS:
+        out[name] = slice(start, start + len(labels))
+        start += len(labels)
+    out["services"] = slice(start, start + len(SERVICES))
+    return out
+
+
+N_OUTPUTS = head_slices()["services"].stop
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def label_targets(records: Sequence[dict]) -> np.ndarray:
+    """[N, 9 + 10 + 3] one-hot intent | one-hot domain | multi-hot services."""
+    slices = head_slices()
+    target = np.zeros((len(records), N_OUTPUTS), dtype=np.float32)
+    for row, rec in enumerate(records):
+        target[row, slices["intent"].start + INTENTS.index(rec["intent"])] = 1
+        target[row, slices["domain"].start + DOMAINS.index(rec["domain"])] = 1
+        for service in rec["target_services"]:
+            target[row, slices["services"].start + SERVICES.index(service)] = 1
+    return target
+
+
+@dataclass
+class LinearHeads:
+    """logits[j] = sum_k hashed_values[k] * hashed_weight[hashed_ids[k], j] + dense @ dense_weight[:, j] + bias[j]"""
+
+    hashed_weight: np.ndarray  # [buckets, 22]
+    dense_weight: np.ndarray  # [dense_dim, 22]
+    bias: np.ndarray  # [22]
+
+    def logits(self, row: FeatureRow) -> np.ndarray:
+        return row.hashed_values @ self.hashed_weight[row.hashed_ids] + row.dense @ self.dense_weight + self.bias
+
+
+class SparseBatch:
+    """A batch of rows in CSR form for full-batch training."""
+
+    def __init__(self, rows: Sequence[FeatureRow]):
+        lengths = np.array([len(r.hashed_ids) for r in rows])
+        self.indptr = np.concatenate([[0], np.cumsum(lengths)])  # [N + 1]
+        self.row_of = np.repeat(np.arange(len(rows)), lengths)  # [nnz]
+        self.ids = np.concatenate([r.hashed_ids for r in rows])  # [nnz]
+        self.values = np.concatenate([r.hashed_values for r in rows])[:, None]  # [nnz, 1]
+        self.dense = np.stack([r.dense for r in rows])  # [N, dense_dim]
+        order = np.argsort(self.ids, kind="stable")
+        self.by_id = order
+        self.unique_ids, self.id_starts = np.unique(self.ids[order], return_index=True)
+
+    def matmul(self, heads: LinearHeads) -> np.ndarray:
+        """[N, 22] logits of every row."""
+        hashed = np.add.reduceat(self.values * heads.hashed_weight[self.ids], self.indptr[:-1], axis=0)
+        return hashed + self.dense @ heads.dense_weight + heads.bias
+
+    def grad_hashed(self, grad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """X_hashed.T @ grad as a dense [buckets, 22] array."""
+        contrib = (self.values * grad[self.row_of])[self.by_id]  # [nnz, 22], sorted by bucket id
+        out = np.zeros(shape, dtype=np.float32)
+        out[self.unique_ids] = np.add.reduceat(contrib, self.id_starts, axis=0)
+        return out
+
+
+def fit_linear_heads(batch: SparseBatch, target: np.ndarray, config: RequestUnderstandingConfig) -> LinearHeads:
+    """Full-batch Adam on softmax CE (intent, domain) + per-service BCE + L2; zero init, so deterministic."""
+    n = len(target)
+    slices = head_slices()
+    heads = LinearHeads(np.zeros((config.hash_buckets, N_OUTPUTS), np.float32),
+                        np.zeros((batch.dense.shape[1], N_OUTPUTS), np.float32), np.zeros(N_OUTPUTS, np.float32))
+    params = ("hashed_weight", "dense_weight", "bias")
+    moments = {name: (np.zeros_like(getattr(heads, name)), np.zeros_like(getattr(heads, name))) for name in params}
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, config.epochs + 1):
+        logits = batch.matmul(heads)  # [N, 22]
+        grad = np.empty_like(logits)
+        for name in ("intent", "domain"):
+            grad[:, slices[name]] = softmax(logits[:, slices[name]]) - target[:, slices[name]]
+        grad[:, slices["services"]] = sigmoid(logits[:, slices["services"]]) - target[:, slices["services"]]
+        grad /= n
+        grads = {"hashed_weight": batch.grad_hashed(grad, heads.hashed_weight.shape) + config.l2_hashed * heads.hashed_weight,
+                 "dense_weight": batch.dense.T @ grad + config.l2_dense * heads.dense_weight,
+                 "bias": grad.sum(axis=0)}
+        for name in params:
+            m, v = moments[name]
+            m *= beta1
+            m += (1 - beta1) * grads[name]
+            v *= beta2
+            v += (1 - beta2) * grads[name] ** 2
+            step_size = config.learning_rate * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+            getattr(heads, name)[...] -= step_size * m / (np.sqrt(v) + eps)
+    return heads
+
+# ---------------------------------------------------------------- the understander
+
+
+def load_labeled(split: str | Iterable[str] | None = None, path: Path = LABELED_PATH) -> list[dict]:
+    """Records of ``requests.jsonl``; ``split`` = "train" | "valid" | "test" or several, None = all."""
+    wanted = {split} if isinstance(split, str) else (set(split) if split is not None else None)
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if wanted is None or r["split"] in wanted]
+
+
+def apply_intent(intent: str, domain: str, services: tuple[str, ...], slots: Slots, intent_p: float,
+                 domain_p: float) -> RequestUnderstanding:
+    """Combine the heads with the rule slots; which slots apply depends on the intent."""
+    if intent in SAFETY_INTENTS:
+        return RequestUnderstanding(slots.language, "other", intent, intent_confidence=intent_p,
+                                    domain_confidence=domain_p)
+    keep = intent in SLOT_INTENTS
+    refinement = slots.refinement if intent in ("refine", "feedback") or slots.repeat_last_order else ()
+    return RequestUnderstanding(
+        language=slots.language, domain=domain, intent=intent,
+        target_services=slots.services or services,
+        budget_rub=slots.budget_rub if keep else None,
+        diet=slots.diet if intent in DIET_INTENTS else (),
+        delivery_speed=slots.delivery_speed if keep else None,
+        recipient=slots.recipient if keep else None,
+        age_band=slots.age_band if keep else None,
+        refinement=refinement,
+        repeat_last_order=slots.repeat_last_order and intent == "recommend",
+        intent_confidence=intent_p, domain_confidence=domain_p,
+    )
+
+
+def with_context(current: RequestUnderstanding, context: RequestUnderstanding | None) -> RequestUnderstanding:
+    """A follow-up («подешевле», «без сахара», «почему это?») is about the previous request: inherit its domain,
+    services, recipient and age; diets accumulate; a newly stated budget replaces the old one."""
+    if context is None or current.intent not in ("refine", "feedback", "compare", "explain"):
+        return current
+    return replace(
+        current,
+        domain=current.domain if current.domain != "other" else context.domain,
+        target_services=current.target_services or context.target_services,
+        budget_rub=current.budget_rub if current.budget_rub is not None else context.budget_rub,
+        diet=tuple(sorted(set(current.diet) | set(context.diet))),
+        delivery_speed=current.delivery_speed or context.delivery_speed,
+        recipient=current.recipient or context.recipient,
+        age_band=current.age_band or context.age_band,
+    )
+
+
+class RequestUnderstander:
+    """Trained heads + rule slots. ``understand`` never raises on text: empty text asks for clarification."""
+
+    def __init__(self, config: RequestUnderstandingConfig, heads: LinearHeads | None = None):
+        self.config = config
+        self.featurizer = RequestFeaturizer(config)
+        self.heads = heads
+
+    @classmethod
+    def fit(cls, records: Sequence[dict], config: RequestUnderstandingConfig | None = None) -> "RequestUnderstander":
+        config = config or RequestUnderstandingConfig()
+        if not records:
+            raise ValueError("RequestUnderstander.fit needs at least one labeled record, got 0")
+        model = cls(config)
+        batch = SparseBatch([model.featurizer.row(r["text"], parse_slots(r["text"])) for r in records])
+        model.heads = fit_linear_heads(batch, label_targets(records), config)
+        log.info("request understander trained on %d messages (%d hashed non-zeros, %d dense features)",
+                 len(records), len(batch.ids), batch.dense.shape[1])
+        return model
+
+    def understand(self, text: str, context: RequestUnderstanding | None = None) -> RequestUnderstanding:
+        if self.heads is None:
+            raise RuntimeError("RequestUnderstander is not trained: call fit() or load()")
+        if not isinstance(text, str) or not text.strip():
+            return RequestUnderstanding("ru", "other", "clarify_needed")
+        slots = parse_slots(text)
+        logits = self.heads.logits(self.featurizer.row(text, slots))  # [22]
+        slices = head_slices()
+        intent_p, domain_p = softmax(logits[slices["intent"]]), softmax(logits[slices["domain"]])
+        service_p = sigmoid(logits[slices["services"]])
+        services = tuple(s for s, p in zip(SERVICES, service_p) if p >= self.config.service_threshold)
+        current = apply_intent(INTENTS[int(intent_p.argmax())], DOMAINS[int(domain_p.argmax())], services, slots,
+                               float(intent_p.max()), float(domain_p.max()))
+        return with_context(current, context)
+
+    def save(self, directory: Path) -> None:
+        """``request_understanding.npz`` (weights) + ``request_understanding.json`` (config, label orders)."""
+        if self.heads is None:
+            raise RuntimeError("RequestUnderstander is not trained: nothing to save")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "request_understanding.npz", **asdict(self.heads))
+        meta = {"config": asdict(self.config), "intents": INTENTS, "domains": DOMAINS, "services": SERVICES,
+                "rule_cues": RULE_CUES, "prototype_domains": PROTOTYPE_DOMAINS}
+        (directory / "request_understanding.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> "RequestUnderstander":
+        directory = Path(directory)
+        meta = json.loads((directory / "request_understanding.json").read_text())
+        for key, expected in (("intents", INTENTS), ("domains", DOMAINS), ("services", SERVICES),
+                              ("rule_cues", RULE_CUES), ("prototype_domains", PROTOTYPE_DOMAINS)):
+            if tuple(meta.get(key, ())) != expected:
+                raise ValueError(f"{directory}: saved {key} {meta.get(key)!r} differ from this code's {list(expected)!r}")
+        config = RequestUnderstandingConfig(**meta["config"])
+        with np.load(directory / "request_understanding.npz") as arrays:
+            heads = LinearHeads(**{name: arrays[name] for name in ("hashed_weight", "dense_weight", "bias")})
+        if heads.hashed_weight.shape[0] != config.hash_buckets:
+            raise ValueError(f"{directory}: hashed_weight has {heads.hashed_weight.shape[0]} rows, "
+                             f"config.hash_buckets is {config.hash_buckets}")
+        return cls(config, heads)
+
+
+_default: RequestUnderstander | None = None
+_default_lock = threading.Lock()
+
+
+def default_understander() -> RequestUnderstander:
+    """The default-config understander trained on the train split, built once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = RequestUnderstander.fit(load_labeled("train"))
+        return _default
+
+
+def understand(text: str, context: RequestUnderstanding | None = None) -> RequestUnderstanding:
+    return default_understander().understand(text, context)
+
+
+# ---------------------------------------------------------------- rules-only baseline
+
+def keyword_understanding(text: str) -> RequestUnderstanding:
+    """The rules-only baseline: first matching keyword list for intent and domain, services from the domain (and
+    urgency / slot), the same rule slots as the trained model. For the benchmark; not used in serving."""
+    lowered = normalize(text)
+    slots = parse_slots(text)
+    intent = next((name for name, regex in KEYWORD_INTENT_REGEXES if regex.search(lowered)), "recommend")
+    domain = next((name for name, regex in KEYWORD_DOMAIN_REGEXES if regex.search(lowered)), "other")
+    services = KEYWORD_DOMAIN_SERVICES.get(domain, ("megamarket",))
+    if intent not in ("recommend", "clarify_needed") and domain == "other":
+        services = ()
+    if set(services) == {"samokat", "kuper"} and slots.delivery_speed:
+        services = ("samokat",) if slots.delivery_speed == "fast" else ("kuper",)
+    return apply_intent(intent, domain, services, slots, 1.0, 1.0)
