@@ -122,9 +122,10 @@ def test_grouped_matches_reference(d_in, d_out, rank, mix, dtype):
     case = make_case(d_in, d_out, rank, mix, dtype, n_rows=6 if d_in <= 512 else 4)
     args = [case[k] for k in ("x", "lora_a", "lora_b", "scales", "indices", "mix_weights")]
     expected = reference.apply_multi_lora_reference(case["y"].clone(), *args)
-    y = case["y"].clone()
-    assert grouped.apply_multi_lora_grouped(y, *args) is y
-    torch.testing.assert_close(y, expected, **TOL[dtype])
+    for strategy in grouped.STRATEGIES:
+        y = case["y"].clone()
+        assert grouped.apply_multi_lora_grouped(y, *args, strategy=strategy) is y
+        torch.testing.assert_close(y, expected, **TOL[dtype], msg=lambda m: f"strategy={strategy}: {m}")
     h = grouped.lora_shrink_grouped(case["x"], case["lora_a"], case["indices"])
     torch.testing.assert_close(h, reference.lora_shrink_reference(case["x"], case["lora_a"], case["indices"]),
                                **H_TOL)
@@ -133,12 +134,28 @@ def test_grouped_matches_reference(d_in, d_out, rank, mix, dtype):
     torch.testing.assert_close(y2, expected, **TOL[dtype])
 
 
-def test_grouped_with_no_adapter_anywhere_leaves_y_bit_identical():
+@pytest.mark.parametrize("strategy", grouped.STRATEGIES)
+def test_grouped_with_no_adapter_anywhere_leaves_y_bit_identical(strategy):
     case = make_case(64, 96, 8, "all_same", torch.bfloat16, n_rows=6)
     y = case["y"].clone()
     grouped.apply_multi_lora_grouped(y, case["x"], case["lora_a"], case["lora_b"], case["scales"],
-                                     torch.full((6, 2), -1, device=DEVICE), torch.ones(6, 2, device=DEVICE))
+                                     torch.full((6, 2), -1, device=DEVICE), torch.ones(6, 2, device=DEVICE),
+                                     strategy=strategy)
     assert torch.equal(y, case["y"])
+
+
+def test_grouped_auto_strategy_gathers_small_batches_only(monkeypatch):
+    used = []
+    monkeypatch.setattr(grouped, "_apply_gathered", lambda *a: used.append("gathered"))
+    monkeypatch.setattr(grouped, "_apply_per_slot", lambda *a: used.append("per_slot"))
+    for n_rows in (8, 1024):                                   # decode-sized, then prefill-sized, D = 2048, r = 16
+        x, y = torch.zeros(n_rows, 2048), torch.zeros(n_rows, 2048)
+        grouped.apply_multi_lora_grouped(y, x, torch.zeros(8, 16, 2048), torch.zeros(8, 2048, 16), torch.ones(8),
+                                         torch.arange(n_rows) % 8)
+    assert used == ["gathered", "per_slot"]
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        grouped.apply_multi_lora_grouped(y, x, torch.zeros(8, 16, 2048), torch.zeros(8, 2048, 16), torch.ones(8),
+                                         torch.arange(1024) % 8, strategy="fast")
 
 
 def test_grouped_on_many_rows_with_one_token_per_adapter_run():
