@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Container entrypoint on GPU nodes: tritonserver on the GPU model repository, one MPI rank per GPU of the engine.
 # WORLD_SIZE must equal the engine's tensor parallelism (build_plan.json "tp"). Not run here (no GPU).
-# With WORLD_SIZE > 1, rank 0 serves HTTP/gRPC/metrics and loads every model; the other ranks only host their
-# tensorrt_llm shard (the pattern of TensorRT-LLM's triton_backend/scripts/launch_triton_server.py).
+# With WORLD_SIZE > 1: one tritonserver per MPI rank, all given the same flags; ranks > 0 load only tensorrt_llm
+# (the pattern of TensorRT-LLM's triton_backend/scripts/launch_triton_server.py, which backgrounds mpirun; a
+# container entrypoint must stay in the foreground, hence exec here).
 set -euo pipefail
 REPO="${MODEL_REPOSITORY:-/opt/recllm/model_repository_gpu}"
 WORLD_SIZE="${WORLD_SIZE:-1}"
@@ -14,13 +15,10 @@ fi
 ranks=()
 for rank in $(seq 0 $((WORLD_SIZE - 1))); do
     [[ "$rank" -gt 0 ]] && ranks+=(":")
-    ranks+=(-n 1 tritonserver --model-repository="$REPO" --disable-auto-complete-config
+    ranks+=(-n 1 tritonserver --model-repository="$REPO" "${PORTS[@]}" --disable-auto-complete-config
             "--backend-config=python,shm-region-prefix-name=prefix${rank}_")
-    if [[ "$rank" -eq 0 ]]; then
-        ranks+=("${PORTS[@]}")
-    else
-        ranks+=(--model-control-mode=explicit --load-model=tensorrt_llm
-                --allow-http=false --allow-grpc=false --allow-metrics=false)
+    if [[ "$rank" -gt 0 ]]; then
+        ranks+=(--model-control-mode=explicit --load-model=tensorrt_llm)
     fi
 done
 exec mpirun --allow-run-as-root "${ranks[@]}"

@@ -27,7 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from builders.trtllm.engine_config import PRESET_OVERRIDES, EngineBuildConfig
-from builders.trtllm.memory_plan import LORA_MODULES
+from builders.trtllm.memory_plan import LORA_MODULES, QUANT_FORMATS
 from builders.trtllm.model_shape import PRESET_SHAPES, shape_from_hf_config
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default) if f.default is not None else str
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        choices = QUANT_FORMATS if f.name == "quant" else None
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, choices=choices,
                             help=f"default: preset value, else {f.default!r}")
     return parser.parse_args(argv)
 
