@@ -53,9 +53,12 @@ def normalize_indices(indices: torch.Tensor, mix_weights: torch.Tensor | None,
 
 def check_index_values(indices: torch.Tensor, n_slots: int) -> None:
     """Every index in [-1, n_slots). Needs a host sync, so callers skip it on CUDA (as vLLM and Punica do)."""
-    if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= n_slots):
+    if not indices.numel():
+        return
+    low, high = (int(v) for v in torch.aminmax(indices))
+    if low < -1 or high >= n_slots:
         raise ValueError(f"indices must lie in [-1, {n_slots}) for {n_slots} slots, "
-                         f"got min {int(indices.min())} max {int(indices.max())} (shape {_shape(indices)})")
+                         f"got min {low} max {high} (shape {_shape(indices)})")
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:

@@ -31,8 +31,8 @@ def group_by_slot(indices: torch.Tensor) -> SlotGroups:
     n_mix = indices.shape[1]
     flat = indices.reshape(-1)
     pairs = torch.nonzero(flat >= 0).squeeze(1)              # [P]
-    slot_sorted, order = torch.sort(flat[pairs], stable=True)
-    pairs = pairs[order]
+    slot_sorted, order = torch.sort(flat.index_select(0, pairs), stable=True)
+    pairs = pairs.index_select(0, order)
     slots, counts = torch.unique_consecutive(slot_sorted, return_counts=True)
     counts = counts.tolist()
     # int32 rows: torch 2.13's CPU index_add_ with int64 indices opens an OpenMP region even for one row, which
@@ -56,7 +56,7 @@ def lora_shrink_grouped(x: torch.Tensor, lora_a: torch.Tensor, indices: torch.Te
     h = torch.zeros((n_rows * n_mix, lora_a.shape[1]), dtype=torch.float32, device=x.device)
     groups = group_by_slot(indices)
     for slot, rows, pairs in zip(groups.slots, groups.rows, groups.pairs):
-        h[pairs] = x[rows].float() @ lora_a[slot].float().T  # [M, R]
+        h[pairs] = x.index_select(0, rows).float() @ lora_a[slot].float().T  # [M, R]
     return h.view(n_rows, n_mix, -1)
 
 
@@ -69,8 +69,8 @@ def lora_expand_grouped(y: torch.Tensor, h: torch.Tensor, lora_b: torch.Tensor, 
     delta = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
     groups = group_by_slot(indices)
     for slot, rows, pairs in zip(groups.slots, groups.rows, groups.pairs):
-        coeff = weights[pairs].float() * scales[slot].float()                   # [M]
-        delta.index_add_(0, rows, (h_flat[pairs].float() * coeff[:, None]) @ lora_b[slot].float().T)
+        coeff = weights.index_select(0, pairs).float() * scales[slot].float()   # [M]
+        delta.index_add_(0, rows, (h_flat.index_select(0, pairs).float() * coeff[:, None]) @ lora_b[slot].float().T)
     _add_into(y, delta)
     return y
 
@@ -79,24 +79,31 @@ def _apply_per_slot(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, 
                     scales: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> None:
     groups = group_by_slot(indices)
     for slot, rows, pairs in zip(groups.slots, groups.rows, groups.pairs):
-        coeff = weights[pairs].float() * scales[slot].float()                   # [M]
-        h = x[rows].float() @ lora_a[slot].float().T                             # [M, R]
+        coeff = weights.index_select(0, pairs).float() * scales[slot].float()   # [M]
+        h = x.index_select(0, rows).float() @ lora_a[slot].float().T             # [M, R]
         delta.index_add_(0, rows, (h * coeff[:, None]) @ lora_b[slot].float().T)  # [M, D_out]
 
 
 def _apply_gathered(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
                     scales: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> None:
     pairs = torch.nonzero(indices.reshape(-1) >= 0).squeeze(1)          # [P] flat (row, k) positions
-    slots = indices.reshape(-1)[pairs]                                   # [P]
+    slots = indices.reshape(-1).index_select(0, pairs)                   # [P]
     rows = (pairs // indices.shape[1]).to(torch.int32)                   # [P] (int32: see group_by_slot)
-    coeff = weights[pairs].float() * scales[slots].float()               # [P]
-    h = torch.bmm(lora_a[slots].float(), x[rows].float()[:, :, None])     # [P, R, 1]
-    out = torch.bmm(lora_b[slots].float(), h * coeff[:, None, None])     # [P, D_out, 1]
+    # index_select, not a[idx]: 6x faster for these gathers on CPU (torch 2.13)
+    coeff = weights.index_select(0, pairs).float() * scales.index_select(0, slots).float()     # [P]
+    h = torch.bmm(lora_a.index_select(0, slots).float(), x.index_select(0, rows).float()[:, :, None])  # [P, R, 1]
+    out = torch.bmm(lora_b.index_select(0, slots).float(), h * coeff[:, None, None])            # [P, D_out, 1]
     delta.index_add_(0, rows, out.squeeze(2))
 
 
 GATHER_ELEMENTS = 1 << 22  # "auto" gathers per-pair weights while they stay under 16 MiB of float32
 STRATEGIES = ("auto", "per_slot", "gathered")
+
+
+def auto_strategy(indices: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> str:
+    """"gathered" while the gathered A and B of all N*K pairs stay under GATHER_ELEMENTS, else "per_slot"."""
+    gathered_elements = indices.numel() * lora_a.shape[1] * (lora_a.shape[2] + lora_b.shape[1])
+    return "gathered" if gathered_elements <= GATHER_ELEMENTS else "per_slot"
 
 
 def apply_multi_lora_grouped(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
@@ -113,8 +120,7 @@ def apply_multi_lora_grouped(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Ten
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "auto":
-        gathered_elements = indices.numel() * lora_a.shape[1] * (lora_a.shape[2] + lora_b.shape[1])
-        strategy = "gathered" if gathered_elements <= GATHER_ELEMENTS else "per_slot"
+        strategy = auto_strategy(indices, lora_a, lora_b)
     delta = torch.zeros(y.shape, dtype=torch.float32, device=y.device)   # [N, D_out]
     apply = _apply_gathered if strategy == "gathered" else _apply_per_slot
     apply(delta, x, lora_a, lora_b, scales, indices, mix_weights.reshape(-1))
