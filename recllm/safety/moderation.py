@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recllm.safety.privacy_filter import natasha_models, text_language
+from recllm.safety.privacy_filter import _PRODUCT_HEADS, mentions_sensitive_domain, natasha_models, text_language
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class ModerationConfig:
     """The classifier's features and training, and the probability a refusal needs to override ``ok``."""
 
     refuse_threshold: float = 0.5      # min probability of the winning non-ok label
+    refuse_threshold_shopping: float = 0.85  # the same for a message with shopping vocabulary
+    ok_without_signal: float = 0.8     # min probability of ok for a message with no shopping vocabulary
+    ok_min_shopping: float = 0.15      # below this probability of ok even a shopping-sounding message is refused
+    goods_similarity: float = 0.3      # navec cosine that makes a Russian word «goods»
     untrusted_threshold: float = 0.8   # min probability of prompt_injection for scan_untrusted
     hash_dim: int = 1 << 14            # hashed n-gram features
     char_ngrams: tuple[int, int] = (2, 5)
@@ -70,6 +74,9 @@ class ModerationConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.refuse_threshold < 1.0:
             raise ValueError(f"ModerationConfig.refuse_threshold={self.refuse_threshold!r}: expected 0 < t < 1")
+        for name in ("refuse_threshold_shopping", "ok_without_signal", "ok_min_shopping", "goods_similarity"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"ModerationConfig.{name}={getattr(self, name)!r}: expected a value in (0, 1)")
         if not 0.0 < self.untrusted_threshold < 1.0:
             raise ValueError(f"ModerationConfig.untrusted_threshold={self.untrusted_threshold!r}: expected 0 < t < 1")
         if self.hash_dim < 256 or self.hash_dim & (self.hash_dim - 1):
@@ -84,6 +91,9 @@ class ModerationConfig:
         if self.epochs < 1 or self.learning_rate <= 0 or self.l2 < 0:
             raise ValueError(f"ModerationConfig epochs={self.epochs!r}, learning_rate={self.learning_rate!r}, "
                              f"l2={self.l2!r}: expected epochs >= 1, learning_rate > 0, l2 >= 0")
+
+
+_DEFAULT_CONFIG = ModerationConfig()
 
 
 @dataclass(frozen=True)
@@ -107,15 +117,18 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 _INJECTION_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ignore_instructions", _rx(r"\b(?:игнорир\w*|проигнорир\w*|забудь|забей на|отмени|пренебреги)\s+(?:\w+\s+){0,3}?"
-                                r"(?:инструкц\w*|правил\w*|указани\w*|ограничени\w*|настройк\w*|промпт\w*)")),
+    ("ignore_instructions", _rx(r"\b(?:игнорир\w*|проигнорир\w*|забудь|забей на|отмени|пренебреги)\s+(?:\w+,?\s+){0,4}?"
+                                r"(?:инструкц\w*|правил\w*|указани\w*|ограничени\w*|настройк\w*|промпт\w*|"
+                                r"говорил\w*|сказал\w*)|слушай(?:ся)?\s+(?:только\s+)?меня\b")),
     ("ignore_instructions_en", _rx(r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:\w+\s+){0,3}?"
                                    r"(?:instructions?|rules|guidelines|prompts?|told|above|restrictions|filters?)")),
     ("system_prompt", _rx(r"system\s*prompt|системн\w*\s+(?:промпт|сообщени|инструкц|настройк)|"
                           r"(?:покажи|выведи|напечатай|print|reveal|show|repeat)\s+(?:\w+\s+){0,2}?"
                           r"(?:промпт|prompt|скрыт\w*\s+инструкц|hidden\s+instructions|text\s+above)|"
                           r"(?:твоих|твои|своих|свои|your)\s+(?:инструкц|instructions)")),
-    ("markup", _rx(r"</?\s*system\s*>|\[/?INST\]|#{2,}\s*system|<\|im_start\|>|^\s*(?:assistant|system)\s*:|"
+    ("markup", _rx(r"</?\s*system\s*>|\[/?INST\]|#{2,}\s*system|<\|im_start\|>|"
+                   r"(?:^|[.!?;\n]\s*|\s)(?:assistant|system|ассистент|система|системное\s+сообщение)\s*:|"
+                   r"(?:reveal|выдай|раскрой|слей)\s+(?:\w+\s+){0,2}?(?:phone|address|data|numbers|телефон\w*|адрес\w*|данн\w*)|"
                    r"\((?:assistant|system)\s*:")),
     ("new_role", _rx(r"\bты\s+(?:теперь|больше\s+не|отныне)\b|\bотныне\s+ты\b|\byou\s+are\s+now\b|"
                      r"\bfrom\s+now\s+on\s+you\b|\b(?:притворись|представь,?\s+что\s+ты|представь,?\s+что\s+у\s+тебя)\b|"
@@ -128,14 +141,16 @@ _INJECTION_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                              r"(?:another|other|all)\s+(?:users?|customers?|clients?)|"
                              r"пользовател\w*,?\s+(?:который|которые)\s+(?:заказывал|покупал)|who\s+else\s+(?:ordered|bought)|"
                              r"базу\s+(?:пользователей|клиентов)|данные\s+всех|"
-                             r"(?:телефон\w*|адрес\w*|номер\w*|данн\w*|e-?mail|почт\w*)\s+(?:\w+\s+)?"
+                             r"\b(?:того|тех|той|всех),?\s+кто\s+(?:заказывал|покупал|брал|купил|заказал)|"
+                             r"(?:телефон\w*|адрес\w*|номер\w*|данн\w*|e-?mail|почт\w*|заказ\w*|покупк\w*)\s+(?:\w+\s+)?"
                              r"(?:соседа|соседки|соседей|другого\s+человека|других\s+людей|курьера|"
                              r"(?:my\s+)?neighbou?r)")),
     ("admin_claim", _rx(r"\b(?:я\s+администратор|as\s+(?:the\s+)?admin|i\s+am\s+(?:the\s+)?admin)")),
 )
 
 _MINOR = (r"(?:мне\s+(?:1[0-7]|[5-9])\b|(?:1[0-7]|[5-9])\s*(?:лет|год)\w*|школьни\w*|подрост\w*|несовершеннолет\w*|"
-          r"ребёнк\w*|ребенк\w*|детям|i'?m\s+(?:1[0-7]|[5-9])\b|(?:1[0-7]|[5-9])[\s-]*y(?:ea)?r?s?[\s-]*old|teens?\b|"
+          r"(?:сын\w*|доч\w*|ребён\w*|ребен\w*|внук\w*|внучк\w*|son|daughter|kid)\s+(?:1[0-7]|[5-9])\b|"
+          r"ребёнк\w*|ребенк\w*|детям|\w*класс(?:ник|ниц)\w*|\d+\s*-?\s*(?:го\s+)?класс\w*|i'?m\s+(?:1[0-7]|[5-9])\b|(?:1[0-7]|[5-9])[\s-]*y(?:ea)?r?s?[\s-]*old|teens?\b|"
           r"minors?\b|kids?\b|underage)")
 _ADULT_GOODS = (r"(?:сигарет\w*|табак\w*|вейп\w*|водк\w*|пив\w*|алкогол\w*|энергетик\w*|сигар\w*|кальян\w*|"
                 r"cigarettes?|tobacco|vapes?|vodka|beer|alcohol|liquor|wine|energy\s+drinks?)")
@@ -151,7 +166,8 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                   r"травк[уиа]|марихуан\w*|гашиш\w*|кайфан\w*|для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b|"
                   r"get\s+high|marijuana|\blsd\b|mdma")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
-                      r"хочу\s+умереть|kill\s+myself|self-?\s?harm|suicide|end\s+my\s+life")),
+                      r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
+                      r"suicide|end\s+my\s+life")),
     ("violence", _rx(r"\b(?:убить|зарезать|избить|отравить|отомстить|поджечь)\s+(?!время\b)\w+|"
                      r"\b(?:kill|poison|hurt|stab)\s+(?:some(?:one|body)|my\s+\w+|a\s+\w+|him|her|people)")),
     ("sexual", _rx(r"порн\w*|\bporn\w*|\bnude\w*|голы[хе]\w*|эроти\w*|интим\s+услуг|18\+|sexy\s+photos|"
@@ -173,12 +189,16 @@ _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                      r"персональн\w+\s+данн\w+|what\s+(?:do\s+you\s+know|data\s+do\s+you\s+(?:store|have|keep))\s+"
                      r"(?:about|on)\s+me|data\s+you\s+have\s+on\s+me|personal\s+data|"
                      r"what(?:'s|\s+is)\s+my\s+(?:e-?mail|address|home\s+address|phone|name|password|card|date\s+of\s+birth)|"
-                     r"(?:show|tell|give)\s+(?:me\s+)?my\s+(?:e-?mail|address|home\s+address|phone|card|password)")),
+                     r"(?:show|tell|give|list)\s+(?:me\s+)?my\s+(?:saved\s+)?(?:e-?mail|address|home\s+address|phone|card|"
+                     r"password)|(?:cards?|address(?:es)?|payment\s+methods?)\s+(?:are\s+|is\s+)?saved\s+(?:on|in)\s+my|"
+                     r"сохран[её]нн\w+\s+(?:карт\w*|адрес\w*|данн\w*)")),
 )
 
 _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("about_assistant", _rx(r"как\s+тебя\s+зовут|кто\s+ты(?:\s+такой)?\s*\??$|ты\s+робот|what(?:'s|\s+is)\s+your\s+name|"
                             r"who\s+are\s+you|are\s+you\s+a\s+(?:robot|bot|human)|расскажи\s+о\s+себе")),
+    ("translation", _rx(r"\bпереведи\b|\btranslate\b|как\s+будет\s+.{1,30}?\s+по-\w+|\bпо-(?:английски|французски|"
+                        r"немецки|испански|китайски|итальянски)\b")),
     ("jokes_stories", _rx(r"анекдот|\bшутк|\bjoke|расскажи\s+(?:\w+\s+)?сказку|tell\s+(?:me\s+)?a\s+story|загадай\s+загадку|"
                           r"напиши\s+(?:\w+\s+)?(?:стих|песню|сочинение|эссе)|write\s+(?:me\s+)?a\s+(?:poem|song|story)")),
     ("coding", _rx(r"(?:напиши|write|debug|исправь|fix)\s+(?:\w+\s+){0,3}?(?:код\w*|программ\w*|скрипт\w*|sql|script|code|"
@@ -186,6 +206,77 @@ _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("weather_politics", _rx(r"\bпогод\w*|\bweather\b|выбор(?:ы|ах)|election|президент\w*|\bpresident\b|политик\w*|"
                              r"\bpolitic\w*|голосовать|курс\s+доллара|stock\s+price")),
 )
+
+
+# Words that make a message about shopping, food, cooking, the services or the session itself. A classifier-only
+# refusal of such a message needs high confidence; a message with none of them and a doubtful classifier is off-topic.
+_SHOPPING_SIGNAL = _rx(
+    r"\b(?:куп\w*|покуп\w*|закаж\w*|заказ\w*|добав\w*|корзин\w*|найд\w*|найти|ищу|подбер\w*|подобра\w*|"
+    r"посовет\w*|порекоменд\w*|достав\w*|привез\w*|привез|курьер\w*|хочу|хочет\w*|хотел\w*|нуж[неоы]\w*|надо|"
+    r"есть\s+(?:ли|что|у\s+вас)|в\s+наличии|подар\w*|сувенир\w*|рецепт\w*|пригот\w*|свар\w*|испеч\w*|пожар\w*|"
+    r"запеч\w*|ужин\w*|завтрак\w*|обед\w*|ланч\w*|перекус\w*|еда|еду|еды|поесть|продукт\w*|товар\w*|магазин\w*|"
+    r"самокат\w*|мегамаркет\w*|купер\w*|цен[аыуе]\w*|стоит|стоимост\w*|\w*дешев\w*|\w*дешёв\w*|дорог\w*|скидк\w*|"
+    r"компани\w*|снек\w*|снэк\w*|ингредиент\w*|пожалуйста|пжлст|пжл|плиз|настольн\w*|настолк\w*|хачу|хочю|хотим|брал\w*|берём|берем|оплач\w*|"
+    r"получени\w*|"
+    r"акци\w*|распродаж\w*|рубл\w*|руб|₽|размер\w*|упаковк\w*|пачк\w*|бренд\w*|вкус\w*|сладк\w*|сладен\w*|"
+    r"сол[её]н\w*|остр\w*|полезн\w*|диет\w*|калори\w*|белк\w*|сахар\w*|лактоз\w*|безлактоз\w*|глютен\w*|веган\w*|"
+    r"вариант\w*|другой|другое|другие|другую|ещё|еще|побольше|поменьше|покрупнее|подписк\w*|рассрочк\w*|слот\w*|"
+    r"верн\w*\s+деньги|возврат\w*|просроч\w*|беру|возьму|взять|добавь|убери|отмени|повтори|оформи\w*|оплат\w*|"
+    r"привет|здравствуй\w*|спасибо|благодарю|ок|окей|да|нет|давай|супер|отлично|хорошо|не\s+то|не\s+нравится|"
+    r"buy|order\w*|cart|add|find|need|want|looking\s+for|gift\w*|present|cook\w*|recipe\w*|dinner|breakfast|lunch|"
+    r"snack\w*|food|meal\w*|groceries|grocery|price\w*|cheap\w*|expensive|sale|discount\w*|deliver\w*|in\s+stock|"
+    r"available|brand|pack|flavou?r|sweet|salty|spicy|healthy|vegan|gluten|lactose|sugar|option\w*|else|another|"
+    r"different|more|less|bigger|smaller|please|pls|thanks|thank\s+you|hi|hello|yes|no|ok|okay|goes\s+well\s+with|"
+    r"do\s+you\s+have|i'?d\s+like|would\s+like|ingredients?|berr(?:y|ies)|pancakes?|books?|kids'?|"
+    r"something\s+for|for\s+(?:my|a|the)\s+\w+|not\s+this|"
+    r"для\s+(?:себя|сына|дочк\w*|дочери|ребёнк\w*|ребенк\w*|детей|мам\w*|пап\w*|муж\w*|жен\w*|друз\w*|компании|"
+    r"кухни|дачи|дома|сада|ванной|офиса|работы)|средств\w*|набор\w*|можно\s+без|без\s+\w+|такой\s+же|есть\s*\?|"
+    r"\w+\s+бы\s*$|\d+\s*(?:шт|кг|г|гр|л|мл|литр\w*|рулон\w*|лет|год\w*|года|см|spf|year|kg|g|ml|l|pcs)|"
+    r"milk|coffee|tea|cheese|bread|eggs?|fruit|vegetables?|meat|chicken|fish|salmon|rice|pasta|beans|bars?|chocolate|"
+    r"cake|pizza|sushi|wine|beer|water|juice|toys?|shoes|sneakers|headphones|phone\s+case|charger|batter(?:y|ies)|"
+    r"sunscreen|shampoo|cream|diapers|cat|dog|kitten|puppy|pet)\b")
+_PRODUCT_WORD = _rx(r"\b(?:" + "|".join(stem + r"\w*" for stem in _PRODUCT_HEADS) + r")")
+
+
+# Russian nouns for everyday goods; a word whose navec vector is close to theirs names a product too
+# («авокадо», «батарейки», «выпечка»), which no fixed list can enumerate.
+_GOODS_ANCHORS = tuple("""
+молоко кефир йогурт творог сыр масло хлеб колбаса сосиски пельмени сок вода лимонад чай кофе шоколад конфеты печенье
+торт мороженое майонез кетчуп гречка рис макароны мука сахар соль чипсы орехи корм пюре каша подгузники шампунь крем
+гель мыло порошок мясо фарш курица рыба консервы кроссовки наушники смартфон книга игрушка конструктор овощи фрукты
+яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки
+""".split())
+
+
+@functools.lru_cache(maxsize=1)
+def _goods_anchor_matrix() -> np.ndarray:
+    embedding = natasha_models()[0]
+    anchors = np.stack([embedding[word] for word in _GOODS_ANCHORS if word in embedding]).astype(np.float64)
+    return anchors / np.linalg.norm(anchors, axis=1, keepdims=True)          # [A, 300]
+
+
+def names_goods(text: str, min_similarity: float) -> bool:
+    """Whether a Russian word of ``text`` is, by navec, near everyday goods (mean cosine to its 3 nearest anchors)."""
+    embedding, anchors = natasha_models()[0], _goods_anchor_matrix()
+    for word in set(re.findall(r"[а-я]{3,}", _normalise(text))):
+        if word in embedding:
+            vector = embedding[word].astype(np.float64)
+            similarity = np.sort(anchors @ (vector / (np.linalg.norm(vector) or 1.0)))[-3:].mean()
+            if similarity >= min_similarity:
+                return True
+    return False
+
+
+def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bool:
+    """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), or names goods."""
+    config = config or _DEFAULT_CONFIG
+    return bool(_SHOPPING_SIGNAL.search(text) or _PRODUCT_WORD.search(text) or mentions_sensitive_domain(text)
+                or names_goods(text, config.goods_similarity))
+
+
+# Questions about one's own orders and delivery: answered by the service, never refused by the classifier.
+_SERVICE_QUESTION = _rx(r"^\W*(?:where\s+is\s+my\s+order|где\s+(?:мой\s+)?заказ|когда\s+привезут|статус\s+заказа|"
+                        r"when\s+will\s+my\s+order|track\s+my\s+order)\b")
 
 
 def _first_rule(rules: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
@@ -349,9 +440,6 @@ def trained_model(config: ModerationConfig) -> LinearModerationModel:
 
 # --------------------------------------------------------------------------------------------------------- API
 
-_DEFAULT_CONFIG = ModerationConfig()
-
-
 def _language(text: str, language: str | None) -> str:
     if language is None:
         return text_language(text)
@@ -370,12 +458,19 @@ def moderate(text: str, language: str | None = None, config: ModerationConfig = 
     if ruled:
         label, rule = ruled
         return ModerationVerdict(label, "rule:" + rule, SAFE_REPLIES[language][label])
+    if _SERVICE_QUESTION.search(text):
+        return ModerationVerdict("ok", "rule:service_question", "")
     probs = trained_model(config).probabilities(text)
-    best = int(np.argmax(probs))
-    label = LABELS[best]
-    if label == "ok" or probs[best] < config.refuse_threshold:
-        return ModerationVerdict("ok", f"classifier:ok p={probs[0]:.2f}", "")
-    return ModerationVerdict(label, f"classifier:{label} p={probs[best]:.2f}", SAFE_REPLIES[language][label])
+    best = int(np.argmax(probs[1:])) + 1                 # the likeliest refusal
+    label, p_ok = LABELS[best], float(probs[0])
+    shopping = has_shopping_signal(text, config)
+    if (probs[best] >= (config.refuse_threshold_shopping if shopping else config.refuse_threshold)
+            or (shopping and p_ok < config.ok_min_shopping)):
+        return ModerationVerdict(label, f"classifier:{label} p={probs[best]:.2f}", SAFE_REPLIES[language][label])
+    if not shopping and p_ok < config.ok_without_signal:
+        return ModerationVerdict("off_topic", f"no shopping vocabulary, classifier ok p={p_ok:.2f}",
+                                 SAFE_REPLIES[language]["off_topic"])
+    return ModerationVerdict("ok", f"classifier:ok p={p_ok:.2f}" + ("" if shopping else ", no shopping vocabulary"), "")
 
 
 _SENTENCE = re.compile(r"[^.!?;\n]+[.!?;\n]*")

@@ -89,7 +89,7 @@ _PASSPORT = re.compile(r"(?<![\d\-])\d{2} \d{2} \d{6}(?!\d)")
 _PASSPORT_LABELED = re.compile(
     r"(?i)(?:паспорт\w*|passport)(?:\s+(?:рф|серия|series|number|номер|no\.?|№))*\s*[:#№]?\s*"
     r"(\d{4}\s?(?:№\s?)?\d{6}|(?:серия\s*)?\d{2}\s?\d{2}\s*(?:номер|№)?\s*\d{6}|[A-Z]{0,2}\d{7,9})(?!\d)")
-_INN_LABELED = re.compile(r"(?i)(?:инн|inn|tin)\s*(?:№|#|:|-)?\s*(\d{12}|\d{10})(?!\d)")
+_INN_LABELED = re.compile(r"(?i)\b(?:инн|inn|tin)(?:\s+[а-яa-z]+){0,2}?\s*(?:№|#|:|-)?\s*(\d{12}|\d{10})(?!\d)")
 
 # Units that follow a number in product text: «дом 300 г» is a brand and a pack size, not a house number.
 _UNIT = r"(?:г|гр|кг|мг|мл|л|шт|уп|см|мм|м|вт|ватт|гб|тб|руб|р|₽|%|капсул|таблет|пакет|рулон|пар|лет|год|мин|ч)\b"
@@ -195,7 +195,8 @@ _RU_FIRST_NAMES = """
 александра алина алла анастасия ангелина анна антонина валентина валерия варвара василиса галина дарья диана ева
 евгения екатерина елена елизавета жанна зинаида зоя инна ирина карина кира клавдия ксения лариса лидия людмила
 маргарита мария милана наталья наталия нина оксана олеся ольга полина раиса светлана софья софия таисия тамара
-татьяна ульяна эльвира юлия яна
+татьяна ульяна эльвира юлия яна алиса арина вероника виктория кристина злата эмилия василина стефания мирослава
+марк мирон давид артур тихон савелий демид богдан прохор платон
 саша шура лёша леша алёша андрюша антоша боря вадик валера вася витя вова володя гена гоша гриша дима денчик егорка
 женя ваня игорёк илюша костя кирюша лёня лёва макс миша никитка коля олежек паша петя рома серёжа сережа слава стас
 стёпа тима федя юра ярик аня анечка нюра варя валя галя даша дашенька катя катюша лена леночка лиза лизонька ира
@@ -334,7 +335,8 @@ def _lexicon_name_spans(text: str, allow: frozenset[str]) -> list[tuple[int, int
 
 
 # Declined forms of first names that are everyday words: «Вере» is fine, but «Максе», «Яне»… stay; these do not.
-_COMMON_RU_FORMS = frozenset("поле поля полю полей рому гене мише кире лизе зое еве вале яну нине ире".split())
+_COMMON_RU_FORMS = frozenset("поле поля полю полей рому гене мише кире лизе зое еве вале яну нине ире марка марку марке "
+                             "марки маркой".split())
 
 
 def _is_common_ru_form(lower: str) -> bool:
@@ -349,10 +351,14 @@ def _continues_name(token: str, gap: str) -> bool:
                 or re.fullmatch(r"[A-Z][a-z]+(?:-[A-Z][a-z]+)?", token) or _is_ru_first_name(token))
 
 
+_TITLE = re.compile(r"(?i)mr\.?|mrs\.?|ms\.?|miss|dr\.?")
+
+
 def _cue_name_spans(text: str) -> list[tuple[int, int]]:
     """«меня зовут иван петров», "my name is Anna": the words after a cue phrase, lower-case allowed (typing)."""
     spans = []
     for cue in _CUE.finditer(text):
+        title = bool(_TITLE.fullmatch(cue.group().strip(" :,")))
         words = []
         for word in _WORD.finditer(text, cue.end()):
             gap = text[(words[-1].end() if words else cue.end()):word.start()]
@@ -361,7 +367,7 @@ def _cue_name_spans(text: str) -> list[tuple[int, int]]:
             token = word.group()
             lower = token.lower()
             name_like = (_is_ru_first_name(token) or lower in _first_names()[1] or _RU_PATRONYMIC.search(lower)
-                         or _RU_SURNAME.search(lower) or (token[0].isupper() and words))
+                         or _RU_SURNAME.search(lower) or (token[0].isupper() and (words or title)))
             if not name_like:
                 break
             words.append(word)
