@@ -213,8 +213,10 @@ amy angela shirley anna emma olivia sophia isabella charlotte amelia mia harper 
 alice julia natalie hannah rachel megan lucy kate helen victoria
 """
 # First names that are also common words or brands (вера, роза, лев, мила…): only with NER or a cue phrase.
-_AMBIGUOUS_RU = frozenset("вера надежда любовь роза лилия лев мила слава марина виолетта майя клара тигран".split())
-_RU_SURNAME = re.compile(r"(?:ов|ев|ёв|ин|ын)(?:а|у|ым|ой|ом|е|ы|ых|их)?$|(?:енко|дзе|швили)$|(?:ян|янц|ук|юк)(?:а|у|ом|е)?$")
+_AMBIGUOUS_RU = frozenset("вера надежда любовь роза лилия лев мила слава марина виолетта майя клара тигран роман "
+                          "виктория".split())
+# singular forms only: plural «-ины/-овы» are mostly common nouns («витамины», «мандарины»)
+_RU_SURNAME = re.compile(r"(?:ов|ев|ёв|ин|ын)(?:а|у|ым|ой|ом|е)?$|(?:енко|дзе|швили)$|(?:ян|янц|ук|юк)(?:а|у|ом|е)?$")
 _RU_SURNAME_ADJ = re.compile(r"(?:ск|цк)(?:ий|ая|ого|ой|ому|ую|им)$")
 _RU_PATRONYMIC = re.compile(r"(?:ович|евич|ьич|ич|овн|евн|ичн|инична|ична)(?:а|у|ом|е|ы|ой|ем)?$")
 _WORD = re.compile(r"[A-Za-zА-ЯЁа-яё][A-Za-zА-ЯЁа-яё'\-]*")
@@ -291,6 +293,8 @@ _PRODUCT_HEADS = tuple("""
 def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: str = "") -> tuple[int, int] | None:
     """The part of an NER PER span that is really a person: words from the first name to the last name-like word."""
     keep = []
+    ambiguous_only = all(word.group().lower() in _ambiguous_forms() or not _is_ru_first_name(word.group())
+                         for word in words)
     for word in words:
         token = word.group()
         lower = token.lower()
@@ -301,6 +305,8 @@ def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: 
             keep.append(word)
     if not keep:
         return None
+    if ambiguous_only and len(words) > 1 and all(w.group().lower() in _ambiguous_forms() for w in keep):
+        return None   # «Роман Азбука»: a genre and a publisher; an ambiguous name needs a surname or patronymic
     names = [word for word in words if word.group()[0].isupper() and word.group().lower() not in allow]
     surname_only = not any(_is_ru_first_name(w.group()) or _RU_PATRONYMIC.search(w.group().lower()) for w in keep)
     preceding = ([before] + [w.group() for w in words])[[w.group() for w in words].index(keep[0].group())]
@@ -397,7 +403,7 @@ def _ambiguous_forms() -> frozenset[str]:
 
 
 def _name_spans(text: str, config: PrivacyFilterConfig) -> list[PiiSpan]:
-    allow = frozenset(word.lower() for word in config.allow_words)
+    allow = frozenset(token.lower() for words in config.allow_words for token in words.split())
     found = _lexicon_name_spans(text, allow) + _cue_name_spans(text)
     if config.use_ner and _worth_ner(text, allow):
         for start, end in _ner_person_spans(text):
