@@ -290,6 +290,9 @@ _PRODUCT_HEADS = tuple("""
 """.split())
 
 
+_VERB_ENDING = re.compile(r"(?:те|ть|ться|тся|ся|ай|яй|ей|и)$")
+
+
 def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: str = "") -> tuple[int, int] | None:
     """The part of an NER PER span that is really a person: words from the first name to the last name-like word."""
     keep = []
@@ -307,7 +310,9 @@ def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: 
         return None
     if ambiguous_only and len(words) > 1 and all(w.group().lower() in _ambiguous_forms() for w in keep):
         return None   # «Роман Азбука»: a genre and a publisher; an ambiguous name needs a surname or patronymic
-    names = [word for word in words if word.group()[0].isupper() and word.group().lower() not in allow]
+    # capitalised words of the span, less verbs the NER glues on at a sentence start («Доставьте Ольге …»)
+    names = [word for word in words if word.group()[0].isupper() and word.group().lower() not in allow
+             and (word in keep or not _VERB_ENDING.search(word.group().lower()))]
     surname_only = not any(_is_ru_first_name(w.group()) or _RU_PATRONYMIC.search(w.group().lower()) for w in keep)
     preceding = ([before] + [w.group() for w in words])[[w.group() for w in words].index(keep[0].group())]
     if surname_only and preceding.lower().startswith(_PRODUCT_HEADS):
