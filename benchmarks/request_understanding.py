@@ -37,7 +37,7 @@ REPORT_PATH = Path(__file__).resolve().parent / "results" / "request_understandi
 FIELDS = ("language", "domain", "intent", "target_services", "budget_rub", "diet", "delivery_speed", "recipient",
           "age_band", "refinement", "repeat_last_order")
 HEAD_FIELDS = ("intent", "domain", "target_services")
-GRID = {"l2_hashed": (1e-3, 1e-2), "epochs": (100, 200), "hash_buckets": (1 << 13, 1 << 14)}
+GRID = {"l2_hashed": (1e-3, 1e-2), "epochs": (100, 200, 300), "hash_buckets": (1 << 13, 1 << 14)}
 
 
 def field_value(value):

@@ -78,9 +78,9 @@ class RequestUnderstandingConfig:
     word_bigrams: bool = True
     use_navec: bool = True
     use_rule_cues: bool = True
-    epochs: int = 150
+    epochs: int = 200
     learning_rate: float = 0.05
-    l2_hashed: float = 1e-2  # the n-gram weights: strong L2 keeps them from memorising product words
+    l2_hashed: float = 1e-3  # the n-gram weights: strong L2 keeps them from memorising product words
     l2_dense: float = 1e-4  # navec, domain prototypes, rule cues
     service_threshold: float = 0.5
     seed: int = 0
@@ -166,7 +166,7 @@ SPEED_PATTERNS = (
     ("fast", re.compile(r"быстр|срочн|\bщас\b|прямо\s+сейчас|за\s+\d+\s*мин|в\s+течени[ие]\s+(?:часа|получаса)|"
                         r"немедленно|asap|quick|right\s+now|urgent|in\s+\d+\s*min|\bfast", re.IGNORECASE)),
     ("slot", re.compile(r"на\s+(?:субботу|воскресенье|понедельник|вторник|среду|четверг|пятницу|выходные)|"
-                        r"к\s+выходным|\bзавтра\b|послезавтра|\bслот|\bк\s+\d{1,2}(?::\d\d)?\s*(?:утра|вечера|час)|"
+                        r"к\s+(?:выходным|субботе|воскресенью|понедельнику|вторнику|среде|четвергу|пятнице)|\bзавтра\b|послезавтра|\bслот|\bк\s+\d{1,2}(?::\d\d)?\s*(?:утра|вечера|час)|"
                         r"\d{1,2}:\d\d|на\s+вечер\s+(?:пятницы|субботы|воскресенья)|tomorrow|"
                         r"for\s+(?:saturday|sunday|monday|friday)|weekend|\bslot", re.IGNORECASE)),
 )
@@ -181,7 +181,7 @@ RECIPIENT_PATTERNS = (
               r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
               r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
     ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
-            r"\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b"),
+            r"попуга\w*|хомяк\w*|\bрыбк\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
     ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим\w*|на\s+двоих|\bwife|husband|"
                 r"girlfriend|boyfriend|partner"),
     ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
@@ -295,7 +295,7 @@ def parse_age_band(text: str, recipient: str | None) -> str | None:
     return age_to_band(age)
 
 
-def parse_refinement(text: str, diet: Sequence[str], budget: int | None) -> tuple[str, ...]:
+def parse_refinement(text: str, budget: int | None) -> tuple[str, ...]:
     found = {name for name, pattern in REFINEMENT_PATTERNS.items() if pattern.search(text)}
     found |= {name for name, pattern in WITHOUT_PATTERNS.items() if pattern.search(text)}
     if budget is not None:
@@ -322,7 +322,7 @@ def parse_slots(text: str) -> Slots:
     budget, diet = parse_budget(text), parse_diet(text)
     recipient = parse_recipient(text)
     return Slots(detect_language(text), budget, diet, parse_delivery_speed(text), recipient,
-                 parse_age_band(text, recipient), parse_refinement(text, diet, budget), mentioned_services(text),
+                 parse_age_band(text, recipient), parse_refinement(text, budget), mentioned_services(text),
                  bool(REPEAT_ORDER.search(text)))
 
 
@@ -366,14 +366,6 @@ KEYWORD_DOMAIN_SERVICES = {"food": ("samokat", "kuper"), "goods": ("samokat", "k
 
 # ---------------------------------------------------------------- features
 
-RULE_CUES = ("budget", "diet", "speed_fast", "speed_slot", "recipient", "age", "refinement", "service_mentioned",
-             "repeat", "question", "digits_4plus", "follow_up_start", "ordinal_reference", "pronoun_reference",
-             "words_1", "words_2", "words_3_4", "words_5_8", "words_9plus", "latin_majority")
-FOLLOW_UP_START = re.compile(r"^\W*(?:а|ну|и|но|только|без|хм|давай|without|and|but|also|maybe|ok|hmm)\b")
-ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfirst\b|\bsecond\b|\bthird\b|\b[1-5]\b(?![\s\d]*(?:\d|р|руб|₽|"
-                               r"лет|год|к\b|тыс|шт|мин|rub|year))")
-PRONOUN_REFERENCE = re.compile(r"\bэт(?:о|и|у|от|ой|им|их)\b|\bих\b|\bних\b|\bthis\b|\bthese\b|\bthose\b|\bit\b|"
-                               r"\bthem\b")
 @lru_cache(maxsize=1)
 def load_navec():
     """navec word vectors (250K Russian words, 300-d) from the data shipped inside the natasha wheel."""
@@ -391,6 +383,14 @@ def stable_bucket(token: str, buckets: int) -> int:
     return zlib.crc32(token.encode("utf-8")) % buckets
 
 
+RULE_CUES = ("budget", "diet", "speed_fast", "speed_slot", "recipient", "age", "refinement", "service_mentioned",
+             "repeat", "question", "digits_4plus", "follow_up_start", "ordinal_reference", "pronoun_reference",
+             "words_1", "words_2", "words_3_4", "words_5_8", "words_9plus", "latin_majority")
+FOLLOW_UP_START = re.compile(r"^\W*(?:а|ну|и|но|только|без|хм|давай|without|and|but|also|maybe|ok|hmm)\b")
+ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfirst\b|\bsecond\b|\bthird\b|\b[1-5]\b(?![\s\d]*(?:\d|р|руб|₽|"
+                               r"лет|год|к\b|тыс|шт|мин|rub|year))")
+PRONOUN_REFERENCE = re.compile(r"\bэт(?:о|и|у|от|ой|им|их)\b|\bих\b|\bних\b|\bthis\b|\bthese\b|\bthose\b|\bit\b|"
+                               r"\bthem\b")
 # Words that name each domain, like a category tree's labels: a message word close to one of them in navec space
 # points to the domain even when the product itself never occurs in the labeled data ("сковородку" → home).
 DOMAIN_SEEDS = {
