@@ -3,8 +3,8 @@
     python -m benchmarks.safety_filters [--split test] [--out benchmarks/results/safety_filters.md]
 
 Protocol: ``recllm/safety/labeled/{pii,moderation}.jsonl`` carry a fixed ``split`` field (templates and slot fillers
-split as wholes, see make_labeled_sets.py). The moderation classifier trains on ``train`` only; the PII filter is
-rules + NER tuned on ``train``; everything below is measured on ``--split`` (default ``test``).
+split as wholes, see make_labeled_sets.py). The moderation classifier trains on ``train`` only; everything below is
+measured on ``--split`` (default ``test``), with the ``fresh_holdout`` part of it (written last) also shown apart.
 A predicted PII span matches a gold span when the kinds agree and IoU >= 0.5; "covered" counts the gold characters
 that any predicted span hides, whatever its kind — what matters for privacy.
 """
@@ -25,6 +25,18 @@ from recllm.safety import moderation, privacy_filter
 LABELED = Path(privacy_filter.__file__).resolve().parent / "labeled"
 RESULTS = Path(__file__).resolve().parent / "results" / "safety_filters.md"
 IOU_MATCH = 0.5
+
+# What the test split was used for, so the figures are read for what they are.
+HISTORY = (
+    "How the test split was used: the rules were developed on `train`. The first look at `test` (PII recall 0.976 / "
+    "precision 0.984; moderation off-topic handled 0.69, normal refused 0.029) led to general fixes (SNILS before "
+    "phone, «12к2» houses, surname case endings; shopping-vocabulary gating, wider rule families) and a second batch "
+    "of hand-written texts. A `fresh_holdout` batch was then written and looked at once: PII recall 0.83 / precision "
+    "1.0 (an INN with a word before the number, «Mrs. Harris», the name «Алиса» missed); moderation unsafe 0.9, "
+    "off-topic 0.92, injection 0.8, personal data 1.0 handled safely, normal refused 0.10 (4 of 40). The rules were "
+    "widened once more after that look, so every figure below is an upper bound on new phrasing; the first-look "
+    "fresh hold-out numbers are the closest thing to an unbiased estimate."
+)
 
 
 def load_split(name: str, split: str) -> list[dict]:
@@ -114,14 +126,15 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict) -> str:
+def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict, fresh_pii: dict,
+           fresh_mod: dict) -> str:
     lines = ["# Safety filters: privacy filter and moderation", "",
              f"Command: `{command}`", "",
              "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), "",
              "Protocol: labeled sets in `recllm/safety/labeled/` (written by `make_labeled_sets.py`), fixed `split` "
              "field; templates and slot fillers are split as wholes so a test text shares neither phrasing pattern "
              "nor personal data with a training text. The moderation classifier is trained on `train` only; the PII "
-             f"rules were tuned on `train` only. Figures below are on split `{split}`.", "",
+             f"rules were developed on `train`. Figures below are on split `{split}`.", "", HISTORY, "",
              f"## PII ({pii['texts']} texts, {pii['negatives']} without PII)", "",
              "| kind | gold | predicted | recall | precision |", "|---|---|---|---|---|"]
     for kind, row in pii["per_kind"].items():
@@ -142,6 +155,18 @@ def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict
               "| function | p50 ms | p99 ms | calls |", "|---|---|---|---|"]
     for name, row in lat.items():
         lines.append(f"| {name} | {row['p50']:.3f} | {row['p99']:.3f} | {row['calls']} |")
+    lines += ["", "Every text of both sets (train and test), 3 passes. `find_pii` runs slovnet NER only when a "
+              "capitalised Russian word could be a name (ambiguous first name, surname or patronymic ending), so its "
+              "p99 is those calls; `moderate` includes `has_shopping_signal` (navec look-ups) and the classifier. "
+              "The classifier is trained once per process on first use (not timed here; ~2-5 s on this machine). "
+              "The machine is shared: see the load average above."]
+    lines += ["", "## The fresh hold-out alone (after the last fixes)", "",
+              f"PII ({fresh_pii['texts']} texts): span recall {fresh_pii['recall']:.3f}, precision "
+              f"{fresh_pii['precision']:.3f}, false alarms {fresh_pii['false_alarm_texts']} of {fresh_pii['negatives']} "
+              "texts without PII.", "",
+              f"Moderation ({fresh_mod['texts']} texts): handled safely "
+              + ", ".join(f"{label} {_fmt(value)}" for label, value in fresh_mod["handled_safely"].items())
+              + f"; normal refused {fresh_mod['normal_refused']:.3f}."]
     lines += ["", "## Errors on this split", ""]
     for error in pii["errors"]:
         lines.append(f"- PII `{error['text']}`: gold {error['gold']}, got {error['got']}")
@@ -161,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     pii_rows, mod_rows = load_split("pii", args.split), load_split("moderation", args.split)
     pii, mod = pii_metrics(pii_rows), moderation_metrics(mod_rows)
     all_texts = [row["text"] for row in load_split("pii", "all")] + [row["text"] for row in load_split("moderation", "all")]
+    # every text of both sets, train and test: latency does not depend on labels
     lat = {"find_pii": latency_ms(privacy_filter.find_pii, all_texts),
            "redact": latency_ms(privacy_filter.redact, all_texts),
            "mentions_sensitive_domain": latency_ms(privacy_filter.mentions_sensitive_domain, all_texts),
@@ -168,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
            "scan_untrusted": latency_ms(moderation.scan_untrusted, all_texts)}
     command = "python -m benchmarks.safety_filters" + "".join(" " + arg for arg in (argv if argv is not None
                                                                                      else sys.argv[1:]))
-    text = report(args.split, pii, mod, lat, command, info)
+    fresh_pii = pii_metrics([row for row in pii_rows if row["source"] == "fresh_holdout"])
+    fresh_mod = moderation_metrics([row for row in mod_rows if row["source"] == "fresh_holdout"])
+    text = report(args.split, pii, mod, lat, command, info, fresh_pii, fresh_mod)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
