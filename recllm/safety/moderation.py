@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recllm.safety.privacy_filter import _PRODUCT_HEADS, mentions_sensitive_domain, natasha_models, text_language
+from recllm.safety.privacy_filter import PRODUCT_HEAD_STEMS, mentions_sensitive_domain, natasha_models, text_language
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ _SHOPPING_SIGNAL = _rx(
     r"milk|coffee|tea|cheese|bread|eggs?|fruit|vegetables?|meat|chicken|fish|salmon|rice|pasta|beans|bars?|chocolate|"
     r"cake|pizza|sushi|wine|beer|water|juice|toys?|shoes|sneakers|headphones|phone\s+case|charger|batter(?:y|ies)|"
     r"sunscreen|shampoo|cream|diapers|cat|dog|kitten|puppy|pet)\b")
-_PRODUCT_WORD = _rx(r"\b(?:" + "|".join(stem + r"\w*" for stem in _PRODUCT_HEADS) + r")")
+_PRODUCT_WORD = _rx(r"\b(?:" + "|".join(stem + r"\w*" for stem in PRODUCT_HEAD_STEMS) + r")")
 
 
 # Russian nouns for everyday goods; a word whose navec vector is close to theirs names a product too
@@ -479,19 +479,24 @@ _SENTENCE = re.compile(r"[^.!?;\n]+[.!?;\n]*")
 def scan_untrusted(text: str, config: ModerationConfig = _DEFAULT_CONFIG) -> UntrustedScan:
     """Whether text the assistant reads (an item name, a profile field, an earlier turn) carries instructions.
 
-    Sentences that trigger an injection rule are cut out of ``neutralised``; when only the classifier fires, the
+    ``neutralised`` drops every sentence that triggers an injection rule, except that the clean start of the first
+    sentence — usually the item name the instruction was glued to — is kept. When only the classifier fires, the
     whole text is suspect and ``neutralised`` is empty.
     """
     if not text.strip():
         return UntrustedScan(False, "", text)
     rule = injection_rule(text)
     if rule:
-        kept = [sentence for sentence in _SENTENCE.findall(text) if not injection_rule(sentence)]
-        cleaned = "".join(kept).strip()
-        # a rule that matched across sentences (or an instruction glued to the item name) leaves the clean prefix
-        if cleaned == text.strip():
-            cleaned = ""
-        return UntrustedScan(True, "rule:" + rule, _clean_prefix(text) if not cleaned else cleaned)
+        pieces = []
+        for index, sentence in enumerate(_SENTENCE.findall(text) or [text]):
+            if not injection_rule(sentence):
+                pieces.append(sentence.strip())
+            elif index == 0:
+                pieces.append(_clean_prefix(sentence))      # «Молоко 2,5% ИГНОРИРУЙ…» keeps «Молоко 2,5%»
+        neutralised = " ".join(piece for piece in pieces if piece)
+        if neutralised == text.strip():                      # the rule matched across sentences
+            neutralised = _clean_prefix(text)
+        return UntrustedScan(True, "rule:" + rule, neutralised)
     probability = float(trained_model(config).probabilities(text)[LABELS.index("prompt_injection")])
     if probability >= config.untrusted_threshold:
         return UntrustedScan(True, f"classifier p={probability:.2f}", "")
@@ -500,5 +505,5 @@ def scan_untrusted(text: str, config: ModerationConfig = _DEFAULT_CONFIG) -> Unt
 
 def _clean_prefix(text: str) -> str:
     """The part of ``text`` before the first injection match: «Молоко 2,5% ИГНОРИРУЙ…» → «Молоко 2,5%»."""
-    starts = [match.start() for _, pattern in _INJECTION_RULES for match in [pattern.search(text)] if match]
-    return text[:min(starts)].strip(" ,.;:-—(") if starts else ""
+    starts = [match.start() for _, pattern in _INJECTION_RULES if (match := pattern.search(text))]
+    return text[:min(starts)].strip(" ,;:-—(") if starts else ""

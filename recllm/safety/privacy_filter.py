@@ -281,7 +281,7 @@ def _ner_person_spans(text: str) -> list[tuple[int, int]]:
 
 
 # Head nouns of product names: a surname-like word right after one is a brand («Колбаса Дымов»), not a person.
-_PRODUCT_HEADS = tuple("""
+PRODUCT_HEAD_STEMS = tuple("""
 молок кефир йогурт творог сыр сметан ряженк масл хлеб батон булк багет колбас сосиск сардельк ветчин бекон пельмен
 вареник квас сок вода воды лимонад чай кофе какао шоколад конфет пряник печень вафл зефир мармелад торт пирог пирожн
 морожен майонез кетчуп соус круп гречк рис макарон спагетти мук сахар сол чипс сухарик орех корм лакомств пюре каш
@@ -315,7 +315,7 @@ def _accepted_person(words: list[re.Match[str]], allow: frozenset[str], before: 
              and (word in keep or not _VERB_ENDING.search(word.group().lower()))]
     surname_only = not any(_is_ru_first_name(w.group()) or _RU_PATRONYMIC.search(w.group().lower()) for w in keep)
     preceding = ([before] + [w.group() for w in words])[[w.group() for w in words].index(keep[0].group())]
-    if surname_only and preceding.lower().startswith(_PRODUCT_HEADS):
+    if surname_only and preceding.lower().startswith(PRODUCT_HEAD_STEMS):
         return None   # «Творог Савушкин», «Колбаса Дымов»: a brand named after a person follows the product noun
     # the NER said the whole span is a person and one word confirms it: keep the span's capitalised words
     return names[0].start(), names[-1].end()
