@@ -131,15 +131,27 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _digit_windows(raw: str) -> list[tuple[int, int]]:
+    """(start, end) of every run of whole digit groups in ``raw``, longest first: a candidate that swallowed a
+    neighbouring number («8-916-123-45-67 2 шт», «4111 1111 1111 1111 12/27») is tried without it too."""
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", raw)]
+    windows = [(groups[i][0], groups[j][1]) for i in range(len(groups)) for j in range(i, len(groups))]
+    return sorted(windows, key=lambda w: (w[0] - w[1], w[0]))
+
+
+def _is_card(raw: str) -> bool:
+    digits = re.sub(r"\D", "", raw)
+    # a bare 13-15 digit run is more likely a barcode (EAN-13) than a card; cards that short come grouped
+    return 13 <= len(digits) <= 19 and (raw != digits or len(digits) >= 16) and luhn_valid(digits)
+
+
 def _card_spans(text: str) -> list[PiiSpan]:
     spans = []
     for match in _CARD.finditer(text):
-        raw = match.group()
-        digits = re.sub(r"\D", "", raw)
-        grouped = raw != digits
-        # a bare 13-15 digit run is more likely a barcode (EAN-13) than a card; cards that short come grouped
-        if 13 <= len(digits) <= 19 and (grouped or len(digits) >= 16) and luhn_valid(digits):
-            spans.append(PiiSpan("card", match.start(), match.end()))
+        for start, end in _digit_windows(match.group()):
+            if _is_card(match.group()[start:end]):
+                spans.append(PiiSpan("card", match.start() + start, match.start() + end))
+                break
     return spans
 
 
@@ -160,12 +172,16 @@ def _is_phone(raw: str) -> bool:
 def _phone_spans(text: str) -> list[PiiSpan]:
     spans = []
     for match in _PHONE.finditer(text):
-        raw = match.group().rstrip()
-        if raw.startswith("(") and ")" not in raw:
-            raw = raw[1:]
-        start = match.start() + (len(match.group()) - len(match.group().lstrip("(")) if raw != match.group() else 0)
-        if _is_phone(raw):
-            spans.append(PiiSpan("phone", start, start + len(raw)))
+        raw = match.group()
+        for start, end in _digit_windows(raw):
+            # widen the digit window to a "+" before it and to brackets that belong to it
+            if start > 0 and raw[start - 1] == "(" and ")" in raw[start:end]:
+                start -= 1
+            if raw[:start].rstrip().endswith("+"):
+                start = raw[:start].rstrip().rindex("+")
+            if _is_phone(raw[start:end]):
+                spans.append(PiiSpan("phone", match.start() + start, match.start() + end))
+                break
     return spans
 
 

@@ -51,6 +51,8 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, field):
     ("офис 8 (495) 123-45-67", [("phone", "8 (495) 123-45-67")]),
     ("call +44 20 7946 0958", [("phone", "+44 20 7946 0958")]),
     ("call +1 (415) 555-0132 please", [("phone", "+1 (415) 555-0132")]),
+    ("тел 8-916-123-45-67 2 шт", [("phone", "8-916-123-45-67")]),        # a neighbouring number is not swallowed
+    ("заказ 2 8-916-123-45-67", [("phone", "8-916-123-45-67")]),
 ])
 def test_phones(text, expected):
     assert kinds_and_texts(text) == expected
@@ -78,6 +80,7 @@ def test_luhn_checksum():
     ("card 5500-0000-0000-0004 exp 12/27", [("card", "5500-0000-0000-0004")]),
     ("оплата 5536913760004511", [("card", "5536913760004511")]),
     ("amex 3782 822463 10005", [("card", "3782 822463 10005")]),
+    ("номер карты 4111 1111 1111 1111 12/27", [("card", "4111 1111 1111 1111")]),
 ])
 def test_cards_that_pass_luhn(text, expected):
     assert kinds_and_texts(text) == expected
