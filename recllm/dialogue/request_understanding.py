@@ -78,7 +78,7 @@ class RequestUnderstandingConfig:
     word_bigrams: bool = True
     use_navec: bool = True
     use_rule_cues: bool = True
-    epochs: int = 200
+    epochs: int = 100
     learning_rate: float = 0.05
     l2_hashed: float = 1e-3  # the n-gram weights: strong L2 keeps them from memorising product words
     l2_dense: float = 1e-4  # navec, domain prototypes, rule cues
