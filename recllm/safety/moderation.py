@@ -116,75 +116,100 @@ def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE | re.UNICODE)
 
 
+# Role words of a jailbreak: what the assistant is told it "now is", and what a role-play asks it to reveal.
+_ROLE = (r"(?:хакер\w*|бот\w*|ии|ai|dan|админ\w*|администратор\w*|друг(?:ой|им)\s+(?:бот\w*|ассистент\w*|ии)|"
+         r"зл(?:ой|ым)\w*|мой\s+(?:\w+\s+)?(?:дедушк\w*|бабушк\w*|хакер\w*)|свободн\w*|пират\w*|персонаж\w*|"
+         r"не\s+ассистент\w*|не\s+помощник\w*|без\s+(?:правил|ограничений|цензуры|фильтров))")
+_JAILBREAK_GOAL = (r"(?:правил|ограничен|цензур|фильтр|хакер|зл(?:ой|ым)|покойн|номер\w*\s+карт|данн|адрес|телефон|"
+                   r"парол|\bdan\b|rules|restrict|filter|hacker|evil|grandm|dead|card|data|address|phone|password)")
+_DATA_NOUN = (r"(?:адрес\w*|телефон\w*|номер\w*|данн\w*|e-?mail|почт\w*|имена|имя|фамили\w*|заказ\w*|покупк\w*|"
+              r"профил\w*|address\w*|phones?|numbers?|data|emails?|names?|orders?|profiles?|where\s+\w+\s+live)")
+_OTHERS = (r"(?:друг\w+|чуж\w+|все\w*)\s+(?:пользовател\w*|клиент\w*|покупател\w*)|(?:another|other|all)\s+"
+           r"(?:users?|customers?|clients?|buyers?)|соседа|соседки|соседей|other\s+people|(?:my\s+)?neighbou?rs?")
+
 _INJECTION_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ignore_instructions", _rx(r"\b(?:игнорир\w*|проигнорир\w*|забудь|забей на|отмени|пренебреги)\s+(?:\w+,?\s+){0,4}?"
-                                r"(?:инструкц\w*|правил\w*|указани\w*|ограничени\w*|настройк\w*|промпт\w*|"
-                                r"говорил\w*|сказал\w*)|слушай(?:ся)?\s+(?:только\s+)?меня\b")),
+    ("ignore_instructions", _rx(r"\b(?:игнорир\w*|проигнорир\w*|забудь|забей\s+на|пренебреги)\s+(?:\w+,?\s+){0,4}?"
+                                r"(?:инструкц\w*|правил\w*|указани\w*|ограничени\w*|настройк\w*|промпт\w*)|"
+                                r"(?:игнорир\w*|проигнорир\w*|забудь)\s+вс[её]\s+(?:выше|сказанное|предыдущ\w*)|"
+                                r"забудь\s+(?:вс[её],?\s+)?что\s+тебе\s+(?:говорили|сказали|писали)|"
+                                r"слушайся\s+(?:только\s+)?меня|слушай\s+только\s+меня")),
     ("ignore_instructions_en", _rx(r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:\w+\s+){0,3}?"
-                                   r"(?:instructions?|rules|guidelines|prompts?|told|above|restrictions|filters?)")),
+                                   r"(?:instructions?|rules|guidelines|prompts?|you\s+were\s+told|the\s+above|"
+                                   r"restrictions|filters?)")),
     ("system_prompt", _rx(r"system\s*prompt|системн\w*\s+(?:промпт|сообщени|инструкц|настройк)|"
                           r"(?:покажи|выведи|напечатай|print|reveal|show|repeat)\s+(?:\w+\s+){0,2}?"
-                          r"(?:промпт|prompt|скрыт\w*\s+инструкц|hidden\s+instructions|text\s+above)|"
-                          r"(?:твоих|твои|своих|свои|your)\s+(?:инструкц|instructions)")),
-    ("markup", _rx(r"</?\s*system\s*>|\[/?INST\]|#{2,}\s*system|<\|im_start\|>|"
-                   r"(?:^|[.!?;\n]\s*|\s)(?:assistant|system|ассистент|система|системное\s+сообщение)\s*:|"
-                   r"(?:reveal|выдай|раскрой|слей)\s+(?:\w+\s+){0,2}?(?:phone|address|data|numbers|телефон\w*|адрес\w*|данн\w*)|"
-                   r"\((?:assistant|system)\s*:")),
-    ("new_role", _rx(r"\bты\s+(?:теперь|больше\s+не|отныне)\b|\bотныне\s+ты\b|\byou\s+are\s+now\b|"
-                     r"\bfrom\s+now\s+on\s+you\b|\b(?:притворись|представь,?\s+что\s+ты|представь,?\s+что\s+у\s+тебя)\b|"
-                     r"\bpretend\s+(?:you\s+are|to\s+be)\b|\bact\s+as\s+(?:an?\s+)?(?:unrestricted|evil|dan|admin)|"
-                     r"\brole-?\s?play\b|\bсыграем:?\s+ты\b|\bDAN\b|jailbreak|developer\s+mode|режим\w*\s+разработчик")),
-    ("no_limits", _rx(r"без\s+(?:ограничений|цензуры|фильтров|правил)|(?:сними|отключи|убери)\s+(?:\w+\s+)?"
-                      r"(?:ограничени\w*|фильтр\w*|цензур\w*)|no\s+(?:rules|restrictions|filters)|"
-                      r"правила\s+не\s+действуют|переопредели|новая\s+инструкция|new\s+instructions?")),
-    ("other_users_data", _rx(r"(?:друг\w*|чуж\w*|соседа|все\w*)\s+(?:пользовател\w*|клиент\w*|покупател\w*)|"
-                             r"(?:another|other|all)\s+(?:users?|customers?|clients?)|"
-                             r"пользовател\w*,?\s+(?:который|которые)\s+(?:заказывал|покупал)|who\s+else\s+(?:ordered|bought)|"
-                             r"базу\s+(?:пользователей|клиентов)|данные\s+всех|"
+                          r"(?:промпт\w*|prompt|скрыт\w*\s+инструкц\w*|hidden\s+instructions|text\s+above|"
+                          r"initial\s+instructions)|(?:в\s+)?тво(?:их|и|ей)\s+инструкц\w*|your\s+(?:hidden\s+)?instructions")),
+    ("markup", _rx(r"</?\s*system\s*>|\[/?INST\]|#{2,}\s*system|<\|im_start\|>|\((?:assistant|system)\s*:|"
+                   r"(?:^|[.!?;\n]\s*|\s)(?:assistant|system|ассистент|системное\s+сообщение)\s*:|"
+                   r"(?:reveal|выдай|раскрой|слей)\s+(?:\w+\s+){0,2}?" + _DATA_NOUN)),
+    ("new_role", _rx(r"\bты\s+(?:теперь|отныне|больше\s+не)\s+(?:\w+\s+)?" + _ROLE + r"|"
+                     r"\bты\s+больше\s+не\s+(?:\w+\s+)?(?:ассистент|помощник|бот)\w*|\bотныне\s+ты\s+(?:\w+\s+)?"
+                     + _ROLE + r"|с\s+этого\s+момента\s+ты\b|\byou\s+are\s+now\b|\bfrom\s+now\s+on\s+you\b|"
+                     r"\b(?:притворись|представь,?\s+что\s+ты|представь,?\s+что\s+у\s+тебя|pretend\s+(?:you\s+are|to\s+be)|"
+                     r"act\s+as|role-?\s?play|сыграем)\b(?=.*" + _JAILBREAK_GOAL + r")|(?-i:\bDAN\b)|jailbreak|"
+                     r"developer\s+mode|режим\w*\s+разработчик")),
+    ("no_limits", _rx(r"(?:отвечай|отвечать|ответь|работай|говори|действуй|answer|respond|reply)\s+(?:\w+\s+){0,3}?"
+                      r"(?:без|нет|no|without)\s+(?:\w+\s+)?(?:ограничений|цензуры|фильтров|правил|rules|restrictions|filters)|"
+                      r"без\s+цензуры|(?:сними|отключи|убери)\s+(?:\w+\s+)?(?:ограничени\w*|фильтр\w*|цензур\w*)|"
+                      r"(?:у\s+тебя\s+)?(?:теперь\s+)?нет\s+(?:никаких\s+)?(?:ограничений|правил)|no\s+(?:rules|restrictions)\b|"
+                      r"правила\s+не\s+действуют|переопредели|нов(?:ая|ые)\s+инструкци\w*|new\s+(?:system\s+)?instructions?|"
+                      r"разрешил\w*\s+(?:тебе\s+)?показ\w*")),
+    ("other_users_data", _rx(_DATA_NOUN + r"\s+(?:\w+\s+){0,3}?(?:" + _OTHERS + r")|(?:" + _OTHERS + r")\W+(?:\w+\W+){0,3}?"
+                             + _DATA_NOUN + r"|пользовател\w*,?\s+(?:который|которые)\s+(?:заказывал|покупал)|"
+                             r"who\s+else\s+(?:ordered|bought)|базу\s+(?:пользователей|клиентов)|данные\s+всех|"
                              r"\b(?:того|тех|той|всех),?\s+кто\s+(?:заказывал|покупал|брал|купил|заказал)|"
-                             r"(?:телефон\w*|адрес\w*|номер\w*|данн\w*|e-?mail|почт\w*|заказ\w*|покупк\w*)\s+(?:\w+\s+)?"
-                             r"(?:соседа|соседки|соседей|другого\s+человека|других\s+людей|курьера|"
-                             r"(?:my\s+)?neighbou?r)")),
+                             r"list\s+all\s+(?:users|customers)")),
     ("admin_claim", _rx(r"\b(?:я\s+администратор|as\s+(?:the\s+)?admin|i\s+am\s+(?:the\s+)?admin)")),
 )
 
-_MINOR = (r"(?:мне\s+(?:1[0-7]|[5-9])\b|(?:1[0-7]|[5-9])\s*(?:лет|год)\w*|школьни\w*|подрост\w*|несовершеннолет\w*|"
-          r"(?:сын\w*|доч\w*|ребён\w*|ребен\w*|внук\w*|внучк\w*|son|daughter|kid)\s+(?:1[0-7]|[5-9])\b|"
-          r"ребёнк\w*|ребенк\w*|детям|\w*класс(?:ник|ниц)\w*|\d+\s*-?\s*(?:го\s+)?класс\w*|i'?m\s+(?:1[0-7]|[5-9])\b|(?:1[0-7]|[5-9])[\s-]*y(?:ea)?r?s?[\s-]*old|teens?\b|"
-          r"minors?\b|kids?\b|underage)")
-_ADULT_GOODS = (r"(?:сигарет\w*|табак\w*|вейп\w*|водк\w*|пив\w*|алкогол\w*|энергетик\w*|сигар\w*|кальян\w*|"
-                r"cigarettes?|tobacco|vapes?|vodka|beer|alcohol|liquor|wine|energy\s+drinks?)")
+_MINOR = (r"(?:мне\s+(?:1[0-7]|[5-9])\b|(?<!\d)(?:1[0-7]|[5-9])\s*(?:лет|год)\w*|школьни\w*|подрост\w*|"
+          r"несовершеннолет\w*|(?:сын\w*|доч\w*|ребён\w*|ребен\w*|внук\w*|внучк\w*|son|daughter|kid)\s+(?:1[0-7]|[5-9])\b|"
+          r"\w*класс(?:ник|ниц)\w*|(?<!\d)\d{1,2}\s*-?\s*(?:го\s+)?класс\w*|i'?m\s+(?:1[0-7]|[5-9])\b|"
+          r"(?<!\d)(?:1[0-7]|[5-9])[\s-]*y(?:ea)?r?s?[\s-]*old|teens?\b|teenagers?|minors?\b|underage)")
+_ADULT_GOODS = (r"(?:сигарет\w*|табак\w*|вейп\w*|водк\w*|пиво|пива|пиву|алкогол\w*|энергетик\w*|сигар\w*|кальян\w*|"
+                r"насвай|cigarettes?|tobacco|vapes?|vodka|beer|alcohol|liquor|wine|energy\s+drinks?)")
+_CHILD = r"(?:ребёнк\w*|ребенк\w*|ребёнку|детям|детей|kids?|child(?:ren)?)"
+_PESTS = (r"(?:врем\w*|запах\w*|таракан\w*|мыш\w*|крыс\w*|мол[ьи]\w*|комар\w*|муравь\w*|клоп\w*|блох\w*|микроб\w*|"
+          r"бактери\w*|свеч\w*|плесен\w*|сорняк\w*|вкус\w*|голод\w*)")
 
 _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("minors_adult_goods", _rx(_MINOR + r".{0,40}?" + _ADULT_GOODS + "|" + _ADULT_GOODS + r".{0,40}?" + _MINOR)),
+    ("minors_adult_goods", _rx(_MINOR + r".{0,40}?" + _ADULT_GOODS + "|" + _ADULT_GOODS + r".{0,40}?" + _MINOR + "|"
+                               + _ADULT_GOODS + r"\s+(?:для|for|to)\s+(?:a\s+|my\s+)?" + _CHILD + "|"
+                               + _CHILD + r"\s+(?:\w+\s+){0,2}?" + _ADULT_GOODS)),
     ("weapons_explosives", _rx(r"(?:сделать|изготовить|собрать|make|build)\s+(?:\w+\s+){0,2}?"
                                r"(?:бомб[уы]|взрывчатк\w*|взрывное|коктейль\s+молотова|обрез\w*|глушител\w*|"
-                               r"пистолет\w*|(?:pipe\s+)?bomb\b|explosives?)|взрывчатк|коктейл\w+\s+молотова|"
-                               r"(?:пистолет|оружи\w*|gun|weapon)\w*\s+(?:\w+\s+){0,2}?без\s+(?:лицензии|документов)|"
-                               r"\bguns?\s+without|взорвать|school\s+shooting")),
-    ("drugs", _rx(r"наркот\w*|закладк\w*|мефедрон\w*|кокаин\w*|героин\w*|амфетамин\w*|метамфетамин\w*|спайс\w*|"
-                  r"травк[уиа]|марихуан\w*|гашиш\w*|кайфан\w*|для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b|"
-                  r"get\s+high|marijuana|\blsd\b|mdma")),
+                               r"(?:pipe\s+)?bomb\b|explosives?)|взрывчатк|коктейл\w+\s+молотова|"
+                               r"(?:пистолет|оружи\w*|ствол|gun|weapon)\w*\s+(?:\w+\s+){0,2}?без\s+(?:лицензии|документов|"
+                               r"разрешения)|\bguns?\s+without|взорвать|school\s+shooting|где\s+(?:купить|достать)\s+"
+                               r"(?:гранат\w*|ствол|оружи\w*)|where\s+to\s+buy\s+a\s+grenade")),
+    ("drugs", _rx(r"наркот\w*|(?<!книжн[ао]я\s)закладк(?:а|у|и|ой|ами|ах)?\b(?!\s+(?:для\s+)?(?:книг|книжк|страниц))|мефедрон\w*|кокаин\w*|"
+                  r"героин\w*|амфетамин\w*|метамфетамин\w*|спайс(?:а|ом|у)?\b|марихуан\w*|гашиш\w*|кайфан\w*|"
+                  r"для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
+                  r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
                       r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
                       r"suicide|end\s+my\s+life")),
-    ("violence", _rx(r"\b(?:убить|зарезать|избить|отравить|отомстить|поджечь)\s+(?!время\b)\w+|"
-                     r"\b(?:kill|poison|hurt|stab)\s+(?:some(?:one|body)|my\s+\w+|a\s+\w+|him|her|people)")),
-    ("sexual", _rx(r"порн\w*|\bporn\w*|\bnude\w*|голы[хе]\w*|эроти\w*|интим\s+услуг|18\+|sexy\s+photos|"
-                   r"секс\s+игрушки\s+для\s+школь")),
+    ("violence", _rx(r"\b(?:убить|зарезать|избить|отравить|отомстить|поджечь)\s+(?!" + _PESTS + r")\w+|"
+                     r"\b(?:kill|poison|hurt|stab)\s+(?:some(?:one|body)|him|her|people|a\s+(?:child|kid|person|man|"
+                     r"woman)|my\s+(?:neighbou?r|wife|husband|boss|ex|mother|father|sister|brother|friend|teacher|son|"
+                     r"daughter|dog|cat))")),
+    ("sexual", _rx(r"порн\w*|\bporn\w*|\bnude\w*|голы[хе]\w*|эротик\w*\s+с\s+несовершеннолет|интим\s+услуг|"
+                   r"фото\s+18\+|sexy\s+photos|секс\s+игрушки\s+для\s+школь|explicit\s+(?:porn|sex|content)")),
     ("extremism_crime", _rx(r"экстремист\w*|вербовк\w*|террор\w*|джихад\w*|\bjihad|поддельн\w+\s+(?:паспорт|деньг|документ)|"
-                            r"фальшив\w+\s+деньг|counterfeit|fake\s+id|launder\w*|взломать|украсть|\bsteal\b|"
-                            r"shoplift\w*|обмануть\s+курьера")),
+                            r"фальшив\w+\s+деньг|counterfeit|fake\s+(?:id|passport)|launder\w*|взломать|украсть|"
+                            r"(?:how\s+to|help\s+me)\s+steal|steal\s+(?:from|a\s+car)|shoplift\w*|обмануть\s+курьера|"
+                            r"следить\s+за\s+бывш|stalk\s+my")),
 )
 
 _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("user_id", _rx(r"\b(?:пользовател\w*|клиент\w*|аккаунт\w*|users?|customers?|profile\s+of\s+user)\s+u?\d{2,}|"
                     r"\bu\d{5,}\b")),
     ("own_data_ru", _rx(r"(?:какой|какая|какие|каков|скажи|назови|покажи|дай|выведи|выгрузи|напомни)\s+(?:\w+\s+){0,2}?"
-                        r"(?:у\s+меня\s+|мой\s+|мою\s+|мои\s+|моего\s+|моей\s+|мне\s+)(?:\w+\s+)?"
+                        r"(?:у\s+меня\s+|мой\s+|мою\s+|мои\s+|моего\s+|моей\s+)(?:\w+\s+)?"
                         r"(?:e-?mail|имейл|почт\w*|телефон\w*|номер\w*\s+(?:телефона|карты)|данные\s+карты|адрес\w*|"
-                        r"паспорт\w*|снилс|инн|парол\w*|фамили\w*|персональн\w+\s+данн\w*)"
-                        r"(?!\s+(?:доставки\s+тот|тот\s+же))")),
+                        r"паспорт\w*|снилс|инн|парол\w*|фамили\w*|персональн\w+\s+данн\w*|дат\w+\s+рождения)"
+                        r"(?!\s+(?:доставки\s+тот|тот\s+же))|(?:^|\W)мой\s+(?:адрес|телефон|email|e-mail)\s+какой")),
     ("about_me", _rx(r"что\s+ты\s+знаешь\s+обо\s+мне|как\s+меня\s+зовут|данные\s+обо\s+мне|"
                      r"персональн\w+\s+данн\w+|what\s+(?:do\s+you\s+know|data\s+do\s+you\s+(?:store|have|keep))\s+"
                      r"(?:about|on)\s+me|data\s+you\s+have\s+on\s+me|personal\s+data|"
@@ -197,14 +222,21 @@ _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("about_assistant", _rx(r"как\s+тебя\s+зовут|кто\s+ты(?:\s+такой)?\s*\??$|ты\s+робот|what(?:'s|\s+is)\s+your\s+name|"
                             r"who\s+are\s+you|are\s+you\s+a\s+(?:robot|bot|human)|расскажи\s+о\s+себе")),
-    ("translation", _rx(r"\bпереведи\b|\btranslate\b|как\s+будет\s+.{1,30}?\s+по-\w+|\bпо-(?:английски|французски|"
-                        r"немецки|испански|китайски|итальянски)\b")),
-    ("jokes_stories", _rx(r"анекдот|\bшутк|\bjoke|расскажи\s+(?:\w+\s+)?сказку|tell\s+(?:me\s+)?a\s+story|загадай\s+загадку|"
-                          r"напиши\s+(?:\w+\s+)?(?:стих|песню|сочинение|эссе)|write\s+(?:me\s+)?a\s+(?:poem|song|story)")),
-    ("coding", _rx(r"(?:напиши|write|debug|исправь|fix)\s+(?:\w+\s+){0,3}?(?:код\w*|программ\w*|скрипт\w*|sql|script|code|"
-                   r"python|javascript|c\+\+|bug|запрос\s+sql)|\b(?:debug|fix\s+a\s+bug)\b")),
-    ("weather_politics", _rx(r"\bпогод\w*|\bweather\b|выбор(?:ы|ах)|election|президент\w*|\bpresident\b|политик\w*|"
-                             r"\bpolitic\w*|голосовать|курс\s+доллара|stock\s+price")),
+    ("translation", _rx(r"\bпереведи\s+(?:на|с)\s+\w+ск\w+|\bпереведи\s+(?:слово|текст|фразу|предложение)|\btranslate\b|"
+                        r"как\s+будет\s+.{1,30}?\s+по-\w+|\bпо-(?:английски|французски|немецки|испански|китайски|"
+                        r"итальянски)\b")),
+    ("jokes_stories", _rx(r"анекдот|расскажи\s+(?:\w+\s+)?(?:шутку|сказку)|пошути|tell\s+(?:me\s+)?a\s+(?:joke|story)|"
+                          r"\bjokes?\s+about|загадай\s+загадку|напиши\s+(?:\w+\s+)?(?:стих|песню|сочинение|эссе)|"
+                          r"write\s+(?:me\s+)?a\s+(?:poem|song|story|haiku)")),
+    ("coding", _rx(r"(?:напиши|write|debug|исправь|fix)\s+(?:\w+\s+){0,3}?(?:код\s+(?:на|для)|программ\w*|скрипт\w*|sql|"
+                   r"script|code|python|javascript|c\+\+|java\b|функци\w*|function|запрос\s+sql)|"
+                   r"\b(?:debug|fix\s+a\s+bug)\b")),
+    ("weather_politics", _rx(r"(?:какая|какой|прогноз)\s+(?:\w+\s+)?погод\w*|погода\s+(?:завтра|сегодня|на\s+выходн\w*|в\s+[А-Я]\w*)|"
+                             r"weather\s+(?:like|tomorrow|today|forecast)|what'?s\s+the\s+weather|выбор(?:ы|ах)\b|"
+                             r"election|кто\s+(?:станет|будет)\s+президент\w*|президент\w*\s+(?:россии|сша|страны)|"
+                             r"(?:think|opinion)\s+(?:about|on)\s+(?:the\s+)?(?:president|politic\w*|elections?|war|"
+                             r"government|sanctions)|(?:о|про)\s+политик\w*|политическ\w*|\bpolitics\b|голосовать|"
+                             r"курс\s+доллара|stock\s+price")),
 )
 
 
@@ -216,7 +248,7 @@ _SHOPPING_SIGNAL = _rx(
     r"есть\s+(?:ли|что|у\s+вас)|в\s+наличии|подар\w*|сувенир\w*|рецепт\w*|пригот\w*|свар\w*|испеч\w*|пожар\w*|"
     r"запеч\w*|ужин\w*|завтрак\w*|обед\w*|ланч\w*|перекус\w*|еда|еду|еды|поесть|продукт\w*|товар\w*|магазин\w*|"
     r"самокат\w*|мегамаркет\w*|купер\w*|цен[аыуе]\w*|стоит|стоимост\w*|\w*дешев\w*|\w*дешёв\w*|дорог\w*|скидк\w*|"
-    r"компани\w*|снек\w*|снэк\w*|ингредиент\w*|пожалуйста|пжлст|пжл|плиз|настольн\w*|настолк\w*|хачу|хочю|хотим|брал\w*|берём|берем|оплач\w*|"
+    r"компани\w*|таракан\w*|вредител\w*|насеком\w*|комар\w*|муравь\w*|клоп\w*|блох\w*|снек\w*|снэк\w*|ингредиент\w*|пожалуйста|пжлст|пжл|плиз|настольн\w*|настолк\w*|хачу|хочю|хотим|брал\w*|берём|берем|оплач\w*|"
     r"получени\w*|"
     r"акци\w*|распродаж\w*|рубл\w*|руб|₽|размер\w*|упаковк\w*|пачк\w*|бренд\w*|вкус\w*|сладк\w*|сладен\w*|"
     r"сол[её]н\w*|остр\w*|полезн\w*|диет\w*|калори\w*|белк\w*|сахар\w*|лактоз\w*|безлактоз\w*|глютен\w*|веган\w*|"
