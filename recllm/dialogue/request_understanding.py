@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -651,13 +652,26 @@ def with_context(current: RequestUnderstanding, context: RequestUnderstanding | 
     )
 
 
+def usual_services(records: Sequence[dict]) -> dict[str, tuple[str, ...]]:
+    """Per domain, the most frequent service set of plain recommendations (no service named, no urgency)."""
+    counts: dict[str, Counter] = {}
+    for rec in records:
+        if rec["intent"] == "recommend" and rec["target_services"] and not rec["delivery_speed"]:
+            if not mentioned_services(rec["text"]):
+                counts.setdefault(rec["domain"], Counter())[tuple(rec["target_services"])] += 1
+    return {domain: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0] for domain, c in sorted(counts.items())}
+
+
 class RequestUnderstander:
     """Trained heads + rule slots. ``understand`` never raises on text: empty text asks for clarification."""
 
-    def __init__(self, config: RequestUnderstandingConfig, heads: LinearHeads | None = None):
+    def __init__(self, config: RequestUnderstandingConfig, heads: LinearHeads | None = None,
+                 domain_services: dict[str, tuple[str, ...]] | None = None):
         self.config = config
         self.featurizer = RequestFeaturizer(config)
         self.heads = heads
+        # A recommendation whose service head stays below threshold falls back to its domain's usual services.
+        self.domain_services = domain_services or {}
 
     @classmethod
     def fit(cls, records: Sequence[dict], config: RequestUnderstandingConfig | None = None) -> "RequestUnderstander":
@@ -667,6 +681,7 @@ class RequestUnderstander:
         model = cls(config)
         batch = SparseBatch([model.featurizer.row(r["text"], parse_slots(r["text"])) for r in records])
         model.heads = fit_linear_heads(batch, label_targets(records), config)
+        model.domain_services = usual_services(records)
         log.info("request understander trained on %d messages (%d hashed non-zeros, %d dense features)",
                  len(records), len(batch.ids), batch.dense.shape[1])
         return model
@@ -681,9 +696,11 @@ class RequestUnderstander:
         slices = head_slices()
         intent_p, domain_p = softmax(logits[slices["intent"]]), softmax(logits[slices["domain"]])
         service_p = sigmoid(logits[slices["services"]])
+        intent, domain = INTENTS[int(intent_p.argmax())], DOMAINS[int(domain_p.argmax())]
         services = tuple(s for s, p in zip(SERVICES, service_p) if p >= self.config.service_threshold)
-        current = apply_intent(INTENTS[int(intent_p.argmax())], DOMAINS[int(domain_p.argmax())], services, slots,
-                               float(intent_p.max()), float(domain_p.max()))
+        if not services and intent == "recommend" and not slots.repeat_last_order:  # a reorder: the profile says
+            services = self.domain_services.get(domain, ())
+        current = apply_intent(intent, domain, services, slots, float(intent_p.max()), float(domain_p.max()))
         return with_context(current, context)
 
     def save(self, directory: Path) -> None:
@@ -693,7 +710,8 @@ class RequestUnderstander:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / "request_understanding.npz", **asdict(self.heads))
-        meta = {"config": asdict(self.config), "intents": INTENTS, "domains": DOMAINS, "services": SERVICES,
+        meta = {"config": asdict(self.config), "domain_services": self.domain_services, "intents": INTENTS,
+                "domains": DOMAINS, "services": SERVICES,
                 "rule_cues": RULE_CUES, "prototype_domains": PROTOTYPE_DOMAINS}
         (directory / "request_understanding.json").write_text(json.dumps(meta, indent=2))
 
@@ -711,7 +729,8 @@ class RequestUnderstander:
         if heads.hashed_weight.shape[0] != config.hash_buckets:
             raise ValueError(f"{directory}: hashed_weight has {heads.hashed_weight.shape[0]} rows, "
                              f"config.hash_buckets is {config.hash_buckets}")
-        return cls(config, heads)
+        domain_services = {domain: tuple(services) for domain, services in meta["domain_services"].items()}
+        return cls(config, heads, domain_services)
 
 
 _default: RequestUnderstander | None = None
@@ -746,3 +765,24 @@ def keyword_understanding(text: str) -> RequestUnderstanding:
     if set(services) == {"samokat", "kuper"} and slots.delivery_speed:
         services = ("samokat",) if slots.delivery_speed == "fast" else ("kuper",)
     return apply_intent(intent, domain, services, slots, 1.0, 1.0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train on the labeled split(s) and save, for serving: ``python -m recllm.dialogue.request_understanding
+    --output artifacts/request_understanding``."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="Train the request understander and save it (npz + json).")
+    parser.add_argument("--output", type=Path, required=True, help="directory to write")
+    parser.add_argument("--preset", default="default", help="RequestUnderstandingConfig preset")
+    parser.add_argument("--splits", nargs="+", default=["train"], choices=["train", "valid", "test"],
+                        help="labeled splits to train on (train only keeps valid/test honest)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = RequestUnderstander.fit(load_labeled(args.splits), RequestUnderstandingConfig.from_name(args.preset))
+    model.save(args.output)
+    log.info("saved to %s", args.output)
+
+
+if __name__ == "__main__":
+    main()
