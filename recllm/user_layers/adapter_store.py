@@ -1,0 +1,273 @@
+"""Adapters on disk in PEFT's format, and the two-tier LRU that puts them into the model's slots.
+
+On disk, one folder per adapter, as ``peft.PeftModel.save_pretrained`` writes it (so ``PeftModel.from_pretrained``
+loads ours and we load theirs): ``adapter_model.safetensors`` with tensors named
+``base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight`` (A [r, d_in], B [d_out, r]) and
+``adapter_config.json`` (``peft_type`` LORA, ``r``, ``lora_alpha``, ``target_modules``, ...). Our bookkeeping
+(``trained_at``, ``num_events``, ``kind``) rides in the safetensors header metadata, which PEFT ignores.
+
+``AdapterStore`` is the two tiers:
+
+* host: every registered adapter is known by name with its metadata; up to ``max_host`` are kept loaded in host
+  memory (LRU), the rest are read from disk on demand (load time recorded);
+* device: the model's ``AdapterSlots`` hold up to ``num_slots`` active adapters (LRU); ``activate`` pins the
+  adapters of one batch so none of them is evicted by another of the same batch.
+
+``resolve`` is the fallback policy per request: the user's adapter if it is fresh (trained within ``ttl_s`` on at
+least ``min_events`` events), else the user's segment adapter, else none (-1: the base model).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from recllm.user_layers.lora_adapter import LoRAAdapter
+from recllm.user_layers.multi_lora import AdapterSlots
+
+WEIGHTS_FILE = "adapter_model.safetensors"
+CONFIG_FILE = "adapter_config.json"
+_PREFIX = "base_model.model.model.layers"
+_NAME = re.compile(r"base_model\.model\.model\.layers\.(\d+)\.self_attn\.(\w+)\.lora_([AB])(?:\.default)?\.weight")
+
+
+def peft_tensor_name(layer: int, module: str, which: str) -> str:
+    return f"{_PREFIX}.{layer}.self_attn.{module}.lora_{which}.weight"
+
+
+def peft_adapter_config(adapter: LoRAAdapter, base_model: str = "") -> dict:
+    """``adapter_config.json`` with the fields PEFT's ``LoraConfig`` writes (inference mode, no dropout)."""
+    return {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model or None,
+        "r": adapter.rank, "lora_alpha": adapter.alpha, "lora_dropout": 0.0, "bias": "none",
+        "target_modules": list(adapter.modules), "fan_in_fan_out": False, "inference_mode": True,
+        "init_lora_weights": True, "use_rslora": False, "use_dora": False, "modules_to_save": None,
+        "layers_to_transform": None, "layers_pattern": None, "rank_pattern": {}, "alpha_pattern": {},
+        "revision": None,
+    }
+
+
+def save_adapter(adapter: LoRAAdapter, folder: Path | str, base_model: str = "") -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for (layer, module), a in adapter.a.items():
+        tensors[peft_tensor_name(layer, module, "A")] = a.detach().contiguous().cpu()
+        tensors[peft_tensor_name(layer, module, "B")] = adapter.b[(layer, module)].detach().contiguous().cpu()
+    metadata = {"format": "pt", "recllm_name": adapter.name, "recllm_kind": adapter.kind,
+                "recllm_trained_at": str(adapter.trained_at), "recllm_num_events": str(adapter.num_events)}
+    save_file(tensors, folder / WEIGHTS_FILE, metadata=metadata)
+    config = peft_adapter_config(adapter, base_model)
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    name: str
+    folder: Path | None
+    kind: str
+    trained_at: int
+    num_events: int
+
+
+def read_adapter_info(folder: Path | str, name: str | None = None) -> AdapterInfo:
+    """The bookkeeping of a saved adapter without reading its tensors (header only)."""
+    folder = Path(folder)
+    with safe_open(folder / WEIGHTS_FILE, framework="pt") as f:
+        meta = f.metadata() or {}
+    return AdapterInfo(name or meta.get("recllm_name", folder.name), folder, meta.get("recllm_kind", "user"),
+                       int(meta.get("recllm_trained_at", 0)), int(meta.get("recllm_num_events", 0)))
+
+
+def load_adapter(folder: Path | str, name: str | None = None, dtype: torch.dtype | None = None) -> LoRAAdapter:
+    """An adapter folder written by ``save_adapter`` or by PEFT's ``save_pretrained``."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"adapter folder {str(folder)!r} has no {CONFIG_FILE}")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"{config_path}: peft_type must be 'LORA', got {config.get('peft_type')!r}")
+    if config.get("use_dora") or config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError(f"{config_path}: DoRA, rsLoRA and per-module rank/alpha patterns are not supported")
+    a, b = {}, {}
+    with safe_open(folder / WEIGHTS_FILE, framework="pt") as f:
+        meta = f.metadata() or {}
+        for key in f.keys():
+            match = _NAME.fullmatch(key)
+            if match is None:
+                raise ValueError(f"{folder / WEIGHTS_FILE}: unexpected tensor {key!r}")
+            layer, module, which = int(match.group(1)), match.group(2), match.group(3)
+            tensor = f.get_tensor(key)
+            (a if which == "A" else b)[(layer, module)] = tensor if dtype is None else tensor.to(dtype)
+    info = read_adapter_info(folder, name)
+    return LoRAAdapter(info.name, int(config["r"]), float(config["lora_alpha"]), a, b, info.trained_at,
+                       info.num_events, info.kind, {"folder": str(folder)})
+
+
+@dataclass
+class AdapterStoreConfig:
+    max_host: int = 64  # adapters kept loaded in host memory
+    ttl_s: int = 30 * 86_400  # a user adapter older than this falls back to the segment adapter
+    min_events: int = 20  # ... and so does one trained on fewer events
+
+    def __post_init__(self):
+        for name in ("max_host", "ttl_s", "min_events"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"AdapterStoreConfig.{name} must be a non-negative int, got {value!r}")
+        if self.max_host == 0:
+            raise ValueError("AdapterStoreConfig.max_host must be > 0, got 0")
+
+
+def user_adapter_name(user_id: str) -> str:
+    return f"user/{user_id}"
+
+
+def segment_adapter_name(segment: int) -> str:
+    return f"segment/{segment}"
+
+
+@dataclass
+class StoreStats:
+    host_hits: int = 0
+    host_misses: int = 0
+    slot_hits: int = 0
+    slot_misses: int = 0
+    disk_load_s: list[float] = field(default_factory=list)  # one per adapter read from disk
+    slot_write_s: list[float] = field(default_factory=list)  # one per adapter copied into a slot
+
+    @property
+    def slot_hit_rate(self) -> float:
+        total = self.slot_hits + self.slot_misses
+        return self.slot_hits / total if total else 0.0
+
+
+class AdapterStore:
+    def __init__(self, slots: AdapterSlots, config: AdapterStoreConfig | None = None):
+        self.slots, self.config = slots, config or AdapterStoreConfig()
+        self.registered: dict[str, AdapterInfo] = {}
+        self._host: OrderedDict[str, LoRAAdapter] = OrderedDict()
+        self._active: OrderedDict[str, int] = OrderedDict()  # name -> slot, least recently used first
+        self._free = list(range(slots.num_slots))[::-1]
+        self.stats = StoreStats()
+
+    # host tier
+    def register_folder(self, folder: Path | str, name: str | None = None) -> AdapterInfo:
+        info = read_adapter_info(folder, name)
+        self._replace(info)
+        return info
+
+    def register(self, adapter: LoRAAdapter) -> AdapterInfo:
+        """An in-memory adapter (just trained): registered and kept in the host tier."""
+        info = AdapterInfo(adapter.name, None, adapter.kind, adapter.trained_at, adapter.num_events)
+        self._replace(info)
+        self._host[adapter.name] = adapter
+        self._trim_host()
+        return info
+
+    def _replace(self, info: AdapterInfo) -> None:
+        self._host.pop(info.name, None)
+        if info.name in self._active:  # a newer version: the slot's copy is stale
+            self._free.append(self._active.pop(info.name))
+        self.registered[info.name] = info
+
+    def host_get(self, name: str) -> LoRAAdapter:
+        if name in self._host:
+            self.stats.host_hits += 1
+            self._host.move_to_end(name)
+            return self._host[name]
+        info = self.registered.get(name)
+        if info is None:
+            raise KeyError(f"adapter {name!r} is not registered")
+        if info.folder is None:
+            raise KeyError(f"adapter {name!r} was evicted from host memory and has no folder to reload from")
+        self.stats.host_misses += 1
+        started = time.perf_counter()
+        adapter = load_adapter(info.folder, name, dtype=self.slots_dtype)
+        self.stats.disk_load_s.append(time.perf_counter() - started)
+        self._host[name] = adapter
+        self._trim_host()
+        return adapter
+
+    def _trim_host(self) -> None:
+        # only adapters that can be reloaded from disk are evicted; in-memory-only ones stay until saved
+        reloadable = [n for n in self._host if self.registered[n].folder is not None]
+        for name in reloadable[:max(0, len(self._host) - self.config.max_host)]:
+            del self._host[name]
+
+    @property
+    def slots_dtype(self) -> torch.dtype:
+        return next(iter(self.slots.wrappers.values())).lora_a.dtype
+
+    # device tier
+    def activate(self, names: Sequence[str]) -> list[int]:
+        """Slot of each name, writing missing adapters into free or least-recently-used slots (not ones this
+        call needs)."""
+        wanted = list(dict.fromkeys(names))
+        if len(wanted) > self.slots.num_slots:
+            raise ValueError(f"a batch needs {len(wanted)} distinct adapters but there are {self.slots.num_slots} "
+                             "slots")
+        for name in wanted:
+            if name in self._active:
+                self.stats.slot_hits += 1
+                self._active.move_to_end(name)
+        for name in wanted:
+            if name in self._active:
+                continue
+            self.stats.slot_misses += 1
+            adapter = self.host_get(name)
+            slot = self._take_slot(pinned=set(wanted))
+            started = time.perf_counter()
+            self.slots.write(slot, adapter)
+            self.stats.slot_write_s.append(time.perf_counter() - started)
+            self._active[name] = slot
+        return [self._active[name] for name in names]
+
+    def _take_slot(self, pinned: set[str]) -> int:
+        if self._free:
+            return self._free.pop()
+        for name in self._active:  # least recently used first
+            if name not in pinned:
+                return self._active.pop(name)
+        raise RuntimeError("no slot can be evicted")  # unreachable: len(pinned) <= num_slots
+
+    def active(self) -> dict[str, int]:
+        return dict(self._active)
+
+    # policy
+    def is_fresh(self, name: str, now_ts: int) -> bool:
+        info = self.registered.get(name)
+        return (info is not None and now_ts - info.trained_at <= self.config.ttl_s
+                and info.num_events >= self.config.min_events)
+
+    def resolve(self, user_id: str | None, segment: int | None, now_ts: int) -> str | None:
+        """User adapter if fresh, else the segment's adapter, else None (base model)."""
+        if user_id is not None and self.is_fresh(user_adapter_name(user_id), now_ts):
+            return user_adapter_name(user_id)
+        if segment is not None and segment_adapter_name(segment) in self.registered:
+            return segment_adapter_name(segment)
+        return None
+
+    def batch_indices(self, user_ids: Sequence[str | None], segments: Sequence[int | None],
+                      now_ts: int) -> torch.Tensor:
+        """``lora_indices`` [B, 1] for a batch (-1 where the policy says base model)."""
+        names = [self.resolve(u, s, now_ts) for u, s in zip(user_ids, segments)]
+        present = [n for n in names if n is not None]
+        slots = dict(zip(present, self.activate(present))) if present else {}
+        return torch.tensor([[slots[n] if n is not None else -1] for n in names], dtype=torch.int32)
+
+
+__all__ = ["AdapterInfo", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
+           "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info", "save_adapter",
+           "segment_adapter_name", "user_adapter_name"]

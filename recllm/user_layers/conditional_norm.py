@@ -1,0 +1,70 @@
+"""Conditional RMSNorm: a layer's RMSNorm modulated per user, ``y = rmsnorm(x)·(1 + γ(u)) + β(u)``.
+
+γ and β come from one linear projection of ``u`` whose weight and bias start at zero (DiT's adaLN-Zero), so an
+untrained conditional norm is exactly the base RMSNorm (bit for bit in float32: the kernel multiplies by 1.0 and
+adds 0.0 after the base arithmetic). The arithmetic runs in ``kernels.conditional_rmsnorm`` (Triton on GPU). It
+replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` (or the final ``model.norm``) by attribute
+assignment and reads ``u`` from the ``UserLayerContext``; with no ``norm_vectors`` it calls the base norm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kernels.conditional_rmsnorm import conditional_rms_norm
+from recllm.generator.qwen2 import RMSNorm
+from recllm.user_layers.layer_context import rows_per_token
+
+
+class ConditionalRMSNorm(nn.Module):
+    takes_layer_context = True
+
+    def __init__(self, base: RMSNorm, user_dim: int):
+        super().__init__()
+        self.base = base
+        dim = base.weight.shape[0]
+        self.modulation = nn.Linear(user_dim, 2 * dim)  # -> [γ ; β]
+        nn.init.zeros_(self.modulation.weight)  # adaLN-Zero: starts as the identity on the base model
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, layer_context=None) -> torch.Tensor:
+        u = getattr(layer_context, "norm_vectors", None)
+        if u is None:
+            return self.base(x)
+        B, T, D = x.shape
+        gamma, beta = self.modulation(u.to(self.modulation.weight.dtype)).chunk(2, dim=-1)  # [B, D] each
+        mask = getattr(layer_context, "norm_mask", None)
+        if mask is not None:  # rows without a user: γ = β = 0 exactly, i.e. the base norm
+            keep = mask.to(gamma.dtype)[:, None]  # [B, 1]
+            gamma, beta = gamma * keep, beta * keep
+        y = conditional_rms_norm(x.reshape(B * T, D), self.base.weight, rows_per_token(gamma, T),
+                                 rows_per_token(beta, T), self.base.eps)  # [B * T, D]
+        return y.view(B, T, D)
+
+
+NORM_SITES = ("input", "post_attention")
+
+
+def install_conditional_norms(model, user_dim: int, layers: tuple[int, ...],
+                              sites: tuple[str, ...] = NORM_SITES) -> list[ConditionalRMSNorm]:
+    """Replace the chosen norms of ``model`` (a ``Qwen2``); returns the new modules."""
+    installed = []
+    for index in layers:
+        if not 0 <= index < len(model.model.layers):
+            raise ValueError(f"conditional norm layer {index} is not in [0, {len(model.model.layers)})")
+        layer = model.model.layers[index]
+        for site in sites:
+            if site not in NORM_SITES:
+                raise ValueError(f"conditional norm site must be one of {NORM_SITES}, got {site!r}")
+            name = f"{site}_layernorm"
+            current = getattr(layer, name)
+            if isinstance(current, ConditionalRMSNorm):
+                continue
+            module = ConditionalRMSNorm(current, user_dim).to(current.weight.device)
+            setattr(layer, name, module)
+            installed.append(module)
+    return installed
+
+
+__all__ = ["ConditionalRMSNorm", "NORM_SITES", "install_conditional_norms"]

@@ -1,0 +1,39 @@
+"""The per-batch object the Qwen2 hooks pass to every adaptive layer (``layer_context``): one row per batch row.
+
+Each field switches one kind of adaptive layer on for this batch; ``None`` switches it off, so the same model
+runs as the base model (all ``None``), with conditional norms only, with prefixes only, etc.:
+
+* ``norm_vectors`` [B, d_u]: the user vectors the conditional RMSNorms read (``norm_mask`` [B]: only these rows);
+* ``prefixes`` layer index -> ``PrefixKV`` (already computed from ``u`` by ``UserPrefixEncoder``);
+* ``lora_indices`` [B, K] slot ids (-1 = none) and ``mix_weights`` [B, K]: what the multi-LoRA projections apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from recllm.generator.qwen2 import PrefixKV
+
+
+@dataclass
+class UserLayerContext:
+    norm_vectors: torch.Tensor | None = None  # [B, d_u]
+    prefixes: dict[int, PrefixKV] | None = None
+    lora_indices: torch.Tensor | None = None  # [B, K] int, -1 = no adapter
+    mix_weights: torch.Tensor | None = None  # [B, K] or None (all ones)
+    norm_mask: torch.Tensor | None = None  # [B] bool: rows whose norms are modulated (None: all rows)
+
+    def prefix_kv(self, layer_index: int) -> PrefixKV | None:
+        """The Qwen2 attention hook: this layer's user prefix, or None."""
+        return None if self.prefixes is None else self.prefixes.get(layer_index)
+
+
+def rows_per_token(per_row: torch.Tensor, tokens_per_row: int) -> torch.Tensor:
+    """[B, ...] -> [B * T, ...]: each batch row's value repeated for its T tokens (token-major order of a
+    ``[B, T, D].reshape(B * T, D)``)."""
+    return per_row.repeat_interleave(tokens_per_row, dim=0)
+
+
+__all__ = ["UserLayerContext", "rows_per_token"]

@@ -1,0 +1,87 @@
+"""Our LoRA adapters in TensorRT-LLM's LoRA tensors: ``lora_weights`` / ``lora_config`` and the prefetch layout.
+
+The backend's format (tensorrtllm_backend docs/lora.md; ``builders/trtllm/lora_tensors.py`` writes the same for
+the GPU smoke tests, and a test checks both agree):
+
+* ``lora_config`` int32 [N, 3]: one row ``[module_id, layer_idx, rank]`` per (module, layer), rows ordered by
+  layer then module id; module ids attn_q 1, attn_k 2, attn_v 3, attn_dense 4, mlp_h_to_4h 5, mlp_4h_to_h 6,
+  mlp_gate 7;
+* ``lora_weights`` [N, W]: row i = A_i [r, d_in] flattened, then B_i [d_out, r] flattened and scaled by alpha / r
+  (the backend computes ``x A^T B^T`` with no scale of its own), zero-padded to the longest row;
+* ``lora_prefetch_dir/<task_id>/model.lora_weights.npy`` and ``model.lora_config.npy``.
+
+``unpack_trtllm_lora`` inverts the packing (used by the round-trip test and by anyone auditing an export).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from recllm.generator.qwen2 import Qwen2Config
+from recllm.user_layers.lora_adapter import LoRAAdapter, module_dims
+
+TRTLLM_MODULE_IDS = {"attn_qkv": 0, "attn_q": 1, "attn_k": 2, "attn_v": 3, "attn_dense": 4,
+                     "mlp_h_to_4h": 5, "mlp_4h_to_h": 6, "mlp_gate": 7}
+# our (HF) projection name -> TensorRT-LLM module name
+TRTLLM_MODULE_OF = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_dense",
+                    "up_proj": "mlp_h_to_4h", "down_proj": "mlp_4h_to_h", "gate_proj": "mlp_gate"}
+OUR_MODULE_OF = {trt: ours for ours, trt in TRTLLM_MODULE_OF.items()}
+WEIGHTS_NPY = "model.lora_weights.npy"
+CONFIG_NPY = "model.lora_config.npy"
+
+
+def lora_task_id(user_id: str) -> int:
+    """Stable positive 63-bit task id per adapter name (the GPU generator computes the same)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") & (2 ** 63 - 1)
+
+
+def to_trtllm(adapter: LoRAAdapter, dtype: np.dtype = np.float16) -> tuple[np.ndarray, np.ndarray]:
+    """(lora_weights [N, W] in ``dtype``, lora_config [N, 3] int32) of one adapter."""
+    rows, config = [], []
+    keys = sorted(adapter.a, key=lambda key: (key[0], TRTLLM_MODULE_IDS[TRTLLM_MODULE_OF[key[1]]]))
+    for layer, module in keys:
+        a = adapter.a[(layer, module)].detach().float().cpu().numpy()  # [r, d_in]
+        b = adapter.b[(layer, module)].detach().float().cpu().numpy() * adapter.scale  # [d_out, r]
+        rows.append(np.concatenate([a.reshape(-1), b.reshape(-1)]))
+        config.append([TRTLLM_MODULE_IDS[TRTLLM_MODULE_OF[module]], layer, adapter.rank])
+    weights = np.zeros((len(rows), max(row.size for row in rows)), dtype=dtype)
+    for i, row in enumerate(rows):
+        weights[i, :row.size] = row
+    return weights, np.asarray(config, dtype=np.int32)
+
+
+def unpack_trtllm_lora(weights: np.ndarray, config: np.ndarray, model_config: Qwen2Config
+                       ) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
+    """(layer, our module) -> (A [r, d_in], B_scaled [d_out, r]) from the two tensors."""
+    dims = module_dims(model_config)
+    ids = {v: k for k, v in TRTLLM_MODULE_IDS.items()}
+    out = {}
+    for row, (module_id, layer, rank) in zip(weights, config.tolist()):
+        module = OUR_MODULE_OF[ids[module_id]]
+        d_in, d_out = dims[module]
+        a = row[:rank * d_in].reshape(rank, d_in)
+        b = row[rank * d_in:rank * d_in + d_out * rank].reshape(d_out, rank)
+        out[(layer, module)] = (a, b)
+    return out
+
+
+def write_prefetch(prefetch_dir: Path | str, task_id: int, weights: np.ndarray, config: np.ndarray) -> Path:
+    """``<prefetch_dir>/<task_id>/model.lora_{weights,config}.npy``; returns the task folder."""
+    target = Path(prefetch_dir) / str(task_id)
+    target.mkdir(parents=True, exist_ok=True)
+    np.save(target / WEIGHTS_NPY, weights)
+    np.save(target / CONFIG_NPY, config)
+    return target
+
+
+def export_adapter(adapter: LoRAAdapter, prefetch_dir: Path | str, dtype: np.dtype = np.float16) -> Path:
+    """Export one adapter under its task id (``lora_task_id(adapter.name)``)."""
+    weights, config = to_trtllm(adapter, dtype)
+    return write_prefetch(prefetch_dir, lora_task_id(adapter.name), weights, config)
+
+
+__all__ = ["CONFIG_NPY", "OUR_MODULE_OF", "TRTLLM_MODULE_IDS", "TRTLLM_MODULE_OF", "WEIGHTS_NPY", "export_adapter",
+           "lora_task_id", "to_trtllm", "unpack_trtllm_lora", "write_prefetch"]

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from kernels.conditional_rmsnorm.reference import conditional_rms_norm_reference
+from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
+from recllm.user_layers.conditional_norm import ConditionalRMSNorm, install_conditional_norms
+from recllm.user_layers.layer_context import UserLayerContext
+
+D_U = 12
+
+
+def test_untrained_conditional_norms_are_the_base_model_bit_for_bit(tiny_model, tokens):
+    base_logits = tiny_model(tokens)
+    install_conditional_norms(tiny_model, D_U, layers=(0, 1))
+    u = torch.randn(tokens.shape[0], D_U)
+    logits = tiny_model(tokens, layer_context=UserLayerContext(norm_vectors=u))
+    assert torch.equal(logits, base_logits)
+
+
+def test_trained_modulation_matches_the_formula_and_is_per_row(tiny_model):
+    norm = ConditionalRMSNorm(tiny_model.model.layers[0].input_layernorm, D_U)
+    torch.nn.init.normal_(norm.modulation.weight, std=0.3)
+    torch.nn.init.normal_(norm.modulation.bias, std=0.3)
+    x, u = torch.randn(3, 5, 64), torch.randn(3, D_U)
+    y = norm(x, UserLayerContext(norm_vectors=u))
+    gamma, beta = norm.modulation(u).chunk(2, -1)
+    for row in range(3):
+        expected = conditional_rms_norm_reference(x[row], norm.base.weight, gamma[row].expand(5, -1),
+                                                  beta[row].expand(5, -1), norm.base.eps)
+        torch.testing.assert_close(y[row], expected, rtol=1e-6, atol=1e-6)
+    masked = norm(x, UserLayerContext(norm_vectors=u, norm_mask=torch.tensor([True, False, True])))
+    assert torch.equal(masked[1], norm.base(x[1:2])[0])
+    assert not torch.allclose(masked[0], norm.base(x[0:1])[0])
+
+
+def test_only_the_chosen_layers_and_sites_are_conditioned(tiny_model):
+    install_conditional_norms(tiny_model, D_U, layers=(1,), sites=("post_attention",))
+    assert isinstance(tiny_model.model.layers[1].post_attention_layernorm, ConditionalRMSNorm)
+    assert not isinstance(tiny_model.model.layers[1].input_layernorm, ConditionalRMSNorm)
+    assert not isinstance(tiny_model.model.layers[0].post_attention_layernorm, ConditionalRMSNorm)
+    with pytest.raises(ValueError, match="layer 5"):
+        install_conditional_norms(tiny_model, D_U, layers=(5,))
+
+
+def test_adaptive_model_without_a_batch_is_the_base_model(tiny_model, tokens):
+    base_logits = tiny_model(tokens).clone()
+    adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=D_U, num_segments=4))
+    for p in adaptive.user_layer_parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    assert torch.equal(adaptive(tokens), base_logits)
+    assert torch.equal(adaptive(tokens, UserBatch()), base_logits)
+    u = torch.randn(tokens.shape[0], D_U)
+    no_user = UserBatch(user_vectors=u, has_user=torch.zeros(tokens.shape[0], dtype=torch.bool))
+    torch.testing.assert_close(adaptive(tokens, no_user), base_logits, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(adaptive(tokens, UserBatch(user_vectors=u)), base_logits, atol=1e-4)

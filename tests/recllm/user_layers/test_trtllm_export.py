@@ -1,0 +1,65 @@
+import copy
+
+import numpy as np
+import torch
+
+from builders.trtllm import lora_tensors
+from builders.trtllm.model_shape import QwenShape
+from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
+from recllm.user_layers.lora_adapter import random_adapter
+from recllm.user_layers.trtllm_export import (
+    CONFIG_NPY, WEIGHTS_NPY, TRTLLM_MODULE_OF, export_adapter, lora_task_id, to_trtllm, unpack_trtllm_lora,
+)
+
+
+def reference_logits(base, tokens, weights, config, model_config):
+    """A plain re-application of the exported tensors: W += B_scaled @ A on a copy of the base model."""
+    model = copy.deepcopy(base)
+    for (layer, module), (a, b) in unpack_trtllm_lora(weights, config, model_config).items():
+        linear = getattr(model.model.layers[layer].self_attn, module)
+        with torch.no_grad():
+            linear.weight += torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32))
+    return model(tokens)
+
+
+def test_layout_and_module_ids(tiny_config):
+    adapter = random_adapter(tiny_config, "user/u1", rank=4, alpha=8.0)
+    weights, config = to_trtllm(adapter)
+    assert weights.dtype == np.float16 and config.dtype == np.int32
+    assert config.tolist()[:4] == [[1, 0, 4], [2, 0, 4], [3, 0, 4], [4, 0, 4]]
+    assert config.tolist()[4] == [1, 1, 4]
+    row = weights[2].astype(np.float32)  # attn_v of layer 0: A [4, 64] then B [32, 4] * alpha / r
+    np.testing.assert_allclose(row[:256], adapter.a[(0, "v_proj")].numpy().reshape(-1), atol=1e-3)
+    np.testing.assert_allclose(row[256:256 + 128], (adapter.b[(0, "v_proj")] * 2).numpy().reshape(-1), atol=1e-3)
+    assert np.all(row[384:] == 0)  # k/v rows are shorter than q/o rows: zero-padded
+
+
+def test_matches_the_gpu_builders_packing(tiny_config):
+    adapter = random_adapter(tiny_config, "user/u1", rank=4, alpha=8.0, seed=5)
+    shape = QwenShape("tiny", tiny_config.hidden_size, tiny_config.num_hidden_layers, tiny_config.num_attention_heads,
+                      tiny_config.num_key_value_heads, tiny_config.intermediate_size, tiny_config.vocab_size,
+                      sid_vocab_size=0)
+    ours = to_trtllm(adapter)
+    a = {(TRTLLM_MODULE_OF[m], layer): t.numpy() for (layer, m), t in adapter.a.items()}
+    b = {(TRTLLM_MODULE_OF[m], layer): t.numpy() for (layer, m), t in adapter.b.items()}
+    theirs = lora_tensors.pack_adapter(a, b, shape, rank=4, alpha=8.0)
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    assert lora_task_id("u1") == lora_tensors.lora_task_id("u1")
+
+
+def test_round_trip_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens):
+    base = copy.deepcopy(tiny_model)
+    adapter = random_adapter(tiny_config, "user/u7", rank=8, alpha=16.0, seed=7)
+    folder = export_adapter(adapter, tmp_path, dtype=np.float32)
+    assert folder.name == str(lora_task_id("user/u7"))
+    weights, config = np.load(folder / WEIGHTS_NPY), np.load(folder / CONFIG_NPY)
+    adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=()))
+    adaptive.slots.write(0, adapter)
+    with torch.no_grad():
+        ours = adaptive(tokens, UserBatch(lora_indices=torch.zeros(tokens.shape[0], 1, dtype=torch.int32)))
+        reference = reference_logits(base, tokens, weights, config, tiny_config)
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
+        fp16 = reference_logits(base, tokens, *to_trtllm(adapter), tiny_config)  # the served precision
+        torch.testing.assert_close(ours, fp16, rtol=2e-3, atol=2e-3)
+        assert not torch.allclose(ours, base(tokens), atol=1e-3)
