@@ -219,15 +219,16 @@ _RU_FIRST_NAMES = """
 ксюша лара люда рита маша машенька мариша наташа оля олечка поля света соня таня танечка уля юля юленька зина
 """
 _EN_FIRST_NAMES = """
-james john robert michael william david richard joseph thomas charles christopher daniel matthew anthony mark paul
+james john robert michael william david richard joseph thomas charles christopher daniel matthew anthony paul
 steven andrew kenneth joshua kevin brian george timothy ronald edward jason jeffrey ryan jacob gary nicholas eric
-jonathan stephen larry justin scott brandon benjamin samuel gregory alexander patrick frank jack dennis jerry tyler
+jonathan stephen larry justin scott brandon benjamin samuel gregory alexander patrick dennis jerry tyler
 aaron henry peter adam nathan zachary kyle harry oliver noah liam ethan lucas mason logan owen
 mary patricia jennifer linda elizabeth barbara susan jessica sarah karen lisa nancy betty margaret sandra ashley
 kimberly emily donna michelle carol amanda dorothy melissa deborah stephanie rebecca sharon laura cynthia kathleen
-amy angela shirley anna emma olivia sophia isabella charlotte amelia mia harper evelyn abigail ella chloe grace
+amy angela shirley anna emma olivia sophia isabella charlotte amelia mia evelyn abigail ella chloe
 alice julia natalie hannah rachel megan lucy kate helen victoria
 """
+# English names that are also common words (mark, frank, jack, grace, harper) are left out of _EN_FIRST_NAMES.
 # First names that are also common words or brands (вера, роза, лев, мила…): only with NER or a cue phrase.
 _AMBIGUOUS_RU = frozenset("вера надежда любовь роза лилия лев мила слава марина виолетта майя клара тигран роман "
                           "виктория".split())
