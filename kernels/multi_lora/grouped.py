@@ -3,7 +3,7 @@
 Computes exactly the loop in :mod:`kernels.multi_lora.reference`, but instead of visiting rows it sorts the
 (row, k) pairs that carry an adapter by slot id and runs one dense ``[M, D_in] @ [D_in, R]`` and one
 ``[M, R] @ [R, D_out]`` per distinct slot (the Python loop is over slots in use, at most S, never over rows).
-For small batches the fused call instead gathers each pair's A and B and runs two bmm calls (no loop at all).
+For small batches the fused call instead runs two bmm calls over gathered or spanned slot weights (no loop at all).
 Rows without an adapter are never touched by a matmul; a row that names the same slot twice simply appears in
 that slot's group twice and ``index_add_`` sums both. Arithmetic is float32.
 """
@@ -76,7 +76,8 @@ def lora_expand_grouped(y: torch.Tensor, h: torch.Tensor, lora_b: torch.Tensor, 
 
 
 def _apply_per_slot(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
-                    scales: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> None:
+                    scales: torch.Tensor, indices: torch.Tensor, mix_weights: torch.Tensor) -> None:
+    weights = mix_weights.reshape(-1)                                             # [N*K]
     groups = group_by_slot(indices)
     for slot, rows, pairs in zip(groups.slots, groups.rows, groups.pairs):
         coeff = weights.index_select(0, pairs).float() * scales[slot].float()   # [M]
@@ -85,25 +86,48 @@ def _apply_per_slot(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, 
 
 
 def _apply_gathered(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
-                    scales: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> None:
+                    scales: torch.Tensor, indices: torch.Tensor, mix_weights: torch.Tensor) -> None:
     pairs = torch.nonzero(indices.reshape(-1) >= 0).squeeze(1)          # [P] flat (row, k) positions
     slots = indices.reshape(-1).index_select(0, pairs)                   # [P]
     rows = (pairs // indices.shape[1]).to(torch.int32)                   # [P] (int32: see group_by_slot)
     # index_select, not a[idx]: 6x faster for these gathers on CPU (torch 2.13)
-    coeff = weights.index_select(0, pairs).float() * scales.index_select(0, slots).float()     # [P]
+    coeff = mix_weights.reshape(-1).index_select(0, pairs).float() * scales.index_select(0, slots).float()  # [P]
     h = torch.bmm(lora_a.index_select(0, slots).float(), x.index_select(0, rows).float()[:, :, None])  # [P, R, 1]
     out = torch.bmm(lora_b.index_select(0, slots).float(), h * coeff[:, None, None])            # [P, D_out, 1]
     delta.index_add_(0, rows, out.squeeze(2))
 
 
-GATHER_ELEMENTS = 1 << 22  # "auto" gathers per-pair weights while they stay under 16 MiB of float32
-STRATEGIES = ("auto", "per_slot", "gathered")
+def _apply_dense(delta: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
+                 scales: torch.Tensor, indices: torch.Tensor, mix_weights: torch.Tensor) -> None:
+    valid = indices >= 0                                                   # [N, K]
+    if not bool(valid.any()):
+        return
+    lo, hi = (int(v) for v in torch.aminmax(indices[valid]))
+    n_rows, n_span, rank = indices.shape[0], hi - lo + 1, lora_a.shape[1]
+    # coeff[i, s] = Σ_k w[i, k] * scales[s] over positions naming slot lo + s (where(), not *: a NaN weight at -1)
+    coeff = torch.zeros(n_rows, n_span, dtype=torch.float32, device=x.device)
+    coeff.scatter_add_(1, torch.where(valid, indices - lo, 0), torch.where(valid, mix_weights.float(), 0.0))
+    coeff *= scales[lo:hi + 1].float()
+    a = lora_a[lo:hi + 1].float().reshape(n_span * rank, -1)              # [S'*R, D_in], a view for float32 slots
+    h = (x.float() @ a.T).view(n_rows, n_span, rank) * coeff[:, :, None]  # [N, S', R]
+    delta += torch.bmm(h.transpose(0, 1), lora_b[lo:hi + 1].float().transpose(1, 2)).sum(0)  # [N, D_out]
+
+
+APPLY = {"per_slot": _apply_per_slot, "gathered": _apply_gathered, "dense": _apply_dense}
+STRATEGIES = ("auto", *APPLY)
+GATHER_ELEMENTS = 1 << 22  # "gathered" while the per-pair copies of A and B stay under 16 MiB of float32
+DENSE_MACS = 1 << 24       # "dense" while every row against every slot in the span stays under ~17M multiply-adds
 
 
 def auto_strategy(indices: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> str:
-    """"gathered" while the gathered A and B of all N*K pairs stay under GATHER_ELEMENTS, else "per_slot"."""
-    gathered_elements = indices.numel() * lora_a.shape[1] * (lora_a.shape[2] + lora_b.shape[1])
-    return "gathered" if gathered_elements <= GATHER_ELEMENTS else "per_slot"
+    """Which strategy ``auto`` runs for these indices and slot shapes (see :func:`apply_multi_lora_grouped`)."""
+    per_row = indices.numel() * lora_a.shape[1] * (lora_a.shape[2] + lora_b.shape[1])  # N*K*R*(D_in+D_out)
+    used = torch.unique(indices[indices >= 0])                                           # sorted
+    if used.numel():
+        span = int(used[-1]) - int(used[0]) + 1
+        if span == used.numel() and per_row * span <= DENSE_MACS:
+            return "dense"
+    return "gathered" if per_row <= GATHER_ELEMENTS else "per_slot"
 
 
 def apply_multi_lora_grouped(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor,
@@ -111,10 +135,18 @@ def apply_multi_lora_grouped(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Ten
                              *, strategy: str = "auto") -> torch.Tensor:
     """``y[i] += Σ_k w[i,k] * ((x[i] @ A[s].T) @ B[s].T) * scales[s]`` in place; returns y.
 
-    ``per_slot``: one matmul pair per distinct slot in use (prefill: long runs of rows share an adapter).
-    ``gathered``: the A and B of every (row, k) pair gathered into ``[P, R, D_in]`` / ``[P, D_out, R]`` and two
-    bmm calls, no Python loop at all (decode: a handful of rows, often one per adapter). ``auto`` gathers while
-    ``N * K * R * (D_in + D_out) <= GATHER_ELEMENTS`` (a bound on the gathered size: P <= N * K).
+    Strategies, none with a Python loop over rows:
+
+    * ``per_slot``: one matmul pair per distinct slot in use (prefill: long runs of rows share an adapter).
+    * ``gathered``: the A and B of every (row, k) pair gathered into ``[P, R, D_in]`` / ``[P, D_out, R]``, two bmm.
+    * ``dense``: every row against every slot of the span ``[min slot, max slot]`` through views of the slot
+      tensors (no copies; float32 slots), masked by a ``[N, span]`` coefficient matrix, so each slot's weights are
+      read once (decode: a handful of rows, one adapter each, slots allocated side by side). It multiplies zeros by
+      the weights of unused slots inside the span, so those must be finite: ``auto`` picks it only when every slot
+      of the span is in use.
+
+    ``auto``: ``dense`` when the used slots fill their span and ``N*K*R*(D_in+D_out) * span <= DENSE_MACS``, else
+    ``gathered`` when ``N*K*R*(D_in+D_out) <= GATHER_ELEMENTS``, else ``per_slot``.
     """
     indices, mix_weights = check_apply(y, x, lora_a, lora_b, scales, indices, mix_weights)
     if strategy not in STRATEGIES:
@@ -122,7 +154,6 @@ def apply_multi_lora_grouped(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Ten
     if strategy == "auto":
         strategy = auto_strategy(indices, lora_a, lora_b)
     delta = torch.zeros(y.shape, dtype=torch.float32, device=y.device)   # [N, D_out]
-    apply = _apply_gathered if strategy == "gathered" else _apply_per_slot
-    apply(delta, x, lora_a, lora_b, scales, indices, mix_weights.reshape(-1))
+    APPLY[strategy](delta, x, lora_a, lora_b, scales, indices, mix_weights)
     _add_into(y, delta)
     return y

@@ -144,18 +144,34 @@ def test_grouped_with_no_adapter_anywhere_leaves_y_bit_identical(strategy):
     assert torch.equal(y, case["y"])
 
 
-def test_grouped_auto_strategy_gathers_small_batches_only(monkeypatch):
+def test_grouped_auto_strategy(monkeypatch):
     used = []
-    monkeypatch.setattr(grouped, "_apply_gathered", lambda *a: used.append("gathered"))
-    monkeypatch.setattr(grouped, "_apply_per_slot", lambda *a: used.append("per_slot"))
-    for n_rows in (8, 1024):                                   # decode-sized, then prefill-sized, D = 2048, r = 16
-        x, y = torch.zeros(n_rows, 2048), torch.zeros(n_rows, 2048)
-        grouped.apply_multi_lora_grouped(y, x, torch.zeros(8, 16, 2048), torch.zeros(8, 2048, 16), torch.ones(8),
-                                         torch.arange(n_rows) % 8)
-    assert used == ["gathered", "per_slot"]
+    for name in ("per_slot", "gathered", "dense"):
+        monkeypatch.setitem(grouped.APPLY, name, lambda *a, name=name: used.append(name))
+    a, b, scales = torch.zeros(8, 16, 2048), torch.zeros(8, 2048, 16), torch.ones(8)
+    for indices in (torch.arange(8),                      # decode, slots 0..7 all in use: dense
+                    torch.tensor([0, 7, 0, 7, 0, 7, -1, 7]),  # decode, span 0..7 with holes: gathered
+                    torch.arange(1024) % 8):              # prefill: per slot
+        n_rows = len(indices)
+        grouped.apply_multi_lora_grouped(torch.zeros(n_rows, 2048), torch.zeros(n_rows, 2048), a, b, scales, indices)
+    assert used == ["dense", "gathered", "per_slot"]
     with pytest.raises(ValueError, match="strategy must be one of"):
-        grouped.apply_multi_lora_grouped(y, x, torch.zeros(8, 16, 2048), torch.zeros(8, 2048, 16), torch.ones(8),
-                                         torch.arange(1024) % 8, strategy="fast")
+        grouped.apply_multi_lora_grouped(torch.zeros(8, 2048), torch.zeros(8, 2048), a, b, scales, torch.arange(8),
+                                         strategy="fast")
+
+
+def test_nan_weights_at_minus_one_are_ignored():
+    case = make_case(64, 96, 8, "k2_with_minus_one", torch.float32, n_rows=6)
+    weights = case["mix_weights"].clone()
+    weights[case["indices"] < 0] = float("nan")
+    args = [case[k] for k in ("x", "lora_a", "lora_b", "scales", "indices")] + [weights]
+    expected = reference.apply_multi_lora_reference(case["y"].clone(), *args)
+    assert not expected.isnan().any()
+    for strategy in grouped.STRATEGIES:
+        got = grouped.apply_multi_lora_grouped(case["y"].clone(), *args, strategy=strategy)
+        torch.testing.assert_close(got, expected, **TOL[torch.float32])
+    got = triton_kernel.apply_multi_lora(case["y"].clone(), *args)
+    torch.testing.assert_close(got, expected, **TOL[torch.float32])
 
 
 def test_grouped_on_many_rows_with_one_token_per_adapter_run():
