@@ -2,16 +2,17 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml client/pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: install demo test serve chat build configs bench bench-perf-analyzer bench-profile-storage clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: on these machines pip finds the CPU wheel of 2.13.0 on local disk (pip config);
 	# an unpinned resolve would pull a multi-GB CUDA build from the registry.
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ./client   # gRPC clients + profile API stubs: no torch, no library
 	$(PY) -m pip install -q -e '.[test,kernels]'
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -31,6 +32,7 @@ chat: $(STAMP)
 
 configs: $(STAMP)
 	$(PY) -m ensemble.pipeline_graph
+	$(PY) -m ensemble.gpu_repository
 
 test: $(STAMP)
 	.ci/ensure_postgres.sh   # PostgreSQL binaries for the profile-store tests (installed when absent)

@@ -38,8 +38,8 @@ from recllm.sid.generative_retrieval import (GenerativeRetriever, GenerativeRetr
 from recllm.sid.item_sids import (SidBuildConfig, amazon_semantic_ids, catalog_item_sids, catalog_semantic_ids,
                                   padded_item_table, service_sid_counts)
 from recllm.sid.prefix_trie import DecodedItems, SamplingConfig
-from recllm.synthetic_assortment import build_synthetic_catalog
-from recllm.synthetic_ecosystem import SyntheticConfig
+from recllm.synthetic.assortment import build_synthetic_catalog
+from recllm.synthetic.ecosystem import SyntheticConfig
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "beauty_sids.md"
 COLUMNS = ("R@5", "R@10", "R@20", "N@5", "N@10", "N@20")

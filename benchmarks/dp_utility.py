@@ -1,7 +1,7 @@
 """What the Gaussian mechanism costs the preference vectors: cosine between raw and released vectors per ε.
 
 For every user of a built profile (``--artifact-dir``, default ``artifacts/default``) with purchases, computes the
-clipped decayed sums of ``recllm.differential_privacy`` at the profile clock (the newest event), adds the noise a
+clipped decayed sums of ``recllm.profile.differential_privacy`` at the profile clock (the newest event), adds the noise a
 release with each ``--epsilons`` value (per window, one release per window, δ = ``--delta``) would add, and reports
 the median and 10th percentile of cos(released, raw) for the long- and short-term vectors, next to σ and the
 median sum norms. Also times ``refresh_user_profile`` (fragments + history + histograms + release) on a copy of the
@@ -23,11 +23,11 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
-from recllm.catalog import Catalog
-from recllm.differential_privacy import PrivacyConfig, clipped_preference_sums, normalize_rows
-from recllm.profile_refresh import refresh_user_profile
-from recllm.profile_store import ProfileStore
-from recllm.user_signals import DAY_S, compute_user_signals
+from recllm.catalog.product_catalog import Catalog
+from recllm.profile.differential_privacy import PrivacyConfig, clipped_preference_sums, normalize_rows
+from recllm.profile.refresh import refresh_user_profile
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.user_signals import DAY_S, compute_user_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "dp_utility.md"

@@ -35,6 +35,7 @@ from benchmarks.machine_info import machine_info
 from benchmarks.perf_analyzer_tool import DEFAULT_TOOLS_DIR, PerfAnalyzerTool, ensure_perf_analyzer
 from recllm.serving.triton_server import REPO_ROOT, TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
+from recllm_proto import tensors as T
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_TOP_K = 50
@@ -55,8 +56,8 @@ class ModelSpec:
 
 
 MODELS = {
-    "recllm": ModelSpec("recllm", streaming=False, needs_session=False, ensemble=True),
-    "recllm_chat": ModelSpec("recllm_chat", streaming=True, needs_session=True, ensemble=False),
+    T.ENSEMBLE_MODEL: ModelSpec(T.ENSEMBLE_MODEL, streaming=False, needs_session=False, ensemble=True),
+    T.CHAT_MODEL: ModelSpec(T.CHAT_MODEL, streaming=True, needs_session=True, ensemble=False),
 }
 
 
@@ -145,11 +146,11 @@ def build_input_data(rows: list[dict], model: str, top_k: int, session_prefix: s
     for index, row in enumerate(rows):
         entry = {}
         if spec.needs_session:
-            entry["session_id"] = [f"{session_prefix}-{index:04d}"]
-        entry["user_id"] = [str(row["user_id"])]
-        entry["query"] = [str(row["text"])]
-        entry["top_k"] = [int(top_k)]
-        entry["service"] = [str(row.get("service") or "")]
+            entry[T.SESSION_ID.client_name] = [f"{session_prefix}-{index:04d}"]
+        entry[T.USER_ID.client_name] = [str(row["user_id"])]
+        entry[T.QUERY.client_name] = [str(row["text"])]
+        entry[T.TOP_K.client_name] = [int(top_k)]
+        entry[T.SERVICE.client_name] = [str(row.get("service") or "")]
         data.append(entry)
     return {"data": data}
 

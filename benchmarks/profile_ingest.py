@@ -10,10 +10,10 @@ written here never touch the original) and measures:
   acks after the commit and refreshes behind it, reported with the refresh lag (ack → user refreshed) and how long
   the refresh queue took to drain after the last ack;
 * ingest-to-visible latency: from sending one purchase to the first retrieval that reflects it, polling
-  (a) the in-process ``Retriever`` the Triton ``retriever`` model runs (an existing user; visible = the purchased
-  item's category fragment grew by one purchase) and (b) the real tritonserver's ``retriever`` model over gRPC
+  (a) the in-process ``Retriever`` the Triton ``rag.retriever`` model runs (an existing user; visible = the purchased
+  item's category fragment grew by one purchase) and (b) the real tritonserver's ``rag.retriever`` model over gRPC
   (a new user; visible = PROFILE_FACTS became non-empty);
-* per-user retrieval latency (in-process ``Retriever.retrieve`` and the Triton ``retriever`` model), idle and while
+* per-user retrieval latency (in-process ``Retriever.retrieve`` and the Triton ``rag.retriever`` model), idle and while
   a stream is ingesting.
 
 Writes ``benchmarks/results/profile_ingest.md`` with the command and machine info. Run under the CPU lock:
@@ -42,11 +42,11 @@ from recllm.artifacts import ArtifactLayout
 from recllm.pipeline import load_retriever
 from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
-from recllm.profile_store import ProfileStore
-from recllm.request_validation import parse_request
-from recllm.retriever import Retriever
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.rag.rec_request import parse_request
+from recllm.rag.retriever import Retriever
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
-from recllm.synthetic_records import Event
+from recllm.profile.events import Event
 from recllm_client.profile_client import ProfileClient
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -187,7 +187,7 @@ class AckWatcher:
                 self.errors.append(ack.error)
 
     def send(self, event: Event) -> int:
-        from recllm.profile_service.messages import event_message  # noqa: PLC0415
+        from recllm_client.profile_client import event_message  # noqa: PLC0415
 
         sequence = self._sequence
         self._sequence += 1

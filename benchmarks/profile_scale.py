@@ -53,7 +53,7 @@ def peak_rss_mib() -> float:
 
 
 def generate_step(users: int, items: int, seed: int, directory: Path) -> dict:
-    from recllm.synthetic_scale import PopulationConfig, write_population
+    from recllm.synthetic.scale import PopulationConfig, write_population
 
     config = PopulationConfig(seed=seed, n_users=users, n_items=items)
     samples: list[tuple[int, float]] = []
@@ -78,8 +78,8 @@ def item_vectors(catalog, seed: int, cache: Path) -> tuple[np.ndarray, str]:
     if cache.exists():
         return np.load(cache), cache.with_suffix(".source").read_text()
     if ENCODER_DIR.exists():
-        from recllm.catalog_index import item_search_text
-        from recllm.query_encoder import QueryEncoder
+        from recllm.rag.catalog_index import item_search_text
+        from recllm.rag.query_encoder import QueryEncoder
 
         encoder = QueryEncoder.load(ENCODER_DIR)
         texts = [item_search_text(item, catalog) for item in catalog.items]
@@ -101,12 +101,12 @@ def percentiles(samples_s: list[float]) -> dict:
 
 
 def lookup_step(directory: Path, users: int, lookups: int, seed: int, vectors_cache: Path) -> dict:
-    from recllm.catalog import Catalog
-    from recllm.catalog_index import CatalogIndex
-    from recllm.profile_store import ProfileStore
-    from recllm.request_validation import RecRequest
-    from recllm.retriever import Retriever, RetrieverConfig
-    from recllm.user_signals import compute_user_signals
+    from recllm.catalog.product_catalog import Catalog
+    from recllm.rag.catalog_index import CatalogIndex
+    from recllm.profile.sqlite_store import ProfileStore
+    from recllm.rag.rec_request import RecRequest
+    from recllm.rag.retriever import Retriever, RetrieverConfig
+    from recllm.profile.user_signals import compute_user_signals
 
     catalog = Catalog.load_jsonl(directory / "catalog.jsonl")
     vectors, source = item_vectors(catalog, seed, vectors_cache)
@@ -125,7 +125,7 @@ def lookup_step(directory: Path, users: int, lookups: int, seed: int, vectors_ca
         store.events_of(user_id)
         full_s.append(time.perf_counter() - started)
     retriever = Retriever(catalog, CatalogIndex(vectors, catalog), store, RetrieverConfig())
-    from recllm.query_encoder import QueryEncoder
+    from recllm.rag.query_encoder import QueryEncoder
     query_vectors = (QueryEncoder.load(ENCODER_DIR).encode(list(QUERIES)) if "trained" in source
                      else vectors[[rng.randrange(len(catalog)) for _ in QUERIES]])
     retrieve_s = []

@@ -1,7 +1,7 @@
 """Profile storage backends side by side: event ingest rate and per-user ``events_of`` latency, SQLite vs PostgreSQL.
 
 Generates one synthetic event stream (``--users`` users, ``--events-per-user`` on average, valid per
-``recllm.event_schema``: known services, kinds, devices and coarse regions, basket ids where required, positive
+``recllm.profile.event_schema``: known services, kinds, devices and coarse regions, basket ids where required, positive
 prices), writes it in time order in batches of ``--batch`` through ``add_events`` into a fresh store of each
 backend, then reads ``--lookups`` random users' histories with ``events_of`` (all events, and purchases only) and
 reports p50/p99 per call. SQLite runs with the store's own settings (WAL, synchronous=NORMAL); PostgreSQL is a
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine_info import machine_info
-from recllm.catalog import SERVICES
-from recllm.event_schema import COARSE_REGIONS
-from recllm.profile_storage import ProfileStorage, open_profile_storage
-from recllm.profile_store_postgres import PostgresProfileStore
-from recllm.synthetic_records import DEVICES, EVENT_KINDS, Event
+from recllm.catalog.product_catalog import SERVICES
+from recllm.profile.event_schema import COARSE_REGIONS
+from recllm.profile.storage import ProfileStorage, open_profile_storage
+from recllm.profile.postgres_store import PostgresProfileStore
+from recllm.profile.events import DEVICES, EVENT_KINDS, Event
 from tests.postgres_server import LocalPostgres
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "profile_storage.md"

@@ -24,8 +24,8 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
-from recllm.chat_engine import ChatEngine, InProcessChatStages, TextChunk
-from recllm.chat_session import SessionStore
+from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, TextChunk
+from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import RecPipeline
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient

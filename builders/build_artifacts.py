@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -25,27 +26,27 @@ import torch
 from tqdm.auto import tqdm
 
 from builders import generator_corpus
-from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure
-from recllm.catalog_index import CatalogIndex, item_search_text
-from recllm.chat_session import SessionStore
+from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure, staging_dir, swap_in
+from recllm.rag.catalog_index import CatalogIndex, item_search_text
+from recllm.dialogue.session_store import SessionStore
 from recllm.generator import GeneratorConfig, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
-from recllm.profile_refresh import refresh_all_profiles
-from recllm.profile_store import ProfileStore
-from recllm.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
-from recllm.reply_prompt import build_prompt
-from recllm.request_validation import RecRequest, parse_request
-from recllm.reranker import RerankerConfig, candidate_features, train_reranker
-from recllm.retriever import Retriever, RetrieverConfig
-from recllm.synthetic_ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
-from recllm.user_signals import compute_user_signals, with_released_preferences
+from recllm.profile.refresh import refresh_all_profiles
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.rag.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
+from recllm.generator.reply_prompt import build_prompt
+from recllm.rag.reranker import RerankerConfig, candidate_features, train_reranker
+from recllm.rag.retriever import Retriever, RetrieverConfig
+from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
+from recllm.evaluation.synthetic_pipeline import evaluate, request_of
+from recllm.profile.user_signals import compute_user_signals, with_released_preferences
+from recllm.config_validation import require_above
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "artifacts" / "default"
 PRESETS = ("default", "test")
-EVAL_K = 10
 TOP_K_FOR_REPLIES = 5
 
 
@@ -62,8 +63,7 @@ class BuildConfig:
     overrides: dict = field(default_factory=dict)  # e.g. {"generator": {"train_steps": 50}} for quick builds
 
     def __post_init__(self) -> None:
-        if self.torch_threads <= 0:
-            raise ValueError(f"BuildConfig.torch_threads must be > 0, got {self.torch_threads!r}")
+        require_above(self, "torch_threads", 0)
         if self.preset not in PRESETS:
             raise ValueError(f"BuildConfig.preset must be one of {PRESETS}, got {self.preset!r}")
         self.output_dir = Path(self.output_dir)
@@ -137,10 +137,6 @@ def store_fragments(ecosystem: Ecosystem, store: ProfileStore, item_vectors: np.
         refresh_all_profiles(store, ecosystem.catalog, item_vectors, now_ts)
 
 
-def request_of(query) -> RecRequest:
-    return parse_request(query.user_id, query.text, EVAL_K, query.service)
-
-
 def retrieve_all(queries: list, encoder: QueryEncoder, retriever: Retriever, progress: bool) -> list:
     """One retrieval per training request, shared by the reranker and generator data."""
     requests = [request_of(q) for q in queries]
@@ -197,30 +193,31 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
     return examples
 
 
-def evaluate(pipeline: RecPipeline, queries: list) -> dict:
-    """Recall@10 of the held-out picks: full pipeline vs the query-only (retrieval score) order."""
-    hits_full = hits_query_only = 0
-    for query in queries:
-        retrieval, ranking = pipeline.retrieve_and_rank(request_of(query))
-        hits_full += query.target_item_id in set(ranking.item_ids.tolist())
-        hits_query_only += query.target_item_id in set(retrieval.candidate_ids[:EVAL_K].tolist())
-    n = max(len(queries), 1)
-    return {"held_out_requests": len(queries), "recall_at_10_pipeline": hits_full / n,
-            "recall_at_10_query_only": hits_query_only / n}
-
-
 def build(config: BuildConfig) -> ArtifactLayout:
-    layout = ArtifactLayout(config.output_dir)
+    """Build into a staging folder beside ``config.output_dir`` and swap it in when complete, so a rebuild never
+    deletes or half-writes files under a server running on the old build (``recllm.artifacts.swap_in``)."""
+    final = ArtifactLayout(config.output_dir)
     fingerprint = source_fingerprint(config)
-    if not config.force and layout.is_built(fingerprint):
-        log.info("artifacts in %s are up to date (fingerprint %s)", layout.root, fingerprint)
-        return layout
+    if not config.force and final.is_built(fingerprint):
+        log.info("artifacts in %s are up to date (fingerprint %s)", final.root, fingerprint)
+        return final
+    staging = staging_dir(final.root)
+    try:
+        build_into(ArtifactLayout(staging), config, fingerprint)
+        replaced = swap_in(staging, final.root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if replaced is not None:
+        log.info("the replaced build is kept at %s until the next rebuild", replaced)
+    return final
+
+
+def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) -> None:
     started = time.monotonic()
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     faiss.omp_set_num_threads(config.torch_threads)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.manifest.unlink(missing_ok=True)
     steps = tqdm(total=7, desc="build", disable=not config.progress)
 
     synthetic = SyntheticConfig.from_name(config.preset)
@@ -268,7 +265,6 @@ def build(config: BuildConfig) -> ArtifactLayout:
         "generator_examples": len(examples), "evaluation": metrics,
     })
     log.info("built %s in %.0f s: %s", layout.root, time.monotonic() - started, metrics)
-    return layout
 
 
 def write_queries(path: Path, queries: list) -> None:

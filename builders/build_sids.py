@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from recllm.catalog import Catalog
+from recllm.catalog.product_catalog import Catalog
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR
 from recllm.sid.content_encoder import ContentEncoderConfig
 from recllm.sid.item_sids import (ItemSemanticIds, SidBuildConfig, amazon_semantic_ids, catalog_item_sids,
                                   catalog_semantic_ids, save_item_sids, service_sid_counts)
 from recllm.sid.residual_quantization import RQKMeansConfig
-from recllm.synthetic_assortment import build_synthetic_catalog
-from recllm.synthetic_ecosystem import PRESETS as SYNTHETIC_PRESETS
-from recllm.synthetic_ecosystem import SyntheticConfig
+from recllm.synthetic.assortment import build_synthetic_catalog
+from recllm.synthetic.ecosystem import PRESETS as SYNTHETIC_PRESETS
+from recllm.synthetic.ecosystem import SyntheticConfig
 
 logger = logging.getLogger(__name__)
 

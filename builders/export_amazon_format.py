@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recllm.datasets import food_kitchen
+from recllm.config_validation import require_in_interval
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ class AmazonExportConfig:
         for name in ("min_interactions", "min_word_items", "max_attributes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AmazonExportConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if not 0 < self.max_word_share <= 1:
-            raise ValueError(f"AmazonExportConfig.max_word_share must be in (0, 1], got {self.max_word_share!r}")
+        require_in_interval(self, "max_word_share", "(0, 1]")
 
 
 @dataclass

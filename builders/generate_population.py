@@ -4,7 +4,7 @@
 
 Writes ``catalog.jsonl``, ``profile.sqlite`` (the profile store's schema: users, events, item popularity),
 ``held_out.jsonl`` (each user's latest interactions, kept out of the profile) and ``manifest.json`` into a new
-directory, streaming users chunk by chunk in bounded memory (see ``recllm.synthetic_scale``). Defaults come from
+directory, streaming users chunk by chunk in bounded memory (see ``recllm.synthetic.scale``). Defaults come from
 ``PopulationConfig``; a bad value exits with the config field and value.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from recllm.synthetic_scale import PopulationConfig, PopulationSummary, write_population
+from recllm.synthetic.scale import PopulationConfig, PopulationSummary, write_population
 
 # CLI flag -> PopulationConfig field; every other field keeps its dataclass default.
 FLAGS: dict[str, str] = {"users": "n_users", "items": "n_items", "seed": "seed", "chunk_users": "chunk_users",

@@ -11,6 +11,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,8 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 # How the server tells its model processes which build to load (set by ``recllm serve``).
 ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
+# The embedded default build (`recllm build`, `recllm serve`, `recllm eval --dataset synthetic`).
+DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "default"
 
 
 class ArtifactsNotBuiltError(FileNotFoundError):
@@ -105,6 +110,36 @@ class ArtifactLayout:
         body = {"fingerprint": fingerprint, "preset": preset, "built_at": int(time.time())}
         body.update(extra or {})
         self.manifest.write_text(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+PREVIOUS_SUFFIX = ".previous"
+
+
+def staging_dir(root: Path) -> Path:
+    """A fresh folder beside ``root`` (same file system, so the swap is a rename) to build a replacement into."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+
+
+def swap_in(staging: Path, root: Path) -> Path | None:
+    """Make the finished build in ``staging`` the one at ``root``; returns where the replaced build now lives.
+
+    Nothing a running server may have open is deleted: the replaced build moves to ``<root>.previous`` (the one
+    before it, which no server started on ``root`` can still be using, is removed first), and the new build takes
+    its place by rename. A server started on ``root`` keeps its open files and reads the new build on restart.
+    """
+    staging, root = Path(staging), Path(root)
+    if not (staging / MANIFEST_NAME).is_file():
+        raise ArtifactsNotBuiltError(f"{staging} holds no finished build (no {MANIFEST_NAME}); refusing to swap it in")
+    previous = root.with_name(root.name + PREVIOUS_SUFFIX)
+    replaced = None
+    if root.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(root, previous)
+        replaced = previous
+    os.replace(staging, root)
+    return replaced
 
 
 def module_path(root: Path, module: str) -> Path | None:

@@ -13,19 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
+from recllm_proto import tensors
 
 from recllm.artifacts import ArtifactLayout
-from recllm.catalog import Catalog
-from recllm.catalog_index import CatalogIndex
-from recllm.explanations import ExplanationConfig, explain_item
-from recllm.profile_store import ProfileStore
-from recllm.query_encoder import QueryEncoder
-from recllm.reply_prompt import build_prompt
-from recllm.request_validation import RecRequest, parse_request
-from recllm.reranker import Reranker, candidate_features
-from recllm.retriever import Retrieval, Retriever, RetrieverConfig
-from recllm.text_arrays import utf8_array
-from recllm.user_signals import check_preference_source, compute_user_signals, with_released_preferences
+from recllm.catalog.product_catalog import Catalog
+from recllm.rag.catalog_index import CatalogIndex
+from recllm.explanation.item_explanations import ExplanationConfig, explain_item
+from recllm.profile.storage import ProfileStorage, open_profile_storage
+from recllm.profile.user_context import UserContext, read_user_context
+from recllm.rag.query_encoder import QueryEncoder
+from recllm.generator.reply_prompt import build_prompt
+from recllm.rag.rec_request import RecRequest, parse_request
+from recllm.rag.reranker import Reranker, candidate_features
+from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
+from recllm_proto.text_arrays import utf8_array
+from recllm.profile.user_signals import check_preference_source
 
 if TYPE_CHECKING:  # the generator pulls in transformers: only the generation stage's process needs it
     from recllm.generator import ReplyGenerator
@@ -54,7 +56,7 @@ class RankingStage:
     The preference-similarity features use the user's DP release (``preference_source="released"``, as served);
     "raw" exists for tests of the raw signal only."""
 
-    def __init__(self, catalog: Catalog, index: CatalogIndex, profile: ProfileStore, reranker: Reranker,
+    def __init__(self, catalog: Catalog, index: CatalogIndex, profile: ProfileStorage, reranker: Reranker,
                  explanation: ExplanationConfig | None = None, preference_source: str = "released"):
         check_preference_source("RankingStage preference_source", preference_source)
         self.catalog, self.index, self.profile, self.reranker = catalog, index, profile, reranker
@@ -62,34 +64,36 @@ class RankingStage:
         self.preference_source = preference_source
         self.popularity = profile.item_popularity()
 
-    def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray) -> Ranking:
-        events = self.profile.events_of(request.user_id, kind="purchase")
-        now_ts = self.profile.latest_timestamp() or 0
-        signals = compute_user_signals(request.user_id, events, self.catalog, self.index.item_vectors, now_ts)
-        if self.preference_source == "released":
-            signals = with_released_preferences(signals, self.profile.released_preferences_of(request.user_id))
+    def read_context(self, user_id: str) -> UserContext:
+        return read_user_context(self.profile, self.catalog, self.index.item_vectors, user_id, self.preference_source)
+
+    def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray,
+             context: UserContext | None = None) -> Ranking:
+        """Score and explain the candidates with the user's ``context`` as the retriever read it (read here only
+        when the caller has none, e.g. offline evaluation)."""
+        context = context if context is not None else self.read_context(request.user_id)
+        signals = context.signals
         features = candidate_features(candidate_ids, candidate_scores, signals, service, self.catalog,
-                                      self.index.item_vectors, self.popularity, now_ts)
+                                      self.index.item_vectors, self.popularity, context.now_ts)
         scores = self.reranker.score(features)
         order = np.argsort(-scores, kind="stable")[: request.top_k]
-        fragments = self.profile.fragments_of(request.user_id)
         explanations = [
-            explain_item(self.catalog.get(int(i)), self.index.item_vectors[i], fragments, signals,
+            explain_item(self.catalog.get(int(i)), self.index.item_vectors[i], context.fragments, signals,
                          request.language, self.explanation)
             for i in candidate_ids[order]
         ]
         return Ranking(candidate_ids[order].astype(np.int64), scores[order].astype(np.float32), explanations)
 
     def item_arrays(self, ranking: Ranking) -> dict[str, np.ndarray]:
-        """The ranked items as named arrays (lower_snake; the adapters upper-case them inside the graph)."""
+        """The ranked items as the reranker's output tensors (``recllm_proto.tensors.ITEM_OUTPUTS``, UPPER_SNAKE)."""
         items = [self.catalog.get(int(i)) for i in ranking.item_ids]
         return {
-            "item_ids": ranking.item_ids.astype(np.int64),
-            "item_scores": ranking.scores.astype(np.float32),
-            "item_names": utf8_array([item.name for item in items]),
-            "item_prices": np.array([item.price for item in items], dtype=np.float32),
-            "item_services": utf8_array([item.service for item in items]),
-            "item_explanations": utf8_array(ranking.explanations),
+            tensors.ITEM_IDS.name: ranking.item_ids.astype(np.int64),
+            tensors.ITEM_SCORES.name: ranking.scores.astype(np.float32),
+            tensors.ITEM_NAMES.name: utf8_array([item.name for item in items]),
+            tensors.ITEM_PRICES.name: np.array([item.price for item in items], dtype=np.float32),
+            tensors.ITEM_SERVICES.name: utf8_array([item.service for item in items]),
+            tensors.ITEM_EXPLANATIONS.name: utf8_array(ranking.explanations),
         }
 
 
@@ -120,12 +124,13 @@ def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogInde
 
 def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:
     catalog, index = load_catalog_and_index(layout)
-    return Retriever(catalog, index, ProfileStore(layout.profile_db, read_only=True), config or RetrieverConfig())
+    return Retriever(catalog, index, open_profile_storage(layout.profile_db, read_only=True),
+                     config or RetrieverConfig())
 
 
 def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
     catalog, index = load_catalog_and_index(layout)
-    return RankingStage(catalog, index, ProfileStore(layout.profile_db, read_only=True),
+    return RankingStage(catalog, index, open_profile_storage(layout.profile_db, read_only=True),
                         Reranker.load(layout.reranker_dir))
 
 
@@ -153,7 +158,8 @@ class RecPipeline:
                           ) -> tuple[Retrieval, Ranking]:
         query_vector = self.encoder.encode([request.query])[0]
         retrieval = self.retriever.retrieve(request, query_vector, exclude_item_ids)
-        ranking = self.ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
+        ranking = self.ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores,
+                                    retrieval.context)
         return retrieval, ranking
 
     def recommend(self, user_id: str, query: str, top_k: int = 5, service: str = "") -> Recommendation:

@@ -2,7 +2,7 @@
 
 Each loader (``amazon_beauty``, ``food_kitchen``, ``tafeng``) reads its files from ``../shared/data/<name>`` (never
 copied into the repo) and returns an ``InteractionDataset``, possibly a subclass carrying that data set's own
-evaluation split. ``to_events`` turns any of them into ``Event`` records that pass ``recllm.event_schema``, so the
+evaluation split. ``to_events`` turns any of them into ``Event`` records that pass ``recllm.profile.event_schema``, so the
 real data can be replayed through the same profile store as the synthetic ecosystem; ``placeholder_catalog`` gives
 those events a catalog to be validated against until the data sets are mapped onto real service catalogs.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from recllm.catalog import SERVICES, Catalog, Category, Item
-from recllm.synthetic_records import Event
+from recllm.catalog.product_catalog import SERVICES, Catalog, Category, Item
+from recllm.profile.events import Event
 
 logger = logging.getLogger(__name__)
 

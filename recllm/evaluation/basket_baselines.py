@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from recllm.config_validation import require_positive_ints
 
 Baskets = Sequence[Sequence[int]]
 
@@ -64,10 +65,7 @@ class TifuKnnConfig:
     alpha: float = 0.7            # weight of the user's own vector against the neighbours' mean
 
     def __post_init__(self) -> None:
-        for name in ("group_count", "n_neighbors"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TifuKnnConfig.{name} must be a positive int, got {value!r}")
+        require_positive_ints(self, ("group_count", "n_neighbors"))
         for name in ("within_decay", "group_decay", "alpha"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -6,7 +6,7 @@
                                                Food and Home & Kitchen in that format from the Food–Kitchen data)
 
 ``--quick`` runs each protocol's small preset (fewer users, a tiny model; the synthetic protocol replays only the
-first held-out requests) for tests and CI. ``recllm/cli.py`` wires ``add_eval_arguments`` / ``run_eval`` in.
+first held-out requests) for tests and CI. ``recllm_cli/main.py`` wires ``add_eval_arguments`` / ``run_eval`` in.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from recllm.evaluation.report_table import EvalReport
-from recllm.serving.triton_server import TritonServerConfig
+from recllm.artifacts import DEFAULT_ARTIFACT_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small configuration for tests and CI")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder of the --dataset files (default: ../shared/data/<data set>)")
-    parser.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir,
+    parser.add_argument("--artifact-dir", type=Path, default=DEFAULT_ARTIFACT_DIR,
                         help="artifact build evaluated by --dataset synthetic")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown report to this file")
 

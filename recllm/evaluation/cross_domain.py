@@ -43,6 +43,7 @@ from recllm.sid.content_encoder import ContentEncoderConfig, ItemContent, encode
 from recllm.sid.generative_retrieval import GenerativeRetrieverConfig
 from recllm.sid.item_sids import padded_item_table
 from recllm.sid.residual_quantization import RQKMeansConfig, fit_rq_kmeans
+from recllm.config_validation import require_above
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,8 @@ class CrossDomainEvalConfig:
                                       rank_within_target_domain=True)
 
     def __post_init__(self) -> None:
-        if self.sid_codebook_size < 2:
-            raise ValueError(f"CrossDomainEvalConfig.sid_codebook_size must be >= 2, got {self.sid_codebook_size!r}")
-        if self.n_negatives < 1:
-            raise ValueError(f"CrossDomainEvalConfig.n_negatives must be >= 1, got {self.n_negatives!r}")
+        require_above(self, "sid_codebook_size", 2, inclusive=True)
+        require_above(self, "n_negatives", 1, inclusive=True)
         for name in ("train_user_stride", "kitchen_only_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CrossDomainEvalConfig.{name} must be >= 1, got {getattr(self, name)!r}")

@@ -41,6 +41,7 @@ from recllm.evaluation.basket_baselines import (
 from recllm.evaluation.next_item import ALL_ITEMS, train_and_rank
 from recllm.evaluation.report_table import EvalReport
 from recllm.seqrec.sasrec import SASRecConfig
+from recllm.config_validation import require_above
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ class NextBasketEvalConfig:
         if self.tune_metric not in {f"{m}@{k}" for m in ("R", "N", "PHR") for k in self.ks}:
             raise ValueError(f"NextBasketEvalConfig.tune_metric must be R@k, N@k or PHR@k for k in {self.ks}, "
                              f"got {self.tune_metric!r}")
-        if self.user_stride < 1:
-            raise ValueError(f"NextBasketEvalConfig.user_stride must be >= 1, got {self.user_stride!r}")
+        require_above(self, "user_stride", 1, inclusive=True)
 
     @classmethod
     def from_name(cls, name: str) -> "NextBasketEvalConfig":

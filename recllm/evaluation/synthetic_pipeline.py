@@ -3,8 +3,8 @@
 The builder (``builders/build_artifacts.py``) holds out each user's last conversational request (by time) from the
 training of the query encoder, reranker and generator and writes it to ``eval_queries.jsonl``; the user's purchase
 history before it is in the profile database. This module replays those requests through ``RecPipeline``
-(query encoder → retriever with the service / budget / dietary filters → reranker), exactly as the build's own
-``evaluate`` does, and reports, overall and per service, Recall@10 = the share of requests whose picked item is
+(query encoder → retriever with the service / budget / dietary filters → reranker), with ``evaluate`` (the builder reports the same
+figures at build time), and reports, overall and per service, Recall@10 = the share of requests whose picked item is
 among the 10 returned items, beside the query-only order (the retriever's top 10 by retrieval score).
 """
 
@@ -13,15 +13,39 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recllm.artifacts import ArtifactLayout
+from recllm.rag.rec_request import RecRequest, parse_request
 from recllm.evaluation.report_table import EvalReport
-from recllm.synthetic_records import QueryExample
+from recllm.synthetic.records import QueryExample
+
+if TYPE_CHECKING:
+    from recllm.pipeline import RecPipeline
 
 logger = logging.getLogger(__name__)
 
 GOAL_RECALL_AT_10 = 0.4
 PIPELINE, QUERY_ONLY = "recall_at_10_pipeline", "recall_at_10_query_only"
+
+
+EVAL_K = 10
+
+
+def request_of(query) -> RecRequest:
+    return parse_request(query.user_id, query.text, EVAL_K, query.service)
+
+
+def evaluate(pipeline: RecPipeline, queries: list) -> dict:
+    """Recall@10 of the held-out picks: full pipeline vs the query-only (retrieval score) order."""
+    hits_full = hits_query_only = 0
+    for query in queries:
+        retrieval, ranking = pipeline.retrieve_and_rank(request_of(query))
+        hits_full += query.target_item_id in set(ranking.item_ids.tolist())
+        hits_query_only += query.target_item_id in set(retrieval.candidate_ids[:EVAL_K].tolist())
+    n = max(len(queries), 1)
+    return {"held_out_requests": len(queries), "recall_at_10_pipeline": hits_full / n,
+            "recall_at_10_query_only": hits_query_only / n}
 
 
 def read_held_out(layout: ArtifactLayout) -> list[QueryExample]:
@@ -34,7 +58,6 @@ def read_held_out(layout: ArtifactLayout) -> list[QueryExample]:
 
 def evaluate_synthetic(artifact_dir: str | Path, max_requests: int | None = None) -> EvalReport:
     """Recall@10 of the pipeline and of the query-only order over the first ``max_requests`` held-out requests."""
-    from builders.build_artifacts import evaluate  # noqa: PLC0415  (the build's own protocol, reused as is)
     from recllm.pipeline import RecPipeline  # noqa: PLC0415
 
     if max_requests is not None and max_requests < 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
+from recllm.config_validation import require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class GeneratorConfig:
             "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
             "max_position_embeddings", "train_steps", "batch_size", "max_new_tokens", "max_items_per_reply",
         )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GeneratorConfig.{name} must be a positive int, got {value!r}")
+        require_positive_ints(self, positive)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"GeneratorConfig.hidden_size={self.hidden_size} must be divisible by "

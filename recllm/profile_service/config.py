@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recllm.event_schema import EventValidationConfig
+from recllm.profile.event_schema import EventValidationConfig
 from recllm.serving.triton_server import REPO_ROOT
 
 if TYPE_CHECKING:  # profile_retention pulls in the chat sessions and with them torch
-    from recllm.profile_retention import RetentionConfig
+    from recllm.profile.retention import RetentionConfig
 
 SYNCHRONOUS_LEVELS: tuple[str, ...] = ("FULL", "EXTRA")  # levels that fsync the WAL at every commit
 REFRESH_MODES: tuple[str, ...] = ("sync", "async")

@@ -8,7 +8,7 @@ Durability contract: a submitted event's future resolves only after the transact
 a connection with ``PRAGMA synchronous=FULL`` — in WAL mode the WAL is fsynced at every commit, so neither
 ``kill -9`` nor a power cut loses it — and the retriever, which reads raw events live, sees it from then on. The
 service acknowledges an event only when its future has resolved. What is derived from the events (fragments,
-history, histograms, the DP release: ``recllm.profile_refresh``) is rebuilt per user after the commit:
+history, histograms, the DP release: ``recllm.profile.refresh``) is rebuilt per user after the commit:
 ``IngestPolicy.refresh_mode == "sync"`` does it on this thread before resolving the futures; ``"async"`` (default)
 resolves them at once and leaves the commit's users to ``profile_refresher`` (one refresh per user however many of
 their events arrived; ``wait_refreshed`` waits for it to catch up). Either way the commit's users are recorded in
@@ -32,17 +32,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from recllm.catalog import Catalog
-from recllm.profile_fragments import build_fragments
+from recllm.catalog.product_catalog import Catalog
+from recllm.profile.fragments import build_fragments
 from recllm.profile_service.config import IngestPolicy
 from recllm.profile_service.profile_refresher import (
     PENDING_TABLE, ProfileRefresher, clear_pending, create_pending_table, pending_users, record_pending,
 )
-from recllm.profile_store import ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
 
 log = logging.getLogger(__name__)
 
-REFRESH_MODULE = "recllm.profile_refresh"
+REFRESH_MODULE = "recllm.profile.refresh"
 
 ProfileRefresh = Callable[[ProfileStore, Catalog, np.ndarray, str, int], None]
 
@@ -52,9 +52,9 @@ class WriterStoppedError(RuntimeError):
 
 
 def load_profile_refresh() -> ProfileRefresh | None:
-    """``recllm.profile_refresh.refresh_user_profile`` when that module exists, else None (fragments only)."""
+    """``recllm.profile.refresh.refresh_user_profile`` when that module exists, else None (fragments only)."""
     try:
-        from recllm.profile_refresh import refresh_user_profile  # noqa: PLC0415 - optional, written separately
+        from recllm.profile.refresh import refresh_user_profile  # noqa: PLC0415 - optional, written separately
     except ModuleNotFoundError as error:
         if error.name != REFRESH_MODULE:
             raise  # the module exists but one of its own imports is missing: a real error

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, Iterable, Iterator
 
-from recllm.profile_service import profile_pb2 as pb
+from recllm_proto import profile_pb2 as pb
 from recllm.profile_service.messages import accepted_ack, rejected_ack
 
 log = logging.getLogger(__name__)

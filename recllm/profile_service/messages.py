@@ -1,16 +1,16 @@
 """Conversions between the profile service's protobuf messages and the library's records.
 
-An incoming ``Event`` message becomes a ``recllm.synthetic_records.Event`` (the record ``event_schema`` validates
+An incoming ``Event`` message becomes a ``recllm.synthetic.records.Event`` (the record ``profile.event_schema`` validates
 and ``ProfileStore`` stores); a field the schema needs but the message does not carry is reported by name instead
 of being read as protobuf's zero default (item 0 is a real item; price 0 would be reported as "not > 0").
 """
 
 from __future__ import annotations
 
-from recllm.event_schema import ID_PATTERN, EventValidationConfig, EventValidationError
-from recllm.profile_service import profile_pb2 as pb
+from recllm.profile.event_schema import ID_PATTERN, EventValidationConfig, EventValidationError
+from recllm_proto import profile_pb2 as pb
 from recllm.profile_service.profile_view import ActivitySummary, UserProfileView
-from recllm.synthetic_records import Event
+from recllm.profile.events import Event
 
 PRESENCE_FIELDS: tuple[str, ...] = ("item_id", "timestamp", "price", "quantity")  # required, proto3 ``optional``
 MAX_SHOWN_ID_CHARS = 40
@@ -33,16 +33,6 @@ def event_from_message(message: pb.Event) -> Event:
         region=message.region,
         device=message.device,
     )
-
-
-def event_message(event, sequence: int = 0, event_id: str = "") -> pb.Event:
-    """The message for an event record (clients and tests build messages from records with this)."""
-    message = pb.Event(sequence=sequence, event_id=event_id, user_id=event.user_id, service=event.service,
-                       item_id=event.item_id, kind=event.kind, timestamp=event.timestamp, price=event.price,
-                       quantity=event.quantity, region=event.region, device=event.device)
-    if event.basket_id is not None:
-        message.basket_id = event.basket_id
-    return message
 
 
 def accepted_ack(message: pb.Event) -> pb.EventAck:

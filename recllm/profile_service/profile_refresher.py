@@ -37,7 +37,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Iterable
 
-from recllm.profile_store import ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
 
 log = logging.getLogger(__name__)
 

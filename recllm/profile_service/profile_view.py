@@ -1,7 +1,7 @@
 """What the profile store holds about one user, read for ``GetProfile``: a summary, never another user's rows.
 
 Events (summarised per service and kind, plus the newest few), demographics, profile fragments, the temporal
-histograms and history levels ``profile_refresh`` derives, and the user's privacy ledger and latest release metadata.
+histograms and history levels ``profile.refresh`` derives, and the user's privacy ledger and latest release metadata.
 
 Every query is keyed by ``user_id`` (the ``events_by_user`` index), so a profile read costs the user's own rows only.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recllm.profile_store import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment, ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
 
 MAX_RECENT_EVENTS = 1000  # a GetProfile answer stays small; the full log is the store's business
 

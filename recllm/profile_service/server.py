@@ -1,12 +1,12 @@
 """The profile service: a gRPC server beside Triton that takes behaviour events in real time.
 
 ``recllm serve`` starts it next to tritonserver on the same artifact folder. Events stream in over
-``IngestEvents``; each is validated with ``recllm.event_schema`` against the catalog, committed durably to the
+``IngestEvents``; each is validated with ``recllm.profile.event_schema`` against the catalog, committed durably to the
 artifact's profile SQLite by the single writer (``event_writer``) and acknowledged; the Triton retriever reads the
 same file per request (read-only), so an acknowledged event is visible to the very next recommendation. The derived
 profile (fragments, history, DP release) is refreshed before the ack (``refresh_mode="sync"``) or right after it
 on a refresh thread (``"async"``, default; ``ProfileServer.wait_refreshed`` waits for it).
-``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile_retention.forget_user``); an
+``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile.retention.forget_user``); an
 optional thread expires events past their TTL.
 
     python -m recllm.profile_service.server --artifact-dir artifacts/default --port 8003
@@ -27,13 +27,13 @@ from typing import Callable
 import grpc
 
 from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
-from recllm.catalog import Catalog
-from recllm.catalog_index import CatalogIndex
-from recllm.chat_session import SessionStore
-from recllm.event_schema import EventValidationError, validate_event
-from recllm.profile_retention import RetentionConfig, forget_user
-from recllm.profile_service import profile_pb2 as pb
-from recllm.profile_service import profile_pb2_grpc as pb_grpc
+from recllm.catalog.product_catalog import Catalog
+from recllm.rag.catalog_index import CatalogIndex
+from recllm.dialogue.session_store import SessionStore
+from recllm.profile.event_schema import EventValidationError, validate_event
+from recllm.profile.retention import RetentionConfig, forget_user
+from recllm_proto import profile_pb2 as pb
+from recllm_proto import profile_pb2_grpc as pb_grpc
 from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 from recllm.profile_service.ingest_stream import Admission, IngestStream
@@ -42,7 +42,7 @@ from recllm.profile_service.messages import (
 )
 from recllm.profile_service.profile_view import read_user_profile
 from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
-from recllm.profile_store import ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
 from recllm.serving.triton_server import port_is_free
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Callable
 
-from recllm.profile_retention import RetentionConfig, expire_stale_events
+from recllm.profile.retention import RetentionConfig, expire_stale_events
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 
 log = logging.getLogger(__name__)

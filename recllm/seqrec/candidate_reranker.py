@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from recllm.config_validation import require_above
 
 SCORE_FEATURES = ("sasrec_logprob", "transition", "mixture_logprob", "mixture_rank", "popularity")
 USER_FEATURES = ("in_history", "steps_since_seen", "history_attribute_share", "last_item_attribute_share",
@@ -65,8 +66,7 @@ class CandidateRerankerConfig:
         for name in ("num_candidates", "hidden", "epochs", "batch_lists"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CandidateRerankerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"CandidateRerankerConfig.lr must be > 0, got {self.lr!r}")
+        require_above(self, "lr", 0)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 from recllm.seqrec.full_ranking import filter_history, metrics_from_ranks, target_ranks
 from recllm.seqrec.item_transitions import ItemTransitions, TransitionConfig
 from recllm.seqrec.sasrec import SASRec, SASRecConfig, score_histories, train_sasrec
+from recllm.config_validation import require_in_interval
 
 SCORE_CHUNK = 1024
 
@@ -33,8 +34,7 @@ class HybridConfig:
     weight_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.transition_weight <= 1:
-            raise ValueError(f"HybridConfig.transition_weight must be in [0, 1], got {self.transition_weight!r}")
+        require_in_interval(self, "transition_weight", "[0, 1]")
         if not self.weight_grid or any(not 0 <= w <= 1 for w in self.weight_grid):
             raise ValueError(f"HybridConfig.weight_grid must be non-empty values in [0, 1], got {self.weight_grid!r}")
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from recllm.config_validation import require_in_interval
 
 
 @dataclass
@@ -28,8 +29,7 @@ class TransitionConfig:
         for name in ("window", "history_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TransitionConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if not 0 < self.decay <= 1:
-            raise ValueError(f"TransitionConfig.decay must be in (0, 1], got {self.decay!r}")
+        require_in_interval(self, "decay", "(0, 1]")
 
 
 class ItemTransitions:

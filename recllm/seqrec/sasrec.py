@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recllm.neural.causal_block import CausalBlock
+from recllm.config_validation import require_above, require_in_interval, require_positive_ints
+
 logger = logging.getLogger(__name__)
 
 PAD = 0
@@ -60,20 +63,13 @@ class SASRecConfig:
 
     def __post_init__(self) -> None:
         positive = ("n_items", "max_len", "hidden", "n_layers", "n_heads", "ffn_mult", "batch_size", "epochs")
-        for field in positive:
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"SASRecConfig.{field} must be a positive int, got {value!r}")
+        require_positive_ints(self, positive)
         if self.hidden % self.n_heads:
             raise ValueError(f"SASRecConfig.hidden must be divisible by n_heads={self.n_heads}, got {self.hidden}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.lr > 0:
-            raise ValueError(f"SASRecConfig.lr must be > 0, got {self.lr!r}")
-        if not self.feature_init_std > 0:
-            raise ValueError(f"SASRecConfig.feature_init_std must be > 0, got {self.feature_init_std!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"SASRecConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        require_in_interval(self, "dropout", "[0, 1)")
+        require_above(self, "lr", 0)
+        require_above(self, "feature_init_std", 0)
+        require_above(self, "weight_decay", 0, inclusive=True)
         if self.loss not in LOSSES:
             raise ValueError(f"SASRecConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if not isinstance(self.num_negatives, int) or self.num_negatives < 1:
@@ -85,31 +81,6 @@ PRESETS: dict[str, SASRecConfig] = {
     "test": SASRecConfig(n_items=20, max_len=10, hidden=32, n_layers=2, n_heads=2, ffn_mult=2, dropout=0.0,
                          lr=5e-3, batch_size=32, epochs=30),
 }
-
-
-class CausalBlock(nn.Module):
-    """Pre-norm block: x + MHA(LN(x)) under ``allowed`` [B, 1, T, T], then x + FFN(LN(x))."""
-
-    def __init__(self, config: SASRecConfig):
-        super().__init__()
-        self.n_heads, self.dropout = config.n_heads, config.dropout
-        self.attn_norm = nn.LayerNorm(config.hidden)
-        self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
-        self.out = nn.Linear(config.hidden, config.hidden)
-        self.ffn_norm = nn.LayerNorm(config.hidden)
-        self.ffn = nn.Sequential(nn.Linear(config.hidden, config.ffn_mult * config.hidden), nn.GELU(),
-                                 nn.Linear(config.ffn_mult * config.hidden, config.hidden), nn.Dropout(config.dropout))
-        self.resid_drop = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).split(hidden, dim=-1)                        # [B, T, H] each
-        q, k, v = (t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))  # [B, h, T, H/h]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(batch, length, hidden)                               # [B, T, H]
-        x = x + self.resid_drop(self.out(y))
-        return x + self.ffn(self.ffn_norm(x))
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:
@@ -167,7 +138,10 @@ class SASRec(nn.Module):
         self.items = ItemTable(config, item_features)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.emb_drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(CausalBlock(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(
+            CausalBlock(config.hidden, config.n_heads, config.ffn_mult * config.hidden, config.dropout,
+                        residual_dropout=True)
+            for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.hidden)
 
     def encode(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -17,10 +17,12 @@ from typing import Callable
 import faiss
 import numpy as np
 import torch
+from recllm_proto import tensors
 
 from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout
-from recllm.text_arrays import decode_utf8_array
-from recllm.request_validation import RecRequest, RequestError, with_session_constraints
+from recllm_proto.text_arrays import decode_utf8_array
+from recllm.profile.user_context import UserContext, UserContextError
+from recllm.rag.rec_request import RecRequest, RequestError, with_session_constraints
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,17 @@ def optional_array(pb_utils, request, name: str) -> np.ndarray | None:
 
 def session_constraints(pb_utils, request, parsed: RecRequest) -> RecRequest:
     """The chat model's optional MAX_PRICE / LANGUAGE inputs applied over the parsed request."""
-    language = optional_array(pb_utils, request, "LANGUAGE")
-    return with_session_constraints(parsed, optional_array(pb_utils, request, "MAX_PRICE"),
+    language = optional_array(pb_utils, request, tensors.LANGUAGE.name)
+    return with_session_constraints(parsed, optional_array(pb_utils, request, tensors.MAX_PRICE.name),
                                     None if language is None else language.reshape(-1)[0])
+
+
+def user_context_input(pb_utils, request, user_id: str) -> UserContext:
+    """The USER_CONTEXT the retriever read for this request's user; another user's context is refused."""
+    try:
+        return UserContext.from_bytes(bytes(input_scalar(pb_utils, request, tensors.USER_CONTEXT.name)), user_id)
+    except UserContextError as exc:
+        raise RequestError(str(exc)) from exc
 
 
 def input_scalar(pb_utils, request, name: str):

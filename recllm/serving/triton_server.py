@@ -26,7 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout
+from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout, DEFAULT_ARTIFACT_DIR
+from recllm.config_validation import require_above
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class TritonServerError(RuntimeError):
 class TritonServerConfig:
     """Where the server reads models from and where it listens."""
 
-    artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
+    artifact_dir: Path = DEFAULT_ARTIFACT_DIR
     model_repository: Path = REPO_ROOT / "model_repository"
     grpc_port: int = 8001
     http_port: int = 8000
@@ -62,8 +63,7 @@ class TritonServerConfig:
         ports = [self.grpc_port, self.http_port, self.metrics_port]
         if len(set(ports)) != 3:
             raise ValueError(f"TritonServerConfig ports must differ, got grpc/http/metrics = {ports}")
-        if self.startup_timeout_s <= 0:
-            raise ValueError(f"TritonServerConfig.startup_timeout_s must be > 0, got {self.startup_timeout_s!r}")
+        require_above(self, "startup_timeout_s", 0)
         if self.runtime_dir is None:
             self.runtime_dir = self.artifact_dir / "triton_runtime"
         self.runtime_dir = Path(self.runtime_dir)

@@ -11,7 +11,7 @@ blocks, each block L2-normalised and weighted:
 * ``chars``     — hashed character n-grams of those words (typos, inflections, brand spellings);
 
 plus, where ``navec_weight > 0``, the mean navec vector of the item's Russian words (the offline word vectors shipped
-in the ``natasha`` wheel and used by ``recllm.query_encoder``). A seeded randomized SVD (LSA) reduces the columns to
+in the ``natasha`` wheel and used by ``recllm.rag.query_encoder``). A seeded randomized SVD (LSA) reduces the columns to
 ``dim`` and rows are L2-normalised. No downloads, no training; the same inputs and seed give the same vectors.
 
 Two sources: ``amazon_item_contents`` (the S3-Rec / P5 format of ``../shared/data/amazon_beauty``) and
@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from recllm.catalog import Catalog
-from recllm.query_encoder import NAVEC_DIM, load_navec, stable_bucket, tokenize
+from recllm.catalog.product_catalog import Catalog
+from recllm.rag.query_encoder import NAVEC_DIM, load_navec, stable_bucket, tokenize
 
 logger = logging.getLogger(__name__)
 

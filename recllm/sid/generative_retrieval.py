@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recllm.neural.causal_block import CausalBlock
+
 from recllm.sid.prefix_trie import DecodedItems, SamplingConfig, SidTrie, beam_search, sample
+from recllm.config_validation import require_above, require_in_interval
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +59,8 @@ class GenerativeRetrieverConfig:
         if self.hidden % self.n_heads:
             raise ValueError(f"GenerativeRetrieverConfig.hidden={self.hidden} must be divisible by "
                              f"n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GenerativeRetrieverConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.lr > 0:
-            raise ValueError(f"GenerativeRetrieverConfig.lr must be > 0, got {self.lr!r}")
+        require_in_interval(self, "dropout", "[0, 1)")
+        require_above(self, "lr", 0)
         if not self.max_train_seconds >= 0:
             raise ValueError("GenerativeRetrieverConfig.max_train_seconds must be >= 0, "
                              f"got {self.max_train_seconds!r}")
@@ -76,29 +77,6 @@ PRESETS: dict[str, GenerativeRetrieverConfig] = {
     "test": GenerativeRetrieverConfig(max_len=8, hidden=32, n_layers=1, n_heads=2, dropout=0.0, lr=1e-2,
                                       batch_size=16, epochs=40, beam_size=5),
 }
-
-
-class CausalBlock(nn.Module):
-    """Pre-norm block: x + MHA(LN(x)) under ``allowed`` [B, 1, T, T], then x + FFN(LN(x))."""
-
-    def __init__(self, config: GenerativeRetrieverConfig):
-        super().__init__()
-        self.n_heads, self.dropout = config.n_heads, config.dropout
-        self.attn_norm = nn.LayerNorm(config.hidden)
-        self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
-        self.out = nn.Linear(config.hidden, config.hidden)
-        self.ffn_norm = nn.LayerNorm(config.hidden)
-        self.ffn = nn.Sequential(nn.Linear(config.hidden, 4 * config.hidden), nn.GELU(),
-                                 nn.Linear(4 * config.hidden, config.hidden), nn.Dropout(config.dropout))
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).split(hidden, dim=-1)                          # [B, T, H] each
-        q, k, v = (t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                           dropout_p=self.dropout if self.training else 0.0)  # [B, h, T, H/h]
-        x = x + self.out(y.transpose(1, 2).reshape(batch, length, hidden))
-        return x + self.ffn(self.ffn_norm(x))
 
 
 class GenerativeRetriever(nn.Module):
@@ -118,7 +96,9 @@ class GenerativeRetriever(nn.Module):
             nn.init.normal_(table.weight, std=1.0 / math.sqrt(config.hidden))
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.emb_drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(CausalBlock(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(
+            CausalBlock(config.hidden, config.n_heads, 4 * config.hidden, config.dropout, residual_dropout=False)
+            for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.hidden)
         self.decoder = nn.ModuleList(nn.Sequential(nn.LayerNorm(config.hidden), nn.Linear(config.hidden,
                                                    2 * config.hidden), nn.GELU(),

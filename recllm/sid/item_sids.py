@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from recllm.catalog import SERVICES, Catalog
+from recllm.catalog.product_catalog import SERVICES, Catalog
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR
 from recllm.sid.content_encoder import (ContentEncoderConfig, amazon_item_contents, catalog_family_contents,
                                         encode_contents)

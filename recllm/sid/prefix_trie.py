@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recllm.catalog import Catalog, validate_service
+from recllm.catalog.product_catalog import Catalog, validate_service
 
 StepLogits = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -4,7 +4,7 @@ import pytest
 
 from builders.build_artifacts import BuildConfig, build, source_fingerprint, split_queries
 from builders.generator_corpus import join_items, reply_text
-from recllm.synthetic_ecosystem import SyntheticConfig, generate_ecosystem
+from recllm.synthetic.ecosystem import SyntheticConfig, generate_ecosystem
 
 
 def test_build_writes_every_artifact_and_a_manifest(test_artifacts):

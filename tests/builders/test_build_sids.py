@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from builders.build_sids import BuildSidsConfig, build_sids, main
-from recllm.catalog import SERVICES
+from recllm.catalog.product_catalog import SERVICES
 from recllm.sid.item_sids import load_item_sids
 from tests.recllm.sid.test_item_sids import write_amazon_folder
 

@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from builders.generate_population import config_from_args, main, parse_args
-from recllm.synthetic_scale import CATALOG_FILE, HELD_OUT_FILE, MANIFEST_FILE, PROFILE_DB, PopulationConfig
+from recllm.synthetic.scale import CATALOG_FILE, HELD_OUT_FILE, MANIFEST_FILE, PROFILE_DB, PopulationConfig
 
 
 def test_writes_catalog_profile_held_out_and_manifest(tmp_path, capsys):

@@ -2,6 +2,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ensemble import pipeline_graph as graph
+from recllm_proto import tensors
 
 
 def test_committed_configs_match_generated():
@@ -37,7 +38,7 @@ def test_ensemble_steps_consume_only_available_tensors():
 def test_ensemble_maps_every_required_stage_input():
     stages = {s.name: s for s in graph.STAGES}
     for step in graph.ensemble_config().ensemble_scheduling.step:
-        required = {t.name for t in stages[step.model_name].inputs if not t.optional}
+        required = {t.name for t in stages[step.model_name].signature.inputs if not t.optional}
         assert set(step.input_map) == required
 
 
@@ -46,13 +47,15 @@ def test_client_boundary_is_lower_snake_and_inside_upper_snake():
     for tensor in list(config.input) + list(config.output):
         assert tensor.name == tensor.name.lower()
     for stage in graph.STAGES:
-        for tensor in stage.inputs + stage.outputs:
+        for tensor in stage.signature.inputs + stage.signature.outputs:
             assert tensor.name == tensor.name.upper()
+    chat = graph.all_configs()[tensors.CHAT_MODEL]
+    assert [t.name for t in chat.input] == [spec.client_name for spec in tensors.CHAT.inputs]
 
 
 def test_chat_model_is_decoupled_and_stages_are_cpu():
     configs = graph.all_configs()
-    assert configs[graph.CHAT_NAME].model_transaction_policy.decoupled
+    assert configs[tensors.CHAT_MODEL].model_transaction_policy.decoupled
     for name, config in configs.items():
         for group in config.instance_group:
             assert group.kind == mc.ModelInstanceGroup.KIND_CPU, name
@@ -62,3 +65,19 @@ def test_write_configs_into_a_fresh_repository(tmp_path):
     written = graph.write_configs(tmp_path)
     assert {p.parent.name for p in written} == set(graph.all_configs())
     assert all((p.parent / "1").is_dir() for p in written)
+
+
+def test_every_stage_tensor_comes_from_the_one_table():
+    """The configs carry exactly the dtypes and shapes of recllm_proto.tensors (no second copy to drift)."""
+    configs = graph.all_configs()
+    for name, signature in tensors.STAGES.items():
+        config = configs[name]
+        for spec, declared in zip(signature.inputs + signature.outputs, list(config.input) + list(config.output)):
+            assert declared.name == spec.name
+            assert declared.data_type == graph.CONFIG_DTYPES[spec.dtype]
+            assert tuple(declared.dims) == spec.dims
+
+
+def test_retriever_hands_the_user_context_to_the_reranker():
+    steps = {step.model_name: step for step in graph.ensemble_config().ensemble_scheduling.step}
+    assert steps["retriever"].output_map[tensors.USER_CONTEXT.name] == steps["reranker"].input_map[tensors.USER_CONTEXT.name]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from recllm.catalog import SERVICE_DISPLAY, Catalog
+from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog
 from recllm.profile_service.config import IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
-from recllm.profile_store import ProfileStore
-from recllm.synthetic_records import Event
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.events import Event
 from recllm_client import RecLLMClient
 from recllm_client.profile_client import ProfileClient
 

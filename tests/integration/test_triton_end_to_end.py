@@ -9,7 +9,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from recllm.catalog import Catalog
+from recllm.catalog.product_catalog import Catalog
 from recllm_client import RecLLMClient, RecLLMClientError
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def catalog(test_artifacts):
 
 @pytest.fixture(scope="module")
 def warm_user(test_artifacts):
-    from recllm.profile_store import ProfileStore
+    from recllm.profile.sqlite_store import ProfileStore
 
     store = ProfileStore(test_artifacts.profile_db, read_only=True)
     return store.user_ids()[0]
@@ -63,7 +63,7 @@ def test_ensemble_infers_service_when_not_given(client, catalog, warm_user):
 
 
 def test_unknown_user_gets_cold_start_recommendations(client, catalog, test_artifacts):
-    from recllm.profile_store import ProfileStore
+    from recllm.profile.sqlite_store import ProfileStore
 
     result = client.recommend("never-seen-user-42", "хочу что-нибудь вкусное", top_k=4, service="samokat")
     assert_sellable(result.items, catalog, "samokat")

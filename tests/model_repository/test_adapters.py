@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recllm.catalog import Catalog
+from recllm.catalog.product_catalog import Catalog
 
 import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
 
@@ -42,7 +42,7 @@ def models(test_artifacts):
 
 @pytest.fixture(scope="module")
 def warm_user(test_artifacts):
-    from recllm.profile_store import ProfileStore
+    from recllm.profile.sqlite_store import ProfileStore
 
     return ProfileStore(test_artifacts.profile_db, read_only=True).user_ids()[0]
 
@@ -95,7 +95,8 @@ def test_reranker_and_generator_chain(models, warm_user):
     candidates = retrieve(models, warm_user).outputs()
     ranked = run(models["reranker"], USER_ID=text(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
                  RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
-                 CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"], CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"])
+                 CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"], CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"],
+                 USER_CONTEXT=candidates["USER_CONTEXT"])
     outputs = ranked.outputs()
     assert len(outputs["ITEM_IDS"]) == 4
     assert set(outputs["ITEM_IDS"].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"].tolist())
@@ -103,6 +104,20 @@ def test_reranker_and_generator_chain(models, warm_user):
     reply = run(models["generator"], QUERY=text(QUERY), RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
                 ITEM_IDS=outputs["ITEM_IDS"], PROFILE_FACTS=candidates["PROFILE_FACTS"])
     assert reply.outputs()["REPLY"][0].decode().strip()
+
+
+def test_reranker_refuses_a_missing_or_foreign_user_context(models, warm_user, test_artifacts):
+    from recllm.profile.sqlite_store import ProfileStore
+
+    other = next(u for u in ProfileStore(test_artifacts.profile_db, read_only=True).user_ids() if u != warm_user)
+    candidates = retrieve(models, warm_user).outputs()
+    inputs = dict(USER_ID=text(other), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+                  RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
+                  CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"])
+    missing = run(models["reranker"], **inputs)
+    assert missing.has_error() and "USER_CONTEXT" in missing.error().message()
+    foreign = run(models["reranker"], **inputs, USER_CONTEXT=candidates["USER_CONTEXT"])
+    assert foreign.has_error() and "another user" in foreign.error().message()
 
 
 def chat(models, session, user, message):

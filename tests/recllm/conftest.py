@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from builders.build_artifacts import encoder_pairs, fill_profile, store_fragments
-from recllm.catalog import Catalog
-from recllm.catalog_index import CatalogIndex, item_search_text
-from recllm.profile_store import ProfileStore
-from recllm.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
-from recllm.synthetic_ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
+from recllm.catalog.product_catalog import Catalog
+from recllm.rag.catalog_index import CatalogIndex, item_search_text
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.rag.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
+from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
 
 ENCODER_EPOCHS = 10
 

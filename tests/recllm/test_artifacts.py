@@ -53,5 +53,41 @@ def test_builder_fingerprint_ignores_serving_only_modules():
 
     root = Path(__file__).resolve().parents[2]
     names = {p.relative_to(root).as_posix() for p in import_closure(root, "builders.build_artifacts", ("recllm", "builders"))}
-    assert "recllm/reranker.py" in names and "recllm/generator/training.py" in names
-    assert "recllm/cli.py" not in names and "recllm/serving/triton_server.py" not in names
+    assert "recllm/rag/reranker.py" in names and "recllm/generator/training.py" in names
+    assert "recllm_cli/main.py" not in names and "recllm/serving/triton_server.py" not in names
+
+
+def _finished_build(folder, marker: str):
+    from recllm.artifacts import MANIFEST_NAME  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.txt").write_text(marker)
+    (folder / MANIFEST_NAME).write_text("{}")
+    return folder
+
+
+def test_swap_in_keeps_the_replaced_build_and_open_files(tmp_path):
+    from recllm.artifacts import staging_dir, swap_in  # noqa: PLC0415
+
+    root = _finished_build(tmp_path / "default", "old")
+    held = (root / "data.txt").open()                     # a running server's open file
+    staging = _finished_build(staging_dir(root), "new")
+    assert staging.parent == root.parent                  # same file system: the swap is a rename
+    replaced = swap_in(staging, root)
+    assert (root / "data.txt").read_text() == "new" and not staging.exists()
+    assert replaced == tmp_path / "default.previous" and (replaced / "data.txt").read_text() == "old"
+    assert held.read() == "old"
+    held.close()
+    swap_in(_finished_build(staging_dir(root), "newer"), root)   # the build before the previous one goes
+    assert (root / "data.txt").read_text() == "newer" and (replaced / "data.txt").read_text() == "new"
+
+
+def test_swap_in_refuses_an_unfinished_build(tmp_path):
+    from recllm.artifacts import staging_dir, swap_in  # noqa: PLC0415
+
+    root = _finished_build(tmp_path / "default", "old")
+    staging = staging_dir(root)
+    (staging / "data.txt").write_text("half")
+    with pytest.raises(ArtifactsNotBuiltError, match="no finished build"):
+        swap_in(staging, root)
+    assert (root / "data.txt").read_text() == "old"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from recllm.catalog import Catalog
+from recllm.catalog.product_catalog import Catalog
 from recllm.pipeline import RecPipeline
-from recllm.request_validation import RequestError
+from recllm.rag.rec_request import RequestError
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,15 @@
-"""Triton adapter: candidates -> top_k ranked items with explanations (recllm.reranker, recllm.explanations)."""
+"""Triton adapter: candidates + the retriever's user context -> top_k ranked items with explanations
+(recllm.rag.reranker, recllm.explanation.item_explanations)."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from recllm_proto import tensors as T
 
 from recllm.pipeline import load_ranking_stage
-from recllm.request_validation import parse_request
-from recllm.serving.backend_adapter import artifact_layout, execute_each, input_array, input_scalar, session_constraints
+from recllm.rag.rec_request import parse_request
+from recllm.serving.backend_adapter import (
+    artifact_layout, execute_each, input_array, input_scalar, session_constraints, user_context_input,
+)
 
 
 class TritonPythonModel:
@@ -13,13 +17,13 @@ class TritonPythonModel:
         self.ranking = load_ranking_stage(artifact_layout())
 
     def handle(self, request):
-        rec = parse_request(*(input_scalar(pb_utils, request, n) for n in ("USER_ID", "QUERY", "TOP_K")))
+        rec = parse_request(*(input_scalar(pb_utils, request, t.name) for t in (T.USER_ID, T.QUERY, T.TOP_K)))
         rec = session_constraints(pb_utils, request, rec)
-        service = input_scalar(pb_utils, request, "RESOLVED_SERVICE").decode("utf-8")
-        candidate_ids = input_array(pb_utils, request, "CANDIDATE_ITEM_IDS").astype(np.int64).reshape(-1)
-        candidate_scores = input_array(pb_utils, request, "CANDIDATE_SCORES").astype(np.float32).reshape(-1)
-        ranking = self.ranking.rank(rec, service, candidate_ids, candidate_scores)
-        return {name.upper(): array for name, array in self.ranking.item_arrays(ranking).items()}
+        service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
+        candidate_ids = input_array(pb_utils, request, T.CANDIDATE_ITEM_IDS.name).astype(np.int64).reshape(-1)
+        candidate_scores = input_array(pb_utils, request, T.CANDIDATE_SCORES.name).astype(np.float32).reshape(-1)
+        context = user_context_input(pb_utils, request, rec.user_id)
+        return self.ranking.item_arrays(self.ranking.rank(rec, service, candidate_ids, candidate_scores, context))
 
     def execute(self, requests):
         return execute_each(pb_utils, "reranker", requests, self.handle)

@@ -12,7 +12,7 @@ import pytest
 from recllm.datasets import amazon_beauty
 from recllm.datasets.amazon_beauty import SERVICE_BY_DOMAIN, leave_one_out, load_amazon_beauty
 from recllm.datasets.interaction_dataset import DAY, PLACEHOLDER_PRICE, placeholder_catalog, to_events
-from recllm.event_schema import validate_batch
+from recllm.profile.event_schema import validate_batch
 
 DATA_DIR = amazon_beauty.DEFAULT_DATA_DIR
 START_TS = 1_600_000_000

@@ -13,7 +13,7 @@ import pytest
 from recllm.datasets import food_kitchen
 from recllm.datasets.food_kitchen import SERVICE_BY_DOMAIN, domain_of, load_food_kitchen
 from recllm.datasets.interaction_dataset import DAY, placeholder_catalog, to_events
-from recllm.event_schema import validate_batch
+from recllm.profile.event_schema import validate_batch
 
 DATA_DIR = food_kitchen.DEFAULT_DATA_DIR
 START_TS = 1_600_000_000

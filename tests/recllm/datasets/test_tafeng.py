@@ -13,7 +13,7 @@ import pytest
 from recllm.datasets import tafeng
 from recllm.datasets.interaction_dataset import DAY, placeholder_catalog, to_events
 from recllm.datasets.tafeng import SERVICE_BY_DOMAIN, load_tafeng, user_split
-from recllm.event_schema import validate_batch
+from recllm.profile.event_schema import validate_batch
 
 DATA_DIR = tafeng.DEFAULT_DATA_DIR
 START_TS = 1_600_000_000

@@ -14,12 +14,12 @@ import pytest
 
 from builders.build_artifacts import fill_profile, store_fragments
 from recllm.artifacts import ArtifactLayout
-from recllm.catalog_index import CatalogIndex
-from recllm.chat_session import SessionStore
+from recllm.rag.catalog_index import CatalogIndex
+from recllm.dialogue.session_store import SessionStore
 from recllm.profile_service.config import ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
-from recllm.profile_store import ProfileStore
-from recllm.synthetic_records import Event
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.events import Event
 from recllm_client.profile_client import ProfileClient
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from recllm.profile_service.config import IngestPolicy
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError, load_profile_refresh, rebuild_fragments
-from recllm.profile_store import ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
 
 from .conftest import purchase
 
@@ -98,7 +98,7 @@ def test_a_stopped_writer_refuses_and_a_task_error_reaches_the_caller(writer_par
 def test_refresh_uses_profile_refresh_when_that_module_exists():
     refresh = load_profile_refresh()
     try:
-        import recllm.profile_refresh as module  # noqa: PLC0415
+        import recllm.profile.refresh as module  # noqa: PLC0415
     except ModuleNotFoundError:
         assert refresh is None
     else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recllm.event_schema import EventValidationError
-from recllm.profile_service import profile_pb2 as pb
-from recllm.profile_service.messages import PRESENCE_FIELDS, event_from_message, event_message, user_id_problem
+from recllm.profile.event_schema import EventValidationError
+from recllm_proto import profile_pb2 as pb
+from recllm_client.profile_client import event_message
+from recllm.profile_service.messages import PRESENCE_FIELDS, event_from_message, user_id_problem
 
 from .conftest import purchase
 

@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from recllm.profile_fragments import build_fragments
+from recllm.profile.fragments import build_fragments
 from recllm.profile_service.config import IngestPolicy
 from recllm.profile_service.event_writer import EventWriter, rebuild_fragments
 from recllm.profile_service.profile_refresher import PENDING_TABLE, DirtyUsers
-from recllm.profile_store import ProfileStore
+from recllm.profile.sqlite_store import ProfileStore
 
 from .conftest import purchase
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from recllm.cli import build_parser, main
+from recllm_cli.main import build_parser, main
 from recllm.profile_service.config import ProfileServiceConfig
 
 

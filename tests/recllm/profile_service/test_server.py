@@ -10,14 +10,14 @@ import time
 import grpc
 import pytest
 
-from recllm.catalog_index import CatalogIndex
-from recllm.profile_service import profile_pb2 as pb
-from recllm.profile_service.messages import event_message
+from recllm.rag.catalog_index import CatalogIndex
+from recllm_proto import profile_pb2 as pb
+from recllm_client.profile_client import event_message
 from recllm.profile_service.config import ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer, ProfileServiceError
-from recllm.profile_store import ProfileStore
-from recllm.request_validation import parse_request
-from recllm.retriever import Retriever, RetrieverConfig
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.rag.rec_request import parse_request
+from recllm.rag.retriever import Retriever, RetrieverConfig
 from recllm_client.profile_client import ProfileClient, ProfileClientError
 
 from .conftest import purchase
@@ -98,17 +98,18 @@ def test_an_acked_event_is_already_visible_to_the_retriever_reading_the_same_fil
     request = parse_request("live-3", "что-нибудь", 5, "samokat")
     query = random_item_vectors[samokat_item.item_id]
     before = retriever.retrieve(request, query)
-    assert before.fragments == [] and retriever.user_signals("live-3")[0] == []
+    assert before.fragments == [] and retriever.read_context("live-3").purchases == []
 
     acks = list(profile_client.ingest([purchase("live-3", samokat_item, "b1"), purchase("live-3", samokat_item, "b2")]))
     assert all(a.accepted for a in acks)
 
-    purchases, _ = retriever.user_signals("live-3")
+    purchases = retriever.read_context("live-3").purchases
     assert [e.item_id for e in purchases] == [samokat_item.item_id] * 2  # raw events: at the ack
 
     assert profile_server.wait_refreshed(60)  # derived data: after the async refresh
     after = retriever.retrieve(request, query)
-    purchases, signals = retriever.user_signals("live-3")
+    context = retriever.read_context("live-3")
+    purchases, signals = context.purchases, context.signals
     assert signals.pref_long is not None
     assert [f.category_id for f, _ in after.fragments] == [samokat_item.category_id]
     assert samokat_item.item_id in retriever.repeat_candidates("samokat", purchases)

@@ -10,7 +10,7 @@ import pytest
 from recllm.datasets.amazon_beauty import DEFAULT_DATA_DIR
 from recllm.sid.content_encoder import (ContentEncoderConfig, ItemContent, amazon_item_contents,
                                         catalog_family_contents, encode_contents)
-from recllm.synthetic_ecosystem import SyntheticConfig, generate_ecosystem
+from recllm.synthetic.ecosystem import SyntheticConfig, generate_ecosystem
 
 CONTENTS = [
     ItemContent(1, "OPI", ("Makeup", "Nails", "Nail Polish"), "nail lacquer red"),

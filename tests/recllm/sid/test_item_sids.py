@@ -11,7 +11,7 @@ from recllm.sid.content_encoder import ContentEncoderConfig, amazon_item_content
 from recllm.sid.item_sids import (SidBuildConfig, amazon_semantic_ids, catalog_item_sids, catalog_semantic_ids,
                                   load_item_sids, padded_item_table, save_item_sids, sid_feature_ids)
 from recllm.sid.residual_quantization import RQKMeansConfig
-from recllm.synthetic_ecosystem import SyntheticConfig, generate_ecosystem
+from recllm.synthetic.ecosystem import SyntheticConfig, generate_ecosystem
 
 BRANDS = ["OPI", "Nivea", "Dove", "Loreal"]
 PATHS = [["Makeup", "Nails"], ["Skin Care", "Face"], ["Hair Care", "Shampoos"], ["Makeup", "Lips"]]

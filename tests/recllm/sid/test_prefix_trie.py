@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recllm.catalog import Catalog, Category, Item
+from recllm.catalog.product_catalog import Catalog, Category, Item
 from recllm.sid.prefix_trie import (SamplingConfig, SidTrie, beam_search, constrained_log_softmax,
                                     level_logits_model, sample, service_trie)
 

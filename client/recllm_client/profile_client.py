@@ -1,0 +1,93 @@
+"""Client of the Rec-LLM profile service (``recllm serve`` runs it on :8003 beside Triton).
+
+    with ProfileClient("127.0.0.1:8003") as client:
+        for ack in client.ingest(events):          # Event records or ``profile_pb2.Event`` messages
+            if not ack.accepted: print(ack.sequence, ack.error)
+        profile = client.get_profile("u000001", recent_events=10)
+        removed = client.forget("u000001")           # {"events": 812, "fragments": 9, ...}
+
+``ingest`` streams the events over one ``IngestEvents`` call and yields one ack per event, in send order; an
+accepted ack means the event is durably stored and visible to the next recommendation request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import grpc
+
+from recllm_proto import profile_pb2 as pb
+from recllm_proto import profile_pb2_grpc as pb_grpc
+
+
+def event_message(event, sequence: int = 0, event_id: str = "") -> pb.Event:
+    """The message for an event record (any object with the event record's attributes)."""
+    message = pb.Event(sequence=sequence, event_id=event_id, user_id=event.user_id, service=event.service,
+                       item_id=event.item_id, kind=event.kind, timestamp=event.timestamp, price=event.price,
+                       quantity=event.quantity, region=event.region, device=event.device)
+    if event.basket_id is not None:
+        message.basket_id = event.basket_id
+    return message
+
+
+class ProfileClientError(RuntimeError):
+    """The profile service refused or failed a call; the message is the server's."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self.code = code
+        super().__init__(f"{code.name}: {details}")
+
+
+def _as_message(event: Any, sequence: int) -> pb.Event:
+    """Messages pass through; records (``Event``-like) become messages numbered by their stream position."""
+    if isinstance(event, pb.Event):
+        return event
+    return event_message(event, sequence=sequence, event_id=getattr(event, "event_id", ""))
+
+
+class ProfileClient:
+    """One gRPC channel to the profile service; usable from several threads (one stream per ``ingest`` call)."""
+
+    def __init__(self, url: str = "127.0.0.1:8003", timeout_s: float = 30.0):
+        self.url = url
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(url)
+        self._stub = pb_grpc.ProfileServiceStub(self._channel)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the channel connects (the server is listening); raises ProfileClientError on timeout."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s or self.timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ProfileClientError(grpc.StatusCode.UNAVAILABLE, f"no profile service at {self.url}") from None
+
+    def ingest(self, events: Iterable[Any], timeout_s: float | None = None) -> Iterator[pb.EventAck]:
+        """Stream ``events`` and yield their acks in order. Records without a sequence get their position."""
+        messages = (_as_message(event, sequence) for sequence, event in enumerate(events))
+        try:
+            yield from self._stub.IngestEvents(messages, timeout=timeout_s)
+        except grpc.RpcError as error:
+            raise ProfileClientError(error.code(), error.details()) from None
+
+    def get_profile(self, user_id: str, recent_events: int = 0) -> pb.Profile:
+        return self._unary(self._stub.GetProfile, pb.ProfileRequest(user_id=user_id, recent_events=recent_events))
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Erase every trace of ``user_id``; returns rows removed per table."""
+        response = self._unary(self._stub.Forget, pb.ForgetRequest(user_id=user_id))
+        return {row.table: row.rows for row in response.removed}
+
+    def _unary(self, method, request):
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as error:
+            raise ProfileClientError(error.code(), error.details()) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ProfileClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

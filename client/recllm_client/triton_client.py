@@ -1,0 +1,164 @@
+"""The client library: typed calls over Triton's gRPC API for the ``recllm`` ensemble and ``recllm_chat`` stream."""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from recllm_proto import tensors as T
+
+ENSEMBLE_MODEL = T.ENSEMBLE_MODEL
+CHAT_MODEL = T.CHAT_MODEL
+ITEM_FIELDS = tuple(spec.client_name for spec in T.ITEM_OUTPUTS)
+
+
+class RecLLMClientError(RuntimeError):
+    """The server refused or failed a request; the message is the server's."""
+
+
+@dataclass(frozen=True)
+class RecItem:
+    item_id: int
+    name: str
+    service: str
+    price: float
+    score: float
+    explanation: str
+
+
+@dataclass
+class Recommendation:
+    service: str
+    items: list[RecItem]
+    reply: str
+
+
+@dataclass
+class ChatTurnResult:
+    service: str = ""
+    items: list[RecItem] = field(default_factory=list)
+    reply: str = ""
+    first_token_s: float | None = None  # time from send to the first text delta
+    total_s: float = 0.0
+    chunks: int = 0
+
+
+def text_tensor(spec: T.TensorSpec, value: str | bytes) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(spec.client_name, [1], spec.dtype)
+    tensor.set_data_from_numpy(np.array([value.encode("utf-8") if isinstance(value, str) else value], dtype=np.object_))
+    return tensor
+
+
+def int_tensor(spec: T.TensorSpec, value: int) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(spec.client_name, [1], spec.dtype)
+    tensor.set_data_from_numpy(np.array([value], dtype=np.int32))
+    return tensor
+
+
+def decode(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
+
+
+def items_from(result) -> list[RecItem]:
+    arrays = {name: result.as_numpy(name) for name in ITEM_FIELDS}
+    ids, prices, scores = (arrays[spec.client_name] for spec in (T.ITEM_IDS, T.ITEM_PRICES, T.ITEM_SCORES))
+    if ids is None:
+        return []
+    names, services, why = (decode(arrays[spec.client_name])
+                            for spec in (T.ITEM_NAMES, T.ITEM_SERVICES, T.ITEM_EXPLANATIONS))
+    return [RecItem(int(i), names[k], services[k], float(prices[k]), float(scores[k]), why[k])
+            for k, i in enumerate(ids.reshape(-1))]
+
+
+class RecLLMClient:
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 30.0):
+        self.url = url
+        self.timeout_s = timeout_s
+        self.grpc = grpcclient.InferenceServerClient(url=url)
+
+    def close(self) -> None:
+        self.grpc.close()
+
+    def __enter__(self) -> "RecLLMClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def is_ready(self) -> bool:
+        try:
+            return self.grpc.is_server_ready() and self.grpc.is_model_ready(ENSEMBLE_MODEL)
+        except InferenceServerException:
+            return False
+
+    def ensemble_inputs(self, user_id, query, top_k, service) -> list[grpcclient.InferInput]:
+        return [text_tensor(T.USER_ID, user_id), text_tensor(T.QUERY, query), int_tensor(T.TOP_K, top_k),
+                text_tensor(T.SERVICE, service)]
+
+    def recommend(self, user_id: str, query: str | bytes, top_k: int = 5, service: str = "") -> Recommendation:
+        """One round trip through the ``recllm`` ensemble."""
+        outputs = [grpcclient.InferRequestedOutput(spec.client_name) for spec in T.ENSEMBLE.outputs]
+        try:
+            result = self.grpc.infer(ENSEMBLE_MODEL, self.ensemble_inputs(user_id, query, top_k, service),
+                                     outputs=outputs, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise RecLLMClientError(exc.message() or str(exc)) from exc
+        return Recommendation(decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result),
+                              decode(result.as_numpy(T.REPLY.client_name))[0])
+
+    def chat_stream(self, session_id: str, user_id: str, message: str | bytes, top_k: int = 5,
+                    service: str = "") -> Iterator[tuple[str, object]]:
+        """Stream one chat turn: yields ("items", (service, [RecItem])) then ("text", delta) chunks."""
+        responses: queue.Queue = queue.Queue()
+        self.grpc.start_stream(callback=lambda result, error: responses.put((result, error)))
+        finished = False
+        try:
+            inputs = [text_tensor(T.SESSION_ID, session_id)] + self.ensemble_inputs(user_id, message, top_k, service)
+            self.grpc.async_stream_infer(CHAT_MODEL, inputs, enable_empty_final_response=True)
+            yield from self._drain(responses)
+            finished = True
+        finally:
+            # A timeout, an error or a consumer that stopped early cancels the turn instead of waiting it out.
+            self.grpc.stop_stream(cancel_requests=not finished)
+
+    def _drain(self, responses: queue.Queue) -> Iterator[tuple[str, object]]:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                result, error = responses.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty as exc:
+                raise RecLLMClientError(f"no response from {CHAT_MODEL} within {self.timeout_s:.0f} s") from exc
+            if error is not None:
+                raise RecLLMClientError(error.message() if hasattr(error, "message") else str(error))
+            response = result.get_response()
+            if result.as_numpy(T.ITEM_IDS.client_name) is not None:
+                yield "items", (decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result))
+            if result.as_numpy(T.TEXT_DELTA.client_name) is not None:
+                yield "text", decode(result.as_numpy(T.TEXT_DELTA.client_name))[0]
+            final = response.parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return
+
+    def chat(self, session_id: str, user_id: str, message: str | bytes, top_k: int = 5, service: str = "",
+             on_text: Callable[[str], None] | None = None) -> ChatTurnResult:
+        """A whole streamed turn, with time to first token; ``on_text`` sees each delta as it arrives."""
+        started = time.perf_counter()
+        turn = ChatTurnResult()
+        for kind, payload in self.chat_stream(session_id, user_id, message, top_k, service):
+            turn.chunks += 1
+            if kind == "items":
+                turn.service, turn.items = payload
+                continue
+            if turn.first_token_s is None:
+                turn.first_token_s = time.perf_counter() - started
+            turn.reply += payload
+            if on_text:
+                on_text(payload)
+        turn.total_s = time.perf_counter() - started
+        return turn

@@ -1,0 +1,115 @@
+"""Every Triton tensor of Rec-LLM, named once: name, dtype and shape.
+
+The serving graph (``ensemble/pipeline_graph.py``), the Triton adapters (``model_repository/*/1/model.py``), the BLS
+chat model, the clients (``recllm_client``) and the benchmarks all import these specs, so a tensor's name, dtype
+or shape cannot drift between the places that produce and consume it. It lives beside ``profile.proto`` in the
+small wire-contract package that both the server and the torch-free client install.
+
+Names are UPPER_SNAKE inside the graph (between models) and lower_snake at the client boundary (the ``recllm``
+ensemble's and ``recllm_chat``'s own inputs and outputs); ``client_name`` / ``internal_name`` are the
+one conversion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+# Triton's wire dtypes (the ``datatype`` of a gRPC InferInput); pipeline_graph maps them onto ModelConfig enums.
+BYTES, FP32, INT32, INT64 = "BYTES", "FP32", "INT32", "INT64"
+NUMPY_DTYPES = {BYTES: "object", FP32: "float32", INT32: "int32", INT64: "int64"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str                 # UPPER_SNAKE
+    dtype: str                # one of BYTES, FP32, INT32, INT64
+    dims: tuple[int, ...]     # -1 = variable
+    optional: bool = False    # an input a caller may leave out
+
+    def __post_init__(self):
+        if not self.name or self.name != self.name.upper():
+            raise ValueError(f"TensorSpec.name must be UPPER_SNAKE, got {self.name!r}")
+        if self.dtype not in NUMPY_DTYPES:
+            raise ValueError(f"TensorSpec.dtype must be one of {sorted(NUMPY_DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def client_name(self) -> str:
+        return client_name(self.name)
+
+    @property
+    def numpy_dtype(self) -> str:
+        return NUMPY_DTYPES[self.dtype]
+
+
+def client_name(name: str) -> str:
+    """The lower_snake name a client sees for an internal UPPER_SNAKE tensor name."""
+    return name.lower()
+
+
+def internal_name(name: str) -> str:
+    """The UPPER_SNAKE name inside the graph for a client-boundary tensor name."""
+    return name.upper()
+
+
+def client_arrays(arrays: Mapping[str, object]) -> dict[str, object]:
+    """``{INTERNAL_NAME: array}`` → ``{client_name: array}`` (the chat model's responses)."""
+    return {client_name(name): array for name, array in arrays.items()}
+
+
+# --- request ------------------------------------------------------------------------------------------------------
+SESSION_ID = TensorSpec("SESSION_ID", BYTES, (1,))
+USER_ID = TensorSpec("USER_ID", BYTES, (1,))
+QUERY = TensorSpec("QUERY", BYTES, (1,))
+TOP_K = TensorSpec("TOP_K", INT32, (1,))
+SERVICE = TensorSpec("SERVICE", BYTES, (1,))
+# Optional constraints the chat model sends from the session (the ensembles leave them unset).
+EXCLUDE_ITEM_IDS = TensorSpec("EXCLUDE_ITEM_IDS", INT64, (-1,), optional=True)
+MAX_PRICE = TensorSpec("MAX_PRICE", FP32, (1,), optional=True)
+LANGUAGE = TensorSpec("LANGUAGE", BYTES, (1,), optional=True)
+
+# --- between stages -------------------------------------------------------------------------------------------------
+QUERY_EMBEDDING = TensorSpec("QUERY_EMBEDDING", FP32, (-1,))
+CANDIDATE_ITEM_IDS = TensorSpec("CANDIDATE_ITEM_IDS", INT64, (-1,))
+CANDIDATE_SCORES = TensorSpec("CANDIDATE_SCORES", FP32, (-1,))
+RESOLVED_SERVICE = TensorSpec("RESOLVED_SERVICE", BYTES, (1,))
+PROFILE_FACTS = TensorSpec("PROFILE_FACTS", BYTES, (-1,))
+# The user's profile as read once by the retriever (recllm.profile.user_context), passed on to the reranker.
+USER_CONTEXT = TensorSpec("USER_CONTEXT", BYTES, (1,))
+
+# --- ranked items and the reply -------------------------------------------------------------------------------------
+ITEM_IDS = TensorSpec("ITEM_IDS", INT64, (-1,))
+ITEM_SCORES = TensorSpec("ITEM_SCORES", FP32, (-1,))
+ITEM_NAMES = TensorSpec("ITEM_NAMES", BYTES, (-1,))
+ITEM_PRICES = TensorSpec("ITEM_PRICES", FP32, (-1,))
+ITEM_SERVICES = TensorSpec("ITEM_SERVICES", BYTES, (-1,))
+ITEM_EXPLANATIONS = TensorSpec("ITEM_EXPLANATIONS", BYTES, (-1,))
+REPLY = TensorSpec("REPLY", BYTES, (1,))
+TEXT_DELTA = TensorSpec("TEXT_DELTA", BYTES, (1,))
+
+ITEM_OUTPUTS = (ITEM_IDS, ITEM_SCORES, ITEM_NAMES, ITEM_PRICES, ITEM_SERVICES, ITEM_EXPLANATIONS)
+SESSION_CONSTRAINTS = (EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE)
+
+
+@dataclass(frozen=True)
+class StageSignature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+# Each Triton model's inputs and outputs, in config order.
+QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,))
+RETRIEVER = StageSignature((USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
+                           (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT))
+RERANKER = StageSignature((USER_ID, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
+                           USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS)
+GENERATOR = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,))
+STAGES: dict[str, StageSignature] = {
+    "query_encoder": QUERY_ENCODER, "retriever": RETRIEVER, "reranker": RERANKER, "generator": GENERATOR,
+}
+
+# The client boundary (lower_snake on the wire).
+ENSEMBLE_MODEL = "recllm"
+ENSEMBLE = StageSignature((USER_ID, QUERY, TOP_K, SERVICE), (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE))
+CHAT_MODEL = "recllm_chat"
+CHAT = StageSignature((SESSION_ID, USER_ID, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))

@@ -1,0 +1,175 @@
+"""Chat sessions for the streaming entry: turns persisted in SQLite, keyed by ``session_id``.
+
+A session belongs to one user: a session id presented with another user id is refused, so one user's dialogue
+can never leak into another's. The session supplies the context the next turn needs: the running query a short
+follow-up refines ("подешевле", "без сахара", "something else"), the items already shown (not repeated), and a
+price cap when the user asks for cheaper. The dialogue-manager issue replaces these rules with goal tracking,
+clarifying questions and moderation; this keeps only what a multi-turn conversation cannot do without.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recllm.rag.query_encoder import tokenize as tokens_of
+from recllm.rag.rec_request import RequestError, parse_budget, required_tags
+
+MAX_TURNS_KEPT = 50
+FOLLOW_UP_MAX_WORDS = 6
+MAX_EFFECTIVE_QUERY_CHARS = 400
+CHEAPER_WORDS = frozenset({"подешевле", "дешевле", "дешевое", "дешёвое", "cheaper", "cheap", "budget"})
+# Words that refine the previous request rather than start a new one ("не то", "ещё", "something else").
+REFINEMENT_WORDS = CHEAPER_WORDS | frozenset({
+    "не", "то", "ещё", "еще", "другое", "другие", "другой", "иначе", "вместо", "поменьше", "побольше", "без",
+    "something", "else", "other", "another", "more", "different", "without", "instead", "less",
+})
+CHEAPER_FACTOR = 0.8
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    session_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chat_turns (
+    session_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    message TEXT NOT NULL,
+    effective_query TEXT NOT NULL,
+    service TEXT NOT NULL,
+    item_ids TEXT NOT NULL,
+    item_prices TEXT NOT NULL,
+    max_price REAL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, turn)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    turn: int
+    user_id: str
+    message: str
+    effective_query: str
+    service: str
+    item_ids: tuple[int, ...]
+    item_prices: tuple[float, ...]
+    max_price: float | None
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the pipeline should run for the new message."""
+
+    effective_query: str
+    service: str  # "" = infer
+    exclude_item_ids: frozenset[int]
+    max_price: float | None
+    turn: int
+
+
+def is_follow_up(message: str) -> bool:
+    """A short message that refines the last request: a refinement word, a dietary tag or a budget in it."""
+    words = tokens_of(message)
+    if not words or len(words) > FOLLOW_UP_MAX_WORDS:
+        return False
+    return bool(REFINEMENT_WORDS & set(words)) or bool(required_tags(message)) or parse_budget(message) is not None
+
+
+def asks_cheaper(message: str) -> bool:
+    return bool(CHEAPER_WORDS & set(tokens_of(message)))
+
+
+def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, stated_budget: float | None) -> TurnContext:
+    """Combine the new message with the session so far."""
+    if not history:
+        return TurnContext(message, service_hint, frozenset(), stated_budget, 0)
+    last = history[-1]
+    follow_up = is_follow_up(message)
+    if not follow_up:  # a new request: a fresh topic, nothing excluded
+        return TurnContext(message, service_hint, frozenset(), stated_budget, last.turn + 1)
+    query = re.sub(r"\s+", " ", f"{last.effective_query} {message}")
+    if len(query) > MAX_EFFECTIVE_QUERY_CHARS:  # a long chain of refinements: keep the topic and the newest one
+        query = f"{current_topic(history)[0].message} {message}"
+    shown = frozenset(i for turn in current_topic(history) for i in turn.item_ids)
+    max_price = stated_budget if stated_budget is not None else last.max_price
+    if asks_cheaper(message) and last.item_prices:
+        median_shown = float(np.median(last.item_prices))
+        max_price = min(max_price or float("inf"), median_shown * CHEAPER_FACTOR)
+    return TurnContext(query, service_hint or last.service, shown, max_price, last.turn + 1)
+
+
+def current_topic(history: list[ChatTurn]) -> list[ChatTurn]:
+    """The turns since the last new request (a turn whose query was its own message), that one included."""
+    for start in range(len(history) - 1, -1, -1):
+        if history[start].effective_query == history[start].message:
+            return history[start:]
+    return history
+
+
+class SessionStore:
+    USER_TABLES = ("chat_turns", "chat_sessions")  # rows keyed by user_id: what forgetting a user deletes here
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        with self.connection() as conn:
+            conn.executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # Two chat instances share the file: wait for the other's write lock instead of failing.
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def claim(self, session_id: str, user_id: str) -> None:
+        """Bind the session to its first user atomically; any other user is refused from then on."""
+        with self.connection() as conn:
+            conn.execute("INSERT OR IGNORE INTO chat_sessions VALUES (?, ?)", (session_id, user_id))
+            owner = conn.execute("SELECT user_id FROM chat_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        if owner[0] != user_id:
+            raise RequestError("session_id belongs to another user: start a new session")
+
+    def history(self, session_id: str, user_id: str) -> list[ChatTurn]:
+        """The session's last turns, oldest first (claims the session for ``user_id`` if it is new)."""
+        self.claim(session_id, user_id)
+        rows = self.connection().execute(
+            "SELECT turn, user_id, message, effective_query, service, item_ids, item_prices, max_price "
+            "FROM chat_turns WHERE session_id = ? ORDER BY turn DESC LIMIT ?",
+            (session_id, MAX_TURNS_KEPT),
+        ).fetchall()
+        turns = [
+            ChatTurn(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), tuple(json.loads(r[6])), r[7])
+            for r in reversed(rows)
+        ]
+        return turns
+
+    def append(self, session_id: str, user_id: str, message: str, context: TurnContext, service: str,
+               item_ids: list[int], item_prices: list[float]) -> int:
+        """Record a finished turn; returns its number. The number is assigned inside the INSERT, so two turns of
+        one session finishing at once (two chat instances) both land, one after the other."""
+        self.claim(session_id, user_id)
+        with self.connection() as conn:
+            cursor = conn.execute(
+                "INSERT INTO chat_turns SELECT ?, COALESCE(MAX(turn), -1) + 1, ?, ?, ?, ?, ?, ?, ?, ? "
+                "FROM chat_turns WHERE session_id = ? RETURNING turn",
+                (session_id, user_id, message, context.effective_query, service,
+                 json.dumps([int(i) for i in item_ids]), json.dumps([float(p) for p in item_prices]),
+                 context.max_price, int(time.time()), session_id),
+            )
+            turn = cursor.fetchone()[0]
+            conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?",
+                         (session_id, turn - MAX_TURNS_KEPT))
+        return turn

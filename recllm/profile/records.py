@@ -1,0 +1,72 @@
+"""The records the profile storage returns, shared by every backend and by the code that reads the profile.
+
+Kept apart from the backends so retrieval, ranking and explanations type against ``profile.storage.ProfileStorage``
+and these records, never against the SQLite or PostgreSQL class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+
+class EventRow(NamedTuple):
+    """One stored event (a NamedTuple: profiles are read per request and tuples build fastest)."""
+
+    user_id: str
+    service: str
+    item_id: int
+    kind: str
+    timestamp: int
+    basket_id: str | None
+    price: float
+    quantity: int
+    region: str
+    device: str
+
+
+class LedgerEntry(NamedTuple):
+    """Privacy budget one user spent in one window (basic composition: sums over the window's releases)."""
+
+    user_id: str
+    window_start: int
+    window_end: int
+    epsilon_spent: float
+    delta_spent: float
+    releases: int
+
+
+class PreferenceRelease(NamedTuple):
+    """The differentially private preference vectors last released for a user (what the model may read)."""
+
+    user_id: str
+    window_start: int
+    release_index: int  # 0-based index of this release within its window
+    released_ts: int
+    epsilon: float  # cost of this release
+    delta: float
+    sigma: float  # Gaussian noise std per coordinate
+    clip_norm: float  # per-event L2 clip C of each vector's contribution
+    history_digest: str  # digest of the purchases the release was computed from
+    pref_long: np.ndarray  # [D] unit
+    pref_short: np.ndarray  # [D] unit
+
+
+@dataclass(frozen=True)
+class ProfileFragment:
+    """One fact about a user, in both languages, with a unit vector in item space."""
+
+    user_id: str
+    fragment_key: str
+    service: str
+    category_id: str
+    text_ru: str
+    text_en: str
+    sensitive: bool
+    weight: float
+    vector: np.ndarray  # [D]
+
+    def text(self, language: str) -> str:
+        return self.text_en if language == "en" else self.text_ru

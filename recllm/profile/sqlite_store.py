@@ -1,0 +1,325 @@
+"""The unified user profile, embedded default: SQLite (WAL) for events, demographics and profile fragments.
+
+One user id spans samokat, megamarket and kuper, so a user's rows from all three services sit together.
+Profile fragments are short facts derived from the event log ("каждую неделю берёте овощи в Купере") with a
+vector in item space; ``UserFragmentIndex`` puts one user's fragments in a FAISS index so retrieval only ever
+touches that user's data. The profile issue adds validated real-time ingest, retention, differential privacy
+and a PostgreSQL backend behind the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    age_band TEXT NOT NULL,
+    region TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    user_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    basket_id TEXT,
+    price REAL NOT NULL,
+    quantity INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    device TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
+CREATE TABLE IF NOT EXISTS fragments (
+    user_id TEXT NOT NULL,
+    fragment_key TEXT NOT NULL,
+    service TEXT NOT NULL,
+    category_id TEXT NOT NULL,
+    text_ru TEXT NOT NULL,
+    text_en TEXT NOT NULL,
+    sensitive INTEGER NOT NULL,
+    weight REAL NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (user_id, fragment_key)
+);
+CREATE TABLE IF NOT EXISTS item_popularity (
+    item_id INTEGER PRIMARY KEY,
+    purchases INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history_summaries (
+    user_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (user_id, level, start_ts)
+);
+CREATE TABLE IF NOT EXISTS temporal_histograms (
+    user_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    hours TEXT NOT NULL,
+    weekdays TEXT NOT NULL,
+    PRIMARY KEY (user_id, service)
+);
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    user_id TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    epsilon_spent REAL NOT NULL,
+    delta_spent REAL NOT NULL,
+    releases INTEGER NOT NULL,
+    PRIMARY KEY (user_id, window_start)
+);
+CREATE TABLE IF NOT EXISTS released_preferences (
+    user_id TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    release_index INTEGER NOT NULL,
+    released_ts INTEGER NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    sigma REAL NOT NULL,
+    clip_norm REAL NOT NULL,
+    history_digest TEXT NOT NULL,
+    pref_long BLOB NOT NULL,
+    pref_short BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS privacy_secret (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL
+);
+"""
+
+# Tables holding rows about one user (keyed by user_id): what forget(user) must empty.
+USER_TABLES = ("events", "fragments", "users", "history_summaries", "temporal_histograms", "privacy_ledger",
+               "released_preferences")
+
+
+class ProfileStore:
+    """SQLite-backed profile store; one connection per thread (Triton runs requests on its own threads)."""
+
+    def __init__(self, path: Path, read_only: bool = False):
+        self.path = Path(path)
+        self.read_only = read_only
+        self._local = threading.local()
+        if not read_only:
+            with self.connection() as conn:
+                conn.executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.read_only:
+                if not self.path.exists():
+                    raise FileNotFoundError(f"profile database {self.path} does not exist")
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def add_users(self, users: Iterable) -> None:
+        rows = [(u.user_id, u.age_band, u.region) for u in users]
+        with self.connection() as conn:
+            conn.executemany("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", rows)
+
+    def add_events(self, events: Iterable) -> int:
+        rows = [
+            (e.user_id, e.service, e.item_id, e.kind, e.timestamp, e.basket_id, e.price, e.quantity, e.region, e.device)
+            for e in events
+        ]
+        with self.connection() as conn:
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
+        """The user's events in time order, optionally only one kind (e.g. "purchase")."""
+        query = ("SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
+                 "FROM events WHERE user_id = ?")
+        params: tuple = (user_id,)
+        if kind is not None:
+            query += " AND kind = ?"
+            params += (kind,)
+        cursor = self.connection().execute(query + " ORDER BY ts", params)
+        return list(map(EventRow._make, cursor))
+
+    def user_ids(self) -> list[str]:
+        cursor = self.connection().execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")
+        return [row[0] for row in cursor]
+
+    def latest_timestamp(self) -> int | None:
+        """The newest event time: the profile's clock for recency features."""
+        row = self.connection().execute("SELECT MAX(ts) FROM events").fetchone()
+        return row[0]
+
+    def replace_fragments(self, user_id: str, fragments: Iterable[ProfileFragment]) -> None:
+        fragments = list(fragments)
+        strangers = {f.user_id for f in fragments} - {user_id}
+        if strangers:
+            raise ValueError(f"replace_fragments for user {user_id!r} got fragments of other users: {sorted(strangers)}")
+        rows = [
+            (f.user_id, f.fragment_key, f.service, f.category_id, f.text_ru, f.text_en, int(f.sensitive), f.weight,
+             np.asarray(f.vector, dtype=np.float32).tobytes())
+            for f in fragments
+        ]
+        with self.connection() as conn:
+            conn.execute("DELETE FROM fragments WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO fragments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def fragments_of(self, user_id: str) -> list[ProfileFragment]:
+        cursor = self.connection().execute(
+            "SELECT user_id, fragment_key, service, category_id, text_ru, text_en, sensitive, weight, vector "
+            "FROM fragments WHERE user_id = ? ORDER BY weight DESC, fragment_key",
+            (user_id,),
+        )
+        return [
+            ProfileFragment(*row[:6], bool(row[6]), row[7], np.frombuffer(row[8], dtype=np.float32))
+            for row in cursor
+        ]
+
+    def set_item_popularity(self, purchases_by_item: dict[int, int]) -> None:
+        with self.connection() as conn:
+            conn.execute("DELETE FROM item_popularity")
+            conn.executemany("INSERT INTO item_popularity VALUES (?, ?)", sorted(purchases_by_item.items()))
+
+    def item_popularity(self) -> dict[int, int]:
+        return dict(self.connection().execute("SELECT item_id, purchases FROM item_popularity"))
+
+    # --- hierarchical history and temporal histograms (recllm.profile.history) ----------------------------------
+
+    def replace_history(self, user_id: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Replace the user's (level, start_ts, end_ts, summary JSON) history rows."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM history_summaries WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO history_summaries VALUES (?, ?, ?, ?, ?)",
+                             [(user_id, *row) for row in rows])
+
+    def history_of(self, user_id: str, level: str | None = None) -> list[tuple[str, int, int, str]]:
+        """(level, start_ts, end_ts, summary JSON) rows in time order, optionally of one level."""
+        query = "SELECT level, start_ts, end_ts, summary FROM history_summaries WHERE user_id = ?"
+        params: tuple = (user_id,)
+        if level is not None:
+            query += " AND level = ?"
+            params += (level,)
+        return list(self.connection().execute(query + " ORDER BY start_ts, level", params))
+
+    def replace_temporal_histograms(self, user_id: str, rows: Iterable[tuple[str, list[int], list[int]]]) -> None:
+        """Replace the user's (service, [24] hour counts, [7] weekday counts) rows."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM temporal_histograms WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO temporal_histograms VALUES (?, ?, ?, ?)",
+                             [(user_id, service, json.dumps(hours), json.dumps(days)) for service, hours, days in rows])
+
+    def temporal_histograms_of(self, user_id: str) -> list[tuple[str, list[int], list[int]]]:
+        cursor = self.connection().execute(
+            "SELECT service, hours, weekdays FROM temporal_histograms WHERE user_id = ? ORDER BY service", (user_id,))
+        return [(service, json.loads(hours), json.loads(days)) for service, hours, days in cursor]
+
+    # --- differential privacy: ledger and released preference vectors (recllm.profile.differential_privacy) -------------
+
+    def privacy_secret(self) -> bytes:
+        """The server secret that seeds release noise; created (32 random bytes) on first use by a writer."""
+        conn = self.connection()
+        if not self.read_only:
+            with conn:
+                conn.execute("INSERT OR IGNORE INTO privacy_secret VALUES (1, ?)", (secrets.token_bytes(32),))
+        row = conn.execute("SELECT secret FROM privacy_secret WHERE id = 1").fetchone()
+        if row is None:
+            raise LookupError(f"profile database {self.path} has no privacy secret (it was never written)")
+        return bytes(row[0])
+
+    def privacy_ledger_of(self, user_id: str, window_start: int | None = None) -> list[LedgerEntry]:
+        """The user's spent budget per window, oldest window first (optionally only one window)."""
+        query = ("SELECT user_id, window_start, window_end, epsilon_spent, delta_spent, releases "
+                 "FROM privacy_ledger WHERE user_id = ?")
+        params: tuple = (user_id,)
+        if window_start is not None:
+            query += " AND window_start = ?"
+            params += (window_start,)
+        return [LedgerEntry(*row) for row in self.connection().execute(query + " ORDER BY window_start", params)]
+
+    def released_preferences_of(self, user_id: str) -> PreferenceRelease | None:
+        """The user's latest release, or None (never released, or a database built before releases existed)."""
+        try:
+            row = self.connection().execute(
+                "SELECT user_id, window_start, release_index, released_ts, epsilon, delta, sigma, clip_norm, "
+                "history_digest, pref_long, pref_short FROM released_preferences WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        except sqlite3.OperationalError as error:
+            if self.read_only and "no such table" in str(error):
+                return None
+            raise
+        if row is None:
+            return None
+        return PreferenceRelease(*row[:9], np.frombuffer(row[9], dtype=np.float32),
+                                 np.frombuffer(row[10], dtype=np.float32))
+
+    def delete_released_preferences(self, user_id: str) -> None:
+        with self.connection() as conn:
+            conn.execute("DELETE FROM released_preferences WHERE user_id = ?", (user_id,))
+
+    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
+                       delta_budget: float) -> bool:
+        """Charge ``release`` to the user's window ledger and store it, atomically — or do nothing and return False
+        when the window has no budget left for it or another writer released first (``release.release_index`` is
+        not the window's next index)."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading the ledger: no lost update
+        try:
+            row = conn.execute(
+                "SELECT epsilon_spent, delta_spent, releases FROM privacy_ledger WHERE user_id = ? AND window_start = ?",
+                (release.user_id, release.window_start)).fetchone()
+            spent_eps, spent_delta, releases = row if row else (0.0, 0.0, 0)
+            slack = 1e-12  # basic composition sums floats: 4 × 0.25 must fit a budget of 1.0
+            fits = (spent_eps + release.epsilon <= epsilon_budget + slack
+                    and spent_delta + release.delta <= delta_budget + slack * delta_budget)
+            if releases != release.release_index or not fits:
+                conn.rollback()
+                return False
+            conn.execute(
+                "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, window_start) DO UPDATE "
+                "SET epsilon_spent = excluded.epsilon_spent, delta_spent = excluded.delta_spent, "
+                "releases = excluded.releases",
+                (release.user_id, release.window_start, window_end, spent_eps + release.epsilon,
+                 spent_delta + release.delta, releases + 1))
+            conn.execute(
+                "INSERT OR REPLACE INTO released_preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
+                 np.asarray(release.pref_short, np.float32).tobytes()))
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return True
+
+    # --- forget(user) without a connection: the ``recllm.profile.storage.ProfileStorage`` method ------------------
+
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete the user's rows from every table with a ``user_id`` column (secure delete, index rebuild, WAL
+        truncate, so no copy lingers in free pages, index separators or the WAL); returns rows deleted per table."""
+        conn = self.connection()
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                  if any(column[1] == "user_id" for column in conn.execute(f'PRAGMA table_info("{name}")'))]
+        secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with conn:
+                removed = {table: conn.execute(f'DELETE FROM "{table}" WHERE user_id = ?', (user_id,)).rowcount
+                           for table in tables}  # noqa: S608 (names come from sqlite_master)
+                for table in tables:
+                    conn.execute(f'REINDEX "{table}"')
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
+        return removed

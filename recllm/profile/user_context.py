@@ -1,0 +1,141 @@
+"""One request's view of the user: read once from the profile, with one clock, then passed down the pipeline.
+
+The retriever, the reranker and the explanations all need the same things about the user: the purchase log, the
+signals derived from it (``user_signals``: counts, recency, the DP-released preference vectors) and the profile
+fragments. ``read_user_context`` reads them in one place — three profile reads (events, release, fragments) plus the
+store's clock — and every later stage takes the ``UserContext`` instead of going back to the store.
+
+Inside Triton the retriever and the reranker are separate models, so the context travels between them as one
+BYTES tensor (``to_bytes`` / ``from_bytes``: JSON, no pickle — the bytes may come from a client).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recllm.catalog.product_catalog import Catalog
+from recllm.profile.records import EventRow, ProfileFragment
+from recllm.profile.storage import ProfileStorage
+from recllm.profile.user_signals import (
+    UserSignals, check_preference_source, compute_user_signals, with_released_preferences,
+)
+
+CONTEXT_FORMAT_VERSION = 1
+MAX_CONTEXT_BYTES = 8 * 1024 * 1024  # a heavy user's context is tens of KB; anything near this is not ours
+
+
+class UserContextError(ValueError):
+    """The serialized context cannot be read (wrong format, version or user)."""
+
+
+@dataclass
+class UserContext:
+    user_id: str
+    now_ts: int                                   # the profile's clock for every recency feature of this request
+    purchases: list[EventRow]                     # time order
+    signals: UserSignals
+    fragments: list[ProfileFragment] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({
+            "version": CONTEXT_FORMAT_VERSION, "user_id": self.user_id, "now_ts": self.now_ts,
+            "purchases": [list(event) for event in self.purchases],
+            "signals": _signals_to_json(self.signals),
+            "fragments": [_fragment_to_json(f) for f in self.fragments],
+        }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, expected_user_id: str) -> "UserContext":
+        """The context serialized by ``to_bytes``; refuses another user's context or a malformed one."""
+        if len(data) > MAX_CONTEXT_BYTES:
+            raise UserContextError(f"user context is oversized: {len(data)} bytes > {MAX_CONTEXT_BYTES}")
+        try:
+            raw = json.loads(data.decode("utf-8"))
+            if raw.get("version") != CONTEXT_FORMAT_VERSION:
+                raise UserContextError(f"user context version {raw.get('version')!r} is not {CONTEXT_FORMAT_VERSION}")
+            context = cls(user_id=str(raw["user_id"]), now_ts=int(raw["now_ts"]),
+                          purchases=[EventRow(*event) for event in raw["purchases"]],
+                          signals=_signals_from_json(raw["signals"]),
+                          fragments=[_fragment_from_json(f) for f in raw["fragments"]])
+        except UserContextError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserContextError(f"user context is malformed: {exc}") from exc
+        if context.user_id != expected_user_id or context.signals.user_id != expected_user_id:
+            raise UserContextError("user context belongs to another user than the request's user_id")
+        return context
+
+
+def read_user_context(profile: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, user_id: str,
+                      preference_source: str = "released") -> UserContext:
+    """Read the user's purchases, DP release and fragments once; derive the signals with the store's clock."""
+    check_preference_source("read_user_context preference_source", preference_source)
+    purchases = profile.events_of(user_id, kind="purchase")
+    now_ts = profile.latest_timestamp() or 0
+    signals = compute_user_signals(user_id, purchases, catalog, item_vectors, now_ts)
+    if preference_source == "released":
+        signals = with_released_preferences(signals, profile.released_preferences_of(user_id))
+    return UserContext(user_id, now_ts, purchases, signals, profile.fragments_of(user_id))
+
+
+def _vector_to_json(vector: np.ndarray | None) -> str | None:
+    if vector is None:
+        return None
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def _vector_from_json(text: str | None) -> np.ndarray | None:
+    if text is None:
+        return None
+    return np.frombuffer(base64.b64decode(text, validate=True), dtype=np.float32).copy()
+
+
+def _counter_to_json(counter: Counter) -> list:
+    return [[list(key) if isinstance(key, tuple) else key, count] for key, count in counter.items()]
+
+
+def _counter_from_json(rows: list) -> Counter:
+    return Counter({(tuple(key) if isinstance(key, list) else key): int(count) for key, count in rows})
+
+
+_COUNTERS = ("category_counts", "service_category_counts", "parent_category_counts", "family_counts", "tag_counts",
+             "brand_counts")
+
+
+def _signals_to_json(signals: UserSignals) -> dict:
+    return {
+        "user_id": signals.user_id, "num_purchases": signals.num_purchases,
+        "pref_long": _vector_to_json(signals.pref_long), "pref_short": _vector_to_json(signals.pref_short),
+        **{name: _counter_to_json(getattr(signals, name)) for name in _COUNTERS},
+        "family_last_ts": [[key, ts] for key, ts in signals.family_last_ts.items()],
+        "median_price": signals.median_price, "last_ts": signals.last_ts,
+    }
+
+
+def _signals_from_json(raw: dict) -> UserSignals:
+    return UserSignals(
+        user_id=str(raw["user_id"]), num_purchases=int(raw["num_purchases"]),
+        pref_long=_vector_from_json(raw["pref_long"]), pref_short=_vector_from_json(raw["pref_short"]),
+        **{name: _counter_from_json(raw[name]) for name in _COUNTERS},
+        family_last_ts={key: int(ts) for key, ts in raw["family_last_ts"]},
+        median_price=None if raw["median_price"] is None else float(raw["median_price"]),
+        last_ts=None if raw["last_ts"] is None else int(raw["last_ts"]),
+    )
+
+
+def _fragment_to_json(fragment: ProfileFragment) -> dict:
+    return {"user_id": fragment.user_id, "fragment_key": fragment.fragment_key, "service": fragment.service,
+            "category_id": fragment.category_id, "text_ru": fragment.text_ru, "text_en": fragment.text_en,
+            "sensitive": fragment.sensitive, "weight": fragment.weight, "vector": _vector_to_json(fragment.vector)}
+
+
+def _fragment_from_json(raw: dict) -> ProfileFragment:
+    return ProfileFragment(user_id=str(raw["user_id"]), fragment_key=str(raw["fragment_key"]),
+                           service=str(raw["service"]), category_id=str(raw["category_id"]),
+                           text_ru=str(raw["text_ru"]), text_en=str(raw["text_en"]), sensitive=bool(raw["sensitive"]),
+                           weight=float(raw["weight"]), vector=_vector_from_json(raw["vector"]))

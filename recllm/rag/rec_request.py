@@ -1,0 +1,160 @@
+"""Validation of one recommendation request, shared by every entry point (Triton models, in-process pipeline).
+
+Each check raises ``RequestError`` with a message a client can act on; Triton adapters turn it into that
+request's error response, so one bad request never affects another or the server.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from recllm.catalog.product_catalog import SERVICES
+
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+MAX_QUERY_CHARS = 2000
+MAX_TOP_K = 50
+LANGUAGES = ("ru", "en")
+# Comparatives ("дешевле 300", "under 500") and "бюджет N" mean a price unless an age unit follows ("under 10
+# years"); "до"/"под" only with a currency ("до 500 рублей"), so "до 3 лет" stays an age.
+CURRENCY = r"\s*(?:р\b|р\.|₽|руб|rub|rouble|ruble)"
+NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+)"  # "1 500" or "1500"
+NOT_AN_AGE = r"\b(?!\s*(?:years?|yrs?|yo\b|y\.o|months?|лет|года?|месяц))"
+BUDGET_PATTERNS = (
+    re.compile(r"(?:дешевле|не дороже|в пределах|under|below|less than|cheaper than|up to|max)\s*" + NUMBER
+               + NOT_AN_AGE, re.IGNORECASE),
+    re.compile(r"(?:бюджет|budget)\s*(?:до|of|up to|:)?\s*" + NUMBER, re.IGNORECASE),
+    re.compile(r"(?:под|до)\s*" + NUMBER + CURRENCY, re.IGNORECASE),
+)
+
+# Dietary constraints stated in the message become hard filters: a bag-of-words encoder would match
+# "без сахара" to sugary items, so negated ingredients are parsed rather than embedded.
+REQUIRED_TAG_PATTERNS = {
+    "sugar_free": re.compile(r"без\s+сахара|несладк|sugar[\s-]*free|no\s+sugar|without\s+sugar", re.IGNORECASE),
+    "lactose_free": re.compile(r"без\s*лактоз|безлактоз|lactose[\s-]*free|no\s+lactose|without\s+lactose",
+                               re.IGNORECASE),
+    "vegan": re.compile(r"веган|vegan", re.IGNORECASE),
+}
+
+
+class RequestError(ValueError):
+    """A client error in one request: the message names the field and what is wrong."""
+
+
+@dataclass(frozen=True)
+class RecRequest:
+    user_id: str
+    query: str
+    top_k: int
+    service: str  # "" = infer from the query
+    language: str  # "ru" | "en"
+    max_price: float | None
+    required_tags: frozenset[str] = frozenset()
+
+
+def decode_text(field: str, raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{field} is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from exc
+
+
+def validate_user_id(raw: bytes | str) -> str:
+    user_id = decode_text("user_id", raw).strip()
+    if not USER_ID_PATTERN.match(user_id):
+        shown = user_id if len(user_id) <= 40 else user_id[:40] + "…"
+        raise RequestError(
+            f"malformed user_id {shown!r}: expected 1-64 characters of letters, digits, '_', '.', '-'"
+        )
+    return user_id
+
+
+def validate_session_id(raw: bytes | str) -> str:
+    session_id = decode_text("session_id", raw).strip()
+    if not SESSION_ID_PATTERN.match(session_id):
+        raise RequestError("malformed session_id: expected 1-128 characters of letters, digits, '_', '.', ':', '-'")
+    return session_id
+
+
+def validate_query(raw: bytes | str) -> str:
+    query = decode_text("query", raw)
+    if len(query) > MAX_QUERY_CHARS:
+        raise RequestError(f"query is too long: {len(query)} characters (at most {MAX_QUERY_CHARS})")
+    query = "".join(ch for ch in query if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
+    query = " ".join(query.split())
+    if not query:
+        raise RequestError("query is empty: send the user's message as UTF-8 text")
+    return query
+
+
+def validate_top_k(raw) -> int:
+    try:
+        top_k = int(raw)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RequestError(f"top_k must be an integer, got {raw!r}") from exc
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise RequestError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+    return top_k
+
+
+def validate_service_hint(raw: bytes | str) -> str:
+    service = decode_text("service", raw).strip().lower()
+    if service and service not in SERVICES:
+        raise RequestError(f"unknown service {service!r}: expected one of {', '.join(SERVICES)} or empty to infer")
+    return service
+
+
+def detect_language(text: str) -> str:
+    cyrillic = sum(1 for ch in text if "а" <= ch.lower() <= "я" or ch.lower() == "ё")
+    latin = sum(1 for ch in text if "a" <= ch.lower() <= "z")
+    return "en" if latin > cyrillic else "ru"
+
+
+def parse_budget(text: str) -> float | None:
+    for pattern in BUDGET_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            value = float(re.sub(r"\s", "", match.group(1)))
+            return value if value > 0 else None
+    return None
+
+
+def required_tags(text: str) -> frozenset[str]:
+    return frozenset(tag for tag, pattern in REQUIRED_TAG_PATTERNS.items() if pattern.search(text))
+
+
+def parse_request(user_id, query, top_k, service="") -> RecRequest:
+    """Validate raw request fields (bytes or str) into a ``RecRequest``."""
+    text = validate_query(query)
+    return RecRequest(
+        user_id=validate_user_id(user_id),
+        query=text,
+        top_k=validate_top_k(top_k),
+        service=validate_service_hint(service),
+        language=detect_language(text),
+        max_price=parse_budget(text),
+        required_tags=required_tags(text),
+    )
+
+
+def with_session_constraints(request: RecRequest, max_price: np.ndarray | None = None,
+                             language: bytes | str | None = None) -> RecRequest:
+    """Apply what the chat session decided (MAX_PRICE, LANGUAGE tensors) over what the query text says: the
+    session knows which of several stated budgets is current and the language of the user's own message."""
+    if max_price is not None and max_price.size:
+        cap = float(max_price.reshape(-1)[0])
+        if not np.isfinite(cap) or cap <= 0:
+            raise RequestError(f"MAX_PRICE must be a positive finite number, got {cap!r}")
+        request = replace(request, max_price=cap)
+    if language is not None:
+        language = decode_text("LANGUAGE", language)
+        if language not in LANGUAGES:
+            raise RequestError(f"LANGUAGE must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        request = replace(request, language=language)
+    return request

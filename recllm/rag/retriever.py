@@ -1,0 +1,160 @@
+"""Retriever: candidate items from the requested service plus the user's relevant profile fragments.
+
+Candidates come from three sources, so both the query and the person shape the list:
+1. FAISS search with the query vector over the service's catalog;
+2. the same search with the query blended with the user's long-term preference vector (cross-service: what the
+   user buys anywhere pulls similar items of this service up) — the differentially private release of it
+   (``profile.differential_privacy``), read from the profile store;
+3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
+Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
+stated dietary tags ("без лактозы" → lactose_free); health/medicine items only for a query about that domain
+and only there (the same rule applies to fragments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recllm.catalog.product_catalog import SERVICES, Catalog
+from recllm.rag.catalog_index import CatalogIndex
+from recllm.profile.records import ProfileFragment
+from recllm.profile.storage import ProfileStorage
+from recllm.rag.fragment_index import UserFragmentIndex
+from recllm.rag.rec_request import RecRequest
+from recllm.safety.health_rule import is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask
+from recllm.profile.user_context import UserContext, read_user_context
+from recllm.profile.user_signals import UserSignals, check_preference_source
+from recllm.config_validation import require_in_interval
+
+
+@dataclass
+class RetrieverConfig:
+    num_candidates: int = 64
+    preference_weight: float = 0.35  # weight of the long-term preference vector in the blended search vector
+    max_repeat_candidates: int = 24
+    num_fragments: int = 4
+    # The query is "about health" when its nearest item, or this share of its nearest health_vote_k, is a health item.
+    health_vote_k: int = 5
+    health_vote_threshold: float = 0.4
+    # "released": the user's differentially private preference release from the profile store (no release: the
+    # vector parts are cold); "raw": the exact decayed sums (tests and analysis only — never serve it).
+    preference_source: str = "released"
+
+    def __post_init__(self) -> None:
+        for name in ("num_candidates", "health_vote_k"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"RetrieverConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("max_repeat_candidates", "num_fragments"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetrieverConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        require_in_interval(self, "preference_weight", "[0, 1]")
+        require_in_interval(self, "health_vote_threshold", "(0, 1]")
+        check_preference_source("RetrieverConfig.preference_source", self.preference_source)
+
+
+@dataclass
+class Retrieval:
+    service: str
+    candidate_ids: np.ndarray  # [C] int64, best first
+    candidate_scores: np.ndarray  # [C] float32, query·item
+    fragments: list[tuple[ProfileFragment, float]] = field(default_factory=list)
+    health_query: bool = False
+    context: UserContext | None = None  # the user's profile as read for this request, for the next stages
+
+
+class Retriever:
+    def __init__(self, catalog: Catalog, catalog_index: CatalogIndex, profile: ProfileStorage, config: RetrieverConfig):
+        self.catalog = catalog
+        self.index = catalog_index
+        self.profile = profile
+        self.config = config
+        self.sensitive_items = sensitive_item_mask(catalog)
+
+    def infer_service(self, query_vector: np.ndarray) -> str:
+        """The service whose best 5 items match the query best."""
+        means = {}
+        for service in SERVICES:
+            scores, _ = self.index.search(service, query_vector[None, :], 5)
+            means[service] = float(scores[0].mean()) if scores.size else -1.0
+        return max(means, key=means.get)
+
+    def is_health_query(self, query_vector: np.ndarray) -> bool:
+        hits = []
+        for service in SERVICES:
+            scores, ids = self.index.search(service, query_vector[None, :], self.config.health_vote_k)
+            hits.extend(zip(scores[0].tolist(), ids[0].tolist()))
+        nearest = [item_id for _, item_id in sorted(hits, reverse=True)[: self.config.health_vote_k]]
+        return is_health_query(nearest, self.sensitive_items, self.config.health_vote_threshold)
+
+    def read_context(self, user_id: str) -> UserContext:
+        """The user's profile for one request, read once (the reranker and explanations reuse it)."""
+        return read_user_context(self.profile, self.catalog, self.index.item_vectors, user_id,
+                                 self.config.preference_source)
+
+    def retrieve(
+        self, request: RecRequest, query_vector: np.ndarray, exclude_item_ids: frozenset[int] = frozenset(),
+        context: UserContext | None = None,
+    ) -> Retrieval:
+        context = context if context is not None else self.read_context(request.user_id)
+        service = request.service or self.infer_service(query_vector)
+        health = self.is_health_query(query_vector)
+        pool = self.search_pool(service, query_vector, context.signals)
+        pool.update(self.repeat_candidates(service, context.purchases))
+        allowed = [i for i in pool if self.allowed(i, service, request, health, exclude_item_ids)]
+        ids = np.array(allowed, dtype=np.int64)
+        scores = self.index.item_vectors[ids] @ query_vector if len(ids) else np.zeros(0, np.float32)  # [C]
+        order = np.argsort(-scores, kind="stable")[: self.config.num_candidates]
+        return Retrieval(
+            service=service,
+            candidate_ids=ids[order],
+            candidate_scores=scores[order].astype(np.float32),
+            fragments=self.relevant_fragments(context.fragments, query_vector, health),
+            health_query=health,
+            context=context,
+        )
+
+    def search_pool(self, service: str, query_vector: np.ndarray, signals: UserSignals) -> set[int]:
+        vectors = [query_vector]
+        if signals.pref_long is not None and self.config.preference_weight > 0:
+            blended = (1 - self.config.preference_weight) * query_vector + self.config.preference_weight * signals.pref_long
+            vectors.append(blended / max(float(np.linalg.norm(blended)), 1e-8))
+        # Over-fetch: filters below drop out-of-stock, over-budget and sensitive items.
+        _, ids = self.index.search(service, np.stack(vectors), self.config.num_candidates * 2)
+        return {int(i) for i in ids.ravel() if i >= 0}
+
+    def repeat_candidates(self, service: str, events: list) -> set[int]:
+        """Items of this service from the user's purchased families, most recent first."""
+        families, seen = [], set()
+        for event in reversed(events):
+            if event.kind != "purchase":
+                continue
+            family = self.catalog.get(event.item_id).family_id
+            if family not in seen:
+                seen.add(family)
+                families.append(family)
+        found: set[int] = set()
+        for family in families:
+            for item in self.catalog.family_members(family):
+                if len(found) >= self.config.max_repeat_candidates:
+                    return found
+                if item.service == service:
+                    found.add(item.item_id)
+        return found
+
+    def allowed(self, item_id: int, service: str, request: RecRequest, health: bool, exclude: frozenset[int]) -> bool:
+        item = self.catalog.get(item_id)
+        return (
+            item.service == service
+            and item.in_stock
+            and item_id not in exclude
+            and (request.max_price is None or item.price <= request.max_price)
+            and request.required_tags <= item.tags
+            and item_allowed(self.sensitive_items[item_id], health)
+        )
+
+    def relevant_fragments(self, fragments: list[ProfileFragment], query_vector: np.ndarray, health: bool
+                           ) -> list[tuple[ProfileFragment, float]]:
+        fragments = retrievable_fragments(fragments, health)
+        return UserFragmentIndex(fragments).search(query_vector, self.config.num_fragments)

@@ -1,0 +1,50 @@
+"""The sensitive-domain rule: health and pharmacy goods surface only when the user asked about that domain.
+
+"What must never happen" (product notes): health- or medicine-related purchases surfaced unless the user asked about
+health. The catalog marks sensitive categories; this module decides, per request, whether the query is about that
+domain and what the retriever and the explanations may then use:
+
+* a health query gets health items only, and health items never surface anywhere else (``item_allowed``);
+* sensitive profile fragments are retrieved only for a health query (``retrievable_fragments``);
+* explanations never cite a sensitive fragment, not even for a health query (``citable_fragments``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence, TypeVar
+
+import numpy as np
+
+from recllm.catalog.product_catalog import Catalog
+
+FragmentT = TypeVar("FragmentT")
+
+
+def sensitive_item_mask(catalog: Catalog) -> np.ndarray:
+    """[N] bool by item id: the item's category or one of its ancestors is sensitive."""
+    return np.array([any(c.sensitive for c in catalog.category_path(i.category_id)) for i in catalog.items],
+                    dtype=bool)
+
+
+def is_health_query(nearest_item_ids: Sequence[int], sensitive_items: np.ndarray, vote_threshold: float) -> bool:
+    """The query is about health when its nearest item, or at least ``vote_threshold`` of its nearest items, is a
+    sensitive item. ``nearest_item_ids`` are best first; negative ids (FAISS padding) are ignored."""
+    top = [int(i) for i in nearest_item_ids if i >= 0]
+    if not top:
+        return False
+    return bool(sensitive_items[top[0]]) or float(sensitive_items[top].mean()) >= vote_threshold
+
+
+def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:
+    """Health items for health queries only, and only health items for them (the domain is routed on its own)."""
+    return bool(item_is_sensitive) == bool(health_query)
+
+
+def retrievable_fragments(fragments: Iterable[FragmentT], health_query: bool) -> list[FragmentT]:
+    """The user's profile fragments a query may retrieve: sensitive ones only for a health query."""
+    return [f for f in fragments if health_query or not f.sensitive]
+
+
+def citable_fragments(fragments: Iterable[FragmentT]) -> list[FragmentT]:
+    """Fragments an explanation may cite: never a sensitive one (no history-based reasons in that domain)."""
+    return [f for f in fragments if not f.sensitive]

@@ -1,0 +1,241 @@
+"""``recllm`` command line: build artifacts, serve them with Triton, chat with a user, run the demo.
+
+    recllm build [--preset default|test] [--force]
+    recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002 --profile-port 8003]
+                                                                               (foreground, Ctrl-C stops)
+    recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
+    recllm demo                                                                (build, serve, 3 turns, stop)
+    recllm eval --dataset beauty|food_kitchen|tafeng|synthetic [--quick]       (quality protocols)
+    recllm eval --amazon-dir DIR                                               (any Amazon-format folder)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from recllm.evaluation.cli_eval import add_eval_arguments
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, TritonServerError
+
+DEMO_TURNS = (
+    ("samokat", "что приготовить на ужин, чтобы было полезно?"),
+    ("samokat", "подешевле"),
+    ("samokat", "закажи как в прошлый раз, но без лактозы"),
+)
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    defaults = TritonServerConfig()
+    parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--grpc-port", type=int, default=defaults.grpc_port)
+    parser.add_argument("--http-port", type=int, default=defaults.http_port)
+    parser.add_argument("--metrics-port", type=int, default=defaults.metrics_port)
+
+
+def server_config(args) -> TritonServerConfig:
+    return TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port)
+
+
+def add_profile_service_args(parser: argparse.ArgumentParser) -> None:
+    from recllm.profile_service.config import ProfileServiceConfig  # noqa: PLC0415 - light: no torch, no gRPC
+
+    defaults = ProfileServiceConfig()
+    parser.add_argument("--profile-port", type=int, default=defaults.port,
+                        help="port of the profile service (event ingest, profile read, forget)")
+    parser.add_argument("--profile-ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s,
+                        help="expire events past their service's TTL this often (default: off)")
+
+
+def profile_service_config(args, triton: TritonServerConfig):
+    from recllm.profile_service.config import ProfileServiceConfig  # noqa: PLC0415
+
+    triton_ports = {"--grpc-port": triton.grpc_port, "--http-port": triton.http_port,
+                    "--metrics-port": triton.metrics_port}
+    clash = [name for name, port in triton_ports.items() if port == args.profile_port]
+    if clash:
+        raise ValueError(f"--profile-port {args.profile_port} is also {clash[0]}: the ports must differ")
+    return ProfileServiceConfig(artifact_dir=triton.artifact_dir, bind_address=triton.bind_address,
+                                port=args.profile_port, ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s)
+
+
+def cmd_build(args) -> int:
+    from builders.build_artifacts import BuildConfig, build  # noqa: PLC0415
+
+    layout = build(BuildConfig(preset=args.preset, output_dir=args.artifact_dir, force=args.force))
+    evaluation = (layout.read_manifest() or {}).get("evaluation", {})
+    print(f"artifacts ready in {layout.root}: {evaluation}")
+    return 0
+
+
+def raise_keyboard_interrupt(*_signal_args) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM/SIGHUP (and SIGINT, which background jobs ignore by default) end the command through the normal
+    exit path, so the server is stopped even while it is still starting."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, raise_keyboard_interrupt)
+
+
+def cmd_serve(args) -> int:
+    from recllm.profile_service.server import ProfileServer, ProfileServiceError  # noqa: PLC0415 - serve only
+
+    config = server_config(args)
+    profile_config = profile_service_config(args, config)
+    stop_on_signals()
+    with contextlib.ExitStack() as running:
+        # The profile service starts first: it takes a second, and a taken port fails before Triton's long start.
+        try:
+            profile = ProfileServer(profile_config).start()
+        except ProfileServiceError as exc:
+            print(f"recllm serve: {exc}", file=sys.stderr)
+            return 2
+        running.callback(profile.stop)  # runs after Triton has stopped: no request reads a half-stopped service
+        server = running.enter_context(TritonServer(config))
+        print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
+              f"metrics :{config.metrics_port}/metrics (log: {server.log_path}); profile service "
+              f"{profile.address} (event ingest, profile, forget). Ctrl-C stops.", flush=True)
+        try:
+            while server.process.poll() is None and profile.is_healthy():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        if server.process.poll() not in (None, 0):
+            print(f"tritonserver exited unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+        if not profile.is_healthy():
+            print("the profile service's writer stopped unexpectedly (see the log above)", file=sys.stderr)
+            return 1
+    print("server stopped")
+    return 0
+
+
+def print_turn(user_id: str, message: str, turn) -> None:
+    print(f"\n[{user_id}] > {message}")
+    print(f"Rec-LLM ({turn.service}): {turn.reply}")
+    for item in turn.items:
+        print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽\n      почему: {item.explanation}")
+    first = f"{turn.first_token_s * 1000:.0f} ms" if turn.first_token_s is not None else "-"
+    print(f"  (first token {first}, full turn {turn.total_s * 1000:.0f} ms)")
+
+
+def cmd_chat(args) -> int:
+    from recllm_client import RecLLMClient, RecLLMClientError  # noqa: PLC0415
+
+    session = args.session or f"cli-{uuid.uuid4().hex[:12]}"
+    with RecLLMClient(args.url) as client:
+        if not client.is_ready():
+            print(f"no ready Rec-LLM server at {args.url}: start one with `recllm serve`", file=sys.stderr)
+            return 1
+        print(f"session {session} for user {args.user}; empty line or Ctrl-D quits")
+        for line in sys.stdin:
+            message = line.strip()
+            if not message:
+                break
+            try:
+                turn = client.chat(session, args.user, message, args.top_k, args.service)
+            except RecLLMClientError as exc:
+                print(f"error: {exc}")
+                continue
+            print_turn(args.user, message, turn)
+    return 0
+
+
+def pick_demo_user(artifact_dir: Path) -> str:
+    """The user with the richest cross-service history (kuper vegetables / megamarket sport make journey 1)."""
+    from recllm.artifacts import ArtifactLayout  # noqa: PLC0415
+    from recllm.profile.sqlite_store import ProfileStore  # noqa: PLC0415
+
+    store = ProfileStore(ArtifactLayout(artifact_dir).profile_db, read_only=True)
+    row = store.connection().execute(
+        "SELECT user_id FROM events WHERE kind = 'purchase' GROUP BY user_id "
+        "ORDER BY COUNT(DISTINCT service) DESC, COUNT(*) DESC, user_id LIMIT 1"
+    ).fetchone()
+    return row[0]
+
+
+def cmd_demo(args) -> int:
+    from recllm_client import RecLLMClient  # noqa: PLC0415
+
+    args.force, args.preset = False, "default"
+    stop_on_signals()
+    cmd_build(args)
+    user_id = args.user or pick_demo_user(args.artifact_dir)
+    with TritonServer(server_config(args)) as server, RecLLMClient(server.config.grpc_url) as client:
+        session = f"demo-{uuid.uuid4().hex[:8]}"
+        print(f"\nTriton is serving; a 3-turn conversation for user {user_id} (session {session}):")
+        for service, message in DEMO_TURNS:
+            print_turn(user_id, message, client.chat(session, user_id, message, args.top_k, service))
+        cold = client.recommend("new-user-demo", "хочу что-нибудь вкусное", args.top_k, "samokat")
+        print(f"\n[new user] > хочу что-нибудь вкусное\nRec-LLM ({cold.service}): {cold.reply}")
+        for item in cold.items:
+            print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽ ({item.explanation})")
+    print("\nserver stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recllm", description="Rec-LLM: conversational recommendations on Triton")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build artifacts (data, encoder, indexes, reranker, generator)")
+    build.add_argument("--preset", choices=("default", "test"), default="default")
+    build.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir)
+    build.add_argument("--force", action="store_true")
+    build.set_defaults(func=cmd_build)
+
+    serve = sub.add_parser("serve", help="run tritonserver and the profile service on the artifacts (foreground)")
+    add_server_args(serve)
+    add_profile_service_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    chat = sub.add_parser("chat", help="interactive streamed chat against a running server")
+    chat.add_argument("--user", required=True)
+    chat.add_argument("--url", default=TritonServerConfig().grpc_url)
+    chat.add_argument("--session", default=None)
+    chat.add_argument("--service", default="", help="samokat | megamarket | kuper (empty: infer)")
+    chat.add_argument("--top-k", type=int, default=5)
+    chat.set_defaults(func=cmd_chat)
+
+    demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")
+    add_server_args(demo)
+    demo.add_argument("--user", default=None)
+    demo.add_argument("--top-k", type=int, default=5)
+    demo.set_defaults(func=cmd_demo)
+
+    evaluation = sub.add_parser("eval", help="quality protocols: Amazon leave-one-out, Food-Kitchen, Ta-Feng, synthetic")
+    add_eval_arguments(evaluation)
+    evaluation.set_defaults(func=cmd_eval)
+    return parser
+
+
+def cmd_eval(args) -> int:
+    from recllm.evaluation.cli_eval import run_eval  # noqa: PLC0415  (torch-heavy; only this command needs it)
+
+    logging.getLogger("recllm").setLevel(logging.INFO)   # training progress
+    return run_eval(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (TritonServerError, FileNotFoundError, ValueError) as exc:
+        print(f"recllm {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"recllm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""UserContext: the user's profile read once per request, passed between stages (also as bytes between models)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recllm.profile.user_context import MAX_CONTEXT_BYTES, UserContext, UserContextError, read_user_context
+from recllm.profile.user_signals import compute_user_signals
+
+
+class CountingStore:
+    """The profile storage with every read counted (what the request spine promises to bound)."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+        return counted
+
+
+@pytest.fixture(scope="module")
+def heavy_user(ecosystem) -> str:
+    counts = {}
+    for event in ecosystem.events:
+        if event.kind == "purchase":
+            counts[event.user_id] = counts.get(event.user_id, 0) + 1
+    return max(counts, key=counts.get)
+
+
+def test_reads_the_profile_once_with_the_store_clock(profile_store, catalog, item_vectors, heavy_user):
+    store = CountingStore(profile_store)
+    context = read_user_context(store, catalog, item_vectors, heavy_user)
+    assert sorted(store.calls) == ["events_of", "fragments_of", "latest_timestamp", "released_preferences_of"]
+    assert context.now_ts == profile_store.latest_timestamp()
+    assert context.purchases == profile_store.events_of(heavy_user, kind="purchase")
+    assert [f.fragment_key for f in context.fragments] == [f.fragment_key for f in profile_store.fragments_of(heavy_user)]
+    assert context.fragments
+    raw = compute_user_signals(heavy_user, context.purchases, catalog, item_vectors, context.now_ts)
+    assert context.signals.category_counts == raw.category_counts and context.signals.num_purchases > 0
+
+
+def test_released_vectors_replace_the_raw_ones(profile_store, catalog, item_vectors, heavy_user):
+    released = read_user_context(profile_store, catalog, item_vectors, heavy_user, "released")
+    raw = read_user_context(profile_store, catalog, item_vectors, heavy_user, "raw")
+    release = profile_store.released_preferences_of(heavy_user)
+    if release is None:
+        assert released.signals.pref_long is None
+    else:
+        np.testing.assert_array_equal(released.signals.pref_long, release.pref_long)
+    assert raw.signals.pref_long is not None
+
+
+def test_bytes_round_trip_keeps_everything(profile_store, catalog, item_vectors, heavy_user):
+    context = read_user_context(profile_store, catalog, item_vectors, heavy_user, "raw")
+    back = UserContext.from_bytes(context.to_bytes(), heavy_user)
+    assert back.user_id == context.user_id and back.now_ts == context.now_ts
+    assert back.purchases == context.purchases
+    for name in ("category_counts", "service_category_counts", "family_counts", "brand_counts", "tag_counts",
+                 "family_last_ts", "median_price", "last_ts", "num_purchases"):
+        assert getattr(back.signals, name) == getattr(context.signals, name), name
+    np.testing.assert_array_equal(back.signals.pref_long, context.signals.pref_long)
+    assert [f.fragment_key for f in back.fragments] == [f.fragment_key for f in context.fragments]
+    for mine, theirs in zip(back.fragments, context.fragments):
+        np.testing.assert_array_equal(mine.vector, theirs.vector)
+        assert mine.text_ru == theirs.text_ru and mine.sensitive == theirs.sensitive
+
+
+def test_cold_user_round_trips(profile_store, catalog, item_vectors):
+    context = read_user_context(profile_store, catalog, item_vectors, "u_never_seen")
+    back = UserContext.from_bytes(context.to_bytes(), "u_never_seen")
+    assert back.signals.is_cold and back.purchases == [] and back.fragments == []
+
+
+def test_another_users_context_is_refused(profile_store, catalog, item_vectors, heavy_user):
+    data = read_user_context(profile_store, catalog, item_vectors, heavy_user).to_bytes()
+    with pytest.raises(UserContextError, match="another user"):
+        UserContext.from_bytes(data, "u_someone_else")
+
+
+@pytest.mark.parametrize("data", [b"", b"not json", b"[]", json.dumps({"version": 99}).encode(),
+                                  json.dumps({"version": 1, "user_id": "u1"}).encode(), b"\xff\xfe"])
+def test_malformed_bytes_get_a_clear_error(data):
+    with pytest.raises(UserContextError):
+        UserContext.from_bytes(data, "u1")
+
+
+def test_oversized_bytes_are_refused():
+    with pytest.raises(UserContextError, match="oversized"):
+        UserContext.from_bytes(b" " * (MAX_CONTEXT_BYTES + 1), "u1")

@@ -1,0 +1,263 @@
+"""Retriever: candidates obey the request's service, stock, budget, tags and exclusions; health privacy; repeats."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recllm.catalog.product_catalog import SERVICES
+from recllm.rag.rec_request import RecRequest
+from recllm.rag.retriever import Retriever, RetrieverConfig
+from recllm.profile.user_signals import UserSignals
+
+DIET_TAGS = ("sugar_free", "lactose_free", "vegan")
+
+
+@pytest.fixture(scope="module")
+def retriever(catalog, catalog_index, profile_store, faiss_single_thread) -> Retriever:
+    return Retriever(catalog, catalog_index, profile_store, RetrieverConfig())
+
+
+@pytest.fixture(scope="module")
+def query_vectors(ecosystem, trained_encoder) -> np.ndarray:
+    """[Q, D] vectors of every synthetic query, in ecosystem.queries order."""
+    return trained_encoder.encode([q.text for q in ecosystem.queries])
+
+
+@pytest.fixture(scope="module")
+def health_vector(catalog, item_vectors) -> np.ndarray:
+    """A query vector among the health items (the mean of their vectors)."""
+    sensitive = [i.item_id for i in catalog.items if catalog.is_sensitive(i)]
+    vector = item_vectors[sensitive].mean(axis=0)
+    return vector / np.linalg.norm(vector)
+
+
+def encode(encoder, text: str) -> np.ndarray:
+    return encoder.encode([text])[0]
+
+
+def request(user_id: str, service: str = "", max_price: float | None = None, tags=(), query: str = "q") -> RecRequest:
+    return RecRequest(user_id, query, 10, service, "ru", max_price, frozenset(tags))
+
+
+def users_with_sensitive_fragments(profile_store, ecosystem) -> list[str]:
+    return [u.user_id for u in ecosystem.users if any(f.sensitive for f in profile_store.fragments_of(u.user_id))]
+
+
+# --- config --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_candidates", 0, "num_candidates must be > 0"),
+    ("health_vote_k", -1, "health_vote_k must be > 0"),
+    ("max_repeat_candidates", -1, "max_repeat_candidates must be >= 0"),
+    ("num_fragments", -2, "num_fragments must be >= 0"),
+    ("preference_weight", 1.5, r"preference_weight must be in \[0, 1\]"),
+    ("preference_weight", -0.1, r"preference_weight must be in \[0, 1\]"),
+    ("health_vote_threshold", 0.0, r"health_vote_threshold must be in \(0, 1\]"),
+    ("health_vote_threshold", 1.01, r"health_vote_threshold must be in \(0, 1\]"),
+])
+def test_config_validation_names_field_and_value(field, value, message):
+    with pytest.raises(ValueError, match=rf"RetrieverConfig\.{message}, got {value!r}"):
+        RetrieverConfig(**{field: value})
+
+
+# --- filters -------------------------------------------------------------------------------------------------------
+
+def check_candidates(retrieval, req: RecRequest, exclude: frozenset[int], query_vector, retriever, catalog) -> None:
+    ids = retrieval.candidate_ids.tolist()
+    assert retrieval.candidate_ids.dtype == np.int64 and retrieval.candidate_scores.dtype == np.float32
+    assert len(ids) == len(set(ids)) <= retriever.config.num_candidates
+    if req.service:
+        assert retrieval.service == req.service
+    for item_id in ids:
+        item = catalog.get(item_id)
+        assert item.service == retrieval.service
+        assert item.in_stock
+        assert item_id not in exclude
+        assert req.max_price is None or item.price <= req.max_price
+        assert req.required_tags <= item.tags
+        assert retrieval.health_query or not catalog.is_sensitive(item)
+    expected_scores = retriever.index.item_vectors[ids] @ query_vector if ids else np.zeros(0)
+    np.testing.assert_allclose(retrieval.candidate_scores, expected_scores, rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(retrieval.candidate_scores) <= 1e-7)
+    assert len(retrieval.fragments) <= retriever.config.num_fragments
+    for fragment, _ in retrieval.fragments:
+        assert fragment.user_id == req.user_id
+        assert retrieval.health_query or not fragment.sensitive
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_candidate_satisfies_the_request(retriever, ecosystem, catalog, query_vectors, data):
+    row = data.draw(st.integers(0, len(ecosystem.queries) - 1), label="query")
+    user_id = data.draw(st.sampled_from([u.user_id for u in ecosystem.users] + ["u_unknown"]), label="user")
+    service = data.draw(st.sampled_from(("",) + SERVICES), label="service")
+    max_price = data.draw(st.one_of(st.none(), st.sampled_from([50.0, 150.0, 400.0, 2000.0])), label="max_price")
+    tags = data.draw(st.frozensets(st.sampled_from(DIET_TAGS), max_size=2), label="tags")
+    exclude = data.draw(st.frozensets(st.integers(0, len(catalog) - 1), max_size=40), label="exclude")
+    req = request(user_id, service, max_price, tags)
+    retrieval = retriever.retrieve(req, query_vectors[row], exclude)
+    check_candidates(retrieval, req, exclude, query_vectors[row], retriever, catalog)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_without_filters_candidates_are_the_best_allowed_items_of_the_service(retriever, catalog, query_vectors,
+                                                                             ecosystem, service):
+    # 2 × num_candidates covers each tiny service's whole catalog, so the result must be the exact top list.
+    query = next(i for i, q in enumerate(ecosystem.queries) if q.intent == "dinner")
+    retrieval = retriever.retrieve(request("u000000", service), query_vectors[query])
+    assert not retrieval.health_query
+    allowed = np.array([i.item_id for i in catalog.in_service(service) if i.in_stock and not catalog.is_sensitive(i)])
+    scores = retriever.index.item_vectors[allowed] @ query_vectors[query]
+    expected = allowed[np.argsort(-scores, kind="stable")][: retriever.config.num_candidates]
+    assert set(retrieval.candidate_ids.tolist()) == set(expected.tolist())
+
+
+def test_excluding_every_item_gives_an_empty_retrieval(retriever, catalog, query_vectors):
+    exclude = frozenset(i.item_id for i in catalog.in_service("samokat"))
+    retrieval = retriever.retrieve(request("u000000", "samokat"), query_vectors[0], exclude)
+    assert retrieval.candidate_ids.shape == (0,) and retrieval.candidate_scores.shape == (0,)
+    assert retrieval.candidate_ids.dtype == np.int64
+
+
+def test_budget_and_tags_filter_in_the_real_catalog(retriever, catalog, trained_encoder):
+    vector = encode(trained_encoder, "повтори мой прошлый заказ, только безлактозное")
+    req = request("u000000", "kuper", max_price=300.0, tags={"lactose_free"})
+    retrieval = retriever.retrieve(req, vector)
+    expected = {i.item_id for i in catalog.in_service("kuper")
+                if i.in_stock and i.price <= 300.0 and "lactose_free" in i.tags}
+    assert len(expected) >= 2  # and a lactose-free item over the budget exists, so the budget matters
+    assert any("lactose_free" in i.tags and i.price > 300.0 for i in catalog.in_service("kuper"))
+    # The search pool covers the whole tiny service, so every matching item must be there.
+    assert set(retrieval.candidate_ids.tolist()) == expected
+
+
+# --- health privacy ------------------------------------------------------------------------------------------------
+
+def test_a_health_query_is_recognised_and_surfaces_health_items(retriever, catalog, health_vector):
+    assert retriever.is_health_query(health_vector)
+    retrieval = retriever.retrieve(request("u000000", "kuper"), health_vector)
+    assert retrieval.health_query
+    assert any(catalog.is_sensitive(catalog.get(i)) for i in retrieval.candidate_ids.tolist())
+
+
+@pytest.mark.parametrize("text", ["хочу полезный ужин", "что взять на завтрак?", "I need cleaning supplies",
+                                  "нужны товары для малыша"])
+def test_a_non_health_query_never_gets_health_items(retriever, catalog, trained_encoder, text):
+    vector = encode(trained_encoder, text)
+    assert not retriever.is_health_query(vector)
+    for user_id in ("u000000", "u000022"):
+        retrieval = retriever.retrieve(request(user_id, "kuper"), vector)
+        assert len(retrieval.candidate_ids) > 0
+        assert not any(catalog.is_sensitive(catalog.get(i)) for i in retrieval.candidate_ids.tolist())
+
+
+def test_sensitive_fragments_only_for_health_queries(retriever, profile_store, ecosystem, trained_encoder,
+                                                     health_vector):
+    users = users_with_sensitive_fragments(profile_store, ecosystem)
+    assert users
+    everyday = encode(trained_encoder, "что приготовить на ужин?")
+    cited_in_health = False
+    wide = Retriever(retriever.catalog, retriever.index, profile_store,
+                     dataclasses.replace(retriever.config, num_fragments=50))
+    for user_id in users:
+        assert not any(f.sensitive for f, _ in wide.retrieve(request(user_id), everyday).fragments)
+        cited_in_health |= any(f.sensitive for f, _ in wide.retrieve(request(user_id), health_vector).fragments)
+    assert cited_in_health
+
+
+def test_fragments_are_the_users_closest_first(retriever, profile_store, trained_encoder):
+    vector = encode(trained_encoder, "закончился кофе, что посоветуешь?")
+    retrieval = retriever.retrieve(request("u000000", "samokat"), vector)
+    own = {f.fragment_key for f in profile_store.fragments_of("u000000") if not f.sensitive}
+    assert retrieval.fragments and {f.fragment_key for f, _ in retrieval.fragments} <= own
+    scores = [score for _, score in retrieval.fragments]
+    assert scores == sorted(scores, reverse=True)
+    assert len(retrieval.fragments) == min(retriever.config.num_fragments, len(own))
+
+
+def test_cold_and_unknown_users_get_candidates_but_no_fragments(retriever, ecosystem, query_vectors):
+    cold = next(u.user_id for u in ecosystem.users if not ecosystem.events_of(u.user_id))
+    for user_id in (cold, "u_never_seen"):
+        retrieval = retriever.retrieve(request(user_id, "kuper"), query_vectors[0])
+        assert len(retrieval.candidate_ids) > 0 and retrieval.fragments == []
+
+
+# --- repeat purchases ----------------------------------------------------------------------------------------------
+
+def cross_service_repeat(ecosystem, catalog):
+    """(user, item on samokat) where the user bought the same product family on another service."""
+    for event in reversed(ecosystem.events):
+        if event.kind != "purchase" or event.service == "samokat":
+            continue
+        for member in catalog.family_members(catalog.get(event.item_id).family_id):
+            if member.service == "samokat" and member.in_stock and not catalog.is_sensitive(member):
+                return event.user_id, member
+    raise AssertionError("the test ecosystem has no cross-service repeat purchase")
+
+
+def test_repeat_purchases_reach_the_candidates_even_when_search_misses_them(retriever, ecosystem, catalog,
+                                                                            trained_encoder):
+    user_id, member = cross_service_repeat(ecosystem, catalog)
+    config = RetrieverConfig(num_candidates=8, preference_weight=0.0)
+    narrow = Retriever(catalog, retriever.index, retriever.profile, config)
+    vector = encode(trained_encoder, "нужно для уборки дома")
+    searched = narrow.search_pool("samokat", vector, UserSignals(user_id))
+    repeats = narrow.repeat_candidates("samokat", narrow.profile.events_of(user_id))
+    assert member.item_id in repeats
+    exclude = frozenset(searched)  # everything the search finds is excluded: only repeats can remain
+    retrieval = narrow.retrieve(request(user_id, "samokat"), vector, exclude)
+    assert len(retrieval.candidate_ids) > 0
+    assert set(retrieval.candidate_ids.tolist()) <= repeats - searched
+    # The same request from someone without that history gets nothing.
+    assert len(narrow.retrieve(request("u_never_seen", "samokat"), vector, exclude).candidate_ids) == 0
+
+
+def test_repeat_candidates_are_this_services_members_of_purchased_families(retriever, ecosystem, catalog):
+    user_id = next(u.user_id for u in ecosystem.users if len(ecosystem.events_of(u.user_id)) > 50)
+    events = retriever.profile.events_of(user_id)
+    families = {catalog.get(e.item_id).family_id for e in events if e.kind == "purchase"}
+    unlimited = Retriever(catalog, retriever.index, retriever.profile, RetrieverConfig(max_repeat_candidates=10_000))
+    for service in SERVICES:
+        expected = {m.item_id for f in families for m in catalog.family_members(f) if m.service == service}
+        assert unlimited.repeat_candidates(service, events) == expected
+
+
+def test_repeat_candidates_take_the_most_recent_family_first(retriever, ecosystem, catalog):
+    user_id, _ = cross_service_repeat(ecosystem, catalog)
+    events = retriever.profile.events_of(user_id)
+    capped = Retriever(catalog, retriever.index, retriever.profile, RetrieverConfig(max_repeat_candidates=1))
+    latest = next(m.item_id for e in reversed(events) if e.kind == "purchase"
+                  for m in catalog.family_members(catalog.get(e.item_id).family_id) if m.service == "samokat")
+    assert capped.repeat_candidates("samokat", events) == {latest}
+
+
+def test_zero_max_repeat_candidates_disables_repeats(retriever, ecosystem, catalog):
+    user_id = next(u.user_id for u in ecosystem.users if ecosystem.events_of(u.user_id))
+    events = retriever.profile.events_of(user_id)
+    last_service = next(e.service for e in reversed(events) if e.kind == "purchase")
+    disabled = Retriever(catalog, retriever.index, retriever.profile, RetrieverConfig(max_repeat_candidates=0))
+    assert disabled.repeat_candidates(last_service, events) == set()
+
+
+# --- service inference ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["хочу обновить игровой сетап", "нужна экипировка для бега",
+                                  "I need gaming accessories"])
+def test_an_obviously_megamarket_query_resolves_to_megamarket(retriever, catalog, trained_encoder, text):
+    vector = encode(trained_encoder, text)
+    assert retriever.infer_service(vector) == "megamarket"
+    retrieval = retriever.retrieve(request("u000000"), vector)
+    assert retrieval.service == "megamarket"
+    assert {catalog.get(i).service for i in retrieval.candidate_ids.tolist()} == {"megamarket"}
+
+
+def test_an_explicit_service_wins_over_inference(retriever, catalog, trained_encoder):
+    vector = encode(trained_encoder, "хочу обновить игровой сетап")
+    retrieval = retriever.retrieve(request("u000000", "samokat"), vector)
+    assert retrieval.service == "samokat"
+    assert {catalog.get(i).service for i in retrieval.candidate_ids.tolist()} == {"samokat"}

@@ -1,0 +1,45 @@
+"""The sensitive-domain rule: health items for health queries only; sensitive facts never cited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recllm.safety.health_rule import (
+    citable_fragments, is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask,
+)
+
+
+@dataclass
+class Fact:
+    key: str
+    sensitive: bool
+
+
+def test_sensitive_mask_follows_the_category_tree(catalog):
+    mask = sensitive_item_mask(catalog)
+    assert mask.shape == (len(catalog.items),) and mask.any() and not mask.all()
+    for item in catalog.items:
+        assert mask[item.item_id] == catalog.is_sensitive(item)
+
+
+def test_health_query_by_nearest_item_or_vote():
+    sensitive = np.array([False, True, False, True, True])
+    assert is_health_query([1, 0, 2], sensitive, 0.9)            # the nearest item is a health item
+    assert not is_health_query([0, 1, 2, 2, 2], sensitive, 0.4)  # 1 of 5 < 0.4
+    assert is_health_query([0, 1, 3, 2, 2], sensitive, 0.4)      # 2 of 5 >= 0.4
+    assert not is_health_query([-1, -1], sensitive, 0.4)         # FAISS padding only
+    assert is_health_query([-1, 3], sensitive, 0.9)              # padding is skipped
+
+
+def test_item_allowed_routes_the_domain_on_its_own():
+    assert item_allowed(True, True) and item_allowed(False, False)
+    assert not item_allowed(True, False) and not item_allowed(False, True)
+
+
+def test_fragments_by_domain_and_never_cited_when_sensitive():
+    facts = [Fact("veg", False), Fact("pharmacy", True)]
+    assert [f.key for f in retrievable_fragments(facts, health_query=False)] == ["veg"]
+    assert [f.key for f in retrievable_fragments(facts, health_query=True)] == ["veg", "pharmacy"]
+    assert [f.key for f in citable_fragments(facts)] == ["veg"]
