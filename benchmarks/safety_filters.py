@@ -35,7 +35,9 @@ HISTORY = (
     "1.0 (an INN with a word before the number, «Mrs. Harris», the name «Алиса» missed); moderation unsafe 0.9, "
     "off-topic 0.92, injection 0.8, personal data 1.0 handled safely, normal refused 0.10 (4 of 40). The rules were "
     "widened once more after that look, so every figure below is an upper bound on new phrasing; the first-look "
-    "fresh hold-out numbers are the closest thing to an unbiased estimate."
+    "fresh hold-out numbers are the closest thing to an unbiased estimate. Finally the rules were narrowed against "
+    "shopping requests that use the words they look for («чем отравить тараканов», «закладка для книги», «Сыр "
+    "President»), and those texts joined the set as a third batch of ok texts (hash-split like the rest)."
 )
 
 
@@ -127,7 +129,7 @@ def _fmt(value: float | None) -> str:
 
 
 def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict, fresh_pii: dict,
-           fresh_mod: dict) -> str:
+           fresh_mod: dict, training_s: float, n_train: int) -> str:
     lines = ["# Safety filters: privacy filter and moderation", "",
              f"Command: `{command}`", "",
              "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), "",
@@ -158,7 +160,8 @@ def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict
     lines += ["", "Every text of both sets (train and test), 3 passes. `find_pii` runs slovnet NER only when a "
               "capitalised Russian word could be a name (ambiguous first name, surname or patronymic ending), so its "
               "p99 is those calls; `moderate` includes `has_shopping_signal` (navec look-ups) and the classifier. "
-              "The classifier is trained once per process on first use (not timed here; ~2-5 s on this machine). "
+              f"The classifier is trained once per process on first use: {training_s:.2f} s for {n_train} training "
+              "texts here (natasha models already loaded; loading them takes about 1 s more). "
               "The machine is shared: see the load average above."]
     lines += ["", "## The fresh hold-out alone (after the last fixes)", "",
               f"PII ({fresh_pii['texts']} texts): span recall {fresh_pii['recall']:.3f}, precision "
@@ -187,6 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     pii, mod = pii_metrics(pii_rows), moderation_metrics(mod_rows)
     all_texts = [row["text"] for row in load_split("pii", "all")] + [row["text"] for row in load_split("moderation", "all")]
     # every text of both sets, train and test: latency does not depend on labels
+    train_rows = moderation.load_labeled(moderation.LABELED_MODERATION, "train")
+    privacy_filter.natasha_models()
+    start = time.perf_counter()
+    moderation.train_moderation_model([r["text"] for r in train_rows], [r["label"] for r in train_rows],
+                                      moderation.ModerationConfig())
+    training_s = time.perf_counter() - start
     lat = {"find_pii": latency_ms(privacy_filter.find_pii, all_texts),
            "redact": latency_ms(privacy_filter.redact, all_texts),
            "mentions_sensitive_domain": latency_ms(privacy_filter.mentions_sensitive_domain, all_texts),
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                                      else sys.argv[1:]))
     fresh_pii = pii_metrics([row for row in pii_rows if row["source"] == "fresh_holdout"])
     fresh_mod = moderation_metrics([row for row in mod_rows if row["source"] == "fresh_holdout"])
-    text = report(args.split, pii, mod, lat, command, info, fresh_pii, fresh_mod)
+    text = report(args.split, pii, mod, lat, command, info, fresh_pii, fresh_mod, training_s, len(train_rows))
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
