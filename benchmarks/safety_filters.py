@@ -165,7 +165,8 @@ def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict
               "The machine is shared: see the load average above."]
     lines += ["", "## The fresh hold-out alone (after the last fixes)", "",
               f"PII ({fresh_pii['texts']} texts): span recall {fresh_pii['recall']:.3f}, precision "
-              f"{fresh_pii['precision']:.3f}, false alarms {fresh_pii['false_alarm_texts']} of {fresh_pii['negatives']} "
+              f"{fresh_pii['precision']:.3f}, false alarms {fresh_pii['false_alarm_texts']} of "
+              f"{fresh_pii['negatives']} "
               "texts without PII.", "",
               f"Moderation ({fresh_mod['texts']} texts): handled safely "
               + ", ".join(f"{label} {_fmt(value)}" for label, value in fresh_mod["handled_safely"].items())
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     pii_rows, mod_rows = load_split("pii", args.split), load_split("moderation", args.split)
     pii, mod = pii_metrics(pii_rows), moderation_metrics(mod_rows)
-    all_texts = [row["text"] for row in load_split("pii", "all")] + [row["text"] for row in load_split("moderation", "all")]
+    all_texts = [row["text"] for name in ("pii", "moderation") for row in load_split(name, "all")]
     # every text of both sets, train and test: latency does not depend on labels
     train_rows = moderation.load_labeled(moderation.LABELED_MODERATION, "train")
     privacy_filter.natasha_models()

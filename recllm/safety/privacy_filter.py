@@ -363,8 +363,8 @@ def _lexicon_name_spans(text: str, allow: frozenset[str]) -> list[tuple[int, int
 
 
 # Declined forms of first names that are everyday words: «Вере» is fine, but «Максе», «Яне»… stay; these do not.
-_COMMON_RU_FORMS = frozenset("поле поля полю полей рому гене мише кире лизе зое еве вале яну нине ире марка марку марке "
-                             "марки маркой".split())
+_COMMON_RU_FORMS = frozenset("поле поля полю полей рому гене мише кире лизе зое еве вале яну нине ире "
+                             "марка марку марке марки маркой".split())
 
 
 def _is_common_ru_form(lower: str) -> bool:
@@ -409,7 +409,8 @@ _CAPITALISED_CYRILLIC = re.compile(r"(?<![\w])[А-ЯЁ][а-яё]+")
 
 def _worth_ner(text: str, allow: frozenset[str]) -> bool:
     """NER (a few ms) only when a capitalised Russian word could be a name the lexicon cannot settle alone:
-    an ambiguous first name («Вера»), a surname or a patronymic. Product names rarely have one, so most calls skip it."""
+    an ambiguous first name («Вера»), a surname or a patronymic. Product names rarely have one, so most calls
+    skip it."""
     for match in _CAPITALISED_CYRILLIC.finditer(text):
         lower = match.group().lower()
         if lower in allow:

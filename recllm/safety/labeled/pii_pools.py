@@ -188,7 +188,8 @@ class Pools:
 
     def slot_address_house(self):
         house, flat = self.rng.randint(1, 140), self.rng.randint(1, 300)
-        return self.rng.choice([f"дом {house}, кв. {flat}", f"д. {house} кв {flat}", f"д.{house}, корп. 2, кв. {flat}"]), \
+        return self.rng.choice([f"дом {house}, кв. {flat}", f"д. {house} кв {flat}",
+                                f"д.{house}, корп. 2, кв. {flat}"]), \
             "address"
 
     def slot_address_en(self):
