@@ -32,9 +32,7 @@ def check_float(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
         raise ValueError(f"{name} must be float32, float16 or bfloat16, got {t.dtype} (shape {_shape(t)})")
 
 
-def normalize_indices(indices: torch.Tensor, mix_weights: torch.Tensor | None,
-                      n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked ``(indices [N, K], mix_weights [N, K])``; 1-D indices mean K=1, ``None`` weights mean all ones."""
+def _index_matrix(indices: torch.Tensor, n_rows: int) -> torch.Tensor:
     if not isinstance(indices, torch.Tensor) or indices.dtype not in INDEX_DTYPES:
         got = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
         raise ValueError(f"indices must be an int32/int64 tensor [N, K], got {got}")
@@ -42,6 +40,13 @@ def normalize_indices(indices: torch.Tensor, mix_weights: torch.Tensor | None,
         indices = indices[:, None]
     if indices.dim() != 2 or indices.shape[0] != n_rows:
         raise ValueError(f"indices must be [N={n_rows}, K] (or [N]), got shape {_shape(indices)}")
+    return indices
+
+
+def normalize_indices(indices: torch.Tensor, mix_weights: torch.Tensor | None,
+                      n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked ``(indices [N, K], mix_weights [N, K])``; 1-D indices mean K=1, ``None`` weights mean all ones."""
+    indices = _index_matrix(indices, n_rows)
     if mix_weights is None:
         mix_weights = torch.ones(indices.shape, dtype=torch.float32, device=indices.device)
     check_float("mix_weights", mix_weights, 2, f"[N={n_rows}, K={indices.shape[1]}]")
@@ -76,7 +81,7 @@ def check_shrink(x: torch.Tensor, lora_a: torch.Tensor, indices: torch.Tensor) -
                          f"got shape {_shape(lora_a)}")
     if lora_a.dtype != x.dtype:
         raise ValueError(f"lora_a dtype {lora_a.dtype} must equal x dtype {x.dtype} (shape {_shape(lora_a)})")
-    indices, _ = normalize_indices(indices, None, x.shape[0])
+    indices = _index_matrix(indices, x.shape[0])
     check_same_device(x=x, lora_a=lora_a, indices=indices)
     if not x.is_cuda:
         check_index_values(indices, lora_a.shape[0])

@@ -112,6 +112,16 @@ def test_kernel_fp16_and_strided_output():
     assert torch.equal(fused[:, :32], untouched[0]) and torch.equal(fused[:, 96:], untouched[1])
 
 
+def test_activations_and_output_in_different_dtypes():
+    """x / lora_a in bfloat16, y / lora_b in float32 (e.g. an fp32 accumulation buffer)."""
+    case = make_case(64, 96, 8, "k2_with_minus_one", torch.bfloat16, n_rows=6)
+    y0, lora_b = case["y"].float(), case["lora_b"].float()
+    args = (case["x"], case["lora_a"], lora_b, case["scales"], case["indices"], case["mix_weights"])
+    expected = reference.apply_multi_lora_reference(y0.clone(), *args)
+    for impl in (triton_kernel.apply_multi_lora, grouped.apply_multi_lora_grouped, multi_lora.apply_multi_lora):
+        torch.testing.assert_close(impl(y0.clone(), *args), expected, **TOL[torch.float32])
+
+
 # ---- grouped CPU path ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
