@@ -60,6 +60,7 @@ class StaticKVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
         self.v = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
         self.max_seq_len = max_seq_len
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
 
     @classmethod
     def for_model(cls, model: Qwen2, batch_size: int, max_seq_len: int) -> "StaticKVCache":
@@ -68,9 +69,9 @@ class StaticKVCache:
 
     def update(self, layer: int, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Write k, v [B, KV, T, hd] at slots input_pos [T]; return the layer's whole cache [B, KV, S, hd] twice."""
-        k_cache, v_cache = self.k[layer], self.v[layer]
-        k_cache[:, :, input_pos] = k
-        v_cache[:, :, input_pos] = v
+        k_cache, v_cache = self._layers[layer]  # [B, KV, S, hd]
+        k_cache.index_copy_(2, input_pos, k)
+        v_cache.index_copy_(2, input_pos, v)
         return k_cache, v_cache
 
 
@@ -122,9 +123,13 @@ class DecodeLoop:
     model: Qwen2
     compile: bool = False
     pad_token_id: int = 0
+    seq_len_bucket: int = 64  # the KV cache holds a multiple of this many slots
     _step: Callable = field(init=False, repr=False)
 
     def __post_init__(self):
+        if isinstance(self.seq_len_bucket, bool) or not isinstance(self.seq_len_bucket, int) \
+                or self.seq_len_bucket <= 0:
+            raise ValueError(f"DecodeLoop.seq_len_bucket must be a positive int, got {self.seq_len_bucket!r}")
         self.model.eval()
         self._step = decode_one_token
         if self.compile:
@@ -139,10 +144,12 @@ class DecodeLoop:
         device = model.lm_head.weight.device
         prompt_len = max(len(r.prompt) for r in requests)
         max_new = max(r.max_new_tokens for r in requests)
-        max_seq_len = prompt_len + max_new
-        if max_seq_len > model.config.max_position_embeddings:
-            raise ValueError(f"longest prompt ({prompt_len}) + max_new_tokens ({max_new}) = {max_seq_len} exceeds "
-                             f"max_position_embeddings={model.config.max_position_embeddings}")
+        max_positions = model.config.max_position_embeddings
+        if prompt_len + max_new > max_positions:
+            raise ValueError(f"longest prompt ({prompt_len}) + max_new_tokens ({max_new}) = {prompt_len + max_new} "
+                             f"exceeds max_position_embeddings={max_positions}")
+        # cache length in buckets: fewer distinct shapes, so a compiled step is not recompiled for every prompt
+        max_seq_len = min(-(-(prompt_len + max_new) // self.seq_len_bucket) * self.seq_len_bucket, max_positions)
 
         tokens = torch.full((B, prompt_len), self.pad_token_id, dtype=torch.long, device=device)  # [B, T]
         for i, r in enumerate(requests):
@@ -152,30 +159,39 @@ class DecodeLoop:
         top_k = torch.tensor([r.top_k for r in requests], device=device)  # [B]
         top_p = torch.tensor([float(r.top_p) for r in requests], device=device)  # [B]
         generators = [None if r.seed is None else torch.Generator(device).manual_seed(r.seed) for r in requests]
+        any_sampling = any(r.temperature > 0 for r in requests)
         eos = [set(r.eos_token_ids) for r in requests]
         request_index = torch.arange(B, device=device)  # [B]
         generated = torch.full((B, max_new), self.pad_token_id, dtype=torch.long, device=device)  # [B, max_new]
         finished = [False] * B
 
         kv_cache = StaticKVCache.for_model(model, B, max_seq_len)
+        finished_rows = torch.zeros(B, dtype=torch.bool, device=device)  # [B]
+        # inference mode only around tensor work: a generator must not leave it switched on while suspended
         with torch.inference_mode():
             logits = prefill(model, tokens, kv_cache, left_pad, layer_context)  # [B, V]
-            for step in range(max_new):
+        for step in range(max_new):
+            with torch.inference_mode():
                 if logits_processor is not None:
                     logits = logits_processor(request_index, generated[:, :step], logits)  # [B, V]
-                next_token = sample(logits, temperature, top_k, top_p, generators)  # [B]
-                emitted = next_token.tolist()
-                for i, token in enumerate(emitted):
-                    if finished[i]:
-                        next_token[i] = self.pad_token_id
-                        continue
-                    yield i, token
-                    if token in eos[i] or step + 1 >= requests[i].max_new_tokens:
-                        finished[i] = True
+                if any_sampling:
+                    next_token = sample(logits, temperature, top_k, top_p, generators)  # [B]
+                else:
+                    next_token = logits.argmax(-1)  # [B]
+                # finished rows ride along with a pad token so that shapes stay static
+                next_token = next_token.masked_fill(finished_rows, self.pad_token_id)  # [B]
                 generated[:, step] = next_token
-                if all(finished):
-                    return
-                input_pos = torch.tensor([prompt_len + step], device=device)  # [1]
+            for i, token in enumerate(next_token.tolist()):
+                if finished[i]:
+                    continue
+                yield i, token
+                if token in eos[i] or step + 1 >= requests[i].max_new_tokens:
+                    finished[i] = True
+            if all(finished):
+                return
+            finished_rows = torch.tensor(finished, device=device)  # [B]
+            input_pos = torch.tensor([prompt_len + step], device=device)  # [1]
+            with torch.inference_mode():
                 logits = self._step(model, next_token[:, None], input_pos, kv_cache, left_pad, layer_context)
 
     def generate(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,

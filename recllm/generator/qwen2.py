@@ -164,23 +164,30 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # normalise in float32 whatever the weights' dtype, then scale in the input dtype
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused op: same numbers in fp32
+        # lower precision: normalise in float32, then scale in the input dtype (as HF does, bit for bit)
         h = x.float()  # [B, T, D]
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
 
 
 def rotary_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
-    """cos/sin tables for rotary embeddings at integer ``positions`` [B, T]; both [B, 1, T, head_dim]."""
+    """Rotary tables at integer ``positions`` [B, T]: cos and a signed sin, both [B, 1, T, head_dim].
+
+    The head dimension is rotated as pairs (x1, x2) of its two halves: (x1 cos - x2 sin, x2 cos + x1 sin). With
+    sin's first half negated that is ``x * cos + roll(x, head_dim / 2) * signed_sin``: one roll instead of a
+    split, a negation and a concatenation per call, and the table is built once per forward for all layers.
+    """
     freqs = positions.float()[..., None] * inv_freq  # [B, T, head_dim / 2]
-    emb = torch.cat((freqs, freqs), dim=-1)  # [B, T, head_dim]
-    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+    cos, sin = freqs.cos(), freqs.sin()  # [B, T, head_dim / 2]
+    cos = torch.cat((cos, cos), dim=-1).to(dtype)[:, None]  # [B, 1, T, head_dim]
+    signed_sin = torch.cat((-sin, sin), dim=-1).to(dtype)[:, None]  # [B, 1, T, head_dim]
+    return cos, signed_sin
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # rotate the two halves of the head dimension as pairs (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)
-    x1, x2 = x.chunk(2, dim=-1)  # [B, H, T, head_dim / 2]
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin  # [B, H, T, head_dim]
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin  # [B, H, T, head_dim]
 
 
 class Attention(nn.Module):

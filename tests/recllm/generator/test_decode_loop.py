@@ -178,3 +178,19 @@ def test_request_validation_names_field_and_value(field, value):
 def test_empty_prompt_rejected():
     with pytest.raises(ValueError, match="Request.prompt"):
         Request([])
+
+
+def test_stream_does_not_leak_inference_mode(model, prompts):
+    for _ in DecodeLoop(model).stream([Request(prompts[0], max_new_tokens=2)]):
+        assert not torch.is_inference_mode_enabled()
+
+
+@pytest.mark.parametrize("bucket", [1, 7, 1000])
+def test_cache_bucket_does_not_change_tokens(model, prompts, bucket):
+    requests = [Request(p, max_new_tokens=6) for p in prompts]
+    assert DecodeLoop(model, seq_len_bucket=bucket).generate(requests) == DecodeLoop(model).generate(requests)
+
+
+def test_bad_bucket_rejected(model):
+    with pytest.raises(ValueError, match="seq_len_bucket.*0"):
+        DecodeLoop(model, seq_len_bucket=0)
