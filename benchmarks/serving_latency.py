@@ -4,7 +4,9 @@ Measures, on held-out synthetic requests of the built artifacts:
 * ``ensemble``: the ``recllm`` ensemble (encoder → retriever → reranker → generator) round trip;
 * ``chat``: a streamed ``recllm_chat`` turn — time to first token and full turn;
 at concurrency 1 and 4, and the same two paths called in-process (one thread), then prints p50/p95/p99 and the
-Triton/in-process ratio. Writes ``benchmarks/results/serving_latency.{json,md}`` with machine info.
+Triton/in-process ratio, the profile reads one request makes (counted on the in-process pipeline), and the ratios
+against the previous recorded run (the JSON this run replaces). Writes ``benchmarks/results/serving_latency.{json,md}``
+with machine info and the command.
 
     python -m benchmarks.serving_latency [--artifact-dir artifacts/default] [--requests 60]
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from recllm.artifacts import ArtifactLayout
 from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, TextChunk
 from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import RecPipeline
+from recllm.rag.rec_request import parse_request
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 
@@ -123,6 +128,53 @@ def in_process_measurements(layout: ArtifactLayout, workload, config: BenchConfi
             "in_process_chat_full_turn_c1": percentiles([t[1] for t in turns])}
 
 
+class CountingProfile:
+    """The profile storage with every call counted by method name (what one request reads)."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, Counter()
+
+    def __getattr__(self, name):
+        attribute = getattr(self.store, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return attribute(*args, **kwargs)
+        return counted
+
+
+def profile_reads_per_request(layout: ArtifactLayout, workload) -> dict:
+    """Profile-store calls per request of retrieve → rank (the Triton ensemble's retriever and reranker)."""
+    pipeline = RecPipeline.load(layout.root)
+    retriever_profile = CountingProfile(pipeline.retriever.profile)
+    ranking_profile = CountingProfile(pipeline.ranking.profile)
+    pipeline.retriever.profile, pipeline.ranking.profile = retriever_profile, ranking_profile
+    for user_id, text, service in workload:
+        pipeline.retrieve_and_rank(parse_request(user_id, text, 5, service))
+    n = max(len(workload), 1)
+    return {"requests": len(workload),
+            "retriever": {k: round(v / n, 2) for k, v in sorted(retriever_profile.calls.items())},
+            "reranker": {k: round(v / n, 2) for k, v in sorted(ranking_profile.calls.items())},
+            "total_per_request": round((sum(retriever_profile.calls.values()) + sum(ranking_profile.calls.values())) / n, 2)}
+
+
+def against_previous(results: dict, previous: dict | None) -> dict:
+    """current / previous p50 and p95 per measurement both runs have (and throughput where recorded)."""
+    if not previous:
+        return {}
+    rows = {}
+    for name, row in results.items():
+        old = previous.get("results", {}).get(name)
+        if not old:
+            continue
+        rows[name] = {"p50": round(row["p50_ms"] / old["p50_ms"], 2), "p95": round(row["p95_ms"] / old["p95_ms"], 2)}
+        if row.get("throughput_rps") and old.get("throughput_rps"):
+            rows[name]["throughput"] = round(row["throughput_rps"] / old["throughput_rps"], 2)
+    return {"previous_commit": previous.get("machine", {}).get("git_commit"), "ratios": rows}
+
+
 def ratios(results: dict) -> dict:
     pairs = {"ensemble": ("triton_ensemble_c1", "in_process_ensemble_c1"),
              "chat_first_token": ("triton_chat_first_token_c1", "in_process_chat_first_token_c1"),
@@ -140,10 +192,20 @@ def markdown(report: dict) -> str:
                  ", ".join(f"{k} {v}x" for k, v in report["triton_over_in_process_p50"].items()))
     lines.append(f"Goal: full chat turn p95 < {GOAL_P95_MS:.0f} ms at concurrency 1 — "
                  f"{'met' if report['goal_met'] else 'not met'}.")
+    reads = report.get("profile_reads")
+    if reads:
+        lines += ["", f"Profile reads per request (retrieve → rank, in-process, {reads['requests']} requests): "
+                  f"{reads['total_per_request']} — retriever {reads['retriever']}, reranker {reads['reranker']}."]
+    previous = report.get("against_previous")
+    if previous and previous.get("ratios"):
+        lines += ["", f"This run / the previous recorded run (commit {previous['previous_commit']}), lower latency "
+                  "ratio is better:", "", "| measurement | p50 | p95 | throughput |", "|---|---|---|---|"]
+        for name, row in previous["ratios"].items():
+            lines.append(f"| {name} | {row['p50']}x | {row['p95']}x | {str(row['throughput']) + 'x' if 'throughput' in row else ''} |")
     return "\n".join(lines)
 
 
-def run(config: BenchConfig) -> dict:
+def run(config: BenchConfig, previous: dict | None = None) -> dict:
     layout = ArtifactLayout(config.artifact_dir)
     layout.require_built()
     workload = load_workload(layout, config.requests)
@@ -153,10 +215,12 @@ def run(config: BenchConfig) -> dict:
     with TritonServer(server_config) as server:
         results = triton_measurements(server.config.grpc_url, workload, config)
     results |= in_process_measurements(layout, workload, config, layout.root)
+    reads = profile_reads_per_request(layout, workload)
     report = {"machine": info, "artifacts": layout.read_manifest(), "config": {
         "requests": config.requests, "concurrencies": list(config.concurrencies), "top_k": config.top_k},
         "results": results, "triton_over_in_process_p50": ratios(results),
-        "goal_met": results["triton_chat_full_turn_c1"]["p95_ms"] < GOAL_P95_MS}
+        "goal_met": results["triton_chat_full_turn_c1"]["p95_ms"] < GOAL_P95_MS,
+        "profile_reads": reads, "against_previous": against_previous(results, previous)}
     return report
 
 
@@ -167,11 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=defaults.requests)
     parser.add_argument("--output", type=Path, default=RESULTS / "serving_latency")
     args = parser.parse_args(argv)
-    report = run(BenchConfig(artifact_dir=args.artifact_dir, requests=args.requests))
+    previous_path = args.output.with_suffix(".json")
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else None
+    report = run(BenchConfig(artifact_dir=args.artifact_dir, requests=args.requests), previous)
+    command = "python -m benchmarks.serving_latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    report["command"] = command.strip()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
     table = markdown(report)
-    args.output.with_suffix(".md").write_text(f"# Serving latency\n\nMachine: {json.dumps(report['machine'])}\n\n{table}\n")
+    args.output.with_suffix(".md").write_text(f"# Serving latency\n\nCommand: `{report['command']}`\n\n"
+                                              f"Machine: {json.dumps(report['machine'])}\n\n{table}\n")
     print(table)
 
 

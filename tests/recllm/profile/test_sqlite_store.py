@@ -1,4 +1,4 @@
-"""Profile store: event round trip, per-user isolation of fragments, the per-user fragment index, read-only mode."""
+"""Profile store: event round trip, per-user isolation of fragments, read-only mode."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.profile.records import EventRow, ProfileFragment
-from recllm.rag.fragment_index import UserFragmentIndex
 
 
 def as_row(event) -> tuple:
@@ -155,31 +154,3 @@ def test_each_thread_gets_its_own_connection_to_the_same_data(store, ecosystem):
     thread.join()
     assert results["rows"] == store.events_of(user_id)
     assert results["conn"] is not store.connection()
-
-
-# --- UserFragmentIndex ---------------------------------------------------------------------------------------------
-
-def test_fragment_index_returns_the_closest_fragment_first():
-    fragments = [fragment("u1", "kuper:grocery/vegetables", 1.0, [1, 0, 0]),
-                 fragment("u1", "samokat:grocery/coffee", 1.0, [0, 1, 0]),
-                 fragment("u1", "kuper:grocery/fish", 1.0, [0.6, 0, 0.8])]
-    index = UserFragmentIndex(fragments)
-    results = index.search(unit([0.1, 0.05, 1.0]), 3)
-    assert [f.fragment_key for f, _ in results] == ["kuper:grocery/fish", "kuper:grocery/vegetables",
-                                                    "samokat:grocery/coffee"]
-    scores = [score for _, score in results]
-    assert scores == sorted(scores, reverse=True)
-    np.testing.assert_allclose(scores[0], float(fragments[2].vector @ unit([0.1, 0.05, 1.0])), rtol=1e-5)
-
-
-@pytest.mark.parametrize("k, expected", [(0, 0), (1, 1), (2, 2), (50, 3)])
-def test_fragment_index_returns_at_most_k_of_the_given_fragments(k, expected):
-    rng = np.random.default_rng(0)
-    fragments = [fragment("u1", f"kuper:c{i}", 1.0, rng.standard_normal(8)) for i in range(3)]
-    results = UserFragmentIndex(fragments).search(unit(rng.standard_normal(8)), k)
-    assert len(results) == expected
-    assert all(any(f is given for given in fragments) for f, _ in results)
-
-
-def test_empty_fragment_index_returns_nothing():
-    assert UserFragmentIndex([]).search(unit([1, 0]), 5) == []
