@@ -12,6 +12,8 @@ Two parts, one feature collector for training and serving:
   intents, softmax over domains, a sigmoid per service) over the mean navec vector (Russian words), hashed word,
   word-bigram and character n-grams (English, brands, typos, slang) and the rule cues (a budget was stated, a
   refinement word was used…). Full-batch Adam in numpy from zero weights: deterministic, a few seconds of training.
+  A recommendation whose service head abstains gets its domain's usual services (counted on the training data);
+  a service the user names always wins.
 
 ``RequestUnderstander.fit`` trains on the train split of ``labeled/requests.jsonl``; ``save``/``load`` store it as
 npz + json so serving loads a trained one; the module-level ``understand`` trains the default one lazily, once.
@@ -601,6 +603,7 @@ def fit_linear_heads(batch: SparseBatch, target: np.ndarray, config: RequestUnde
             step_size = config.learning_rate * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
             getattr(heads, name)[...] -= step_size * m / (np.sqrt(v) + eps)
     return heads
+
 
 # ---------------------------------------------------------------- the understander
 
