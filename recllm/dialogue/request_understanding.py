@@ -638,14 +638,35 @@ def apply_intent(intent: str, domain: str, services: tuple[str, ...], slots: Slo
     )
 
 
-def with_context(current: RequestUnderstanding, context: RequestUnderstanding | None) -> RequestUnderstanding:
-    """A follow-up («подешевле», «без сахара», «почему это?») is about the previous request: inherit its domain,
-    services, recipient and age; diets accumulate; a newly stated budget replaces the old one."""
-    if context is None or current.intent not in ("refine", "feedback", "compare", "explain"):
+def with_context(current: RequestUnderstanding, context: RequestUnderstanding | None,
+                 domain_services: dict[str, tuple[str, ...]] | None = None) -> RequestUnderstanding:
+    """Read a message as a turn of the conversation that ``context`` (the previous turn's understanding) began.
+
+    * A follow-up («подешевле», «без сахара», «почему это?») is about the previous request: it inherits the domain,
+      services, recipient and age; diets accumulate; a newly stated budget replaces the old one.
+    * An answer to a clarifying question («сладкое», «для себя») completes the vague wish: anything it adds (a
+      domain, recipient, diet, budget, speed) makes it a recommendation in the merged domain; adding nothing
+      («не знаю») keeps asking."""
+    if context is None or current.intent in SAFETY_INTENTS:
         return current
+    if context.intent == "clarify_needed" and current.intent in ("recommend", "clarify_needed", "refine", "feedback"):
+        domain = current.domain if current.domain != "other" else context.domain
+        merged = inherit(current, context, domain)
+        adds = current.domain != "other" or any((current.recipient, current.diet, current.budget_rub,
+                                                 current.delivery_speed))
+        intent = "recommend" if adds and domain != "other" or current.intent == "recommend" else "clarify_needed"
+        services = merged.target_services or (domain_services or {}).get(domain, ())
+        return replace(merged, intent=intent, refinement=(),
+                       target_services=services if intent == "recommend" else merged.target_services)
+    if current.intent not in ("refine", "feedback", "compare", "explain"):
+        return current
+    return inherit(current, context, current.domain if current.domain != "other" else context.domain)
+
+
+def inherit(current: RequestUnderstanding, context: RequestUnderstanding, domain: str) -> RequestUnderstanding:
     return replace(
         current,
-        domain=current.domain if current.domain != "other" else context.domain,
+        domain=domain,
         target_services=current.target_services or context.target_services,
         budget_rub=current.budget_rub if current.budget_rub is not None else context.budget_rub,
         diet=tuple(sorted(set(current.diet) | set(context.diet))),
@@ -704,7 +725,7 @@ class RequestUnderstander:
         if not services and intent == "recommend" and not slots.repeat_last_order:  # a reorder: the profile says
             services = self.domain_services.get(domain, ())
         current = apply_intent(intent, domain, services, slots, float(intent_p.max()), float(domain_p.max()))
-        return with_context(current, context)
+        return with_context(current, context, self.domain_services)
 
     def save(self, directory: Path) -> None:
         """``request_understanding.npz`` (weights) + ``request_understanding.json`` (config, label orders)."""

@@ -440,6 +440,17 @@ VAGUE_ADJECTIVES = {"ru": (("вкусное", "вкусного", "food"), ("в�
                     "en": (("tasty", "tasty", "food"), ("nice", "nice", "other"), ("fun", "fun", "other"),
                            ("cool", "cool", "other"), ("interesting", "interesting", "other"),
                            ("special", "special", "other"))}
+# Short answers to a clarifying question («сладкое или солёное? для себя или на компанию?»), read alone: a taste
+# names a category (a recommendation); a recipient alone is still vague. The chat engine merges them with the question.
+CLARIFY_ANSWERS = (
+    ("сладкое", "ru", "recommend", "food", None), ("солёное", "ru", "recommend", "food", None),
+    ("что-нибудь сладкое", "ru", "recommend", "food", None), ("что-то солёненькое", "ru", "recommend", "food", None),
+    ("острое", "ru", "recommend", "food", None), ("sweet", "en", "recommend", "food", None),
+    ("something salty", "en", "recommend", "food", None), ("для себя", "ru", "clarify_needed", "other", "self"),
+    ("себе", "ru", "clarify_needed", "other", "self"), ("на компанию", "ru", "clarify_needed", "other", "company"),
+    ("для гостей", "ru", "clarify_needed", "other", "company"), ("for me", "en", "clarify_needed", "other", "self"),
+    ("for a party", "en", "clarify_needed", "other", "company"), ("для семьи", "ru", "clarify_needed", "other", "family"),
+)
 CLARIFY_PREFIXES = {"ru": ("", "", "привет! ", "слушай, ", "ну ", "эм, "), "en": ("", "", "hi! ", "hey, ", "so ")}
 OFF_TOPIC = (
     ("какая погода завтра?", "ru"), ("расскажи анекдот", "ru"), ("сколько будет 2+2?", "ru"), ("курс доллара на сегодня", "ru"),
@@ -523,6 +534,11 @@ def follow_up_messages(rng: random.Random) -> list[dict]:
         for text in variants(core, lang, CLARIFY_PREFIXES, None, rng, 3):
             out.append(record(text, "clarify_needed", domain, services, language=lang, group="clar:" + core,
                               recipient="self" if "себя" in core else None))
+    for core, lang, intent, domain, recipient in CLARIFY_ANSWERS:
+        services = GROCERY if domain == "food" else ()
+        for text in variants(core, lang, REFINE_PREFIXES, None, rng, 3):
+            out.append(record(text, intent, domain, services, language=lang, recipient=recipient,
+                              group="answer:" + core))
     for lang, frames in VAGUE_FRAMES.items():
         for adjective, genitive, domain in VAGUE_ADJECTIVES[lang]:
             for frame in rng.sample(frames, 2):
