@@ -13,6 +13,15 @@ from recllm.generator.qwen2 import PRESETS, PrefixKV, Qwen2, Qwen2Config, build_
 TOL = 1e-4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine more threads only wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(**overrides) -> Qwen2Config:
     return dataclasses.replace(Qwen2Config.from_name("tiny"), **overrides)
 
