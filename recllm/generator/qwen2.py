@@ -17,6 +17,9 @@ Hooks for the adaptive user layers (the layers themselves live elsewhere):
   its keys/values are prepended to that layer's attention keys/values for every query; ``mask`` says per batch row
   which prefix slots are real, so rows without a user prefix simply mask them out. ``ctx=None`` or a ``None`` return
   adds no work at all. Prefix keys are used as given: any rotary encoding is the producer's business.
+
+Load base weights (``qwen2_checkpoint.load_qwen2``) before wrapping modules: a wrapper holding the base linear as
+``.base`` renames its tensors (``q_proj.base.weight``), and checkpoints keep HF's names.
 """
 
 from __future__ import annotations
