@@ -100,19 +100,25 @@ def load_adapter(folder: Path | str, name: str | None = None, dtype: torch.dtype
         raise ValueError(f"{config_path}: peft_type must be 'LORA', got {config.get('peft_type')!r}")
     if config.get("use_dora") or config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError(f"{config_path}: DoRA, rsLoRA and per-module rank/alpha patterns are not supported")
-    a, b = {}, {}
     with safe_open(folder / WEIGHTS_FILE, framework="pt") as f:
-        meta = f.metadata() or {}
-        for key in f.keys():
-            match = _NAME.fullmatch(key)
-            if match is None:
-                raise ValueError(f"{folder / WEIGHTS_FILE}: unexpected tensor {key!r}")
-            layer, module, which = int(match.group(1)), match.group(2), match.group(3)
-            tensor = f.get_tensor(key)
-            (a if which == "A" else b)[(layer, module)] = tensor if dtype is None else tensor.to(dtype)
+        tensors = {key: f.get_tensor(key) if dtype is None else f.get_tensor(key).to(dtype) for key in f.keys()}
     info = read_adapter_info(folder, name)
-    return LoRAAdapter(info.name, int(config["r"]), float(config["lora_alpha"]), a, b, info.trained_at,
-                       info.num_events, info.kind, {"folder": str(folder)})
+    return adapter_from_peft_state(tensors, info.name, int(config["r"]), float(config["lora_alpha"]),
+                                   trained_at=info.trained_at, num_events=info.num_events, kind=info.kind,
+                                   metadata={"folder": str(folder)})
+
+
+def adapter_from_peft_state(tensors: dict[str, torch.Tensor], name: str, rank: int, alpha: float,
+                            **kwargs) -> LoRAAdapter:
+    """Our adapter from PEFT tensor names (``get_peft_model_state_dict`` or a saved file; ``.default`` allowed)."""
+    a, b = {}, {}
+    for key, tensor in tensors.items():
+        match = _NAME.fullmatch(key)
+        if match is None:
+            raise ValueError(f"adapter {name!r}: unexpected PEFT tensor {key!r}")
+        layer, module, which = int(match.group(1)), match.group(2), match.group(3)
+        (a if which == "A" else b)[(layer, module)] = tensor.detach().clone()
+    return LoRAAdapter(name, rank, alpha, a, b, **kwargs)
 
 
 @dataclass
@@ -268,6 +274,6 @@ class AdapterStore:
         return torch.tensor([[slots[n] if n is not None else -1] for n in names], dtype=torch.int32)
 
 
-__all__ = ["AdapterInfo", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
+__all__ = ["AdapterInfo", "adapter_from_peft_state", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
            "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info", "save_adapter",
            "segment_adapter_name", "user_adapter_name"]

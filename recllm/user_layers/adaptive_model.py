@@ -102,7 +102,7 @@ class AdaptiveQwen2(nn.Module):
 
     def user_layer_state(self) -> dict[str, torch.Tensor]:
         return {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()
-                if ".modulation." in name or name.startswith(("prefix.", "gate."))}
+                if name.startswith(("norms.", "prefix.", "gate."))}  # norms.* are the modules inside base
 
     def save_user_layers(self, path: Path | str) -> None:
         meta = {k: str(v) for k, v in asdict(self.config).items()}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from kernels.conditional_rmsnorm import conditional_rms_norm
+from kernels.conditional_rmsnorm.reference import conditional_rms_norm_reference
 from recllm.generator.qwen2 import RMSNorm
 from recllm.user_layers.layer_context import rows_per_token
 
@@ -38,8 +39,12 @@ class ConditionalRMSNorm(nn.Module):
         if mask is not None:  # rows without a user: γ = β = 0 exactly, i.e. the base norm
             keep = mask.to(gamma.dtype)[:, None]  # [B, 1]
             gamma, beta = gamma * keep, beta * keep
-        y = conditional_rms_norm(x.reshape(B * T, D), self.base.weight, rows_per_token(gamma, T),
-                                 rows_per_token(beta, T), self.base.eps)  # [B * T, D]
+        # the fast paths (Triton, in-place CPU) have no backward; training uses the reference's out-of-place
+        # arithmetic, which is the same operations in the same order (bit-for-bit equal forward)
+        trains = torch.is_grad_enabled() and (gamma.requires_grad or x.requires_grad)
+        norm = conditional_rms_norm_reference if trains else conditional_rms_norm
+        y = norm(x.reshape(B * T, D), self.base.weight, rows_per_token(gamma, T), rows_per_token(beta, T),
+                 self.base.eps)  # [B * T, D]
         return y.view(B, T, D)
 
 

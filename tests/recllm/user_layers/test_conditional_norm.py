@@ -53,3 +53,30 @@ def test_adaptive_model_without_a_batch_is_the_base_model(tiny_model, tokens):
     no_user = UserBatch(user_vectors=u, has_user=torch.zeros(tokens.shape[0], dtype=torch.bool))
     torch.testing.assert_close(adaptive(tokens, no_user), base_logits, rtol=1e-6, atol=1e-6)
     assert not torch.allclose(adaptive(tokens, UserBatch(user_vectors=u)), base_logits, atol=1e-4)
+
+
+def test_training_path_equals_the_kernel_path_and_has_gradients(tiny_model):
+    norm = ConditionalRMSNorm(tiny_model.model.layers[0].input_layernorm, D_U)
+    torch.nn.init.normal_(norm.modulation.weight, std=0.3)
+    x, u = torch.randn(2, 3, 64), torch.randn(2, D_U)
+    with torch.no_grad():
+        fast = norm(x, UserLayerContext(norm_vectors=u))
+    trained = norm(x, UserLayerContext(norm_vectors=u))
+    assert torch.equal(fast, trained.detach())
+    trained.sum().backward()
+    assert norm.modulation.weight.grad.abs().sum() > 0
+
+
+def test_user_layers_save_and_load(tmp_path, tiny_config, tokens):
+    from recllm.generator.qwen2 import build_qwen2
+
+    config = UserLayersConfig(user_dim=D_U, num_segments=3)
+    trained = AdaptiveQwen2(build_qwen2(tiny_config, seed=0), config)
+    for p in [*trained.user_layer_parameters(), *trained.gate.parameters()]:
+        torch.nn.init.normal_(p, std=0.1)
+    trained.save_user_layers(tmp_path / "layers.safetensors")
+    fresh = AdaptiveQwen2(build_qwen2(tiny_config, seed=0), config)
+    fresh.load_user_layers(tmp_path / "layers.safetensors")
+    batch = UserBatch(user_vectors=torch.randn(tokens.shape[0], D_U))
+    with torch.no_grad():
+        assert torch.equal(fresh(tokens, batch), trained(tokens, batch))
