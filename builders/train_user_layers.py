@@ -82,6 +82,7 @@ class TrainUserLayersConfig:
     user_lora_steps: int = 40
     lora_lr: float = 3e-3
     heavy_users: int = 8
+    heavy_users_from: str = "all"  # "all": the heaviest users; "heldout": the heaviest held-out ones (to measure)
     gate_steps: int = 60
     gate_top_k: int = 2
     dp: bool = False
@@ -101,6 +102,9 @@ class TrainUserLayersConfig:
         for name in ("heldout_fraction", "eval_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"TrainUserLayersConfig.{name} must be in (0, 1), got {getattr(self, name)!r}")
+        if self.heavy_users_from not in ("all", "heldout"):
+            raise ValueError(f"TrainUserLayersConfig.heavy_users_from must be 'all' or 'heldout', "
+                             f"got {self.heavy_users_from!r}")
         if self.dp_grad_sample_mode not in ("functorch", "hooks", "ew"):
             raise ValueError(f"TrainUserLayersConfig.dp_grad_sample_mode must be 'functorch', 'hooks' or 'ew', "
                              f"got {self.dp_grad_sample_mode!r}")
@@ -436,7 +440,8 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
     timings["segment_lora_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    heavy = sorted(users, key=lambda u: -u.num_events)[:config.heavy_users]
+    pool = [u for u in users if u.heldout] if config.heavy_users_from == "heldout" else users
+    heavy = sorted(pool, key=lambda u: -u.num_events)[:config.heavy_users]
     user_adapters, dp_epsilons = {}, {}
     for user in tqdm(heavy, desc="user LoRA", disable=not config.progress, leave=False):
         name = user_adapter_name(user.user_id)
