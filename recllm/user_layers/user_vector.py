@@ -28,7 +28,7 @@ import numpy as np
 
 from recllm.catalog.product_catalog import SERVICES
 from recllm.profile.history import DAY_S, EPOCH_WEEKDAY, HOUR_S, HistoryConfig, histograms_from_rows
-from recllm.profile.user_context import UserContext
+from recllm.profile.user_context import UserContext, read_user_context
 
 AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55+")
 REGIONS: tuple[str, ...] = ("moscow", "spb", "kazan", "ekaterinburg", "novosibirsk", "other")
@@ -239,8 +239,6 @@ class UserVectorBuilder:
 
     def raw_vector(self, user_id: str) -> tuple[np.ndarray, bool]:
         """(u, cold) without the segment fallback."""
-        from recllm.profile.user_context import read_user_context
-
         context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id)
         rows = self.profile.temporal_histograms_of(user_id)
         u = user_vector(context, self.config, self.demographics.get(user_id), rows)

@@ -94,3 +94,28 @@ def test_slot_errors(tiny_model, tiny_config):
         slots.write(2, random_adapter(tiny_config, "x", rank=4))
     with pytest.raises(ValueError, match="MLP"):
         install_multi_lora(tiny_model, 2, 4, modules=("up_proj",))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 3), st.integers(-1, 3), st.floats(0.0, 1.0)), min_size=1, max_size=6),
+       st.integers(1, 5))
+def test_any_adapter_mix_in_a_batch_equals_each_row_alone(rows, seq_len):
+    from recllm.generator.qwen2 import Qwen2Config, build_qwen2
+
+    config = Qwen2Config.from_name("tiny")
+    model = build_qwen2(config, seed=0).eval()
+    slots = install_multi_lora(model, num_slots=4, rank=8)
+    for slot in range(4):
+        slots.write(slot, random_adapter(config, f"a{slot}", rank=(4, 8)[slot % 2], seed=slot))
+    indices = torch.tensor([[a, b] for a, b, _ in rows])
+    weights = torch.tensor([[w, 1 - w] for _, _, w in rows])
+    tokens = torch.randint(0, config.vocab_size, (len(rows), seq_len), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        batch = model(tokens, layer_context=UserLayerContext(lora_indices=indices, mix_weights=weights))
+        for i in range(len(rows)):
+            alone = model(tokens[i:i + 1], layer_context=UserLayerContext(lora_indices=indices[i:i + 1],
+                                                                          mix_weights=weights[i:i + 1]))
+            torch.testing.assert_close(batch[i:i + 1], alone, rtol=1e-5, atol=1e-5)
