@@ -25,6 +25,19 @@ class UserLayerContext:
     mix_weights: torch.Tensor | None = None  # [B, K] or None (all ones)
     norm_mask: torch.Tensor | None = None  # [B] bool: rows whose norms are modulated (None: all rows)
 
+    def __post_init__(self):
+        self._token_rows: dict[int, tuple] = {}
+
+    def lora_rows(self, tokens_per_row: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(indices [B*T, K], mix_weights [B*T, K] or None), expanded once per sequence length and shared by
+        every LoRA projection of the forward pass."""
+        if tokens_per_row not in self._token_rows:
+            mix = self.mix_weights
+            self._token_rows[tokens_per_row] = (
+                rows_per_token(self.lora_indices, tokens_per_row),
+                None if mix is None else rows_per_token(mix, tokens_per_row))
+        return self._token_rows[tokens_per_row]
+
     def prefix_kv(self, layer_index: int) -> PrefixKV | None:
         """The Qwen2 attention hook: this layer's user prefix, or None."""
         return None if self.prefixes is None else self.prefixes.get(layer_index)
@@ -33,7 +46,7 @@ class UserLayerContext:
 def rows_per_token(per_row: torch.Tensor, tokens_per_row: int) -> torch.Tensor:
     """[B, ...] -> [B * T, ...]: each batch row's value repeated for its T tokens (token-major order of a
     ``[B, T, D].reshape(B * T, D)``)."""
-    return per_row.repeat_interleave(tokens_per_row, dim=0)
+    return per_row if tokens_per_row == 1 else per_row.repeat_interleave(tokens_per_row, dim=0)
 
 
 __all__ = ["UserLayerContext", "rows_per_token"]

@@ -42,9 +42,13 @@ class MultiLoRALinear(nn.Module):
         if indices is None:
             return y
         B, T, _ = x.shape
-        mix = layer_context.mix_weights
+        if hasattr(layer_context, "lora_rows"):
+            row_indices, row_mix = layer_context.lora_rows(T)
+        else:
+            mix = layer_context.mix_weights
+            row_indices, row_mix = rows_per_token(indices, T), None if mix is None else rows_per_token(mix, T)
         apply_multi_lora(y.view(B * T, -1), x.reshape(B * T, -1), self.lora_a, self.lora_b, self.scales,
-                         rows_per_token(indices, T), None if mix is None else rows_per_token(mix, T))
+                         row_indices, row_mix)
         return y
 
 
