@@ -29,8 +29,9 @@ class UserContextRows:
 
     def bind(self, prompt_embedding_table, prompt_tasks, prompt_vocab_size) -> None:
         if prompt_embedding_table is None:
+            size = self.plan.user_context.max_prompt_embedding_table_size
             raise ValueError("conditional norms read u from the prompt-embedding table: build the engine with "
-                             f"max_prompt_embedding_table_size={self.plan.user_context.max_prompt_embedding_table_size}")
+                             f"max_prompt_embedding_table_size={size}")
         self.inputs = (prompt_embedding_table, prompt_tasks, prompt_vocab_size)
         self._rows = None
 
