@@ -193,7 +193,8 @@ def report(command: str, config: KernelsBenchmarkConfig, lora: list[dict], norm:
         "# Adaptive-layer kernels on CPU", "", f"Command: `{command}`", "", f"Config: `{config}`", "",
         f"float32, torch intra-op threads: {torch.get_num_threads()} (with two threads on this shared 2-core machine, "
         f"OpenMP-parallel ops were seen waiting 10-150 ms whenever another process held the other core). Median of {config.repeats} timed repeats "
-        f"(each >= {config.min_repeat_s} s) after a warm-up. The machine is shared: see the load average below.", "",
+        f"(each >= {config.min_repeat_s} s) after a warm-up. The machine is shared (load average below): absolute "
+        "figures move with other processes' load, so compare variants within a row.", "",
         "## Multi-LoRA: one hidden x hidden linear layer, batch of "
         f"{config.batch} sequences with {config.batch} distinct adapters", "",
         f"decode = 1 token per sequence ({config.batch} rows); prefill = {config.tokens_per_seq} tokens per sequence "
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     triton_rows = triton_correctness(config)
     for r in triton_rows:
         print(f"triton (interpreter) {r['op']}: max abs err {r['max_abs_err']:.2e}")
-    command = "python -m benchmarks.kernels_cpu " + " ".join(sys.argv[1:] if argv is None else argv)
+    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else "python"
+    command = f"{python} -m benchmarks.kernels_cpu " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.output).write_text(report(command.strip(), config, lora, norm, triton_rows, info), encoding="utf-8")
     print(f"wrote {args.output}")
 
