@@ -16,6 +16,8 @@ is ``user_prefix_tokens`` soft-prefix rows followed by one *user-context row* ``
 must be ``(user_prefix_tokens + 1) * max_batch_size``. ``has_user = 0`` multiplies γ and β to exactly zero: rows
 without a user get the base norm, as ``norm_mask`` does in the torch model.
 
+:func:`user_context_row`, :func:`gather_user_context` and :func:`modulation` are that layout and arithmetic in
+torch (what the generator sends, what the network computes), tested against the trained torch module.
 :func:`apply_plan` is the TensorRT-LLM code path (:mod:`builders.trtllm.conditional_norm_trtllm`); it needs the
 ``tensorrt_llm`` package and raises :class:`TensorRTLLMUnavailable` naming it where that import fails.
 """
@@ -23,6 +25,8 @@ without a user get the base norm, as ``norm_mask`` does in the torch model.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+import torch
 
 from builders.trtllm.conditional_norm_plugin import DEFAULT_EPS, PLUGIN_NAME
 from builders.trtllm.engine_config import EngineBuildConfig
@@ -150,6 +154,35 @@ def plan_for_engine(config: EngineBuildConfig, layers, user_dim: int = DEFAULT_U
                           max_batch_size=config.max_batch_size)
 
 
+def user_context_row(plan: ConditionalNormPlan, u: torch.Tensor | None,
+                     dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """The row a request appends after its prefix rows: ``[u ; 1 ; 0 ...]`` ([hidden]), all zeros without a user."""
+    context = plan.user_context
+    row = torch.zeros(context.width, dtype=dtype)
+    if u is not None:
+        if tuple(u.shape) != (context.user_dim,):
+            raise ValueError(f"user_context_row: u must be [{context.user_dim}], got {list(u.shape)}")
+        row[:context.user_dim] = u.to(dtype)
+        row[context.flag_column] = 1
+    return row
+
+
+def gather_user_context(plan: ConditionalNormPlan, table: torch.Tensor, tasks: torch.Tensor,
+                        prompt_vocab_size: int) -> torch.Tensor:
+    """What the engine gathers per token, in torch: row ``tasks * prompt_vocab_size + row`` of the concatenated
+    prompt tables, first ``user_dim + 1`` columns -> [N, d_u + 1] (u, has_user)."""
+    context = plan.user_context
+    return table[tasks.long() * prompt_vocab_size + context.row, :context.user_dim + 1]
+
+
+def modulation(plan: ConditionalNormPlan, rows: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """γ, β [N, D] from gathered rows as the engine computes them: ``has_user * (W u + b)`` split in two."""
+    u, has_user = rows[:, :plan.user_dim], rows[:, plan.user_dim:plan.user_dim + 1]
+    gamma_beta = (u.to(weight.dtype) @ weight.T + bias) * has_user.to(weight.dtype)     # [N, 2D]
+    return gamma_beta[:, :plan.hidden_size], gamma_beta[:, plan.hidden_size:]
+
+
 def require_tensorrt_llm():
     """The ``tensorrt_llm`` module, or :class:`TensorRTLLMUnavailable` saying that package is missing and why."""
     try:
@@ -173,5 +206,5 @@ def apply_plan(model, plan: ConditionalNormPlan, modulation_state=None) -> list:
 
 
 __all__ = ["ConditionalNormPlan", "HF_NORM_ATTRS", "NORM_SITES", "NormInsertion", "TRTLLM_NORM_ATTRS",
-           "TensorRTLLMUnavailable", "UserContextInput", "apply_plan", "insertion_plan", "plan_for_engine",
-           "require_tensorrt_llm"]
+           "TensorRTLLMUnavailable", "UserContextInput", "apply_plan", "gather_user_context", "insertion_plan",
+           "modulation", "plan_for_engine", "require_tensorrt_llm", "user_context_row"]

@@ -417,6 +417,49 @@ def test_plan_reads_the_tensors_training_writes():
             assert not state[source].any()              # adaLN-Zero: untrained modulation is zero
 
 
+@needs_kernel_run
+def test_u_through_the_prompt_table_and_the_plugin_equals_the_trained_norm():
+    """Three packed requests (one without a user): prefix rows + user-context row per request, gathered with the
+    prompt-tuning indexing, modulated and normalised by the plugin's launch = recllm's ConditionalRMSNorm."""
+    from recllm.generator.qwen2 import Qwen2Config, build_qwen2
+    from recllm.user_layers.conditional_norm import ConditionalRMSNorm
+    from recllm.user_layers.layer_context import UserLayerContext
+    cfg = Qwen2Config.from_name("tiny")
+    shape = QwenShape("tiny", hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+                      num_heads=cfg.num_attention_heads, num_kv_heads=cfg.num_key_value_heads,
+                      intermediate_size=cfg.intermediate_size, vocab_size=cfg.vocab_size, sid_vocab_size=0)
+    plan = network.insertion_plan((0,), shape, user_dim=12, user_prefix_tokens=2, max_batch_size=3)
+    torch.manual_seed(0)
+    norm = ConditionalRMSNorm(build_qwen2(cfg, seed=0).model.layers[0].input_layernorm, 12)
+    torch.nn.init.normal_(norm.modulation.weight, std=0.3)
+    torch.nn.init.normal_(norm.modulation.bias, std=0.3)
+    u, has_user = torch.randn(3, 12), torch.tensor([True, False, True])
+    vocab = plan.user_context.prompt_vocab_size
+    table = torch.cat([torch.cat([torch.randn(2, cfg.hidden_size),
+                                  network.user_context_row(plan, u[r] if has_user[r] else None, torch.float32)[None]])
+                       for r in range(3)])                                    # [3 * vocab, D]
+    x = torch.randn(3, 4, cfg.hidden_size)
+    tasks = torch.arange(3).repeat_interleave(4)                             # packed: request index per token
+    rows = network.gather_user_context(plan, table, tasks, vocab)
+    gamma, beta = network.modulation(plan, rows, norm.modulation.weight.detach(), norm.modulation.bias.detach())
+    packed = x.reshape(12, -1)
+    got = plugin.launch(packed, norm.base.weight.detach(), gamma, beta, torch.empty_like(packed), norm.base.eps)
+    with torch.no_grad():
+        expected = norm(x, UserLayerContext(norm_vectors=u, norm_mask=has_user)).reshape(12, -1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(gamma[4:8], torch.zeros_like(gamma[4:8]))             # no user: exactly the base norm
+
+
+def test_user_context_row_layout():
+    plan = network.insertion_plan((0,), PRESET_SHAPES["0.5b"])
+    row = network.user_context_row(plan, torch.ones(plan.user_dim))
+    assert row.shape == (896,) and row.dtype == torch.bfloat16
+    assert row[:plan.user_dim].eq(1).all() and row[plan.user_dim] == 1 and not row[plan.user_dim + 1:].any()
+    assert not network.user_context_row(plan, None).any()
+    with pytest.raises(ValueError, match=r"u must be \[52\]"):
+        network.user_context_row(plan, torch.ones(3))
+
+
 @pytest.mark.skipif(HAS_TRTLLM, reason="tensorrt_llm is importable here")
 def test_network_code_path_names_the_missing_package():
     plan = network.insertion_plan((0,), PRESET_SHAPES["0.5b"])
