@@ -7,7 +7,9 @@
         removed = client.forget("u000001")           # {"events": 812, "fragments": 9, ...}
 
 ``ingest`` streams the events over one ``IngestEvents`` call and yields one ack per event, in send order; an
-accepted ack means the event is durably stored and visible to the next recommendation request.
+accepted ack means the event is durably stored and visible to the next recommendation request. Give events an
+``event_id`` (unique per user) and resend whatever was not acknowledged when a stream breaks: events already stored
+come back accepted with ``ack.duplicate`` set and are not stored twice.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from recllm_proto import profile_pb2 as pb
 from recllm_proto import profile_pb2_grpc as pb_grpc
 
 
-def event_message(event, sequence: int = 0, event_id: str = "") -> pb.Event:
-    """The message for an event record (any object with the event record's attributes)."""
+def event_message(event, sequence: int = 0, event_id: str | None = None) -> pb.Event:
+    """The message for an event record (any object with the event record's attributes); ``event_id`` defaults to
+    the record's own ``event_id`` (none: the event cannot be recognised when retried)."""
+    if event_id is None:
+        event_id = getattr(event, "event_id", None) or ""
     message = pb.Event(sequence=sequence, event_id=event_id, user_id=event.user_id, service=event.service,
                        item_id=event.item_id, kind=event.kind, timestamp=event.timestamp, price=event.price,
                        quantity=event.quantity, region=event.region, device=event.device)
@@ -42,7 +47,7 @@ def _as_message(event: Any, sequence: int) -> pb.Event:
     """Messages pass through; records (``Event``-like) become messages numbered by their stream position."""
     if isinstance(event, pb.Event):
         return event
-    return event_message(event, sequence=sequence, event_id=getattr(event, "event_id", ""))
+    return event_message(event, sequence=sequence)
 
 
 class ProfileClient:

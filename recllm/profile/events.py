@@ -27,3 +27,4 @@ class Event:
     quantity: int
     region: str           # coarse region: "moscow", "spb", ...
     device: str           # one of DEVICES
+    event_id: str | None = None  # the client's id: a retried event with a stored (user_id, event_id) is skipped

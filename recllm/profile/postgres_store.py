@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from recllm.profile.records import EventRow, ProfileFragment
+from recllm.profile.records import EventRow, ProfileFragment, event_row
 from recllm.profile.postgres_derived import DERIVED_PARTITIONED_TABLES, DERIVED_TABLES, DerivedProfileMethods
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS events (
     quantity BIGINT NOT NULL,
     region TEXT NOT NULL,
     device TEXT NOT NULL,
-    event_seq BIGINT GENERATED ALWAYS AS IDENTITY
+    event_seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    event_id TEXT COLLATE "C"
 ) PARTITION BY HASH (user_id);
 CREATE TABLE IF NOT EXISTS fragments (
     user_id TEXT COLLATE "C" NOT NULL,
@@ -77,17 +78,26 @@ CREATE TABLE IF NOT EXISTS item_popularity (
     item_id BIGINT PRIMARY KEY,
     purchases BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_refresh (
+    user_id TEXT COLLATE "C" PRIMARY KEY,
+    commit_seq BIGINT NOT NULL
+);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS event_id TEXT COLLATE "C";
 """
 
 # Indexes on a partitioned table are created on every partition, present and future.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, event_seq);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (user_id, event_id);
 """
 
 EVENT_COLUMNS = ("user_id", "service", "item_id", "kind", "ts", "basket_id", "price", "quantity", "region", "device")
 FRAGMENT_COLUMNS = ("user_id", "fragment_key", "service", "category_id", "text_ru", "text_en", "sensitive", "weight",
                     "vector")
+INSERT_EVENT = ("INSERT INTO events (" + ", ".join(EVENT_COLUMNS) + ", event_id) VALUES ("
+                + ", ".join(["%s"] * (len(EVENT_COLUMNS) + 1)) + ") ON CONFLICT (user_id, event_id) DO NOTHING")
+SYNCHRONOUS_COMMIT = {"NORMAL": "off", "FULL": "on", "EXTRA": "on"}  # SQLite's levels → synchronous_commit
 SELECT_EVENTS = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM events WHERE user_id = %s"
 SELECT_FRAGMENTS = ("SELECT " + ", ".join(FRAGMENT_COLUMNS) + " FROM fragments WHERE user_id = %s "
                     "ORDER BY weight DESC, fragment_key")
@@ -222,12 +232,50 @@ class PostgresProfileStore(DerivedProfileMethods):
                 "DO UPDATE SET age_band = EXCLUDED.age_band, region = EXCLUDED.region", rows)
 
     def add_events(self, events: Iterable) -> int:
-        rows = [
-            (e.user_id, e.service, e.item_id, e.kind, e.timestamp, e.basket_id, e.price, e.quantity, e.region, e.device)
-            for e in events
-        ]
-        self._copy("events", EVENT_COLUMNS, rows)
-        return len(rows)
+        """Append events in one transaction; an event whose (user, ``event_id``) is already stored is skipped.
+        Returns how many were stored. Events without client ids (builds, imports) go in by ``COPY``."""
+        rows = [event_row(e) for e in events]
+        if all(row[-1] is None for row in rows):
+            self._copy("events", EVENT_COLUMNS, [row[:-1] for row in rows])
+            return len(rows)
+        with self.connection().transaction() as tx:
+            return sum(tx.connection.execute(INSERT_EVENT, row).rowcount for row in rows)
+
+    def ingest_events(self, events: Iterable, commit_seq: int) -> list[bool]:
+        """Store events and mark their users pending a refresh (``commit_seq``) in one transaction, durable at
+        commit when ``synchronous_commit`` is on (``tune_connection``). Returns per event whether it was stored
+        (False: its (user, ``event_id``) was stored before — a client's retry — and nothing was written for it)."""
+        events = list(events)
+        with self.connection().transaction() as tx:
+            conn = tx.connection
+            stored = [conn.execute(INSERT_EVENT, event_row(e)).rowcount == 1 for e in events]
+            users = sorted({e.user_id for e, new in zip(events, stored) if new})
+            conn.cursor().executemany(
+                "INSERT INTO pending_refresh (user_id, commit_seq) VALUES (%s, %s) ON CONFLICT (user_id) "
+                "DO UPDATE SET commit_seq = EXCLUDED.commit_seq", [(u, commit_seq) for u in users])
+        return stored
+
+    def pending_refreshes(self) -> list[tuple[str, int]]:
+        """(user, latest commit seq) of users whose derived profile may lag their events, oldest commit first."""
+        return list(self.connection().execute(
+            "SELECT user_id, commit_seq FROM pending_refresh ORDER BY commit_seq, user_id"))
+
+    def clear_pending_refresh(self, user_id: str, up_to_seq: int | None = None) -> None:
+        """The user's refresh covered every commit up to ``up_to_seq`` (None: drop the mark whatever it covers)."""
+        if up_to_seq is None:
+            self.connection().execute("DELETE FROM pending_refresh WHERE user_id = %s", (user_id,))
+        else:
+            self.connection().execute("DELETE FROM pending_refresh WHERE user_id = %s AND commit_seq <= %s",
+                                      (user_id, up_to_seq))
+
+    def tune_connection(self, synchronous: str, busy_timeout_ms: int) -> None:
+        """This thread's connection: ``synchronous`` FULL/EXTRA wait for the WAL flush at commit (NORMAL does
+        not: ``synchronous_commit = off``); a statement waits up to ``busy_timeout_ms`` for a lock."""
+        if synchronous not in SYNCHRONOUS_COMMIT:
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
+        conn = self.connection()
+        conn.execute(sql.SQL("SET synchronous_commit = {}").format(sql.Literal(SYNCHRONOUS_COMMIT[synchronous])))
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(int(busy_timeout_ms))))
 
     def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
         """The user's events in time order (ties in insertion order), optionally only one kind (e.g. "purchase")."""

@@ -27,6 +27,13 @@ class EventRow(NamedTuple):
     device: str
 
 
+def event_row(event) -> tuple:
+    """The stored columns of an event record, ``EventRow``'s fields then the client's ``event_id`` (None when the
+    event has none: build-time and imported events; an empty id from a protobuf message counts as none)."""
+    return (event.user_id, event.service, event.item_id, event.kind, event.timestamp, event.basket_id, event.price,
+            event.quantity, event.region, event.device, getattr(event, "event_id", None) or None)
+
+
 class LedgerEntry(NamedTuple):
     """Privacy budget one user spent in one window (basic composition: sums over the window's releases)."""
 

@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
+from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment, event_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS events (
     price REAL NOT NULL,
     quantity INTEGER NOT NULL,
     region TEXT NOT NULL,
-    device TEXT NOT NULL
+    device TEXT NOT NULL,
+    event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
@@ -97,11 +98,31 @@ CREATE TABLE IF NOT EXISTS privacy_secret (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     secret BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_refresh (
+    user_id TEXT PRIMARY KEY,
+    commit_seq INTEGER NOT NULL
+);
 """
+
+# After SCHEMA, and after ``migrate_events_table`` gave a file written before client event ids the column:
+# one stored event per (user, client event id); NULL ids (build-time events) are all distinct, as in PostgreSQL.
+EVENT_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (user_id, event_id)"
+EVENT_COLUMNS = ("user_id", "service", "item_id", "kind", "ts", "basket_id", "price", "quantity", "region", "device",
+                 "event_id")
+INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
+                "ON CONFLICT (user_id, event_id) DO NOTHING")
 
 # Tables holding rows about one user (keyed by user_id): what forget(user) must empty.
 USER_TABLES = ("events", "fragments", "users", "history_summaries", "temporal_histograms", "privacy_ledger",
-               "released_preferences")
+               "released_preferences", "pending_refresh")
+
+
+def migrate_events_table(conn: sqlite3.Connection) -> None:
+    """Give an events table written before client event ids its ``event_id`` column, then the unique index."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "event_id" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN event_id TEXT")
+    conn.execute(EVENT_ID_INDEX)
 
 
 class ProfileStore:
@@ -114,6 +135,8 @@ class ProfileStore:
         if not read_only:
             with self.connection() as conn:
                 conn.executescript(SCHEMA)
+                migrate_events_table(conn)
+                conn.commit()
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -135,13 +158,45 @@ class ProfileStore:
             conn.executemany("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", rows)
 
     def add_events(self, events: Iterable) -> int:
-        rows = [
-            (e.user_id, e.service, e.item_id, e.kind, e.timestamp, e.basket_id, e.price, e.quantity, e.region, e.device)
-            for e in events
-        ]
+        """Append events in one transaction; an event whose (user, ``event_id``) is already stored is skipped.
+        Returns how many were stored."""
+        rows = [event_row(e) for e in events]
         with self.connection() as conn:
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return len(rows)
+            return conn.executemany(INSERT_EVENT, rows).rowcount
+
+    def ingest_events(self, events: Iterable, commit_seq: int) -> list[bool]:
+        """Store events and mark their users pending a refresh (``commit_seq``) in one transaction, durable at
+        commit under the connection's ``synchronous`` level. Returns per event whether it was stored (False: its
+        (user, ``event_id``) was stored before — a client's retry — and nothing was written for it)."""
+        events = list(events)
+        conn = self.connection()
+        with conn:
+            stored = [conn.execute(INSERT_EVENT, event_row(e)).rowcount == 1 for e in events]
+            users = sorted({e.user_id for e, new in zip(events, stored) if new})
+            conn.executemany("INSERT INTO pending_refresh VALUES (?, ?) ON CONFLICT (user_id) "
+                             "DO UPDATE SET commit_seq = excluded.commit_seq", [(u, commit_seq) for u in users])
+        return stored
+
+    def pending_refreshes(self) -> list[tuple[str, int]]:
+        """(user, latest commit seq) of users whose derived profile may lag their events, oldest commit first."""
+        return list(self.connection().execute("SELECT user_id, commit_seq FROM pending_refresh ORDER BY commit_seq"))
+
+    def clear_pending_refresh(self, user_id: str, up_to_seq: int | None = None) -> None:
+        """The user's refresh covered every commit up to ``up_to_seq`` (None: drop the mark whatever it covers)."""
+        query, params = "DELETE FROM pending_refresh WHERE user_id = ?", (user_id,)
+        if up_to_seq is not None:
+            query, params = query + " AND commit_seq <= ?", params + (up_to_seq,)
+        with self.connection() as conn:
+            conn.execute(query, params)
+
+    def tune_connection(self, synchronous: str, busy_timeout_ms: int) -> None:
+        """This thread's connection: ``synchronous`` FULL/EXTRA fsync the WAL at every commit (NORMAL does not);
+        a write waits up to ``busy_timeout_ms`` for another connection's write lock."""
+        if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
+        conn = self.connection()
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
     def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
         """The user's events in time order, optionally only one kind (e.g. "purchase")."""

@@ -36,7 +36,21 @@ class ProfileStorage(Protocol):
         """Insert or replace demographics (objects with ``user_id, age_band, region``)."""
 
     def add_events(self, events: Iterable) -> int:
-        """Append events (objects with ``recllm.profile.event_schema.EVENT_FIELDS``) in one transaction; returns the count."""
+        """Append events (objects with ``recllm.profile.event_schema.EVENT_FIELDS``, optionally ``event_id``) in one
+        transaction, skipping any whose (user_id, event_id) is already stored; returns how many were stored."""
+
+    def ingest_events(self, events: Iterable, commit_seq: int) -> list[bool]:
+        """The profile service's durable commit: store events and mark the users of newly stored ones pending a
+        refresh at ``commit_seq``, in one transaction; per event, True if stored now, False if it was a duplicate."""
+
+    def pending_refreshes(self) -> list[tuple[str, int]]:
+        """(user_id, commit_seq) of users whose derived profile may lag their events, oldest first."""
+
+    def clear_pending_refresh(self, user_id: str, up_to_seq: int | None = None) -> None:
+        """Drop the user's pending mark if it covers no commit after ``up_to_seq`` (None: whatever it covers)."""
+
+    def tune_connection(self, synchronous: str, busy_timeout_ms: int) -> None:
+        """This thread's connection: durability of commits (NORMAL, FULL, EXTRA) and how long to wait for locks."""
 
     def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
         """The user's events in time order (ties in insertion order), optionally only one kind."""

@@ -6,8 +6,12 @@ queue, and SQLite (one writer at a time) never makes two of our writes wait on e
 
 Durability contract: a submitted event's future resolves only after the transaction holding it has committed on
 a connection with ``PRAGMA synchronous=FULL`` — in WAL mode the WAL is fsynced at every commit, so neither
-``kill -9`` nor a power cut loses it — and the retriever, which reads raw events live, sees it from then on. The
-service acknowledges an event only when its future has resolved. What is derived from the events (fragments,
+``kill -9`` nor a power cut loses it — (on PostgreSQL: ``synchronous_commit = on``) and the retriever, which reads
+raw events live, sees it from then on. The service acknowledges an event only when its future has resolved.
+
+Idempotence: an event carrying a client ``event_id`` is stored at most once per user (a unique index on
+``(user_id, event_id)``). A client that lost an ack resends the event; the writer finds it stored, writes nothing
+and resolves the future with False, which the stream acknowledges as accepted + duplicate. What is derived from the events (fragments,
 history, histograms, the DP release: ``recllm.profile.refresh``) is rebuilt per user after the commit:
 ``IngestPolicy.refresh_mode == "sync"`` does it on this thread before resolving the futures; ``"async"`` (default)
 resolves them at once and leaves the commit's users to ``profile_refresher`` (one refresh per user however many of
@@ -28,23 +32,21 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from recllm.catalog.product_catalog import Catalog
 from recllm.profile.fragments import build_fragments
 from recllm.profile_service.config import IngestPolicy
-from recllm.profile_service.profile_refresher import (
-    PENDING_TABLE, ProfileRefresher, clear_pending, create_pending_table, pending_users, record_pending,
-)
-from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile_service.profile_refresher import ProfileRefresher
+from recllm.profile.storage import ProfileStorage, open_profile_storage
 
 log = logging.getLogger(__name__)
 
 REFRESH_MODULE = "recllm.profile.refresh"
 
-ProfileRefresh = Callable[[ProfileStore, Catalog, np.ndarray, str, int], None]
+ProfileRefresh = Callable[[ProfileStorage, Catalog, np.ndarray, str, int], None]
 
 
 class WriterStoppedError(RuntimeError):
@@ -62,7 +64,7 @@ def load_profile_refresh() -> ProfileRefresh | None:
     return refresh_user_profile
 
 
-def rebuild_fragments(store: ProfileStore, catalog: Catalog, item_vectors: np.ndarray, user_id: str,
+def rebuild_fragments(store: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, user_id: str,
                       now_ts: int) -> None:
     """Fallback refresh: the user's fragments rebuilt from their whole event log (as retention does)."""
     del now_ts  # fragments depend on the events only
@@ -73,7 +75,7 @@ def rebuild_fragments(store: ProfileStore, catalog: Catalog, item_vectors: np.nd
 class _Task:
     """Work other than an event batch, run on the writer thread with the writer's store."""
 
-    run: Callable[[ProfileStore], Any]
+    run: Callable[[ProfileStorage], Any]
     future: Future
 
 
@@ -87,19 +89,23 @@ _STOP = object()
 
 
 class EventWriter:
-    """The writer thread over one profile database: ``submit(event)`` → Future resolved after the durable commit
-    (and, in "sync" refresh mode, the refresh of the commit's users)."""
+    """The writer thread over one profile store: ``submit(event)`` → Future resolved after the durable commit
+    (and, in "sync" refresh mode, the refresh of the commit's users).
 
-    def __init__(self, profile_db: Path, catalog: Catalog, item_vectors: np.ndarray, policy: IngestPolicy,
+    ``profile`` is what ``open_profile_storage`` opens: the SQLite file (the artifact's ``profile.sqlite``) or a
+    ``postgresql://`` URL."""
+
+    def __init__(self, profile: str | Path, catalog: Catalog, item_vectors: np.ndarray, policy: IngestPolicy,
                  clock: Callable[[], float] = time.time, refresh: ProfileRefresh | None = None):
-        self.profile_db = Path(profile_db)
+        self.profile = profile
         self.catalog = catalog
         self.item_vectors = item_vectors
         self.policy = policy
         self.clock = clock
         self.refresh = refresh or load_profile_refresh() or rebuild_fragments
-        self.store = ProfileStore(self.profile_db)
+        self.store = open_profile_storage(profile)
         self.committed_events = 0
+        self.duplicate_events = 0  # retried events found already stored (acked as duplicates, nothing written)
         self.committed_batches = 0
         self.refresher = ProfileRefresher(self.store, self._refresh_user, policy.max_dirty_users,
                                           policy.busy_timeout_ms)
@@ -147,35 +153,29 @@ class EventWriter:
 
     # -- submitting ------------------------------------------------------------------------------------------------
     def submit(self, event: Any) -> Future:
-        """Queue one validated event; blocks while the queue is full. The future's result is True once durable."""
+        """Queue one validated event; blocks while the queue is full. The future's result, once durable, is True
+        (stored now) or False (its ``(user_id, event_id)`` was stored by an earlier delivery: nothing written)."""
         future: Future = Future()
         self._put(_Pending(event, future))
         return future
 
-    def call(self, run: Callable[[ProfileStore], Any]) -> Future:
+    def call(self, run: Callable[[ProfileStorage], Any]) -> Future:
         """Run ``run(store)`` on the writer thread after everything queued before it; the future holds its result."""
         future: Future = Future()
         self._put(_Task(run, future))
         return future
 
-    def forget(self, user_id: str, erase: Callable[[ProfileStore], Any]) -> Future:
+    def forget(self, user_id: str, erase: Callable[[ProfileStorage], Any]) -> Future:
         """Run ``erase(store)`` for ``user_id`` on the writer thread, first dropping any refresh still queued for
-        them (and its pending mark), so no refresh can write rows for the user after the erase."""
-        def forget_task(store: ProfileStore) -> Any:
+        them, so no refresh can write rows for the user after the erase. ``erase`` must include the store's
+        ``forget_user``, which removes the user's pending-refresh mark with their other rows (securely, on SQLite);
+        a mark it left is dropped afterwards."""
+        def forget_task(store: ProfileStorage) -> Any:
             self.refresher.dirty.discard(user_id)  # under ``exclusive``: no refresh of theirs is running
-            self._erase_pending_mark(store.connection(), user_id)
-            return erase(store)
+            removed = erase(store)
+            store.clear_pending_refresh(user_id)
+            return removed
         return self.call(forget_task)
-
-    @staticmethod
-    def _erase_pending_mark(conn, user_id: str) -> None:
-        secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
-        conn.execute("PRAGMA secure_delete = ON")
-        try:
-            clear_pending(conn, user_id)
-            conn.execute(f"REINDEX {PENDING_TABLE}")  # interior index pages keep deleted keys as separators
-        finally:
-            conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
 
     def _put(self, entry: _Pending | _Task) -> None:
         while True:
@@ -190,11 +190,9 @@ class EventWriter:
     # -- the writer thread -----------------------------------------------------------------------------------------
     def _run(self, ready: Future) -> None:
         try:
-            conn = self.store.connection()  # this thread's connection: the only one that writes
-            conn.execute(f"PRAGMA synchronous={self.policy.synchronous}")
-            conn.execute(f"PRAGMA busy_timeout = {int(self.policy.busy_timeout_ms)}")  # the refresh thread writes too
-            create_pending_table(conn)
-            self._recovered = pending_users(conn)
+            # This thread's connection ingests: fsync at commit; the refresh thread writes too (busy timeout).
+            self.store.tune_connection(self.policy.synchronous, self.policy.busy_timeout_ms)
+            self._recovered = self.store.pending_refreshes()
             self._commit_seq = max((seq for _, seq in self._recovered), default=0)
         except BaseException as error:  # noqa: BLE001 - reported to start()
             ready.set_exception(error)
@@ -233,43 +231,36 @@ class EventWriter:
         return batch
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
-        user_ids = sorted({p.event.user_id for p in batch})
         commit_seq = self._commit_seq + 1
         try:
-            self._commit_events(batch, user_ids, commit_seq)
+            stored = self.store.ingest_events([p.event for p in batch], commit_seq)
         except Exception as error:  # noqa: BLE001 - the batch fails, the writer keeps running
             log.exception("could not commit %d events", len(batch))
             for pending in batch:
                 pending.future.set_exception(error)
             return
         self._commit_seq = commit_seq
-        self.committed_events += len(batch)
+        self.committed_events += sum(stored)
+        self.duplicate_events += len(batch) - sum(stored)
         self.committed_batches += 1
-        if self.policy.refresh_mode == "sync":
+        user_ids = sorted({p.event.user_id for p, new in zip(batch, stored) if new})  # duplicates changed nothing
+        if user_ids and self.policy.refresh_mode == "sync":
             self._refresh_now(user_ids, commit_seq)
-        else:
+        elif user_ids:
             self.refresher.mark(user_ids, commit_seq)  # blocks while the dirty set is full: backpressure
-        for pending in batch:
-            pending.future.set_result(True)
+        for pending, new in zip(batch, stored):
+            pending.future.set_result(new)
 
-    def _commit_events(self, batch: list[_Pending], user_ids: list[str], commit_seq: int) -> None:
-        """The events and their users' pending marks in one transaction, fsynced at commit."""
-        conn = self.store.connection()
-        with conn:
-            record_pending(conn, user_ids, commit_seq)  # opens the transaction ...
-            self.store.add_events([p.event for p in batch])  # ... which add_events' ``with conn`` commits (or undoes)
-
-    def _refresh_now(self, user_ids: list[str], commit_seq: int) -> None:
-        conn = self.store.connection()
+    def _refresh_now(self, user_ids: Sequence[str], commit_seq: int) -> None:
         with self.refresher.exclusive:  # a recovered user may be refreshing on the refresh thread
             for user_id in user_ids:
                 try:
                     self._refresh_user(self.store, user_id)
-                    clear_pending(conn, user_id, commit_seq)
+                    self.store.clear_pending_refresh(user_id, commit_seq)
                 except Exception:  # noqa: BLE001 - the events are committed; a stale profile is logged, not fatal
                     log.exception("profile refresh failed for user %s after commit", user_id)
 
-    def _refresh_user(self, store: ProfileStore, user_id: str) -> None:
+    def _refresh_user(self, store: ProfileStorage, user_id: str) -> None:
         self.refresh(store, self.catalog, self.item_vectors, user_id, int(self.clock()))
 
     def _run_task(self, task: _Task) -> None:

@@ -32,10 +32,10 @@ def ack_for(message: pb.Event, admission: Admission) -> pb.EventAck:
     if isinstance(admission, pb.EventAck):
         return admission
     try:
-        admission.result()
+        stored = admission.result()  # False: an earlier delivery of the same (user_id, event_id) is stored
     except Exception as error:  # noqa: BLE001 - the event was not stored: the client must know, the stream goes on
         return rejected_ack(message, f"event was not stored: {error}")
-    return accepted_ack(message)
+    return accepted_ack(message, duplicate=not stored)
 
 
 class IngestStream:

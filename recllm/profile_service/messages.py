@@ -14,6 +14,7 @@ from recllm.profile.events import Event
 
 PRESENCE_FIELDS: tuple[str, ...] = ("item_id", "timestamp", "price", "quantity")  # required, proto3 ``optional``
 MAX_SHOWN_ID_CHARS = 40
+MAX_EVENT_ID_CHARS = 128  # a UUID is 36; the id is stored with the event and indexed
 
 
 def event_from_message(message: pb.Event) -> Event:
@@ -21,6 +22,9 @@ def event_from_message(message: pb.Event) -> Event:
     for name in PRESENCE_FIELDS:
         if not message.HasField(name):
             raise EventValidationError(name, "is missing from the message")
+    if len(message.event_id) > MAX_EVENT_ID_CHARS:
+        raise EventValidationError("event_id", f"is oversized: {len(message.event_id)} characters > "
+                                               f"{MAX_EVENT_ID_CHARS}")
     return Event(
         user_id=message.user_id,
         service=message.service,
@@ -32,11 +36,13 @@ def event_from_message(message: pb.Event) -> Event:
         quantity=message.quantity,
         region=message.region,
         device=message.device,
+        event_id=message.event_id or None,
     )
 
 
-def accepted_ack(message: pb.Event) -> pb.EventAck:
-    return pb.EventAck(sequence=message.sequence, event_id=message.event_id, accepted=True)
+def accepted_ack(message: pb.Event, duplicate: bool = False) -> pb.EventAck:
+    """Accepted: the event is durably stored — now, or by an earlier delivery when ``duplicate``."""
+    return pb.EventAck(sequence=message.sequence, event_id=message.event_id, accepted=True, duplicate=duplicate)
 
 
 def rejected_ack(message: pb.Event, error: str, field: str = "") -> pb.EventAck:

@@ -22,56 +22,27 @@ refresh thread holds for the whole of one user's refresh, and the user is taken 
 So a refresh either finished before the forget or is dropped by it; it can never read a forgotten user's events and
 write rows for them afterwards.
 
-Crash safety: the dirty set is mirrored in the ``pending_refresh`` table, written in the same transaction as the
-events (``record_pending``), and cleared per user after their refresh only up to the commit it covered. After a
+Crash safety: the dirty set is mirrored in the store's ``pending_refresh`` table, written in the same transaction as
+the events (``ProfileStorage.ingest_events``), and cleared per user after their refresh only up to the commit it
+covered (``clear_pending_refresh``). After a
 crash the service starts by refreshing whoever is still pending.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Iterable
 
-from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.storage import ProfileStorage
 
 log = logging.getLogger(__name__)
 
-PENDING_TABLE = "pending_refresh"
+PENDING_TABLE = "pending_refresh"  # the store's table of users pending a refresh (both backends create it)
 RECENT_LAGS = 100_000  # refresh lags kept for ``lags_s`` (the benchmark reads them)
-
-
-# -- the persisted mirror of the dirty set -----------------------------------------------------------------------------
-def create_pending_table(conn: sqlite3.Connection) -> None:
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} "
-                 "(user_id TEXT PRIMARY KEY, commit_seq INTEGER NOT NULL)")
-    conn.commit()
-
-
-def pending_users(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-    """(user, latest commit seq) of every user whose refresh had not finished when the service last stopped."""
-    return list(conn.execute(f"SELECT user_id, commit_seq FROM {PENDING_TABLE} ORDER BY commit_seq"))  # noqa: S608
-
-
-def record_pending(conn: sqlite3.Connection, user_ids: Iterable[str], commit_seq: int) -> None:
-    """Mark users pending inside the caller's open transaction (the one that commits their events)."""
-    conn.executemany(f"INSERT INTO {PENDING_TABLE} VALUES (?, ?) ON CONFLICT (user_id) "  # noqa: S608
-                     "DO UPDATE SET commit_seq = excluded.commit_seq", [(u, commit_seq) for u in user_ids])
-
-
-def clear_pending(conn: sqlite3.Connection, user_id: str, up_to_seq: int | None = None) -> None:
-    """The user's refresh covered every commit up to ``up_to_seq`` (None: drop the mark whatever it covers)."""
-    query = f"DELETE FROM {PENDING_TABLE} WHERE user_id = ?"  # noqa: S608
-    params: tuple = (user_id,)
-    if up_to_seq is not None:
-        query += " AND commit_seq <= ?"
-        params += (up_to_seq,)
-    with conn:
-        conn.execute(query, params)
 
 
 # -- the in-memory dirty set -------------------------------------------------------------------------------------------
@@ -150,7 +121,7 @@ class DirtyUsers:
 class ProfileRefresher:
     """One daemon thread refreshing dirty users on its own connection to ``store``'s database."""
 
-    def __init__(self, store: ProfileStore, refresh_user: Callable[[ProfileStore, str], None], capacity: int,
+    def __init__(self, store: ProfileStorage, refresh_user: Callable[[ProfileStorage, str], None], capacity: int,
                  busy_timeout_ms: int):
         self.store = store
         self.refresh_user = refresh_user
@@ -190,9 +161,7 @@ class ProfileRefresher:
 
     def _run(self, ready: Future) -> None:
         try:
-            conn = self.store.connection()  # this thread's own connection
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            self.store.tune_connection("NORMAL", self.busy_timeout_ms)  # this thread's own connection
         except BaseException as error:  # noqa: BLE001 - reported to start()
             ready.set_exception(error)
             return
@@ -205,14 +174,14 @@ class ProfileRefresher:
                 if taken is None:
                     continue
                 try:
-                    self._refresh(conn, *taken)
+                    self._refresh(*taken)
                 finally:
                     self.dirty.done()
 
-    def _refresh(self, conn: sqlite3.Connection, user_id: str, commit_seq: int, marked_at: float) -> None:
+    def _refresh(self, user_id: str, commit_seq: int, marked_at: float) -> None:
         try:
             self.refresh_user(self.store, user_id)
-            clear_pending(conn, user_id, commit_seq)
+            self.store.clear_pending_refresh(user_id, commit_seq)
         except Exception:  # noqa: BLE001 - the events are committed; a stale profile is logged, not fatal
             self.failed += 1
             log.exception("async profile refresh failed for user %s", user_id)

@@ -278,3 +278,17 @@ def test_retrieval_on_postgres_matches_retrieval_on_sqlite(built_both, ecosystem
         np.testing.assert_array_equal(got["postgres"].candidate_ids, got["sqlite"].candidate_ids)
         assert [(f.fragment_key, s) for f, s in got["postgres"].fragments] == \
             [(f.fragment_key, s) for f, s in got["sqlite"].fragments]
+
+
+def test_a_database_created_before_event_ids_gets_the_column_and_unique_index(url):
+    with PostgresProfileStore(PostgresProfileConfig(url=url, partitions=PARTITIONS)) as store:
+        store.add_events([event("u1", 100)])
+        store.connection().execute("ALTER TABLE events DROP COLUMN event_id")  # the schema as it was before
+    with PostgresProfileStore(PostgresProfileConfig(url=url, partitions=PARTITIONS)) as store:
+        assert [r.timestamp for r in store.events_of("u1")] == [100]
+        retry = Event("u1", "samokat", 2, "purchase", 200, "b", 1.0, 1, "spb", "ios", "e-2")
+        assert store.add_events([retry]) == 1 and store.add_events([retry]) == 0
+        unique = store.connection().execute(
+            "SELECT indisunique FROM pg_index WHERE indexrelid = 'events_by_event_id'::regclass").fetchone()
+        assert unique == (True,)
+        assert [r.timestamp for r in store.events_of("u1")] == [100, 200]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.events import Event
 from recllm.profile.records import EventRow, ProfileFragment
 
 
@@ -154,3 +155,30 @@ def test_each_thread_gets_its_own_connection_to_the_same_data(store, ecosystem):
     thread.join()
     assert results["rows"] == store.events_of(user_id)
     assert results["conn"] is not store.connection()
+
+
+OLD_EVENTS_TABLE = """CREATE TABLE events (user_id TEXT NOT NULL, service TEXT NOT NULL, item_id INTEGER NOT NULL,
+    kind TEXT NOT NULL, ts INTEGER NOT NULL, basket_id TEXT, price REAL NOT NULL, quantity INTEGER NOT NULL,
+    region TEXT NOT NULL, device TEXT NOT NULL)"""
+
+
+def test_a_file_written_before_event_ids_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(OLD_EVENTS_TABLE)
+    conn.execute("INSERT INTO events VALUES ('u1', 'kuper', 7, 'purchase', 100, 'b1', 10.0, 1, 'moscow', 'web')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.OperationalError):  # what the old file lacks
+        sqlite3.connect(path).execute("SELECT event_id FROM events")
+
+    store = ProfileStore(path)
+
+    assert [(r.item_id, r.basket_id) for r in store.events_of("u1")] == [(7, "b1")]  # the old row is kept
+    assert store.connection().execute("SELECT event_id FROM events").fetchall() == [(None,)]
+    retry = Event("u1", "kuper", 8, "purchase", 200, "b2", 10.0, 1, "moscow", "web", "e-8")
+    assert store.add_events([retry]) == 1 and store.add_events([retry]) == 0
+    assert [r.item_id for r in store.events_of("u1")] == [7, 8]
+    ProfileStore(path)  # opening again changes nothing
+    indexes = {row[1]: row[2] for row in store.connection().execute("PRAGMA index_list(events)")}
+    assert indexes["events_by_event_id"] == 1  # unique

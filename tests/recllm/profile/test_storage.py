@@ -7,6 +7,7 @@ leaving no row of the user anywhere, popularity, read-only mode, one connection 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 import threading
@@ -415,3 +416,71 @@ def test_factory_rejects_what_it_cannot_open(value, message):
 def test_factory_refuses_partitions_for_sqlite(tmp_path):
     with pytest.raises(ValueError, match="partitions=4 applies to PostgreSQL only"):
         open_profile_storage(tmp_path / "p.db", partitions=4)
+
+
+# --- client event ids: a retried event is stored once -----------------------------------------------------------
+
+def with_id(e: Event, event_id: str | None) -> Event:
+    return dataclasses.replace(e, event_id=event_id)
+
+
+def event_ids_of(store, user_id: str) -> list[str | None]:
+    """The stored client ids of the user's events (not part of ``EventRow``: read straight from the table)."""
+    conn = store.connection()
+    placeholder = "?" if isinstance(store, ProfileStore) else "%s"
+    rows = conn.execute(f"SELECT event_id FROM events WHERE user_id = {placeholder}", (user_id,)).fetchall()  # noqa: S608
+    return sorted((row[0] for row in rows), key=lambda v: (v is None, v or ""))
+
+
+def test_add_events_skips_events_whose_id_the_user_already_has(storage):
+    first = [with_id(event("u1", 10 + i, item_id=i), f"e{i}") for i in range(5)]
+    assert storage.add_events(first) == 5
+    retry = first[2:] + [with_id(event("u1", 30, item_id=9), "e9")]
+    assert storage.add_events(retry) == 1  # only e9 is new
+    assert [r.item_id for r in storage.events_of("u1")] == [0, 1, 2, 3, 4, 9]
+    assert event_ids_of(storage, "u1") == ["e0", "e1", "e2", "e3", "e4", "e9"]
+
+
+def test_event_ids_are_per_user_and_events_without_an_id_are_never_merged(storage):
+    assert storage.add_events([with_id(event("u1", 10), "same"), with_id(event("u2", 10), "same")]) == 2
+    plain = [event("u1", 20), event("u1", 20)]  # identical, no id: two deliveries of two real events
+    assert storage.add_events(plain) == 2 and storage.add_events(plain) == 2
+    assert len(storage.events_of("u1")) == 5 and len(storage.events_of("u2")) == 1
+    assert event_ids_of(storage, "u1") == ["same", None, None, None, None]
+
+
+def test_ingest_events_reports_duplicates_and_marks_only_users_with_new_events(storage):
+    batch = [with_id(event("u1", 10), "a"), with_id(event("u2", 11), "b"), event("u3", 12)]
+    assert storage.ingest_events(batch, commit_seq=1) == [True, True, True]
+    assert storage.pending_refreshes() == [("u1", 1), ("u2", 1), ("u3", 1)]
+    for user_id in ("u1", "u2", "u3"):
+        storage.clear_pending_refresh(user_id, up_to_seq=1)
+    retry = [with_id(event("u1", 10), "a"), with_id(event("u2", 11), "b"), with_id(event("u2", 13), "c"),
+             with_id(event("u2", 14), "c")]  # "c" twice in one batch: the second copy is the duplicate
+    assert storage.ingest_events(retry, commit_seq=2) == [False, False, True, False]
+    assert storage.pending_refreshes() == [("u2", 2)]  # u1 got nothing new: no refresh owed
+    assert [len(storage.events_of(u)) for u in ("u1", "u2", "u3")] == [1, 2, 1]
+
+
+def test_a_failed_ingest_writes_neither_events_nor_marks(storage, backend):
+    bad = Event("u2", "kuper", 1, "view", 20, None, None, 1, "moscow", "web", "bad")  # price is NOT NULL
+    with pytest.raises(NOT_NULL_ERRORS[backend]):
+        storage.ingest_events([with_id(event("u1", 10), "ok"), bad], commit_seq=1)
+    assert storage.user_ids() == [] and storage.pending_refreshes() == []
+    assert storage.ingest_events([with_id(event("u1", 10), "ok")], commit_seq=2) == [True]  # the id is still free
+
+
+def test_pending_marks_clear_only_up_to_the_commit_the_refresh_covered(storage):
+    storage.ingest_events([event("u1", 10)], commit_seq=3)
+    storage.ingest_events([event("u1", 11), event("u2", 11)], commit_seq=4)
+    storage.clear_pending_refresh("u1", up_to_seq=3)  # a refresh that read the log before commit 4
+    assert storage.pending_refreshes() == [("u1", 4), ("u2", 4)]
+    storage.clear_pending_refresh("u1", up_to_seq=4)
+    storage.clear_pending_refresh("u2")
+    assert storage.pending_refreshes() == []
+
+
+def test_forget_removes_the_users_pending_mark(storage):
+    storage.ingest_events([event("u1", 10), event("u2", 10)], commit_seq=1)
+    assert storage.forget_user("u1")["pending_refresh"] == 1
+    assert storage.pending_refreshes() == [("u2", 1)]

@@ -13,8 +13,11 @@ from .conftest import purchase
 
 
 def test_round_trip_keeps_every_field(samokat_item):
-    record = purchase("m-1", samokat_item, "basket-1", timestamp=1_760_000_000, quantity=3)
-    assert event_from_message(event_message(record, sequence=7, event_id="e7")) == record
+    record = purchase("m-1", samokat_item, "basket-1", timestamp=1_760_000_000, quantity=3, event_id="e7")
+    assert event_message(record).event_id == "e7"
+    assert event_from_message(event_message(record, sequence=7)) == record
+    anonymous = purchase("m-1", samokat_item, "basket-1", timestamp=1_760_000_000, quantity=3)
+    assert event_from_message(event_message(anonymous, event_id="")) == anonymous  # "" on the wire: no id
     view = purchase("m-1", samokat_item, None, kind="view")
     assert event_from_message(event_message(view)).basket_id is None
 
