@@ -75,13 +75,13 @@ class RequestUnderstanding:
 
 @dataclass
 class RequestUnderstandingConfig:
-    hash_buckets: int = 1 << 14
+    hash_buckets: int = 1 << 13
     char_ngram_min: int = 2
     char_ngram_max: int = 4
     word_bigrams: bool = True
     use_navec: bool = True
     use_rule_cues: bool = True
-    epochs: int = 100
+    epochs: int = 300
     learning_rate: float = 0.05
     l2_hashed: float = 1e-3  # the n-gram weights: strong L2 keeps them from memorising product words
     l2_dense: float = 1e-4  # navec, domain prototypes, rule cues
@@ -332,7 +332,8 @@ def parse_slots(text: str) -> Slots:
 # Keyword lists: the rules-only baseline's intent and domain, and (as matches) features of the trained model.
 KEYWORD_INTENTS = (
     ("unsafe", r"игнорир|ignore|disregard|забудь\s+вс|промпт|prompt|\bdan\b|бомб|bomb|наркот|drug|отрав|poison|"
-               r"взлом|hack|украсть|обмануть|без\s+рецепта|водк|сигарет|beer|снотворн"),
+               r"взлом|hack|украсть|обмануть|без\s+рецепта|водк|сигарет|beer|снотворн|\bsystem\b|developer\s+mode|"
+               r"режим\s+разработчика|всех\s+(?:пользовател|клиент)"),
     ("personal_data", r"адрес|address|телефон|phone|номер\s+(?:моей\s+)?карт|\bcard\b|карт[уыа]\s+\d|пароль|password|"
                       r"паспорт|мои\s+данные|my\s+(?:personal\s+)?data|обо\s+мне|about\s+me|сосед|neighbou?r|"
                       r"пользовател|another\s+user|чей"),
@@ -343,7 +344,7 @@ KEYWORD_INTENTS = (
     ("feedback", r"не\s+то|не\s+нрав|не\s+подход|спасибо|thanks|супер|класс|отлично|perfect|love|great|мимо|"
                  r"дорого|expensive"),
     ("off_topic", r"погод|weather|анекдот|joke|стих|poem|курс\s+доллар|матч|game|как\s+дела|how\s+are\s+you|"
-                  r"кто\s+ты|who\s+are\s+you|фильм|сериал|movie|домашк|homework"),
+                  r"кто\s+ты|who\s+are\s+you|фильм|сериал|movie|домашк|homework|переведи|translate"),
     ("clarify_needed", r"^\W*(?:\w+\W+){0,3}(?:что-нибудь|что-то|чего-нибудь|something|anything)\W*$|^\W*что\s+купить|"
                        r"есть\s+идеи|any\s+ideas|удиви|surprise|помоги\s+выбрать"),
 )
@@ -388,7 +389,19 @@ def stable_bucket(token: str, buckets: int) -> int:
 
 RULE_CUES = ("budget", "diet", "speed_fast", "speed_slot", "recipient", "age", "refinement", "service_mentioned",
              "repeat", "question", "digits_4plus", "follow_up_start", "ordinal_reference", "pronoun_reference",
-             "words_1", "words_2", "words_3_4", "words_5_8", "words_9plus", "latin_majority")
+             "words_1", "words_2", "words_3_4", "words_5_8", "words_9plus", "latin_majority", "no_content_words")
+# Words that say "I want something" without saying what: a message made only of these is a vague wish.
+VAGUE_WORDS = frozenset(normalize("""
+    хочу хочется хотелось бы мне меня я ты вы у вас есть что чего нибудь нить то чё че какой какое какую какие
+    посоветуй посоветуйте порекомендуй порекомендуйте подскажи подскажите подбери предложи придумай покажи дай
+    давай купить взять заказать закажи купи найди ищу нужно нужен нужна надо можно а ну и или но же ли слушай
+    привет эм хм так такого такое там тут еще ещё помоги помогите выбрать сегодня сейчас плиз пожалуйста идеи идею
+    идей интересного интересное хорошее хорошего новенькое новенького необычное приятное прикольное вкусное
+    вкусного вкусненькое вкусненького классное удиви порадовать побаловать себя
+    i m im me my you your we want would like need some something anything what which should could can do does have
+    get buy order recommend suggest show give find any good nice fun cool interesting special tasty today now please
+    so hey hi hmm ok well a an the to for is it idea ideas surprise bored
+""").split())
 FOLLOW_UP_START = re.compile(r"^\W*(?:а|ну|и|но|только|без|хм|давай|without|and|but|also|maybe|ok|hmm)\b")
 ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfirst\b|\bsecond\b|\bthird\b|\b[1-5]\b(?![\s\d]*(?:\d|р|руб|₽|"
                                r"лет|год|к\b|тыс|шт|мин|rub|year))")
@@ -424,6 +437,7 @@ def rule_cues(text: str, slots: Slots) -> np.ndarray:
         "pronoun_reference": bool(PRONOUN_REFERENCE.search(lowered)),
         "words_1": n_words <= 1, "words_2": n_words == 2, "words_3_4": 3 <= n_words <= 4,
         "words_5_8": 5 <= n_words <= 8, "words_9plus": n_words >= 9, "latin_majority": slots.language == "en",
+        "no_content_words": n_words > 0 and all(w in VAGUE_WORDS for w in tokenize(text)),
     }
     keyword_intents = [float(bool(regex.search(lowered))) for _, regex in KEYWORD_INTENT_REGEXES]
     keyword_domains = [float(bool(regex.search(lowered))) for _, regex in KEYWORD_DOMAIN_REGEXES]
@@ -721,6 +735,9 @@ class RequestUnderstander:
         intent_p, domain_p = softmax(logits[slices["intent"]]), softmax(logits[slices["domain"]])
         service_p = sigmoid(logits[slices["services"]])
         intent, domain = INTENTS[int(intent_p.argmax())], DOMAINS[int(domain_p.argmax())]
+        if intent == "recommend" and domain == "other" and not slots.repeat_last_order:
+            # A recommendation is always of something: "other" is the follow-ups' and refusals' domain.
+            domain = DOMAINS[int(np.argmax(np.where(np.array(DOMAINS) == "other", -1.0, domain_p)))]
         services = tuple(s for s, p in zip(SERVICES, service_p) if p >= self.config.service_threshold)
         if not services and intent == "recommend" and not slots.repeat_last_order:  # a reorder: the profile says
             services = self.domain_services.get(domain, ())
