@@ -170,7 +170,8 @@ def triton_correctness(config: KernelsBenchmarkConfig) -> list[dict]:
     x = torch.randn(config.batch, hidden, generator=gen)
     lora_a = torch.randn(config.batch, rank, hidden, generator=gen) * hidden ** -0.5
     lora_b = torch.randn(config.batch, hidden, rank, generator=gen) * rank ** -0.5
-    scales, indices, y0 = torch.full((config.batch,), 2.0), torch.arange(config.batch), torch.zeros(config.batch, hidden)
+    scales, indices = torch.full((config.batch,), 2.0), torch.arange(config.batch)
+    y0 = torch.zeros(config.batch, hidden)
     start = time.perf_counter()
     got = lora_triton.apply_multi_lora(y0.clone(), x, lora_a, lora_b, scales, indices)
     lora_s = time.perf_counter() - start
@@ -192,7 +193,8 @@ def report(command: str, config: KernelsBenchmarkConfig, lora: list[dict], norm:
     lines = [
         "# Adaptive-layer kernels on CPU", "", f"Command: `{command}`", "", f"Config: `{config}`", "",
         f"float32, torch intra-op threads: {torch.get_num_threads()} (with two threads on this shared 2-core machine, "
-        f"OpenMP-parallel ops were seen waiting 10-150 ms whenever another process held the other core). Median of {config.repeats} timed repeats "
+        "OpenMP-parallel ops were seen waiting 10-150 ms whenever another process held the other core). "
+        f"Median of {config.repeats} timed repeats "
         f"(each >= {config.min_repeat_s} s) after a warm-up. The machine is shared (load average below): absolute "
         "figures move with other processes' load, so compare variants within a row.", "",
         "## Multi-LoRA: one hidden x hidden linear layer, batch of "

@@ -65,7 +65,8 @@ def _expand_kernel(h_ptr, b_ptr, scale_ptr, idx_ptr, w_ptr, y_ptr, D_out, R, K,
         valid = slot >= 0
         slot = tl.maximum(slot, 0)
         r_mask_k = offs_r < tl.where(valid, R, 0)
-        coeff = tl.load(w_ptr + row * sw_n + k * sw_k).to(tl.float32) * tl.load(scale_ptr + slot * s_scale).to(tl.float32)
+        coeff = (tl.load(w_ptr + row * sw_n + k * sw_k).to(tl.float32)
+                 * tl.load(scale_ptr + slot * s_scale).to(tl.float32))
         hv = tl.load(h_ptr + row * sh_n + k * sh_k + offs_r * sh_r, mask=r_mask_k, other=0.0).to(tl.float32)
         bv = tl.load(b_ptr + slot * sb_s + offs_o[:, None] * sb_o + offs_r[None, :] * sb_r,
                      mask=o_mask[:, None] & r_mask_k[None, :], other=0.0).to(tl.float32)  # [BLOCK_O, BLOCK_R]
