@@ -8,6 +8,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import multi_lora
 from kernels.multi_lora import grouped, reference, triton_kernel
@@ -195,6 +197,25 @@ def test_grouped_on_many_rows_with_one_token_per_adapter_run():
                                                     case["scales"], indices)
     got = multi_lora.apply_multi_lora(y0.clone(), x, case["lora_a"], case["lora_b"], case["scales"], indices)
     torch.testing.assert_close(got, expected, **TOL[torch.float32])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_rows=st.integers(0, 9), n_mix=st.integers(1, 3), n_slots=st.integers(1, 5), rank=st.integers(1, 9),
+       d_in=st.integers(1, 40), d_out=st.integers(1, 40), data=st.data())
+def test_grouped_strategies_match_reference_on_arbitrary_shapes_and_indices(n_rows, n_mix, n_slots, rank, d_in,
+                                                                              d_out, data):
+    indices = torch.tensor(data.draw(st.lists(st.lists(st.integers(-1, n_slots - 1), min_size=n_mix,
+                                                       max_size=n_mix), min_size=n_rows, max_size=n_rows)),
+                           dtype=torch.int64).reshape(n_rows, n_mix)
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    x, y = torch.randn(n_rows, d_in, generator=gen), torch.randn(n_rows, d_out, generator=gen)
+    lora_a, lora_b = torch.randn(n_slots, rank, d_in, generator=gen), torch.randn(n_slots, d_out, rank, generator=gen)
+    scales, weights = torch.rand(n_slots, generator=gen), torch.rand(n_rows, n_mix, generator=gen)
+    expected = reference.apply_multi_lora_reference(y.clone(), x, lora_a, lora_b, scales, indices, weights)
+    for strategy in grouped.STRATEGIES:
+        got = grouped.apply_multi_lora_grouped(y.clone(), x, lora_a, lora_b, scales, indices, weights,
+                                               strategy=strategy)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 # ---- dispatcher -----------------------------------------------------------------------------------------------------
