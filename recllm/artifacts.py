@@ -116,10 +116,36 @@ PREVIOUS_SUFFIX = ".previous"
 
 
 def staging_dir(root: Path) -> Path:
-    """A fresh folder beside ``root`` (same file system, so the swap is a rename) to build a replacement into."""
+    """A fresh folder beside ``root`` (same file system, so the swap is a rename) to build a replacement into.
+
+    Its name carries the building process id; folders left by builds whose process is gone (killed mid-build) are
+    removed here."""
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+    remove_abandoned_staging(root)
+    return Path(tempfile.mkdtemp(prefix=f".{root.name}.building-{os.getpid()}-", dir=root.parent))
+
+
+def remove_abandoned_staging(root: Path) -> list[Path]:
+    """Delete ``.<name>.building-<pid>-*`` folders beside ``root`` whose building process no longer runs."""
+    removed = []
+    for folder in Path(root).parent.glob(f".{Path(root).name}.building-*"):
+        pid_text = folder.name.rsplit(".building-", 1)[1].split("-", 1)[0]
+        if pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def swap_in(staging: Path, root: Path) -> Path | None:

@@ -91,3 +91,19 @@ def test_swap_in_refuses_an_unfinished_build(tmp_path):
     with pytest.raises(ArtifactsNotBuiltError, match="no finished build"):
         swap_in(staging, root)
     assert (root / "data.txt").read_text() == "old"
+
+
+def test_staging_left_by_a_killed_build_is_removed_and_a_live_one_kept(tmp_path):
+    import subprocess  # noqa: PLC0415
+
+    from recllm.artifacts import staging_dir  # noqa: PLC0415
+
+    root = tmp_path / "default"
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    abandoned = tmp_path / f".default.building-{finished.pid}-x"
+    abandoned.mkdir()
+    live = staging_dir(root)                                 # this process: alive
+    assert not abandoned.exists() and live.is_dir()
+    again = staging_dir(root)
+    assert live.is_dir() and again.is_dir()
