@@ -180,7 +180,8 @@ def generator_config(repo: GpuRepositoryConfig) -> mc.ModelConfig:
     missing = [n for n in (*GENERATOR_INPUTS, "REPLY") if n not in tensors]
     if missing:
         raise RuntimeError(f"the CPU repository no longer has tensors {missing}; update GENERATOR_INPUTS")
-    config = mc.ModelConfig(name=GENERATOR, backend="python", max_batch_size=0)
+    # Batched like the CPU generator: the ensemble's max_batch_size may not exceed any step's.
+    config = mc.ModelConfig(name=GENERATOR, backend="python", max_batch_size=cpu_config(CPU_GENERATOR).max_batch_size)
     for name in GENERATOR_INPUTS:
         t = tensors[name]
         config.input.append(mc.ModelInput(name=name, data_type=t.data_type, dims=list(t.dims)))

@@ -1,7 +1,8 @@
 """``recllm`` command line: build artifacts, serve them with Triton, chat with a user, run the demo.
 
-    recllm build [--preset default|test] [--force]
+    recllm build [--preset default|test] [--force] [--profile-url postgresql://…]
     recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002 --profile-port 8003]
+                 [--profile-url postgresql://…]                                (profile in PostgreSQL)
                                                                                (foreground, Ctrl-C stops)
     recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
     recllm demo                                                                (build, serve, 3 turns, stop)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -39,8 +41,29 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
 
 
 def server_config(args) -> TritonServerConfig:
-    return TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
-                              metrics_port=args.metrics_port)
+    config = TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
+                                metrics_port=args.metrics_port)
+    cores = getattr(args, "profile_cpu", None)
+    if cores:
+        config.model_repository = profiled_repository(cores, config.runtime_dir)
+    return config
+
+
+def profiled_repository(cores: int, runtime_dir: Path) -> Path:
+    """A copy of ``model_repository/`` whose configs use the ``--profile-cpu N`` preset (instances, intra-op
+    threads, batch limits and queue delays per stage: ``ensemble.pipeline_graph.cpu_profile``)."""
+    import shutil  # noqa: PLC0415
+
+    from ensemble import pipeline_graph  # noqa: PLC0415 - serve only
+
+    profile = pipeline_graph.cpu_profile(cores)
+    target = Path(runtime_dir) / f"model_repository_cpu{cores}"
+    shutil.rmtree(target, ignore_errors=True)
+    for name in pipeline_graph.all_configs(profile):
+        shutil.copytree(pipeline_graph.MODEL_REPOSITORY / name / "1", target / name / "1",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    pipeline_graph.write_configs(target, profile)
+    return target
 
 
 def add_profile_service_args(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +74,12 @@ def add_profile_service_args(parser: argparse.ArgumentParser) -> None:
                         help="port of the profile service (event ingest, profile read, forget)")
     parser.add_argument("--profile-ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s,
                         help="expire events past their service's TTL this often (default: off)")
+    add_profile_url_arg(parser, "serve the profile from this PostgreSQL store (filled by `recllm build "
+                                "--profile-url`); default: the artifact folder's SQLite file")
+
+
+def add_profile_url_arg(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--profile-url", default=None, metavar="postgresql://…", help=help_text)
 
 
 def profile_service_config(args, triton: TritonServerConfig):
@@ -61,17 +90,41 @@ def profile_service_config(args, triton: TritonServerConfig):
     clash = [name for name, port in triton_ports.items() if port == args.profile_port]
     if clash:
         raise ValueError(f"--profile-port {args.profile_port} is also {clash[0]}: the ports must differ")
-    return ProfileServiceConfig(artifact_dir=triton.artifact_dir, bind_address=triton.bind_address,
-                                port=args.profile_port, ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s)
+    return ProfileServiceConfig(artifact_dir=triton.artifact_dir, profile_url=args.profile_url,
+                                bind_address=triton.bind_address, port=args.profile_port,
+                                ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s)
 
 
 def cmd_build(args) -> int:
     from builders.build_artifacts import BuildConfig, build  # noqa: PLC0415
 
+    from recllm.artifacts import ArtifactLayout  # noqa: PLC0415
+
+    before = ArtifactLayout(args.artifact_dir).read_manifest()
     layout = build(BuildConfig(preset=args.preset, output_dir=args.artifact_dir, force=args.force))
     evaluation = (layout.read_manifest() or {}).get("evaluation", {})
     print(f"artifacts ready in {layout.root}: {evaluation}")
+    if getattr(args, "profile_url", None):
+        publish_profile(layout, args.profile_url, rebuilt=args.force or layout.read_manifest() != before)
     return 0
+
+
+def publish_profile(layout, url: str, rebuilt: bool) -> None:
+    """Copy the build's profile into the PostgreSQL store at ``url`` — after a rebuild, or when that store holds no
+    events yet; an up-to-date build leaves a filled store (and the events ingested into it since) alone."""
+    from recllm.profile.postgres_store import redacted  # noqa: PLC0415
+    from recllm.profile.profile_copy import copy_sqlite_profile  # noqa: PLC0415
+    from recllm.profile.sqlite_store import ProfileStore  # noqa: PLC0415
+    from recllm.profile.storage import open_profile_storage  # noqa: PLC0415
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"--profile-url must be a postgresql:// URL, got {redacted(url)!r}")
+    with open_profile_storage(url) as target:
+        if not rebuilt and target.latest_timestamp() is not None:
+            print(f"profile in {redacted(url)} kept: the build is unchanged (--force rebuilds and replaces it)")
+            return
+        copied = copy_sqlite_profile(ProfileStore(layout.profile_db), target)
+    print(f"profile published to {redacted(url)}: {copied['users']} users, {copied['events']} events")
 
 
 def raise_keyboard_interrupt(*_signal_args) -> None:
@@ -88,8 +141,12 @@ def stop_on_signals() -> None:
 def cmd_serve(args) -> int:
     from recllm.profile_service.server import ProfileServer, ProfileServiceError  # noqa: PLC0415 - serve only
 
+    from recllm.profile.storage import PROFILE_URL_ENV  # noqa: PLC0415
+
     config = server_config(args)
     profile_config = profile_service_config(args, config)
+    if profile_config.profile_url:
+        os.environ[PROFILE_URL_ENV] = profile_config.profile_url  # the Triton model processes inherit it
     stop_on_signals()
     with contextlib.ExitStack() as running:
         # The profile service starts first: it takes a second, and a taken port fails before Triton's long start.
@@ -190,10 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--preset", choices=("default", "test"), default="default")
     build.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir)
     build.add_argument("--force", action="store_true")
+    add_profile_url_arg(build, "also publish the built profile into this PostgreSQL store (replacing what it held) "
+                               "for `recllm serve --profile-url`")
     build.set_defaults(func=cmd_build)
 
     serve = sub.add_parser("serve", help="run tritonserver and the profile service on the artifacts (foreground)")
     add_server_args(serve)
+    serve.add_argument("--profile-cpu", type=int, default=None, metavar="N",
+                       help="serving preset for an N-core node: instances, intra-op threads, dynamic-batch queue "
+                            "delay per stage (docs/serving_profiles.md); default: the committed 2-core configs")
     add_profile_service_args(serve)
     serve.set_defaults(func=cmd_serve)
 

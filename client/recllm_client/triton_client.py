@@ -15,6 +15,7 @@ from recllm_proto import tensors as T
 
 ENSEMBLE_MODEL = T.ENSEMBLE_MODEL
 CHAT_MODEL = T.CHAT_MODEL
+RANK_MODEL = T.RANK_MODEL
 ITEM_FIELDS = tuple(spec.client_name for spec in T.ITEM_OUTPUTS)
 
 
@@ -40,6 +41,15 @@ class Recommendation:
 
 
 @dataclass
+class Ranked:
+    """``recllm_rank``: the ranked items with their explanations, and the profile facts behind them; no reply."""
+
+    service: str
+    items: list[RecItem]
+    profile_facts: list[str]
+
+
+@dataclass
 class ChatTurnResult:
     service: str = ""
     items: list[RecItem] = field(default_factory=list)
@@ -49,15 +59,18 @@ class ChatTurnResult:
     chunks: int = 0
 
 
-def text_tensor(spec: T.TensorSpec, value: str | bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(spec.client_name, [1], spec.dtype)
-    tensor.set_data_from_numpy(np.array([value.encode("utf-8") if isinstance(value, str) else value], dtype=np.object_))
+def text_tensor(spec: T.TensorSpec, value: str | bytes, signature: T.StageSignature = T.CHAT) -> grpcclient.InferInput:
+    shape = signature.wire_shape(spec)
+    tensor = grpcclient.InferInput(spec.client_name, shape, spec.dtype)
+    data = np.array([value.encode("utf-8") if isinstance(value, str) else value], dtype=np.object_)
+    tensor.set_data_from_numpy(data.reshape(shape))
     return tensor
 
 
-def int_tensor(spec: T.TensorSpec, value: int) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(spec.client_name, [1], spec.dtype)
-    tensor.set_data_from_numpy(np.array([value], dtype=np.int32))
+def int_tensor(spec: T.TensorSpec, value: int, signature: T.StageSignature = T.CHAT) -> grpcclient.InferInput:
+    shape = signature.wire_shape(spec)
+    tensor = grpcclient.InferInput(spec.client_name, shape, spec.dtype)
+    tensor.set_data_from_numpy(np.array([value], dtype=np.int32).reshape(shape))
     return tensor
 
 
@@ -70,6 +83,7 @@ def items_from(result) -> list[RecItem]:
     ids, prices, scores = (arrays[spec.client_name] for spec in (T.ITEM_IDS, T.ITEM_PRICES, T.ITEM_SCORES))
     if ids is None:
         return []
+    prices, scores = prices.reshape(-1), scores.reshape(-1)  # the ensembles answer one row: [1, K]
     names, services, why = (decode(arrays[spec.client_name])
                             for spec in (T.ITEM_NAMES, T.ITEM_SERVICES, T.ITEM_EXPLANATIONS))
     return [RecItem(int(i), names[k], services[k], float(prices[k]), float(scores[k]), why[k])
@@ -97,20 +111,31 @@ class RecLLMClient:
         except InferenceServerException:
             return False
 
-    def ensemble_inputs(self, user_id, query, top_k, service) -> list[grpcclient.InferInput]:
-        return [text_tensor(T.USER_ID, user_id), text_tensor(T.QUERY, query), int_tensor(T.TOP_K, top_k),
-                text_tensor(T.SERVICE, service)]
+    def ensemble_inputs(self, user_id, query, top_k, service, signature: T.StageSignature = T.CHAT
+                        ) -> list[grpcclient.InferInput]:
+        return [text_tensor(T.USER_ID, user_id, signature), text_tensor(T.QUERY, query, signature),
+                int_tensor(T.TOP_K, top_k, signature), text_tensor(T.SERVICE, service, signature)]
+
+    def _infer(self, model: str, signature: T.StageSignature, user_id, query, top_k, service):
+        outputs = [grpcclient.InferRequestedOutput(spec.client_name) for spec in signature.outputs]
+        try:
+            return self.grpc.infer(model, self.ensemble_inputs(user_id, query, top_k, service, signature),
+                                   outputs=outputs, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise RecLLMClientError(exc.message() or str(exc)) from exc
 
     def recommend(self, user_id: str, query: str | bytes, top_k: int = 5, service: str = "") -> Recommendation:
         """One round trip through the ``recllm`` ensemble."""
-        outputs = [grpcclient.InferRequestedOutput(spec.client_name) for spec in T.ENSEMBLE.outputs]
-        try:
-            result = self.grpc.infer(ENSEMBLE_MODEL, self.ensemble_inputs(user_id, query, top_k, service),
-                                     outputs=outputs, client_timeout=self.timeout_s)
-        except InferenceServerException as exc:
-            raise RecLLMClientError(exc.message() or str(exc)) from exc
+        result = self._infer(ENSEMBLE_MODEL, T.ENSEMBLE, user_id, query, top_k, service)
         return Recommendation(decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result),
                               decode(result.as_numpy(T.REPLY.client_name))[0])
+
+    def rank(self, user_id: str, query: str | bytes, top_k: int = 5, service: str = "") -> Ranked:
+        """One round trip through ``recllm_rank``: items, scores and explanations without generating a reply."""
+        result = self._infer(RANK_MODEL, T.RANK, user_id, query, top_k, service)
+        facts = result.as_numpy(T.PROFILE_FACTS.client_name)
+        return Ranked(decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result),
+                      decode(facts) if facts is not None else [])
 
     def chat_stream(self, session_id: str, user_id: str, message: str | bytes, top_k: int = 5,
                     service: str = "") -> Iterator[tuple[str, object]]:

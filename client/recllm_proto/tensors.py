@@ -95,21 +95,36 @@ SESSION_CONSTRAINTS = (EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE)
 class StageSignature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # Batched models (``max_batch_size > 0``): every tensor travels with a leading batch dim that ``dims`` leave
+    # out; one request is one row ([1, *dims]), and Triton's dynamic batcher hands several requests to one execute.
+    batched: bool = False
+
+    def wire_shape(self, spec: TensorSpec, length: int = 1) -> list[int]:
+        """The shape a caller sends for ``spec`` (one request; ``length`` for a variable dim)."""
+        shape = [length if d == -1 else d for d in spec.dims]
+        return [1, *shape] if self.batched else shape
 
 
-# Each Triton model's inputs and outputs, in config order.
-QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,))
+# Each Triton model's inputs and outputs, in config order. All stages are batched models; the generator's
+# batches are one request each until its own batching lands (ensemble/pipeline_graph.py sets the sizes).
+QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,), batched=True)
 RETRIEVER = StageSignature((USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
-                           (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT))
+                           (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT),
+                           batched=True)
 RERANKER = StageSignature((USER_ID, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
-                           USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS)
-GENERATOR = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,))
+                           USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS, batched=True)
+GENERATOR = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,), batched=True)
 STAGES: dict[str, StageSignature] = {
     "query_encoder": QUERY_ENCODER, "retriever": RETRIEVER, "reranker": RERANKER, "generator": GENERATOR,
 }
+RANKING_STAGES = ("query_encoder", "retriever", "reranker")
 
 # The client boundary (lower_snake on the wire).
+REQUEST = (USER_ID, QUERY, TOP_K, SERVICE)
+# Items, scores and explanations without a reply (no generator), plus what a caller needs to write its own reply.
+RANK_MODEL = "recllm_rank"
+RANK = StageSignature(REQUEST, (*ITEM_OUTPUTS, RESOLVED_SERVICE, PROFILE_FACTS), batched=True)
 ENSEMBLE_MODEL = "recllm"
-ENSEMBLE = StageSignature((USER_ID, QUERY, TOP_K, SERVICE), (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE))
+ENSEMBLE = StageSignature(REQUEST, (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE), batched=True)
 CHAT_MODEL = "recllm_chat"
 CHAT = StageSignature((SESSION_ID, USER_ID, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))

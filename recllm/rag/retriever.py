@@ -14,6 +14,7 @@ and only there (the same rule applies to fragments).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -72,20 +73,29 @@ class Retriever:
         self.config = config
         self.sensitive_items = sensitive_item_mask(catalog)
 
-    def infer_service(self, query_vector: np.ndarray) -> str:
+    def probe(self, query_vectors: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per service, the nearest items of every query in one search: (scores [B, k], ids [B, k]); k covers
+        both the service vote (top 5) and the health vote (top ``health_vote_k``)."""
+        k = max(5, self.config.health_vote_k)
+        return {service: self.index.search(service, query_vectors, k) for service in SERVICES}
+
+    def infer_service(self, query_vector: np.ndarray, probe: dict | None = None, row: int = 0) -> str:
         """The service whose best 5 items match the query best."""
+        probe = probe if probe is not None else self.probe(query_vector[None, :])
         means = {}
         for service in SERVICES:
-            scores, _ = self.index.search(service, query_vector[None, :], 5)
-            means[service] = float(scores[0].mean()) if scores.size else -1.0
+            scores = probe[service][0][row, :5]
+            means[service] = float(scores.mean()) if scores.size else -1.0
         return max(means, key=means.get)
 
-    def is_health_query(self, query_vector: np.ndarray) -> bool:
+    def is_health_query(self, query_vector: np.ndarray, probe: dict | None = None, row: int = 0) -> bool:
+        probe = probe if probe is not None else self.probe(query_vector[None, :])
+        k = self.config.health_vote_k
         hits = []
         for service in SERVICES:
-            scores, ids = self.index.search(service, query_vector[None, :], self.config.health_vote_k)
-            hits.extend(zip(scores[0].tolist(), ids[0].tolist()))
-        nearest = [item_id for _, item_id in sorted(hits, reverse=True)[: self.config.health_vote_k]]
+            scores, ids = probe[service]
+            hits.extend(zip(scores[row, :k].tolist(), ids[row, :k].tolist()))
+        nearest = [item_id for _, item_id in sorted(hits, reverse=True)[:k]]
         return is_health_query(nearest, self.sensitive_items, self.config.health_vote_threshold)
 
     def read_context(self, user_id: str) -> UserContext:
@@ -97,11 +107,29 @@ class Retriever:
         self, request: RecRequest, query_vector: np.ndarray, exclude_item_ids: frozenset[int] = frozenset(),
         context: UserContext | None = None,
     ) -> Retrieval:
-        context = context if context is not None else self.read_context(request.user_id)
-        service = request.service or self.infer_service(query_vector)
-        health = self.is_health_query(query_vector)
-        pool = self.search_pool(service, query_vector, context.signals)
-        pool.update(self.repeat_candidates(service, context.purchases))
+        return self.retrieve_many([request], query_vector[None, :], [exclude_item_ids],
+                                  None if context is None else [context])[0]
+
+    def retrieve_many(
+        self, requests: Sequence[RecRequest], query_vectors: np.ndarray,
+        exclude_item_ids: Sequence[frozenset[int]] | None = None, contexts: Sequence[UserContext] | None = None,
+    ) -> list[Retrieval]:
+        """``retrieve`` for requests that arrived together: the FAISS searches of all of them run as one search
+        per service (probe) and one per requested service (pools); everything else stays per request, so each
+        result equals ``retrieve`` of that request alone. ``query_vectors`` is [B, D]."""
+        query_vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)  # [B, D]
+        exclude_item_ids = exclude_item_ids or [frozenset()] * len(requests)
+        contexts = contexts or [self.read_context(r.user_id) for r in requests]
+        probe = self.probe(query_vectors)
+        services = [r.service or self.infer_service(query_vectors[b], probe, b) for b, r in enumerate(requests)]
+        health = [self.is_health_query(query_vectors[b], probe, b) for b in range(len(requests))]
+        pools = self.search_pools(services, query_vectors, [c.signals for c in contexts])
+        return [self.finish(r, query_vectors[b], services[b], health[b], pools[b], exclude_item_ids[b], contexts[b])
+                for b, r in enumerate(requests)]
+
+    def finish(self, request: RecRequest, query_vector: np.ndarray, service: str, health: bool, pool: set[int],
+               exclude_item_ids: frozenset[int], context: UserContext) -> Retrieval:
+        pool = pool | self.repeat_candidates(service, context.purchases)
         allowed = [i for i in pool if self.allowed(i, service, request, health, exclude_item_ids)]
         ids = np.array(allowed, dtype=np.int64)
         scores = self.index.item_vectors[ids] @ query_vector if len(ids) else np.zeros(0, np.float32)  # [C]
@@ -115,14 +143,33 @@ class Retriever:
             context=context,
         )
 
-    def search_pool(self, service: str, query_vector: np.ndarray, signals: UserSignals) -> set[int]:
+    def search_vectors(self, query_vector: np.ndarray, signals: UserSignals) -> list[np.ndarray]:
+        """The query, and the query blended with the user's long-term preference when there is one."""
         vectors = [query_vector]
         if signals.pref_long is not None and self.config.preference_weight > 0:
             blended = (1 - self.config.preference_weight) * query_vector + self.config.preference_weight * signals.pref_long
             vectors.append(blended / max(float(np.linalg.norm(blended)), 1e-8))
-        # Over-fetch: filters below drop out-of-stock, over-budget and sensitive items.
-        _, ids = self.index.search(service, np.stack(vectors), self.config.num_candidates * 2)
-        return {int(i) for i in ids.ravel() if i >= 0}
+        return vectors
+
+    def search_pool(self, service: str, query_vector: np.ndarray, signals: UserSignals) -> set[int]:
+        return self.search_pools([service], query_vector[None, :], [signals])[0]
+
+    def search_pools(self, services: Sequence[str], query_vectors: np.ndarray, signals: Sequence[UserSignals]
+                     ) -> list[set[int]]:
+        """Each request's candidate pool; one FAISS search per service for all requests asking it."""
+        rows = [self.search_vectors(query_vectors[b], s) for b, s in enumerate(signals)]
+        pools: list[set[int]] = [set() for _ in services]
+        for service in dict.fromkeys(services):
+            members = [b for b, s in enumerate(services) if s == service]
+            stacked = np.stack([v for b in members for v in rows[b]])  # [sum of rows, D]
+            # Over-fetch: filters below drop out-of-stock, over-budget and sensitive items.
+            _, ids = self.index.search(service, stacked, self.config.num_candidates * 2)
+            start = 0
+            for b in members:
+                found = ids[start:start + len(rows[b])]
+                pools[b] = {int(i) for i in found.ravel() if i >= 0}
+                start += len(rows[b])
+        return pools
 
     def repeat_candidates(self, service: str, events: list) -> set[int]:
         """Items of this service from the user's purchased families, most recent first."""

@@ -8,11 +8,12 @@ the batch are unaffected.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import faiss
 import numpy as np
@@ -25,23 +26,37 @@ from recllm.profile.user_context import UserContext, UserContextError
 from recllm.rag.rec_request import RecRequest, RequestError, with_session_constraints
 
 log = logging.getLogger(__name__)
+Parsed = TypeVar("Parsed")
 
-# One intra-op thread (torch and FAISS/OpenMP) per model process: the stages run in separate processes on a
-# 2-core machine, and oversubscribed threads spin (a flat FAISS search took 18 ms with default threads, 1 ms with one).
+# One intra-op thread (torch and FAISS/OpenMP) per model process by default: the stages run in separate processes
+# on a 2-core machine, and oversubscribed threads spin (a flat FAISS search took 18 ms with default threads, 1 ms
+# with one). A generated config may say otherwise (``intra_op_threads``, ensemble/pipeline_graph.py ServingProfile).
 TORCH_THREADS = 1
 _threads_set = threading.Lock()
 
 
-def artifact_layout() -> ArtifactLayout:
-    """The artifact build the server was started on (set by ``recllm serve``)."""
+def intra_op_threads(args: dict | None) -> int:
+    """``intra_op_threads`` from the model config Triton passes to ``initialize`` (``TORCH_THREADS`` if unset)."""
+    if not args or "model_config" not in args:
+        return TORCH_THREADS
+    parameters = json.loads(args["model_config"]).get("parameters", {})
+    value = parameters.get("intra_op_threads", {}).get("string_value", str(TORCH_THREADS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"model config parameter intra_op_threads must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def artifact_layout(args: dict | None = None) -> ArtifactLayout:
+    """The artifact build the server was started on (set by ``recllm serve``); sets this process's threads."""
     root = os.environ.get(ARTIFACT_DIR_ENV)
     if not root:
         raise RuntimeError(f"{ARTIFACT_DIR_ENV} is not set: start the server with `recllm serve`")
     layout = ArtifactLayout(Path(root))
     layout.require_built()
+    threads = intra_op_threads(args)
     with _threads_set:
-        torch.set_num_threads(TORCH_THREADS)
-        faiss.omp_set_num_threads(TORCH_THREADS)
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
     return layout
 
 
@@ -97,12 +112,48 @@ def error_response(pb_utils, model_name: str, exc: BaseException):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
-def execute_each(pb_utils, model_name: str, requests, handle_one: Callable[[object], dict[str, np.ndarray]]) -> list:
-    """Run ``handle_one`` per request; a failing request gets its own error response."""
+def as_row(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One request's outputs of a batched model: each array gets the leading batch dim of its one row."""
+    return {name: np.asarray(array)[None, ...] for name, array in outputs.items()}
+
+
+def execute_each(pb_utils, model_name: str, requests, handle_one: Callable[[object], dict[str, np.ndarray]],
+                 batched: bool = True) -> list:
+    """Run ``handle_one`` per request; a failing request gets its own error response. ``batched``: the model has
+    ``max_batch_size > 0``, so each response carries its request's one row ([1, *dims])."""
     responses = []
     for request in requests:
         try:
-            responses.append(make_response(pb_utils, handle_one(request)))
+            outputs = handle_one(request)
+            responses.append(make_response(pb_utils, as_row(outputs) if batched else outputs))
         except Exception as exc:  # noqa: BLE001 - every failure must become this request's error
             responses.append(error_response(pb_utils, model_name, exc))
+    return responses
+
+
+def execute_together(pb_utils, model_name: str, requests, parse_one: Callable[[object], Parsed],
+                     run_many: Callable[[list[Parsed]], list[dict[str, np.ndarray]]]) -> list:
+    """Requests that Triton batched into one ``execute`` computed in one call, each answered with its own row.
+
+    ``parse_one`` reads and validates one request (its error is that request's alone); ``run_many`` computes all
+    parsed requests at once and returns their outputs in order. Should the joint call fail, each request is run
+    alone, so an error still reaches only the request that causes it."""
+    responses: list = [None] * len(requests)
+    parsed: dict[int, Parsed] = {}
+    for i, request in enumerate(requests):
+        try:
+            parsed[i] = parse_one(request)
+        except Exception as exc:  # noqa: BLE001 - every failure must become this request's error
+            responses[i] = error_response(pb_utils, model_name, exc)
+    try:
+        joint = dict(zip(parsed, run_many(list(parsed.values())))) if parsed else {}
+    except Exception:  # noqa: BLE001 - fall back to one call per request to find whose input fails
+        log.warning("%s: joint call over %d requests failed; running them one by one", model_name, len(parsed))
+        joint = {}
+    for i, item in parsed.items():
+        try:
+            outputs = joint[i] if i in joint else run_many([item])[0]
+            responses[i] = make_response(pb_utils, as_row(outputs))
+        except Exception as exc:  # noqa: BLE001
+            responses[i] = error_response(pb_utils, model_name, exc)
     return responses

@@ -1,3 +1,4 @@
+import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -81,3 +82,61 @@ def test_every_stage_tensor_comes_from_the_one_table():
 def test_retriever_hands_the_user_context_to_the_reranker():
     steps = {step.model_name: step for step in graph.ensemble_config().ensemble_scheduling.step}
     assert steps["retriever"].output_map[tensors.USER_CONTEXT.name] == steps["reranker"].input_map[tensors.USER_CONTEXT.name]
+
+
+def test_rank_ensemble_is_the_full_ensembles_first_steps():
+    rank = [s.model_name for s in graph.rank_ensemble_config().ensemble_scheduling.step]
+    full = [s.model_name for s in graph.ensemble_config().ensemble_scheduling.step]
+    assert rank == list(tensors.RANKING_STAGES) and full[:len(rank)] == rank and full[-1] == "generator"
+    config = graph.rank_ensemble_config()
+    assert {t.name for t in config.output} == {s.client_name for s in tensors.RANK.outputs}
+    available = {t.name for t in config.input}
+    for step in config.ensemble_scheduling.step:
+        assert set(step.input_map.values()) <= available
+        available |= set(step.output_map.values())
+    assert {t.name for t in config.output} <= available
+
+
+def test_ranking_stages_batch_dynamically_with_ragged_variable_inputs():
+    configs = graph.all_configs()
+    for name in tensors.RANKING_STAGES:
+        config = configs[name]
+        assert config.max_batch_size > 1 and config.HasField("dynamic_batching"), name
+        for tensor in config.input:
+            assert tensor.allow_ragged_batch == (-1 in tensor.dims), (name, tensor.name)
+    # An ensemble may not batch more than any of its steps; the generator answers one request per execute.
+    assert configs["generator"].max_batch_size == 1 and not configs["generator"].HasField("dynamic_batching")
+    assert configs[tensors.ENSEMBLE_MODEL].max_batch_size == 1
+    assert configs[tensors.RANK_MODEL].max_batch_size == min(configs[n].max_batch_size for n in tensors.RANKING_STAGES)
+    assert configs[tensors.CHAT_MODEL].max_batch_size == 0  # the decoupled stream keeps its unbatched boundary
+
+
+def test_cpu_profiles_scale_instances_and_validate():
+    small, big = graph.cpu_profile(2), graph.cpu_profile(16)
+    assert big.reranker.instances > small.reranker.instances and big.chat_instances >= small.chat_instances
+    config = graph.all_configs(big)["reranker"]
+    assert config.instance_group[0].count == big.reranker.instances
+    assert config.parameters["intra_op_threads"].string_value == str(big.reranker.intra_op_threads)
+    for bad in ({"instances": 0}, {"max_batch_size": 0}, {"queue_delay_us": -1}, {"intra_op_threads": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            graph.StageServing(**bad)
+    with pytest.raises(ValueError, match="cores"):
+        graph.cpu_profile(0)
+
+
+def test_wire_shapes_carry_the_batch_dim_of_batched_signatures():
+    assert tensors.RANK.wire_shape(tensors.QUERY) == [1, 1]
+    assert tensors.CHAT.wire_shape(tensors.QUERY) == [1]
+    assert tensors.RETRIEVER.wire_shape(tensors.EXCLUDE_ITEM_IDS, 3) == [1, 3]
+
+
+def test_profile_cpu_preset_writes_a_full_repository(tmp_path):
+    from recllm_cli.main import profiled_repository
+
+    target = profiled_repository(8, tmp_path)
+    for name in graph.all_configs():
+        parsed = text_format.Parse((target / name / "config.pbtxt").read_text(), mc.ModelConfig())
+        assert parsed.name == name
+    assert (target / "retriever" / "1" / "model.py").exists()
+    retriever = text_format.Parse((target / "retriever" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert retriever.instance_group[0].count == graph.cpu_profile(8).retriever.instances

@@ -135,12 +135,12 @@ def raw_inputs(**tensors):
 
 
 def test_missing_tensor_and_wrong_dtype_are_rejected(client, warm_user):
-    text = lambda s: ("BYTES", np.array([s.encode()], dtype=np.object_))  # noqa: E731
+    text = lambda s: ("BYTES", np.array([[s.encode()]], dtype=np.object_))  # noqa: E731 - one row: [1, 1]
     with pytest.raises(InferenceServerException, match="top_k"):
         client.grpc.infer("recllm", raw_inputs(user_id=text(warm_user), query=text(GOOD_QUERY), service=text("")))
     with pytest.raises(InferenceServerException, match="(?i)data.?type|datatype|FP32"):
         client.grpc.infer("recllm", raw_inputs(user_id=text(warm_user), query=text(GOOD_QUERY), service=text(""),
-                                               top_k=("FP32", np.array([3.0], dtype=np.float32))))
+                                               top_k=("FP32", np.array([[3.0]], dtype=np.float32))))
     assert client.recommend(warm_user, GOOD_QUERY, 3, "samokat").items
 
 

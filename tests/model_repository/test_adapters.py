@@ -55,7 +55,8 @@ def test_query_encoder_returns_unit_vector(models):
     response = run(models["query_encoder"], QUERY=text(QUERY))
     assert not response.has_error()
     vector = response.outputs()["QUERY_EMBEDDING"]
-    assert vector.dtype == np.float32 and vector.ndim == 1
+    assert vector.dtype == np.float32 and vector.shape[0] == 1 and vector.ndim == 2  # one request, one row
+    vector = vector[0]
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -81,10 +82,10 @@ def retrieve(models, user_id, **extra):
 
 def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, test_artifacts):
     catalog = Catalog.load_jsonl(test_artifacts.catalog)
-    plain = retrieve(models, warm_user).outputs()["CANDIDATE_ITEM_IDS"]
+    plain = retrieve(models, warm_user).outputs()["CANDIDATE_ITEM_IDS"][0]
     excluded = plain[:3].astype(np.int64)
     capped = retrieve(models, warm_user, EXCLUDE_ITEM_IDS=excluded, MAX_PRICE=np.array([150.0], np.float32))
-    ids = capped.outputs()["CANDIDATE_ITEM_IDS"]
+    ids = capped.outputs()["CANDIDATE_ITEM_IDS"][0]
     assert not set(excluded.tolist()) & set(ids.tolist())
     assert all(catalog.get(int(i)).price <= 150.0 for i in ids)
     bad = retrieve(models, warm_user, MAX_PRICE=np.array([-1.0], np.float32))
@@ -98,12 +99,12 @@ def test_reranker_and_generator_chain(models, warm_user):
                  CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"], CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"],
                  USER_CONTEXT=candidates["USER_CONTEXT"])
     outputs = ranked.outputs()
-    assert len(outputs["ITEM_IDS"]) == 4
-    assert set(outputs["ITEM_IDS"].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"].tolist())
-    assert all(e for e in outputs["ITEM_EXPLANATIONS"])
+    assert outputs["ITEM_IDS"].shape == (1, 4)
+    assert set(outputs["ITEM_IDS"][0].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"][0].tolist())
+    assert all(e for e in outputs["ITEM_EXPLANATIONS"][0])
     reply = run(models["generator"], QUERY=text(QUERY), RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
                 ITEM_IDS=outputs["ITEM_IDS"], PROFILE_FACTS=candidates["PROFILE_FACTS"])
-    assert reply.outputs()["REPLY"][0].decode().strip()
+    assert reply.outputs()["REPLY"].reshape(-1)[0].decode().strip()
 
 
 def test_reranker_refuses_a_missing_or_foreign_user_context(models, warm_user, test_artifacts):
@@ -142,3 +143,92 @@ def test_chat_error_goes_to_the_stream_and_is_final(models, warm_user):
     assert len(sent) == 2
     assert sent[0][0].has_error() and "query is empty" in sent[0][0].error().message()
     assert sent[1] == (None, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+
+# --- dynamic batches: several requests in one execute, each answered as if it came alone ---------------------------
+QUERIES = ("что приготовить на ужин, чтобы было полезно?", "нужен подарок сыну на 7 лет", "молоко без лактозы",
+           "healthy snacks for the office under 500 rubles")
+
+
+def row(array: np.ndarray) -> np.ndarray:
+    """A request of a batched model as Triton delivers it: one row, [1, *dims]."""
+    return np.asarray(array)[None, ...]
+
+
+def assert_same_outputs(batched, alone):
+    assert batched.has_error() == alone.has_error()
+    if alone.has_error():
+        assert batched.error().message() == alone.error().message()
+        return
+    a, b = batched.outputs(), alone.outputs()
+    assert a.keys() == b.keys()
+    for name in a:
+        if a[name].dtype == np.object_:
+            assert a[name].tolist() == b[name].tolist(), name
+        else:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_encoder_batch_is_one_call_and_matches_single_requests(models, monkeypatch):
+    encoder = models["query_encoder"]
+    requests = [fake_pb_utils.FakeRequest({"QUERY": row(text(q))}) for q in (*QUERIES, "   ")]
+    calls = []
+    real = encoder.encoder.encode
+    monkeypatch.setattr(encoder.encoder, "encode", lambda texts: calls.append(len(texts)) or real(texts))
+    batched = encoder.execute(requests)
+    assert calls == [len(QUERIES)]  # the empty query is refused before the joint call
+    for request, response in zip(requests, batched):
+        assert_same_outputs(response, encoder.execute([request])[0])
+    assert batched[-1].has_error() and "query is empty" in batched[-1].error().message()
+
+
+def retriever_request(models, user, query, service, **extra):
+    vector = run(models["query_encoder"], QUERY=row(text(query))).outputs()["QUERY_EMBEDDING"]
+    tensors = dict(USER_ID=row(text(user)), QUERY=row(text(query)), TOP_K=row(np.array([5], np.int32)),
+                   SERVICE=row(text(service)), QUERY_EMBEDDING=vector) | extra
+    return fake_pb_utils.FakeRequest(tensors)
+
+
+def test_retriever_mixed_batch_matches_single_requests(models, warm_user, test_artifacts, monkeypatch):
+    from recllm.profile.sqlite_store import ProfileStore
+
+    users = ProfileStore(test_artifacts.profile_db, read_only=True).user_ids()[:3]
+    retriever = models["retriever"]
+    requests = [
+        retriever_request(models, users[0], QUERIES[0], "samokat"),
+        retriever_request(models, users[1], QUERIES[1], ""),                       # service inferred
+        retriever_request(models, "never-seen-user-7", QUERIES[2], "kuper"),       # cold start
+        retriever_request(models, users[2], QUERIES[3], "samokat",
+                          EXCLUDE_ITEM_IDS=row(np.array([1, 2, 3], np.int64)), MAX_PRICE=row(np.array([300.0], np.float32))),
+        retriever_request(models, users[0], QUERIES[0], "ozon"),                   # refused: unknown service
+        retriever_request(models, users[1], QUERIES[3], "megamarket"),
+    ]
+    searches = []
+    real = retriever.retriever.index.search
+    monkeypatch.setattr(retriever.retriever.index, "search",
+                        lambda service, vectors, k: searches.append(len(vectors)) or real(service, vectors, k))
+    batched = retriever.execute(requests)
+    # One probe per service for all five valid requests, then one pool search per requested service.
+    assert searches[:3] == [5, 5, 5] and len(searches) == 3 + 3
+    for request, response in zip(requests, batched):
+        assert_same_outputs(response, retriever.execute([request])[0])
+    assert batched[4].has_error() and "unknown service" in batched[4].error().message()
+    assert batched[1].outputs()["RESOLVED_SERVICE"].reshape(-1)[0] == b"megamarket"
+
+
+def test_reranker_mixed_batch_matches_single_requests(models, test_artifacts):
+    from recllm.profile.sqlite_store import ProfileStore
+
+    users = ProfileStore(test_artifacts.profile_db, read_only=True).user_ids()[:3]
+    requests = []
+    for k, (user, query) in enumerate(zip(users, QUERIES)):
+        candidates = models["retriever"].execute([retriever_request(models, user, query, "samokat")])[0].outputs()
+        requests.append(fake_pb_utils.FakeRequest(dict(
+            USER_ID=row(text(user)), QUERY=row(text(query)), TOP_K=row(np.array([3 + k], np.int32)),
+            RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
+            CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"], USER_CONTEXT=candidates["USER_CONTEXT"])))
+    batched = models["reranker"].execute(requests)
+    shapes = [r.outputs()["ITEM_IDS"].shape for r in batched]
+    assert shapes[:2] == [(1, 3), (1, 4)] and shapes[2][0] == 1 and shapes[2][1] <= 5  # ragged: each its own row
+    for request, response in zip(requests, batched):
+        assert_same_outputs(response, models["reranker"].execute([request])[0])

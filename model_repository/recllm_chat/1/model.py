@@ -16,15 +16,17 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 def call_model(model_name, inputs, output_names):
+    """One BLS request to a batched stage: each input is sent as its one row ([1, *dims]), each output read back
+    without that batch dim."""
     request = pb_utils.InferenceRequest(
         model_name=model_name,
         requested_output_names=output_names,
-        inputs=[pb_utils.Tensor(name, array) for name, array in inputs.items()],
+        inputs=[pb_utils.Tensor(name, np.asarray(array)[None, ...]) for name, array in inputs.items()],
     )
     response = request.exec()
     if response.has_error():
         raise RequestError(response.error().message())
-    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0] for name in output_names}
 
 
 def request_tensors(request):

@@ -14,7 +14,7 @@ from recllm.serving.backend_adapter import (
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.ranking = load_ranking_stage(artifact_layout())
+        self.ranking = load_ranking_stage(artifact_layout(args))
 
     def handle(self, request):
         rec = parse_request(*(input_scalar(pb_utils, request, t.name) for t in (T.USER_ID, T.QUERY, T.TOP_K)))

@@ -1,5 +1,5 @@
 """Triton adapter: user + query embedding -> candidate items, profile facts and the user's context read once
-(recllm.rag.retriever, recllm.profile.user_context)."""
+(recllm.rag.retriever, recllm.profile.user_context). A dynamic batch shares its FAISS searches (retrieve_many)."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -8,22 +8,30 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_retriever
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_each, input_array, input_scalar, optional_array, session_constraints,
+    artifact_layout, execute_together, input_array, input_scalar, optional_array, session_constraints,
 )
 from recllm_proto.text_arrays import utf8_array
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.retriever = load_retriever(artifact_layout())
+        self.retriever = load_retriever(artifact_layout(args))
 
-    def handle(self, request):
+    def parse(self, request):
         rec = parse_request(*(input_scalar(pb_utils, request, t.name) for t in (T.USER_ID, T.QUERY, T.TOP_K, T.SERVICE)))
         query_vector = input_array(pb_utils, request, T.QUERY_EMBEDDING.name).astype(np.float32).reshape(-1)
         rec = session_constraints(pb_utils, request, rec)
         exclude = optional_array(pb_utils, request, T.EXCLUDE_ITEM_IDS.name)
         exclude_ids = frozenset(int(i) for i in exclude.reshape(-1)) if exclude is not None else frozenset()
-        retrieval = self.retriever.retrieve(rec, query_vector, exclude_ids)
+        return rec, query_vector, exclude_ids
+
+    def retrieve(self, parsed):
+        requests, vectors, excludes = zip(*parsed)
+        retrievals = self.retriever.retrieve_many(requests, np.stack(vectors), excludes)
+        return [self.outputs(rec, retrieval) for rec, retrieval in zip(requests, retrievals)]
+
+    @staticmethod
+    def outputs(rec, retrieval):
         return {
             T.CANDIDATE_ITEM_IDS.name: retrieval.candidate_ids.astype(np.int64),
             T.CANDIDATE_SCORES.name: retrieval.candidate_scores.astype(np.float32),
@@ -33,4 +41,4 @@ class TritonPythonModel:
         }
 
     def execute(self, requests):
-        return execute_each(pb_utils, "retriever", requests, self.handle)
+        return execute_together(pb_utils, "retriever", requests, self.parse, self.retrieve)
