@@ -38,6 +38,7 @@ class UserLayersConfig:
     num_slots: int = 8
     num_segments: int = 8
     gate_top_k: int = 2
+    lora_path: str = "kernel"  # "kernel" (kernels.multi_lora) or "per_request" (see multi_lora.MultiLoRALinear)
 
     def __post_init__(self):
         for name in ("user_dim", "num_prefix", "prefix_hidden", "lora_rank", "num_slots", "num_segments",
@@ -76,7 +77,8 @@ class AdaptiveQwen2(nn.Module):
         self.norms = nn.ModuleList(install_conditional_norms(base, config.user_dim, norm_layers, config.norm_sites))
         self.prefix = UserPrefixEncoder(base.config, config.user_dim, prefix_layers, config.num_prefix,
                                         config.prefix_hidden) if prefix_layers else None
-        self.slots = install_multi_lora(base, config.num_slots, config.lora_rank, config.lora_modules)
+        self.slots = install_multi_lora(base, config.num_slots, config.lora_rank, config.lora_modules,
+                                        path=config.lora_path)
         self.gate = MixtureGate(config.user_dim, config.num_segments, config.gate_top_k)
         self.to(base.lm_head.weight.device)
 

@@ -23,12 +23,45 @@ from recllm.user_layers.layer_context import rows_per_token
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
 
 
+LORA_PATHS = ("kernel", "per_request")
+
+
+def per_request_lora(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor,
+                     indices: torch.Tensor, mix_weights: torch.Tensor | None) -> torch.Tensor:
+    """The LoRA delta [B, T, d_out] (float32) when every token of a request uses its request's adapters:
+    ``delta[b, t] = Σ_k w[b, k] * (x[b, t] @ A[s].T) @ B[s].T * scales[s]`` for ``s = indices[b, k] >= 0``.
+
+    The kernel's loop with rows grouped by request instead of by slot: the A and B of each (request, k) are
+    gathered once ([B, R, d_in], [B, d_out, R], not per token) and two bmm calls cover all T tokens.
+    """
+    valid = indices >= 0  # [B, K]
+    slots = indices.clamp(min=0).long()  # [B, K]
+    coeff = scales.float().index_select(0, slots.reshape(-1)).view_as(slots) * valid  # [B, K]
+    if mix_weights is not None:
+        coeff = coeff * mix_weights.float()
+    xf = x.float()  # [B, T, d_in]
+    delta = None
+    for k in range(indices.shape[1]):
+        a = lora_a.index_select(0, slots[:, k]).float()  # [B, R, d_in]
+        b = lora_b.index_select(0, slots[:, k]).float()  # [B, d_out, R]
+        h = torch.bmm(xf, a.transpose(1, 2)) * coeff[:, k, None, None]  # [B, T, R]
+        term = torch.bmm(h, b.transpose(1, 2))  # [B, T, d_out]
+        delta = term if delta is None else delta + term
+    return delta
+
+
 class MultiLoRALinear(nn.Module):
+    """``path``: "kernel" flattens the batch to tokens and calls ``kernels.multi_lora.apply_multi_lora`` (Triton on
+    GPU, the grouped torch path on CPU); "per_request" runs ``per_request_lora`` (same arithmetic, two bmm per
+    mixture position; cheaper on CPU when each request's tokens share its adapters, which is always the case here)."""
+
     takes_layer_context = True
 
-    def __init__(self, base: nn.Linear, num_slots: int, rank: int):
+    def __init__(self, base: nn.Linear, num_slots: int, rank: int, path: str = "kernel"):
         super().__init__()
-        self.base = base
+        if path not in LORA_PATHS:
+            raise ValueError(f"MultiLoRALinear path must be one of {LORA_PATHS}, got {path!r}")
+        self.base, self.path = base, path
         weight = base.weight
         self.register_buffer("lora_a", torch.zeros(num_slots, rank, base.in_features, dtype=weight.dtype,
                                                    device=weight.device))
@@ -42,6 +75,11 @@ class MultiLoRALinear(nn.Module):
         if indices is None:
             return y
         B, T, _ = x.shape
+        if self.path == "per_request":
+            if not bool((indices >= 0).any()):
+                return y
+            delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
+            return y + delta.to(y.dtype)
         if hasattr(layer_context, "lora_rows"):
             row_indices, row_mix = layer_context.lora_rows(T)
         else:
@@ -94,7 +132,7 @@ class AdapterSlots:
 
 
 def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
-                       layers: tuple[int, ...] | None = None) -> AdapterSlots:
+                       layers: tuple[int, ...] | None = None, path: str = "kernel") -> AdapterSlots:
     """Wrap the chosen attention projections of ``model`` (a ``Qwen2``); returns their slots."""
     if num_slots <= 0 or rank <= 0:
         raise ValueError(f"install_multi_lora needs num_slots > 0 and rank > 0, got {num_slots}, {rank}")
@@ -106,10 +144,10 @@ def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...
     for index in layers:
         attention = model.model.layers[index].self_attn
         for module in modules:
-            wrapper = MultiLoRALinear(getattr(attention, module), num_slots, rank)
+            wrapper = MultiLoRALinear(getattr(attention, module), num_slots, rank, path)
             setattr(attention, module, wrapper)
             wrappers[(index, module)] = wrapper
     return AdapterSlots(wrappers, num_slots, rank)
 
 
-__all__ = ["AdapterSlots", "MultiLoRALinear", "install_multi_lora"]
+__all__ = ["LORA_PATHS", "AdapterSlots", "MultiLoRALinear", "install_multi_lora", "per_request_lora"]

@@ -119,3 +119,26 @@ def test_any_adapter_mix_in_a_batch_equals_each_row_alone(rows, seq_len):
             alone = model(tokens[i:i + 1], layer_context=UserLayerContext(lora_indices=indices[i:i + 1],
                                                                           mix_weights=weights[i:i + 1]))
             torch.testing.assert_close(batch[i:i + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seq_len", [1, 5])
+def test_per_request_path_equals_the_kernel_path(tiny_config, seq_len):
+    from recllm.generator.qwen2 import build_qwen2
+
+    models = {}
+    for path in ("kernel", "per_request"):
+        model = build_qwen2(tiny_config, seed=0).eval()
+        slots = install_multi_lora(model, num_slots=3, rank=8, path=path)
+        for slot in range(3):
+            slots.write(slot, random_adapter(tiny_config, f"a{slot}", rank=(8, 4, 8)[slot], seed=slot))
+        models[path] = model
+    tokens = torch.randint(0, tiny_config.vocab_size, (4, seq_len), generator=torch.Generator().manual_seed(3))
+    for indices, mix in [(torch.tensor([[0], [-1], [2], [1]]), None),
+                         (torch.tensor([[0, 1], [-1, 2], [2, 2], [-1, -1]]), torch.rand(4, 2))]:
+        ctx = dict(lora_indices=indices, mix_weights=mix)
+        with torch.no_grad():
+            torch.testing.assert_close(models["per_request"](tokens, layer_context=UserLayerContext(**ctx)),
+                                       models["kernel"](tokens, layer_context=UserLayerContext(**ctx)),
+                                       rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="path"):
+        install_multi_lora(build_qwen2(tiny_config), 2, 4, path="fast")
