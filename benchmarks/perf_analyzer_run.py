@@ -4,6 +4,7 @@ Starts tritonserver on the built artifacts (``recllm.serving.triton_server``), t
 ``<artifact-dir>/eval_queries.jsonl`` into a perf_analyzer ``--input-data`` JSON, and runs perf_analyzer over
 gRPC at a concurrency range for:
 
+* ``recllm_rank`` - the ranking ensemble (encoder → retriever → reranker, batched stages), no reply;
 * ``recllm`` - the ensemble (encoder → retriever → reranker → generator), one response per request;
 * ``recllm_chat`` - the decoupled chat model, driven with ``--streaming``; perf_analyzer's latency there is
   request sent → last streamed response, and the time to the first streamed response is computed from its
@@ -56,6 +57,7 @@ class ModelSpec:
 
 
 MODELS = {
+    T.RANK_MODEL: ModelSpec(T.RANK_MODEL, streaming=False, needs_session=False, ensemble=True),
     T.ENSEMBLE_MODEL: ModelSpec(T.ENSEMBLE_MODEL, streaming=False, needs_session=False, ensemble=True),
     T.CHAT_MODEL: ModelSpec(T.CHAT_MODEL, streaming=True, needs_session=True, ensemble=False),
 }
@@ -85,7 +87,7 @@ class PerfAnalyzerConfig:
     """What to measure and how long; defaults finish in a few minutes on a 2-core machine."""
 
     artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
-    models: tuple[str, ...] = ("recllm", "recllm_chat")
+    models: tuple[str, ...] = ("recllm_rank", "recllm", "recllm_chat")
     concurrency_range: str = "1:4:3"
     measurement_interval_ms: int = 4000
     stability_percentage: float = 50.0
@@ -136,7 +138,8 @@ def load_eval_rows(path: Path, limit: int) -> list[dict]:
 
 
 def build_input_data(rows: list[dict], model: str, top_k: int, session_prefix: str = "pa") -> dict:
-    """perf_analyzer ``--input-data`` JSON: one entry per request, every input a flat list of its [1] shape.
+    """perf_analyzer ``--input-data`` JSON: one entry per request, every input a flat list of its [1] shape
+    (for the batched ensembles perf_analyzer adds the batch dim itself, ``-b 1``).
 
     The chat model gets one session id per row; perf_analyzer replays the rows round-robin, so each session
     sees the same message several times (later turns exclude items already shown in that session).
@@ -387,6 +390,8 @@ def warm_up(grpc_url: str, rows: list[dict], config: PerfAnalyzerConfig, session
     with RecLLMClient(grpc_url, timeout_s=120) as client:
         for index, row in enumerate(rows[:WARMUP_REQUESTS]):
             service = row.get("service") or ""
+            if "recllm_rank" in config.models:
+                client.rank(row["user_id"], row["text"], config.top_k, service)
             if "recllm" in config.models:
                 client.recommend(row["user_id"], row["text"], config.top_k, service)
             if "recllm_chat" in config.models:
@@ -443,6 +448,10 @@ def save_results(reports: list[ModelReport], markdown: str, config: PerfAnalyzer
         raw = RunPaths.under(config.work_dir, report.model).csv
         if raw.exists():
             shutil.copyfile(raw, config.results_dir / f"perf_analyzer_{report.model}.csv")
+        # The exact requests perf_analyzer replayed, committed beside its figures.
+        data = RunPaths.under(config.work_dir, report.model).input_json
+        if data.exists():
+            shutil.copyfile(data, config.results_dir / f"perf_analyzer_{report.model}_input.json")
     target = config.results_dir / "perf_analyzer.md"
     target.write_text(markdown, encoding="utf-8")
     return target

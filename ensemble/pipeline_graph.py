@@ -86,8 +86,9 @@ def cpu_profile(cores: int) -> ServingProfile:
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores!r}")
     delay = 500 if cores <= 2 else 1000
-    stage = StageServing(instances=max(1, cores // 4), max_batch_size=32, queue_delay_us=delay, dynamic_batching=True)
-    reranker = StageServing(instances=max(1, cores // 2), max_batch_size=32, queue_delay_us=delay, dynamic_batching=True)
+    batching = dict(max_batch_size=32, queue_delay_us=delay, dynamic_batching=True)
+    stage = StageServing(instances=max(1, cores // 4), **batching)
+    reranker = StageServing(instances=max(1, cores // 2), **batching)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
                           generator=StageServing(instances=max(1, cores // 8), max_batch_size=1,
                                                  dynamic_batching=False),
@@ -128,7 +129,8 @@ def add_tensors(config: mc.ModelConfig, signature: tensors.StageSignature, bound
 def python_model_config(name: str, signature: tensors.StageSignature, decoupled: bool = False, instances: int = 1,
                         boundary: bool = False, serving: StageServing | None = None) -> mc.ModelConfig:
     serving = serving or StageServing(instances=instances)
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=serving.max_batch_size if signature.batched else 0)
+    batch = serving.max_batch_size if signature.batched else 0
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=batch)
     add_tensors(config, signature, boundary)
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=serving.instances))
     if signature.batched and serving.dynamic_batching:

@@ -56,7 +56,8 @@ def test_concurrent_burst_each_request_gets_its_own_answer(client, users, triton
     for k, answer in enumerate(answers):
         expected = alone[k % len(REQUESTS)]
         assert answer.service == expected.service
-        assert [(i.item_id, i.explanation) for i in answer.items] == [(i.item_id, i.explanation) for i in expected.items]
+        pairs = lambda result: [(i.item_id, i.explanation) for i in result.items]  # noqa: E731
+        assert pairs(answer) == pairs(expected)
         assert [i.score for i in answer.items] == pytest.approx([i.score for i in expected.items], abs=1e-5)
     after = batch_counts(client.grpc)
     executions = {m: after[m][0] - before[m][0] for m in after}

@@ -199,7 +199,8 @@ def test_retriever_mixed_batch_matches_single_requests(models, warm_user, test_a
         retriever_request(models, users[1], QUERIES[1], ""),                       # service inferred
         retriever_request(models, "never-seen-user-7", QUERIES[2], "kuper"),       # cold start
         retriever_request(models, users[2], QUERIES[3], "samokat",
-                          EXCLUDE_ITEM_IDS=row(np.array([1, 2, 3], np.int64)), MAX_PRICE=row(np.array([300.0], np.float32))),
+                          EXCLUDE_ITEM_IDS=row(np.array([1, 2, 3], np.int64)),
+                          MAX_PRICE=row(np.array([300.0], np.float32))),
         retriever_request(models, users[0], QUERIES[0], "ozon"),                   # refused: unknown service
         retriever_request(models, users[1], QUERIES[3], "megamarket"),
     ]
