@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.machine_info import machine_info, package_version
-from builders.train_user_layers import IGNORE, TrainUserLayersConfig, UserData, eval_window, train
+from builders.train_user_layers import IGNORE, TrainUserLayersConfig, eval_window, train
 from recllm.generator.qwen2 import Qwen2Config, build_qwen2
 from recllm.generator.qwen2_checkpoint import save_qwen2
 from recllm.user_layers.adapter_store import (

@@ -259,7 +259,7 @@ def train_user_layers(config: TrainUserLayersConfig, adaptive: AdaptiveQwen2, tr
 def hf_peft_model(base_dir: Path, config: TrainUserLayersConfig):
     """An HF Qwen2ForCausalLM from our checkpoint folder, wrapped by peft with one throwaway adapter."""
     import transformers
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     hf = transformers.Qwen2ForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     return get_peft_model(hf, lora_config(config), adapter_name="init")
