@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import psycopg
@@ -285,6 +286,48 @@ class PostgresProfileStore(DerivedProfileMethods):
             cursor = self.connection().execute(SELECT_EVENTS + " AND kind = %s ORDER BY ts, event_seq",
                                                (user_id, kind))
         return list(map(EventRow._make, cursor))
+
+    def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
+        """The user's newest ``limit`` events, newest first (ties: the later inserted first)."""
+        cursor = self.connection().execute(SELECT_EVENTS + " ORDER BY ts DESC, event_seq DESC LIMIT %s",
+                                           (user_id, max(int(limit), 0)))
+        return list(map(EventRow._make, cursor))
+
+    def activity_of(self, user_id: str) -> list[tuple[str, str, int, int, int, float]]:
+        """(service, kind, events, first ts, last ts, sum of price × quantity) per service and kind, ordered."""
+        return [(service, kind, count, first, last, float(spend)) for service, kind, count, first, last, spend in
+                self.connection().execute(
+                    'SELECT service, kind, count(*), min(ts), max(ts), sum(price * quantity) FROM events '
+                    'WHERE user_id = %s GROUP BY service, kind ORDER BY service COLLATE "C", kind COLLATE "C"',
+                    (user_id,))]
+
+    def demographics_of(self, user_id: str) -> tuple[str, str] | None:
+        """The user's (age band, region), or None."""
+        row = self.connection().execute("SELECT age_band, region FROM users WHERE user_id = %s",
+                                        (user_id,)).fetchone()
+        return tuple(row) if row else None
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block see one snapshot (a REPEATABLE READ, READ ONLY transaction)."""
+        conn = self.connection()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def expire_events(self, cutoffs: dict[str, int]) -> tuple[int, list[str]]:
+        """Delete every event of service ``s`` older than ``cutoffs[s]`` (unix seconds), in one transaction;
+        returns (events deleted, the users who had some, sorted)."""
+        affected: set[str] = set()
+        deleted = 0
+        with self.connection().transaction() as tx:
+            for service, cutoff in sorted(cutoffs.items()):
+                per_user = tx.connection.execute(  # grouped on the server: one row per user, not per event
+                    "WITH gone AS (DELETE FROM events WHERE service = %s AND ts < %s RETURNING user_id) "
+                    "SELECT user_id, count(*) FROM gone GROUP BY user_id", (service, int(cutoff))).fetchall()
+                deleted += sum(count for _, count in per_user)
+                affected.update(user_id for user_id, _ in per_user)
+        return deleted, sorted(affected)
 
     def user_ids(self) -> list[str]:
         cursor = self.connection().execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")

@@ -21,7 +21,7 @@ from recllm.catalog.product_catalog import Catalog
 from recllm.profile.differential_privacy import PrivacyConfig, ReleaseOutcome, release_preferences
 from recllm.profile.fragments import build_fragments
 from recllm.profile.history import HistoryConfig, build_history, histogram_rows, history_rows, temporal_histograms
-from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.storage import ProfileStorage
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_refresh_inputs(catalog: Catalog, item_vectors: np.ndarray, user_id: st
         raise ValueError(f"item_vectors must be [num_items={len(catalog.items)}, D], got shape {item_vectors.shape}")
 
 
-def refresh_user_profile(store: ProfileStore, catalog: Catalog, item_vectors: np.ndarray, user_id: str, now_ts: int,
+def refresh_user_profile(store: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, user_id: str, now_ts: int,
                          config: RefreshConfig | None = None) -> None:
     """Rebuild the user's fragments, history and temporal histograms and make a DP release of their preferences."""
     check_refresh_inputs(catalog, item_vectors, user_id, now_ts)
@@ -57,7 +57,7 @@ def refresh_user_profile(store: ProfileStore, catalog: Catalog, item_vectors: np
                         config or RefreshConfig())
 
 
-def refresh_from_events(store: ProfileStore, catalog: Catalog, item_vectors: np.ndarray, user_id: str,
+def refresh_from_events(store: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, user_id: str,
                         events: Sequence, now_ts: int, config: RefreshConfig) -> ReleaseOutcome:
     """The refresh over ``events`` (the user's whole stored log); returns what the privacy release did."""
     store.replace_fragments(user_id, build_fragments(user_id, events, catalog, item_vectors))
@@ -66,7 +66,7 @@ def refresh_from_events(store: ProfileStore, catalog: Catalog, item_vectors: np.
     return release_preferences(store, user_id, events, item_vectors, now_ts, config.privacy)
 
 
-def refresh_all_profiles(store: ProfileStore, catalog: Catalog, item_vectors: np.ndarray, now_ts: int,
+def refresh_all_profiles(store: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, now_ts: int,
                          config: RefreshConfig | None = None, progress: bool = False) -> Counter:
     """Refresh every user with events (build time); returns how many releases ended in each status."""
     config = config or RefreshConfig()

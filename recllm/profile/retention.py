@@ -1,4 +1,4 @@
-"""Retention and deletion for the embedded profile: TTL cleanup of stale events and ``forget(user)``.
+"""Retention and deletion for the profile (either backend): TTL cleanup of stale events and ``forget(user)``.
 
 ``expire_stale_events`` drops events older than their service's time-to-live and refreshes every user it touched
 (fragments, history, temporal histograms, the DP preference release: ``profile.refresh``), so no profile fact
@@ -19,7 +19,7 @@ import numpy as np
 
 from recllm.catalog.product_catalog import SERVICES, Catalog
 from recllm.profile.refresh import refresh_user_profile
-from recllm.profile.sqlite_store import USER_TABLES, ProfileStore
+from recllm.profile.storage import ProfileStorage
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,12 @@ class RetentionConfig:
             raise ValueError(f"RetentionConfig.ttl_days must be > 0 days, got {bad}")
 
 
-def expire_stale_events(store: ProfileStore, catalog: Catalog, item_vectors: np.ndarray, now_ts: int,
+def expire_stale_events(store: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray, now_ts: int,
                         config: RetentionConfig) -> int:
-    """Delete events past their service's TTL; rebuild the fragments of affected users. Returns events deleted."""
-    conn = store.connection()
-    affected: set[str] = set()
-    deleted = 0
-    with conn:
-        for service, days in config.ttl_days.items():
-            cutoff = now_ts - int(days * DAY_S)
-            users = conn.execute("SELECT DISTINCT user_id FROM events WHERE service = ? AND ts < ?", (service, cutoff))
-            affected.update(row[0] for row in users)
-            deleted += conn.execute("DELETE FROM events WHERE service = ? AND ts < ?", (service, cutoff)).rowcount
-    for user_id in sorted(affected):
+    """Delete events past their service's TTL; rebuild the derived profile of affected users. Returns events deleted."""
+    cutoffs = {service: now_ts - int(days * DAY_S) for service, days in config.ttl_days.items()}
+    deleted, affected = store.expire_events(cutoffs)
+    for user_id in affected:
         # Everything derived from events (fragments, history, histograms, the DP preference release) is rebuilt.
         refresh_user_profile(store, catalog, item_vectors, user_id, now_ts)
     log.info("expired %d events of %d users", deleted, len(affected))
@@ -72,19 +65,18 @@ class SqliteUserData(Protocol):
     def connection(self) -> sqlite3.Connection: ...
 
 
-def forget_user(store: ProfileStore, sessions: SqliteUserData, user_id: str) -> dict[str, int]:
-    """Remove every row about ``user_id`` from both databases; returns rows deleted per table."""
-    removed = {}
-    for connection in (store.connection(), sessions.connection()):
-        connection.execute("PRAGMA secure_delete = ON")  # overwrite deleted cells: no copy left in free pages
-    tables = {store: USER_TABLES, sessions: sessions.USER_TABLES}
-    for owner, names in tables.items():
-        with owner.connection() as conn:
-            for table in names:
-                removed[table] = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount  # noqa: S608
-            for table in names:
-                # Interior index pages keep copies of deleted keys as separators: rebuilding drops them.
-                conn.execute(f"REINDEX {table}")
-        owner.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and nothing lingers in the WAL file
+def forget_user(store: ProfileStorage, sessions: SqliteUserData, user_id: str) -> dict[str, int]:
+    """Remove every row about ``user_id`` from the profile (either backend: ``ProfileStorage.forget_user``) and the
+    chat-session database; returns rows deleted per table."""
+    removed = dict(store.forget_user(user_id))
+    conn = sessions.connection()
+    conn.execute("PRAGMA secure_delete = ON")  # overwrite deleted cells: no copy left in free pages
+    with conn:
+        for table in sessions.USER_TABLES:
+            removed[table] = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount  # noqa: S608
+        for table in sessions.USER_TABLES:
+            # Interior index pages keep copies of deleted keys as separators: rebuilding drops them.
+            conn.execute(f"REINDEX {table}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and nothing lingers in the WAL file
     log.info("forgot user: %s", removed)
     return removed

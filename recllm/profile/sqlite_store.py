@@ -13,8 +13,9 @@ import json
 import secrets
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -208,6 +209,50 @@ class ProfileStore:
             params += (kind,)
         cursor = self.connection().execute(query + " ORDER BY ts", params)
         return list(map(EventRow._make, cursor))
+
+    def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
+        """The user's newest ``limit`` events, newest first (ties: the later inserted first)."""
+        cursor = self.connection().execute(
+            "SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device FROM events "
+            "WHERE user_id = ? ORDER BY ts DESC, rowid DESC LIMIT ?", (user_id, max(int(limit), 0)))
+        return list(map(EventRow._make, cursor))
+
+    def activity_of(self, user_id: str) -> list[tuple[str, str, int, int, int, float]]:
+        """(service, kind, events, first ts, last ts, sum of price × quantity) per service and kind, ordered."""
+        return [(service, kind, count, first, last, float(spend)) for service, kind, count, first, last, spend in
+                self.connection().execute(
+                    "SELECT service, kind, COUNT(*), MIN(ts), MAX(ts), SUM(price * quantity) FROM events "
+                    "WHERE user_id = ? GROUP BY service, kind ORDER BY service, kind", (user_id,))]
+
+    def demographics_of(self, user_id: str) -> tuple[str, str] | None:
+        """The user's (age band, region), or None."""
+        row = self.connection().execute("SELECT age_band, region FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        return tuple(row) if row else None
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block see one commit (a WAL read transaction), however many writers
+        commit meanwhile."""
+        conn = self.connection()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.rollback()  # read-only: ends the snapshot
+
+    def expire_events(self, cutoffs: dict[str, int]) -> tuple[int, list[str]]:
+        """Delete every event of service ``s`` older than ``cutoffs[s]`` (unix seconds), in one transaction;
+        returns (events deleted, the users who had some, sorted)."""
+        conn = self.connection()
+        affected: set[str] = set()
+        deleted = 0
+        with conn:
+            for service, cutoff in sorted(cutoffs.items()):
+                params = (service, int(cutoff))
+                affected.update(row[0] for row in conn.execute(
+                    "SELECT DISTINCT user_id FROM events WHERE service = ? AND ts < ?", params))
+                deleted += conn.execute("DELETE FROM events WHERE service = ? AND ts < ?", params).rowcount
+        return deleted, sorted(affected)
 
     def user_ids(self) -> list[str]:
         cursor = self.connection().execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")

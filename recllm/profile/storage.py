@@ -1,11 +1,11 @@
 """The profile storage interface and the factory that opens a backend from a path or URL.
 
-The builders, retrieval, ranking, profile refresh and differential privacy need only the methods of
-``ProfileStorage`` (retention's TTL cleanup and the profile service's activity summaries still run SQL on the
-SQLite connection). Two backends implement them with the same tables and return types:
+The builders, retrieval, ranking, profile refresh, differential privacy, retention and the profile service (ingest,
+read view, forget) need only the methods of ``ProfileStorage``. Two backends implement them with the same tables and
+return types:
 
-* ``recllm.profile.sqlite_store.ProfileStore`` — SQLite in WAL mode, one file, the embedded default and the out-of-the-box
-  path (``recllm build`` / ``recllm serve`` use it);
+* ``recllm.profile.sqlite_store.ProfileStore`` — SQLite in WAL mode, one file, the embedded default and the
+  out-of-the-box path (``recllm build`` / ``recllm serve`` use it unless given ``--profile-url``);
 * ``recllm.profile.postgres_store.PostgresProfileStore`` — PostgreSQL with the per-user tables hash-partitioned by
   ``user_id``, for deployments whose profile outgrows one file or one machine's writer.
 
@@ -15,8 +15,9 @@ SQLite connection). Two backends implement them with the same tables and return 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ContextManager, Iterable, Protocol, runtime_checkable
 
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
@@ -25,6 +26,8 @@ if TYPE_CHECKING:  # the PostgreSQL backend (and psycopg) is imported only when 
     from recllm.profile.postgres_store import PostgresProfileStore
 
 SQLITE_SCHEME = "sqlite://"
+# Set by ``recllm serve --profile-url`` for the Triton model processes it starts: where they read the profile.
+PROFILE_URL_ENV = "RECLLM_PROFILE_URL"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -54,6 +57,21 @@ class ProfileStorage(Protocol):
 
     def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
         """The user's events in time order (ties in insertion order), optionally only one kind."""
+
+    def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
+        """The user's newest ``limit`` events, newest first."""
+
+    def activity_of(self, user_id: str) -> list[tuple[str, str, int, int, int, float]]:
+        """(service, kind, events, first_ts, last_ts, purchase-style spend = sum of price × quantity), ordered."""
+
+    def demographics_of(self, user_id: str) -> tuple[str, str] | None:
+        """The user's (age_band, region), or None."""
+
+    def read_snapshot(self) -> ContextManager[None]:
+        """A block whose reads on this thread all see the same commit."""
+
+    def expire_events(self, cutoffs: dict[str, int]) -> tuple[int, list[str]]:
+        """Delete events of each service older than its cutoff, atomically; (events deleted, affected users)."""
 
     def user_ids(self) -> list[str]:
         """Distinct users with at least one event, in code-point order."""
@@ -140,3 +158,10 @@ def _open_sqlite(path: Path, read_only: bool, partitions: int | None) -> Profile
     if partitions is not None:
         raise ValueError(f"profile storage: partitions={partitions!r} applies to PostgreSQL only, not to SQLite {path}")
     return ProfileStore(path, read_only=read_only)
+
+
+def profile_location(default: Path, environ: dict[str, str] | None = None) -> str | Path:
+    """Where a served model reads the profile: ``$RECLLM_PROFILE_URL`` when set, else ``default`` (the artifact's
+    SQLite file)."""
+    value = (os.environ if environ is None else environ).get(PROFILE_URL_ENV, "").strip()
+    return value or default

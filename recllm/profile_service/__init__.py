@@ -7,9 +7,9 @@
 - ``config`` — ``ProfileServiceConfig`` and the ``IngestPolicy`` (batching, fsync level, backpressure, refresh mode);
 - ``server`` — the servicer and ``ProfileServer`` (start/stop, context manager; ``python -m`` runs it alone);
 - ``ingest_stream`` — one ``IngestEvents`` stream: admit events as they arrive, ack them in send order;
-- ``event_writer`` — the single writer thread: group commit with ``synchronous=FULL``, then the profile refresh
-  (before the ack in "sync" mode, handed to ``profile_refresher`` in "async" mode); forget and TTL cleanup run on
-  it too, in queue order;
+- ``event_writer`` — the single writer thread: idempotent group commit (a stored ``event_id`` is not stored again)
+  with ``synchronous=FULL``, then the profile refresh (before the ack in "sync" mode, handed to
+  ``profile_refresher`` in "async" mode); forget and TTL cleanup run on it too, in queue order;
 - ``profile_refresher`` — the async refresh: a coalescing, bounded dirty set of users and its refresh thread;
 - ``ttl_cleanup`` — the periodic ``expire_stale_events`` thread;
 - ``profile_view`` / ``messages`` — one user's data read for ``GetProfile``, and protobuf conversions.

@@ -16,8 +16,20 @@ from recllm.serving.triton_server import REPO_ROOT
 if TYPE_CHECKING:  # profile_retention pulls in the chat sessions and with them torch
     from recllm.profile.retention import RetentionConfig
 
+PROFILE_URL_SCHEMES: tuple[str, ...] = ("postgresql://", "postgres://", "sqlite://")
 SYNCHRONOUS_LEVELS: tuple[str, ...] = ("FULL", "EXTRA")  # levels that fsync the WAL at every commit
 REFRESH_MODES: tuple[str, ...] = ("sync", "async")
+
+
+def redacted_url(url: object) -> object:
+    """``url`` without a password (``scheme://user:secret@host`` → ``scheme://user@host``), also when malformed."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    at = url.rfind("@")
+    head = url[:at]
+    start = head.find("//") + 2 if "//" in head else head.find(":") + 1
+    colon = head.find(":", start)
+    return url if colon < 0 else head[:colon] + url[at:]
 
 
 def _check_positive_int(owner: str, name: str, value) -> None:
@@ -59,6 +71,9 @@ class ProfileServiceConfig:
     """Where the profile service listens, which artifact folder it writes, and its ingest/retention policy."""
 
     artifact_dir: Path = REPO_ROOT / "artifacts" / "default"
+    # None: the artifact folder's SQLite profile (the embedded default); "postgresql://…": that PostgreSQL store
+    # (filled by ``recllm build --profile-url``). Chat sessions stay in the artifact folder either way.
+    profile_url: str | None = None
     bind_address: str = "127.0.0.1"
     port: int = 8003                        # 0: any free port (tests); ``ProfileServer.port`` tells which
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
@@ -74,6 +89,10 @@ class ProfileServiceConfig:
 
     def __post_init__(self) -> None:
         self.artifact_dir = Path(self.artifact_dir)
+        if self.profile_url is not None and (not isinstance(self.profile_url, str) or not self.profile_url.startswith(
+                PROFILE_URL_SCHEMES)):
+            raise ValueError(f"ProfileServiceConfig.profile_url must be None (the artifact's SQLite file) or a "
+                             f"postgresql:// or sqlite:// URL, got {redacted_url(self.profile_url)!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"ProfileServiceConfig.port must be 0..65535 (0: any free port), got {self.port!r}")
         interval = self.ttl_cleanup_interval_s
@@ -89,6 +108,10 @@ class ProfileServiceConfig:
         if isinstance(self.stop_grace_s, bool) or not isinstance(self.stop_grace_s, (int, float)) \
                 or not self.stop_grace_s >= 0:
             raise ValueError(f"ProfileServiceConfig.stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
+
+    def profile_location(self, layout_profile_db: Path) -> str | Path:
+        """What the service opens: ``profile_url``, or the artifact folder's profile file."""
+        return self.profile_url if self.profile_url is not None else layout_profile_db
 
     @property
     def address(self) -> str:

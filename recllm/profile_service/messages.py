@@ -1,7 +1,7 @@
 """Conversions between the profile service's protobuf messages and the library's records.
 
 An incoming ``Event`` message becomes a ``recllm.synthetic.records.Event`` (the record ``profile.event_schema`` validates
-and ``ProfileStore`` stores); a field the schema needs but the message does not carry is reported by name instead
+and ``ProfileStorage.ingest_events`` stores); a field the schema needs but the message does not carry is reported by name instead
 of being read as protobuf's zero default (item 0 is a real item; price 0 would be reported as "not > 0").
 """
 

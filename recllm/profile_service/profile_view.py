@@ -3,14 +3,15 @@
 Events (summarised per service and kind, plus the newest few), demographics, profile fragments, the temporal
 histograms and history levels ``profile.refresh`` derives, and the user's privacy ledger and latest release metadata.
 
-Every query is keyed by ``user_id`` (the ``events_by_user`` index), so a profile read costs the user's own rows only.
+Every read is a ``ProfileStorage`` method keyed by ``user_id`` (the ``events_by_user`` index), so a profile read
+costs the user's own rows only, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.storage import ProfileStorage
 from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
 
 MAX_RECENT_EVENTS = 1000  # a GetProfile answer stays small; the full log is the store's business
@@ -47,13 +48,10 @@ class UserProfileView:
                 or bool(self.privacy_ledger) or bool(self.history_levels))
 
 
-def _service_summaries(store: ProfileStore, user_id: str) -> dict[str, ActivitySummary]:
-    rows = store.connection().execute(
-        "SELECT service, kind, COUNT(*), MIN(ts), MAX(ts), SUM(price * quantity) FROM events "
-        "WHERE user_id = ? GROUP BY service, kind ORDER BY service, kind", (user_id,)).fetchall()
+def _service_summaries(store: ProfileStorage, user_id: str) -> dict[str, ActivitySummary]:
     grouped: dict[str, list[tuple]] = {}
-    for row in rows:
-        grouped.setdefault(row[0], []).append(row[1:])
+    for service, *counts in store.activity_of(user_id):
+        grouped.setdefault(service, []).append(tuple(counts))
     summaries = {}
     for service, kinds in grouped.items():
         purchase = next((k for k in kinds if k[0] == "purchase"), None)
@@ -85,16 +83,11 @@ def _overall(services: dict[str, ActivitySummary]) -> ActivitySummary:
     )
 
 
-def _recent_events(store: ProfileStore, user_id: str, limit: int) -> list[EventRow]:
-    if limit <= 0:
-        return []
-    cursor = store.connection().execute(
-        "SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device FROM events "
-        "WHERE user_id = ? ORDER BY ts DESC, rowid DESC LIMIT ?", (user_id, min(limit, MAX_RECENT_EVENTS)))
-    return list(map(EventRow._make, cursor))
+def _recent_events(store: ProfileStorage, user_id: str, limit: int) -> list[EventRow]:
+    return store.recent_events(user_id, min(limit, MAX_RECENT_EVENTS)) if limit > 0 else []
 
 
-def _history_levels(store: ProfileStore, user_id: str) -> dict[str, tuple[int, int, int]]:
+def _history_levels(store: ProfileStorage, user_id: str) -> dict[str, tuple[int, int, int]]:
     levels: dict[str, tuple[int, int, int]] = {}
     for level, start_ts, end_ts, _summary in store.history_of(user_id):
         periods, first, last = levels.get(level, (0, start_ts, end_ts))
@@ -102,27 +95,23 @@ def _history_levels(store: ProfileStore, user_id: str) -> dict[str, tuple[int, i
     return levels
 
 
-def read_user_profile(store: ProfileStore, user_id: str, recent_events: int = 0) -> UserProfileView:
+def read_user_profile(store: ProfileStorage, user_id: str, recent_events: int = 0) -> UserProfileView:
     """The user's demographics, activity per service, profile fragments and newest ``recent_events`` events.
 
     All reads run in one read transaction, so the summary, fragments and events come from the same commit even
     while the service's writer keeps committing.
     """
-    conn = store.connection()
-    conn.execute("BEGIN")
-    try:
-        demographics = conn.execute("SELECT age_band, region FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    with store.read_snapshot():
+        demographics = store.demographics_of(user_id)
         services = _service_summaries(store, user_id)
         fragments = store.fragments_of(user_id)
         recent = _recent_events(store, user_id, recent_events)
         derived = dict(temporal=store.temporal_histograms_of(user_id), history_levels=_history_levels(store, user_id),
                        privacy_ledger=store.privacy_ledger_of(user_id),
                        preference_release=store.released_preferences_of(user_id))
-    finally:
-        conn.rollback()  # read-only: ends the snapshot
     return UserProfileView(
         user_id=user_id,
-        demographics=tuple(demographics) if demographics else None,
+        demographics=demographics,
         overall=_overall(services),
         services=services,
         fragments=fragments,

@@ -2,8 +2,10 @@
 
 ``recllm serve`` starts it next to tritonserver on the same artifact folder. Events stream in over
 ``IngestEvents``; each is validated with ``recllm.profile.event_schema`` against the catalog, committed durably to the
-artifact's profile SQLite by the single writer (``event_writer``) and acknowledged; the Triton retriever reads the
-same file per request (read-only), so an acknowledged event is visible to the very next recommendation. The derived
+profile store by the single writer (``event_writer``) and acknowledged (a retried event with a stored ``event_id``
+is acknowledged as a duplicate and not stored again); the Triton retriever reads the same store per request
+(read-only), so an acknowledged event is visible to the very next recommendation. The store is the artifact's
+SQLite file, or the PostgreSQL store named by ``ProfileServiceConfig.profile_url`` (``--profile-url``). The derived
 profile (fragments, history, DP release) is refreshed before the ack (``refresh_mode="sync"``) or right after it
 on a refresh thread (``"async"``, default; ``ProfileServer.wait_refreshed`` waits for it).
 ``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile.retention.forget_user``); an
@@ -34,7 +36,7 @@ from recllm.profile.event_schema import EventValidationError, validate_event
 from recllm.profile.retention import RetentionConfig, forget_user
 from recllm_proto import profile_pb2 as pb
 from recllm_proto import profile_pb2_grpc as pb_grpc
-from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig
+from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig, redacted_url
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 from recllm.profile_service.ingest_stream import Admission, IngestStream
 from recllm.profile_service.messages import (
@@ -42,7 +44,7 @@ from recllm.profile_service.messages import (
 )
 from recllm.profile_service.profile_view import read_user_profile
 from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
-from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.storage import ProfileStorage, open_profile_storage
 from recllm.serving.triton_server import port_is_free
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class ProfileServiceError(RuntimeError):
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """The three RPCs over a writer (all writes) and a read-only store (profile reads)."""
 
-    def __init__(self, writer: EventWriter, reader: ProfileStore, sessions: SessionStore, catalog: Catalog,
+    def __init__(self, writer: EventWriter, reader: ProfileStorage, sessions: SessionStore, catalog: Catalog,
                  config: ProfileServiceConfig, clock: Callable[[], float]):
         self.writer, self.reader, self.sessions = writer, reader, sessions
         self.catalog, self.config, self.clock = catalog, config, clock
@@ -97,8 +99,10 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         return forget_message(user_id, removed)
 
 
-def load_catalog_and_vectors(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:
-    missing = [str(p) for p in (layout.catalog, layout.catalog_index_dir, layout.profile_db) if not p.exists()]
+def load_catalog_and_vectors(layout: ArtifactLayout, needs_profile_file: bool = True
+                             ) -> tuple[Catalog, CatalogIndex]:
+    needed = (layout.catalog, layout.catalog_index_dir) + ((layout.profile_db,) if needs_profile_file else ())
+    missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise ArtifactsNotBuiltError(
             f"the profile service needs a built artifact folder; missing {', '.join(missing)}: run `recllm build`")
@@ -115,6 +119,7 @@ class ProfileServer:
         self.port: int | None = None
         self.writer: EventWriter | None = None
         self.cleanup: PeriodicTtlCleanup | None = None
+        self.reader: ProfileStorage | None = None
         self._grpc: grpc.Server | None = None
 
     @property
@@ -127,11 +132,13 @@ class ProfileServer:
             raise ProfileServiceError(f"profile service port {config.port} on {config.bind_address} is already in "
                                       "use; stop whatever holds it or choose another port (--profile-port)")
         layout = ArtifactLayout(config.artifact_dir)
-        catalog, index = load_catalog_and_vectors(layout)
-        self.writer = EventWriter(layout.profile_db, catalog, index.item_vectors, config.ingest, self.clock).start()
+        catalog, index = load_catalog_and_vectors(layout, needs_profile_file=config.profile_url is None)
+        profile = config.profile_location(layout.profile_db)
+        self.writer = EventWriter(profile, catalog, index.item_vectors, config.ingest, self.clock).start()
         try:
-            servicer = ProfileServicer(self.writer, ProfileStore(layout.profile_db, read_only=True),
-                                       SessionStore(layout.sessions_db), catalog, config, self.clock)
+            self.reader = open_profile_storage(profile, read_only=True)
+            servicer = ProfileServicer(self.writer, self.reader, SessionStore(layout.sessions_db), catalog, config,
+                                       self.clock)
             self._start_grpc(servicer)
             if config.ttl_cleanup_interval_s is not None:
                 retention = config.retention or RetentionConfig()
@@ -140,7 +147,7 @@ class ProfileServer:
         except BaseException:
             self.stop()
             raise
-        log.info("profile service listening on %s (writing %s)", self.address, layout.profile_db)
+        log.info("profile service listening on %s (writing %s)", self.address, redacted_url(str(profile)))
         return self
 
     def _start_grpc(self, servicer: ProfileServicer) -> None:
@@ -182,6 +189,10 @@ class ProfileServer:
             self._grpc = None
         if self.writer is not None:
             self.writer.stop()
+        for store in (self.reader, self.writer.store if self.writer is not None else None):
+            close = getattr(store, "close", None)  # PostgreSQL connections; SQLite's close with their threads
+            if close is not None:
+                close()
 
     def __enter__(self) -> ProfileServer:
         return self.start()
@@ -195,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recllm.profile_service.server",
                                      description="Run the Rec-LLM profile service alone (recllm serve runs it too)")
     parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--profile-url", default=defaults.profile_url,
+                        help="postgresql://… profile store (default: the artifact folder's SQLite file)")
     parser.add_argument("--bind-address", default=defaults.bind_address)
     parser.add_argument("--port", type=int, default=defaults.port, help="0: any free port (printed)")
     parser.add_argument("--ttl-cleanup-interval-s", type=float, default=defaults.ttl_cleanup_interval_s)
@@ -210,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, lambda *_: stopped.set())
     try:
-        config = ProfileServiceConfig(artifact_dir=args.artifact_dir, bind_address=args.bind_address, port=args.port,
+        config = ProfileServiceConfig(artifact_dir=args.artifact_dir, profile_url=args.profile_url,
+                                      bind_address=args.bind_address, port=args.port,
                                       ttl_cleanup_interval_s=args.ttl_cleanup_interval_s,
                                       ingest=IngestPolicy(refresh_mode=args.refresh_mode))
         with ProfileServer(config) as server:

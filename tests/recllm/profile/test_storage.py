@@ -428,7 +428,8 @@ def event_ids_of(store, user_id: str) -> list[str | None]:
     """The stored client ids of the user's events (not part of ``EventRow``: read straight from the table)."""
     conn = store.connection()
     placeholder = "?" if isinstance(store, ProfileStore) else "%s"
-    rows = conn.execute(f"SELECT event_id FROM events WHERE user_id = {placeholder}", (user_id,)).fetchall()  # noqa: S608
+    query = f"SELECT event_id FROM events WHERE user_id = {placeholder}"  # noqa: S608
+    rows = conn.execute(query, (user_id,)).fetchall()
     return sorted((row[0] for row in rows), key=lambda v: (v is None, v or ""))
 
 
@@ -484,3 +485,56 @@ def test_forget_removes_the_users_pending_mark(storage):
     storage.ingest_events([event("u1", 10), event("u2", 10)], commit_seq=1)
     assert storage.forget_user("u1")["pending_refresh"] == 1
     assert storage.pending_refreshes() == [("u2", 1)]
+
+
+# --- what retention and the profile service's read view call --------------------------------------------------------
+
+def test_recent_events_newest_first_with_ties_latest_inserted_first(storage):
+    storage.add_events([event("u1", 10, item_id=1), event("u1", 30, item_id=2), event("u1", 30, item_id=3),
+                        event("u1", 20, item_id=4), event("u2", 99, item_id=5)])
+    assert [r.item_id for r in storage.recent_events("u1", 3)] == [3, 2, 4]
+    assert [r.item_id for r in storage.recent_events("u1", 100)] == [3, 2, 4, 1]
+    assert storage.recent_events("u1", 0) == [] and storage.recent_events("nobody", 5) == []
+    assert all(isinstance(r, EventRow) for r in storage.recent_events("u1", 2))
+
+
+def test_activity_of_counts_per_service_and_kind(storage):
+    storage.add_events([event("u1", 10, service="kuper"), event("u1", 40, service="kuper"),
+                        event("u1", 20, kind="view", service="kuper"), event("u1", 5, service="samokat"),
+                        event("u2", 1, service="kuper")])
+    spend = 99.9 * 2
+    assert storage.activity_of("u1") == [("kuper", "purchase", 2, 10, 40, pytest.approx(2 * spend)),
+                                         ("kuper", "view", 1, 20, 20, pytest.approx(spend)),
+                                         ("samokat", "purchase", 1, 5, 5, pytest.approx(spend))]
+    assert all(type(v) is int for row in storage.activity_of("u1") for v in row[2:5])
+    assert storage.activity_of("nobody") == []
+
+
+def test_demographics_of(storage):
+    storage.add_users([UserProfileSeed("u1", "25-34", "moscow", frozenset(), None)])
+    assert storage.demographics_of("u1") == ("25-34", "moscow") and storage.demographics_of("u2") is None
+
+
+def test_read_snapshot_sees_one_commit_while_another_connection_writes(storage, location, backend):
+    storage.add_events([event("u1", 10)])
+    writer = open_profile_storage(location, partitions=TEST_PARTITIONS if backend == "postgres" else None)
+    try:
+        with storage.read_snapshot():
+            assert len(storage.events_of("u1")) == 1
+            writer.add_events([event("u1", 20)])  # commits on another connection meanwhile
+            assert len(storage.events_of("u1")) == 1 and len(storage.recent_events("u1", 9)) == 1
+        assert len(storage.events_of("u1")) == 2
+    finally:
+        if isinstance(writer, PostgresProfileStore):
+            writer.close()
+
+
+def test_expire_events_deletes_per_service_cutoff_and_names_the_users(storage):
+    storage.add_events([event("u1", 10, service="samokat"), event("u1", 50, service="samokat"),
+                        event("u2", 10, service="kuper"), event("u3", 10, service="megamarket"),
+                        event("u3", 60, service="kuper")])
+    deleted, users = storage.expire_events({"samokat": 20, "kuper": 11, "megamarket": 5})
+    assert (deleted, users) == (2, ["u1", "u2"])
+    assert [r.timestamp for r in storage.events_of("u1")] == [50] and storage.events_of("u2") == []
+    assert [r.service for r in storage.events_of("u3")] == ["megamarket", "kuper"]
+    assert storage.expire_events({"samokat": 20}) == (0, [])

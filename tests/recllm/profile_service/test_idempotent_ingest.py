@@ -19,7 +19,8 @@ WAIT_S = 60
 
 def stored(layout, user_id: str) -> list[tuple[str, str | None]]:
     conn = sqlite3.connect(layout.profile_db)
-    rows = conn.execute("SELECT basket_id, event_id FROM events WHERE user_id = ? ORDER BY rowid", (user_id,)).fetchall()
+    rows = conn.execute("SELECT basket_id, event_id FROM events WHERE user_id = ? ORDER BY rowid",
+                        (user_id,)).fetchall()
     conn.close()
     return rows
 
