@@ -286,7 +286,8 @@ def report(args, quality_results, timings, train_config, tp, store, info, wall_s
         lines += ["## Multi-LoRA throughput", "",
                   f"Model: `Qwen2Config.from_name('{args.tp_preset}')` (random init), one batch of {args.tp_batch} "
                   f"requests, {args.tp_batch} distinct rank-{args.tp_rank} adapters on q/k/v/o of every layer, fp32, "
-                  f"median of {args.repeats} rounds after a warm-up, the paths taking turns in each round; tokens/s from "
+                  f"median of {args.repeats} rounds after a warm-up, the paths taking turns in each round; "
+                  "tokens/s from "
                   "this process's CPU time (one torch thread: what the path costs, robust to the other jobs on the "
                   "box) and from wall time. T = 64 is a prefill; T = 1 is a "
                   "decode-shaped step (one new token per request, no KV cache on either side: the LoRA work per "

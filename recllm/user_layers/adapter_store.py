@@ -274,6 +274,6 @@ class AdapterStore:
         return torch.tensor([[slots[n] if n is not None else -1] for n in names], dtype=torch.int32)
 
 
-__all__ = ["AdapterInfo", "adapter_from_peft_state", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
-           "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info", "save_adapter",
-           "segment_adapter_name", "user_adapter_name"]
+__all__ = ["AdapterInfo", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
+           "adapter_from_peft_state", "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info",
+           "save_adapter", "segment_adapter_name", "user_adapter_name"]
