@@ -308,7 +308,9 @@ def train_dp_user_adapter(peft_model, name: str, user: UserData, config: TrainUs
 
     Opacus's per-sample-gradient hooks did not fire on PEFT LoRA layers in some peft versions (opacus#820):
     training looked normal but nothing was learnt. So this checks every update: each LoRA parameter must carry a
-    per-sample gradient, and the LoRA weights must differ from their start at the end, else it raises.
+    per-sample gradient, and the LoRA weights must differ from their start at the end, else it raises. (With peft
+    0.21.2 and opacus 1.6.0 both the "functorch" and the "hooks" engines pass these checks here.) The privacy unit
+    is one training window of the user's sequence, so ε bounds what one window of events can reveal.
     """
     from opacus import PrivacyEngine
     from peft import get_peft_model_state_dict
@@ -339,6 +341,8 @@ def train_dp_user_adapter(peft_model, name: str, user: UserData, config: TrainUs
                 raise RuntimeError(f"Opacus computed no per-sample gradient for {missing[:3]} (opacus#820)")
             optimizer.step()
             epsilons.append(engine.get_epsilon(config.dp_delta))
+            log.info("%s DP-SGD update %d: epsilon %.3f at delta %g", name, len(epsilons), epsilons[-1],
+                     config.dp_delta)
     changed = [n for n, p in named.items() if not torch.equal(p.detach(), before[n])]
     if len(changed) != len(named):
         raise RuntimeError(f"DP-SGD left {len(named) - len(changed)} LoRA tensors unchanged (opacus#820)")
