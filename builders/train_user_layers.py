@@ -310,7 +310,8 @@ def train_dp_user_adapter(peft_model, name: str, user: UserData, config: TrainUs
     training looked normal but nothing was learnt. So this checks every update: each LoRA parameter must carry a
     per-sample gradient, and the LoRA weights must differ from their start at the end, else it raises. (With peft
     0.21.2 and opacus 1.6.0 both the "functorch" and the "hooks" engines pass these checks here.) The privacy unit
-    is one training window of the user's sequence, so ε bounds what one window of events can reveal.
+    is one training window of the user's sequence; windows overlap (stride seq_len / 4), so one event sits in up to
+    4 windows and its own guarantee is the group-of-4 one (weaker than the reported ε).
     """
     from opacus import PrivacyEngine
     from peft import get_peft_model_state_dict
