@@ -33,7 +33,7 @@ import numpy as np
 from recllm.datasets.food_kitchen import FOOD, KITCHEN, FoodKitchenDataset
 from recllm.datasets.interaction_dataset import NextItemExample
 from recllm.evaluation.next_item import TargetRanks
-from recllm.evaluation.report_table import EvalReport
+from recllm.evaluation.report_table import EvalReport, MetricRows
 from recllm.seqrec.candidate_reranker import CandidateRerankerConfig, ItemSideInfo
 from recllm.seqrec.full_ranking import metrics_from_ranks
 from recllm.seqrec.hybrid_scorer import HybridConfig
@@ -51,6 +51,14 @@ FULL_KS = (5, 10, 20)
 SAMPLED_KS = (1, 5, 10)
 DOMAIN_POOL, SAMPLED_POOL = "domain", "sampled"
 SPLITS = ("valid", "test")
+# The protocol column: which training produced each row (the splits are separate lines, not leave-one-out).
+SPLIT_PROTOCOLS = {"valid": "valid: phase 1, trained on the training files",
+                   "test": "refit: phase 2, retrained on the training files + the validation lines"}
+
+
+def split_protocols(rows: MetricRows) -> dict[str, str]:
+    """Each row's protocol from the split its name starts with."""
+    return {name: SPLIT_PROTOCOLS[name.split(" ", 1)[0]] for name in rows}
 
 
 def default_model() -> SASRecConfig:
@@ -277,24 +285,27 @@ def evaluate_food_kitchen(dataset: FoodKitchenDataset, config: CrossDomainEvalCo
         f"ranks the test lines. SID generator: {result.generative_epochs} epochs per phase. Config: `{pipeline}`. "
         f"Time: {timings}. Evaluated on {mixed:,} valid/test lines (last item = target, its domain from its id), "
         f"of which {overlapping:,} have history in both domains.")
+    per_domain = _per_domain_rows(lines, final_ranks)
     report.add_table("per_domain", "Per-domain full ranking (target among all items of its domain)",
-                     _per_domain_rows(lines, final_ranks), [f"{m}@{k}" for m in "RN" for k in FULL_KS],
+                     per_domain, [f"{m}@{k}" for m in "RN" for k in FULL_KS], protocols=split_protocols(per_domain),
                      text=f"Test: {STAGE_LABELS[final]}; valid: first stage (the reranker is fitted on validation, "
                           f"and the mixture weight chosen there: optimistic). Raw = nothing removed; filtered = the "
                           f"user's history items removed before ranking.")
-    report.add_table("per_domain_stages", "Test, stage by stage", _stage_rows(test_lines, result.test_ranks),
-                     [f"{m}@{k}" for m in "RN" for k in FULL_KS],
+    stage_rows = _stage_rows(test_lines, result.test_ranks)
+    report.add_table("per_domain_stages", "Test, stage by stage", stage_rows,
+                     [f"{m}@{k}" for m in "RN" for k in FULL_KS], protocols=split_protocols(stage_rows),
                      text="Each stage of the same run on the test lines (ablation).")
     lift_rows, lift_notes = _lift_rows(test_lines, test_ranks)
     report.add_table("cross_domain_lift", "Cross-domain lift for users with history in both domains", lift_rows,
-                     [f"{m}@{k}" for m in "RN" for k in FULL_KS], lift_notes,
+                     [f"{m}@{k}" for m in "RN" for k in FULL_KS], lift_notes, protocols=split_protocols(lift_rows),
                      text=f"Test lines, {STAGE_LABELS[final]}, full ranking over the target's domain, raw. Users here "
                           f"have history in both domains; \"only\" keeps the target domain's part of it. ({cold} "
                           f"other test lines have no history at all in the target's domain: they are in the "
                           f"per-domain table only.)")
+    sampled_rows = _sampled_rows(lines, sampled)
     report.add_table("sampled_999", f"LLMCDSR protocol: target vs {config.n_negatives} sampled negatives of its domain",
-                     _sampled_rows(lines, sampled),
-                     [f"{m}@{k}" for m in ("HR", "NDCG") for k in SAMPLED_KS],
+                     sampled_rows, [f"{m}@{k}" for m in ("HR", "NDCG") for k in SAMPLED_KS],
+                     protocols=split_protocols(sampled_rows),
                      text=f"Negatives uniform from the target's domain without the target (seed "
                           f"{config.negative_seed}); raw scores, as LLMCDSR's evaluator; test: {STAGE_LABELS[final]}, "
                           f"valid: first stage. The README found no published numbers for this split.")

@@ -75,6 +75,10 @@ def test_the_report_has_per_domain_lift_and_sampled_tables(tiny, single_thread):
             only = next(m for n, m in lift.items() if n.startswith(name.split(":")[0]) and "only" in n
                         and "lift" not in n)
             assert metrics["R@10"] == pytest.approx(both["R@10"] - only["R@10"])
+    for table, rows in report.numbers.items():  # every row says which training produced it
+        protocols = report.protocols[table]
+        assert set(protocols) == set(rows)
+        assert all(protocols[n].startswith("refit" if n.startswith("test") else "valid") for n in rows)
     sampled = report.numbers["sampled_999"]
     assert all(set(m) == {"HR@1", "HR@5", "HR@10", "NDCG@1", "NDCG@5", "NDCG@10"} for m in sampled.values())
     for name, metrics in sampled.items():          # a subset of the domain: the target can only rank higher

@@ -10,6 +10,7 @@ from recllm.datasets.amazon_beauty import load_amazon_dir
 from recllm.evaluation.leave_one_out import (LeaveOneOutEvalConfig, evaluate_leave_one_out, first_users,
                                              item_side_info, quick_pipeline)
 from recllm.evaluation.published import FILTERED_NOTE, UNKNOWN_NOTE
+from recllm.evaluation.report_table import PUBLISHED_STANDARD, PUBLISHED_UNSTATED, REFIT, VALID
 from recllm.seqrec.sasrec import SASRecConfig
 from tests.recllm.evaluation.tiny_data import AMAZON_ITEMS, write_amazon_dir
 
@@ -39,6 +40,17 @@ def test_published_rows_carry_their_variant(report):
     markdown = report.markdown()
     assert f"| SASRec (published, test) | 0.0387 | 0.0605 | – | 0.0249 | 0.0318 | – | {FILTERED_NOTE} |" in markdown
     assert UNKNOWN_NOTE in markdown and "full ranking over 30 items" in markdown
+
+
+def test_every_row_names_its_training_protocol(report):
+    protocols = report.protocols["leave_one_out"]
+    assert set(protocols) == set(report.numbers["leave_one_out"])
+    assert {protocols[name] for name in protocols if name.startswith("ours test")} == {REFIT}
+    assert protocols["ours valid raw"] == protocols["ours valid filtered"] == VALID
+    assert protocols["SASRec (published, test)"] == PUBLISHED_STANDARD  # S3-Rec code: one training
+    assert protocols["TIGER (published, test)"] == PUBLISHED_UNSTATED
+    markdown = report.markdown()
+    assert "| protocol |" in markdown and f"| {FILTERED_NOTE} | {PUBLISHED_STANDARD} |" in markdown
 
 
 def test_quick_runs_keep_the_first_users(tmp_path):
