@@ -6,6 +6,8 @@ same ``publish_profile`` step that ``recllm build --profile-url`` runs after a b
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,45 @@ def test_profile_url_flags_reach_the_build_and_the_profile_service(tmp_path):
         with pytest.raises(ValueError, match="me@h/db") as refused:
             ProfileServiceConfig(profile_url=malformed)
         assert "secret" not in str(refused.value)
+
+
+def test_users_pending_at_a_crash_are_refreshed_at_the_next_start_on_postgres(pg_url, pg_store, catalog,
+                                                                             random_item_vectors, samokat_item):
+    from recllm.profile_service.event_writer import EventWriter  # noqa: PLC0415
+
+    # Events committed with their pending mark, then the process died before the refresh: no derived rows yet.
+    assert pg_store.ingest_events([purchase("pg-crash", samokat_item, "b1", event_id="c1")], commit_seq=7) == [True]
+    assert pg_store.fragments_of("pg-crash") == [] and pg_store.pending_refreshes() == [("pg-crash", 7)]
+    writer = EventWriter(pg_url, catalog, random_item_vectors, IngestPolicy()).start()
+    try:
+        assert writer.wait_refreshed(WAIT_S)
+        assert pg_store.fragments_of("pg-crash") and pg_store.pending_refreshes() == []
+        assert writer.submit(purchase("pg-crash", samokat_item, "b1", event_id="c1")).result(WAIT_S) is False
+    finally:
+        writer.stop()
+        writer.store.close()
+    assert len(pg_store.events_of("pg-crash")) == 1
+
+
+def test_recllm_build_with_a_profile_url_publishes_after_the_build(profile_artifacts, pg_url, pg_store, monkeypatch,
+                                                                   samokat_item, capsys):
+    import builders.build_artifacts as build_artifacts  # noqa: PLC0415
+    from recllm_cli.main import main  # noqa: PLC0415
+
+    builds = []
+
+    def fake_build(config):  # the artifact build itself is tested elsewhere (and takes minutes)
+        builds.append(config)
+        if config.force:
+            manifest = profile_artifacts.read_manifest() or {}
+            profile_artifacts.manifest.write_text(json.dumps({**manifest, "build": len(builds)}))
+        return profile_artifacts
+
+    monkeypatch.setattr(build_artifacts, "build", fake_build)
+    pg_store.add_events([purchase("pg-live-since", samokat_item, "b")])
+    argv = ["build", "--artifact-dir", str(profile_artifacts.root), "--profile-url", pg_url]
+    assert main(argv) == 0  # nothing rebuilt: the store keeps what was ingested since
+    assert "kept" in capsys.readouterr().out and len(pg_store.events_of("pg-live-since")) == 1
+    assert main(argv + ["--force"]) == 0  # rebuilt: the store gets the new build's profile
+    assert "profile published" in capsys.readouterr().out and pg_store.events_of("pg-live-since") == []
+    assert pg_store.user_ids() == ProfileStore(profile_artifacts.profile_db, read_only=True).user_ids()
