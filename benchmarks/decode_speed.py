@@ -241,7 +241,9 @@ CPU ms per step = the process's CPU time (all threads) for the whole call / new 
 time also counts the time other processes held the cores, CPU time does not, so its ratio is the steadier one.
 `linear layers alone (floor)` times only the model's {7 * m.num_hidden_layers + 1} linear layers once each
 per step (every weight read once, as any engine must): the least CPU time per step any fp32 engine needs with these
-weights here, so transformers' CPU time over the floor bounds the ratio any fp32 engine could reach.
+weights here, so transformers' CPU time over the floor bounds the ratio any fp32 engine could reach. With more
+threads than free cores (load average above the core count) OpenMP workers spin-wait for each other, and CPU time
+then measures that contention more than the engine.
 
 {table(report)}
 
