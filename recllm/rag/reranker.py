@@ -100,7 +100,7 @@ def candidate_features(
             math.log1p(signals.parent_category_counts.get(parent, 0)) if parent else 0.0,
             math.log1p(signals.family_counts.get(item.family_id, 0)),
             recency,
-            float(np.mean(tags)) if tags else 0.0,
+            sum(tags) / len(tags) if tags else 0.0,  # np.mean of a few floats costs ~10 µs each, 64 times a request
             brand,
             price_ratio,
             math.log1p(popularity.get(item_id, 0)),

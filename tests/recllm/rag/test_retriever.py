@@ -261,3 +261,20 @@ def test_an_explicit_service_wins_over_inference(retriever, catalog, trained_enc
     retrieval = retriever.retrieve(request("u000000", "samokat"), vector)
     assert retrieval.service == "samokat"
     assert {catalog.get(i).service for i in retrieval.candidate_ids.tolist()} == {"samokat"}
+
+
+# --- requests that arrive together ----------------------------------------------------------------------------------
+
+def test_retrieve_many_equals_each_request_alone(retriever, ecosystem, query_vectors, health_vector):
+    users = [u.user_id for u in ecosystem.users[:5]] + ["never-seen-user"]
+    services = ["samokat", "", "kuper", "megamarket", "", "samokat"]
+    vectors = np.stack([*query_vectors[:5], health_vector])  # [6, D], one of them about health
+    requests = [request(u, s, max_price=300.0 if k == 2 else None) for k, (u, s) in enumerate(zip(users, services))]
+    excludes = [frozenset(), frozenset({1, 2, 3}), frozenset(), frozenset(), frozenset(), frozenset()]
+    together = retriever.retrieve_many(requests, vectors, excludes)
+    for req, vector, exclude, got in zip(requests, vectors, excludes, together):
+        alone = retriever.retrieve(req, vector, exclude)
+        assert got.service == alone.service and got.health_query == alone.health_query
+        assert got.candidate_ids.tolist() == alone.candidate_ids.tolist()
+        np.testing.assert_allclose(got.candidate_scores, alone.candidate_scores, rtol=1e-6)
+        assert [f.fragment_key for f, _ in got.fragments] == [f.fragment_key for f, _ in alone.fragments]

@@ -1,0 +1,437 @@
+"""Throughput and tail latency of the served paths, side by side with the naive FastAPI stack, in one run.
+
+One run on one machine, so load from neighbours hits both sides alike; the report gives ratios:
+
+* ``recllm_rank`` (encoder → retriever → reranker, batched stages) and the full ``recllm`` ensemble through the real
+  tritonserver, and a streamed ``recllm_chat`` turn, each closed-loop at every concurrency for a fixed time;
+* the naive stack (``benchmarks/naive_stack.py``: one uvicorn process, the same stages called directly,
+  ``transformers`` ``generate()`` for the reply) on ``/rank`` and ``/recommend`` at the same concurrencies;
+* per stage, from Triton's statistics API (``get_inference_statistics``) around each level: requests, executions
+  (so the mean dynamic batch), queue and compute time per request;
+* a cProfile of the stage with the most compute per request, run in-process on the same requests.
+
+    python -m benchmarks.throughput --artifact-dir DIR [--seconds 8] [--concurrency 1 4 16]
+
+Writes ``benchmarks/results/throughput.{md,json}`` and ``throughput.png`` (latency vs throughput).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.machine_info import machine_info
+from recllm.artifacts import ArtifactLayout
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
+from recllm_client import RecLLMClient
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STAGES = ("query_encoder", "retriever", "reranker", "generator")
+GOALS = {"rank_p95_c1_ms": 20.0, "rank_rps_c16": 150.0, "full_vs_naive": 2.0}
+
+
+@dataclass
+class ThroughputConfig:
+    artifact_dir: Path = Path("artifacts/default")
+    seconds: float = 8.0                     # per path and concurrency level (closed loop)
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    full_concurrency: tuple[int, ...] = (1, 4, 16)
+    top_k: int = 5
+    naive: bool = True
+    profile_requests: int = 200
+    work_dir: Path = Path("/tmp/recllm_throughput")
+    results_dir: Path = RESULTS
+
+    def __post_init__(self):
+        if self.seconds <= 0 or not self.concurrency or min(self.concurrency) < 1:
+            raise ValueError(f"ThroughputConfig: seconds must be > 0 and concurrency >= 1, got {self.seconds}, "
+                             f"{self.concurrency}")
+
+
+@dataclass
+class Level:
+    path: str
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed_s: float = 0.0
+    stages: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies_ms or [np.nan])
+        return {"path": self.path, "concurrency": self.concurrency, "requests": len(self.latencies_ms),
+                "errors": self.errors, "rps": round(len(self.latencies_ms) / self.elapsed_s, 1),
+                "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+                "p99_ms": round(float(np.percentile(lat, 99)), 1), "stages": self.stages}
+
+
+def load_workload(layout: ArtifactLayout) -> list[tuple[str, str, str]]:
+    rows = [json.loads(line) for line in layout.eval_queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(r["user_id"], r["text"], r.get("service") or "") for r in rows]
+
+
+def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload) -> Level:
+    """``concurrency`` threads, each sending its next request as soon as the previous one returns."""
+    level = Level(path, concurrency)
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker(index: int) -> None:
+        call = make_call()
+        k = index
+        while time.perf_counter() < stop:
+            user, query, service = workload[k % len(workload)]
+            k += concurrency
+            started = time.perf_counter()
+            try:
+                call(user, query, service)
+                ok = True
+            except Exception:  # noqa: BLE001 - counted, the run goes on
+                ok = False
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                if ok:
+                    level.latencies_ms.append(elapsed)
+                else:
+                    level.errors += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    level.elapsed_s = time.perf_counter() - started
+    return level
+
+
+def stage_stats(grpc) -> dict:
+    out = {}
+    for model in STAGES:
+        s = grpc.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        inf = s.get("inference_stats", {})
+        out[model] = {"inferences": int(s.get("inference_count", 0)), "executions": int(s.get("execution_count", 0)),
+                      **{k: int(inf.get(k, {}).get("ns", 0)) for k in
+                         ("queue", "compute_input", "compute_infer", "compute_output", "success")}}
+    return out
+
+
+def stage_delta(before: dict, after: dict) -> dict:
+    rows = {}
+    for model in STAGES:
+        d = {k: after[model][k] - before[model][k] for k in after[model]}
+        n = max(d["inferences"], 1)
+        rows[model] = {"requests": d["inferences"], "mean_batch": round(d["inferences"] / max(d["executions"], 1), 2),
+                       "queue_ms": round(d["queue"] / n / 1e6, 2),
+                       "compute_ms": round(sum(d[k] for k in ("compute_input", "compute_infer", "compute_output"))
+                                           / n / 1e6, 2),
+                       "infer_ms_per_exec": round(d["compute_infer"] / max(d["executions"], 1) / 1e6, 2)}
+    return rows
+
+
+def triton_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
+    levels = []
+    paths = {
+        "triton recllm_rank": (lambda c: lambda u, q, s: c.rank(u, q, config.top_k, s), config.concurrency),
+        "triton recllm": (lambda c: lambda u, q, s: c.recommend(u, q, config.top_k, s), config.full_concurrency),
+        "triton recllm_chat turn": (lambda c: lambda u, q, s: c.chat(f"tp-{uuid.uuid4().hex[:12]}", u, q,
+                                                                     config.top_k, s), config.full_concurrency),
+    }
+    with RecLLMClient(url, timeout_s=120) as probe:
+        for u, q, s in workload[:3]:  # warm every model once
+            probe.rank(u, q, config.top_k, s), probe.recommend(u, q, config.top_k, s)
+            probe.chat(f"tp-warm-{uuid.uuid4().hex[:8]}", u, q, config.top_k, s)
+        for path, (factory, concurrencies) in paths.items():
+            for c in concurrencies:
+                clients: list[RecLLMClient] = []
+
+                def make_call(factory=factory):
+                    client = RecLLMClient(url, timeout_s=120)
+                    clients.append(client)
+                    return factory(client)
+
+                before = stage_stats(probe.grpc)
+                level = closed_loop(path, c, config.seconds, make_call, workload)
+                level.stages = stage_delta(before, stage_stats(probe.grpc))
+                for client in clients:
+                    client.close()
+                print(json.dumps({k: v for k, v in level.summary().items() if k != "stages"}), flush=True)
+                levels.append(level)
+    return levels
+
+
+def naive_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
+    import httpx  # noqa: PLC0415
+
+    levels = []
+    for path, endpoint, concurrencies in (("naive /rank", "/rank", config.concurrency),
+                                          ("naive /recommend", "/recommend", config.full_concurrency)):
+        def make_call(endpoint=endpoint):
+            client = httpx.Client(base_url=url, timeout=120)
+
+            def call(user, query, service):
+                r = client.post(endpoint, json={"user_id": user, "query": query, "top_k": config.top_k,
+                                                "service": service})
+                r.raise_for_status()
+            return call
+
+        for u, q, s in workload[:2]:
+            make_call()(u, q, s)
+        for c in concurrencies:
+            level = closed_loop(path, c, config.seconds, make_call, workload)
+            print(json.dumps(level.summary()), flush=True)
+            levels.append(level)
+    return levels
+
+
+def profile_stage(stage: str, layout: ArtifactLayout, workload, n: int) -> str:
+    """cProfile of one stage called in-process on ``n`` requests (top functions by own + callee time)."""
+    from recllm.pipeline import load_ranking_stage, load_retriever  # noqa: PLC0415
+    from recllm.rag.query_encoder import QueryEncoder  # noqa: PLC0415
+    from recllm.rag.rec_request import parse_request  # noqa: PLC0415
+
+    import faiss  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from recllm.serving.backend_adapter import TORCH_THREADS  # noqa: PLC0415
+
+    torch.set_num_threads(TORCH_THREADS)  # as in the server's stage processes: threads spin on a loaded machine
+    faiss.omp_set_num_threads(TORCH_THREADS)
+    encoder = QueryEncoder.load(layout.query_encoder_dir)
+    retriever = load_retriever(layout)
+    ranking = load_ranking_stage(layout)
+    jobs = []
+    for user, query, service in (workload * (n // max(len(workload), 1) + 1))[:n]:
+        request = parse_request(user, query, 5, service)
+        vector = encoder.encode([request.query])[0]
+        jobs.append((request, vector, retriever.retrieve(request, vector)))
+    calls = {
+        "query_encoder": lambda job: encoder.encode([job[0].query]),
+        "retriever": lambda job: retriever.retrieve(job[0], job[1]),
+        "reranker": lambda job: ranking.item_arrays(ranking.rank(job[0], job[2].service, job[2].candidate_ids,
+                                                                  job[2].candidate_scores, job[2].context)),
+    }
+    call = calls[stage]
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for job in jobs:
+        call(job)
+    profiler.disable()
+    per_request = (time.perf_counter() - started) / len(jobs) * 1000
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(18)
+    text = buffer.getvalue()
+    body = text[text.find("   ncalls"):] if "   ncalls" in text else text
+    return f"{stage}: {per_request:.2f} ms per request in-process under cProfile ({len(jobs)} requests)\n\n{body}"
+
+
+def equal_p95_ratio(ours: list[dict], naive: list[dict]) -> list[dict]:
+    """For each naive level: its throughput vs the best Triton throughput whose p95 is not above naive's p95."""
+    rows = []
+    for n in naive:
+        fitting = [o for o in ours if o["p95_ms"] <= n["p95_ms"] and o["requests"]]
+        best = max(fitting, key=lambda o: o["rps"]) if fitting else None
+        ratio = round(best["rps"] / n["rps"], 2) if best and n["rps"] else None
+        rows.append({"naive": n, "ours": best, "ratio": ratio})
+    return rows
+
+
+def plot(summaries: list[dict], target: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for path in dict.fromkeys(s["path"] for s in summaries):
+        rows = [s for s in summaries if s["path"] == path]
+        ax.plot([r["rps"] for r in rows], [r["p95_ms"] for r in rows], marker="o", label=path)
+        for r in rows:
+            ax.annotate(f"c{r['concurrency']}", (r["rps"], r["p95_ms"]), fontsize=7)
+    ax.set_xlabel("throughput, requests/s")
+    ax.set_ylabel("p95 latency, ms")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Rec-LLM: p95 latency vs throughput (2-core CPU, loopback)")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+
+
+def run(config: ThroughputConfig) -> dict:
+    layout = ArtifactLayout(config.artifact_dir)
+    layout.require_built()
+    workload = load_workload(layout)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    server_config = TritonServerConfig(artifact_dir=config.artifact_dir, grpc_port=free_port(), http_port=free_port(),
+                                       metrics_port=free_port(), runtime_dir=config.work_dir / "triton_runtime")
+    with TritonServer(server_config, log_path=config.work_dir / "tritonserver.log") as server:
+        levels = triton_levels(server.config.grpc_url, config, workload)
+    naive = []
+    if config.naive:
+        from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
+
+        with NaiveServer(config.artifact_dir, free_port(), config.work_dir / "naive.log") as stack:
+            naive = naive_levels(stack.url, config, workload)
+    summaries = [lvl.summary() for lvl in levels + naive]
+    rank = [s for s in summaries if s["path"] == "triton recllm_rank"]
+    hottest = max(("query_encoder", "retriever", "reranker"),
+                  key=lambda m: sum(s["stages"][m]["compute_ms"] for s in rank))
+    return {"summaries": summaries, "hottest": hottest,
+            "profile": profile_stage(hottest, layout, workload, config.profile_requests)}
+
+
+def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -> str:
+    s = report["summaries"]
+    by = lambda path: [r for r in s if r["path"] == path]  # noqa: E731
+    lines = ["# Throughput: batched Triton stages vs the naive FastAPI stack", "",
+             f"Command: `{command}`  ", f"Machine: {info.get('cpu')}, {info.get('cores')} cores, "
+             f"load average at start {info.get('load_average_at_start')}; git {info.get('git_commit')}.  ",
+             f"Artifacts: `{config.artifact_dir}`; closed loop, {config.seconds:g} s per path and concurrency, "
+             f"top_k {config.top_k}, held-out requests from `eval_queries.jsonl`; both stacks in the same run.", "",
+             "| path | c | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in s:
+        lines.append(f"| {r['path']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']} | "
+                     f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |")
+    rank = by("triton recllm_rank")
+    lines += ["", "## Goals", ""]
+    c1 = next((r for r in rank if r["concurrency"] == 1), None)
+    c16 = next((r for r in rank if r["concurrency"] == 16), None)
+    if c1:
+        lines.append(f"- recllm_rank p95 at c1: {c1['p95_ms']} ms (goal < {GOALS['rank_p95_c1_ms']:g} ms)")
+    if c16:
+        lines.append(f"- recllm_rank throughput at c16: {c16['rps']} req/s (goal >= {GOALS['rank_rps_c16']:g})")
+    for ours_path, naive_path in (("triton recllm_rank", "naive /rank"), ("triton recllm", "naive /recommend"),
+                                  ("triton recllm_chat turn", "naive /recommend")):
+        for row in equal_p95_ratio(by(ours_path), by(naive_path)):
+            n, o = row["naive"], row["ours"]
+            if o:
+                lines.append(f"- {ours_path} vs {naive_path} at p95 <= {n['p95_ms']} ms (naive c{n['concurrency']}, "
+                             f"{n['rps']} req/s): ours c{o['concurrency']} {o['rps']} req/s → **{row['ratio']}x**")
+            else:
+                lines.append(f"- {ours_path} vs {naive_path} at naive c{n['concurrency']} (p95 {n['p95_ms']} ms): "
+                             f"no Triton level that low")
+    lines += ["", "## Per-stage time (Triton statistics API, per request, during each level)", "",
+              "| path | c | stage | requests | mean batch | queue ms | compute ms | infer ms per execution |",
+              "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in s:
+        for stage, st in r["stages"].items():
+            if st["requests"]:
+                lines.append(f"| {r['path']} | {r['concurrency']} | {stage} | {st['requests']} | {st['mean_batch']} | "
+                             f"{st['queue_ms']} | {st['compute_ms']} | {st['infer_ms_per_exec']} |")
+    lines += ["", f"## Where the time goes: cProfile of the hottest stage (`{report['hottest']}`), in-process", "",
+              "```", report["profile"].strip(), "```", "", "## Machine", "", "```json",
+              json.dumps(info, ensure_ascii=False, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+# Serving variants on this node, recllm_rank only: the committed 2-core profile against the alternatives it was
+# chosen over (``--variants``).
+def variant_profiles():
+    from dataclasses import replace  # noqa: PLC0415
+
+    from ensemble import pipeline_graph as graph  # noqa: PLC0415
+
+    base = graph.cpu_profile(2)
+    unbatched = graph.StageServing(max_batch_size=32, dynamic_batching=False)
+    return {
+        "committed (1/1/1 instances, dynamic batching 500 us)": base,
+        "no dynamic batching (1/1/1)": replace(base, encoder=unbatched, retriever=unbatched, reranker=unbatched),
+        "reranker 2 instances": replace(base, reranker=replace(base.reranker, instances=2)),
+        "queue delay 2000 us": replace(base, **{s: replace(getattr(base, s), queue_delay_us=2000)
+                                                 for s in ("encoder", "retriever", "reranker")}),
+    }
+
+
+def run_variants(config: ThroughputConfig) -> list[dict]:
+    from ensemble import pipeline_graph as graph  # noqa: PLC0415
+    from recllm_cli.main import profiled_repository  # noqa: PLC0415 - copies the adapters beside the configs
+
+    layout = ArtifactLayout(config.artifact_dir)
+    workload = load_workload(layout)
+    rows = []
+    for index, (name, profile) in enumerate(variant_profiles().items()):
+        repository = profiled_repository(2, config.work_dir / f"variant{index}")
+        graph.write_configs(repository, profile)
+        server_config = TritonServerConfig(artifact_dir=config.artifact_dir, model_repository=repository,
+                                           grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+                                           runtime_dir=config.work_dir / "triton_runtime")
+        with TritonServer(server_config, log_path=config.work_dir / f"variant{index}.log") as server:
+            url = server.config.grpc_url
+            with RecLLMClient(url, timeout_s=120) as probe:
+                for u, q, s in workload[:3]:
+                    probe.rank(u, q, config.top_k, s)
+                for c in config.concurrency:
+                    def make_call():
+                        client = RecLLMClient(url, timeout_s=120)
+                        return lambda u, q, s: client.rank(u, q, config.top_k, s)
+                    before = stage_stats(probe.grpc)
+                    level = closed_loop(name, c, config.seconds, make_call, workload)
+                    level.stages = stage_delta(before, stage_stats(probe.grpc))
+                    rows.append(level.summary())
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "stages"}), flush=True)
+    return rows
+
+
+def variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, command: str) -> str:
+    lines = ["# recllm_rank under serving variants (2 cores): what the committed profile was chosen over", "",
+             f"Command: `{command}`  ", f"Machine: {info.get('cpu')}, {info.get('cores')} cores, load average at "
+             f"start {info.get('load_average_at_start')}; git {info.get('git_commit')}; artifacts "
+             f"`{config.artifact_dir}`; closed loop {config.seconds:g} s per level; variants one after another.", "",
+             "| variant | c | req/s | p50 ms | p95 ms | p99 ms | mean batch enc/retr/rerank |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        batches = "/".join(str(r["stages"][m]["mean_batch"]) for m in ("query_encoder", "retriever", "reranker"))
+        lines.append(f"| {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | "
+                     f"{r['p99_ms']} | {batches} |")
+    return "\n".join(lines + [""])
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = ThroughputConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
+    parser.add_argument("--seconds", type=float, default=defaults.seconds)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(defaults.concurrency))
+    parser.add_argument("--full-concurrency", type=int, nargs="+", default=list(defaults.full_concurrency))
+    parser.add_argument("--no-naive", dest="naive", action="store_false")
+    parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
+    parser.add_argument("--variants", action="store_true",
+                        help="recllm_rank under the serving variants instead (throughput_variants.md)")
+    args = parser.parse_args(argv)
+    config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,
+                              concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
+                              naive=args.naive, results_dir=args.results_dir)
+    info = machine_info()
+    command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.variants:
+        text = variants_markdown(run_variants(config), config, info, command)
+        config.results_dir.mkdir(parents=True, exist_ok=True)
+        (config.results_dir / "throughput_variants.md").write_text(text, encoding="utf-8")
+        print(text)
+        return
+    report = run(config)
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    (config.results_dir / "throughput.json").write_text(
+        json.dumps({"command": command, "machine": info, **report}, ensure_ascii=False, indent=1), encoding="utf-8")
+    text = markdown(report, config, info, command)
+    (config.results_dir / "throughput.md").write_text(text, encoding="utf-8")
+    plot(report["summaries"], config.results_dir / "throughput.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
