@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS chat_turns (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (session_id, turn)
 );
+CREATE TABLE IF NOT EXISTS chat_state (
+    session_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    state TEXT NOT NULL
+);
 """
 
 
@@ -117,7 +122,7 @@ def current_topic(history: list[ChatTurn]) -> list[ChatTurn]:
 
 
 class SessionStore:
-    USER_TABLES = ("chat_turns", "chat_sessions")  # rows keyed by user_id: what forgetting a user deletes here
+    USER_TABLES = ("chat_state", "chat_turns", "chat_sessions")  # rows keyed by user_id: what forgetting a user deletes here
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -173,3 +178,14 @@ class SessionStore:
             conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?",
                          (session_id, turn - MAX_TURNS_KEPT))
         return turn
+
+    def load_state(self, session_id: str, user_id: str) -> str | None:
+        """The session's dialogue state as saved (JSON), None for a new session."""
+        self.claim(session_id, user_id)
+        row = self.connection().execute("SELECT state FROM chat_state WHERE session_id = ?", (session_id,)).fetchone()
+        return row[0] if row else None
+
+    def save_state(self, session_id: str, user_id: str, state_json: str) -> None:
+        self.claim(session_id, user_id)
+        with self.connection() as conn:
+            conn.execute("INSERT OR REPLACE INTO chat_state VALUES (?, ?, ?)", (session_id, user_id, state_json))

@@ -1,0 +1,79 @@
+"""The replies the dialogue manager writes itself, without the generator: a clarifying question, an item's
+explanation and the plain «nothing more fits» with its relaxation offer. They carry no item the ranker did not
+return and say exactly what the state holds, which a free-running generator could not promise."""
+
+from __future__ import annotations
+
+import re
+
+from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState
+from recllm.dialogue.request_understanding import RequestUnderstanding
+
+SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегамаркете", "kuper": "Купере"},
+                 "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
+_ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четв": 3, "пят": 4, "first": 0, "second": 1, "third": 2,
+             "fourth": 3, "fifth": 4}
+_WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
+
+
+def clarify_reply(language: str, understanding: RequestUnderstanding | None) -> str:
+    if language == "en":
+        return "Tell me a bit more: sweet or savoury, for yourself or for a group? And which service — Samokat, " \
+               "Megamarket or Kuper?"
+    return "Подскажите чуть подробнее: сладкое или солёное, для себя или на компанию? И где заказать — в Самокате, " \
+           "Мегамаркете или Купере?"
+
+
+def constraint_text(state: DialogueState, language: str) -> str:
+    phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
+    parts = [phrases[t] for t in state.diet if t in phrases]
+    if state.budget is not None:
+        parts.append(f"до {state.budget:.0f} ₽" if language == "ru" else f"under {state.budget:.0f} RUB")
+    return ", ".join(parts)
+
+
+def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
+    names = SERVICE_NAMES.get(language, SERVICE_NAMES["ru"])
+    where = names.get(service, service)
+    constraint = constraint_text(state, language)
+    if language == "en":
+        head = f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — I've shown everything that does."
+        if relaxation is None:
+            return head + " I can drop one of the conditions — tell me which."
+        offer = {"service": f"I can look on {names.get(relaxation.service, relaxation.service)} with the same "
+                            f"conditions: {relaxation.count} more options there.",
+                 "category": f"I can show other {constraint} products from neighbouring categories "
+                             f"({relaxation.count} options).",
+                 "budget": f"I can raise the budget: {relaxation.count} more options then."}[relaxation.kind]
+        return f"{head} {offer}"
+    head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
+    if relaxation is None:
+        return head + " Могу снять одно из условий — скажите какое."
+    offer = {"service": f"Могу поискать с теми же условиями в {names.get(relaxation.service, relaxation.service)}: "
+                        f"там ещё {relaxation.count} вариантов.",
+             "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",
+             "budget": f"Могу поднять бюджет — тогда найдётся ещё {relaxation.count} вариантов."}[relaxation.kind]
+    return f"{head} {offer}"
+
+
+def explained_index(state: DialogueState, message: str) -> int:
+    """Which shown item «почему это?» asks about: one it names, an ordinal, else the first."""
+    lowered = message.lower()
+    for stem, index in _ORDINALS.items():
+        if stem in lowered and index < len(state.last_items):
+            return index
+    words = set(_WORD.findall(lowered))
+    for index, name in enumerate(state.last_names):
+        if words & set(_WORD.findall(name.lower())):
+            return index
+    return 0
+
+
+def explain_reply(state: DialogueState, message: str, language: str) -> str:
+    index = explained_index(state, message)
+    name = state.last_names[index] if index < len(state.last_names) else ""
+    why = state.last_explanations[index] if index < len(state.last_explanations) else ""
+    if not why:
+        why = (f"it fits your request «{state.goal}»" if language == "en"
+               else f"подходит под ваш запрос «{state.goal}»")
+    return f"«{name}»: {why}"

@@ -1,0 +1,170 @@
+"""The dialogue state of one session and the act it decides: what the next turn does.
+
+The state is the goal and its constraints (from ``understand``: domain, services, budget, diet, recipient, age
+band), the items shown for that goal and how the user reacted («не то», «подешевле»), and a short summary of the
+turns the prompt no longer carries. It is persisted as JSON by ``SessionStore.save_state`` so a server restart
+loses nothing. ``decide_act`` reads the state and the new message's understanding, never a word list:
+
+* ``decline``    — moderation refused the message (the engine decides this before understanding);
+* ``explain``    — «почему это?» about a shown item: that item's explanation;
+* ``clarify``    — a vague wish and no goal yet: a question, no items;
+* ``recommend``  — a new goal;
+* ``refine``     — a follow-up of the current goal: constraints kept, shown items excluded;
+* ``nothing_left`` is decided after retrieval, when the constraints leave no unseen candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from recllm.dialogue.request_understanding import RequestUnderstanding
+from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
+
+ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
+MAX_SHOWN_KEPT = 500        # shown ids remembered per goal (a 50-turn session shows at most 50 × top_k)
+MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective query; older ones only in the summary
+MAX_SUMMARY_CHARS = 300
+CHEAPER_FACTOR = 0.8
+FOLLOW_UP_INTENTS = frozenset({"refine", "feedback", "compare"})
+_EXPLAIN = re.compile(r"почему|зачем\s+(?:это|эт)|why|explain|объясни", re.IGNORECASE)
+# Diet phrases that keep a constraint readable in the effective query (the retriever reads tags from the text).
+DIET_PHRASES = {"ru": {"lactose_free": "без лактозы", "sugar_free": "без сахара", "vegan": "веган"},
+                "en": {"lactose_free": "lactose-free", "sugar_free": "sugar-free", "vegan": "vegan"}}
+DIET_ALIASES = {"without_lactose": "lactose_free", "without_sugar": "sugar_free"}
+
+
+@dataclass
+class DialogueState:
+    goal: str = ""                                 # the message that set the current goal
+    domain: str = ""
+    services: tuple[str, ...] = ()
+    service: str = ""                              # the service the goal's items came from
+    budget: float | None = None
+    diet: tuple[str, ...] = ()                     # catalog tags every shown item must carry
+    recipient: str | None = None
+    age_band: str | None = None
+    refinements: tuple[str, ...] = ()              # the latest follow-up phrases of this goal
+    shown: tuple[int, ...] = ()                    # items shown for this goal (never shown again)
+    rejected: tuple[int, ...] = ()                 # lists the user answered «не то» / «подешевле» to
+    last_items: tuple[int, ...] = ()
+    last_names: tuple[str, ...] = ()
+    last_explanations: tuple[str, ...] = ()
+    last_prices: tuple[float, ...] = ()
+    last_act: str = ""
+    understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
+    summary: str = ""                              # older turns, compressed
+    turns: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> "DialogueState":
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
+
+    def context(self) -> RequestUnderstanding | None:
+        if not self.understanding:
+            return None
+        data = dict(self.understanding)
+        for key in ("target_services", "diet", "refinement"):
+            data[key] = tuple(data.get(key) or ())
+        return RequestUnderstanding(**data)
+
+
+def catalog_diet(diet: tuple[str, ...]) -> tuple[str, ...]:
+    """Understanding's diet slots that are catalog tags the retriever can filter on."""
+    tags = {DIET_ALIASES.get(d, d) for d in diet}
+    return tuple(sorted(t for t in tags if t in REQUIRED_TAG_PATTERNS))
+
+
+def decide_act(state: DialogueState, understanding: RequestUnderstanding, message: str) -> str:
+    """The act for an ok message (moderation already passed)."""
+    if (understanding.intent == "explain" or _EXPLAIN.search(message)) and state.last_items:
+        return "explain"
+    if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
+        return "clarify"
+    if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
+        return "recommend"
+    if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
+        return "refine"
+    return "recommend"
+
+
+def start_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
+    """A new goal: constraints from the message (an answer to a clarifying question joins the vague wish)."""
+    goal = f"{state.goal} {message}".strip() if state.last_act == "clarify" else message
+    return replace(
+        state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
+        service="", budget=float(understanding.budget_rub) if understanding.budget_rub else None,
+        diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
+        refinements=(), shown=(), rejected=(),
+        summary=_summary(state),
+    )
+
+
+def refine_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
+    """A follow-up: diets accumulate, a stated budget replaces the old one, «подешевле» lowers it below what was
+    shown, «не то»/«подешевле» mark the last list as rejected."""
+    budget = float(understanding.budget_rub) if understanding.budget_rub else state.budget
+    if "cheaper" in understanding.refinement and state.last_prices and not understanding.budget_rub:
+        median = sorted(state.last_prices)[len(state.last_prices) // 2]
+        budget = min(budget or float("inf"), median * CHEAPER_FACTOR)
+    rejected = state.rejected
+    if {"cheaper", "other"} & set(understanding.refinement):
+        rejected = (rejected + state.last_items)[-MAX_SHOWN_KEPT:]
+    return replace(
+        state, budget=budget, diet=tuple(sorted(set(state.diet) | set(catalog_diet(understanding.diet)))),
+        refinements=(state.refinements + (message,))[-MAX_REFINEMENTS_KEPT:],
+        recipient=understanding.recipient or state.recipient, age_band=understanding.age_band or state.age_band,
+        rejected=rejected,
+    )
+
+
+def effective_query(state: DialogueState, language: str) -> str:
+    """The text retrieval runs: the goal, the newest follow-ups, and every diet constraint spelled out (so a
+    constraint set twenty turns ago still filters, over BLS too, where the retriever reads tags from the text)."""
+    query = " ".join((state.goal, *state.refinements))
+    phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
+    missing = [phrases[t] for t in state.diet if t in phrases and t not in _tags_in(query)]
+    return " ".join([query, *missing]).strip()
+
+
+def _tags_in(text: str) -> set[str]:
+    return {tag for tag, pattern in REQUIRED_TAG_PATTERNS.items() if pattern.search(text)}
+
+
+def _summary(state: DialogueState) -> str:
+    """One line per finished goal, newest last, bounded."""
+    if not state.goal:
+        return state.summary
+    line = f"{state.goal} → показано {len(state.shown)}, отклонено {len(state.rejected)}"
+    return f"{state.summary}; {line}".strip("; ")[-MAX_SUMMARY_CHARS:]
+
+
+def _plain(understanding: RequestUnderstanding) -> dict:
+    """The understanding as its JSON round trip (tuples as lists), so a saved and a reloaded state compare equal."""
+    return json.loads(json.dumps(understanding.to_dict()))
+
+
+def record_shown(state: DialogueState, act: str, service: str, item_ids: list[int], names: list[str],
+                 explanations: list[str], prices: list[float], understanding: RequestUnderstanding | None
+                 ) -> DialogueState:
+    """The state after a turn that showed ``item_ids`` (possibly none)."""
+    shown = state.shown + tuple(i for i in item_ids if i not in state.shown)
+    keep = bool(item_ids)
+    return replace(
+        state, service=service or state.service, shown=shown[-MAX_SHOWN_KEPT:],
+        last_items=tuple(item_ids) if keep else state.last_items,
+        last_names=tuple(names) if keep else state.last_names,
+        last_explanations=tuple(explanations) if keep else state.last_explanations,
+        last_prices=tuple(prices) if keep else state.last_prices,
+        last_act=act, understanding=_plain(understanding) if understanding else state.understanding,
+        turns=state.turns + 1,
+    )

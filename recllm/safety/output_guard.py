@@ -1,0 +1,111 @@
+"""The privacy filter and moderation applied around one chat turn: what goes in, what goes out.
+
+The chat engine calls these at the turn's edges (product.md, "What must never happen"):
+* ``screen_message`` — the user's message, first: anything but ``ok`` is answered with moderation's short safe reply
+  and nothing else happens (no retrieval, no items);
+* ``clean_untrusted`` — text the prompt reads but the user did not type now (profile facts, earlier turns, item
+  names): sentences carrying injected instructions are dropped, personal data is redacted;
+* ``guard_items`` — the ranked items leaving the server: names and explanations redacted, health/medicine items
+  dropped unless the request is in that domain (a backstop behind the retriever's health rule);
+* ``StreamRedactor`` — the generated reply, redacted sentence by sentence as it streams, so a phone number split
+  across two deltas is still caught.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+import numpy as np
+from recllm_proto.text_arrays import decode_utf8_array, utf8_array
+
+from recllm.safety.moderation import ModerationVerdict, moderate, scan_untrusted
+from recllm.safety.privacy_filter import mentions_sensitive_domain, redact
+
+# A user id named in a message («как у u000123», "for user u_42"): another user's id must change nothing, so it is
+# cut from the text before understanding and retrieval (the profile read is always the caller's own).
+_USER_ID_MENTION = re.compile(
+    r"(?i)(?:\b(?:как\s+у|для|у|like|for)\s+)?(?:\b(?:пользовател\w*|клиент\w*|покупател\w*|user|customer)\s+)?"
+    r"\bu_?\d{3,}\b")
+# Output arrays (lower_snake, as ChatEngine yields them) that carry text shown to the user.
+TEXT_ARRAYS = ("item_names", "item_explanations")
+# A delta is released up to its last sentence end; text after it waits until the sentence is complete.
+_SENTENCE_END = re.compile(r"[.!?\n]\s")
+
+
+def screen_message(message: str, language: str | None = None) -> ModerationVerdict:
+    """Moderation of the user's own message; ``label == "ok"`` means the turn goes on."""
+    return moderate(message, language)
+
+
+def without_user_ids(message: str) -> str:
+    """``message`` with every user-id mention (and its «как у»/«пользователя» lead-in) removed."""
+    return re.sub(r"\s{2,}", " ", _USER_ID_MENTION.sub(" ", message)).strip()
+
+
+def clean_untrusted(text: str) -> str:
+    """``text`` without injected instructions and with personal data redacted ("" when nothing usable is left)."""
+    scan = scan_untrusted(text)
+    kept = scan.neutralised if scan.injected else text
+    return redact(kept).text.strip() if kept.strip() else ""
+
+
+def clean_all(texts: Iterable[str]) -> list[str]:
+    """``clean_untrusted`` of each text, the emptied ones dropped."""
+    return [cleaned for text in texts if (cleaned := clean_untrusted(text))]
+
+
+def sensitive_query(query: str) -> bool:
+    return bool(mentions_sensitive_domain(query))
+
+
+def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:
+    """The items that may leave the server, their text redacted.
+
+    Drops an item whose name names a sensitive (health/medicine) domain when the query does not; every array keeps
+    the same row order, so ids, names, prices and explanations stay aligned.
+    """
+    names = decode_utf8_array(arrays["item_names"]) if "item_names" in arrays else []
+    keep = np.ones(len(names), dtype=bool)
+    if not sensitive_query(query):
+        keep = np.array([not mentions_sensitive_domain(name) for name in names], dtype=bool)
+    out = {}
+    for key, values in arrays.items():
+        values = np.asarray(values)
+        if values.ndim and len(values) == len(keep):
+            values = values[keep]
+        if key in TEXT_ARRAYS:
+            values = utf8_array([redact(text).text for text in decode_utf8_array(values)])
+        out[key] = values
+    return out
+
+
+class StreamRedactor:
+    """Redacts a streamed reply: ``feed`` returns what can be released now, ``flush`` the rest."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, delta: str) -> str:
+        self.pending += delta
+        ends = [m.end() for m in _SENTENCE_END.finditer(self.pending)]
+        if not ends:
+            return ""
+        ready, self.pending = self.pending[:ends[-1]], self.pending[ends[-1]:]
+        return redact(ready).text
+
+    def flush(self) -> str:
+        ready, self.pending = self.pending, ""
+        return redact(ready).text if ready else ""
+
+
+def redact_stream(deltas: Iterable[str]) -> Iterator[str]:
+    """The reply's deltas, regrouped at sentence ends and redacted."""
+    redactor = StreamRedactor()
+    for delta in deltas:
+        released = redactor.feed(delta)
+        if released:
+            yield released
+    tail = redactor.flush()
+    if tail:
+        yield tail

@@ -1,0 +1,136 @@
+"""The dialogue state decides the act; constraints survive follow-ups, restarts (JSON) and long sessions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from recllm.dialogue.dialogue_replies import explain_reply, nothing_left_reply
+from recllm.dialogue.dialogue_state import (
+    MAX_REFINEMENTS_KEPT,
+    DialogueState,
+    decide_act,
+    effective_query,
+    record_shown,
+    refine_goal,
+    start_goal,
+)
+from recllm.dialogue.relaxation import Relaxation, nearest_relaxation
+from recllm.dialogue.request_understanding import RequestUnderstanding
+from recllm.dialogue.session_store import SessionStore
+from recllm.rag.rec_request import parse_request
+
+GOAL = RequestUnderstanding("ru", "food", "recommend", ("samokat",), diet=("lactose_free",))
+MORE = RequestUnderstanding("ru", "other", "refine", refinement=("more",))
+CHEAPER = RequestUnderstanding("ru", "other", "refine", refinement=("cheaper",))
+OTHER = RequestUnderstanding("ru", "other", "feedback", refinement=("other",))
+VAGUE = RequestUnderstanding("ru", "food", "clarify_needed")
+EXPLAIN = RequestUnderstanding("ru", "other", "explain")
+
+
+def shown(state, ids, prices=None, act="recommend", understanding=GOAL):
+    prices = prices or [100.0] * len(ids)
+    return record_shown(state, act, "samokat", ids, [f"Молоко {i}" for i in ids], [f"why {i}" for i in ids],
+                        prices, understanding)
+
+
+def test_acts_follow_the_state_not_the_words():
+    empty = DialogueState()
+    assert decide_act(empty, VAGUE, "хочу что-нибудь вкусное") == "clarify"
+    assert decide_act(empty, GOAL, "молочка без лактозы") == "recommend"
+    state = shown(start_goal(empty, GOAL, "молочка без лактозы"), [1, 2])
+    assert decide_act(state, MORE, "ещё") == "refine"
+    assert decide_act(state, OTHER, "не то") == "refine"
+    assert decide_act(state, EXPLAIN, "почему это?") == "explain"
+    # a vague message with a goal refines it; a vague message after our question asks again
+    assert decide_act(state, VAGUE, "что-нибудь") == "refine"
+    asked = replace(start_goal(empty, VAGUE, "хочу вкусное"), last_act="clarify")
+    assert decide_act(asked, VAGUE, "не знаю") == "clarify"
+    assert decide_act(asked, MORE, "сладкое") == "recommend"
+    # «почему» with nothing shown is not an explanation
+    assert decide_act(empty, EXPLAIN, "почему?") == "recommend"
+
+
+def test_constraint_of_turn_one_holds_after_many_follow_ups():
+    state = start_goal(DialogueState(), GOAL, "молочка без лактозы на завтрак")
+    for turn in range(60):
+        understanding = (MORE, CHEAPER, OTHER)[turn % 3]
+        state = refine_goal(state, understanding, ("ещё", "подешевле", "что-нибудь другое")[turn % 3])
+        state = shown(state, [100 + 2 * turn, 101 + 2 * turn], [200.0, 100.0], "refine", understanding)
+    assert state.diet == ("lactose_free",)
+    query = effective_query(state, "ru")
+    assert "без лактозы" in query and len(state.refinements) == MAX_REFINEMENTS_KEPT
+    assert len(query) < 200                         # bounded, however long the session
+    assert parse_request("u1", query, 5, "").required_tags == {"lactose_free"}
+    assert len(state.shown) == 120 and state.turns == 60
+
+
+def test_cheaper_lowers_the_budget_below_what_was_shown_and_marks_the_list_rejected():
+    state = shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1, 2, 3], [100.0, 200.0, 300.0])
+    cheaper = refine_goal(state, CHEAPER, "подешевле")
+    assert cheaper.budget == 200.0 * 0.8 and set(cheaper.rejected) == {1, 2, 3}
+    assert refine_goal(state, MORE, "ещё").rejected == ()
+
+
+def test_a_diet_added_later_is_spelled_into_the_query():
+    state = start_goal(DialogueState(), RequestUnderstanding("ru", "food", "recommend"), "йогурт на завтрак")
+    state = refine_goal(state, RequestUnderstanding("ru", "other", "refine", diet=("sugar_free",)), "без сахара")
+    for _ in range(5):
+        state = refine_goal(state, MORE, "ещё")
+    assert "без сахара" in effective_query(state, "ru")
+
+
+def test_new_goal_resets_shown_and_keeps_a_summary():
+    state = shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1, 2])
+    new = start_goal(state, RequestUnderstanding("ru", "kids", "recommend"), "подарок сыну на 7 лет")
+    assert new.shown == () and new.diet == () and "молочка без лактозы" in new.summary
+
+
+def test_state_survives_a_restart(tmp_path):
+    state = shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1, 2])
+    SessionStore(tmp_path / "s.sqlite").save_state("sess-1", "u1", state.to_json())
+    reopened = SessionStore(tmp_path / "s.sqlite")
+    loaded = DialogueState.from_json(reopened.load_state("sess-1", "u1"))
+    assert loaded == state and loaded.context() == GOAL
+
+
+def test_explain_picks_the_item_asked_about():
+    state = shown(start_goal(DialogueState(), GOAL, "молочка"), [7, 8, 9])
+    assert explain_reply(state, "почему второй?", "ru") == "«Молоко 8»: why 8"
+    assert explain_reply(state, "почему это?", "ru") == "«Молоко 7»: why 7"
+
+
+class FakeStages:
+    """Retrieval over a fixed table: (service, tags needed, max price) → unseen ids."""
+
+    def __init__(self, items):
+        self.items = items  # id → (service, tags, price)
+
+    def encode(self, query):
+        return np.zeros(4, dtype=np.float32)
+
+    def retrieve(self, request, query_vector, exclude):
+        from recllm.dialogue.chat_engine import CandidateSet
+
+        ids = [i for i, (service, tags, price) in self.items.items()
+               if service == (request.service or "samokat") and request.required_tags <= tags and i not in exclude
+               and (request.max_price is None or price <= request.max_price)]
+        return CandidateSet(np.array(ids, dtype=np.int64), np.ones(len(ids), dtype=np.float32),
+                            request.service or "samokat", [])
+
+
+def test_nothing_left_offers_a_relaxation_the_retriever_can_fill():
+    stages = FakeStages({1: ("samokat", {"lactose_free"}, 90.0), 2: ("kuper", {"lactose_free"}, 90.0),
+                         3: ("kuper", {"lactose_free"}, 300.0)})
+    state = shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1])
+    request = parse_request("u1", "молочка без лактозы", 5, "samokat")
+    relaxation = nearest_relaxation(stages, request, state, frozenset({1}), "samokat")
+    assert relaxation == Relaxation("service", "kuper", 2, request.query)
+    reply = nothing_left_reply("ru", state, "samokat", relaxation)
+    assert "без лактозы" in reply and "Купере" in reply and "2" in reply
+    # a budget only the budget relaxation can lift
+    stages = FakeStages({1: ("samokat", {"lactose_free"}, 90.0), 4: ("samokat", {"lactose_free"}, 500.0)})
+    capped = replace(request, max_price=100.0)
+    assert nearest_relaxation(stages, capped, replace(state, diet=()), frozenset({1}), "samokat").kind == "budget"
+    assert nearest_relaxation(FakeStages({}), request, state, frozenset(), "samokat") is None
