@@ -442,6 +442,32 @@ def run(config: PerfAnalyzerConfig) -> tuple[list[ModelReport], PerfAnalyzerTool
     return reports, tool, machine
 
 
+def plot_latency_vs_throughput(reports: list[ModelReport], target: Path) -> Path | None:
+    """p95 latency against throughput per model and concurrency (matplotlib when installed)."""
+    try:
+        import matplotlib  # noqa: PLC0415
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for report in reports:
+        if report.rows:
+            ax.plot([r.throughput for r in report.rows], [r.p95_ms for r in report.rows], marker="o",
+                    label=report.model)
+            for r in report.rows:
+                ax.annotate(f"c{r.concurrency}", (r.throughput, r.p95_ms), fontsize=7)
+    ax.set_xlabel("throughput, inferences/s (perf_analyzer)")
+    ax.set_ylabel("p95 latency, ms")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    return target
+
+
 def save_results(reports: list[ModelReport], markdown: str, config: PerfAnalyzerConfig) -> Path:
     config.results_dir.mkdir(parents=True, exist_ok=True)
     for report in reports:
@@ -452,6 +478,7 @@ def save_results(reports: list[ModelReport], markdown: str, config: PerfAnalyzer
         data = RunPaths.under(config.work_dir, report.model).input_json
         if data.exists():
             shutil.copyfile(data, config.results_dir / f"perf_analyzer_{report.model}_input.json")
+    plot_latency_vs_throughput(reports, config.results_dir / "perf_analyzer.png")
     target = config.results_dir / "perf_analyzer.md"
     target.write_text(markdown, encoding="utf-8")
     return target
