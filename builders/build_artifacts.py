@@ -29,12 +29,11 @@ from builders import generator_corpus
 from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure, staging_dir, swap_in
 from recllm.rag.catalog_index import CatalogIndex, item_search_text
 from recllm.dialogue.session_store import SessionStore
-from recllm.generator import GeneratorConfig, train_generator
+from recllm.generator import GeneratorConfig, catalog_item_codes, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
 from recllm.profile.refresh import refresh_all_profiles
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.rag.query_encoder import QueryEncoder, QueryEncoderConfig, train_query_encoder
-from recllm.generator.reply_prompt import build_prompt
 from recllm.rag.reranker import RerankerConfig, candidate_features, train_reranker
 from recllm.rag.retriever import Retriever, RetrieverConfig
 from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
@@ -168,29 +167,20 @@ def reranker_lists(queries: list, retrievals: list, retriever: Retriever, store:
 
 def generator_examples(queries: list, retrievals: list, ranking: RankingStage, ecosystem: Ecosystem, seed: int,
                        progress: bool) -> list:
-    rng = random.Random(seed)
+    """The generator's training turns (every reply act, ``builders.generator_corpus``) from the training requests
+    as retrieved and ranked by the pipeline that serves them."""
     cold = {u.user_id for u in ecosystem.users} - {e.user_id for e in ecosystem.events}
-    examples = []
+    turns = []
     rows = list(zip(queries, retrievals))
     for query, (request, retrieval) in tqdm(rows, desc="generator data", disable=not progress, leave=False):
         request = replace(request, top_k=TOP_K_FOR_REPLIES)
         ranked = ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
-        items = [int(i) for i in ranked.item_ids]
-        facts = [f.text(request.language) for f, _ in retrieval.fragments]
-        is_cold = query.user_id in cold
-        reply = generator_corpus.reply_text(query.intent, request.language, items, is_cold)
-        prompt = build_prompt(retrieval.service, request.language, request.query, facts)
-        examples.append(generator_corpus.make_example(prompt, items, reply))
-        follow_query = request.query
-        while rng.random() < 0.4:  # follow-up turns ("подешевле", "без сахара", ...) refining this request
-            follow_query, follow_reply = generator_corpus.follow_up_example(follow_query, request.language,
-                                                                            items[::-1], rng, is_cold)
-            follow_prompt = build_prompt(retrieval.service, request.language, follow_query, facts)
-            examples.append(generator_corpus.make_example(follow_prompt, items[::-1], follow_reply))
-        if rng.random() < 0.05:  # nothing survived the filters
-            examples.append(generator_corpus.make_example(prompt, [], generator_corpus.reply_text(
-                query.intent, request.language, [], is_cold)))
-    return examples
+        turns.append(generator_corpus.CorpusTurn(
+            intent=query.intent, language=request.language, service=retrieval.service, query=request.query,
+            facts=tuple(f.text(request.language) for f, _ in retrieval.fragments),
+            items=tuple(int(i) for i in ranked.item_ids), cold_user=query.user_id in cold,
+            has_budget=request.max_price is not None, has_diet=bool(request.required_tags)))
+    return generator_corpus.corpus_examples(turns, seed)
 
 
 def build(config: BuildConfig) -> ArtifactLayout:
@@ -250,9 +240,10 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
 
     ranking = RankingStage(ecosystem.catalog, index, store, reranker)
     examples = generator_examples(train_queries, retrievals, ranking, ecosystem, config.seed, config.progress)
-    train_generator(examples, [i.item_id for i in ecosystem.catalog.items],
-                    component_config(GeneratorConfig, config, "generator"), layout.generator_dir,
-                    progress=config.progress)
+    generator_config = component_config(GeneratorConfig, config, "generator")
+    codes = catalog_item_codes(ecosystem.catalog, generator_config.sid_codebook_size, generator_config.sid_levels,
+                               config.seed)
+    train_generator(examples, codes, generator_config, layout.generator_dir, progress=config.progress)
     steps.update()
 
     pipeline = RecPipeline(encoder, retriever, ranking, load_generation_stage(layout))

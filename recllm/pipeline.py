@@ -22,15 +22,14 @@ from recllm.explanation.item_explanations import ExplanationConfig, explain_item
 from recllm.profile.storage import ProfileStorage, open_profile_storage, profile_location
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.rag.query_encoder import QueryEncoder
-from recllm.generator.reply_prompt import build_prompt
 from recllm.rag.rec_request import RecRequest, parse_request
 from recllm.rag.reranker import Reranker, candidate_features
 from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm_proto.text_arrays import utf8_array
 from recllm.profile.user_signals import check_preference_source
 
-if TYPE_CHECKING:  # the generator pulls in transformers: only the generation stage's process needs it
-    from recllm.generator import ReplyGenerator
+if TYPE_CHECKING:  # the generator pulls in torch models: only the generation stage's process needs it
+    from recllm.generator import GeneratedReply, ReplyCheckCounters, ReplyGenerator, ReplyRequest, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +96,126 @@ class RankingStage:
         }
 
 
-class GenerationStage:
-    """The Qwen2 reply generator, constrained to the ranked items."""
+@dataclass(frozen=True)
+class ReplyTurn:
+    """What the generator needs of one turn; ``act`` None = ``derive_act`` from the query and the ranked list."""
 
-    def __init__(self, catalog: Catalog, generator: ReplyGenerator):
+    service: str
+    language: str
+    query: str
+    item_ids: tuple[int, ...]
+    profile_facts: tuple[str, ...] = ()
+    act: str | None = None
+    relaxation: str = ""
+
+
+class GenerationStage:
+    """The Qwen2 reply generator, item spans constrained to the ranked items, replies checked after generation.
+
+    ``sampling`` is the decoding of every reply (greedy by default). A reply that fails ``check_reply`` is
+    regenerated greedily; failures are counted in ``counters`` (the Triton adapter exports them). A greedy stream
+    is released token by token and checked when done (its greedy retry would be identical); a sampled one is
+    checked, and regenerated if needed, before it is released."""
+
+    def __init__(self, catalog: Catalog, generator: ReplyGenerator, sampling: Sampling | None = None,
+                 counters: ReplyCheckCounters | None = None):
+        from recllm.generator import GREEDY, ReplyCheckCounters  # noqa: PLC0415
+
         self.catalog = catalog
         self.generator = generator
+        self.sampling = sampling or GREEDY
+        self.counters = counters or ReplyCheckCounters()
 
     def item_name(self, item_id: int) -> str:
         return self.catalog.get(item_id).name
 
+    def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
+        from recllm.generator import ReplyRequest, build_prompt, derive_act  # noqa: PLC0415
+
+        act = turn.act or derive_act(turn.query, turn.item_ids)
+        prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation)
+        return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling)
+
+    def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
+        from recllm.generator.reply_check import check_reply  # noqa: PLC0415
+        from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
+
+        result = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
+                             [self.item_name(i) for i in reply.item_ids])
+        self.counters.record(result, retry)
+        return result.ok
+
+    def generate_turns(self, turns: Sequence[ReplyTurn]) -> list[str | ValueError]:
+        """Replies of several turns decoded as one batch (one forward per step), each checked; a failing reply is
+        regenerated greedily (the retries as a second batch); a bad turn gets its own ``ValueError``."""
+        from recllm.generator import GREEDY  # noqa: PLC0415
+
+        requests = []
+        results: list = [None] * len(turns)
+        for i, turn in enumerate(turns):
+            try:
+                requests.append((i, self.request(turn)))
+            except ValueError as exc:
+                results[i] = exc
+        replies = self.generator.generate_batch([r for _, r in requests], self.item_name)
+        retry = []
+        for (i, _), reply in zip(requests, replies):
+            results[i] = reply
+            if not isinstance(reply, ValueError) and not self.check(turns[i], reply):
+                retry.append(i)
+        if retry and self.sampling != GREEDY:
+            for i in retry:
+                self.counters.record_regeneration()
+            again = self.generator.generate_batch([self.request(turns[i], GREEDY) for i in retry], self.item_name)
+            for i, reply in zip(retry, again):
+                if not isinstance(reply, ValueError):
+                    self.check(turns[i], reply, retry=True)
+                results[i] = reply
+        return [r if isinstance(r, ValueError) else r.text for r in results]
+
     def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
-               profile_facts: Sequence[str]) -> Iterator[str]:
-        prompt = build_prompt(service, language, query, profile_facts)
-        return self.generator.stream(prompt, [int(i) for i in item_ids], self.item_name)
+               profile_facts: Sequence[str], act: str | None = None, relaxation: str = "") -> Iterator[str]:
+        from recllm.generator import GREEDY  # noqa: PLC0415
+
+        turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
+                         relaxation)
+        request = self.request(turn)
+        if self.sampling != GREEDY:
+            reply = self.generate_turns([turn])[0]
+            if isinstance(reply, ValueError):
+                raise reply
+            return iter([reply] if reply else [])
+        return self._stream_checked(turn, request)
+
+    def _stream_checked(self, turn: ReplyTurn, request: ReplyRequest) -> Iterator[str]:
+        from recllm.generator import ReplyRenderer  # noqa: PLC0415
+
+        tokens = self.generator.stream_batch([request])  # raises on a bad request at the first next()
+        renderer = ReplyRenderer(self.generator.tokenizer, self.item_name)
+        parts, items = [], []
+        for _, token, item in tokens:
+            delta = renderer.feed(token, item)
+            if item is not None:
+                items.append(item)
+            if delta:
+                parts.append(delta)
+                yield delta
+        tail = renderer.flush()
+        if tail:
+            parts.append(tail)
+            yield tail
+        from recllm.generator import GeneratedReply  # noqa: PLC0415
+
+        self.check(turn, GeneratedReply("".join(parts), tuple(items), 0))
 
     def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
-                 profile_facts: Sequence[str]) -> str:
-        return "".join(self.stream(service, language, query, item_ids, profile_facts))
+                 profile_facts: Sequence[str], act: str | None = None, relaxation: str = "") -> str:
+        turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
+                         relaxation)
+        reply = self.generate_turns([turn])[0]
+        if isinstance(reply, ValueError):
+            raise reply
+        return reply
 
 
 def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:
@@ -134,10 +235,14 @@ def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
                         Reranker.load(layout.reranker_dir))
 
 
-def load_generation_stage(layout: ArtifactLayout) -> GenerationStage:
+def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
+                          sampling: Sampling | None = None) -> GenerationStage:
+    """The generation stage of a build; ``generator_dir`` drops in another checkpoint folder in the same format
+    (``train_generator``'s: HF-format Qwen2 weights + tokenizer.json + item_codes.npz)."""
     from recllm.generator import ReplyGenerator  # noqa: PLC0415
 
-    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(layout.generator_dir))
+    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(generator_dir or layout.generator_dir),
+                           sampling)
 
 
 class RecPipeline:

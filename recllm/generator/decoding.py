@@ -1,192 +1,287 @@
-"""Greedy, item-constrained decoding of replies with a KV cache.
+"""Reply decoding: our Qwen2 through the lean decode loop, item spans under each request's live prefix trie.
 
 Last pipeline stage: the reranker hands over an ordered candidate list and the generator writes a reply that may
-mention only those items. The guarantee lives in ``item_constraint_mask``: at every step an item token is allowed
-only if it is a candidate, not yet mentioned, and fewer than ``max_items`` items were mentioned; control tokens
-other than ``<eos>`` are never allowed. Decoding is ``prefill`` once, then ``decode_one_token`` per step.
+name only those items, each once (``item_constraint.ItemSpanConstraint``, plugged into ``DecodeLoop`` as its
+per-request logits processor). Requests of different prompt lengths decode together in one batch
+(``generate_batch``: one forward per step for all of them, each request's bad input its own error); ``stream``
+yields one request's text deltas as they are decoded; ``beam_search`` keeps the best of ``beam_width`` hypotheses
+under the same constraint.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache, Qwen2ForCausalLM
 
+from .decode_loop import DecodeLoop, Request, StaticKVCache, decode_one_token, prefill
+from .item_codes import ItemCodes
+from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
+from .qwen2 import Qwen2
+from .qwen2_checkpoint import load_qwen2
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
 
+ItemName = Callable[[int], str]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Greedy when ``temperature`` is 0; ``seed`` makes a sampled reply reproducible."""
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+GREEDY = Sampling()
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    prompt: str  # reply_prompt.build_prompt(...)
+    candidate_item_ids: tuple[int, ...]  # the ranked list, best first: the only items the reply may name
+    sampling: Sampling = GREEDY
+    max_new_tokens: int | None = None  # None: GeneratorConfig.max_new_tokens
+
 
 @dataclass(frozen=True)
 class GeneratedReply:
-    text: str  # user-facing text, item tokens rendered by item_name
-    raw_text: str  # with <item_N> markers
-    item_ids: tuple[int, ...]  # mentioned items, in order, unique, all from the candidate list
+    text: str  # user-facing text, item spans rendered by item_name
+    item_ids: tuple[int, ...]  # named items, in order
     num_tokens: int  # generated tokens, <eos> excluded
+    token_ids: tuple[int, ...] = field(default=(), repr=False)
 
 
-def text_token_mask(tokenizer: ReplyTokenizer, model_vocab_size: int) -> torch.Tensor:
-    """[V] bool: ordinary BPE tokens and ``<eos>``; no item tokens, no other control tokens, no ids the
-    tokenizer does not know (a checkpoint may pad its vocabulary)."""
-    mask = torch.zeros(model_vocab_size, dtype=torch.bool)  # [V]
-    mask[: tokenizer.vocab_size] = True
-    mask[list(tokenizer.control_ids)] = False
-    mask[list(tokenizer.item_token_ids)] = False
-    mask[tokenizer.eos_id] = True
-    return mask
+class ReplyRenderer:
+    """Token ids → text deltas. Text between items is decoded as a whole so far and only complete characters are
+    released (a byte-level token may end inside a multi-byte UTF-8 character); an item shows up once its span is
+    complete, as ``item_name(id)``."""
 
+    def __init__(self, tokenizer: ReplyTokenizer, item_name: ItemName):
+        self.tokenizer, self.item_name = tokenizer, item_name
+        self.segment: list[int] = []
+        self.released = 0
 
-def item_constraint_mask(
-    text_mask: torch.Tensor, candidate_token_ids: Sequence[int], mentioned_token_ids: Collection[int], max_items: int
-) -> torch.Tensor:
-    """[V] bool of tokens allowed at this step: ``text_mask`` plus each candidate item token not yet mentioned,
-    while fewer than ``max_items`` items were mentioned."""
-    allowed = text_mask.clone()  # [V]
-    if len(mentioned_token_ids) < max_items:
-        open_items = [t for t in candidate_token_ids if t not in mentioned_token_ids]
-        allowed[open_items] = True
-    return allowed
+    def feed(self, token: int, item: int | None) -> str:
+        if token == self.tokenizer.eos_id or token in self.tokenizer.control_ids:
+            return ""
+        if self.tokenizer.sid_of_token(token) is None:
+            self.segment.append(token)
+            text = self.tokenizer.decode(self.segment)
+            if text.endswith("\ufffd") or len(text) <= self.released:
+                return ""
+            delta, self.released = text[self.released:], len(text)
+            return delta
+        if item is None:
+            return ""
+        delta = self.flush()
+        return delta + self.item_name(item)
 
-
-def constrain_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return logits.masked_fill(~allowed, float("-inf"))  # [V]
-
-
-def prefill(model: Qwen2ForCausalLM, input_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-    """Run the prompt [1, T] through the model, filling ``cache``; logits of the last position [V]."""
-    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return out.logits[0, -1]  # [V]
-
-
-def decode_one_token(model: Qwen2ForCausalLM, token: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-    """Feed one token [1, 1] after the cached prefix; next-token logits [V]."""
-    out = model(input_ids=token, past_key_values=cache, use_cache=True)
-    return out.logits[0, -1]  # [V]
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.segment) if self.segment else ""
+        delta = text[self.released:]
+        self.segment, self.released = [], 0
+        return delta
 
 
 class ReplyGenerator:
-    def __init__(self, model: Qwen2ForCausalLM, tokenizer: ReplyTokenizer, config: GeneratorConfig):
+    def __init__(self, model: Qwen2, tokenizer: ReplyTokenizer, config: GeneratorConfig, codes: ItemCodes,
+                 compile: bool = False):
         if model.config.vocab_size < tokenizer.vocab_size:
-            raise ValueError(
-                f"model vocab_size={model.config.vocab_size} is smaller than "
-                f"tokenizer vocab_size={tokenizer.vocab_size}"
-            )
+            raise ValueError(f"model vocab_size={model.config.vocab_size} is smaller than "
+                             f"tokenizer vocab_size={tokenizer.vocab_size}")
+        if list(codes.vocab_sizes) != [min(a, b) for a, b in zip(codes.vocab_sizes, tokenizer.sid_vocab_sizes)]:
+            raise ValueError(f"item codes use SID vocab sizes {codes.vocab_sizes}; the tokenizer has "
+                             f"{list(tokenizer.sid_vocab_sizes)}")
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.config = config
+        self.tokenizer, self.config, self.codes = tokenizer, config, codes
+        self.loop = DecodeLoop(model, compile=compile, pad_token_id=tokenizer.pad_id)
         self._text_mask = text_token_mask(tokenizer, model.config.vocab_size)  # [V]
 
     @classmethod
     def load(cls, directory: Path) -> "ReplyGenerator":
-        """Load a local directory written by ``train_generator`` (never a hub name)."""
+        """Load a local folder written by ``train_generator`` (HF-format weights, never a hub name)."""
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{directory} is not a local model directory (no config.json)")
-        model = Qwen2ForCausalLM.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
-        tokenizer = ReplyTokenizer.load(directory)
+        model = load_qwen2(directory, dtype=torch.float32)
         config_path = directory / GENERATOR_CONFIG_FILE
         if config_path.is_file():
             config = GeneratorConfig.load(config_path)
         else:
             logger.warning("no %s in %s; using default decoding settings", GENERATOR_CONFIG_FILE, directory)
             config = GeneratorConfig()
-        return cls(model, tokenizer, config)
+        return cls(model, ReplyTokenizer.load(directory), config, ItemCodes.load(directory))
 
-    def _check_request(self, prompt: str, candidate_item_ids: Sequence[int]) -> list[int]:
-        if not prompt or not prompt.strip():
+    # -- requests ----------------------------------------------------------------------------------------------
+
+    def _prepare(self, request: ReplyRequest) -> tuple[Request, ItemSpanConstraint]:
+        """The decode-loop request and its constraint; a bad request raises ``ValueError`` here."""
+        if not request.prompt or not request.prompt.strip():
             raise ValueError("prompt is empty")
-        unknown = [i for i in candidate_item_ids if not self.tokenizer.has_item(i)]
+        unknown = [i for i in request.candidate_item_ids if not self.codes.has(i)]
         if unknown:
-            raise ValueError(f"candidate item ids not in the generator's item vocabulary: {unknown[:10]}")
-        return list(dict.fromkeys(candidate_item_ids))  # drop duplicates, keep order
-
-    def tokens(
-        self, prompt: str, candidate_item_ids: Sequence[int], max_new_tokens: int | None = None
-    ) -> Iterator[int]:
-        """Greedy constrained decoding; yields generated token ids, stopping before ``<eos>``.
-        Bad requests raise ``ValueError`` here, before the first token."""
-        candidates = self._check_request(prompt, candidate_item_ids)
-        max_new = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
+            raise ValueError(f"candidate item ids without a Semantic ID: {unknown[:10]}")
+        candidates = list(dict.fromkeys(int(i) for i in request.candidate_item_ids))  # drop duplicates
+        max_new = self.config.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
         if max_new <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {max_new}")
         max_prompt = self.model.config.max_position_embeddings - max_new
-        input_ids = torch.tensor([self.tokenizer.encode_prompt(prompt, candidates, max_prompt)])  # [1, T]
-        candidate_tokens = [self.tokenizer.item_token_id(i) for i in candidates]
-        return self._greedy(input_ids, candidate_tokens, max_new)
+        prompt = self.tokenizer.encode_prompt(request.prompt, [self.codes.sid_of(i) for i in candidates],
+                                              max_prompt)
+        s = request.sampling
+        loop_request = Request(prompt, max_new, (self.tokenizer.eos_id,), s.temperature, s.top_k, s.top_p, s.seed)
+        constraint = ItemSpanConstraint(self.tokenizer, self.codes, candidates, self._text_mask,
+                                        self.config.max_items_per_reply, max_new)
+        return loop_request, constraint
 
-    @torch.no_grad()
-    def _greedy(self, input_ids: torch.Tensor, candidate_tokens: list[int], max_new: int) -> Iterator[int]:
-        mentioned: set[int] = set()
-        max_items = self.config.max_items_per_reply
-        cache = DynamicCache(config=self.model.config)
-        logits = prefill(self.model, input_ids, cache)  # [V]
+    def _processor(self, constraints: list[ItemSpanConstraint]):
+        def constrain(request_index: torch.Tensor, generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+            allowed = torch.stack([constraints[i].allowed() for i in request_index.tolist()])  # [B, V]
+            return logits.masked_fill(~allowed, float("-inf"))  # [B, V]
+        return constrain
+
+    def stream_batch(self, requests: Sequence[ReplyRequest]) -> Iterator[tuple[int, int, int | None]]:
+        """(request index, token, item id completed by this token or None) for all ``requests`` decoded as one
+        batch; the constraint of each request advances as its tokens are consumed. Raises ``ValueError`` for the
+        first bad request (``generate_batch`` isolates them)."""
+        prepared = [self._prepare(r) for r in requests]
+        constraints = [c for _, c in prepared]
+        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints)):
+            yield index, token, constraints[index].advance(token)
+
+    def generate_batch(self, requests: Sequence[ReplyRequest], item_name: ItemName
+                       ) -> list[GeneratedReply | ValueError]:
+        """One reply per request, all decoded in one batch; a bad request gets its ``ValueError`` in its slot."""
+        results: list[GeneratedReply | ValueError | None] = [None] * len(requests)
+        good = []
+        for i, request in enumerate(requests):
+            try:
+                self._prepare(request)
+                good.append(i)
+            except ValueError as exc:
+                results[i] = exc
+        tokens: dict[int, list[int]] = {i: [] for i in good}
+        items: dict[int, list[int]] = {i: [] for i in good}
+        renderers = {i: ReplyRenderer(self.tokenizer, item_name) for i in good}
+        texts: dict[int, list[str]] = {i: [] for i in good}
+        for j, token, item in self.stream_batch([requests[i] for i in good]):
+            i = good[j]
+            tokens[i].append(token)
+            texts[i].append(renderers[i].feed(token, item))
+            if item is not None:
+                items[i].append(item)
+        for i in good:
+            texts[i].append(renderers[i].flush())
+            generated = [t for t in tokens[i] if t != self.tokenizer.eos_id]
+            results[i] = GeneratedReply("".join(texts[i]), tuple(items[i]), len(generated), tuple(generated))
+        return results
+
+    def stream(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName,
+               sampling: Sampling = GREEDY, max_new_tokens: int | None = None) -> Iterator[str]:
+        """User-visible text deltas of one reply as tokens are decoded. Bad requests raise ``ValueError`` before
+        the first delta."""
+        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), sampling, max_new_tokens)
+        self._prepare(request)  # raise now, not at the first next()
+        return self._stream_one(request, item_name)
+
+    def _stream_one(self, request: ReplyRequest, item_name: ItemName) -> Iterator[str]:
+        renderer = ReplyRenderer(self.tokenizer, item_name)
+        for _, token, item in self.stream_batch([request]):
+            delta = renderer.feed(token, item)
+            if delta:
+                yield delta
+        tail = renderer.flush()
+        if tail:
+            yield tail
+
+    def generate(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName,
+                 sampling: Sampling = GREEDY, max_new_tokens: int | None = None) -> GeneratedReply:
+        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), sampling, max_new_tokens)
+        result = self.generate_batch([request], item_name)[0]
+        if isinstance(result, ValueError):
+            raise result
+        return result
+
+    # -- beam search -------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def beam_search(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName, beam_width: int = 4,
+                    max_new_tokens: int | None = None, length_penalty: float = 1.0) -> GeneratedReply:
+        """The highest (length-normalised) log-probability reply among ``beam_width`` hypotheses; every
+        hypothesis walks its own copy of the item constraint."""
+        if beam_width < 1:
+            raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), GREEDY, max_new_tokens)
+        loop_request, root = self._prepare(request)
+        W, eos = beam_width, self.tokenizer.eos_id
+        prompt_ids = torch.tensor([list(loop_request.prompt)] * W)  # [W, T]
+        T, max_new = prompt_ids.shape[1], loop_request.max_new_tokens
+        cache = StaticKVCache.for_model(self.model, W, T + max_new)
+        left_pad = torch.zeros(W, dtype=torch.long)  # [W]
+        logits = prefill(self.model, prompt_ids, cache, left_pad)  # [W, V]
+        scores = torch.full((W,), float("-inf"))
+        scores[0] = 0.0
+        beams = [(root, [], [])] + [(root.copy(), [], []) for _ in range(W - 1)]  # constraint, tokens, items
+        finished: list[tuple[float, list[int], list[int]]] = []
         for step in range(max_new):
-            allowed = item_constraint_mask(self._text_mask, candidate_tokens, mentioned, max_items)  # [V]
-            token = int(constrain_logits(logits, allowed).argmax())
-            if token == self.tokenizer.eos_id:
-                return
-            if self.tokenizer.item_id_of_token(token) is not None:
-                mentioned.add(token)
-            yield token
-            if step + 1 < max_new:
-                logits = decode_one_token(self.model, torch.tensor([[token]]), cache)  # [V]
+            allowed = torch.stack([b[0].allowed() for b in beams])  # [W, V]
+            logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1) + scores[:, None]  # [W, V]
+            top, flat = logp.flatten().topk(2 * W)  # [2W]
+            next_beams, parents, next_tokens, next_scores = [], [], [], []
+            for score, index in zip(top.tolist(), flat.tolist()):
+                if score == float("-inf"):
+                    break
+                parent, token = divmod(index, logp.shape[1])
+                constraint, tokens, items = beams[parent]
+                if token == eos:
+                    finished.append((score / max(1, len(tokens)) ** length_penalty, tokens, items))
+                    continue
+                state = constraint.copy()
+                item = state.advance(token)
+                next_beams.append((state, tokens + [token], items + ([item] if item is not None else [])))
+                parents.append(parent)
+                next_tokens.append(token)
+                next_scores.append(score)
+                if len(next_beams) == W:
+                    break
+            if not next_beams or (len(finished) >= W and max(f[0] for f in finished) >= max(next_scores)
+                                  / max(1, step + 1) ** length_penalty):
+                break
+            while len(next_beams) < W:  # keep the batch shape: pad with dead copies of the last beam
+                next_beams.append(next_beams[-1])
+                parents.append(parents[-1])
+                next_tokens.append(next_tokens[-1])
+                next_scores.append(float("-inf"))
+            beams, scores = next_beams, torch.tensor(next_scores)
+            index = torch.tensor(parents)
+            cache.k.copy_(cache.k[:, index])
+            cache.v.copy_(cache.v[:, index])
+            logits = decode_one_token(self.model, torch.tensor(next_tokens)[:, None], torch.tensor([T + step]),
+                                      cache, left_pad)  # [W, V]
+        else:
+            for (_, tokens, items), score in zip(beams, scores.tolist()):
+                if score > float("-inf"):
+                    finished.append((score / max(1, len(tokens)) ** length_penalty, tokens, items))
+        _, tokens, items = max(finished, key=lambda f: f[0])
+        return self._render(tokens, items, item_name)
 
-    def stream(
-        self,
-        prompt: str,
-        candidate_item_ids: Sequence[int],
-        item_name: Callable[[int], str],
-        max_new_tokens: int | None = None,
-    ) -> Iterator[str]:
-        """User-visible text deltas as tokens are decoded; item tokens are rendered by ``item_name(id)``."""
-        return render_deltas(self.tokens(prompt, candidate_item_ids, max_new_tokens), self.tokenizer, item_name)
-
-    def generate(
-        self,
-        prompt: str,
-        candidate_item_ids: Sequence[int],
-        item_name: Callable[[int], str],
-        max_new_tokens: int | None = None,
-    ) -> GeneratedReply:
-        generated: list[int] = []
-        tokens = self.tokens(prompt, candidate_item_ids, max_new_tokens)
-
-        def recorded() -> Iterator[int]:
-            for token in tokens:
-                generated.append(token)
-                yield token
-
-        text = "".join(render_deltas(recorded(), self.tokenizer, item_name))
-        items = tuple(i for i in map(self.tokenizer.item_id_of_token, generated) if i is not None)
-        return GeneratedReply(text, self.tokenizer.decode(generated), items, len(generated))
-
-
-def render_deltas(tokens: Iterator[int], tokenizer: ReplyTokenizer, item_name: Callable[[int], str]) -> Iterator[str]:
-    """Turn token ids into text deltas. Text between items is decoded as a whole so far and only complete
-    characters are released (a byte-level token may end inside a multi-byte UTF-8 character)."""
-    segment: list[int] = []
-    released = 0
-    for token in tokens:
-        item_id = tokenizer.item_id_of_token(token)
-        if item_id is None:
-            segment.append(token)
-            text = tokenizer.decode(segment)
-            if not text.endswith("\ufffd") and len(text) > released:
-                yield text[released:]
-                released = len(text)
-            continue
-        if segment:
-            text = tokenizer.decode(segment)
-            if len(text) > released:
-                yield text[released:]
-        segment, released = [], 0
-        yield item_name(item_id)
-    if segment:
-        text = tokenizer.decode(segment)
-        if len(text) > released:
-            yield text[released:]
+    def _render(self, tokens: list[int], items: list[int], item_name: ItemName) -> GeneratedReply:
+        renderer, named, parts = ReplyRenderer(self.tokenizer, item_name), iter(items), []
+        prefix = 0
+        for token in tokens:
+            item = None
+            if self.tokenizer.sid_of_token(token) is not None:
+                prefix += 1
+                if prefix == self.tokenizer.sid_depth:
+                    item, prefix = next(named), 0
+            parts.append(renderer.feed(token, item))
+        parts.append(renderer.flush())
+        return GeneratedReply("".join(parts), tuple(items), len(tokens), tuple(tokens))

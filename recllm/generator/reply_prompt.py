@@ -1,6 +1,9 @@
-"""The generator's prompt: service, language, the user's (contextual) query and retrieved profile facts.
+"""The generator's prompt: the reply act, service, language, the user's (contextual) query and profile facts.
 
-Training (``builders``) and serving build prompts with this one function, so the model sees the same layout.
+Training (``builders.generator_corpus``) and serving build prompts with this one function, so the model sees the
+same layout. The act says what kind of reply the turn needs (``ACTS``); the dialogue layer will decide it, and
+until then ``reply_act.derive_act`` does from simple signals. ``relaxation`` names, for ``nothing_left``, the
+constraint whose loosening is nearest (``RELAXATIONS``).
 """
 
 from __future__ import annotations
@@ -8,8 +11,21 @@ from __future__ import annotations
 from typing import Sequence
 
 MAX_PROMPT_FACTS = 3
+ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
+RELAXATIONS = ("budget", "diet", "seen", "service", "query")
 
 
-def build_prompt(service: str, language: str, query: str, profile_facts: Sequence[str]) -> str:
+def build_prompt(service: str, language: str, query: str, profile_facts: Sequence[str], act: str = "recommend",
+                 relaxation: str = "") -> str:
+    if act not in ACTS:
+        raise ValueError(f"build_prompt: act must be one of {ACTS}, got {act!r}")
+    if relaxation and relaxation not in RELAXATIONS:
+        raise ValueError(f"build_prompt: relaxation must be one of {RELAXATIONS} or empty, got {relaxation!r}")
     facts = "; ".join(profile_facts[:MAX_PROMPT_FACTS]) or "-"
-    return f"service: {service} | lang: {language} | query: {query} | profile: {facts}"
+    relax = f" | relax: {relaxation}" if relaxation else ""
+    return f"act: {act}{relax} | service: {service} | lang: {language} | query: {query} | profile: {facts}"
+
+
+def prompt_facts(profile_facts: Sequence[str]) -> list[str]:
+    """The facts a prompt built from ``profile_facts`` holds (the only ones a reply may cite)."""
+    return [f for f in profile_facts[:MAX_PROMPT_FACTS] if f]

@@ -1,8 +1,10 @@
-"""Train the reply generator (tokenizer + Qwen2 model) from scratch on ``GeneratorExample`` records.
+"""Train the reply generator (tokenizer + our Qwen2) from scratch on ``GeneratorExample`` records.
 
-Each example becomes ``<bos> prompt <cands> candidate item tokens <sep> reply <eos>`` and the loss covers only the
-reply and ``<eos>``: the model learns to write a reply conditioned on the prompt and to copy item tokens from the
-candidate list. ``train_generator`` writes a directory that ``ReplyGenerator.load`` reads back.
+Each example becomes ``<bos> prompt <cands> candidate SID spans <sep> reply <eos>`` and the loss covers only the
+reply and ``<eos>``: the model learns to write a reply for the prompt's act and to copy SID spans from the candidate
+list. ``train_generator`` writes an HF-format folder (``qwen2_checkpoint.save_qwen2``: ``config.json`` +
+safetensors, which ``transformers`` also reads) plus ``tokenizer.json``, ``generator_config.json`` and
+``item_codes.npz``; ``ReplyGenerator.load`` reads it back.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Qwen2ForCausalLM
 
-from .model import GENERATOR_CONFIG_FILE, GeneratorConfig, build_model
+from .item_codes import ItemCodes
+from .model import GENERATOR_CONFIG_FILE, GeneratorConfig, build_model, init_sid_embeddings
+from .qwen2 import Qwen2
+from .qwen2_checkpoint import save_qwen2
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -29,41 +33,38 @@ IGNORE_INDEX = -100  # labels ignored by the cross-entropy loss
 
 @dataclass(frozen=True)
 class GeneratorExample:
-    prompt: str  # e.g. "service: samokat | lang: ru | query: ... | profile: ..."
+    prompt: str  # build_prompt(...): "act: ... | service: ... | lang: ... | query: ... | profile: ..."
     candidate_item_ids: tuple[int, ...]  # ordered best-first; the items the reply may mention
     reply: str  # target reply with <item_N> markers
 
 
-def encode_example(
-    tokenizer: ReplyTokenizer, example: GeneratorExample, max_len: int, max_new_tokens: int
-) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer: ReplyTokenizer, codes: ItemCodes, example: GeneratorExample, max_len: int,
+                   max_new_tokens: int) -> tuple[list[int], list[int]]:
     """Token ids and labels (``IGNORE_INDEX`` on the prompt part) for one example, at most ``max_len`` long."""
-    prompt = tokenizer.encode_prompt(example.prompt, example.candidate_item_ids, max_len - max_new_tokens)
-    reply = tokenizer.encode(example.reply)[: max_len - len(prompt) - 1] + [tokenizer.eos_id]
+    candidates = [codes.sid_of(i) for i in example.candidate_item_ids]
+    prompt = tokenizer.encode_prompt(example.prompt, candidates, max_len - max_new_tokens)
+    reply = tokenizer.encode_reply(example.reply, codes.sid_of)[: max_len - len(prompt) - 1] + [tokenizer.eos_id]
     return prompt + reply, [IGNORE_INDEX] * len(prompt) + reply
 
 
-def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padded positions are masked out of attention and loss."""
+def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch: input ids and labels [B, T]. Causal attention means real tokens never see the padding on
+    their right, and padded positions carry no label."""
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [B, T]
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # [B, T]
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [B, T]
     for row, (ids, lab) in enumerate(rows):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         labels[row, : len(lab)] = torch.tensor(lab)
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    return input_ids, labels
 
 
-def reply_loss(model: Qwen2ForCausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Next-token cross-entropy on labelled (reply) positions only. Same value as ``model(**batch).loss``, but the
-    LM head runs only where a label exists, which on CPU saves most of its cost (prompts are the bulk of tokens)."""
-    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    targets = batch["labels"][:, 1:]  # [B, T-1]; position t predicts token t+1
+def reply_loss(model: Qwen2, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy on labelled (reply) positions only."""
+    logits = model(input_ids)[:, :-1]  # [B, T-1, V]; position t predicts token t+1
+    targets = labels[:, 1:]  # [B, T-1]
     keep = targets != IGNORE_INDEX  # [B, T-1]
-    logits = model.lm_head(hidden[:, :-1][keep])  # [N, V]
-    return torch.nn.functional.cross_entropy(logits, targets[keep])
+    return torch.nn.functional.cross_entropy(logits[keep], targets[keep])
 
 
 def lr_at(step: int, config: GeneratorConfig) -> float:
@@ -74,19 +75,20 @@ def lr_at(step: int, config: GeneratorConfig) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_generator(model: Qwen2ForCausalLM, tokenizer: ReplyTokenizer, config: GeneratorConfig, out_dir: Path) -> Path:
-    """Write weights (safetensors) + ``config.json``, ``tokenizer.json`` and ``generator_config.json``."""
+def save_generator(model: Qwen2, tokenizer: ReplyTokenizer, config: GeneratorConfig, codes: ItemCodes,
+                   out_dir: Path) -> Path:
+    """Write the HF-format checkpoint + ``tokenizer.json``, ``generator_config.json`` and ``item_codes.npz``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_qwen2(model, out_dir)
     tokenizer.save(out_dir)
+    codes.save(out_dir)
     config.save(out_dir / GENERATOR_CONFIG_FILE, vocab_size=model.config.vocab_size)
     return out_dir
 
 
 def train_generator(
     examples: Sequence[GeneratorExample],
-    item_ids: Sequence[int],
+    codes: ItemCodes,
     config: GeneratorConfig,
     out_dir: Path,
     progress: bool = True,
@@ -94,28 +96,28 @@ def train_generator(
     """Train tokenizer and model on ``examples``, save them to ``out_dir`` and return ``out_dir``."""
     if not examples:
         raise ValueError("train_generator needs at least one example")
-    known = set(item_ids)
     for example in examples:
-        unknown = set(example.candidate_item_ids) - known
+        unknown = [i for i in example.candidate_item_ids if not codes.has(i)]
         if unknown:
-            raise ValueError(f"example candidate ids {sorted(unknown)[:5]} are not in item_ids")
+            raise ValueError(f"example candidate ids {sorted(unknown)[:5]} have no Semantic ID")
     texts = [t for e in examples for t in (e.prompt, e.reply)]
-    tokenizer = ReplyTokenizer.train(texts, item_ids, config.bpe_vocab_size)
-    rows = [encode_example(tokenizer, e, config.max_position_embeddings, config.max_new_tokens) for e in examples]
-    model = build_model(config, tokenizer.vocab_size, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
+    tokenizer = ReplyTokenizer.train(texts, codes.vocab_sizes, config.bpe_vocab_size)
+    rows = [encode_example(tokenizer, codes, e, config.max_position_embeddings, config.max_new_tokens)
+            for e in examples]
+    model = build_model(config, tokenizer)
+    init_sid_embeddings(model, tokenizer, codes.codebooks, config.seed)
     loss = train_loop(model, rows, tokenizer.pad_id, config, progress)
     logger.info("generator trained: %d steps, final loss %.4f", config.train_steps, loss)
-    return save_generator(model.eval(), tokenizer, config, out_dir)
+    return save_generator(model.eval(), tokenizer, config, codes, out_dir)
 
 
-def train_loop(
-    model: Qwen2ForCausalLM, rows: list[tuple[list[int], list[int]]], pad_id: int, config: GeneratorConfig,
-    progress: bool,
-) -> float:
+def train_loop(model: Qwen2, rows: list[tuple[list[int], list[int]]], pad_id: int, config: GeneratorConfig,
+               progress: bool) -> float:
     """AdamW over random batches; returns the mean loss of the last 10% of steps."""
     rng = random.Random(config.seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    params = list({id(p): p for p in model.parameters()}.values())  # tied embeddings once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=(0.9, 0.95),
@@ -126,11 +128,11 @@ def train_loop(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        batch = collate([rows[rng.randrange(len(rows))] for _ in range(config.batch_size)], pad_id)
-        loss = reply_loss(model, batch)
+        input_ids, labels = collate([rows[rng.randrange(len(rows))] for _ in range(config.batch_size)], pad_id)
+        loss = reply_loss(model, input_ids, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if step >= config.train_steps * 0.9:
             tail.append(loss.item())

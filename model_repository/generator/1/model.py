@@ -1,26 +1,72 @@
-"""Triton adapter: ranked items + profile facts -> reply text (recllm.generator, Qwen2 architecture)."""
+"""Triton adapter: ranked items + profile facts -> reply text (recllm.generator, our Qwen2 + decode loop).
+
+All requests of one ``execute`` (several when the model config enables dynamic batching) are decoded together, one
+forward per step (``GenerationStage.generate_turns``); a bad request gets its own error. Reply-check counts
+(``recllm.generator.reply_check.ReplyCheckCounters``) are exported as Prometheus counters through
+``pb_utils.MetricFamily`` where the backend has it.
+"""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
-from recllm.pipeline import load_generation_stage
+from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
-from recllm.serving.backend_adapter import artifact_layout, execute_each, input_array, input_scalar, input_strings
+from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_array, input_scalar,
+                                            input_strings, make_response)
 from recllm_proto.text_arrays import utf8_array
+
+
+def reply_check_metrics(counters):
+    """Counters ``recllm_reply_check_total{event=...}`` and ``recllm_reply_check_failures_total{reason=...}``,
+    fed by the library's counters; nothing when the backend has no custom metrics (tests' fake module)."""
+    family_cls = getattr(pb_utils, "MetricFamily", None)
+    if family_cls is None:
+        return None
+    events = family_cls(name="recllm_reply_check_total", description="Generated replies checked, failed, "
+                        "regenerated greedily, still failing after the retry", kind=family_cls.COUNTER)
+    failures = family_cls(name="recllm_reply_check_failures_total",
+                          description="Reply-check failures by reason", kind=family_cls.COUNTER)
+    metrics = {}
+
+    def listener(event, reason):
+        family, labels = (failures, {"reason": reason}) if event == "failed" else (events, {"event": event})
+        key = (id(family), tuple(labels.items()))
+        if key not in metrics:
+            metrics[key] = family.Metric(labels=labels)
+        metrics[key].increment(1)
+
+    counters.add_listener(listener)
+    return events, failures
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.generation = load_generation_stage(artifact_layout())
+        self.metric_families = reply_check_metrics(self.generation.counters)
 
-    def handle(self, request):
+    def turn(self, request):
         query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
         service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
         item_ids = input_array(pb_utils, request, T.ITEM_IDS.name).astype(np.int64).reshape(-1)
         facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
-        reply = self.generation.generate(service, detect_language(query), query, item_ids.tolist(), facts)
-        return {T.REPLY.name: utf8_array([reply])}
+        return ReplyTurn(service, detect_language(query), query, tuple(item_ids.tolist()), tuple(facts))
 
     def execute(self, requests):
-        return execute_each(pb_utils, "generator", requests, self.handle)
+        responses = [None] * len(requests)
+        turns = []
+        for i, request in enumerate(requests):
+            try:
+                turns.append((i, self.turn(request)))
+            except Exception as exc:  # noqa: BLE001 - a bad request is that request's error
+                responses[i] = error_response(pb_utils, "generator", exc)
+        try:
+            replies = self.generation.generate_turns([t for _, t in turns])
+        except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: each request gets the error
+            replies = [exc] * len(turns)
+        for (i, _), reply in zip(turns, replies):
+            if isinstance(reply, Exception):
+                responses[i] = error_response(pb_utils, "generator", reply)
+            else:
+                responses[i] = make_response(pb_utils, as_row({T.REPLY.name: utf8_array([reply])}))
+        return responses

@@ -1,68 +1,51 @@
-"""ReplyTokenizer: BPE text, one never-split token per item, save/load round trip."""
+"""The reply tokenizer: Semantic-ID code tokens instead of one token per item, prompts, replies, save/load."""
 
 import pytest
 
-from recllm.generator import ReplyTokenizer
+from recllm.generator import ReplyTokenizer, sid_token
 
-TEXTS = [
-    "service: samokat | lang: ru | query: что приготовить на ужин, чтобы было полезно?",
-    "Для полезного ужина подойдут <item_12>, <item_40> и <item_7>.",
-    "service: megamarket | lang: en | query: gift ideas for a runner | profile: buys running shoes",
-    "For a runner, consider <item_3> and <item_5>.",
-] * 10
-ITEMS = [3, 5, 7, 12, 40, 1000]
+from .conftest import TEXTS
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return ReplyTokenizer.train(TEXTS, ITEMS, vocab_size=400)
+def test_vocabulary_holds_code_tokens_not_items(tok, codes):
+    assert tok.sid_vocab_sizes == tuple(codes.vocab_sizes)
+    assert len(tok.sid_token_ids) == sum(codes.vocab_sizes)  # grows with the codebook, not with the catalog
+    assert tok.sid_depth == 4
+    level, code = tok.sid_of_token(tok.sid_token_id(2, 5))
+    assert (level, code) == (2, 5)
+    assert tok.sid_of_token(tok.eos_id) is None
+    assert "<item_3>" not in tok._tok.get_vocab(with_added_tokens=True)
 
 
-def test_item_tokens_are_single_and_round_trip(tok):
-    ids = tok.encode("подойдут <item_12>, <item_1000> и <item_7>.")
-    items = [tok.item_id_of_token(i) for i in ids if tok.item_id_of_token(i) is not None]
-    assert items == [12, 1000, 7]
-    assert tok.item_token_id(12) in ids
-    assert tok.decode(ids) == "подойдут <item_12>, <item_1000> и <item_7>."
+def test_encode_reply_swaps_markers_for_sid_spans(tok, codes):
+    ids = tok.encode_reply("Для ужина: <item_3> и <item_7>.", codes.sid_of)
+    spans = [i for i in ids if tok.sid_of_token(i) is not None]
+    assert spans == tok.sid_span(codes.sid_of(3)) + tok.sid_span(codes.sid_of(7))
+    assert tok.decode([i for i in ids if tok.sid_of_token(i) is None]) == "Для ужина:  и ."
 
 
-def test_unknown_item_raises_and_plain_tokens_map_to_none(tok):
-    with pytest.raises(ValueError, match="item id 99"):
-        tok.item_token_id(99)
-    assert tok.item_id_of_token(tok.encode("ужин")[0]) is None
-    assert tok.item_id_of_token(tok.eos_id) is None
-
-
-@pytest.mark.parametrize("text", ["Привет, ёжик 🙂", "naïve café", "", "  двойной  пробел "])
-def test_any_text_round_trips(tok, text):
-    assert tok.decode(tok.encode(text)) == text
-
-
-def test_control_tokens_are_distinct_and_dropped_by_decode(tok):
-    assert len(tok.control_ids) == 5
-    assert tok.decode([tok.bos_id, *tok.encode("ужин"), tok.eos_id, tok.pad_id]) == "ужин"
-
-
-def test_encode_prompt_layout_and_truncation(tok):
-    ids = tok.encode_prompt("что приготовить на ужин " * 20, [40, 3], max_tokens=30)
-    assert len(ids) == 30
+def test_encode_prompt_layout_and_cut(tok, codes):
+    sids = [codes.sid_of(1), codes.sid_of(2)]
+    ids = tok.encode_prompt(TEXTS[0], sids, max_tokens=200)
     assert ids[0] == tok.bos_id and ids[-1] == tok.sep_id
-    assert ids[-4:-1] == [tok.cands_id, tok.item_token_id(40), tok.item_token_id(3)]
+    cands = ids.index(tok.cands_id)
+    assert ids[cands + 1:-1] == tok.sid_span(sids[0]) + tok.sid_span(sids[1])
+    short = tok.encode_prompt(TEXTS[0] * 10, sids, max_tokens=20)
+    assert len(short) == 20
+    with pytest.raises(ValueError, match="do not fit"):
+        tok.encode_prompt(TEXTS[0], sids * 3, max_tokens=20)
 
 
-def test_save_load(tok, tmp_path):
+def test_save_load_round_trip(tok, tmp_path):
     tok.save(tmp_path)
-    loaded = ReplyTokenizer.load(tmp_path)
-    assert loaded.vocab_size == tok.vocab_size
-    assert loaded.item_ids == tuple(sorted(ITEMS))
-    assert loaded.encode(TEXTS[1]) == tok.encode(TEXTS[1])
-    assert (loaded.pad_id, loaded.bos_id, loaded.eos_id) == (tok.pad_id, tok.bos_id, tok.eos_id)
+    back = ReplyTokenizer.load(tmp_path)
+    assert back.vocab_size == tok.vocab_size and back.sid_vocab_sizes == tok.sid_vocab_sizes
+    assert back.encode("Для ужина") == tok.encode("Для ужина")
+    assert sid_token(0, 1) == "<sid_0_1>"
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="vocab_size"):
-        ReplyTokenizer.train(TEXTS, ITEMS, vocab_size=10)
-    with pytest.raises(ValueError, match="duplicates"):
-        ReplyTokenizer.train(TEXTS, [1, 1], vocab_size=300)
-    with pytest.raises(FileNotFoundError):
-        ReplyTokenizer.load("/nonexistent-dir")
+        ReplyTokenizer.train(TEXTS, [4, 4], vocab_size=100)
+    with pytest.raises(ValueError, match="sid_vocab_sizes"):
+        ReplyTokenizer.train(TEXTS, [4, 0], vocab_size=300)
