@@ -1,20 +1,34 @@
-"""One streamed chat turn: session context → encode → retrieve → rank → stream the generator's reply.
+"""One streamed chat turn: moderation → dialogue state → act → encode → retrieve → rank → stream the reply.
 
 The stages are passed in as ``ChatStages`` so the same turn logic runs inside Triton (``recllm_chat`` calls the
-other models through BLS) and in-process (tests, benchmarks). A turn yields the ranked items first, then the
-reply's text deltas as the generator decodes them, and records the turn in the session only after it finished.
+other models through BLS) and in-process (tests, benchmarks). Every turn is moderated first: a refused message gets
+moderation's short safe reply and nothing else runs. An ok message is understood (``understand``) in the context of
+the session's ``DialogueState``, which decides the act (``dialogue_state.decide_act``): ``clarify`` and ``explain``
+answer from the state without retrieval; ``recommend`` / ``refine`` retrieve under the goal's constraints, yield the
+ranked items first, then the reply's text deltas; when the constraints leave no unseen candidate the act becomes
+``nothing_left``: the reply says so and offers the nearest relaxation that the retriever can actually fill.
+Untrusted text (profile facts) is cleaned before the prompt, and everything leaving the server is redacted
+(``recllm.safety.output_guard``). The turn and the state are recorded only after the turn finished.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 from recllm_proto import tensors
+from recllm_proto.text_arrays import decode_utf8_array
 
-from recllm.dialogue.session_store import SessionStore, next_turn_context
+from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, decide_act, effective_query,
+                                            record_shown, refine_goal, start_goal)
+from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, nothing_left_reply
+from recllm.dialogue.relaxation import nearest_relaxation
+from recllm.dialogue.request_understanding import RequestUnderstanding, understand
+from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
+from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
+                                       without_user_ids)
 
 
 @dataclass(frozen=True)
@@ -31,11 +45,13 @@ class CandidateSet:
 class ChatStages(Protocol):
     def encode(self, query: str) -> np.ndarray: ...
 
-    def retrieve(self, request: RecRequest, query_vector: np.ndarray, exclude_item_ids: frozenset[int]) -> CandidateSet: ...
+    def retrieve(self, request: RecRequest, query_vector: np.ndarray,
+                 exclude_item_ids: frozenset[int]) -> CandidateSet: ...
 
     def rank(self, request: RecRequest, candidates: CandidateSet) -> dict[str, np.ndarray]: ...
 
-    def stream_reply(self, request: RecRequest, service: str, item_ids: list[int], facts: list[str]) -> Iterator[str]: ...
+    def stream_reply(self, request: RecRequest, service: str, item_ids: list[int], facts: list[str],
+                     act: str) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -51,31 +67,106 @@ class TextChunk:
     text: str
 
 
+@dataclass(frozen=True)
+class TurnPlan:
+    """What ``turn`` decided before anything is yielded."""
+
+    session_id: str
+    base: RecRequest                      # the message as the user sent it
+    state: DialogueState                  # the state this turn starts from (already updated by the act)
+    act: str
+    understanding: RequestUnderstanding | None
+    request: RecRequest | None = None     # what retrieval runs (recommend / refine)
+    exclude: frozenset[int] = frozenset()
+
+
 class ChatEngine:
-    def __init__(self, sessions: SessionStore, stages: ChatStages):
+    def __init__(self, sessions: SessionStore, stages: ChatStages,
+                 understander: Callable[[str, RequestUnderstanding | None], RequestUnderstanding] = understand):
         self.sessions = sessions
         self.stages = stages
+        self.understand = understander
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
-        """Validate everything before yielding, so a bad request fails before any chunk is sent."""
+        """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
+        return self._run(self.plan(session_id, user_id, message, top_k, service))
+
+    def plan(self, session_id, user_id, message, top_k, service="") -> TurnPlan:
         session_id = validate_session_id(session_id)
         base = parse_request(user_id, message, top_k, service)
-        history = self.sessions.history(session_id, base.user_id)
-        context = next_turn_context(history, base.query, base.service, base.max_price)
-        request = parse_request(base.user_id, context.effective_query, base.top_k, context.service)
-        request = replace(request, max_price=context.max_price, language=base.language)
-        return self._run(session_id, base.query, request, context)
+        state = DialogueState.from_json(self.sessions.load_state(session_id, base.user_id))
+        verdict = screen_message(base.query, base.language)
+        understanding = None
+        if verdict.label == "off_topic" and state.last_items:
+            # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it.
+            understanding = self.understand(base.query, state.context())
+        if verdict.label != "ok" and not (understanding and understanding.intent in FOLLOW_UP_INTENTS | {"explain"}):
+            return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
+        base = replace(base, query=without_user_ids(base.query) or base.query)
+        understanding = understanding or self.understand(base.query, state.context())
+        act = decide_act(state, understanding, base.query)
+        if act == "explain":
+            return TurnPlan(session_id, base, state, act, understanding)
+        if act == "clarify":
+            return TurnPlan(session_id, base, start_goal(state, understanding, base.query), act, understanding)
+        state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
+        query = effective_query(state, base.language)
+        resolved = base.service or (state.service if act == "refine" else "")
+        request = parse_request(base.user_id, query, base.top_k, resolved)
+        request = replace(request, max_price=state.budget, language=base.language,
+                          required_tags=request.required_tags | frozenset(state.diet))
+        exclude = frozenset(state.shown) if act == "refine" else frozenset()
+        return TurnPlan(session_id, base, state, act, understanding, request, exclude)
 
-    def _run(self, session_id: str, message: str, request: RecRequest, context) -> Iterator[ItemsChunk | TextChunk]:
+    def _run(self, plan: TurnPlan) -> Iterator[ItemsChunk | TextChunk]:
+        if plan.act == "decline":
+            yield TextChunk(plan.base.query)  # the safe reply; the message itself is not kept anywhere
+            self._record(plan, replace(plan.state, turns=plan.state.turns + 1), "[declined]", "", [])
+            return
+        if plan.act == "clarify":
+            yield TextChunk(clarify_reply(plan.base.language, plan.understanding))
+            state = record_shown(plan.state, "clarify", "", [], [], [], [], plan.understanding)
+            self._record(plan, state, plan.base.query, "", [])
+            return
+        if plan.act == "explain":
+            yield from (TextChunk(t) for t in redact_stream([explain_reply(plan.state, plan.base.query,
+                                                                           plan.base.language)]))
+            self._record(plan, replace(plan.state, last_act="explain", turns=plan.state.turns + 1), plan.base.query,
+                         plan.state.service, [])
+            return
+        yield from self._recommend(plan)
+
+    def _recommend(self, plan: TurnPlan) -> Iterator[ItemsChunk | TextChunk]:
+        request = plan.request
         query_vector = self.stages.encode(request.query)
-        candidates = self.stages.retrieve(request, query_vector, context.exclude_item_ids)
-        arrays = self.stages.rank(request, candidates)
+        candidates = self.stages.retrieve(request, query_vector, plan.exclude)
+        arrays = {}
+        if len(candidates.candidate_ids):
+            arrays = guard_items(self.stages.rank(request, candidates), plan.base.query)
+        item_ids = [int(i) for i in arrays.get(tensors.ITEM_IDS.client_name, [])]
+        if not item_ids:
+            relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service)
+            yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
+            state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
+            self._record(plan, state, request.query, candidates.service, [])
+            return
         yield ItemsChunk(arrays, candidates.service)
-        item_ids = [int(i) for i in arrays[tensors.ITEM_IDS.client_name]]
-        for delta in self.stages.stream_reply(request, candidates.service, item_ids, candidates.profile_facts):
-            yield TextChunk(delta)
+        facts = clean_all(candidates.profile_facts)
+        deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act)
+        yield from (TextChunk(delta) for delta in redact_stream(deltas))
+        names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
+        explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
         prices = [float(p) for p in arrays[tensors.ITEM_PRICES.client_name]]
-        self.sessions.append(session_id, request.user_id, message, context, candidates.service, item_ids, prices)
+        state = record_shown(plan.state, plan.act, candidates.service, item_ids, names, explanations, prices,
+                             plan.understanding)
+        self._record(plan, state, request.query, candidates.service, item_ids, prices)
+
+    def _record(self, plan: TurnPlan, state: DialogueState, effective: str, service: str, item_ids: list[int],
+                prices: list[float] = ()) -> None:
+        message = plan.base.query if plan.act != "decline" else "[declined]"
+        context = TurnContext(effective, service, plan.exclude, state.budget, state.turns)
+        self.sessions.append(plan.session_id, plan.base.user_id, message, context, service, item_ids, list(prices))
+        self.sessions.save_state(plan.session_id, plan.base.user_id, state.to_json())
 
 
 class InProcessChatStages:
@@ -98,5 +189,5 @@ class InProcessChatStages:
                                              candidates.candidate_scores, candidates.user_context)
         return tensors.client_arrays(self.pipeline.ranking.item_arrays(ranking))
 
-    def stream_reply(self, request, service, item_ids, facts) -> Iterator[str]:
-        return self.pipeline.generation.stream(service, request.language, request.query, item_ids, facts)
+    def stream_reply(self, request, service, item_ids, facts, act="recommend") -> Iterator[str]:
+        return self.pipeline.generation.stream(service, request.language, request.query, item_ids, facts, act=act)

@@ -37,7 +37,8 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
     where = names.get(service, service)
     constraint = constraint_text(state, language)
     if language == "en":
-        head = f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — I've shown everything that does."
+        head = (f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — "
+                "I've shown everything that does.")
         if relaxation is None:
             return head + " I can drop one of the conditions — tell me which."
         offer = {"service": f"I can look on {names.get(relaxation.service, relaxation.service)} with the same "

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
+from recllm.safety.output_guard import clean_all
 
 ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
 MAX_SHOWN_KEPT = 500        # shown ids remembered per goal (a 50-turn session shows at most 50 × top_k)
@@ -129,8 +130,9 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
 
 def effective_query(state: DialogueState, language: str) -> str:
     """The text retrieval runs: the goal, the newest follow-ups, and every diet constraint spelled out (so a
-    constraint set twenty turns ago still filters, over BLS too, where the retriever reads tags from the text)."""
-    query = " ".join((state.goal, *state.refinements))
+    constraint set twenty turns ago still filters, over BLS too, where the retriever reads tags from the text).
+    Earlier turns pass ``clean_untrusted``: an instruction hidden in them never reaches retrieval or the prompt."""
+    query = " ".join(clean_all((state.goal, *state.refinements)))  # earlier turns are untrusted text too
     phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
     missing = [phrases[t] for t in state.diet if t in phrases and t not in _tags_in(query)]
     return " ".join([query, *missing]).strip()

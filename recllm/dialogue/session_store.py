@@ -3,8 +3,9 @@
 A session belongs to one user: a session id presented with another user id is refused, so one user's dialogue
 can never leak into another's. The session supplies the context the next turn needs: the running query a short
 follow-up refines ("подешевле", "без сахара", "something else"), the items already shown (not repeated), and a
-price cap when the user asks for cheaper. The dialogue-manager issue replaces these rules with goal tracking,
-clarifying questions and moderation; this keeps only what a multi-turn conversation cannot do without.
+price cap when the user asks for cheaper. The chat engine keeps its dialogue state here too (``save_state`` /
+``load_state``: ``recllm.dialogue.dialogue_state`` decides the acts from it); ``next_turn_context`` is the earlier
+word-list rule, kept for the callers that only need a turn's context without understanding.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The chat engine calls these at the turn's edges (product.md, "What must never ha
   names): sentences carrying injected instructions are dropped, personal data is redacted;
 * ``guard_items`` — the ranked items leaving the server: names and explanations redacted, health/medicine items
   dropped unless the request is in that domain (a backstop behind the retriever's health rule);
-* ``StreamRedactor`` — the generated reply, redacted sentence by sentence as it streams, so a phone number split
+* ``StreamRedactor`` — the generated reply, redacted as it streams with a short hold-back, so a phone number split
   across two deltas is still caught.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 from recllm.safety.moderation import ModerationVerdict, moderate, scan_untrusted
-from recllm.safety.privacy_filter import mentions_sensitive_domain, redact
+from recllm.safety.privacy_filter import find_pii, mentions_sensitive_domain, redact
 
 # A user id named in a message («как у u000123», "for user u_42"): another user's id must change nothing, so it is
 # cut from the text before understanding and retrieval (the profile read is always the caller's own).
@@ -29,8 +29,8 @@ _USER_ID_MENTION = re.compile(
     r"\bu_?\d{3,}\b")
 # Output arrays (lower_snake, as ChatEngine yields them) that carry text shown to the user.
 TEXT_ARRAYS = ("item_names", "item_explanations")
-# A delta is released up to its last sentence end; text after it waits until the sentence is complete.
-_SENTENCE_END = re.compile(r"[.!?\n]\s")
+# Characters of a streamed reply held back: longer than a phone, card, e-mail or a street address with flat.
+HOLD_CHARS = 40
 
 
 def screen_message(message: str, language: str | None = None) -> ModerationVerdict:
@@ -81,17 +81,26 @@ def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarr
 
 
 class StreamRedactor:
-    """Redacts a streamed reply: ``feed`` returns what can be released now, ``flush`` the rest."""
+    """Redacts a streamed reply: ``feed`` returns what can be released now, ``flush`` the rest.
 
-    def __init__(self) -> None:
+    The last ``hold_chars`` characters are held back (and a span of personal data found across the cut moves the
+    cut before it), so personal data up to that length is caught even when it arrives split over several deltas;
+    text is released at whitespace, so the client still sees the reply grow word by word.
+    """
+
+    def __init__(self, hold_chars: int = HOLD_CHARS) -> None:
         self.pending = ""
+        self.hold_chars = hold_chars
 
     def feed(self, delta: str) -> str:
         self.pending += delta
-        ends = [m.end() for m in _SENTENCE_END.finditer(self.pending)]
-        if not ends:
+        cut = self.pending.rfind(" ", 0, max(len(self.pending) - self.hold_chars, 0) + 1)
+        for span in find_pii(self.pending):
+            if span.start < cut < span.end:
+                cut = self.pending.rfind(" ", 0, span.start + 1)
+        if cut <= 0:
             return ""
-        ready, self.pending = self.pending[:ends[-1]], self.pending[ends[-1]:]
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
         return redact(ready).text
 
     def flush(self) -> str:
@@ -100,7 +109,7 @@ class StreamRedactor:
 
 
 def redact_stream(deltas: Iterable[str]) -> Iterator[str]:
-    """The reply's deltas, regrouped at sentence ends and redacted."""
+    """The reply's deltas, regrouped at whitespace behind a short hold-back, and redacted."""
     redactor = StreamRedactor()
     for delta in deltas:
         released = redactor.feed(delta)

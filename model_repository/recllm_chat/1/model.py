@@ -1,14 +1,17 @@
 """Triton adapter for streaming chat (decoupled): BLS through query_encoder → retriever → reranker, then the
-generator's tokens streamed in-process; the turn logic is recllm.dialogue.chat_engine."""
+generator's tokens streamed in-process; the turn logic (moderation, dialogue state, acts, output redaction) is
+recllm.dialogue.chat_engine."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
 from recllm.dialogue.chat_engine import CandidateSet, ChatEngine, ItemsChunk
+from recllm.dialogue.request_understanding import default_understander
 from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import load_generation_stage
 from recllm.rag.rec_request import RequestError
+from recllm.safety.moderation import ModerationConfig, trained_model
 from recllm.serving.backend_adapter import artifact_layout, error_response, input_scalar, make_response
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -72,14 +75,17 @@ class BlsStages:
         }
         return T.client_arrays(call_model("reranker", inputs, [spec.name for spec in T.RERANKER.outputs]))
 
-    def stream_reply(self, request, service, item_ids, facts):
-        return self.generation.stream(service, request.language, request.query, item_ids, facts)
+    def stream_reply(self, request, service, item_ids, facts, act="recommend"):
+        return self.generation.stream(service, request.language, request.query, item_ids, facts, act=act)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         layout = artifact_layout()
         self.engine = ChatEngine(SessionStore(layout.sessions_db), BlsStages(load_generation_stage(layout)))
+        # Both train once per process: do it at load, not inside the first user's turn.
+        trained_model(ModerationConfig())
+        default_understander()
 
     def run_turn(self, request, sender):
         chunks = self.engine.turn(*(input_scalar(pb_utils, request, spec.client_name) for spec in T.CHAT.inputs))
