@@ -351,19 +351,22 @@ def variant_profiles():
         "committed (1/1/1 instances, dynamic batching 500 us)": base,
         "no dynamic batching (1/1/1)": replace(base, encoder=unbatched, retriever=unbatched, reranker=unbatched),
         "reranker 2 instances": replace(base, reranker=replace(base.reranker, instances=2)),
+        "queue delay 0 (batch only what is already waiting)": replace(
+            base, **{s: replace(getattr(base, s), queue_delay_us=0) for s in ("encoder", "retriever", "reranker")}),
         "queue delay 2000 us": replace(base, **{s: replace(getattr(base, s), queue_delay_us=2000)
                                                  for s in ("encoder", "retriever", "reranker")}),
     }
 
 
-def run_variants(config: ThroughputConfig) -> list[dict]:
+def run_variants(config: ThroughputConfig, only: tuple[str, ...] = ()) -> list[dict]:
     from ensemble import pipeline_graph as graph  # noqa: PLC0415
     from recllm_cli.main import profiled_repository  # noqa: PLC0415 - copies the adapters beside the configs
 
     layout = ArtifactLayout(config.artifact_dir)
     workload = load_workload(layout)
     rows = []
-    for index, (name, profile) in enumerate(variant_profiles().items()):
+    chosen = {n: p for n, p in variant_profiles().items() if not only or any(o in n for o in only)}
+    for index, (name, profile) in enumerate(chosen.items()):
         repository = profiled_repository(2, config.work_dir / f"variant{index}")
         graph.write_configs(repository, profile)
         server_config = TritonServerConfig(artifact_dir=config.artifact_dir, model_repository=repository,
@@ -411,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     parser.add_argument("--variants", action="store_true",
                         help="recllm_rank under the serving variants instead (throughput_variants.md)")
+    parser.add_argument("--only", nargs="*", default=(), help="with --variants: variants whose name contains one")
     args = parser.parse_args(argv)
     config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,
                               concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
@@ -418,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:
-        text = variants_markdown(run_variants(config), config, info, command)
+        text = variants_markdown(run_variants(config, tuple(args.only)), config, info, command)
         config.results_dir.mkdir(parents=True, exist_ok=True)
         (config.results_dir / "throughput_variants.md").write_text(text, encoding="utf-8")
         print(text)

@@ -88,7 +88,9 @@ def cpu_profile(cores: int) -> ServingProfile:
     delay = 500 if cores <= 2 else 1000
     batching = dict(max_batch_size=32, queue_delay_us=delay, dynamic_batching=True)
     stage = StageServing(instances=max(1, cores // 4), **batching)
-    reranker = StageServing(instances=max(1, cores // 2), **batching)
+    # The reranker is the hottest stage and works per request: a second instance doubled recllm_rank's throughput
+    # at concurrency 4 on 2 cores (benchmarks/results/throughput_variants.md).
+    reranker = StageServing(instances=max(2, cores // 2), **batching)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
                           generator=StageServing(instances=max(1, cores // 8), max_batch_size=1,
                                                  dynamic_batching=False),
