@@ -13,15 +13,15 @@ Untrusted text (profile facts) is cleaned before the prompt, and everything leav
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array
 
-from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, decide_act, effective_query,
-                                            record_shown, refine_goal, start_goal)
+from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, decide_act,
+                                            effective_query, record_shown, refine_goal, start_goal)
 from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, nothing_left_reply
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import RequestUnderstanding, understand
@@ -109,7 +109,10 @@ class ChatEngine:
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
             return TurnPlan(session_id, base, start_goal(state, understanding, base.query), act, understanding)
-        state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
+        if act == "relax":
+            state, act = accept_offer(state), "refine"
+        else:
+            state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
         query = effective_query(state, base.language)
         resolved = base.service or (state.service if act == "refine" else "")
         request = parse_request(base.user_id, query, base.top_k, resolved)
@@ -148,6 +151,7 @@ class ChatEngine:
             relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service)
             yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
             state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
+            state = replace(state, offer=asdict(relaxation) if relaxation else None)
             self._record(plan, state, request.query, candidates.service, [])
             return
         yield ItemsChunk(arrays, candidates.service)

@@ -10,7 +10,8 @@ loses nothing. ``decide_act`` reads the state and the new message's understandin
 * ``clarify``    — a vague wish and no goal yet: a question, no items;
 * ``recommend``  — a new goal;
 * ``refine``     — a follow-up of the current goal: constraints kept, shown items excluded;
-* ``nothing_left`` is decided after retrieval, when the constraints leave no unseen candidate.
+* ``nothing_left`` is decided after retrieval, when the constraints leave no unseen candidate; it offers a
+  relaxation, and ``relax`` is the next turn taking it («да», «давай в Купере»): a refine under the relaxed goal.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective q
 MAX_SUMMARY_CHARS = 300
 CHEAPER_FACTOR = 0.8
 FOLLOW_UP_INTENTS = frozenset({"refine", "feedback", "compare"})
+_ACCEPT = re.compile(r"^\W*(?:да|давай\w*|ок|окей|хорошо|можно|покажи|yes|ok|okay|sure|please|go\s+ahead)\b",
+                     re.IGNORECASE)
 _EXPLAIN = re.compile(r"почему|зачем\s+(?:это|эт)|why|explain|объясни", re.IGNORECASE)
 # Diet phrases that keep a constraint readable in the effective query (the retriever reads tags from the text).
 DIET_PHRASES = {"ru": {"lactose_free": "без лактозы", "sugar_free": "без сахара", "vegan": "веган"},
@@ -55,6 +58,7 @@ class DialogueState:
     last_prices: tuple[float, ...] = ()
     last_act: str = ""
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
+    offer: dict | None = None                      # the relaxation a nothing-left turn offered: kind, service, query
     summary: str = ""                              # older turns, compressed
     turns: int = 0
 
@@ -91,6 +95,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "explain"
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
         return "clarify"
+    if state.last_act == "nothing_left" and state.offer and (
+            _ACCEPT.search(message) or state.offer["service"] in understanding.target_services):
+        return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
@@ -126,6 +133,18 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
         recipient=understanding.recipient or state.recipient, age_band=understanding.age_band or state.age_band,
         rejected=rejected,
     )
+
+
+def accept_offer(state: DialogueState) -> DialogueState:
+    """The goal under the relaxation the last nothing-left turn offered (the diet is never relaxed)."""
+    offer = state.offer or {}
+    if offer.get("kind") == "service":
+        return replace(state, service=offer["service"], offer=None)
+    if offer.get("kind") == "budget":
+        return replace(state, budget=None, offer=None)
+    if offer.get("kind") == "category":
+        return replace(state, goal=offer["query"], refinements=(), offer=None)
+    return replace(state, offer=None)
 
 
 def effective_query(state: DialogueState, language: str) -> str:

@@ -110,6 +110,24 @@ def test_lactose_free_goal_holds_through_follow_ups(engine, users):
     assert state.diet == ("lactose_free",) and set(state.shown) == seen and state.turns == 6
 
 
+def test_nothing_left_offers_a_relaxation_and_yes_takes_it(engine, users):
+    catalog = engine.stages.pipeline.catalog
+    session, seen = "engine-relax", set()
+    for message in ["молочка без лактозы на завтрак"] + ["ещё"] * 8:
+        items, text = run_turn(engine, session, users[0], message, service="" if seen else "samokat")
+        if items is None:
+            break
+        seen |= set(ids(items))
+    assert items is None and "без лактозы" in text and "Могу" in text
+    state = DialogueState.from_json(engine.sessions.load_state(session, users[0]))
+    assert state.last_act == "nothing_left" and state.offer
+    relaxed, _ = run_turn(engine, session, users[0], "да", service="")
+    assert relaxed is not None and ids(relaxed) and not seen & set(ids(relaxed))
+    assert all("lactose_free" in catalog.get(i).tags for i in ids(relaxed))
+    if state.offer["kind"] == "service":
+        assert relaxed.service == state.offer["service"]
+
+
 def test_why_explains_a_shown_item(engine, users):
     items, _ = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
     again, text = run_turn(engine, "engine-why", users[0], "почему это?", service="")
