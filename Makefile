@@ -39,6 +39,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.serving_latency
 
 bench-perf-analyzer: $(STAMP)
