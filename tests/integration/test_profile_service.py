@@ -47,8 +47,9 @@ def catalog(test_artifacts):
 
 
 def text_input(name: str, value: str) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [1], "BYTES")
-    tensor.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
+    """One request's [1]-shaped string input as a batch of one row (the stages use Triton dynamic batching)."""
+    tensor = grpcclient.InferInput(name, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[value.encode()]], dtype=np.object_))
     return tensor
 
 
@@ -58,8 +59,8 @@ def triton_retrieval(rec_client: RecLLMClient, user_id: str, query: str) -> tupl
     embedding = encoded.as_numpy("QUERY_EMBEDDING").astype(np.float32)
     vector = grpcclient.InferInput("QUERY_EMBEDDING", list(embedding.shape), "FP32")
     vector.set_data_from_numpy(embedding)
-    top_k = grpcclient.InferInput("TOP_K", [1], "INT32")
-    top_k.set_data_from_numpy(np.array([5], dtype=np.int32))
+    top_k = grpcclient.InferInput("TOP_K", [1, 1], "INT32")
+    top_k.set_data_from_numpy(np.array([[5]], dtype=np.int32))
     inputs = [text_input("USER_ID", user_id), text_input("QUERY", query), top_k, text_input("SERVICE", "samokat"),
               vector]
     result = rec_client.grpc.infer("retriever", inputs)
