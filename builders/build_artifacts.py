@@ -39,7 +39,7 @@ from recllm.rag.retriever import Retriever, RetrieverConfig
 from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
 from recllm.evaluation.synthetic_pipeline import evaluate, request_of
 from recllm.profile.user_signals import compute_user_signals, with_released_preferences
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recllm.datasets import food_kitchen
-from recllm.config_validation import require_in_interval
+from recllm.config.field_checks import require_in_interval
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ SERVING_PACKAGES = {"serving", "profile_service"}
 HEAVY_FOR_CLIENT = {"recllm", "torch", "transformers", "faiss", "builders", "natasha", "peft", "triton"}
 
 # What each library package may import from the library (besides itself and the shared top-level helpers).
-SHARED = {"config_validation", "artifacts"}
+SHARED = {"config", "artifacts"}
 LAYERS: dict[str, set[str]] = {
     "catalog": set(),
     "neural": set(),
@@ -46,7 +46,7 @@ LAYERS: dict[str, set[str]] = {
     "serving": {"catalog", "profile", "safety", "rag", "explanation", "generator", "dialogue", "pipeline"},
     "profile_service": {"catalog", "profile", "safety", "rag", "dialogue", "serving"},
     "user_layers": {"catalog", "profile", "generator", "neural"},
-    "config_validation": set(),
+    "config": set(),
     "artifacts": set(),
 }
 

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from recllm.config_validation import require_positive_ints
+from recllm.config.field_checks import require_positive_ints
 
 Baskets = Sequence[Sequence[int]]
 

@@ -43,7 +43,7 @@ from recllm.sid.content_encoder import ContentEncoderConfig, ItemContent, encode
 from recllm.sid.generative_retrieval import GenerativeRetrieverConfig
 from recllm.sid.item_sids import padded_item_table
 from recllm.sid.residual_quantization import RQKMeansConfig, fit_rq_kmeans
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 logger = logging.getLogger(__name__)
 

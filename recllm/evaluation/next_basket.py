@@ -41,7 +41,7 @@ from recllm.evaluation.basket_baselines import (
 from recllm.evaluation.next_item import ALL_ITEMS, train_and_rank
 from recllm.evaluation.report_table import EvalReport
 from recllm.seqrec.sasrec import SASRecConfig
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from recllm.catalog.product_catalog import SERVICE_DISPLAY, Item
 from recllm.profile.records import ProfileFragment
 from recllm.profile.user_signals import UserSignals
 from recllm.safety.health_rule import citable_fragments
-from recllm.config_validation import require_in_interval
+from recllm.config.field_checks import require_in_interval
 
 SAME_CATEGORY_BONUS = 0.25
 

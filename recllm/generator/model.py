@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recllm.config_validation import require_positive_ints
+from recllm.config.field_checks import require_positive_ints
 
 from .qwen2 import Qwen2, Qwen2Config, build_qwen2
 from .tokenizer import ReplyTokenizer

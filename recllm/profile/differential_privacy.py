@@ -59,7 +59,7 @@ from recllm.profile.history import MOSCOW_UTC_OFFSET_HOURS
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.profile.records import PreferenceRelease
 from recllm.profile.user_signals import DAY_S, LONG_HALF_LIFE_DAYS, PURCHASE_KINDS, SHORT_HALF_LIFE_DAYS
-from recllm.config_validation import require_in_interval, require_positive_ints
+from recllm.config.field_checks import require_in_interval, require_positive_ints
 
 log = logging.getLogger(__name__)
 

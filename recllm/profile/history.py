@@ -31,7 +31,7 @@ import numpy as np
 
 from recllm.catalog.product_catalog import SERVICES, Catalog
 from recllm.profile.user_signals import DAY_S, PURCHASE_KINDS
-from recllm.config_validation import require_above, require_in_interval
+from recllm.config.field_checks import require_above, require_in_interval
 
 HOUR_S = 3_600
 MOSCOW_UTC_OFFSET_HOURS = 3.0

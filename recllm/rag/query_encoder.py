@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from recllm.config_validation import require_above, require_in_interval, require_positive_ints
+from recllm.config.field_checks import require_above, require_in_interval, require_positive_ints
 
 log = logging.getLogger(__name__)
 

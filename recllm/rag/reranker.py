@@ -23,7 +23,7 @@ from torch import nn
 
 from recllm.catalog.product_catalog import Catalog
 from recllm.profile.user_signals import DAY_S, UserSignals
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from recllm.rag.rec_request import RecRequest
 from recllm.safety.health_rule import is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.profile.user_signals import UserSignals, check_preference_source
-from recllm.config_validation import require_in_interval
+from recllm.config.field_checks import require_in_interval
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 SCORE_FEATURES = ("sasrec_logprob", "transition", "mixture_logprob", "mixture_rank", "popularity")
 USER_FEATURES = ("in_history", "steps_since_seen", "history_attribute_share", "last_item_attribute_share",

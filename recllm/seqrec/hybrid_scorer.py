@@ -21,7 +21,7 @@ import torch
 from recllm.seqrec.full_ranking import filter_history, metrics_from_ranks, target_ranks
 from recllm.seqrec.item_transitions import ItemTransitions, TransitionConfig
 from recllm.seqrec.sasrec import SASRec, SASRecConfig, score_histories, train_sasrec
-from recllm.config_validation import require_in_interval
+from recllm.config.field_checks import require_in_interval
 
 SCORE_CHUNK = 1024
 

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from recllm.config_validation import require_in_interval
+from recllm.config.field_checks import require_in_interval
 
 
 @dataclass

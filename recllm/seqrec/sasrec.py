@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recllm.neural.causal_block import CausalBlock
-from recllm.config_validation import require_above, require_in_interval, require_positive_ints
+from recllm.config.field_checks import require_above, require_in_interval, require_positive_ints
 
 logger = logging.getLogger(__name__)
 

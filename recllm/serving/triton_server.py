@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout, DEFAULT_ARTIFACT_DIR
-from recllm.config_validation import require_above
+from recllm.config.field_checks import require_above
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from torch import nn
 from recllm.neural.causal_block import CausalBlock
 
 from recllm.sid.prefix_trie import DecodedItems, SamplingConfig, SidTrie, beam_search, sample
-from recllm.config_validation import require_above, require_in_interval
+from recllm.config.field_checks import require_above, require_in_interval
 
 logger = logging.getLogger(__name__)
 

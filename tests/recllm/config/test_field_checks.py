@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from recllm.config_validation import require_above, require_in_interval, require_one_of, require_positive_ints
+from recllm.config.field_checks import require_above, require_in_interval, require_one_of, require_positive_ints
 
 
 @dataclass
