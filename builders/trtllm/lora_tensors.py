@@ -9,22 +9,17 @@ layout of ``lora_prefetch_dir`` and of the GPU generator's adapter folder.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import numpy as np
 
 from builders.trtllm.memory_plan import LORA_MODULES, lora_module_dims
 from builders.trtllm.model_shape import QwenShape
+from recllm.user_layers.trtllm_export import lora_task_id  # noqa: F401 - one task-id rule for CPU and GPU sides
+from recllm.user_layers.trtllm_export import write_prefetch as write_adapter  # noqa: F401
 
 # TensorRT-LLM LoRA module ids (LoraModule::ModuleType).
 MODULE_IDS = {"attn_qkv": 0, "attn_q": 1, "attn_k": 2, "attn_v": 3, "attn_dense": 4,
               "mlp_h_to_4h": 5, "mlp_4h_to_h": 6, "mlp_gate": 7}
-
-
-def lora_task_id(user_id: str) -> int:
-    """Stable positive 63-bit id per user; the GPU generator (model_repository_gpu) computes the same."""
-    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") & (2 ** 63 - 1)
 
 
 def pack_adapter(a: dict, b: dict, shape: QwenShape, rank: int, alpha: float | None = None):
@@ -61,11 +56,3 @@ def random_adapter(shape: QwenShape, rank: int = 8, seed: int = 0, std: float = 
             a[(module, layer)] = rng.normal(0, std, (rank, d_in)).astype(np.float32)
             b[(module, layer)] = rng.normal(0, std, (d_out, rank)).astype(np.float32)
     return pack_adapter(a, b, shape, rank)
-
-
-def write_adapter(folder: Path, task_id: int, weights: np.ndarray, config: np.ndarray) -> Path:
-    target = Path(folder) / str(task_id)
-    target.mkdir(parents=True, exist_ok=True)
-    np.save(target / "model.lora_weights.npy", weights)
-    np.save(target / "model.lora_config.npy", config)
-    return target
