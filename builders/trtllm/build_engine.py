@@ -26,7 +26,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from builders.trtllm.engine_config import PRESET_OVERRIDES, EngineBuildConfig
+from builders.trtllm.engine_config import PRESET_OVERRIDES, EngineBuildConfig, prompt_vocab_size
 from builders.trtllm.memory_plan import LORA_MODULES, QUANT_FORMATS
 from builders.trtllm.model_shape import PRESET_SHAPES, shape_from_hf_config
 
@@ -75,9 +75,8 @@ def build_command(config: EngineBuildConfig) -> list[str]:
         "--max_beam_width", "1",
         "--workers", str(config.tp),
     ]
-    if config.max_prompt_embedding_table_size:
-        command += ["--max_prompt_embedding_table_size", str(config.max_prompt_embedding_table_size)]
-    return command
+    # never 0: even without prefix rows each request carries the conditional norms' user-context row
+    return command + ["--max_prompt_embedding_table_size", str(config.max_prompt_embedding_table_size)]
 
 
 def build_commands(config: EngineBuildConfig, python: str = "python3") -> list[list[str]]:
@@ -97,7 +96,8 @@ def build_plan(config: EngineBuildConfig, python: str = "python3") -> dict:
             "Memory is an estimate (builders/trtllm/memory_plan.py); the engine's own log on a GPU node replaces it.",
             "SID vocabulary rows are part of the base embedding and lm_head; adapters carry attention LoRA only.",
             f"Per-user adapters: rank <= {config.max_lora_rank} on {', '.join(LORA_MODULES)}; "
-            f"prompt table {config.user_prefix_tokens} rows per request.",
+            f"prompt table {prompt_vocab_size(config.user_prefix_tokens)} rows per request "
+            f"({config.user_prefix_tokens} user-prefix rows + the conditional norms' user-context row).",
         ],
     }
 

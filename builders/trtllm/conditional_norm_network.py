@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from builders.trtllm.conditional_norm_plugin import DEFAULT_EPS, PLUGIN_NAME
-from builders.trtllm.engine_config import EngineBuildConfig
+from builders.trtllm.engine_config import EngineBuildConfig, max_prompt_embedding_table_size, prompt_vocab_size
 from builders.trtllm.model_shape import QwenShape
 
 # Same site names as recllm.user_layers.conditional_norm.NORM_SITES, in the same order (training installs
@@ -140,9 +140,9 @@ def insertion_plan(layers, shape: QwenShape, user_dim: int = DEFAULT_USER_DIM, u
                 source_prefix=f"norms.{len(insertions)}.",
                 modulation_weight_shape=(2 * dim, user_dim), modulation_bias_shape=(2 * dim,)))
     context = UserContextInput(
-        carrier=USER_CONTEXT_CARRIER, row=user_prefix_tokens, prompt_vocab_size=user_prefix_tokens + 1,
+        carrier=USER_CONTEXT_CARRIER, row=user_prefix_tokens, prompt_vocab_size=prompt_vocab_size(user_prefix_tokens),
         user_dim=user_dim, flag_column=user_dim, width=dim,
-        max_prompt_embedding_table_size=(user_prefix_tokens + 1) * max_batch_size)
+        max_prompt_embedding_table_size=max_prompt_embedding_table_size(user_prefix_tokens, max_batch_size))
     return ConditionalNormPlan(model=shape.name, hidden_size=dim, num_layers=shape.num_layers, user_dim=user_dim,
                                eps=eps, plugin=PLUGIN_NAME, layers=layers, insertions=tuple(insertions),
                                user_context=context)

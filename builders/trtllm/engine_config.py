@@ -16,6 +16,9 @@ from builders.trtllm.model_shape import PRESET_SHAPES, QwenShape
 # tensorrtllm_backend's lora_cache_max_adapter_size default: cache pages are sized for ranks up to this.
 MAX_LORA_RANK = 64
 MAX_TP = 8                                   # one NVLink node; multi-node TP/PP is out of scope here
+# Rows a request's prompt table holds after its user-prefix rows: the one row that carries u to the conditional
+# norms (builders/trtllm/conditional_norm_network.py gathers it; no input token points at it).
+USER_CONTEXT_ROWS = 1
 
 # Per-size defaults; anything not named here comes from the dataclass field defaults.
 PRESET_OVERRIDES = {
@@ -23,6 +26,18 @@ PRESET_OVERRIDES = {
     "7b": {"tp": 1, "quant": "bf16", "gpu_memory_gib": 80.0},
     "72b": {"tp": 4, "quant": "fp8", "gpu_memory_gib": 80.0},
 }
+
+
+def prompt_vocab_size(user_prefix_tokens: int) -> int:
+    """Rows of one request's prompt-embedding table: the user-prefix rows, then the user-context row."""
+    return user_prefix_tokens + USER_CONTEXT_ROWS
+
+
+def max_prompt_embedding_table_size(user_prefix_tokens: int, max_batch_size: int) -> int:
+    """Prompt-table rows the engine accepts per iteration: every request in the batch brings its own table.
+
+    The one rule for ``trtllm-build --max_prompt_embedding_table_size`` and the conditional-norm plan."""
+    return prompt_vocab_size(user_prefix_tokens) * max_batch_size
 
 
 @dataclass(frozen=True)
@@ -141,8 +156,8 @@ class EngineBuildConfig:
 
     @property
     def max_prompt_embedding_table_size(self) -> int:
-        """Rows of the prompt table the engine accepts per iteration: every request in the batch brings its own."""
-        return self.user_prefix_tokens * self.max_batch_size
+        """``(user_prefix_tokens + 1) * max_batch_size``: prefix rows and the user-context row of every request."""
+        return max_prompt_embedding_table_size(self.user_prefix_tokens, self.max_batch_size)
 
     def as_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "shape"}

@@ -34,8 +34,20 @@ def test_trtllm_build_command_has_lora_paged_kv_and_limits(preset):
     assert _flag(command, "--max_num_tokens") == str(config.max_num_tokens)
     assert _flag(command, "--max_input_len") == str(config.max_input_len)
     assert _flag(command, "--max_seq_len") == str(config.max_seq_len)
-    assert _flag(command, "--max_prompt_embedding_table_size") == str(16 * config.max_batch_size)
+    # 16 user-prefix rows + the conditional norms' user-context row, per request: 1,088 at batch 64
+    assert _flag(command, "--max_prompt_embedding_table_size") == str(17 * config.max_batch_size)
     assert _flag(command, "--checkpoint_dir") == _flag(build_engine.convert_command(config), "--output_dir")
+
+
+@pytest.mark.parametrize("prefix,batch", [(16, 64), (0, 8), (4, 3)])
+def test_prompt_table_size_is_the_conditional_norm_plan_s(prefix, batch):
+    """The builder's flag and the network plan's requirement are one number (the plan gathers row ``prefix``)."""
+    from builders.trtllm import conditional_norm_network as network
+    config = _config("0.5b", user_prefix_tokens=prefix, max_batch_size=batch)
+    plan = network.plan_for_engine(config, (0,))
+    flag = int(_flag(build_engine.build_command(config), "--max_prompt_embedding_table_size"))
+    assert flag == plan.user_context.max_prompt_embedding_table_size == (prefix + 1) * batch
+    assert plan.user_context.row < plan.user_context.prompt_vocab_size == prefix + 1
 
 
 def test_bf16_uses_convert_checkpoint_with_tp():

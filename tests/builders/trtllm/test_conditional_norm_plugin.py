@@ -369,7 +369,7 @@ def test_plan_replaces_both_norms_of_each_chosen_layer(preset, layers):
     assert context.row == config.user_prefix_tokens and context.prompt_vocab_size == config.user_prefix_tokens + 1
     assert context.flag_column == plan.user_dim and plan.user_dim + 1 <= dim
     assert context.max_prompt_embedding_table_size == (config.user_prefix_tokens + 1) * config.max_batch_size
-    assert context.max_prompt_embedding_table_size == config.max_prompt_embedding_table_size + config.max_batch_size
+    assert context.max_prompt_embedding_table_size == config.max_prompt_embedding_table_size
     assert plan.modulation_params == len(layers) * 2 * (2 * dim * plan.user_dim + 2 * dim)
     assert len(plan.weight_names()) == 4 * len(layers) and plan.as_dict()["layers"] == layers
 
