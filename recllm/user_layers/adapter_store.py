@@ -14,7 +14,10 @@ loads ours and we load theirs): ``adapter_model.safetensors`` with tensors named
   adapters of one batch so none of them is evicted by another of the same batch.
 
 ``resolve`` is the fallback policy per request: the user's adapter if it is fresh (trained within ``ttl_s`` on at
-least ``min_events`` events), else the user's segment adapter, else none (-1: the base model).
+least ``min_events`` events), else the user's segment adapter, else none (-1: the base model). The policy itself is
+:func:`fallback_chain`, a plain function over "what is registered", so the GPU generator
+(``model_repository_gpu/generator_trtllm``), whose adapters live in the TensorRT-LLM backend's cache, walks the
+same chain when an adapter cannot be served.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from safetensors import safe_open
@@ -144,6 +147,23 @@ def segment_adapter_name(segment: int) -> str:
     return f"segment/{segment}"
 
 
+def is_fresh(info: AdapterInfo | None, now_ts: int, config: AdapterStoreConfig) -> bool:
+    """A registered adapter trained within ``ttl_s`` of ``now_ts`` on at least ``min_events`` events."""
+    return info is not None and now_ts - info.trained_at <= config.ttl_s and info.num_events >= config.min_events
+
+
+def fallback_chain(user_id: str | None, segment: int | None, now_ts: int,
+                   info_of: Callable[[str], AdapterInfo | None], config: AdapterStoreConfig) -> list[str | None]:
+    """Adapters to try for one request, best first, ending with None (the base model): the user's adapter if
+    fresh, then the segment's adapter if registered. ``info_of(name)`` is None for an unregistered name."""
+    chain: list[str | None] = []
+    if user_id is not None and is_fresh(info_of(user_adapter_name(user_id)), now_ts, config):
+        chain.append(user_adapter_name(user_id))
+    if segment is not None and info_of(segment_adapter_name(segment)) is not None:
+        chain.append(segment_adapter_name(segment))
+    return chain + [None]
+
+
 @dataclass
 class StoreStats:
     host_hits: int = 0
@@ -253,17 +273,11 @@ class AdapterStore:
 
     # policy
     def is_fresh(self, name: str, now_ts: int) -> bool:
-        info = self.registered.get(name)
-        return (info is not None and now_ts - info.trained_at <= self.config.ttl_s
-                and info.num_events >= self.config.min_events)
+        return is_fresh(self.registered.get(name), now_ts, self.config)
 
     def resolve(self, user_id: str | None, segment: int | None, now_ts: int) -> str | None:
         """User adapter if fresh, else the segment's adapter, else None (base model)."""
-        if user_id is not None and self.is_fresh(user_adapter_name(user_id), now_ts):
-            return user_adapter_name(user_id)
-        if segment is not None and segment_adapter_name(segment) in self.registered:
-            return segment_adapter_name(segment)
-        return None
+        return fallback_chain(user_id, segment, now_ts, self.registered.get, self.config)[0]
 
     def batch_indices(self, user_ids: Sequence[str | None], segments: Sequence[int | None],
                       now_ts: int) -> torch.Tensor:
@@ -275,5 +289,5 @@ class AdapterStore:
 
 
 __all__ = ["AdapterInfo", "AdapterStore", "AdapterStoreConfig", "CONFIG_FILE", "StoreStats", "WEIGHTS_FILE",
-           "adapter_from_peft_state", "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info",
+           "adapter_from_peft_state", "fallback_chain", "is_fresh", "load_adapter", "peft_adapter_config", "peft_tensor_name", "read_adapter_info",
            "save_adapter", "segment_adapter_name", "user_adapter_name"]

@@ -98,3 +98,16 @@ def test_fallback_policy(tmp_path, tiny_model, tiny_config):
     indices = store.batch_indices(["fresh", "old", "nobody", None], [1, 1, 2, None], NOW)
     active = store.active()
     assert indices[:, 0].tolist() == [active["user/fresh"], active["segment/1"], -1, -1]
+
+
+def test_fallback_chain_lists_every_candidate_best_first():
+    from recllm.user_layers.adapter_store import AdapterInfo, fallback_chain
+    config = AdapterStoreConfig(ttl_s=1000, min_events=10)
+    infos = {"user/fresh": AdapterInfo("user/fresh", None, "user", NOW - 10, 50),
+             "user/old": AdapterInfo("user/old", None, "user", NOW - 5000, 50),
+             "segment/1": AdapterInfo("segment/1", None, "segment", NOW, 0)}
+    chain = lambda user, segment: fallback_chain(user, segment, NOW, infos.get, config)  # noqa: E731
+    assert chain("fresh", 1) == ["user/fresh", "segment/1", None]
+    assert chain("fresh", 2) == ["user/fresh", None]
+    assert chain("old", 1) == ["segment/1", None]
+    assert chain(None, None) == [None]
