@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.trtllm.lora_tensors import lora_task_id, random_adapter, write_adapter
+from builders.trtllm.lora_tensors import random_adapter
 from builders.trtllm.model_shape import PRESET_SHAPES, shape_from_hf_config
+from recllm.user_layers.adapter_store import AdapterStoreConfig, user_adapter_name
+from recllm.user_layers.trtllm_export import lora_task_id, write_exported
 
 USERS = {"gpu-smoke-base": None, "gpu-smoke-a": 1, "gpu-smoke-b": 2}     # user -> adapter seed (None: no adapter)
 TURN = {"QUERY": "что приготовить на ужин, чтобы было полезно?", "RESOLVED_SERVICE": "kuper",
@@ -35,8 +37,11 @@ def write_adapters(preset: str, checkpoint: Path, adapter_dir: Path, rank: int =
         if seed is not None:
             # A large std so the two adapters visibly change greedy output (a smoke test, not a trained adapter).
             weights, config = random_adapter(shape, rank=rank, seed=seed, std=0.5)
-            write_adapter(adapter_dir, lora_task_id(user), weights, config)
-            written[user] = lora_task_id(user)
+            # fresh by the generator's policy (trained now, on the minimum event count), so it serves them
+            name = user_adapter_name(user)
+            write_exported(adapter_dir, name, weights, config, kind="user", trained_at=int(time.time()),
+                           num_events=AdapterStoreConfig().min_events)
+            written[user] = lora_task_id(name)
     return written
 
 

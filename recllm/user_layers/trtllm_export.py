@@ -10,17 +10,25 @@ the GPU smoke tests, and a test checks both agree):
   (the backend computes ``x A^T B^T`` with no scale of its own), zero-padded to the longest row;
 * ``lora_prefetch_dir/<task_id>/model.lora_weights.npy`` and ``model.lora_config.npy``.
 
+Next to them :func:`export_adapter` writes ``adapter_info.json`` (kind, trained_at, num_events): the GPU generator
+applies the adapter store's fallback policy (``adapter_store.fallback_chain``: fresh user adapter, else segment
+adapter, else base model) to it, and :func:`write_user_segments` writes ``user_segments.json``, each user's segment
+keyed by the user adapter's task id (no user ids on disk).
+
 ``unpack_trtllm_lora`` inverts the packing (used by the round-trip test and by anyone auditing an export).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from recllm.generator.qwen2 import Qwen2Config
+from recllm.user_layers.adapter_store import AdapterInfo, user_adapter_name
 from recllm.user_layers.lora_adapter import LoRAAdapter, module_dims
 
 TRTLLM_MODULE_IDS = {"attn_qkv": 0, "attn_q": 1, "attn_k": 2, "attn_v": 3, "attn_dense": 4,
@@ -31,6 +39,8 @@ TRTLLM_MODULE_OF = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", 
 OUR_MODULE_OF = {trt: ours for ours, trt in TRTLLM_MODULE_OF.items()}
 WEIGHTS_NPY = "model.lora_weights.npy"
 CONFIG_NPY = "model.lora_config.npy"
+INFO_JSON = "adapter_info.json"
+SEGMENTS_JSON = "user_segments.json"
 
 
 def lora_task_id(user_id: str) -> int:
@@ -78,10 +88,53 @@ def write_prefetch(prefetch_dir: Path | str, task_id: int, weights: np.ndarray, 
 
 
 def export_adapter(adapter: LoRAAdapter, prefetch_dir: Path | str, dtype: np.dtype = np.float16) -> Path:
-    """Export one adapter under its task id (``lora_task_id(adapter.name)``)."""
+    """Export one adapter under its task id (``lora_task_id(adapter.name)``), with its ``adapter_info.json``."""
     weights, config = to_trtllm(adapter, dtype)
-    return write_prefetch(prefetch_dir, lora_task_id(adapter.name), weights, config)
+    return write_exported(prefetch_dir, adapter.name, weights, config, kind=adapter.kind,
+                          trained_at=adapter.trained_at, num_events=adapter.num_events)
 
 
-__all__ = ["CONFIG_NPY", "OUR_MODULE_OF", "TRTLLM_MODULE_IDS", "TRTLLM_MODULE_OF", "WEIGHTS_NPY", "export_adapter",
-           "lora_task_id", "to_trtllm", "unpack_trtllm_lora", "write_prefetch"]
+def write_exported(adapter_dir: Path | str, name: str, weights: np.ndarray, config: np.ndarray, *, kind: str,
+                   trained_at: int, num_events: int) -> Path:
+    """Packed tensors of the adapter called ``name`` and its ``adapter_info.json``, under ``lora_task_id(name)``."""
+    folder = write_prefetch(adapter_dir, lora_task_id(name), weights, config)
+    info = {"kind": kind, "trained_at": int(trained_at), "num_events": int(num_events)}
+    (folder / INFO_JSON).write_text(json.dumps(info) + "\n", encoding="utf-8")
+    return folder
+
+
+def exported_info(adapter_dir: Path | str, name: str) -> AdapterInfo | None:
+    """The bookkeeping of an exported adapter, or None unless its weights, config and info are all there."""
+    folder = Path(adapter_dir) / str(lora_task_id(name))
+    if not all((folder / f).is_file() for f in (WEIGHTS_NPY, CONFIG_NPY, INFO_JSON)):
+        return None
+    info = json.loads((folder / INFO_JSON).read_text(encoding="utf-8"))
+    return AdapterInfo(name, folder, info["kind"], int(info["trained_at"]), int(info["num_events"]))
+
+
+def load_exported(adapter_dir: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(lora_weights [N, W], lora_config [N, 3] int32) of an exported adapter."""
+    folder = Path(adapter_dir) / str(lora_task_id(name))
+    return np.load(folder / WEIGHTS_NPY), np.load(folder / CONFIG_NPY).astype(np.int32)
+
+
+def write_user_segments(adapter_dir: Path | str, segments: Mapping[str, int]) -> Path:
+    """``<adapter_dir>/user_segments.json``: user id -> segment, keyed by the task id of the user's adapter name."""
+    path = Path(adapter_dir) / SEGMENTS_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keyed = {str(lora_task_id(user_adapter_name(user))): int(segment) for user, segment in segments.items()}
+    path.write_text(json.dumps(keyed, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_user_segments(adapter_dir: Path | str) -> dict[int, int]:
+    """User-adapter task id -> segment ({} when the file is absent: nobody has a segment fallback)."""
+    path = Path(adapter_dir) / SEGMENTS_JSON
+    if not path.is_file():
+        return {}
+    return {int(key): int(value) for key, value in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+__all__ = ["CONFIG_NPY", "INFO_JSON", "OUR_MODULE_OF", "SEGMENTS_JSON", "TRTLLM_MODULE_IDS", "TRTLLM_MODULE_OF",
+           "WEIGHTS_NPY", "export_adapter", "exported_info", "load_exported", "lora_task_id", "read_user_segments",
+           "to_trtllm", "unpack_trtllm_lora", "write_exported", "write_prefetch", "write_user_segments"]

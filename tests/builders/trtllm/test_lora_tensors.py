@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 import types
 
 import numpy as np
@@ -53,8 +54,15 @@ def test_task_id_matches_the_gpu_generator(monkeypatch):
 
 
 def test_smoke_adapters_are_written_in_the_prefetch_layout(tmp_path):
+    from recllm.user_layers.adapter_store import AdapterStoreConfig, fallback_chain
+    from recllm.user_layers.trtllm_export import exported_info
+
     written = gpu_smoke.write_adapters("0.5b", tmp_path / "no-checkpoint", tmp_path)
     assert set(written) == {"gpu-smoke-a", "gpu-smoke-b"}
+    for user in written:                  # the generator's policy picks each smoke user's own adapter
+        chain = fallback_chain(user, None, int(time.time()), lambda name: exported_info(tmp_path, name),
+                               AdapterStoreConfig())
+        assert chain == [f"user/{user}", None] and written[user] == lora_tensors.lora_task_id(chain[0])
     for task_id in written.values():
         config = np.load(tmp_path / str(task_id) / "model.lora_config.npy")
         assert config.shape == (PRESET_SHAPES["0.5b"].num_layers * 4, 3)

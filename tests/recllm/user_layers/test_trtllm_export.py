@@ -63,3 +63,27 @@ def test_round_trip_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens):
         fp16 = reference_logits(base, tokens, *to_trtllm(adapter), tiny_config)  # the served precision
         torch.testing.assert_close(ours, fp16, rtol=2e-3, atol=2e-3)
         assert not torch.allclose(ours, base(tokens), atol=1e-3)
+
+
+def test_export_records_what_the_fallback_policy_reads(tmp_path, tiny_config):
+    from recllm.user_layers.trtllm_export import exported_info, load_exported
+    adapter = random_adapter(tiny_config, "user/u8", rank=4, trained_at=1_700_000_000, num_events=42)
+    folder = export_adapter(adapter, tmp_path)
+    info = exported_info(tmp_path, "user/u8")
+    assert (info.name, info.folder, info.kind, info.trained_at, info.num_events) == \
+        ("user/u8", folder, "user", 1_700_000_000, 42)
+    weights, config = load_exported(tmp_path, "user/u8")
+    np.testing.assert_array_equal(config, to_trtllm(adapter)[1])
+    assert config.dtype == np.int32
+    assert weights.shape == to_trtllm(adapter)[0].shape
+    assert exported_info(tmp_path, "user/nobody") is None
+    (folder / CONFIG_NPY).unlink()                              # half an export is no adapter
+    assert exported_info(tmp_path, "user/u8") is None
+
+
+def test_user_segments_are_keyed_by_task_id_without_user_ids(tmp_path):
+    from recllm.user_layers.trtllm_export import read_user_segments, write_user_segments
+    assert read_user_segments(tmp_path) == {}
+    path = write_user_segments(tmp_path, {"alice@example.com": 3, "u2": 0})
+    assert "alice" not in path.read_text() and "u2" not in path.read_text()
+    assert read_user_segments(tmp_path) == {lora_task_id("user/alice@example.com"): 3, lora_task_id("user/u2"): 0}
