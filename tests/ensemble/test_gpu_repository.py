@@ -198,23 +198,69 @@ def _tokens(*ids):
     return [_Response([_Tensor("output_ids", np.array([[i]], np.int32))]) for i in ids]
 
 
-def _write_adapter(module, tmp_path, user):
-    folder = tmp_path / str(module.lora_task_id(user))
-    folder.mkdir()
-    np.save(folder / "model.lora_weights.npy", np.ones((4, 16), np.float16))
-    np.save(folder / "model.lora_config.npy", np.array([[1, 0, 8], [2, 0, 8], [3, 0, 8], [4, 0, 8]]))
+NOW = 1_750_000_000
+WEEK = 7 * 86_400
+
+
+def _export(tmp_path, name, kind="user", age_s=0, num_events=50, rows=4):
+    """An adapter as recllm.user_layers.trtllm_export writes it (weights, config, adapter_info.json)."""
+    from recllm.user_layers.trtllm_export import write_exported
+    config = np.array([[module_id, 0, 8] for module_id in range(1, rows + 1)], np.int32)
+    write_exported(tmp_path, name, np.full((rows, 16), rows, np.float16), config, kind=kind,
+                   trained_at=NOW - age_s, num_events=num_events)
+
+
+def _setup(monkeypatch, script, tmp_path, segments=None):
+    from recllm.user_layers.trtllm_export import write_user_segments
+    if segments:
+        write_user_segments(tmp_path, segments)
+    module, model, calls = _load_model(monkeypatch, script, tmp_path)
+    model.now = lambda: NOW
+    return module, model, calls
+
+
+def _adapter_of(module, call) -> str:
+    """Which adapter a recorded BLS call asked for: a name from the task id, "base" without one."""
+    if "lora_task_id" not in call:
+        return "base"
+    task = int(call["lora_task_id"][0, 0])
+    names = ["user/u1", "user/u2", "segment/0", "segment/1"]
+    return next(n for n in names if module.lora_task_id(n) == task) + ("+weights" if "lora_weights" in call else "")
+
+
+def _failing_for(module, *names):
+    """A backend whose LoRA cache never keeps these adapters: uncached error for them, weights or not."""
+    failing = {module.lora_task_id(n) for n in names}
+
+    def script(inputs):
+        if "lora_task_id" in inputs and int(inputs["lora_task_id"][0, 0]) in failing:
+            return [_Response(error=_Error("[TensorRT-LLM] LoRA task 7 not found in cache, please send LoRA "
+                                           "weights with request"))]
+        return _tokens(9)
+    return script
 
 
 def test_first_request_uploads_weights_then_sends_the_id_only(monkeypatch, tmp_path):
-    module, model, calls = _load_model(monkeypatch, lambda inputs: _tokens(5, 6), tmp_path)
-    _write_adapter(module, tmp_path, "u1")
+    module, model, calls = _setup(monkeypatch, lambda inputs: _tokens(5, 6), tmp_path)
+    _export(tmp_path, "user/u1")
     first = model.execute([_request("u1")])[0]
     assert not first.has_error() and first.output_tensors[0].as_numpy()[0] == b"5 6"
     model.execute([_request("u1")])
     assert "lora_weights" in calls[0] and calls[0]["lora_weights"].shape == (1, 4, 16)
     assert calls[0]["lora_config"].shape == (1, 4, 3)
-    assert "lora_weights" not in calls[1] and calls[1]["lora_task_id"][0, 0] == module.lora_task_id("u1")
+    assert "lora_weights" not in calls[1] and calls[1]["lora_task_id"][0, 0] == module.lora_task_id("user/u1")
     assert calls[0]["input_ids"].dtype == np.int32 and calls[0]["streaming"][0, 0]
+    assert model.served == {"user": 2}
+
+
+def test_task_id_is_the_exported_adapter_s(monkeypatch, tmp_path):
+    """The generator and trtllm_export.export_adapter name one folder for a user."""
+    from recllm.user_layers.trtllm_export import lora_task_id
+    module, model, calls = _setup(monkeypatch, lambda inputs: _tokens(1), tmp_path)
+    assert module.lora_task_id is lora_task_id
+    _export(tmp_path, "user/u1")
+    model.execute([_request("u1")])
+    assert calls[0]["lora_task_id"][0, 0] == lora_task_id("user/u1")
 
 
 def test_evicted_adapter_is_resent_once(monkeypatch, tmp_path):
@@ -223,17 +269,79 @@ def test_evicted_adapter_is_resent_once(monkeypatch, tmp_path):
             return [_Response(error=_Error("LoRA task 7 not found in cache, please send LoRA weights"))]
         return _tokens(9)
 
-    module, model, calls = _load_model(monkeypatch, script, tmp_path)
-    _write_adapter(module, tmp_path, "u2")
+    module, model, calls = _setup(monkeypatch, script, tmp_path)
+    _export(tmp_path, "user/u2")
     model.execute([_request("u2")])
     response = model.execute([_request("u2")])[0]
-    assert not response.has_error() and len(calls) == 3 and "lora_weights" in calls[2]
+    assert not response.has_error()
+    assert [_adapter_of(module, c) for c in calls] == ["user/u2+weights", "user/u2", "user/u2+weights"]
+    assert model.served == {"user": 2}
 
 
-def test_user_without_adapter_gets_the_base_model(monkeypatch, tmp_path):
-    _, model, calls = _load_model(monkeypatch, lambda inputs: _tokens(1), tmp_path)
+@pytest.mark.parametrize("user_adapter", [dict(age_s=60 * 86_400), dict(num_events=3), None],
+                         ids=["stale", "too-few-events", "absent"])
+def test_user_without_a_fresh_adapter_gets_the_segment_s(monkeypatch, tmp_path, user_adapter):
+    module, model, calls = _setup(monkeypatch, lambda inputs: _tokens(1), tmp_path, segments={"u1": 1})
+    if user_adapter is not None:
+        _export(tmp_path, "user/u1", **user_adapter)
+    _export(tmp_path, "segment/1", kind="segment", age_s=WEEK)
+    assert not model.execute([_request("u1")])[0].has_error()
+    assert [_adapter_of(module, c) for c in calls] == ["segment/1+weights"]
+    assert model.served == {"segment/1": 1}
+
+
+def test_user_without_adapter_or_segment_gets_the_base_model(monkeypatch, tmp_path):
+    module, model, calls = _setup(monkeypatch, lambda inputs: _tokens(1), tmp_path, segments={"u1": 0})
+    _export(tmp_path, "segment/1", kind="segment")              # another segment's adapter
     assert not model.execute([_request("new-user")])[0].has_error()
-    assert "lora_task_id" not in calls[0]
+    assert not model.execute([_request("u1")])[0].has_error()   # segment 0 has no adapter
+    assert [_adapter_of(module, c) for c in calls] == ["base", "base"]
+
+
+def test_uncached_after_a_resend_falls_back_to_the_segment_then_the_base_model(monkeypatch, tmp_path, caplog):
+    failing = set()
+
+    def script(inputs):
+        return _failing_for(module, *failing)(inputs)
+
+    module, model, calls = _setup(monkeypatch, script, tmp_path, segments={"u1": 0})
+    _export(tmp_path, "user/u1")
+    _export(tmp_path, "segment/0", kind="segment")
+    model.execute([_request("u1")])                                # cached: the id alone would do next time
+    failing.update({"user/u1"})                                    # the cache lost it and cannot take it back
+    caplog.set_level("INFO", logger=module.__name__)
+    assert model.execute([_request("u1")])[0].output_tensors[0].as_numpy()[0] == b"9"
+    assert [_adapter_of(module, c) for c in calls] == ["user/u1+weights",
+                                                       "user/u1", "user/u1+weights", "segment/0+weights"]
+    failing.update({"segment/0"})
+    calls.clear()
+    assert not model.execute([_request("u1")])[0].has_error()
+    assert [_adapter_of(module, c) for c in calls] == ["user/u1+weights", "segment/0", "segment/0+weights", "base"]
+    assert model.served == {"user": 1, "segment/0": 1, "base": 1}
+    served = [r.getMessage() for r in caplog.records if "served by" in r.getMessage()]
+    assert served == ["generator_trtllm reply served by the segment/0 adapter",
+                      "generator_trtllm reply served by the base adapter"]
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "u1" not in logged and str(module.lora_task_id("user/u1")) not in logged and "task 7" not in logged
+
+
+def test_a_non_lora_error_does_not_fall_back(monkeypatch, tmp_path):
+    module, model, calls = _setup(monkeypatch, lambda inputs: [_Response(error=_Error("engine exploded"))], tmp_path,
+                                  segments={"u1": 0})
+    _export(tmp_path, "user/u1")
+    _export(tmp_path, "segment/0", kind="segment")
+    response = model.execute([_request("u1")])[0]
+    assert response.has_error() and "engine exploded" in response.error().message()
+    assert [_adapter_of(module, c) for c in calls] == ["user/u1+weights"] and not model.served
+
+
+def test_the_policy_s_limits_come_from_the_model_parameters(monkeypatch, tmp_path):
+    module, model, _ = _setup(monkeypatch, lambda inputs: _tokens(1), tmp_path)
+    from recllm.user_layers.adapter_store import AdapterStoreConfig
+    assert model.policy == AdapterStoreConfig()
+    model.setup(model.tokenizer, {"adapter_dir": str(tmp_path), "llm_model": "tensorrt_llm", "reply_tokens": "8",
+                                  "max_input_len": "64", "adapter_ttl_s": "60", "adapter_min_events": "1"})
+    assert (model.policy.ttl_s, model.policy.min_events) == (60, 1)
 
 
 def test_backend_error_becomes_that_requests_error(monkeypatch, tmp_path):

@@ -1,22 +1,30 @@
 """Triton adapter (GPU repository): ranked items + profile facts -> a reply from Qwen2 on TensorRT-LLM, per-user LoRA.
 
-Calls the decoupled ``tensorrt_llm`` model through BLS and collects its streamed tokens. LoRA protocol of the
-TensorRT-LLM backend: a task id's first request carries ``lora_weights`` + ``lora_config``, later ones the id only;
-an id the cache has evicted comes back as an error, and this adapter then resends once with the weights.
-Adapters live in ``<adapter_dir>/<task_id>/model.lora_{weights,config}.npy`` (the backend's prefetch layout); a
-user without one gets the base model. Not yet run on a GPU node (docs/gpu_nodes.md).
+Calls the decoupled ``tensorrt_llm`` model through BLS and collects its streamed tokens. Which adapter serves a
+request is the adapter store's policy (``recllm.user_layers.adapter_store.fallback_chain``): the user's adapter if
+exported and fresh (``adapter_ttl_s`` / ``adapter_min_events``, defaults from ``AdapterStoreConfig``), else the
+user's segment adapter, else the base model. LoRA protocol of the TensorRT-LLM backend: a task id's first request
+carries ``lora_weights`` + ``lora_config``, later ones the id only; an id the cache has evicted comes back as an
+error, and this adapter then resends once with the weights. If the adapter still cannot be served, the next one in
+the chain is tried, ending with the base model; a log line says which one served (user / segment number / base,
+no user ids). Adapters live in ``<adapter_dir>/<task_id>/`` as ``recllm.user_layers.trtllm_export`` writes them,
+segments in ``<adapter_dir>/user_segments.json`` (read once at start). Not yet run on a GPU node
+(docs/gpu_nodes.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+from recllm.user_layers.adapter_store import AdapterStoreConfig, fallback_chain, user_adapter_name
+from recllm.user_layers.trtllm_export import exported_info, load_exported, lora_task_id, read_user_segments
 
 log = logging.getLogger(__name__)
 UPLOADED_IDS_KEPT = 65536                       # ids this instance has sent weights for (bounded, LRU)
@@ -24,25 +32,11 @@ SYSTEM_PROMPT = ("Ты помощник по покупкам в сервиса�
                  "и коротко объясняй выбор, опираясь на факты о пользователе.")
 
 
-def lora_task_id(user_id: str) -> int:
-    """A stable, positive 63-bit task id per user (the backend keys its LoRA cache by this UINT64)."""
-    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") & (2 ** 63 - 1)
-
-
 def build_messages(query: str, service: str, item_names, profile_facts) -> list[dict]:
     items = "\n".join(f"- {name}" for name in item_names)
     facts = "\n".join(f"- {fact}" for fact in profile_facts) or "- (нет данных)"
     context = f"Сервис: {service}\nФакты о пользователе:\n{facts}\nТовары:\n{items}"
     return [{"role": "system", "content": f"{SYSTEM_PROMPT}\n\n{context}"}, {"role": "user", "content": query}]
-
-
-def load_adapter(adapter_dir: Path, task_id: int):
-    """(weights [N, r*(in+out)], config [N, 3]) for this task id, or None when the user has no adapter."""
-    folder = adapter_dir / str(task_id)
-    weights, config = folder / "model.lora_weights.npy", folder / "model.lora_config.npy"
-    if not (weights.exists() and config.exists()):
-        return None
-    return np.load(weights), np.load(config).astype(np.int32)
 
 
 def bf16_tensor(name: str, array: np.ndarray):
@@ -57,6 +51,18 @@ def bf16_tensor(name: str, array: np.ndarray):
 def is_uncached_lora_error(message: str) -> bool:
     text = message.lower()
     return "lora" in text and ("not found" in text or "cache" in text)
+
+
+def is_lora_error(message: str) -> bool:
+    """Errors another adapter (or none) may avoid; anything else would fail the base model too."""
+    return "lora" in message.lower()
+
+
+def served_by(name: str | None) -> str:
+    """What a log line may say about an adapter: "user", "segment/<n>" or "base" (never the user id)."""
+    if name is None:
+        return "base"
+    return "user" if name.startswith("user/") else name
 
 
 def _text(request, name: str) -> list[str]:
@@ -77,7 +83,13 @@ class TritonPythonModel:
         self.llm_model = params["llm_model"]
         self.reply_tokens = int(params["reply_tokens"])
         self.max_input_len = int(params["max_input_len"])
+        defaults = AdapterStoreConfig()
+        self.policy = AdapterStoreConfig(ttl_s=int(params.get("adapter_ttl_s", defaults.ttl_s)),
+                                         min_events=int(params.get("adapter_min_events", defaults.min_events)))
+        self.segments = read_user_segments(self.adapter_dir)    # user-adapter task id -> segment
+        self.now = lambda: int(time.time())
         self.uploaded: OrderedDict[int, None] = OrderedDict()
+        self.served = Counter()                                 # "user" / "segment/<n>" / "base" -> replies
 
     def prompt_ids(self, request) -> np.ndarray:
         messages = build_messages(_text(request, "QUERY")[0], _text(request, "RESOLVED_SERVICE")[0],
@@ -115,24 +127,41 @@ class TritonPythonModel:
                 tokens.extend(int(t) for t in output.as_numpy().reshape(-1))
         return tokens, None
 
-    def handle(self, request) -> dict:
-        ids = self.prompt_ids(request)
-        task_id = lora_task_id(_text(request, "USER_ID")[0])
-        adapter = load_adapter(self.adapter_dir, task_id)
-        if adapter is None:
-            task_id = None                                      # base model for users without an adapter
-        first_use = task_id is not None and task_id not in self.uploaded
+    def generate_with(self, ids: np.ndarray, name: str | None) -> tuple[list[int], str | None]:
+        """One adapter (None: the base model): weights on first use, else the id, resent once if evicted."""
+        if name is None:
+            return self.generate(ids, None, None)
+        task_id, adapter = lora_task_id(name), load_exported(self.adapter_dir, name)
+        first_use = task_id not in self.uploaded
         tokens, error = self.generate(ids, task_id, adapter if first_use else None)
-        if error and task_id is not None and not first_use and is_uncached_lora_error(error):
-            log.info("LoRA task %d was evicted; resending its weights", task_id)
+        if error and not first_use and is_uncached_lora_error(error):
+            log.info("LoRA cache evicted the %s adapter; resending its weights", served_by(name))
             tokens, error = self.generate(ids, task_id, adapter)
-        if error:
-            raise RuntimeError(f"tensorrt_llm: {error}")
-        if task_id is not None:
+        if error is None:
             self.uploaded[task_id] = None
             self.uploaded.move_to_end(task_id)
             while len(self.uploaded) > UPLOADED_IDS_KEPT:
                 self.uploaded.popitem(last=False)
+        else:
+            self.uploaded.pop(task_id, None)                # the next request carries the weights again
+        return tokens, error
+
+    def handle(self, request) -> dict:
+        ids = self.prompt_ids(request)
+        user_id = _text(request, "USER_ID")[0] or None
+        segment = self.segments.get(lora_task_id(user_adapter_name(user_id))) if user_id else None
+        chain = fallback_chain(user_id, segment, self.now(), lambda name: exported_info(self.adapter_dir, name),
+                               self.policy)
+        for name in chain:
+            tokens, error = self.generate_with(ids, name)
+            if error is None:
+                break
+            if name is None or not is_lora_error(error):
+                raise RuntimeError(f"tensorrt_llm: {error}")
+            # the backend's message names the task id (a hash of the user id): not logged
+            log.warning("the %s adapter could not be served after a resend; falling back", served_by(name))
+        self.served[served_by(name)] += 1
+        log.info("generator_trtllm reply served by the %s adapter", served_by(name))
         reply = self.tokenizer.decode(tokens, skip_special_tokens=True)
         return {"REPLY": np.array([reply.encode("utf-8")], dtype=np.object_)}
 
