@@ -7,9 +7,10 @@ the kernel is compiled ahead of time (``builders/trtllm/aot_plugin.md`` has the 
    :mod:`builders.trtllm.conditional_norm_aot_entry` specialised for one hidden size D, the target GPU (sm_90 for
    H100/H200), unit column strides and a fixed eps, into ``<name>.<hash>_<hints>.{c,h}`` (cubin embedded);
 2. ``gcc -c`` / ``g++ -shared``: those C files with the TensorRT plugin class into
-   ``librecllm_conditional_rmsnorm.so``; the plugin calls each dtype's launcher by the name :func:`variant_function`
-   predicts (passed as ``-DRECLLM_COND_RMS_NORM_<DTYPE>=...``). ``triton.tools.link`` is not used: there is one
-   variant per dtype, and its dispatcher names embed the eps constant (``1e-06``), which is not a C identifier.
+   ``librecllm_conditional_rmsnorm.so``; the plugin (``aot_plugin/recllm_conditional_rmsnorm_plugin.cpp``) calls
+   each dtype's launcher by the name :func:`variant_function` predicts (``-DRECLLM_COND_RMS_NORM_<DTYPE>=...``, with
+   ``-DRECLLM_HIDDEN_SIZE`` and ``-DRECLLM_EPS``). ``triton.tools.link`` is not used: there is one variant per
+   dtype, and its dispatcher names embed the eps constant (``1e-06``), which is not a C identifier.
 
 Like the engine builder's ``--dry-run``, :func:`aot_commands` returns the commands as argv lists (printed by
 ``python -m builders.trtllm.conditional_norm_aot --preset 72b``); ``--run`` executes them, which needs a machine
@@ -43,7 +44,7 @@ GPU_SM = {"h100": 90, "h200": 90, "a100": 80, "l40s": 89}
 NUM_STAGES = 3                             # the CUDA backend's default, as in the JIT launch
 GRID = "n_rows,1,1"                        # one program per row, as launch_config's grid
 LIBRARY_NAME = "librecllm_conditional_rmsnorm.so"
-PLUGIN_SOURCE = "builders/trtllm/aot_plugin/recllm_conditional_rmsnorm_plugin.cpp"   # to be written: aot_plugin.md
+PLUGIN_SOURCE = "builders/trtllm/aot_plugin/recllm_conditional_rmsnorm_plugin.cpp"   # the IPluginV3 class
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def library_command(config: AotPluginConfig) -> list[str]:
     objects = [str(Path(source).with_suffix(".o")) for source in c_sources(config)]
     return ["g++", "-shared", "-fPIC", "-O2", "-std=c++17", str(Path(config.repo_root) / PLUGIN_SOURCE), *objects,
             f"-I{config.cuda_home}/include", f"-I{config.tensorrt_include}", *includes,
-            f"-DRECLLM_HIDDEN_SIZE={config.hidden_size}",
+            f"-DRECLLM_HIDDEN_SIZE={config.hidden_size}", f"-DRECLLM_EPS={float(config.eps)!r}",
             *(f"-DRECLLM_COND_RMS_NORM_{d.upper()}={variant_function(config, d)}" for d in config.dtypes),
             f"-L{config.cuda_home}/lib64/stubs", f"-L{config.tensorrt_lib}", "-lcuda", "-lnvinfer",
             "-o", str(Path(config.out_dir) / LIBRARY_NAME)]

@@ -341,6 +341,11 @@ def test_aot_compile_command_writes_sm90_c_sources_here(tmp_path):
     assert f"CUresult {function}(CUstream stream, CUdeviceptr x_ptr" in header
     assert "double" not in header                       # eps is baked in, not passed as a C double
     assert "n_rows" in header and re.search(r"unsigned int gX = n_rows;", source.read_text())
+    # the C++ plugin declares this launcher itself (the header's name is known only at build time): same parameters
+    generated = re.search(rf"CUresult {function}\((.*?)\);", header, re.S).group(1)
+    plugin_source = (REPO / aot.PLUGIN_SOURCE).read_text().replace("\\\n", " ")
+    declared = re.search(r'extern "C" CUresult fn\((.*?)\);', plugin_source, re.S).group(1)
+    assert " ".join(generated.split()) == " ".join(declared.split())
     cuda_include = Path(importlib.util.find_spec("triton").origin).parent / "backends/nvidia/include"
     if shutil.which("gcc") and (cuda_include / "cuda.h").exists():
         obj = subprocess.run(["gcc", "-c", "-fPIC", f"-I{cuda_include}", str(source), "-o",
