@@ -18,7 +18,7 @@ The encoder, retriever and reranker are batched models behind Triton's dynamic b
 holds their instances, batch limits, queue delays and threads per CPU size (``recllm serve --profile-cpu N``).
 
 ``recllm_chat`` is the streaming entry (decoupled): it calls the first three stages through BLS and streams
-the generator's tokens. Every tensor is declared once in ``recllm_proto.tensors``: UPPER_SNAKE between models,
+the reply tokens of ``generator_stream`` (decoupled, BLS), which decodes concurrent chat turns as one batch. Every tensor is declared once in ``recllm_proto.tensors``: UPPER_SNAKE between models,
 lower_snake at the client boundary.
 Run ``python -m ensemble.pipeline_graph`` to rewrite the configs; a test fails when a committed copy drifts.
 """
@@ -68,8 +68,9 @@ class ServingProfile:
     encoder: StageServing
     retriever: StageServing
     reranker: StageServing
-    # One request per execute until the generator batches; its instance is held for a whole reply.
-    generator: StageServing = StageServing(max_batch_size=1, dynamic_batching=False)
+    # Concurrent replies decode together (one forward per step for the whole batch); a short delay lets a burst
+    # meet without holding a lone request back noticeably against a ~100 ms reply.
+    generator: StageServing = StageServing(max_batch_size=8, queue_delay_us=1000, dynamic_batching=True)
     # A chat turn holds its instance for the whole stream (BLS waits included): two instances let a second turn
     # run meanwhile (measured with benchmarks/serving_latency.py at concurrency 4).
     chat_instances: int = 2
@@ -92,8 +93,8 @@ def cpu_profile(cores: int) -> ServingProfile:
     # at concurrency 4 on 2 cores (benchmarks/results/throughput_variants.md).
     reranker = StageServing(instances=max(2, cores // 2), **batching)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
-                          generator=StageServing(instances=max(1, cores // 8), max_batch_size=1,
-                                                 dynamic_batching=False),
+                          generator=StageServing(instances=max(1, cores // 8), max_batch_size=8,
+                                                 queue_delay_us=1000, dynamic_batching=True),
                           chat_instances=max(2, cores // 2))
 
 
@@ -182,7 +183,20 @@ def all_configs(profile: ServingProfile = DEFAULT_PROFILE) -> dict[str, mc.Model
     configs[tensors.ENSEMBLE_MODEL] = ensemble_config(profile=profile)
     configs[tensors.CHAT_MODEL] = python_model_config(tensors.CHAT_MODEL, tensors.CHAT, decoupled=True,
                                                       instances=profile.chat_instances, boundary=True)
+    configs[tensors.GENERATOR_STREAM_MODEL] = generator_stream_config(profile)
     return configs
+
+
+def generator_stream_config(profile: ServingProfile = DEFAULT_PROFILE) -> mc.ModelConfig:
+    """The chat model's reply stream (decoupled, one instance): ``execute`` hands each turn to the model's own
+    batcher and returns, so turns from every chat instance decode together; its batch limit and window are the
+    generator's ``max_batch_size`` and queue delay."""
+    serving = profile.generator
+    config = python_model_config(tensors.GENERATOR_STREAM_MODEL, tensors.GENERATOR_STREAM, decoupled=True)
+    config.parameters["max_batch"].string_value = str(serving.max_batch_size)
+    config.parameters["batch_window_us"].string_value = str(serving.queue_delay_us)
+    config.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
+    return config
 
 
 def render(config: mc.ModelConfig) -> str:

@@ -18,12 +18,12 @@ from recllm_proto import tensors
 from recllm.artifacts import ArtifactLayout
 from recllm.catalog.product_catalog import Catalog
 from recllm.rag.catalog_index import CatalogIndex
-from recllm.explanation.item_explanations import ExplanationConfig, explain_item
+from recllm.explanation.causal_explanations import CausalExplanation, CausalExplanationConfig, explain_ranked
 from recllm.profile.storage import ProfileStorage, open_profile_storage, profile_location
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.rag.query_encoder import QueryEncoder
 from recllm.rag.rec_request import RecRequest, parse_request
-from recllm.rag.reranker import Reranker, candidate_features
+from recllm.rag.reranker import Reranker, candidate_features, feedback_adjustment
 from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm_proto.text_arrays import utf8_array
 from recllm.profile.user_signals import check_preference_source
@@ -39,6 +39,7 @@ class Ranking:
     item_ids: np.ndarray  # [K] int64, best first
     scores: np.ndarray  # [K] float32
     explanations: list[str]
+    causal: list[CausalExplanation] = field(default_factory=list)  # the facts each explanation cites
 
 
 @dataclass
@@ -50,16 +51,17 @@ class Recommendation:
 
 
 class RankingStage:
-    """Reranker scores + per-item explanations for one request.
+    """Reranker scores + per-item explanations for one request: the profile facts that raised each item's score,
+    checked by re-scoring without them (``recllm.explanation.causal_explanations``).
 
     The preference-similarity features use the user's DP release (``preference_source="released"``, as served);
     "raw" exists for tests of the raw signal only."""
 
     def __init__(self, catalog: Catalog, index: CatalogIndex, profile: ProfileStorage, reranker: Reranker,
-                 explanation: ExplanationConfig | None = None, preference_source: str = "released"):
+                 explanation: CausalExplanationConfig | None = None, preference_source: str = "released"):
         check_preference_source("RankingStage preference_source", preference_source)
         self.catalog, self.index, self.profile, self.reranker = catalog, index, profile, reranker
-        self.explanation = explanation or ExplanationConfig()
+        self.explanation = explanation or CausalExplanationConfig()
         self.preference_source = preference_source
         self.popularity = profile.item_popularity()
 
@@ -67,21 +69,21 @@ class RankingStage:
         return read_user_context(self.profile, self.catalog, self.index.item_vectors, user_id, self.preference_source)
 
     def rank(self, request: RecRequest, service: str, candidate_ids: np.ndarray, candidate_scores: np.ndarray,
-             context: UserContext | None = None) -> Ranking:
+             context: UserContext | None = None, explain: bool = True) -> Ranking:
         """Score and explain the candidates with the user's ``context`` as the retriever read it (read here only
-        when the caller has none, e.g. offline evaluation)."""
+        when the caller has none, e.g. offline evaluation); ``explain=False`` leaves the explanations out (the
+        build's training data needs only the order)."""
         context = context if context is not None else self.read_context(request.user_id)
         signals = context.signals
         features = candidate_features(candidate_ids, candidate_scores, signals, service, self.catalog,
                                       self.index.item_vectors, self.popularity, context.now_ts)
-        scores = self.reranker.score(features)
+        scores = self.reranker.score(features) + feedback_adjustment(candidate_ids, context.feedback, self.catalog)
         order = np.argsort(-scores, kind="stable")[: request.top_k]
-        explanations = [
-            explain_item(self.catalog.get(int(i)), self.index.item_vectors[i], context.fragments, signals,
-                         request.language, self.explanation)
-            for i in candidate_ids[order]
-        ]
-        return Ranking(candidate_ids[order].astype(np.int64), scores[order].astype(np.float32), explanations)
+        causal = explain_ranked(candidate_ids[order], candidate_scores[order], service, context, self.reranker,
+                                self.catalog, self.index.item_vectors, self.popularity, request.language,
+                                self.explanation) if explain else []
+        return Ranking(candidate_ids[order].astype(np.int64), scores[order].astype(np.float32),
+                       [c.text for c in causal], causal)
 
     def item_arrays(self, ranking: Ranking) -> dict[str, np.ndarray]:
         """The ranked items as the reranker's output tensors (``recllm_proto.tensors.ITEM_OUTPUTS``, UPPER_SNAKE)."""
@@ -107,6 +109,17 @@ class ReplyTurn:
     profile_facts: tuple[str, ...] = ()
     act: str | None = None
     relaxation: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyEvent:
+    """One step of a batched reply stream: a text ``delta`` of turn ``index``, or its end (``done``, with the
+    turn's ``error`` when it was refused)."""
+
+    index: int
+    delta: str = ""
+    done: bool = False
+    error: ValueError | None = None
 
 
 class GenerationStage:
@@ -173,6 +186,60 @@ class GenerationStage:
                 results[i] = reply
         return [r if isinstance(r, ValueError) else r.text for r in results]
 
+    def stream_turns(self, turns: Sequence[ReplyTurn]) -> Iterator[ReplyEvent]:
+        """Several turns streamed as one batch (one forward per step): each turn's text deltas as they are decoded,
+        then its ``done`` event as soon as its own reply ends (eos or its token budget), checked like ``stream``; a
+        bad turn gets one ``done`` event carrying its ``ValueError`` before any decoding. A sampled batch is decoded
+        whole (``generate_turns``: checked, failing replies regenerated greedily) and released per turn."""
+        from recllm.generator import GREEDY  # noqa: PLC0415
+
+        if self.sampling != GREEDY:
+            for i, reply in enumerate(self.generate_turns(turns)):
+                if isinstance(reply, ValueError):
+                    yield ReplyEvent(i, done=True, error=reply)
+                    continue
+                if reply:
+                    yield ReplyEvent(i, reply)
+                yield ReplyEvent(i, done=True)
+            return
+        good: list[tuple[int, ReplyRequest]] = []
+        for i, turn in enumerate(turns):
+            try:
+                request = self.request(turn)
+                self.generator.validate(request)
+                good.append((i, request))
+            except ValueError as exc:
+                yield ReplyEvent(i, done=True, error=exc)
+        if good:
+            yield from self._stream_checked_batch([turns[i] for i, _ in good], [r for _, r in good],
+                                                  [i for i, _ in good])
+
+    def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int]
+                              ) -> Iterator[ReplyEvent]:
+        from recllm.generator import GeneratedReply, ReplyRenderer  # noqa: PLC0415
+
+        generator = self.generator
+        renderers = [ReplyRenderer(generator.tokenizer, self.item_name) for _ in requests]
+        parts: list[list[str]] = [[] for _ in requests]
+        items: list[list[int]] = [[] for _ in requests]
+        counts = [0] * len(requests)
+        budgets = [generator.max_new_tokens(r) for r in requests]
+        for j, token, item in generator.stream_batch(requests):
+            counts[j] += 1
+            delta = renderers[j].feed(token, item)
+            if item is not None:
+                items[j].append(item)
+            if delta:
+                parts[j].append(delta)
+                yield ReplyEvent(index[j], delta)
+            if token == generator.tokenizer.eos_id or counts[j] >= budgets[j]:
+                tail = renderers[j].flush()
+                if tail:
+                    parts[j].append(tail)
+                    yield ReplyEvent(index[j], tail)
+                self.check(turns[j], GeneratedReply("".join(parts[j]), tuple(items[j]), 0))
+                yield ReplyEvent(index[j], done=True)
+
     def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
                profile_facts: Sequence[str], act: str | None = None, relaxation: str = "") -> Iterator[str]:
         from recllm.generator import GREEDY  # noqa: PLC0415
@@ -235,14 +302,22 @@ def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
                         Reranker.load(layout.reranker_dir))
 
 
+# A generator folder to serve instead of the build's (``recllm serve --generator-checkpoint``: an imported Hugging
+# Face Qwen2 checkpoint, recllm.generator.checkpoint_import); the model processes inherit it from the server.
+GENERATOR_DIR_ENV = "RECLLM_GENERATOR_DIR"
+
+
 def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
                           sampling: Sampling | None = None) -> GenerationStage:
-    """The generation stage of a build; ``generator_dir`` drops in another checkpoint folder in the same format
-    (``train_generator``'s: HF-format Qwen2 weights + tokenizer.json + item_codes.npz)."""
+    """The generation stage of a build; ``generator_dir`` (else ``$RECLLM_GENERATOR_DIR``) drops in another
+    checkpoint folder in the same format (``train_generator``'s: HF-format Qwen2 weights + tokenizer.json +
+    item_codes.npz)."""
+    import os  # noqa: PLC0415
+
     from recllm.generator import ReplyGenerator  # noqa: PLC0415
 
-    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(generator_dir or layout.generator_dir),
-                           sampling)
+    directory = generator_dir or os.environ.get(GENERATOR_DIR_ENV) or layout.generator_dir
+    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(Path(directory)), sampling)
 
 
 class RecPipeline:

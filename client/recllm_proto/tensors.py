@@ -105,8 +105,8 @@ class StageSignature:
         return [1, *shape] if self.batched else shape
 
 
-# Each Triton model's inputs and outputs, in config order. All stages are batched models; the generator's
-# batches are one request each until its own batching lands (ensemble/pipeline_graph.py sets the sizes).
+# Each Triton model's inputs and outputs, in config order. All stages are batched models (ensemble/pipeline_graph.py
+# sets the sizes); the generator's dynamic batches decode together.
 QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,), batched=True)
 RETRIEVER = StageSignature((USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
                            (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT),
@@ -128,3 +128,11 @@ ENSEMBLE_MODEL = "recllm"
 ENSEMBLE = StageSignature(REQUEST, (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE), batched=True)
 CHAT_MODEL = "recllm_chat"
 CHAT = StageSignature((SESSION_ID, USER_ID, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))
+
+# The chat model's reply stream: ``generator_stream`` is decoupled and unbatched at its boundary (one request per
+# chat turn, token deltas as responses); it batches concurrent turns itself (recllm.serving.stream_batcher).
+REPLY_ACT = TensorSpec("REPLY_ACT", BYTES, (1,), optional=True)    # recommend/refine/...; absent: derived
+RELAXATION = TensorSpec("RELAXATION", BYTES, (1,), optional=True)  # the nothing-left turn's offered relaxation
+GENERATOR_STREAM_MODEL = "generator_stream"
+GENERATOR_STREAM = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS, LANGUAGE, REPLY_ACT, RELAXATION),
+                                  (TEXT_DELTA,))

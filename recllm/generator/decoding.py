@@ -130,7 +130,7 @@ class ReplyGenerator:
         if unknown:
             raise ValueError(f"candidate item ids without a Semantic ID: {unknown[:10]}")
         candidates = list(dict.fromkeys(int(i) for i in request.candidate_item_ids))  # drop duplicates
-        max_new = self.config.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
+        max_new = self.max_new_tokens(request)
         if max_new <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {max_new}")
         max_prompt = self.model.config.max_position_embeddings - max_new
@@ -141,6 +141,14 @@ class ReplyGenerator:
         constraint = ItemSpanConstraint(self.tokenizer, self.codes, candidates, self._text_mask,
                                         self.config.max_items_per_reply, max_new)
         return loop_request, constraint
+
+    def validate(self, request: ReplyRequest) -> None:
+        """Raise the ``ValueError`` that decoding ``request`` would raise (empty prompt, unknown item, budget)."""
+        self._prepare(request)
+
+    def max_new_tokens(self, request: ReplyRequest) -> int:
+        """The token budget ``request`` decodes under (its own, else ``GeneratorConfig.max_new_tokens``)."""
+        return self.config.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
 
     def _processor(self, constraints: list[ItemSpanConstraint]):
         def constrain(request_index: torch.Tensor, generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

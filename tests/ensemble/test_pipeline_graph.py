@@ -104,9 +104,15 @@ def test_ranking_stages_batch_dynamically_with_ragged_variable_inputs():
         assert config.max_batch_size > 1 and config.HasField("dynamic_batching"), name
         for tensor in config.input:
             assert tensor.allow_ragged_batch == (-1 in tensor.dims), (name, tensor.name)
-    # An ensemble may not batch more than any of its steps; the generator answers one request per execute.
-    assert configs["generator"].max_batch_size == 1 and not configs["generator"].HasField("dynamic_batching")
-    assert configs[tensors.ENSEMBLE_MODEL].max_batch_size == 1
+    # The generator batches concurrent replies too, with the same ragged ITEM_IDS / PROFILE_FACTS rule; an ensemble
+    # may not batch more than any of its steps.
+    generator = configs["generator"]
+    assert generator.max_batch_size > 1 and generator.HasField("dynamic_batching")
+    assert 0 < generator.dynamic_batching.max_queue_delay_microseconds <= 2000
+    for tensor in generator.input:
+        assert tensor.allow_ragged_batch == (-1 in tensor.dims), tensor.name
+    assert configs[tensors.ENSEMBLE_MODEL].max_batch_size == min(
+        configs[n].max_batch_size for n in (*tensors.RANKING_STAGES, "generator"))
     assert configs[tensors.RANK_MODEL].max_batch_size == min(configs[n].max_batch_size for n in tensors.RANKING_STAGES)
     assert configs[tensors.CHAT_MODEL].max_batch_size == 0  # the decoupled stream keeps its unbatched boundary
 

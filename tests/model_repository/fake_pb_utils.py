@@ -5,6 +5,8 @@ BLS calls (``InferenceRequest.exec``) are routed to adapter instances registered
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
@@ -49,9 +51,26 @@ class InferenceResponse:
 class ResponseSender:
     def __init__(self):
         self.sent: list[tuple[InferenceResponse | None, int]] = []
+        self._changed = threading.Condition()
 
     def send(self, response=None, flags: int = 0) -> None:
-        self.sent.append((response, flags))
+        with self._changed:
+            self.sent.append((response, flags))
+            self._changed.notify_all()
+
+    def responses(self, timeout_s: float = 120.0):
+        """What a decoupled BLS caller iterates: each response as it is sent (possibly from another thread), then
+        an empty one for a final flag sent alone, until the final flag."""
+        seen = 0
+        while True:
+            with self._changed:
+                if not self._changed.wait_for(lambda: len(self.sent) > seen, timeout_s):
+                    raise TimeoutError("no response within the timeout")
+                response, flags = self.sent[seen]
+            seen += 1
+            yield response if response is not None else InferenceResponse()
+            if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+                return
 
 
 class FakeRequest:
@@ -71,7 +90,10 @@ class InferenceRequest:
         self.model_name = model_name
         self.request = FakeRequest({t.name(): t.as_numpy() for t in inputs})
 
-    def exec(self) -> InferenceResponse:
+    def exec(self, decoupled: bool = False):
+        if decoupled:  # the model answers through the request's sender, maybe after execute returned
+            assert MODELS[self.model_name].execute([self.request]) is None
+            return self.request.sender.responses()
         return MODELS[self.model_name].execute([self.request])[0]
 
 

@@ -14,7 +14,7 @@ from recllm.catalog.product_catalog import Catalog
 import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
-STAGES = ("query_encoder", "retriever", "reranker", "generator", "recllm_chat")
+STAGES = ("query_encoder", "retriever", "reranker", "generator", "generator_stream", "recllm_chat")
 QUERY = "что приготовить на ужин, чтобы было полезно?"
 
 

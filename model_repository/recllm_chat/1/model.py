@@ -1,5 +1,6 @@
 """Triton adapter for streaming chat (decoupled): BLS through query_encoder → retriever → reranker, then the
-generator's tokens streamed in-process; the turn logic (moderation, dialogue state, acts, output redaction) is
+reply's tokens streamed from ``generator_stream`` (decoupled BLS: turns of all chat instances decode together
+there); the turn logic (moderation, dialogue state, acts, output redaction) is
 recllm.dialogue.chat_engine."""
 
 import numpy as np
@@ -9,7 +10,6 @@ from recllm_proto import tensors as T
 from recllm.dialogue.chat_engine import CandidateSet, ChatEngine, ItemsChunk
 from recllm.dialogue.request_understanding import default_understander
 from recllm.dialogue.session_store import SessionStore
-from recllm.pipeline import load_generation_stage
 from recllm.rag.rec_request import RequestError
 from recllm.safety.moderation import ModerationConfig, trained_model
 from recllm.serving.backend_adapter import artifact_layout, error_response, input_scalar, make_response
@@ -32,6 +32,22 @@ def call_model(model_name, inputs, output_names):
     return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0] for name in output_names}
 
 
+def stream_text(model_name, inputs):
+    """A decoupled BLS request (unbatched inputs as they are): the TEXT_DELTA of each response as it arrives; an
+    error response raises. Closing the generator early stops reading (the turn was cancelled)."""
+    request = pb_utils.InferenceRequest(
+        model_name=model_name,
+        requested_output_names=[T.TEXT_DELTA.name],
+        inputs=[pb_utils.Tensor(name, np.asarray(array)) for name, array in inputs.items()],
+    )
+    for response in request.exec(decoupled=True):
+        if response.has_error():
+            raise RequestError(response.error().message())
+        tensor = pb_utils.get_output_tensor_by_name(response, T.TEXT_DELTA.name)
+        if tensor is not None:  # the final flag may come as an empty response
+            yield decode_utf8_array(tensor.as_numpy().reshape(-1))[0]
+
+
 def request_tensors(request):
     """What every stage needs to see of the session's request; MAX_PRICE/LANGUAGE override the text's own."""
     arrays = {
@@ -47,9 +63,6 @@ def request_tensors(request):
 
 class BlsStages:
     """recllm.dialogue.chat_engine.ChatStages over BLS calls to the other models."""
-
-    def __init__(self, generation):
-        self.generation = generation
 
     def encode(self, query):
         out = call_model("query_encoder", {T.QUERY.name: utf8_array([query])}, [T.QUERY_EMBEDDING.name])
@@ -76,13 +89,21 @@ class BlsStages:
         return T.client_arrays(call_model("reranker", inputs, [spec.name for spec in T.RERANKER.outputs]))
 
     def stream_reply(self, request, service, item_ids, facts, act="recommend"):
-        return self.generation.stream(service, request.language, request.query, item_ids, facts, act=act)
+        inputs = {
+            T.QUERY.name: utf8_array([request.query]),
+            T.RESOLVED_SERVICE.name: utf8_array([service]),
+            T.ITEM_IDS.name: np.array(item_ids, dtype=np.int64),
+            T.PROFILE_FACTS.name: utf8_array(list(facts)),
+            T.LANGUAGE.name: utf8_array([request.language]),
+            T.REPLY_ACT.name: utf8_array([act]),
+        }
+        return stream_text(T.GENERATOR_STREAM_MODEL, inputs)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         layout = artifact_layout()
-        self.engine = ChatEngine(SessionStore(layout.sessions_db), BlsStages(load_generation_stage(layout)))
+        self.engine = ChatEngine(SessionStore(layout.sessions_db), BlsStages())
         # Both train once per process: do it at load, not inside the first user's turn.
         trained_model(ModerationConfig())
         default_understander()

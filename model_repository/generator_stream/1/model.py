@@ -1,0 +1,103 @@
+"""Triton adapter (decoupled): the chat model's reply stream; concurrent chat turns decode as one batch.
+
+Batching: an internal batcher (``recllm.serving.stream_batcher.StreamBatcher``), not Triton's dynamic batcher.
+``execute`` parses each request, hands it to the batcher with callbacks bound to the request's own response sender,
+and returns at once (a decoupled model may send its responses after ``execute`` returned); a background thread
+collects the turns that arrive within ``batch_window_us`` (up to ``max_batch``), decodes them together through
+``GenerationStage.stream_turns`` (one forward per step for all of them) and sends every turn's text deltas to its
+own sender as they are produced, with the final flag per request as soon as that reply ends. Chosen over dynamic
+batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
+arriving mid-decode would wait for the instance anyway, and the batcher keeps the one model process (one copy of
+the weights) serving every chat instance; the decode loop's batch is static, so turns arriving mid-decode form
+the next batch.
+
+Reply check, greedy regeneration of a failing sampled reply, and the act (REPLY_ACT, derived from the query when
+absent) behave as ``GenerationStage.stream`` in-process. A bad request gets its error and the final flag at once; a
+cancelled request stops receiving and is finished.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from recllm_proto import tensors as T
+
+from recllm.pipeline import ReplyTurn, load_generation_stage
+from recllm.rag.rec_request import RequestError, detect_language, validate_query
+from recllm.serving.backend_adapter import (artifact_layout, error_response, input_array, input_scalar,
+                                            input_strings, make_response, optional_array)
+from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
+from recllm_proto.text_arrays import decode_utf8_array, utf8_array
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def batcher_config(args) -> StreamBatcherConfig:
+    """``max_batch`` and ``batch_window_us`` from the generated model config (defaults when absent)."""
+    parameters = json.loads((args or {}).get("model_config", "{}")).get("parameters", {})
+    defaults = StreamBatcherConfig()
+    max_batch = parameters.get("max_batch", {}).get("string_value", str(defaults.max_batch))
+    window_us = parameters.get("batch_window_us", {}).get("string_value", str(int(defaults.window_s * 1e6)))
+    if not max_batch.isdigit() or not window_us.isdigit():
+        raise ValueError(f"generator_stream parameters max_batch / batch_window_us must be non-negative integers, "
+                         f"got {max_batch!r} / {window_us!r}")
+    return StreamBatcherConfig(max_batch=int(max_batch), window_s=int(window_us) / 1e6)
+
+
+def optional_text(request, spec) -> str | None:
+    array = optional_array(pb_utils, request, spec.name)
+    if array is None:
+        return None
+    if array.size != 1:
+        raise RequestError(f"input {spec.name} must hold exactly one element, got shape {list(array.shape)}")
+    return decode_utf8_array(array.reshape(-1))[0]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.generation = load_generation_stage(artifact_layout(args))
+        self.batcher = StreamBatcher(self.generation.stream_turns, batcher_config(args))
+
+    def turn(self, request):
+        from recllm.generator import ACTS  # noqa: PLC0415
+
+        query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
+        service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
+        item_ids = input_array(pb_utils, request, T.ITEM_IDS.name).astype(np.int64).reshape(-1)
+        facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
+        act = optional_text(request, T.REPLY_ACT)
+        if act is not None and act not in ACTS:
+            raise RequestError(f"{T.REPLY_ACT.name} must be one of {sorted(ACTS)}, got {act!r}")
+        language = optional_text(request, T.LANGUAGE) or detect_language(query)
+        return ReplyTurn(service, language, query, tuple(item_ids.tolist()), tuple(facts), act,
+                         optional_text(request, T.RELAXATION) or "")
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                turn = self.turn(request)
+            except Exception as exc:  # noqa: BLE001 - a bad request is that request's error
+                sender.send(error_response(pb_utils, "generator_stream", exc), flags=FINAL)
+                continue
+            self.batcher.submit(StreamJob(turn, send=self._sender(sender), finish=self._finisher(sender),
+                                          cancelled=request.is_cancelled))
+        return None
+
+    @staticmethod
+    def _sender(sender):
+        def send(delta):
+            sender.send(make_response(pb_utils, {T.TEXT_DELTA.name: utf8_array([delta])}))
+        return send
+
+    @staticmethod
+    def _finisher(sender):
+        def finish(error):
+            if error is None:
+                sender.send(flags=FINAL)
+            else:
+                sender.send(error_response(pb_utils, "generator_stream", error), flags=FINAL)
+        return finish
+
+    def finalize(self):
+        self.batcher.close()

@@ -1,0 +1,158 @@
+"""An internal batcher for streamed replies: turns that arrive within a short window decode as one batch.
+
+The decoupled ``generator_stream`` Triton model hands every chat turn's reply request to a ``StreamBatcher`` and
+returns from ``execute`` at once; one background thread collects the jobs that arrive within ``window_s`` of the
+first (up to ``max_batch``), decodes them together through ``GenerationStage.stream_turns`` (one forward per step
+for all of them) and sends each job's text deltas to that job's own ``send`` as they are produced, then calls its
+``finish`` (with the job's error, if any) as soon as its own reply ends. Jobs that arrive while a batch decodes
+form the next batch (the decode loop's batch is static).
+
+A cancelled job (``cancelled()`` true) gets no more deltas and is finished at once; when every job of a batch is
+finished or cancelled the decode stops. One job's failing ``send`` ends that job only; a failure of the batch as a
+whole finishes each open job with that error, and the thread carries on with the next batch.
+
+Nothing here knows Triton: callbacks in, callbacks out (``model_repository/generator_stream/1/model.py`` binds
+them to response senders).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamBatcherConfig:
+    max_batch: int = 8          # jobs decoded together at most
+    window_s: float = 0.002     # how long the first job of a batch waits for company
+
+    def __post_init__(self):
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ValueError(f"StreamBatcherConfig.max_batch must be an int >= 1, got {self.max_batch!r}")
+        if not 0 <= self.window_s <= 1:
+            raise ValueError(f"StreamBatcherConfig.window_s must be in [0, 1] seconds, got {self.window_s!r}")
+
+
+@dataclass
+class StreamJob:
+    """One reply to stream: ``turn`` goes to ``stream_turns``; ``send(delta)`` per text delta; ``finish(error)``
+    exactly once at the end (``error`` None on success or cancellation)."""
+
+    turn: Any
+    send: Callable[[str], None]
+    finish: Callable[[BaseException | None], None]
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+    _finished: bool = field(default=False, init=False, repr=False)
+
+    def end(self, error: BaseException | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            self.finish(error)
+        except Exception:  # noqa: BLE001 - a client that went away must not stop the other jobs
+            log.warning("finishing a reply stream failed", exc_info=True)
+
+
+# stream_turns(turns) yields objects with .index, .delta, .done, .error (recllm.pipeline.ReplyEvent)
+StreamTurns = Callable[[Sequence[Any]], Iterator[Any]]
+
+
+class StreamBatcher:
+    def __init__(self, stream_turns: StreamTurns, config: StreamBatcherConfig | None = None):
+        self.stream_turns = stream_turns
+        self.config = config or StreamBatcherConfig()
+        self.batch_sizes: list[int] = []  # decoded batch sizes, newest last (tests and diagnostics)
+        self._jobs: queue.Queue[StreamJob | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="stream-batcher", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, job: StreamJob) -> None:
+        if self._closed:
+            raise RuntimeError("StreamBatcher is closed")
+        self._jobs.put(job)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Finish the queued jobs, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join(timeout_s)
+
+    def _next_batch(self) -> list[StreamJob] | None:
+        first = self._jobs.get()
+        if first is None:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.config.window_s
+        while len(batch) < self.config.max_batch:
+            try:
+                job = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:  # closing: decode what we have, then stop
+                self._jobs.put(None)
+                break
+            batch.append(job)
+        return batch
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self.decode(batch)
+            except Exception as exc:  # noqa: BLE001 - the thread serves every later batch
+                log.exception("reply stream batch of %d failed", len(batch))
+                for job in batch:
+                    job.end(exc)
+
+    def decode(self, batch: list[StreamJob]) -> None:
+        """Decode ``batch`` together, streaming each job's deltas to it (runs on the batcher thread)."""
+        jobs = []
+        for job in batch:
+            if job.cancelled():
+                job.end()
+            else:
+                jobs.append(job)
+        if not jobs:
+            return
+        self.batch_sizes.append(len(jobs))
+        open_jobs = set(range(len(jobs)))
+        events = self.stream_turns([job.turn for job in jobs])
+        try:
+            for event in events:
+                if event.index not in open_jobs:
+                    continue
+                job = jobs[event.index]
+                if job.cancelled():
+                    open_jobs.discard(event.index)
+                    job.end()
+                elif event.done:
+                    open_jobs.discard(event.index)
+                    job.end(event.error)
+                elif event.delta:
+                    try:
+                        job.send(event.delta)
+                    except Exception as exc:  # noqa: BLE001 - this job's stream broke, the others go on
+                        open_jobs.discard(event.index)
+                        job.end(exc)
+                if not open_jobs:
+                    break
+        except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: each open job gets the error
+            log.exception("reply stream batch failed")
+            for i in open_jobs:
+                jobs[i].end(exc)
+            return
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        for i in open_jobs:  # a stream that ended without a done event for some job
+            jobs[i].end(RuntimeError("the reply stream ended before this reply was done"))

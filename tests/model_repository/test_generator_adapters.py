@@ -1,0 +1,177 @@
+"""The generator adapters under a faked Triton Python backend: ``generator`` decodes the requests of a dynamic batch
+together, ``generator_stream`` (decoupled) batches concurrent reply streams itself; each request is answered as if
+it came alone (greedy), and a bad request's error stays its own."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recllm.catalog.product_catalog import Catalog
+
+import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+FINAL = fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+WINDOW_US = 300_000  # long enough that separate execute calls of one test surely meet in one batch
+
+
+def text(value: str) -> np.ndarray:
+    return np.array([value.encode()], dtype=np.object_)
+
+
+def texts(values) -> np.ndarray:
+    return np.array([v.encode() for v in values], dtype=np.object_)
+
+
+def load(name, args):
+    spec = importlib.util.spec_from_file_location(f"adapter_{name}_gen", REPOSITORY / name / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize(args)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(test_artifacts):
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
+    mp.setenv("RECLLM_ARTIFACT_DIR", str(test_artifacts.root))
+    stream_config = {"parameters": {"max_batch": {"string_value": "8"},
+                                    "batch_window_us": {"string_value": str(WINDOW_US)}}}
+    loaded = {"generator": load("generator", {"model_name": "generator"}),
+              "generator_stream": load("generator_stream", {"model_name": "generator_stream",
+                                                            "model_config": json.dumps(stream_config)})}
+    yield loaded
+    loaded["generator_stream"].finalize()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def items(test_artifacts):
+    return [item.item_id for item in Catalog.load_jsonl(test_artifacts.catalog).in_service("samokat")]
+
+
+TURNS = (  # query, number of items, facts, act
+    ("что приготовить на ужин, чтобы было полезно?", 3, ["вы часто берёте кефир"], "recommend"),
+    ("а подешевле?", 2, [], "refine"),
+    ("healthy snacks for the office", 5, ["you often buy nuts", "you prefer low sugar"], None),
+)
+
+
+def generator_request(query, item_ids, facts):
+    return fake_pb_utils.FakeRequest(dict(QUERY=text(query)[None], RESOLVED_SERVICE=text("samokat")[None],
+                                          ITEM_IDS=np.array([item_ids], np.int64), PROFILE_FACTS=texts(facts)[None]))
+
+
+def test_generator_mixed_batch_is_one_decode_and_matches_single_requests(models, items, monkeypatch):
+    requests = [generator_request(q, items[k:k + n], facts) for k, (q, n, facts, _) in enumerate(TURNS)]
+    requests.insert(1, generator_request("   ", items[:2], []))                 # empty query: refused on parse
+    requests.append(generator_request(TURNS[0][0], [10 ** 9], []))             # no Semantic ID: refused alone
+    generator = models["generator"]
+    batch_sizes = []
+    real = generator.generation.generator.generate_batch
+    monkeypatch.setattr(generator.generation.generator, "generate_batch",
+                        lambda reqs, name: batch_sizes.append(len(reqs)) or real(reqs, name))
+    batched = generator.execute(requests)
+    assert batch_sizes[0] == len(requests) - 1  # every parsed request in one decode
+    assert [r.has_error() for r in batched] == [False, True, False, False, True]
+    assert "query" in batched[1].error().message() and "Semantic ID" in batched[4].error().message()
+    replies = [r.outputs()["REPLY"].reshape(-1)[0].decode() for r in batched if not r.has_error()]
+    assert all(reply.strip() for reply in replies) and len(set(replies)) == len(replies)
+    for request, response in zip(requests, batched):
+        alone = generator.execute([request])[0]
+        assert alone.has_error() == response.has_error()
+        if alone.has_error():
+            assert alone.error().message() == response.error().message()
+        else:
+            assert alone.outputs()["REPLY"].tolist() == response.outputs()["REPLY"].tolist()
+
+
+def stream_request(query, item_ids, facts, act=None, language=None, cls=fake_pb_utils.FakeRequest):
+    tensors = dict(QUERY=text(query), RESOLVED_SERVICE=text("samokat"), ITEM_IDS=np.array(item_ids, np.int64),
+                   PROFILE_FACTS=texts(facts))
+    if act is not None:
+        tensors["REPLY_ACT"] = text(act)
+    if language is not None:
+        tensors["LANGUAGE"] = text(language)
+    return cls(tensors)
+
+
+def collect(request, timeout_s=120):
+    """(text deltas, error message or None) once the request's final flag arrived."""
+    deltas, error = [], None
+    for response in request.sender.responses(timeout_s):
+        if response.has_error():
+            error = response.error().message()
+        elif response.outputs():
+            deltas.append(response.outputs()["TEXT_DELTA"].reshape(-1)[0].decode())
+    assert request.sender.sent[-1][1] == FINAL
+    return deltas, error
+
+
+def test_stream_batches_concurrent_turns_and_each_equals_its_in_process_stream(models, items):
+    stream = models["generator_stream"]
+    requests = [stream_request(q, items[k:k + n], facts, act) for k, (q, n, facts, act) in enumerate(TURNS)]
+    unknown_item = stream_request(TURNS[0][0], [10 ** 9], [])
+    before = len(stream.batcher.batch_sizes)
+    assert stream.execute(requests[:2]) is None
+    assert stream.execute([requests[2], unknown_item]) is None  # another execute, same window: same batch
+    results = [collect(r) for r in (*requests, unknown_item)]
+    assert stream.batcher.batch_sizes[before:] == [4]
+    generation = stream.generation
+    for (query, n, facts, act), request, (deltas, error) in zip(TURNS, requests, results):
+        assert error is None and len(deltas) >= 2  # streamed, not one block
+        k = TURNS.index((query, n, facts, act))
+        language = "en" if query.startswith("healthy") else "ru"
+        expected = "".join(generation.stream("samokat", language, query, items[k:k + n], facts, act=act))
+        assert "".join(deltas) == expected
+    assert results[3][0] == [] and "Semantic ID" in results[3][1]
+
+
+def test_stream_refuses_bad_requests_at_once_with_the_final_flag(models, items):
+    stream = models["generator_stream"]
+    empty = stream_request("  ", items[:2], [])
+    bad_act = stream_request("молоко без лактозы", items[:2], [], act="sell_everything")
+    missing = fake_pb_utils.FakeRequest(dict(QUERY=text("молоко"), RESOLVED_SERVICE=text("samokat")))
+    stream.execute([empty, bad_act, missing])
+    for request, needle in ((empty, "query"), (bad_act, "REPLY_ACT"), (missing, "ITEM_IDS")):
+        assert len(request.sender.sent) == 1  # answered inside execute, before any decoding
+        response, flags = request.sender.sent[0]
+        assert flags == FINAL and needle in response.error().message()
+
+
+class CancelledAfterFirstDelta(fake_pb_utils.FakeRequest):
+    def is_cancelled(self):
+        return any(r is not None and r.outputs() for r, _ in self.sender.sent)
+
+
+def test_a_cancelled_stream_is_finished_and_the_other_completes(models, items):
+    stream = models["generator_stream"]
+    gone = stream_request(TURNS[0][0], items[:3], [], "recommend", cls=CancelledAfterFirstDelta)
+    stays = stream_request(TURNS[2][0], items[3:8], [], None)
+    stream.execute([gone, stays])
+    gone_deltas, gone_error = collect(gone)
+    stays_deltas, stays_error = collect(stays)
+    assert gone_error is None and len(gone_deltas) == 1
+    expected = "".join(stream.generation.stream("samokat", "en", TURNS[2][0], items[3:8], [], act=None))
+    assert stays_error is None and "".join(stays_deltas) == expected
+    # the batcher thread is free for the next turn
+    later = stream_request(TURNS[1][0], items[:2], [], "refine")
+    stream.execute([later])
+    assert collect(later)[1] is None
+
+
+def test_config_parameters_are_validated(models):
+    batcher_config = type(models["generator_stream"]).initialize.__globals__["batcher_config"]
+    bad = {"model_config": json.dumps({"parameters": {"max_batch": {"string_value": "-3"}}})}
+    with pytest.raises(ValueError, match="max_batch"):
+        batcher_config(bad)
+    assert batcher_config({}).max_batch == 8

@@ -1,0 +1,137 @@
+"""StreamBatcher: jobs within the window decode as one batch, each job gets its own deltas and end; cancellation,
+per-job and whole-batch failures stay where they belong."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
+
+
+@dataclass(frozen=True)
+class Event:
+    index: int
+    delta: str = ""
+    done: bool = False
+    error: ValueError | None = None
+
+
+class FakeStage:
+    """stream_turns over turns that are strings: each character is one delta; "bad" is refused; "boom" breaks the
+    batch after its first delta."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+        self.steps = 0
+
+    def stream_turns(self, turns):
+        self.batches.append(list(turns))
+        for i, turn in enumerate(turns):
+            if turn == "bad":
+                yield Event(i, done=True, error=ValueError("bad turn"))
+        longest = max(len(t) for t in turns)
+        for step in range(longest):
+            self.steps += 1
+            for i, turn in enumerate(turns):
+                if turn == "bad" or step >= len(turn):
+                    continue
+                if turn == "boom" and step == 1:
+                    raise RuntimeError("forward failed")
+                yield Event(i, turn[step])
+                if step == len(turn) - 1:
+                    yield Event(i, done=True)
+
+
+class Collector:
+    def __init__(self, turn, cancel_after=None, fail_send=False):
+        self.turn, self.deltas, self.errors = turn, [], []
+        self.done = threading.Event()
+        self.cancel_after, self.fail_send = cancel_after, fail_send
+
+    def job(self):
+        return StreamJob(self.turn, self.send, self.finish, self.cancelled)
+
+    def send(self, delta):
+        if self.fail_send:
+            raise ConnectionError("client gone")
+        self.deltas.append(delta)
+
+    def finish(self, error):
+        assert not self.done.is_set(), "finished twice"
+        self.errors.append(error)
+        self.done.set()
+
+    def cancelled(self):
+        return self.cancel_after is not None and len(self.deltas) >= self.cancel_after
+
+
+def run_jobs(collectors, config=StreamBatcherConfig(max_batch=8, window_s=0.2)):
+    stage = FakeStage()
+    batcher = StreamBatcher(stage.stream_turns, config)
+    for c in collectors:
+        batcher.submit(c.job())
+    for c in collectors:
+        assert c.done.wait(5), c.turn
+    batcher.close()
+    return stage, batcher
+
+
+def test_jobs_in_the_window_decode_together_each_with_its_own_text():
+    collectors = [Collector(t) for t in ("hello", "hi", "a longer reply")]
+    stage, batcher = run_jobs(collectors)
+    assert stage.batches == [["hello", "hi", "a longer reply"]] and batcher.batch_sizes == [3]
+    for c in collectors:
+        assert "".join(c.deltas) == c.turn and c.errors == [None]
+
+
+def test_max_batch_splits_a_burst():
+    collectors = [Collector(f"t{i}") for i in range(5)]
+    stage, _ = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2))
+    assert [len(b) for b in stage.batches] == [2, 2, 1]
+    assert all("".join(c.deltas) == c.turn for c in collectors)
+
+
+def test_a_refused_turn_and_a_broken_client_end_only_their_own_job():
+    good, bad, gone = Collector("fine"), Collector("bad"), Collector("zzz", fail_send=True)
+    run_jobs([good, bad, gone])
+    assert "".join(good.deltas) == "fine" and good.errors == [None]
+    assert bad.deltas == [] and isinstance(bad.errors[0], ValueError)
+    assert isinstance(gone.errors[0], ConnectionError)
+
+
+def test_a_failing_batch_finishes_every_open_job_and_the_thread_serves_the_next():
+    stage = FakeStage()
+    batcher = StreamBatcher(stage.stream_turns, StreamBatcherConfig(max_batch=8, window_s=0.2))
+    first = [Collector("boom"), Collector("other")]
+    for c in first:
+        batcher.submit(c.job())
+    for c in first:
+        assert c.done.wait(5)
+    assert all(isinstance(c.errors[0], RuntimeError) for c in first)
+    later = Collector("after")
+    batcher.submit(later.job())
+    assert later.done.wait(5) and "".join(later.deltas) == "after"
+    batcher.close()
+
+
+def test_cancelled_jobs_stop_receiving_and_the_decode_stops_when_all_are_gone():
+    long_a, long_b = Collector("x" * 50, cancel_after=2), Collector("y" * 50, cancel_after=3)
+    stage, _ = run_jobs([long_a, long_b])
+    assert long_a.deltas == ["x", "x"] and long_b.deltas == ["y", "y", "y"]
+    assert long_a.errors == [None] and long_b.errors == [None]
+    assert stage.steps < 10  # the decode was closed, not run to the end of the 50-token replies
+
+
+def test_already_cancelled_job_is_not_decoded():
+    gone = Collector("never", cancel_after=0)
+    stage, _ = run_jobs([gone])
+    assert stage.batches == [] and gone.deltas == [] and gone.errors == [None]
+
+
+@pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_batch": True}, {"window_s": -1}, {"window_s": 5}])
+def test_config_names_the_bad_field(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        StreamBatcherConfig(**bad)
