@@ -38,6 +38,10 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=defaults.grpc_port)
     parser.add_argument("--http-port", type=int, default=defaults.http_port)
     parser.add_argument("--metrics-port", type=int, default=defaults.metrics_port)
+    parser.add_argument("--generator-checkpoint", type=Path, default=None, metavar="DIR",
+                        help="serve this Hugging Face Qwen2 checkpoint folder (config.json + safetensors + "
+                             "tokenizer.json) as the reply generator instead of the build's; it is converted once "
+                             "(SID item-code tokens added, their embeddings from the codebook centroids)")
 
 
 def server_config(args) -> TritonServerConfig:
@@ -46,7 +50,30 @@ def server_config(args) -> TritonServerConfig:
     cores = getattr(args, "profile_cpu", None)
     if cores:
         config.model_repository = profiled_repository(cores, config.runtime_dir)
+    checkpoint = getattr(args, "generator_checkpoint", None)
+    if checkpoint is not None:
+        from recllm.pipeline import GENERATOR_DIR_ENV  # noqa: PLC0415
+
+        config.extra_env[GENERATOR_DIR_ENV] = str(imported_generator(checkpoint, config))
     return config
+
+
+def imported_generator(checkpoint: Path, config: TritonServerConfig) -> Path:
+    """``checkpoint`` converted for the build's item codes into ``<runtime dir>/generator_checkpoint``
+    (``recllm.generator.checkpoint_import``); the build's decoding settings are kept."""
+    from recllm.artifacts import ArtifactLayout  # noqa: PLC0415
+    from recllm.generator import GENERATOR_CONFIG_FILE, GeneratorConfig, ItemCodes  # noqa: PLC0415
+    from recllm.generator.checkpoint_import import import_qwen2_checkpoint  # noqa: PLC0415
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.json").is_file():
+        raise ValueError(f"--generator-checkpoint {checkpoint} is not a checkpoint folder (no config.json)")
+    layout = ArtifactLayout(config.artifact_dir)
+    layout.require_built()
+    target = config.runtime_dir / "generator_checkpoint"
+    decoding_file = layout.generator_dir / GENERATOR_CONFIG_FILE
+    decoding = GeneratorConfig.load(decoding_file) if decoding_file.is_file() else None
+    return import_qwen2_checkpoint(checkpoint, target, ItemCodes.load(layout.generator_dir), decoding)
 
 
 def profiled_repository(cores: int, runtime_dir: Path) -> Path:

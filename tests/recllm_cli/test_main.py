@@ -32,3 +32,11 @@ def test_chat_without_a_server_says_how_to_start_one(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", iter([]))
     assert main(["chat", "--user", "u1", "--url", f"127.0.0.1:{free_port()}"]) == 1
     assert "recllm serve" in capsys.readouterr().err
+
+
+def test_generator_checkpoint_flag_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
+    args = build_parser().parse_args(["serve", "--artifact-dir", str(tmp_path), "--generator-checkpoint",
+                                      str(tmp_path / "nothing-here")])
+    assert args.generator_checkpoint == tmp_path / "nothing-here"
+    assert main(["serve", "--artifact-dir", str(tmp_path), "--generator-checkpoint", str(tmp_path)]) != 0
+    assert "not a checkpoint folder" in capsys.readouterr().err
