@@ -21,6 +21,8 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 # How the server tells its model processes which build to load (set by ``recllm serve``).
 ARTIFACT_DIR_ENV = "RECLLM_ARTIFACT_DIR"
+# The keyring file the model processes verify user tokens with (set by ``recllm serve``; default ``layout.keyring``).
+KEYRING_ENV = "RECLLM_KEYRING"
 # The embedded default build (`recllm build`, `recllm serve`, `recllm eval --dataset synthetic`).
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "default"
 
@@ -53,6 +55,12 @@ class ArtifactLayout:
     @property
     def sessions_db(self) -> Path:
         return self.root / "sessions.sqlite"
+
+    @property
+    def keyring(self) -> Path:
+        """The default keyring (``recllm_proto.user_token``): beside the build, not in it, so a rebuild (which swaps
+        the folder) keeps the keys the calling backends hold."""
+        return self.root.with_name(f"{self.root.name}.keyring.json")
 
     @property
     def query_encoder_dir(self) -> Path:

@@ -278,3 +278,19 @@ class KeyringFile:
         if stamp != self._stamp:
             self._keyring, self._stamp = load_keyring(self.path), stamp
         return self._keyring
+
+
+# gRPC metadata that carries a token to the profile service: ("authorization", "Bearer <token>").
+AUTH_METADATA_KEY = "authorization"
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return ((AUTH_METADATA_KEY, f"Bearer {token}"),)
+
+
+def bearer_token(metadata) -> str:
+    """The token of an ``authorization: Bearer <token>`` entry of gRPC metadata ('' when there is none)."""
+    for key, value in metadata or ():
+        if key == AUTH_METADATA_KEY and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip()
+    return ""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recllm.profile.event_schema import EventValidationConfig
+from recllm.serving.tls import TlsFiles
 from recllm.serving.triton_server import REPO_ROOT
 
 if TYPE_CHECKING:  # profile_retention pulls in the chat sessions and with them torch
@@ -86,6 +87,8 @@ class ProfileServiceConfig:
     max_stream_in_flight: int = 1024        # events of one stream waiting for their ack
     max_message_bytes: int = 1 << 20        # a larger message ends its stream with RESOURCE_EXHAUSTED
     stop_grace_s: float = 5.0               # open streams get this long to finish on stop
+    keyring_path: Path | None = None        # None: the build's ``ArtifactLayout.keyring`` (created if absent)
+    tls: TlsFiles | None = None             # None: plaintext gRPC (loopback only); ``recllm serve --tls`` sets it
 
     def __post_init__(self) -> None:
         self.artifact_dir = Path(self.artifact_dir)

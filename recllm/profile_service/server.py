@@ -9,7 +9,8 @@ SQLite file, or the PostgreSQL store named by ``ProfileServiceConfig.profile_url
 profile (fragments, history, DP release) is refreshed before the ack (``refresh_mode="sync"``) or right after it
 on a refresh thread (``"async"``, default; ``ProfileServer.wait_refreshed`` waits for it).
 ``GetProfile`` reads one user's data; ``Forget`` erases one user (``recllm.profile.retention.forget_user``); an
-optional thread expires events past their TTL.
+optional thread expires events past their TTL. Every call carries a token (``access``: the user's own or an admin
+token to read or forget, a service token or the user's own to ingest); TLS when ``ProfileServiceConfig.tls`` is set.
 
     python -m recllm.profile_service.server --artifact-dir artifacts/default --port 8003
 """
@@ -36,6 +37,7 @@ from recllm.profile.event_schema import EventValidationError, validate_event
 from recllm.profile.retention import RetentionConfig, forget_user
 from recllm_proto import profile_pb2 as pb
 from recllm_proto import profile_pb2_grpc as pb_grpc
+from recllm.profile_service.access import INGESTERS, ProfileAccess, covers
 from recllm.profile_service.config import REFRESH_MODES, IngestPolicy, ProfileServiceConfig, redacted_url
 from recllm.profile_service.event_writer import EventWriter, WriterStoppedError
 from recllm.profile_service.ingest_stream import Admission, IngestStream
@@ -46,6 +48,7 @@ from recllm.profile_service.profile_view import read_user_profile
 from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
 from recllm.profile.storage import ProfileStorage, open_profile_storage
 from recllm.serving.triton_server import port_is_free
+from recllm_proto.user_token import KeyringFile, ensure_keyring
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +61,14 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """The three RPCs over a writer (all writes) and a read-only store (profile reads)."""
 
     def __init__(self, writer: EventWriter, reader: ProfileStorage, sessions: SessionStore, catalog: Catalog,
-                 config: ProfileServiceConfig, clock: Callable[[], float]):
+                 config: ProfileServiceConfig, clock: Callable[[], float], access: ProfileAccess):
         self.writer, self.reader, self.sessions = writer, reader, sessions
-        self.catalog, self.config, self.clock = catalog, config, clock
+        self.catalog, self.config, self.clock, self.access = catalog, config, clock, access
 
-    def admit(self, message: pb.Event) -> Admission:
+    def admit(self, message: pb.Event, caller=None) -> Admission:
         """Validate one event and queue it for the writer, or reject it with the reason."""
+        if caller is not None and not covers(caller, message.user_id):
+            return rejected_ack(message, "the token does not cover this event's user", "user_id")
         try:
             event = event_from_message(message)
             validate_event(event, self.catalog, int(self.clock()), self.config.validation)
@@ -76,7 +81,9 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
             return rejected_ack(message, f"event was not stored: {error}")
 
     def IngestEvents(self, request_iterator, context):  # noqa: N802 - generated interface
-        yield from IngestStream(request_iterator, self.admit, self.config.max_stream_in_flight).acks()
+        caller = self.access.caller(context, INGESTERS)
+        admit = lambda message: self.admit(message, caller)  # noqa: E731
+        yield from IngestStream(request_iterator, admit, self.config.max_stream_in_flight).acks()
 
     def _require_user_id(self, user_id: str, context: grpc.ServicerContext) -> None:
         problem = user_id_problem(user_id, self.config.validation)
@@ -85,10 +92,12 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
 
     def GetProfile(self, request: pb.ProfileRequest, context) -> pb.Profile:  # noqa: N802
         self._require_user_id(request.user_id, context)
+        self.access.require_owner_or_admin(context, request.user_id)
         return profile_message(read_user_profile(self.reader, request.user_id, request.recent_events))
 
     def Forget(self, request: pb.ForgetRequest, context) -> pb.ForgetResponse:  # noqa: N802
         self._require_user_id(request.user_id, context)
+        self.access.require_owner_or_admin(context, request.user_id)
         user_id = request.user_id
         try:
             # On the writer thread: events of this user queued before the forget are erased with the rest, and a
@@ -117,6 +126,7 @@ class ProfileServer:
         self.config = config
         self.clock = clock
         self.port: int | None = None
+        self.keyring_path: Path | None = None  # the keyring tokens are checked against (set by start)
         self.writer: EventWriter | None = None
         self.cleanup: PeriodicTtlCleanup | None = None
         self.reader: ProfileStorage | None = None
@@ -133,12 +143,15 @@ class ProfileServer:
                                       "use; stop whatever holds it or choose another port (--profile-port)")
         layout = ArtifactLayout(config.artifact_dir)
         catalog, index = load_catalog_and_vectors(layout, needs_profile_file=config.profile_url is None)
+        self.keyring_path = Path(config.keyring_path or layout.keyring)
+        ensure_keyring(self.keyring_path)
+        access = ProfileAccess(KeyringFile(self.keyring_path))
         profile = config.profile_location(layout.profile_db)
         self.writer = EventWriter(profile, catalog, index.item_vectors, config.ingest, self.clock).start()
         try:
             self.reader = open_profile_storage(profile, read_only=True)
             servicer = ProfileServicer(self.writer, self.reader, SessionStore(layout.sessions_db), catalog, config,
-                                       self.clock)
+                                       self.clock, access)
             self._start_grpc(servicer)
             if config.ttl_cleanup_interval_s is not None:
                 retention = config.retention or RetentionConfig()
@@ -161,7 +174,11 @@ class ProfileServer:
                              options=options)
         pb_grpc.add_ProfileServiceServicer_to_server(servicer, server)
         try:
-            self.port = server.add_insecure_port(config.address)
+            if config.tls is not None:
+                self.port = server.add_secure_port(config.address, grpc.ssl_server_credentials(
+                    [(config.tls.key.read_bytes(), config.tls.cert.read_bytes())]))
+            else:
+                self.port = server.add_insecure_port(config.address)
         except RuntimeError as error:
             raise ProfileServiceError(f"profile service cannot listen on {config.address}: {error}") from None
         if not self.port:

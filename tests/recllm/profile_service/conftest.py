@@ -49,7 +49,7 @@ def profile_server(profile_artifacts):
 
 @pytest.fixture
 def profile_client(profile_server):
-    with ProfileClient(profile_server.address, timeout_s=30) as client:
+    with ProfileClient(profile_server.address, keyring=profile_server.keyring_path, timeout_s=30) as client:
         yield client
 
 

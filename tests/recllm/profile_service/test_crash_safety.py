@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from recllm_proto.user_token import ensure_keyring
 from recllm_client.profile_client import ProfileClient, ProfileClientError
 
 from .conftest import purchase
@@ -42,7 +43,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(profile_artifacts, samoka
     acked: list[str] = []
     rejected: list[str] = []
     try:
-        with ProfileClient(address, timeout_s=60) as client:
+        with ProfileClient(address, keyring=ensure_keyring(profile_artifacts.keyring), timeout_s=60) as client:
             client.wait_ready()
             try:
                 for ack in client.ingest(endless_purchases(samokat_item, ["crash-a", "crash-b", "crash-c"])):
@@ -67,14 +68,14 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(profile_artifacts, samoka
 
 def test_the_service_restarts_on_the_same_file_after_a_kill(profile_artifacts, samokat_item):
     child, address = start_service(profile_artifacts)
-    with ProfileClient(address) as client:
+    with ProfileClient(address, keyring=ensure_keyring(profile_artifacts.keyring)) as client:
         client.wait_ready()
         assert [a.accepted for a in client.ingest([purchase("crash-d", samokat_item, "before")])] == [True]
     child.send_signal(signal.SIGKILL)
     child.wait()
     child, address = start_service(profile_artifacts)
     try:
-        with ProfileClient(address) as client:
+        with ProfileClient(address, keyring=ensure_keyring(profile_artifacts.keyring)) as client:
             client.wait_ready()
             assert [a.accepted for a in client.ingest([purchase("crash-d", samokat_item, "after")])] == [True]
             assert client.get_profile("crash-d").events.total == 2

@@ -11,6 +11,7 @@ import grpc
 
 from recllm_client.profile_client import event_message
 from recllm_proto import profile_pb2_grpc as pb_grpc
+from recllm_proto.user_token import bearer_metadata, load_keyring
 
 from .conftest import purchase
 
@@ -49,7 +50,9 @@ def send_then_lose_the_acks(address: str, sent: list, committed_before_drop: int
         yield from hold_back
 
     with grpc.insecure_channel(address) as channel:
-        call = pb_grpc.ProfileServiceStub(channel).IngestEvents(requests(), timeout=WAIT_S)
+        token = load_keyring(layout.keyring).sign("lossy-backend", scope="service")
+        call = pb_grpc.ProfileServiceStub(channel).IngestEvents(requests(), timeout=WAIT_S,
+                                                                metadata=bearer_metadata(token))
         wait_for_rows(layout, user_id, committed_before_drop)
         call.cancel()
         release.set()

@@ -93,7 +93,7 @@ def test_the_service_on_postgres_ingests_once_refreshes_reads_and_forgets(pg_ser
                                                                          samokat_item):
     events = [event_message(purchase("pg-live", samokat_item, f"b{i}"), sequence=i, event_id=f"pg-e{i}")
               for i in range(12)]
-    with ProfileClient(pg_server.address, timeout_s=WAIT_S) as client:
+    with ProfileClient(pg_server.address, keyring=pg_server.keyring_path, timeout_s=WAIT_S) as client:
         first = list(client.ingest(events[:8]))
         retry = list(client.ingest(events))  # the acks of the first 8 were "lost": all 12 are resent
         assert [(a.accepted, a.duplicate) for a in first] == [(True, False)] * 8

@@ -182,7 +182,7 @@ def test_concurrent_streams_each_get_their_own_acks_and_all_events_are_stored(pr
     results: dict[int, list] = {}
 
     def run(stream: int) -> None:
-        with ProfileClient(profile_server.address) as client:
+        with ProfileClient(profile_server.address, keyring=profile_server.keyring_path) as client:
             events = [purchase(f"conc-{stream}", samokat_item, f"s{stream}-{i}") for i in range(per_stream)]
             results[stream] = [(a.sequence, a.accepted) for a in client.ingest(events)]
 
@@ -199,7 +199,7 @@ def test_concurrent_streams_each_get_their_own_acks_and_all_events_are_stored(pr
 
 def test_an_oversized_message_ends_only_its_own_stream(profile_artifacts, samokat_item):
     config = ProfileServiceConfig(artifact_dir=profile_artifacts.root, port=0, max_message_bytes=4096)
-    with ProfileServer(config) as server, ProfileClient(server.address) as client:
+    with ProfileServer(config) as server, ProfileClient(server.address, keyring=server.keyring_path) as client:
         huge = event_message(purchase("live-4", samokat_item, "huge"))
         huge.event_id = "x" * 10_000
         with pytest.raises(ProfileClientError, match="RESOURCE_EXHAUSTED"):
