@@ -8,7 +8,8 @@ loses nothing. ``decide_act`` reads the state and the new message's understandin
 * ``decline``    — moderation refused the message (the engine decides this before understanding);
 * ``explain``    — «почему это?» about a shown item: that item's explanation;
 * ``clarify``    — a vague wish and no goal yet: a question, no items;
-* ``recommend``  — a new goal;
+* ``recommend``  — a new goal: a first request, or a message in another domain than the goal's even when its
+  intent reads as a follow-up (``is_new_request``); a vague one in a new domain is asked about (``clarify``);
 * ``refine``     — a follow-up of the current goal: constraints kept, shown items excluded;
 * ``nothing_left`` is decided after retrieval, when the constraints leave no unseen candidate; it offers a
   relaxation, and ``relax`` is the next turn taking it («да», «давай в Купере»): a refine under the relaxed goal.
@@ -30,6 +31,8 @@ MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective q
 MAX_SUMMARY_CHARS = 300
 CHEAPER_FACTOR = 0.8
 FOLLOW_UP_INTENTS = frozenset({"refine", "feedback", "compare"})
+# A follow-up-looking message in another domain is a new goal only when the domain head is this sure of it.
+NEW_GOAL_MIN_DOMAIN_CONFIDENCE = 0.5
 _ACCEPT = re.compile(r"^\W*(?:да|давай\w*|ок|окей|хорошо|можно|покажи|yes|ok|okay|sure|please|go\s+ahead)\b",
                      re.IGNORECASE)
 _EXPLAIN = re.compile(r"почему|зачем\s+(?:это|эт)|why|explain|объясни", re.IGNORECASE)
@@ -100,9 +103,21 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
+    if is_new_request(state, understanding):
+        # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
+        return "clarify" if understanding.intent == "clarify_needed" else "recommend"
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
         return "refine"
     return "recommend"
+
+
+def is_new_request(state: DialogueState, understanding: RequestUnderstanding) -> bool:
+    """The message starts a new goal although its intent reads as a follow-up: it names a domain of its own,
+    confidently, other than the goal's, and carries no refinement of the shown list («подешевле», «не то»)."""
+    if understanding.intent not in FOLLOW_UP_INTENTS | {"clarify_needed"} or understanding.refinement:
+        return False
+    return (understanding.domain not in ("other", state.domain) and bool(state.domain)
+            and understanding.domain_confidence >= NEW_GOAL_MIN_DOMAIN_CONFIDENCE)
 
 
 def start_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:

@@ -151,3 +151,22 @@ def test_a_failed_turn_is_not_recorded(engine, users):
     with pytest.raises(RequestError):
         list(engine.turn("engine-3", users[0], "   ", 5, "samokat"))
     assert engine.sessions.history("engine-3", users[0]) == []
+
+
+def test_a_new_domain_after_declined_turns_starts_a_new_goal(engine, users):
+    """Seen live: after two declined turns «есть что-то от давления?» was answered as «Подешевле: перекусы…»."""
+    session = "engine-new-goal"
+    for message in ("перекусы для офиса", "подешевле", "расскажи анекдот", "как тебя зовут?"):
+        run_turn(engine, session, users[0], message, service="")
+    before = DialogueState.from_json(engine.sessions.load_state(session, users[0]))
+    assert before.goal == "перекусы для офиса" and before.budget is not None
+    plan = engine.plan(session, users[0], "есть что-то от давления?", 5, "")
+    assert plan.act in ("recommend", "clarify")
+    assert plan.state.goal == "есть что-то от давления?" and plan.state.budget is None
+    assert plan.state.refinements == () and plan.state.shown == ()
+    if plan.request is not None:
+        assert "перекус" not in plan.request.query and "подешевле" not in plan.request.query.lower()
+        assert plan.request.max_price is None and plan.exclude == frozenset()
+    # a refinement of the same goal keeps it
+    refine = engine.plan(session, users[0], "что-нибудь другое", 5, "")
+    assert refine.act == "refine" and refine.state.goal == "перекусы для офиса"

@@ -157,3 +157,41 @@ def test_accepting_a_relaxation_keeps_the_diet():
     budget = accept_offer(replace(left, budget=100.0, offer={"kind": "budget", "service": "samokat", "count": 1,
                                                              "query": ""}))
     assert budget.budget is None and budget.diet == ("lactose_free",)
+
+
+HEALTH_VAGUE = RequestUnderstanding("ru", "health", "clarify_needed", domain_confidence=0.9)
+HEALTH_FOLLOW_UP = RequestUnderstanding("ru", "health", "refine", domain_confidence=0.9)
+
+
+def office_snacks_after_cheaper() -> DialogueState:
+    snacks = RequestUnderstanding("ru", "food", "recommend", ("samokat",))
+    state = shown(start_goal(DialogueState(), snacks, "перекусы для офиса"), [1, 2], [300.0, 200.0], "recommend",
+                  snacks)
+    state = refine_goal(state, CHEAPER, "подешевле")
+    state = shown(state, [3, 4], [150.0, 120.0], "refine", CHEAPER)
+    return replace(state, turns=state.turns + 2)  # two declined turns change nothing else in the state
+
+
+def test_a_message_in_another_domain_starts_a_new_goal_with_fresh_constraints():
+    state = office_snacks_after_cheaper()
+    assert state.budget is not None and state.refinements == ("подешевле",)
+    for understanding in (HEALTH_VAGUE, HEALTH_FOLLOW_UP):
+        act = decide_act(state, understanding, "есть что-то от давления?")
+        assert act in ("recommend", "clarify") and act != "refine"
+    fresh = start_goal(state, HEALTH_FOLLOW_UP, "есть что-то от давления?")
+    assert fresh.budget is None and fresh.refinements == () and fresh.shown == () and fresh.domain == "health"
+    query = effective_query(fresh, "ru")
+    assert query == "есть что-то от давления?" and "перекусы" not in query and "Подешевле" not in query
+    assert "перекусы для офиса" in fresh.summary  # the old goal is summarized, not carried into the query
+
+
+def test_refinements_keep_the_goal_whatever_their_domain_reads():
+    state = office_snacks_after_cheaper()
+    assert decide_act(state, CHEAPER, "подешевле") == "refine"
+    assert decide_act(state, OTHER, "не то") == "refine"
+    # a refinement slot keeps the goal even if the domain head names another domain
+    assert decide_act(state, replace(OTHER, domain="goods", domain_confidence=0.9), "что-нибудь другое") == "refine"
+    # the same domain, or an unsure domain head, is a refinement too
+    same_domain = RequestUnderstanding("ru", "food", "refine", domain_confidence=0.9)
+    assert decide_act(state, same_domain, "с орехами") == "refine"
+    assert decide_act(state, replace(HEALTH_FOLLOW_UP, domain_confidence=0.3), "а с витаминами") == "refine"
