@@ -4,7 +4,7 @@ Same client contract as the CPU ``recllm`` ensemble (``ensemble/pipeline_graph.p
 CPU stages' own adapters (generated shims load ``model_repository/<stage>/1/model.py``) placed with ``KIND_GPU``
 instance groups, and the generator is Qwen2 on TensorRT-LLM::
 
-    user_id, query, top_k, service
+    user_token, query, top_k, service
         │
     query_encoder → retriever → reranker → generator_trtllm ──BLS, streamed──► tensorrt_llm (inflight batching,
                                               (prompt, per-user LoRA,          decoupled, paged KV, LoRA cache,
@@ -38,8 +38,9 @@ GENERATOR = "generator_trtllm"
 LLM = "tensorrt_llm"
 ENSEMBLE = "recllm"
 CPU_GENERATOR = "generator"
-# The CPU generator's inputs plus USER_ID (selects the user's adapter) and ITEM_NAMES (the prompt names them).
-GENERATOR_INPUTS = ("USER_ID", "QUERY", "RESOLVED_SERVICE", "ITEM_IDS", "ITEM_NAMES", "PROFILE_FACTS")
+# The CPU generator's inputs plus USER_TOKEN (its verified user selects the adapter) and ITEM_NAMES (the prompt
+# names them).
+GENERATOR_INPUTS = ("USER_TOKEN", "QUERY", "RESOLVED_SERVICE", "ITEM_IDS", "ITEM_NAMES", "PROFILE_FACTS")
 BF16, INT32, UINT64, BOOL, STRING = mc.TYPE_BF16, mc.TYPE_INT32, mc.TYPE_UINT64, mc.TYPE_BOOL, mc.TYPE_STRING
 
 

@@ -215,7 +215,7 @@ def cmd_chat(args) -> int:
     from recllm_client import RecLLMClient, RecLLMClientError  # noqa: PLC0415
 
     session = args.session or f"cli-{uuid.uuid4().hex[:12]}"
-    with RecLLMClient(args.url) as client:
+    with RecLLMClient(args.url, keyring=args.keyring) as client:
         if not client.is_ready():
             print(f"no ready Rec-LLM server at {args.url}: start one with `recllm serve`", file=sys.stderr)
             return 1
@@ -253,7 +253,8 @@ def cmd_demo(args) -> int:
     stop_on_signals()
     cmd_build(args)
     user_id = args.user or pick_demo_user(args.artifact_dir)
-    with TritonServer(server_config(args)) as server, RecLLMClient(server.config.grpc_url) as client:
+    with TritonServer(server_config(args)) as server, \
+            RecLLMClient(server.config.grpc_url, keyring=server.config.keyring_path) as client:
         session = f"demo-{uuid.uuid4().hex[:8]}"
         print(f"\nTriton is serving; a 3-turn conversation for user {user_id} (session {session}):")
         for service, message in DEMO_TURNS:
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", default=None)
     chat.add_argument("--service", default="", help="samokat | megamarket | kuper (empty: infer)")
     chat.add_argument("--top-k", type=int, default=5)
+    chat.add_argument("--keyring", type=Path, default=TritonServerConfig().keyring_path,
+                      help="the keyring `recllm serve` created; the chat signs a user token per turn with it")
     chat.set_defaults(func=cmd_chat)
 
     demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")

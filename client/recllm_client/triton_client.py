@@ -1,10 +1,15 @@
-"""The client library: typed calls over Triton's gRPC API for the ``recllm`` ensemble and ``recllm_chat`` stream."""
+"""The client library: typed calls over Triton's gRPC API for the ``recllm`` ensemble and ``recllm_chat`` stream.
+
+``RecLLMClient`` is the trusted calling backend: it holds the keyring (or a token provider) and signs a short-lived
+user token per call, so its methods take a user id while the server only ever sees the signed token.
+"""
 
 from __future__ import annotations
 
 import queue
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -12,6 +17,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from recllm_proto import tensors as T
+from recllm_proto.user_token import Keyring, load_keyring
 
 ENSEMBLE_MODEL = T.ENSEMBLE_MODEL
 CHAT_MODEL = T.CHAT_MODEL
@@ -90,11 +96,38 @@ def items_from(result) -> list[RecItem]:
             for k, i in enumerate(ids.reshape(-1))]
 
 
+TOKEN_TTL_S = 60.0  # long enough for a streamed turn, short enough that a leaked token soon stops working
+
+
+def token_provider_for(keyring: Keyring | str | Path | None,
+                       ttl_s: float = TOKEN_TTL_S) -> Callable[[str], str] | None:
+    """user id -> a fresh signed token, from a keyring or the path of a keyring file."""
+    if keyring is None:
+        return None
+    keys = keyring if isinstance(keyring, Keyring) else load_keyring(keyring)
+    return lambda user_id: keys.sign(user_id, ttl_s=ttl_s)
+
+
 class RecLLMClient:
-    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 30.0):
+    """``keyring`` (a ``Keyring`` or the path of its file) or ``token_provider`` (user id -> token) signs each call's
+    user token; ``root_cert`` (PEM file) turns on TLS against a server started with ``recllm serve --tls``."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 30.0,
+                 keyring: Keyring | str | Path | None = None, token_provider: Callable[[str], str] | None = None,
+                 root_cert: str | Path | None = None):
         self.url = url
         self.timeout_s = timeout_s
-        self.grpc = grpcclient.InferenceServerClient(url=url)
+        self.token_provider = token_provider or token_provider_for(keyring)
+        tls = {"ssl": True, "root_certificates": str(root_cert)} if root_cert else {}
+        self.grpc = grpcclient.InferenceServerClient(url=url, **tls)
+
+    def user_token(self, user_id: str) -> str:
+        if self.token_provider is None:
+            raise RecLLMClientError("no keyring or token provider: the server needs a signed user token per call")
+        try:
+            return self.token_provider(user_id)
+        except ValueError as exc:
+            raise RecLLMClientError(f"cannot sign a token for this user: {exc}") from None
 
     def close(self) -> None:
         self.grpc.close()
@@ -113,7 +146,7 @@ class RecLLMClient:
 
     def ensemble_inputs(self, user_id, query, top_k, service, signature: T.StageSignature = T.CHAT
                         ) -> list[grpcclient.InferInput]:
-        return [text_tensor(T.USER_ID, user_id, signature), text_tensor(T.QUERY, query, signature),
+        return [text_tensor(T.USER_TOKEN, self.user_token(user_id), signature), text_tensor(T.QUERY, query, signature),
                 int_tensor(T.TOP_K, top_k, signature), text_tensor(T.SERVICE, service, signature)]
 
     def _infer(self, model: str, signature: T.StageSignature, user_id, query, top_k, service):

@@ -59,7 +59,9 @@ def client_arrays(arrays: Mapping[str, object]) -> dict[str, object]:
 
 # --- request ------------------------------------------------------------------------------------------------------
 SESSION_ID = TensorSpec("SESSION_ID", BYTES, (1,))
-USER_ID = TensorSpec("USER_ID", BYTES, (1,))
+# A token the calling backend signed for the user (recllm_proto.user_token): every model that reads a profile takes
+# the user id from the verified token, never from a free field.
+USER_TOKEN = TensorSpec("USER_TOKEN", BYTES, (1,))
 QUERY = TensorSpec("QUERY", BYTES, (1,))
 TOP_K = TensorSpec("TOP_K", INT32, (1,))
 SERVICE = TensorSpec("SERVICE", BYTES, (1,))
@@ -74,7 +76,8 @@ CANDIDATE_ITEM_IDS = TensorSpec("CANDIDATE_ITEM_IDS", INT64, (-1,))
 CANDIDATE_SCORES = TensorSpec("CANDIDATE_SCORES", FP32, (-1,))
 RESOLVED_SERVICE = TensorSpec("RESOLVED_SERVICE", BYTES, (1,))
 PROFILE_FACTS = TensorSpec("PROFILE_FACTS", BYTES, (-1,))
-# The user's profile as read once by the retriever (recllm.profile.user_context), passed on to the reranker.
+# The user's profile as read once by the retriever (recllm.profile.user_context), passed on to the reranker, sealed
+# with the server's stage key (a caller cannot forge one).
 USER_CONTEXT = TensorSpec("USER_CONTEXT", BYTES, (1,))
 
 # --- ranked items and the reply -------------------------------------------------------------------------------------
@@ -108,10 +111,10 @@ class StageSignature:
 # Each Triton model's inputs and outputs, in config order. All stages are batched models (ensemble/pipeline_graph.py
 # sets the sizes); the generator's dynamic batches decode together.
 QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,), batched=True)
-RETRIEVER = StageSignature((USER_ID, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
+RETRIEVER = StageSignature((USER_TOKEN, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
                            (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT),
                            batched=True)
-RERANKER = StageSignature((USER_ID, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
+RERANKER = StageSignature((USER_TOKEN, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
                            USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS, batched=True)
 GENERATOR = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,), batched=True)
 STAGES: dict[str, StageSignature] = {
@@ -120,14 +123,14 @@ STAGES: dict[str, StageSignature] = {
 RANKING_STAGES = ("query_encoder", "retriever", "reranker")
 
 # The client boundary (lower_snake on the wire).
-REQUEST = (USER_ID, QUERY, TOP_K, SERVICE)
+REQUEST = (USER_TOKEN, QUERY, TOP_K, SERVICE)
 # Items, scores and explanations without a reply (no generator), plus what a caller needs to write its own reply.
 RANK_MODEL = "recllm_rank"
 RANK = StageSignature(REQUEST, (*ITEM_OUTPUTS, RESOLVED_SERVICE, PROFILE_FACTS), batched=True)
 ENSEMBLE_MODEL = "recllm"
 ENSEMBLE = StageSignature(REQUEST, (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE), batched=True)
 CHAT_MODEL = "recllm_chat"
-CHAT = StageSignature((SESSION_ID, USER_ID, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))
+CHAT = StageSignature((SESSION_ID, USER_TOKEN, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))
 
 # The chat model's reply stream: ``generator_stream`` is decoupled and unbatched at its boundary (one request per
 # chat turn, token deltas as responses); it batches concurrent turns itself (recllm.serving.stream_batcher).

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from recllm_proto import tensors
 
-from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout
+from recllm.artifacts import ARTIFACT_DIR_ENV, KEYRING_ENV, ArtifactLayout
 from recllm_proto.text_arrays import decode_utf8_array
+from recllm_proto.user_token import Keyring, KeyringFile, TokenError
 from recllm.profile.user_context import UserContext, UserContextError
 from recllm.rag.rec_request import RecRequest, RequestError, with_session_constraints
 
@@ -79,12 +80,44 @@ def session_constraints(pb_utils, request, parsed: RecRequest) -> RecRequest:
                                     None if language is None else language.reshape(-1)[0])
 
 
-def user_context_input(pb_utils, request, user_id: str) -> UserContext:
-    """The USER_CONTEXT the retriever read for this request's user; another user's context is refused."""
+def server_keyring(layout: ArtifactLayout) -> KeyringFile:
+    """The keyring this server verifies tokens and seals stage values with (``RECLLM_KEYRING``, else the build's
+    default path); re-read when the file changes, so a key rotation needs no restart."""
+    path = Path(os.environ.get(KEYRING_ENV) or layout.keyring)
+    if not path.exists():
+        raise RuntimeError(f"no keyring at {path}: start the server with `recllm serve`, which creates it")
+    keys = KeyringFile(path)
+    if not keys.current().stage_keys:
+        raise RuntimeError(f"the keyring at {path} has no stage keys: it is a backend's copy, not the server's")
+    return keys
+
+
+def verified_user_id(keyring: Keyring, token) -> str:
+    """The user id of a valid user token; a refused token is a request error that names the reason only."""
     try:
-        return UserContext.from_bytes(bytes(input_scalar(pb_utils, request, tensors.USER_CONTEXT.name)), user_id)
-    except UserContextError as exc:
-        raise RequestError(str(exc)) from exc
+        return keyring.verify(bytes(token) if not isinstance(token, str) else token).subject
+    except TokenError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def request_user_id(pb_utils, request, keyring: Keyring) -> str:
+    """The verified user of a request (its USER_TOKEN input)."""
+    return verified_user_id(keyring, input_scalar(pb_utils, request, tensors.USER_TOKEN.name))
+
+
+def sealed_context(keyring: Keyring, context: UserContext) -> np.ndarray:
+    """The USER_CONTEXT tensor: the context sealed with the stage key, for the reranker alone to open."""
+    return np.array([keyring.seal(context.to_bytes())], dtype=np.object_)
+
+
+def user_context_input(pb_utils, request, user_id: str, keyring: Keyring) -> UserContext:
+    """The USER_CONTEXT the retriever read and sealed for this request's user; an unsealed, forged, expired or
+    another user's context is refused."""
+    try:
+        data = keyring.unseal(bytes(input_scalar(pb_utils, request, tensors.USER_CONTEXT.name)))
+        return UserContext.from_bytes(data, user_id)
+    except (TokenError, UserContextError) as exc:
+        raise RequestError(str(exc)) from None
 
 
 def input_scalar(pb_utils, request, name: str):

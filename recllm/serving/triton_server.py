@@ -5,7 +5,8 @@ one backend stub per Python version. This module prepares a private backend dire
 running interpreter), sets the environment the stub needs (the venv's ``bin`` on PATH, the bundled shared
 libraries on LD_LIBRARY_PATH) and manages the server process: port checks, readiness, clean shutdown.
 
-Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR``.
+Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR`` and the keyring
+they verify user tokens with through ``RECLLM_KEYRING`` (created here, mode 0600, if absent).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recllm.artifacts import ARTIFACT_DIR_ENV, ArtifactLayout, DEFAULT_ARTIFACT_DIR
+from recllm.artifacts import ARTIFACT_DIR_ENV, DEFAULT_ARTIFACT_DIR, KEYRING_ENV, ArtifactLayout
 from recllm.config.field_checks import require_above
+from recllm.serving.tls import TlsFiles
+from recllm_proto.user_token import ensure_keyring
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,12 @@ class TritonServerConfig:
     startup_timeout_s: float = 300.0
     log_verbose: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    keyring_path: Path | None = None  # defaults to the build's ``ArtifactLayout.keyring`` (beside the folder)
+    tls: TlsFiles | None = None       # gRPC over TLS (HTTP and metrics stay plaintext: bind them to loopback)
 
     def __post_init__(self) -> None:
         self.artifact_dir = Path(self.artifact_dir)
+        self.keyring_path = Path(self.keyring_path or ArtifactLayout(self.artifact_dir).keyring)
         self.model_repository = Path(self.model_repository)
         for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
@@ -114,6 +120,7 @@ def server_environment(config: TritonServerConfig) -> dict[str, str]:
     # The stub takes its interpreter (and so our venv's packages) from PATH; PYTHONPATH is not honoured.
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env[ARTIFACT_DIR_ENV] = str(config.artifact_dir.resolve())
+    env[KEYRING_ENV] = str(config.keyring_path.resolve())
     env.setdefault("OMP_NUM_THREADS", "1")
     env.update(config.extra_env)
     return env
@@ -146,6 +153,12 @@ def check_ports(config: TritonServerConfig) -> None:
             )
 
 
+def tls_flags(tls: TlsFiles | None) -> list[str]:
+    if tls is None:
+        return []
+    return ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.cert.resolve()}", f"--grpc-server-key={tls.key.resolve()}"]
+
+
 def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
     server_dir, _ = pytriton_paths()
     return [
@@ -158,6 +171,7 @@ def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
         f"--http-port={config.http_port}",
         f"--metrics-address={config.bind_address}",
         f"--metrics-port={config.metrics_port}",
+        *tls_flags(config.tls),
         "--allow-gpu-metrics=false",
         "--strict-readiness=true",
         "--exit-timeout-secs=10",
@@ -179,6 +193,7 @@ class TritonServer:
         if not (self.config.model_repository / "recllm" / "config.pbtxt").exists():
             raise TritonServerError(f"{self.config.model_repository} is not a Rec-LLM model repository")
         check_ports(self.config)
+        ensure_keyring(self.config.keyring_path)
         backend_dir = prepare_backend_dir(self.config.runtime_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

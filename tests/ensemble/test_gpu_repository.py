@@ -13,8 +13,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ensemble import gpu_repository as gpu
+from recllm_proto.user_token import Keyring
 
 HAND_WRITTEN = {"generator_trtllm/1/model.py"}
+KEYRING = Keyring.generate()
 
 
 def _committed(relative: str) -> str:
@@ -183,13 +185,13 @@ def _load_model(monkeypatch, script, tmp_path):
     spec.loader.exec_module(model_module)
     model = model_module.TritonPythonModel()
     model.setup(_Tokenizer(), {"adapter_dir": str(tmp_path), "llm_model": "tensorrt_llm", "reply_tokens": "8",
-                               "max_input_len": "64"})
+                               "max_input_len": "64"}, lambda: KEYRING)
     return model_module, model, calls
 
 
 def _request(user: str) -> dict:
     text = lambda *values: _Tensor("", np.array([v.encode() for v in values], dtype=np.object_))  # noqa: E731
-    return {"USER_ID": text(user), "QUERY": text("что на ужин?"), "RESOLVED_SERVICE": text("kuper"),
+    return {"USER_TOKEN": text(KEYRING.sign(user)), "QUERY": text("что на ужин?"), "RESOLVED_SERVICE": text("kuper"),
             "ITEM_IDS": _Tensor("", np.array([1, 2])), "ITEM_NAMES": text("Брокколи", "Салат"),
             "PROFILE_FACTS": text("берёт овощи")}
 
@@ -226,6 +228,15 @@ def _adapter_of(module, call) -> str:
     task = int(call["lora_task_id"][0, 0])
     names = ["user/u1", "user/u2", "segment/0", "segment/1"]
     return next(n for n in names if module.lora_task_id(n) == task) + ("+weights" if "lora_weights" in call else "")
+
+
+def _write_adapter(module, tmp_path, user):
+    """A fresh exported adapter for ``user`` (the generator's policy serves it now)."""
+    import time
+    from recllm.user_layers.trtllm_export import write_exported
+    config = np.array([[1, 0, 8], [2, 0, 8], [3, 0, 8], [4, 0, 8]], np.int32)
+    write_exported(tmp_path, f"user/{user}", np.ones((4, 16), np.float16), config, kind="user",
+                   trained_at=int(time.time()), num_events=50)
 
 
 def _failing_for(module, *names):
@@ -362,3 +373,14 @@ def test_retrieval_shims_point_at_existing_cpu_adapters():
         shim = gpu.GPU_REPOSITORY / stage / "1" / "model.py"
         compile(shim.read_text(), str(shim), "exec")
         assert (shim.resolve().parents[3] / "model_repository" / stage / "1" / "model.py").exists()
+
+
+def test_the_adapter_is_chosen_by_the_verified_token_only(monkeypatch, tmp_path):
+    module, model, calls = _load_model(monkeypatch, lambda inputs: _tokens(4), tmp_path)
+    _write_adapter(module, tmp_path, "u4")
+    forged = _request("u4")
+    forged["USER_TOKEN"] = _Tensor("", np.array([Keyring.generate().sign("u4").encode()], dtype=np.object_))
+    response = model.execute([forged])[0]
+    assert response.has_error() and "unknown key id" in response.error().message() and "u4" not in response.error().message()
+    assert calls == []  # refused before anything reached the LLM
+    assert not model.execute([_request("u4")])[0].has_error() and "lora_weights" in calls[0]

@@ -25,7 +25,7 @@ REFUSED = [
 
 @pytest.fixture(scope="module")
 def client(triton_server):
-    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60) as c:
+    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60, keyring=triton_server.config.keyring_path) as c:
         yield c
 
 

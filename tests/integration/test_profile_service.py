@@ -31,13 +31,14 @@ def profile_client(test_artifacts):
     # after the ack; the default async mode is covered by tests/recllm/profile_service/test_profile_refresher.py.
     config = ProfileServiceConfig(artifact_dir=test_artifacts.root, port=0, stop_grace_s=1.0,
                                   ingest=IngestPolicy(refresh_mode="sync"))
-    with ProfileServer(config) as server, ProfileClient(server.address, timeout_s=60) as client:
+    with ProfileServer(config) as server, ProfileClient(server.address, timeout_s=60,
+                                                         keyring=server.keyring_path) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def rec_client(triton_server):
-    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60) as client:
+    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60, keyring=triton_server.config.keyring_path) as client:
         yield client
 
 
@@ -61,7 +62,7 @@ def triton_retrieval(rec_client: RecLLMClient, user_id: str, query: str) -> tupl
     vector.set_data_from_numpy(embedding)
     top_k = grpcclient.InferInput("TOP_K", [1, 1], "INT32")
     top_k.set_data_from_numpy(np.array([[5]], dtype=np.int32))
-    inputs = [text_input("USER_ID", user_id), text_input("QUERY", query), top_k, text_input("SERVICE", "samokat"),
+    inputs = [text_input("USER_TOKEN", rec_client.user_token(user_id)), text_input("QUERY", query), top_k, text_input("SERVICE", "samokat"),
               vector]
     result = rec_client.grpc.infer("retriever", inputs)
     facts = [f.decode() for f in result.as_numpy("PROFILE_FACTS").reshape(-1)]

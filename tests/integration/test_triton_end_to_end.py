@@ -19,7 +19,7 @@ GOOD_QUERY = "что приготовить на ужин, чтобы было �
 
 @pytest.fixture(scope="module")
 def client(triton_server):
-    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60) as c:
+    with RecLLMClient(triton_server.config.grpc_url, timeout_s=60, keyring=triton_server.config.keyring_path) as c:
         yield c
 
 
@@ -101,7 +101,7 @@ BAD_INPUTS = [
     ({"query": b"\xff\xfe\xfd"}, "not valid UTF-8"),
     ({"query": "а" * 100_000}, "too long"),
     ({"user_id": "bad user id!"}, "malformed user_id"),
-    ({"user_id": ""}, "malformed user_id"),
+    ({"user_id": ""}, "cannot sign a token"),
     ({"top_k": 0}, "top_k must be between"),
     ({"top_k": -3}, "top_k must be between"),
     ({"top_k": 10**9}, "top_k must be between"),
@@ -137,9 +137,9 @@ def raw_inputs(**tensors):
 def test_missing_tensor_and_wrong_dtype_are_rejected(client, warm_user):
     text = lambda s: ("BYTES", np.array([[s.encode()]], dtype=np.object_))  # noqa: E731 - one row: [1, 1]
     with pytest.raises(InferenceServerException, match="top_k"):
-        client.grpc.infer("recllm", raw_inputs(user_id=text(warm_user), query=text(GOOD_QUERY), service=text("")))
+        client.grpc.infer("recllm", raw_inputs(user_token=text(client.user_token(warm_user)), query=text(GOOD_QUERY), service=text("")))
     with pytest.raises(InferenceServerException, match="(?i)data.?type|datatype|FP32"):
-        client.grpc.infer("recllm", raw_inputs(user_id=text(warm_user), query=text(GOOD_QUERY), service=text(""),
+        client.grpc.infer("recllm", raw_inputs(user_token=text(client.user_token(warm_user)), query=text(GOOD_QUERY), service=text(""),
                                                top_k=("FP32", np.array([[3.0]], dtype=np.float32))))
     assert client.recommend(warm_user, GOOD_QUERY, 3, "samokat").items
 
@@ -163,3 +163,32 @@ def test_english_request_gets_english_explanations_within_budget(client, warm_us
     result = client.recommend(warm_user, "healthy snacks for the office under 500 rubles", top_k=5, service="samokat")
     assert result.items and all(i.price <= 500 for i in result.items)
     assert all(i.explanation.isascii() for i in result.items)
+
+
+def test_internal_stages_refuse_forged_tokens_and_contexts_through_the_live_server(client, warm_user):
+    """A direct call to the retriever with a forged token, and to the reranker with a forged context, is refused."""
+    from recllm_proto.user_token import Keyring
+
+    text = lambda s: ("BYTES", np.array([[s.encode() if isinstance(s, str) else s]], dtype=np.object_))  # noqa: E731
+    embedding = client.grpc.infer("query_encoder", raw_inputs(QUERY=text(GOOD_QUERY))).as_numpy("QUERY_EMBEDDING")
+    base = dict(QUERY=text(GOOD_QUERY), TOP_K=("INT32", np.array([[5]], np.int32)), SERVICE=text("samokat"),
+                QUERY_EMBEDDING=("FP32", embedding.astype(np.float32)))
+    forged = Keyring.generate().sign(warm_user)
+    with pytest.raises(InferenceServerException, match="user token refused: unknown key id") as caught:
+        client.grpc.infer("retriever", raw_inputs(USER_TOKEN=text(forged), **base))
+    assert warm_user not in str(caught.value) and forged not in str(caught.value)
+    with pytest.raises(InferenceServerException, match="user token refused"):
+        client.grpc.infer("retriever", raw_inputs(USER_TOKEN=text(warm_user), **base))  # a bare user id
+    real = client.grpc.infer("retriever", raw_inputs(USER_TOKEN=text(client.user_token(warm_user)), **base))
+    sealed = real.as_numpy("USER_CONTEXT").reshape(-1)[0]
+    rerank = dict(USER_TOKEN=text(client.user_token(warm_user)), QUERY=text(GOOD_QUERY),
+                  TOP_K=("INT32", np.array([[3]], np.int32)), RESOLVED_SERVICE=text("samokat"),
+                  CANDIDATE_ITEM_IDS=("INT64", real.as_numpy("CANDIDATE_ITEM_IDS")),
+                  CANDIDATE_SCORES=("FP32", real.as_numpy("CANDIDATE_SCORES")))
+    for context, reason in ((sealed.split(b".", 4)[4], "not sealed by the retriever"),
+                            (sealed.replace(b'"num_purchases":', b'"num_purchases":9', 1), "bad signature")):
+        with pytest.raises(InferenceServerException, match=f"user context refused: {reason}"):
+            client.grpc.infer("reranker", raw_inputs(USER_CONTEXT=text(context), **rerank))
+    ranked = client.grpc.infer("reranker", raw_inputs(USER_CONTEXT=text(sealed), **rerank))
+    assert ranked.as_numpy("ITEM_IDS").size == 3
+    assert client.recommend(warm_user, GOOD_QUERY, 3, "samokat").items  # the server stays up

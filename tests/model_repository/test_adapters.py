@@ -1,4 +1,5 @@
-"""The model.py adapters under a faked Triton Python backend: real stages, fake transport."""
+"""The model.py adapters under a faked Triton Python backend: real stages, fake transport; user tokens signed with
+the server keyring these tests create (what ``recllm serve`` does)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,31 @@ import pytest
 from recllm.catalog.product_catalog import Catalog
 
 import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
+from recllm_proto.user_token import Keyring, SigningKey, save_keyring
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 STAGES = ("query_encoder", "retriever", "reranker", "generator", "generator_stream", "recllm_chat")
 QUERY = "что приготовить на ужин, чтобы было полезно?"
 
 
+KEYRING = Keyring.generate()
+
+
 def text(value: str | bytes) -> np.ndarray:
     return np.array([value.encode() if isinstance(value, str) else value], dtype=np.object_)
 
 
+def token(user_id: str, **kwargs) -> np.ndarray:
+    """A USER_TOKEN tensor the calling backend would send for ``user_id``."""
+    return text(KEYRING.sign(user_id, **kwargs))
+
+
 @pytest.fixture(scope="module")
-def models(test_artifacts):
+def models(test_artifacts, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
     mp.setenv("RECLLM_ARTIFACT_DIR", str(test_artifacts.root))
+    mp.setenv("RECLLM_KEYRING", str(save_keyring(tmp_path_factory.mktemp("keys") / "keyring.json", KEYRING)))
     loaded = {}
     for name in STAGES:
         spec = importlib.util.spec_from_file_location(f"adapter_{name}", REPOSITORY / name / "1" / "model.py")
@@ -75,9 +86,9 @@ def test_missing_tensor_is_a_request_error(models):
 
 def retrieve(models, user_id, **extra):
     vector = run(models["query_encoder"], QUERY=text(QUERY)).outputs()["QUERY_EMBEDDING"]
-    tensors = dict(USER_ID=text(user_id), QUERY=text(QUERY), TOP_K=np.array([5], np.int32),
+    tensors = dict(USER_TOKEN=token(user_id), QUERY=text(QUERY), TOP_K=np.array([5], np.int32),
                    SERVICE=text("samokat"), QUERY_EMBEDDING=vector) | extra
-    return run(models["retriever"], **tensors)
+    return run(models["retriever"], **{name: array for name, array in tensors.items() if array is not None})
 
 
 def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, test_artifacts):
@@ -94,7 +105,7 @@ def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, t
 
 def test_reranker_and_generator_chain(models, warm_user):
     candidates = retrieve(models, warm_user).outputs()
-    ranked = run(models["reranker"], USER_ID=text(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+    ranked = run(models["reranker"], USER_TOKEN=token(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
                  RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
                  CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"], CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"],
                  USER_CONTEXT=candidates["USER_CONTEXT"])
@@ -112,7 +123,7 @@ def test_reranker_refuses_a_missing_or_foreign_user_context(models, warm_user, t
 
     other = next(u for u in ProfileStore(test_artifacts.profile_db, read_only=True).user_ids() if u != warm_user)
     candidates = retrieve(models, warm_user).outputs()
-    inputs = dict(USER_ID=text(other), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+    inputs = dict(USER_TOKEN=token(other), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
                   RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
                   CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"])
     missing = run(models["reranker"], **inputs)
@@ -121,15 +132,69 @@ def test_reranker_refuses_a_missing_or_foreign_user_context(models, warm_user, t
     assert foreign.has_error() and "another user" in foreign.error().message()
 
 
+def refusal(response) -> str:
+    assert response.has_error()
+    return response.error().message()
+
+
+def test_retriever_refuses_a_missing_forged_or_expired_token(models, warm_user):
+    assert "missing input tensor USER_TOKEN" in refusal(retrieve(models, warm_user, USER_TOKEN=None))
+    unknown_key = Keyring.generate().sign(warm_user)
+    same_kid = Keyring((SigningKey(KEYRING.token_keys[-1].kid, b"x" * 32),)).sign(warm_user)
+    expired = KEYRING.sign(warm_user, ttl_s=1, now=1_000_000)
+    for bad, reason in ((unknown_key, "unknown key id"), (same_kid, "bad signature"), (expired, "expired"),
+                        ("not-a-token", "malformed"), (warm_user, "malformed")):
+        message = refusal(retrieve(models, warm_user, USER_TOKEN=text(bad)))
+        assert f"user token refused: {reason}" in message
+        assert warm_user not in message and bad not in message  # no user id, no token in the error
+    assert "scope admin" in refusal(retrieve(models, warm_user, USER_TOKEN=token("ops", scope="admin")))
+
+
+def test_another_users_token_cannot_read_this_users_data(models, warm_user, test_artifacts):
+    from recllm.profile.sqlite_store import ProfileStore
+
+    other = next(u for u in ProfileStore(test_artifacts.profile_db, read_only=True).user_ids() if u != warm_user)
+    mine = retrieve(models, warm_user).outputs()
+    theirs = retrieve(models, other).outputs()
+    # Only the token decides whose profile is read: the other user's token yields the other user's facts/context.
+    assert mine["PROFILE_FACTS"].tolist() != theirs["PROFILE_FACTS"].tolist()
+    assert warm_user.encode() in mine["USER_CONTEXT"].reshape(-1)[0]
+    assert warm_user.encode() not in theirs["USER_CONTEXT"].reshape(-1)[0]
+    # Their token with my sealed context: refused by the reranker (the context is not theirs).
+    ranked = run(models["reranker"], USER_TOKEN=token(other), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+                 RESOLVED_SERVICE=mine["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=mine["CANDIDATE_ITEM_IDS"],
+                 CANDIDATE_SCORES=mine["CANDIDATE_SCORES"], USER_CONTEXT=mine["USER_CONTEXT"])
+    assert "another user" in refusal(ranked)
+
+
+def test_reranker_refuses_an_unsigned_or_forged_context(models, warm_user):
+    from recllm.profile.user_context import UserContext
+
+    candidates = retrieve(models, warm_user).outputs()
+    sealed = bytes(candidates["USER_CONTEXT"].reshape(-1)[0])
+    inputs = dict(USER_TOKEN=token(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+                  RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
+                  CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"])
+    plain = sealed.split(b".", 4)[4]
+    assert UserContext.from_bytes(plain, warm_user).user_id == warm_user  # what a caller could try to send
+    forged_content = sealed.replace(b'"num_purchases":', b'"num_purchases":1', 1)
+    backend_sealed = Keyring(KEYRING.token_keys, (SigningKey(KEYRING.stage_keys[-1].kid, b"y" * 32),)).seal(plain)
+    for context, reason in ((plain, "not sealed by the retriever"), (forged_content, "bad signature"),
+                            (backend_sealed, "bad signature"), (KEYRING.seal(plain, ttl_s=1, now=1_000_000), "expired")):
+        message = refusal(run(models["reranker"], **inputs, USER_CONTEXT=np.array([context], dtype=np.object_)))
+        assert f"user context refused: {reason}" in message and warm_user not in message
+    assert not run(models["reranker"], **inputs, USER_CONTEXT=candidates["USER_CONTEXT"]).has_error()
+
+
 def chat(models, session, user, message):
-    request = fake_pb_utils.FakeRequest(dict(session_id=text(session), user_id=text(user), query=text(message),
+    request = fake_pb_utils.FakeRequest(dict(session_id=text(session), user_token=user, query=text(message),
                                              top_k=np.array([5], np.int32), service=text("samokat")))
     assert models["recllm_chat"].execute([request]) is None  # decoupled: everything goes through the sender
     return request.sender.sent
 
 
 def test_chat_streams_items_then_text_then_final_flag(models, warm_user):
-    sent = chat(models, "adapter-chat-1", warm_user, QUERY)
+    sent = chat(models, "adapter-chat-1", token(warm_user), QUERY)
     responses, flags = [r for r, _ in sent], [f for _, f in sent]
     assert flags[-1] == fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL and responses[-1] is None
     assert all(f == 0 for f in flags[:-1])
@@ -139,10 +204,24 @@ def test_chat_streams_items_then_text_then_final_flag(models, warm_user):
 
 
 def test_chat_error_goes_to_the_stream_and_is_final(models, warm_user):
-    sent = chat(models, "adapter-chat-2", warm_user, "")
+    sent = chat(models, "adapter-chat-2", token(warm_user), "")
     assert len(sent) == 2
     assert sent[0][0].has_error() and "query is empty" in sent[0][0].error().message()
     assert sent[1] == (None, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+
+def test_chat_refuses_a_forged_token_and_passes_the_callers_own_on(models, warm_user, monkeypatch):
+    forged = text(Keyring.generate().sign(warm_user))
+    sent = chat(models, "adapter-chat-3", forged, QUERY)
+    assert len(sent) == 2 and "user token refused: unknown key id" in sent[0][0].error().message()
+    seen = []
+    real = fake_pb_utils.InferenceRequest.exec
+    monkeypatch.setattr(fake_pb_utils.InferenceRequest, "exec",
+                        lambda self: seen.append(self.request.tensors.get("USER_TOKEN")) or real(self))
+    mine = token(warm_user)
+    assert chat(models, "adapter-chat-4", mine, QUERY)[0][0].outputs()["item_ids"].size
+    passed = [t.as_numpy().reshape(-1)[0] for t in seen if t is not None]
+    assert len(passed) == 2 and set(passed) == {mine[0]}  # retriever and reranker got the caller's own token
 
 
 # --- dynamic batches: several requests in one execute, each answered as if it came alone ---------------------------
@@ -184,7 +263,7 @@ def test_encoder_batch_is_one_call_and_matches_single_requests(models, monkeypat
 
 def retriever_request(models, user, query, service, **extra):
     vector = run(models["query_encoder"], QUERY=row(text(query))).outputs()["QUERY_EMBEDDING"]
-    tensors = dict(USER_ID=row(text(user)), QUERY=row(text(query)), TOP_K=row(np.array([5], np.int32)),
+    tensors = dict(USER_TOKEN=row(token(user)), QUERY=row(text(query)), TOP_K=row(np.array([5], np.int32)),
                    SERVICE=row(text(service)), QUERY_EMBEDDING=vector) | extra
     return fake_pb_utils.FakeRequest(tensors)
 
@@ -225,7 +304,7 @@ def test_reranker_mixed_batch_matches_single_requests(models, test_artifacts):
     for k, (user, query) in enumerate(zip(users, QUERIES)):
         candidates = models["retriever"].execute([retriever_request(models, user, query, "samokat")])[0].outputs()
         requests.append(fake_pb_utils.FakeRequest(dict(
-            USER_ID=row(text(user)), QUERY=row(text(query)), TOP_K=row(np.array([3 + k], np.int32)),
+            USER_TOKEN=row(token(user)), QUERY=row(text(query)), TOP_K=row(np.array([3 + k], np.int32)),
             RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
             CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"], USER_CONTEXT=candidates["USER_CONTEXT"])))
     batched = models["reranker"].execute(requests)

@@ -1,18 +1,16 @@
 """Triton adapter for streaming chat (decoupled): BLS through query_encoder → retriever → reranker, then the
 reply's tokens streamed from ``generator_stream`` (decoupled BLS: turns of all chat instances decode together
 there); the turn logic (moderation, dialogue state, acts, output redaction) is
-recllm.dialogue.chat_engine."""
+recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
-from recllm.dialogue.chat_engine import CandidateSet, ChatEngine, ItemsChunk
-from recllm.dialogue.request_understanding import default_understander
-from recllm.dialogue.session_store import SessionStore
+from recllm.dialogue.chat_engine import CandidateSet, ItemsChunk, load_chat_engine
 from recllm.rag.rec_request import RequestError
-from recllm.safety.moderation import ModerationConfig, trained_model
-from recllm.serving.backend_adapter import artifact_layout, error_response, input_scalar, make_response
+from recllm.serving.backend_adapter import (artifact_layout, error_response, input_scalar, make_response, server_keyring,
+                                            verified_user_id)
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -48,10 +46,10 @@ def stream_text(model_name, inputs):
             yield decode_utf8_array(tensor.as_numpy().reshape(-1))[0]
 
 
-def request_tensors(request):
+def request_tensors(request, user_token):
     """What every stage needs to see of the session's request; MAX_PRICE/LANGUAGE override the text's own."""
     arrays = {
-        T.USER_ID.name: utf8_array([request.user_id]),
+        T.USER_TOKEN.name: np.array([user_token], dtype=np.object_),
         T.QUERY.name: utf8_array([request.query]),
         T.TOP_K.name: np.array([request.top_k], dtype=np.int32),
         T.LANGUAGE.name: utf8_array([request.language]),
@@ -64,12 +62,15 @@ def request_tensors(request):
 class BlsStages:
     """recllm.dialogue.chat_engine.ChatStages over BLS calls to the other models."""
 
+    def __init__(self):
+        self.user_token = b""  # the caller's token for the turn in progress (one turn at a time per instance)
+
     def encode(self, query):
         out = call_model("query_encoder", {T.QUERY.name: utf8_array([query])}, [T.QUERY_EMBEDDING.name])
         return out[T.QUERY_EMBEDDING.name]
 
     def retrieve(self, request, query_vector, exclude_item_ids):
-        inputs = request_tensors(request) | {
+        inputs = request_tensors(request, self.user_token) | {
             T.SERVICE.name: utf8_array([request.service]),
             T.QUERY_EMBEDDING.name: query_vector.astype(np.float32),
             T.EXCLUDE_ITEM_IDS.name: np.array(sorted(exclude_item_ids), dtype=np.int64),
@@ -80,7 +81,7 @@ class BlsStages:
                             decode_utf8_array(out[T.PROFILE_FACTS.name]), out[T.USER_CONTEXT.name])
 
     def rank(self, request, candidates):
-        inputs = request_tensors(request) | {
+        inputs = request_tensors(request, self.user_token) | {
             T.RESOLVED_SERVICE.name: utf8_array([candidates.service]),
             T.CANDIDATE_ITEM_IDS.name: candidates.candidate_ids.astype(np.int64),
             T.CANDIDATE_SCORES.name: candidates.candidate_scores.astype(np.float32),
@@ -103,13 +104,17 @@ class BlsStages:
 class TritonPythonModel:
     def initialize(self, args):
         layout = artifact_layout()
-        self.engine = ChatEngine(SessionStore(layout.sessions_db), BlsStages())
-        # Both train once per process: do it at load, not inside the first user's turn.
-        trained_model(ModerationConfig())
-        default_understander()
+        self.keys = server_keyring(layout)
+        self.stages = BlsStages()
+        # Moderation and request understanding as the build trained them (a clear error if the build has none).
+        self.engine = load_chat_engine(layout, self.stages)
 
     def run_turn(self, request, sender):
-        chunks = self.engine.turn(*(input_scalar(pb_utils, request, spec.client_name) for spec in T.CHAT.inputs))
+        session_id, token, query, top_k, service = (input_scalar(pb_utils, request, spec.client_name)
+                                                   for spec in T.CHAT.inputs)
+        user_id = verified_user_id(self.keys.current(), token)
+        self.stages.user_token = bytes(token)
+        chunks = self.engine.turn(session_id, user_id, query, top_k, service)
         for chunk in chunks:
             if request.is_cancelled():  # the client went away: free this instance for the next turn
                 chunks.close()

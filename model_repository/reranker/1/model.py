@@ -1,5 +1,7 @@
 """Triton adapter: candidates + the retriever's user context -> top_k ranked items with explanations
-(recllm.rag.reranker, recllm.explanation.item_explanations)."""
+(recllm.rag.reranker, recllm.explanation.item_explanations).
+
+The user is the subject of the verified USER_TOKEN; the context must carry the retriever's seal and be that user's."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -8,21 +10,26 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_ranking_stage
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_each, input_array, input_scalar, session_constraints, user_context_input,
+    artifact_layout, execute_each, input_array, input_scalar, request_user_id, server_keyring, session_constraints,
+    user_context_input,
 )
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.ranking = load_ranking_stage(artifact_layout(args))
+        layout = artifact_layout(args)
+        self.ranking = load_ranking_stage(layout)
+        self.keys = server_keyring(layout)
 
     def handle(self, request):
-        rec = parse_request(*(input_scalar(pb_utils, request, t.name) for t in (T.USER_ID, T.QUERY, T.TOP_K)))
+        keyring = self.keys.current()
+        user_id = request_user_id(pb_utils, request, keyring)
+        rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K)))
         rec = session_constraints(pb_utils, request, rec)
         service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
         candidate_ids = input_array(pb_utils, request, T.CANDIDATE_ITEM_IDS.name).astype(np.int64).reshape(-1)
         candidate_scores = input_array(pb_utils, request, T.CANDIDATE_SCORES.name).astype(np.float32).reshape(-1)
-        context = user_context_input(pb_utils, request, rec.user_id)
+        context = user_context_input(pb_utils, request, rec.user_id, keyring)
         return self.ranking.item_arrays(self.ranking.rank(rec, service, candidate_ids, candidate_scores, context))
 
     def execute(self, requests):

@@ -1,5 +1,8 @@
 """Triton adapter: user + query embedding -> candidate items, profile facts and the user's context read once
-(recllm.rag.retriever, recllm.profile.user_context). A dynamic batch shares its FAISS searches (retrieve_many)."""
+(recllm.rag.retriever, recllm.profile.user_context). A dynamic batch shares its FAISS searches (retrieve_many).
+
+The user is the subject of the verified USER_TOKEN; the context goes out sealed with the stage key, so the
+reranker can tell it came from here."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -8,17 +11,21 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_retriever
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_together, input_array, input_scalar, optional_array, session_constraints,
+    artifact_layout, execute_together, input_array, input_scalar, optional_array, request_user_id, sealed_context,
+    server_keyring, session_constraints,
 )
 from recllm_proto.text_arrays import utf8_array
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.retriever = load_retriever(artifact_layout(args))
+        layout = artifact_layout(args)
+        self.retriever = load_retriever(layout)
+        self.keys = server_keyring(layout)
 
     def parse(self, request):
-        rec = parse_request(*(input_scalar(pb_utils, request, t.name) for t in (T.USER_ID, T.QUERY, T.TOP_K, T.SERVICE)))
+        user_id = request_user_id(pb_utils, request, self.keys.current())
+        rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K, T.SERVICE)))
         query_vector = input_array(pb_utils, request, T.QUERY_EMBEDDING.name).astype(np.float32).reshape(-1)
         rec = session_constraints(pb_utils, request, rec)
         exclude = optional_array(pb_utils, request, T.EXCLUDE_ITEM_IDS.name)
@@ -30,14 +37,13 @@ class TritonPythonModel:
         retrievals = self.retriever.retrieve_many(requests, np.stack(vectors), excludes)
         return [self.outputs(rec, retrieval) for rec, retrieval in zip(requests, retrievals)]
 
-    @staticmethod
-    def outputs(rec, retrieval):
+    def outputs(self, rec, retrieval):
         return {
             T.CANDIDATE_ITEM_IDS.name: retrieval.candidate_ids.astype(np.int64),
             T.CANDIDATE_SCORES.name: retrieval.candidate_scores.astype(np.float32),
             T.RESOLVED_SERVICE.name: utf8_array([retrieval.service]),
             T.PROFILE_FACTS.name: utf8_array([f.text(rec.language) for f, _ in retrieval.fragments]),
-            T.USER_CONTEXT.name: np.array([retrieval.context.to_bytes()], dtype=np.object_),
+            T.USER_CONTEXT.name: sealed_context(self.keys.current(), retrieval.context),
         }
 
     def execute(self, requests):

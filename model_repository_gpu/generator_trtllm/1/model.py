@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from recllm_proto.user_token import KeyringFile
 
 from recllm.user_layers.adapter_store import AdapterStoreConfig, fallback_chain, user_adapter_name
 from recllm.user_layers.trtllm_export import exported_info, load_exported, lora_task_id, read_user_segments
@@ -75,9 +77,14 @@ class TritonPythonModel:
         from transformers import AutoTokenizer
 
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"])["parameters"].items()}
-        self.setup(AutoTokenizer.from_pretrained(params["tokenizer_dir"]), params)
+        if not os.environ.get("RECLLM_KEYRING"):
+            raise RuntimeError("RECLLM_KEYRING is not set: the generator verifies user tokens with the server keyring")
+        keys = KeyringFile(os.environ["RECLLM_KEYRING"])
+        self.setup(AutoTokenizer.from_pretrained(params["tokenizer_dir"]), params, keys.current)
 
-    def setup(self, tokenizer, params: dict) -> None:
+    def setup(self, tokenizer, params: dict, keyring=None) -> None:
+        if keyring is not None:
+            self.keyring = keyring                          # () -> the current recllm_proto Keyring
         self.tokenizer = tokenizer
         self.adapter_dir = Path(params["adapter_dir"])
         self.llm_model = params["llm_model"]
@@ -148,7 +155,8 @@ class TritonPythonModel:
 
     def handle(self, request) -> dict:
         ids = self.prompt_ids(request)
-        user_id = _text(request, "USER_ID")[0] or None
+        token = pb_utils.get_input_tensor_by_name(request, "USER_TOKEN").as_numpy().reshape(-1)[0]
+        user_id = self.keyring().verify(token).subject      # the verified user alone chooses the adapter
         segment = self.segments.get(lora_task_id(user_adapter_name(user_id))) if user_id else None
         chain = fallback_chain(user_id, segment, self.now(), lambda name: exported_info(self.adapter_dir, name),
                                self.policy)
