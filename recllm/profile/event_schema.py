@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from recllm.catalog.product_catalog import SERVICES, Catalog
-from recllm.profile.events import DEVICES, EVENT_KINDS
+from recllm.profile.events import EVENT_DEVICES, EVENT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class EventValidationConfig:
     max_quantity: int = 10_000
     max_rating: int = 5                     # rating events carry 1..max_rating stars in ``quantity``
     known_regions: frozenset[str] | None = frozenset(COARSE_REGIONS)
-    known_devices: frozenset[str] = frozenset(DEVICES)
+    known_devices: frozenset[str] = frozenset(EVENT_DEVICES)
     basket_kinds: frozenset[str] = frozenset({"add_to_cart", "purchase", "rating", "return"})  # need a basket_id
 
     def __post_init__(self) -> None:

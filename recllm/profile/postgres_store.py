@@ -278,13 +278,15 @@ class PostgresProfileStore(DerivedProfileMethods):
         conn.execute(sql.SQL("SET synchronous_commit = {}").format(sql.Literal(SYNCHRONOUS_COMMIT[synchronous])))
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(int(busy_timeout_ms))))
 
-    def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
-        """The user's events in time order (ties in insertion order), optionally only one kind (e.g. "purchase")."""
+    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None) -> list[EventRow]:
+        """The user's events in time order (ties in insertion order), optionally only one kind (e.g. "purchase")
+        or a few kinds."""
         if kind is None:
             cursor = self.connection().execute(SELECT_EVENTS + " ORDER BY ts, event_seq", (user_id,))
         else:
-            cursor = self.connection().execute(SELECT_EVENTS + " AND kind = %s ORDER BY ts, event_seq",
-                                               (user_id, kind))
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            cursor = self.connection().execute(SELECT_EVENTS + " AND kind = ANY(%s) ORDER BY ts, event_seq",
+                                               (user_id, kinds))
         return list(map(EventRow._make, cursor))
 
     def recent_events(self, user_id: str, limit: int) -> list[EventRow]:

@@ -199,14 +199,15 @@ class ProfileStore:
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
-    def events_of(self, user_id: str, kind: str | None = None) -> list[EventRow]:
-        """The user's events in time order, optionally only one kind (e.g. "purchase")."""
+    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None) -> list[EventRow]:
+        """The user's events in time order, optionally only one kind (e.g. "purchase") or a few kinds."""
         query = ("SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
                  "FROM events WHERE user_id = ?")
         params: tuple = (user_id,)
         if kind is not None:
-            query += " AND kind = ?"
-            params += (kind,)
+            kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+            query += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            params += kinds
         cursor = self.connection().execute(query + " ORDER BY ts", params)
         return list(map(EventRow._make, cursor))
 

@@ -1,9 +1,11 @@
 """One request's view of the user: read once from the profile, with one clock, then passed down the pipeline.
 
 The retriever, the reranker and the explanations all need the same things about the user: the purchase log, the
-signals derived from it (``user_signals``: counts, recency, the DP-released preference vectors) and the profile
-fragments. ``read_user_context`` reads them in one place — three profile reads (events, release, fragments) plus the
-store's clock — and every later stage takes the ``UserContext`` instead of going back to the store.
+signals derived from it (``user_signals``: counts, recency, the DP-released preference vectors), the profile
+fragments and what the user told the assistant in earlier sessions (``feedback``: rejected items, prices found too
+high, stated diets). ``read_user_context`` reads them in one place — three profile reads (purchase and feedback
+events in one, release, fragments) plus the store's clock — and every later stage takes the ``UserContext`` instead
+of going back to the store.
 
 Inside Triton the retriever and the reranker are separate models, so the context travels between them as one
 BYTES tensor (``to_bytes`` / ``from_bytes``: JSON, no pickle — the bytes may come from a client).
@@ -19,13 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recllm.catalog.product_catalog import Catalog
+from recllm.profile.events import FEEDBACK_KINDS
+from recllm.profile.feedback import FeedbackSignals, feedback_signals
 from recllm.profile.records import EventRow, ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.profile.user_signals import (
     UserSignals, check_preference_source, compute_user_signals, with_released_preferences,
 )
 
-CONTEXT_FORMAT_VERSION = 1
+CONTEXT_FORMAT_VERSION = 2  # 2: the user's feedback signals
 MAX_CONTEXT_BYTES = 8 * 1024 * 1024  # a heavy user's context is tens of KB; anything near this is not ours
 
 
@@ -40,6 +44,7 @@ class UserContext:
     purchases: list[EventRow]                     # time order
     signals: UserSignals
     fragments: list[ProfileFragment] = field(default_factory=list)
+    feedback: FeedbackSignals = field(default_factory=FeedbackSignals)
 
     def to_bytes(self) -> bytes:
         return json.dumps({
@@ -47,6 +52,7 @@ class UserContext:
             "purchases": [list(event) for event in self.purchases],
             "signals": _signals_to_json(self.signals),
             "fragments": [_fragment_to_json(f) for f in self.fragments],
+            "feedback": _feedback_to_json(self.feedback),
         }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -61,7 +67,8 @@ class UserContext:
             context = cls(user_id=str(raw["user_id"]), now_ts=int(raw["now_ts"]),
                           purchases=[EventRow(*event) for event in raw["purchases"]],
                           signals=_signals_from_json(raw["signals"]),
-                          fragments=[_fragment_from_json(f) for f in raw["fragments"]])
+                          fragments=[_fragment_from_json(f) for f in raw["fragments"]],
+                          feedback=_feedback_from_json(raw["feedback"]))
         except UserContextError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -75,12 +82,14 @@ def read_user_context(profile: ProfileStorage, catalog: Catalog, item_vectors: n
                       preference_source: str = "released") -> UserContext:
     """Read the user's purchases, DP release and fragments once; derive the signals with the store's clock."""
     check_preference_source("read_user_context preference_source", preference_source)
-    purchases = profile.events_of(user_id, kind="purchase")
+    events = profile.events_of(user_id, kind=("purchase", *FEEDBACK_KINDS))
+    purchases = [e for e in events if e.kind == "purchase"]
     now_ts = profile.latest_timestamp() or 0
     signals = compute_user_signals(user_id, purchases, catalog, item_vectors, now_ts)
     if preference_source == "released":
         signals = with_released_preferences(signals, profile.released_preferences_of(user_id))
-    return UserContext(user_id, now_ts, purchases, signals, profile.fragments_of(user_id))
+    return UserContext(user_id, now_ts, purchases, signals, profile.fragments_of(user_id),
+                       feedback_signals((e for e in events if e.kind != "purchase"), catalog))
 
 
 def _vector_to_json(vector: np.ndarray | None) -> str | None:
@@ -139,3 +148,17 @@ def _fragment_from_json(raw: dict) -> ProfileFragment:
                            service=str(raw["service"]), category_id=str(raw["category_id"]),
                            text_ru=str(raw["text_ru"]), text_en=str(raw["text_en"]), sensitive=bool(raw["sensitive"]),
                            weight=float(raw["weight"]), vector=_vector_from_json(raw["vector"]))
+
+
+def _feedback_to_json(feedback: FeedbackSignals) -> dict:
+    return {"rejected": [[item, ts] for item, ts in feedback.rejected.items()],
+            "too_expensive": [[category, price] for category, price in feedback.too_expensive.items()],
+            "diets": [[tag, count] for tag, count in feedback.diets.items()],
+            "explain_requests": feedback.explain_requests}
+
+
+def _feedback_from_json(raw: dict) -> FeedbackSignals:
+    return FeedbackSignals(rejected={int(item): int(ts) for item, ts in raw["rejected"]},
+                           too_expensive={str(category): float(price) for category, price in raw["too_expensive"]},
+                           diets=Counter({str(tag): int(count) for tag, count in raw["diets"]}),
+                           explain_requests=int(raw["explain_requests"]))

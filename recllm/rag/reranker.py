@@ -6,6 +6,11 @@ purchases in the item's category across all services and in this service, repeat
 family and their recency, tag and brand affinity, price relative to the user's usual level, and popularity.
 A small MLP is trained listwise (softmax over each query's candidate list) on synthetic requests whose target
 is the item the user actually picked.
+
+What the user said to the assistant in earlier sessions (``profile.feedback``) is no training signal the synthetic
+requests carry, so it adjusts the trained scores by rule (``feedback_adjustment``): a rejected item goes below every
+other candidate, an item at or above the price the user called too high in its category is lowered, items with a
+diet the user asked for are raised.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 from torch import nn
 
 from recllm.catalog.product_catalog import Catalog
+from recllm.profile.feedback import FeedbackSignals
 from recllm.profile.user_signals import DAY_S, UserSignals
 from recllm.config.field_checks import require_above
 
@@ -107,6 +113,29 @@ def candidate_features(
             1.0 if signals.is_cold else 0.0,
         ))
     return np.asarray(rows, dtype=np.float32).reshape(len(item_ids), len(FEATURE_NAMES))
+
+
+# Reranker scores are logits of a softmax over the list: +1 makes an item e times likelier to be the pick.
+REJECTED_PENALTY = 1e3        # below every candidate the user did not reject (scores are O(10))
+TOO_EXPENSIVE_PENALTY = 1.0
+DIET_PREFERENCE_BONUS = 1.0
+
+
+def feedback_adjustment(item_ids: np.ndarray, feedback: FeedbackSignals, catalog: Catalog) -> np.ndarray:
+    """[C] float32 added to the reranker's scores of ``item_ids`` for the user's earlier feedback."""
+    adjustment = np.zeros(len(item_ids), dtype=np.float32)
+    if feedback.is_empty:
+        return adjustment
+    for k, item_id in enumerate(item_ids.tolist()):
+        item = catalog.get(item_id)
+        if item_id in feedback.rejected:
+            adjustment[k] -= REJECTED_PENALTY
+        ceiling = feedback.too_expensive.get(item.category_id)
+        if ceiling is not None and item.price >= ceiling:
+            adjustment[k] -= TOO_EXPENSIVE_PENALTY
+        if any(tag in feedback.diets for tag in item.tags):
+            adjustment[k] += DIET_PREFERENCE_BONUS
+    return adjustment
 
 
 class RerankerModel(nn.Module):

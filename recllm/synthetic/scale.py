@@ -37,7 +37,7 @@ from recllm.catalog.product_catalog import Catalog, Item
 from recllm.profile.sqlite_store import SCHEMA, ProfileStore
 from recllm.synthetic.behaviour import DAY, REGIONS, ShelfIndex, make_user, simulate_history
 from recllm.synthetic.catalog_scale import ScaleCatalogConfig, build_scale_catalog
-from recllm.profile.events import EVENT_KINDS, Event
+from recllm.profile.events import BEHAVIOUR_KINDS, Event
 from recllm.synthetic.records import UserProfileSeed
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 # Same-second events of one order sort in funnel order (as in ``synthetic.ecosystem``).
 _KIND_ORDER = {kind: order for order, kind in enumerate(("search", "view", "add_to_cart", "purchase", "rating",
                                                           "return"))}
-if set(_KIND_ORDER) != set(EVENT_KINDS):
-    raise ImportError(f"synthetic_scale: kind order {sorted(_KIND_ORDER)} does not cover EVENT_KINDS {EVENT_KINDS}")
+if set(_KIND_ORDER) != set(BEHAVIOUR_KINDS):
+    raise ImportError(f"synthetic_scale: kind order {sorted(_KIND_ORDER)} misses {BEHAVIOUR_KINDS}")
 
 PROFILE_DB = "profile.sqlite"
 CATALOG_FILE = "catalog.jsonl"
