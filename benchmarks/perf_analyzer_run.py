@@ -10,6 +10,12 @@ gRPC at a concurrency range for:
   request sent → last streamed response, and the time to the first streamed response is computed from its
   ``--profile-export-file`` timestamps.
 
+The served models take a signed ``user_token``, never a user id (``recllm_proto.user_token``). perf_analyzer replays
+fixed tensors, so each row's token is signed with the server's keyring just before that model's run and stays valid
+for the run (``token_ttl_s``). Those tokens are live credentials: their input file is written 0600 into the work
+folder and deleted after the run; ``benchmarks/results/`` gets the same requests with each token replaced by a
+placeholder naming its user (``redacted_token``), so nothing committed can call the server.
+
 perf_analyzer comes from the tritonclient 2.41.0 wheel, fetched into ``artifacts/tools/`` without touching the
 venv (see ``benchmarks/perf_analyzer_tool.py``). Writes ``benchmarks/results/perf_analyzer.md`` (table, exact
 command lines, machine info) and the raw CSVs as ``benchmarks/results/perf_analyzer_<model>.csv``.
@@ -23,6 +29,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -32,11 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Callable
+
 from benchmarks.machine_info import machine_info
 from benchmarks.perf_analyzer_tool import DEFAULT_TOOLS_DIR, PerfAnalyzerTool, ensure_perf_analyzer
 from recllm.serving.triton_server import REPO_ROOT, TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_proto import tensors as T
+from recllm_proto.user_token import Keyring, load_keyring
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_TOP_K = 50
@@ -44,6 +54,7 @@ USEC_PER_MS = 1000.0
 NSEC_PER_MS = 1_000_000.0
 UNSTABLE_MARKER = "Failed to obtain stable measurement"
 WARMUP_REQUESTS = 3
+TOKEN_MARGIN_S = 120.0  # on top of the longest a model's runs may take (first attempt + retry)
 
 
 @dataclass(frozen=True)
@@ -137,12 +148,32 @@ def load_eval_rows(path: Path, limit: int) -> list[dict]:
     return rows[:limit]
 
 
-def build_input_data(rows: list[dict], model: str, top_k: int, session_prefix: str = "pa") -> dict:
+def redacted_token(user_id: str) -> str:
+    """What the committed copy of the input data holds instead of a token: who it was signed for, and that it was."""
+    return f"<user token for {user_id}, signed at run time>"
+
+
+def token_ttl_s(config: PerfAnalyzerConfig) -> float:
+    """How long one model's tokens must stay valid: its first perf_analyzer attempt and a retry, with a margin."""
+    return 2 * config.run_timeout_s + TOKEN_MARGIN_S
+
+
+def signer(keyring: Keyring, ttl_s: float) -> Callable[[str], str]:
+    """user id -> a user token from ``keyring`` valid for ``ttl_s`` seconds from now."""
+    if not ttl_s > 0:
+        raise ValueError(f"token ttl_s must be > 0, got {ttl_s!r}")
+    return lambda user_id: keyring.sign(user_id, ttl_s=ttl_s)
+
+
+def build_input_data(rows: list[dict], model: str, top_k: int, session_prefix: str = "pa",
+                     sign: Callable[[str], str] = redacted_token) -> dict:
     """perf_analyzer ``--input-data`` JSON: one entry per request, every input a flat list of its [1] shape
     (for the batched ensembles perf_analyzer adds the batch dim itself, ``-b 1``).
 
-    The chat model gets one session id per row; perf_analyzer replays the rows round-robin, so each session
-    sees the same message several times (later turns exclude items already shown in that session).
+    ``sign`` turns each row's user id into its ``user_token`` (``signer`` for a run; the default
+    ``redacted_token`` for the committed copy). The chat model gets one session id per row; perf_analyzer replays
+    the rows round-robin, so each session sees the same message several times (later turns exclude items already
+    shown in that session).
     """
     spec = MODELS[model]
     data = []
@@ -150,7 +181,7 @@ def build_input_data(rows: list[dict], model: str, top_k: int, session_prefix: s
         entry = {}
         if spec.needs_session:
             entry[T.SESSION_ID.client_name] = [f"{session_prefix}-{index:04d}"]
-        entry[T.USER_ID.client_name] = [str(row["user_id"])]
+        entry[T.USER_TOKEN.client_name] = [sign(str(row["user_id"]))]
         entry[T.QUERY.client_name] = [str(row["text"])]
         entry[T.TOP_K.client_name] = [int(top_k)]
         entry[T.SERVICE.client_name] = [str(row.get("service") or "")]
@@ -164,6 +195,16 @@ def write_json(data: dict, path: Path) -> Path:
     return path
 
 
+def write_private_json(data: dict, path: Path) -> Path:
+    """``write_json`` for a file holding live tokens: created 0600 (owner only) before anything is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, ensure_ascii=False, indent=1))
+    return path
+
+
 # ------------------------------------------------------------------------------------------- running
 
 
@@ -171,15 +212,17 @@ def write_json(data: dict, path: Path) -> Path:
 class RunPaths:
     """Files of one perf_analyzer run."""
 
-    input_json: Path
+    input_json: Path     # what perf_analyzer reads: live tokens, 0600, deleted after the run
+    requests_json: Path  # the same requests with redacted tokens: what ``save_results`` commits
     csv: Path
     export_json: Path
     log: Path
 
     @classmethod
     def under(cls, work_dir: Path, model: str) -> "RunPaths":
-        return cls(input_json=work_dir / f"{model}_input.json", csv=work_dir / f"{model}.csv",
-                   export_json=work_dir / f"{model}_profile_export.json", log=work_dir / f"{model}.log")
+        return cls(input_json=work_dir / f"{model}_input.json", requests_json=work_dir / f"{model}_requests.json",
+                   csv=work_dir / f"{model}.csv", export_json=work_dir / f"{model}_profile_export.json",
+                   log=work_dir / f"{model}.log")
 
 
 def perf_analyzer_command(binary: Path, model: str, grpc_url: str, paths: RunPaths,
@@ -368,7 +411,10 @@ def render_markdown(reports: list[ModelReport], config: PerfAnalyzerConfig, mach
         f"stability ±{config.stability_percentage:g}% within {config.max_trials} trials. Latencies are client-side; "
         "server queue/compute are perf_analyzer's server-side averages per request. The measurement client "
         "runs on the same cores as the server. "
-        "`recllm_chat` turns are recorded in the artifacts' session store like any other chat turn.", "",
+        "`recllm_chat` turns are recorded in the artifacts' session store like any other chat turn. "
+        "Each request carries a user token signed with the server's keyring before the model's run and valid "
+        f"for {token_ttl_s(config):.0f} s; the committed `perf_analyzer_<model>_input.json` files show the replayed "
+        "requests with each token replaced by a placeholder naming its user.", "",
         "Generated by `python -m benchmarks.perf_analyzer_run`.", "",
     ]
     env_line = f"LD_LIBRARY_PATH={tool.private_lib_dir}:{tool.bundled_lib_dir}"
@@ -385,9 +431,10 @@ def server_config(artifact_dir: Path) -> TritonServerConfig:
                               metrics_port=free_port())
 
 
-def warm_up(grpc_url: str, rows: list[dict], config: PerfAnalyzerConfig, session_prefix: str) -> None:
+def warm_up(grpc_url: str, rows: list[dict], config: PerfAnalyzerConfig, session_prefix: str,
+            keyring: Keyring) -> None:
     """A few real calls to each model first, so one-off first-call costs do not make the first window unstable."""
-    with RecLLMClient(grpc_url, timeout_s=120) as client:
+    with RecLLMClient(grpc_url, timeout_s=120, keyring=keyring) as client:
         for index, row in enumerate(rows[:WARMUP_REQUESTS]):
             service = row.get("service") or ""
             if "recllm_rank" in config.models:
@@ -403,20 +450,26 @@ def doubled_interval(config: PerfAnalyzerConfig) -> PerfAnalyzerConfig:
 
 
 def measure_model(model: str, tool: PerfAnalyzerTool, grpc_url: str, rows: list[dict],
-                  config: PerfAnalyzerConfig, session_prefix: str) -> ModelReport:
-    """One perf_analyzer run; if it gives up on stability, one retry with windows twice as long."""
+                  config: PerfAnalyzerConfig, session_prefix: str, keyring: Keyring) -> ModelReport:
+    """One perf_analyzer run; if it gives up on stability, one retry with windows twice as long. The rows' tokens
+    are signed now with ``keyring`` (the server's) for both attempts; their file is gone when this returns."""
     paths = RunPaths.under(config.work_dir, model)
     for stale in (paths.csv, paths.export_json):
         stale.unlink(missing_ok=True)
-    write_json(build_input_data(rows, model, config.top_k, session_prefix), paths.input_json)
-    command = perf_analyzer_command(tool.binary, model, grpc_url, paths, config)
-    outcome = run_perf_analyzer(command, tool.environment(), paths.log, config.run_timeout_s)
-    retried = ""
-    if not outcome.ok and UNSTABLE_MARKER in outcome.output_tail:
-        retried = (f"first attempt with {config.measurement_interval_ms} ms windows found no stable measurement; "
-                   "this is the retry with windows twice as long")
-        command = perf_analyzer_command(tool.binary, model, grpc_url, paths, doubled_interval(config))
+    write_json(build_input_data(rows, model, config.top_k, session_prefix), paths.requests_json)
+    write_private_json(build_input_data(rows, model, config.top_k, session_prefix,
+                                        signer(keyring, token_ttl_s(config))), paths.input_json)
+    try:
+        command = perf_analyzer_command(tool.binary, model, grpc_url, paths, config)
         outcome = run_perf_analyzer(command, tool.environment(), paths.log, config.run_timeout_s)
+        retried = ""
+        if not outcome.ok and UNSTABLE_MARKER in outcome.output_tail:
+            retried = (f"first attempt with {config.measurement_interval_ms} ms windows found no stable "
+                       "measurement; this is the retry with windows twice as long")
+            command = perf_analyzer_command(tool.binary, model, grpc_url, paths, doubled_interval(config))
+            outcome = run_perf_analyzer(command, tool.environment(), paths.log, config.run_timeout_s)
+    finally:
+        paths.input_json.unlink(missing_ok=True)
     report = ModelReport(model=model, command=command, outcome=outcome, rows=[], note=retried)
     if not paths.csv.exists():
         report.error = "and wrote no CSV"
@@ -436,8 +489,9 @@ def run(config: PerfAnalyzerConfig) -> tuple[list[ModelReport], PerfAnalyzerTool
     session_prefix = f"pa{int(time.time())}"
     server = TritonServer(server_config(config.artifact_dir), log_path=config.work_dir / "tritonserver.log")
     with server:
-        warm_up(server.config.grpc_url, rows, config, session_prefix)
-        reports = [measure_model(model, tool, server.config.grpc_url, rows, config, session_prefix)
+        keyring = load_keyring(server.config.keyring_path).backend_view()  # created by the server's start
+        warm_up(server.config.grpc_url, rows, config, session_prefix, keyring)
+        reports = [measure_model(model, tool, server.config.grpc_url, rows, config, session_prefix, keyring)
                    for model in config.models]
     return reports, tool, machine
 
@@ -474,8 +528,8 @@ def save_results(reports: list[ModelReport], markdown: str, config: PerfAnalyzer
         raw = RunPaths.under(config.work_dir, report.model).csv
         if raw.exists():
             shutil.copyfile(raw, config.results_dir / f"perf_analyzer_{report.model}.csv")
-        # The exact requests perf_analyzer replayed, committed beside its figures.
-        data = RunPaths.under(config.work_dir, report.model).input_json
+        # The requests perf_analyzer replayed, committed beside its figures, tokens replaced by placeholders.
+        data = RunPaths.under(config.work_dir, report.model).requests_json
         if data.exists():
             shutil.copyfile(data, config.results_dir / f"perf_analyzer_{report.model}_input.json")
     plot_latency_vs_throughput(reports, config.results_dir / "perf_analyzer.png")

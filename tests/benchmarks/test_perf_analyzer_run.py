@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,13 @@ from benchmarks.perf_analyzer_run import (  # noqa: E402
     parse_concurrency_range,
     parse_perf_csv,
     perf_analyzer_command,
+    redacted_token,
+    signer,
+    token_ttl_s,
     with_first_response,
+    write_private_json,
 )
+from recllm_proto.user_token import Keyring, TokenError  # noqa: E402
 
 EVAL_ROWS = [
     {"user_id": "u000000", "service": "megamarket", "text": "что купить для пробежек, до 5000 рублей",
@@ -47,19 +54,62 @@ p95 latency,p99 latency
 
 
 def test_ensemble_input_data_has_every_input_as_a_one_element_list():
-    data = build_input_data(EVAL_ROWS, "recllm", top_k=5)
+    keys = Keyring.generate()
+    data = build_input_data(EVAL_ROWS, "recllm", top_k=5, sign=signer(keys, 600))
     assert len(data["data"]) == 3
-    assert data["data"][0] == {"user_id": ["u000000"], "query": ["что купить для пробежек, до 5000 рублей"],
-                               "top_k": [5], "service": ["megamarket"]}
+    first = data["data"][0]
+    assert set(first) == {"user_token", "query", "top_k", "service"}       # no user id field at all
+    assert first["query"] == ["что купить для пробежек, до 5000 рублей"]
+    assert (first["top_k"], first["service"]) == ([5], ["megamarket"])
     assert data["data"][2]["service"] == [""]
     assert all("session_id" not in entry for entry in data["data"])
+
+
+def test_run_tokens_verify_as_each_rows_user_for_the_whole_run():
+    keys = Keyring.generate()
+    config = PerfAnalyzerConfig(run_timeout_s=300)
+    data = build_input_data(EVAL_ROWS, "recllm_rank", top_k=5, sign=signer(keys, token_ttl_s(config)))
+    tokens = [entry["user_token"][0] for entry in data["data"]]
+    later = time.time() + 2 * config.run_timeout_s      # first attempt and a retry both ran their full time
+    assert [keys.verify(token, now=later).subject for token in tokens] == ["u000000", "u000001", "u000002"]
+    with pytest.raises(TokenError, match="expired"):
+        keys.verify(tokens[0], now=time.time() + token_ttl_s(config) + 1)
+    with pytest.raises(TokenError):                       # another keyring (another server) refuses them
+        Keyring.generate().verify(tokens[0])
+
+
+def test_committed_copy_holds_placeholders_not_tokens():
+    keys = Keyring.generate()
+    redacted = build_input_data(EVAL_ROWS, "recllm", top_k=5)
+    live = build_input_data(EVAL_ROWS, "recllm", top_k=5, sign=signer(keys, 600))
+    assert [e["user_token"] for e in redacted["data"]] == [[redacted_token(r["user_id"])] for r in EVAL_ROWS]
+    for entry in redacted["data"]:
+        with pytest.raises(TokenError, match="malformed"):
+            keys.verify(entry["user_token"][0])
+    # Everything but the token is the same request.
+    strip = [{k: v for k, v in e.items() if k != "user_token"} for e in live["data"]]
+    assert strip == [{k: v for k, v in e.items() if k != "user_token"} for e in redacted["data"]]
+
+
+def test_live_input_file_is_owner_only(tmp_path):
+    target = tmp_path / "recllm_input.json"
+    target.write_text("old")
+    target.chmod(0o644)
+    write_private_json({"data": [{"user_token": ["t"]}]}, target)
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert json.loads(target.read_text()) == {"data": [{"user_token": ["t"]}]}
+
+
+def test_token_signer_rejects_a_non_positive_ttl():
+    with pytest.raises(ValueError, match="ttl_s"):
+        signer(Keyring.generate(), 0)
 
 
 def test_chat_input_data_gets_one_session_per_row():
     data = build_input_data(EVAL_ROWS, "recllm_chat", top_k=3, session_prefix="pa42")
     sessions = [entry["session_id"] for entry in data["data"]]
     assert sessions == [["pa42-0000"], ["pa42-0001"], ["pa42-0002"]]
-    assert set(data["data"][1]) == {"session_id", "user_id", "query", "top_k", "service"}
+    assert set(data["data"][1]) == {"session_id", "user_token", "query", "top_k", "service"}
     assert data["data"][1]["top_k"] == [3]
 
 
@@ -134,3 +184,34 @@ def test_concurrency_range_forms():
 def test_config_validation_names_the_field(overrides, field_name):
     with pytest.raises(ValueError, match=f"PerfAnalyzerConfig.{field_name}"):
         PerfAnalyzerConfig(**overrides)
+
+
+def test_measure_model_feeds_live_tokens_to_perf_analyzer_and_keeps_only_placeholders(tmp_path):
+    """A stand-in perf_analyzer binary records the input file it was given (and its mode) and writes a CSV."""
+    from benchmarks.perf_analyzer_run import measure_model
+    from benchmarks.perf_analyzer_tool import PerfAnalyzerTool
+
+    seen = tmp_path / "seen.json"
+    fake = tmp_path / "perf_analyzer"
+    fake.write_text(f"""#!{sys.executable}
+import json, os, shutil, sys
+args = sys.argv[1:]
+data = args[args.index("--input-data") + 1]
+shutil.copyfile(data, {str(seen)!r})
+open({str(seen)!r} + ".mode", "w").write(oct(os.stat(data).st_mode & 0o777))
+open(args[args.index("-f") + 1], "w").write({ENSEMBLE_CSV!r})
+""")
+    fake.chmod(0o755)
+    keys = Keyring.generate()
+    config = PerfAnalyzerConfig(work_dir=tmp_path / "work", results_dir=tmp_path / "results", run_timeout_s=60)
+    tool = PerfAnalyzerTool(fake, tmp_path, tmp_path)
+    report = measure_model("recllm", tool, "127.0.0.1:1", EVAL_ROWS, config, "pa1", keys)
+    assert report.outcome.ok and [row.concurrency for row in report.rows] == [1, 4]
+    given = json.loads(seen.read_text())["data"]
+    assert [keys.verify(e["user_token"][0]).subject for e in given] == ["u000000", "u000001", "u000002"]
+    assert Path(str(seen) + ".mode").read_text() == "0o600"
+    paths = RunPaths.under(config.work_dir, "recllm")
+    assert not paths.input_json.exists()                  # the live tokens are gone after the run
+    kept = paths.requests_json.read_text(encoding="utf-8")
+    assert all(e["user_token"][0] not in kept for e in given)
+    assert redacted_token("u000001") in kept
