@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     config = TritonServerConfig(artifact_dir=args.artifacts, grpc_port=free_port(), http_port=free_port(),
                                 metrics_port=free_port(), runtime_dir=Path(tempfile.mkdtemp(prefix="dlg_triton_")))
-    with TritonServer(config) as server, RecLLMClient(server.config.grpc_url, timeout_s=120) as client:
+    with TritonServer(config) as server, RecLLMClient(server.config.grpc_url, timeout_s=120,
+                                                  keyring=server.config.keyring_path) as client:
         session = run_session(client, user, catalog, args.turns)
         print(f"session: {len(session['failures'])} failures, p50 {session['p50_s']:.3f}s p95 {session['p95_s']:.3f}s")
         moderation = ({"harmful_refused": float("nan"), "harmful_n": 0, "ok_refused": float("nan"), "ok_n": 0,

@@ -48,10 +48,12 @@ from recllm.rag.retriever import Retriever
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm.profile.events import Event
 from recllm_client.profile_client import ProfileClient
+from recllm_proto.user_token import Keyring, load_keyring
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VISIBLE_TIMEOUT_S = 10.0
+TOKEN_TTL_S = 60.0  # user tokens for the Triton retriever, signed per call as a calling backend would
 POLL_SLEEP_S = 0.0005
 
 
@@ -97,6 +99,22 @@ def copy_artifacts(source: ArtifactLayout, target_root: Path) -> ArtifactLayout:
     return target
 
 
+@dataclass(frozen=True)
+class ProfileEndpoint:
+    """The profile service under test and the keyring its clients sign with (the copy's own, beside it)."""
+
+    address: str
+    keyring: Keyring
+
+    @classmethod
+    def of(cls, server: ProfileServer) -> ProfileEndpoint:
+        return cls(server.address, load_keyring(server.keyring_path).backend_view())
+
+    def client(self) -> ProfileClient:
+        """A client that signs a service token for ingest (the service refuses calls without one)."""
+        return ProfileClient(self.address, timeout_s=600, keyring=self.keyring)
+
+
 def percentiles_ms(samples_s: list[float]) -> dict:
     ms = np.array(samples_s) * 1000
     return {"n": len(ms), "p50": round(float(np.percentile(ms, 50)), 2), "p99": round(float(np.percentile(ms, 99)), 2),
@@ -126,12 +144,12 @@ class Workload:
         return [self.event(users[self.rng.integers(len(users))]) for _ in range(n)]
 
 
-def ingest_rate(address: str, streams: list[list[Event]], users: int) -> dict:
+def ingest_rate(endpoint: ProfileEndpoint, streams: list[list[Event]], users: int) -> dict:
     """Send each list over its own stream at once; events/s from the first send to the last ack."""
     rejected = []
 
     def run(events: list[Event]) -> None:
-        with ProfileClient(address, timeout_s=600) as client:
+        with endpoint.client() as client:
             rejected.extend(a.error for a in client.ingest(events) if not a.accepted)
 
     threads = [threading.Thread(target=run, args=(events,)) for events in streams]
@@ -238,8 +256,10 @@ def visibility_in_process(watcher: AckWatcher, retriever: Retriever, workload: W
     return {"visible_ms": percentiles_ms(visible), "ack_ms": percentiles_ms(acked), "not_visible": not_visible}
 
 
-def triton_retrieve(client: grpcclient.InferenceServerClient, user_id: str, service: str,
+def triton_retrieve(client: grpcclient.InferenceServerClient, keyring: Keyring, user_id: str, service: str,
                     query_vector: np.ndarray) -> list[str]:
+    """Tritonserver's retriever model for ``user_id``: the user travels as a user token signed with the server's
+    keyring (the model takes the user from the verified token), as the ensembles pass it on."""
     def text(name: str, value: str) -> grpcclient.InferInput:
         tensor = grpcclient.InferInput(name, [1], "BYTES")
         tensor.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
@@ -249,24 +269,24 @@ def triton_retrieve(client: grpcclient.InferenceServerClient, user_id: str, serv
     top_k.set_data_from_numpy(np.array([5], dtype=np.int32))
     embedding = grpcclient.InferInput("QUERY_EMBEDDING", [len(query_vector)], "FP32")
     embedding.set_data_from_numpy(query_vector.astype(np.float32))
-    result = client.infer("retriever", [text("USER_ID", user_id), text("QUERY", "что-нибудь"), top_k,
+    result = client.infer("retriever", [text("USER_TOKEN", keyring.sign(user_id, ttl_s=TOKEN_TTL_S)), text("QUERY", "что-нибудь"), top_k,
                                         text("SERVICE", service), embedding])
     return [f.decode() for f in result.as_numpy("PROFILE_FACTS").reshape(-1)]
 
 
-def visibility_triton(watcher: AckWatcher, client, retriever: Retriever, workload: Workload, trials: int) -> dict:
+def visibility_triton(watcher: AckWatcher, client, keyring: Keyring, retriever: Retriever, workload: Workload, trials: int) -> dict:
     """New users through tritonserver's retriever model: visible = the first PROFILE_FACTS appear."""
     vectors = retriever.index.item_vectors
     visible, not_visible = [], 0
     for trial in range(trials):
         user_id = f"bench-new-{trial}"
         item = workload.items[workload.rng.integers(len(workload.items))]
-        assert triton_retrieve(client, user_id, item.service, vectors[item.item_id]) == []
+        assert triton_retrieve(client, keyring, user_id, item.service, vectors[item.item_id]) == []
         started = time.perf_counter()
         watcher.send(workload.event(user_id, item, "purchase"))
         try:
             visible.append(wait_visible(
-                lambda: bool(triton_retrieve(client, user_id, item.service, vectors[item.item_id])), started))
+                lambda: bool(triton_retrieve(client, keyring, user_id, item.service, vectors[item.item_id])), started))
         except TimeoutError:
             not_visible += 1
     return {"visible_ms": percentiles_ms(visible), "not_visible": not_visible}
@@ -283,7 +303,7 @@ def retrieval_latency(retrieve_one, workload: Workload, vectors: np.ndarray, n: 
     return percentiles_ms(samples)
 
 
-def while_ingesting(address: str, workload: Workload, window: int, measure):
+def while_ingesting(endpoint: ProfileEndpoint, workload: Workload, window: int, measure):
     """Run ``measure()`` while one stream keeps ``window`` events of existing users in flight."""
     stop = threading.Event()
     slots = threading.Semaphore(window)
@@ -294,7 +314,7 @@ def while_ingesting(address: str, workload: Workload, window: int, measure):
                 yield workload.event(workload.users[workload.rng.integers(len(workload.users))])
 
     def run():
-        with ProfileClient(address, timeout_s=600) as client:
+        with endpoint.client() as client:
             for _ in client.ingest(events()):
                 slots.release()
 
@@ -340,7 +360,7 @@ def ingest_in_mode(server: ProfileServer, config: BenchConfig, workload: Workloa
     """Ingest rates of the four runs; after each, how long the refresh queue took to drain past the last ack."""
     figures = {}
     for name, (streams, users) in ingest_runs(config, workload).items():
-        rate = ingest_rate(server.address, streams, users)
+        rate = ingest_rate(ProfileEndpoint.of(server), streams, users)
         started = time.perf_counter()
         if not server.wait_refreshed(600):
             raise RuntimeError("the refresh queue did not drain within 600 s")
@@ -357,7 +377,7 @@ def measure_mode(server: ProfileServer, config: BenchConfig, workload: Workload,
     lags = list(server.writer.refresher.lags_s)  # async refreshes only (sync refreshes before the ack: no lag)
     results["refresh_lag_ms"] = percentiles_ms(lags) if lags else None
     print(f"refresh lag ({mode}):", results["refresh_lag_ms"], flush=True)
-    with ProfileClient(server.address, timeout_s=600) as client:
+    with ProfileEndpoint.of(server).client() as client:
         watcher = AckWatcher(client)
         results["visible_in_process"] = visibility_in_process(watcher, retriever, workload, config.visibility_trials)
         watcher.close()
@@ -400,22 +420,23 @@ def serving_measurements(server: ProfileServer, config: BenchConfig, layout: Art
         retriever.retrieve(parse_request(user_id, "что-нибудь", 5, service), vector)
 
     results["retrieval_in_process_idle"] = retrieval_latency(in_process, workload, vectors, config.retrieval_requests)
+    endpoint = ProfileEndpoint.of(server)
     results["retrieval_in_process_ingesting"] = while_ingesting(
-        server.address, workload, config.ingest_window,
+        endpoint, workload, config.ingest_window,
         lambda: retrieval_latency(in_process, workload, vectors, config.retrieval_requests))
     print("retrieval in-process:", results["retrieval_in_process_idle"], results["retrieval_in_process_ingesting"],
           flush=True)
     if config.triton:
-        with ProfileClient(server.address, timeout_s=600) as client:
+        with endpoint.client() as client:
             watcher = AckWatcher(client)
-            results.update(triton_measurements(config, layout, server.address, watcher, retriever, workload))
+            results.update(triton_measurements(config, layout, endpoint, watcher, retriever, workload))
             watcher.close()
         if watcher.errors:
             raise RuntimeError(f"rejected events during the Triton runs: {watcher.errors[:3]}")
     return results
 
 
-def triton_measurements(config: BenchConfig, layout: ArtifactLayout, address: str, watcher: AckWatcher,
+def triton_measurements(config: BenchConfig, layout: ArtifactLayout, endpoint: ProfileEndpoint, watcher: AckWatcher,
                         retriever: Retriever, workload: Workload) -> dict:
     triton_config = TritonServerConfig(artifact_dir=layout.root, grpc_port=free_port(), http_port=free_port(),
                                        metrics_port=free_port())
@@ -423,15 +444,16 @@ def triton_measurements(config: BenchConfig, layout: ArtifactLayout, address: st
     vectors = retriever.index.item_vectors
     with TritonServer(triton_config) as triton, grpcclient.InferenceServerClient(triton.config.grpc_url) as client:
         print("tritonserver ready", flush=True)
-        results["visible_triton"] = visibility_triton(watcher, client, retriever, workload, config.visibility_trials)
+        keyring = load_keyring(triton.config.keyring_path).backend_view()  # the copy's keyring, as the service's
+        results["visible_triton"] = visibility_triton(watcher, client, keyring, retriever, workload, config.visibility_trials)
         print("visible (Triton retriever):", results["visible_triton"], flush=True)
 
         def via_triton(user_id, service, vector):
-            triton_retrieve(client, user_id, service, vector)
+            triton_retrieve(client, keyring, user_id, service, vector)
 
         results["retrieval_triton_idle"] = retrieval_latency(via_triton, workload, vectors, config.retrieval_requests)
         results["retrieval_triton_ingesting"] = while_ingesting(
-            address, workload, config.ingest_window, lambda: retrieval_latency(via_triton, workload, vectors, config.retrieval_requests))
+            endpoint, workload, config.ingest_window, lambda: retrieval_latency(via_triton, workload, vectors, config.retrieval_requests))
         print("retrieval Triton:", results["retrieval_triton_idle"], results["retrieval_triton_ingesting"],
               flush=True)
     return results

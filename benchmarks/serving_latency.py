@@ -34,6 +34,7 @@ from recllm.pipeline import RecPipeline
 from recllm.rag.rec_request import parse_request
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
+from recllm_proto.user_token import Keyring, load_keyring
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_P95_MS = 500.0
@@ -73,12 +74,13 @@ def run_concurrent(fn, workload, concurrency: int) -> tuple[list, float]:
     return results, time.perf_counter() - started
 
 
-def triton_measurements(url: str, workload, config: BenchConfig) -> dict:
+def triton_measurements(url: str, workload, config: BenchConfig, keyring: Keyring) -> dict:
+    """``keyring``: the server's, so each call carries a freshly signed user token like a real backend's."""
     local = threading.local()
 
     def client() -> RecLLMClient:
         if not hasattr(local, "client"):
-            local.client = RecLLMClient(url, timeout_s=120)
+            local.client = RecLLMClient(url, timeout_s=120, keyring=keyring)
         return local.client
 
     def ensemble_call(request):
@@ -213,7 +215,8 @@ def run(config: BenchConfig, previous: dict | None = None) -> dict:
     server_config = TritonServerConfig(artifact_dir=layout.root, grpc_port=free_port(), http_port=free_port(),
                                        metrics_port=free_port())
     with TritonServer(server_config) as server:
-        results = triton_measurements(server.config.grpc_url, workload, config)
+        results = triton_measurements(server.config.grpc_url, workload, config,
+                                      load_keyring(server.config.keyring_path).backend_view())
     results |= in_process_measurements(layout, workload, config, layout.root)
     reads = profile_reads_per_request(layout, workload)
     report = {"machine": info, "artifacts": layout.read_manifest(), "config": {

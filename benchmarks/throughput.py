@@ -35,6 +35,7 @@ from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
+from recllm_proto.user_token import Keyring, load_keyring
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("query_encoder", "retriever", "reranker", "generator")
@@ -140,7 +141,8 @@ def stage_delta(before: dict, after: dict) -> dict:
     return rows
 
 
-def triton_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
+def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring) -> list[Level]:
+    """``keyring``: the server's; every client signs a fresh user token per call, as a real backend does."""
     levels = []
     paths = {
         "triton recllm_rank": (lambda c: lambda u, q, s: c.rank(u, q, config.top_k, s), config.concurrency),
@@ -148,7 +150,7 @@ def triton_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
         "triton recllm_chat turn": (lambda c: lambda u, q, s: c.chat(f"tp-{uuid.uuid4().hex[:12]}", u, q,
                                                                      config.top_k, s), config.full_concurrency),
     }
-    with RecLLMClient(url, timeout_s=120) as probe:
+    with RecLLMClient(url, timeout_s=120, keyring=keyring) as probe:
         for u, q, s in workload[:3]:  # warm every model once
             probe.rank(u, q, config.top_k, s), probe.recommend(u, q, config.top_k, s)
             probe.chat(f"tp-warm-{uuid.uuid4().hex[:8]}", u, q, config.top_k, s)
@@ -157,7 +159,7 @@ def triton_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
                 clients: list[RecLLMClient] = []
 
                 def make_call(factory=factory):
-                    client = RecLLMClient(url, timeout_s=120)
+                    client = RecLLMClient(url, timeout_s=120, keyring=keyring)
                     clients.append(client)
                     return factory(client)
 
@@ -278,7 +280,8 @@ def run(config: ThroughputConfig) -> dict:
     server_config = TritonServerConfig(artifact_dir=config.artifact_dir, grpc_port=free_port(), http_port=free_port(),
                                        metrics_port=free_port(), runtime_dir=config.work_dir / "triton_runtime")
     with TritonServer(server_config, log_path=config.work_dir / "tritonserver.log") as server:
-        levels = triton_levels(server.config.grpc_url, config, workload)
+        levels = triton_levels(server.config.grpc_url, config, workload,
+                               load_keyring(server.config.keyring_path).backend_view())
     naive = []
     if config.naive:
         from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
@@ -374,12 +377,13 @@ def run_variants(config: ThroughputConfig, only: tuple[str, ...] = ()) -> list[d
                                            runtime_dir=config.work_dir / "triton_runtime")
         with TritonServer(server_config, log_path=config.work_dir / f"variant{index}.log") as server:
             url = server.config.grpc_url
-            with RecLLMClient(url, timeout_s=120) as probe:
+            keyring = load_keyring(server.config.keyring_path).backend_view()
+            with RecLLMClient(url, timeout_s=120, keyring=keyring) as probe:
                 for u, q, s in workload[:3]:
                     probe.rank(u, q, config.top_k, s)
                 for c in config.concurrency:
                     def make_call():
-                        client = RecLLMClient(url, timeout_s=120)
+                        client = RecLLMClient(url, timeout_s=120, keyring=keyring)
                         return lambda u, q, s: client.rank(u, q, config.top_k, s)
                     before = stage_stats(probe.grpc)
                     level = closed_loop(name, c, config.seconds, make_call, workload)
