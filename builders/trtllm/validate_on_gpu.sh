@@ -60,7 +60,10 @@ step "4 GPU model repository"
 cp model_repository_gpu/generator_trtllm/1/model.py "$WORK/model_repository_gpu/generator_trtllm/1/model.py"
 
 step "5 tritonserver"
-tritonserver --model-repository="$WORK/model_repository_gpu" --model-control-mode=explicit \
+# generator_trtllm verifies signed user tokens with this run's own keyring (created 0600; never reused elsewhere)
+KEYRING="$WORK/keyring.json"
+"$PYTHON" -m builders.trtllm.gpu_smoke keyring --keyring "$KEYRING"
+RECLLM_KEYRING="$KEYRING" tritonserver --model-repository="$WORK/model_repository_gpu" --model-control-mode=explicit \
     --load-model=tensorrt_llm --load-model=generator_trtllm \
     --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" > "$WORK/tritonserver.log" 2>&1 &
 SERVER_PID=$!
@@ -74,12 +77,12 @@ curl -sf "localhost:$HTTP_PORT/v2/health/live" > /dev/null
 
 step "6 chat turn: no adapter, adapter A, adapter B"
 CHAT_RC=0
-"$PYTHON" -m builders.trtllm.gpu_smoke chat --url "localhost:$GRPC_PORT" --result "$WORK/chat.json" || CHAT_RC=$?
+"$PYTHON" -m builders.trtllm.gpu_smoke chat --url "localhost:$GRPC_PORT" --keyring "$KEYRING" --result "$WORK/chat.json" || CHAT_RC=$?
 
 step "7 perf_analyzer"
 PERF_STATUS="skipped: perf_analyzer not on PATH"
 if command -v perf_analyzer > /dev/null; then
-    "$PYTHON" -m builders.trtllm.gpu_smoke perf-input --output "$WORK/perf_input.json"
+    "$PYTHON" -m builders.trtllm.gpu_smoke perf-input --keyring "$KEYRING" --output "$WORK/perf_input.json"
     perf_analyzer -m generator_trtllm -u "localhost:$GRPC_PORT" -i grpc --input-data "$WORK/perf_input.json" \
         --concurrency-range 1:16:3 --measurement-interval 10000 -f "$WORK/perf.csv" > "$WORK/perf.txt" 2>&1 \
         && PERF_STATUS="ok" || PERF_STATUS="failed: see perf.txt"

@@ -70,9 +70,21 @@ def test_smoke_adapters_are_written_in_the_prefetch_layout(tmp_path):
 
 
 def test_perf_input_matches_the_generator_inputs(tmp_path):
-    assert gpu_smoke.main(["perf-input", "--output", str(tmp_path / "p.json")]) == 0
+    from recllm_proto.user_token import load_keyring
+
+    keyring = tmp_path / "keyring.json"
+    assert gpu_smoke.main(["keyring", "--keyring", str(keyring)]) == 0
+    assert gpu_smoke.main(["perf-input", "--keyring", str(keyring), "--output", str(tmp_path / "p.json"),
+                           "--token-ttl-s", "900"]) == 0
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o600      # live tokens: owner only
     data = json.loads((tmp_path / "p.json").read_text())["data"]
     assert len(data) == len(gpu_smoke.USERS)
     from ensemble.gpu_repository import GENERATOR_INPUTS
 
     assert set(data[0]) == set(GENERATOR_INPUTS) and data[0]["ITEM_IDS"]["shape"] == [3]
+    # Each row is a token the server's keyring verifies as that smoke user, valid for the whole run.
+    keys = load_keyring(keyring)
+    verified = [keys.verify(row["USER_TOKEN"]["content"][0], now=time.time() + 800) for row in data]
+    assert [v.subject for v in verified] == list(gpu_smoke.USERS)
+    assert all(v.scope == "user" for v in verified)
+    assert not any(user in json.dumps(data) for user in gpu_smoke.USERS)   # the user travels only inside tokens
