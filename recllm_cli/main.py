@@ -3,9 +3,11 @@
     recllm build [--preset default|test] [--force] [--profile-url postgresql://…]
     recllm serve [--grpc-port 8001 --http-port 8000 --metrics-port 8002 --profile-port 8003]
                  [--profile-url postgresql://…]                                (profile in PostgreSQL)
+                 [--tls | --tls-cert CERT --tls-key KEY] [--keyring PATH]      (gRPC over TLS; token keys)
                                                                                (foreground, Ctrl-C stops)
-    recllm chat --user u000001 [--url 127.0.0.1:8001]                          (interactive, streamed)
-    recllm demo                                                                (build, serve, 3 turns, stop)
+    recllm chat --user u000001 [--url 127.0.0.1:8001] [--root-cert PEM]        (interactive, streamed)
+    recllm demo [--tls]                                                        (build, serve, 3 turns, stop)
+    recllm keys rotate [--keep 2] [--keyring PATH]                             (new signing key, in place)
     recllm eval --dataset beauty|food_kitchen|tafeng|synthetic [--quick]       (quality protocols)
     recllm eval --amazon-dir DIR                                               (any Amazon-format folder)
 """
@@ -22,7 +24,9 @@ import time
 import uuid
 from pathlib import Path
 
+from recllm.artifacts import ArtifactLayout
 from recllm.evaluation.cli_eval import add_eval_arguments
+from recllm.serving.tls import CERT_NAME, TlsError, TlsFiles, self_signed, tls_dir_for
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, TritonServerError
 
 DEMO_TURNS = (
@@ -42,11 +46,48 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
                         help="serve this Hugging Face Qwen2 checkpoint folder (config.json + safetensors + "
                              "tokenizer.json) as the reply generator instead of the build's; it is converted once "
                              "(SID item-code tokens added, their embeddings from the codebook centroids)")
+    add_keyring_arg(parser, "the keyring user tokens are verified with (created 0600 if absent); default: "
+                            "<artifact-dir>.keyring.json beside the build")
+    tls = parser.add_argument_group("TLS for the gRPC endpoints (Triton and the profile service)")
+    tls.add_argument("--tls", action="store_true",
+                     help="serve gRPC over TLS with a self-signed certificate for localhost/127.0.0.1, made once "
+                          "in <artifact-dir>.tls/ (clients take its cert.pem as their root certificate)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                     help="serve gRPC over TLS with this certificate (chain) instead; needs --tls-key")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="the private key of --tls-cert")
+
+
+def add_keyring_arg(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--keyring", type=Path, default=None, metavar="PATH", help=help_text)
+
+
+def keyring_path(args) -> Path:
+    """``--keyring``, else the keyring beside ``--artifact-dir`` (``ArtifactLayout.keyring``)."""
+    return args.keyring or ArtifactLayout(args.artifact_dir).keyring
+
+
+def serving_tls(args) -> TlsFiles | None:
+    """The certificate both gRPC servers use: ``--tls-cert``/``--tls-key``, else ``--tls``'s self-signed pair beside
+    the build (made on first use), else none (plaintext)."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together: give both, or --tls for a self-signed pair")
+    if cert is not None:
+        return TlsFiles(cert, key)
+    if getattr(args, "tls", False):
+        return self_signed(tls_dir_for(args.artifact_dir))
+    return None
+
+
+def client_root_cert(tls: TlsFiles | None) -> Path | None:
+    """What a client of this process's own server trusts: the served certificate (self-signed, or the chain file)."""
+    return tls.cert if tls is not None else None
 
 
 def server_config(args) -> TritonServerConfig:
     config = TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
-                                metrics_port=args.metrics_port)
+                                metrics_port=args.metrics_port, keyring_path=keyring_path(args),
+                                tls=serving_tls(args))
     cores = getattr(args, "profile_cpu", None)
     if cores:
         config.model_repository = profiled_repository(cores, config.runtime_dir)
@@ -119,7 +160,8 @@ def profile_service_config(args, triton: TritonServerConfig):
         raise ValueError(f"--profile-port {args.profile_port} is also {clash[0]}: the ports must differ")
     return ProfileServiceConfig(artifact_dir=triton.artifact_dir, profile_url=args.profile_url,
                                 bind_address=triton.bind_address, port=args.profile_port,
-                                ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s)
+                                ttl_cleanup_interval_s=args.profile_ttl_cleanup_interval_s,
+                                keyring_path=triton.keyring_path, tls=triton.tls)
 
 
 def cmd_build(args) -> int:
@@ -184,9 +226,11 @@ def cmd_serve(args) -> int:
             return 2
         running.callback(profile.stop)  # runs after Triton has stopped: no request reads a half-stopped service
         server = running.enter_context(TritonServer(config))
-        print(f"Rec-LLM serving: gRPC {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
+        grpc_kind = f"gRPC over TLS (root certificate {config.tls.cert})" if config.tls else "gRPC"
+        print(f"Rec-LLM serving: {grpc_kind} {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
               f"metrics :{config.metrics_port}/metrics (log: {server.log_path}); profile service "
-              f"{profile.address} (event ingest, profile, forget). Ctrl-C stops.", flush=True)
+              f"{profile.address} (event ingest, profile, forget); keyring {config.keyring_path}. Ctrl-C stops.",
+              flush=True)
         try:
             while server.process.poll() is None and profile.is_healthy():
                 time.sleep(0.5)
@@ -211,13 +255,29 @@ def print_turn(user_id: str, message: str, turn) -> None:
     print(f"  (first token {first}, full turn {turn.total_s * 1000:.0f} ms)")
 
 
+def chat_root_cert(args) -> Path | None:
+    """``--root-cert``; else the self-signed certificate ``recllm serve --tls`` made beside the build, if there is
+    one (``--plaintext`` ignores it); else None: plaintext gRPC."""
+    if args.plaintext:
+        return None
+    if args.root_cert is not None:
+        if not Path(args.root_cert).is_file():
+            raise FileNotFoundError(f"--root-cert {args.root_cert}: no such file")
+        return args.root_cert
+    default = tls_dir_for(args.artifact_dir) / CERT_NAME
+    return default if default.is_file() else None
+
+
 def cmd_chat(args) -> int:
     from recllm_client import RecLLMClient, RecLLMClientError  # noqa: PLC0415
 
     session = args.session or f"cli-{uuid.uuid4().hex[:12]}"
-    with RecLLMClient(args.url, keyring=args.keyring) as client:
+    root_cert = chat_root_cert(args)
+    with RecLLMClient(args.url, keyring=keyring_path(args), root_cert=root_cert) as client:
         if not client.is_ready():
-            print(f"no ready Rec-LLM server at {args.url}: start one with `recllm serve`", file=sys.stderr)
+            how = (f"tried TLS trusting {root_cert}; --plaintext if the server runs without --tls" if root_cert
+                   else "plaintext; --root-cert PEM if the server runs with --tls")
+            print(f"no ready Rec-LLM server at {args.url} ({how}): start one with `recllm serve`", file=sys.stderr)
             return 1
         print(f"session {session} for user {args.user}; empty line or Ctrl-D quits")
         for line in sys.stdin:
@@ -254,7 +314,8 @@ def cmd_demo(args) -> int:
     cmd_build(args)
     user_id = args.user or pick_demo_user(args.artifact_dir)
     with TritonServer(server_config(args)) as server, \
-            RecLLMClient(server.config.grpc_url, keyring=server.config.keyring_path) as client:
+            RecLLMClient(server.config.grpc_url, keyring=server.config.keyring_path,
+                         root_cert=client_root_cert(server.config.tls)) as client:
         session = f"demo-{uuid.uuid4().hex[:8]}"
         print(f"\nTriton is serving; a 3-turn conversation for user {user_id} (session {session}):")
         for service, message in DEMO_TURNS:
@@ -293,8 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", default=None)
     chat.add_argument("--service", default="", help="samokat | megamarket | kuper (empty: infer)")
     chat.add_argument("--top-k", type=int, default=5)
-    chat.add_argument("--keyring", type=Path, default=TritonServerConfig().keyring_path,
-                      help="the keyring `recllm serve` created; the chat signs a user token per turn with it")
+    chat.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir,
+                      help="the served build: its keyring and --tls certificate beside it are the defaults")
+    add_keyring_arg(chat, "the keyring `recllm serve` uses (default: beside --artifact-dir); the chat signs a user "
+                          "token per turn with it")
+    chat.add_argument("--root-cert", type=Path, default=None, metavar="PEM",
+                      help="connect over TLS trusting this certificate (default: the self-signed one `recllm serve "
+                           "--tls` made beside --artifact-dir, when it exists)")
+    chat.add_argument("--plaintext", action="store_true", help="plaintext gRPC even if a --tls certificate exists")
     chat.set_defaults(func=cmd_chat)
 
     demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")
@@ -303,10 +370,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--top-k", type=int, default=5)
     demo.set_defaults(func=cmd_demo)
 
+    keys = sub.add_parser("keys", help="the keyring user tokens are signed and verified with")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="add a new newest key (tokens are signed with it from now on) and "
+                                               "keep only the newest --keep keys; running servers re-read the file")
+    rotate.add_argument("--keep", type=int, default=2,
+                        help="keys kept per list, the new one included (>= 2: tokens in flight stay valid)")
+    rotate.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir)
+    add_keyring_arg(rotate, "the keyring file to rotate in place (default: beside --artifact-dir)")
+    rotate.set_defaults(func=cmd_keys_rotate)
+
     evaluation = sub.add_parser("eval", help="quality protocols: Amazon leave-one-out, Food-Kitchen, Ta-Feng, synthetic")
     add_eval_arguments(evaluation)
     evaluation.set_defaults(func=cmd_eval)
     return parser
+
+
+def cmd_keys_rotate(args) -> int:
+    """Rotate the keyring file in place: atomic replace, mode 0600. Prints key ids only, never a secret."""
+    from recllm_proto.user_token import load_keyring, save_keyring  # noqa: PLC0415
+
+    path = keyring_path(args)
+    rotated = load_keyring(path).rotated(keep=args.keep)
+    save_keyring(path, rotated)
+    kids = [key.kid for key in rotated.token_keys]
+    print(f"keyring {path} rotated: tokens are signed with {kids[-1]} and verified with {', '.join(kids)}; "
+          f"stage keys {', '.join(key.kid for key in rotated.stage_keys)}. Running servers pick it up on their next "
+          "request; give calling backends the new file.")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -321,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (TritonServerError, FileNotFoundError, ValueError) as exc:
+    except (TritonServerError, TlsError, FileNotFoundError, ValueError) as exc:
         print(f"recllm {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,6 +35,13 @@ class TlsFiles:
                 raise ValueError(f"TlsFiles.{name}: no file at {getattr(self, name)}")
 
 
+def tls_dir_for(artifact_dir: str | Path) -> Path:
+    """Where ``recllm serve --tls`` keeps its self-signed pair: beside the build (like its keyring), not in it, so a
+    rebuild keeps the certificate clients already trust."""
+    root = Path(artifact_dir)
+    return root.with_name(f"{root.name}.tls")
+
+
 def self_signed(folder: str | Path, hosts: tuple[str, ...] = DEFAULT_HOSTS, days: int = 365) -> TlsFiles:
     """The certificate and key in ``folder``, made self-signed for ``hosts`` if the folder has none yet."""
     folder = Path(folder)
