@@ -13,23 +13,41 @@ adjacency). One event moves each half of S by at most C, so the joint L2 sensiti
 vectors are unit and decay weights ≤ 1, so at the default C = 1 no real event is clipped and a malformed
 (adversarial) vector cannot move the sum by more than C per half.
 
-Calibration. σ is the smallest value satisfying the *analytic Gaussian mechanism* of Balle & Wang (ICML 2018,
-Theorem 8), valid for every ε > 0:
+Accounting. Budgets are per user per window: a window is ``window_days`` local calendar days (Moscow, UTC+3, as
+in ``profile.history``), with a budget (ε_window, δ_window). Every DP mechanism run on the user's data in the window
+is recorded (table ``privacy_mechanisms``: kind, noise multiplier z = σ/Δ, sample rate q, steps, time): the
+preference releases of this module (z, q = 1, 1 step) and the DP-SGD updates of the user's LoRA adapter
+(``builders.train_user_layers``, converted to the same event-level unit by ``dp_sgd_event_mechanism``). The
+window's spent ε is their **composition** by Opacus' ``RDPAccountant`` (``compose_epsilon``) at δ_window — not a
+sum. Charging a mechanism composes the window's history plus the new one and refuses it if ε(δ_window) would exceed
+ε_window; ``ProfileStorage.charge_mechanism`` does that, records the mechanism, updates the ledger
+(``privacy_ledger``: composed ε, δ_window, release count) and stores the release in one transaction, so a release is
+never served without being charged. The stores get the accountant as a function, so they import neither Opacus nor
+torch. When the window cannot pay for another release, the last release is served again (re-serving an output
+costs nothing). A refresh whose purchase history is unchanged since the last release also re-serves it without a
+charge (same input, and the normalized decayed sum does not drift with time alone: every weight shrinks by the same
+factor). A window charged before mechanisms were recorded (basic composition) counts as spent until it ends.
+
+Why RDP, not PRV. The mechanisms are Gaussian (a release: q = 1, exact RDP α/(2z²)) and subsampled Gaussian
+(DP-SGD), which Opacus' RDP accountant composes exactly in Rényi divergence, deterministically and in milliseconds,
+for any mix of (z, q, steps); it is also the accountant the DP-SGD trainer runs (``PrivacyEngine(accountant="rdp")``),
+so the ledger and the trainer's own report speak the same accountant. PRV is tighter for long DP-SGD runs but
+numerical (a discretization with an error bound and a domain sized from the history); at a handful of mechanisms
+per window its gain is small, and the ledger's refusals would depend on discretization settings.
+
+Calibration. With ``calibration="rdp"`` (default) the release's noise multiplier is Opacus' ``get_noise_multiplier``
+for ``releases_per_window`` unsampled Gaussian releases at (ε_window, δ_window) under the same RDP accountant: the
+ledger composes exactly what the calibration assumed, so ``releases_per_window`` releases fit the window (when no
+adapter update spent part of it) and the guarantee is the ledger's. The per-release *analytic Gaussian mechanism*
+of Balle & Wang (ICML 2018, Theorem 8) — the smallest σ with
 
     Φ(Δ/(2σ) − εσ/Δ) − e^ε · Φ(−Δ/(2σ) − εσ/Δ) ≤ δ
 
-found by bisection (``analytic_gaussian_sigma``). It is tight (the left side *is* the mechanism's δ at that ε)
-and smaller than the classic bound σ = Δ·√(2 ln(1.25/δ))/ε (Dwork & Roth, Thm A.1, only valid for ε < 1), which
-is kept as ``classic_gaussian_sigma`` for comparison and selectable with ``PrivacyConfig.calibration``.
-
-Accounting. Budgets are per user per window: a window is ``window_days`` local calendar days (Moscow, UTC+3, as
-in ``profile.history``). Each release costs (ε_window / releases_per_window, δ_window / releases_per_window) and
-releases within a window compose **basically** (ε and δ add up). The ledger table ``privacy_ledger`` keeps, per
-(user, window), the spent ε, spent δ and the number of releases; ``ProfileStore.commit_release`` charges it and
-stores the release in one transaction, so a release is never served without being charged. When the window's budget
-cannot pay for another release, the last release is served again (re-serving an output costs nothing). A refresh
-whose purchase history is unchanged since the last release also re-serves it without a charge (same input, and
-the normalized decayed sum does not drift with time alone: every weight shrinks by the same factor).
+at (ε_window / k, δ_window / k) (``analytic_gaussian_sigma``, bisection) — and the classic bound
+σ = Δ·√(2 ln(1.25/δ))/ε (Dwork & Roth, Thm A.1, ε < 1; ``classic_gaussian_sigma``) stay selectable for
+comparison, but they split the budget by basic composition while the ledger charges by RDP: RDP's conversion to
+(ε, δ) is looser than the exact single-release bound, so under them fewer than k releases may fit a window (never
+more: the ledger decides). A release records its own ε (RDP, alone, at δ_window) and δ_window.
 
 Scope and limits (stated, not hidden): the guarantee is per window. An event stays in the sums for as long as it is
 retained, so over many windows its privacy loss composes across them (basic composition: at most the sum of the
@@ -51,19 +69,21 @@ import hmac
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from recllm.profile.history import MOSCOW_UTC_OFFSET_HOURS
-from recllm.profile.sqlite_store import ProfileStore
-from recllm.profile.records import PreferenceRelease
+from recllm.profile.records import ADAPTER_UPDATE, PREFERENCE_RELEASE, LedgerEntry, MechanismRun, PreferenceRelease
+from recllm.profile.storage import ProfileStorage
 from recllm.profile.user_signals import DAY_S, LONG_HALF_LIFE_DAYS, PURCHASE_KINDS, SHORT_HALF_LIFE_DAYS
 from recllm.config.field_checks import require_in_interval, require_positive_ints
 
 log = logging.getLogger(__name__)
 
-CALIBRATIONS = ("analytic", "classic")
+CALIBRATIONS = ("rdp", "analytic", "classic")
+NOISE_MULTIPLIER_TOLERANCE = 1e-3  # ε tolerance of Opacus' bisection: a calibrated σ spends within 0.001 of ε
 NUM_PREFERENCE_VECTORS = 2  # long-term, short-term
 
 
@@ -77,7 +97,7 @@ class PrivacyConfig:
     window_days: int = 1
     utc_offset_hours: float = MOSCOW_UTC_OFFSET_HOURS
     clip_norm: float = 1.0  # per-event L2 clip C of each preference vector's contribution
-    calibration: str = "analytic"
+    calibration: str = "rdp"
     long_half_life_days: float = LONG_HALF_LIFE_DAYS
     short_half_life_days: float = SHORT_HALF_LIFE_DAYS
     secret: bytes | None = None  # None: the profile database's own secret
@@ -110,10 +130,73 @@ class PrivacyConfig:
         """Joint L2 sensitivity of the [long; short] sum to adding or removing one event."""
         return self.clip_norm * math.sqrt(NUM_PREFERENCE_VECTORS)
 
+    def noise_multiplier(self) -> float:
+        """σ / Δ of one release: what the ledger's accountant is given."""
+        if self.calibration == "rdp":
+            return rdp_noise_multiplier(self.epsilon_per_window, self.delta_per_window, self.releases_per_window)
+        return self.sigma() / self.sensitivity
+
     def sigma(self) -> float:
+        """Noise std per coordinate of one release."""
+        if self.calibration == "rdp":
+            return self.noise_multiplier() * self.sensitivity
         if self.calibration == "classic":
             return classic_gaussian_sigma(self.epsilon_per_release, self.delta_per_release, self.sensitivity)
         return analytic_gaussian_sigma(self.epsilon_per_release, self.delta_per_release, self.sensitivity)
+
+
+# --- accounting (Opacus, imported on first use: torch is heavy and the stores never need it) --------------------
+
+def compose_epsilon(history: Sequence[tuple[float, float, int]], delta: float) -> float:
+    """ε at ``delta`` of the composition of (noise multiplier, sample rate, steps) Gaussian mechanisms, by Opacus'
+    ``RDPAccountant`` (its history set directly); 0 for no mechanism, inf when one has no noise."""
+    from opacus.accountants import RDPAccountant  # noqa: PLC0415
+
+    accountant = RDPAccountant()
+    accountant.history = [(float(z), float(q), int(steps)) for z, q, steps in history]
+    if any(z <= 0 for z, _, _ in accountant.history):
+        return math.inf
+    return float(accountant.get_epsilon(delta))
+
+
+@lru_cache(maxsize=64)
+def rdp_noise_multiplier(epsilon: float, delta: float, releases: int) -> float:
+    """The noise multiplier z = σ/Δ at which ``releases`` unsampled Gaussian releases compose (RDP) to at most
+    ``epsilon`` at ``delta`` (Opacus' ``get_noise_multiplier``, within ``NOISE_MULTIPLIER_TOLERANCE`` below ε)."""
+    from opacus.accountants.utils import get_noise_multiplier  # noqa: PLC0415
+
+    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=1.0, steps=releases,
+                                      accountant="rdp", epsilon_tolerance=NOISE_MULTIPLIER_TOLERANCE))
+
+
+def dp_sgd_event_mechanism(noise_multiplier: float, steps: int, examples_per_event: int) -> tuple[float, float, int]:
+    """(z, q, steps) of a DP-SGD run in the ledger's unit, one purchase event, when one event can change up to
+    ``examples_per_event`` training examples.
+
+    Each step adds N(0, (z·C)²) to the sum of per-example gradients clipped to C. An event that changes g examples
+    (each changed example moves its clipped gradient by at most 2C) moves that sum by at most 2gC, so the step is a
+    Gaussian mechanism with noise multiplier z / (2g) with respect to the event. Sampling amplification is not
+    claimed (q = 1): the g examples are not sampled as one unit, and the worst case samples them all.
+    """
+    if not (noise_multiplier > 0 and steps >= 1 and examples_per_event >= 1):
+        raise ValueError(f"dp_sgd_event_mechanism needs noise_multiplier > 0, steps >= 1 and examples_per_event >= 1, "
+                         f"got {noise_multiplier!r}, {steps!r}, {examples_per_event!r}")
+    return noise_multiplier / (2 * examples_per_event), 1.0, int(steps)
+
+
+def charge_adapter_update(store: ProfileStorage, user_id: str, now_ts: int, noise_multiplier: float, steps: int,
+                          examples_per_event: int, config: PrivacyConfig | None = None) -> LedgerEntry | None:
+    """Charge a DP-SGD update of the user's adapter to the window of ``now_ts``: the new ledger entry (composed ε),
+    or None when the window's budget cannot pay for it (then the update must not be used)."""
+    config = config or PrivacyConfig()
+    window_start, window_end = window_bounds(now_ts, config)
+    z, q, steps = dp_sgd_event_mechanism(noise_multiplier, steps, examples_per_event)
+    run = MechanismRun(user_id, window_start, ADAPTER_UPDATE, z, q, steps, int(now_ts))
+    entry = store.charge_mechanism(run, window_end, config.epsilon_per_window, config.delta_per_window,
+                                   compose_epsilon)
+    if entry is None:
+        log.info("privacy budget of window %d cannot pay for an adapter update of a user", window_start)
+    return entry
 
 
 # --- calibration -----------------------------------------------------------------------------------------------
@@ -229,7 +312,7 @@ class ReleaseOutcome:
     release: PreferenceRelease | None
 
 
-def release_preferences(store: ProfileStore, user_id: str, events: Sequence, item_vectors: np.ndarray, now_ts: int,
+def release_preferences(store: ProfileStorage, user_id: str, events: Sequence, item_vectors: np.ndarray, now_ts: int,
                         config: PrivacyConfig | None = None, max_attempts: int = 5) -> ReleaseOutcome:
     """Release the user's preference vectors through the Gaussian mechanism, charging the window's ledger."""
     config = config or PrivacyConfig()
@@ -240,14 +323,19 @@ def release_preferences(store: ProfileStore, user_id: str, events: Sequence, ite
     digest = history_digest(purchases)
     window_start, window_end = window_bounds(now_ts, config)
     secret = config.secret or store.privacy_secret()
+    noise_multiplier = config.noise_multiplier()  # loads Opacus before any transaction: no lock held for an import
+    sigma = noise_multiplier * config.sensitivity
     for _ in range(max_attempts):  # a concurrent writer may take the index we drew noise for: draw again
         last = store.released_preferences_of(user_id)
         if last is not None and last.history_digest == digest:
             return ReleaseOutcome("unchanged", last)
         spent = store.privacy_ledger_of(user_id, window_start)
         index = spent[0].releases if spent else 0
-        release = noisy_release(user_id, purchases, item_vectors, now_ts, window_start, index, digest, secret, config)
-        if store.commit_release(release, window_end, config.epsilon_per_window, config.delta_per_window):
+        release = noisy_release(user_id, purchases, item_vectors, now_ts, window_start, index, digest, secret, config,
+                                sigma)
+        run = MechanismRun(user_id, window_start, PREFERENCE_RELEASE, noise_multiplier, 1.0, 1, int(now_ts))
+        if store.charge_mechanism(run, window_end, config.epsilon_per_window, config.delta_per_window,
+                                  compose_epsilon, release) is not None:
             return ReleaseOutcome("released", release)
         if store.privacy_ledger_of(user_id, window_start) == spent:  # nothing moved: the budget is what stopped us
             log.info("privacy budget of window %d spent for a user; re-serving the last release", window_start)
@@ -256,12 +344,15 @@ def release_preferences(store: ProfileStore, user_id: str, events: Sequence, ite
 
 
 def noisy_release(user_id: str, purchases: Sequence, item_vectors: np.ndarray, now_ts: int, window_start: int,
-                  release_index: int, digest: str, secret: bytes, config: PrivacyConfig) -> PreferenceRelease:
+                  release_index: int, digest: str, secret: bytes, config: PrivacyConfig,
+                  sigma: float | None = None) -> PreferenceRelease:
+    """One release's vectors; its ε is this release alone under RDP at δ_window (what the ledger adds to)."""
     ids = np.array([e.item_id for e in purchases], dtype=np.int64)
     ages = np.array([(now_ts - e.timestamp) / DAY_S for e in purchases], dtype=np.float64)
     sums = clipped_preference_sums(item_vectors[ids], ages, config)  # [2, D]
-    sigma = config.sigma()
+    sigma = config.sigma() if sigma is None else sigma
+    epsilon = compose_epsilon([(sigma / config.sensitivity, 1.0, 1)], config.delta_per_window)
     noisy = sums + release_noise(secret, user_id, window_start, release_index, sums.shape, sigma)
     pref_long, pref_short = normalize_rows(noisy)
-    return PreferenceRelease(user_id, window_start, release_index, int(now_ts), config.epsilon_per_release,
-                             config.delta_per_release, sigma, config.clip_norm, digest, pref_long, pref_short)
+    return PreferenceRelease(user_id, window_start, release_index, int(now_ts), epsilon, config.delta_per_window,
+                             sigma, config.clip_norm, digest, pref_long, pref_short)

@@ -1,12 +1,12 @@
 """PostgreSQL tables and methods for what is derived from the event log: history summaries, temporal histograms,
-the differential-privacy ledger, released preference vectors and the server's privacy secret.
+the differential-privacy ledger and its mechanisms, released preference vectors and the server's privacy secret.
 
 Mirrors the SQLite ``ProfileStore`` methods of the same names (``recllm.profile.history``, ``profile.refresh`` and
 ``profile.differential_privacy`` call them) with the same tables and return types; split from
 ``profile.postgres_store`` by role. The per-user tables are hash-partitioned by ``user_id`` like events, so a
-user's derived rows share the partition number of their events. ``commit_release`` serializes one user's
-releases with a transaction-scoped advisory lock on the user, the PostgreSQL counterpart of SQLite's
-``BEGIN IMMEDIATE``: two writers can never both spend the same budget.
+user's derived rows share the partition number of their events. ``charge_mechanism`` serializes one user's
+charges (preference releases, adapter updates) with a transaction-scoped advisory lock on the user, the PostgreSQL
+counterpart of SQLite's ``BEGIN IMMEDIATE``: two writers can never both spend the same budget.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Callable, Iterable
 import numpy as np
 import psycopg
 
-from recllm.profile.records import LedgerEntry, PreferenceRelease
+from recllm.profile.privacy_ledger import ComposeEpsilon, next_ledger_entry
+from recllm.profile.records import LedgerEntry, MechanismRun, PreferenceRelease
 
-DERIVED_PARTITIONED_TABLES = ("history_summaries", "temporal_histograms", "privacy_ledger", "released_preferences")
+DERIVED_PARTITIONED_TABLES = ("history_summaries", "temporal_histograms", "privacy_ledger", "privacy_mechanisms",
+                              "released_preferences")
 RELEASE_LOCK_CLASS = 0x7270  # first key of pg_advisory_xact_lock(int, int); the second is hashtext(user_id)
-FLOAT_SLACK = 1e-12  # basic composition sums floats: 4 × 0.25 must fit a budget of 1.0 (as in ProfileStore)
 
 DERIVED_TABLES = """
 CREATE TABLE IF NOT EXISTS history_summaries (
@@ -49,6 +50,17 @@ CREATE TABLE IF NOT EXISTS privacy_ledger (
     releases BIGINT NOT NULL,
     PRIMARY KEY (user_id, window_start)
 ) PARTITION BY HASH (user_id);
+CREATE TABLE IF NOT EXISTS privacy_mechanisms (
+    user_id TEXT COLLATE "C" NOT NULL,
+    window_start BIGINT NOT NULL,
+    mechanism_index BIGINT NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    noise_multiplier DOUBLE PRECISION NOT NULL,
+    sample_rate DOUBLE PRECISION NOT NULL,
+    steps BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    PRIMARY KEY (user_id, window_start, mechanism_index)
+) PARTITION BY HASH (user_id);
 CREATE TABLE IF NOT EXISTS released_preferences (
     user_id TEXT COLLATE "C" NOT NULL,
     window_start BIGINT NOT NULL,
@@ -72,6 +84,7 @@ CREATE TABLE IF NOT EXISTS privacy_secret (
 RELEASE_COLUMNS = ("user_id, window_start, release_index, released_ts, epsilon, delta, sigma, clip_norm, "
                    "history_digest, pref_long, pref_short")
 LEDGER_COLUMNS = "user_id, window_start, window_end, epsilon_spent, delta_spent, releases"
+MECHANISM_COLUMNS = "user_id, window_start, kind, noise_multiplier, sample_rate, steps, ts"
 
 
 class DerivedProfileMethods:
@@ -148,32 +161,49 @@ class DerivedProfileMethods:
     def delete_released_preferences(self, user_id: str) -> None:
         self.connection().execute("DELETE FROM released_preferences WHERE user_id = %s", (user_id,))
 
-    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
-                       delta_budget: float) -> bool:
-        """Charge ``release`` to the user's window ledger and store it, atomically — or do nothing and return False
-        when the window has no budget left for it or another writer released first (``release.release_index`` is
-        not the window's next index)."""
+    def mechanisms_of(self, user_id: str, window_start: int | None = None) -> list[MechanismRun]:
+        """The DP mechanisms run on the user's data, oldest window first, each window's in charge order."""
+        query = f"SELECT {MECHANISM_COLUMNS} FROM privacy_mechanisms WHERE user_id = %s"  # noqa: S608
+        params: tuple = (user_id,)
+        if window_start is not None:
+            query += " AND window_start = %s"
+            params += (window_start,)
+        cursor = self.connection().execute(query + " ORDER BY window_start, mechanism_index", params)
+        return [MechanismRun(*row) for row in cursor]
+
+    def charge_mechanism(self, run: MechanismRun, window_end: int, epsilon_budget: float, delta: float,
+                         compose: ComposeEpsilon, release: PreferenceRelease | None = None) -> LedgerEntry | None:
+        """Record ``run`` in its window, set the window's ledger to the composition of its mechanisms (``compose``
+        at ``delta``) and store ``release`` when given, atomically; returns the new ledger entry. Writes nothing and
+        returns None when the composed ε exceeds ``epsilon_budget`` or another writer released first
+        (``privacy_ledger.next_ledger_entry`` decides)."""
+        key = (run.user_id, run.window_start)
         with self.connection().transaction() as tx:
             conn = tx.connection
-            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RELEASE_LOCK_CLASS, release.user_id))
-            row = conn.execute(
-                "SELECT epsilon_spent, delta_spent, releases FROM privacy_ledger WHERE user_id = %s "
-                "AND window_start = %s", (release.user_id, release.window_start)).fetchone()
-            spent_eps, spent_delta, releases = row if row else (0.0, 0.0, 0)
-            fits = (spent_eps + release.epsilon <= epsilon_budget + FLOAT_SLACK
-                    and spent_delta + release.delta <= delta_budget + FLOAT_SLACK * delta_budget)
-            if releases != release.release_index or not fits:
-                return False  # nothing written; the lock goes with the (empty) transaction
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RELEASE_LOCK_CLASS, run.user_id))
+            row = conn.execute("SELECT releases FROM privacy_ledger WHERE user_id = %s AND window_start = %s",
+                               key).fetchone()
+            history = conn.execute(
+                "SELECT kind, noise_multiplier, sample_rate, steps FROM privacy_mechanisms "
+                "WHERE user_id = %s AND window_start = %s ORDER BY mechanism_index", key).fetchall()
+            entry = next_ledger_entry(run, window_end, row[0] if row else 0, history, epsilon_budget, delta, compose,
+                                      release)
+            if entry is None:
+                return None  # nothing written; the lock goes with the (empty) transaction
+            conn.execute(
+                "INSERT INTO privacy_mechanisms (user_id, window_start, mechanism_index, kind, noise_multiplier, "
+                "sample_rate, steps, ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (*key, len(history), run.kind, float(run.noise_multiplier), float(run.sample_rate), int(run.steps),
+                 int(run.ts)))
             conn.execute(
                 f"INSERT INTO privacy_ledger ({LEDGER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
                 "ON CONFLICT (user_id, window_start) DO UPDATE SET epsilon_spent = EXCLUDED.epsilon_spent, "
-                "delta_spent = EXCLUDED.delta_spent, releases = EXCLUDED.releases",
-                (release.user_id, release.window_start, window_end, spent_eps + release.epsilon,
-                 spent_delta + release.delta, releases + 1))
-            conn.execute(
-                f"INSERT INTO released_preferences ({RELEASE_COLUMNS}) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
-                + ", ".join(f"{c} = EXCLUDED.{c}" for c in RELEASE_COLUMNS.split(", ")[1:]),
-                (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
-                 np.asarray(release.pref_short, np.float32).tobytes()))
-        return True
+                "delta_spent = EXCLUDED.delta_spent, releases = EXCLUDED.releases", tuple(entry))
+            if release is not None:
+                conn.execute(
+                    f"INSERT INTO released_preferences ({RELEASE_COLUMNS}) "  # noqa: S608
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
+                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in RELEASE_COLUMNS.split(", ")[1:]),
+                    (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
+                     np.asarray(release.pref_short, np.float32).tobytes()))
+        return entry

@@ -32,6 +32,8 @@ PROFILE_TABLES: dict[str, tuple[str, ...]] = {
     "history_summaries": ("user_id", "level", "start_ts", "end_ts", "summary"),
     "temporal_histograms": ("user_id", "service", "hours", "weekdays"),
     "privacy_ledger": ("user_id", "window_start", "window_end", "epsilon_spent", "delta_spent", "releases"),
+    "privacy_mechanisms": ("user_id", "window_start", "mechanism_index", "kind", "noise_multiplier", "sample_rate",
+                           "steps", "ts"),
     "released_preferences": ("user_id", "window_start", "release_index", "released_ts", "epsilon", "delta", "sigma",
                              "clip_norm", "history_digest", "pref_long", "pref_short"),
     "privacy_secret": ("id", "secret"),

@@ -35,14 +35,32 @@ def event_row(event) -> tuple:
 
 
 class LedgerEntry(NamedTuple):
-    """Privacy budget one user spent in one window (basic composition: sums over the window's releases)."""
+    """Privacy budget one user spent in one window: the window's mechanisms (``MechanismRun``) composed by the
+    accountant of ``profile.differential_privacy``, stated as ε at the window's δ."""
 
     user_id: str
     window_start: int
     window_end: int
-    epsilon_spent: float
-    delta_spent: float
-    releases: int
+    epsilon_spent: float  # composed ε of every mechanism charged to the window, at delta_spent
+    delta_spent: float  # the window's δ
+    releases: int  # preference releases in the window (the next release's index)
+
+
+PREFERENCE_RELEASE = "preference_release"
+ADAPTER_UPDATE = "adapter_update"
+MECHANISM_KINDS = (PREFERENCE_RELEASE, ADAPTER_UPDATE)
+
+
+class MechanismRun(NamedTuple):
+    """One differentially private mechanism run on a user's data, as a (subsampled) Gaussian accountant sees it."""
+
+    user_id: str
+    window_start: int
+    kind: str  # one of MECHANISM_KINDS
+    noise_multiplier: float  # σ / Δ, Δ the L2 sensitivity to one purchase event
+    sample_rate: float  # Poisson sampling rate of each step (1.0: no subsampling)
+    steps: int
+    ts: int  # when it ran
 
 
 class PreferenceRelease(NamedTuple):

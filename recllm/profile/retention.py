@@ -4,8 +4,8 @@
 (fragments, history, temporal histograms, the DP preference release: ``profile.refresh``), so no profile fact
 outlives the events behind it. ``forget_user`` removes every trace of one
 user from the profile database (events, demographics, fragments, history summaries, temporal histograms, the
-privacy ledger and released preference vectors) and the chat-session database (session claims
-and turns); per-user FAISS indexes are built per request from fragments, so they go with them.
+privacy ledger with its recorded DP mechanisms and the released preference vectors) and the chat-session database
+(session claims and turns); per-user FAISS indexes are built per request from fragments, so they go with them.
 """
 
 from __future__ import annotations

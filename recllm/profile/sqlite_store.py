@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment, event_row
+from recllm.profile.privacy_ledger import ComposeEpsilon, next_ledger_entry
+from recllm.profile.records import EventRow, LedgerEntry, MechanismRun, PreferenceRelease, ProfileFragment, event_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -82,6 +83,17 @@ CREATE TABLE IF NOT EXISTS privacy_ledger (
     releases INTEGER NOT NULL,
     PRIMARY KEY (user_id, window_start)
 );
+CREATE TABLE IF NOT EXISTS privacy_mechanisms (
+    user_id TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    mechanism_index INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    noise_multiplier REAL NOT NULL,
+    sample_rate REAL NOT NULL,
+    steps INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, window_start, mechanism_index)
+);
 CREATE TABLE IF NOT EXISTS released_preferences (
     user_id TEXT PRIMARY KEY,
     window_start INTEGER NOT NULL,
@@ -115,7 +127,7 @@ INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.
 
 # Tables holding rows about one user (keyed by user_id): what forget(user) must empty.
 USER_TABLES = ("events", "fragments", "users", "history_summaries", "temporal_histograms", "privacy_ledger",
-               "released_preferences", "pending_refresh")
+               "privacy_mechanisms", "released_preferences", "pending_refresh")
 
 
 def migrate_events_table(conn: sqlite3.Connection) -> None:
@@ -370,39 +382,59 @@ class ProfileStore:
         with self.connection() as conn:
             conn.execute("DELETE FROM released_preferences WHERE user_id = ?", (user_id,))
 
-    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
-                       delta_budget: float) -> bool:
-        """Charge ``release`` to the user's window ledger and store it, atomically — or do nothing and return False
-        when the window has no budget left for it or another writer released first (``release.release_index`` is
-        not the window's next index)."""
+    def mechanisms_of(self, user_id: str, window_start: int | None = None) -> list[MechanismRun]:
+        """The DP mechanisms run on the user's data, oldest window first, each window's in charge order."""
+        query = ("SELECT user_id, window_start, kind, noise_multiplier, sample_rate, steps, ts "
+                 "FROM privacy_mechanisms WHERE user_id = ?")
+        params: tuple = (user_id,)
+        if window_start is not None:
+            query += " AND window_start = ?"
+            params += (window_start,)
+        try:
+            rows = self.connection().execute(query + " ORDER BY window_start, mechanism_index", params).fetchall()
+        except sqlite3.OperationalError as error:
+            if self.read_only and "no such table" in str(error):  # a file written before mechanisms were recorded
+                return []
+            raise
+        return [MechanismRun(*row) for row in rows]
+
+    def charge_mechanism(self, run: MechanismRun, window_end: int, epsilon_budget: float, delta: float,
+                         compose: ComposeEpsilon, release: PreferenceRelease | None = None) -> LedgerEntry | None:
+        """Record ``run`` in its window, set the window's ledger to the composition of its mechanisms (``compose``
+        at ``delta``) and store ``release`` when given, atomically; returns the new ledger entry. Writes nothing and
+        returns None when the composed ε exceeds ``epsilon_budget`` or another writer released first
+        (``privacy_ledger.next_ledger_entry`` decides)."""
         conn = self.connection()
+        key = (run.user_id, run.window_start)
         conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading the ledger: no lost update
         try:
-            row = conn.execute(
-                "SELECT epsilon_spent, delta_spent, releases FROM privacy_ledger WHERE user_id = ? AND window_start = ?",
-                (release.user_id, release.window_start)).fetchone()
-            spent_eps, spent_delta, releases = row if row else (0.0, 0.0, 0)
-            slack = 1e-12  # basic composition sums floats: 4 × 0.25 must fit a budget of 1.0
-            fits = (spent_eps + release.epsilon <= epsilon_budget + slack
-                    and spent_delta + release.delta <= delta_budget + slack * delta_budget)
-            if releases != release.release_index or not fits:
+            row = conn.execute("SELECT releases FROM privacy_ledger WHERE user_id = ? AND window_start = ?",
+                               key).fetchone()
+            history = conn.execute(
+                "SELECT kind, noise_multiplier, sample_rate, steps FROM privacy_mechanisms "
+                "WHERE user_id = ? AND window_start = ? ORDER BY mechanism_index", key).fetchall()
+            entry = next_ledger_entry(run, window_end, row[0] if row else 0, history, epsilon_budget, delta, compose,
+                                      release)
+            if entry is None:
                 conn.rollback()
-                return False
+                return None
+            conn.execute("INSERT INTO privacy_mechanisms VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (*key, len(history), run.kind, float(run.noise_multiplier), float(run.sample_rate),
+                          int(run.steps), int(run.ts)))
             conn.execute(
                 "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, window_start) DO UPDATE "
                 "SET epsilon_spent = excluded.epsilon_spent, delta_spent = excluded.delta_spent, "
-                "releases = excluded.releases",
-                (release.user_id, release.window_start, window_end, spent_eps + release.epsilon,
-                 spent_delta + release.delta, releases + 1))
-            conn.execute(
-                "INSERT OR REPLACE INTO released_preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
-                 np.asarray(release.pref_short, np.float32).tobytes()))
+                "releases = excluded.releases", tuple(entry))
+            if release is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO released_preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*release[:9], np.asarray(release.pref_long, np.float32).tobytes(),
+                     np.asarray(release.pref_short, np.float32).tobytes()))
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
-        return True
+        return entry
 
     # --- forget(user) without a connection: the ``recllm.profile.storage.ProfileStorage`` method ------------------
 

@@ -19,8 +19,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager, Iterable, Protocol, runtime_checkable
 
+from recllm.profile.privacy_ledger import ComposeEpsilon
 from recllm.profile.sqlite_store import ProfileStore
-from recllm.profile.records import EventRow, LedgerEntry, PreferenceRelease, ProfileFragment
+from recllm.profile.records import EventRow, LedgerEntry, MechanismRun, PreferenceRelease, ProfileFragment
 
 if TYPE_CHECKING:  # the PostgreSQL backend (and psycopg) is imported only when a postgresql:// URL is opened
     from recllm.profile.postgres_store import PostgresProfileStore
@@ -120,9 +121,14 @@ class ProfileStorage(Protocol):
     def delete_released_preferences(self, user_id: str) -> None:
         """Drop the user's release (nothing behind it any more)."""
 
-    def commit_release(self, release: PreferenceRelease, window_end: int, epsilon_budget: float,
-                       delta_budget: float) -> bool:
-        """Charge the release to its window and store it atomically, or write nothing and return False."""
+    def mechanisms_of(self, user_id: str, window_start: int | None = None) -> list[MechanismRun]:
+        """The DP mechanisms (preference releases, adapter updates) charged to the user, per window in order."""
+
+    def charge_mechanism(self, run: MechanismRun, window_end: int, epsilon_budget: float, delta: float,
+                         compose: ComposeEpsilon, release: PreferenceRelease | None = None) -> LedgerEntry | None:
+        """Record the mechanism, set its window's ledger to the composed ε at ``delta`` (and store the release of a
+        preference-release mechanism) atomically, returning the entry; or write nothing and return None when the
+        budget would be exceeded or another writer released first."""
 
 
 def open_profile_storage(url_or_path: str | Path, read_only: bool = False,

@@ -10,7 +10,7 @@ again afterwards (the mark is taken out before the refresh reads the events).
 Why a separate thread with its own SQLite connection (and not refreshes on the writer thread when its queue is
 empty): with WAL, readers never block the writer and there is one writer at a time. Every refresh transaction takes
 the write lock at its first write without holding an older read snapshot (``replace_*`` start with a DELETE,
-``commit_release`` with ``BEGIN IMMEDIATE``), so a busy handler (``busy_timeout``) simply waits out the writer's
+``charge_mechanism`` with ``BEGIN IMMEDIATE``), so a busy handler (``busy_timeout``) simply waits out the writer's
 commit instead of failing with SQLITE_BUSY_SNAPSHOT; the ingest commit in turn waits at most one short refresh
 transaction (milliseconds), not a whole 85 ms user refresh, and a sustained ingest stream cannot starve refreshes
 the way "only when the queue is empty" would. The refresh connection uses ``synchronous=NORMAL``: its rows are

@@ -13,16 +13,21 @@ from recllm.profile.differential_privacy import (
     PrivacyConfig,
     analytic_gaussian_delta,
     analytic_gaussian_sigma,
+    charge_adapter_update,
     classic_gaussian_sigma,
     clipped_preference_sums,
+    compose_epsilon,
+    dp_sgd_event_mechanism,
     history_digest,
     normalize_rows,
+    rdp_noise_multiplier,
     release_noise,
     release_preferences,
     window_bounds,
 )
 from recllm.profile.sqlite_store import ProfileStore
-from recllm.profile.records import EventRow
+from recllm.profile.records import EventRow, MechanismRun
+from recllm.profile.retention import forget_user
 from recllm.profile.user_signals import DAY_S
 
 SECRET = b"test-secret-0123456789abcdef"
@@ -109,11 +114,63 @@ def test_config_names_the_bad_field(field, value, message):
         PrivacyConfig(**{field: value})
 
 
-def test_per_release_cost_splits_the_window_budget():
-    config = PrivacyConfig(epsilon_per_window=2.0, delta_per_window=1e-6, releases_per_window=4)
+def test_per_release_cost_splits_the_window_budget_under_analytic_calibration():
+    config = PrivacyConfig(epsilon_per_window=2.0, delta_per_window=1e-6, releases_per_window=4,
+                           calibration="analytic")
     assert config.epsilon_per_release == 0.5 and config.delta_per_release == pytest.approx(2.5e-7)
     assert config.sensitivity == pytest.approx(math.sqrt(2))
     assert config.sigma() == pytest.approx(analytic_gaussian_sigma(0.5, 2.5e-7, math.sqrt(2)))
+
+
+@pytest.mark.parametrize("epsilon, releases", [(1.0, 1), (2.0, 4), (0.5, 3)])
+def test_rdp_calibration_spends_the_window_budget_on_exactly_its_releases(epsilon, releases):
+    config = PrivacyConfig(epsilon_per_window=epsilon, delta_per_window=1e-6, releases_per_window=releases)
+    z = config.noise_multiplier()
+    assert z == rdp_noise_multiplier(epsilon, 1e-6, releases)
+    spent = compose_epsilon([(z, 1.0, 1)] * releases, 1e-6)
+    assert epsilon - 1e-3 <= spent <= epsilon
+    assert compose_epsilon([(z, 1.0, 1)] * (releases + 1), 1e-6) > epsilon  # one more does not fit
+
+
+def test_rdp_calibration_needs_less_noise_than_splitting_the_budget_for_several_releases():
+    rdp = PrivacyConfig(epsilon_per_window=2.0, delta_per_window=1e-6, releases_per_window=4)
+    split = PrivacyConfig(epsilon_per_window=2.0, delta_per_window=1e-6, releases_per_window=4,
+                          calibration="analytic")
+    assert rdp.sigma() < 0.6 * split.sigma()  # 6.74 vs 12.21 at Δ = √2
+
+
+# --- composition through Opacus' accountant --------------------------------------------------------------------
+
+def test_composed_epsilon_equals_opacus_rdp_accountant_stepped_through_the_same_history():
+    from opacus.accountants import RDPAccountant
+
+    history = [(4.0, 1.0, 1), (1.1, 0.05, 30), (4.0, 1.0, 1), (0.8, 0.2, 3)]
+    accountant = RDPAccountant()
+    for z, q, steps in history:
+        for _ in range(steps):
+            accountant.step(noise_multiplier=z, sample_rate=q)
+    for delta in (1e-5, 1e-7):
+        assert compose_epsilon(history, delta) == pytest.approx(accountant.get_epsilon(delta), rel=1e-12)
+    assert compose_epsilon([], 1e-6) == 0 and compose_epsilon([(0.0, 1.0, 1)], 1e-6) == math.inf
+
+
+@pytest.mark.parametrize("z", [1.0, 4.0, 20.0])
+def test_k_releases_compose_to_less_than_k_single_releases(z):
+    single = compose_epsilon([(z, 1.0, 1)], 1e-6)
+    composed = [compose_epsilon([(z, 1.0, 1)] * k, 1e-6) for k in range(1, 9)]
+    assert composed[0] == single
+    for k, epsilon in enumerate(composed[1:], start=2):
+        assert single < epsilon < k * single  # RDP composes sublinearly: the conversion's log(1/δ) is paid once
+    assert all(a < b for a, b in zip(composed, composed[1:]))
+    # the gain is largest where one release's ε is dominated by the δ term (much noise)
+    assert composed[7] / (8 * single) < (0.5 if z >= 4 else 0.9)
+
+
+def test_a_dp_sgd_run_is_charged_per_event_without_sampling_amplification():
+    assert dp_sgd_event_mechanism(1.0, 12, 1) == (0.5, 1.0, 12)
+    assert dp_sgd_event_mechanism(30.0, 4, 5) == (3.0, 1.0, 4)
+    with pytest.raises(ValueError, match="examples_per_event >= 1"):
+        dp_sgd_event_mechanism(1.0, 4, 0)
 
 
 # --- clipping --------------------------------------------------------------------------------------------------
@@ -207,6 +264,7 @@ def test_windows_start_at_moscow_midnight():
 def test_releases_compose_in_the_ledger_and_an_exhausted_window_reserves_the_last_release(store, vectors):
     config = PrivacyConfig(epsilon_per_window=1.0, delta_per_window=1e-6, releases_per_window=4, secret=SECRET)
     start, end = window_bounds(NOW, config)
+    z = config.noise_multiplier()
     releases = []
     for k in range(4):
         outcome = release_preferences(store, "u1", history(10 + k), vectors, NOW + k, config)
@@ -214,18 +272,79 @@ def test_releases_compose_in_the_ledger_and_an_exhausted_window_reserves_the_las
         releases.append(outcome.release)
         (entry,) = store.privacy_ledger_of("u1")
         assert (entry.window_start, entry.window_end, entry.releases) == (start, end, k + 1)
-        assert entry.epsilon_spent == pytest.approx(0.25 * (k + 1))
-        assert entry.delta_spent == pytest.approx(2.5e-7 * (k + 1))
+        assert entry.epsilon_spent == compose_epsilon([(z, 1.0, 1)] * (k + 1), 1e-6)  # composed, not summed
+        assert entry.delta_spent == 1e-6
+        if k:
+            assert entry.epsilon_spent < (k + 1) * outcome.release.epsilon
+    assert releases[0].epsilon == compose_epsilon([(z, 1.0, 1)], 1e-6) and releases[0].delta == 1e-6
+    assert store.mechanisms_of("u1") == [MechanismRun("u1", start, "preference_release", z, 1.0, 1, NOW + k)
+                                         for k in range(4)]
+    assert 1.0 - 1e-3 <= store.privacy_ledger_of("u1")[0].epsilon_spent <= 1.0
     exhausted = release_preferences(store, "u1", history(20), vectors, NOW + 10, config)
     assert exhausted.status == "budget_spent"
     np.testing.assert_array_equal(exhausted.release.pref_long, releases[-1].pref_long)
     assert store.privacy_ledger_of("u1")[0].releases == 4  # re-serving is free
+    assert len(store.mechanisms_of("u1")) == 4
     assert store.released_preferences_of("u1").history_digest == history_digest(history(13))
 
     next_window = release_preferences(store, "u1", history(20), vectors, end + 60, config)
     assert next_window.status == "released" and next_window.release.release_index == 0
     assert [e.window_start for e in store.privacy_ledger_of("u1")] == [start, end]
-    assert store.privacy_ledger_of("u1", end)[0].epsilon_spent == pytest.approx(0.25)
+    assert store.privacy_ledger_of("u1", end)[0].epsilon_spent == releases[0].epsilon
+
+
+def test_an_adapter_update_after_releases_is_composed_into_the_same_window(store, vectors):
+    config = PrivacyConfig(epsilon_per_window=2.0, delta_per_window=1e-6, releases_per_window=3, secret=SECRET)
+    release = release_preferences(store, "u1", history(12), vectors, NOW, config).release
+    z = config.noise_multiplier()
+    entry = charge_adapter_update(store, "u1", NOW + 30, noise_multiplier=80.0, steps=4, examples_per_event=2,
+                                  config=config)  # z 20 per event, 4 unsampled steps
+    assert entry is not None and entry.releases == 1
+    assert entry.epsilon_spent == compose_epsilon([(z, 1.0, 1), (20.0, 1.0, 4)], 1e-6)
+    assert release.epsilon < entry.epsilon_spent < release.epsilon + compose_epsilon([(20.0, 1.0, 4)], 1e-6)
+    assert store.privacy_ledger_of("u1") == [entry]
+    assert [m.kind for m in store.mechanisms_of("u1")] == ["preference_release", "adapter_update"]
+    second = release_preferences(store, "u1", history(13), vectors, NOW + 60, config)
+    assert second.status == "released" and second.release.release_index == 1  # the release index ignores updates
+    (final,) = store.privacy_ledger_of("u1")
+    assert final.epsilon_spent == compose_epsilon([(z, 1.0, 1), (20.0, 1.0, 4), (z, 1.0, 1)], 1e-6) <= 2.0
+
+
+def test_a_release_after_a_big_adapter_update_is_refused_and_reserves_the_last_release(store, vectors):
+    config = PrivacyConfig(epsilon_per_window=1.0, delta_per_window=1e-6, releases_per_window=2, secret=SECRET)
+    first = release_preferences(store, "u1", history(12), vectors, NOW, config).release
+    assert charge_adapter_update(store, "u1", NOW + 1, noise_multiplier=40.0, steps=2, examples_per_event=1,
+                                 config=config) is not None  # z 20 per event for 2 steps: ε ≈ 0.26 on its own
+    ledger = store.privacy_ledger_of("u1")
+    outcome = release_preferences(store, "u1", history(14), vectors, NOW + 2, config)
+    assert outcome.status == "budget_spent"
+    np.testing.assert_array_equal(outcome.release.pref_long, first.pref_long)
+    assert store.privacy_ledger_of("u1") == ledger and len(store.mechanisms_of("u1")) == 2
+    # and an update the budget cannot pay for is refused without a trace
+    assert charge_adapter_update(store, "u1", NOW + 3, 1.0, 50, 4, config) is None
+    assert store.privacy_ledger_of("u1") == ledger and len(store.mechanisms_of("u1")) == 2
+
+
+def test_forget_user_removes_the_recorded_mechanisms(store, vectors):
+    from recllm.dialogue.session_store import SessionStore
+
+    config = PrivacyConfig(secret=SECRET, releases_per_window=2, epsilon_per_window=3.0)
+    for user in ("u1", "u2"):
+        release_preferences(store, user, history(12, user=user), vectors, NOW, config)
+        charge_adapter_update(store, user, NOW, 60.0, 2, 2, config)
+    removed = forget_user(store, SessionStore(store.path.parent / "sessions.db"), "u1")
+    assert removed["privacy_mechanisms"] == 2 and removed["privacy_ledger"] == 1
+    assert store.mechanisms_of("u1") == [] and len(store.mechanisms_of("u2")) == 2
+
+
+def test_a_window_charged_before_mechanisms_were_recorded_counts_as_spent(store, vectors):
+    config = PrivacyConfig(secret=SECRET, releases_per_window=4)
+    start, end = window_bounds(NOW, config)
+    with store.connection() as conn:  # a ledger row written by the old basic-composition code
+        conn.execute("INSERT INTO privacy_ledger VALUES ('u1', ?, ?, 0.25, 2.5e-7, 1)", (start, end))
+    assert release_preferences(store, "u1", history(12), vectors, NOW, config).status == "budget_spent"
+    assert charge_adapter_update(store, "u1", NOW, 100.0, 1, 1, config) is None
+    assert store.mechanisms_of("u1") == []
 
 
 def test_unchanged_history_reserves_the_release_without_a_charge(store, vectors):
@@ -252,10 +371,15 @@ def test_a_stale_release_index_is_refused_so_concurrent_writers_cannot_double_sp
     first = release_preferences(store, "u1", history(12), vectors, NOW, config).release
     start, end = window_bounds(NOW, config)
     racing_writer = ProfileStore(store.path)  # its own connection, as another ingest thread would have
-    assert not racing_writer.commit_release(first._replace(history_digest="x"), end, 1.0, 1e-6)  # index 0 is taken
-    assert racing_writer.commit_release(first._replace(release_index=1, history_digest="x"), end, 1.0, 1e-6)
-    assert not racing_writer.commit_release(first._replace(release_index=2, history_digest="y"), end, 1.0, 1e-6)
-    assert store.privacy_ledger_of("u1")[0].releases == 2
+    run = MechanismRun("u1", start, "preference_release", config.noise_multiplier(), 1.0, 1, NOW)
+
+    def commit(release):
+        return racing_writer.charge_mechanism(run, end, 1.0, 1e-6, compose_epsilon, release) is not None
+
+    assert not commit(first._replace(history_digest="x"))  # index 0 is taken
+    assert commit(first._replace(release_index=1, history_digest="x"))
+    assert not commit(first._replace(release_index=2, history_digest="y"))
+    assert store.privacy_ledger_of("u1")[0].releases == 2 and len(store.mechanisms_of("u1")) == 2
 
 
 def test_a_user_without_purchases_has_no_release_and_loses_an_old_one(store, vectors):

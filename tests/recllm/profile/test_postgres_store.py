@@ -65,7 +65,7 @@ def partition_of_each_user(store: PostgresProfileStore, table: str) -> dict[str,
 
 def test_each_per_user_table_has_the_configured_hash_partitions(store):
     for table in ("users", "events", "fragments", "history_summaries", "temporal_histograms", "privacy_ledger",
-                  "released_preferences"):
+                  "privacy_mechanisms", "released_preferences"):
         rows = store.connection().execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY c.relname",

@@ -20,7 +20,8 @@ import pytest
 
 from recllm.profile.storage import ProfileStorage, open_profile_storage
 from recllm.profile.sqlite_store import ProfileStore
-from recllm.profile.records import EventRow, PreferenceRelease, ProfileFragment
+from recllm.profile.differential_privacy import compose_epsilon, rdp_noise_multiplier
+from recllm.profile.records import EventRow, MechanismRun, PreferenceRelease, ProfileFragment
 from recllm.profile.postgres_store import PostgresProfileStore
 from recllm.profile.events import Event
 from recllm.synthetic.records import UserProfileSeed
@@ -229,7 +230,8 @@ def test_forget_removes_every_row_of_the_user_and_only_theirs(storage):
                                             fragment(user_id, "kuper:grocery/tea", 2.0, [0, 1])])
         storage.replace_history(user_id, HISTORY_ROWS)
         storage.replace_temporal_histograms(user_id, HISTOGRAM_ROWS)
-        assert storage.commit_release(release(user_id, 0), WINDOW_END, 1.0, 1e-5)
+        assert commit(storage, release(user_id, 0))
+        assert charge(storage, adapter_update(user_id)) is not None
     storage.set_item_popularity({100: 2})
     storage.privacy_secret()
     before = all_rows_text(storage)
@@ -238,7 +240,7 @@ def test_forget_removes_every_row_of_the_user_and_only_theirs(storage):
 
     assert {t: n for t, n in removed.items() if n} == {"events": 30, "fragments": 2, "users": 1, "history_summaries": 2,
                                                        "temporal_histograms": 2, "privacy_ledger": 1,
-                                                       "released_preferences": 1}
+                                                       "privacy_mechanisms": 2, "released_preferences": 1}
     after = all_rows_text(storage)
     leftovers = {t: [r for r in rows if "u1" in r] for t, rows in after.items()}
     assert not any(leftovers.values()), leftovers
@@ -284,13 +286,32 @@ def test_each_thread_gets_its_own_connection_to_the_same_data(storage):
 HISTORY_ROWS = [("long_term", 100, 900, '{"n": 3}'), ("day", 100, 200, '{"n": 1}')]
 HISTOGRAM_ROWS = [("samokat", [0] * 23 + [4], [1, 0, 0, 0, 0, 0, 2]), ("kuper", [1] * 24, [0] * 7)]
 WINDOW_START, WINDOW_END = 1_700_000_000, 1_700_604_800
+BUDGET, DELTA = 1.0, 1e-5
+Z_OF_4 = rdp_noise_multiplier(BUDGET, DELTA, 4)  # four releases at this noise multiplier fit the budget
 
 
-def release(user_id: str, index: int, epsilon: float = 0.25, seed: int = 0) -> PreferenceRelease:
+def release(user_id: str, index: int, noise_multiplier: float = Z_OF_4, seed: int = 0) -> PreferenceRelease:
     rng = np.random.default_rng(seed)
-    return PreferenceRelease(user_id, WINDOW_START, index, WINDOW_START + 60 * index, epsilon, 1e-6, 0.8, 1.0,
+    return PreferenceRelease(user_id, WINDOW_START, index, WINDOW_START + 60 * index,
+                             compose_epsilon([(noise_multiplier, 1.0, 1)], DELTA), DELTA, noise_multiplier, 1.0,
                              f"digest-{index}", rng.standard_normal(16).astype(np.float32),
                              rng.standard_normal(16).astype(np.float32))
+
+
+def release_run(r: PreferenceRelease) -> MechanismRun:
+    return MechanismRun(r.user_id, r.window_start, "preference_release", r.sigma, 1.0, 1, r.released_ts)  # Δ = 1
+
+
+def adapter_update(user_id: str, noise_multiplier: float = 40.0, steps: int = 3) -> MechanismRun:
+    return MechanismRun(user_id, WINDOW_START, "adapter_update", noise_multiplier, 0.25, steps, WINDOW_START + 5)
+
+
+def charge(storage, run: MechanismRun, r: PreferenceRelease | None = None):
+    return storage.charge_mechanism(run, WINDOW_END, BUDGET, DELTA, compose_epsilon, r)
+
+
+def commit(storage, r: PreferenceRelease) -> bool:
+    return charge(storage, release_run(r), r) is not None
 
 
 def test_history_round_trip_in_time_order_and_by_level(storage):
@@ -333,55 +354,95 @@ def test_read_only_store_without_a_secret_says_so(storage, location):
             reader.close()
 
 
-def test_commit_release_charges_the_ledger_and_stores_exact_vectors(storage):
+def test_charging_a_release_composes_the_ledger_and_stores_exact_vectors(storage):
     assert storage.released_preferences_of("u1") is None and storage.privacy_ledger_of("u1") == []
     first = release("u1", 0)
-    assert storage.commit_release(first, WINDOW_END, 1.0, 1e-5)
+    assert commit(storage, first)
     stored = storage.released_preferences_of("u1")
     assert stored[:9] == first[:9]
     assert stored.pref_long.tobytes() == first.pref_long.tobytes()
     assert stored.pref_short.tobytes() == first.pref_short.tobytes()
-    for index in (1, 2, 3):  # 4 × 0.25 fits a budget of exactly 1.0
-        assert storage.commit_release(release("u1", index, seed=index), WINDOW_END, 1.0, 1e-5)
+    for index in (1, 2, 3):  # 4 releases at Z_OF_4 fit the budget
+        assert commit(storage, release("u1", index, seed=index))
     (entry,) = storage.privacy_ledger_of("u1")
     assert (entry.window_start, entry.window_end, entry.releases) == (WINDOW_START, WINDOW_END, 4)
-    assert entry.epsilon_spent == pytest.approx(1.0) and entry.delta_spent == pytest.approx(4e-6)
+    assert entry.epsilon_spent == compose_epsilon([(Z_OF_4, 1.0, 1)] * 4, DELTA) and entry.delta_spent == DELTA
+    assert BUDGET - 1e-3 <= entry.epsilon_spent <= BUDGET < 4 * first.epsilon
     assert storage.released_preferences_of("u1")[2] == 3
     assert storage.privacy_ledger_of("u1", WINDOW_START) == [entry] and storage.privacy_ledger_of("u1", 5) == []
-    assert storage.privacy_ledger_of("u2") == []
+    assert storage.privacy_ledger_of("u2") == [] and storage.mechanisms_of("u2") == []
+    assert storage.mechanisms_of("u1") == [release_run(release("u1", k)) for k in range(4)]
+    assert not commit(storage, release("u1", 4))  # a fifth does not fit
 
 
-def test_commit_release_refuses_a_spent_budget_or_a_stale_index(storage):
-    assert storage.commit_release(release("u1", 0, epsilon=0.75), WINDOW_END, 1.0, 1e-5)
-    ledger = storage.privacy_ledger_of("u1")
-    assert not storage.commit_release(release("u1", 1, epsilon=0.5), WINDOW_END, 1.0, 1e-5)  # over budget
-    assert not storage.commit_release(release("u1", 0, epsilon=0.1, seed=9), WINDOW_END, 1.0, 1e-5)  # stale index
-    assert storage.privacy_ledger_of("u1") == ledger
-    assert storage.released_preferences_of("u1")[4] == 0.75
+def test_charging_refuses_a_spent_budget_or_a_stale_index(storage):
+    big = release("u1", 0, noise_multiplier=5.0)
+    assert commit(storage, big)
+    ledger, mechanisms = storage.privacy_ledger_of("u1"), storage.mechanisms_of("u1")
+    assert not commit(storage, release("u1", 1, noise_multiplier=5.0))  # over budget
+    assert not commit(storage, release("u1", 0, noise_multiplier=100.0, seed=9))  # stale index
+    assert storage.privacy_ledger_of("u1") == ledger and storage.mechanisms_of("u1") == mechanisms
+    assert storage.released_preferences_of("u1")[4] == big.epsilon == ledger[0].epsilon_spent
+
+
+def test_an_adapter_update_is_composed_with_the_releases_of_its_window(storage):
+    assert commit(storage, release("u1", 0))
+    entry = charge(storage, adapter_update("u1"))
+    assert entry.releases == 1 and storage.released_preferences_of("u1").release_index == 0
+    assert entry.epsilon_spent == compose_epsilon([(Z_OF_4, 1.0, 1), (40.0, 0.25, 3)], DELTA)
+    assert storage.privacy_ledger_of("u1") == [entry]
+    assert [m.kind for m in storage.mechanisms_of("u1")] == ["preference_release", "adapter_update"]
+    assert commit(storage, release("u1", 1))  # the next release index counts releases only
+    assert charge(storage, adapter_update("u1", noise_multiplier=0.5, steps=100)) is None  # over budget
+    assert len(storage.mechanisms_of("u1", WINDOW_START)) == 3 and storage.mechanisms_of("u1", 5) == []
+    with pytest.raises(ValueError, match="charged with a release"):
+        charge(storage, adapter_update("u1"), release("u1", 2))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        charge(storage, adapter_update("u1")._replace(kind="laplace"))
+    assert len(storage.mechanisms_of("u1")) == 3
 
 
 def test_concurrent_releases_spend_the_budget_once(storage):
     outcomes = []
 
-    def commit(seed):
-        outcomes.append(storage.commit_release(release("u1", 0, seed=seed), WINDOW_END, 1.0, 1e-5))
+    def attempt(seed):
+        outcomes.append(commit(storage, release("u1", 0, seed=seed)))
 
-    threads = [threading.Thread(target=commit, args=(seed,)) for seed in range(6)]
+    threads = [threading.Thread(target=attempt, args=(seed,)) for seed in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == [False] * 5 + [True]
-    assert storage.privacy_ledger_of("u1")[0].releases == 1
+    assert storage.privacy_ledger_of("u1")[0].releases == 1 and len(storage.mechanisms_of("u1")) == 1
+
+
+def test_concurrent_adapter_updates_compose_every_accepted_one(storage):
+    outcomes = []
+
+    def attempt():
+        outcomes.append(charge(storage, adapter_update("u1", noise_multiplier=3.0, steps=2)) is not None)
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted = sum(outcomes)
+    assert 1 <= accepted < 6  # the budget pays for some, not all
+    assert len(storage.mechanisms_of("u1")) == accepted
+    assert storage.privacy_ledger_of("u1")[0].epsilon_spent == compose_epsilon([(3.0, 0.25, 2)] * accepted, DELTA)
+    assert compose_epsilon([(3.0, 0.25, 2)] * (accepted + 1), DELTA) > BUDGET
 
 
 def test_delete_released_preferences(storage):
     for user_id in ("u1", "u2"):
-        storage.commit_release(release(user_id, 0), WINDOW_END, 1.0, 1e-5)
+        commit(storage, release(user_id, 0))
     storage.delete_released_preferences("u1")
     assert storage.released_preferences_of("u1") is None
     assert storage.released_preferences_of("u2") is not None
     assert storage.privacy_ledger_of("u1")[0].releases == 1  # spent budget stays spent
+    assert len(storage.mechanisms_of("u1")) == 1
 
 
 # --- the factory ---------------------------------------------------------------------------------------------------
