@@ -13,7 +13,9 @@ Stages (``train``):
 3. segment adapters: ``peft`` LoRA (q/k/v/o) on an HF ``Qwen2ForCausalLM`` built from our checkpoint
    (``qwen2_checkpoint``), one adapter per k-means segment on its training users;
 4. heavy-user adapters: the same, warm-started from the user's segment adapter, for the heaviest users (held-out
-   ones included: a user adapter only ever sees its own user's training events); optional DP-SGD via Opacus;
+   ones included: a user adapter only ever sees its own user's training events); optional DP-SGD via Opacus, each
+   update charged to the user's privacy ledger in the profile (composed with the DP preference releases; an update
+   the window's budget cannot pay for is dropped and the user falls back to the segment adapter);
 5. MoE gate: the user-conditioned mixture over the segment adapters, trained through the batched multi-LoRA op.
 Everything lands in ``output_dir`` (base checkpoint, ``user_layers.safetensors``, ``segments.json``,
 ``adapters/<name>/`` in PEFT format, ``state.json``). ``refresh`` retrains the user adapters of users with events
@@ -41,7 +43,9 @@ from tqdm.auto import tqdm
 from builders.build_artifacts import fill_profile
 from recllm.generator.qwen2 import Qwen2, Qwen2Config, build_qwen2
 from recllm.generator.qwen2_checkpoint import load_qwen2, save_qwen2
-from recllm.profile.differential_privacy import PrivacyConfig
+from recllm.profile.differential_privacy import (
+    PrivacyConfig, charge_adapter_update, compose_epsilon, dp_sgd_event_mechanism, window_bounds,
+)
 from recllm.profile.refresh import RefreshConfig, refresh_all_profiles, refresh_user_profile
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
@@ -302,16 +306,30 @@ def peft_state_of(adapter: LoRAAdapter) -> dict[str, torch.Tensor]:
     return state
 
 
+@dataclass
+class DPUserUpdate:
+    """A DP-SGD adapter update: the adapter, the trainer's ε after each step (privacy unit: one training window) and
+    what the event-level ledger needs (``dp_sgd_event_mechanism``)."""
+
+    adapter: LoRAAdapter
+    epsilons: list[float]
+    noise_multiplier: float
+    steps: int
+    examples: int  # training windows
+
+
 def train_dp_user_adapter(peft_model, name: str, user: UserData, config: TrainUserLayersConfig,
-                          rng: np.random.Generator, **adapter_kwargs) -> tuple[LoRAAdapter, list[float]]:
+                          rng: np.random.Generator, **adapter_kwargs) -> DPUserUpdate:
     """DP-SGD (Opacus) on one user's windows: returns the adapter and ε after each update.
 
     Opacus's per-sample-gradient hooks did not fire on PEFT LoRA layers in some peft versions (opacus#820):
     training looked normal but nothing was learnt. So this checks every update: each LoRA parameter must carry a
     per-sample gradient, and the LoRA weights must differ from their start at the end, else it raises. (With peft
     0.21.2 and opacus 1.6.0 both the "functorch" and the "hooks" engines pass these checks here.) The privacy unit
-    is one training window of the user's sequence; windows overlap (stride seq_len / 4), so one event sits in up to
-    4 windows and its own guarantee is the group-of-4 one (weaker than the reported ε).
+    of the reported ε is one training window of the user's sequence. The profile ledger's unit is one purchase
+    event, and adding or removing one event shifts every later window of the fixed-stride split, so
+    ``charge_dp_update`` charges the run as one event changing every window (``dp_sgd_event_mechanism``): far
+    weaker than the reported ε, and what the ledger composes.
     """
     from opacus import PrivacyEngine
     from peft import get_peft_model_state_dict
@@ -351,7 +369,26 @@ def train_dp_user_adapter(peft_model, name: str, user: UserData, config: TrainUs
     state = get_peft_model_state_dict(peft_model, adapter_name=name)
     peft_model.delete_adapter(name)
     adapter = adapter_from_peft_state(state, name, config.lora_rank, config.lora_alpha, **adapter_kwargs)
-    return adapter, epsilons
+    return DPUserUpdate(adapter, epsilons, config.dp_noise_multiplier, len(epsilons), len(dataset))
+
+
+def charge_dp_update(store: ProfileStore, user_id: str, update: DPUserUpdate, now_ts: int,
+                     privacy: PrivacyConfig) -> dict:
+    """Charge the update to the user's ledger (window of ``now_ts``); the report: whether it was charged and the
+    window's composed ε with it (the ε it would have reached when refused)."""
+    entry = charge_adapter_update(store, user_id, now_ts, update.noise_multiplier, update.steps, update.examples,
+                                  privacy)
+    if entry is not None:
+        return {"charged": True, "epsilon_composed": entry.epsilon_spent, "delta": entry.delta_spent,
+                "window_start": entry.window_start}
+    window_start, _ = window_bounds(now_ts, privacy)
+    history = [(m.noise_multiplier, m.sample_rate, m.steps) for m in store.mechanisms_of(user_id, window_start)]
+    wanted = compose_epsilon(history + [dp_sgd_event_mechanism(update.noise_multiplier, update.steps,
+                                                               update.examples)], privacy.delta_per_window)
+    log.info("DP-SGD update of a user refused: composed epsilon %.3f > budget %.3f", wanted,
+             privacy.epsilon_per_window)
+    return {"charged": False, "epsilon_composed": wanted, "delta": privacy.delta_per_window,
+            "window_start": window_start}
 
 
 def eval_window_from(tokens: list[int], seq_len: int, start: int) -> tuple[list[int], list[int]]:
@@ -388,6 +425,7 @@ class TrainedUserLayers:
     user_adapters: dict[str, LoRAAdapter]
     vectors: UserVectorBuilder
     dp_epsilons: dict[str, list[float]] = field(default_factory=dict)
+    dp_ledger: dict[str, dict] = field(default_factory=dict)  # per DP user: charge_dp_update's report
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -447,15 +485,22 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
     t0 = time.perf_counter()
     pool = [u for u in users if u.heldout] if config.heavy_users_from == "heldout" else users
     heavy = sorted(pool, key=lambda u: -u.num_events)[:config.heavy_users]
-    user_adapters, dp_epsilons = {}, {}
+    user_adapters, dp_epsilons, dp_ledger = {}, {}, {}
+    profile = ProfileStore(config.output_dir / "profile.db")
+    ledger_ts = profile.latest_timestamp()  # the clock the profile's DP releases were charged at
     for user in tqdm(heavy, desc="user LoRA", disable=not config.progress, leave=False):
         name = user_adapter_name(user.user_id)
         kwargs = dict(kind="user", trained_at=now, num_events=user.num_events,
                       metadata={"last_event_ts": str(user.cutoff_ts)})
         if config.dp:
-            adapter, dp_epsilons[user.user_id] = train_dp_user_adapter(peft_model, name, user, config, rng,
-                                                                       **kwargs)
+            update = train_dp_user_adapter(peft_model, name, user, config, rng, **kwargs)
             peft_model = hf_peft_model(base_dir, config)  # Opacus wrapped the last one: start clean
+            dp_epsilons[user.user_id] = update.epsilons
+            dp_ledger[user.user_id] = charge_dp_update(profile, user.user_id, update, ledger_ts,
+                                                       refresh_config().privacy)
+            if not dp_ledger[user.user_id]["charged"]:
+                continue  # the budget cannot pay for it: no adapter, the user falls back to the segment
+            adapter = update.adapter
         else:
             adapter = train_peft_adapter(peft_model, name, [user], config.user_lora_steps, config, rng,
                                          warm_start=segment_adapters[user.segment], **kwargs)
@@ -475,11 +520,11 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
                        for u in users},
              "user_adapters": {uid: {"last_event_ts": int(a.metadata["last_event_ts"]), "trained_at": a.trained_at}
                                for uid, a in user_adapters.items()},
-             "dp_epsilons": dp_epsilons, "timings_s": timings}
+             "dp_epsilons": dp_epsilons, "dp_ledger": dp_ledger, "timings_s": timings}
     (config.output_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     log.info("trained user layers in %.1f s: %s", time.perf_counter() - started, timings)
     return TrainedUserLayers(config, users, adaptive, segment_adapters, user_adapters, vectors, dp_epsilons,
-                             timings)
+                             dp_ledger, timings)
 
 
 def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.ndarray,

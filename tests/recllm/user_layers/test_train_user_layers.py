@@ -1,5 +1,7 @@
-"""The training builder end to end at tiny step counts: artifacts, refresh, DP-SGD through Opacus."""
+"""The training builder end to end at tiny step counts: artifacts, refresh, DP-SGD through Opacus and its charge to
+the user's privacy ledger."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,8 +9,11 @@ import pytest
 import torch
 
 from builders.train_user_layers import (
-    BOS, TrainUserLayersConfig, UserData, hf_peft_model, item_vectors_by_category, refresh, train,
+    BOS, TrainUserLayersConfig, UserData, charge_dp_update, hf_peft_model, item_vectors_by_category, refresh, train,
     train_dp_user_adapter,
+)
+from recllm.profile.differential_privacy import (
+    PrivacyConfig, compose_epsilon, dp_sgd_event_mechanism, release_preferences,
 )
 from recllm.profile.records import EventRow
 from recllm.profile.sqlite_store import ProfileStore
@@ -78,12 +83,57 @@ def test_refresh_retrains_only_users_with_new_events(trained, ecosystem):
     assert refresh(out, store, ecosystem.catalog, vectors, trained.config, now_ts=2_000_000_001) == []
 
 
-def test_dp_sgd_reports_epsilon_per_update_and_changes_the_lora_weights(trained):
+@pytest.fixture(scope="module")
+def dp_update(trained):
     config = TrainUserLayersConfig.quick(output_dir=trained.config.output_dir, dp=True, user_lora_steps=4)
     peft_model = hf_peft_model(trained.config.output_dir / "base", config)
     rng = np.random.default_rng(0)
     user = UserData("dp-user", [BOS] + list(rng.integers(2, 40, size=80)), [], 0, 80, heldout=False)
-    adapter, epsilons = train_dp_user_adapter(peft_model, "user/dp-user", user, config, rng)
+    return train_dp_user_adapter(peft_model, "user/dp-user", user, config, rng)
+
+
+def test_dp_sgd_reports_epsilon_per_update_and_changes_the_lora_weights(dp_update):
+    epsilons = dp_update.epsilons
     assert len(epsilons) >= 2 and all(e > 0 for e in epsilons)
     assert all(b > a for a, b in zip(epsilons, epsilons[1:]))  # the accountant composes every update
-    assert all(b.abs().sum() > 0 for b in adapter.b.values())  # B starts at zero: DP updates reached it
+    assert all(b.abs().sum() > 0 for b in dp_update.adapter.b.values())  # B starts at zero: DP updates reached it
+    assert dp_update.steps == len(epsilons) and dp_update.noise_multiplier == 1.0
+    assert dp_update.examples == len(range(0, 81 - 24, 6))  # windows of the quick seq_len 24 at stride 6
+
+
+def test_a_dp_update_is_charged_to_the_users_ledger_after_the_release_or_refused(dp_update, tmp_path):
+    store = ProfileStore(tmp_path / "profile.db")
+    privacy = PrivacyConfig(secret=b"dp-ledger-test-secret-0123", epsilon_per_window=2.0, releases_per_window=2)
+    now = 1_763_900_000
+    vectors = np.eye(8, dtype=np.float32)
+    events = [EventRow("dp-user", "kuper", i % 8, "purchase", now - 3600 * i, "b", 10.0, 1, "moscow", "web")
+              for i in range(10)]
+    release = release_preferences(store, "dp-user", events, vectors, now, privacy).release
+    ledger = store.privacy_ledger_of("dp-user")
+
+    refused = charge_dp_update(store, "dp-user", dp_update, now + 60, privacy)  # z = 1 over every window: far over
+    assert refused["charged"] is False and refused["epsilon_composed"] > privacy.epsilon_per_window
+    assert store.privacy_ledger_of("dp-user") == ledger and len(store.mechanisms_of("dp-user")) == 1
+
+    noisy = dataclasses.replace(dp_update, noise_multiplier=2000.0)
+    charged = charge_dp_update(store, "dp-user", noisy, now + 60, privacy)
+    z, q, steps = dp_sgd_event_mechanism(2000.0, dp_update.steps, dp_update.examples)
+    expected = compose_epsilon([(privacy.noise_multiplier(), 1.0, 1), (z, q, steps)], privacy.delta_per_window)
+    assert charged == {"charged": True, "epsilon_composed": expected, "delta": privacy.delta_per_window,
+                       "window_start": release.window_start}
+    assert release.epsilon < expected <= privacy.epsilon_per_window
+    assert store.privacy_ledger_of("dp-user")[0].epsilon_spent == expected
+    assert [m.kind for m in store.mechanisms_of("dp-user")] == ["preference_release", "adapter_update"]
+
+
+def test_train_with_dp_drops_an_update_the_ledger_refuses_and_reports_it(tmp_path, ecosystem):
+    config = TrainUserLayersConfig.quick(output_dir=tmp_path, n_users=40, dp=True, heavy_users=1)
+    trained = train(config, ecosystem)
+    state = json.loads((tmp_path / "state.json").read_text())
+    (user_id,) = state["dp_ledger"]
+    report = state["dp_ledger"][user_id]
+    assert report["charged"] is False and report["epsilon_composed"] > 1.0  # the default budget: ε 1 per window
+    assert state["dp_epsilons"][user_id] and trained.user_adapters == {} and state["user_adapters"] == {}
+    assert not (tmp_path / "adapters" / f"user_{user_id}").exists()
+    store = ProfileStore(tmp_path / "profile.db")
+    assert [m.kind for m in store.mechanisms_of(user_id)] == ["preference_release"]  # the build's release only
