@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from builders import generator_corpus
 from recllm.artifacts import ArtifactLayout, fingerprint_inputs, import_closure, staging_dir, swap_in
 from recllm.rag.catalog_index import CatalogIndex, item_search_text
+from recllm.dialogue.request_understanding import default_understander
 from recllm.dialogue.session_store import SessionStore
 from recllm.generator import GeneratorConfig, catalog_item_codes, train_generator
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
@@ -39,6 +40,7 @@ from recllm.rag.retriever import Retriever, RetrieverConfig
 from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
 from recllm.evaluation.synthetic_pipeline import evaluate, request_of
 from recllm.profile.user_signals import compute_user_signals, with_released_preferences
+from recllm.safety.moderation import ModerationConfig, trained_model
 from recllm.config.field_checks import require_above
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,8 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
     rows = list(zip(queries, retrievals))
     for query, (request, retrieval) in tqdm(rows, desc="generator data", disable=not progress, leave=False):
         request = replace(request, top_k=TOP_K_FOR_REPLIES)
-        ranked = ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores)
+        ranked = ranking.rank(request, retrieval.service, retrieval.candidate_ids, retrieval.candidate_scores,
+                              explain=False)
         turns.append(generator_corpus.CorpusTurn(
             intent=query.intent, language=request.language, service=retrieval.service, query=request.query,
             facts=tuple(f.text(request.language) for f, _ in retrieval.fragments),
@@ -208,7 +211,7 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     faiss.omp_set_num_threads(config.torch_threads)
-    steps = tqdm(total=7, desc="build", disable=not config.progress)
+    steps = tqdm(total=8, desc="build", disable=not config.progress)
 
     synthetic = SyntheticConfig.from_name(config.preset)
     ecosystem = generate_ecosystem(synthetic)
@@ -246,6 +249,9 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
     train_generator(examples, codes, generator_config, layout.generator_dir, progress=config.progress)
     steps.update()
 
+    save_dialogue_models(layout)
+    steps.update()
+
     pipeline = RecPipeline(encoder, retriever, ranking, load_generation_stage(layout))
     metrics = evaluate(pipeline, held_out)
     steps.update()
@@ -256,6 +262,13 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
         "generator_examples": len(examples), "evaluation": metrics,
     })
     log.info("built %s in %.0f s: %s", layout.root, time.monotonic() - started, metrics)
+
+
+def save_dialogue_models(layout: ArtifactLayout) -> None:
+    """Moderation and request understanding, trained on their own labeled train splits (no build data), saved so
+    recllm_chat loads them instead of training them at start."""
+    trained_model(ModerationConfig()).save(layout.moderation_dir)
+    default_understander().save(layout.request_understanding_dir)
 
 
 def write_queries(path: Path, queries: list) -> None:

@@ -82,6 +82,16 @@ class ArtifactLayout:
     def eval_queries(self) -> Path:
         return self.root / "eval_queries.jsonl"
 
+    @property
+    def moderation_dir(self) -> Path:
+        """The moderation classifier (``recllm.safety.moderation``), trained by the build, loaded by recllm_chat."""
+        return self.root / "moderation"
+
+    @property
+    def request_understanding_dir(self) -> Path:
+        """The request understander (``recllm.dialogue.request_understanding``), as ``moderation_dir``."""
+        return self.root / "request_understanding"
+
     def required_paths(self) -> list[Path]:
         return [
             self.catalog,

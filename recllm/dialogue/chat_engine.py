@@ -8,11 +8,14 @@ answer from the state without retrieval; ``recommend`` / ``refine`` retrieve und
 ranked items first, then the reply's text deltas; when the constraints leave no unseen candidate the act becomes
 ``nothing_left``: the reply says so and offers the nearest relaxation that the retriever can actually fill.
 Untrusted text (profile facts) is cleaned before the prompt, and everything leaving the server is redacted
-(``recllm.safety.output_guard``). The turn and the state are recorded only after the turn finished.
+(``recllm.safety.output_guard``). The turn and the state are recorded only after the turn finished; the user's
+reactions in it («не то», «подешевле», a stated diet) are written to their profile then (``turn_feedback`` through a
+``recllm.profile.feedback.FeedbackSink``), so the next session ranks with them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterator, Protocol
 
@@ -20,16 +23,23 @@ import numpy as np
 from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array
 
-from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, decide_act,
-                                            effective_query, record_shown, refine_goal, start_goal)
-from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, nothing_left_reply
+from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
+from recllm.catalog.product_catalog import Catalog
+from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
+                                            decide_act, effective_query, record_shown, refine_goal, start_goal)
+from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, explained_index, nothing_left_reply
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import RequestUnderstanding, understand
+from recllm.dialogue.request_understanding import RequestUnderstander, RequestUnderstanding, understand
 from recllm.dialogue.session_store import SessionStore, TurnContext
+from recllm.profile.events import FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT, Event
+from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
+from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
+from recllm.safety.moderation import LinearModerationModel, install_model
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CandidateSet:
@@ -82,10 +92,13 @@ class TurnPlan:
 
 class ChatEngine:
     def __init__(self, sessions: SessionStore, stages: ChatStages,
-                 understander: Callable[[str, RequestUnderstanding | None], RequestUnderstanding] = understand):
+                 understander: Callable[[str, RequestUnderstanding | None], RequestUnderstanding] = understand,
+                 feedback: FeedbackSink | None = None):
+        """``feedback`` None: reactions change only this session (nothing is written to the profile)."""
         self.sessions = sessions
         self.stages = stages
         self.understand = understander
+        self.feedback = feedback
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
         """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
@@ -169,8 +182,65 @@ class ChatEngine:
                 prices: list[float] = ()) -> None:
         message = plan.base.query if plan.act != "decline" else "[declined]"
         context = TurnContext(effective, service, plan.exclude, state.budget, state.turns)
+        self._write_feedback(plan, item_ids)  # before the state: a turn retried after a failure here writes again
         self.sessions.append(plan.session_id, plan.base.user_id, message, context, service, item_ids, list(prices))
         self.sessions.save_state(plan.session_id, plan.base.user_id, state.to_json())
+
+    def _write_feedback(self, plan: TurnPlan, item_ids: list[int]) -> None:
+        if self.feedback is None or plan.understanding is None:
+            return
+        try:
+            events = turn_feedback(self.feedback, plan, item_ids)
+            stored = self.feedback.write(events)
+        except Exception:  # noqa: BLE001 - the turn was answered; a profile write failing must not break the chat
+            log.exception("could not write the feedback of a turn to the profile")
+            return
+        log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
+
+
+def turn_feedback(sink: FeedbackSink, plan: TurnPlan, item_ids: list[int]) -> list[Event]:
+    """The profile events of a finished turn: «почему?» about a shown item asks why; in a recommend/refine turn
+    «не то» / "something else" rejects every item of the list it answered, «подешевле» marks them too expensive, a
+    diet stated in the message (with the request or as a refinement) is kept, tied to the first item it was said
+    about (the answered list's, else this turn's). Each event's id is derived from (session, turn number, kind,
+    item): a retried turn writes nothing twice."""
+    reactions: list[tuple[str, int]] = []
+    if plan.act == "explain" and plan.state.last_items:
+        reactions.append((FEEDBACK_EXPLAIN, plan.state.last_items[explained_index(plan.state, plan.base.query)]))
+    if plan.act not in ("recommend", "refine") or plan.understanding is None:
+        return _events(sink, plan, reactions)
+    understanding, answered = plan.understanding, list(plan.state.last_items) if plan.act == "refine" else []
+    if "other" in understanding.refinement:
+        reactions += [(FEEDBACK_REJECT, i) for i in answered]
+    if "cheaper" in understanding.refinement:
+        reactions += [(FEEDBACK_CHEAPER, i) for i in answered]
+    anchor = (answered or item_ids)[:1]
+    reactions += [(FEEDBACK_DIET_KINDS[tag], anchor[0]) for tag in catalog_diet(understanding.diet)
+                  if anchor and tag in FEEDBACK_DIET_KINDS]
+    return _events(sink, plan, reactions)
+
+
+def _events(sink: FeedbackSink, plan: TurnPlan, reactions: list[tuple[str, int]]) -> list[Event]:
+    if not reactions:
+        return []
+    now = sink.now()  # the profile's clock: read only when there is something to write
+    return [feedback_event(sink.catalog, plan.base.user_id, plan.session_id, plan.state.turns, kind, item, now)
+            for kind, item in reactions]
+
+
+def load_chat_engine(layout: ArtifactLayout, stages: ChatStages) -> ChatEngine:
+    """The chat engine of a build: moderation and request understanding as the build trained and saved them (never
+    trained here), sessions in the build's session store, feedback written to the build's profile store (or the
+    ``$RECLLM_PROFILE_URL`` one)."""
+    missing = [str(p) for p in (layout.moderation_dir, layout.request_understanding_dir) if not p.is_dir()]
+    if missing:
+        raise ArtifactsNotBuiltError(f"the chat needs the dialogue models the build trains; missing "
+                                     f"{', '.join(missing)} in {layout.root}: run `recllm build --force`")
+    install_model(LinearModerationModel.load(layout.moderation_dir))
+    understander = RequestUnderstander.load(layout.request_understanding_dir)
+    sink = StoreFeedbackSink(open_profile_storage(profile_location(layout.profile_db)),
+                             Catalog.load_jsonl(layout.catalog))
+    return ChatEngine(SessionStore(layout.sessions_db), stages, understander.understand, feedback=sink)
 
 
 class InProcessChatStages:

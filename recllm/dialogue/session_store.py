@@ -1,38 +1,23 @@
 """Chat sessions for the streaming entry: turns persisted in SQLite, keyed by ``session_id``.
 
 A session belongs to one user: a session id presented with another user id is refused, so one user's dialogue
-can never leak into another's. The session supplies the context the next turn needs: the running query a short
-follow-up refines ("подешевле", "без сахара", "something else"), the items already shown (not repeated), and a
-price cap when the user asks for cheaper. The chat engine keeps its dialogue state here too (``save_state`` /
-``load_state``: ``recllm.dialogue.dialogue_state`` decides the acts from it); ``next_turn_context`` is the earlier
-word-list rule, kept for the callers that only need a turn's context without understanding.
+can never leak into another's. Each finished turn is recorded (``append``: the message, the query retrieval ran,
+the items shown and their prices, the price cap), and the chat engine keeps its dialogue state here
+(``save_state`` / ``load_state``): ``recllm.dialogue.dialogue_state`` decides what a follow-up means from it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from recllm.rag.query_encoder import tokenize as tokens_of
-from recllm.rag.rec_request import RequestError, parse_budget, required_tags
+from recllm.rag.rec_request import RequestError
 
 MAX_TURNS_KEPT = 50
-FOLLOW_UP_MAX_WORDS = 6
-MAX_EFFECTIVE_QUERY_CHARS = 400
-CHEAPER_WORDS = frozenset({"подешевле", "дешевле", "дешевое", "дешёвое", "cheaper", "cheap", "budget"})
-# Words that refine the previous request rather than start a new one ("не то", "ещё", "something else").
-REFINEMENT_WORDS = CHEAPER_WORDS | frozenset({
-    "не", "то", "ещё", "еще", "другое", "другие", "другой", "иначе", "вместо", "поменьше", "побольше", "без",
-    "something", "else", "other", "another", "more", "different", "without", "instead", "less",
-})
-CHEAPER_FACTOR = 0.8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chat_sessions (
@@ -74,52 +59,13 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class TurnContext:
-    """What the pipeline should run for the new message."""
+    """What a finished turn ran: the query retrieval got, its service, the items it excluded, the price cap."""
 
     effective_query: str
     service: str  # "" = infer
     exclude_item_ids: frozenset[int]
     max_price: float | None
     turn: int
-
-
-def is_follow_up(message: str) -> bool:
-    """A short message that refines the last request: a refinement word, a dietary tag or a budget in it."""
-    words = tokens_of(message)
-    if not words or len(words) > FOLLOW_UP_MAX_WORDS:
-        return False
-    return bool(REFINEMENT_WORDS & set(words)) or bool(required_tags(message)) or parse_budget(message) is not None
-
-
-def asks_cheaper(message: str) -> bool:
-    return bool(CHEAPER_WORDS & set(tokens_of(message)))
-
-
-def next_turn_context(history: list[ChatTurn], message: str, service_hint: str, stated_budget: float | None) -> TurnContext:
-    """Combine the new message with the session so far."""
-    if not history:
-        return TurnContext(message, service_hint, frozenset(), stated_budget, 0)
-    last = history[-1]
-    follow_up = is_follow_up(message)
-    if not follow_up:  # a new request: a fresh topic, nothing excluded
-        return TurnContext(message, service_hint, frozenset(), stated_budget, last.turn + 1)
-    query = re.sub(r"\s+", " ", f"{last.effective_query} {message}")
-    if len(query) > MAX_EFFECTIVE_QUERY_CHARS:  # a long chain of refinements: keep the topic and the newest one
-        query = f"{current_topic(history)[0].message} {message}"
-    shown = frozenset(i for turn in current_topic(history) for i in turn.item_ids)
-    max_price = stated_budget if stated_budget is not None else last.max_price
-    if asks_cheaper(message) and last.item_prices:
-        median_shown = float(np.median(last.item_prices))
-        max_price = min(max_price or float("inf"), median_shown * CHEAPER_FACTOR)
-    return TurnContext(query, service_hint or last.service, shown, max_price, last.turn + 1)
-
-
-def current_topic(history: list[ChatTurn]) -> list[ChatTurn]:
-    """The turns since the last new request (a turn whose query was its own message), that one included."""
-    for start in range(len(history) - 1, -1, -1):
-        if history[start].effective_query == history[start].message:
-            return history[start:]
-    return history
 
 
 class SessionStore:

@@ -1,8 +1,10 @@
-"""Why each recommended item: tied to the profile fact that best supports it, in the user's language.
+"""The earlier explanation: the profile fragment nearest to the item, kept as the baseline the faithfulness benchmark
+(``benchmarks/explanation_faithfulness.py``) checks the served causal explanations against.
 
 The supporting fact is the user's own non-sensitive profile fragment whose item-space vector is closest to the
-item (a fragment of the same category gets a bonus). With no fragment close enough, the reason is what the
-ranking actually used: a repeat purchase, popularity in the service (cold start) or the query match.
+item (a fragment of the same category gets a bonus). With no fragment close enough: a repeat purchase, popularity in
+the service (cold start) or the query match. Nothing checks that the cited fragment drove the ranking — which is why
+the server now sends ``causal_explanations`` instead.
 """
 
 from __future__ import annotations

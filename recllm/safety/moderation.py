@@ -10,8 +10,10 @@ item names, profile data, earlier turns — for injected instructions, so caller
 
 Two layers: high-precision regular-expression rules decide the clear cases; a small multinomial logistic regression
 over hashed character n-grams, word uni/bigrams and the mean navec vector (natasha's offline Russian embeddings)
-decides the rest. It is trained once, on first use, on the ``train`` split of ``labeled/moderation.jsonl`` —
-deterministically (full-batch gradient descent from zeros) — and never sees the ``test`` split.
+decides the rest. It is trained on the ``train`` split of ``labeled/moderation.jsonl`` — deterministically
+(full-batch gradient descent from zeros) — and never sees the ``test`` split: by the build, which saves it
+(``LinearModerationModel.save``; the chat model loads it and ``install_model``s it), or else once per process on
+first use.
 Health-domain shopping («есть что-то от давления?») is ``ok``: the sensitive-domain rule is applied downstream.
 """
 
@@ -24,7 +26,7 @@ import json
 import logging
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = ("ok", "unsafe", "off_topic", "prompt_injection", "personal_data")
 LABELED_MODERATION = Path(__file__).resolve().parent / "labeled" / "moderation.jsonl"
+MODERATION_WEIGHTS, MODERATION_META = "moderation.npz", "moderation.json"
 
 SAFE_REPLIES: dict[str, dict[str, str]] = {
     "ru": {
@@ -416,6 +419,32 @@ class LinearModerationModel:
         exp = np.exp(logits)
         return exp / exp.sum()   # [n_labels], ordered as LABELS
 
+    def save(self, directory: Path) -> None:
+        """``moderation.npz`` (weights, only the hash rows training touched) + ``moderation.json`` (config, labels)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = np.flatnonzero(np.any(self.w_hash != 0, axis=1))
+        np.savez(directory / MODERATION_WEIGHTS, hash_rows=rows, w_hash=self.w_hash[rows], w_dense=self.w_dense,
+                 bias=self.bias)
+        config = {k: v for k, v in asdict(self.config).items() if k != "labeled_path"}
+        (directory / MODERATION_META).write_text(json.dumps({"config": config, "labels": LABELS}, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> "LinearModerationModel":
+        """The model ``save`` wrote; a folder written by other code (other labels) is refused by name."""
+        directory = Path(directory)
+        meta = json.loads((directory / MODERATION_META).read_text())
+        if tuple(meta.get("labels", ())) != LABELS:
+            raise ValueError(f"{directory}: saved moderation labels {meta.get('labels')!r} differ from "
+                             f"{list(LABELS)!r}")
+        raw = dict(meta["config"])
+        raw["char_ngrams"] = tuple(raw["char_ngrams"])
+        config = ModerationConfig(**raw)
+        with np.load(directory / MODERATION_WEIGHTS) as arrays:
+            w_hash = np.zeros((config.hash_dim, len(LABELS)))
+            w_hash[arrays["hash_rows"]] = arrays["w_hash"]
+            return cls(config, w_hash, arrays["w_dense"], arrays["bias"])
+
 
 def load_labeled(path: Path, split: str) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
@@ -461,9 +490,22 @@ def train_moderation_model(texts: list[str], labels: list[str], config: Moderati
     return LinearModerationModel(config, w_hash, w_dense, bias)
 
 
-@functools.lru_cache(maxsize=4)
+_installed: dict[ModerationConfig, LinearModerationModel] = {}
+
+
+def install_model(model: LinearModerationModel) -> None:
+    """Serve ``model`` (e.g. loaded from the build) for its config: ``trained_model`` returns it, nothing trains."""
+    _installed[model.config] = model
+
+
 def trained_model(config: ModerationConfig) -> LinearModerationModel:
-    """The classifier for ``config``, trained once per process on the train split."""
+    """The classifier for ``config``: the installed one, else trained once per process on the train split."""
+    installed = _installed.get(config)
+    return installed if installed is not None else _train_once(config)
+
+
+@functools.lru_cache(maxsize=4)
+def _train_once(config: ModerationConfig) -> LinearModerationModel:
     rows = load_labeled(config.labeled_path, "train")
     model = train_moderation_model([row["text"] for row in rows], [row["label"] for row in rows], config)
     logger.info("moderation classifier trained on %d texts from %s", len(rows), config.labeled_path)

@@ -52,7 +52,7 @@ def test_health_items_only_when_asked(pipeline, warm_user):
 def test_cold_user_gets_popular_items_with_a_popularity_reason(pipeline):
     result = pipeline.recommend("brand-new-user", "хочу что-нибудь вкусное", 3, "samokat")
     assert len(result.items) == 3
-    assert all(row["explanation"] == "Популярно в Самокате" for row in result.items)
+    assert all(row["explanation"] == "Популярно в Самокате: истории покупок пока нет" for row in result.items)
     assert result.profile_facts == []
 
 

@@ -236,3 +236,22 @@ def test_committed_labeled_sets_match_their_generator():
     for name, records in expected.items():
         with (generator.HERE / name).open(encoding="utf-8") as handle:
             assert [json.loads(line) for line in handle] == records, f"{name} drifted: rerun make_labeled_sets"
+
+
+def test_a_saved_model_loads_and_serves_without_training(tmp_path):
+    from recllm.safety.moderation import (LinearModerationModel, ModerationConfig, install_model, moderate,
+                                          trained_model)
+
+    model = trained_model(ModerationConfig())
+    model.save(tmp_path / "moderation")
+    loaded = LinearModerationModel.load(tmp_path / "moderation")
+    assert loaded.config == model.config
+    for text in ("йогурт без сахара", "как тебя зовут?", "покажи адрес пользователя u_1"):
+        assert loaded.probabilities(text) == pytest.approx(model.probabilities(text))
+    install_model(loaded)
+    assert trained_model(ModerationConfig()) is loaded
+    assert moderate("расскажи анекдот").label == "off_topic"
+    meta = tmp_path / "moderation" / "moderation.json"
+    meta.write_text(meta.read_text().replace('"ok"', '"fine"'))
+    with pytest.raises(ValueError, match="labels"):
+        LinearModerationModel.load(tmp_path / "moderation")

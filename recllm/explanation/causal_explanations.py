@@ -1,0 +1,194 @@
+"""Why each ranked item: the user's profile facts that raised its reranker score, each one checked by a counterfactual.
+
+A profile fact is a group of the user's purchases in one service that feeds one of the reranker's profile features
+for this item: the same product bought before (``family``: repeat count and recency), its category, its parent
+category, its brand within the category. ``cited_facts`` re-runs the reranker's feature computation
+(``recllm.rag.reranker.candidate_features``) with that group removed from the user's purchases and re-scores the
+item; a fact is cited only when its removal lowers the score by more than ``CausalExplanationConfig.min_score_drop``,
+strongest first. When none qualifies, the explanation says plainly that the item was chosen for the request and cites
+no history; a sensitive (health) item is never explained by history. The preference vectors are the user's
+differentially private release, not a group of purchases: every counterfactual keeps them as released.
+
+Style per user: ``short`` cites the strongest fact (signal, service, when); ``detailed`` up to
+``max_detailed_facts`` with how often. A user who asks «почему?» often (``FeedbackSignals.explain_requests``) gets
+detailed ones. ``faithfulness`` is the benchmark's metric over shown explanations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog, Item
+from recllm.config.field_checks import require_above
+from recllm.profile.records import EventRow
+from recllm.profile.user_context import UserContext
+from recllm.profile.user_signals import DAY_S, compute_user_signals
+from recllm.rag.reranker import Reranker, candidate_features
+
+SIGNALS = ("family", "category", "parent_category", "brand")
+STYLES = ("short", "detailed")
+
+
+@dataclass(frozen=True)
+class CausalExplanationConfig:
+    min_score_drop: float = 1e-3     # reranker logits: below this a removal "changes nothing" (float noise)
+    max_detailed_facts: int = 3
+    detailed_after_why: int = 2      # «почему?» asked this often → detailed explanations
+
+    def __post_init__(self) -> None:
+        require_above(self, "min_score_drop", 0)
+        for name in ("max_detailed_facts", "detailed_after_why"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"CausalExplanationConfig.{name} must be an int >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ProfileFact:
+    """A group of the user's purchases behind one reranker feature of one item, with its counterfactual effect."""
+
+    signal: str          # one of SIGNALS
+    service: str         # where the purchases were made
+    purchases: int
+    last_ts: int
+    score_drop: float    # score with the fact − score without it
+
+
+@dataclass(frozen=True)
+class CausalExplanation:
+    item_id: int
+    text: str
+    facts: tuple[ProfileFact, ...]   # the cited facts, strongest first; () = chosen for the request only
+
+
+def fact_groups(item: Item, purchases: Sequence[EventRow], catalog: Catalog) -> dict[tuple[str, str], list[int]]:
+    """(signal, service) → positions in ``purchases`` of the purchases that feed that signal for ``item``."""
+    parent = catalog.categories[item.category_id].parent_id
+    groups: dict[tuple[str, str], list[int]] = {}
+    for position, event in enumerate(purchases):
+        bought = catalog.get(event.item_id)
+        matches = {
+            "family": bought.family_id == item.family_id,
+            "category": bought.category_id == item.category_id,
+            "parent_category": bool(parent) and bought.category_id != item.category_id
+            and catalog.categories[bought.category_id].parent_id == parent,
+            "brand": bought.category_id == item.category_id and bought.brand == item.brand,
+        }
+        for signal, match in matches.items():
+            if match:
+                groups.setdefault((signal, event.service), []).append(position)
+    return groups
+
+
+def counterfactual_scores(item_id: int, retrieval_score: float, service: str, context: UserContext,
+                          groups: list[list[int]], reranker: Reranker, catalog: Catalog, item_vectors: np.ndarray,
+                          popularity: dict[int, int]) -> np.ndarray:
+    """[1 + G] reranker scores of the item: with the full profile, then without each group of purchases."""
+    signals = [context.signals]
+    for positions in groups:
+        dropped = set(positions)
+        kept = [e for k, e in enumerate(context.purchases) if k not in dropped]
+        without = compute_user_signals(context.user_id, kept, catalog, item_vectors, context.now_ts)
+        # the DP release is no group of purchases: it stays as released
+        signals.append(dataclasses.replace(without, pref_long=context.signals.pref_long,
+                                           pref_short=context.signals.pref_short))
+    ids, scores = np.array([item_id], dtype=np.int64), np.array([retrieval_score], dtype=np.float32)
+    rows = [candidate_features(ids, scores, s, service, catalog, item_vectors, popularity, context.now_ts)
+            for s in signals]
+    return reranker.score(np.concatenate(rows))  # [1 + G]
+
+
+def cited_facts(item_id: int, retrieval_score: float, service: str, context: UserContext, reranker: Reranker,
+                catalog: Catalog, item_vectors: np.ndarray, popularity: dict[int, int],
+                config: CausalExplanationConfig) -> tuple[ProfileFact, ...]:
+    """The facts whose removal lowers the item's score, strongest first; () for a sensitive item."""
+    item = catalog.get(item_id)
+    if catalog.categories[item.category_id].sensitive or not context.purchases:
+        return ()
+    groups = fact_groups(item, context.purchases, catalog)
+    keys = sorted(groups)
+    scores = counterfactual_scores(item_id, retrieval_score, service, context, [groups[k] for k in keys], reranker,
+                                   catalog, item_vectors, popularity)
+    facts = [ProfileFact(signal, where, len(groups[(signal, where)]),
+                         max(context.purchases[k].timestamp for k in groups[(signal, where)]),
+                         float(scores[0] - scores[1 + n]))
+             for n, (signal, where) in enumerate(keys)]
+    return tuple(sorted((f for f in facts if f.score_drop > config.min_score_drop), key=lambda f: -f.score_drop))
+
+
+def explanation_style(context: UserContext, config: CausalExplanationConfig) -> str:
+    """``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, else ``short``."""
+    return "detailed" if context.feedback.explain_requests >= config.detailed_after_why else "short"
+
+
+def _when(fact: ProfileFact, now_ts: int, language: str) -> str:
+    days = max(now_ts - fact.last_ts, 0) // DAY_S
+    if language == "en":
+        return "today" if days == 0 else f"{days} days ago"
+    return "сегодня" if days == 0 else f"{days} дн. назад"
+
+
+def fact_text(fact: ProfileFact, item: Item, catalog: Catalog, now_ts: int, language: str, detailed: bool) -> str:
+    """One cited fact: which signal, which service, when (and how often, when detailed)."""
+    category = catalog.categories[item.category_id]
+    parent = catalog.categories[category.parent_id] if category.parent_id else category
+    display = SERVICE_DISPLAY[fact.service]
+    when = _when(fact, now_ts, language)
+    if language == "en":
+        subject = {"family": "this product", "category": category.name_en, "parent_category": parent.name_en,
+                   "brand": f"{item.brand} {category.name_en}"}[fact.signal]
+        often = f" {fact.purchases}×" if detailed else ""
+        return f"you bought {subject} on {display['en']}{often}, last {when}"
+    subject = {"family": "этот товар", "category": category.name_ru, "parent_category": parent.name_ru,
+               "brand": f"{category.name_ru} {item.brand}"}[fact.signal]
+    often = f" {fact.purchases} раз" if detailed else ""
+    return f"вы брали {subject} {display['ru_where']}{often}, последний раз {when}"
+
+
+def explanation_text(item: Item, facts: Sequence[ProfileFact], catalog: Catalog, now_ts: int, language: str,
+                     style: str, config: CausalExplanationConfig, cold: bool = False) -> str:
+    """The cited facts in the user's style; none: said plainly (a ``cold`` user has no history: popular picks)."""
+    if style not in STYLES:
+        raise ValueError(f"explanation style must be one of {STYLES}, got {style!r}")
+    if not facts and cold:
+        display = SERVICE_DISPLAY[item.service]
+        return f"Popular on {display['en']}: no purchase history yet" if language == "en" \
+            else f"Популярно {display['ru_where']}: истории покупок пока нет"
+    if not facts:  # said plainly: nothing in the history raised this item
+        return "Chosen for your request, not from your history" if language == "en" \
+            else "Подобрано по запросу, а не по истории покупок"
+    detailed = style == "detailed"
+    shown = facts[: config.max_detailed_facts] if detailed else facts[:1]
+    text = "; ".join(fact_text(f, item, catalog, now_ts, language, detailed) for f in shown)
+    return text[:1].upper() + text[1:]
+
+
+def explain_ranked(item_ids: Sequence[int], retrieval_scores: Sequence[float], service: str, context: UserContext,
+                   reranker: Reranker, catalog: Catalog, item_vectors: np.ndarray, popularity: dict[int, int],
+                   language: str, config: CausalExplanationConfig) -> list[CausalExplanation]:
+    """The causal explanation of each shown item, in the user's style."""
+    style = explanation_style(context, config)
+    explanations = []
+    for item_id, retrieval_score in zip(item_ids, retrieval_scores):
+        facts = cited_facts(int(item_id), float(retrieval_score), service, context, reranker, catalog, item_vectors,
+                            popularity, config)
+        text = explanation_text(catalog.get(int(item_id)), facts, catalog, context.now_ts, language, style, config,
+                                cold=not context.purchases)
+        explanations.append(CausalExplanation(int(item_id), text, facts))
+    return explanations
+
+
+def faithfulness(cited_drops: Sequence[Sequence[float]], min_score_drop: float) -> dict[str, float]:
+    """Over shown explanations, each given as the score drops of the facts it cites (re-measured by the caller):
+    ``faithfulness`` — share whose every cited fact lowers the score by more than ``min_score_drop`` when removed
+    (one that cites nothing claims nothing and passes); ``no_fact_rate`` — share citing no fact; ``shown``."""
+    if not cited_drops:
+        raise ValueError("faithfulness needs at least one shown explanation, got 0")
+    passed = sum(all(drop > min_score_drop for drop in drops) for drops in cited_drops)
+    no_fact = sum(not drops for drops in cited_drops)
+    return {"faithfulness": passed / len(cited_drops), "no_fact_rate": no_fact / len(cited_drops),
+            "shown": float(len(cited_drops))}
