@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -51,6 +52,21 @@ from recllm.serving.triton_server import port_is_free
 from recllm_proto.user_token import KeyringFile, ensure_keyring
 
 log = logging.getLogger(__name__)
+
+
+def _database_unavailable_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a store that is there but cannot write right now (SQLite: locked, full; PostgreSQL: gone)."""
+    errors: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg  # noqa: PLC0415 - only with the PostgreSQL extra
+    except ImportError:
+        pass
+    else:
+        errors.append(psycopg.OperationalError)
+    return tuple(errors)
+
+
+DATABASE_UNAVAILABLE = _database_unavailable_errors()
 
 
 class ProfileServiceError(RuntimeError):
@@ -105,6 +121,10 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
             removed = self.writer.forget(user_id, lambda store: forget_user(store, self.sessions, user_id)).result()
         except WriterStoppedError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        except DATABASE_UNAVAILABLE as error:  # locked by another process, disk full, connection lost: retryable
+            log.warning("forget could not run: %s", error)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the profile database is unavailable ({error}); the forget "
+                                                       "did not complete: retry it (forgetting is idempotent)")
         return forget_message(user_id, removed)
 
 
