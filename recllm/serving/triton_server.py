@@ -57,6 +57,9 @@ class TritonServerConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     keyring_path: Path | None = None  # defaults to the build's ``ArtifactLayout.keyring`` (beside the folder)
     tls: TlsFiles | None = None       # gRPC over TLS (HTTP and metrics stay plaintext: bind them to loopback)
+    # More tritonserver flags, appended as given (e.g. ("--model-control-mode=explicit", "--load-model=*") so a
+    # model whose Python-backend stub died can be reloaded through the repository API)
+    extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.artifact_dir = Path(self.artifact_dir)
@@ -176,6 +179,7 @@ def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
         "--strict-readiness=true",
         "--exit-timeout-secs=10",
         f"--log-verbose={config.log_verbose}",
+        *config.extra_args,
     ]
 
 
