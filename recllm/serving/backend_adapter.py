@@ -21,10 +21,11 @@ import torch
 from recllm_proto import tensors
 
 from recllm.artifacts import ARTIFACT_DIR_ENV, KEYRING_ENV, ArtifactLayout
+from recllm.catalog.product_catalog import SERVICES
 from recllm_proto.text_arrays import decode_utf8_array
 from recllm_proto.user_token import Keyring, KeyringFile, TokenError
 from recllm.profile.user_context import UserContext, UserContextError
-from recllm.rag.rec_request import RecRequest, RequestError, with_session_constraints
+from recllm.rag.rec_request import LANGUAGES, RecRequest, RequestError, decode_text, with_session_constraints
 
 log = logging.getLogger(__name__)
 Parsed = TypeVar("Parsed")
@@ -129,7 +130,64 @@ def input_scalar(pb_utils, request, name: str):
 
 
 def input_strings(pb_utils, request, name: str) -> list[str]:
-    return decode_utf8_array(input_array(pb_utils, request, name))
+    """Every string of an input; invalid UTF-8 is a request error naming the input."""
+    try:
+        return decode_utf8_array(input_array(pb_utils, request, name))
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"input {name} is not valid UTF-8 (byte {exc.start})") from None
+
+
+def input_text(pb_utils, request, name: str) -> str:
+    """The text of a [1]-shaped string input; invalid UTF-8 is a request error naming the input."""
+    return decode_text(name, input_scalar(pb_utils, request, name))
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def input_service(pb_utils, request, name: str = tensors.RESOLVED_SERVICE.name) -> str:
+    """A stage input naming the service the request was resolved to: one of the known services, never empty."""
+    service = input_text(pb_utils, request, name)
+    if service not in SERVICES:
+        raise RequestError(f"{name} must be one of {', '.join(SERVICES)}, got {_shown(service)}")
+    return service
+
+
+def checked_language(name: str, language: str) -> str:
+    if language not in LANGUAGES:
+        raise RequestError(f"{name} must be one of {', '.join(LANGUAGES)}, got {_shown(language)}")
+    return language
+
+
+def input_item_ids(pb_utils, request, name: str, num_items: int) -> np.ndarray:
+    """An input of catalog item ids ([K] int64): every id must name a catalog item (0..num_items-1)."""
+    ids = input_array(pb_utils, request, name).astype(np.int64).reshape(-1)
+    unknown = ids[(ids < 0) | (ids >= num_items)]
+    if unknown.size:
+        raise RequestError(f"input {name} has ids that name no catalog item: {unknown[:3].tolist()} "
+                           f"(valid ids are 0..{num_items - 1})")
+    return ids
+
+
+def input_scores(pb_utils, request, name: str, length: int) -> np.ndarray:
+    """A float input with one finite value per item (``length``)."""
+    scores = input_array(pb_utils, request, name).astype(np.float32).reshape(-1)
+    if scores.size != length:
+        raise RequestError(f"input {name} must hold one value per item ({length}), got {scores.size}")
+    if not np.isfinite(scores).all():
+        raise RequestError(f"input {name} holds NaN or infinite values")
+    return scores
+
+
+def input_vector(pb_utils, request, name: str, dim: int) -> np.ndarray:
+    """A float vector input of exactly ``dim`` finite values."""
+    vector = input_array(pb_utils, request, name).astype(np.float32).reshape(-1)
+    if vector.size != dim:
+        raise RequestError(f"input {name} must hold {dim} values, got {vector.size}")
+    if not np.isfinite(vector).all():
+        raise RequestError(f"input {name} holds NaN or infinite values")
+    return vector
 
 
 def make_response(pb_utils, outputs: dict[str, np.ndarray]):

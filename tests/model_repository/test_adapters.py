@@ -312,3 +312,33 @@ def test_reranker_mixed_batch_matches_single_requests(models, test_artifacts):
     assert shapes[:2] == [(1, 3), (1, 4)] and shapes[2][0] == 1 and shapes[2][1] <= 5  # ragged: each its own row
     for request, response in zip(requests, batched):
         assert_same_outputs(response, models["reranker"].execute([request])[0])
+
+
+def test_stage_inputs_that_would_give_garbage_are_refused_by_name(models, warm_user):
+    """Found by benchmarks/fuzz.py: a NaN query embedding was served, out-of-range candidate ids were an internal
+    error (negative ones wrapped around), an unknown RESOLVED_SERVICE was not checked by name."""
+    vector = run(models["query_encoder"], QUERY=text(QUERY)).outputs()["QUERY_EMBEDDING"]
+    nan = vector.copy()
+    nan[0, 3] = np.nan
+    for bad, needle in ((nan, "NaN"), (vector[:, :-1], "must hold"), (np.concatenate([vector] * 2, 1), "must hold")):
+        response = retrieve(models, warm_user, QUERY_EMBEDDING=bad)
+        assert response.has_error() and "QUERY_EMBEDDING" in response.error().message()
+        assert needle in response.error().message()
+    candidates = retrieve(models, warm_user).outputs()
+    good = dict(USER_TOKEN=token(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),
+                RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], CANDIDATE_ITEM_IDS=candidates["CANDIDATE_ITEM_IDS"],
+                CANDIDATE_SCORES=candidates["CANDIDATE_SCORES"], USER_CONTEXT=candidates["USER_CONTEXT"])
+    assert not run(models["reranker"], **good).has_error()
+    ids, scores = candidates["CANDIDATE_ITEM_IDS"], candidates["CANDIDATE_SCORES"]
+    nan_scores = scores.copy()
+    nan_scores[0, 0] = np.inf
+    cases = ((dict(CANDIDATE_ITEM_IDS=-ids - 1), "CANDIDATE_ITEM_IDS"),
+             (dict(CANDIDATE_ITEM_IDS=ids + 10**9), "CANDIDATE_ITEM_IDS"),
+             (dict(CANDIDATE_SCORES=nan_scores), "CANDIDATE_SCORES"),
+             (dict(CANDIDATE_SCORES=scores[:, :-1]), "CANDIDATE_SCORES"),
+             (dict(RESOLVED_SERVICE=text("ozon")), "RESOLVED_SERVICE"),
+             (dict(RESOLVED_SERVICE=text(b"\xff")), "RESOLVED_SERVICE"))
+    for change, needle in cases:
+        response = run(models["reranker"], **(good | change))
+        assert response.has_error(), change
+        assert needle in response.error().message() and "internal error" not in response.error().message()

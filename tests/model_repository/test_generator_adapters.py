@@ -74,16 +74,16 @@ def generator_request(query, item_ids, facts):
 def test_generator_mixed_batch_is_one_decode_and_matches_single_requests(models, items, monkeypatch):
     requests = [generator_request(q, items[k:k + n], facts) for k, (q, n, facts, _) in enumerate(TURNS)]
     requests.insert(1, generator_request("   ", items[:2], []))                 # empty query: refused on parse
-    requests.append(generator_request(TURNS[0][0], [10 ** 9], []))             # no Semantic ID: refused alone
+    requests.append(generator_request(TURNS[0][0], [10 ** 9], []))             # no such item: refused on parse
     generator = models["generator"]
     batch_sizes = []
     real = generator.generation.generator.generate_batch
     monkeypatch.setattr(generator.generation.generator, "generate_batch",
                         lambda reqs, name: batch_sizes.append(len(reqs)) or real(reqs, name))
     batched = generator.execute(requests)
-    assert batch_sizes[0] == len(requests) - 1  # every parsed request in one decode
+    assert batch_sizes[0] == len(requests) - 2  # every parsed request in one decode
     assert [r.has_error() for r in batched] == [False, True, False, False, True]
-    assert "query" in batched[1].error().message() and "Semantic ID" in batched[4].error().message()
+    assert "query" in batched[1].error().message() and "no catalog item" in batched[4].error().message()
     replies = [r.outputs()["REPLY"].reshape(-1)[0].decode() for r in batched if not r.has_error()]
     assert all(reply.strip() for reply in replies) and len(set(replies)) == len(replies)
     for request, response in zip(requests, batched):
@@ -125,7 +125,7 @@ def test_stream_batches_concurrent_turns_and_each_equals_its_in_process_stream(m
     assert stream.execute(requests[:2]) is None
     assert stream.execute([requests[2], unknown_item]) is None  # another execute, same window: same batch
     results = [collect(r) for r in (*requests, unknown_item)]
-    assert stream.batcher.batch_sizes[before:] == [4]
+    assert stream.batcher.batch_sizes[before:] == [3]  # the unknown item was refused before the batcher
     generation = stream.generation
     for (query, n, facts, act), request, (deltas, error) in zip(TURNS, requests, results):
         assert error is None and len(deltas) >= 2  # streamed, not one block
@@ -133,7 +133,7 @@ def test_stream_batches_concurrent_turns_and_each_equals_its_in_process_stream(m
         language = "en" if query.startswith("healthy") else "ru"
         expected = "".join(generation.stream("samokat", language, query, items[k:k + n], facts, act=act))
         assert "".join(deltas) == expected
-    assert results[3][0] == [] and "Semantic ID" in results[3][1]
+    assert results[3][0] == [] and "no catalog item" in results[3][1]
 
 
 def test_stream_refuses_bad_requests_at_once_with_the_final_flag(models, items):
@@ -175,3 +175,28 @@ def test_config_parameters_are_validated(models):
     with pytest.raises(ValueError, match="max_batch"):
         batcher_config(bad)
     assert batcher_config({}).max_batch == 8
+
+
+def test_stage_inputs_are_checked_by_name_before_decoding(models, items):
+    """Found by benchmarks/fuzz.py: unknown services and languages were served, invalid UTF-8 was an internal error."""
+    good = dict(QUERY=text("молоко")[None], RESOLVED_SERVICE=text("samokat")[None],
+                ITEM_IDS=np.array([items[:2]], np.int64), PROFILE_FACTS=texts(["вы часто берёте кефир"])[None])
+    cases = (("RESOLVED_SERVICE", dict(RESOLVED_SERVICE=text("ozon")[None])),
+             ("RESOLVED_SERVICE", dict(RESOLVED_SERVICE=np.array([[b"\xff"]], dtype=np.object_))),
+             ("PROFILE_FACTS", dict(PROFILE_FACTS=np.array([[b"\xfe\xff"]], dtype=np.object_))),
+             ("ITEM_IDS", dict(ITEM_IDS=np.array([[-1]], np.int64))))
+    responses = models["generator"].execute([fake_pb_utils.FakeRequest(good | change) for _, change in cases])
+    for (needle, _), response in zip(cases, responses):
+        assert response.has_error(), needle
+        assert needle in response.error().message() and "internal error" not in response.error().message()
+    stream_good = {name: array[0] for name, array in good.items()}
+    bad = [stream_good | {"LANGUAGE": text("de")}, stream_good | {"LANGUAGE": text("ru\x00")},
+           stream_good | {"RESOLVED_SERVICE": text("")},
+           stream_good | {"REPLY_ACT": np.array([b"\xff"], dtype=np.object_)}]
+    requests = [fake_pb_utils.FakeRequest(tensors) for tensors in bad]
+    models["generator_stream"].execute(requests)
+    for request, needle in zip(requests, ("LANGUAGE", "LANGUAGE", "RESOLVED_SERVICE", "REPLY_ACT")):
+        assert len(request.sender.sent) == 1
+        response, flags = request.sender.sent[0]
+        assert flags == FINAL and needle in response.error().message()
+        assert "internal error" not in response.error().message()

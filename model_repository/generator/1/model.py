@@ -6,14 +6,13 @@ forward per step (``GenerationStage.generate_turns``); a bad request gets its ow
 ``pb_utils.MetricFamily`` where the backend has it.
 """
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_array, input_scalar,
-                                            input_strings, make_response)
+from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_item_ids, input_scalar,
+                                            input_service, input_strings, make_response)
 from recllm_proto.text_arrays import utf8_array
 
 
@@ -47,8 +46,8 @@ class TritonPythonModel:
 
     def turn(self, request):
         query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
-        service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
-        item_ids = input_array(pb_utils, request, T.ITEM_IDS.name).astype(np.int64).reshape(-1)
+        service = input_service(pb_utils, request)
+        item_ids = input_item_ids(pb_utils, request, T.ITEM_IDS.name, len(self.generation.catalog))
         facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
         return ReplyTurn(service, detect_language(query), query, tuple(item_ids.tolist()), tuple(facts))
 

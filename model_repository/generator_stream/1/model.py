@@ -18,14 +18,13 @@ cancelled request stops receiving and is finished.
 
 import json
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, error_response, input_array, input_scalar,
-                                            input_strings, make_response, optional_array)
+from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, input_item_ids,
+                                            input_scalar, input_service, input_strings, make_response, optional_array)
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -50,7 +49,10 @@ def optional_text(request, spec) -> str | None:
         return None
     if array.size != 1:
         raise RequestError(f"input {spec.name} must hold exactly one element, got shape {list(array.shape)}")
-    return decode_utf8_array(array.reshape(-1))[0]
+    try:
+        return decode_utf8_array(array.reshape(-1))[0]
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"input {spec.name} is not valid UTF-8 (byte {exc.start})") from None
 
 
 class TritonPythonModel:
@@ -62,13 +64,14 @@ class TritonPythonModel:
         from recllm.generator import ACTS  # noqa: PLC0415
 
         query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
-        service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
-        item_ids = input_array(pb_utils, request, T.ITEM_IDS.name).astype(np.int64).reshape(-1)
+        service = input_service(pb_utils, request)
+        item_ids = input_item_ids(pb_utils, request, T.ITEM_IDS.name, len(self.generation.catalog))
         facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
         act = optional_text(request, T.REPLY_ACT)
         if act is not None and act not in ACTS:
             raise RequestError(f"{T.REPLY_ACT.name} must be one of {sorted(ACTS)}, got {act!r}")
-        language = optional_text(request, T.LANGUAGE) or detect_language(query)
+        language = optional_text(request, T.LANGUAGE)
+        language = checked_language(T.LANGUAGE.name, language) if language else detect_language(query)
         return ReplyTurn(service, language, query, tuple(item_ids.tolist()), tuple(facts), act,
                          optional_text(request, T.RELAXATION) or "")
 

@@ -3,15 +3,14 @@
 
 The user is the subject of the verified USER_TOKEN; the context must carry the retriever's seal and be that user's."""
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
 from recllm.pipeline import load_ranking_stage
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_each, input_array, input_scalar, request_user_id, server_keyring, session_constraints,
-    user_context_input,
+    artifact_layout, execute_each, input_item_ids, input_scalar, input_scores, input_service, request_user_id,
+    server_keyring, session_constraints, user_context_input,
 )
 
 
@@ -26,9 +25,9 @@ class TritonPythonModel:
         user_id = request_user_id(pb_utils, request, keyring)
         rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K)))
         rec = session_constraints(pb_utils, request, rec)
-        service = input_scalar(pb_utils, request, T.RESOLVED_SERVICE.name).decode("utf-8")
-        candidate_ids = input_array(pb_utils, request, T.CANDIDATE_ITEM_IDS.name).astype(np.int64).reshape(-1)
-        candidate_scores = input_array(pb_utils, request, T.CANDIDATE_SCORES.name).astype(np.float32).reshape(-1)
+        service = input_service(pb_utils, request)
+        candidate_ids = input_item_ids(pb_utils, request, T.CANDIDATE_ITEM_IDS.name, len(self.ranking.catalog))
+        candidate_scores = input_scores(pb_utils, request, T.CANDIDATE_SCORES.name, candidate_ids.size)
         context = user_context_input(pb_utils, request, rec.user_id, keyring)
         return self.ranking.item_arrays(self.ranking.rank(rec, service, candidate_ids, candidate_scores, context))
 

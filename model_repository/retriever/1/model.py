@@ -11,7 +11,7 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_retriever
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_together, input_array, input_scalar, optional_array, request_user_id, sealed_context,
+    artifact_layout, execute_together, input_scalar, input_vector, optional_array, request_user_id, sealed_context,
     server_keyring, session_constraints,
 )
 from recllm_proto.text_arrays import utf8_array
@@ -22,11 +22,12 @@ class TritonPythonModel:
         layout = artifact_layout(args)
         self.retriever = load_retriever(layout)
         self.keys = server_keyring(layout)
+        self.embedding_dim = int(self.retriever.index.item_vectors.shape[1])
 
     def parse(self, request):
         user_id = request_user_id(pb_utils, request, self.keys.current())
         rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K, T.SERVICE)))
-        query_vector = input_array(pb_utils, request, T.QUERY_EMBEDDING.name).astype(np.float32).reshape(-1)
+        query_vector = input_vector(pb_utils, request, T.QUERY_EMBEDDING.name, self.embedding_dim)
         rec = session_constraints(pb_utils, request, rec)
         exclude = optional_array(pb_utils, request, T.EXCLUDE_ITEM_IDS.name)
         exclude_ids = frozenset(int(i) for i in exclude.reshape(-1)) if exclude is not None else frozenset()
