@@ -26,10 +26,12 @@ from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog, Item
 from recllm.config.field_checks import require_above
 from recllm.profile.records import EventRow
 from recllm.profile.user_context import UserContext
-from recllm.profile.user_signals import DAY_S, compute_user_signals
+from recllm.profile.user_signals import DAY_S, UserSignals
 from recllm.rag.reranker import Reranker, candidate_features
 
 SIGNALS = ("family", "category", "parent_category", "brand")
+_COUNTERS = ("category_counts", "service_category_counts", "parent_category_counts", "family_counts", "tag_counts",
+             "brand_counts")
 STYLES = ("short", "detailed")
 
 
@@ -65,12 +67,18 @@ class CausalExplanation:
     facts: tuple[ProfileFact, ...]   # the cited facts, strongest first; () = chosen for the request only
 
 
-def fact_groups(item: Item, purchases: Sequence[EventRow], catalog: Catalog) -> dict[tuple[str, str], list[int]]:
+def bought_items(purchases: Sequence[EventRow], catalog: Catalog) -> list[Item]:
+    """The catalog item of each purchase, looked up once per request for every counterfactual."""
+    return [catalog.get(e.item_id) for e in purchases]
+
+
+def fact_groups(item: Item, purchases: Sequence[EventRow], catalog: Catalog,
+                bought_list: Sequence[Item] | None = None) -> dict[tuple[str, str], list[int]]:
     """(signal, service) → positions in ``purchases`` of the purchases that feed that signal for ``item``."""
     parent = catalog.categories[item.category_id].parent_id
+    bought_list = bought_list if bought_list is not None else bought_items(purchases, catalog)
     groups: dict[tuple[str, str], list[int]] = {}
-    for position, event in enumerate(purchases):
-        bought = catalog.get(event.item_id)
+    for position, (event, bought) in enumerate(zip(purchases, bought_list)):
         matches = {
             "family": bought.family_id == item.family_id,
             "category": bought.category_id == item.category_id,
@@ -84,40 +92,107 @@ def fact_groups(item: Item, purchases: Sequence[EventRow], catalog: Catalog) -> 
     return groups
 
 
+def signals_without(signals: UserSignals, purchases: Sequence[EventRow], positions: Sequence[int],
+                    catalog: Catalog, bought_list: Sequence[Item] | None = None) -> UserSignals:
+    """The user's signals as ``compute_user_signals`` would give them without the purchases at ``positions``, the
+    preference vectors kept as they are; by subtraction from ``signals`` (computed from all of ``purchases``): the
+    counters lose the removed purchases, the recency of their families and the median price are recomputed."""
+    bought_list = bought_list if bought_list is not None else bought_items(purchases, catalog)
+    dropped = set(positions)
+    kept = [k for k in range(len(purchases)) if k not in dropped]
+    out = dataclasses.replace(signals, **{name: getattr(signals, name).copy() for name in _COUNTERS},
+                              family_last_ts=dict(signals.family_last_ts), num_purchases=len(kept),
+                              median_price=float(np.median([purchases[k].price for k in kept])) if kept else None)
+    families = set()
+    for k in dropped:
+        event, item = purchases[k], bought_list[k]
+        parent = catalog.categories[item.category_id].parent_id
+        out.category_counts[item.category_id] -= 1
+        out.service_category_counts[(event.service, item.category_id)] -= 1
+        if parent:
+            out.parent_category_counts[parent] -= 1
+        out.family_counts[item.family_id] -= 1
+        out.tag_counts.subtract(item.tags)
+        out.brand_counts[(item.category_id, item.brand)] -= 1
+        families.add(item.family_id)
+    for family in families:
+        times = [purchases[k].timestamp for k in kept if bought_list[k].family_id == family]
+        if times:
+            out.family_last_ts[family] = max(times)
+        else:
+            out.family_last_ts.pop(family, None)
+    return out
+
+
+def counterfactual_features(item_id: int, retrieval_score: float, service: str, context: UserContext,
+                            groups: list[list[int]], catalog: Catalog, item_vectors: np.ndarray,
+                            popularity: dict[int, int], bought_list: Sequence[Item] | None = None) -> np.ndarray:
+    """[1 + G, F] the reranker's features of the item: with the full profile, then without each group."""
+    bought_list = bought_list if bought_list is not None else bought_items(context.purchases, catalog)
+    # the DP release is no group of purchases: it stays as released (signals_without keeps it)
+    signals = [context.signals] + [signals_without(context.signals, context.purchases, positions, catalog,
+                                                   bought_list) for positions in groups]
+    ids, scores = np.array([item_id], dtype=np.int64), np.array([retrieval_score], dtype=np.float32)
+    return np.concatenate([candidate_features(ids, scores, s, service, catalog, item_vectors, popularity,
+                                              context.now_ts) for s in signals])
+
+
 def counterfactual_scores(item_id: int, retrieval_score: float, service: str, context: UserContext,
                           groups: list[list[int]], reranker: Reranker, catalog: Catalog, item_vectors: np.ndarray,
                           popularity: dict[int, int]) -> np.ndarray:
     """[1 + G] reranker scores of the item: with the full profile, then without each group of purchases."""
-    signals = [context.signals]
-    for positions in groups:
-        dropped = set(positions)
-        kept = [e for k, e in enumerate(context.purchases) if k not in dropped]
-        without = compute_user_signals(context.user_id, kept, catalog, item_vectors, context.now_ts)
-        # the DP release is no group of purchases: it stays as released
-        signals.append(dataclasses.replace(without, pref_long=context.signals.pref_long,
-                                           pref_short=context.signals.pref_short))
-    ids, scores = np.array([item_id], dtype=np.int64), np.array([retrieval_score], dtype=np.float32)
-    rows = [candidate_features(ids, scores, s, service, catalog, item_vectors, popularity, context.now_ts)
-            for s in signals]
-    return reranker.score(np.concatenate(rows))  # [1 + G]
+    return reranker.score(counterfactual_features(item_id, retrieval_score, service, context, groups, catalog,
+                                                  item_vectors, popularity))
+
+
+def _candidate_facts(item: Item, context: UserContext, catalog: Catalog, bought_list: Sequence[Item]
+                     ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], list[int]]]:
+    """The (signal, service) groups to check for the item, in a fixed order; none for a sensitive item."""
+    if catalog.categories[item.category_id].sensitive or not context.purchases:
+        return [], {}
+    groups = fact_groups(item, context.purchases, catalog, bought_list)
+    return sorted(groups), groups
+
+
+def _qualifying(keys, groups, scores: np.ndarray, context: UserContext,
+                config: CausalExplanationConfig) -> tuple[ProfileFact, ...]:
+    facts = [ProfileFact(signal, where, len(groups[(signal, where)]),
+                         max(context.purchases[k].timestamp for k in groups[(signal, where)]),
+                         float(scores[0] - scores[1 + n]))
+             for n, (signal, where) in enumerate(keys)]
+    return tuple(sorted((f for f in facts if f.score_drop > config.min_score_drop), key=lambda f: -f.score_drop))
 
 
 def cited_facts(item_id: int, retrieval_score: float, service: str, context: UserContext, reranker: Reranker,
                 catalog: Catalog, item_vectors: np.ndarray, popularity: dict[int, int],
                 config: CausalExplanationConfig) -> tuple[ProfileFact, ...]:
     """The facts whose removal lowers the item's score, strongest first; () for a sensitive item."""
-    item = catalog.get(item_id)
-    if catalog.categories[item.category_id].sensitive or not context.purchases:
-        return ()
-    groups = fact_groups(item, context.purchases, catalog)
-    keys = sorted(groups)
-    scores = counterfactual_scores(item_id, retrieval_score, service, context, [groups[k] for k in keys], reranker,
-                                   catalog, item_vectors, popularity)
-    facts = [ProfileFact(signal, where, len(groups[(signal, where)]),
-                         max(context.purchases[k].timestamp for k in groups[(signal, where)]),
-                         float(scores[0] - scores[1 + n]))
-             for n, (signal, where) in enumerate(keys)]
-    return tuple(sorted((f for f in facts if f.score_drop > config.min_score_drop), key=lambda f: -f.score_drop))
+    return explain_facts([item_id], [retrieval_score], service, context, reranker, catalog, item_vectors,
+                         popularity, config)[0]
+
+
+def explain_facts(item_ids: Sequence[int], retrieval_scores: Sequence[float], service: str, context: UserContext,
+                  reranker: Reranker, catalog: Catalog, item_vectors: np.ndarray, popularity: dict[int, int],
+                  config: CausalExplanationConfig) -> list[tuple[ProfileFact, ...]]:
+    """``cited_facts`` of several items of one request: every counterfactual row scored in one reranker call."""
+    bought_list = bought_items(context.purchases, catalog)
+    plans, rows = [], []
+    for item_id, retrieval_score in zip(item_ids, retrieval_scores):
+        keys, groups = _candidate_facts(catalog.get(int(item_id)), context, catalog, bought_list)
+        plans.append((keys, groups))
+        if keys:
+            rows.append(counterfactual_features(int(item_id), float(retrieval_score), service, context,
+                                                [groups[k] for k in keys], catalog, item_vectors, popularity,
+                                                bought_list))
+    scores = reranker.score(np.concatenate(rows)) if rows else np.zeros(0, np.float32)  # [sum(1 + G)]
+    facts, offset = [], 0
+    for keys, groups in plans:
+        if not keys:
+            facts.append(())
+            continue
+        facts.append(_qualifying(keys, groups, scores[offset: offset + 1 + len(keys)], context, config))
+        offset += 1 + len(keys)
+    return facts
 
 
 def explanation_style(context: UserContext, config: CausalExplanationConfig) -> str:
@@ -173,9 +248,9 @@ def explain_ranked(item_ids: Sequence[int], retrieval_scores: Sequence[float], s
     """The causal explanation of each shown item, in the user's style."""
     style = explanation_style(context, config)
     explanations = []
-    for item_id, retrieval_score in zip(item_ids, retrieval_scores):
-        facts = cited_facts(int(item_id), float(retrieval_score), service, context, reranker, catalog, item_vectors,
-                            popularity, config)
+    cited = explain_facts(item_ids, retrieval_scores, service, context, reranker, catalog, item_vectors, popularity,
+                          config)
+    for item_id, facts in zip(item_ids, cited):
         text = explanation_text(catalog.get(int(item_id)), facts, catalog, context.now_ts, language, style, config,
                                 cold=not context.purchases)
         explanations.append(CausalExplanation(int(item_id), text, facts))

@@ -142,3 +142,37 @@ def test_a_cold_user_gets_popular_picks_said_plainly(buyer, catalog, item_vector
                                  {}, "ru", CONFIG)[0]
     assert explanation.facts == () and explanation.text.startswith("Популярно") and "истории покупок пока нет" in \
         explanation.text
+
+
+def test_signals_without_a_group_equal_the_signals_recomputed_without_it(buyer, catalog, item_vectors):
+    """The subtraction the explanations use against the reference: compute_user_signals of the kept purchases."""
+    from collections import Counter
+
+    from recllm.explanation.causal_explanations import signals_without
+    from recllm.profile.user_signals import compute_user_signals
+
+    item = bought_item(buyer, catalog)
+    groups = list(fact_groups(item, buyer.purchases, catalog).values())
+    groups.append(list(range(len(buyer.purchases))))  # everything: a cold user
+    for positions in groups:
+        kept = [e for k, e in enumerate(buyer.purchases) if k not in set(positions)]
+        fast = signals_without(buyer.signals, buyer.purchases, positions, catalog)
+        reference = compute_user_signals(buyer.user_id, kept, catalog, item_vectors, buyer.now_ts)
+        positive = lambda counter: Counter({k: v for k, v in counter.items() if v > 0})  # noqa: E731
+        for name in ("category_counts", "service_category_counts", "parent_category_counts", "family_counts",
+                     "tag_counts", "brand_counts"):
+            assert positive(getattr(fast, name)) == positive(getattr(reference, name)), name
+        assert fast.family_last_ts == reference.family_last_ts
+        assert fast.num_purchases == reference.num_purchases and fast.is_cold == reference.is_cold
+        assert fast.median_price == (pytest.approx(reference.median_price) if kept else None)
+        assert fast.pref_long is buyer.signals.pref_long  # the release is kept
+        ids = np.array([item.item_id])
+        from recllm.rag.reranker import candidate_features
+
+        with_reference = dataclasses.replace(reference, pref_long=buyer.signals.pref_long,
+                                             pref_short=buyer.signals.pref_short)
+        assert np.allclose(
+            candidate_features(ids, np.array([0.5], np.float32), fast, item.service, catalog, item_vectors, {},
+                               buyer.now_ts),
+            candidate_features(ids, np.array([0.5], np.float32), with_reference, item.service, catalog,
+                               item_vectors, {}, buyer.now_ts))
