@@ -174,11 +174,17 @@ class RecLLMClient:
                     service: str = "") -> Iterator[tuple[str, object]]:
         """Stream one chat turn: yields ("items", (service, [RecItem])) then ("text", delta) chunks."""
         responses: queue.Queue = queue.Queue()
-        self.grpc.start_stream(callback=lambda result, error: responses.put((result, error)))
+        inputs = [text_tensor(T.SESSION_ID, session_id)] + self.ensemble_inputs(user_id, message, top_k, service)
+        try:
+            self.grpc.start_stream(callback=lambda result, error: responses.put((result, error)))
+        except InferenceServerException as exc:
+            raise RecLLMClientError(exc.message() or str(exc)) from exc
         finished = False
         try:
-            inputs = [text_tensor(T.SESSION_ID, session_id)] + self.ensemble_inputs(user_id, message, top_k, service)
-            self.grpc.async_stream_infer(CHAT_MODEL, inputs, enable_empty_final_response=True)
+            try:
+                self.grpc.async_stream_infer(CHAT_MODEL, inputs, enable_empty_final_response=True)
+            except InferenceServerException as exc:  # the stream broke before the request went out (server gone)
+                raise RecLLMClientError(exc.message() or str(exc)) from exc
             yield from self._drain(responses)
             finished = True
         finally:
