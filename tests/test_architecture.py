@@ -34,7 +34,7 @@ LAYERS: dict[str, set[str]] = {
     "profile": {"catalog"},
     "safety": {"catalog", "profile"},
     "rag": {"catalog", "profile", "safety", "neural"},
-    "explanation": {"catalog", "profile", "safety"},
+    "explanation": {"catalog", "profile", "safety", "rag"},   # causal checks re-score with the reranker
     "generator": {"catalog", "profile", "safety", "sid", "neural"},
     "dialogue": {"catalog", "profile", "safety", "rag", "explanation", "generator"},
     "synthetic": {"catalog", "profile"},
