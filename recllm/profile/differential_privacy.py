@@ -147,6 +147,12 @@ class PrivacyConfig:
 
 # --- accounting (Opacus, imported on first use: torch is heavy and the stores never need it) --------------------
 
+# The RDP orders the accountant optimises over: Opacus' defaults (1.1 … 63) plus higher ones, which the large noise
+# multipliers of unsampled releases need (with the defaults alone Opacus warns "optimal order is the largest alpha"
+# and its ε is looser than it has to be).
+RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 128, 256, 512, 1024]
+
+
 def compose_epsilon(history: Sequence[tuple[float, float, int]], delta: float) -> float:
     """ε at ``delta`` of the composition of (noise multiplier, sample rate, steps) Gaussian mechanisms, by Opacus'
     ``RDPAccountant`` (its history set directly); 0 for no mechanism, inf when one has no noise."""
@@ -156,7 +162,7 @@ def compose_epsilon(history: Sequence[tuple[float, float, int]], delta: float) -
     accountant.history = [(float(z), float(q), int(steps)) for z, q, steps in history]
     if any(z <= 0 for z, _, _ in accountant.history):
         return math.inf
-    return float(accountant.get_epsilon(delta))
+    return float(accountant.get_epsilon(delta, alphas=RDP_ORDERS))
 
 
 @lru_cache(maxsize=64)
@@ -166,7 +172,8 @@ def rdp_noise_multiplier(epsilon: float, delta: float, releases: int) -> float:
     from opacus.accountants.utils import get_noise_multiplier  # noqa: PLC0415
 
     return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=1.0, steps=releases,
-                                      accountant="rdp", epsilon_tolerance=NOISE_MULTIPLIER_TOLERANCE))
+                                      accountant="rdp", epsilon_tolerance=NOISE_MULTIPLIER_TOLERANCE,
+                                      alphas=RDP_ORDERS))
 
 
 def dp_sgd_event_mechanism(noise_multiplier: float, steps: int, examples_per_event: int) -> tuple[float, float, int]:
