@@ -84,10 +84,15 @@ def test_chat_turn_streams_the_in_process_text(client, users, test_artifacts, tm
     assert "".join(deltas) == "".join(c.text for c in chunks[1:])
 
 
-def test_concurrent_chat_turns_both_complete_through_the_stream_model(client, users):
+def test_concurrent_chat_turns_both_complete_through_the_stream_model(client, triton_server, users):
     before = counts(client, "generator_stream")
+
+    def turn(k):  # a tritonclient gRPC client holds one stream at a time: one client per concurrent turn
+        with connect(triton_server) as own:
+            return chat_text(own, f"gen-serving-concurrent-{k}", users[k])
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda k: chat_text(client, f"gen-serving-concurrent-{k}", users[k]), (1, 2)))
+        results = list(pool.map(turn, (1, 2)))
     for items, deltas in results:
         assert items and "".join(deltas).strip()
     assert counts(client, "generator_stream")[1] - before[1] == 2
