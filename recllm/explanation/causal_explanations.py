@@ -224,15 +224,20 @@ def fact_text(fact: ProfileFact, item: Item, catalog: Catalog, now_ts: int, lang
     return f"вы брали {subject} {display['ru_where']}{often}, последний раз {when}"
 
 
+def cold_start_explanation(service: str, language: str) -> str:
+    """What a user without purchase history is told about every item: popular in the service, no history."""
+    display = SERVICE_DISPLAY[service]
+    return f"Popular on {display['en']}: no purchase history yet" if language == "en" \
+        else f"Популярно {display['ru_where']}: истории покупок пока нет"
+
+
 def explanation_text(item: Item, facts: Sequence[ProfileFact], catalog: Catalog, now_ts: int, language: str,
                      style: str, config: CausalExplanationConfig, cold: bool = False) -> str:
     """The cited facts in the user's style; none: said plainly (a ``cold`` user has no history: popular picks)."""
     if style not in STYLES:
         raise ValueError(f"explanation style must be one of {STYLES}, got {style!r}")
     if not facts and cold:
-        display = SERVICE_DISPLAY[item.service]
-        return f"Popular on {display['en']}: no purchase history yet" if language == "en" \
-            else f"Популярно {display['ru_where']}: истории покупок пока нет"
+        return cold_start_explanation(item.service, language)
     if not facts:  # said plainly: nothing in the history raised this item
         return "Chosen for your request, not from your history" if language == "en" \
             else "Подобрано по запросу, а не по истории покупок"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog
+from recllm.catalog.product_catalog import Catalog
+from recllm.explanation.causal_explanations import cold_start_explanation
 from recllm.profile_service.config import IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
 from recllm.profile.sqlite_store import ProfileStore
@@ -22,7 +23,7 @@ from recllm_client.profile_client import ProfileClient
 pytestmark = pytest.mark.integration
 
 LIVE_USER = "zz-live-profile-it"
-COLD_EXPLANATION = f"Популярно {SERVICE_DISPLAY['samokat']['ru_where']}"
+COLD_EXPLANATION = cold_start_explanation("samokat", "ru")
 
 
 @pytest.fixture(scope="module")
