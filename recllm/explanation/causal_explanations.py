@@ -92,12 +92,22 @@ def fact_groups(item: Item, purchases: Sequence[EventRow], catalog: Catalog,
     return groups
 
 
+def family_positions(bought_list: Sequence[Item]) -> dict[int, list[int]]:
+    """family id → positions of its purchases (so a family's recency is recomputed from its own purchases only)."""
+    positions: dict[int, list[int]] = {}
+    for k, item in enumerate(bought_list):
+        positions.setdefault(item.family_id, []).append(k)
+    return positions
+
+
 def signals_without(signals: UserSignals, purchases: Sequence[EventRow], positions: Sequence[int],
-                    catalog: Catalog, bought_list: Sequence[Item] | None = None) -> UserSignals:
+                    catalog: Catalog, bought_list: Sequence[Item] | None = None,
+                    by_family: dict[int, list[int]] | None = None) -> UserSignals:
     """The user's signals as ``compute_user_signals`` would give them without the purchases at ``positions``, the
     preference vectors kept as they are; by subtraction from ``signals`` (computed from all of ``purchases``): the
     counters lose the removed purchases, the recency of their families and the median price are recomputed."""
     bought_list = bought_list if bought_list is not None else bought_items(purchases, catalog)
+    by_family = by_family if by_family is not None else family_positions(bought_list)
     dropped = set(positions)
     kept = [k for k in range(len(purchases)) if k not in dropped]
     out = dataclasses.replace(signals, **{name: getattr(signals, name).copy() for name in _COUNTERS},
@@ -116,7 +126,7 @@ def signals_without(signals: UserSignals, purchases: Sequence[EventRow], positio
         out.brand_counts[(item.category_id, item.brand)] -= 1
         families.add(item.family_id)
     for family in families:
-        times = [purchases[k].timestamp for k in kept if bought_list[k].family_id == family]
+        times = [purchases[k].timestamp for k in by_family[family] if k not in dropped]
         if times:
             out.family_last_ts[family] = max(times)
         else:
@@ -126,12 +136,24 @@ def signals_without(signals: UserSignals, purchases: Sequence[EventRow], positio
 
 def counterfactual_features(item_id: int, retrieval_score: float, service: str, context: UserContext,
                             groups: list[list[int]], catalog: Catalog, item_vectors: np.ndarray,
-                            popularity: dict[int, int], bought_list: Sequence[Item] | None = None) -> np.ndarray:
-    """[1 + G, F] the reranker's features of the item: with the full profile, then without each group."""
+                            popularity: dict[int, int], bought_list: Sequence[Item] | None = None,
+                            cache: dict[tuple[int, ...], UserSignals] | None = None) -> np.ndarray:
+    """[1 + G, F] the reranker's features of the item: with the full profile, then without each group.
+
+    ``cache`` (one per request) keeps the signals without each group already computed: the items of one list share
+    most groups (the same category, brand or service), so each is subtracted once."""
     bought_list = bought_list if bought_list is not None else bought_items(context.purchases, catalog)
-    # the DP release is no group of purchases: it stays as released (signals_without keeps it)
-    signals = [context.signals] + [signals_without(context.signals, context.purchases, positions, catalog,
-                                                   bought_list) for positions in groups]
+    cache = cache if cache is not None else {}
+    by_family = None
+    signals = [context.signals]
+    for positions in groups:
+        key = tuple(positions)
+        if key not in cache:
+            by_family = by_family if by_family is not None else family_positions(bought_list)
+            # the DP release is no group of purchases: it stays as released (signals_without keeps it)
+            cache[key] = signals_without(context.signals, context.purchases, positions, catalog, bought_list,
+                                         by_family)
+        signals.append(cache[key])
     ids, scores = np.array([item_id], dtype=np.int64), np.array([retrieval_score], dtype=np.float32)
     return np.concatenate([candidate_features(ids, scores, s, service, catalog, item_vectors, popularity,
                                               context.now_ts) for s in signals])
@@ -176,6 +198,7 @@ def explain_facts(item_ids: Sequence[int], retrieval_scores: Sequence[float], se
                   config: CausalExplanationConfig) -> list[tuple[ProfileFact, ...]]:
     """``cited_facts`` of several items of one request: every counterfactual row scored in one reranker call."""
     bought_list = bought_items(context.purchases, catalog)
+    cache: dict[tuple[int, ...], UserSignals] = {}
     plans, rows = [], []
     for item_id, retrieval_score in zip(item_ids, retrieval_scores):
         keys, groups = _candidate_facts(catalog.get(int(item_id)), context, catalog, bought_list)
@@ -183,7 +206,7 @@ def explain_facts(item_ids: Sequence[int], retrieval_scores: Sequence[float], se
         if keys:
             rows.append(counterfactual_features(int(item_id), float(retrieval_score), service, context,
                                                 [groups[k] for k in keys], catalog, item_vectors, popularity,
-                                                bought_list))
+                                                bought_list, cache))
     scores = reranker.score(np.concatenate(rows)) if rows else np.zeros(0, np.float32)  # [sum(1 + G)]
     facts, offset = [], 0
     for keys, groups in plans:
