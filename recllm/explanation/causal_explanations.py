@@ -237,8 +237,9 @@ def fact_text(fact: ProfileFact, item: Item, catalog: Catalog, now_ts: int, lang
     display = SERVICE_DISPLAY[fact.service]
     when = _when(fact, now_ts, language)
     if language == "en":
+        # brand names are Russian catalog data: an English explanation names the brand signal without it
         subject = {"family": "this product", "category": category.name_en, "parent_category": parent.name_en,
-                   "brand": f"{item.brand} {category.name_en}"}[fact.signal]
+                   "brand": f"{category.name_en} of this brand"}[fact.signal]
         often = f" {fact.purchases}×" if detailed else ""
         return f"you bought {subject} on {display['en']}{often}, last {when}"
     subject = {"family": "этот товар", "category": category.name_ru, "parent_category": parent.name_ru,

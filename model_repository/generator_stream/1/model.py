@@ -29,6 +29,7 @@ from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, St
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+FINALIZE_WAIT_S = 2.0
 
 
 def batcher_config(args) -> StreamBatcherConfig:
@@ -103,4 +104,6 @@ class TritonPythonModel:
         return finish
 
     def finalize(self):
-        self.batcher.close()
+        # Bounded: when tritonserver died (kill -9) the stub finalizes with a batch possibly mid-decode whose senders
+        # can no longer deliver; the batcher thread is a daemon, so the stub exits after this wait.
+        self.batcher.close(timeout_s=FINALIZE_WAIT_S)
