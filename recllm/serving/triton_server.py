@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def kill_leftover_stubs(session_pid: int) -> None:
+    """Kill what is left of the server's process group once the server is gone: Python-backend stubs do not always
+    exit when tritonserver dies (seen after a kill -9: a stub stayed with its ~500 MB until killed)."""
+    try:
+        os.killpg(session_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is empty: every stub exited with the server
+
+
 class TritonServerError(RuntimeError):
     """The server could not be started or did not become ready."""
 
@@ -257,6 +266,8 @@ class TritonServer:
                 log.warning("tritonserver did not stop in %.0f s; killing it", timeout_s)
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.process is not None:
+            kill_leftover_stubs(self.process.pid)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

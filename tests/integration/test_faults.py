@@ -102,7 +102,7 @@ def test_kill9_of_tritonserver_and_profile_service_mid_traffic(copy, tmp_path):
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
         server.stop()
-        # The Python-backend stubs notice their parent is gone and exit by themselves.
+        # Stubs that did not exit with their parent are killed with the server's process group by stop().
         assert wait_until(lambda: not any(is_running(s.pid) for s in stubs), 60), \
             [s for s in stubs if is_running(s.pid)]
         acked_before_profile_kill = len(ingester.acked)
