@@ -170,24 +170,24 @@ def input_item_ids(pb_utils, request, name: str, num_items: int) -> np.ndarray:
     return ids
 
 
+def finite_floats(pb_utils, request, name: str, size: int, expected: str) -> np.ndarray:
+    """A float input of exactly ``size`` finite values (``expected`` words the size in the error)."""
+    values = input_array(pb_utils, request, name).astype(np.float32).reshape(-1)
+    if values.size != size:
+        raise RequestError(f"input {name} must hold {expected}, got {values.size}")
+    if not np.isfinite(values).all():
+        raise RequestError(f"input {name} holds NaN or infinite values")
+    return values
+
+
 def input_scores(pb_utils, request, name: str, length: int) -> np.ndarray:
     """A float input with one finite value per item (``length``)."""
-    scores = input_array(pb_utils, request, name).astype(np.float32).reshape(-1)
-    if scores.size != length:
-        raise RequestError(f"input {name} must hold one value per item ({length}), got {scores.size}")
-    if not np.isfinite(scores).all():
-        raise RequestError(f"input {name} holds NaN or infinite values")
-    return scores
+    return finite_floats(pb_utils, request, name, length, f"one value per item ({length})")
 
 
 def input_vector(pb_utils, request, name: str, dim: int) -> np.ndarray:
     """A float vector input of exactly ``dim`` finite values."""
-    vector = input_array(pb_utils, request, name).astype(np.float32).reshape(-1)
-    if vector.size != dim:
-        raise RequestError(f"input {name} must hold {dim} values, got {vector.size}")
-    if not np.isfinite(vector).all():
-        raise RequestError(f"input {name} holds NaN or infinite values")
-    return vector
+    return finite_floats(pb_utils, request, name, dim, f"{dim} values")
 
 
 def make_response(pb_utils, outputs: dict[str, np.ndarray]):
