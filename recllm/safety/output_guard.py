@@ -20,7 +20,7 @@ import numpy as np
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 from recllm.safety.moderation import ModerationVerdict, moderate, scan_untrusted
-from recllm.safety.privacy_filter import find_pii, mentions_sensitive_domain, redact
+from recllm.safety.privacy_filter import PiiSpan, find_pii, mentions_sensitive_domain, redact, redact_spans
 
 # A user id named in a message («как у u000123», "for user u_42"): another user's id must change nothing, so it is
 # cut from the text before understanding and retrieval (the profile read is always the caller's own).
@@ -85,27 +85,40 @@ class StreamRedactor:
 
     The last ``hold_chars`` characters are held back (and a span of personal data found across the cut moves the
     cut before it), so personal data up to that length is caught even when it arrives split over several deltas;
-    text is released at whitespace, so the client still sees the reply grow word by word.
+    text is released at whitespace, so the client still sees the reply grow word by word. Spans are found in the
+    last ``hold_chars`` released characters plus everything pending, so a word is judged with the words around it
+    exactly as in the whole reply («Альпина» alone reads as a first name; «Альпина Паблишер» is a publisher).
     """
 
     def __init__(self, hold_chars: int = HOLD_CHARS) -> None:
         self.pending = ""
+        self.released_tail = ""      # context for the finder, already sent
         self.hold_chars = hold_chars
+
+    def _pending_spans(self) -> list[PiiSpan]:
+        """Spans of the pending text (offsets into it), found with the released tail as left context."""
+        offset = len(self.released_tail)
+        spans = find_pii(self.released_tail + self.pending)
+        return [PiiSpan(s.kind, max(s.start - offset, 0), s.end - offset) for s in spans if s.end > offset]
+
+    def _release(self, cut: int, spans: list[PiiSpan]) -> str:
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
+        self.released_tail = (self.released_tail + ready)[-self.hold_chars:]
+        return redact_spans(ready, [s for s in spans if s.end <= cut]).text
 
     def feed(self, delta: str) -> str:
         self.pending += delta
         cut = self.pending.rfind(" ", 0, max(len(self.pending) - self.hold_chars, 0) + 1)
-        for span in find_pii(self.pending):
+        spans = self._pending_spans()
+        for span in spans:
             if span.start < cut < span.end:
                 cut = self.pending.rfind(" ", 0, span.start + 1)
         if cut <= 0:
             return ""
-        ready, self.pending = self.pending[:cut], self.pending[cut:]
-        return redact(ready).text
+        return self._release(cut, spans)
 
     def flush(self) -> str:
-        ready, self.pending = self.pending, ""
-        return redact(ready).text if ready else ""
+        return self._release(len(self.pending), self._pending_spans()) if self.pending else ""
 
 
 def redact_stream(deltas: Iterable[str]) -> Iterator[str]:

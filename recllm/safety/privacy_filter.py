@@ -483,7 +483,11 @@ def text_language(text: str) -> str:
 
 def redact(text: str, config: PrivacyFilterConfig = _DEFAULT_CONFIG) -> RedactionResult:
     """``text`` with every PII span replaced by its kind's placeholder (style from ``config.placeholder_style``)."""
-    spans = find_pii(text, config)
+    return redact_spans(text, find_pii(text, config), config)
+
+
+def redact_spans(text: str, spans: list[PiiSpan], config: PrivacyFilterConfig = _DEFAULT_CONFIG) -> RedactionResult:
+    """``text`` with the given (sorted, non-overlapping) spans replaced by their kinds' placeholders."""
     style = text_language(text) if config.placeholder_style == "auto" else config.placeholder_style
     placeholders = _PLACEHOLDERS[style]
     pieces, cursor = [], 0

@@ -4,12 +4,14 @@ items leave only for a health request."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from recllm_proto.text_arrays import decode_utf8_array
 
 from recllm.safety.output_guard import (clean_all, clean_untrusted, guard_items, redact_stream, screen_message,
                                      without_user_ids)
+from recllm.safety.privacy_filter import redact
 
 
 def test_refusals_and_ok_messages():
@@ -61,3 +63,19 @@ def test_a_phone_split_across_deltas_is_redacted():
 @given(st.lists(st.text(alphabet="абв .!?\n", max_size=12), max_size=12))
 def test_redact_stream_keeps_clean_text_whole(deltas):
     assert "".join(redact_stream(deltas)) == "".join(deltas)
+
+
+STREAMED_REPLIES = [
+    "Cheaper options: Маска для волос L'Oreal Paris 200 мл, Книга рецептов Альпина Паблишер Быстрые завтраки "
+    "and Плед флисовый Сонный дом 130х170.",
+    "Идеи подарка: Книга рецептов Альпина Паблишер Выпечка. Курьер Иван Петров позвонит на +7 916 123-45-67.",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED_REPLIES)
+@pytest.mark.parametrize("split", ["words", "chars"])
+def test_a_streamed_reply_is_redacted_as_the_whole_reply_is(text, split):
+    """A word is judged with its neighbours whatever the delta boundaries: «Альпина» cut off from «Паблишер» must
+    not read as a first name (it did: «Книга рецептов [имя] завтраки»), and real names and phones still go."""
+    deltas = [w + " " for w in text.split(" ")] if split == "words" else list(text)
+    assert "".join(redact_stream(deltas)).strip() == redact(text).text
