@@ -7,7 +7,8 @@ Two sources, both labeled with every field of ``RequestUnderstanding``:
 
 Every message has a ``group`` (the product line or core phrase it was built from). The split is drawn per intent
 over groups, ~60/20/20, so a product or follow-up core seen in train never appears in valid/test: the test measures
-generalisation to new wording, not recall of a filler already seen. Run from the repository root:
+generalisation to new wording, not recall of a filler already seen. Once written, a group keeps its split when
+messages are added (a new group is placed by a hash of its text), so the test split stays comparable. Run from the repository root:
 
     python -m recllm.dialogue.labeled.make_requests
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -575,7 +577,25 @@ def split_by_group(records: list[dict], rng: random.Random) -> None:
                 rec["split"] = split
 
 
-def build() -> list[dict]:
+def previous_splits(path: Path = OUTPUT) -> dict[tuple[str, str], str]:
+    """(intent, group) → split of the file as it stands: a group keeps its split when messages are added."""
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as f:
+        return {(rec["intent"], rec["group"]): rec["split"] for rec in map(json.loads, f)}
+
+
+def keep_splits(records: list[dict], previous: dict[tuple[str, str], str]) -> None:
+    """Groups already split keep their split (the test split never moves under a trained model's feet); a new
+    group is placed by a stable hash of its text, ~20/20/60 like ``split_by_group``."""
+    for rec in records:
+        key = (rec["intent"], rec["group"])
+        rec["split"] = previous.get(key) or ("test", "valid", "train", "train", "train")[
+            zlib.crc32(rec["group"].encode("utf-8")) % 5]
+
+
+def build(previous: dict[tuple[str, str], str] | None = None) -> list[dict]:
+    """The labeled set; ``previous`` (``previous_splits()``): keep the existing split, else split afresh."""
     rng = random.Random(SEED)
     records = (recommend_messages(rng, 520) + mixed_messages(rng, 30) + gift_messages(rng, 110)
                + follow_up_messages(rng) + hand_messages())
@@ -586,13 +606,15 @@ def build() -> list[dict]:
             seen.add(key)
             unique.append(rec)
     split_by_group(unique, rng)
+    if previous:
+        keep_splits(unique, previous)
     for i, rec in enumerate(unique):
         rec["id"] = f"r{i:04d}"
     return unique
 
 
 def main() -> None:
-    records = build()
+    records = build(previous_splits())
     keys = ("id", "split", "source", "group", "text", "language", "domain", "intent", "target_services", "budget_rub",
             "diet", "delivery_speed", "recipient", "age_band", "refinement", "repeat_last_order")
     with OUTPUT.open("w", encoding="utf-8") as f:
