@@ -72,10 +72,11 @@ class NaiveStack:
                 "item_ids": [int(i) for i in ranking.item_ids]}
 
     def reply(self, ranked: dict) -> tuple[str, int]:
-        from recllm.generator import build_prompt, derive_act  # noqa: PLC0415
+        from recllm.generator import build_prompt, derive_act, reply_frame  # noqa: PLC0415
 
         act = derive_act(ranked["query"], ranked["item_ids"])
-        prompt = build_prompt(ranked["service"], ranked["language"], ranked["query"], ranked["profile_facts"], act, "")
+        prompt = build_prompt(ranked["service"], ranked["language"], ranked["query"], ranked["profile_facts"], act, "",
+                              reply_frame(ranked["query"], act))
         max_prompt = self.hf.config.max_position_embeddings - self.max_new_tokens
         ids = self.tokenizer.encode_prompt(prompt, [self.codes.sid_of(i) for i in ranked["item_ids"]], max_prompt)
         input_ids = torch.tensor([ids])  # [1, T]

@@ -2,7 +2,8 @@
 
 From each synthetic request (its ranked items, profile facts, language) the corpus writes turns of every act
 (``recllm.generator.reply_prompt.ACTS``): recommend (an opening that fits the request, the reranker's best items in
-order, often one profile fact cited in «…»), refine ("подешевле", "не то", "cheaper" folded into the request),
+order, often one profile fact cited in «…»; the opening follows the prompt's ``frame``, derived from the query by
+the same ``reply_frame`` serving calls), refine ("подешевле", "не то", "cheaper" folded into the request),
 clarify (a vague wish: a question plus a few ideas), nothing_left (no unseen candidates: say so and offer the
 nearest relaxation), decline (off-topic, unsafe or personal-data requests: no items) and explain (why these items,
 citing the facts in the prompt). Phrasings vary, in Russian and English. These are training targets only: at
@@ -15,10 +16,11 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from recllm.generator import GeneratorExample, item_token
+from recllm.generator import GeneratorExample, item_token, reply_frame
 from recllm.generator.reply_prompt import MAX_PROMPT_FACTS, build_prompt
 
 ITEMS_PER_REPLY = 3
+FRAMELESS_SHARE = 0.15  # recommend / refine examples trained without a frame (generic opening)
 RU, EN = 0, 1
 
 OPENINGS = {
@@ -135,9 +137,15 @@ def _cite(turn: CorpusTurn, rng: random.Random) -> str:
     return " " + rng.choice(FACT_CITATIONS[_lang(turn.language)]).format(fact=facts[0])
 
 
-def recommend_reply(turn: CorpusTurn, rng: random.Random) -> str:
+def serving_frame(query: str, act: str, rng: random.Random) -> str:
+    """The frame serving derives from this query (``reply_frame``); dropped now and then, so the model also learns
+    the generic opening for requests no frame fits."""
+    return "" if rng.random() < FRAMELESS_SHARE else reply_frame(query, act)
+
+
+def recommend_reply(turn: CorpusTurn, frame: str, rng: random.Random) -> str:
     lang = _lang(turn.language)
-    template = rng.choice(OPENINGS.get(turn.intent, GENERIC_OPENING)[lang])
+    template = rng.choice(OPENINGS.get(frame, GENERIC_OPENING)[lang])
     text = template.format(items=join_items(turn.items[:ITEMS_PER_REPLY], turn.language)) + _cite(turn, rng)
     return text + (COLD_START_CLOSING[lang] if turn.cold_user else "")
 
@@ -172,8 +180,8 @@ def relaxation_for(turn: CorpusTurn, follow_up: bool) -> str:
 
 
 def _example(turn: CorpusTurn, act: str, query: str, items: Sequence[int], reply: str,
-             relaxation: str = "") -> GeneratorExample:
-    prompt = build_prompt(turn.service, turn.language, query, turn.facts, act, relaxation)
+             relaxation: str = "", frame: str = "") -> GeneratorExample:
+    prompt = build_prompt(turn.service, turn.language, query, turn.facts, act, relaxation, frame)
     return GeneratorExample(prompt=prompt, candidate_item_ids=tuple(int(i) for i in items), reply=reply)
 
 
@@ -183,18 +191,21 @@ def turn_examples(turn: CorpusTurn, rng: random.Random) -> list[GeneratorExample
     out = []
     if turn.items:
         act = "clarify" if turn.intent == "vague" else "recommend"
-        reply = clarify_reply(turn, rng) if act == "clarify" else recommend_reply(turn, rng)
-        out.append(_example(turn, act, turn.query, turn.items, reply))
+        frame = serving_frame(turn.query, act, rng)
+        reply = clarify_reply(turn, rng) if act == "clarify" else recommend_reply(turn, frame, rng)
+        out.append(_example(turn, act, turn.query, turn.items, reply, frame=frame))
     else:
         out.append(_example(turn, "nothing_left", turn.query, (), nothing_left_reply(
             turn.language, relaxation_for(turn, False), rng), relaxation_for(turn, False)))
     if turn.items and rng.random() < 0.35:  # a follow-up refining this request
         kind = rng.choice(sorted(REFINE))
-        words_ru, words_en, openings = REFINE[kind]
+        words_ru, words_en, _ = REFINE[kind]
         query = f"{turn.query} {rng.choice(words_en if lang else words_ru)}"
         items = turn.items[::-1] if kind in ("other", "cheaper") else turn.items
+        frame = serving_frame(query, "refine", rng)
+        openings = REFINE[frame][2] if frame in REFINE else GENERIC_OPENING
         reply = rng.choice(openings[lang]).format(items=join_items(items[:ITEMS_PER_REPLY], turn.language))
-        out.append(_example(turn, "refine", query, items, reply))
+        out.append(_example(turn, "refine", query, items, reply, frame=frame))
     if turn.items and rng.random() < 0.2:
         query = f"{turn.query} {rng.choice(EXPLAIN_QUERIES[lang])}"
         out.append(_example(turn, "explain", query, turn.items, explain_reply(turn, rng)))

@@ -3,12 +3,15 @@
 Training (``builders.generator_corpus``) and serving build prompts with this one function, so the model sees the
 same layout. The act says what kind of reply the turn needs (``ACTS``); the dialogue layer will decide it, and
 until then ``reply_act.derive_act`` does from simple signals. ``relaxation`` names, for ``nothing_left``, the
-constraint whose loosening is nearest (``RELAXATIONS``).
+constraint whose loosening is nearest (``RELAXATIONS``); ``frame`` (``reply_frame``) what a recommend / refine
+reply's opening is about.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+from .reply_frame import FRAMES
 
 MAX_PROMPT_FACTS = 3
 ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
@@ -16,14 +19,18 @@ RELAXATIONS = ("budget", "diet", "seen", "service", "query")
 
 
 def build_prompt(service: str, language: str, query: str, profile_facts: Sequence[str], act: str = "recommend",
-                 relaxation: str = "") -> str:
+                 relaxation: str = "", frame: str = "") -> str:
+    """``frame`` (``reply_frame.reply_frame``) says what a recommend / refine opening is about; empty: generic."""
     if act not in ACTS:
         raise ValueError(f"build_prompt: act must be one of {ACTS}, got {act!r}")
     if relaxation and relaxation not in RELAXATIONS:
         raise ValueError(f"build_prompt: relaxation must be one of {RELAXATIONS} or empty, got {relaxation!r}")
+    if frame and frame not in FRAMES:
+        raise ValueError(f"build_prompt: frame must be one of {FRAMES} or empty, got {frame!r}")
     facts = "; ".join(profile_facts[:MAX_PROMPT_FACTS]) or "-"
     relax = f" | relax: {relaxation}" if relaxation else ""
-    return f"act: {act}{relax} | service: {service} | lang: {language} | query: {query} | profile: {facts}"
+    framing = f" | frame: {frame}" if frame else ""
+    return f"act: {act}{relax}{framing} | service: {service} | lang: {language} | query: {query} | profile: {facts}"
 
 
 def prompt_facts(profile_facts: Sequence[str]) -> list[str]:

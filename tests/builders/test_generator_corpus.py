@@ -46,3 +46,31 @@ def test_targets_are_clean_and_name_only_candidates():
 def test_deterministic_for_a_seed():
     assert corpus_examples(turns(50), seed=3) == corpus_examples(turns(50), seed=3)
     assert turn_examples(turns(1)[0], random.Random(0))
+
+
+def test_openings_follow_the_prompts_frame():
+    """A recommend / refine target opens with its frame's opening (the generic one without a frame), so the model
+    learns the opening from the frame serving gives it, not from guessing at the query's wording."""
+    from builders.generator_corpus import GENERIC_OPENING, OPENINGS, REFINE
+
+    rng = random.Random(5)
+    queries = {"gift": "нужен подарок коллеге", "health": "нужны витамины", "dinner": "что приготовить на ужин?",
+               "coffee": "good coffee for home"}
+    framed = Counter()
+    for i in range(400):
+        intent = rng.choice(sorted(queries))
+        turn = CorpusTurn(intent=intent, language="en" if intent == "coffee" else "ru", service="kuper",
+                          query=queries[intent], facts=(), items=(1, 2, 3), cold_user=False)
+        for example in turn_examples(turn, rng):
+            act = example.prompt.split(" | ")[0].removeprefix("act: ")
+            if act not in ("recommend", "refine"):
+                continue
+            frame = example.prompt.split("frame: ")[1].split(" | ")[0] if "| frame: " in example.prompt else ""
+            table = OPENINGS if act == "recommend" else {k: v[2] for k, v in REFINE.items()}
+            lang = 1 if "lang: en" in example.prompt else 0
+            heads = [t.split("{items}")[0] for t in table.get(frame, GENERIC_OPENING)[lang]]
+            assert any(example.reply.startswith(h) for h in heads), (example.prompt, example.reply)
+            framed[(act, bool(frame))] += 1
+            if act == "recommend" and frame:
+                assert frame == intent
+    assert all(framed[(act, has)] > 0 for act in ("recommend", "refine") for has in (True, False)), framed
