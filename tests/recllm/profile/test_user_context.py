@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recllm.profile.user_context import MAX_CONTEXT_BYTES, UserContext, UserContextError, read_user_context
+from recllm.profile.user_context import (CONTEXT_FORMAT_VERSION, MAX_CONTEXT_BYTES, UserContext, UserContextError,
+                                       read_user_context)
 from recllm.profile.user_signals import compute_user_signals
 
 
@@ -58,19 +59,20 @@ def test_released_vectors_replace_the_raw_ones(profile_store, catalog, item_vect
     assert raw.signals.pref_long is not None
 
 
-def test_bytes_round_trip_keeps_everything(profile_store, catalog, item_vectors, heavy_user):
+def test_bytes_round_trip_keeps_what_the_later_stages_read(profile_store, catalog, item_vectors, heavy_user):
     context = read_user_context(profile_store, catalog, item_vectors, heavy_user, "raw")
     back = UserContext.from_bytes(context.to_bytes(), heavy_user)
     assert back.user_id == context.user_id and back.now_ts == context.now_ts
     assert back.purchases == context.purchases
+    assert [tuple(map(type, e)) for e in back.purchases] == [tuple(map(type, e)) for e in context.purchases]
     for name in ("category_counts", "service_category_counts", "family_counts", "brand_counts", "tag_counts",
                  "family_last_ts", "median_price", "last_ts", "num_purchases"):
         assert getattr(back.signals, name) == getattr(context.signals, name), name
     np.testing.assert_array_equal(back.signals.pref_long, context.signals.pref_long)
-    assert [f.fragment_key for f in back.fragments] == [f.fragment_key for f in context.fragments]
-    for mine, theirs in zip(back.fragments, context.fragments):
-        np.testing.assert_array_equal(mine.vector, theirs.vector)
-        assert mine.text_ru == theirs.text_ru and mine.sensitive == theirs.sensitive
+    assert back.feedback == context.feedback
+    # the fragments are the retriever's alone (it sends PROFILE_FACTS): they do not travel
+    assert context.fragments and back.fragments == []
+    assert b"fragment" not in context.to_bytes()
 
 
 def test_cold_user_round_trips(profile_store, catalog, item_vectors):
@@ -86,7 +88,10 @@ def test_another_users_context_is_refused(profile_store, catalog, item_vectors, 
 
 
 @pytest.mark.parametrize("data", [b"", b"not json", b"[]", json.dumps({"version": 99}).encode(),
-                                  json.dumps({"version": 1, "user_id": "u1"}).encode(), b"\xff\xfe"])
+                                  json.dumps({"version": 1, "user_id": "u1"}).encode(), b"\xff\xfe"] + [
+                                      json.dumps({"version": CONTEXT_FORMAT_VERSION, "user_id": "u1", "now_ts": 0,
+                                                  "purchases": purchases, "signals": {}, "feedback": {}}).encode()
+                                      for purchases in ({}, {"item_id": "AAAA"}, [1, 2])])
 def test_malformed_bytes_get_a_clear_error(data):
     with pytest.raises(UserContextError):
         UserContext.from_bytes(data, "u1")
@@ -95,3 +100,14 @@ def test_malformed_bytes_get_a_clear_error(data):
 def test_oversized_bytes_are_refused():
     with pytest.raises(UserContextError, match="oversized"):
         UserContext.from_bytes(b" " * (MAX_CONTEXT_BYTES + 1), "u1")
+
+
+def test_purchase_columns_that_do_not_fit_are_malformed(profile_store, catalog, item_vectors, heavy_user):
+    raw = json.loads(read_user_context(profile_store, catalog, item_vectors, heavy_user).to_bytes())
+    short_values = json.loads(json.dumps(raw))
+    short_values["purchases"]["service"]["values"] = []  # every index points past the distinct values
+    short_column = json.loads(json.dumps(raw))
+    short_column["purchases"]["price"] = short_column["purchases"]["price"][:8]  # one price fewer (8 base64 = 6 B)
+    for broken in (short_values, short_column):
+        with pytest.raises(UserContextError, match="malformed"):
+            UserContext.from_bytes(json.dumps(broken).encode(), heavy_user)

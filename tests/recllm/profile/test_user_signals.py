@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -97,6 +98,40 @@ def test_counts_match_the_ecosystem_history(ecosystem, catalog, random_item_vect
     assert sum(signals.service_category_counts.values()) == len(purchases)
     assert set(signals.service_category_counts) == {(e.service, catalog.get(e.item_id).category_id)
                                                     for e in events if e.kind == "purchase"}
+
+
+def test_counts_equal_adding_one_purchase_at_a_time(ecosystem, catalog, random_item_vectors):
+    """The counters are built from whole lists: the same counts (and key order) as the one-at-a-time definition."""
+    user = next(u.user_id for u in ecosystem.users if len(ecosystem.events_of(u.user_id)) > 50)
+    purchases = [e for e in ecosystem.events_of(user) if e.kind == "purchase"]
+    signals = compute_user_signals(user, purchases, catalog, random_item_vectors)
+    expected = {name: Counter() for name in ("category", "service_category", "parent", "family", "tag", "brand")}
+    last_ts: dict = {}
+    for event in purchases:
+        item = catalog.get(event.item_id)
+        parent = catalog.categories[item.category_id].parent_id
+        expected["category"][item.category_id] += 1
+        expected["service_category"][(event.service, item.category_id)] += 1
+        if parent:
+            expected["parent"][parent] += 1
+        expected["family"][item.family_id] += 1
+        last_ts[item.family_id] = max(event.timestamp, last_ts.get(item.family_id, 0))
+        expected["tag"].update(item.tags)
+        expected["brand"][(item.category_id, item.brand)] += 1
+    for name, counter in (("category", signals.category_counts), ("service_category", signals.service_category_counts),
+                          ("parent", signals.parent_category_counts), ("family", signals.family_counts),
+                          ("tag", signals.tag_counts), ("brand", signals.brand_counts)):
+        assert list(counter.items()) == list(expected[name].items()), name
+    assert signals.family_last_ts == last_ts
+
+
+def test_without_preferences_only_the_vectors_are_left_out(ecosystem, catalog, random_item_vectors):
+    user = next(u.user_id for u in ecosystem.users if len(ecosystem.events_of(u.user_id)) > 50)
+    events = ecosystem.events_of(user)
+    full = compute_user_signals(user, events, catalog, random_item_vectors)
+    lean = compute_user_signals(user, events, catalog, random_item_vectors, preferences=False)
+    assert full.pref_long is not None and lean.pref_long is None and lean.pref_short is None
+    assert dataclasses.replace(lean, pref_long=full.pref_long, pref_short=full.pref_short) == full
 
 
 def test_short_preference_leans_to_recent_purchases(catalog, random_item_vectors):
