@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-from recllm.dialogue.request_understanding import RequestUnderstanding
+from recllm.dialogue.request_understanding import RequestUnderstanding, parse_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
 
@@ -133,10 +133,12 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
 
 
 def refine_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
-    """A follow-up: diets accumulate, a stated budget replaces the old one, «подешевле» lowers it below what was
-    shown, «не то»/«подешевле» mark the last list as rejected."""
-    budget = float(understanding.budget_rub) if understanding.budget_rub else state.budget
-    if "cheaper" in understanding.refinement and state.last_prices and not understanding.budget_rub:
+    """A follow-up: diets accumulate, a budget stated in this message replaces the old one, «подешевле» lowers it
+    below what was shown, «не то»/«подешевле» mark the last list as rejected. (The understanding of a follow-up
+    inherits the goal's budget, so only the message itself says whether a budget was stated now.)"""
+    stated = parse_budget(message)
+    budget = float(stated) if stated else state.budget
+    if "cheaper" in understanding.refinement and state.last_prices and not stated:
         median = sorted(state.last_prices)[len(state.last_prices) // 2]
         budget = min(budget or float("inf"), median * CHEAPER_FACTOR)
     rejected = state.rejected

@@ -73,6 +73,18 @@ def test_cheaper_lowers_the_budget_below_what_was_shown_and_marks_the_list_rejec
     assert refine_goal(state, MORE, "ещё").rejected == ()
 
 
+def test_cheaper_lowers_a_budget_set_by_the_goal():
+    """The follow-up's understanding inherits the goal's budget (300): «подешевле» must still go below what was
+    shown (live: the budget stayed 300 and the next item cost more than every shown one); a budget stated in the
+    message itself replaces it."""
+    goal = replace(GOAL, budget_rub=300)
+    state = shown(start_goal(DialogueState(), goal, "молочка без лактозы до 300 рублей"), [1, 2, 3],
+                  [150.0, 190.0, 260.0])
+    assert state.budget == 300.0
+    assert refine_goal(state, replace(CHEAPER, budget_rub=300), "подешевле").budget == 190.0 * 0.8
+    assert refine_goal(state, replace(CHEAPER, budget_rub=500), "а до 500 рублей?").budget == 500.0
+
+
 def test_a_diet_added_later_is_spelled_into_the_query():
     state = start_goal(DialogueState(), RequestUnderstanding("ru", "food", "recommend"), "йогурт на завтрак")
     state = refine_goal(state, RequestUnderstanding("ru", "other", "refine", diet=("sugar_free",)), "без сахара")
