@@ -127,7 +127,7 @@ class ChatEngine:
         else:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
         query = effective_query(state, base.language)
-        resolved = base.service or (state.service if act == "refine" else "")
+        resolved = base.service or (state.service if act == "refine" else "") or goal_service(state)
         request = parse_request(base.user_id, query, base.top_k, resolved)
         request = replace(request, max_price=state.budget, language=base.language,
                           required_tags=request.required_tags | frozenset(state.diet))
@@ -196,6 +196,12 @@ class ChatEngine:
             log.exception("could not write the feedback of a turn to the profile")
             return
         log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
+
+
+def goal_service(state: DialogueState) -> str:
+    """The one service the goal's request names or its domain implies («что-нибудь от кашля» → Kuper, the only
+    service with a pharmacy shelf); several or none: the retriever picks by the query (``infer_service``)."""
+    return state.services[0] if len(state.services) == 1 else ""
 
 
 def turn_feedback(sink: FeedbackSink, plan: TurnPlan, item_ids: list[int]) -> list[Event]:

@@ -170,3 +170,19 @@ def test_a_new_domain_after_declined_turns_starts_a_new_goal(engine, users):
     # a refinement of the same goal keeps it
     refine = engine.plan(session, users[0], "что-нибудь другое", 5, "")
     assert refine.act == "refine" and refine.state.goal == "перекусы для офиса"
+
+
+def test_the_goals_single_target_service_is_where_retrieval_runs(tmp_path):
+    """Understanding's target service reaches retrieval: «что-нибудь от кашля» (health → Kuper) was retrieved from
+    Samokat (sugar-free chocolate) because the retriever guessed the service from the query vector alone. Several
+    target services leave the choice to the retriever; the user's own pick and a refine's service win."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    readings = {"что-нибудь от кашля": RequestUnderstanding("ru", "health", "recommend", ("kuper",)),
+                "хлеб": RequestUnderstanding("ru", "food", "recommend", ("samokat", "kuper")),
+                "подешевле": RequestUnderstanding("ru", "health", "refine", ("kuper",), refinement=("cheaper",))}
+    engine = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None,
+                        understander=lambda text, context=None: readings[text])
+    assert engine.plan("svc-1", "u_000001", "что-нибудь от кашля", 5).request.service == "kuper"
+    assert engine.plan("svc-2", "u_000001", "хлеб", 5).request.service == ""
+    assert engine.plan("svc-3", "u_000001", "что-нибудь от кашля", 5, "samokat").request.service == "samokat"
