@@ -113,12 +113,15 @@ class ArtifactLayout:
             return False
         return fingerprint is None or manifest.get("fingerprint") == fingerprint
 
-    def require_built(self) -> None:
+    def require_built(self, needs_profile_file: bool = True) -> None:
+        """Raise unless the build is complete. ``needs_profile_file=False``: serving reads the profile from another
+        store (``recllm serve --profile-url``), so the folder's own ``profile.sqlite`` need not be there."""
         if self.read_manifest() is None:
             raise ArtifactsNotBuiltError(
                 f"artifacts are not built in {self.root}: run `recllm build` (or `make demo`) first"
             )
-        missing = [str(p) for p in self.required_paths() if not p.exists()]
+        missing = [str(p) for p in self.required_paths()
+                   if not p.exists() and (needs_profile_file or p != self.profile_db)]
         if missing:
             raise ArtifactsNotBuiltError(
                 f"artifact build in {self.root} is incomplete (missing {', '.join(missing)}): run `recllm build --force`"

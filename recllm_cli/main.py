@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -87,7 +86,7 @@ def client_root_cert(tls: TlsFiles | None) -> Path | None:
 def server_config(args) -> TritonServerConfig:
     config = TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
                                 metrics_port=args.metrics_port, keyring_path=keyring_path(args),
-                                tls=serving_tls(args))
+                                tls=serving_tls(args), profile_url=getattr(args, "profile_url", None))
     cores = getattr(args, "profile_cpu", None)
     if cores:
         config.model_repository = profiled_repository(cores, config.runtime_dir)
@@ -210,12 +209,8 @@ def stop_on_signals() -> None:
 def cmd_serve(args) -> int:
     from recllm.profile_service.server import ProfileServer, ProfileServiceError  # noqa: PLC0415 - serve only
 
-    from recllm.profile.storage import PROFILE_URL_ENV  # noqa: PLC0415
-
-    config = server_config(args)
+    config = server_config(args)  # with --profile-url the Triton models get it as $RECLLM_PROFILE_URL
     profile_config = profile_service_config(args, config)
-    if profile_config.profile_url:
-        os.environ[PROFILE_URL_ENV] = profile_config.profile_url  # the Triton model processes inherit it
     stop_on_signals()
     with contextlib.ExitStack() as running:
         # The profile service starts first: it takes a second, and a taken port fails before Triton's long start.

@@ -24,6 +24,7 @@ from recllm.artifacts import ARTIFACT_DIR_ENV, KEYRING_ENV, ArtifactLayout
 from recllm.catalog.product_catalog import SERVICES
 from recllm_proto.text_arrays import decode_utf8_array
 from recllm_proto.user_token import Keyring, KeyringFile, TokenError
+from recllm.profile.storage import PROFILE_URL_ENV
 from recllm.profile.user_context import UserContext, UserContextError
 from recllm.rag.rec_request import LANGUAGES, RecRequest, RequestError, decode_text, with_session_constraints
 
@@ -54,7 +55,8 @@ def artifact_layout(args: dict | None = None) -> ArtifactLayout:
     if not root:
         raise RuntimeError(f"{ARTIFACT_DIR_ENV} is not set: start the server with `recllm serve`")
     layout = ArtifactLayout(Path(root))
-    layout.require_built()
+    # recllm serve --profile-url: the profile is read from that store, the folder's profile.sqlite is not needed
+    layout.require_built(needs_profile_file=not os.environ.get(PROFILE_URL_ENV, "").strip())
     threads = intra_op_threads(args)
     with _threads_set:
         torch.set_num_threads(threads)

@@ -5,8 +5,10 @@ one backend stub per Python version. This module prepares a private backend dire
 running interpreter), sets the environment the stub needs (the venv's ``bin`` on PATH, the bundled shared
 libraries on LD_LIBRARY_PATH) and manages the server process: port checks, readiness, clean shutdown.
 
-Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR`` and the keyring
-they verify user tokens with through ``RECLLM_KEYRING`` (created here, mode 0600, if absent).
+Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR``, the keyring
+they verify user tokens with through ``RECLLM_KEYRING`` (created here, mode 0600, if absent) and, when
+``TritonServerConfig.profile_url`` is set, the profile store they read through ``RECLLM_PROFILE_URL`` (then the
+artifact folder's own ``profile.sqlite`` is neither read nor required).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from recllm.artifacts import ARTIFACT_DIR_ENV, DEFAULT_ARTIFACT_DIR, KEYRING_ENV, ArtifactLayout
 from recllm.config.field_checks import require_above
+from recllm.profile.storage import POSTGRES_SCHEMES, PROFILE_URL_ENV, SQLITE_SCHEME
 from recllm.serving.tls import TlsFiles
 from recllm_proto.user_token import ensure_keyring
 
@@ -69,6 +72,9 @@ class TritonServerConfig:
     # More tritonserver flags, appended as given (e.g. ("--model-control-mode=explicit", "--load-model=*") so a
     # model whose Python-backend stub died can be reloaded through the repository API)
     extra_args: tuple[str, ...] = ()
+    # The profile store the models read (``recllm serve --profile-url``): postgresql://… or sqlite://<path>; None:
+    # the artifact folder's profile.sqlite. Passed to the model processes as $RECLLM_PROFILE_URL.
+    profile_url: str | None = None
 
     def __post_init__(self) -> None:
         self.artifact_dir = Path(self.artifact_dir)
@@ -82,6 +88,11 @@ class TritonServerConfig:
         if len(set(ports)) != 3:
             raise ValueError(f"TritonServerConfig ports must differ, got grpc/http/metrics = {ports}")
         require_above(self, "startup_timeout_s", 0)
+        if self.profile_url is not None and (not isinstance(self.profile_url, str)
+                                             or not self.profile_url.startswith((*POSTGRES_SCHEMES, SQLITE_SCHEME))):
+            scheme = self.profile_url.split("://", 1)[0] if isinstance(self.profile_url, str) else self.profile_url
+            raise ValueError(f"TritonServerConfig.profile_url must be None or a postgresql:// or sqlite:// URL, "
+                             f"got scheme {scheme!r}")
         if self.runtime_dir is None:
             self.runtime_dir = self.artifact_dir / "triton_runtime"
         self.runtime_dir = Path(self.runtime_dir)
@@ -134,6 +145,8 @@ def server_environment(config: TritonServerConfig) -> dict[str, str]:
     env[ARTIFACT_DIR_ENV] = str(config.artifact_dir.resolve())
     env[KEYRING_ENV] = str(config.keyring_path.resolve())
     env.setdefault("OMP_NUM_THREADS", "1")
+    if config.profile_url is not None:
+        env[PROFILE_URL_ENV] = config.profile_url
     env.update(config.extra_env)
     return env
 
@@ -202,7 +215,7 @@ class TritonServer:
         self._log_file = None
 
     def start(self) -> "TritonServer":
-        ArtifactLayout(self.config.artifact_dir).require_built()
+        ArtifactLayout(self.config.artifact_dir).require_built(needs_profile_file=self.config.profile_url is None)
         if not (self.config.model_repository / "recllm" / "config.pbtxt").exists():
             raise TritonServerError(f"{self.config.model_repository} is not a Rec-LLM model repository")
         check_ports(self.config)

@@ -16,6 +16,17 @@ def test_incomplete_build_lists_what_is_missing(tmp_path):
     assert not layout.is_built()
 
 
+def test_a_build_served_from_another_profile_store_needs_no_profile_file(tmp_path):
+    layout = ArtifactLayout(tmp_path)
+    layout.write_manifest("abc", "test")
+    for path in layout.required_paths():
+        if path != layout.profile_db:
+            path.mkdir(parents=True) if not path.suffix else path.write_text("")
+    with pytest.raises(ArtifactsNotBuiltError, match="profile.sqlite"):
+        layout.require_built()
+    layout.require_built(needs_profile_file=False)  # recllm serve --profile-url: the store is elsewhere
+
+
 def test_is_built_checks_the_fingerprint(test_artifacts):
     fingerprint = test_artifacts.read_manifest()["fingerprint"]
     assert test_artifacts.is_built(fingerprint)

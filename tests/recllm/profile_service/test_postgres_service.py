@@ -21,6 +21,7 @@ from recllm.profile_service.config import IngestPolicy, ProfileServiceConfig
 from recllm.profile_service.server import ProfileServer
 from recllm.profile_service.ttl_cleanup import PeriodicTtlCleanup
 from recllm.rag.rec_request import RecRequest
+from recllm.serving.triton_server import TritonServerConfig, server_environment
 from recllm_cli.main import build_parser, profile_service_config, publish_profile, server_config
 from recllm_client.profile_client import ProfileClient, event_message
 from tests.postgres_server import postgres_server  # noqa: F401 (session fixture)
@@ -146,14 +147,22 @@ def test_served_read_paths_open_the_profile_named_by_the_environment(profile_art
     on_postgres.profile.close()
 
 
-def test_profile_url_flags_reach_the_build_and_the_profile_service(tmp_path):
+def test_profile_url_flags_reach_the_build_the_profile_service_and_triton(tmp_path, monkeypatch):
+    monkeypatch.delenv(PROFILE_URL_ENV, raising=False)
     url = "postgresql://recllm@127.0.0.1:5432/profile"
     assert build_parser().parse_args(["build", "--profile-url", url]).profile_url == url
     assert build_parser().parse_args(["build"]).profile_url is None
     args = build_parser().parse_args(["serve", "--artifact-dir", str(tmp_path), "--profile-url", url])
     assert profile_service_config(args, server_config(args)).profile_url == url
+    assert server_config(args).profile_url == url  # the Triton models read it as $RECLLM_PROFILE_URL
+    assert server_environment(server_config(args))[PROFILE_URL_ENV] == url
     default = build_parser().parse_args(["serve", "--artifact-dir", str(tmp_path)])
     assert profile_service_config(default, server_config(default)).profile_url is None
+    assert server_config(default).profile_url is None
+    assert PROFILE_URL_ENV not in server_environment(server_config(default))
+    with pytest.raises(ValueError, match="profile_url must be None") as refused:
+        TritonServerConfig(profile_url="mysql://me:secret@h/db")
+    assert "secret" not in str(refused.value)
     with pytest.raises(ValueError, match="profile_url must be None"):
         ProfileServiceConfig(profile_url="mysql://h/db")
     for malformed in ("postgres:/me:secret@h/db", "mysql://me:secret@h/db"):
