@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from recllm.safety.health_rule import HEALTH_REQUEST
+
 _GIFT = r"подар|\bgift|\bpresent\b|\bgive\b"
 _CHILD = r"ребён|ребен|\bсын|\bдоч|внук|внучк|племянн|\bkid|child|\bson\b|daughter|year-old"
 # (frame, pattern): every pattern is searched in the lower-cased text; the first frame that matches wins.
@@ -25,9 +27,7 @@ RECOMMEND_FRAMES: tuple[tuple[str, str], ...] = (
     ("kid_gift", rf"(?:{_GIFT}).*(?:{_CHILD})|(?:{_CHILD}).*(?:{_GIFT})"),
     ("baby_care", r"малыш|подгузник|детское\s+питание|до\s+года|\bbaby|diaper|newborn|младен"),
     ("pet_food", r"корм|питом|любимц|\bpet\b|кошк|собак|\bcat\b|\bdog\b"),
-    ("health", r"аптеч|аптек|простыл|простуд|витамин|лекарств|медикамент|давлени|гипертон|кашл|насморк|горл|"
-               r"аллерги|головн\w*\s+бол|от\s+боли|тонометр|градусник|\bcold\b|vitamin|medicine|pharmacy|"
-               r"blood\s+pressure|cough|allerg|headache|throat"),
+    ("health", HEALTH_REQUEST.pattern + r"|простыл|\bcold\b|caught\s+a\s+cold"),
     ("running_gear", r"\bбег|пробеж|марафон|\brunning|\brun\b|jogging"),
     ("gaming", r"\bигр(?!уш)|геймпад|гарнитур|приставк|gaming|\bgamer|gamepad|console"),
     ("gift", _GIFT),

@@ -24,7 +24,8 @@ from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
 from recllm.rag.rec_request import RecRequest
-from recllm.safety.health_rule import is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask
+from recllm.safety.health_rule import (asks_about_health, is_health_query, item_allowed, retrievable_fragments,
+                                       sensitive_item_mask)
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.profile.user_signals import UserSignals, check_preference_source
 from recllm.config.field_checks import require_in_interval
@@ -122,7 +123,8 @@ class Retriever:
         contexts = contexts or [self.read_context(r.user_id) for r in requests]
         probe = self.probe(query_vectors)
         services = [r.service or self.infer_service(query_vectors[b], probe, b) for b, r in enumerate(requests)]
-        health = [self.is_health_query(query_vectors[b], probe, b) for b in range(len(requests))]
+        health = [asks_about_health(r.query) or self.is_health_query(query_vectors[b], probe, b)
+                  for b, r in enumerate(requests)]
         pools = self.search_pools(services, query_vectors, [c.signals for c in contexts])
         return [self.finish(r, query_vectors[b], services[b], health[b], pools[b], exclude_item_ids[b], contexts[b])
                 for b, r in enumerate(requests)]

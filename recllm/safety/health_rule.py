@@ -2,7 +2,8 @@
 
 "What must never happen" (product notes): health- or medicine-related purchases surfaced unless the user asked about
 health. The catalog marks sensitive categories; this module decides, per request, whether the query is about that
-domain and what the retriever and the explanations may then use:
+domain (its nearest items are health items, or its words ask for that domain: ``asks_about_health``) and what the
+retriever and the explanations may then use:
 
 * a health query gets health items only, and health items never surface anywhere else (``item_allowed``);
 * sensitive profile fragments are retrieved only for a health query (``retrievable_fragments``);
@@ -11,6 +12,7 @@ domain and what the retriever and the explanations may then use:
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
@@ -33,6 +35,22 @@ def is_health_query(nearest_item_ids: Sequence[int], sensitive_items: np.ndarray
     if not top:
         return False
     return bool(sensitive_items[top[0]]) or float(sensitive_items[top].mean()) >= vote_threshold
+
+
+# A request that asks for the health domain in words: a remedy «от …» a condition, medicine, a pharmacy, vitamins,
+# first-aid goods. Narrower than ``privacy_filter.mentions_sensitive_domain`` (which blocks «мёд» or «таблетки для
+# посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
+HEALTH_REQUEST = re.compile(
+    r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
+    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|термометр|"
+    r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
+    r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)",
+    re.IGNORECASE)
+
+
+def asks_about_health(text: str) -> bool:
+    """The request names the health domain itself («есть что-то от давления?», "anything for a cough?")."""
+    return bool(HEALTH_REQUEST.search(text))
 
 
 def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:

@@ -145,6 +145,18 @@ def test_a_health_query_is_recognised_and_surfaces_health_items(retriever, catal
     assert any(catalog.is_sensitive(catalog.get(i)) for i in retrieval.candidate_ids.tolist())
 
 
+def test_a_request_that_names_health_gets_health_items_whatever_its_vector(retriever, catalog, trained_encoder):
+    """«что-нибудь от кашля»: the encoder put the query among sweets (live: chocolate for a cough); the words ask
+    for the health domain, so the pharmacy shelf it is, and nothing else."""
+    text = "что-нибудь от кашля"
+    vector = encode(trained_encoder, "хочу сладкого")          # a vector the vote reads as not health
+    assert not retriever.is_health_query(vector)
+    retrieval = retriever.retrieve(request("u000000", "kuper", query=text), vector)
+    ids = retrieval.candidate_ids.tolist()
+    assert retrieval.health_query and ids and all(catalog.is_sensitive(catalog.get(i)) for i in ids)
+    assert not retriever.retrieve(request("u000000", "kuper", query="таблетки для посудомойки"), vector).health_query
+
+
 @pytest.mark.parametrize("text", ["хочу полезный ужин", "что взять на завтрак?", "I need cleaning supplies",
                                   "нужны товары для малыша"])
 def test_a_non_health_query_never_gets_health_items(retriever, catalog, trained_encoder, text):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from recllm.safety.health_rule import (
-    citable_fragments, is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask,
+    asks_about_health, citable_fragments, is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask,
 )
 
 
@@ -43,3 +44,13 @@ def test_fragments_by_domain_and_never_cited_when_sensitive():
     assert [f.key for f in retrievable_fragments(facts, health_query=False)] == ["veg"]
     assert [f.key for f in retrievable_fragments(facts, health_query=True)] == ["veg", "pharmacy"]
     assert [f.key for f in citable_fragments(facts)] == ["veg"]
+
+
+@pytest.mark.parametrize("text, health", [
+    ("есть что-то от давления?", True), ("что-нибудь от кашля ребёнку", True), ("нужны витамины", True),
+    ("собери домашнюю аптечку", True), ("anything for a cough?", True), ("I need vitamins", True),
+    ("таблетки для посудомойки", False), ("хочу мёд", False), ("сироп к блинам", False),
+    ("шампунь от перхоти", False), ("средство от накипи", False), ("хочу полезный ужин", False),
+])
+def test_asks_about_health_reads_the_domain_not_every_medical_word(text, health):
+    assert asks_about_health(text) == health
