@@ -25,6 +25,7 @@ import numpy as np
 from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog, Item
 from recllm.explanation.counterfactual_arrays import PurchaseTable
 from recllm.config.field_checks import require_above
+from recllm.profile.events import EXPLANATION_STYLES
 from recllm.profile.records import EventRow
 from recllm.profile.user_context import UserContext
 from recllm.profile.user_signals import DAY_S, UserSignals
@@ -33,7 +34,7 @@ from recllm.rag.reranker import Reranker, candidate_features
 SIGNALS = ("family", "category", "parent_category", "brand")
 _COUNTERS = ("category_counts", "service_category_counts", "parent_category_counts", "family_counts", "tag_counts",
              "brand_counts")
-STYLES = ("short", "detailed")
+STYLES = EXPLANATION_STYLES
 
 
 @dataclass(frozen=True)
@@ -202,15 +203,15 @@ def explain_facts(item_ids: Sequence[int], retrieval_scores: Sequence[float], se
     The groups and rows come from the purchases as arrays (``counterfactual_arrays``), equal to ``fact_groups`` and
     ``counterfactual_features`` (the reference) but without a Python loop over the purchases per group."""
     table = PurchaseTable(context.purchases, catalog) if context.purchases else None
-    plans, rows = [], []
+    plans, checks = [], []
     for item_id, retrieval_score in zip(item_ids, retrieval_scores):
         item_id = int(item_id)
         groups = [] if table is None or table.codes.leaf_sensitive[item_id] else table.fact_groups(item_id)
         plans.append(groups)
         if groups:
-            rows.append(table.features(item_id, float(retrieval_score), service, context.signals,
-                                       [mask for _, mask in groups], item_vectors, popularity, context.now_ts))
-    scores = reranker.score(np.concatenate(rows)) if rows else np.zeros(0, np.float32)  # [sum(1 + G)]
+            checks.append((item_id, float(retrieval_score), [mask for _, mask in groups]))
+    scores = reranker.score(table.features_many(checks, service, context.signals, item_vectors, popularity,
+                                                context.now_ts)) if checks else np.zeros(0, np.float32)  # [sum(1 + G)]
     facts, offset = [], 0
     for groups in plans:
         if not groups:
@@ -253,7 +254,10 @@ def explain_facts_reference(item_ids: Sequence[int], retrieval_scores: Sequence[
 
 
 def explanation_style(context: UserContext, config: CausalExplanationConfig) -> str:
-    """``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, else ``short``."""
+    """The style the user asked for («объясняй подробнее», «покороче»: ``FeedbackSignals.style``); else learned:
+    ``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, ``short`` otherwise."""
+    if context.feedback.style in STYLES:
+        return context.feedback.style
     return "detailed" if context.feedback.explain_requests >= config.detailed_after_why else "short"
 
 

@@ -77,6 +77,11 @@ def catalog_codes(catalog: Catalog) -> CatalogCodes:
     return codes
 
 
+def _similarity(item_vectors: np.ndarray, item_id: int, vector: np.ndarray | None) -> float:
+    """item · vector as ``candidate_features`` computes it for a counterfactual ([1, D] @ [D], the same rounding)."""
+    return float((item_vectors[[item_id]] @ vector)[0]) if vector is not None else 0.0
+
+
 class PurchaseTable:
     """One request's purchases as columns ([P] each), for every item's fact groups and counterfactuals."""
 
@@ -120,53 +125,86 @@ class PurchaseTable:
     def median_prices(self, kept: np.ndarray) -> np.ndarray:
         """[R] ``np.median`` of the kept purchases' prices per row of ``kept`` [R, P]; NaN for a row that keeps none.
         Picks the middle element(s) of the prices sorted once, so a row costs no sort of its own."""
-        ranked = np.cumsum(kept[:, self._by_price], axis=1)  # [R, P]: kept purchases up to each sorted position
-        n = ranked[:, -1] if ranked.shape[1] else np.zeros(len(kept), dtype=np.int64)
-        low = np.argmax(ranked > (n - 1)[:, None] // 2, axis=1)   # sorted position of the lower middle
-        high = np.argmax(ranked > (n // 2)[:, None], axis=1)      # and of the upper middle (same when n is odd)
+        rows, width = kept.shape
+        if not width:
+            return np.full(rows, np.nan)
+        ranked = np.cumsum(kept[:, self._by_price], axis=1, dtype=np.int32)  # [R, P] kept up to each sorted position
+        n = ranked[:, -1]
+        # the first sorted position where a row has kept more than k purchases, for every row in one search: each
+        # row is nondecreasing in 0..P, so offsetting row r by r * (P + 1) makes the whole array sorted
+        offsets = np.arange(rows, dtype=np.int64) * (width + 1)
+        flat = (ranked + offsets[:, None]).ravel()
+
+        def position(k: np.ndarray) -> np.ndarray:
+            found = np.searchsorted(flat, offsets + k + 1) - np.arange(rows) * width
+            return np.minimum(found, width - 1)
+
         prices = self.price[self._by_price]
-        return np.where(n > 0, (prices[low] + prices[high]) / 2 if len(prices) else 0.0, np.nan)
+        middle = (prices[position((n - 1) // 2)] + prices[position(n // 2)]) / 2
+        return np.where(n > 0, middle, np.nan)
 
     def features(self, item_id: int, retrieval_score: float, service: str, signals: UserSignals,
                  dropped: Sequence[np.ndarray], item_vectors: np.ndarray, popularity: dict[int, int],
                  now_ts: int) -> np.ndarray:
         """[1 + G, F] float32: the reranker's features of the item with all purchases, then without each mask of
         ``dropped`` (as ``counterfactual_features`` computes them); ``signals`` gives the kept preference vectors."""
+        return self.features_many([(item_id, retrieval_score, dropped)], service, signals, item_vectors, popularity,
+                                  now_ts)
+
+    def features_many(self, items: Sequence[tuple[int, float, Sequence[np.ndarray]]], service: str,
+                      signals: UserSignals, item_vectors: np.ndarray, popularity: dict[int, int],
+                      now_ts: int) -> np.ndarray:
+        """``features`` of several (item id, retrieval score, dropped masks) at once: their rows stacked in order,
+        each item's full-profile row first. One pass over all rows instead of one per item."""
         c = self.codes
-        kept = np.ones((1 + len(dropped), len(self)), dtype=bool)  # [R, P]
-        for r, mask in enumerate(dropped, start=1):
-            kept[r] &= ~mask
-        same_category = self.category == c.category[item_id]
-        same_family = self.family == c.family[item_id]
-        parent = c.parent[item_id]
-        tag_columns = np.flatnonzero(c.tags[item_id])
-        # every count of the row in one product: kept purchases [R, P] x what each count matches [P, 6 + tags]
-        matches = np.column_stack([
-            np.ones(len(self), dtype=bool), same_category, same_category & (self.service == _SERVICE_INDEX[service]),
-            self.parent == parent, same_family, self.brand == c.brand[item_id], self.tags[:, tag_columns],
-        ])
-        counts = kept.astype(np.float64) @ matches  # [R, 6 + tags], exact integers
-        count, category_n, service_category_n, parent_n, family_n, brand_n = counts[:, :6].T
+        ids = np.array([item_id for item_id, _, _ in items], dtype=np.int64)  # [I]
+        sizes = np.array([1 + len(dropped) for _, _, dropped in items])
+        row_item = np.repeat(np.arange(len(items)), sizes)  # [R] which item each row belongs to
+        kept = np.ones((int(sizes.sum()), len(self)), dtype=bool)  # [R, P]
+        row = 0
+        for _, _, dropped in items:
+            for mask in dropped:
+                row += 1
+                kept[row] &= ~mask
+            row += 1
+        # every count of a row in one product per item: its kept purchases [rows, P] x what each count matches
+        # [P, 6 + tags] (all purchases, same category, same category in this service, same parent, same family, same
+        # brand, then one column per tag of the item)
+        tag_columns = [np.flatnonzero(c.tags[item_id]) for item_id in ids.tolist()]
+        counts = np.zeros((len(kept), 6 + max((len(t) for t in tag_columns), default=0)))  # [R, 6 + max tags]
+        in_service = self.service == _SERVICE_INDEX[service]
+        kept_float = kept.astype(np.float64)
+        for k, (item_id, start) in enumerate(zip(ids.tolist(), np.cumsum(sizes) - sizes)):
+            same_category = self.category == c.category[item_id]
+            matches = np.column_stack([
+                np.ones(len(self), dtype=bool), same_category, same_category & in_service,
+                self.parent == c.parent[item_id], self.family == c.family[item_id], self.brand == c.brand[item_id],
+                self.tags[:, tag_columns[k]],
+            ])
+            counts[start: start + sizes[k], : matches.shape[1]] = kept_float[start: start + sizes[k]] @ matches
+        count, category_n, service_category_n, parent_n, family_n, brand_n = counts[:, :6].T  # exact integers
+        same_family = self.family[None, :] == c.family[ids][row_item][:, None]  # [R, P]
         last = np.where(kept & same_family, self.timestamp, _NO_TIME).max(axis=1)  # [R]
-        vectors = item_vectors[[item_id]]  # [1, D]: the shape candidate_features multiplies, for the same rounding
-        long_sim = float((vectors @ signals.pref_long)[0]) if signals.pref_long is not None else 0.0
-        short_sim = float((vectors @ signals.pref_short)[0]) if signals.pref_short is not None else 0.0
-        price = float(c.price[item_id])
+        tags_n = np.array([len(t) for t in tag_columns])[row_item]  # [R]
+        tag_sum = (counts[:, 6:] / np.maximum(count, 1)[:, None]).sum(axis=1)
+        long_sim, short_sim = (np.array([_similarity(item_vectors, i, vector) for i in ids.tolist()])
+                               for vector in (signals.pref_long, signals.pref_short))
+        prices = c.price[ids][row_item]
+        medians = self.median_prices(kept)
         rows = np.zeros((len(kept), len(FEATURE_NAMES)), dtype=np.float64)
-        rows[:, _F["retrieval_score"]] = np.float32(retrieval_score)
-        rows[:, _F["pref_long_sim"]] = long_sim
-        rows[:, _F["pref_short_sim"]] = short_sim
+        rows[:, _F["retrieval_score"]] = np.array([score for _, score, _ in items], dtype=np.float32)[row_item]
+        rows[:, _F["pref_long_sim"]] = long_sim[row_item]
+        rows[:, _F["pref_short_sim"]] = short_sim[row_item]
         rows[:, _F["log_category_purchases"]] = np.log1p(category_n)
         rows[:, _F["log_service_category_purchases"]] = np.log1p(service_category_n)
-        rows[:, _F["log_parent_category_purchases"]] = np.log1p(parent_n) if parent >= 0 else 0.0
+        rows[:, _F["log_parent_category_purchases"]] = np.where(c.parent[ids][row_item] >= 0, np.log1p(parent_n), 0.0)
         rows[:, _F["log_family_purchases"]] = np.log1p(family_n)
-        rows[:, _F["family_recency"]] = [
-            math.exp(-max(now_ts - int(t), 0) / (30 * DAY_S)) if n else 0.0 for t, n in zip(last, family_n)]
-        if len(tag_columns):
-            rows[:, _F["tag_affinity"]] = (counts[:, 6:] / np.maximum(count, 1)[:, None]).sum(axis=1) / len(tag_columns)
+        rows[:, _F["family_recency"]] = [math.exp(-max(now_ts - t, 0) / (30 * DAY_S)) if n else 0.0
+                                         for t, n in zip(last.tolist(), family_n.tolist())]
+        rows[:, _F["tag_affinity"]] = np.where(tags_n > 0, tag_sum / np.maximum(tags_n, 1), 0.0)
         rows[:, _F["brand_affinity"]] = brand_n / np.maximum(category_n, 1)
-        rows[:, _F["log_price_ratio"]] = [math.log(price / m) if m == m and m else 0.0  # NaN: no purchase kept
-                                          for m in self.median_prices(kept).tolist()]
-        rows[:, _F["log_popularity"]] = math.log1p(popularity.get(int(item_id), 0))
+        rows[:, _F["log_price_ratio"]] = [math.log(p / m) if m == m and m else 0.0  # NaN: no purchase kept
+                                          for p, m in zip(prices.tolist(), medians.tolist())]
+        rows[:, _F["log_popularity"]] = np.log1p([popularity.get(i, 0) for i in ids.tolist()])[row_item]
         rows[:, _F["is_cold_user"]] = (count == 0).astype(np.float64)
         return rows.astype(np.float32)
