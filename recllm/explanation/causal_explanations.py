@@ -25,7 +25,6 @@ import numpy as np
 from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog, Item
 from recllm.explanation.counterfactual_arrays import PurchaseTable
 from recllm.config.field_checks import require_above
-from recllm.profile.events import EXPLANATION_STYLES
 from recllm.profile.records import EventRow
 from recllm.profile.user_context import UserContext
 from recllm.profile.user_signals import DAY_S, UserSignals
@@ -34,7 +33,7 @@ from recllm.rag.reranker import Reranker, candidate_features
 SIGNALS = ("family", "category", "parent_category", "brand")
 _COUNTERS = ("category_counts", "service_category_counts", "parent_category_counts", "family_counts", "tag_counts",
              "brand_counts")
-STYLES = EXPLANATION_STYLES
+STYLES = ("short", "detailed")
 
 
 @dataclass(frozen=True)
@@ -254,10 +253,7 @@ def explain_facts_reference(item_ids: Sequence[int], retrieval_scores: Sequence[
 
 
 def explanation_style(context: UserContext, config: CausalExplanationConfig) -> str:
-    """The style the user asked for («объясняй подробнее», «покороче»: ``FeedbackSignals.style``); else learned:
-    ``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, ``short`` otherwise."""
-    if context.feedback.style in STYLES:
-        return context.feedback.style
+    """``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, else ``short``."""
     return "detailed" if context.feedback.explain_requests >= config.detailed_after_why else "short"
 
 
