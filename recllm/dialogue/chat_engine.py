@@ -26,12 +26,14 @@ from recllm_proto.text_arrays import decode_utf8_array
 from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.product_catalog import Catalog
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
-                                            decide_act, effective_query, record_shown, refine_goal, start_goal)
+                                            decide_act, effective_query, record_shown, refine_goal, requested_style,
+                                            start_goal)
 from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, explained_index, nothing_left_reply
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import RequestUnderstander, RequestUnderstanding, understand
 from recllm.dialogue.session_store import SessionStore, TurnContext
-from recllm.profile.events import FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT, Event
+from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
+                                   FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
@@ -209,8 +211,12 @@ def turn_feedback(sink: FeedbackSink, plan: TurnPlan, item_ids: list[int]) -> li
     «не то» / "something else" rejects every item of the list it answered, «подешевле» marks them too expensive, a
     diet stated in the message (with the request or as a refinement) is kept, tied to the first item it was said
     about (the answered list's, else this turn's). Each event's id is derived from (session, turn number, kind,
-    item): a retried turn writes nothing twice."""
+    item): a retried turn writes nothing twice. «объясняй подробнее» / «покороче» sets the explanations' style
+    (tied to the first item on screen), in any act."""
     reactions: list[tuple[str, int]] = []
+    style, on_screen = requested_style(plan.base.query), list(plan.state.last_items) or item_ids
+    if style and on_screen:
+        reactions.append((FEEDBACK_STYLE_KINDS[style], on_screen[0]))
     if plan.act == "explain" and plan.state.last_items:
         reactions.append((FEEDBACK_EXPLAIN, plan.state.last_items[explained_index(plan.state, plan.base.query)]))
     if plan.act not in ("recommend", "refine") or plan.understanding is None:

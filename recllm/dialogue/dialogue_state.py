@@ -36,6 +36,17 @@ NEW_GOAL_MIN_DOMAIN_CONFIDENCE = 0.5
 _ACCEPT = re.compile(r"^\W*(?:да|давай\w*|ок|окей|хорошо|можно|покажи|yes|ok|okay|sure|please|go\s+ahead)\b",
                      re.IGNORECASE)
 _EXPLAIN = re.compile(r"почему|зачем\s+(?:это|эт)|why|explain|объясни", re.IGNORECASE)
+# «объясняй подробнее» / «покороче»: the explanation style the user asks for (written to the profile). A bare
+# «короче» is a filler word in Russian, so it counts only as the whole message or next to an explanation word.
+_EXPLANATION_WORD = r"(?:объясн\w*|поясн\w*|explain\w*|explanations?)\s+(?:\w+\s+)?"
+_PLEASE = r"(?:\W+(?:пожалуйста|плиз|please))?\W*$"
+STYLE_REQUESTS = {
+    "detailed": re.compile(_EXPLANATION_WORD + r"(?:подробн|детальн|поподробн|in\s+(?:more\s+)?detail|more\b)|"
+                           r"^\W*(?:поподробнее|подробнее|more\s+details?|in\s+(?:more\s+)?detail)" + _PLEASE,
+                           re.IGNORECASE),
+    "short": re.compile(_EXPLANATION_WORD + r"(?:покороче|короче|кратк|коротк|brief|short|less\b)|"
+                        r"^\W*(?:покороче|кратко|короче|shorter|briefly|be\s+brief)" + _PLEASE, re.IGNORECASE),
+}
 # Diet phrases that keep a constraint readable in the effective query (the retriever reads tags from the text).
 DIET_PHRASES = {"ru": {"lactose_free": "без лактозы", "sugar_free": "без сахара", "vegan": "веган"},
                 "en": {"lactose_free": "lactose-free", "sugar_free": "sugar-free", "vegan": "vegan"}}
@@ -84,6 +95,11 @@ class DialogueState:
         for key in ("target_services", "diet", "refinement"):
             data[key] = tuple(data.get(key) or ())
         return RequestUnderstanding(**data)
+
+
+def requested_style(message: str) -> str | None:
+    """The explanation style the message asks for, if any («объясняй подробнее» → ``detailed``)."""
+    return next((style for style, pattern in STYLE_REQUESTS.items() if pattern.search(message.strip())), None)
 
 
 def catalog_diet(diet: tuple[str, ...]) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ import numpy as np
 from recllm.catalog.product_catalog import SERVICE_DISPLAY, Catalog, Item
 from recllm.explanation.counterfactual_arrays import PurchaseTable
 from recllm.config.field_checks import require_above
+from recllm.profile.events import EXPLANATION_STYLES
 from recllm.profile.records import EventRow
 from recllm.profile.user_context import UserContext
 from recllm.profile.user_signals import DAY_S, UserSignals
@@ -33,7 +34,7 @@ from recllm.rag.reranker import Reranker, candidate_features
 SIGNALS = ("family", "category", "parent_category", "brand")
 _COUNTERS = ("category_counts", "service_category_counts", "parent_category_counts", "family_counts", "tag_counts",
              "brand_counts")
-STYLES = ("short", "detailed")
+STYLES = EXPLANATION_STYLES
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,10 @@ def explain_facts_reference(item_ids: Sequence[int], retrieval_scores: Sequence[
 
 
 def explanation_style(context: UserContext, config: CausalExplanationConfig) -> str:
-    """``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, else ``short``."""
+    """The style the user asked for («объясняй подробнее», «покороче»: ``FeedbackSignals.style``); else learned:
+    ``detailed`` for a user who asked «почему?» at least ``detailed_after_why`` times, ``short`` otherwise."""
+    if context.feedback.style in STYLES:
+        return context.feedback.style
     return "detailed" if context.feedback.explain_requests >= config.detailed_after_why else "short"
 
 

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 BEHAVIOUR_KINDS: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "rating", "return")
 # What the user told the assistant about a shown item (``recllm.profile.feedback``): «не то» / "something else"
 # rejects it, «подешевле» finds it too expensive, a stated diet («без сахара») is kept per catalog diet tag, «почему?»
-# asks why it was shown (a user who asks often gets detailed explanations).
+# asks why it was shown (a user who asks often gets detailed explanations), «объясняй подробнее» / «покороче» sets
+# the explanations' style outright (the latest such event wins).
 DIET_TAGS: tuple[str, ...] = ("sugar_free", "lactose_free", "vegan")
 FEEDBACK_REJECT = "feedback_reject"
 FEEDBACK_CHEAPER = "feedback_cheaper"
 FEEDBACK_EXPLAIN = "feedback_explain"
 FEEDBACK_DIET_KINDS: dict[str, str] = {tag: f"feedback_diet_{tag}" for tag in DIET_TAGS}
-FEEDBACK_KINDS: tuple[str, ...] = (FEEDBACK_REJECT, FEEDBACK_CHEAPER, FEEDBACK_EXPLAIN, *FEEDBACK_DIET_KINDS.values())
+EXPLANATION_STYLES: tuple[str, ...] = ("short", "detailed")
+FEEDBACK_STYLE_KINDS: dict[str, str] = {style: f"feedback_style_{style}" for style in EXPLANATION_STYLES}
+FEEDBACK_KINDS: tuple[str, ...] = (FEEDBACK_REJECT, FEEDBACK_CHEAPER, FEEDBACK_EXPLAIN, *FEEDBACK_DIET_KINDS.values(),
+                                   *FEEDBACK_STYLE_KINDS.values())
 EVENT_KINDS: tuple[str, ...] = BEHAVIOUR_KINDS + FEEDBACK_KINDS
 DEVICES: tuple[str, ...] = ("ios", "android", "web")  # the services' apps (the synthetic users' devices)
 CHAT_DEVICE = "chat"  # feedback given in the conversational assistant

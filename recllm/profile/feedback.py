@@ -19,10 +19,11 @@ from typing import Callable, Iterable, Protocol
 from recllm.catalog.product_catalog import Catalog
 from recllm.profile.event_schema import EventValidationConfig, write_validated
 from recllm.profile.events import (CHAT_DEVICE, FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN,
-                                   FEEDBACK_KINDS, FEEDBACK_REJECT, Event)
+                                   FEEDBACK_KINDS, FEEDBACK_REJECT, FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.storage import ProfileStorage
 
 DIET_OF_KIND = {kind: tag for tag, kind in FEEDBACK_DIET_KINDS.items()}
+STYLE_OF_KIND = {kind: style for style, kind in FEEDBACK_STYLE_KINDS.items()}
 FEEDBACK_REGION = "unknown"  # the chat knows no region; the profile keeps coarse regions only anyway
 
 
@@ -34,10 +35,12 @@ class FeedbackSignals:
     too_expensive: dict[str, float] = field(default_factory=dict)   # category_id -> lowest price called too high
     diets: Counter = field(default_factory=Counter)                 # diet tag -> times stated
     explain_requests: int = 0                                       # «почему?» about a shown item
+    style: str | None = None                                        # the explanation style the user asked for
+    style_ts: int = -1                                              # when (the latest request wins)
 
     @property
     def is_empty(self) -> bool:
-        """Nothing that changes a ranking (``explain_requests`` changes only the explanations' style)."""
+        """Nothing that changes a ranking (``explain_requests`` and ``style`` change only the explanations)."""
         return not (self.rejected or self.too_expensive or self.diets)
 
 
@@ -54,6 +57,8 @@ def feedback_signals(events: Iterable, catalog: Catalog) -> FeedbackSignals:
             signals.diets[DIET_OF_KIND[event.kind]] += 1
         elif event.kind == FEEDBACK_EXPLAIN:
             signals.explain_requests += 1
+        elif event.kind in STYLE_OF_KIND and event.timestamp >= signals.style_ts:
+            signals.style, signals.style_ts = STYLE_OF_KIND[event.kind], int(event.timestamp)
     return signals
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recllm.catalog.product_catalog import Catalog
-from recllm.profile.events import FEEDBACK_KINDS
+from recllm.profile.events import EXPLANATION_STYLES, FEEDBACK_KINDS
 from recllm.profile.feedback import FeedbackSignals, feedback_signals
 from recllm.profile.records import EventRow, ProfileFragment
 from recllm.profile.storage import ProfileStorage
@@ -192,11 +192,18 @@ def _feedback_to_json(feedback: FeedbackSignals) -> dict:
     return {"rejected": [[item, ts] for item, ts in feedback.rejected.items()],
             "too_expensive": [[category, price] for category, price in feedback.too_expensive.items()],
             "diets": [[tag, count] for tag, count in feedback.diets.items()],
-            "explain_requests": feedback.explain_requests}
+            "explain_requests": feedback.explain_requests, "style": feedback.style, "style_ts": feedback.style_ts}
 
 
 def _feedback_from_json(raw: dict) -> FeedbackSignals:
     return FeedbackSignals(rejected={int(item): int(ts) for item, ts in raw["rejected"]},
                            too_expensive={str(category): float(price) for category, price in raw["too_expensive"]},
                            diets=Counter({str(tag): int(count) for tag, count in raw["diets"]}),
-                           explain_requests=int(raw["explain_requests"]))
+                           explain_requests=int(raw["explain_requests"]),
+                           style=_style_from_json(raw["style"]), style_ts=int(raw["style_ts"]))
+
+
+def _style_from_json(style) -> str | None:
+    if style is not None and style not in EXPLANATION_STYLES:
+        raise ValueError(f"feedback style must be one of {EXPLANATION_STYLES} or null, got {style!r}")
+    return style

@@ -142,3 +142,19 @@ def test_asking_why_often_makes_the_users_explanations_detailed(engine, store, u
     context = pipeline.ranking.read_context(user)
     assert context.feedback.explain_requests == config.detailed_after_why
     assert explanation_style(context, config) == "detailed"
+
+
+def test_asking_for_detailed_explanations_sets_the_style_in_the_profile(engine, store, users, pipeline):
+    """«объясняй подробнее» is kept in the profile: the next request's explanations are detailed at once, without
+    the «почему?» count the style is otherwise learned from; «покороче» takes it back."""
+    from recllm.explanation.causal_explanations import explanation_style
+
+    user = users[5]
+    config = pipeline.ranking.explanation
+    assert explanation_style(pipeline.ranking.read_context(user), config) == "short"
+    shown(engine, "fb-style", user, "кефир на завтрак", "samokat")
+    shown(engine, "fb-style", user, "объясняй подробнее")
+    assert len(feedback_rows(store, user, "feedback_style_detailed")) == 1
+    assert explanation_style(pipeline.ranking.read_context(user), config) == "detailed"
+    shown(engine, "fb-style", user, "покороче")
+    assert explanation_style(pipeline.ranking.read_context(user), config) == "short"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from recllm.dialogue.dialogue_replies import explain_reply, nothing_left_reply
 from recllm.dialogue.dialogue_state import (
+    requested_style,
     MAX_REFINEMENTS_KEPT,
     DialogueState,
     decide_act,
@@ -207,3 +209,12 @@ def test_refinements_keep_the_goal_whatever_their_domain_reads():
     same_domain = RequestUnderstanding("ru", "food", "refine", domain_confidence=0.9)
     assert decide_act(state, same_domain, "с орехами") == "refine"
     assert decide_act(state, replace(HEALTH_FOLLOW_UP, domain_confidence=0.3), "а с витаминами") == "refine"
+
+
+@pytest.mark.parametrize("message, style", [
+    ("объясняй подробнее", "detailed"), ("поподробнее пожалуйста", "detailed"), ("explain in more detail", "detailed"),
+    ("объясняй покороче", "short"), ("покороче", "short"), ("explanations shorter please", "short"),
+    ("короче, хочу пиццу", None), ("хочу короткие носки", None), ("объясни, почему это", None),
+])
+def test_a_requested_explanation_style(message, style):
+    assert requested_style(message) == style

@@ -109,6 +109,14 @@ def test_style_follows_how_often_the_user_asks_why(buyer, catalog, item_vectors)
     assert " раз," in detailed.text
 
 
+def test_a_style_the_user_asked_for_beats_the_learned_one(buyer):
+    curious = FeedbackSignals(explain_requests=CONFIG.detailed_after_why)
+    asked_short = dataclasses.replace(buyer, feedback=dataclasses.replace(curious, style="short"))
+    asked_detailed = dataclasses.replace(buyer, feedback=FeedbackSignals(style="detailed"))
+    assert explanation_style(asked_short, CONFIG) == "short"
+    assert explanation_style(asked_detailed, CONFIG) == "detailed"
+
+
 def test_faithfulness_counts_explanations_whose_every_fact_passes():
     report = faithfulness([[0.5, 0.2], [0.3, 0.0], [], [1e-4]], min_score_drop=1e-3)
     assert report == {"faithfulness": 0.5, "no_fact_rate": 0.25, "shown": 4.0}

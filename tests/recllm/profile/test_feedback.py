@@ -8,7 +8,7 @@ import pytest
 from builders.build_artifacts import fill_profile
 from recllm.profile.event_schema import EventValidationError
 from recllm.profile.events import (EVENT_KINDS, FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN,
-                                   FEEDBACK_KINDS, FEEDBACK_REJECT)
+                                   FEEDBACK_KINDS, FEEDBACK_REJECT, FEEDBACK_STYLE_KINDS)
 from recllm.profile.feedback import StoreFeedbackSink, feedback_event, feedback_event_id, feedback_signals
 from recllm.profile.sqlite_store import ProfileStore
 from recllm.profile.user_context import UserContext, read_user_context
@@ -85,6 +85,22 @@ def test_signals_summarize_the_feedback_and_travel_in_the_context(store, sink, c
     assert [e.kind for e in context.purchases] == ["purchase"] * len(context.purchases)
     assert UserContext.from_bytes(context.to_bytes(), user).feedback == signals
     assert read_user_context(store, catalog, item_vectors, other).feedback.is_empty
+
+
+def test_the_latest_style_request_wins_and_travels_in_the_context(store, sink, catalog, item_vectors):
+    """«объясняй подробнее», later «покороче»: the user's explanations are short again; the style crosses the
+    ensemble inside USER_CONTEXT, and a context carrying an unknown style is refused."""
+    user = store.user_ids()[2]
+    item, now = catalog.items[0].item_id, sink.now()
+    sink.write([feedback_event(catalog, user, "s2", 0, FEEDBACK_STYLE_KINDS["detailed"], item, now - 60)])
+    assert read_user_context(store, catalog, item_vectors, user).feedback.style == "detailed"
+    sink.write([feedback_event(catalog, user, "s2", 1, FEEDBACK_STYLE_KINDS["short"], item, now)])
+    context = read_user_context(store, catalog, item_vectors, user)
+    assert context.feedback.style == "short" and context.feedback.is_empty   # style changes no ranking
+    assert UserContext.from_bytes(context.to_bytes(), user).feedback == context.feedback
+    forged = context.to_bytes().replace(b'"style":"short"', b'"style":"loud"')
+    with pytest.raises(ValueError, match="feedback style must be one of"):
+        UserContext.from_bytes(forged, user)
 
 
 def test_events_of_reads_a_few_kinds_at_once(store):
