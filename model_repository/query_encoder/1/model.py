@@ -6,12 +6,13 @@ from recllm_proto import tensors as T
 
 from recllm.rag.query_encoder import QueryEncoder
 from recllm.rag.rec_request import validate_query
-from recllm.serving.backend_adapter import artifact_layout, execute_together, input_scalar
+from recllm.serving.backend_adapter import artifact_layout, execute_together, freeze_loaded_state, input_scalar
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.encoder = QueryEncoder.load(artifact_layout(args).query_encoder_dir)
+        freeze_loaded_state()
 
     def parse(self, request) -> str:
         return validate_query(input_scalar(pb_utils, request, T.QUERY.name))

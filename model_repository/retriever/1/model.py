@@ -11,8 +11,8 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_retriever
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_together, input_scalar, input_vector, optional_array, request_user_id, sealed_context,
-    server_keyring, session_constraints,
+    artifact_layout, execute_together, freeze_loaded_state, input_scalar, input_vector, optional_array,
+    request_user_id, sealed_context, server_keyring, session_constraints,
 )
 from recllm_proto.text_arrays import utf8_array
 
@@ -23,6 +23,7 @@ class TritonPythonModel:
         self.retriever = load_retriever(layout)
         self.keys = server_keyring(layout)
         self.embedding_dim = int(self.retriever.index.item_vectors.shape[1])
+        freeze_loaded_state()
 
     def parse(self, request):
         user_id = request_user_id(pb_utils, request, self.keys.current())
