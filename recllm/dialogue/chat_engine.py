@@ -110,6 +110,10 @@ class ChatEngine:
         session_id = validate_session_id(session_id)
         base = parse_request(user_id, message, top_k, service)
         state = DialogueState.from_json(self.sessions.load_state(session_id, base.user_id))
+        if requested_style(base.query) and state.last_items:
+            # «объясняй подробнее» about the list on screen: an explain turn; the style goes to the profile
+            asked = RequestUnderstanding(base.language, state.domain or "other", "explain")
+            return TurnPlan(session_id, base, state, "explain", asked)
         verdict = screen_message(base.query, base.language)
         understanding = None
         if verdict.label == "off_topic" and state.last_items:

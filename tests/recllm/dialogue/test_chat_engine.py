@@ -186,3 +186,14 @@ def test_the_goals_single_target_service_is_where_retrieval_runs(tmp_path):
     assert engine.plan("svc-1", "u_000001", "что-нибудь от кашля", 5).request.service == "kuper"
     assert engine.plan("svc-2", "u_000001", "хлеб", 5).request.service == ""
     assert engine.plan("svc-3", "u_000001", "что-нибудь от кашля", 5, "samokat").request.service == "samokat"
+
+
+def test_a_style_request_about_the_list_on_screen_is_an_explain_turn(tmp_path):
+    """«объясняй подробнее» read as off-topic by moderation (it was declined, so the style never reached the
+    profile); «покороче» read as a new goal (sweets). About a shown list both are explain turns."""
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: pytest.fail(text))
+    sessions.save_state("style-1", "u_000001", DialogueState(goal="кефир", domain="food", last_items=(3, 4)).to_json())
+    for message in ("объясняй подробнее", "покороче"):
+        plan = engine.plan("style-1", "u_000001", message, 5)
+        assert plan.act == "explain" and plan.understanding.intent == "explain"
