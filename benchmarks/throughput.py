@@ -21,6 +21,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import sys
 import threading
@@ -117,6 +118,30 @@ def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload
     return level
 
 
+def stage_cpu_seconds(server_pid: int, models=STAGES) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each model's Python-backend stubs (all its instances), from ``/proc``:
+    the stages' own work, which the neighbours' load does not inflate the way it inflates wall time. The stubs are in
+    the server's process group (``TritonServer`` starts it in a session of its own); a stub is told apart by the
+    ``<model>/1/model.py`` it runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(models, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state): pgrp is field 5, utime 14, stime 15
+        if int(fields[2]) != server_pid:
+            continue
+        for model in models:
+            if any(arg.endswith(f"/{model}/1/model.py".encode()) for arg in args):
+                out[model] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def stage_stats(grpc) -> dict:
     out = {}
     for model in STAGES:
@@ -128,7 +153,7 @@ def stage_stats(grpc) -> dict:
     return out
 
 
-def stage_delta(before: dict, after: dict) -> dict:
+def stage_delta(before: dict, after: dict, cpu_before: dict | None = None, cpu_after: dict | None = None) -> dict:
     rows = {}
     for model in STAGES:
         d = {k: after[model][k] - before[model][k] for k in after[model]}
@@ -138,11 +163,15 @@ def stage_delta(before: dict, after: dict) -> dict:
                        "compute_ms": round(sum(d[k] for k in ("compute_input", "compute_infer", "compute_output"))
                                            / n / 1e6, 2),
                        "infer_ms_per_exec": round(d["compute_infer"] / max(d["executions"], 1) / 1e6, 2)}
+        if cpu_before is not None and cpu_after is not None:
+            rows[model]["cpu_ms"] = round((cpu_after[model] - cpu_before[model]) * 1000 / n, 2)
     return rows
 
 
-def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring) -> list[Level]:
-    """``keyring``: the server's; every client signs a fresh user token per call, as a real backend does."""
+def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring,
+                  server_pid: int | None = None) -> list[Level]:
+    """``keyring``: the server's; every client signs a fresh user token per call, as a real backend does.
+    ``server_pid``: the server's, to read its stage processes' CPU time per level (``stage_cpu_seconds``)."""
     levels = []
     paths = {
         "triton recllm_rank": (lambda c: lambda u, q, s: c.rank(u, q, config.top_k, s), config.concurrency),
@@ -163,9 +192,11 @@ def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring
                     clients.append(client)
                     return factory(client)
 
+                cpu_before = stage_cpu_seconds(server_pid) if server_pid else None
                 before = stage_stats(probe.grpc)
                 level = closed_loop(path, c, config.seconds, make_call, workload)
-                level.stages = stage_delta(before, stage_stats(probe.grpc))
+                level.stages = stage_delta(before, stage_stats(probe.grpc), cpu_before,
+                                           stage_cpu_seconds(server_pid) if server_pid else None)
                 for client in clients:
                     client.close()
                 print(json.dumps({k: v for k, v in level.summary().items() if k != "stages"}), flush=True)
@@ -281,7 +312,7 @@ def run(config: ThroughputConfig) -> dict:
                                        metrics_port=free_port(), runtime_dir=config.work_dir / "triton_runtime")
     with TritonServer(server_config, log_path=config.work_dir / "tritonserver.log") as server:
         levels = triton_levels(server.config.grpc_url, config, workload,
-                               load_keyring(server.config.keyring_path).backend_view())
+                               load_keyring(server.config.keyring_path).backend_view(), server.process.pid)
     naive = []
     if config.naive:
         from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
@@ -328,13 +359,16 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
                 lines.append(f"- {ours_path} vs {naive_path} at naive c{n['concurrency']} (p95 {n['p95_ms']} ms): "
                              f"no Triton level that low")
     lines += ["", "## Per-stage time (Triton statistics API, per request, during each level)", "",
-              "| path | c | stage | requests | mean batch | queue ms | compute ms | infer ms per execution |",
-              "|---|---:|---|---:|---:|---:|---:|---:|"]
+              "compute ms is wall time inside the stage (it grows when the stage waits for a core); cpu ms is the CPU "
+              "time its processes used per request (`/proc`), what the stage itself costs.", "",
+              "| path | c | stage | requests | mean batch | queue ms | compute ms | cpu ms | infer ms per execution |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in s:
         for stage, st in r["stages"].items():
             if st["requests"]:
                 lines.append(f"| {r['path']} | {r['concurrency']} | {stage} | {st['requests']} | {st['mean_batch']} | "
-                             f"{st['queue_ms']} | {st['compute_ms']} | {st['infer_ms_per_exec']} |")
+                             f"{st['queue_ms']} | {st['compute_ms']} | {st.get('cpu_ms', '')} | "
+                             f"{st['infer_ms_per_exec']} |")
     lines += ["", f"## Where the time goes: cProfile of the hottest stage (`{report['hottest']}`), in-process", "",
               "```", report["profile"].strip(), "```", "", "## Machine", "", "```json",
               json.dumps(info, ensure_ascii=False, indent=1), "```", ""]
