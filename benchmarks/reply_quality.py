@@ -158,7 +158,8 @@ def item_guarantee(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], ge
     for _ in range(beam_turns):
         turn, dropped = variant(rng.choice(pool))
         request: ReplyRequest = gen.request(turn)
-        reply = gen.generator.beam_search(request.prompt, request.candidate_item_ids, gen.item_name, beam_width=4)
+        reply = gen.generator.beam_search(request.prompt, request.candidate_item_ids, gen.item_name, beam_width=4,
+                                          quotable_facts=request.quotable_facts)
         audit(turn, dropped, reply.item_ids)
     beam = dict(counts)
     beam["seconds"] = time.perf_counter() - started

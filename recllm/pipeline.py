@@ -144,11 +144,13 @@ class GenerationStage:
 
     def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
         from recllm.generator import ReplyRequest, build_prompt, derive_act, reply_frame  # noqa: PLC0415
+        from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
         act = turn.act or derive_act(turn.query, turn.item_ids)
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation,
                               reply_frame(turn.query, act))
-        return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling)
+        return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
+                            quotable_facts=tuple(prompt_facts(turn.profile_facts)))
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         from recllm.generator.reply_check import check_reply  # noqa: PLC0415

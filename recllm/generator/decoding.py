@@ -2,7 +2,8 @@
 
 Last pipeline stage: the reranker hands over an ordered candidate list and the generator writes a reply that may
 name only those items, each once (``item_constraint.ItemSpanConstraint``, plugged into ``DecodeLoop`` as its
-per-request logits processor). Requests of different prompt lengths decode together in one batch
+per-request logits processor), and may quote only the profile facts of its prompt (``fact_constraint``, when the
+request carries ``quotable_facts``). Requests of different prompt lengths decode together in one batch
 (``generate_batch``: one forward per step for all of them, each request's bad input its own error); ``stream``
 yields one request's text deltas as they are decoded; ``beam_search`` keeps the best of ``beam_width`` hypotheses
 under the same constraint.
@@ -19,6 +20,7 @@ import torch
 
 from .decode_loop import DecodeLoop, Request, StaticKVCache, decode_one_token, prefill
 from .item_codes import ItemCodes
+from .fact_constraint import FactSpanConstraint, ReplyConstraint, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
@@ -49,6 +51,7 @@ class ReplyRequest:
     candidate_item_ids: tuple[int, ...]  # the ranked list, best first: the only items the reply may name
     sampling: Sampling = GREEDY
     max_new_tokens: int | None = None  # None: GeneratorConfig.max_new_tokens
+    quotable_facts: tuple[str, ...] | None = None  # the prompt's facts, the only quotes allowed; None: unconstrained
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class ReplyGenerator:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, request: ReplyRequest) -> tuple[Request, ItemSpanConstraint]:
+    def _prepare(self, request: ReplyRequest) -> tuple[Request, ItemSpanConstraint | ReplyConstraint]:
         """The decode-loop request and its constraint; a bad request raises ``ValueError`` here."""
         if not request.prompt or not request.prompt.strip():
             raise ValueError("prompt is empty")
@@ -140,6 +143,10 @@ class ReplyGenerator:
         loop_request = Request(prompt, max_new, (self.tokenizer.eos_id,), s.temperature, s.top_k, s.top_p, s.seed)
         constraint = ItemSpanConstraint(self.tokenizer, self.codes, candidates, self._text_mask,
                                         self.config.max_items_per_reply, max_new)
+        if request.quotable_facts is not None:
+            quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
+            constraint = ReplyConstraint(constraint, FactSpanConstraint(self.tokenizer, request.quotable_facts, quotes,
+                                                                        max_new))
         return loop_request, constraint
 
     def validate(self, request: ReplyRequest) -> None:
@@ -222,12 +229,14 @@ class ReplyGenerator:
 
     @torch.inference_mode()
     def beam_search(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName, beam_width: int = 4,
-                    max_new_tokens: int | None = None, length_penalty: float = 1.0) -> GeneratedReply:
+                    max_new_tokens: int | None = None, length_penalty: float = 1.0,
+                    quotable_facts: Sequence[str] | None = None) -> GeneratedReply:
         """The highest (length-normalised) log-probability reply among ``beam_width`` hypotheses; every
         hypothesis walks its own copy of the item constraint."""
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
-        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), GREEDY, max_new_tokens)
+        facts = None if quotable_facts is None else tuple(quotable_facts)
+        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), GREEDY, max_new_tokens, facts)
         loop_request, root = self._prepare(request)
         W, eos = beam_width, self.tokenizer.eos_id
         prompt_ids = torch.tensor([list(loop_request.prompt)] * W)  # [W, T]

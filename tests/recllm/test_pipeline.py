@@ -33,6 +33,20 @@ def test_reply_mentions_only_ranked_items(pipeline, warm_user):
     assert names_in_reply <= {row["name"] for row in result.items}
 
 
+def test_a_reply_quotes_only_the_facts_of_its_prompt(pipeline, warm_user):
+    """The generation stage hands the prompt's facts to decoding as the only quotable text (``fact_constraint``),
+    and what comes back quotes nothing else."""
+    from recllm.generator.reply_check import cited_facts
+    from recllm.generator.reply_prompt import prompt_facts
+    from recllm.pipeline import ReplyTurn
+
+    result = pipeline.recommend(warm_user, "что взять на завтрак?", 5, "samokat")
+    facts = tuple(prompt_facts(result.profile_facts))
+    turn = ReplyTurn("samokat", "ru", "что взять на завтрак?", tuple(r["item_id"] for r in result.items), facts)
+    assert pipeline.generation.request(turn).quotable_facts == facts
+    assert all(any(q.lower() in f.lower() for f in facts) for q in cited_facts(result.reply)), result.reply
+
+
 def test_budget_and_dietary_constraints_hold(pipeline, warm_user):
     result = pipeline.recommend(warm_user, "закажи как в прошлый раз, но без лактозы, до 300 рублей", 5, "samokat")
     for row in result.items:
