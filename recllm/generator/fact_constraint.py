@@ -3,17 +3,19 @@
 Replies cite the user's profile in quotes: «каждую неделю берёте овощи на Купере» / "bought coffee on Samokat". The
 post-generation check (``reply_check``) counted a quote that is in no prompt fact as a broken reply (``uncited_fact``,
 most of the broken replies of the default build); ``FactSpanConstraint`` makes one impossible, the way
-``ItemSpanConstraint`` does for items. Outside a quote nothing is restricted, except that a quote may open only when
-the prompt has a fact and the shortest one still fits in the token budget. After an opening quote the
-allowed tokens are the next tokens of the prompt facts (each encoded as in a reply: byte-level BPE splits the quote
-from the word after it) that the quote so far is a prefix of, plus a closing quote once a whole fact is quoted.
+``ItemSpanConstraint`` does for items.
 
-Tokens are classified once per tokenizer (``QuoteTokens``): a token whose text ends with an opening quote opens,
-one whose text starts with a closing quote and holds no letters or digits closes.
+The constraint works on the reply's **bytes**, because the tokenizer is byte-level BPE: a small vocabulary splits
+«, » and Cyrillic letters into single-byte tokens, so no token-level rule can see them. Outside a quote nothing is
+restricted, except that a quote may not open when the prompt has no fact or the shortest one no longer fits in the
+token budget, and a closing quote never stands alone. Once the text ends with an opening quote, a token is allowed only if its bytes continue
+``fact + closing quote`` for some prompt fact (or, with the closing quote complete, go on with punctuation only:
+the ``».`` token); when the closing quote is complete the quote is over.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -21,25 +23,68 @@ import torch
 
 from .tokenizer import ReplyTokenizer
 
-OPENING_QUOTES = ("«", "“", '"')
-CLOSING_QUOTES = ("»", "”", '"')
+QUOTE_PAIRS = (("«", "»"), ("“", "”"), ('"', '"'))
+_PAIRS = tuple((o.encode("utf-8"), c.encode("utf-8")) for o, c in QUOTE_PAIRS)
+OPENINGS = tuple(o for o, _ in _PAIRS)
+CLOSING_ONLY = tuple(c for _, c in _PAIRS if c not in OPENINGS)
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """The byte-level BPE alphabet (GPT-2's printable stand-ins for the 256 bytes), inverted: char → byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = dict(zip(printable, printable)), 0
+    for byte in range(256):
+        if byte not in chars:
+            chars[byte], extra = 256 + extra, extra + 1
+    return {chr(code): byte for byte, code in chars.items()}
+
+
+def _is_plain_punctuation(data: bytes) -> bool:
+    text = data.decode("utf-8", errors="ignore")
+    return bool(text) and not any(ch.isalnum() for ch in text)
 
 
 class QuoteTokens:
-    """[V] bool masks of the tokens that open and close a quote."""
+    """Byte tables of one tokenizer: each BPE token's bytes, tokens by their bytes, the punctuation tokens."""
 
     def __init__(self, tokenizer: ReplyTokenizer, model_vocab_size: int):
-        self.opens = torch.zeros(model_vocab_size, dtype=torch.bool)   # [V]
-        self.closes = torch.zeros(model_vocab_size, dtype=torch.bool)  # [V]
+        decoder = _byte_decoder()
         special = set(tokenizer.control_ids) | set(tokenizer.sid_token_ids)
+        self.vocab_size = model_vocab_size
+        self.bytes: list[bytes] = [b""] * model_vocab_size
+        self.by_bytes: dict[bytes, list[int]] = {}
         for token in range(min(tokenizer.vocab_size, model_vocab_size)):
-            if token in special:
+            piece = tokenizer.token_string(token)
+            if token in special or piece is None or any(ch not in decoder for ch in piece):
                 continue
-            text = tokenizer.decode([token])
-            if text.rstrip().endswith(OPENING_QUOTES):
-                self.opens[token] = True
-            if text.startswith(CLOSING_QUOTES) and not any(ch.isalnum() for ch in text):
-                self.closes[token] = True
+            data = bytes(decoder[ch] for ch in piece)
+            self.bytes[token] = data
+            self.by_bytes.setdefault(data, []).append(token)
+        self.punctuation = [t for t, data in enumerate(self.bytes) if data and _is_plain_punctuation(data)]
+        self._containing: dict[bytes, torch.Tensor] = {}
+        self._starting: dict[bytes, list[int]] = {}
+
+    def _tokens_containing(self, quote: bytes) -> torch.Tensor:
+        if quote not in self._containing:
+            self._containing[quote] = torch.tensor([quote in data for data in self.bytes], dtype=torch.bool)
+        return self._containing[quote]
+
+    def _tokens_starting(self, head: bytes) -> list[int]:
+        if head not in self._starting:
+            self._starting[head] = [t for t, data in enumerate(self.bytes) if data.startswith(head)]
+        return self._starting[head]
+
+    def completing(self, tail: bytes, quotes: Sequence[bytes]) -> torch.Tensor:
+        """[V] bool: the tokens after which the text (ending in ``tail``) holds one of ``quotes`` anew: a token
+        that contains one, or one that finishes a quote whose first bytes end ``tail``."""
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)  # [V]
+        for quote in quotes:
+            mask |= self._tokens_containing(quote)
+            for cut in range(1, len(quote)):
+                if tail.endswith(quote[:cut]):
+                    mask[self._tokens_starting(quote[cut:])] = True
+        return mask
 
 
 @lru_cache(maxsize=8)
@@ -52,46 +97,64 @@ class FactSpanConstraint:
 
     def __init__(self, tokenizer: ReplyTokenizer, facts: Sequence[str], quotes: QuoteTokens, max_new_tokens: int):
         self.quotes, self.max_new_tokens = quotes, max_new_tokens
-        self.facts = [tuple(tokenizer.encode(f.strip())) for f in dict.fromkeys(facts) if f.strip()]
-        self.shortest = min((len(f) for f in self.facts), default=0)
-        self.quote: list[int] | None = None    # tokens quoted so far; None outside a quote
+        texts = [unicodedata.normalize("NFC", f.strip()) for f in dict.fromkeys(facts) if f.strip()]
+        self.facts = [t.encode("utf-8") for t in texts]
+        self.lengths = [len(tokenizer.encode(t)) for t in texts]   # tokens each fact takes, as a reply spells it
+        self.shortest = min(self.lengths, default=0)
+        self.quotable: list[bytes] = []       # inside a quote: the facts that fit the budget left when it opened
+        self.tail = b""                       # the last bytes of the text outside quotes
+        self.closing: bytes | None = None     # inside a quote: the quote that closes it; None outside
+        self.quoted = b""                     # inside a quote: the bytes quoted so far
         self.steps = 0
 
     @property
     def in_quote(self) -> bool:
-        return self.quote is not None
+        return self.closing is not None
+
+    def _targets(self) -> list[bytes]:
+        return [fact + self.closing for fact in self.quotable if (fact + self.closing).startswith(self.quoted)]
 
     def allowed(self) -> torch.Tensor:
         """[V] bool of the tokens allowed at this step (all, outside a quote that may still open)."""
-        if self.quote is None:
-            mask = torch.ones_like(self.quotes.opens)  # [V]
-            if not self.facts or self.max_new_tokens - self.steps < self.shortest + 2:
-                mask &= ~self.quotes.opens           # nothing to quote, or no room to quote it whole
-            return mask
-        mask = torch.zeros_like(self.quotes.opens)  # [V]
-        depth = len(self.quote)
-        for fact in self.facts:
-            if fact[:depth] == tuple(self.quote):
-                if len(fact) > depth:
-                    mask[fact[depth]] = True
-                else:
-                    mask |= self.quotes.closes
+        if self.closing is None:
+            # a stray closing quote never; an opening one only with a fact to quote and room to quote it whole
+            can_open = self.facts and self.max_new_tokens - self.steps >= self.shortest + 2
+            banned = CLOSING_ONLY if can_open else CLOSING_ONLY + OPENINGS
+            return ~self.quotes.completing(self.tail, banned)  # [V]
+        mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
+        for target in self._targets():
+            rest = target[len(self.quoted):]
+            for cut in range(1, len(rest) + 1):
+                mask[self.quotes.by_bytes.get(rest[:cut], [])] = True
+            if len(self.quoted) >= len(target) - len(self.closing):   # only (part of) the closing quote is left
+                for token in self.quotes.punctuation:
+                    data = self.quotes.bytes[token]
+                    if data.startswith(rest) and _is_plain_punctuation(data[len(rest):] or b"."):
+                        mask[token] = True
         return mask
 
     def advance(self, token: int) -> None:
         self.steps += 1
-        if self.quote is None:
-            if self.quotes.opens[token]:
-                self.quote = []
-        elif self.quotes.closes[token] and tuple(self.quote) in self.facts:
-            self.quote = None
-        else:
-            self.quote.append(token)
+        data = self.quotes.bytes[token] if token < len(self.quotes.bytes) else b""
+        if self.closing is None:
+            if not data:                       # an item span or a control token: no quote runs across it
+                self.tail = b""
+                return
+            self.tail = (self.tail + data)[-4:]
+            for opening, closing in _PAIRS:
+                if self.tail.endswith(opening):
+                    left = self.max_new_tokens - self.steps
+                    self.closing, self.quoted, self.tail = closing, b"", b""
+                    self.quotable = [f for f, n in zip(self.facts, self.lengths) if n + 1 <= left] or self.facts
+                    return
+            return
+        self.quoted += data
+        if any(self.quoted.startswith(fact + self.closing) for fact in self.quotable):
+            self.closing, self.quoted, self.tail = None, b"", data[-4:]
 
     def copy(self) -> "FactSpanConstraint":
         other = object.__new__(FactSpanConstraint)
         other.__dict__.update(self.__dict__)
-        other.quote = None if self.quote is None else list(self.quote)
         return other
 
 

@@ -123,6 +123,10 @@ class ReplyTokenizer:
         """Token id of every code of ``level``, index = code."""
         return [self._sid_to_token[(level, code)] for code in range(self.sid_vocab_sizes[level])]
 
+    def token_string(self, token_id: int) -> str | None:
+        """The token as the vocabulary spells it (byte-level BPE: GPT-2's printable stand-ins for bytes)."""
+        return self._tok.id_to_token(int(token_id))
+
     def sid_of_token(self, token_id: int) -> tuple[int, int] | None:
         """(level, code) of a SID token, None for any other token."""
         return self._token_to_sid.get(token_id)

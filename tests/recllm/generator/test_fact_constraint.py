@@ -1,5 +1,6 @@
 """Quoted facts under the prefix constraint: a reply quotes only its prompt's facts, whole, under greedy, sampling
-and beam search, even from a model that loves opening quotes; no facts, no quotes."""
+and beam search, even from a model that loves quote tokens, and even when the tokenizer splits « into bytes; no
+facts, no quotes."""
 
 import pytest
 import torch
@@ -15,67 +16,94 @@ from .conftest import name
 FACT = "каждую неделю берёте кофе"
 OTHER = "берёте кофе"
 PROMPT = f"act: recommend | service: samokat | lang: ru | query: завтрак | profile: {FACT}"
+QUOTE_CHARS = "«»“”\""
+
+
+def quote_byte_tokens(quotes) -> list[int]:
+    """The tokens that spell quote characters, whole or byte by byte (the test tokenizer splits «)."""
+    wanted = set()
+    for q in QUOTE_CHARS:
+        data = q.encode()
+        wanted |= {data, data[:1], data[1:]} - {b""}
+    return [t for data, ids in quotes.by_bytes.items() for t in ids if data.strip() in wanted]
 
 
 @pytest.fixture(scope="module")
 def quote_loving(tok, codes) -> ReplyGenerator:
-    """A random model pushed towards every quote token, opening and closing."""
+    """A random model pushed towards every token that spells a quote, whole or a byte of it."""
     config = GeneratorConfig.from_name("test")
     model = build_model(config, tok)
-    quotes = quote_tokens(tok, model.config.vocab_size)
     bias = torch.zeros(model.config.vocab_size)
-    bias[quotes.opens | quotes.closes] = 12.0
+    bias[quote_byte_tokens(quote_tokens(tok, model.config.vocab_size))] = 8.0
     model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
     return ReplyGenerator(model, tok, config, codes)
 
 
-def test_the_tokenizer_has_opening_and_closing_quotes(tok):
-    quotes = quote_tokens(tok, tok.vocab_size)
-    assert quotes.opens.any() and quotes.closes.any()
-    assert all(tok.decode([t]).rstrip().endswith(("«", "“", '"')) for t in torch.nonzero(quotes.opens).flatten())
+def walk(tok, constraint, text: str) -> str | None:
+    """Feed ``text``'s tokens; the first token the constraint refuses, or None."""
+    for token in tok.encode(text):
+        if not constraint.allowed()[token]:
+            return tok.decode([token])
+        constraint.advance(token)
+    return None
+
+
+def test_the_test_tokenizer_splits_the_russian_quote(tok):
+    """The case a token-level rule cannot see: « is two byte tokens here."""
+    assert len(tok.encode("«")) == 2
 
 
 def test_a_quote_walks_a_fact_and_closes_only_when_whole(tok):
     quotes = quote_tokens(tok, tok.vocab_size)
-    c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=200)
-    opening = int(torch.nonzero(quotes.opens).flatten()[0])
-    assert c.allowed()[opening]
-    c.advance(opening)
-    first = set(torch.nonzero(c.allowed()).flatten().tolist())
-    assert first == {tok.encode(FACT)[0], tok.encode(OTHER)[0]}
-    for token in tok.encode(FACT)[:-1]:
-        c.advance(token)
-        assert not (c.allowed() & quotes.closes).any()          # half a fact cannot be closed
-    c.advance(tok.encode(FACT)[-1])
-    assert (c.allowed() == quotes.closes).all()
-    c.advance(int(torch.nonzero(quotes.closes).flatten()[0]))
-    assert not c.in_quote and c.allowed().all()
+    c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=400)
+    assert walk(tok, c, f"Учёл, что вы «{FACT}». Ещё") is None and not c.in_quote
+    c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=400)
+    assert walk(tok, c, "Учёл, что вы «каждую неделю покупаете") is not None       # not a prompt fact
+    c = FactSpanConstraint(tok, [FACT], quotes, max_new_tokens=400)
+    assert walk(tok, c, "Учёл, что вы «каждую неделю»") is not None                   # half a fact cannot close
+    c = FactSpanConstraint(tok, [OTHER], quotes, max_new_tokens=400)
+    assert walk(tok, c, f'I kept in mind that "{OTHER}". And') is None and not c.in_quote
 
 
 def test_no_facts_no_quotes_and_no_room_no_quotes(tok):
     quotes = quote_tokens(tok, tok.vocab_size)
-    assert not (FactSpanConstraint(tok, [], quotes, 40).allowed() & quotes.opens).any()
+    assert walk(tok, FactSpanConstraint(tok, [], quotes, 400), "Учёл, что вы «") is not None
+    assert walk(tok, FactSpanConstraint(tok, [], quotes, 400), 'I kept "') is not None
     tight = FactSpanConstraint(tok, [FACT], quotes, max_new_tokens=len(tok.encode(FACT)) + 1)
-    assert not (tight.allowed() & quotes.opens).any()
+    assert walk(tok, tight, "«") is not None
 
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), temperature=st.sampled_from([0.0, 0.8, 1.5]), with_fact=st.booleans())
 def test_every_quote_is_a_prompt_fact(quote_loving, seed, temperature, with_fact):
     facts = (FACT,) if with_fact else ()
-    request = ReplyRequest(PROMPT, (1, 2, 3), Sampling(temperature, seed=seed), 40, quotable_facts=facts)
+    request = ReplyRequest(PROMPT, (1, 2, 3), Sampling(temperature, seed=seed), 120, quotable_facts=facts)
     reply = quote_loving.generate_batch([request], name)[0]
     assert all(quoted in facts for quoted in cited_facts(reply.text)), reply.text
     if not with_fact:
-        assert not any(q in reply.text for q in "«»“”\"")
+        assert not any(q in reply.text for q in QUOTE_CHARS), reply.text
 
 
 def test_beam_search_quotes_only_prompt_facts(quote_loving):
-    reply = quote_loving.beam_search(PROMPT, (1, 2), name, beam_width=3, max_new_tokens=40, quotable_facts=(FACT,))
+    reply = quote_loving.beam_search(PROMPT, (1, 2), name, beam_width=3, max_new_tokens=80, quotable_facts=(FACT,))
     assert all(quoted == FACT for quoted in cited_facts(reply.text)), reply.text
 
 
 def test_the_model_does_quote_when_free(quote_loving):
-    """The bias is real: unconstrained, the same model opens quotes it never closes with a fact."""
-    free = quote_loving.generate(PROMPT, (1, 2, 3), name, max_new_tokens=40)
-    assert any(q in free.text for q in "«“\"")
+    """The bias is real: unconstrained, the same model writes quote characters."""
+    free = [quote_loving.generate(PROMPT, (1, 2, 3), name, Sampling(1.0, seed=s), max_new_tokens=60)
+            for s in range(5)]
+    assert any(q in reply.text for reply in free for q in QUOTE_CHARS)
+
+
+def test_a_quote_holds_only_facts_that_fit_the_budget_left(tok):
+    """Live: «покупали средства для уборки в» was cut by the token budget; a fact too long for what is left
+    cannot be started once the quote opens."""
+    quotes = quote_tokens(tok, tok.vocab_size)
+    opening = tok.encode("Учёл, что вы «")
+    budget = len(opening) + len(tok.encode(OTHER)) + 2
+    c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=budget)
+    assert walk(tok, c, "Учёл, что вы «") is None and c.in_quote
+    assert walk(tok, c, FACT) is not None                 # the long fact no longer fits
+    c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=budget)
+    assert walk(tok, c, f"Учёл, что вы «{OTHER}»") is None and not c.in_quote
