@@ -70,18 +70,29 @@ class QuoteTokens:
             self._containing[quote] = torch.tensor([quote in data for data in self.bytes], dtype=torch.bool)
         return self._containing[quote]
 
+    def _tokens_ending(self, head: bytes) -> list[int]:
+        key = b"end:" + head
+        if key not in self._starting:
+            self._starting[key] = [t for t, data in enumerate(self.bytes) if data.endswith(head)]
+        return self._starting[key]
+
     def _tokens_starting(self, head: bytes) -> list[int]:
         if head not in self._starting:
             self._starting[head] = [t for t, data in enumerate(self.bytes) if data.startswith(head)]
         return self._starting[head]
 
-    def completing(self, tail: bytes, quotes: Sequence[bytes]) -> torch.Tensor:
-        """[V] bool: the tokens after which the text (ending in ``tail``) holds one of ``quotes`` anew: a token
-        that contains one, or one that finishes a quote whose first bytes end ``tail``."""
+    def completing(self, tail: bytes, quotes: Sequence[bytes], allowed: Sequence[bytes] = ()) -> torch.Tensor:
+        """[V] bool: the tokens after which the text (ending in ``tail``) holds one of ``quotes`` anew (a token
+        that contains one, or one that finishes a quote whose first bytes end ``tail``), or ends with a quote's
+        first bytes (a multi-byte quote begun and then refused would leave a broken character behind) unless an
+        ``allowed`` quote begins with them too (« and » share their first byte)."""
         mask = torch.zeros(self.vocab_size, dtype=torch.bool)  # [V]
+        open_heads = {quote[:cut] for quote in allowed for cut in range(1, len(quote))}
         for quote in quotes:
             mask |= self._tokens_containing(quote)
             for cut in range(1, len(quote)):
+                if quote[:cut] not in open_heads:
+                    mask[self._tokens_ending(quote[:cut])] = True
                 if tail.endswith(quote[:cut]):
                     mask[self._tokens_starting(quote[cut:])] = True
         return mask
@@ -119,8 +130,9 @@ class FactSpanConstraint:
         if self.closing is None:
             # a stray closing quote never; an opening one only with a fact to quote and room to quote it whole
             can_open = self.facts and self.max_new_tokens - self.steps >= self.shortest + 2
-            banned = CLOSING_ONLY if can_open else CLOSING_ONLY + OPENINGS
-            return ~self.quotes.completing(self.tail, banned)  # [V]
+            if can_open:
+                return ~self.quotes.completing(self.tail, CLOSING_ONLY, allowed=OPENINGS)  # [V]
+            return ~self.quotes.completing(self.tail, CLOSING_ONLY + OPENINGS)  # [V]
         mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
         for target in self._targets():
             rest = target[len(self.quoted):]
