@@ -95,12 +95,14 @@ class TurnPlan:
 class ChatEngine:
     def __init__(self, sessions: SessionStore, stages: ChatStages,
                  understander: Callable[[str, RequestUnderstanding | None], RequestUnderstanding] = understand,
-                 feedback: FeedbackSink | None = None):
-        """``feedback`` None: reactions change only this session (nothing is written to the profile)."""
+                 feedback: FeedbackSink | None = None, catalog: Catalog | None = None):
+        """``feedback`` None: reactions change only this session (nothing is written to the profile);
+        ``catalog`` None: «подешевле» is not held to the kinds of items on screen."""
         self.sessions = sessions
         self.stages = stages
         self.understand = understander
         self.feedback = feedback
+        self.catalog = catalog
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
         """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
@@ -161,7 +163,7 @@ class ChatEngine:
     def _recommend(self, plan: TurnPlan) -> Iterator[ItemsChunk | TextChunk]:
         request = plan.request
         query_vector = self.stages.encode(request.query)
-        candidates = self.stages.retrieve(request, query_vector, plan.exclude)
+        candidates = self.same_kinds_when_cheaper(plan, self.stages.retrieve(request, query_vector, plan.exclude))
         arrays = {}
         if len(candidates.candidate_ids):
             arrays = guard_items(self.stages.rank(request, candidates), plan.base.query)
@@ -183,6 +185,17 @@ class ChatEngine:
         state = record_shown(plan.state, plan.act, candidates.service, item_ids, names, explanations, prices,
                              plan.understanding)
         self._record(plan, state, request.query, candidates.service, item_ids, prices)
+
+    def same_kinds_when_cheaper(self, plan: TurnPlan, candidates: CandidateSet) -> CandidateSet:
+        """«подешевле» asks for cheaper items of the kinds on screen: candidates of other categories go (live, cheaper
+        headphones came back as energy gel and sunscreen); none left is a nothing-left turn offering the budget."""
+        if (self.catalog is None or plan.act != "refine" or plan.understanding is None
+                or "cheaper" not in plan.understanding.refinement or not plan.state.last_items):
+            return candidates
+        kinds = {self.catalog.get(int(i)).category_id for i in plan.state.last_items}
+        keep = np.array([self.catalog.get(int(i)).category_id in kinds for i in candidates.candidate_ids], dtype=bool)
+        return replace(candidates, candidate_ids=np.asarray(candidates.candidate_ids)[keep],
+                       candidate_scores=np.asarray(candidates.candidate_scores)[keep])
 
     def _record(self, plan: TurnPlan, state: DialogueState, effective: str, service: str, item_ids: list[int],
                 prices: list[float] = ()) -> None:
@@ -254,9 +267,10 @@ def load_chat_engine(layout: ArtifactLayout, stages: ChatStages) -> ChatEngine:
                                      f"{', '.join(missing)} in {layout.root}: run `recllm build --force`")
     install_model(LinearModerationModel.load(layout.moderation_dir))
     understander = RequestUnderstander.load(layout.request_understanding_dir)
-    sink = StoreFeedbackSink(open_profile_storage(profile_location(layout.profile_db)),
-                             Catalog.load_jsonl(layout.catalog))
-    return ChatEngine(SessionStore(layout.sessions_db), stages, understander.understand, feedback=sink)
+    catalog = Catalog.load_jsonl(layout.catalog)
+    sink = StoreFeedbackSink(open_profile_storage(profile_location(layout.profile_db)), catalog)
+    return ChatEngine(SessionStore(layout.sessions_db), stages, understander.understand, feedback=sink,
+                      catalog=catalog)
 
 
 class InProcessChatStages:

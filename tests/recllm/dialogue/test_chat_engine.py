@@ -197,3 +197,30 @@ def test_a_style_request_about_the_list_on_screen_is_an_explain_turn(tmp_path):
     for message in ("объясняй подробнее", "покороче"):
         plan = engine.plan("style-1", "u_000001", message, 5)
         assert plan.act == "explain" and plan.understanding.intent == "explain"
+
+
+def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
+    """Live: «хочу наушники» → «подешевле» came back with energy gel and sunscreen (anything under the lowered
+    budget). Cheaper means cheaper items of the categories shown; «не то» may leave them."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from recllm.dialogue.chat_engine import CandidateSet
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    kinds = {1: "electronics/headphones", 2: "electronics/headphones", 3: "sport/nutrition", 4: "beauty/skincare",
+             5: "electronics/headphones"}
+    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]))
+    readings = {"подешевле": RequestUnderstanding("ru", "other", "refine", refinement=("cheaper",)),
+                "не то": RequestUnderstanding("ru", "other", "refine", refinement=("other",))}
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: readings[text], catalog=catalog)
+    shown = DialogueState(goal="хочу наушники", domain="electronics", services=("megamarket",), last_items=(1,),
+                          shown=(1,), last_prices=(9000.0,), last_act="recommend",
+                          understanding=RequestUnderstanding("ru", "electronics", "recommend").to_dict())
+    sessions.save_state("cheap-1", "u_000001", shown.to_json())
+    candidates = CandidateSet(np.array([2, 3, 4, 5]), np.array([0.9, 0.8, 0.7, 0.6], np.float32), "megamarket", [])
+    cheaper = engine.same_kinds_when_cheaper(engine.plan("cheap-1", "u_000001", "подешевле", 5), candidates)
+    assert cheaper.candidate_ids.tolist() == [2, 5] and cheaper.candidate_scores.tolist() == pytest.approx([0.9, 0.6])
+    other = engine.same_kinds_when_cheaper(engine.plan("cheap-1", "u_000001", "не то", 5), candidates)
+    assert other.candidate_ids.tolist() == [2, 3, 4, 5]
