@@ -200,7 +200,8 @@ class Base:
     def generator_inputs(self, batched: bool = True) -> dict:
         facts = self.retrieval["PROFILE_FACTS"].astype(np.object_)
         ids = self.item_ids
-        out = {"QUERY": ("BYTES", text_tensor(self.query.encode(), batched=batched)),
+        out = {"USER_TOKEN": ("BYTES", text_tensor(self.token(), batched=batched)),
+               "QUERY": ("BYTES", text_tensor(self.query.encode(), batched=batched)),
                "RESOLVED_SERVICE": ("BYTES", text_tensor(self.service.encode(), batched=batched)),
                "ITEM_IDS": ("INT64", ids if batched else ids.reshape(-1)),
                "PROFILE_FACTS": ("BYTES", facts if batched else facts.reshape(-1))}

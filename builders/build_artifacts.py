@@ -31,6 +31,7 @@ from recllm.rag.catalog_index import CatalogIndex, item_search_text
 from recllm.dialogue.request_understanding import default_understander
 from recllm.dialogue.session_store import SessionStore
 from recllm.generator import GeneratorConfig, catalog_item_codes, train_generator
+from builders.train_reply_layers import ReplyLayersConfig, train_reply_layers
 from recllm.pipeline import RankingStage, RecPipeline, load_generation_stage
 from recllm.profile.refresh import refresh_all_profiles
 from recllm.profile.sqlite_store import ProfileStore
@@ -182,7 +183,7 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
             intent=query.intent, language=request.language, service=retrieval.service, query=request.query,
             facts=tuple(f.text(request.language) for f, _ in retrieval.fragments),
             items=tuple(int(i) for i in ranked.item_ids), cold_user=query.user_id in cold,
-            has_budget=request.max_price is not None, has_diet=bool(request.required_tags)))
+            has_budget=request.max_price is not None, has_diet=bool(request.required_tags), user_id=query.user_id))
     return generator_corpus.corpus_examples(turns, seed)
 
 
@@ -211,7 +212,7 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     faiss.omp_set_num_threads(config.torch_threads)
-    steps = tqdm(total=8, desc="build", disable=not config.progress)
+    steps = tqdm(total=9, desc="build", disable=not config.progress)
 
     synthetic = SyntheticConfig.from_name(config.preset)
     ecosystem = generate_ecosystem(synthetic)
@@ -249,6 +250,11 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
     train_generator(examples, codes, generator_config, layout.generator_dir, progress=config.progress)
     steps.update()
 
+    user_layers = train_reply_layers(layout.generator_dir, examples, store, ecosystem.catalog, item_vectors,
+                                     layout.user_layers_dir, component_config(ReplyLayersConfig, config,
+                                                                              "reply_layers"), config.progress)
+    steps.update()
+
     save_dialogue_models(layout)
     steps.update()
 
@@ -260,6 +266,7 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
         "build_seconds": round(time.monotonic() - started, 1),
         "users": len(ecosystem.users), "items": len(ecosystem.catalog.items), "events": len(ecosystem.events),
         "generator_examples": len(examples), "evaluation": metrics,
+        "user_layers": {"heldout": user_layers["heldout"], "seconds": user_layers["seconds"]},
     })
     log.info("built %s in %.0f s: %s", layout.root, time.monotonic() - started, metrics)
 

@@ -115,6 +115,7 @@ class CorpusTurn:
     cold_user: bool
     has_budget: bool = False
     has_diet: bool = False
+    user_id: str = ""
 
 
 def join_items(item_ids: Sequence[int], language: str) -> str:
@@ -182,7 +183,8 @@ def relaxation_for(turn: CorpusTurn, follow_up: bool) -> str:
 def _example(turn: CorpusTurn, act: str, query: str, items: Sequence[int], reply: str,
              relaxation: str = "", frame: str = "") -> GeneratorExample:
     prompt = build_prompt(turn.service, turn.language, query, turn.facts, act, relaxation, frame)
-    return GeneratorExample(prompt=prompt, candidate_item_ids=tuple(int(i) for i in items), reply=reply)
+    return GeneratorExample(prompt=prompt, candidate_item_ids=tuple(int(i) for i in items), reply=reply,
+                            user_id=turn.user_id)
 
 
 def turn_examples(turn: CorpusTurn, rng: random.Random) -> list[GeneratorExample]:

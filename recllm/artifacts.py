@@ -79,6 +79,11 @@ class ArtifactLayout:
         return self.root / "generator"
 
     @property
+    def user_layers_dir(self) -> Path:
+        """The reply generator's adaptive user layers (``recllm.user_layers.reply_personalizer``), when built."""
+        return self.root / "user_layers"
+
+    @property
     def eval_queries(self) -> Path:
         return self.root / "eval_queries.jsonl"
 

@@ -109,6 +109,7 @@ class ReplyTurn:
     profile_facts: tuple[str, ...] = ()
     act: str | None = None
     relaxation: str = ""
+    user_id: str | None = None  # the verified user (their user layers apply); None: the base model
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class GenerationStage:
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation,
                               reply_frame(turn.query, act))
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
-                            quotable_facts=tuple(prompt_facts(turn.profile_facts)))
+                            quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         from recllm.generator.reply_check import check_reply  # noqa: PLC0415
@@ -244,11 +245,12 @@ class GenerationStage:
                 yield ReplyEvent(index[j], done=True)
 
     def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
-               profile_facts: Sequence[str], act: str | None = None, relaxation: str = "") -> Iterator[str]:
+               profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",
+               user_id: str | None = None) -> Iterator[str]:
         from recllm.generator import GREEDY  # noqa: PLC0415
 
         turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
-                         relaxation)
+                         relaxation, user_id)
         request = self.request(turn)
         if self.sampling != GREEDY:
             reply = self.generate_turns([turn])[0]
@@ -279,9 +281,10 @@ class GenerationStage:
         self.check(turn, GeneratedReply("".join(parts), tuple(items), 0))
 
     def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
-                 profile_facts: Sequence[str], act: str | None = None, relaxation: str = "") -> str:
+                 profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",
+                 user_id: str | None = None) -> str:
         turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
-                         relaxation)
+                         relaxation, user_id)
         reply = self.generate_turns([turn])[0]
         if isinstance(reply, ValueError):
             raise reply
@@ -310,17 +313,41 @@ def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:
 GENERATOR_DIR_ENV = "RECLLM_GENERATOR_DIR"
 
 
+# "off": serve the generator without its user layers (benchmarks compare the two in one run)
+USER_LAYERS_ENV = "RECLLM_USER_LAYERS"
+
+
 def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
-                          sampling: Sampling | None = None) -> GenerationStage:
+                          sampling: Sampling | None = None, user_layers: bool | None = None) -> GenerationStage:
     """The generation stage of a build; ``generator_dir`` (else ``$RECLLM_GENERATOR_DIR``) drops in another
     checkpoint folder in the same format (``train_generator``'s: HF-format Qwen2 weights + tokenizer.json +
-    item_codes.npz)."""
+    item_codes.npz). The build's user layers (``layout.user_layers_dir``) are plugged in when they were trained
+    for the generator served (the build's own) and ``user_layers`` (else ``$RECLLM_USER_LAYERS`` != "off")."""
     import os  # noqa: PLC0415
 
     from recllm.generator import ReplyGenerator  # noqa: PLC0415
 
-    directory = generator_dir or os.environ.get(GENERATOR_DIR_ENV) or layout.generator_dir
-    return GenerationStage(Catalog.load_jsonl(layout.catalog), ReplyGenerator.load(Path(directory)), sampling)
+    directory = Path(generator_dir or os.environ.get(GENERATOR_DIR_ENV) or layout.generator_dir)
+    catalog = Catalog.load_jsonl(layout.catalog)
+    generator = ReplyGenerator.load(directory)
+    if user_layers is None:
+        user_layers = os.environ.get(USER_LAYERS_ENV, "on").strip().lower() != "off"
+    if user_layers and layout.user_layers_dir.is_dir():
+        if directory.resolve() != layout.generator_dir.resolve():
+            log.warning("user layers of %s were trained for the build's generator, not %s: serving without them",
+                           layout.root, directory)
+        else:
+            generator.personalizer = load_reply_personalizer(layout, generator, catalog)
+    return GenerationStage(catalog, generator, sampling)
+
+
+def load_reply_personalizer(layout: ArtifactLayout, generator: ReplyGenerator, catalog: Catalog):
+    """The build's user layers plugged into ``generator``'s Qwen2, reading ``u`` from the build's profile."""
+    from recllm.user_layers.reply_personalizer import ReplyPersonalizer  # noqa: PLC0415
+
+    index = CatalogIndex.load(layout.catalog_index_dir, catalog)
+    profile = open_profile_storage(profile_location(layout.profile_db), read_only=True)
+    return ReplyPersonalizer.load(layout.user_layers_dir, generator.model, profile, catalog, index.item_vectors)
 
 
 class RecPipeline:
@@ -349,7 +376,8 @@ class RecPipeline:
         request = parse_request(user_id, query, top_k, service)
         retrieval, ranking = self.retrieve_and_rank(request)
         facts = [f.text(request.language) for f, _ in retrieval.fragments]
-        reply = self.generation.generate(retrieval.service, request.language, request.query, ranking.item_ids, facts)
+        reply = self.generation.generate(retrieval.service, request.language, request.query, ranking.item_ids, facts,
+                                         user_id=user_id)
         return Recommendation(retrieval.service, self.describe(ranking), reply, facts)
 
     def describe(self, ranking: Ranking) -> list[dict]:

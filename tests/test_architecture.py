@@ -41,7 +41,7 @@ LAYERS: dict[str, set[str]] = {
     "datasets": {"catalog", "profile"},
     "sid": {"catalog", "profile", "rag", "datasets", "neural"},
     "seqrec": {"catalog", "profile", "datasets", "sid", "neural"},
-    "pipeline": {"catalog", "profile", "safety", "rag", "explanation", "generator"},
+    "pipeline": {"catalog", "profile", "safety", "rag", "explanation", "generator", "user_layers"},
     "evaluation": {"catalog", "profile", "rag", "pipeline", "datasets", "seqrec", "sid", "synthetic", "generator"},
     "serving": {"catalog", "profile", "safety", "rag", "explanation", "generator", "dialogue", "pipeline"},
     "profile_service": {"catalog", "profile", "safety", "rag", "dialogue", "serving"},

@@ -116,7 +116,8 @@ RETRIEVER = StageSignature((USER_TOKEN, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, 
                            batched=True)
 RERANKER = StageSignature((USER_TOKEN, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
                            USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS, batched=True)
-GENERATOR = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,), batched=True)
+# The generator reads the user's profile too (their user layers: recllm.user_layers.reply_personalizer).
+GENERATOR = StageSignature((USER_TOKEN, QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,), batched=True)
 STAGES: dict[str, StageSignature] = {
     "query_encoder": QUERY_ENCODER, "retriever": RETRIEVER, "reranker": RERANKER, "generator": GENERATOR,
 }
@@ -137,5 +138,5 @@ CHAT = StageSignature((SESSION_ID, USER_TOKEN, QUERY, TOP_K, SERVICE), (TEXT_DEL
 REPLY_ACT = TensorSpec("REPLY_ACT", BYTES, (1,), optional=True)    # recommend/refine/...; absent: derived
 RELAXATION = TensorSpec("RELAXATION", BYTES, (1,), optional=True)  # the nothing-left turn's offered relaxation
 GENERATOR_STREAM_MODEL = "generator_stream"
-GENERATOR_STREAM = StageSignature((QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS, LANGUAGE, REPLY_ACT, RELAXATION),
-                                  (TEXT_DELTA,))
+GENERATOR_STREAM = StageSignature((USER_TOKEN, QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS, LANGUAGE, REPLY_ACT,
+                                   RELAXATION), (TEXT_DELTA,))

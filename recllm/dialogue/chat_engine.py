@@ -294,4 +294,5 @@ class InProcessChatStages:
         return tensors.client_arrays(self.pipeline.ranking.item_arrays(ranking))
 
     def stream_reply(self, request, service, item_ids, facts, act="recommend") -> Iterator[str]:
-        return self.pipeline.generation.stream(service, request.language, request.query, item_ids, facts, act=act)
+        return self.pipeline.generation.stream(service, request.language, request.query, item_ids, facts, act=act,
+                                               user_id=request.user_id)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -30,6 +31,13 @@ from .tokenizer import ReplyTokenizer
 logger = logging.getLogger(__name__)
 
 ItemName = Callable[[int], str]
+
+
+class Personalizer(Protocol):
+    """What the generator asks of the user layers (``recllm.user_layers.reply_personalizer``): one layer context
+    for a batch, rows in request order (None rows: no user)."""
+
+    def layer_context(self, user_ids: Sequence[str | None]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ReplyRequest:
     sampling: Sampling = GREEDY
     max_new_tokens: int | None = None  # None: GeneratorConfig.max_new_tokens
     quotable_facts: tuple[str, ...] | None = None  # the prompt's facts, the only quotes allowed; None: unconstrained
+    user_id: str | None = None  # the verified user: their user layers apply when the generator has a personalizer
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class ReplyGenerator:
         self.model = model.eval()
         self.tokenizer, self.config, self.codes = tokenizer, config, codes
         self.loop = DecodeLoop(model, compile=compile, pad_token_id=tokenizer.pad_id)
+        self.personalizer: Personalizer | None = None  # set by the serving stage when the build has user layers
         self._text_mask = text_token_mask(tokenizer, model.config.vocab_size)  # [V]
 
     @classmethod
@@ -169,8 +179,15 @@ class ReplyGenerator:
         first bad request (``generate_batch`` isolates them)."""
         prepared = [self._prepare(r) for r in requests]
         constraints = [c for _, c in prepared]
-        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints)):
+        layer_context = self.layer_context(requests)
+        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints), layer_context):
             yield index, token, constraints[index].advance(token)
+
+    def layer_context(self, requests: Sequence[ReplyRequest]):
+        """The personalizer's per-row user layers for a batch (rows in request order), or None (base model)."""
+        if self.personalizer is None or not any(r.user_id for r in requests):
+            return None
+        return self.personalizer.layer_context([r.user_id for r in requests])
 
     def generate_batch(self, requests: Sequence[ReplyRequest], item_name: ItemName
                        ) -> list[GeneratedReply | ValueError]:

@@ -36,6 +36,7 @@ class GeneratorExample:
     prompt: str  # build_prompt(...): "act: ... | service: ... | lang: ... | query: ... | profile: ..."
     candidate_item_ids: tuple[int, ...]  # ordered best-first; the items the reply may mention
     reply: str  # target reply with <item_N> markers
+    user_id: str = ""  # whose request this is (the user layers are trained per user); "" unknown
 
 
 def encode_example(tokenizer: ReplyTokenizer, codes: ItemCodes, example: GeneratorExample, max_len: int,

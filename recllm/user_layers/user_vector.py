@@ -229,19 +229,29 @@ class UserVectorBuilder:
     """``u`` per user id from a profile store (one ``read_user_context`` per user), cold users via segments."""
 
     def __init__(self, config: UserVectorConfig, profile, catalog, item_vectors: np.ndarray,
-                 demographics: Mapping[str, Demographics] | None = None, segments: SegmentModel | None = None):
+                 demographics: Mapping[str, Demographics] | None = None, segments: SegmentModel | None = None,
+                 demographics_per_user: bool = False):
         if item_vectors.ndim != 2 or item_vectors.shape[1] != config.pref_dim:
             raise ValueError(f"item_vectors must be [num_items, pref_dim={config.pref_dim}], "
                              f"got {item_vectors.shape}")
         self.config, self.profile, self.catalog, self.item_vectors = config, profile, catalog, item_vectors
-        self.demographics = dict(demographics) if demographics is not None else read_demographics(profile)
+        # serving reads one user's demographics per request (``demographics_per_user``) instead of the whole table
+        self.demographics_per_user = demographics_per_user
+        self.demographics = dict(demographics) if demographics is not None else \
+            {} if demographics_per_user else read_demographics(profile)
         self.segments = segments
+
+    def demographics_of(self, user_id: str) -> Demographics | None:
+        if user_id in self.demographics or not self.demographics_per_user:
+            return self.demographics.get(user_id)
+        row = self.profile.demographics_of(user_id)
+        return Demographics(*row) if row is not None else None
 
     def raw_vector(self, user_id: str) -> tuple[np.ndarray, bool]:
         """(u, cold) without the segment fallback."""
         context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id)
         rows = self.profile.temporal_histograms_of(user_id)
-        u = user_vector(context, self.config, self.demographics.get(user_id), rows)
+        u = user_vector(context, self.config, self.demographics_of(user_id), rows)
         return u, is_cold(context)
 
     def fit_segments(self, user_ids: Sequence[str]) -> SegmentModel:

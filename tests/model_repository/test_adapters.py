@@ -14,22 +14,11 @@ from recllm.catalog.product_catalog import Catalog
 
 import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
 from recllm_proto.user_token import Keyring, SigningKey, save_keyring
+from signed_tokens import KEYRING, text, token  # noqa: E402 - on sys.path via this folder's conftest
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 STAGES = ("query_encoder", "retriever", "reranker", "generator", "generator_stream", "recllm_chat")
 QUERY = "что приготовить на ужин, чтобы было полезно?"
-
-
-KEYRING = Keyring.generate()
-
-
-def text(value: str | bytes) -> np.ndarray:
-    return np.array([value.encode() if isinstance(value, str) else value], dtype=np.object_)
-
-
-def token(user_id: str, **kwargs) -> np.ndarray:
-    """A USER_TOKEN tensor the calling backend would send for ``user_id``."""
-    return text(KEYRING.sign(user_id, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +102,14 @@ def test_reranker_and_generator_chain(models, warm_user):
     assert outputs["ITEM_IDS"].shape == (1, 4)
     assert set(outputs["ITEM_IDS"][0].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"][0].tolist())
     assert all(e for e in outputs["ITEM_EXPLANATIONS"][0])
-    reply = run(models["generator"], QUERY=text(QUERY), RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"],
-                ITEM_IDS=outputs["ITEM_IDS"], PROFILE_FACTS=candidates["PROFILE_FACTS"])
+    reply = run(models["generator"], USER_TOKEN=token(warm_user)[None], QUERY=text(QUERY),
+                RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], ITEM_IDS=outputs["ITEM_IDS"],
+                PROFILE_FACTS=candidates["PROFILE_FACTS"])
     assert reply.outputs()["REPLY"].reshape(-1)[0].decode().strip()
+    unsigned = run(models["generator"], USER_TOKEN=text(warm_user)[None], QUERY=text(QUERY),
+                   RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], ITEM_IDS=outputs["ITEM_IDS"],
+                   PROFILE_FACTS=candidates["PROFILE_FACTS"])
+    assert unsigned.has_error() and "user token refused" in unsigned.error().message()
 
 
 def test_reranker_refuses_a_missing_or_foreign_user_context(models, warm_user, test_artifacts):

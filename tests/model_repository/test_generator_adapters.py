@@ -16,6 +16,8 @@ import pytest
 from recllm.catalog.product_catalog import Catalog
 
 import fake_pb_utils  # noqa: E402 - on sys.path via this folder's conftest
+from recllm_proto.user_token import save_keyring
+from signed_tokens import KEYRING, token  # noqa: E402 - on sys.path via this folder's conftest
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 FINAL = fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -40,10 +42,11 @@ def load(name, args):
 
 
 @pytest.fixture(scope="module")
-def models(test_artifacts):
+def models(test_artifacts, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
     mp.setenv("RECLLM_ARTIFACT_DIR", str(test_artifacts.root))
+    mp.setenv("RECLLM_KEYRING", str(save_keyring(tmp_path_factory.mktemp("keys") / "keyring.json", KEYRING)))
     stream_config = {"parameters": {"max_batch": {"string_value": "8"},
                                     "batch_window_us": {"string_value": str(WINDOW_US)}}}
     loaded = {"generator": load("generator", {"model_name": "generator"}),
@@ -66,8 +69,16 @@ TURNS = (  # query, number of items, facts, act
 )
 
 
-def generator_request(query, item_ids, facts):
-    return fake_pb_utils.FakeRequest(dict(QUERY=text(query)[None], RESOLVED_SERVICE=text("samokat")[None],
+@pytest.fixture(scope="module")
+def users(test_artifacts):
+    from recllm.profile.sqlite_store import ProfileStore
+
+    return ProfileStore(test_artifacts.profile_db, read_only=True).user_ids()
+
+
+def generator_request(query, item_ids, facts, user="u-test"):
+    return fake_pb_utils.FakeRequest(dict(USER_TOKEN=token(user)[None], QUERY=text(query)[None],
+                                          RESOLVED_SERVICE=text("samokat")[None],
                                           ITEM_IDS=np.array([item_ids], np.int64), PROFILE_FACTS=texts(facts)[None]))
 
 
@@ -95,8 +106,8 @@ def test_generator_mixed_batch_is_one_decode_and_matches_single_requests(models,
             assert alone.outputs()["REPLY"].tolist() == response.outputs()["REPLY"].tolist()
 
 
-def stream_request(query, item_ids, facts, act=None, language=None, cls=fake_pb_utils.FakeRequest):
-    tensors = dict(QUERY=text(query), RESOLVED_SERVICE=text("samokat"), ITEM_IDS=np.array(item_ids, np.int64),
+def stream_request(query, item_ids, facts, act=None, language=None, cls=fake_pb_utils.FakeRequest, user="u-test"):
+    tensors = dict(USER_TOKEN=token(user), QUERY=text(query), RESOLVED_SERVICE=text("samokat"), ITEM_IDS=np.array(item_ids, np.int64),
                    PROFILE_FACTS=texts(facts))
     if act is not None:
         tensors["REPLY_ACT"] = text(act)
@@ -131,7 +142,8 @@ def test_stream_batches_concurrent_turns_and_each_equals_its_in_process_stream(m
         assert error is None and len(deltas) >= 2  # streamed, not one block
         k = TURNS.index((query, n, facts, act))
         language = "en" if query.startswith("healthy") else "ru"
-        expected = "".join(generation.stream("samokat", language, query, items[k:k + n], facts, act=act))
+        expected = "".join(generation.stream("samokat", language, query, items[k:k + n], facts, act=act,
+                                             user_id="u-test"))
         assert "".join(deltas) == expected
     assert results[3][0] == [] and "no catalog item" in results[3][1]
 
@@ -140,7 +152,8 @@ def test_stream_refuses_bad_requests_at_once_with_the_final_flag(models, items):
     stream = models["generator_stream"]
     empty = stream_request("  ", items[:2], [])
     bad_act = stream_request("молоко без лактозы", items[:2], [], act="sell_everything")
-    missing = fake_pb_utils.FakeRequest(dict(QUERY=text("молоко"), RESOLVED_SERVICE=text("samokat")))
+    missing = fake_pb_utils.FakeRequest(dict(USER_TOKEN=token("u-test"), QUERY=text("молоко"),
+                                             RESOLVED_SERVICE=text("samokat")))
     stream.execute([empty, bad_act, missing])
     for request, needle in ((empty, "query"), (bad_act, "REPLY_ACT"), (missing, "ITEM_IDS")):
         assert len(request.sender.sent) == 1  # answered inside execute, before any decoding
@@ -161,7 +174,8 @@ def test_a_cancelled_stream_is_finished_and_the_other_completes(models, items):
     gone_deltas, gone_error = collect(gone)
     stays_deltas, stays_error = collect(stays)
     assert gone_error is None and len(gone_deltas) == 1
-    expected = "".join(stream.generation.stream("samokat", "en", TURNS[2][0], items[3:8], [], act=None))
+    expected = "".join(stream.generation.stream("samokat", "en", TURNS[2][0], items[3:8], [], act=None,
+                                                user_id="u-test"))
     assert stays_error is None and "".join(stays_deltas) == expected
     # the batcher thread is free for the next turn
     later = stream_request(TURNS[1][0], items[:2], [], "refine")
@@ -179,7 +193,7 @@ def test_config_parameters_are_validated(models):
 
 def test_stage_inputs_are_checked_by_name_before_decoding(models, items):
     """Found by benchmarks/fuzz.py: unknown services and languages were served, invalid UTF-8 was an internal error."""
-    good = dict(QUERY=text("молоко")[None], RESOLVED_SERVICE=text("samokat")[None],
+    good = dict(USER_TOKEN=token("u-test")[None], QUERY=text("молоко")[None], RESOLVED_SERVICE=text("samokat")[None],
                 ITEM_IDS=np.array([items[:2]], np.int64), PROFILE_FACTS=texts(["вы часто берёте кефир"])[None])
     cases = (("RESOLVED_SERVICE", dict(RESOLVED_SERVICE=text("ozon")[None])),
              ("RESOLVED_SERVICE", dict(RESOLVED_SERVICE=np.array([[b"\xff"]], dtype=np.object_))),
@@ -200,3 +214,22 @@ def test_stage_inputs_are_checked_by_name_before_decoding(models, items):
         response, flags = request.sender.sent[0]
         assert flags == FINAL and needle in response.error().message()
         assert "internal error" not in response.error().message()
+
+
+def test_users_of_one_batch_each_get_their_own_user_layers(models, items, users):
+    """Different users in one dynamic batch: each reply equals that user's reply decoded alone and the in-process
+    reply with their user layers; a token that is not signed is refused before decoding."""
+    generator = models["generator"]
+    stage = generator.generation
+    assert stage.generator.personalizer is not None  # the build trained user layers and serving plugged them in
+    query, n, facts, _ = TURNS[0]
+    chosen = users[:3]
+    requests = [generator_request(query, items[:n], facts, user=u) for u in chosen]
+    forged = generator_request(query, items[:n], facts)
+    forged.tensors["USER_TOKEN"] = fake_pb_utils.Tensor("USER_TOKEN", text(chosen[0])[None])
+    batched = generator.execute(requests + [forged])
+    assert batched[-1].has_error() and "user token refused" in batched[-1].error().message()
+    for user, request, response in zip(chosen, requests, batched):
+        reply = response.outputs()["REPLY"].reshape(-1)[0].decode()
+        assert reply == generator.execute([request])[0].outputs()["REPLY"].reshape(-1)[0].decode()
+        assert reply == stage.generate("samokat", "ru", query, items[:n], facts, user_id=user)

@@ -1,5 +1,8 @@
 """Triton adapter: ranked items + profile facts -> reply text (recllm.generator, our Qwen2 + decode loop).
 
+The user is the subject of the verified USER_TOKEN; the build's user layers (conditional norms, prefix, segment or
+user LoRA mixed by the MoE gate: recllm.user_layers.reply_personalizer) apply per row of a batch of different users.
+
 All requests of one ``execute`` (several when the model config enables dynamic batching) are decoded together, one
 forward per step (``GenerationStage.generate_turns``); a bad request gets its own error. Reply-check counts
 (``recllm.generator.reply_check.ReplyCheckCounters``) are exported as Prometheus counters through
@@ -12,7 +15,8 @@ from recllm_proto import tensors as T
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
 from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_item_ids, input_scalar,
-                                            input_service, input_strings, make_response)
+                                            input_service, input_strings, make_response, request_user_id,
+                                            server_keyring)
 from recllm_proto.text_arrays import utf8_array
 
 
@@ -41,15 +45,19 @@ def reply_check_metrics(counters):
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.generation = load_generation_stage(artifact_layout())
+        layout = artifact_layout()
+        self.generation = load_generation_stage(layout)
+        self.keys = server_keyring(layout)
         self.metric_families = reply_check_metrics(self.generation.counters)
 
     def turn(self, request):
+        user_id = request_user_id(pb_utils, request, self.keys.current())
         query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
         service = input_service(pb_utils, request)
         item_ids = input_item_ids(pb_utils, request, T.ITEM_IDS.name, len(self.generation.catalog))
         facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
-        return ReplyTurn(service, detect_language(query), query, tuple(item_ids.tolist()), tuple(facts))
+        return ReplyTurn(service, detect_language(query), query, tuple(item_ids.tolist()), tuple(facts),
+                         user_id=user_id)
 
     def execute(self, requests):
         responses = [None] * len(requests)

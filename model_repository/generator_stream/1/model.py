@@ -12,7 +12,8 @@ the weights) serving every chat instance; the decode loop's batch is static, so 
 the next batch.
 
 Reply check, greedy regeneration of a failing sampled reply, and the act (REPLY_ACT, derived from the query when
-absent) behave as ``GenerationStage.stream`` in-process. A bad request gets its error and the final flag at once; a
+absent) behave as ``GenerationStage.stream`` in-process. The user is the subject of the verified USER_TOKEN (the chat
+model passes the caller's on); their user layers apply to their row of the batch. A bad request gets its error and the final flag at once; a
 cancelled request stops receiving and is finished.
 """
 
@@ -24,7 +25,8 @@ from recllm_proto import tensors as T
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
 from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, input_item_ids,
-                                            input_scalar, input_service, input_strings, make_response, optional_array)
+                                            input_scalar, input_service, input_strings, make_response, optional_array,
+                                            request_user_id, server_keyring)
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -58,12 +60,15 @@ def optional_text(request, spec) -> str | None:
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.generation = load_generation_stage(artifact_layout(args))
+        layout = artifact_layout(args)
+        self.generation = load_generation_stage(layout)
+        self.keys = server_keyring(layout)
         self.batcher = StreamBatcher(self.generation.stream_turns, batcher_config(args))
 
     def turn(self, request):
         from recllm.generator import ACTS  # noqa: PLC0415
 
+        user_id = request_user_id(pb_utils, request, self.keys.current())
         query = validate_query(input_scalar(pb_utils, request, T.QUERY.name))
         service = input_service(pb_utils, request)
         item_ids = input_item_ids(pb_utils, request, T.ITEM_IDS.name, len(self.generation.catalog))
@@ -74,7 +79,7 @@ class TritonPythonModel:
         language = optional_text(request, T.LANGUAGE)
         language = checked_language(T.LANGUAGE.name, language) if language else detect_language(query)
         return ReplyTurn(service, language, query, tuple(item_ids.tolist()), tuple(facts), act,
-                         optional_text(request, T.RELAXATION) or "")
+                         optional_text(request, T.RELAXATION) or "", user_id)
 
     def execute(self, requests):
         for request in requests:

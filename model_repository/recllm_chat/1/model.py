@@ -91,6 +91,7 @@ class BlsStages:
 
     def stream_reply(self, request, service, item_ids, facts, act="recommend"):
         inputs = {
+            T.USER_TOKEN.name: np.array([self.user_token], dtype=np.object_),
             T.QUERY.name: utf8_array([request.query]),
             T.RESOLVED_SERVICE.name: utf8_array([service]),
             T.ITEM_IDS.name: np.array(item_ids, dtype=np.int64),

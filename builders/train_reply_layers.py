@@ -1,0 +1,293 @@
+"""Train the served reply generator's adaptive user layers on the build's own corpus, each example under its user.
+
+Every generator training example (``builders.generator_corpus``) comes from one user's request; that user's ``u``
+(``recllm.user_layers.user_vector``: DP-released preferences, demographics, temporal pattern, service shares, read
+from the build's profile) conditions the layers. The trained generator stays frozen; on top of it, in order:
+
+1. conditional RMSNorm + user prefix, jointly on all training users (adaLN-Zero: step 0 is the base model);
+2. one LoRA adapter (q/k/v/o) per k-means segment of ``u``, all segments in one loop (each row trains its own
+   segment's slot of the batched multi-LoRA op), with 1. switched on as it will be when served;
+3. the MoE gate mixing the top-k segment adapters per user, started as a nearest-segment classifier.
+
+A share of users (``heldout_fraction``, by a hash of the id) takes part in none of it; the report measures on their
+examples, per user, the reply negative log-likelihood of the base model, of each stage, and of the layers fed
+another held-out user's ``u`` (the swap test). Output: ``layout.user_layers_dir`` in the format
+``recllm.user_layers.reply_personalizer`` serves (segment adapters in PEFT's layout), plus ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from recllm.config.field_checks import require_positive_ints
+from recllm.generator import ReplyGenerator
+from recllm.generator.training import IGNORE_INDEX, GeneratorExample, collate, encode_example
+from recllm.user_layers.adapter_store import save_adapter, segment_adapter_name
+from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
+from recllm.user_layers.lora_adapter import LoRAAdapter
+from recllm.user_layers.reply_personalizer import (
+    ADAPTERS_DIR, LAYERS_FILE, SEGMENTS_FILE, save_layers_config,
+)
+from recllm.user_layers.user_vector import UserVectorBuilder, UserVectorConfig
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class ReplyLayersConfig:
+    n_segments: int = 4
+    heldout_fraction: float = 0.2
+    batch_size: int = 16
+    joint_steps: int = 120
+    lora_steps: int = 120
+    gate_steps: int = 40
+    learning_rate: float = 2e-3
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    num_prefix: int = 4
+    prefix_hidden: int = 64
+    user_slots: int = 8  # adapter slots beyond the segments' (per-user adapters of a batch)
+    eval_examples: int = 600  # held-out users' examples the report scores
+    seed: int = 0
+
+    def __post_init__(self):
+        require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
+                                     "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples"))
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"ReplyLayersConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"ReplyLayersConfig.learning_rate must be > 0, got {self.learning_rate}")
+
+    @classmethod
+    def from_name(cls, name: str) -> "ReplyLayersConfig":
+        return cls(**PRESETS[name])
+
+
+PRESETS = {"default": {}, "test": dict(joint_steps=30, lora_steps=30, gate_steps=10, eval_examples=120)}
+
+
+@dataclass
+class UserRows:
+    """A user's encoded examples with their ``u`` and segment."""
+
+    user_id: str
+    u: np.ndarray
+    segment: int
+    rows: list[tuple[list[int], list[int]]]
+
+
+def is_heldout(user_id: str, fraction: float) -> bool:
+    return zlib.crc32(user_id.encode("utf-8")) % 1000 < fraction * 1000
+
+
+def user_rows(examples: Sequence[GeneratorExample], generator: ReplyGenerator, vectors: UserVectorBuilder,
+              ) -> list[UserRows]:
+    by_user: dict[str, list[GeneratorExample]] = defaultdict(list)
+    for example in examples:
+        if example.user_id:
+            by_user[example.user_id].append(example)
+    config = generator.config
+    out = []
+    for user_id in sorted(by_user):
+        u, segment = vectors.vector(user_id)
+        rows = [encode_example(generator.tokenizer, generator.codes, e, config.max_position_embeddings,
+                               config.max_new_tokens) for e in by_user[user_id]]
+        out.append(UserRows(user_id, u, segment, rows))
+    return out
+
+
+def sample_batch(users: list[UserRows], size: int, rng: random.Random) -> tuple[list[UserRows], torch.Tensor,
+                                                                               torch.Tensor]:
+    """``size`` random examples (a random user, then one of their examples): users weigh equally."""
+    picked = [rng.choice(users) for _ in range(size)]
+    input_ids, labels = collate([rng.choice(p.rows) for p in picked], pad_id=0)
+    return picked, input_ids, labels
+
+
+def batch_of(adaptive: AdaptiveQwen2, picked: list[UserRows], lora: str = "none") -> UserBatch:
+    """``lora``: "none", "segment" (each row its segment's slot) or "gate" (the MoE mixture of segment slots)."""
+    u = torch.from_numpy(np.stack([p.u for p in picked]))
+    indices = weights = None
+    if lora == "segment":
+        indices = torch.tensor([[p.segment] for p in picked])
+    elif lora == "gate":
+        indices, weights = adaptive.gate(u, torch.arange(adaptive.config.num_segments))
+    return UserBatch(u, torch.ones(len(picked), dtype=torch.bool), indices, weights)
+
+
+def reply_nll(adaptive: AdaptiveQwen2, input_ids: torch.Tensor, labels: torch.Tensor,
+              batch: UserBatch | None) -> torch.Tensor:
+    """Mean next-token NLL over the reply positions."""
+    logits = adaptive(input_ids, batch)[:, :-1]  # [B, T-1, V]
+    targets = labels[:, 1:]  # [B, T-1]
+    keep = targets != IGNORE_INDEX
+    return F.cross_entropy(logits[keep], targets[keep])
+
+
+def train_params(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool) -> float:
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    tail = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step >= steps * 0.8:
+            tail.append(loss.item())
+    return float(np.mean(tail))
+
+
+def init_segment_slots(adaptive: AdaptiveQwen2, n_segments: int, alpha: float, seed: int) -> list[torch.Tensor]:
+    """PEFT's init for each segment slot (A small random, B zero: the adapter starts as no change); returns the
+    slot tensors, made trainable."""
+    generator = torch.Generator().manual_seed(seed)
+    rank = adaptive.config.lora_rank
+    tensors = []
+    with torch.no_grad():
+        for wrapper in adaptive.slots.wrappers.values():
+            d_in = wrapper.lora_a.shape[-1]
+            wrapper.lora_a[:n_segments] = torch.randn(n_segments, rank, d_in, generator=generator) / math.sqrt(d_in)
+            wrapper.lora_b[:n_segments] = 0.0
+            wrapper.scales[:n_segments] = alpha / rank
+    for wrapper in adaptive.slots.wrappers.values():
+        tensors += [wrapper.lora_a.requires_grad_(True), wrapper.lora_b.requires_grad_(True)]
+    return tensors
+
+
+def segment_adapter(adaptive: AdaptiveQwen2, segment: int, alpha: float, trained_at: int,
+                    num_events: int) -> LoRAAdapter:
+    a = {key: w.lora_a[segment].detach().clone() for key, w in adaptive.slots.wrappers.items()}
+    b = {key: w.lora_b[segment].detach().clone() for key, w in adaptive.slots.wrappers.items()}
+    return LoRAAdapter(segment_adapter_name(segment), adaptive.config.lora_rank, alpha, a, b, trained_at=trained_at,
+                       num_events=num_events, kind="segment")
+
+
+def evaluate(adaptive: AdaptiveQwen2, users: list[UserRows], max_examples: int, seed: int) -> dict:
+    """Per-user mean reply NLL (then averaged over users) for base, each stage, and the swap test."""
+    rng = random.Random(seed)
+    rows = [(i, row) for i, user in enumerate(users) for row in user.rows]
+    rng.shuffle(rows)
+    rows = rows[:max_examples]
+    swap = {i: (i + 1 + rng.randrange(len(users) - 1)) % len(users) if len(users) > 1 else i
+            for i in range(len(users))}
+    variants = {"base": None, "norm + prefix": "none", "norm + prefix + segment LoRA": "segment",
+                "norm + prefix + MoE gate (served)": "gate", "swap: another user's u (served layers)": "swap"}
+    per_user: dict[str, dict[int, list[float]]] = {name: defaultdict(list) for name in variants}
+    with torch.inference_mode():
+        for index, row in rows:
+            input_ids, labels = collate([row], pad_id=0)
+            for name, mode in variants.items():
+                if mode is None:
+                    batch = None
+                else:
+                    owner = users[swap[index]] if mode == "swap" else users[index]
+                    batch = batch_of(adaptive, [owner], "gate" if mode == "swap" else mode)
+                per_user[name][index].append(float(reply_nll(adaptive, input_ids, labels, batch)))
+    out = {}
+    for name, by_user in per_user.items():
+        means = np.array([np.mean(v) for v in by_user.values()])
+        out[name] = {"users": len(means), "nll": round(float(means.mean()), 4),
+                     "nll_sd_over_users": round(float(means.std()), 4),
+                     "perplexity": round(float(np.exp(means.mean())), 4)}
+    base = {i: np.mean(v) for i, v in per_user["base"].items()}
+    served = {i: np.mean(v) for i, v in per_user["norm + prefix + MoE gate (served)"].items()}
+    out["users_better_than_base"] = round(float(np.mean([served[i] < base[i] for i in base])), 4)
+    out["examples"] = len(rows)
+    return out
+
+
+def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample], profile, catalog,
+                       item_vectors: np.ndarray, out_dir: Path, config: ReplyLayersConfig,
+                       progress: bool = True) -> dict:
+    """Train and save the layers; returns the report (also written to ``out_dir/report.json``)."""
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    generator = ReplyGenerator.load(generator_dir)
+    vector_config = UserVectorConfig(pref_dim=int(item_vectors.shape[1]), n_segments=config.n_segments,
+                                     seed=config.seed)
+    vectors = UserVectorBuilder(vector_config, profile, catalog, item_vectors)
+    corpus_users = sorted({e.user_id for e in examples if e.user_id})
+    train_ids = [u for u in corpus_users if not is_heldout(u, config.heldout_fraction)]
+    segments = vectors.fit_segments(train_ids)
+    users = user_rows(examples, generator, vectors)
+    train = [u for u in users if not is_heldout(u.user_id, config.heldout_fraction)]
+    heldout = [u for u in users if is_heldout(u.user_id, config.heldout_fraction)]
+    if not train or not heldout:
+        raise ValueError(f"train_reply_layers needs training and held-out users, got {len(train)} / {len(heldout)}")
+
+    layers_config = UserLayersConfig(
+        user_dim=vector_config.dim, num_prefix=config.num_prefix, prefix_hidden=config.prefix_hidden,
+        lora_rank=config.lora_rank, num_slots=config.n_segments + config.user_slots, num_segments=config.n_segments,
+        gate_top_k=min(2, config.n_segments), lora_path="per_request")
+    model = generator.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adaptive = AdaptiveQwen2(model, layers_config).train()
+    rng = random.Random(config.seed)
+
+    def loss(lora: str):
+        picked, input_ids, labels = sample_batch(train, config.batch_size, rng)
+        return reply_nll(adaptive, input_ids, labels, batch_of(adaptive, picked, lora))
+
+    layer_params = adaptive.user_layer_parameters()
+    for p in layer_params:
+        p.requires_grad_(True)
+    losses = {"norm + prefix": train_params("user layers: norm + prefix", layer_params, config.joint_steps,
+                                            config.learning_rate, lambda: loss("none"), progress)}
+    for p in layer_params:
+        p.requires_grad_(False)
+    slot_tensors = init_segment_slots(adaptive, config.n_segments, config.lora_alpha, config.seed)
+    losses["segment LoRA"] = train_params("user layers: segment LoRA", slot_tensors, config.lora_steps,
+                                          config.learning_rate, lambda: loss("segment"), progress)
+    for t in slot_tensors:
+        t.requires_grad_(False)
+    adaptive.gate.init_from_centroids(torch.from_numpy(segments.centroids))
+    gate_params = list(adaptive.gate.parameters())
+    for p in gate_params:
+        p.requires_grad_(True)
+    losses["MoE gate"] = train_params("user layers: MoE gate", gate_params, config.gate_steps,
+                                      config.learning_rate, lambda: loss("gate"), progress)
+    for p in gate_params:
+        p.requires_grad_(False)
+    adaptive.eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    adaptive.save_user_layers(out_dir / LAYERS_FILE)
+    segments.save(out_dir / SEGMENTS_FILE)
+    save_layers_config(out_dir, layers_config, vector_config)
+    trained_at = int(profile.latest_timestamp() or 0)
+    for s in range(config.n_segments):
+        members = [u for u in train if u.segment == s]
+        adapter = segment_adapter(adaptive, s, config.lora_alpha, trained_at, sum(len(u.rows) for u in members))
+        save_adapter(adapter, out_dir / ADAPTERS_DIR / f"segment-{s}", base_model=str(generator_dir))
+    report = {
+        "config": asdict(config), "train_users": len(train), "heldout_users": len(heldout),
+        "train_examples": sum(len(u.rows) for u in train), "final_train_loss": losses,
+        "heldout": evaluate(adaptive, heldout, config.eval_examples, config.seed),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log.info("reply user layers trained in %.0f s: %s", report["seconds"], report["heldout"])
+    return report
+
+
+__all__ = ["PRESETS", "REPORT_FILE", "ReplyLayersConfig", "is_heldout", "train_reply_layers"]

@@ -1,0 +1,188 @@
+"""The served generator's user layers: per request, the user's ``u``, segment and adapters as one layer context.
+
+A build's ``generator/user_layers/`` folder (``builders/train_reply_layers.py``) holds the reply generator's trained
+conditional norms, prefix encoder and MoE gate (``user_layers.safetensors``), the segment model over ``u``
+(``segments.json``), the layout of ``u`` and of the layers (``layers_config.json``), and the adapters in PEFT's
+format (``adapters/<segment-N | user-ID>/``). ``ReplyPersonalizer.load`` plugs them into the generator's Qwen2 in
+place (the base weights are shared, not copied) and, for each batch of replies, turns the requests' user ids into
+one ``UserLayerContext``:
+
+* ``u`` per user from the profile (``UserVectorBuilder``: DP-released preferences, demographics, temporal pattern,
+  service shares; cold users get their segment's vector), cached per user for ``vector_ttl_s``;
+* adapters per row by the store's policy: the user's own adapter when fresh (weight 1), else the MoE gate's top-k
+  mixture of the segment adapters, all rows of the batch in one multi-LoRA call;
+* rows without a user (no verified token) run the base model: no norm modulation, prefix masked out, no adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from recllm.generator.qwen2 import Qwen2
+from recllm.user_layers.adapter_store import AdapterStore, AdapterStoreConfig, segment_adapter_name
+from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
+from recllm.user_layers.layer_context import UserLayerContext
+from recllm.user_layers.user_vector import SegmentModel, UserVectorBuilder, UserVectorConfig
+
+USER_LAYERS_DIR = "user_layers"
+LAYERS_FILE = "user_layers.safetensors"
+LAYERS_CONFIG_FILE = "layers_config.json"
+SEGMENTS_FILE = "segments.json"
+ADAPTERS_DIR = "adapters"
+
+
+@dataclass
+class PersonalizerConfig:
+    """What the served generator applies; each switch off gives the base model for that layer."""
+
+    use_norm: bool = True
+    use_prefix: bool = True
+    use_lora: bool = True
+    vector_ttl_s: float = 60.0  # a user's u is re-read from the profile at most this often
+    max_cached_users: int = 50_000
+
+    def __post_init__(self):
+        if not self.vector_ttl_s >= 0:
+            raise ValueError(f"PersonalizerConfig.vector_ttl_s must be >= 0, got {self.vector_ttl_s!r}")
+        if isinstance(self.max_cached_users, bool) or not isinstance(self.max_cached_users, int) \
+                or self.max_cached_users <= 0:
+            raise ValueError(f"PersonalizerConfig.max_cached_users must be a positive int, got "
+                             f"{self.max_cached_users!r}")
+
+
+def save_layers_config(folder: Path, layers: UserLayersConfig, vectors: UserVectorConfig) -> None:
+    data = {"user_layers": asdict(layers), "user_vector": asdict(vectors)}
+    (Path(folder) / LAYERS_CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def load_layers_config(folder: Path) -> tuple[UserLayersConfig, UserVectorConfig]:
+    path = Path(folder) / LAYERS_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {LAYERS_CONFIG_FILE}: not a user-layers folder")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return UserLayersConfig(**data["user_layers"]), UserVectorConfig(**data["user_vector"])
+
+
+class UserVectorCache:
+    """(u, segment) per user id, re-read from the profile when older than ``ttl_s``; LRU-bounded."""
+
+    def __init__(self, vectors: UserVectorBuilder, ttl_s: float, max_users: int):
+        self.vectors, self.ttl_s, self.max_users = vectors, ttl_s, max_users
+        self._entries: OrderedDict[str, tuple[float, np.ndarray, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    def get(self, user_id: str) -> tuple[np.ndarray, int]:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None and now - entry[0] <= self.ttl_s:
+                self._entries.move_to_end(user_id)
+                return entry[1], entry[2]
+        u, segment = self.vectors.vector(user_id)
+        with self._lock:
+            self.reads += 1
+            self._entries[user_id] = (now, u, segment)
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.max_users:
+                self._entries.popitem(last=False)
+        return u, segment
+
+    def forget(self, user_id: str) -> None:
+        with self._lock:
+            self._entries.pop(user_id, None)
+
+
+class ReplyPersonalizer:
+    def __init__(self, adaptive: AdaptiveQwen2, vectors: UserVectorBuilder, store: AdapterStore,
+                 config: PersonalizerConfig | None = None):
+        if vectors.segments is None:
+            raise ValueError("ReplyPersonalizer needs a UserVectorBuilder with its SegmentModel")
+        self.adaptive, self.store = adaptive, store
+        self.config = config or PersonalizerConfig()
+        self.cache = UserVectorCache(vectors, self.config.vector_ttl_s, self.config.max_cached_users)
+        self.profile = vectors.profile
+        self.segment_names = [segment_adapter_name(s) for s in range(len(vectors.segments.centroids))
+                              if segment_adapter_name(s) in store.registered]
+        self._lock = threading.Lock()  # slot writes and the gate run one batch at a time
+
+    @classmethod
+    def load(cls, folder: Path, base: Qwen2, profile, catalog, item_vectors: np.ndarray,
+             config: PersonalizerConfig | None = None) -> "ReplyPersonalizer":
+        """Plug the folder's layers into ``base`` (in place) and register its adapters (read lazily)."""
+        folder = Path(folder)
+        layers_config, vector_config = load_layers_config(folder)
+        adaptive = AdaptiveQwen2(base, layers_config)
+        adaptive.load_user_layers(folder / LAYERS_FILE)
+        adaptive.eval()
+        segments = SegmentModel.load(folder / SEGMENTS_FILE)
+        vectors = UserVectorBuilder(vector_config, profile, catalog, item_vectors, segments=segments,
+                                    demographics_per_user=True)
+        store = AdapterStore(adaptive.slots, AdapterStoreConfig())
+        adapters = folder / ADAPTERS_DIR
+        if adapters.is_dir():
+            for path in sorted(p for p in adapters.iterdir() if p.is_dir()):
+                store.register_folder(path)
+        return cls(adaptive, vectors, store, config)
+
+    def user_batch(self, user_ids: Sequence[str | None]) -> UserBatch | None:
+        """The ``UserBatch`` of one decode batch (rows in request order); None when no row has a user."""
+        if not any(user_ids):
+            return None
+        rows = [self.cache.get(u) if u else None for u in user_ids]
+        dim = self.cache.vectors.config.dim
+        u = torch.from_numpy(np.stack([r[0] if r is not None else np.zeros(dim, np.float32) for r in rows]))
+        has_user = torch.tensor([r is not None for r in rows])
+        indices = weights = None
+        if self.config.use_lora:
+            indices, weights = self._adapters(user_ids, [r[1] if r is not None else None for r in rows], u, has_user)
+        return UserBatch(u, has_user, indices, weights, use_norm=self.config.use_norm,
+                         use_prefix=self.config.use_prefix)
+
+    def _adapters(self, user_ids, segments, u: torch.Tensor, has_user: torch.Tensor
+                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(lora_indices [B, K], mix_weights [B, K]): a fresh user adapter alone, else the gate's segment mixture."""
+        now_ts = int(self.profile.latest_timestamp() or 0)
+        names = [self.store.resolve(uid, seg, now_ts) if uid else None for uid, seg in zip(user_ids, segments)]
+        own = [n if n is not None and not n.startswith("segment/") else None for n in names]
+        gated = [uid is not None and o is None and bool(self.segment_names) for uid, o in zip(user_ids, own)]
+        if not any(own) and not any(gated):
+            return None, None
+        k = self.adaptive.config.gate_top_k
+        with self._lock:
+            user_names = list(dict.fromkeys(n for n in own if n is not None))
+            wanted = (self.segment_names if any(gated) else []) + user_names
+            slots = dict(zip(wanted, self.store.activate(wanted)))
+            indices = torch.full((len(names), k), -1, dtype=torch.long)
+            weights = torch.zeros(len(names), k)
+            if any(gated):
+                expert_slots = torch.tensor([slots[n] for n in self.segment_names])
+                gate_indices, gate_weights = self.adaptive.gate(u, expert_slots)  # [B, k]
+                rows = torch.tensor(gated)
+                indices[rows] = gate_indices[rows].long()
+                weights[rows] = gate_weights[rows].detach()
+            for row, name in enumerate(own):
+                if name is not None:
+                    indices[row, 0], weights[row, 0] = slots[name], 1.0
+        return indices, weights
+
+    def layer_context(self, user_ids: Sequence[str | None]) -> UserLayerContext | None:
+        """What the decode loop passes to every layer for this batch (None: the base model)."""
+        batch = self.user_batch(user_ids)
+        if batch is None:
+            return None
+        with torch.inference_mode():
+            return self.adaptive.context(batch)
+
+
+__all__ = ["ADAPTERS_DIR", "LAYERS_CONFIG_FILE", "LAYERS_FILE", "PersonalizerConfig", "ReplyPersonalizer",
+           "SEGMENTS_FILE", "USER_LAYERS_DIR", "UserVectorCache", "load_layers_config", "save_layers_config"]
