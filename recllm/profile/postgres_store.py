@@ -278,16 +278,20 @@ class PostgresProfileStore(DerivedProfileMethods):
         conn.execute(sql.SQL("SET synchronous_commit = {}").format(sql.Literal(SYNCHRONOUS_COMMIT[synchronous])))
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(int(busy_timeout_ms))))
 
-    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None) -> list[EventRow]:
+    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None,
+                  limit: int | None = None) -> list[EventRow]:
         """The user's events in time order (ties in insertion order), optionally only one kind (e.g. "purchase")
-        or a few kinds."""
-        if kind is None:
-            cursor = self.connection().execute(SELECT_EVENTS + " ORDER BY ts, event_seq", (user_id,))
-        else:
-            kinds = [kind] if isinstance(kind, str) else list(kind)
-            cursor = self.connection().execute(SELECT_EVENTS + " AND kind = ANY(%s) ORDER BY ts, event_seq",
-                                               (user_id, kinds))
-        return list(map(EventRow._make, cursor))
+        or a few kinds; ``limit``: only the newest ``limit`` of them (still in time order)."""
+        query, params = SELECT_EVENTS, [user_id]
+        if kind is not None:
+            query += " AND kind = ANY(%s)"
+            params.append([kind] if isinstance(kind, str) else list(kind))
+        if limit is None:
+            cursor = self.connection().execute(query + " ORDER BY ts, event_seq", params)
+            return list(map(EventRow._make, cursor))
+        cursor = self.connection().execute(query + " ORDER BY ts DESC, event_seq DESC LIMIT %s",
+                                           (*params, max(int(limit), 0)))
+        return list(map(EventRow._make, cursor))[::-1]
 
     def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
         """The user's newest ``limit`` events, newest first (ties: the later inserted first)."""

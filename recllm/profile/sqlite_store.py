@@ -211,17 +211,22 @@ class ProfileStore:
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
-    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None) -> list[EventRow]:
-        """The user's events in time order, optionally only one kind (e.g. "purchase") or a few kinds."""
-        query = ("SELECT user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
+    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None,
+                  limit: int | None = None) -> list[EventRow]:
+        """The user's events in time order, optionally only one kind (e.g. "purchase") or a few kinds; ``limit``:
+        only the newest ``limit`` of them (still in time order)."""
+        query = ("SELECT rowid, user_id, service, item_id, kind, ts, basket_id, price, quantity, region, device "
                  "FROM events WHERE user_id = ?")
         params: tuple = (user_id,)
         if kind is not None:
             kinds = (kind,) if isinstance(kind, str) else tuple(kind)
             query += f" AND kind IN ({', '.join('?' * len(kinds))})"
             params += kinds
-        cursor = self.connection().execute(query + " ORDER BY ts", params)
-        return list(map(EventRow._make, cursor))
+        if limit is not None:
+            query = f"SELECT * FROM ({query} ORDER BY ts DESC, rowid DESC LIMIT ?)"
+            params += (max(int(limit), 0),)
+        cursor = self.connection().execute(query + " ORDER BY ts, rowid", params)
+        return [EventRow._make(row[1:]) for row in cursor]
 
     def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
         """The user's newest ``limit`` events, newest first (ties: the later inserted first)."""

@@ -56,8 +56,10 @@ class ProfileStorage(Protocol):
     def tune_connection(self, synchronous: str, busy_timeout_ms: int) -> None:
         """This thread's connection: durability of commits (NORMAL, FULL, EXTRA) and how long to wait for locks."""
 
-    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None) -> list[EventRow]:
-        """The user's events in time order (ties in insertion order), optionally only one kind or a few kinds."""
+    def events_of(self, user_id: str, kind: str | tuple[str, ...] | None = None,
+                  limit: int | None = None) -> list[EventRow]:
+        """The user's events in time order (ties in insertion order), optionally only one kind or a few kinds;
+        ``limit``: only the newest ``limit`` of them (still in time order)."""
 
     def recent_events(self, user_id: str, limit: int) -> list[EventRow]:
         """The user's newest ``limit`` events, newest first."""

@@ -127,6 +127,15 @@ def test_events_of_one_kind(storage):
     assert storage.events_of("u1", kind="return") == []
 
 
+def test_events_of_limit_keeps_the_newest_in_time_order(storage):
+    storage.add_events([event("u1", 10, item_id=1), event("u1", 30, item_id=2), event("u1", 30, item_id=3),
+                        event("u1", 20, item_id=4, kind="view"), event("u1", 5, item_id=6), event("u2", 99, item_id=5)])
+    assert [r.item_id for r in storage.events_of("u1", limit=3)] == [4, 2, 3]
+    assert [r.item_id for r in storage.events_of("u1", kind="purchase", limit=2)] == [2, 3]
+    assert [r.item_id for r in storage.events_of("u1", kind=("purchase", "view"), limit=100)] == [6, 1, 4, 2, 3]
+    assert storage.events_of("u1", limit=0) == [] and storage.events_of("nobody", limit=5) == []
+
+
 def test_values_round_trip_exactly(storage):
     odd = Event("u1", "megamarket", 2**40, "rating", 1_700_000_123, None, 0.1 + 0.2, 5, "nizhny_novgorod", "ios")
     storage.add_events([odd])

@@ -48,6 +48,15 @@ def test_reads_the_profile_once_with_the_store_clock(profile_store, catalog, ite
     assert context.signals.category_counts == raw.category_counts and context.signals.num_purchases > 0
 
 
+def test_the_read_is_bounded_to_the_newest_events(profile_store, catalog, item_vectors, heavy_user):
+    everything = profile_store.events_of(heavy_user, kind="purchase")
+    assert len(everything) > 4
+    context = read_user_context(profile_store, catalog, item_vectors, heavy_user, max_events=4)
+    assert context.purchases == everything[-4:] and context.signals.num_purchases == 4
+    with pytest.raises(ValueError, match="max_events"):
+        read_user_context(profile_store, catalog, item_vectors, heavy_user, max_events=0)
+
+
 def test_released_vectors_replace_the_raw_ones(profile_store, catalog, item_vectors, heavy_user):
     released = read_user_context(profile_store, catalog, item_vectors, heavy_user, "released")
     raw = read_user_context(profile_store, catalog, item_vectors, heavy_user, "raw")
