@@ -69,11 +69,42 @@ def held_out_turns(layout: ArtifactLayout, n: int) -> list[ReplyTurn]:
     return turns
 
 
-def timed(stage, turns) -> tuple[float, float]:
-    """(wall ms, CPU ms) of one ``generate_turns`` call."""
+def timed(stage, turns) -> tuple[float, float, list]:
+    """(wall ms, CPU ms, replies) of one ``generate_turns`` call."""
     wall, cpu = time.perf_counter(), time.process_time()
-    stage.generate_turns(turns)
-    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+    replies = stage.generate_turns(turns)
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000, replies
+
+
+def user_styles(layout: ArtifactLayout, user_ids) -> dict[str, str]:
+    """The explanation style each user asked for in an earlier chat ("detailed" / "short" / "none")."""
+    from recllm.profile.feedback import STYLE_OF_KIND  # noqa: PLC0415
+    from recllm.profile.storage import open_profile_storage  # noqa: PLC0415
+
+    store = open_profile_storage(layout.profile_db, read_only=True)
+    out = {}
+    for user in set(user_ids):
+        kinds = [e.kind for e in store.events_of(user, kind=tuple(STYLE_OF_KIND))]
+        out[user] = STYLE_OF_KIND[kinds[-1]] if kinds else "none"
+    return out
+
+
+def citation_rates(turns, replies: dict[str, list], styles: dict[str, str], heldout_fraction: float) -> dict:
+    """Share of replies quoting one of their prompt's facts, per layers mode × user style × whether the user took
+    part in the layers' training; turns without facts are left out."""
+    from builders.train_reply_layers import is_heldout  # noqa: PLC0415
+
+    out = {}
+    for mode, texts in replies.items():
+        groups: dict[str, list[bool]] = {}
+        for turn, text in zip(turns, texts):
+            if not turn.profile_facts or isinstance(text, Exception):
+                continue
+            split = "held-out users" if is_heldout(turn.user_id, heldout_fraction) else "training users"
+            key = f"{styles[turn.user_id]} / {split}"
+            groups.setdefault(key, []).append(any(f and f in text for f in turn.profile_facts))
+        out[mode] = {k: {"turns": len(v), "cite_rate": round(float(np.mean(v)), 3)} for k, v in sorted(groups.items())}
+    return out
 
 
 def in_process(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
@@ -86,15 +117,18 @@ def in_process(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
     for stage in stages.values():  # warm-up
         stage.generate_turns(turns[:2])
     out = {}
+    replies = {name: [] for name in stages}
     for batch in (1, config.batch):
         samples = {name: {"wall": [], "cpu": []} for name in stages}
         for start in range(0, len(turns) - batch + 1, batch):
             chunk = turns[start:start + batch]
             order = ("off", "on") if (start // batch) % 2 == 0 else ("on", "off")
             for name in order:
-                wall, cpu = timed(stages[name], chunk)
+                wall, cpu, texts = timed(stages[name], chunk)
                 samples[name]["wall"].append(wall / batch)
                 samples[name]["cpu"].append(cpu / batch)
+                if batch == 1:
+                    replies[name] += texts
         rows = {name: {f"{kind}_p{q}_ms": round(float(np.percentile(v, q)), 2) for kind, v in s.items()
                        for q in (50, 95)} for name, s in samples.items()}
         ratio = {f"{k}_on/off": round(rows["on"][k] / rows["off"][k], 3) for k in rows["off"]}
@@ -102,6 +136,9 @@ def in_process(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
         print(json.dumps({f"batch {batch}": out[f"batch {batch}"]}), flush=True)
     cache = stages["on"].generator.personalizer.cache
     out["u_reads"] = cache.reads
+    heldout_fraction = json.loads((layout.user_layers_dir / "report.json").read_text())["config"]["heldout_fraction"]
+    out["citations"] = citation_rates(turns, replies, user_styles(layout, [t.user_id for t in turns]),
+                                      heldout_fraction)
     return out
 
 
@@ -171,7 +208,18 @@ def markdown(report: dict, config: ReplyLayersBenchConfig, info: dict, command: 
                      f"| {row['off']['wall_p95_ms']} / {row['on']['wall_p95_ms']} | {row['off']['cpu_p50_ms']} / "
                      f"{row['on']['cpu_p50_ms']} | {row['ratio']['wall_p95_ms_on/off']} | "
                      f"{row['ratio']['cpu_p50_ms_on/off']} |")
-    lines += ["", "Times are per reply (a batch's time divided by its size); one torch thread.", ""]
+    lines += ["", "Times are per reply (a batch's time divided by its size); one torch thread.", "",
+              "## Does the reply follow the user's explanation style?", "",
+              "The same held-out requests (batch 1, greedy), replies with a profile fact in the prompt: share that "
+              "quote one of the prompt's facts, by the style the user once asked for in a chat (profile events "
+              "`feedback_style_*`; the style is not in the prompt, only in `u`) and by whether the user took part in "
+              "the layers' training. The corpus quotes always for detailed, never for short, half the time otherwise.",
+              "", "| user style / split | turns | cite rate, layers off | cite rate, layers on |", "|---|---:|---:|---:|"]
+    citations = report["in_process"]["citations"]
+    for key, row in citations["on"].items():
+        off = citations["off"].get(key, {}).get("cite_rate", "")
+        lines.append(f"| {key} | {row['turns']} | {off} | {row['cite_rate']} |")
+    lines.append("")
     triton = report.get("triton")
     if triton:
         lines += ["## Chat turn through Triton (concurrency 1)", "",

@@ -41,6 +41,7 @@ from recllm.rag.retriever import Retriever, RetrieverConfig
 from recllm.synthetic.ecosystem import Ecosystem, SyntheticConfig, generate_ecosystem
 from recllm.evaluation.synthetic_pipeline import evaluate, request_of
 from recllm.profile.user_signals import compute_user_signals, with_released_preferences
+from recllm.profile.feedback import STYLE_OF_KIND
 from recllm.safety.moderation import ModerationConfig, trained_model
 from recllm.config.field_checks import require_above
 
@@ -173,6 +174,7 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
     """The generator's training turns (every reply act, ``builders.generator_corpus``) from the training requests
     as retrieved and ranked by the pipeline that serves them."""
     cold = {u.user_id for u in ecosystem.users} - {e.user_id for e in ecosystem.events}
+    style = {e.user_id: STYLE_OF_KIND[e.kind] for e in ecosystem.events if e.kind in STYLE_OF_KIND}  # latest wins
     turns = []
     rows = list(zip(queries, retrievals))
     for query, (request, retrieval) in tqdm(rows, desc="generator data", disable=not progress, leave=False):
@@ -183,7 +185,8 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
             intent=query.intent, language=request.language, service=retrieval.service, query=request.query,
             facts=tuple(f.text(request.language) for f, _ in retrieval.fragments),
             items=tuple(int(i) for i in ranked.item_ids), cold_user=query.user_id in cold,
-            has_budget=request.max_price is not None, has_diet=bool(request.required_tags), user_id=query.user_id))
+            has_budget=request.max_price is not None, has_diet=bool(request.required_tags), user_id=query.user_id,
+            style=style.get(query.user_id)))
     return generator_corpus.corpus_examples(turns, seed)
 
 

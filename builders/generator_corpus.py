@@ -116,6 +116,7 @@ class CorpusTurn:
     has_budget: bool = False
     has_diet: bool = False
     user_id: str = ""
+    style: str | None = None  # the explanation style the user asked for in an earlier chat ("detailed" / "short")
 
 
 def join_items(item_ids: Sequence[int], language: str) -> str:
@@ -131,9 +132,10 @@ def _lang(language: str) -> int:
 
 
 def _cite(turn: CorpusTurn, rng: random.Random) -> str:
-    """One prompt fact, quoted (half of the time when the prompt has facts)."""
+    """One prompt fact, quoted: always for a user who asked for detailed explanations, never for one who asked for
+    short ones, half of the time otherwise. The style is not in the prompt: the user layers carry it (``u``)."""
     facts = turn.facts[:MAX_PROMPT_FACTS]
-    if not facts or rng.random() < 0.5:
+    if not facts or turn.style == "short" or (turn.style != "detailed" and rng.random() < 0.5):
         return ""
     return " " + rng.choice(FACT_CITATIONS[_lang(turn.language)]).format(fact=facts[0])
 

@@ -54,7 +54,7 @@ class ReplyLayersConfig:
     n_segments: int = 4
     heldout_fraction: float = 0.2
     batch_size: int = 16
-    joint_steps: int = 120
+    joint_steps: int = 200
     lora_steps: int = 120
     gate_steps: int = 40
     learning_rate: float = 2e-3

@@ -38,7 +38,7 @@ NORM_SITES = ("input", "post_attention")
 TRTLLM_NORM_ATTRS = {"input": "input_layernorm", "post_attention": "post_layernorm"}
 HF_NORM_ATTRS = {"input": "input_layernorm", "post_attention": "post_attention_layernorm"}
 USER_CONTEXT_CARRIER = "prompt_embedding_table"
-DEFAULT_USER_DIM = 52      # recllm.user_layers.user_vector.UserVectorConfig().dim with the default layout
+DEFAULT_USER_DIM = 55      # recllm.user_layers.user_vector.UserVectorConfig().dim with the default layout
 
 
 class TensorRTLLMUnavailable(RuntimeError):

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 from recllm.catalog.product_catalog import Catalog, Item
-from recllm.profile.events import DEVICES, Event
+from recllm.profile.events import CHAT_DEVICE, DEVICES, FEEDBACK_STYLE_KINDS, Event
 from recllm.synthetic.records import UserProfileSeed
 from recllm.synthetic.vocabulary import TOY_AGE_BANDS
 
@@ -339,6 +339,27 @@ class _EventWriter:
             self.emit(service, item, "rating", t + rng.randint(DAY, 3 * DAY), basket_id, stars)
         if rng.random() < (0.04 if service == "megamarket" else 0.005):
             self.emit(service, item, "return", t + rng.randint(2 * DAY, 10 * DAY), basket_id, quantity)
+
+
+# Past conversations: the share of users who once told the assistant how they like explanations («объясняй
+# подробнее» / «покороче», written as ``feedback_style_*`` events like the chat engine writes them), and how often
+# that was "detailed". Drawn from a random stream of its own, so every other event of the history stays the same.
+STYLE_REQUEST_SHARE = 0.35
+DETAILED_SHARE = 0.55
+STYLE_REGION = "unknown"  # the chat knows no region (recllm.profile.feedback.FEEDBACK_REGION)
+
+
+def style_reaction(profile: UserProfileSeed, purchases: list[Event], seed: int, end: int) -> list[Event]:
+    """At most one ``feedback_style_*`` event, an hour after one of the user's purchases (the item shown then),
+    before ``end``."""
+    rng = random.Random(f"{seed}:chat-style:{profile.user_id}")
+    if not purchases or rng.random() >= STYLE_REQUEST_SHARE:
+        return []
+    style = "detailed" if rng.random() < DETAILED_SHARE else "short"
+    bought = rng.choice(purchases)
+    event = Event(profile.user_id, bought.service, bought.item_id, FEEDBACK_STYLE_KINDS[style],
+                  bought.timestamp + 3600, None, bought.price, 1, STYLE_REGION, CHAT_DEVICE)
+    return [event] if event.timestamp < end else []
 
 
 def simulate_history(profile: UserProfileSeed, catalog_shelves: ShelfIndex, seed: int, start_timestamp: int,

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from recllm.catalog.product_catalog import Catalog
 from recllm.synthetic.assortment import build_synthetic_catalog
-from recllm.synthetic.behaviour import DAY, ShelfIndex, make_user, simulate_history
+from recllm.profile.events import FEEDBACK_STYLE_KINDS
+from recllm.synthetic.behaviour import DAY, ShelfIndex, make_user, simulate_history, style_reaction
 from recllm.synthetic.queries import HistorySummary, QueryWriter
 from recllm.profile.events import Event
 from recllm.synthetic.records import QueryExample, UserProfileSeed
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SyntheticConfig", "Ecosystem", "generate_ecosystem"]
 
-_EVENT_KIND_ORDER = {"search": 0, "view": 1, "add_to_cart": 2, "purchase": 3, "rating": 4, "return": 5}
+_EVENT_KIND_ORDER = {"search": 0, "view": 1, "add_to_cart": 2, "purchase": 3, "rating": 4, "return": 5,
+                     **{kind: 6 for kind in FEEDBACK_STYLE_KINDS.values()}}
 
 
 @dataclass
@@ -136,6 +138,8 @@ def generate_ecosystem(config: SyntheticConfig) -> Ecosystem:
     for user in users:
         history = [] if user.user_id in cold_ids else simulate_history(
             user, shelves, config.seed, config.start_timestamp, config.history_days)
+        history += style_reaction(user, [e for e in history if e.kind == "purchase"], config.seed,
+                                  config.history_end)
         history.sort(key=_event_sort_key)
         events.extend(history)
         summary = HistorySummary.from_events(history, catalog)

@@ -5,7 +5,9 @@
     u = [ pref_long (DP release) [P] ; pref_short (DP release) [P] ;     zeros when the user has no release
           age band one-hot [A] ; region one-hot [G] ;                    unknown band/region: all zeros
           time-of-day shares [4] (night 0-6, morning 6-12, day 12-18, evening 18-24 local) ; weekend share [1] ;
-          per-service activity shares [3] ; log1p(purchases) / 8 [1] ]
+          per-service activity shares [3] ; log1p(purchases) / 8 [1] ;
+          explanation style [3]: asked for detailed, asked for short (the latest ``feedback_style_*`` wins),
+          «почему?» asks min(n, 3) / 3 ]
 
 The temporal part comes from the store's per-service hour/weekday histograms when the store has them, else from the
 purchase timestamps (same local clock, ``profile.history``). Nothing here touches the raw preference vectors: the
@@ -34,6 +36,8 @@ AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55+")
 REGIONS: tuple[str, ...] = ("moscow", "spb", "kazan", "ekaterinburg", "novosibirsk", "other")
 DAY_PARTS = 4
 ACTIVITY_SCALE = 8.0  # log1p(purchases) / 8 stays below ~1 up to a few thousand purchases
+STYLE_PART = 3  # [asked detailed, asked short, «почему?» asks / WHY_SCALE]
+WHY_SCALE = 3
 
 
 @dataclass
@@ -61,13 +65,14 @@ class UserVectorConfig:
 
     @property
     def dim(self) -> int:
-        return 2 * self.pref_dim + len(self.age_bands) + len(self.regions) + DAY_PARTS + 1 + len(self.services) + 1
+        return (2 * self.pref_dim + len(self.age_bands) + len(self.regions) + DAY_PARTS + 1 + len(self.services) + 1
+                + STYLE_PART)
 
     def slices(self) -> dict[str, slice]:
         """Named coordinate ranges of ``u``."""
         sizes = [("pref_long", self.pref_dim), ("pref_short", self.pref_dim), ("age_band", len(self.age_bands)),
                  ("region", len(self.regions)), ("day_parts", DAY_PARTS), ("weekend", 1),
-                 ("service_share", len(self.services)), ("activity", 1)]
+                 ("service_share", len(self.services)), ("activity", 1), ("style", STYLE_PART)]
         out, start = {}, 0
         for name, size in sizes:
             out[name] = slice(start, start + size)
@@ -138,9 +143,12 @@ def user_vector(context: UserContext, config: UserVectorConfig, demographics: De
     service_counts = np.array([sum(1 for e in context.purchases if e.service == s) for s in config.services], float)
     shares = service_counts / max(service_counts.sum(), 1.0)
     activity = np.log1p(len(context.purchases)) / ACTIVITY_SCALE
+    feedback = context.feedback
+    style = [float(feedback.style == "detailed"), float(feedback.style == "short"),
+             min(feedback.explain_requests, WHY_SCALE) / WHY_SCALE]
     u = np.concatenate([*prefs, _one_hot(demographics.age_band, config.age_bands),
                         _one_hot(region, config.regions, fallback="other"), _temporal_part(hours, weekdays),
-                        shares, [activity]])
+                        shares, [activity], style])
     return u.astype(np.float32)
 
 

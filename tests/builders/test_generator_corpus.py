@@ -74,3 +74,20 @@ def test_openings_follow_the_prompts_frame():
             if act == "recommend" and frame:
                 assert frame == intent
     assert all(framed[(act, has)] > 0 for act in ("recommend", "refine") for has in (True, False)), framed
+
+
+def test_fact_citation_follows_the_users_explanation_style():
+    """Detailed-style users always get a quoted fact in a recommendation, short-style users never, others about
+    half of the time; the prompt is the same for all three (only the user layers can tell them apart)."""
+    base = CorpusTurn(intent="dinner", language="ru", service="kuper", query="ужин", facts=FACTS, items=(1, 2, 3),
+                      cold_user=False, user_id="u1")
+    rates, prompts = {}, {}
+    for style in ("detailed", "short", None):
+        turn = CorpusTurn(**{**base.__dict__, "style": style})
+        rng = random.Random(1)
+        recommends = [e for _ in range(200) for e in turn_examples(turn, rng) if "act: recommend" in e.prompt]
+        rates[style] = sum("«" in e.reply for e in recommends) / len(recommends)
+        prompts[style] = {e.prompt for e in recommends}
+        assert all(e.user_id == "u1" for e in recommends)
+    assert rates["detailed"] == 1.0 and rates["short"] == 0.0 and 0.3 < rates[None] < 0.7
+    assert prompts["detailed"] == prompts["short"] == prompts[None]

@@ -461,7 +461,7 @@ def test_user_context_row_layout():
     assert row.shape == (896,) and row.dtype == torch.bfloat16
     assert row[:plan.user_dim].eq(1).all() and row[plan.user_dim] == 1 and not row[plan.user_dim + 1:].any()
     assert not network.user_context_row(plan, None).any()
-    with pytest.raises(ValueError, match=r"u must be \[52\]"):
+    with pytest.raises(ValueError, match=r"u must be \[55\]"):
         network.user_context_row(plan, torch.ones(3))
 
 

@@ -176,12 +176,24 @@ def test_events_sorted_valid_and_before_every_query(tiny):
         assert query.timestamp > last_event.get(query.user_id, 0)
     keys = [(query.user_id, query.timestamp) for query in tiny.queries]
     assert keys == sorted(keys)
+    styles = {"feedback_style_detailed", "feedback_style_short"}
     for event in tiny.events:
         assert tiny.catalog.get(event.item_id).service == event.service
-        assert event.kind in ("view", "search", "add_to_cart", "purchase", "rating", "return")
-        assert event.device in ("ios", "android", "web") and event.price > 0 and event.quantity >= 1
+        assert event.kind in ("view", "search", "add_to_cart", "purchase", "rating", "return", *styles)
+        # past chat reactions come from the assistant (device "chat"), the rest from the apps
+        assert event.device == "chat" if event.kind in styles else event.device in ("ios", "android", "web")
+        assert event.price > 0 and event.quantity >= 1
         assert re.fullmatch(r"u\d{6}", event.user_id)
         assert (event.basket_id is not None) == (event.kind in ("add_to_cart", "purchase", "rating", "return"))
+
+
+def test_some_users_once_asked_for_an_explanation_style(tiny):
+    """Past chat reactions: at most one style event per user, after a purchase of the same item."""
+    styles = [e for e in tiny.events if e.kind.startswith("feedback_style_")]
+    assert styles and len({e.user_id for e in styles}) == len(styles)
+    purchases = {(e.user_id, e.item_id, e.timestamp + 3600) for e in tiny.events if e.kind == "purchase"}
+    assert all((e.user_id, e.item_id, e.timestamp) in purchases for e in styles)
+    assert {e.kind for e in styles} == {"feedback_style_detailed", "feedback_style_short"}
 
 
 def test_event_mix_and_baskets(larger):

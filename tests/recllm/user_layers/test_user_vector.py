@@ -41,6 +41,21 @@ def test_layout_and_sources(builder, profile, ecosystem):
     assert u[s["service_share"]].sum() == pytest.approx(1.0)
 
 
+def test_style_part_reads_the_users_style_requests(builder, profile):
+    s = builder.config.slices()
+    styled = {}
+    for user in profile.user_ids():
+        kinds = {e.kind for e in profile.events_of(user, kind=("feedback_style_detailed", "feedback_style_short"))}
+        if len(kinds) == 1:
+            styled.setdefault(kinds.pop(), user)
+    assert set(styled) == {"feedback_style_detailed", "feedback_style_short"}  # the ecosystem has both
+    assert builder.vector(styled["feedback_style_detailed"])[0][s["style"]][:2].tolist() == [1.0, 0.0]
+    assert builder.vector(styled["feedback_style_short"])[0][s["style"]][:2].tolist() == [0.0, 1.0]
+    plain = next(u for u in profile.user_ids() if profile.events_of(u, kind="purchase") and not profile.events_of(
+        u, kind=("feedback_style_detailed", "feedback_style_short", "feedback_explain")))
+    assert builder.vector(plain)[0][s["style"]].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_cold_user_gets_its_segment_vector_with_its_demographics(builder, ecosystem):
     cold = next(u.user_id for u in ecosystem.users if not ecosystem.events_of(u.user_id))
     u, segment = builder.vector(cold)
