@@ -34,18 +34,27 @@ class ConditionalRMSNorm(nn.Module):
         if u is None:
             return self.base(x)
         B, T, D = x.shape
-        gamma, beta = self.modulation(u.to(self.modulation.weight.dtype)).chunk(2, dim=-1)  # [B, D] each
-        mask = getattr(layer_context, "norm_mask", None)
-        if mask is not None:  # rows without a user: γ = β = 0 exactly, i.e. the base norm
-            keep = mask.to(gamma.dtype)[:, None]  # [B, 1]
-            gamma, beta = gamma * keep, beta * keep
+        if hasattr(layer_context, "cached"):
+            gamma, beta = layer_context.cached(("norm", id(self), T), lambda: self.modulation_rows(layer_context, T))
+        else:
+            gamma, beta = self.modulation_rows(layer_context, T)
         # the fast paths (Triton, in-place CPU) have no backward; training uses the reference's out-of-place
         # arithmetic, which is the same operations in the same order (bit-for-bit equal forward)
         trains = torch.is_grad_enabled() and (gamma.requires_grad or x.requires_grad)
         norm = conditional_rms_norm_reference if trains else conditional_rms_norm
-        y = norm(x.reshape(B * T, D), self.base.weight, rows_per_token(gamma, T), rows_per_token(beta, T),
-                 self.base.eps)  # [B * T, D]
+        y = norm(x.reshape(B * T, D), self.base.weight, gamma, beta, self.base.eps)  # [B * T, D]
         return y.view(B, T, D)
+
+    def modulation_rows(self, layer_context, tokens_per_row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β) [B * T, D] each: this norm's modulation of every row's user, repeated for its T tokens; rows
+        without a user get exactly zero (the base norm)."""
+        u = layer_context.norm_vectors
+        gamma, beta = self.modulation(u.to(self.modulation.weight.dtype)).chunk(2, dim=-1)  # [B, D] each
+        mask = getattr(layer_context, "norm_mask", None)
+        if mask is not None:
+            keep = mask.to(gamma.dtype)[:, None]  # [B, 1]
+            gamma, beta = gamma * keep, beta * keep
+        return rows_per_token(gamma, tokens_per_row), rows_per_token(beta, tokens_per_row)
 
 
 NORM_SITES = ("input", "post_attention")

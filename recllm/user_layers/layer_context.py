@@ -27,6 +27,16 @@ class UserLayerContext:
 
     def __post_init__(self):
         self._token_rows: dict[int, tuple] = {}
+        self._cache: dict = {}
+
+    def cached(self, key, compute):
+        """``compute()`` once per context for ``key`` at inference (what depends only on the batch's users, not on
+        the tokens: a decode step reuses the prefill's); recomputed every call when gradients are on."""
+        if torch.is_grad_enabled():
+            return compute()
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def lora_rows(self, tokens_per_row: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(indices [B*T, K], mix_weights [B*T, K] or None), expanded once per sequence length and shared by

@@ -26,28 +26,34 @@ from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
 LORA_PATHS = ("kernel", "per_request")
 
 
-def per_request_lora(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor,
-                     indices: torch.Tensor, mix_weights: torch.Tensor | None) -> torch.Tensor:
-    """The LoRA delta [B, T, d_out] (float32) when every token of a request uses its request's adapters:
-    ``delta[b, t] = Σ_k w[b, k] * (x[b, t] @ A[s].T) @ B[s].T * scales[s]`` for ``s = indices[b, k] >= 0``.
-
-    The kernel's loop with rows grouped by request instead of by slot: the A and B of each (request, k) are
-    gathered once ([B, R, d_in], [B, d_out, R], not per token) and two bmm calls cover all T tokens.
-    """
+def gathered_lora(lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor, indices: torch.Tensor,
+                  mix_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each request's K adapters as one adapter of rank K·R (float32): ``A`` [B, K·R, d_in] (the K slots' A stacked)
+    and ``B`` [B, d_out, K·R] with each slot's scale and mixture weight folded in (zero where the index is -1), so
+    ``(x @ A.T) @ B.T = Σ_k w[k] * (x @ A[s_k].T) @ B[s_k].T * scales[s_k]``. Depends only on the batch's adapters:
+    a decode step reuses the prefill's."""
     valid = indices >= 0  # [B, K]
     slots = indices.clamp(min=0).long()  # [B, K]
     coeff = scales.float().index_select(0, slots.reshape(-1)).view_as(slots) * valid  # [B, K]
     if mix_weights is not None:
         coeff = coeff * mix_weights.float()
-    xf = x.float()  # [B, T, d_in]
-    delta = None
-    for k in range(indices.shape[1]):
-        a = lora_a.index_select(0, slots[:, k]).float()  # [B, R, d_in]
-        b = lora_b.index_select(0, slots[:, k]).float()  # [B, d_out, R]
-        h = torch.bmm(xf, a.transpose(1, 2)) * coeff[:, k, None, None]  # [B, T, R]
-        term = torch.bmm(h, b.transpose(1, 2))  # [B, T, d_out]
-        delta = term if delta is None else delta + term
-    return delta
+    B, K = slots.shape
+    a = lora_a.index_select(0, slots.reshape(-1)).float()  # [B*K, R, d_in]
+    b = lora_b.index_select(0, slots.reshape(-1)).float() * coeff.reshape(-1, 1, 1)  # [B*K, d_out, R]
+    R = a.shape[1]
+    return a.reshape(B, K * R, -1), b.view(B, K, -1, R).permute(0, 2, 1, 3).reshape(B, -1, K * R)
+
+
+def per_request_lora(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor,
+                     indices: torch.Tensor, mix_weights: torch.Tensor | None,
+                     gathered: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The LoRA delta [B, T, d_out] (float32) when every token of a request uses its request's adapters:
+    ``delta[b, t] = Σ_k w[b, k] * (x[b, t] @ A[s].T) @ B[s].T * scales[s]`` for ``s = indices[b, k] >= 0``.
+    The kernel's loop with rows grouped by request instead of by slot: each request's adapters are gathered once
+    (``gathered_lora``: one rank-K·R adapter per request, not per token) and two bmm calls cover all T tokens.
+    """
+    a, b = gathered if gathered is not None else gathered_lora(lora_a, lora_b, scales, indices, mix_weights)
+    return torch.bmm(torch.bmm(x.float(), a.transpose(1, 2)), b.transpose(1, 2))  # [B, T, d_out]
 
 
 class MultiLoRALinear(nn.Module):
@@ -76,9 +82,11 @@ class MultiLoRALinear(nn.Module):
             return y
         B, T, _ = x.shape
         if self.path == "per_request":
-            if not bool((indices >= 0).any()):
+            gathered = self._gathered(layer_context, indices)
+            if gathered is None:
                 return y
-            delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
+            delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights,
+                                     gathered)
             return y + delta.to(y.dtype)
         if hasattr(layer_context, "lora_rows"):
             row_indices, row_mix = layer_context.lora_rows(T)
@@ -88,6 +96,18 @@ class MultiLoRALinear(nn.Module):
         apply_multi_lora(y.view(B * T, -1), x.reshape(B * T, -1), self.lora_a, self.lora_b, self.scales,
                          row_indices, row_mix)
         return y
+
+
+    def _gathered(self, layer_context, indices):
+        """This projection's per-request adapters (``gathered_lora``), once per layer context at inference; None
+        when no row has one."""
+        def gather():
+            if not bool((indices >= 0).any()):
+                return None
+            return gathered_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
+        if hasattr(layer_context, "cached"):
+            return layer_context.cached(("lora", id(self)), gather)
+        return gather()
 
 
 class AdapterSlots:
@@ -150,4 +170,4 @@ def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...
     return AdapterSlots(wrappers, num_slots, rank)
 
 
-__all__ = ["LORA_PATHS", "AdapterSlots", "MultiLoRALinear", "install_multi_lora", "per_request_lora"]
+__all__ = ["LORA_PATHS", "AdapterSlots", "MultiLoRALinear", "gathered_lora", "install_multi_lora", "per_request_lora"]
