@@ -136,9 +136,41 @@ def in_process(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
         print(json.dumps({f"batch {batch}": out[f"batch {batch}"]}), flush=True)
     cache = stages["on"].generator.personalizer.cache
     out["u_reads"] = cache.reads
+    out["variants"] = layer_variants(layout, turns, replies)
     heldout_fraction = json.loads((layout.user_layers_dir / "report.json").read_text())["config"]["heldout_fraction"]
     out["citations"] = citation_rates(turns, replies, user_styles(layout, [t.user_id for t in turns]),
                                       heldout_fraction)
+    return out
+
+
+VARIANTS = {  # which user layers serve (PersonalizerConfig switches); "all" is what `recllm serve` runs
+    "norm only": dict(use_prefix=False, use_lora=False),
+    "norm + prefix": dict(use_lora=False),
+    "LoRA mixture only": dict(use_norm=False, use_prefix=False),
+}
+
+
+def layer_variants(layout: ArtifactLayout, turns, replies: dict[str, list]) -> dict:
+    """Each variant's batch-1 time per reply (taking turns with a base stage, so the ratio is side by side) and
+    its replies' citation rates; "off" and "all" come from the main measurement."""
+    from recllm.user_layers.reply_personalizer import PersonalizerConfig  # noqa: PLC0415
+
+    out = {}
+    base = load_generation_stage(layout, user_layers=False)
+    for name, switches in VARIANTS.items():
+        stage = load_generation_stage(layout, user_layers=True)
+        stage.generator.personalizer.config = PersonalizerConfig(**switches)
+        stage.generate_turns(turns[:2])
+        times = {"off": [], name: []}
+        replies[name] = []
+        for turn in turns:
+            times["off"].append(timed(base, [turn])[0])
+            wall, _, texts = timed(stage, [turn])
+            times[name].append(wall)
+            replies[name] += texts
+        out[name] = {"wall_p50_ms": round(float(np.percentile(times[name], 50)), 2),
+                     "p50_vs_off": round(float(np.percentile(times[name], 50) / np.percentile(times["off"], 50)), 3)}
+        print(json.dumps({name: out[name]}), flush=True)
     return out
 
 
@@ -219,6 +251,16 @@ def markdown(report: dict, config: ReplyLayersBenchConfig, info: dict, command: 
     for key, row in citations["on"].items():
         off = citations["off"].get(key, {}).get("cite_rate", "")
         lines.append(f"| {key} | {row['turns']} | {off} | {row['cite_rate']} |")
+    variants = report["in_process"]["variants"]
+    keys = list(citations["on"])
+    lines += ["", "Which layers carry it, and what each costs (batch 1; time per reply vs the base model measured "
+              "taking turns with it; cite rate per group as above):", "",
+              "| layers served | p50 vs off | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    ratio_all = report["in_process"]["batch 1"]["ratio"]["wall_p50_ms_on/off"]
+    for name, cost in [("off", 1.0), *((n, v["p50_vs_off"]) for n, v in variants.items()), ("all (served)", ratio_all)]:
+        mode = "on" if name == "all (served)" else name
+        rates = [str(citations[mode].get(k, {}).get("cite_rate", "")) for k in keys]
+        lines.append(f"| {name} | {cost} | " + " | ".join(rates) + " |")
     lines.append("")
     triton = report.get("triton")
     if triton:

@@ -19,8 +19,11 @@ def test_in_process_on_off_and_the_report(test_artifacts, tmp_path):
         assert row["on"]["wall_p50_ms"] > 0 and row["off"]["wall_p50_ms"] > 0
         assert row["ratio"]["wall_p95_ms_on/off"] > 0
     assert 0 < report["in_process"]["u_reads"] <= 8  # u read once per user, not per reply
+    assert set(report["in_process"]["variants"]) == {"norm only", "norm + prefix", "LoRA mixture only"}
+    assert set(report["in_process"]["citations"]) == {"off", "on", "norm only", "norm + prefix", "LoRA mixture only"}
     text = markdown(report, config, machine_info(), "python -m benchmarks.reply_user_layers")
     assert "| base |" in text and "## In-process generation" in text and "Chat turn through Triton" not in text
+    assert "| all (served) |" in text
 
 
 def test_config_is_checked():
