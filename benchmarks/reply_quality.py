@@ -8,7 +8,9 @@ retrieved and ranked by the build's pipeline and turned into turns of every act 
 uses: its own request (recommend, or clarify when it is vague), a follow-up (refine), "why …" (explain), the same
 request with nothing left unseen (empty ranked list: nothing_left), an off-topic / unsafe / personal-data message
 (decline) and a vague wish (clarify). The act is derived from the turn by ``derive_act`` as served. Replies are
-decoded greedily (the serving default) and measured with ``reply_check`` (broken-reply rate), the share of cited
+decoded greedily (the serving default) for the request's own user (their user layers apply, as served; run with
+``RECLLM_USER_LAYERS=off`` for the base model), a second refine keeps only the best 1 or 2 items (what a cheaper
+refine that keeps the shown kinds can leave), and measured with ``reply_check`` (broken-reply rate), the share of cited
 facts present in the prompt, distinct-2 across users, and act accuracy (the reply has the act's form: decline and
 nothing_left name no item and say so, clarify asks a question). Then ``--generations`` replies are sampled
 (temperature 1, no top-k/top-p cut: the widest distribution) and ``--beam-turns`` decoded with beam search (width 4);
@@ -61,11 +63,15 @@ def held_out_turns(pipeline: RecPipeline, artifacts: Path, seed: int) -> list[tu
         items = tuple(int(i) for i in ranking.item_ids)
 
         def turn(text, ids=items, relaxation=""):
-            return ReplyTurn(retrieval.service, lang, text, ids, facts, derive_act(text, ids), relaxation)
+            # the user's own turn: the served generator applies their user layers (RECLLM_USER_LAYERS=off: none)
+            return ReplyTurn(retrieval.service, lang, text, ids, facts, derive_act(text, ids), relaxation,
+                             q["user_id"])
 
         own = turn(request.query)
         turns.append((own.act, own))
         turns.append(("refine", turn(f"{request.query} {rng.choice(FOLLOW_UPS[lang])}")))
+        # a cheaper refine that kept only the shown kinds can leave one or two items
+        turns.append(("refine", turn(f"{request.query} {rng.choice(FOLLOW_UPS[lang])}", items[:rng.choice((1, 2))])))
         turns.append(("explain", turn(f"{request.query} {rng.choice(EXPLAIN[lang])}")))
         relax = "budget" if request.max_price is not None else "seen"
         turns.append(("nothing_left", turn(request.query, (), relax)))

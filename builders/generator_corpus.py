@@ -13,13 +13,16 @@ serving time the model writes the reply itself, constrained to the ranked items.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from recllm.generator import GeneratorExample, item_token, reply_frame
 from recllm.generator.reply_prompt import MAX_PROMPT_FACTS, build_prompt
 
 ITEMS_PER_REPLY = 3
+# A share of turns keeps only its best 1 or 2 items (a cheaper refine that keeps the shown kinds, a filter that left
+# little): without them the model never saw a list that short and garbled the reply around a single item.
+SHORT_LIST_SHARE = 0.15
 FRAMELESS_SHARE = 0.15  # recommend / refine examples trained without a frame (generic opening)
 RU, EN = 0, 1
 
@@ -189,8 +192,16 @@ def _example(turn: CorpusTurn, act: str, query: str, items: Sequence[int], reply
                             user_id=turn.user_id)
 
 
+def shortened(turn: CorpusTurn, rng: random.Random) -> CorpusTurn:
+    """The turn with only its best 1 or 2 items now and then (``SHORT_LIST_SHARE``)."""
+    if len(turn.items) <= 2 or rng.random() >= SHORT_LIST_SHARE:
+        return turn
+    return replace(turn, items=turn.items[:rng.choice((1, 2))])
+
+
 def turn_examples(turn: CorpusTurn, rng: random.Random) -> list[GeneratorExample]:
     """The training examples of one request: its main act, and with some probability each other act."""
+    turn = shortened(turn, rng)
     lang = _lang(turn.language)
     out = []
     if turn.items:

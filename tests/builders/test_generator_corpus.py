@@ -91,3 +91,14 @@ def test_fact_citation_follows_the_users_explanation_style():
         assert all(e.user_id == "u1" for e in recommends)
     assert rates["detailed"] == 1.0 and rates["short"] == 0.0 and 0.3 < rates[None] < 0.7
     assert prompts["detailed"] == prompts["short"] == prompts[None]
+
+
+def test_some_turns_keep_only_one_or_two_items():
+    rng = random.Random(3)
+    long_turns = [t for t in turns(400) if len(t.items) == 5]
+    lengths = Counter(len(e.candidate_item_ids) for t in long_turns for e in turn_examples(t, rng)
+                      if "act: recommend" in e.prompt)
+    assert lengths[1] > 0 and lengths[2] > 0 and lengths[5] > 5 * (lengths[1] + lengths[2])
+    one = [e for t in long_turns for e in turn_examples(t, rng)
+           if "act: recommend" in e.prompt and len(e.candidate_item_ids) == 1]
+    assert all(len(ITEM_TOKEN_RE.findall(e.reply)) == 1 for e in one)
