@@ -110,7 +110,8 @@ def test_cheaper_and_a_diet_become_profile_preferences(engine, store, users, pip
     # the reranker's adjustment reads them: an item with the stated diet is raised, a pricey one lowered
     from recllm.rag.reranker import feedback_adjustment
 
-    sugar_free = next(i.item_id for i in pipeline.catalog.items if "sugar_free" in i.tags)
+    sugar_free = next(i.item_id for i in pipeline.catalog.items  # outside the categories found too expensive
+                      if "sugar_free" in i.tags and i.category_id not in context.feedback.too_expensive)
     pricey = max(first, key=lambda i: pipeline.catalog.get(i).price)
     adjust = feedback_adjustment(np.array([sugar_free, pricey]), context.feedback, pipeline.catalog)
     assert adjust[0] > 0 and adjust[1] < 0
