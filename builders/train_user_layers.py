@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from builders.adamw_loop import adamw_loop
 from builders.build_artifacts import fill_profile
 from recllm.generator.qwen2 import Qwen2, Qwen2Config, build_qwen2
 from recllm.generator.qwen2_checkpoint import load_qwen2, save_qwen2
@@ -213,22 +213,6 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
 
 
-def train_loop(desc: str, steps: int, params: list, step_loss, lr: float, progress: bool) -> list[float]:
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    losses = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for _ in bar:
-        loss = step_loss()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    log.info("%s: loss %.3f -> %.3f over %d steps", desc, losses[0] if losses else math.nan,
-             losses[-1] if losses else math.nan, steps)
-    return losses
-
-
 def train_base(config: TrainUserLayersConfig, train_users: list[UserData]) -> Qwen2:
     model = build_qwen2(Qwen2Config.from_name(config.model_preset), seed=config.seed).train()
     rng = np.random.default_rng(config.seed + 1)
@@ -237,7 +221,7 @@ def train_base(config: TrainUserLayersConfig, train_users: list[UserData]) -> Qw
         _, inputs, targets = windows(train_users, config.seq_len, config.batch_size, rng)
         return lm_loss(model(inputs), targets)
 
-    train_loop("base", config.base_steps, list(model.parameters()), step, config.base_lr, config.progress)
+    adamw_loop("base", config.base_steps, list(model.parameters()), step, config.base_lr, config.progress)
     return model.eval()
 
 
@@ -253,7 +237,7 @@ def train_user_layers(config: TrainUserLayersConfig, adaptive: AdaptiveQwen2, tr
     params = adaptive.user_layer_parameters()
     for p in params:
         p.requires_grad_(True)
-    train_loop("user layers", config.user_layer_steps, params, step, config.user_layer_lr, config.progress)
+    adamw_loop("user layers", config.user_layer_steps, params, step, config.user_layer_lr, config.progress)
     for p in params:
         p.requires_grad_(False)
 
@@ -292,7 +276,7 @@ def train_peft_adapter(peft_model, name: str, users: list[UserData], steps: int,
         _, inputs, targets = windows(users, config.seq_len, config.batch_size, rng)
         return lm_loss(peft_model(input_ids=inputs).logits, targets)
 
-    train_loop(name, steps, params, step, config.lora_lr, False)
+    adamw_loop(name, steps, params, step, config.lora_lr, False)
     state = get_peft_model_state_dict(peft_model, adapter_name=name)
     peft_model.delete_adapter(name)
     return adapter_from_peft_state(state, name, config.lora_rank, config.lora_alpha, **adapter_kwargs)
@@ -409,7 +393,7 @@ def train_gate(config: TrainUserLayersConfig, adaptive: AdaptiveQwen2, train_use
         indices, weights = adaptive.gate(u, expert_slots)
         return lm_loss(adaptive(inputs, UserBatch(lora_indices=indices, mix_weights=weights)), targets)
 
-    train_loop("MoE gate", config.gate_steps, params, step, config.lora_lr, config.progress)
+    adamw_loop("MoE gate", config.gate_steps, params, step, config.lora_lr, config.progress)
     for p in params:
         p.requires_grad_(False)
 

@@ -60,9 +60,10 @@ def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[t
     return input_ids, labels
 
 
-def reply_loss(model: Qwen2, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy on labelled (reply) positions only."""
-    logits = model(input_ids)[:, :-1]  # [B, T-1, V]; position t predicts token t+1
+def reply_loss(model: Qwen2, input_ids: torch.Tensor, labels: torch.Tensor, **forward_kwargs) -> torch.Tensor:
+    """Next-token cross-entropy on labelled (reply) positions only; ``forward_kwargs`` go to the model (e.g. an
+    ``AdaptiveQwen2``'s ``batch=UserBatch(...)``: the reply loss under each row's user layers)."""
+    logits = model(input_ids, **forward_kwargs)[:, :-1]  # [B, T-1, V]; position t predicts token t+1
     targets = labels[:, 1:]  # [B, T-1]
     keep = targets != IGNORE_INDEX  # [B, T-1]
     return torch.nn.functional.cross_entropy(logits[keep], targets[keep])
