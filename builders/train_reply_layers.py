@@ -30,12 +30,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from builders.adamw_loop import adamw_loop
 from recllm.config.field_checks import require_positive_ints
 from recllm.generator import ReplyGenerator
-from recllm.generator.training import IGNORE_INDEX, GeneratorExample, collate, encode_example
+from recllm.generator.training import GeneratorExample, collate, encode_example, reply_loss
 from recllm.user_layers.adapter_store import save_adapter, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.lora_adapter import LoRAAdapter
@@ -131,28 +130,10 @@ def batch_of(adaptive: AdaptiveQwen2, picked: list[UserRows], lora: str = "none"
     return UserBatch(u, torch.ones(len(picked), dtype=torch.bool), indices, weights)
 
 
-def reply_nll(adaptive: AdaptiveQwen2, input_ids: torch.Tensor, labels: torch.Tensor,
-              batch: UserBatch | None) -> torch.Tensor:
-    """Mean next-token NLL over the reply positions."""
-    logits = adaptive(input_ids, batch)[:, :-1]  # [B, T-1, V]
-    targets = labels[:, 1:]  # [B, T-1]
-    keep = targets != IGNORE_INDEX
-    return F.cross_entropy(logits[keep], targets[keep])
-
-
-def train_params(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool) -> float:
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    tail = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        loss = loss_fn()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if step >= steps * 0.8:
-            tail.append(loss.item())
-    return float(np.mean(tail))
+def train_stage(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool) -> float:
+    """One training stage (gradients clipped to 1); the mean loss over its last 20% of steps."""
+    losses = adamw_loop(desc, steps, params, loss_fn, lr, progress, clip_grad_norm=1.0)
+    return float(np.mean(losses[int(steps * 0.8):]))
 
 
 def init_segment_slots(adaptive: AdaptiveQwen2, n_segments: int, alpha: float, seed: int) -> list[torch.Tensor]:
@@ -200,7 +181,7 @@ def evaluate(adaptive: AdaptiveQwen2, users: list[UserRows], max_examples: int, 
                 else:
                     owner = users[swap[index]] if mode == "swap" else users[index]
                     batch = batch_of(adaptive, [owner], "gate" if mode == "swap" else mode)
-                per_user[name][index].append(float(reply_nll(adaptive, input_ids, labels, batch)))
+                per_user[name][index].append(float(reply_loss(adaptive, input_ids, labels, batch=batch)))
     out = {}
     for name, by_user in per_user.items():
         means = np.array([np.mean(v) for v in by_user.values()])
@@ -236,7 +217,7 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
     layers_config = UserLayersConfig(
         user_dim=vector_config.dim, num_prefix=config.num_prefix, prefix_hidden=config.prefix_hidden,
         lora_rank=config.lora_rank, num_slots=config.n_segments + config.user_slots, num_segments=config.n_segments,
-        gate_top_k=min(2, config.n_segments), lora_path="per_request")
+        gate_top_k=min(2, config.n_segments), lora_path="auto")
     model = generator.model
     for p in model.parameters():
         p.requires_grad_(False)
@@ -245,26 +226,26 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
 
     def loss(lora: str):
         picked, input_ids, labels = sample_batch(train, config.batch_size, rng)
-        return reply_nll(adaptive, input_ids, labels, batch_of(adaptive, picked, lora))
+        return reply_loss(adaptive, input_ids, labels, batch=batch_of(adaptive, picked, lora))
 
     layer_params = adaptive.user_layer_parameters()
     for p in layer_params:
         p.requires_grad_(True)
-    losses = {"norm + prefix": train_params("user layers: norm + prefix", layer_params, config.joint_steps,
-                                            config.learning_rate, lambda: loss("none"), progress)}
+    losses = {"norm + prefix": train_stage("user layers: norm + prefix", layer_params, config.joint_steps,
+                                           config.learning_rate, lambda: loss("none"), progress)}
     for p in layer_params:
         p.requires_grad_(False)
     slot_tensors = init_segment_slots(adaptive, config.n_segments, config.lora_alpha, config.seed)
-    losses["segment LoRA"] = train_params("user layers: segment LoRA", slot_tensors, config.lora_steps,
-                                          config.learning_rate, lambda: loss("segment"), progress)
+    losses["segment LoRA"] = train_stage("user layers: segment LoRA", slot_tensors, config.lora_steps,
+                                         config.learning_rate, lambda: loss("segment"), progress)
     for t in slot_tensors:
         t.requires_grad_(False)
     adaptive.gate.init_from_centroids(torch.from_numpy(segments.centroids))
     gate_params = list(adaptive.gate.parameters())
     for p in gate_params:
         p.requires_grad_(True)
-    losses["MoE gate"] = train_params("user layers: MoE gate", gate_params, config.gate_steps,
-                                      config.learning_rate, lambda: loss("gate"), progress)
+    losses["MoE gate"] = train_stage("user layers: MoE gate", gate_params, config.gate_steps,
+                                     config.learning_rate, lambda: loss("gate"), progress)
     for p in gate_params:
         p.requires_grad_(False)
     adaptive.eval()

@@ -52,27 +52,64 @@ class Request:
 
 
 class StaticKVCache:
-    """Keys and values for every layer, preallocated: k, v [layers, B, kv_heads, max_seq_len, head_dim]."""
+    """Keys and values for every layer, preallocated: k, v [layers, B, kv_heads, prefix_len + max_seq_len, head_dim].
+
+    ``prefix_len`` > 0 reserves slots in front of the token slots for the user prefix keys/values (the adaptive
+    layers' "dynamic attention embeddings", ``qwen2.PrefixKV``): written once by ``write_prefix`` at prefill, they are
+    part of every later step's keys without a per-step, per-layer concatenation (how prefix tuning is served with a
+    KV cache). ``input_pos`` always counts token slots; the prefix slots sit before slot 0."""
 
     def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, max_seq_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
-        shape = (num_layers, batch_size, num_kv_heads, max_seq_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
-        self.v = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, S, hd]
-        self.max_seq_len = max_seq_len
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", prefix_len: int = 0):
+        shape = (num_layers, batch_size, num_kv_heads, prefix_len + max_seq_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, P + S, hd]
+        self.v = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, P + S, hd]
+        self.max_seq_len, self.prefix_len = max_seq_len, prefix_len
+        self.prefix_mask: torch.Tensor | None = None  # [B, P] bool once a prefix is written
         self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
+        self._token_slots = [(k[:, :, prefix_len:], v[:, :, prefix_len:]) for k, v in self._layers]
 
     @classmethod
-    def for_model(cls, model: Qwen2, batch_size: int, max_seq_len: int) -> "StaticKVCache":
+    def for_model(cls, model: Qwen2, batch_size: int, max_seq_len: int, prefix_len: int = 0) -> "StaticKVCache":
         c, w = model.config, model.lm_head.weight
-        return cls(c.num_hidden_layers, batch_size, c.num_key_value_heads, max_seq_len, c.head_dim, w.dtype, w.device)
+        return cls(c.num_hidden_layers, batch_size, c.num_key_value_heads, max_seq_len, c.head_dim, w.dtype, w.device,
+                   prefix_len)
+
+    @property
+    def holds_prefix(self) -> bool:
+        return self.prefix_mask is not None
+
+    def write_prefix(self, layer_context: Any) -> None:
+        """Copy every layer's ``layer_context.prefix_kv(layer)`` (k, v [B, KV, P, hd]) into the prefix slots."""
+        mask = None
+        for layer, (k_cache, v_cache) in enumerate(self._layers):
+            prefix = layer_context.prefix_kv(layer)
+            k_cache[:, :, :self.prefix_len].copy_(prefix.k)
+            v_cache[:, :, :self.prefix_len].copy_(prefix.v)
+            mask = prefix.mask if mask is None else mask & prefix.mask
+        self.prefix_mask = mask  # [B, P]
 
     def update(self, layer: int, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """Write k, v [B, KV, T, hd] at slots input_pos [T]; return the layer's whole cache [B, KV, S, hd] twice."""
-        k_cache, v_cache = self._layers[layer]  # [B, KV, S, hd]
-        k_cache.index_copy_(2, input_pos, k)
-        v_cache.index_copy_(2, input_pos, v)
-        return k_cache, v_cache
+        """Write k, v [B, KV, T, hd] at token slots input_pos [T]; return the layer's whole cache [B, KV, P + S, hd]
+        twice (prefix slots first)."""
+        k_tokens, v_tokens = self._token_slots[layer]  # [B, KV, S, hd] views
+        k_tokens.index_copy_(2, input_pos, k)
+        v_tokens.index_copy_(2, input_pos, v)
+        return self._layers[layer]
+
+
+def cacheable_prefix_len(layer_context: Any, num_layers: int) -> int:
+    """P when ``layer_context`` gives every layer a user prefix of the same length P (it can then live in the KV
+    cache's prefix slots), else 0 (no prefix, or only some layers: the attention concatenates per layer)."""
+    if layer_context is None or not hasattr(layer_context, "prefix_kv"):
+        return 0
+    lengths = set()
+    for layer in range(num_layers):
+        prefix = layer_context.prefix_kv(layer)
+        if prefix is None:
+            return 0
+        lengths.add(prefix.k.shape[2])
+    return lengths.pop() if len(lengths) == 1 else 0
 
 
 def prefill(model: Qwen2, tokens: torch.Tensor, kv_cache: StaticKVCache, left_pad: torch.Tensor,
@@ -80,6 +117,8 @@ def prefill(model: Qwen2, tokens: torch.Tensor, kv_cache: StaticKVCache, left_pa
     """Run the (left-padded) prompts tokens [B, T] through the model into slots 0..T-1; logits [B, V] of the
     last slot, i.e. of every row's last prompt token."""
     input_pos = torch.arange(tokens.shape[1], device=tokens.device)  # [T]
+    if kv_cache.prefix_len and layer_context is not None:
+        kv_cache.write_prefix(layer_context)
     return model(tokens, input_pos, kv_cache, layer_context, left_pad, last_token_only=True)[:, -1]  # [B, V]
 
 
@@ -165,7 +204,8 @@ class DecodeLoop:
         generated = torch.full((B, max_new), self.pad_token_id, dtype=torch.long, device=device)  # [B, max_new]
         finished = [False] * B
 
-        kv_cache = StaticKVCache.for_model(model, B, max_seq_len)
+        kv_cache = StaticKVCache.for_model(model, B, max_seq_len,
+                                           cacheable_prefix_len(layer_context, model.config.num_hidden_layers))
         finished_rows = torch.zeros(B, dtype=torch.bool, device=device)  # [B]
         # inference mode only around tensor work: a generator must not leave it switched on while suspended
         with torch.inference_mode():
@@ -203,4 +243,5 @@ class DecodeLoop:
         return out
 
 
-__all__ = ["DecodeLoop", "LogitsProcessor", "Request", "StaticKVCache", "decode_one_token", "prefill", "sample"]
+__all__ = ["DecodeLoop", "LogitsProcessor", "Request", "StaticKVCache", "cacheable_prefix_len", "decode_one_token",
+           "prefill", "sample"]

@@ -16,7 +16,10 @@ Hooks for the adaptive user layers (the layers themselves live elsewhere):
 * User prefix key/values: if ``ctx`` has a ``prefix_kv(layer_index)`` method returning a ``PrefixKV`` (or ``None``),
   its keys/values are prepended to that layer's attention keys/values for every query; ``mask`` says per batch row
   which prefix slots are real, so rows without a user prefix simply mask them out. ``ctx=None`` or a ``None`` return
-  adds no work at all. Prefix keys are used as given: any rotary encoding is the producer's business.
+  adds no work at all. Prefix keys are used as given: any rotary encoding is the producer's business. A KV cache
+  that already holds the prefix (``kv_cache.holds_prefix``: ``decode_loop.StaticKVCache`` with prefix slots, written
+  once at prefill) returns it with the keys/values, so a decode step concatenates nothing per layer; the forward
+  then puts ``kv_cache.prefix_mask`` [B, P] in front of the mask once.
 
 Load base weights (``qwen2_checkpoint.load_qwen2``) before wrapping modules: a wrapper holding the base linear as
 ``.base`` renames its tensors (``q_proj.base.weight``), and checkpoints keep HF's names.
@@ -214,7 +217,9 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # [B, H, T, hd], [B, KV, T, hd]
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_index, input_pos, k, v)  # [B, KV, S, hd]
-        prefix = ctx.prefix_kv(self.layer_index) if ctx is not None and hasattr(ctx, "prefix_kv") else None
+        prefix = None
+        if ctx is not None and hasattr(ctx, "prefix_kv") and not getattr(kv_cache, "holds_prefix", False):
+            prefix = ctx.prefix_kv(self.layer_index)  # (a cache holding the prefix returned it with k, v above)
         if prefix is not None:
             k = torch.cat((prefix.k.to(k.dtype), k), dim=2)  # [B, KV, P + S, hd]
             v = torch.cat((prefix.v.to(v.dtype), v), dim=2)  # [B, KV, P + S, hd]
@@ -320,6 +325,9 @@ class Qwen2(nn.Module):
             # a padding query sees only itself, so no softmax row is empty; no real token ever sees it
             own = key_slots[None, :] == input_pos[:, None]  # [T, S]
             mask = (causal & (real[:, None, :] | own))[:, None]  # [B, 1, T, S]
+        if getattr(kv_cache, "holds_prefix", False):  # user prefix slots in front of the cache's token slots
+            prefix_mask = kv_cache.prefix_mask[:, None, None, :].expand(B, 1, T, -1)  # [B, 1, T, P]
+            mask = torch.cat((prefix_mask, mask.expand(B, 1, T, -1)), dim=-1)  # [B, 1, T, P + S]
 
         x = self.model.embed_tokens(tokens)  # [B, T, D]
         cos, sin = rotary_cos_sin(positions, self.inv_freq, x.dtype)  # [B, 1, T, hd]

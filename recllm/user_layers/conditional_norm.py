@@ -1,9 +1,13 @@
 """Conditional RMSNorm: a layer's RMSNorm modulated per user, ``y = rmsnorm(x)·(1 + γ(u)) + β(u)``.
 
 γ and β come from one linear projection of ``u`` whose weight and bias start at zero (DiT's adaLN-Zero), so an
-untrained conditional norm is exactly the base RMSNorm (bit for bit in float32: the kernel multiplies by 1.0 and
-adds 0.0 after the base arithmetic). The arithmetic runs in ``kernels.conditional_rmsnorm`` (Triton on GPU). It
-replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` (or the final ``model.norm``) by attribute
+untrained conditional norm is exactly the base RMSNorm (bit for bit in float32: the modulation multiplies by 1.0 and
+adds 0.0 after the base arithmetic). On CUDA the arithmetic runs in ``kernels.conditional_rmsnorm`` (the fused
+Triton kernel). On CPU in float32 the module runs the base norm (one fused ``F.rms_norm``) and then the
+modulation with ``(1 + γ)`` and ``β`` kept per layer context as [B, 1, D] rows (broadcast over the T tokens, in
+place at inference): the reference's operations in its order, so bit for bit equal to it, at about the cost of the
+base norm plus two element-wise ops (the kernel entry's argument checks and float copies cost more than the norm
+itself at decode shapes). It replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` by attribute
 assignment and reads ``u`` from the ``UserLayerContext``; with no ``norm_vectors`` it calls the base norm.
 """
 
@@ -33,28 +37,46 @@ class ConditionalRMSNorm(nn.Module):
         u = getattr(layer_context, "norm_vectors", None)
         if u is None:
             return self.base(x)
-        B, T, D = x.shape
-        if hasattr(layer_context, "cached"):
-            gamma, beta = layer_context.cached(("norm", id(self), T), lambda: self.modulation_rows(layer_context, T))
-        else:
-            gamma, beta = self.modulation_rows(layer_context, T)
-        # the fast paths (Triton, in-place CPU) have no backward; training uses the reference's out-of-place
-        # arithmetic, which is the same operations in the same order (bit-for-bit equal forward)
-        trains = torch.is_grad_enabled() and (gamma.requires_grad or x.requires_grad)
-        norm = conditional_rms_norm_reference if trains else conditional_rms_norm
-        y = norm(x.reshape(B * T, D), self.base.weight, gamma, beta, self.base.eps)  # [B * T, D]
-        return y.view(B, T, D)
+        if x.is_cuda or x.dtype != torch.float32:
+            return self._kernel_forward(x, layer_context)
+        scale, beta = self._cached(layer_context, "rows", lambda: self.modulation_rows(layer_context))
+        y = self.base(x)  # [B, T, D]: F.rms_norm, bit for bit the reference's (x * rstd) * weight in float32
+        if torch.is_grad_enabled():
+            return y * scale + beta  # out of place: autograd
+        return y.mul_(scale).add_(beta)
 
-    def modulation_rows(self, layer_context, tokens_per_row: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(γ, β) [B * T, D] each: this norm's modulation of every row's user, repeated for its T tokens; rows
-        without a user get exactly zero (the base norm)."""
+    def user_modulation(self, layer_context) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β) [B, D] each: this norm's modulation of every row's user; rows without a user get exactly zero."""
         u = layer_context.norm_vectors
         gamma, beta = self.modulation(u.to(self.modulation.weight.dtype)).chunk(2, dim=-1)  # [B, D] each
         mask = getattr(layer_context, "norm_mask", None)
         if mask is not None:
             keep = mask.to(gamma.dtype)[:, None]  # [B, 1]
             gamma, beta = gamma * keep, beta * keep
-        return rows_per_token(gamma, tokens_per_row), rows_per_token(beta, tokens_per_row)
+        return gamma, beta
+
+    def modulation_rows(self, layer_context) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 + γ, β) [B, 1, D] each, broadcast over a row's tokens; rows without a user get exactly (1, 0)."""
+        gamma, beta = self.user_modulation(layer_context)
+        return (1 + gamma)[:, None], beta[:, None]
+
+    def _kernel_forward(self, x: torch.Tensor, layer_context) -> torch.Tensor:
+        """The fused kernel (CUDA; and lower precisions on CPU): x as [B * T, D] rows, γ and β repeated per token."""
+        B, T, D = x.shape
+
+        def rows():
+            gamma, beta = self.user_modulation(layer_context)  # [B, D]
+            return rows_per_token(gamma, T), rows_per_token(beta, T)  # [B * T, D]
+        gamma, beta = self._cached(layer_context, ("kernel rows", T), rows)
+        # the kernel has no backward; training uses the reference's out-of-place arithmetic (same forward)
+        trains = torch.is_grad_enabled() and (gamma.requires_grad or x.requires_grad)
+        norm = conditional_rms_norm_reference if trains else conditional_rms_norm
+        return norm(x.reshape(B * T, D), self.base.weight, gamma, beta, self.base.eps).view(B, T, D)
+
+    def _cached(self, layer_context, key, compute):
+        if hasattr(layer_context, "cached"):
+            return layer_context.cached(("norm", id(self), key), compute)
+        return compute()
 
 
 NORM_SITES = ("input", "post_attention")

@@ -23,7 +23,10 @@ from recllm.user_layers.layer_context import rows_per_token
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
 
 
-LORA_PATHS = ("kernel", "per_request")
+LORA_PATHS = ("kernel", "per_request", "merged", "auto")
+# "auto" merges each request's adapters into its own copy of the weight while the batch's copies of one projection
+# stay this small (hidden 192: up to 14 requests; Qwen2-0.5B's 896 x 896: never, so per-request bmm)
+MERGED_WEIGHTS_LIMIT_BYTES = 2 << 20
 
 
 def gathered_lora(lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor, indices: torch.Tensor,
@@ -56,10 +59,36 @@ def per_request_lora(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor
     return torch.bmm(torch.bmm(x.float(), a.transpose(1, 2)), b.transpose(1, 2))  # [B, T, d_out]
 
 
+def merged_weights(weight: torch.Tensor, gathered: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Each request's own weight with its adapters merged in, transposed for ``bmm``: [B, d_in, d_out] =
+    ``(W + B_b @ A_b).T`` from ``gathered_lora``'s ``A_b`` [B, K·R, d_in], ``B_b`` [B, d_out, K·R]. A request with
+    no adapter gets exactly ``W.T`` (its ``B_b`` is zero)."""
+    a, b = gathered
+    wt = weight.float().t()  # [d_in, d_out]
+    return torch.baddbmm(wt.expand(a.shape[0], *wt.shape), a.transpose(1, 2), b.transpose(1, 2))
+
+
+def choose_lora_path(path: str, x: torch.Tensor, out_features: int) -> str:
+    """What "auto" means for this call: the Triton kernel on CUDA; on CPU per-request merged weights while the batch's
+    copies stay under ``MERGED_WEIGHTS_LIMIT_BYTES`` (one bmm per projection and step, no LoRA work left in the
+    decode step), else the per-request bmm path; training (gradients on) takes the per-request path."""
+    if path != "auto":
+        return path
+    if x.is_cuda:
+        return "kernel"
+    if torch.is_grad_enabled():
+        return "per_request"
+    batch_bytes = x.shape[0] * x.shape[-1] * out_features * 4
+    return "merged" if batch_bytes <= MERGED_WEIGHTS_LIMIT_BYTES else "per_request"
+
+
 class MultiLoRALinear(nn.Module):
     """``path``: "kernel" flattens the batch to tokens and calls ``kernels.multi_lora.apply_multi_lora`` (Triton on
     GPU, the grouped torch path on CPU); "per_request" runs ``per_request_lora`` (same arithmetic, two bmm per
-    mixture position; cheaper on CPU when each request's tokens share its adapters, which is always the case here)."""
+    mixture position; cheaper on CPU when each request's tokens share its adapters, which is always the case here);
+    "merged" merges each request's adapters into its own weight once per layer context (``merged_weights``) and runs
+    one ``bmm`` per step, the base projection included (the LoRA-merge of PEFT/vLLM done per request: cheapest on CPU
+    for small models, memory ``B · d_in · d_out`` per projection); "auto" picks per call (``choose_lora_path``)."""
 
     takes_layer_context = True
 
@@ -76,12 +105,15 @@ class MultiLoRALinear(nn.Module):
         self.register_buffer("scales", torch.zeros(num_slots, dtype=weight.dtype, device=weight.device))
 
     def forward(self, x: torch.Tensor, layer_context=None) -> torch.Tensor:
-        y = self.base(x)  # [B, T, d_out]
         indices = getattr(layer_context, "lora_indices", None)
         if indices is None:
-            return y
+            return self.base(x)
         B, T, _ = x.shape
-        if self.path == "per_request":
+        path = choose_lora_path(self.path, x, self.base.out_features)
+        if path == "merged":
+            return self._merged_forward(x, layer_context, indices)
+        y = self.base(x)  # [B, T, d_out]
+        if path == "per_request":
             gathered = self._gathered(layer_context, indices)
             if gathered is None:
                 return y
@@ -97,6 +129,19 @@ class MultiLoRALinear(nn.Module):
                          row_indices, row_mix)
         return y
 
+    def _merged_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor) -> torch.Tensor:
+        def merge():
+            if not bool((indices >= 0).any()):
+                return None
+            gathered = gathered_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
+            return merged_weights(self.base.weight, gathered).to(x.dtype)
+        weights = layer_context.cached(("lora merged", id(self)), merge) if hasattr(layer_context, "cached") \
+            else merge()
+        if weights is None:
+            return self.base(x)
+        if self.base.bias is None:
+            return torch.bmm(x, weights)  # [B, T, d_out]
+        return torch.baddbmm(self.base.bias, x, weights)  # [B, T, d_out]
 
     def _gathered(self, layer_context, indices):
         """This projection's per-request adapters (``gathered_lora``), once per layer context at inference; None
@@ -170,4 +215,5 @@ def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...
     return AdapterSlots(wrappers, num_slots, rank)
 
 
-__all__ = ["LORA_PATHS", "AdapterSlots", "MultiLoRALinear", "gathered_lora", "install_multi_lora", "per_request_lora"]
+__all__ = ["LORA_PATHS", "MERGED_WEIGHTS_LIMIT_BYTES", "AdapterSlots", "MultiLoRALinear", "choose_lora_path",
+           "gathered_lora", "install_multi_lora", "merged_weights", "per_request_lora"]

@@ -160,7 +160,46 @@ def test_layer_context_reaches_the_model(model, prompts):
             return None
 
     DecodeLoop(model).generate([Request(prompts[0], max_new_tokens=3)], layer_context=Spy())
-    assert Spy.calls == 3 * model.config.num_hidden_layers  # prefill + 2 decode steps
+    # one probe (may the prefix live in the KV cache? layer 0 has none: no), then prefill + 2 decode steps
+    assert Spy.calls == 1 + 3 * model.config.num_hidden_layers
+
+
+def test_user_prefix_in_the_kv_cache_decodes_exactly_as_concatenated_per_layer(model, prompts):
+    from recllm.generator.decode_loop import cacheable_prefix_len
+    from recllm.generator.qwen2 import PrefixKV
+
+    g = torch.Generator().manual_seed(5)
+    n_kv, hd = model.config.num_key_value_heads, model.config.head_dim
+    prefixes = {layer: PrefixKV(torch.randn(2, n_kv, 3, hd, generator=g), torch.randn(2, n_kv, 3, hd, generator=g),
+                                torch.tensor([[True] * 3, [False] * 3]))  # row 1 has no user: masked out
+                for layer in range(model.config.num_hidden_layers)}
+
+    class Prefixes:
+        def __init__(self, layers):
+            self.layers = layers
+
+        def prefix_kv(self, layer_index):
+            return self.layers.get(layer_index)
+
+    everywhere, partly = Prefixes(prefixes), Prefixes({0: prefixes[0]})
+    assert cacheable_prefix_len(everywhere, model.config.num_hidden_layers) == 3
+    assert cacheable_prefix_len(partly, model.config.num_hidden_layers) == 0
+    assert cacheable_prefix_len(None, model.config.num_hidden_layers) == 0
+    requests = [Request(prompts[0], max_new_tokens=6), Request(prompts[1], max_new_tokens=6)]
+    loop = DecodeLoop(model)
+    cached = loop.generate(requests, layer_context=everywhere)
+    # the reference: a plain full-sequence forward per step, the prefix concatenated in every layer
+    for row, request in enumerate(requests):
+        tokens = list(request.prompt)
+        one_row = Prefixes({i: PrefixKV(p.k[row:row + 1], p.v[row:row + 1], p.mask[row:row + 1])
+                            for i, p in prefixes.items()})
+        with torch.no_grad():
+            for _ in range(6):
+                tokens.append(int(model(torch.tensor([tokens]), layer_context=one_row)[0, -1].argmax()))
+        assert cached[row] == tokens[len(request.prompt):]
+    with torch.no_grad():
+        no_prefix = loop.generate(requests[1:])
+    assert cached[1] == no_prefix[0]  # a masked-out prefix is the base model
 
 
 def test_too_long_is_rejected(model):

@@ -33,6 +33,26 @@ def test_trained_modulation_matches_the_formula_and_is_per_row(tiny_model):
     assert not torch.allclose(masked[0], norm.base(x[0:1])[0])
 
 
+def test_cpu_fast_path_is_the_kernel_arithmetic_bit_for_bit_and_bf16_takes_the_kernel(tiny_model, monkeypatch):
+    norm = ConditionalRMSNorm(tiny_model.model.layers[0].input_layernorm, D_U)
+    torch.nn.init.normal_(norm.modulation.weight, std=0.3)
+    torch.nn.init.normal_(norm.modulation.bias, std=0.3)
+    x, u = torch.randn(3, 4, 64), torch.randn(3, D_U)
+    context = UserLayerContext(norm_vectors=u, norm_mask=torch.tensor([True, False, True]))
+    with torch.inference_mode():
+        fast = norm(x, context)
+        again = norm(x, context)  # (1 + γ, β) from the context's cache
+        kernel = norm._kernel_forward(x, UserLayerContext(norm_vectors=u, norm_mask=context.norm_mask))
+    assert torch.equal(fast, kernel) and torch.equal(again, fast)
+    import recllm.user_layers.conditional_norm as module
+
+    calls = []
+    monkeypatch.setattr(module, "conditional_rms_norm", lambda *a: calls.append(1) or conditional_rms_norm_reference(*a))
+    with torch.inference_mode():
+        norm.to(torch.bfloat16)(x.bfloat16(), UserLayerContext(norm_vectors=u))
+    assert calls == [1]
+
+
 def test_only_the_chosen_layers_and_sites_are_conditioned(tiny_model):
     install_conditional_norms(tiny_model, D_U, layers=(1,), sites=("post_attention",))
     assert isinstance(tiny_model.model.layers[1].post_attention_layernorm, ConditionalRMSNorm)
