@@ -126,7 +126,7 @@ class SilentStages:
         self.inner = InProcessChatStages(pipeline)
         self.encode, self.retrieve, self.rank = self.inner.encode, self.inner.retrieve, self.inner.rank
 
-    def stream_reply(self, request, service, item_ids, facts, act="recommend"):
+    def stream_reply(self, request, service, item_ids, facts, act="recommend", user_context=None):
         return iter(())
 
 

@@ -65,8 +65,20 @@ def held_out_turns(layout: ArtifactLayout, n: int) -> list[ReplyTurn]:
         retrieval, ranking = pipeline.retrieve_and_rank(request)
         facts = tuple(f.text(request.language) for f, _ in retrieval.fragments)
         turns.append(ReplyTurn(retrieval.service, request.language, request.query,
-                               tuple(int(i) for i in ranking.item_ids), facts, user_id=user))
+                               tuple(int(i) for i in ranking.item_ids), facts, user_id=user,
+                               user_context=retrieval.context))  # as served: u from the retriever's read
     return turns
+
+
+class ForwardCounter:
+    """Counts the forwards (prefill + one per decoded token) of a stage's model: per-step cost and reply length."""
+
+    def __init__(self, stage):
+        self.count = 0
+        stage.generator.model.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.count += 1
 
 
 def timed(stage, turns) -> tuple[float, float, list]:
@@ -116,21 +128,28 @@ def in_process(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
         raise RuntimeError(f"{layout.root} has no user layers for its generator (rebuild with this code)")
     for stage in stages.values():  # warm-up
         stage.generate_turns(turns[:2])
+    counters = {name: ForwardCounter(stage) for name, stage in stages.items()}
     out = {}
     replies = {name: [] for name in stages}
     for batch in (1, config.batch):
         samples = {name: {"wall": [], "cpu": []} for name in stages}
+        forwards = {name: 0 for name in stages}
         for start in range(0, len(turns) - batch + 1, batch):
             chunk = turns[start:start + batch]
             order = ("off", "on") if (start // batch) % 2 == 0 else ("on", "off")
             for name in order:
+                before = counters[name].count
                 wall, cpu, texts = timed(stages[name], chunk)
+                forwards[name] += counters[name].count - before
                 samples[name]["wall"].append(wall / batch)
                 samples[name]["cpu"].append(cpu / batch)
                 if batch == 1:
                     replies[name] += texts
         rows = {name: {f"{kind}_p{q}_ms": round(float(np.percentile(v, q)), 2) for kind, v in s.items()
                        for q in (50, 95)} for name, s in samples.items()}
+        for name, s in samples.items():  # per decode step: the layers' cost apart from how long the replies are
+            rows[name]["forwards_per_reply"] = round(forwards[name] * batch / (len(s["wall"]) * batch), 2)
+            rows[name]["cpu_ms_per_forward"] = round(float(np.sum(s["cpu"])) * batch / max(forwards[name], 1), 3)
         ratio = {f"{k}_on/off": round(rows["on"][k] / rows["off"][k], 3) for k in rows["off"]}
         out[f"batch {batch}"] = {"replies": len(samples["on"]["wall"]) * batch, **rows, "ratio": ratio}
         print(json.dumps({f"batch {batch}": out[f"batch {batch}"]}), flush=True)
@@ -240,7 +259,19 @@ def markdown(report: dict, config: ReplyLayersBenchConfig, info: dict, command: 
                      f"| {row['off']['wall_p95_ms']} / {row['on']['wall_p95_ms']} | {row['off']['cpu_p50_ms']} / "
                      f"{row['on']['cpu_p50_ms']} | {row['ratio']['wall_p95_ms_on/off']} | "
                      f"{row['ratio']['cpu_p50_ms_on/off']} |")
-    lines += ["", "Times are per reply (a batch's time divided by its size); one torch thread.", "",
+    lines += ["", "Times are per reply (a batch's time divided by its size); one torch thread. Each turn's `u` comes "
+              "from the retriever's read of the profile, as served.", "",
+              "Per decode step (model forwards: the prefill and one per generated token, counted by a hook) the "
+              "layers' cost apart from how long the replies are, and how long they are:", "",
+              "| batch | forwards per reply off / on | CPU ms per forward off / on | per forward on/off | "
+              "reply length on/off |", "|---:|---|---|---:|---:|"]
+    for name, row in report["in_process"].items():
+        if name.startswith("batch") and "forwards_per_reply" in row["on"]:
+            lines.append(f"| {name.split()[1]} | {row['off']['forwards_per_reply']} / {row['on']['forwards_per_reply']} "
+                         f"| {row['off']['cpu_ms_per_forward']} / {row['on']['cpu_ms_per_forward']} | "
+                         f"{row['ratio']['cpu_ms_per_forward_on/off']} | {row['ratio']['forwards_per_reply_on/off']} |")
+    lines += ["", "Longer replies with the layers on are the style the layers learned (detailed-style users get their "
+              "facts quoted, below), not overhead of the layers themselves.", "",
               "## Does the reply follow the user's explanation style?", "",
               "The same held-out requests (batch 1, greedy), replies with a profile fact in the prompt: share that "
               "quote one of the prompt's facts, by the style the user once asked for in a chat (profile events "

@@ -11,7 +11,8 @@ Stages (Python backend, KIND_CPU) and how the ``recllm`` ensemble wires them::
                                           ▼
                                       reranker ── ITEM_IDS, ITEM_SCORES, ITEM_NAMES, ITEM_PRICES, ...
                                           ▼
-                                      generator ── REPLY
+                                      generator ── REPLY   (also fed the retriever's USER_CONTEXT: the
+                                                            user layers' u without a second profile read)
 
 ``recllm_rank`` is the same first three steps without the generator (items, scores, explanations, no reply).
 The encoder, retriever and reranker are batched models behind Triton's dynamic batcher; ``ServingProfile``
@@ -162,13 +163,15 @@ def ensemble_config(name: str = tensors.ENSEMBLE_MODEL, signature: tensors.Stage
     # Ensemble-internal tensor names are the UPPER_SNAKE stage tensor names; boundary ones map to lower_snake.
     boundary = {spec.name: spec.client_name for spec in (*signature.inputs, *signature.outputs)}
     stages = {stage.name: stage for stage in STAGES}
+    produced: set[str] = set()  # tensors an earlier step outputs: an optional input is wired when one does
     for stage_name in stage_names:
         stage = stages[stage_name]
         step = config.ensemble_scheduling.step.add(model_name=stage.name, model_version=-1)
-        for spec in (s for s in stage.signature.inputs if not s.optional):
+        for spec in (s for s in stage.signature.inputs if not s.optional or s.name in produced):
             step.input_map[spec.name] = boundary.get(spec.name, spec.name)
         for spec in stage.signature.outputs:
             step.output_map[spec.name] = boundary.get(spec.name, spec.name)
+            produced.add(spec.name)
     return config
 
 

@@ -110,6 +110,9 @@ class ReplyTurn:
     act: str | None = None
     relaxation: str = ""
     user_id: str | None = None  # the verified user (their user layers apply); None: the base model
+    # the profile the retriever read for this turn (UserContext, already the verified user's): the user layers derive
+    # ``u`` from it instead of reading the profile again; None: the personalizer reads it
+    user_context: UserContext | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,8 @@ class GenerationStage:
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation,
                               reply_frame(turn.query, act))
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
-                            quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id)
+                            quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
+                            user_context=turn.user_context)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         from recllm.generator.reply_check import check_reply  # noqa: PLC0415
@@ -246,11 +250,11 @@ class GenerationStage:
 
     def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
                profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",
-               user_id: str | None = None) -> Iterator[str]:
+               user_id: str | None = None, user_context: UserContext | None = None) -> Iterator[str]:
         from recllm.generator import GREEDY  # noqa: PLC0415
 
         turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
-                         relaxation, user_id)
+                         relaxation, user_id, user_context)
         request = self.request(turn)
         if self.sampling != GREEDY:
             reply = self.generate_turns([turn])[0]
@@ -282,9 +286,9 @@ class GenerationStage:
 
     def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
                  profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",
-                 user_id: str | None = None) -> str:
+                 user_id: str | None = None, user_context: UserContext | None = None) -> str:
         turn = ReplyTurn(service, language, query, tuple(int(i) for i in item_ids), tuple(profile_facts), act,
-                         relaxation, user_id)
+                         relaxation, user_id, user_context)
         reply = self.generate_turns([turn])[0]
         if isinstance(reply, ValueError):
             raise reply
@@ -377,7 +381,7 @@ class RecPipeline:
         retrieval, ranking = self.retrieve_and_rank(request)
         facts = [f.text(request.language) for f, _ in retrieval.fragments]
         reply = self.generation.generate(retrieval.service, request.language, request.query, ranking.item_ids, facts,
-                                         user_id=user_id)
+                                         user_id=user_id, user_context=retrieval.context)
         return Recommendation(retrieval.service, self.describe(ranking), reply, facts)
 
     def describe(self, ranking: Ranking) -> list[dict]:

@@ -116,8 +116,12 @@ RETRIEVER = StageSignature((USER_TOKEN, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, 
                            batched=True)
 RERANKER = StageSignature((USER_TOKEN, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
                            USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS, batched=True)
-# The generator reads the user's profile too (their user layers: recllm.user_layers.reply_personalizer).
-GENERATOR = StageSignature((USER_TOKEN, QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS), (REPLY,), batched=True)
+# The generator reads the user's profile too (their user layers: recllm.user_layers.reply_personalizer): from the
+# retriever's sealed USER_CONTEXT when its caller has one (the ensembles, the chat model: no second profile read),
+# else from the profile. Optional: a direct caller has no sealed context.
+GENERATOR_USER_CONTEXT = TensorSpec("USER_CONTEXT", BYTES, (1,), optional=True)
+GENERATOR = StageSignature((USER_TOKEN, QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS, GENERATOR_USER_CONTEXT),
+                           (REPLY,), batched=True)
 STAGES: dict[str, StageSignature] = {
     "query_encoder": QUERY_ENCODER, "retriever": RETRIEVER, "reranker": RERANKER, "generator": GENERATOR,
 }
@@ -139,4 +143,4 @@ REPLY_ACT = TensorSpec("REPLY_ACT", BYTES, (1,), optional=True)    # recommend/r
 RELAXATION = TensorSpec("RELAXATION", BYTES, (1,), optional=True)  # the nothing-left turn's offered relaxation
 GENERATOR_STREAM_MODEL = "generator_stream"
 GENERATOR_STREAM = StageSignature((USER_TOKEN, QUERY, RESOLVED_SERVICE, ITEM_IDS, PROFILE_FACTS, LANGUAGE, REPLY_ACT,
-                                   RELAXATION), (TEXT_DELTA,))
+                                   RELAXATION, GENERATOR_USER_CONTEXT), (TEXT_DELTA,))

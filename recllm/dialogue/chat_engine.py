@@ -49,8 +49,8 @@ class CandidateSet:
     candidate_scores: np.ndarray  # [C] float32
     service: str
     profile_facts: list[str]
-    # The user's profile as the retriever read it, handed to ``rank`` (in-process a ``UserContext``, over BLS the
-    # serialized USER_CONTEXT tensor): one profile read per turn.
+    # The user's profile as the retriever read it, handed to ``rank`` and ``stream_reply`` (in-process a
+    # ``UserContext``, over BLS the sealed USER_CONTEXT tensor): one profile read per turn.
     user_context: object = None
 
 
@@ -63,7 +63,7 @@ class ChatStages(Protocol):
     def rank(self, request: RecRequest, candidates: CandidateSet) -> dict[str, np.ndarray]: ...
 
     def stream_reply(self, request: RecRequest, service: str, item_ids: list[int], facts: list[str],
-                     act: str) -> Iterator[str]: ...
+                     act: str, user_context: object = None) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ class ChatEngine:
             return
         yield ItemsChunk(arrays, candidates.service)
         facts = clean_all(candidates.profile_facts)
-        deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act)
+        deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act,
+                                          candidates.user_context)
         yield from (TextChunk(delta) for delta in redact_stream(deltas))
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
@@ -293,6 +294,6 @@ class InProcessChatStages:
                                              candidates.candidate_scores, candidates.user_context)
         return tensors.client_arrays(self.pipeline.ranking.item_arrays(ranking))
 
-    def stream_reply(self, request, service, item_ids, facts, act="recommend") -> Iterator[str]:
+    def stream_reply(self, request, service, item_ids, facts, act="recommend", user_context=None) -> Iterator[str]:
         return self.pipeline.generation.stream(service, request.language, request.query, item_ids, facts, act=act,
-                                               user_id=request.user_id)
+                                               user_id=request.user_id, user_context=user_context)

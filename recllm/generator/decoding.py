@@ -35,9 +35,10 @@ ItemName = Callable[[int], str]
 
 class Personalizer(Protocol):
     """What the generator asks of the user layers (``recllm.user_layers.reply_personalizer``): one layer context
-    for a batch, rows in request order (None rows: no user)."""
+    for a batch, rows in request order (None rows: no user; a row's user context, when given, is the profile the
+    retriever read for that turn)."""
 
-    def layer_context(self, user_ids: Sequence[str | None]) -> Any: ...
+    def layer_context(self, user_ids: Sequence[str | None], user_contexts: Sequence[Any] | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class ReplyRequest:
     max_new_tokens: int | None = None  # None: GeneratorConfig.max_new_tokens
     quotable_facts: tuple[str, ...] | None = None  # the prompt's facts, the only quotes allowed; None: unconstrained
     user_id: str | None = None  # the verified user: their user layers apply when the generator has a personalizer
+    # the user's profile as the retriever read it for this turn (``recllm.profile.user_context.UserContext``): the
+    # personalizer derives the user's ``u`` from it instead of reading the profile again; None: it reads the profile
+    user_context: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ class ReplyGenerator:
         """The personalizer's per-row user layers for a batch (rows in request order), or None (base model)."""
         if self.personalizer is None or not any(r.user_id for r in requests):
             return None
-        return self.personalizer.layer_context([r.user_id for r in requests])
+        return self.personalizer.layer_context([r.user_id for r in requests], [r.user_context for r in requests])
 
     def generate_batch(self, requests: Sequence[ReplyRequest], item_name: ItemName
                        ) -> list[GeneratedReply | ValueError]:

@@ -134,6 +134,14 @@ def user_context_input(pb_utils, request, user_id: str, keyring: Keyring) -> Use
         raise RequestError(str(exc)) from None
 
 
+def optional_user_context(pb_utils, request, user_id: str, keyring: Keyring) -> UserContext | None:
+    """The generator's optional USER_CONTEXT (the retriever's sealed read, passed on by the ensembles and the chat
+    model), checked like the reranker's; None when the caller sent none (the user layers then read the profile)."""
+    if pb_utils.get_input_tensor_by_name(request, tensors.USER_CONTEXT.name) is None:
+        return None
+    return user_context_input(pb_utils, request, user_id, keyring)
+
+
 def input_scalar(pb_utils, request, name: str):
     """The single element of a [1]-shaped input (bytes for strings)."""
     array = input_array(pb_utils, request, name)

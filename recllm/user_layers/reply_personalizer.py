@@ -8,7 +8,10 @@ place (the base weights are shared, not copied) and, for each batch of replies, 
 one ``UserLayerContext``:
 
 * ``u`` per user from the profile (``UserVectorBuilder``: DP-released preferences, demographics, temporal pattern,
-  service shares; cold users get their segment's vector), cached per user for ``vector_ttl_s``;
+  service shares; cold users get their segment's vector), cached per user for ``vector_ttl_s``; a request that
+  carries the profile the retriever already read for it (``ReplyRequest.user_context``; over Triton the sealed
+  USER_CONTEXT tensor) has its ``u`` derived from that (~1 ms) instead of a second profile read (~9 ms on the default
+  build: the events and signals behind it);
 * adapters per row by the store's policy: the user's own adapter when fresh (weight 1), else the MoE gate's top-k
   mixture of the segment adapters, all rows of the batch in one multi-LoRA call;
 * rows without a user (no verified token) run the base model: no norm modulation, prefix masked out, no adapter.
@@ -31,6 +34,7 @@ from recllm.generator.qwen2 import Qwen2
 from recllm.user_layers.adapter_store import AdapterStore, AdapterStoreConfig, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.layer_context import UserLayerContext
+from recllm.user_layers.multi_lora import LORA_PATHS
 from recllm.user_layers.user_vector import SegmentModel, UserVectorBuilder, UserVectorConfig
 
 USER_LAYERS_DIR = "user_layers"
@@ -49,8 +53,11 @@ class PersonalizerConfig:
     use_lora: bool = True
     vector_ttl_s: float = 60.0  # a user's u is re-read from the profile at most this often
     max_cached_users: int = 50_000
+    lora_path: str = "auto"  # how the served LoRA runs (multi_lora.LORA_PATHS); replaces the build's training choice
 
     def __post_init__(self):
+        if self.lora_path not in LORA_PATHS:
+            raise ValueError(f"PersonalizerConfig.lora_path must be one of {LORA_PATHS}, got {self.lora_path!r}")
         if not self.vector_ttl_s >= 0:
             raise ValueError(f"PersonalizerConfig.vector_ttl_s must be >= 0, got {self.vector_ttl_s!r}")
         if isinstance(self.max_cached_users, bool) or not isinstance(self.max_cached_users, int) \
@@ -81,16 +88,18 @@ class UserVectorCache:
         self._lock = threading.Lock()
         self.reads = 0
 
-    def get(self, user_id: str) -> tuple[np.ndarray, int]:
+    def get(self, user_id: str, context=None) -> tuple[np.ndarray, int]:
+        """The user's (u, segment): cached while fresh; else from ``context`` (the profile the retriever read for
+        this request: no profile read here) or read from the profile (``reads`` counts those)."""
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(user_id)
             if entry is not None and now - entry[0] <= self.ttl_s:
                 self._entries.move_to_end(user_id)
                 return entry[1], entry[2]
-        u, segment = self.vectors.vector(user_id)
+        u, segment = self.vectors.vector(user_id, context)
         with self._lock:
-            self.reads += 1
+            self.reads += context is None
             self._entries[user_id] = (now, u, segment)
             self._entries.move_to_end(user_id)
             while len(self._entries) > self.max_users:
@@ -120,7 +129,9 @@ class ReplyPersonalizer:
              config: PersonalizerConfig | None = None) -> "ReplyPersonalizer":
         """Plug the folder's layers into ``base`` (in place) and register its adapters (read lazily)."""
         folder = Path(folder)
+        config = config or PersonalizerConfig()
         layers_config, vector_config = load_layers_config(folder)
+        layers_config.lora_path = config.lora_path
         adaptive = AdaptiveQwen2(base, layers_config)
         adaptive.load_user_layers(folder / LAYERS_FILE)
         adaptive.eval()
@@ -134,11 +145,14 @@ class ReplyPersonalizer:
                 store.register_folder(path)
         return cls(adaptive, vectors, store, config)
 
-    def user_batch(self, user_ids: Sequence[str | None]) -> UserBatch | None:
-        """The ``UserBatch`` of one decode batch (rows in request order); None when no row has a user."""
+    def user_batch(self, user_ids: Sequence[str | None], user_contexts: Sequence | None = None) -> UserBatch | None:
+        """The ``UserBatch`` of one decode batch (rows in request order); None when no row has a user.
+        ``user_contexts`` (per row, or None): the profile the retriever read for that request, so ``u`` is derived
+        from it instead of a second profile read."""
         if not any(user_ids):
             return None
-        rows = [self.cache.get(u) if u else None for u in user_ids]
+        contexts = user_contexts or [None] * len(user_ids)
+        rows = [self.cache.get(u, c) if u else None for u, c in zip(user_ids, contexts)]
         dim = self.cache.vectors.config.dim
         u = torch.from_numpy(np.stack([r[0] if r is not None else np.zeros(dim, np.float32) for r in rows]))
         has_user = torch.tensor([r is not None for r in rows])
@@ -175,9 +189,10 @@ class ReplyPersonalizer:
                     indices[row, 0], weights[row, 0] = slots[name], 1.0
         return indices, weights
 
-    def layer_context(self, user_ids: Sequence[str | None]) -> UserLayerContext | None:
+    def layer_context(self, user_ids: Sequence[str | None], user_contexts: Sequence | None = None
+                      ) -> UserLayerContext | None:
         """What the decode loop passes to every layer for this batch (None: the base model)."""
-        batch = self.user_batch(user_ids)
+        batch = self.user_batch(user_ids, user_contexts)
         if batch is None:
             return None
         with torch.inference_mode():

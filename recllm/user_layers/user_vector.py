@@ -255,9 +255,13 @@ class UserVectorBuilder:
         row = self.profile.demographics_of(user_id)
         return Demographics(*row) if row is not None else None
 
-    def raw_vector(self, user_id: str) -> tuple[np.ndarray, bool]:
-        """(u, cold) without the segment fallback."""
-        context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id)
+    def raw_vector(self, user_id: str, context: UserContext | None = None) -> tuple[np.ndarray, bool]:
+        """(u, cold) without the segment fallback. ``context``: the user's profile as a served request already read
+        it (``read_user_context`` with the DP-released preferences, as the retriever serves); None: read here."""
+        if context is None:
+            context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id)
+        elif context.user_id != user_id:
+            raise ValueError("UserVectorBuilder: the user context belongs to another user than user_id")
         rows = self.profile.temporal_histograms_of(user_id)
         u = user_vector(context, self.config, self.demographics_of(user_id), rows)
         return u, is_cold(context)
@@ -267,11 +271,12 @@ class UserVectorBuilder:
         self.segments = SegmentModel.fit(np.stack(warm), self.config)
         return self.segments
 
-    def vector(self, user_id: str) -> tuple[np.ndarray, int]:
-        """(u, segment) of one user; cold users get their segment's vector."""
+    def vector(self, user_id: str, context: UserContext | None = None) -> tuple[np.ndarray, int]:
+        """(u, segment) of one user (from ``context`` when given, see ``raw_vector``); cold users get their
+        segment's vector."""
         if self.segments is None:
             raise ValueError("UserVectorBuilder.segments is not set: call fit_segments or pass a SegmentModel")
-        u, cold = self.raw_vector(user_id)
+        u, cold = self.raw_vector(user_id, context)
         if cold:
             return self.segments.cold_vector(u)[::-1]
         return u, self.segments.assign(u)

@@ -18,12 +18,13 @@ def test_in_process_on_off_and_the_report(test_artifacts, tmp_path):
         assert row["replies"] == 8
         assert row["on"]["wall_p50_ms"] > 0 and row["off"]["wall_p50_ms"] > 0
         assert row["ratio"]["wall_p95_ms_on/off"] > 0
-    assert 0 < report["in_process"]["u_reads"] <= 8  # u read once per user, not per reply
+        assert row["on"]["forwards_per_reply"] >= 2 and row["on"]["cpu_ms_per_forward"] > 0
+    assert report["in_process"]["u_reads"] == 0  # as served: u from the retriever's read, no profile read of its own
     assert set(report["in_process"]["variants"]) == {"norm only", "norm + prefix", "LoRA mixture only"}
     assert set(report["in_process"]["citations"]) == {"off", "on", "norm only", "norm + prefix", "LoRA mixture only"}
     text = markdown(report, config, machine_info(), "python -m benchmarks.reply_user_layers")
     assert "| base |" in text and "## In-process generation" in text and "Chat turn through Triton" not in text
-    assert "| all (served) |" in text
+    assert "| all (served) |" in text and "CPU ms per forward off / on" in text
 
 
 def test_config_is_checked():

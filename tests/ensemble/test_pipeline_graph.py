@@ -36,11 +36,18 @@ def test_ensemble_steps_consume_only_available_tensors():
     assert {t.name for t in config.output} <= available
 
 
-def test_ensemble_maps_every_required_stage_input():
+def test_ensemble_maps_every_required_stage_input_and_the_optional_ones_an_earlier_step_produces():
     stages = {s.name: s for s in graph.STAGES}
+    produced = set()
     for step in graph.ensemble_config().ensemble_scheduling.step:
-        required = {t.name for t in stages[step.model_name].signature.inputs if not t.optional}
-        assert set(step.input_map) == required
+        inputs = stages[step.model_name].signature.inputs
+        required = {t.name for t in inputs if not t.optional}
+        assert set(step.input_map) == required | ({t.name for t in inputs if t.optional} & produced)
+        produced |= set(step.output_map)
+    generator = graph.ensemble_config().ensemble_scheduling.step[-1]
+    assert generator.model_name == "generator" and generator.input_map["USER_CONTEXT"] == "USER_CONTEXT"
+    rank_steps = graph.rank_ensemble_config().ensemble_scheduling.step
+    assert all("MAX_PRICE" not in step.input_map for step in rank_steps)  # optional, produced by no step
 
 
 def test_client_boundary_is_lower_snake_and_inside_upper_snake():

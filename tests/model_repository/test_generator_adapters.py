@@ -233,3 +233,35 @@ def test_users_of_one_batch_each_get_their_own_user_layers(models, items, users)
         reply = response.outputs()["REPLY"].reshape(-1)[0].decode()
         assert reply == generator.execute([request])[0].outputs()["REPLY"].reshape(-1)[0].decode()
         assert reply == stage.generate("samokat", "ru", query, items[:n], facts, user_id=user)
+
+
+def test_the_retriever_s_sealed_context_feeds_the_user_layers_and_a_foreign_one_is_refused(models, items, users,
+                                                                                         test_artifacts):
+    """The ensemble and the chat model pass the retriever's sealed USER_CONTEXT on: the reply is the same as with a
+    profile read of the generator's own, no read happens, and another user's or an unsealed context is refused."""
+    from recllm.pipeline import load_retriever
+    from recllm.serving.backend_adapter import sealed_context
+
+    retriever = load_retriever(test_artifacts)
+    query, n, facts, _ = TURNS[0]
+    user, other = users[3], users[4]
+    personalizer = models["generator"].generation.generator.personalizer
+    personalizer.cache.forget(user)
+    reads = personalizer.cache.reads
+    with_context = generator_request(query, items[:n], facts, user=user)
+    with_context.tensors["USER_CONTEXT"] = fake_pb_utils.Tensor(
+        "USER_CONTEXT", sealed_context(KEYRING, retriever.read_context(user))[None])
+    foreign = generator_request(query, items[:n], facts, user=user)
+    foreign.tensors["USER_CONTEXT"] = fake_pb_utils.Tensor(
+        "USER_CONTEXT", sealed_context(KEYRING, retriever.read_context(other))[None])
+    unsealed = generator_request(query, items[:n], facts, user=user)
+    unsealed.tensors["USER_CONTEXT"] = fake_pb_utils.Tensor(
+        "USER_CONTEXT", np.array([retriever.read_context(user).to_bytes()], dtype=np.object_)[None])
+    replies = models["generator"].execute([with_context, foreign, unsealed])
+    assert personalizer.cache.reads == reads  # u came from the context
+    assert "another user" in replies[1].error().message()
+    assert replies[2].has_error() and "internal error" not in replies[2].error().message()
+    personalizer.cache.forget(user)
+    read_itself = models["generator"].execute([generator_request(query, items[:n], facts, user=user)])[0]
+    assert personalizer.cache.reads == reads + 1
+    assert replies[0].outputs()["REPLY"].reshape(-1)[0] == read_itself.outputs()["REPLY"].reshape(-1)[0]

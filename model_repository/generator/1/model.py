@@ -1,7 +1,9 @@
 """Triton adapter: ranked items + profile facts -> reply text (recllm.generator, our Qwen2 + decode loop).
 
 The user is the subject of the verified USER_TOKEN; the build's user layers (conditional norms, prefix, segment or
-user LoRA mixed by the MoE gate: recllm.user_layers.reply_personalizer) apply per row of a batch of different users.
+user LoRA mixed by the MoE gate: recllm.user_layers.reply_personalizer) apply per row of a batch of different users;
+their ``u`` comes from the retriever's sealed USER_CONTEXT when the caller passes it on (the ``recllm`` ensemble
+does), else from a profile read.
 
 All requests of one ``execute`` (several when the model config enables dynamic batching) are decoded together, one
 forward per step (``GenerationStage.generate_turns``); a bad request gets its own error. Reply-check counts
@@ -15,8 +17,8 @@ from recllm_proto import tensors as T
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
 from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_item_ids, input_scalar,
-                                            input_service, input_strings, make_response, request_user_id,
-                                            server_keyring)
+                                            input_service, input_strings, make_response, optional_user_context,
+                                            request_user_id, server_keyring)
 from recllm_proto.text_arrays import utf8_array
 
 
@@ -56,8 +58,9 @@ class TritonPythonModel:
         service = input_service(pb_utils, request)
         item_ids = input_item_ids(pb_utils, request, T.ITEM_IDS.name, len(self.generation.catalog))
         facts = input_strings(pb_utils, request, T.PROFILE_FACTS.name)
+        context = optional_user_context(pb_utils, request, user_id, self.keys.current())
         return ReplyTurn(service, detect_language(query), query, tuple(item_ids.tolist()), tuple(facts),
-                         user_id=user_id)
+                         user_id=user_id, user_context=context)
 
     def execute(self, requests):
         responses = [None] * len(requests)

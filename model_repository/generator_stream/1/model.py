@@ -13,7 +13,8 @@ the next batch.
 
 Reply check, greedy regeneration of a failing sampled reply, and the act (REPLY_ACT, derived from the query when
 absent) behave as ``GenerationStage.stream`` in-process. The user is the subject of the verified USER_TOKEN (the chat
-model passes the caller's on); their user layers apply to their row of the batch. A bad request gets its error and the final flag at once; a
+model passes the caller's on); their user layers apply to their row of the batch, with ``u`` from the retriever's
+sealed USER_CONTEXT that the chat model passes on (no second profile read). A bad request gets its error and the final flag at once; a
 cancelled request stops receiving and is finished.
 """
 
@@ -26,7 +27,7 @@ from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
 from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, input_item_ids,
                                             input_scalar, input_service, input_strings, make_response, optional_array,
-                                            request_user_id, server_keyring)
+                                            optional_user_context, request_user_id, server_keyring)
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -78,8 +79,9 @@ class TritonPythonModel:
             raise RequestError(f"{T.REPLY_ACT.name} must be one of {sorted(ACTS)}, got {act!r}")
         language = optional_text(request, T.LANGUAGE)
         language = checked_language(T.LANGUAGE.name, language) if language else detect_language(query)
+        context = optional_user_context(pb_utils, request, user_id, self.keys.current())
         return ReplyTurn(service, language, query, tuple(item_ids.tolist()), tuple(facts), act,
-                         optional_text(request, T.RELAXATION) or "", user_id)
+                         optional_text(request, T.RELAXATION) or "", user_id, context)
 
     def execute(self, requests):
         for request in requests:

@@ -89,7 +89,7 @@ class BlsStages:
         }
         return T.client_arrays(call_model("reranker", inputs, [spec.name for spec in T.RERANKER.outputs]))
 
-    def stream_reply(self, request, service, item_ids, facts, act="recommend"):
+    def stream_reply(self, request, service, item_ids, facts, act="recommend", user_context=None):
         inputs = {
             T.USER_TOKEN.name: np.array([self.user_token], dtype=np.object_),
             T.QUERY.name: utf8_array([request.query]),
@@ -99,6 +99,8 @@ class BlsStages:
             T.LANGUAGE.name: utf8_array([request.language]),
             T.REPLY_ACT.name: utf8_array([act]),
         }
+        if user_context is not None:  # the retriever's sealed read: the reply's user layers need no second one
+            inputs[T.USER_CONTEXT.name] = np.asarray(user_context, dtype=np.object_).reshape(-1)  # unbatched: [1]
         return stream_text(T.GENERATOR_STREAM_MODEL, inputs)
 
 

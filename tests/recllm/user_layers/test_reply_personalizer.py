@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,6 +115,29 @@ def test_u_is_read_once_per_ttl(stage, users):
     expired.get(users[0])
     expired.get(users[0])
     assert expired.reads == 2
+
+
+def test_u_comes_from_the_retriever_s_context_without_a_second_profile_read(stage, users, test_artifacts):
+    from recllm.pipeline import load_retriever
+
+    retriever = load_retriever(test_artifacts)
+    contexts = [retriever.read_context(u) for u in users[:2]]
+    vectors = stage.generator.personalizer.cache.vectors
+    cache = UserVectorCache(vectors, ttl_s=3600, max_users=8)
+    for user, context in zip(users, contexts):
+        u, segment = cache.get(user, context)
+        expected, expected_segment = vectors.vector(user)  # a read of its own
+        assert np.array_equal(u, expected) and segment == expected_segment
+    assert cache.reads == 0
+    with pytest.raises(ValueError, match="another user"):
+        vectors.vector(users[1], contexts[0])
+    personalizer = stage.generator.personalizer
+    reads = personalizer.cache.reads
+    fresh = [u for u in users[2:4]]
+    personalizer.cache.forget(fresh[0])
+    batch = personalizer.user_batch([fresh[0], None], [retriever.read_context(fresh[0]), None])
+    assert personalizer.cache.reads == reads and np.array_equal(batch.user_vectors[0].numpy(),
+                                                                 vectors.vector(fresh[0])[0])
 
 
 def test_switches_and_foreign_checkpoints(test_artifacts, monkeypatch, caplog, tmp_path):
