@@ -163,13 +163,14 @@ class ChatEngine:
     def _recommend(self, plan: TurnPlan) -> Iterator[ItemsChunk | TextChunk]:
         request = plan.request
         query_vector = self.stages.encode(request.query)
-        candidates = self.same_kinds_when_cheaper(plan, self.stages.retrieve(request, query_vector, plan.exclude))
+        candidates = self.held_to_kinds(plan, self.stages.retrieve(request, query_vector, plan.exclude))
         arrays = {}
         if len(candidates.candidate_ids):
             arrays = guard_items(self.stages.rank(request, candidates), plan.base.query)
         item_ids = [int(i) for i in arrays.get(tensors.ITEM_IDS.client_name, [])]
         if not item_ids:
-            relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service)
+            relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service,
+                                            self.categories_of if self.catalog is not None else None)
             yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
             state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
             state = replace(state, offer=asdict(relaxation) if relaxation else None)
@@ -187,14 +188,23 @@ class ChatEngine:
                              plan.understanding)
         self._record(plan, state, request.query, candidates.service, item_ids, prices)
 
-    def same_kinds_when_cheaper(self, plan: TurnPlan, candidates: CandidateSet) -> CandidateSet:
-        """«подешевле» asks for cheaper items of the kinds on screen: candidates of other categories go (live, cheaper
-        headphones came back as energy gel and sunscreen); none left is a nothing-left turn offering the budget."""
-        if (self.catalog is None or plan.act != "refine" or plan.understanding is None
-                or "cheaper" not in plan.understanding.refinement or not plan.state.last_items):
+    def categories_of(self, item_ids) -> list[str]:
+        return [self.catalog.get(int(i)).category_id for i in item_ids]
+
+    def held_to_kinds(self, plan: TurnPlan, candidates: CandidateSet) -> CandidateSet:
+        """Candidates of the kinds this turn is held to, when it is: «подешевле» asks for cheaper items of the kinds
+        on screen (live, cheaper headphones came back as energy gel and sunscreen); a goal that took another service
+        or a higher budget keeps the kinds the offer counted (``DialogueState.kinds``). None left is a nothing-left
+        turn."""
+        if self.catalog is None or plan.act != "refine":
             return candidates
-        kinds = {self.catalog.get(int(i)).category_id for i in plan.state.last_items}
-        keep = np.array([self.catalog.get(int(i)).category_id in kinds for i in candidates.candidate_ids], dtype=bool)
+        kinds = set(plan.state.kinds)
+        if (plan.understanding is not None and "cheaper" in plan.understanding.refinement
+                and plan.state.last_items):
+            kinds = set(self.categories_of(plan.state.last_items))
+        if not kinds:
+            return candidates
+        keep = np.array([c in kinds for c in self.categories_of(candidates.candidate_ids)], dtype=bool)
         return replace(candidates, candidate_ids=np.asarray(candidates.candidate_ids)[keep],
                        candidate_scores=np.asarray(candidates.candidate_scores)[keep])
 

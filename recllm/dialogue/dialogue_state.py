@@ -73,6 +73,7 @@ class DialogueState:
     last_act: str = ""
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
     offer: dict | None = None                      # the relaxation a nothing-left turn offered: kind, service, query
+    kinds: tuple[str, ...] = ()                    # category ids the goal is held to after taking an offer (none: any)
     summary: str = ""                              # older turns, compressed
     turns: int = 0
 
@@ -143,7 +144,7 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
         state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
         service="", budget=float(understanding.budget_rub) if understanding.budget_rub else None,
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
-        refinements=(), shown=(), rejected=(),
+        refinements=(), shown=(), rejected=(), kinds=(),
         summary=_summary(state),
     )
 
@@ -169,12 +170,14 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
 
 
 def accept_offer(state: DialogueState) -> DialogueState:
-    """The goal under the relaxation the last nothing-left turn offered (the diet is never relaxed)."""
+    """The goal under the relaxation the last nothing-left turn offered (the diet is never relaxed); another service
+    or no budget keeps the kinds of items the offer counted (``kinds``), so the list is what was offered."""
     offer = state.offer or {}
+    kinds = tuple(offer.get("categories") or ()) or state.kinds
     if offer.get("kind") == "service":
-        return replace(state, service=offer["service"], offer=None)
+        return replace(state, service=offer["service"], offer=None, kinds=kinds)
     if offer.get("kind") == "budget":
-        return replace(state, budget=None, offer=None)
+        return replace(state, budget=None, offer=None, kinds=kinds)
     if offer.get("kind") == "category":
         return replace(state, goal=offer["query"], refinements=(), offer=None)
     return replace(state, offer=None)

@@ -2,12 +2,18 @@
 
 Tried in order, each with a real retrieval under the relaxed constraint, so the offer is one the next turn can
 keep: the same request and diet in another service; the diet alone in the same service (a neighbouring category);
-the request without its budget. The first that the retriever can fill is offered.
+the request without its budget. The first that the retriever can fill is offered. Another service and a higher
+budget count only candidates of the kinds (catalog categories) the goal has shown: the retriever always returns
+its nearest items, and «64 more options» of groceries is no answer to a gift that ran out on Megamarket. The offer
+carries those categories, and the turn that takes it is held to them (``DialogueState.kinds``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState
 from recllm.rag.rec_request import RecRequest, parse_request
@@ -19,8 +25,9 @@ SERVICES = ("samokat", "megamarket", "kuper")
 class Relaxation:
     kind: str              # "service" | "category" | "budget"
     service: str           # where the relaxed request finds items
-    count: int             # unseen candidates it finds
+    count: int             # unseen candidates it finds (of ``categories`` when set)
     query: str
+    categories: tuple[str, ...] = ()  # the kinds the count is held to (the goal's); empty: any
 
 
 def relaxed_requests(request: RecRequest, state: DialogueState, exclude: frozenset[int], service: str
@@ -38,11 +45,31 @@ def relaxed_requests(request: RecRequest, state: DialogueState, exclude: frozens
     return tries
 
 
-def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclude: frozenset[int], service: str
-                       ) -> Relaxation | None:
-    """The first relaxation under which ``stages.retrieve`` finds unseen candidates; None when none does."""
+CategoryOf = Callable[[Sequence[int]], list[str]]  # item ids -> their catalog category ids
+
+HELD_TO_KINDS = ("service", "budget")  # the relaxations that keep the goal's kinds ("category" changes them)
+
+
+def goal_kinds(state: DialogueState, category_of: CategoryOf | None) -> tuple[str, ...]:
+    """The categories the goal's items so far belong to (held kinds first); empty when unknown."""
+    if state.kinds:
+        return state.kinds
+    if category_of is None or not state.shown:
+        return ()
+    return tuple(sorted(set(category_of(list(state.shown)))))
+
+
+def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclude: frozenset[int], service: str,
+                       category_of: CategoryOf | None = None) -> Relaxation | None:
+    """The first relaxation under which ``stages.retrieve`` finds unseen candidates (of the goal's kinds, for another
+    service or budget, when ``category_of`` tells them); None when none does."""
+    kinds = goal_kinds(state, category_of)
     for kind, relaxed, excluded in relaxed_requests(request, state, exclude, service):
         candidates = stages.retrieve(relaxed, stages.encode(relaxed.query), excluded)
-        if len(candidates.candidate_ids):
-            return Relaxation(kind, candidates.service, len(candidates.candidate_ids), relaxed.query)
+        ids = np.asarray(candidates.candidate_ids)
+        held = kinds if kind in HELD_TO_KINDS else ()
+        if held and len(ids):
+            ids = ids[np.isin(np.array(category_of(ids.tolist()), dtype=object), list(held))]
+        if len(ids):
+            return Relaxation(kind, candidates.service, len(ids), relaxed.query, held)
     return None

@@ -3,6 +3,8 @@ the goal's constraints hold across follow-ups; nothing that leaves carries perso
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, ItemsChunk, TextChunk
@@ -220,7 +222,12 @@ def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
                           understanding=RequestUnderstanding("ru", "electronics", "recommend").to_dict())
     sessions.save_state("cheap-1", "u_000001", shown.to_json())
     candidates = CandidateSet(np.array([2, 3, 4, 5]), np.array([0.9, 0.8, 0.7, 0.6], np.float32), "megamarket", [])
-    cheaper = engine.same_kinds_when_cheaper(engine.plan("cheap-1", "u_000001", "подешевле", 5), candidates)
+    cheaper = engine.held_to_kinds(engine.plan("cheap-1", "u_000001", "подешевле", 5), candidates)
     assert cheaper.candidate_ids.tolist() == [2, 5] and cheaper.candidate_scores.tolist() == pytest.approx([0.9, 0.6])
-    other = engine.same_kinds_when_cheaper(engine.plan("cheap-1", "u_000001", "не то", 5), candidates)
+    other = engine.held_to_kinds(engine.plan("cheap-1", "u_000001", "не то", 5), candidates)
     assert other.candidate_ids.tolist() == [2, 3, 4, 5]
+    # a goal that took another service's offer stays with the kinds the offer counted, «не то» included
+    held = replace(shown, kinds=("electronics/headphones",), last_act="refine")
+    sessions.save_state("held-1", "u_000001", held.to_json())
+    again = engine.held_to_kinds(engine.plan("held-1", "u_000001", "не то", 5), candidates)
+    assert again.candidate_ids.tolist() == [2, 5]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from recllm.dialogue.dialogue_state import (
     requested_style,
     MAX_REFINEMENTS_KEPT,
     DialogueState,
+    accept_offer,
     decide_act,
     effective_query,
     record_shown,
@@ -148,6 +149,27 @@ def test_nothing_left_offers_a_relaxation_the_retriever_can_fill():
     capped = replace(request, max_price=100.0)
     assert nearest_relaxation(stages, capped, replace(state, diet=()), frozenset({1}), "samokat").kind == "budget"
     assert nearest_relaxation(FakeStages({}), request, state, frozenset(), "samokat") is None
+
+
+def test_another_service_is_offered_only_with_items_of_the_goal_s_kinds():
+    """Live: a gift that ran out on Megamarket was offered «Samokat: 64 more options» (groceries). Another service
+    counts only the kinds the goal showed, and taking the offer holds the goal to them."""
+    kinds = {1: "toys", 2: "dairy", 3: "dairy", 4: "toys"}
+    category_of = lambda ids: [kinds[int(i)] for i in ids]  # noqa: E731
+    state = shown(start_goal(DialogueState(), GOAL, "подарок ребёнку"), [1])
+    request = parse_request("u1", "подарок ребёнку", 5, "megamarket")
+    only_groceries = FakeStages({1: ("megamarket", set(), 900.0), 2: ("samokat", set(), 90.0),
+                                 3: ("kuper", set(), 90.0)})
+    assert nearest_relaxation(only_groceries, request, replace(state, diet=()), frozenset({1}), "megamarket",
+                              category_of) is None
+    assert nearest_relaxation(only_groceries, request, replace(state, diet=()), frozenset({1}), "megamarket"
+                              ).service == "samokat"  # without categories: anything nearest counts
+    toys = FakeStages({1: ("megamarket", set(), 900.0), 2: ("samokat", set(), 90.0), 4: ("kuper", set(), 500.0)})
+    offer = nearest_relaxation(toys, request, replace(state, diet=()), frozenset({1}), "megamarket", category_of)
+    assert offer == Relaxation("service", "kuper", 1, request.query, ("toys",))
+    taken = accept_offer(replace(state, offer=asdict(offer), last_act="nothing_left"))
+    assert taken.service == "kuper" and taken.kinds == ("toys",) and taken.offer is None
+    assert start_goal(taken, GOAL, "молоко").kinds == ()
 
 
 def test_an_instruction_in_an_earlier_turn_never_reaches_the_query():
