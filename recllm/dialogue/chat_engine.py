@@ -30,7 +30,8 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             start_goal)
 from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, explained_index, nothing_left_reply
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import RequestUnderstander, RequestUnderstanding, understand
+from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
+                                                   understand)
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -110,8 +111,9 @@ class ChatEngine:
 
     def plan(self, session_id, user_id, message, top_k, service="") -> TurnPlan:
         session_id = validate_session_id(session_id)
-        base = parse_request(user_id, message, top_k, service)
-        state = DialogueState.from_json(self.sessions.load_state(session_id, base.user_id))
+        parsed = parse_request(user_id, message, top_k, service)
+        state = DialogueState.from_json(self.sessions.load_state(session_id, parsed.user_id))
+        base = in_session_language(parsed, state)
         if requested_style(base.query) and state.last_items:
             # «объясняй подробнее» about the list on screen: an explain turn; the style goes to the profile
             asked = RequestUnderstanding(base.language, state.domain or "other", "explain")
@@ -125,6 +127,8 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
+        if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
+            understanding = replace(understanding, language=base.language)
         act = decide_act(state, understanding, base.query)
         if act == "explain":
             return TurnPlan(session_id, base, state, act, understanding)
@@ -282,6 +286,15 @@ def load_chat_engine(layout: ArtifactLayout, stages: ChatStages) -> ChatEngine:
     sink = StoreFeedbackSink(open_profile_storage(profile_location(layout.profile_db)), catalog)
     return ChatEngine(SessionStore(layout.sessions_db), stages, understander.understand, feedback=sink,
                       catalog=catalog)
+
+
+def in_session_language(request: RecRequest, state: DialogueState) -> RecRequest:
+    """A bare follow-up («ещё», "more", «другое») says nothing about language: it continues in the session's (an
+    English session's «ещё» got a Russian list, and «why the first one?» then a Russian explanation)."""
+    language = (state.understanding or {}).get("language")
+    if not language or language == request.language or follow_up_content(request.query) or not state.last_items:
+        return request
+    return replace(request, language=language)
 
 
 class InProcessChatStages:

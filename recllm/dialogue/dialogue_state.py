@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-from recllm.dialogue.request_understanding import RequestUnderstanding, parse_budget
+from recllm.dialogue.request_understanding import RequestUnderstanding, follow_up_content, parse_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
 
@@ -151,8 +151,9 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
 
 def refine_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
     """A follow-up: diets accumulate, a budget stated in this message replaces the old one, «подешевле» lowers it
-    below what was shown, «не то»/«подешевле» mark the last list as rejected. (The understanding of a follow-up
-    inherits the goal's budget, so only the message itself says whether a budget was stated now.)"""
+    below what was shown, «не то»/«подешевле» mark the last list as rejected; the message joins the query only when
+    it says more than that (``follow_up_content``: «ещё» alone keeps the goal's query as it was). (The understanding
+    of a follow-up inherits the goal's budget, so only the message itself says whether a budget was stated now.)"""
     stated = parse_budget(message)
     budget = float(stated) if stated else state.budget
     if "cheaper" in understanding.refinement and state.last_prices and not stated:
@@ -163,7 +164,7 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
         rejected = (rejected + state.last_items)[-MAX_SHOWN_KEPT:]
     return replace(
         state, budget=budget, diet=tuple(sorted(set(state.diet) | set(catalog_diet(understanding.diet)))),
-        refinements=(state.refinements + (message,))[-MAX_REFINEMENTS_KEPT:],
+        refinements=(state.refinements + ((message,) if follow_up_content(message) else ()))[-MAX_REFINEMENTS_KEPT:],
         recipient=understanding.recipient or state.recipient, age_band=understanding.age_band or state.age_band,
         rejected=rejected,
     )

@@ -404,6 +404,27 @@ VAGUE_WORDS = frozenset(normalize("""
     get buy order recommend suggest show give find any good nice fun cool interesting special tasty today now please
     so hey hi hmm ok well a an the to for is it idea ideas surprise bored
 """).split())
+# What a bare follow-up («ещё», «что-нибудь другое», «подешевле», "something else") says besides its refinement:
+# the state acts on those refinements (shown items excluded, the budget lowered), so their words add nothing to
+# retrieval's query, and appended to the goal they only dilute it ("healthy snacks ... more something else" drifted
+# to cola and chips).
+STRUCTURAL_REFINEMENTS = ("more", "other", "cheaper")
+FOLLOW_UP_FILLER = frozenset(normalize("""
+    вариант варианты вариантов вариантик позиции позиций товары товаров штук штуки что-то чего-то что-нибудь
+    option options ones one things stuff items else
+""").split())
+
+
+def follow_up_content(message: str) -> str:
+    """The words of ``message`` left after its structural refinements and vague or filler words; "" for a bare
+    follow-up."""
+    text = message
+    for name in STRUCTURAL_REFINEMENTS:
+        text = REFINEMENT_PATTERNS[name].sub(" ", text)
+    # a pattern may match a stem («подешевл»): the letter it leaves behind is no word
+    return " ".join(w for w in tokenize(text) if len(w) > 1 and w not in VAGUE_WORDS and w not in FOLLOW_UP_FILLER)
+
+
 FOLLOW_UP_START = re.compile(r"^\W*(?:а|ну|и|но|только|без|хм|давай|without|and|but|also|maybe|ok|hmm)\b")
 ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfirst\b|\bsecond\b|\bthird\b|\b[1-5]\b(?![\s\d]*(?:\d|р|руб|₽|"
                                r"лет|год|к\b|тыс|шт|мин|rub|year))")

@@ -231,3 +231,16 @@ def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
     sessions.save_state("held-1", "u_000001", held.to_json())
     again = engine.held_to_kinds(engine.plan("held-1", "u_000001", "не то", 5), candidates)
     assert again.candidate_ids.tolist() == [2, 5]
+
+
+def test_a_bare_follow_up_continues_in_the_session_s_language(tmp_path):
+    """Live: an English session's «ещё» got a Russian list, and "why the first one?" then a Russian explanation."""
+    from recllm.dialogue.chat_engine import in_session_language
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+    from recllm.rag.rec_request import parse_request
+
+    english = DialogueState(goal="healthy snacks", last_items=(1,), last_act="recommend",
+                            understanding=RequestUnderstanding("en", "food", "recommend").to_dict())
+    assert in_session_language(parse_request("u1", "ещё", 5), english).language == "en"
+    assert in_session_language(parse_request("u1", "ещё без сахара", 5), english).language == "ru"
+    assert in_session_language(parse_request("u1", "ещё", 5), replace(english, last_items=())).language == "ru"
