@@ -32,24 +32,49 @@ def constraint_text(state: DialogueState, language: str) -> str:
     return ", ".join(parts)
 
 
+def droppable(state: DialogueState, language: str) -> str:
+    """The conditions the user could drop, named: «без лактозы» или «до 152 ₽»."""
+    phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
+    parts = [f"«{phrases[t]}»" for t in state.diet if t in phrases]
+    if state.budget is not None:
+        parts.append(f"«до {state.budget:.0f} ₽»" if language == "ru" else f"“under {state.budget:.0f} RUB”")
+    return (" или " if language == "ru" else " or ").join(parts)
+
+
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
+    """Nothing more fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose which
+    to drop). Said again on the next turn, it is said shorter instead of word for word."""
     names = SERVICE_NAMES.get(language, SERVICE_NAMES["ru"])
     where = names.get(service, service)
     constraint = constraint_text(state, language)
+    again = state.last_act == "nothing_left"
+    choices = droppable(state, language)
     if language == "en":
-        head = (f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — "
-                "I've shown everything that does.")
+        if again:
+            head = f"Still nothing new{' ' + constraint if constraint else ''} on {where}."
+        else:
+            head = (f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — "
+                    "I've shown everything that does.")
         if relaxation is None:
-            return head + " I can drop one of the conditions — tell me which."
+            if not choices:
+                return head + " I can drop one of the conditions — tell me which."
+            which = " — tell me which." if " or " in choices else "."
+            return f"{head} I can show more without {choices}{which}"
         offer = {"service": f"I can look on {names.get(relaxation.service, relaxation.service)} with the same "
                             f"conditions: {relaxation.count} more options there.",
                  "category": f"I can show other {constraint} products from neighbouring categories "
                              f"({relaxation.count} options).",
                  "budget": f"I can raise the budget: {relaxation.count} more options then."}[relaxation.kind]
         return f"{head} {offer}"
-    head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
+    if again:
+        head = f"По-прежнему ничего нового{' ' + constraint if constraint else ''} в {where}."
+    else:
+        head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
     if relaxation is None:
-        return head + " Могу снять одно из условий — скажите какое."
+        if not choices:
+            return head + " Могу снять одно из условий — скажите какое."
+        which = " — скажите, какое." if " или " in choices else "."
+        return f"{head} Покажу ещё, если снять условие {choices}{which}"
     offer = {"service": f"Могу поискать с теми же условиями в {names.get(relaxation.service, relaxation.service)}: "
                         f"там ещё {relaxation.count} вариантов.",
              "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",
