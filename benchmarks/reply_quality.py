@@ -165,7 +165,7 @@ def item_guarantee(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], ge
         turn, dropped = variant(rng.choice(pool))
         request: ReplyRequest = gen.request(turn)
         reply = gen.generator.beam_search(request.prompt, request.candidate_item_ids, gen.item_name, beam_width=4,
-                                          quotable_facts=request.quotable_facts)
+                                          quotable_facts=request.quotable_facts, user_id=request.user_id)
         audit(turn, dropped, reply.item_ids)
     beam = dict(counts)
     beam["seconds"] = time.perf_counter() - started

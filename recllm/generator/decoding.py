@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .decode_loop import DecodeLoop, Request, StaticKVCache, decode_one_token, prefill
+from .decode_loop import DecodeLoop, Request, StaticKVCache, cacheable_prefix_len, decode_one_token, prefill
 from .item_codes import ItemCodes
 from .fact_constraint import FactSpanConstraint, ReplyConstraint, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
@@ -251,20 +251,25 @@ class ReplyGenerator:
     @torch.inference_mode()
     def beam_search(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName, beam_width: int = 4,
                     max_new_tokens: int | None = None, length_penalty: float = 1.0,
-                    quotable_facts: Sequence[str] | None = None) -> GeneratedReply:
+                    quotable_facts: Sequence[str] | None = None, user_id: str | None = None,
+                    user_context: Any = None) -> GeneratedReply:
         """The highest (length-normalised) log-probability reply among ``beam_width`` hypotheses; every
-        hypothesis walks its own copy of the item constraint."""
+        hypothesis walks its own copy of the item constraint. ``user_id``: the user's layers apply to every beam
+        (as in ``stream_batch``)."""
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         facts = None if quotable_facts is None else tuple(quotable_facts)
-        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), GREEDY, max_new_tokens, facts)
+        request = ReplyRequest(prompt, tuple(int(i) for i in candidate_item_ids), GREEDY, max_new_tokens, facts,
+                               user_id=user_id, user_context=user_context)
         loop_request, root = self._prepare(request)
         W, eos = beam_width, self.tokenizer.eos_id
+        layer_context = self.layer_context([request] * W)  # one user: every beam row the same layers
         prompt_ids = torch.tensor([list(loop_request.prompt)] * W)  # [W, T]
         T, max_new = prompt_ids.shape[1], loop_request.max_new_tokens
-        cache = StaticKVCache.for_model(self.model, W, T + max_new)
+        cache = StaticKVCache.for_model(self.model, W, T + max_new,
+                                        cacheable_prefix_len(layer_context, self.model.config.num_hidden_layers))
         left_pad = torch.zeros(W, dtype=torch.long)  # [W]
-        logits = prefill(self.model, prompt_ids, cache, left_pad)  # [W, V]
+        logits = prefill(self.model, prompt_ids, cache, left_pad, layer_context)  # [W, V]
         scores = torch.full((W,), float("-inf"))
         scores[0] = 0.0
         beams = [(root, [], [])] + [(root.copy(), [], []) for _ in range(W - 1)]  # constraint, tokens, items
@@ -303,7 +308,7 @@ class ReplyGenerator:
             cache.k.copy_(cache.k[:, index])
             cache.v.copy_(cache.v[:, index])
             logits = decode_one_token(self.model, torch.tensor(next_tokens)[:, None], torch.tensor([T + step]),
-                                      cache, left_pad)  # [W, V]
+                                      cache, left_pad, layer_context)  # [W, V]
         else:
             for (_, tokens, items), score in zip(beams, scores.tolist()):
                 if score > float("-inf"):

@@ -140,6 +140,23 @@ def test_u_comes_from_the_retriever_s_context_without_a_second_profile_read(stag
                                                                  vectors.vector(fresh[0])[0])
 
 
+def test_beam_search_applies_the_user_s_layers_to_every_beam(stage, users, items, monkeypatch):
+    generator = stage.generator
+    asked = []
+    real = generator.personalizer.layer_context
+    monkeypatch.setattr(generator.personalizer, "layer_context",
+                        lambda ids, contexts=None: asked.append(list(ids)) or real(ids, contexts))
+    for user in users[:2]:
+        greedy = generator.generate_batch([request(items, user)], stage.item_name)[0]
+        beam = generator.beam_search(request(items, user).prompt, tuple(items), stage.item_name, beam_width=1,
+                                     max_new_tokens=generator.config.max_new_tokens, user_id=user)
+        assert beam.token_ids[:len(greedy.token_ids)] == greedy.token_ids[:len(beam.token_ids)]
+        wide = generator.beam_search(request(items, user).prompt, tuple(items), stage.item_name, beam_width=3,
+                                     user_id=user)
+        assert set(wide.item_ids) <= set(items) and len(set(wide.item_ids)) == len(wide.item_ids)
+    assert asked == [rows for user in users[:2] for rows in ([user], [user], [user] * 3)]
+
+
 def test_switches_and_foreign_checkpoints(test_artifacts, monkeypatch, caplog, tmp_path):
     monkeypatch.setenv(USER_LAYERS_ENV, "off")
     assert load_generation_stage(test_artifacts).generator.personalizer is None
