@@ -16,9 +16,9 @@ from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, input_item_ids, input_scalar,
-                                            input_service, input_strings, make_response, optional_user_context,
-                                            request_user_id, server_keyring)
+from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, freeze_loaded_state, input_item_ids,
+                                            input_scalar, input_service, input_strings, make_response,
+                                            optional_user_context, request_user_id, server_keyring)
 from recllm_proto.text_arrays import utf8_array
 
 
@@ -51,6 +51,7 @@ class TritonPythonModel:
         self.generation = load_generation_stage(layout)
         self.keys = server_keyring(layout)
         self.metric_families = reply_check_metrics(self.generation.counters)
+        freeze_loaded_state()
 
     def turn(self, request):
         user_id = request_user_id(pb_utils, request, self.keys.current())

@@ -25,9 +25,9 @@ from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, input_item_ids,
-                                            input_scalar, input_service, input_strings, make_response, optional_array,
-                                            optional_user_context, request_user_id, server_keyring)
+from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, freeze_loaded_state,
+                                            input_item_ids, input_scalar, input_service, input_strings, make_response,
+                                            optional_array, optional_user_context, request_user_id, server_keyring)
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -64,6 +64,7 @@ class TritonPythonModel:
         layout = artifact_layout(args)
         self.generation = load_generation_stage(layout)
         self.keys = server_keyring(layout)
+        freeze_loaded_state()  # before the batcher thread starts allocating
         self.batcher = StreamBatcher(self.generation.stream_turns, batcher_config(args))
 
     def turn(self, request):

@@ -9,8 +9,8 @@ from recllm_proto import tensors as T
 
 from recllm.dialogue.chat_engine import CandidateSet, ItemsChunk, load_chat_engine
 from recllm.rag.rec_request import RequestError
-from recllm.serving.backend_adapter import (artifact_layout, error_response, input_scalar, make_response, server_keyring,
-                                            verified_user_id)
+from recllm.serving.backend_adapter import (artifact_layout, error_response, freeze_loaded_state, input_scalar,
+                                            make_response, server_keyring, verified_user_id)
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -111,6 +111,7 @@ class TritonPythonModel:
         self.stages = BlsStages()
         # Moderation and request understanding as the build trained them (a clear error if the build has none).
         self.engine = load_chat_engine(layout, self.stages)
+        freeze_loaded_state()
 
     def run_turn(self, request, sender):
         session_id, token, query, top_k, service = (input_scalar(pb_utils, request, spec.client_name)
