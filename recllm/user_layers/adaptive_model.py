@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recllm.generator.qwen2 import Qwen2
-from recllm.user_layers.conditional_norm import NORM_SITES, install_conditional_norms
+from recllm.user_layers.conditional_norm import NORM_SITES, StackedModulations, install_conditional_norms
 from recllm.user_layers.layer_context import UserLayerContext
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES
 from recllm.user_layers.mixture_gate import MixtureGate
@@ -75,6 +75,7 @@ class AdaptiveQwen2(nn.Module):
         norm_layers = tuple(range(n_layers)) if config.norm_layers is None else config.norm_layers
         prefix_layers = tuple(range(n_layers)) if config.prefix_layers is None else config.prefix_layers
         self.norms = nn.ModuleList(install_conditional_norms(base, config.user_dim, norm_layers, config.norm_sites))
+        self.stacked_modulations = StackedModulations(list(self.norms))
         self.prefix = UserPrefixEncoder(base.config, config.user_dim, prefix_layers, config.num_prefix,
                                         config.prefix_hidden) if prefix_layers else None
         self.slots = install_multi_lora(base, config.num_slots, config.lora_rank, config.lora_modules,
@@ -92,7 +93,9 @@ class AdaptiveQwen2(nn.Module):
                 norm_vectors = u
             if batch.use_prefix and self.prefix is not None:
                 prefixes = self.prefix(u, batch.has_user)
-        return UserLayerContext(norm_vectors, prefixes, batch.lora_indices, batch.mix_weights, batch.has_user)
+        context = UserLayerContext(norm_vectors, prefixes, batch.lora_indices, batch.mix_weights, batch.has_user)
+        self.stacked_modulations.precompute(context)  # at inference: every norm's rows in one matmul
+        return context
 
     def forward(self, tokens: torch.Tensor, batch: UserBatch | None = None, **kwargs) -> torch.Tensor:
         return self.base(tokens, layer_context=self.context(batch), **kwargs)

@@ -39,7 +39,7 @@ class ConditionalRMSNorm(nn.Module):
             return self.base(x)
         if x.is_cuda or x.dtype != torch.float32:
             return self._kernel_forward(x, layer_context)
-        scale, beta = self._cached(layer_context, "rows", lambda: self.modulation_rows(layer_context))
+        scale, beta = self._cached(layer_context, ROWS, lambda: self.modulation_rows(layer_context))
         y = self.base(x)  # [B, T, D]: F.rms_norm, bit for bit the reference's (x * rstd) * weight in float32
         if torch.is_grad_enabled():
             return y * scale + beta  # out of place: autograd
@@ -75,8 +75,47 @@ class ConditionalRMSNorm(nn.Module):
 
     def _cached(self, layer_context, key, compute):
         if hasattr(layer_context, "cached"):
-            return layer_context.cached(("norm", id(self), key), compute)
+            return layer_context.cached(self.cache_key(key), compute)
         return compute()
+
+    def cache_key(self, key) -> tuple:
+        return ("norm", id(self), key)
+
+
+ROWS = "rows"
+
+
+class StackedModulations:
+    """Every conditional norm's modulation of a batch in one matmul: ``precompute(layer_context)`` puts each norm's
+    (1 + γ, β) rows into the context's cache, where the norm's forward finds them (instead of eight small linears
+    and their element-wise ops per request). The stacked weights are rebuilt when a modulation's weights change."""
+
+    def __init__(self, norms: list[ConditionalRMSNorm]):
+        self.norms = norms
+        self._version = None
+
+    def _stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        version = tuple(t._version for n in self.norms for t in (n.modulation.weight, n.modulation.bias))
+        if version != self._version:
+            self._weight = torch.cat([n.modulation.weight.detach() for n in self.norms])  # [N * 2D, d_u]
+            self._bias = torch.cat([n.modulation.bias.detach() for n in self.norms])  # [N * 2D]
+            self._version = version
+        return self._weight, self._bias
+
+    def precompute(self, layer_context) -> None:
+        u = getattr(layer_context, "norm_vectors", None)
+        if u is None or not self.norms or torch.is_grad_enabled() or not hasattr(layer_context, "cached"):
+            return
+        weight, bias = self._stacked()
+        out = torch.nn.functional.linear(u.to(weight.dtype), weight, bias)  # [B, N * 2D]
+        out = out.view(u.shape[0], len(self.norms), 2, -1)  # [B, N, 2, D]: γ then β per norm
+        mask = getattr(layer_context, "norm_mask", None)
+        if mask is not None:
+            out = out * mask.to(out.dtype)[:, None, None, None]
+        scale, beta = 1 + out[:, :, 0], out[:, :, 1]  # [B, N, D] each
+        for i, norm in enumerate(self.norms):
+            rows = (scale[:, i, None], beta[:, i, None])  # [B, 1, D] each
+            layer_context.cached(norm.cache_key(ROWS), lambda rows=rows: rows)
 
 
 NORM_SITES = ("input", "post_attention")
@@ -103,4 +142,4 @@ def install_conditional_norms(model, user_dim: int, layers: tuple[int, ...],
     return installed
 
 
-__all__ = ["ConditionalRMSNorm", "NORM_SITES", "install_conditional_norms"]
+__all__ = ["ConditionalRMSNorm", "NORM_SITES", "StackedModulations", "install_conditional_norms"]

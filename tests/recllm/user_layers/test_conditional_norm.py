@@ -100,3 +100,25 @@ def test_user_layers_save_and_load(tmp_path, tiny_config, tokens):
     batch = UserBatch(user_vectors=torch.randn(tokens.shape[0], D_U))
     with torch.no_grad():
         assert torch.equal(fresh(tokens, batch), trained(tokens, batch))
+
+
+def test_stacked_modulations_fill_every_norm_s_rows_in_one_matmul(tiny_model, tokens):
+    adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=D_U, num_segments=2, prefix_layers=()))
+    for p in adaptive.user_layer_parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    u, has_user = torch.randn(tokens.shape[0], D_U), torch.tensor([True] + [False] * (tokens.shape[0] - 1))
+    with torch.inference_mode():
+        context = adaptive.context(UserBatch(user_vectors=u, has_user=has_user))
+        for norm in adaptive.norms:
+            stacked = context.cached(norm.cache_key("rows"), lambda: pytest.fail("rows were not precomputed"))
+            for got, expected in zip(stacked, norm.modulation_rows(context)):
+                torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+        one_by_one = UserLayerContext(norm_vectors=u, norm_mask=has_user)  # no precompute: each norm its own
+        torch.testing.assert_close(tiny_model(tokens, layer_context=context),
+                                   tiny_model(tokens, layer_context=one_by_one), rtol=1e-5, atol=1e-5)
+        for p in adaptive.user_layer_parameters():  # new weights: the stacked copy is rebuilt
+            p.mul_(2)
+        again = adaptive.context(UserBatch(user_vectors=u, has_user=has_user))
+        norm = adaptive.norms[0]
+        torch.testing.assert_close(again.cached(norm.cache_key("rows"), lambda: None)[1],
+                                   norm.modulation_rows(again)[1], rtol=1e-6, atol=1e-6)
