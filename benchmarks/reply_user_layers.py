@@ -11,7 +11,7 @@ Three sections, one run:
 * **Triton**: a streamed ``recllm_chat`` turn at concurrency 1 through ``recllm serve``'s tritonserver started with
   the layers off and on (``RECLLM_USER_LAYERS``), alternating ``rounds`` times so drift on the box hits both.
 
-    python -m benchmarks.reply_user_layers --artifact-dir artifacts/default [--requests 200] [--seconds 20]
+    python -m benchmarks.reply_user_layers --artifact-dir artifacts/default [--requests 200] [--turns 100]
 
 Writes ``benchmarks/results/reply_user_layers.{md,json}``.
 """
@@ -44,7 +44,8 @@ class ReplyLayersBenchConfig:
     artifact_dir: Path = Path("artifacts/default")
     requests: int = 200
     batch: int = 8
-    seconds: float = 20.0
+    seconds: float = 300.0  # a cap per server and round; each serves the same ``turns`` chat turns
+    turns: int = 100
     rounds: int = 2
     top_k: int = 5
     triton: bool = True
@@ -52,8 +53,8 @@ class ReplyLayersBenchConfig:
     results_dir: Path = RESULTS
 
     def __post_init__(self):
-        if self.requests < self.batch or self.batch < 1 or self.seconds <= 0 or self.rounds < 1:
-            raise ValueError("ReplyLayersBenchConfig: requests >= batch >= 1, seconds > 0, rounds >= 1")
+        if self.requests < self.batch or self.batch < 1 or self.seconds <= 0 or self.rounds < 1 or self.turns < 1:
+            raise ValueError("ReplyLayersBenchConfig: requests >= batch >= 1, seconds > 0, rounds >= 1, turns >= 1")
 
 
 def held_out_turns(layout: ArtifactLayout, n: int) -> list[ReplyTurn]:
@@ -217,7 +218,8 @@ def triton_chat(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
                         client = RecLLMClient(url, timeout_s=120, keyring=keyring)
                         return lambda u, q, s: client.chat(f"rl-{uuid.uuid4().hex[:12]}", u, q, config.top_k, s)
 
-                    level = closed_loop(f"recllm_chat turn, layers {mode}", 1, config.seconds, make_call, workload)
+                    level = closed_loop(f"recllm_chat turn, layers {mode}", 1, config.seconds, make_call, workload,
+                                        max_requests=config.turns)
             levels[mode].append(level)
             print(json.dumps({k: v for k, v in level.summary().items() if k != "stages"}), flush=True)
     out = {}
@@ -296,8 +298,8 @@ def markdown(report: dict, config: ReplyLayersBenchConfig, info: dict, command: 
     triton = report.get("triton")
     if triton:
         lines += ["## Chat turn through Triton (concurrency 1)", "",
-                  f"`recllm_chat` streamed turns, closed loop {config.seconds:g} s per server, {config.rounds} rounds "
-                  "alternating off/on (each round a fresh tritonserver).", "",
+                  f"`recllm_chat` streamed turns, closed loop, the same first {config.turns} workload turns per server "
+                  f"and round, {config.rounds} rounds alternating off/on (each round a fresh tritonserver).", "",
                   "| layers | turns | errors | p50 ms | p95 ms | p95 per round |", "|---|---:|---:|---:|---:|---|"]
         for mode in ("off", "on"):
             row = triton[mode]
@@ -329,12 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifact-dir", type=Path, default=defaults.artifact_dir)
     parser.add_argument("--requests", type=int, default=defaults.requests)
     parser.add_argument("--seconds", type=float, default=defaults.seconds)
+    parser.add_argument("--turns", type=int, default=defaults.turns)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--no-triton", dest="triton", action="store_false")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     args = parser.parse_args(argv)
     config = ReplyLayersBenchConfig(artifact_dir=args.artifact_dir, requests=args.requests, seconds=args.seconds,
-                                    rounds=args.rounds, triton=args.triton, results_dir=args.results_dir)
+                                    turns=args.turns, rounds=args.rounds, triton=args.triton,
+                                    results_dir=args.results_dir)
     info = machine_info()
     command = "python -m benchmarks.reply_user_layers " + " ".join(argv if argv is not None else sys.argv[1:])
     report = run(config)

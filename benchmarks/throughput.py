@@ -83,8 +83,11 @@ def load_workload(layout: ArtifactLayout) -> list[tuple[str, str, str]]:
     return [(r["user_id"], r["text"], r.get("service") or "") for r in rows]
 
 
-def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload) -> Level:
-    """``concurrency`` threads, each sending its next request as soon as the previous one returns."""
+def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload,
+                max_requests: int | None = None) -> Level:
+    """``concurrency`` threads, each sending its next request as soon as the previous one returns, for ``seconds``
+    or until ``max_requests`` requests (the workload's first ones: two runs compared side by side then serve the same
+    requests, not whichever prefix each got through in the time)."""
     level = Level(path, concurrency)
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -92,7 +95,7 @@ def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload
     def worker(index: int) -> None:
         call = make_call()
         k = index
-        while time.perf_counter() < stop:
+        while time.perf_counter() < stop and (max_requests is None or k < max_requests):
             user, query, service = workload[k % len(workload)]
             k += concurrency
             started = time.perf_counter()

@@ -44,3 +44,13 @@ def test_stage_delta_turns_cpu_seconds_into_ms_per_request():
     rows = stage_delta(before, after, cpu, dict(cpu, reranker=0.05))
     assert rows["reranker"]["cpu_ms"] == 5.0 and rows["retriever"]["cpu_ms"] == 0.0
     assert "cpu_ms" not in stage_delta(before, after)["reranker"]
+
+
+def test_closed_loop_with_max_requests_serves_exactly_the_workload_prefix():
+    from benchmarks.throughput import closed_loop
+
+    seen = []
+    workload = [(f"u{i}", "q", "") for i in range(10)]
+    level = closed_loop("prefix", 2, 30.0, lambda: (lambda user, query, service: seen.append(user)), workload,
+                        max_requests=5)
+    assert sorted(seen) == [f"u{i}" for i in range(5)] and len(level.latencies_ms) == 5 and level.errors == 0
