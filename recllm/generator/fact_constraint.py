@@ -8,7 +8,8 @@ most of the broken replies of the default build); ``FactSpanConstraint`` makes o
 The constraint works on the reply's **bytes**, because the tokenizer is byte-level BPE: a small vocabulary splits
 «, » and Cyrillic letters into single-byte tokens, so no token-level rule can see them. Outside a quote nothing is
 restricted, except that a quote may not open when the prompt has no fact or the shortest one no longer fits in the
-token budget, and a closing quote never stands alone. Once the text ends with an opening quote, a token is allowed only if its bytes continue
+token budget, a closing quote never stands alone, and a quote opens only at the end of a token (never `".` outside a
+quote: the ASCII quote both opens and closes). Once the text ends with an opening quote, a token is allowed only if its bytes continue
 ``fact + closing quote`` for some prompt fact (or, with the closing quote complete, go on with punctuation only:
 the ``».`` token); when the closing quote is complete the quote is over.
 """
@@ -62,6 +63,11 @@ class QuoteTokens:
             self.bytes[token] = data
             self.by_bytes.setdefault(data, []).append(token)
         self.punctuation = [t for t, data in enumerate(self.bytes) if data and _is_plain_punctuation(data)]
+        # tokens holding an opening quote with more bytes after it in the same token (the byte-level BPE's `".`):
+        # outside a quote they would open one and quote those bytes unchecked — an ASCII `"` is also the closing
+        # quote, so `".` after plain text came out as a stray closing quote («… from time".»)
+        self.inner_opening = torch.tensor(
+            [any(o in data and not data.endswith(o) for o in OPENINGS) for data in self.bytes], dtype=torch.bool)
         self._containing: dict[bytes, torch.Tensor] = {}
         self._starting: dict[bytes, list[int]] = {}
 
@@ -130,8 +136,9 @@ class FactSpanConstraint:
         if self.closing is None:
             # a stray closing quote never; an opening one only with a fact to quote and room to quote it whole
             can_open = self.facts and self.max_new_tokens - self.steps >= self.shortest + 2
-            if can_open:
-                return ~self.quotes.completing(self.tail, CLOSING_ONLY, allowed=OPENINGS)  # [V]
+            if can_open:  # a quote opens at the end of a token; its content then comes under the quote's rule
+                return ~(self.quotes.completing(self.tail, CLOSING_ONLY, allowed=OPENINGS)
+                         | self.quotes.inner_opening)  # [V]
             return ~self.quotes.completing(self.tail, CLOSING_ONLY + OPENINGS)  # [V]
         mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
         for target in self._targets():

@@ -107,3 +107,27 @@ def test_a_quote_holds_only_facts_that_fit_the_budget_left(tok):
     assert walk(tok, c, FACT) is not None                 # the long fact no longer fits
     c = FactSpanConstraint(tok, [FACT, OTHER], quotes, max_new_tokens=budget)
     assert walk(tok, c, f"Учёл, что вы «{OTHER}»") is None and not c.in_quote
+
+
+def test_outside_a_quote_no_token_opens_one_with_more_bytes_after_it():
+    """Live (default build): «… Зарядное устройство realme 65 Вт and  running shoes on Megamarket from time".» — the
+    byte-level token `".` after plain text opened an ASCII quote and put "." in it unchecked: a stray closing quote.
+    Outside a quote, a quote may open only at the end of a token; inside one, `".` still closes it."""
+    from types import SimpleNamespace
+
+    pieces = ["you", " buy", " tea", '"', '".', " ", "."]
+    fake = SimpleNamespace(control_ids=(), sid_token_ids=(), vocab_size=len(pieces),
+                           token_string=lambda t: pieces[t].replace(" ", "Ġ"),
+                           encode=lambda text: [0] * max(1, len(text.split())))
+    quotes = quote_tokens.__wrapped__(fake, len(pieces))
+    assert quotes.inner_opening.tolist() == [False, False, False, False, True, False, False]
+    constraint = FactSpanConstraint(fake, ["you buy tea"], quotes, max_new_tokens=50)
+    allowed = constraint.allowed()
+    assert not allowed[4] and allowed[3] and allowed[2]  # `".` refused, a bare `"` may open a quote
+    constraint.advance(3)  # the quote opens
+    for token in (0, 1, 2):
+        assert constraint.allowed()[token]
+        constraint.advance(token)
+    assert constraint.allowed()[4]  # `".` closes it
+    constraint.advance(4)
+    assert not constraint.in_quote
