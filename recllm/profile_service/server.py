@@ -36,6 +36,7 @@ from recllm.rag.catalog_index import CatalogIndex
 from recllm.dialogue.session_store import SessionStore
 from recllm.profile.event_schema import EventValidationError, validate_event
 from recllm.profile.retention import RetentionConfig, forget_user
+from recllm.profile.sqlite_store import ProfileStore
 from recllm_proto import profile_pb2 as pb
 from recllm_proto import profile_pb2_grpc as pb_grpc
 from recllm.profile_service.access import INGESTERS, ProfileAccess, covers
@@ -78,9 +79,13 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """The three RPCs over a writer (all writes) and a read-only store (profile reads)."""
 
     def __init__(self, writer: EventWriter, reader: ProfileStorage, sessions: SessionStore, catalog: Catalog,
-                 config: ProfileServiceConfig, clock: Callable[[], float], access: ProfileAccess):
+                 config: ProfileServiceConfig, clock: Callable[[], float], access: ProfileAccess,
+                 build_copy: Path | None = None):
+        """``build_copy``: the build's SQLite profile when the service writes to PostgreSQL (what ``recllm build
+        --profile-url`` published from): a forgotten user is erased there too, not left on the serving disk."""
         self.writer, self.reader, self.sessions = writer, reader, sessions
         self.catalog, self.config, self.clock, self.access = catalog, config, clock, access
+        self.build_copy = build_copy
 
     def admit(self, message: pb.Event, caller=None) -> Admission:
         """Validate one event and queue it for the writer, or reject it with the reason."""
@@ -119,7 +124,7 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         try:
             # On the writer thread: events of this user queued before the forget are erased with the rest, and a
             # refresh still queued for them is dropped, so it cannot write their rows again afterwards.
-            removed = self.writer.forget(user_id, lambda store: forget_user(store, self.sessions, user_id)).result()
+            removed = self.writer.forget(user_id, lambda store: self._forget(store, user_id)).result()
         except WriterStoppedError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         except DATABASE_UNAVAILABLE as error:  # locked by another process, disk full, connection lost: retryable
@@ -127,6 +132,14 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the profile database is unavailable ({error}); the forget "
                                                        "did not complete: retry it (forgetting is idempotent)")
         return forget_message(user_id, removed)
+
+
+    def _forget(self, store: ProfileStorage, user_id: str) -> dict[str, int]:
+        removed = forget_user(store, self.sessions, user_id)
+        if self.build_copy is not None and self.build_copy.exists():
+            for table, rows in ProfileStore(self.build_copy).forget_user(user_id).items():
+                removed[f"build_copy.{table}"] = rows
+        return removed
 
 
 def load_catalog_and_vectors(layout: ArtifactLayout, needs_profile_file: bool = True
@@ -172,7 +185,7 @@ class ProfileServer:
         try:
             self.reader = open_profile_storage(profile, read_only=True)
             servicer = ProfileServicer(self.writer, self.reader, SessionStore(layout.sessions_db), catalog, config,
-                                       self.clock, access)
+                                       self.clock, access, build_copy=layout.profile_db if config.profile_url else None)
             self._start_grpc(servicer)
             if config.ttl_cleanup_interval_s is not None:
                 retention = config.retention or RetentionConfig()

@@ -114,6 +114,14 @@ def test_the_service_on_postgres_ingests_once_refreshes_reads_and_forgets(pg_ser
         assert rows_mentioning(pg_store, "pg-live") == {}
         assert not client.get_profile("pg-live").found
 
+    # the build's SQLite copy (what `recllm build --profile-url` published from) forgets a built user too
+    built = ProfileStore(profile_artifacts.profile_db, read_only=True)
+    someone = next(u for u in built.user_ids() if built.events_of(u))
+    with ProfileClient(pg_server.address, keyring=pg_server.keyring_path, timeout_s=WAIT_S) as client:
+        removed = client.forget(someone)
+    assert removed["build_copy.events"] > 0
+    assert ProfileStore(profile_artifacts.profile_db, read_only=True).events_of(someone) == []
+
 
 def test_ttl_cleanup_on_postgres_expires_events_and_rebuilds_the_users(pg_server, pg_store, ecosystem):
     now = max(e.timestamp for e in ecosystem.events)
