@@ -93,6 +93,32 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (user_id, event_id);
 """
 
+# The per-user profile version (see ``recllm.profile.sqlite_store.USER_VERSION_SCHEMA``): every row written to or
+# deleted from events, fragments or the DP release stamps its user with a fresh value of one sequence, in the writing
+# transaction (row triggers on the partitioned parents reach every partition, COPY included).
+USER_VERSION_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS profile_version_seq;
+CREATE TABLE IF NOT EXISTS user_versions (
+    user_id TEXT COLLATE "C" PRIMARY KEY,
+    version BIGINT NOT NULL
+);
+CREATE OR REPLACE FUNCTION stamp_user_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO user_versions VALUES (OLD.user_id, nextval('profile_version_seq'))
+            ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO user_versions VALUES (NEW.user_id, nextval('profile_version_seq'))
+            ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version;
+    END IF;
+    RETURN NULL;
+END $$;
+""" + "".join(
+    f"CREATE OR REPLACE TRIGGER {table}_stamps_version AFTER INSERT OR UPDATE OR DELETE ON {table} "
+    "FOR EACH ROW EXECUTE FUNCTION stamp_user_version();\n"
+    for table in ("events", "fragments", "released_preferences"))
+
 EVENT_COLUMNS = ("user_id", "service", "item_id", "kind", "ts", "basket_id", "price", "quantity", "region", "device")
 FRAGMENT_COLUMNS = ("user_id", "fragment_key", "service", "category_id", "text_ru", "text_en", "sensitive", "weight",
                     "vector")
@@ -210,11 +236,20 @@ class PostgresProfileStore(DerivedProfileMethods):
                 for statement in partition_statements(table, self.config.partitions):
                     conn.execute(statement)
             conn.execute(INDEXES)
+            versions_existed = self.relation_exists("user_versions")
+            conn.execute(USER_VERSION_SCHEMA)
+            if not versions_existed:  # a database written before the versions: every user it holds gets a first one
+                conn.execute("INSERT INTO user_versions SELECT user_id, nextval('profile_version_seq') FROM ("
+                             "SELECT user_id FROM events UNION SELECT user_id FROM fragments "
+                             "UNION SELECT user_id FROM released_preferences) AS users_with_rows")
 
     def _check_schema_exists(self) -> None:
         if self.partition_count("events") == 0:
             raise LookupError(f"profile database {redacted(self.config.url)} has no partitioned events table; "
                               "open it once with read_only=False to create the schema")
+
+    def relation_exists(self, name: str) -> bool:
+        return self.connection().execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
     def partition_count(self, table: str) -> int:
         """How many partitions ``table`` has (0 when it does not exist or is not partitioned)."""
@@ -255,6 +290,17 @@ class PostgresProfileStore(DerivedProfileMethods):
                 "INSERT INTO pending_refresh (user_id, commit_seq) VALUES (%s, %s) ON CONFLICT (user_id) "
                 "DO UPDATE SET commit_seq = EXCLUDED.commit_seq", [(u, commit_seq) for u in users])
         return stored
+
+    def user_version(self, user_id: str) -> int | None:
+        """The user's profile version (``USER_VERSION_SCHEMA``); None: no version row (never written since the
+        versions were added, or forgotten; or a database from before the versions, opened read-only) — then nothing
+        may be cached."""
+        try:
+            row = self.connection().execute("SELECT version FROM user_versions WHERE user_id = %s",
+                                            (user_id,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        return None if row is None else int(row[0])
 
     def pending_refreshes(self) -> list[tuple[str, int]]:
         """(user, latest commit seq) of users whose derived profile may lag their events, oldest commit first."""

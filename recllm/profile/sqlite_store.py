@@ -125,6 +125,33 @@ EVENT_COLUMNS = ("user_id", "service", "item_id", "kind", "ts", "basket_id", "pr
 INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
                 "ON CONFLICT (user_id, event_id) DO NOTHING")
 
+# A per-user version for readers that cache what they read about a user (``UserContextCache``): every row written to
+# or deleted from what ``read_user_context`` reads (events, fragments, the DP release) stamps its user with the next
+# value of one global counter, in the writing transaction itself (triggers: every writer is covered, the profile
+# service's ingest, the refresh, retention and forget alike). Values never repeat, so a reader's cached copy is
+# current exactly while the user's version equals the one it read first. ``profile_version_seq`` has no user_id
+# column (forget leaves the counter alone); forget deletes the user's version row, which reads as "no version".
+VERSIONED_TABLES = ("events", "fragments", "released_preferences")
+_VERSION_STAMP = """
+    UPDATE profile_version_seq SET seq = seq + 1 WHERE id = 1;
+    INSERT INTO user_versions VALUES ({row}.user_id, (SELECT seq FROM profile_version_seq WHERE id = 1))
+        ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;"""
+USER_VERSION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS profile_version_seq (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO profile_version_seq VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS user_versions (
+    user_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_{op.lower()}_stamps_version AFTER {op} ON {table} BEGIN"
+    f"{''.join(_VERSION_STAMP.format(row=row) for row in rows)}\nEND;\n"
+    for table in VERSIONED_TABLES
+    for op, rows in (("INSERT", ("NEW",)), ("UPDATE", ("OLD", "NEW")), ("DELETE", ("OLD",))))
+
 # Tables holding rows about one user (keyed by user_id): what forget(user) must empty.
 USER_TABLES = ("events", "fragments", "users", "history_summaries", "temporal_histograms", "privacy_ledger",
                "privacy_mechanisms", "released_preferences", "pending_refresh")
@@ -138,6 +165,17 @@ def migrate_events_table(conn: sqlite3.Connection) -> None:
     conn.execute(EVENT_ID_INDEX)
 
 
+def add_user_versions(conn: sqlite3.Connection) -> None:
+    """The version tables and triggers; a file written before them gives every user it holds a first version, so
+    their reads can be cached before their next write."""
+    existed = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_versions'").fetchone()
+    conn.executescript(USER_VERSION_SCHEMA)
+    if not existed:
+        conn.execute("INSERT INTO user_versions SELECT user_id, 1 FROM ("
+                     + " UNION ".join(f"SELECT user_id FROM {table}" for table in VERSIONED_TABLES) + ")")
+        conn.execute("UPDATE profile_version_seq SET seq = max(seq, 1) WHERE id = 1")
+
+
 class ProfileStore:
     """SQLite-backed profile store; one connection per thread (Triton runs requests on its own threads)."""
 
@@ -149,6 +187,7 @@ class ProfileStore:
             with self.connection() as conn:
                 conn.executescript(SCHEMA)
                 migrate_events_table(conn)
+                add_user_versions(conn)
                 conn.commit()
 
     def connection(self) -> sqlite3.Connection:
@@ -280,6 +319,19 @@ class ProfileStore:
         """The newest event time: the profile's clock for recency features."""
         row = self.connection().execute("SELECT MAX(ts) FROM events").fetchone()
         return row[0]
+
+    def user_version(self, user_id: str) -> int | None:
+        """The user's profile version (see ``USER_VERSION_SCHEMA``): it changes with every write to the user's
+        events, fragments or DP release; None when the store cannot tell (the user has no version row since the
+        versions were added, or was forgotten, or a read-only file predates them) — then nothing may be cached."""
+        try:
+            row = self.connection().execute("SELECT version FROM user_versions WHERE user_id = ?",
+                                            (user_id,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else int(row[0])
 
     def replace_fragments(self, user_id: str, fragments: Iterable[ProfileFragment]) -> None:
         fragments = list(fragments)

@@ -82,6 +82,10 @@ class ProfileStorage(Protocol):
     def latest_timestamp(self) -> int | None:
         """The newest event time, ``None`` when there are no events."""
 
+    def user_version(self, user_id: str) -> int | None:
+        """A value that changes with every write to the user's events, fragments or DP release and never repeats;
+        ``None`` when the store cannot tell (then a reader must not cache what it reads about the user)."""
+
     def replace_fragments(self, user_id: str, fragments: Iterable[ProfileFragment]) -> None:
         """Replace all of the user's fragments at once; fragments of another user are a ``ValueError``."""
 

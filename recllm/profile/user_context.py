@@ -17,9 +17,11 @@ of ~62 KB and a few times faster to write and read, and it is written and read o
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +107,53 @@ def read_user_context(profile: ProfileStorage, catalog: Catalog, item_vectors: n
         signals = with_released_preferences(signals, profile.released_preferences_of(user_id))
     return UserContext(user_id, now_ts, purchases, signals, profile.fragments_of(user_id),
                        feedback_signals((e for e in events if e.kind != "purchase"), catalog))
+
+
+class UserContextCache:
+    """``read_user_context`` with the last reads of up to ``max_users`` users kept, each tagged with the user's
+    profile version (``ProfileStorage.user_version``), which every write to what the context holds changes.
+
+    A read asks the store for the user's version first, then returns the kept context when it was read at that
+    version, with the store's clock read now (the context's one time-dependent part); otherwise it reads the context
+    and keeps it. Asking first makes a race harmless: a write landing between the two reads makes the kept copy newer
+    than its tag, and the next request re-reads. No version (a store or file without them, a forgotten user): read
+    every time, keep nothing. ``max_users`` 0 turns the cache off. Safe to share between threads."""
+
+    def __init__(self, profile: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray,
+                 preference_source: str = "released", max_users: int = 1024,
+                 max_events: int = MAX_CONTEXT_EVENTS):
+        check_preference_source("UserContextCache preference_source", preference_source)
+        if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 0:
+            raise ValueError(f"UserContextCache max_users must be an int >= 0, got {max_users!r}")
+        self.profile, self.catalog, self.item_vectors = profile, catalog, item_vectors
+        self.preference_source, self.max_users, self.max_events = preference_source, max_users, max_events
+        self._kept: OrderedDict[str, tuple[int, UserContext]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def read(self, user_id: str) -> UserContext:
+        version = self.profile.user_version(user_id) if self.max_users else None
+        with self._lock:
+            kept = self._kept.get(user_id)
+            if kept is not None and version is not None and kept[0] == version:
+                self._kept.move_to_end(user_id)
+                self.hits += 1
+                return dataclasses.replace(kept[1], now_ts=self.profile.latest_timestamp() or 0)
+            self.misses += 1
+            if version is None:
+                self._kept.pop(user_id, None)
+        context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id, self.preference_source,
+                                    self.max_events)
+        if version is not None:
+            with self._lock:
+                self._kept[user_id] = (version, context)
+                self._kept.move_to_end(user_id)
+                while len(self._kept) > self.max_users:
+                    self._kept.popitem(last=False)
+        return context
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 def _vector_to_json(vector: np.ndarray | None) -> str | None:

@@ -249,10 +249,14 @@ def test_forget_removes_every_row_of_the_user_and_only_theirs(storage):
 
     assert {t: n for t, n in removed.items() if n} == {"events": 30, "fragments": 2, "users": 1, "history_summaries": 2,
                                                        "temporal_histograms": 2, "privacy_ledger": 1,
-                                                       "privacy_mechanisms": 2, "released_preferences": 1}
+                                                       "privacy_mechanisms": 2, "released_preferences": 1,
+                                                       "user_versions": 1}
     after = all_rows_text(storage)
     leftovers = {t: [r for r in rows if "u1" in r] for t, rows in after.items()}
     assert not any(leftovers.values()), leftovers
+    assert storage.user_version("u1") is None and storage.user_version("u2") is not None
+    # SQLite's version counter moved with the deletes (PostgreSQL's is a sequence, not a table): not a user's row
+    before.pop("profile_version_seq", None), after.pop("profile_version_seq", None)
     kept = {t: [r for r in rows if "u1" not in r] for t, rows in before.items()}
     assert {t: sorted(rows) for t, rows in after.items()} == {t: sorted(rows) for t, rows in kept.items()}
     assert len(storage.events_of("u2")) == 30 and len(storage.fragments_of("u2")) == 2
@@ -608,3 +612,59 @@ def test_expire_events_deletes_per_service_cutoff_and_names_the_users(storage):
     assert [r.timestamp for r in storage.events_of("u1")] == [50] and storage.events_of("u2") == []
     assert [r.service for r in storage.events_of("u3")] == ["megamarket", "kuper"]
     assert storage.expire_events({"samokat": 20}) == (0, [])
+
+
+def test_user_version_changes_with_every_write_to_what_a_request_reads_and_never_repeats(storage):
+    """What ``UserContextCache`` relies on: the user's version moves with each write to their events, fragments or
+    DP release, whoever writes; another user's writes leave it alone; a forgotten user has none."""
+    assert storage.user_version("u1") is None
+    seen = []
+
+    def moved(user_id: str = "u1") -> bool:
+        version = storage.user_version(user_id)
+        new = version is not None and version not in seen
+        seen.append(version)
+        return new
+
+    storage.add_events([event("u1", 10)])
+    assert moved()
+    storage.ingest_events([event("u1", 20)], commit_seq=1)
+    assert moved()
+    storage.add_events([event("u2", 30)])
+    assert storage.user_version("u1") == seen[-1]  # another user's write
+    storage.replace_fragments("u1", [fragment("u1", "kuper:grocery/fish", 1.0, [1, 0])])
+    assert moved()
+    assert commit(storage, release("u1", 0))
+    assert moved()
+    storage.delete_released_preferences("u1")
+    assert moved()
+    storage.expire_events({"kuper": 15})
+    assert moved()
+    storage.replace_history("u1", HISTORY_ROWS)  # not read per request: no new version
+    assert storage.user_version("u1") == seen[-1]
+    storage.forget_user("u1")
+    assert storage.user_version("u1") is None
+    storage.add_events([event("u1", 40)])  # the same id again starts from a value never seen before
+    assert moved()
+
+
+def test_a_store_written_before_the_versions_gives_its_users_one_when_opened(storage, location, backend):
+    storage.add_events([event("u1", 10)])
+    storage.replace_fragments("u2", [fragment("u2", "kuper:grocery/fish", 1.0, [1, 0])])
+    conn = storage.connection()
+    if backend == "sqlite":
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.executescript("DROP TABLE user_versions; DROP TABLE profile_version_seq;")
+    else:
+        conn.execute("DROP FUNCTION stamp_user_version() CASCADE; DROP TABLE user_versions; "
+                     "DROP SEQUENCE profile_version_seq")
+        storage.close()
+    assert storage.user_version("u1") is None  # an old file: nothing can be cached
+    reopened = open_profile_storage(location, partitions=TEST_PARTITIONS if backend == "postgres" else None)
+    first = {user: reopened.user_version(user) for user in ("u1", "u2")}
+    assert None not in first.values() and reopened.user_version("u3") is None
+    reopened.add_events([event("u1", 20)])
+    assert reopened.user_version("u1") not in (None, *first.values()) and reopened.user_version("u2") == first["u2"]
+    if isinstance(reopened, PostgresProfileStore):
+        reopened.close()

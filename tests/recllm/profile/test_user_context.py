@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from recllm.profile.user_context import (CONTEXT_FORMAT_VERSION, MAX_CONTEXT_BYTES, UserContext, UserContextError,
-                                       read_user_context)
+from recllm.profile.events import Event
+from recllm.profile.sqlite_store import ProfileStore
+from recllm.profile.user_context import (CONTEXT_FORMAT_VERSION, MAX_CONTEXT_BYTES, UserContext, UserContextCache,
+                                       UserContextError, read_user_context)
 from recllm.profile.user_signals import compute_user_signals
 
 
@@ -120,3 +122,97 @@ def test_purchase_columns_that_do_not_fit_are_malformed(profile_store, catalog, 
     for broken in (short_values, short_column):
         with pytest.raises(UserContextError, match="malformed"):
             UserContext.from_bytes(json.dumps(broken).encode(), heavy_user)
+
+
+@pytest.fixture()
+def writable_store(profile_store, tmp_path):
+    """A private copy of the session's profile (SQLite backup): these tests write to it."""
+    copy = ProfileStore(tmp_path / "profile.db")
+    profile_store.connection().backup(copy.connection())
+    return copy
+
+
+def newer_purchase(store, user_id: str, item_id: int) -> Event:
+    return Event(user_id, "kuper", item_id, "purchase", store.latest_timestamp() + 60, "b-new", 10.0, 1, "moscow",
+                 "web")
+
+
+def same_view(a: UserContext, b: UserContext) -> bool:
+    return a.to_bytes() == b.to_bytes() and [f.fragment_key for f in a.fragments] == [f.fragment_key for f in b.fragments]
+
+
+def test_cache_reads_the_profile_once_until_the_user_changes(writable_store, catalog, item_vectors, heavy_user):
+    store = CountingStore(writable_store)
+    cache = UserContextCache(store, catalog, item_vectors)
+    first = cache.read(heavy_user)
+    assert same_view(first, read_user_context(writable_store, catalog, item_vectors, heavy_user))
+    store.calls.clear()
+    again = cache.read(heavy_user)
+    assert sorted(store.calls) == ["latest_timestamp", "user_version"] and same_view(again, first)
+    assert (cache.hits, cache.misses) == (1, 1)
+
+    writable_store.add_events([newer_purchase(writable_store, heavy_user, item_id=7)])
+    after = cache.read(heavy_user)
+    assert after.purchases[-1].item_id == 7 and len(after.purchases) == len(first.purchases) + 1
+    assert after.now_ts == writable_store.latest_timestamp() > first.now_ts
+    assert same_view(after, read_user_context(writable_store, catalog, item_vectors, heavy_user))
+
+
+def test_another_users_write_moves_only_the_clock(writable_store, catalog, item_vectors, heavy_user, ecosystem):
+    cache = UserContextCache(writable_store, catalog, item_vectors)
+    first = cache.read(heavy_user)
+    other = next(u.user_id for u in ecosystem.users if u.user_id != heavy_user)
+    writable_store.add_events([newer_purchase(writable_store, other, item_id=3)])
+    again = cache.read(heavy_user)
+    assert cache.hits == 1 and again.now_ts == writable_store.latest_timestamp() > first.now_ts
+    assert again.purchases == first.purchases
+    assert same_view(again, read_user_context(writable_store, catalog, item_vectors, heavy_user))
+
+
+def test_refreshed_fragments_and_release_are_read_again(writable_store, catalog, item_vectors, heavy_user):
+    cache = UserContextCache(writable_store, catalog, item_vectors)
+    first = cache.read(heavy_user)
+    assert first.fragments and first.signals.pref_long is not None
+    writable_store.replace_fragments(heavy_user, first.fragments[:1])
+    assert [f.fragment_key for f in cache.read(heavy_user).fragments] == [first.fragments[0].fragment_key]
+    writable_store.delete_released_preferences(heavy_user)
+    assert cache.read(heavy_user).signals.pref_long is None
+    assert cache.hits == 0
+
+
+def test_a_forgotten_user_is_never_served_from_the_cache(writable_store, catalog, item_vectors, heavy_user):
+    cache = UserContextCache(writable_store, catalog, item_vectors)
+    assert cache.read(heavy_user).purchases
+    writable_store.forget_user(heavy_user)
+    forgotten = cache.read(heavy_user)
+    assert forgotten.purchases == [] and forgotten.fragments == [] and forgotten.signals.is_cold
+    assert heavy_user not in cache._kept and cache.hits == 0
+
+
+def test_a_store_without_versions_is_read_every_time(tmp_path, catalog, item_vectors, heavy_user, profile_store):
+    """A file written before the versions, opened read-only (as serving does): nothing can be cached safely."""
+    import sqlite3
+    path = tmp_path / "old.db"
+    profile_store.connection().backup(sqlite3.connect(path))
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TABLE user_versions; DROP TABLE profile_version_seq;")
+    store = CountingStore(ProfileStore(path, read_only=True))
+    cache = UserContextCache(store, catalog, item_vectors)
+    first, again = cache.read(heavy_user), cache.read(heavy_user)
+    assert store.calls.count("events_of") == 2 and len(cache) == 0 and same_view(first, again)
+
+
+def test_the_cache_keeps_the_most_recently_read_users(writable_store, catalog, item_vectors, ecosystem):
+    users = [u.user_id for u in ecosystem.users if writable_store.user_version(u.user_id) is not None][:3]
+    assert len(users) == 3
+    cache = UserContextCache(writable_store, catalog, item_vectors, max_users=2)
+    for user in users:
+        cache.read(user)
+    assert list(cache._kept) == users[1:]
+    cache.read(users[1])
+    assert cache.hits == 1 and list(cache._kept) == [users[2], users[1]]
+    off = UserContextCache(writable_store, catalog, item_vectors, max_users=0)
+    off.read(users[0]), off.read(users[0])
+    assert off.hits == 0 and len(off) == 0
+    with pytest.raises(ValueError, match="max_users"):
+        UserContextCache(writable_store, catalog, item_vectors, max_users=-1)

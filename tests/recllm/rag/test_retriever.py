@@ -55,6 +55,7 @@ def users_with_sensitive_fragments(profile_store, ecosystem) -> list[str]:
     ("health_vote_k", -1, "health_vote_k must be > 0"),
     ("max_repeat_candidates", -1, "max_repeat_candidates must be >= 0"),
     ("num_fragments", -2, "num_fragments must be >= 0"),
+    ("context_cache_users", -1, "context_cache_users must be >= 0"),
     ("preference_weight", 1.5, r"preference_weight must be in \[0, 1\]"),
     ("preference_weight", -0.1, r"preference_weight must be in \[0, 1\]"),
     ("health_vote_threshold", 0.0, r"health_vote_threshold must be in \(0, 1\]"),
