@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
 import json
 import threading
 from collections import Counter, OrderedDict
@@ -35,7 +36,7 @@ from recllm.profile.user_signals import (
     UserSignals, check_preference_source, compute_user_signals, with_released_preferences,
 )
 
-CONTEXT_FORMAT_VERSION = 3  # 2: the user's feedback signals; 3: purchases as columns, no fragments
+CONTEXT_FORMAT_VERSION = 4  # 2: feedback signals; 3: purchases as columns, no fragments; 4: header line + body
 MAX_CONTEXT_BYTES = 8 * 1024 * 1024  # a heavy user's context is tens of KB; anything near this is not ours
 
 
@@ -53,35 +54,85 @@ class UserContext:
     feedback: FeedbackSignals = field(default_factory=FeedbackSignals)
 
     def to_bytes(self) -> bytes:
-        """The context for the stages after the retriever: everything but the fragments (see the module doc)."""
-        return json.dumps({
-            "version": CONTEXT_FORMAT_VERSION, "user_id": self.user_id, "now_ts": self.now_ts,
-            "purchases": _purchases_to_json(self.purchases),
-            "signals": _signals_to_json(self.signals),
-            "feedback": _feedback_to_json(self.feedback),
-        }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        """The context for the stages after the retriever: everything but the fragments (see the module doc), as
+        one JSON header line (format version, user, clock) and the JSON body (purchases, signals, feedback). The
+        body does not depend on the clock, so a context kept by ``UserContextCache`` encodes it once per version."""
+        header = json.dumps({"version": CONTEXT_FORMAT_VERSION, "user_id": self.user_id, "now_ts": self.now_ts},
+                            ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return header + b"\n" + self.body_bytes()
+
+    def body_bytes(self) -> bytes:
+        body = self.__dict__.get("_body")
+        if body is None:
+            body = json.dumps({
+                "purchases": _purchases_to_json(self.purchases),
+                "signals": _signals_to_json(self.signals),
+                "feedback": _feedback_to_json(self.feedback),
+            }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            self.__dict__["_body"] = body
+        return body
 
     @classmethod
-    def from_bytes(cls, data: bytes, expected_user_id: str) -> "UserContext":
+    def from_bytes(cls, data: bytes, expected_user_id: str, bodies: "DecodedBodies | None" = None) -> "UserContext":
         """The context serialized by ``to_bytes`` (``fragments`` empty: they do not travel); refuses another user's
-        context or a malformed one."""
+        context or a malformed one. ``bodies``: bodies decoded before, reused when the same bytes come again."""
         if len(data) > MAX_CONTEXT_BYTES:
             raise UserContextError(f"user context is oversized: {len(data)} bytes > {MAX_CONTEXT_BYTES}")
         try:
-            raw = json.loads(data.decode("utf-8"))
-            if raw.get("version") != CONTEXT_FORMAT_VERSION:
-                raise UserContextError(f"user context version {raw.get('version')!r} is not {CONTEXT_FORMAT_VERSION}")
-            context = cls(user_id=str(raw["user_id"]), now_ts=int(raw["now_ts"]),
-                          purchases=_purchases_from_json(raw["purchases"]),
-                          signals=_signals_from_json(raw["signals"]),
-                          feedback=_feedback_from_json(raw["feedback"]))
+            head, newline, body = data.partition(b"\n")
+            header = json.loads(head.decode("utf-8"))
+            if not isinstance(header, dict) or header.get("version") != CONTEXT_FORMAT_VERSION:
+                version = header.get("version") if isinstance(header, dict) else None
+                raise UserContextError(f"user context version {version!r} is not {CONTEXT_FORMAT_VERSION}")
+            if not newline:
+                raise ValueError("no body after the header line")
+            user_id, now_ts = str(header["user_id"]), int(header["now_ts"])
+            purchases, signals, feedback = bodies.decode(body) if bodies is not None else _decode_body(body)
         except UserContextError:
             raise
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UserContextError(f"user context is malformed: {type(exc).__name__}: {exc}") from exc
-        if context.user_id != expected_user_id or context.signals.user_id != expected_user_id:
+        if user_id != expected_user_id or signals.user_id != expected_user_id:
             raise UserContextError("user context belongs to another user than the request's user_id")
-        return context
+        return cls(user_id=user_id, now_ts=now_ts, purchases=purchases, signals=signals, feedback=feedback)
+
+
+def _decode_body(body: bytes) -> tuple[list[EventRow], UserSignals, FeedbackSignals]:
+    raw = json.loads(body.decode("utf-8"))
+    return (_purchases_from_json(raw["purchases"]), _signals_from_json(raw["signals"]),
+            _feedback_from_json(raw["feedback"]))
+
+
+class DecodedBodies:
+    """The last ``max_bodies`` context bodies a stage decoded, by a digest of their bytes: the same user at the same
+    profile version sends the same body on every request, and decoding it (~1 ms for a typical user) is then done
+    once. What comes back is shared between requests and must not be changed (no stage changes a context). The
+    caller checks the user of every request against the decoded signals (``from_bytes``), so a body cannot serve
+    another user; the bytes reach here only after the stage seal was verified."""
+
+    def __init__(self, max_bodies: int = 512):
+        if isinstance(max_bodies, bool) or not isinstance(max_bodies, int) or max_bodies < 1:
+            raise ValueError(f"DecodedBodies max_bodies must be an int >= 1, got {max_bodies!r}")
+        self.max_bodies = max_bodies
+        self._decoded: OrderedDict[bytes, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def decode(self, body: bytes) -> tuple[list[EventRow], UserSignals, FeedbackSignals]:
+        key = hashlib.blake2b(body, digest_size=16).digest()
+        with self._lock:
+            decoded = self._decoded.get(key)
+            if decoded is not None:
+                self._decoded.move_to_end(key)
+                self.hits += 1
+                return decoded
+            self.misses += 1
+        decoded = _decode_body(body)
+        with self._lock:
+            self._decoded[key] = decoded
+            while len(self._decoded) > self.max_bodies:
+                self._decoded.popitem(last=False)
+        return decoded
 
 
 # A request reads at most this many of the user's newest purchase and feedback events: the per-request cost stays
@@ -138,7 +189,9 @@ class UserContextCache:
             if kept is not None and version is not None and kept[0] == version:
                 self._kept.move_to_end(user_id)
                 self.hits += 1
-                return dataclasses.replace(kept[1], now_ts=self.profile.latest_timestamp() or 0)
+                fresh = dataclasses.replace(kept[1], now_ts=self.profile.latest_timestamp() or 0)
+                fresh.__dict__["_body"] = kept[1].__dict__.get("_body")  # the encoded body, when a stage sent it
+                return fresh
             self.misses += 1
             if version is None:
                 self._kept.pop(user_id, None)

@@ -26,7 +26,7 @@ from recllm.catalog.product_catalog import SERVICES
 from recllm_proto.text_arrays import decode_utf8_array
 from recllm_proto.user_token import Keyring, KeyringFile, TokenError
 from recllm.profile.storage import PROFILE_URL_ENV
-from recllm.profile.user_context import UserContext, UserContextError
+from recllm.profile.user_context import DecodedBodies, UserContext, UserContextError
 from recllm.rag.rec_request import LANGUAGES, RecRequest, RequestError, decode_text, with_session_constraints
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,16 @@ def sealed_context(keyring: Keyring, context: UserContext) -> np.ndarray:
     return np.array([keyring.seal(context.to_bytes())], dtype=np.object_)
 
 
+# This process's decoded context bodies: a user at the same profile version sends the same body on every request.
+DECODED_CONTEXT_BODIES = DecodedBodies()
+
+
 def user_context_input(pb_utils, request, user_id: str, keyring: Keyring) -> UserContext:
     """The USER_CONTEXT the retriever read and sealed for this request's user; an unsealed, forged, expired or
     another user's context is refused."""
     try:
         data = keyring.unseal(bytes(input_scalar(pb_utils, request, tensors.USER_CONTEXT.name)))
-        return UserContext.from_bytes(data, user_id)
+        return UserContext.from_bytes(data, user_id, DECODED_CONTEXT_BODIES)
     except (TokenError, UserContextError) as exc:
         raise RequestError(str(exc)) from None
 

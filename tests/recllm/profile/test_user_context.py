@@ -9,7 +9,8 @@ import pytest
 
 from recllm.profile.events import Event
 from recllm.profile.sqlite_store import ProfileStore
-from recllm.profile.user_context import (CONTEXT_FORMAT_VERSION, MAX_CONTEXT_BYTES, UserContext, UserContextCache,
+from recllm.profile.user_context import (CONTEXT_FORMAT_VERSION, MAX_CONTEXT_BYTES, DecodedBodies, UserContext,
+                                       UserContextCache,
                                        UserContextError, read_user_context)
 from recllm.profile.user_signals import compute_user_signals
 
@@ -98,14 +99,19 @@ def test_another_users_context_is_refused(profile_store, catalog, item_vectors, 
         UserContext.from_bytes(data, "u_someone_else")
 
 
+HEADER = json.dumps({"version": CONTEXT_FORMAT_VERSION, "user_id": "u1", "now_ts": 0}).encode()
+
+
 @pytest.mark.parametrize("data", [b"", b"not json", b"[]", json.dumps({"version": 99}).encode(),
-                                  json.dumps({"version": 1, "user_id": "u1"}).encode(), b"\xff\xfe"] + [
-                                      json.dumps({"version": CONTEXT_FORMAT_VERSION, "user_id": "u1", "now_ts": 0,
-                                                  "purchases": purchases, "signals": {}, "feedback": {}}).encode()
+                                  json.dumps({"version": 1, "user_id": "u1"}).encode(), b"\xff\xfe", HEADER,
+                                  HEADER + b"\n", HEADER + b"\n[]", b"{}\n{}"] + [
+                                      HEADER + b"\n" + json.dumps({"purchases": purchases, "signals": {},
+                                                                   "feedback": {}}).encode()
                                       for purchases in ({}, {"item_id": "AAAA"}, [1, 2])])
-def test_malformed_bytes_get_a_clear_error(data):
+@pytest.mark.parametrize("bodies", [None, "decoded"])
+def test_malformed_bytes_get_a_clear_error(data, bodies):
     with pytest.raises(UserContextError):
-        UserContext.from_bytes(data, "u1")
+        UserContext.from_bytes(data, "u1", DecodedBodies() if bodies else None)
 
 
 def test_oversized_bytes_are_refused():
@@ -114,14 +120,33 @@ def test_oversized_bytes_are_refused():
 
 
 def test_purchase_columns_that_do_not_fit_are_malformed(profile_store, catalog, item_vectors, heavy_user):
-    raw = json.loads(read_user_context(profile_store, catalog, item_vectors, heavy_user).to_bytes())
+    head, _, body = read_user_context(profile_store, catalog, item_vectors, heavy_user).to_bytes().partition(b"\n")
+    raw = json.loads(body)
     short_values = json.loads(json.dumps(raw))
     short_values["purchases"]["service"]["values"] = []  # every index points past the distinct values
     short_column = json.loads(json.dumps(raw))
     short_column["purchases"]["price"] = short_column["purchases"]["price"][:8]  # one price fewer (8 base64 = 6 B)
     for broken in (short_values, short_column):
         with pytest.raises(UserContextError, match="malformed"):
-            UserContext.from_bytes(json.dumps(broken).encode(), heavy_user)
+            UserContext.from_bytes(head + b"\n" + json.dumps(broken).encode(), heavy_user)
+
+
+def test_decoded_bodies_are_reused_for_the_same_bytes_and_only_for_their_user(profile_store, catalog, item_vectors,
+                                                                              heavy_user):
+    context = read_user_context(profile_store, catalog, item_vectors, heavy_user)
+    bodies = DecodedBodies(max_bodies=1)
+    first = UserContext.from_bytes(context.to_bytes(), heavy_user, bodies)
+    context.now_ts += 60  # a later request: the clock moved, the body did not
+    later = UserContext.from_bytes(context.to_bytes(), heavy_user, bodies)
+    assert (bodies.hits, bodies.misses) == (1, 1) and later.purchases is first.purchases
+    assert later.now_ts == first.now_ts + 60 and later.signals == first.signals
+    with pytest.raises(UserContextError, match="another user"):
+        UserContext.from_bytes(context.to_bytes().replace(heavy_user.encode(), b"u_other", 1), "u_other", bodies)
+    cold = read_user_context(profile_store, catalog, item_vectors, "u_never_seen")
+    UserContext.from_bytes(cold.to_bytes(), "u_never_seen", bodies)
+    assert len(bodies._decoded) == 1  # the oldest body made room
+    with pytest.raises(ValueError, match="max_bodies"):
+        DecodedBodies(max_bodies=0)
 
 
 @pytest.fixture()
@@ -149,6 +174,7 @@ def test_cache_reads_the_profile_once_until_the_user_changes(writable_store, cat
     store.calls.clear()
     again = cache.read(heavy_user)
     assert sorted(store.calls) == ["latest_timestamp", "user_version"] and same_view(again, first)
+    assert again.body_bytes() is first.body_bytes()  # encoded once per version for the stages after the retriever
     assert (cache.hits, cache.misses) == (1, 1)
 
     writable_store.add_events([newer_purchase(writable_store, heavy_user, item_id=7)])
