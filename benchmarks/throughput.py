@@ -8,7 +8,10 @@ One run on one machine, so load from neighbours hits both sides alike; the repor
   ``transformers`` ``generate()`` for the reply) on ``/rank`` and ``/recommend`` at the same concurrencies;
 * per stage, from Triton's statistics API (``get_inference_statistics``) around each level: requests, executions
   (so the mean dynamic batch), queue and compute time per request;
-* a cProfile of the stage with the most compute per request, run in-process on the same requests.
+* a cProfile of the stage with the most compute per request, run in-process on the same requests;
+* ``recllm_rank`` again on a second server whose retriever keeps no profile reads (``$RECLLM_CONTEXT_CACHE_USERS``
+  0), so the profile cache's effect is a ratio in the same run (``--no-cache-off`` skips it). The workload cycles
+  over the held-out users: a user's first request in a server's life reads the profile either way.
 
     python -m benchmarks.throughput --artifact-dir DIR [--seconds 8] [--concurrency 1 4 16]
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -34,6 +38,7 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
+from recllm.pipeline import CONTEXT_CACHE_USERS_ENV
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_proto.user_token import Keyring, load_keyring
@@ -52,6 +57,7 @@ class ThroughputConfig:
     top_k: int = 5
     naive: bool = True
     profile_requests: int = 200
+    compare_cache_off: bool = True           # also recllm_rank with the retriever's profile cache off
     work_dir: Path = Path("/tmp/recllm_throughput")
     results_dir: Path = RESULTS
 
@@ -172,11 +178,12 @@ def stage_delta(before: dict, after: dict, cpu_before: dict | None = None, cpu_a
 
 
 def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring,
-                  server_pid: int | None = None) -> list[Level]:
+                  server_pid: int | None = None, paths: tuple[str, ...] | None = None, label: str = "") -> list[Level]:
     """``keyring``: the server's; every client signs a fresh user token per call, as a real backend does.
-    ``server_pid``: the server's, to read its stage processes' CPU time per level (``stage_cpu_seconds``)."""
+    ``server_pid``: the server's, to read its stage processes' CPU time per level (``stage_cpu_seconds``).
+    ``paths``: only these (all three when None); ``label`` is appended to each path's name."""
     levels = []
-    paths = {
+    served = {
         "triton recllm_rank": (lambda c: lambda u, q, s: c.rank(u, q, config.top_k, s), config.concurrency),
         "triton recllm": (lambda c: lambda u, q, s: c.recommend(u, q, config.top_k, s), config.full_concurrency),
         "triton recllm_chat turn": (lambda c: lambda u, q, s: c.chat(f"tp-{uuid.uuid4().hex[:12]}", u, q,
@@ -186,7 +193,10 @@ def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring
         for u, q, s in workload[:3]:  # warm every model once
             probe.rank(u, q, config.top_k, s), probe.recommend(u, q, config.top_k, s)
             probe.chat(f"tp-warm-{uuid.uuid4().hex[:8]}", u, q, config.top_k, s)
-        for path, (factory, concurrencies) in paths.items():
+        for path, (factory, concurrencies) in served.items():
+            if paths is not None and path not in paths:
+                continue
+            path += label
             for c in concurrencies:
                 clients: list[RecLLMClient] = []
 
@@ -316,6 +326,13 @@ def run(config: ThroughputConfig) -> dict:
     with TritonServer(server_config, log_path=config.work_dir / "tritonserver.log") as server:
         levels = triton_levels(server.config.grpc_url, config, workload,
                                load_keyring(server.config.keyring_path).backend_view(), server.process.pid)
+    if config.compare_cache_off:  # the same rank levels with every request reading the profile, for the ratio
+        cache_off = dataclasses.replace(server_config, grpc_port=free_port(), http_port=free_port(),
+                                        metrics_port=free_port(), extra_env={CONTEXT_CACHE_USERS_ENV: "0"})
+        with TritonServer(cache_off, log_path=config.work_dir / "tritonserver_cache_off.log") as server:
+            levels += triton_levels(server.config.grpc_url, config, workload,
+                                    load_keyring(server.config.keyring_path).backend_view(), server.process.pid,
+                                    paths=("triton recllm_rank",), label=" (profile cache off)")
     naive = []
     if config.naive:
         from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
@@ -351,6 +368,10 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
         lines.append(f"- recllm_rank p95 at c1: {c1['p95_ms']} ms (goal < {GOALS['rank_p95_c1_ms']:g} ms)")
     if c16:
         lines.append(f"- recllm_rank throughput at c16: {c16['rps']} req/s (goal >= {GOALS['rank_rps_c16']:g})")
+    for on, off in zip(rank, by("triton recllm_rank (profile cache off)")):
+        lines.append(f"- recllm_rank at c{on['concurrency']}, profile cache on vs off (every request reads the "
+                     f"profile): {on['rps']} vs {off['rps']} req/s (**{round(on['rps'] / max(off['rps'], 1e-9), 2)}x**),"
+                     f" p95 {on['p95_ms']} vs {off['p95_ms']} ms")
     for ours_path, naive_path in (("triton recllm_rank", "naive /rank"), ("triton recllm", "naive /recommend"),
                                   ("triton recllm_chat turn", "naive /recommend")):
         for row in equal_p95_ratio(by(ours_path), by(naive_path)):
@@ -452,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(defaults.concurrency))
     parser.add_argument("--full-concurrency", type=int, nargs="+", default=list(defaults.full_concurrency))
     parser.add_argument("--no-naive", dest="naive", action="store_false")
+    parser.add_argument("--no-cache-off", dest="compare_cache_off", action="store_false",
+                        help="skip the recllm_rank levels with the profile cache off")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     parser.add_argument("--variants", action="store_true",
                         help="recllm_rank under the serving variants instead (throughput_variants.md)")
@@ -459,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,
                               concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
-                              naive=args.naive, results_dir=args.results_dir)
+                              naive=args.naive, results_dir=args.results_dir,
+                              compare_cache_off=args.compare_cache_off)
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:

@@ -300,10 +300,24 @@ def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogInde
     return catalog, CatalogIndex.load(layout.catalog_index_dir, catalog)
 
 
+# How many users' profile reads the retriever keeps (RetrieverConfig.context_cache_users; "0": every request reads
+# the profile — benchmarks compare the two in one run)
+CONTEXT_CACHE_USERS_ENV = "RECLLM_CONTEXT_CACHE_USERS"
+
+
 def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:
+    """The build's retriever on the profile it serves from; without ``config``, the defaults with
+    ``context_cache_users`` from ``$RECLLM_CONTEXT_CACHE_USERS`` when set."""
+    import os  # noqa: PLC0415
+
     catalog, index = load_catalog_and_index(layout)
+    if config is None:
+        cache_users = os.environ.get(CONTEXT_CACHE_USERS_ENV, "").strip()
+        if cache_users and not cache_users.isdigit():
+            raise ValueError(f"${CONTEXT_CACHE_USERS_ENV} must be a number of users >= 0, got {cache_users!r}")
+        config = RetrieverConfig(**({"context_cache_users": int(cache_users)} if cache_users else {}))
     return Retriever(catalog, index, open_profile_storage(profile_location(layout.profile_db), read_only=True),
-                     config or RetrieverConfig())
+                     config)
 
 
 def load_ranking_stage(layout: ArtifactLayout) -> RankingStage:

@@ -19,7 +19,7 @@ from torch import nn
 from kernels.conditional_rmsnorm import conditional_rms_norm
 from kernels.conditional_rmsnorm.reference import conditional_rms_norm_reference
 from recllm.generator.qwen2 import RMSNorm
-from recllm.user_layers.layer_context import rows_per_token
+from recllm.user_layers.layer_context import context_cached, rows_per_token
 
 
 class ConditionalRMSNorm(nn.Module):
@@ -74,9 +74,7 @@ class ConditionalRMSNorm(nn.Module):
         return norm(x.reshape(B * T, D), self.base.weight, gamma, beta, self.base.eps).view(B, T, D)
 
     def _cached(self, layer_context, key, compute):
-        if hasattr(layer_context, "cached"):
-            return layer_context.cached(self.cache_key(key), compute)
-        return compute()
+        return context_cached(layer_context, self.cache_key(key), compute)
 
     def cache_key(self, key) -> tuple:
         return ("norm", id(self), key)

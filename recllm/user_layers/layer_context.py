@@ -53,10 +53,17 @@ class UserLayerContext:
         return None if self.prefixes is None else self.prefixes.get(layer_index)
 
 
+def context_cached(layer_context, key, compute):
+    """``layer_context.cached(key, compute)`` for a context that keeps per-batch values (``UserLayerContext``), else
+    ``compute()``: what the adaptive layers call for everything that depends only on the batch's users."""
+    cached = getattr(layer_context, "cached", None)
+    return compute() if cached is None else cached(key, compute)
+
+
 def rows_per_token(per_row: torch.Tensor, tokens_per_row: int) -> torch.Tensor:
     """[B, ...] -> [B * T, ...]: each batch row's value repeated for its T tokens (token-major order of a
     ``[B, T, D].reshape(B * T, D)``)."""
     return per_row if tokens_per_row == 1 else per_row.repeat_interleave(tokens_per_row, dim=0)
 
 
-__all__ = ["UserLayerContext", "rows_per_token"]
+__all__ = ["UserLayerContext", "context_cached", "rows_per_token"]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from kernels.multi_lora import apply_multi_lora
-from recllm.user_layers.layer_context import rows_per_token
+from recllm.user_layers.layer_context import context_cached, rows_per_token
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
 
 
@@ -111,7 +111,8 @@ class MultiLoRALinear(nn.Module):
         if indices is None:
             return self.base(x)
         B, T, _ = x.shape
-        path = choose_lora_path(self.path, x, self.base.out_features)
+        path = context_cached(layer_context, ("lora path", self.path, x.shape[-1], self.base.out_features),
+                              lambda: choose_lora_path(self.path, x, self.base.out_features))
         if path == "merged":
             return self._merged_forward(x, layer_context, indices)
         y = self.base(x)  # [B, T, d_out]
@@ -133,12 +134,9 @@ class MultiLoRALinear(nn.Module):
 
     def _merged_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor) -> torch.Tensor:
         def merge():
-            if not bool((indices >= 0).any()):
-                return None
-            gathered = gathered_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
-            return merged_weights(self.base.weight, gathered).to(x.dtype)
-        weights = layer_context.cached(("lora merged", id(self)), merge) if hasattr(layer_context, "cached") \
-            else merge()
+            gathered = self._gathered(layer_context, indices)
+            return None if gathered is None else merged_weights(self.base.weight, gathered).to(x.dtype)
+        weights = context_cached(layer_context, ("lora merged", id(self)), merge)
         if weights is None:
             return self.base(x)
         if self.base.bias is None:
@@ -149,12 +147,10 @@ class MultiLoRALinear(nn.Module):
         """This projection's per-request adapters (``gathered_lora``), once per layer context at inference; None
         when no row has one."""
         def gather():
-            if not bool((indices >= 0).any()):
+            if not context_cached(layer_context, "any lora", lambda: bool((indices >= 0).any())):
                 return None
             return gathered_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
-        if hasattr(layer_context, "cached"):
-            return layer_context.cached(("lora", id(self)), gather)
-        return gather()
+        return context_cached(layer_context, ("lora", id(self)), gather)
 
 
 class AdapterSlots:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from recllm.catalog.product_catalog import Catalog
-from recllm.pipeline import RecPipeline
+from recllm.pipeline import CONTEXT_CACHE_USERS_ENV, RecPipeline, load_retriever
+from recllm.rag.retriever import RetrieverConfig
 from recllm.rag.rec_request import RequestError
 
 
@@ -97,3 +98,14 @@ def test_instructions_in_the_message_are_not_followed(pipeline, warm_user):
     assert not any(ch.isdigit() for ch in reply), reply  # no ids, phones or house numbers outside item names
     for row in result.items:
         assert pipeline.catalog.get(row["item_id"]).service == "samokat"
+
+
+def test_the_served_retriever_takes_its_profile_cache_size_from_the_environment(test_artifacts, monkeypatch):
+    layout = test_artifacts
+    assert load_retriever(layout).config.context_cache_users == RetrieverConfig().context_cache_users
+    monkeypatch.setenv(CONTEXT_CACHE_USERS_ENV, "0")
+    off = load_retriever(layout)
+    assert off.config.context_cache_users == 0 and off.contexts.max_users == 0
+    monkeypatch.setenv(CONTEXT_CACHE_USERS_ENV, "lots")
+    with pytest.raises(ValueError, match=CONTEXT_CACHE_USERS_ENV):
+        load_retriever(layout)
