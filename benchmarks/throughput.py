@@ -11,7 +11,9 @@ One run on one machine, so load from neighbours hits both sides alike; the repor
 * a cProfile of the stage with the most compute per request, run in-process on the same requests;
 * ``recllm_rank`` again on a second server whose retriever keeps no profile reads (``$RECLLM_CONTEXT_CACHE_USERS``
   0), so the profile cache's effect is a ratio in the same run (``--no-cache-off`` skips it). The workload cycles
-  over the held-out users: a user's first request in a server's life reads the profile either way.
+  over the held-out users, and every server (naive included) serves each user once before the levels start, so the
+  levels measure returning users (the profile cache hits while nothing of the user changed); the cache-off rows give
+  what every request costs when it reads the profile (a first visit, or a user whose profile just changed).
 
     python -m benchmarks.throughput --artifact-dir DIR [--seconds 8] [--concurrency 1 4 16]
 
@@ -193,6 +195,8 @@ def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring
         for u, q, s in workload[:3]:  # warm every model once
             probe.rank(u, q, config.top_k, s), probe.recommend(u, q, config.top_k, s)
             probe.chat(f"tp-warm-{uuid.uuid4().hex[:8]}", u, q, config.top_k, s)
+        for u, q, s in workload:  # every user seen once: the levels measure returning users (see the module doc)
+            probe.rank(u, q, config.top_k, s)
         for path, (factory, concurrencies) in served.items():
             if paths is not None and path not in paths:
                 continue
@@ -232,8 +236,9 @@ def naive_levels(url: str, config: ThroughputConfig, workload) -> list[Level]:
                 r.raise_for_status()
             return call
 
-        for u, q, s in workload[:2]:
-            make_call()(u, q, s)
+        warm = make_call()
+        for u, q, s in (workload if endpoint == "/rank" else workload[:2]):  # as the Triton side: users seen once
+            warm(u, q, s)
         for c in concurrencies:
             level = closed_loop(path, c, config.seconds, make_call, workload)
             print(json.dumps(level.summary()), flush=True)

@@ -217,8 +217,8 @@ class ChatEngine:
         message = plan.base.query if plan.act != "decline" else "[declined]"
         context = TurnContext(effective, service, plan.exclude, state.budget, state.turns)
         self._write_feedback(plan, item_ids)  # before the state: a turn retried after a failure here writes again
-        self.sessions.append(plan.session_id, plan.base.user_id, message, context, service, item_ids, list(prices))
-        self.sessions.save_state(plan.session_id, plan.base.user_id, state.to_json())
+        self.sessions.record_turn(plan.session_id, plan.base.user_id, message, context, service, item_ids,
+                                  list(prices), state.to_json())
 
     def _write_feedback(self, plan: TurnPlan, item_ids: list[int]) -> None:
         if self.feedback is None or plan.understanding is None:

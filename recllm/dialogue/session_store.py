@@ -1,9 +1,9 @@
 """Chat sessions for the streaming entry: turns persisted in SQLite, keyed by ``session_id``.
 
 A session belongs to one user: a session id presented with another user id is refused, so one user's dialogue
-can never leak into another's. Each finished turn is recorded (``append``: the message, the query retrieval ran,
-the items shown and their prices, the price cap), and the chat engine keeps its dialogue state here
-(``save_state`` / ``load_state``): ``recllm.dialogue.dialogue_state`` decides what a follow-up means from it.
+can never leak into another's. Each finished turn is recorded with the dialogue state it led to in one
+transaction (``record_turn``: the message, the query retrieval ran, the items shown and their prices, the price cap,
+and the state JSON; ``append`` and ``save_state`` do one part each), and ``load_state`` reads the state back: ``recllm.dialogue.dialogue_state`` decides what a follow-up means from it.
 """
 
 from __future__ import annotations
@@ -114,16 +114,16 @@ class SessionStore:
         one session finishing at once (two chat instances) both land, one after the other."""
         self.claim(session_id, user_id)
         with self.connection() as conn:
-            cursor = conn.execute(
-                "INSERT INTO chat_turns SELECT ?, COALESCE(MAX(turn), -1) + 1, ?, ?, ?, ?, ?, ?, ?, ? "
-                "FROM chat_turns WHERE session_id = ? RETURNING turn",
-                (session_id, user_id, message, context.effective_query, service,
-                 json.dumps([int(i) for i in item_ids]), json.dumps([float(p) for p in item_prices]),
-                 context.max_price, int(time.time()), session_id),
-            )
-            turn = cursor.fetchone()[0]
-            conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?",
-                         (session_id, turn - MAX_TURNS_KEPT))
+            return _insert_turn(conn, session_id, user_id, message, context, service, item_ids, item_prices)
+
+    def record_turn(self, session_id: str, user_id: str, message: str, context: TurnContext, service: str,
+                    item_ids: list[int], item_prices: list[float], state_json: str) -> int:
+        """``append`` and ``save_state`` in one transaction: a turn lands with the dialogue state it led to, or
+        neither does (a failure in between cannot leave a turn whose state says it never happened)."""
+        self.claim(session_id, user_id)
+        with self.connection() as conn:
+            turn = _insert_turn(conn, session_id, user_id, message, context, service, item_ids, item_prices)
+            conn.execute("INSERT OR REPLACE INTO chat_state VALUES (?, ?, ?)", (session_id, user_id, state_json))
         return turn
 
     def load_state(self, session_id: str, user_id: str) -> str | None:
@@ -136,3 +136,19 @@ class SessionStore:
         self.claim(session_id, user_id)
         with self.connection() as conn:
             conn.execute("INSERT OR REPLACE INTO chat_state VALUES (?, ?, ?)", (session_id, user_id, state_json))
+
+
+def _insert_turn(conn: sqlite3.Connection, session_id: str, user_id: str, message: str, context: TurnContext,
+                 service: str, item_ids: list[int], item_prices: list[float]) -> int:
+    """The turn's row with the next number of its session (assigned inside the INSERT), and the session trimmed to
+    its last ``MAX_TURNS_KEPT`` turns; inside the caller's transaction."""
+    cursor = conn.execute(
+        "INSERT INTO chat_turns SELECT ?, COALESCE(MAX(turn), -1) + 1, ?, ?, ?, ?, ?, ?, ?, ? "
+        "FROM chat_turns WHERE session_id = ? RETURNING turn",
+        (session_id, user_id, message, context.effective_query, service,
+         json.dumps([int(i) for i in item_ids]), json.dumps([float(p) for p in item_prices]),
+         context.max_price, int(time.time()), session_id),
+    )
+    turn = cursor.fetchone()[0]
+    conn.execute("DELETE FROM chat_turns WHERE session_id = ? AND turn <= ?", (session_id, turn - MAX_TURNS_KEPT))
+    return turn

@@ -42,15 +42,15 @@ def store(profile_copy):
 
 
 class FlakySessions(SessionStore):
-    """Fails the next ``append`` once: a turn that broke after its feedback was written, as a retry meets it."""
+    """Fails the next ``record_turn`` once: a turn that broke after its feedback was written, as a retry meets it."""
 
     fail_next = False
 
-    def append(self, *args, **kwargs):
+    def record_turn(self, *args, **kwargs):
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full while recording the turn")
-        return super().append(*args, **kwargs)
+        return super().record_turn(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,14 @@ def test_a_new_session_belongs_to_whoever_opened_it_first(tmp_path):
     assert store.history("fresh", "u1") == []
     with pytest.raises(RequestError, match="another user"):
         store.history("fresh", "u2")
+
+
+def test_a_turn_lands_with_its_state_or_not_at_all(tmp_path):
+    store = SessionStore(tmp_path / "sessions.db")
+    assert store.record_turn("s1", "u1", "кофе", context(0), "samokat", [1], [100.0], '{"turns": 1}') == 0
+    assert store.load_state("s1", "u1") == '{"turns": 1}' and len(store.history("s1", "u1")) == 1
+    with pytest.raises(sqlite3.IntegrityError):  # the state write fails after the turn's insert ran
+        store.record_turn("s1", "u1", "ещё", context(1), "samokat", [2], [90.0], None)
+    assert [t.message for t in store.history("s1", "u1")] == ["кофе"]  # the turn went back with it
+    assert store.load_state("s1", "u1") == '{"turns": 1}'
+    assert store.record_turn("s1", "u1", "ещё", context(1), "samokat", [2], [90.0], '{"turns": 2}') == 1
