@@ -34,6 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from recllm.rag.rec_request import parse_recipient
+
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("ru", "en")
@@ -178,26 +180,6 @@ SERVICE_PATTERNS = {
     "megamarket": re.compile(r"мегамаркет|megamarket|mega\s*market|\bмм\b", re.IGNORECASE),
     "kuper": re.compile(r"купер|kuper|сбермаркет|sbermarket", re.IGNORECASE),
 }
-# (recipient, pattern); the earliest match in the message wins.
-RECIPIENT_PATTERNS = (
-    ("child", r"\bсын\w*|\bдоч[ек]\w*|\bдочь|ребён\w*|ребен\w*|\bдетям|для\s+детей|малыш\w*|племянни\w*|\bвнук\w*|"
-              r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
-              r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
-    ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
-            r"попуга\w*|хомяк\w*|\bрыбк\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
-    ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим\w*|на\s+двоих|\bwife|husband|"
-                r"girlfriend|boyfriend|partner"),
-    ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
-               r"mother|father|parents"),
-    ("grandparent", r"бабушк\w*|дедушк\w*|бабул\w*|grandma|grandpa|grandparent"),
-    ("friend", r"\bдруг(?:у|а|ом)?\b|\bдрузей|\bдрузьям|подруг\w*|приятел\w*|\bfriends?\b"),
-    ("colleague", r"коллег\w*|начальни\w*|\bв\s+офис|colleague|coworker|\bboss\b|office"),
-    ("company", r"на\s+компанию|для\s+гостей|гостям|вечеринк\w*|человек\s+на\s+\d|на\s+\d+\s+человек|\bparty\b|"
-                r"guests"),
-    ("family", r"\bсемь[юиейя]\b|\bсемейн\w*|family"),
-    ("self", r"\bсебе\b|\bсебя\b|для\s+себя|\bмне\s+на\s+(?:обед|ужин|завтрак)|\bfor\s+me\b|myself"),
-)
-RECIPIENT_REGEXES = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in RECIPIENT_PATTERNS)
 AGE_NUMBER = re.compile(r"(\d{1,2})\s*-?\s*(?:лет|год\w*|летн\w*|years?|yrs?|yo\b|y\.o)", re.IGNORECASE)
 AGE_PHRASE = re.compile(r"(?:who\s+is|turning|aged?|которому|которой)\s+(\d{1,2})\b", re.IGNORECASE)
 AGE_MONTHS = re.compile(r"(\d{1,2})\s*(?:мес\w*|months?)", re.IGNORECASE)
@@ -260,11 +242,6 @@ def parse_delivery_speed(text: str) -> str | None:
 
 def mentioned_services(text: str) -> tuple[str, ...]:
     return tuple(service for service in SERVICES if SERVICE_PATTERNS[service].search(text))
-
-
-def parse_recipient(text: str) -> str | None:
-    hits = [(match.start(), name) for name, regex in RECIPIENT_REGEXES if (match := regex.search(text))]
-    return min(hits)[1] if hits else None
 
 
 def age_to_band(age: int) -> str:

@@ -41,6 +41,31 @@ REQUIRED_TAG_PATTERNS = {
 }
 
 
+# (recipient, pattern); the earliest match in the message wins.
+RECIPIENT_PATTERNS = (
+    ("child", r"\bсын\w*|\bдоч[ек]\w*|\bдочь|ребён\w*|ребен\w*|\bдетям|для\s+детей|малыш\w*|племянни\w*|\bвнук\w*|"
+              r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
+              r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
+    ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
+            r"попуга\w*|хомяк\w*|\bрыбк\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
+    ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим\w*|на\s+двоих|\bwife|husband|"
+                r"girlfriend|boyfriend|partner"),
+    ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
+               r"mother|father|parents"),
+    ("grandparent", r"бабушк\w*|дедушк\w*|бабул\w*|grandma|grandpa|grandparent"),
+    ("friend", r"\bдруг(?:у|а|ом)?\b|\bдрузей|\bдрузьям|подруг\w*|приятел\w*|\bfriends?\b"),
+    ("colleague", r"коллег\w*|начальни\w*|\bв\s+офис|colleague|coworker|\bboss\b|office"),
+    ("company", r"на\s+компанию|для\s+гостей|гостям|вечеринк\w*|человек\s+на\s+\d|на\s+\d+\s+человек|\bparty\b|"
+                r"guests"),
+    ("family", r"\bсемь[юиейя]\b|\bсемейн\w*|family"),
+    ("self", r"\bсебе\b|\bсебя\b|для\s+себя|\bмне\s+на\s+(?:обед|ужин|завтрак)|\bfor\s+me\b|myself"),
+)
+RECIPIENT_REGEXES = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in RECIPIENT_PATTERNS)
+# Recipients who are grown-ups: a request for one of them («подарок маме», "gift for my dad") never gets children's
+# goods (toys, diapers, baby food), whatever the bag-of-words encoder pulls in with «мама» or "gift".
+ADULT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "colleague"})
+
+
 class RequestError(ValueError):
     """A client error in one request: the message names the field and what is wrong."""
 
@@ -54,6 +79,7 @@ class RecRequest:
     language: str  # "ru" | "en"
     max_price: float | None
     required_tags: frozenset[str] = frozenset()
+    for_adult: bool = False  # the query names only grown-up recipients (``ADULT_RECIPIENTS``): no children's goods
 
 
 def decode_text(field: str, raw: bytes | str) -> str:
@@ -129,6 +155,18 @@ def required_tags(text: str) -> frozenset[str]:
     return frozenset(tag for tag, pattern in REQUIRED_TAG_PATTERNS.items() if pattern.search(text))
 
 
+def parse_recipient(text: str) -> str | None:
+    """Who the request is for, by the earliest recipient word in it (``RECIPIENT_PATTERNS``); None: not said."""
+    hits = [(match.start(), name) for name, regex in RECIPIENT_REGEXES if (match := regex.search(text))]
+    return min(hits)[1] if hits else None
+
+
+def names_only_adults(text: str) -> bool:
+    """The text names a grown-up recipient and no child («маме и сыну» names both: not only adults)."""
+    named = {name for name, regex in RECIPIENT_REGEXES if regex.search(text)}
+    return bool(named & ADULT_RECIPIENTS) and "child" not in named
+
+
 def parse_request(user_id, query, top_k, service="") -> RecRequest:
     """Validate raw request fields (bytes or str) into a ``RecRequest``."""
     text = validate_query(query)
@@ -140,6 +178,7 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         language=detect_language(text),
         max_price=parse_budget(text),
         required_tags=required_tags(text),
+        for_adult=names_only_adults(text),
     )
 
 

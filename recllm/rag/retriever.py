@@ -7,8 +7,9 @@ Candidates come from three sources, so both the query and the person shape the l
    (``profile.differential_privacy``), read from the profile store;
 3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
-stated dietary tags ("без лактозы" → lactose_free); health/medicine items only for a query about that domain
-and only there (the same rule applies to fragments).
+stated dietary tags ("без лактозы" → lactose_free), no children's goods for a request that names only grown-up
+recipients («подарок маме»); health/medicine items only for a query about that domain and only there (the same
+rule applies to fragments).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class RetrieverConfig:
         check_preference_source("RetrieverConfig.preference_source", self.preference_source)
 
 
+# Subtrees of the category tree that hold children's goods (toys, diapers, kids' books, baby food): never offered to a
+# request for a grown-up (``RecRequest.for_adult``).
+CHILDREN_CATEGORY_ROOTS = frozenset({"kids", "grocery/baby_food"})
+
+
 @dataclass(frozen=True)
 class ItemArrays:
     """The catalog's per-item fields the filter reads, as arrays by item id (the catalog is immutable), so a
@@ -68,6 +74,7 @@ class ItemArrays:
     price: np.ndarray                      # [N] float64
     family: np.ndarray                     # [N] int64
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
+    for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
     tagged: dict[str, np.ndarray]          # tag -> [N] bool
     family_member: dict[str, dict[int, int]]  # service -> family id -> the family's item in that service
 
@@ -84,6 +91,9 @@ class ItemArrays:
             price=np.array([item.price for item in items], dtype=np.float64),
             family=np.array([item.family_id for item in items], dtype=np.int64),
             sensitive=sensitive_item_mask(catalog),
+            for_children=np.array([any(c.category_id in CHILDREN_CATEGORY_ROOTS
+                                       for c in catalog.category_path(item.category_id)) for item in items],
+                                  dtype=bool),
             tagged={tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
             family_member=members,
         )
@@ -225,7 +235,8 @@ class Retriever:
     def allowed(self, item_ids: np.ndarray, service: str, request: RecRequest, health: bool,
                 exclude: frozenset[int]) -> np.ndarray:
         """[C] bool per candidate id: in stock in this service, not excluded, within the budget, with every required
-        tag, and health items for health queries only and only them (``item_allowed``)."""
+        tag, not a children's item when the request is for a grown-up, and health items for health queries only and
+        only them (``item_allowed``)."""
         items = self.items
         keep = (items.service[item_ids] == SERVICES.index(service)) & items.in_stock[item_ids]
         keep &= items.sensitive[item_ids] == item_allowed(True, health)
@@ -233,6 +244,8 @@ class Retriever:
             keep &= ~np.isin(item_ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
         if request.max_price is not None:
             keep &= items.price[item_ids] <= request.max_price
+        if request.for_adult:
+            keep &= ~items.for_children[item_ids]
         for tag in request.required_tags:
             keep &= items.tagged[tag][item_ids] if tag in items.tagged else False
         return keep

@@ -324,3 +324,13 @@ def test_session_constraints_override_the_text():
     assert chat.max_price == 1000 and chat.language == "en"
     with pytest.raises(RequestError, match="LANGUAGE"):
         with_session_constraints(request, None, b"de")
+
+
+@pytest.mark.parametrize("query, for_adult", [
+    ("gift for my mom", True), ("birthday present for my dad", True), ("подарок маме на день рождения", True),
+    ("что подарить жене", True), ("подарок бабушке на юбилей", True), ("подарок коллеге до 1000 рублей", True),
+    ("подарок сыну на 7 лет", False), ("подарок маме и сыну", False), ("игрушка для ребёнка", False),
+    ("подарок другу", False), ("что приготовить на ужин", False),
+])
+def test_a_request_naming_only_grown_ups_is_for_an_adult(query, for_adult):
+    assert parse_request("u1", query, 5).for_adult is for_adult

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recllm.catalog.product_catalog import SERVICES
-from recllm.rag.rec_request import RecRequest
-from recllm.rag.retriever import Retriever, RetrieverConfig
+from recllm.rag.rec_request import RecRequest, parse_request
+from recllm.rag.retriever import CHILDREN_CATEGORY_ROOTS, Retriever, RetrieverConfig
 from recllm.profile.user_signals import UserSignals
 
 DIET_TAGS = ("sugar_free", "lactose_free", "vegan")
@@ -291,3 +291,18 @@ def test_retrieve_many_equals_each_request_alone(retriever, ecosystem, query_vec
         assert got.candidate_ids.tolist() == alone.candidate_ids.tolist()
         np.testing.assert_allclose(got.candidate_scores, alone.candidate_scores, rtol=1e-6)
         assert [f.fragment_key for f, _ in got.fragments] == [f.fragment_key for f, _ in alone.fragments]
+
+
+def test_a_request_for_a_grown_up_gets_no_childrens_goods(retriever, catalog, item_vectors):
+    """Retrieval pulled toward the toys (the mean of the children's items): with a grown-up recipient none of them is
+    a candidate, without one they are."""
+    children = retriever.items.for_children
+    assert children.any() and catalog.get(int(np.flatnonzero(children)[0])).category_id.startswith(
+        tuple(CHILDREN_CATEGORY_ROOTS))
+    vector = item_vectors[children].mean(axis=0)
+    vector /= np.linalg.norm(vector)
+    service = catalog.get(int(np.flatnonzero(children)[0])).service
+    for_anyone = retriever.retrieve(parse_request("u_new", "подарок", 5, service), vector)
+    for_mom = retriever.retrieve(parse_request("u_new", "подарок маме", 5, service), vector)
+    assert children[for_anyone.candidate_ids].any()
+    assert len(for_mom.candidate_ids) and not children[for_mom.candidate_ids].any()
