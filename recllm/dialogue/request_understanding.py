@@ -336,10 +336,12 @@ KEYWORD_DOMAINS = (
     ("beauty", r"крем|шампун|маск|косметик|умыван|cream|shampoo|beauty"),
     ("sport", r"кроссовк|кроссы|бег|йог|гантел|протеин|скакалк|спорт|running|yoga|sport"),
     ("home", r"сковород|кастрюл|постельн|плед|подушк|посуд|контейнер|pan|linen|bed"),
-    ("goods", r"туалетн|бумаг|посудомо|стирк|батарейк|средство|книг|детектив|подар|paper|soap|book|gift|present"),
+    ("goods", r"туалетн|бумаг|посудомо|стирк|батарейк|средство|книг|детектив|подар|рожден|юбиле|paper|soap|book|gift|"
+              r"present|birthday|anniversar"),
     ("food", r"молок|кефир|творог|йогурт|сыр|овощ|фрукт|банан|хлеб|завтрак|ужин|обед|чипс|шоколад|кофе|сок|вод[уа]|"
              r"еду|еда|пицц|курин|рыб|гречк|макарон|мороже|печень|овсян|перекус|снек|хавчик|сладк|мяс|лимонад|"
-             r"батончик|вкусн|milk|vegetable|snack|breakfast|coffee|dinner|ice\s+cream|chocolate|fruit|yogurt|food"),
+             r"батончик|вкусн|торт|пирог|milk|vegetable|snack|breakfast|coffee|dinner|ice\s+cream|chocolate|fruit|yogurt|"
+             r"food|cake"),
 )
 KEYWORD_INTENT_REGEXES = tuple((name, re.compile(pattern)) for name, pattern in KEYWORD_INTENTS)
 KEYWORD_DOMAIN_REGEXES = tuple((name, re.compile(pattern)) for name, pattern in KEYWORD_DOMAINS)

@@ -187,6 +187,17 @@ HAND_REQUESTS: tuple[tuple[str, str, str, tuple, dict], ...] = (
     ("a kettle for the office kitchen", "recommend", "electronics", M, en(recipient="colleague")),
     ("cheap vegan snacks, like under 300", "recommend", "food", G, en(budget=300, diet=("vegan",))),
     ("birthday gift for my dad, he likes cooking", "recommend", "goods", M, en(recipient="parent")),
+    # A birthday named through the recipient ("my mom's birthday"), not through the word gift (seen live: read as
+    # off-topic, then retrieval went to snacks on Kuper).
+    ("what about something for my mom's birthday?", "recommend", "goods", M, en(recipient="parent")),
+    ("it's my husband's birthday tomorrow, ideas?", "recommend", "goods", M, en(recipient="partner")),
+    ("something nice for my grandma's birthday", "recommend", "goods", M, en(recipient="grandparent")),
+    ("my boss has a birthday on friday, what should I get", "recommend", "goods", M, en(recipient="colleague")),
+    ("my daughter's birthday party, she turns 6", "recommend", "kids", M, en(recipient="child", age=6)),
+    ("у мамы скоро день рождения, что взять?", "recommend", "goods", M, {"recipient": "parent"}),
+    ("что-нибудь жене на юбилей", "recommend", "goods", M, {"recipient": "partner"}),
+    ("день рождения у коллеги, скинемся на что-нибудь до 3000", "recommend", "goods", M,
+     {"budget": 3000, "recipient": "colleague"}),
     ("а можно всё то же, но подешевле", "refine", "other", (), {"refinement": ("cheaper",)}),
     ("давай без орехов, у меня аллергия", "refine", "other", (), {"refinement": ("without_nuts",)}),
     ("эээ ещё что-нибудь покажи", "refine", "other", (), {"refinement": ("more",)}),
