@@ -30,6 +30,14 @@ TAGS: frozenset[str] = frozenset({
     "beauty", "electronics", "home", "books", "health", "vegan", "alcohol_free", "party", "gaming",
 })
 
+# Toy leaves of the category tree by the child's age they are made for, inclusive bounds in years (the catalog's
+# age marking: the generator stocks them, the retriever holds a request for a child of a stated age to them).
+TOY_AGE_BANDS: dict[str, tuple[int, int]] = {
+    "kids/toys/toddler": (0, 2),
+    "kids/toys/preschool": (3, 6),
+    "kids/toys/school": (7, 12),
+}
+
 
 def validate_service(service: str) -> str:
     """Return ``service`` unchanged if it is one of SERVICES, else raise ValueError listing the valid ones."""

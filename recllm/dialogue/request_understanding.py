@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from recllm.rag.rec_request import parse_recipient
+from recllm.rag.rec_request import parse_age_band, parse_recipient
 
 log = logging.getLogger(__name__)
 
@@ -180,17 +180,6 @@ SERVICE_PATTERNS = {
     "megamarket": re.compile(r"мегамаркет|megamarket|mega\s*market|\bмм\b", re.IGNORECASE),
     "kuper": re.compile(r"купер|kuper|сбермаркет|sbermarket", re.IGNORECASE),
 }
-AGE_NUMBER = re.compile(r"(\d{1,2})\s*-?\s*(?:лет|год\w*|летн\w*|years?|yrs?|yo\b|y\.o)", re.IGNORECASE)
-AGE_PHRASE = re.compile(r"(?:who\s+is|turning|aged?|которому|которой)\s+(\d{1,2})\b", re.IGNORECASE)
-AGE_MONTHS = re.compile(r"(\d{1,2})\s*(?:мес\w*|months?)", re.IGNORECASE)
-RU_NUMBER_STEMS = (("годовал", 1), ("двухлет", 2), ("трёхлет", 3), ("трехлет", 3), ("четырёхлет", 4),
-                   ("четырехлет", 4), ("пятилет", 5), ("шестилет", 6), ("семилет", 7), ("восьмилет", 8),
-                   ("девятилет", 9), ("десятилет", 10), ("первокласс", 7))
-RU_NUMBER_WORDS = {"один": 1, "два": 2, "три": 3, "четыре": 4, "пять": 5, "шесть": 6, "семь": 7, "восемь": 8,
-                   "девять": 9, "десять": 10, "одиннадцать": 11, "двенадцать": 12, "one": 1, "two": 2, "three": 3,
-                   "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
-AGE_WORD = re.compile(r"\b(" + "|".join(RU_NUMBER_WORDS) + r")\s*(?:лет|год\w*|years?)", re.IGNORECASE)
-AGE_BANDS = ((0, 2), (3, 5), (6, 8), (9, 12), (13, 17))
 REPEAT_ORDER = re.compile(r"как\s+в\s+прошлый\s+раз|повтори\w*\s+(?:мой\s+)?(?:прошл|последн)|прошл\w+\s+заказ|"
                           r"как\s+обычно|same\s+as\s+(?:last|before)|reorder|repeat\s+(?:my\s+)?(?:last\s+)?order|"
                           r"as\s+usual", re.IGNORECASE)
@@ -242,37 +231,6 @@ def parse_delivery_speed(text: str) -> str | None:
 
 def mentioned_services(text: str) -> tuple[str, ...]:
     return tuple(service for service in SERVICES if SERVICE_PATTERNS[service].search(text))
-
-
-def age_to_band(age: int) -> str:
-    return next((f"{low}-{high}" for low, high in AGE_BANDS if low <= age <= high), "18+")
-
-
-def parse_age_band(text: str, recipient: str | None) -> str | None:
-    """Age band of a child the message is about; adults' ages ("папе на юбилей 60 лет") are not a toy band."""
-    if recipient not in (None, "child"):
-        return None
-    lowered = normalize(text)
-    age = None
-    for regex in (AGE_NUMBER, AGE_PHRASE):
-        if match := regex.search(lowered):
-            age = int(match.group(1))
-            break
-    if age is None and (match := AGE_WORD.search(lowered)):
-        age = RU_NUMBER_WORDS[match.group(1)]
-    if age is None and (match := AGE_MONTHS.search(lowered)):
-        age = int(match.group(1)) // 12
-    if age is None:
-        age = next((years for stem, years in RU_NUMBER_STEMS if stem in lowered), None)
-    if age is None:
-        if re.search(r"подрост|\bteen", lowered):
-            return "13-17"
-        if re.search(r"малыш|младен|новорожд|toddler|\bbaby\b", lowered) and recipient == "child":
-            return "0-2"
-        return None
-    if age >= 18 and recipient != "child":
-        return None
-    return age_to_band(age)
 
 
 def parse_refinement(text: str, budget: int | None) -> tuple[str, ...]:

@@ -47,8 +47,8 @@ RECIPIENT_PATTERNS = (
               r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
               r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
     ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
-            r"попуга\w*|хомяк\w*|\bрыбк\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
-    ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим\w*|на\s+двоих|\bwife|husband|"
+            r"попуга\w*|хомяк\w*|\bрыбк\w*|любимц\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
+    ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим(?!ц)\w*|на\s+двоих|\bwife|husband|"
                 r"girlfriend|boyfriend|partner"),
     ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
                r"mother|father|parents"),
@@ -61,6 +61,18 @@ RECIPIENT_PATTERNS = (
     ("self", r"\bсебе\b|\bсебя\b|для\s+себя|\bмне\s+на\s+(?:обед|ужин|завтрак)|\bfor\s+me\b|myself"),
 )
 RECIPIENT_REGEXES = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in RECIPIENT_PATTERNS)
+AGE_NUMBER = re.compile(r"(\d{1,2})\s*-?\s*(?:лет|год\w*|летн\w*|years?|yrs?|yo\b|y\.o)", re.IGNORECASE)
+AGE_PHRASE = re.compile(r"(?:who\s+is|turning|aged?|которому|которой)\s+(\d{1,2})\b", re.IGNORECASE)
+AGE_MONTHS = re.compile(r"(\d{1,2})\s*(?:мес\w*|months?)", re.IGNORECASE)
+RU_NUMBER_STEMS = (("годовал", 1), ("двухлет", 2), ("трёхлет", 3), ("трехлет", 3), ("четырёхлет", 4),
+                   ("четырехлет", 4), ("пятилет", 5), ("шестилет", 6), ("семилет", 7), ("восьмилет", 8),
+                   ("девятилет", 9), ("десятилет", 10), ("первокласс", 7))
+RU_NUMBER_WORDS = {"один": 1, "два": 2, "три": 3, "четыре": 4, "пять": 5, "шесть": 6, "семь": 7, "восемь": 8,
+                   "девять": 9, "десять": 10, "одиннадцать": 11, "двенадцать": 12, "one": 1, "two": 2, "three": 3,
+                   "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+AGE_WORD = re.compile(r"\b(" + "|".join(RU_NUMBER_WORDS) + r")\s*(?:лет|год\w*|years?)", re.IGNORECASE)
+AGE_BANDS = ((0, 2), (3, 5), (6, 8), (9, 12), (13, 17))
+
 # Recipients who are grown-ups: a request for one of them («подарок маме», "gift for my dad") never gets children's
 # goods (toys, diapers, baby food), whatever the bag-of-words encoder pulls in with «мама» or "gift".
 ADULT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "colleague"})
@@ -80,6 +92,7 @@ class RecRequest:
     max_price: float | None
     required_tags: frozenset[str] = frozenset()
     for_adult: bool = False  # the query names only grown-up recipients (``ADULT_RECIPIENTS``): no children's goods
+    child_age: tuple[int, int] | None = None  # (youngest, oldest) years of the child it is for: toys of that age
 
 
 def decode_text(field: str, raw: bytes | str) -> str:
@@ -167,6 +180,47 @@ def names_only_adults(text: str) -> bool:
     return bool(named & ADULT_RECIPIENTS) and "child" not in named
 
 
+def age_to_band(age: int) -> str:
+    return next((f"{low}-{high}" for low, high in AGE_BANDS if low <= age <= high), "18+")
+
+
+def parse_child_age(text: str, recipient: str | None) -> tuple[int, int] | None:
+    """(youngest, oldest) age in years of the child the message is about: (7, 7) for «сыну 7 лет», (13, 17) for a
+    teenager, (0, 2) for a baby; None when no age is said or the recipient is a grown-up («папе на юбилей 60 лет»)."""
+    if recipient not in (None, "child"):
+        return None
+    lowered = " ".join(text.lower().replace("ё", "е").split())
+    age = None
+    for regex in (AGE_NUMBER, AGE_PHRASE):
+        if match := regex.search(lowered):
+            age = int(match.group(1))
+            break
+    if age is None and (match := AGE_WORD.search(lowered)):
+        age = RU_NUMBER_WORDS[match.group(1)]
+    if age is None and (match := AGE_MONTHS.search(lowered)):
+        age = int(match.group(1)) // 12
+    if age is None:
+        age = next((years for stem, years in RU_NUMBER_STEMS if stem in lowered), None)
+    if age is None:
+        if re.search(r"подрост|\bteen", lowered):
+            return (13, 17)
+        if re.search(r"малыш|младен|новорожд|toddler|\bbaby\b", lowered) and recipient == "child":
+            return (0, 2)
+        return None
+    if age >= 18 and recipient != "child":
+        return None
+    return (age, age)
+
+
+def parse_age_band(text: str, recipient: str | None) -> str | None:
+    """Age band of a child the message is about (``AGE_BANDS``, "18+" above them); adults' ages are not a toy band."""
+    ages = parse_child_age(text, recipient)
+    if ages is None:
+        return None
+    low, high = ages
+    return age_to_band(low) if low == high else f"{low}-{high}"
+
+
 def parse_request(user_id, query, top_k, service="") -> RecRequest:
     """Validate raw request fields (bytes or str) into a ``RecRequest``."""
     text = validate_query(query)
@@ -179,6 +233,7 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         max_price=parse_budget(text),
         required_tags=required_tags(text),
         for_adult=names_only_adults(text),
+        child_age=parse_child_age(text, parse_recipient(text)),
     )
 
 

@@ -8,8 +8,8 @@ Candidates come from three sources, so both the query and the person shape the l
 3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
 stated dietary tags ("без лактозы" → lactose_free), no children's goods for a request that names only grown-up
-recipients («подарок маме»); health/medicine items only for a query about that domain and only there (the same
-rule applies to fragments).
+recipients («подарок маме»), toys only of the age of the child a request names («сыну 2 года»); health/medicine
+items only for a query about that domain and only there (the same rule applies to fragments).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recllm.catalog.product_catalog import SERVICES, Catalog
+from recllm.catalog.product_catalog import SERVICES, TOY_AGE_BANDS, Catalog
 from recllm.rag.catalog_index import CatalogIndex
 from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
@@ -75,6 +75,7 @@ class ItemArrays:
     family: np.ndarray                     # [N] int64
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
     for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
+    toy_ages: np.ndarray                   # [N, 2] int: (youngest, oldest) years of a toy's leaf; (-1, -1): no toy
     tagged: dict[str, np.ndarray]          # tag -> [N] bool
     family_member: dict[str, dict[int, int]]  # service -> family id -> the family's item in that service
 
@@ -94,6 +95,7 @@ class ItemArrays:
             for_children=np.array([any(c.category_id in CHILDREN_CATEGORY_ROOTS
                                        for c in catalog.category_path(item.category_id)) for item in items],
                                   dtype=bool),
+            toy_ages=np.array([TOY_AGE_BANDS.get(item.category_id, (-1, -1)) for item in items], dtype=np.int64),
             tagged={tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
             family_member=members,
         )
@@ -235,7 +237,8 @@ class Retriever:
     def allowed(self, item_ids: np.ndarray, service: str, request: RecRequest, health: bool,
                 exclude: frozenset[int]) -> np.ndarray:
         """[C] bool per candidate id: in stock in this service, not excluded, within the budget, with every required
-        tag, not a children's item when the request is for a grown-up, and health items for health queries only and
+        tag, not a children's item when the request is for a grown-up, a toy only of the stated child's age, and
+        health items for health queries only and
         only them (``item_allowed``)."""
         items = self.items
         keep = (items.service[item_ids] == SERVICES.index(service)) & items.in_stock[item_ids]
@@ -246,6 +249,10 @@ class Retriever:
             keep &= items.price[item_ids] <= request.max_price
         if request.for_adult:
             keep &= ~items.for_children[item_ids]
+        if request.child_age is not None:  # toys only of the child's age; everything else as it is
+            low, high = request.child_age
+            ages = items.toy_ages[item_ids]  # [C, 2]
+            keep &= (ages[:, 0] < 0) | ((ages[:, 0] <= high) & (ages[:, 1] >= low))
         for tag in request.required_tags:
             keep &= items.tagged[tag][item_ids] if tag in items.tagged else False
         return keep

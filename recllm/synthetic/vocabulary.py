@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recllm.catalog.product_catalog import TOY_AGE_BANDS as CATALOG_TOY_AGE_BANDS
+
 # (category_id, name_ru, name_en, sensitive). name_ru is plural/indeclinable so it reads as an accusative object:
 # «вы каждую неделю берёте овощи».
 CATEGORY_SPECS: tuple[tuple[str, str, str, bool], ...] = (
@@ -69,12 +71,8 @@ CATEGORY_SPECS: tuple[tuple[str, str, str, bool], ...] = (
     ("books/cookbooks", "кулинарные книги", "cookbooks", False),
 )
 
-# Toy leaves by the child's age, inclusive bounds in years.
-TOY_AGE_BANDS: dict[str, tuple[int, int]] = {
-    "kids/toys/toddler": (0, 2),
-    "kids/toys/preschool": (3, 6),
-    "kids/toys/school": (7, 12),
-}
+# Toy leaves by the child's age: the catalog's (``product_catalog.TOY_AGE_BANDS``).
+TOY_AGE_BANDS = CATALOG_TOY_AGE_BANDS
 
 
 @dataclass(frozen=True)

@@ -334,3 +334,17 @@ def test_session_constraints_override_the_text():
 ])
 def test_a_request_naming_only_grown_ups_is_for_an_adult(query, for_adult):
     assert parse_request("u1", query, 5).for_adult is for_adult
+
+
+@pytest.mark.parametrize("query, child_age", [
+    ("need a gift for my son turning 2", (2, 2)), ("подарок сыну на 7 лет", (7, 7)), ("игрушка малышу", (0, 2)),
+    ("что подарить подростку", (13, 17)), ("toys for a 3 year old", (3, 3)), ("подарок сыну", None),
+    ("подарок папе на юбилей 60 лет", None), ("корм для моего любимца", None),
+])
+def test_the_age_of_the_child_a_request_is_for(query, child_age):
+    assert parse_request("u1", query, 5).child_age == child_age
+
+
+def test_a_pet_is_not_a_partner():
+    request = parse_request("u1", "нужен корм для моего любимца", 5)
+    assert request.for_adult is False and parse_request("u1", "подарок любимой", 5).for_adult is True

@@ -306,3 +306,19 @@ def test_a_request_for_a_grown_up_gets_no_childrens_goods(retriever, catalog, it
     for_mom = retriever.retrieve(parse_request("u_new", "подарок маме", 5, service), vector)
     assert children[for_anyone.candidate_ids].any()
     assert len(for_mom.candidate_ids) and not children[for_mom.candidate_ids].any()
+
+
+def test_a_request_for_a_child_of_a_stated_age_gets_only_toys_of_that_age(retriever, catalog, item_vectors):
+    """Retrieval pulled toward all the toys: «сыну 2 года» keeps the toddler toys and drops the others; a request
+    without an age keeps toys of every age."""
+    ages = retriever.items.toy_ages
+    toys = np.flatnonzero(ages[:, 0] >= 0)
+    assert len({tuple(a) for a in ages[toys].tolist()}) > 1
+    vector = item_vectors[toys].mean(axis=0)
+    vector /= np.linalg.norm(vector)
+    service = catalog.get(int(toys[0])).service
+    any_age = retriever.retrieve(parse_request("u_new", "подарок сыну", 20, service), vector)
+    two = retriever.retrieve(parse_request("u_new", "подарок сыну на 2 года", 20, service), vector)
+    shown_ages = {tuple(a) for a in ages[any_age.candidate_ids].tolist() if a[0] >= 0}
+    assert len(shown_ages) > 1
+    assert {tuple(a) for a in ages[two.candidate_ids].tolist() if a[0] >= 0} == {(0, 2)}
