@@ -21,7 +21,7 @@ import torch
 
 from .decode_loop import DecodeLoop, Request, StaticKVCache, cacheable_prefix_len, decode_one_token, prefill
 from .item_codes import ItemCodes
-from .fact_constraint import FactSpanConstraint, ReplyConstraint, quote_tokens
+from .fact_constraint import FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
@@ -139,7 +139,7 @@ class ReplyGenerator:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, request: ReplyRequest) -> tuple[Request, ItemSpanConstraint | ReplyConstraint]:
+    def _prepare(self, request: ReplyRequest) -> tuple[Request, ReplyConstraint]:
         """The decode-loop request and its constraint; a bad request raises ``ValueError`` here."""
         if not request.prompt or not request.prompt.strip():
             raise ValueError("prompt is empty")
@@ -157,11 +157,10 @@ class ReplyGenerator:
         loop_request = Request(prompt, max_new, (self.tokenizer.eos_id,), s.temperature, s.top_k, s.top_p, s.seed)
         constraint = ItemSpanConstraint(self.tokenizer, self.codes, candidates, self._text_mask,
                                         self.config.max_items_per_reply, max_new)
-        if request.quotable_facts is not None:
-            quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
-            constraint = ReplyConstraint(constraint, FactSpanConstraint(self.tokenizer, request.quotable_facts, quotes,
-                                                                        max_new))
-        return loop_request, constraint
+        quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
+        facts = None if request.quotable_facts is None else FactSpanConstraint(self.tokenizer, request.quotable_facts,
+                                                                               quotes, max_new)
+        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes))
 
     def validate(self, request: ReplyRequest) -> None:
         """Raise the ``ValueError`` that decoding ``request`` would raise (empty prompt, unknown item, budget)."""

@@ -2,8 +2,8 @@
 
 A reply passes when every item it names is in the ranked list (and named once), every profile fact it cites
 (quoted «…» or "…") is one of the prompt's facts, the text is not garbled (broken UTF-8, a letter run such as
-"nnnn", a stray quote mark), no word run repeats ("и и", "молоко, молоко, молоко"), and no
-conjunction dangles at the end of a sentence or the reply ("…, и." / "… and"). ``GenerationStage`` regenerates a
+"nnnn", a stray quote mark, a double space: a list left mid-way, «… и  макароны …»), no word run repeats ("и и",
+"молоко, молоко, молоко"), and no conjunction dangles at the end of a sentence or the reply ("…, и." / "… and"). ``GenerationStage`` regenerates a
 failing sampled reply with greedy decoding; ``ReplyCheckCounters`` counts checks and failures by reason, for the
 Triton adapter to export as Prometheus metrics (the counting lives here, the metric objects in the adapter).
 """
@@ -22,7 +22,7 @@ CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
            "empty")
-GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]", re.UNICODE)
+GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("repeated_words")
     if DANGLING_RE.search(plain.strip()):
         problems.append("dangling_conjunction")
-    if GARBLED_RE.search(plain):  # broken UTF-8, "nnnn", a stray quote outside a whole citation
+    if GARBLED_RE.search(plain):  # broken UTF-8, "nnnn", a stray quote outside a whole citation, "  "
         problems.append("garbled")
     if not text.strip():
         problems.append("empty")

@@ -131,3 +131,53 @@ def test_outside_a_quote_no_token_opens_one_with_more_bytes_after_it():
     assert constraint.allowed()[4]  # `".` closes it
     constraint.advance(4)
     assert not constraint.in_quote
+
+
+def test_spacing_rule_refuses_whitespace_right_after_whitespace():
+    """Live (default build, greedy): «… Кола без сахара Чудо 1,5 л и  макароны в Самокате Купере я подберу точнее.» —
+    after the frame's lone space before an item the model took " макароны" with its own space. After a token ending
+    in whitespace, no token beginning with it; an item span (no bytes) or a plain word may follow."""
+    from types import SimpleNamespace
+
+    from recllm.generator.fact_constraint import SpacingRule
+
+    pieces = [" and", " ", " pasta", "pasta", "."]  # byte-level pieces are Latin here; the rule reads bytes
+    fake = SimpleNamespace(control_ids=(), sid_token_ids=(), vocab_size=len(pieces),
+                           token_string=lambda t: pieces[t].replace(" ", "Ġ"))
+    quotes = quote_tokens.__wrapped__(fake, len(pieces))
+    rule = SpacingRule(quotes)
+    assert rule.allowed().all()
+    rule.advance(0)  # " and": ends in a letter
+    assert rule.allowed().all()
+    rule.advance(1)  # the lone space
+    assert rule.allowed().tolist() == [False, False, False, True, True]
+    copy = rule.copy()
+    rule.advance(3)
+    assert rule.allowed().all() and not copy.allowed()[2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_reply_spaces_twice_even_from_a_model_that_loves_spaces(tok, codes, seed):
+    """A random model pushed towards every token that begins with whitespace (the lone space included): greedy and
+    sampled replies never put whitespace right after whitespace, nor a token holding two spaces (the test tokenizer
+    has one). Checked on the tokens: a random model also emits bytes that are no UTF-8, which render as nothing."""
+    config = GeneratorConfig.from_name("test")
+    model = build_model(config, tok)
+    quotes = quote_tokens(tok, model.config.vocab_size)
+    assert quotes.double_spaced.any()
+    bias = torch.zeros(model.config.vocab_size)
+    bias[quotes.space_led | quotes.double_spaced] = 6.0
+    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
+    generator = ReplyGenerator(model, tok, config, codes)
+    for temperature in (0.0, 1.0):
+        requests = [ReplyRequest(PROMPT, list(range(12)), Sampling(temperature=temperature, seed=seed * 100 + k))
+                    for k in range(8)]
+        previous: dict[int, bytes] = {}
+        spaced = 0
+        for j, token, _ in generator.stream_batch(requests):
+            data = quotes.bytes[token] if token < len(quotes.bytes) else b""
+            assert b"  " not in data
+            assert not (previous.get(j, b"")[-1:].isspace() and data[:1].isspace()), (previous.get(j), data)
+            spaced += data[:1].isspace()
+            previous[j] = data
+        assert spaced  # the bias did pull spaces in: the rule had something to refuse

@@ -47,3 +47,6 @@ def test_garbled_text_fails():
     assert "garbled" in check_reply("Для ужина: X и \ufffdовощи.", [1], [1], [], ["X"]).problems
     assert "garbled" in check_reply("sinnnnnning: X.", [1], [1], [], ["X"]).problems
     assert "garbled" in check_reply("Я помню, что вы «покупали X.", [1], [1], [], ["X"]).problems
+    # live, greedy: the list left mid-way after «и » (the decoder now refuses it: test_spacing_rule)
+    assert "garbled" in check_reply("Вот что я подобрал: X, Y и  макароны в Самокате Купере я подберу точнее.",
+                                    [1, 2], [1, 2], [], ["X", "Y"]).problems
