@@ -89,14 +89,17 @@ class UserVectorCache:
         self.reads = 0
 
     def get(self, user_id: str, context=None) -> tuple[np.ndarray, int]:
-        """The user's (u, segment): cached while fresh; else from ``context`` (the profile the retriever read for
-        this request: no profile read here) or read from the profile (``reads`` counts those)."""
+        """The user's (u, segment). With ``context`` (the profile the retriever read for this request) always from
+        it — no profile read, and never older than what this turn's list was ranked on (a feedback written a turn
+        ago shows at once) — and kept for requests that bring none; without one, the kept (u, segment) while
+        younger than ``ttl_s``, else read from the profile (``reads`` counts those)."""
         now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(user_id)
-            if entry is not None and now - entry[0] <= self.ttl_s:
-                self._entries.move_to_end(user_id)
-                return entry[1], entry[2]
+        if context is None:
+            with self._lock:
+                entry = self._entries.get(user_id)
+                if entry is not None and now - entry[0] <= self.ttl_s:
+                    self._entries.move_to_end(user_id)
+                    return entry[1], entry[2]
         u, segment = self.vectors.vector(user_id, context)
         with self._lock:
             self.reads += context is None

@@ -131,6 +131,14 @@ def test_u_comes_from_the_retriever_s_context_without_a_second_profile_read(stag
     assert cache.reads == 0
     with pytest.raises(ValueError, match="another user"):
         vectors.vector(users[1], contexts[0])
+    # a turn's own context wins over the kept u: the style the user asked for a turn ago shows at once
+    from dataclasses import replace
+
+    asked = replace(contexts[0], feedback=replace(contexts[0].feedback, style="detailed", explain_requests=9))
+    u_asked, _ = cache.get(users[0], asked)
+    assert not np.array_equal(u_asked, u_plain := cache.get(users[0], contexts[0])[0])
+    assert np.array_equal(cache.get(users[0])[0], u_plain)  # kept for a request without a context
+    assert cache.reads == 0
     personalizer = stage.generator.personalizer
     reads = personalizer.cache.reads
     fresh = [u for u in users[2:4]]
