@@ -39,15 +39,19 @@ TORCH_THREADS = 1
 _threads_set = threading.Lock()
 
 
-def intra_op_threads(args: dict | None) -> int:
-    """``intra_op_threads`` from the model config Triton passes to ``initialize`` (``TORCH_THREADS`` if unset)."""
-    if not args or "model_config" not in args:
-        return TORCH_THREADS
-    parameters = json.loads(args["model_config"]).get("parameters", {})
-    value = parameters.get("intra_op_threads", {}).get("string_value", str(TORCH_THREADS))
+def positive_int_parameter(args: dict | None, name: str, default: int) -> int:
+    """Parameter ``name`` of the model config Triton passes to ``initialize`` (``default`` when the config or the
+    parameter is absent); anything but a positive integer is a clear error."""
+    parameters = json.loads(args["model_config"]).get("parameters", {}) if args and "model_config" in args else {}
+    value = parameters.get(name, {}).get("string_value", str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"model config parameter intra_op_threads must be a positive integer, got {value!r}")
+        raise ValueError(f"model config parameter {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def intra_op_threads(args: dict | None) -> int:
+    """``intra_op_threads`` from the model config (``TORCH_THREADS`` if unset)."""
+    return positive_int_parameter(args, "intra_op_threads", TORCH_THREADS)
 
 
 def artifact_layout(args: dict | None = None) -> ArtifactLayout:
