@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,11 +78,13 @@ class Level:
     errors: int = 0
     elapsed_s: float = 0.0
     stages: dict = field(default_factory=dict)
+    error_kinds: Counter = field(default_factory=Counter)  # "ExceptionType: first line" -> count
 
     def summary(self) -> dict:
         lat = np.array(self.latencies_ms or [np.nan])
         return {"path": self.path, "concurrency": self.concurrency, "requests": len(self.latencies_ms),
-                "errors": self.errors, "rps": round(len(self.latencies_ms) / self.elapsed_s, 1),
+                "errors": self.errors, "error_kinds": dict(self.error_kinds.most_common(3)),
+                "rps": round(len(self.latencies_ms) / self.elapsed_s, 1),
                 "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
                 "p99_ms": round(float(np.percentile(lat, 99)), 1), "stages": self.stages}
 
@@ -107,17 +110,18 @@ def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload
             user, query, service = workload[k % len(workload)]
             k += concurrency
             started = time.perf_counter()
+            error = None
             try:
                 call(user, query, service)
-                ok = True
-            except Exception:  # noqa: BLE001 - counted, the run goes on
-                ok = False
+            except Exception as exc:  # noqa: BLE001 - counted and named, the run goes on
+                error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
-                if ok:
+                if error is None:
                     level.latencies_ms.append(elapsed)
                 else:
                     level.errors += 1
+                    level.error_kinds[error] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     started = time.perf_counter()
@@ -365,6 +369,11 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
     for r in s:
         lines.append(f"| {r['path']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']} | "
                      f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |")
+    failed = [r for r in s if r.get("error_kinds")]
+    if failed:
+        lines += ["", "Errors by kind (up to three per level):", ""]
+        lines += [f"- {r['path']} c{r['concurrency']}: " + "; ".join(f"{n} × `{kind}`" for kind, n in
+                                                                  r["error_kinds"].items()) for r in failed]
     rank = by("triton recllm_rank")
     lines += ["", "## Goals", ""]
     c1 = next((r for r in rank if r["concurrency"] == 1), None)

@@ -72,12 +72,9 @@ class ServingProfile:
     # Concurrent replies decode together (one forward per step for the whole batch); a short delay lets a burst
     # meet without holding a lone request back noticeably against a ~100 ms reply.
     generator: StageServing = StageServing(max_batch_size=8, queue_delay_us=1000, dynamic_batching=True)
-    # A chat turn is mostly waiting (BLS calls, the shared reply batch of generator_stream): each chat instance runs
-    # its turns on ``chat_turn_threads`` worker threads, so 2 instances hold 8 turns at once and their replies
-    # decode as one batch (chat throughput at concurrency 6: 3.7 -> 8.3 turns/s against one turn per instance, in
-    # benchmarks/results/throughput.md); a second instance keeps a slow turn's Python work off the others.
+    # A chat turn holds its instance for the whole stream (BLS waits included): two instances let a second turn
+    # run meanwhile (measured with benchmarks/serving_latency.py at concurrency 4).
     chat_instances: int = 2
-    chat_turn_threads: int = 4
 
     def stage(self, name: str) -> StageServing:
         return {"query_encoder": self.encoder, "retriever": self.retriever, "reranker": self.reranker,
@@ -187,17 +184,10 @@ def all_configs(profile: ServingProfile = DEFAULT_PROFILE) -> dict[str, mc.Model
                for stage in STAGES}
     configs[tensors.RANK_MODEL] = rank_ensemble_config(profile)
     configs[tensors.ENSEMBLE_MODEL] = ensemble_config(profile=profile)
-    configs[tensors.CHAT_MODEL] = chat_config(profile)
+    configs[tensors.CHAT_MODEL] = python_model_config(tensors.CHAT_MODEL, tensors.CHAT, decoupled=True,
+                                                      instances=profile.chat_instances, boundary=True)
     configs[tensors.GENERATOR_STREAM_MODEL] = generator_stream_config(profile)
     return configs
-
-
-def chat_config(profile: ServingProfile = DEFAULT_PROFILE) -> mc.ModelConfig:
-    """The streaming entry (decoupled, ``chat_instances`` instances of ``chat_turn_threads`` worker threads each)."""
-    config = python_model_config(tensors.CHAT_MODEL, tensors.CHAT, decoupled=True, instances=profile.chat_instances,
-                                 boundary=True)
-    config.parameters["chat_turn_threads"].string_value = str(profile.chat_turn_threads)
-    return config
 
 
 def generator_stream_config(profile: ServingProfile = DEFAULT_PROFILE) -> mc.ModelConfig:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -182,45 +180,11 @@ def test_reranker_refuses_an_unsigned_or_forged_context(models, warm_user):
     assert not run(models["reranker"], **inputs, USER_CONTEXT=candidates["USER_CONTEXT"]).has_error()
 
 
-def chat_request(session, user, message):
-    return fake_pb_utils.FakeRequest(dict(session_id=text(session), user_token=user, query=text(message),
-                                          top_k=np.array([5], np.int32), service=text("samokat")))
-
-
 def chat(models, session, user, message):
-    request = chat_request(session, user, message)
+    request = fake_pb_utils.FakeRequest(dict(session_id=text(session), user_token=user, query=text(message),
+                                             top_k=np.array([5], np.int32), service=text("samokat")))
     assert models["recllm_chat"].execute([request]) is None  # decoupled: everything goes through the sender
-    list(request.sender.responses())  # the turn runs on a worker thread: wait for its final flag
     return request.sender.sent
-
-
-def test_chat_turns_run_at_once_on_the_instances_threads(models, warm_user):
-    """execute returns before the turns end; several turns of one instance are in flight together and each stream
-    gets its own complete answer."""
-    model = models["recllm_chat"]
-    started, release, real = [], threading.Event(), model.stages.encode
-
-    def held_encode(query):  # every turn waits here until all of them got this far
-        started.append(query)
-        release.wait(30)
-        return real(query)
-
-    model.stages.encode = held_encode
-    try:
-        requests = [chat_request(f"adapter-chat-par-{k}", token(warm_user), f"{QUERY} {k}") for k in range(3)]
-        assert model.execute(requests) is None
-        deadline = time.monotonic() + 30
-        while len(started) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(started) == 3  # all three turns are inside the engine at once
-        release.set()
-        for request in requests:
-            responses = list(request.sender.responses())
-            assert "item_ids" in responses[0].outputs() and request.sender.sent[-1][1] == \
-                fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-    finally:
-        release.set()
-        model.stages.encode = real
 
 
 def test_chat_streams_items_then_text_then_final_flag(models, warm_user):

@@ -1,13 +1,7 @@
 """Triton adapter for streaming chat (decoupled): BLS through query_encoder → retriever → reranker, then the
 reply's tokens streamed from ``generator_stream`` (decoupled BLS: turns of all chat instances decode together
 there); the turn logic (moderation, dialogue state, acts, output redaction) is
-recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on.
-
-``execute`` hands each turn to a worker thread and returns (the response sender outlives it), so an instance holds
-``chat_turn_threads`` turns at once: a turn is mostly waiting on BLS calls and the shared reply batch."""
-
-import threading
-from concurrent.futures import ThreadPoolExecutor
+recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -16,11 +10,10 @@ from recllm_proto import tensors as T
 from recllm.dialogue.chat_engine import CandidateSet, ItemsChunk, load_chat_engine
 from recllm.rag.rec_request import RequestError
 from recllm.serving.backend_adapter import (artifact_layout, error_response, freeze_loaded_state, input_scalar,
-                                            make_response, positive_int_parameter, server_keyring, verified_user_id)
+                                            make_response, server_keyring, verified_user_id)
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-CHAT_TURN_THREADS = 4  # worker threads per instance without a generated ``chat_turn_threads`` parameter
 
 
 def call_model(model_name, inputs, output_names):
@@ -70,15 +63,7 @@ class BlsStages:
     """recllm.dialogue.chat_engine.ChatStages over BLS calls to the other models."""
 
     def __init__(self):
-        self._turn = threading.local()  # each worker thread runs one turn at a time: the caller's token is its own
-
-    @property
-    def user_token(self) -> bytes:
-        return getattr(self._turn, "user_token", b"")
-
-    @user_token.setter
-    def user_token(self, token: bytes) -> None:
-        self._turn.user_token = token
+        self.user_token = b""  # the caller's token for the turn in progress (one turn at a time per instance)
 
     def encode(self, query):
         out = call_model("query_encoder", {T.QUERY.name: utf8_array([query])}, [T.QUERY_EMBEDDING.name])
@@ -121,10 +106,6 @@ class BlsStages:
 
 class TritonPythonModel:
     def initialize(self, args):
-        # Turns run on worker threads: ``execute`` hands them over and returns, so one instance holds several turns
-        # at once (most of a turn is waiting on BLS calls and on the shared reply batch of generator_stream).
-        threads = positive_int_parameter(args, "chat_turn_threads", CHAT_TURN_THREADS)
-        self.turns = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chat-turn")
         layout = artifact_layout()
         self.keys = server_keyring(layout)
         self.stages = BlsStages()
@@ -148,18 +129,12 @@ class TritonPythonModel:
             else:
                 sender.send(make_response(pb_utils, {T.TEXT_DELTA.client_name: utf8_array([chunk.text])}))
 
-    def serve(self, request):
-        sender = request.get_response_sender()
-        try:
-            self.run_turn(request, sender)
-        except Exception as exc:  # noqa: BLE001 - the turn's failure goes to its own stream
-            sender.send(error_response(pb_utils, "recllm_chat", exc))
-        sender.send(flags=FINAL)
-
     def execute(self, requests):
         for request in requests:
-            self.turns.submit(self.serve, request)
+            sender = request.get_response_sender()
+            try:
+                self.run_turn(request, sender)
+            except Exception as exc:  # noqa: BLE001 - the turn's failure goes to its own stream
+                sender.send(error_response(pb_utils, "recllm_chat", exc))
+            sender.send(flags=FINAL)
         return None
-
-    def finalize(self):
-        self.turns.shutdown(wait=True)
