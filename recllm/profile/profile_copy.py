@@ -5,9 +5,10 @@ build (the trainers read it there) and then publishes it with ``copy_sqlite_prof
 --profile-url`` serves, ingests into, refreshes, expires and forgets on PostgreSQL. The same function moves an
 existing deployment's profile file to PostgreSQL.
 
-The copy runs in one PostgreSQL transaction: the target's profile tables are emptied (``TRUNCATE``) and filled by
-``COPY``; readers see the old profile or the new one, never a mix. Events are copied in SQLite insertion order
-(``rowid``), so PostgreSQL's ``event_seq`` keeps the order of events with equal timestamps.
+The copy runs in one PostgreSQL transaction: the target's profile tables (and the users' profile versions) are
+emptied (``TRUNCATE``) and filled by ``COPY``; readers see the old profile or the new one, never a mix. Events are
+copied in SQLite insertion order (``rowid``), so PostgreSQL's ``event_seq`` keeps the order of events with equal
+timestamps.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def copy_sqlite_profile(source: ProfileStore, target: PostgresProfileStore) -> d
     copied: dict[str, int] = {}
     with target.connection().transaction() as tx:
         conn = tx.connection
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, PROFILE_TABLES))))
+        # TRUNCATE fires no row trigger: the users' profile versions go with it (the COPY below stamps a fresh one
+        # on every user it writes), so a running server never keeps a read of the profile that was replaced
+        conn.execute(sql.SQL("TRUNCATE {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, (*PROFILE_TABLES, "user_versions")))))
         for table, columns in PROFILE_TABLES.items():
             select = f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid"  # noqa: S608 (names are constants)
             booleans = [i for i, column in enumerate(columns) if (table, column) in BOOLEAN_COLUMNS]

@@ -293,3 +293,18 @@ def test_a_database_created_before_event_ids_gets_the_column_and_unique_index(ur
             "SELECT indisunique FROM pg_index WHERE indexrelid = 'events_by_event_id'::regclass").fetchone()
         assert unique == (True,)
         assert [r.timestamp for r in store.events_of("u1")] == [100, 200]
+
+
+def test_republishing_a_profile_moves_every_users_version(store, tmp_path):
+    """``copy_sqlite_profile`` empties the tables with TRUNCATE, which fires no row trigger: a user of the replaced
+    profile must not keep the version a running server's kept read is tagged with."""
+    from recllm.profile.profile_copy import copy_sqlite_profile
+
+    store.add_events([event("u_old", 1_700_000_000), event("u_both", 1_700_000_000)])
+    before = {user: store.user_version(user) for user in ("u_old", "u_both")}
+    assert None not in before.values()
+    source = ProfileStore(tmp_path / "published.db")
+    source.add_events([event("u_both", 1_700_000_100), event("u_new", 1_700_000_100)])
+    copy_sqlite_profile(source, store)
+    assert store.user_version("u_old") is None  # gone with the replaced profile: nothing of it may be served
+    assert store.user_version("u_both") not in (None, before["u_both"]) and store.user_version("u_new") is not None
