@@ -168,16 +168,24 @@ def required_tags(text: str) -> frozenset[str]:
     return frozenset(tag for tag, pattern in REQUIRED_TAG_PATTERNS.items() if pattern.search(text))
 
 
-def parse_recipient(text: str) -> str | None:
-    """Who the request is for, by the earliest recipient word in it (``RECIPIENT_PATTERNS``); None: not said."""
-    hits = [(match.start(), name) for name, regex in RECIPIENT_REGEXES if (match := regex.search(text))]
+def recipient_hits(text: str) -> list[tuple[int, str]]:
+    """(position of its first word, recipient) for every recipient the text names (``RECIPIENT_PATTERNS``)."""
+    return [(match.start(), name) for name, regex in RECIPIENT_REGEXES if (match := regex.search(text))]
+
+
+def earliest_recipient(hits: list[tuple[int, str]]) -> str | None:
     return min(hits)[1] if hits else None
 
 
-def names_only_adults(text: str) -> bool:
-    """The text names a grown-up recipient and no child («маме и сыну» names both: not only adults)."""
-    named = {name for name, regex in RECIPIENT_REGEXES if regex.search(text)}
+def only_adults(hits: list[tuple[int, str]]) -> bool:
+    """A grown-up recipient and no child («маме и сыну» names both: not only adults)."""
+    named = {name for _, name in hits}
     return bool(named & ADULT_RECIPIENTS) and "child" not in named
+
+
+def parse_recipient(text: str) -> str | None:
+    """Who the request is for, by the earliest recipient word in it; None: not said."""
+    return earliest_recipient(recipient_hits(text))
 
 
 def age_to_band(age: int) -> str:
@@ -224,6 +232,7 @@ def parse_age_band(text: str, recipient: str | None) -> str | None:
 def parse_request(user_id, query, top_k, service="") -> RecRequest:
     """Validate raw request fields (bytes or str) into a ``RecRequest``."""
     text = validate_query(query)
+    recipients = recipient_hits(text)  # once: every stage parses every request
     return RecRequest(
         user_id=validate_user_id(user_id),
         query=text,
@@ -232,8 +241,8 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         language=detect_language(text),
         max_price=parse_budget(text),
         required_tags=required_tags(text),
-        for_adult=names_only_adults(text),
-        child_age=parse_child_age(text, parse_recipient(text)),
+        for_adult=only_adults(recipients),
+        child_age=parse_child_age(text, earliest_recipient(recipients)),
     )
 
 
