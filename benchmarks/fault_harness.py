@@ -13,57 +13,17 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from recllm.serving.stub_watchdog import descendants_of
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STUB_NAME = "triton_python_backend_stub"
 SHM_PREFIX = "triton_python_backend_shm_region_"
 
 
-# -- /proc ------------------------------------------------------------------------------------------------------------
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (every thread's children list)."""
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-            except OSError:
-                continue
-    except OSError:
-        return []
-    return sorted(set(found))
-
-
-def descendants_of(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
-    return state not in ("Z", "X")
-
-
+# -- /proc (the stub helpers are the watchdog's own) -------------------------------------------------------------------
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -77,25 +37,6 @@ def rss_bytes(pid: int) -> int:
 def tree_rss_bytes(pid: int) -> int:
     """RSS of ``pid`` plus all its descendants (tritonserver + its Python-backend stubs)."""
     return sum(rss_bytes(p) for p in [pid, *descendants_of(pid)])
-
-
-@dataclass(frozen=True)
-class Stub:
-    pid: int
-    model: str  # the model folder the stub runs (``model_repository/<model>/1/model.py``)
-
-
-def python_stubs(server_pid: int) -> list[Stub]:
-    """The Python-backend stub processes of a tritonserver, with the model each one serves."""
-    stubs = []
-    for pid in descendants_of(server_pid):
-        args = cmdline(pid)
-        if not args or not args[0].endswith(STUB_NAME):
-            continue
-        model_py = next((a for a in args[1:] if a.endswith("model.py")), "")
-        model = Path(model_py).parent.parent.name if model_py else ""
-        stubs.append(Stub(pid, model))
-    return stubs
 
 
 def wait_until(predicate, timeout_s: float, poll_s: float = 0.1) -> bool:

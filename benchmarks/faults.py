@@ -5,9 +5,9 @@ Each scenario runs on its own copy of a built (test-preset) artifact folder:
 1. ``kill -9`` of tritonserver, then of the profile service, while events are ingested and chat sessions run; both
    restarted on the same artifacts. Counted: events acknowledged vs stored (by ``event_id``), resent events stored
    once, the chat sessions' next turn (goal kept, no item shown twice), stubs left behind, shared memory left behind.
-2. A Python-backend stub killed (``kill -9`` of the retriever's ``triton_python_backend_stub``): what Triton reports,
-   what clients get, whether it comes back by itself, and what reloads it — ``load_model`` under the default model
-   control mode (what ``recllm serve`` runs) and under ``--model-control-mode=explicit``, and a restart.
+2. A Python-backend stub killed (``kill -9`` of a ``triton_python_backend_stub``: the retriever's, a reranker's, a
+   chat model's) under steady traffic: what clients get, how long until the stub watchdog
+   (``recllm/serving/stub_watchdog.py``) has reloaded the model, and that the repository API refuses a client.
 3. The profile database locked by another process (``BEGIN EXCLUSIVE``), then released.
 4. The profile database full: a real tiny filesystem (tmpfs, where this machine lets us mount one) and SQLite's
    ``max_page_count`` on the writer's connection; then room is made.
@@ -33,12 +33,13 @@ import traceback
 from pathlib import Path
 
 from benchmarks.fault_harness import (
-    EventSource, ProfileServiceProcess, ResilientIngester, integrity_check, is_running, python_stubs, session_state,
-    shm_regions, stored_event_counts, wait_until,
+    SHM_PREFIX, EventSource, ProfileServiceProcess, ResilientIngester, integrity_check, session_state, shm_regions,
+    stored_event_counts, tree_rss_bytes, wait_until,
 )
 from benchmarks.machine_info import machine_info
 from benchmarks.profile_ingest import copy_artifacts
 from recllm.artifacts import ArtifactLayout
+from recllm.serving.stub_watchdog import cmdline, is_running, python_stubs
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_client.triton_client import RecLLMClientError
@@ -50,9 +51,9 @@ FOLLOW_UP = "подешевле"
 SCENARIOS = ("kill9", "stub", "lock", "full")
 
 
-def triton_config(layout: ArtifactLayout, runtime: Path, extra_args: tuple[str, ...] = ()) -> TritonServerConfig:
+def triton_config(layout: ArtifactLayout, runtime: Path) -> TritonServerConfig:
     return TritonServerConfig(artifact_dir=layout.root, grpc_port=free_port(), http_port=free_port(),
-                              metrics_port=free_port(), runtime_dir=runtime, extra_args=extra_args)
+                              metrics_port=free_port(), runtime_dir=runtime)
 
 
 def timed_start(server: TritonServer) -> float:
@@ -167,66 +168,101 @@ def shm_regions_of(server: TritonServer) -> set[str]:
     """The shared-memory regions the running server's stubs hold (their names are on the stubs' command lines)."""
     names = set()
     for stub in python_stubs(server.process.pid):
-        from benchmarks.fault_harness import SHM_PREFIX, cmdline
         names |= {a.lstrip("/") for a in cmdline(stub.pid) if SHM_PREFIX in a}
     return names
 
 
 # -- 2. a Python-backend stub killed ----------------------------------------------------------------------------------
-def stub_probe(config: TritonServerConfig, server: TritonServer, user: str) -> dict:
-    seen: dict = {}
-    with RecLLMClient(config.grpc_url, timeout_s=60, keyring=config.keyring_path) as client:
-        client.rank(user, "молоко", 3)
-        victim = next(s for s in python_stubs(server.process.pid) if s.model == "retriever")
-        os.kill(victim.pid, signal.SIGKILL)
-        wait_until(lambda: not is_running(victim.pid), 30)
-        outcomes = []
-        for _ in range(5):
+STUB_VICTIMS = ("retriever", "reranker", "recllm_chat")  # 1, 2 and 2 instances; the chat stub is the soak's crash
+
+
+class SteadyTraffic:
+    """One client thread sending requests back to back (``call()``), each outcome timed."""
+
+    def __init__(self, call):
+        self.call = call
+        self.outcomes: list[tuple[float, str]] = []  # (time.perf_counter(), "ok" or the error)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
             try:
-                client.rank(user, "молоко", 3)
-                outcomes.append("ok")
+                self.call()
+                self.outcomes.append((time.perf_counter(), "ok"))
             except RecLLMClientError as error:
-                outcomes.append(str(error)[:200])
-        seen["requests_after_kill"] = outcomes
-        seen["server_live"] = client.grpc.is_server_live()
-        seen["server_ready"] = client.grpc.is_server_ready()
-        seen["model_ready_reported"] = client.grpc.is_model_ready("retriever")
-        time.sleep(20)
-        seen["stub_restarted_by_triton_after_20s"] = any(s.model == "retriever"
-                                                         for s in python_stubs(server.process.pid))
-        started = time.perf_counter()
-        try:
-            client.grpc.load_model("retriever")
-            seen["load_model"] = f"accepted in {time.perf_counter() - started:.1f} s"
-        except Exception as error:  # noqa: BLE001 - recorded
-            seen["load_model"] = f"refused: {error}"[:200]
-        seen["stub_running_after_load_model"] = any(s.model == "retriever" for s in python_stubs(server.process.pid))
-        try:
-            seen["rank_after_load_model"] = f"ok, {len(client.rank(user, 'молоко', 3).items)} items"
-        except RecLLMClientError as error:
-            seen["rank_after_load_model"] = f"error: {error}"[:200]
-    return seen
+                self.outcomes.append((time.perf_counter(), str(error)[:200]))
+                time.sleep(0.05)
+
+    def __enter__(self) -> SteadyTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def kill_and_watch(server: TritonServer, traffic: SteadyTraffic, model: str) -> dict:
+    """Kill one stub of ``model`` under ``traffic``; wait for the watchdog's reload and its grace for old stubs."""
+    settle_s = server.watchdog.config.old_stub_grace_s + 3 * server.watchdog.config.interval_s
+    rss_before = tree_rss_bytes(server.process.pid)
+    victim = next(s for s in python_stubs(server.process.pid) if s.model == model)
+    before = len(server.watchdog.recoveries)
+    killed_at, killed_wall = time.perf_counter(), time.time()
+    os.kill(victim.pid, signal.SIGKILL)
+    wait_until(lambda: len(server.watchdog.recoveries) > before, 300, poll_s=0.2)
+    time.sleep(settle_s)
+    after = [(t - killed_at, outcome) for t, outcome in traffic.outcomes if t >= killed_at]
+    failures = [(t, outcome) for t, outcome in after if outcome != "ok"]
+    recovery = server.watchdog.recoveries[before] if len(server.watchdog.recoveries) > before else None
+    return {
+        "killed": f"{victim.instance} (pid {victim.pid})",
+        "watchdog": None if recovery is None else {
+            "noticed_after_s": round(recovery.noticed_at - killed_wall, 1),
+            "reload_s": recovery.seconds, "missing": list(recovery.missing), "error": recovery.error,
+            "old_stubs_ended_after_grace": recovery.old_stubs_ended},
+        "requests_after_kill": len(after),
+        "failed": len(failures),
+        "served_during_outage": sum(1 for t, o in after if o == "ok" and failures and t < failures[-1][0]),
+        "last_failure_after_s": round(failures[-1][0], 1) if failures else None,
+        "served_after_last_failure": sum(1 for t, o in after if o == "ok" and (not failures or t > failures[-1][0])),
+        "errors": sorted({o for _, o in failures}),
+        "stubs_now": sorted(s.instance for s in python_stubs(server.process.pid) if s.model == model),
+        "server_tree_rss_mib_before_kill_and_now": [round(rss_before / 2**20), round(tree_rss_bytes(server.process.pid)
+                                                                                     / 2**20)],
+    }
 
 
 def scenario_stub(source: Path, work: Path) -> dict:
+    """Each victim's stub killed in turn under steady traffic (recommendations, or chat turns for the chat model) on
+    one server started as ``recllm serve`` starts it (stub watchdog on)."""
     layout = copy_artifacts(ArtifactLayout(source), work / "build")
     user = EventSource(layout.root, "stub").users[0]
-    seen: dict = {}
-    for mode, extra in (("default (MODE_NONE, as recllm serve)", ()),
-                        ("explicit", ("--model-control-mode=explicit", "--load-model=*"))):
-        config = triton_config(layout, work / f"runtime-{len(seen)}", extra)
-        server = TritonServer(config, log_path=work / f"triton-{len(seen)}.log")
-        try:
-            start_s = timed_start(server)
-            seen[mode] = {"start_s": start_s, **stub_probe(config, server, user)}
-        except Exception:  # noqa: BLE001 - recorded
-            seen[mode] = {"failed": traceback.format_exc()[-1500:]}
-        finally:
-            server.stop()
-    config = triton_config(layout, work / "runtime-restart")
-    with TritonServer(config, log_path=work / "triton-restart.log") as server, \
-            RecLLMClient(config.grpc_url, timeout_s=60, keyring=config.keyring_path) as client:
-        seen["restart"] = f"rank ok, {len(client.rank(user, 'молоко', 3).items)} items"
+    config = triton_config(layout, work / "runtime")
+    server = TritonServer(config, log_path=work / "triton.log")
+    seen: dict = {"start_s": timed_start(server)}
+    try:
+        with RecLLMClient(config.grpc_url, timeout_s=60, keyring=config.keyring_path) as client:
+            try:
+                client.grpc.unload_model("retriever")
+                seen["repository_api_without_key"] = "accepted"
+            except Exception as error:  # noqa: BLE001 - recorded
+                seen["repository_api_without_key"] = f"refused: {error}"[:200]
+            turns = iter(range(10**9))
+
+            def call_for(model: str):
+                if model == "recllm_chat":
+                    return lambda: client.chat(f"stub-{next(turns) // 5}", user, GOAL, top_k=3, service="samokat")
+                return lambda: client.rank(user, "молоко", 3)
+
+            for model in STUB_VICTIMS:
+                with SteadyTraffic(call_for(model)) as traffic:
+                    time.sleep(2)  # traffic flowing before the kill
+                    seen[model] = kill_and_watch(server, traffic, model)
+            seen["server_live"] = client.grpc.is_server_live()
+    finally:
+        server.stop()
     return seen
 
 
@@ -358,7 +394,7 @@ def report(results: dict, command: str) -> str:
              "(JSON, as recorded by `benchmarks/faults.py`). The same behaviour is asserted by "
              "`tests/integration/test_faults.py`.", ""]
     titles = {"kill9": "1. kill -9 of tritonserver and of the profile service mid-traffic, restart on the same build",
-              "stub": "2. A Python-backend stub killed (the retriever's)",
+              "stub": "2. A Python-backend stub killed under traffic, brought back by the stub watchdog",
               "lock": "3. The profile database locked by another process",
               "full": "4. The profile database full"}
     for name, seen in results.items():

@@ -27,20 +27,21 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fault_harness import (
-    EventSource, ProfileServiceProcess, ResilientIngester, integrity_check, is_running, linear_slope, python_stubs,
-    rss_bytes, stored_event_counts, tree_rss_bytes,
+    EventSource, ProfileServiceProcess, ResilientIngester, integrity_check, linear_slope, rss_bytes, stored_event_counts,
+    tree_rss_bytes,
 )
 from benchmarks.machine_info import machine_info
 from benchmarks.profile_ingest import copy_artifacts
 from recllm.artifacts import ArtifactLayout
 from recllm.profile.differential_privacy import PrivacyConfig
+from recllm.serving.stub_watchdog import is_running, python_stubs
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_proto.user_token import load_keyring

@@ -47,6 +47,9 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
                              "(SID item-code tokens added, their embeddings from the codebook centroids)")
     add_keyring_arg(parser, "the keyring user tokens are verified with (created 0600 if absent); default: "
                             "<artifact-dir>.keyring.json beside the build")
+    parser.add_argument("--no-stub-watchdog", dest="stub_watchdog", action="store_false",
+                        help="run tritonserver in model control mode NONE without the watchdog that reloads a model "
+                             "whose Python-backend stub died (then a dead stub stays dead until a restart)")
     tls = parser.add_argument_group("TLS for the gRPC endpoints (Triton and the profile service)")
     tls.add_argument("--tls", action="store_true",
                      help="serve gRPC over TLS with a self-signed certificate for localhost/127.0.0.1, made once "
@@ -87,6 +90,8 @@ def server_config(args) -> TritonServerConfig:
     config = TritonServerConfig(artifact_dir=args.artifact_dir, grpc_port=args.grpc_port, http_port=args.http_port,
                                 metrics_port=args.metrics_port, keyring_path=keyring_path(args),
                                 tls=serving_tls(args), profile_url=getattr(args, "profile_url", None))
+    if not getattr(args, "stub_watchdog", True):
+        config.stub_watchdog = None
     cores = getattr(args, "profile_cpu", None)
     if cores:
         config.model_repository = profiled_repository(cores, config.runtime_dir)
@@ -224,7 +229,8 @@ def cmd_serve(args) -> int:
         grpc_kind = f"gRPC over TLS (root certificate {config.tls.cert})" if config.tls else "gRPC"
         print(f"Rec-LLM serving: {grpc_kind} {config.bind_address}:{config.grpc_port}, HTTP :{config.http_port}, "
               f"metrics :{config.metrics_port}/metrics (log: {server.log_path}); profile service "
-              f"{profile.address} (event ingest, profile, forget); keyring {config.keyring_path}. Ctrl-C stops.",
+              f"{profile.address} (event ingest, profile, forget); keyring {config.keyring_path}; stub watchdog "
+              f"{'on' if server.watchdog else 'off'}. Ctrl-C stops.",
               flush=True)
         try:
             while server.process.poll() is None and profile.is_healthy():

@@ -3,7 +3,8 @@
 The tritonserver 2.51 binary ships inside the ``nvidia-pytriton`` wheel together with the Python backend and
 one backend stub per Python version. This module prepares a private backend directory (the stub must match the
 running interpreter), sets the environment the stub needs (the venv's ``bin`` on PATH, the bundled shared
-libraries on LD_LIBRARY_PATH) and manages the server process: port checks, readiness, clean shutdown.
+libraries on LD_LIBRARY_PATH) and manages the server process: port checks, readiness, clean shutdown, and (by
+default) a watchdog that reloads a model whose Python-backend stub died (``stub_watchdog.py``).
 
 Model adapters in ``model_repository/`` find the built artifacts through ``RECLLM_ARTIFACT_DIR``, the keyring
 they verify user tokens with through ``RECLLM_KEYRING`` (created here, mode 0600, if absent) and, when
@@ -32,6 +33,9 @@ from pathlib import Path
 from recllm.artifacts import ARTIFACT_DIR_ENV, DEFAULT_ARTIFACT_DIR, KEYRING_ENV, ArtifactLayout
 from recllm.config.field_checks import require_above
 from recllm.profile.storage import POSTGRES_SCHEMES, PROFILE_URL_ENV, SQLITE_SCHEME
+from recllm.serving.stub_watchdog import (
+    ModelRepositoryApi, StubWatchdog, StubWatchdogConfig, model_control_flags, new_admin_key, redacted,
+)
 from recllm.serving.tls import TlsFiles
 from recllm_proto.user_token import ensure_keyring
 
@@ -69,9 +73,14 @@ class TritonServerConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     keyring_path: Path | None = None  # defaults to the build's ``ArtifactLayout.keyring`` (beside the folder)
     tls: TlsFiles | None = None       # gRPC over TLS (HTTP and metrics stay plaintext: bind them to loopback)
-    # More tritonserver flags, appended as given (e.g. ("--model-control-mode=explicit", "--load-model=*") so a
-    # model whose Python-backend stub died can be reloaded through the repository API)
+    # More tritonserver flags, appended as given
     extra_args: tuple[str, ...] = ()
+    # Reload a model whose Python-backend stub died (``stub_watchdog.py``); runs the server in explicit model control
+    # with the repository API behind a per-start secret. None: model control NONE, a dead stub stays dead.
+    stub_watchdog: StubWatchdogConfig | None = field(default_factory=StubWatchdogConfig)
+    # What the server loads at start: every model ("*"), or these and what their ensembles need (explicit model
+    # control, so it needs the watchdog's mode; tests use it to start only the stages they call)
+    load_models: tuple[str, ...] = ("*",)
     # The profile store the models read (``recllm serve --profile-url``): postgresql://… or sqlite://<path>; None:
     # the artifact folder's profile.sqlite. Passed to the model processes as $RECLLM_PROFILE_URL.
     profile_url: str | None = None
@@ -93,6 +102,13 @@ class TritonServerConfig:
             scheme = self.profile_url.split("://", 1)[0] if isinstance(self.profile_url, str) else self.profile_url
             raise ValueError(f"TritonServerConfig.profile_url must be None or a postgresql:// or sqlite:// URL, "
                              f"got scheme {scheme!r}")
+        if self.stub_watchdog is not None and any(a.startswith("--model-control-mode") for a in self.extra_args):
+            raise ValueError("TritonServerConfig: the stub watchdog sets the model control mode itself; drop "
+                             "--model-control-mode from extra_args or set stub_watchdog=None")
+        self.load_models = tuple(self.load_models)
+        if not self.load_models or (self.load_models != ("*",) and self.stub_watchdog is None):
+            raise ValueError("TritonServerConfig.load_models: name at least one model (or \"*\"); loading a subset "
+                             "needs explicit model control, which comes with the stub watchdog")
         if self.runtime_dir is None:
             self.runtime_dir = self.artifact_dir / "triton_runtime"
         self.runtime_dir = Path(self.runtime_dir)
@@ -184,7 +200,10 @@ def tls_flags(tls: TlsFiles | None) -> list[str]:
     return ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.cert.resolve()}", f"--grpc-server-key={tls.key.resolve()}"]
 
 
-def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
+def server_command(config: TritonServerConfig, backend_dir: Path, admin_key: str | None = None) -> list[str]:
+    """The tritonserver command line; ``admin_key`` (needed with the stub watchdog) guards the repository API."""
+    if (config.stub_watchdog is not None) != (admin_key is not None):
+        raise ValueError("server_command: an admin key goes with the stub watchdog, and only with it")
     server_dir, _ = pytriton_paths()
     return [
         str(server_dir / "bin" / "tritonserver"),
@@ -201,6 +220,7 @@ def server_command(config: TritonServerConfig, backend_dir: Path) -> list[str]:
         "--strict-readiness=true",
         "--exit-timeout-secs=10",
         f"--log-verbose={config.log_verbose}",
+        *(model_control_flags(admin_key, config.load_models) if admin_key is not None else ()),
         *config.extra_args,
     ]
 
@@ -212,6 +232,7 @@ class TritonServer:
         self.config = config
         self.log_path = Path(log_path) if log_path else config.runtime_dir / "tritonserver.log"
         self.process: subprocess.Popen | None = None
+        self.watchdog: StubWatchdog | None = None
         self._log_file = None
 
     def start(self) -> "TritonServer":
@@ -223,8 +244,9 @@ class TritonServer:
         backend_dir = prepare_backend_dir(self.config.runtime_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        command = server_command(self.config, backend_dir)
-        log.info("starting tritonserver: %s", " ".join(command))
+        admin_key = new_admin_key() if self.config.stub_watchdog is not None else None
+        command = server_command(self.config, backend_dir, admin_key)
+        log.info("starting tritonserver: %s", " ".join(redacted(command, admin_key) if admin_key else command))
         self.process = subprocess.Popen(
             command,
             env=server_environment(self.config),
@@ -235,13 +257,20 @@ class TritonServer:
         atexit.register(self.stop)  # the server is in its own session: never leave it behind on an exit
         try:
             self.wait_ready()
+            if admin_key is not None:
+                repository = ModelRepositoryApi(self.http_url, admin_key, self.config.stub_watchdog.reload_timeout_s)
+                self.watchdog = StubWatchdog(self.process.pid, repository, self.config.stub_watchdog).start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.bind_address}:{self.config.http_port}"
+
     def is_ready(self) -> bool:
-        url = f"http://{self.config.bind_address}:{self.config.http_port}/v2/health/ready"
+        url = f"{self.http_url}/v2/health/ready"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
@@ -271,6 +300,9 @@ class TritonServer:
         return "\n".join(text[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()  # first: stubs exiting with the server are not to be brought back
+            self.watchdog = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:

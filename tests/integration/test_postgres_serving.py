@@ -58,7 +58,7 @@ def pg_triton(served_folder, pg_url, tmp_path_factory):
     config = TritonServerConfig(artifact_dir=served_folder.root, grpc_port=free_port(), http_port=free_port(),
                                 metrics_port=free_port(), runtime_dir=tmp_path_factory.mktemp("pg_triton_runtime"),
                                 profile_url=pg_url,
-                                extra_args=("--model-control-mode=explicit", "--load-model=recllm"))
+                                load_models=("recllm",))
     with TritonServer(config) as server:
         yield server
 

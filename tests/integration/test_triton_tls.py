@@ -94,7 +94,7 @@ def tls_product(test_artifacts, tmp_path_factory):
     tls = self_signed(root / "tls")
     config = TritonServerConfig(artifact_dir=test_artifacts.root, grpc_port=free_port(), http_port=free_port(),
                                 metrics_port=free_port(), runtime_dir=root / "runtime", tls=tls,
-                                extra_args=("--model-control-mode=explicit", "--load-model=recllm"))
+                                load_models=("recllm",))
     profile = ProfileServiceConfig(artifact_dir=test_artifacts.root, port=0, stop_grace_s=1.0, tls=tls,
                                    keyring_path=config.keyring_path, ingest=IngestPolicy(refresh_mode="sync"))
     with ProfileServer(profile) as profile_server, TritonServer(config) as server:

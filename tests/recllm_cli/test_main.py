@@ -9,6 +9,16 @@ def test_serve_defaults_come_from_the_server_config():
     assert (args.grpc_port, args.http_port, args.metrics_port) == (8001, 8000, 8002)
 
 
+def test_serve_runs_the_stub_watchdog_unless_told_not_to(tmp_path):
+    from recllm_cli.main import server_config
+
+    watched = server_config(build_parser().parse_args(["serve", "--artifact-dir", str(tmp_path)]))
+    assert watched.stub_watchdog is not None
+    unwatched = server_config(build_parser().parse_args(["serve", "--artifact-dir", str(tmp_path),
+                                                         "--no-stub-watchdog"]))
+    assert unwatched.stub_watchdog is None
+
+
 def test_chat_requires_a_user():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["chat"])

@@ -47,6 +47,38 @@ def test_backend_dir_has_the_stub_for_this_python(tmp_path):
 
 def test_command_binds_loopback_and_all_three_ports(tmp_path):
     config = TritonServerConfig(grpc_port=7001, http_port=7000, metrics_port=7002)
-    command = " ".join(server_command(config, tmp_path))
+    command = " ".join(server_command(config, tmp_path, admin_key="k"))
     for flag in ("--grpc-port=7001", "--http-port=7000", "--metrics-port=7002", "--grpc-address=127.0.0.1"):
         assert flag in command
+
+
+def test_the_watchdog_runs_explicit_model_control_behind_the_admin_key(tmp_path):
+    command = server_command(TritonServerConfig(), tmp_path, admin_key="the-key")
+    assert "--model-control-mode=explicit" in command and "--load-model=*" in command
+    assert "--http-restricted-api=model-repository:recllm-admin-key=the-key" in command
+    assert "--grpc-restricted-protocol=model-repository:recllm-admin-key=the-key" in command
+    with pytest.raises(ValueError, match="admin key goes with the stub watchdog"):
+        server_command(TritonServerConfig(), tmp_path)  # the watchdog cannot reload without the key
+
+
+def test_without_the_watchdog_the_server_runs_model_control_none(tmp_path):
+    command = server_command(TritonServerConfig(stub_watchdog=None), tmp_path)
+    assert not any(arg.startswith(("--model-control-mode", "--http-restricted-api")) for arg in command)
+    with pytest.raises(ValueError, match="admin key goes with the stub watchdog"):
+        server_command(TritonServerConfig(stub_watchdog=None), tmp_path, admin_key="k")
+
+
+def test_a_subset_of_models_loads_under_the_watchdog_only(tmp_path):
+    config = TritonServerConfig(load_models=("recllm", "recllm_rank"))
+    command = server_command(config, tmp_path, admin_key="k")
+    assert [a for a in command if a.startswith("--load-model")] == ["--load-model=recllm", "--load-model=recllm_rank"]
+    with pytest.raises(ValueError, match="load_models"):
+        TritonServerConfig(load_models=("recllm",), stub_watchdog=None)
+    with pytest.raises(ValueError, match="load_models"):
+        TritonServerConfig(load_models=())
+
+
+def test_model_control_flags_clash_with_the_watchdog():
+    with pytest.raises(ValueError, match="sets the model control mode itself"):
+        TritonServerConfig(extra_args=("--model-control-mode=poll",))
+    TritonServerConfig(extra_args=("--model-control-mode=poll",), stub_watchdog=None)  # the caller's choice

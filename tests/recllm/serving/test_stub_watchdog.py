@@ -1,0 +1,243 @@
+"""The stub watchdog against real child processes standing in for stubs (a Python interpreter linked under the stub's
+name, with a stub's command line) and a real HTTP endpoint that records the repository calls; the watchdog against
+a real tritonserver is ``tests/integration/test_faults.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from recllm.serving.stub_watchdog import (
+    ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
+    missing_instances, python_stubs, redacted, stub_from_cmdline,
+)
+
+REAL_CMDLINE = ["/rt/backends/python/triton_python_backend_stub", "/repo/reranker/1/model.py",
+                "triton_python_backend_shm_region_1", "1048576", "1048576", "20249", "/rt/backends/python", "336",
+                "reranker_0_1", "DEFAULT"]
+
+
+def test_a_stub_command_line_names_its_model_and_instance():
+    assert stub_from_cmdline(7, REAL_CMDLINE) == Stub(7, "reranker", "reranker_0_1")
+    assert stub_from_cmdline(7, ["/usr/bin/python3", "/repo/reranker/1/model.py"]) is None  # not a stub
+    assert stub_from_cmdline(7, REAL_CMDLINE[:5]) == Stub(7, "reranker", "")  # too short for the instance
+    assert stub_from_cmdline(7, []) is None
+
+
+def test_missing_instances_per_model():
+    expected = {"reranker": {"reranker_0_0", "reranker_0_1"}, "retriever": {"retriever_0_0"}}
+    running = [Stub(1, "reranker", "reranker_0_0"), Stub(2, "retriever", "retriever_0_0")]
+    assert missing_instances(expected, running) == {"reranker": {"reranker_0_1"}}
+    assert missing_instances(expected, running + [Stub(3, "reranker", "reranker_0_1")]) == {}
+    # a lingering old stub beside the new ones (seen for ~45 s after a reload) hides nothing
+    assert missing_instances(expected, running * 2 + [Stub(3, "reranker", "reranker_0_1")]) == {}
+    assert instances_by_model(running) == {"reranker": {"reranker_0_0"}, "retriever": {"retriever_0_0"}}
+
+
+def test_the_admin_key_never_reaches_a_log_line():
+    assert redacted(["tritonserver", "--http-restricted-api=model-repository:k=SECRET"], "SECRET") == \
+        ["tritonserver", "--http-restricted-api=model-repository:k=***"]
+
+
+def test_config_rejects_non_positive_intervals():
+    with pytest.raises(ValueError, match="interval_s"):
+        StubWatchdogConfig(interval_s=0)
+    with pytest.raises(ValueError, match="max_backoff_s"):
+        StubWatchdogConfig(max_backoff_s=-1)
+    with pytest.raises(ValueError, match="old_stub_grace_s"):
+        StubWatchdogConfig(old_stub_grace_s=-1)
+
+
+class FakeStubs:
+    """Child processes of this test whose command lines are a stub's: a Python interpreter linked as
+    ``triton_python_backend_stub`` sleeping, with the model.py path and instance name where Triton puts them."""
+
+    def __init__(self, tmp_path: Path):
+        self.binary = tmp_path / "triton_python_backend_stub"
+        self.binary.symlink_to(sys.executable)
+        self.processes: dict[str, subprocess.Popen] = {}  # the latest per instance
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, model: str, instance: str) -> subprocess.Popen:
+        code = "import time; time.sleep(600)"
+        args = [str(self.binary), "-c", code, f"/repo/{model}/1/model.py", "shm", "1", "1", str(os.getpid()), "/b",
+                "336", instance, "DEFAULT"]
+        process = subprocess.Popen(args)
+        self.processes[instance] = process
+        self.started.append(process)
+        return process
+
+    def wait_visible(self, count: int) -> None:
+        for _ in range(200):
+            if len(python_stubs(os.getpid())) >= count:
+                return
+            threading.Event().wait(0.02)
+        raise AssertionError(f"expected {count} stubs, saw {python_stubs(os.getpid())}")
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.kill()
+            process.wait()
+
+
+class RepositoryEndpoint:
+    """An HTTP server that answers a model's config, records repository calls and, on a load whose config differs
+    from the model's, starts the model's stubs again (as Triton does); it answers 403 to a repository call without
+    the admin header and 400 to a load while ``failing`` is set."""
+
+    def __init__(self, stubs: FakeStubs, instances: dict[str, list[str]], admin_key: str):
+        self.calls: list[tuple[str, str]] = []
+        self.loaded_configs: list[dict] = []
+        self.failing = False
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server protocol
+                _, _, _, model, _ = self.path.split("/")  # /v2/models/<model>/config
+                endpoint.calls.append(("config", model))
+                return self.answer(200, {"name": model, "backend": "python", "parameters": {"k": {"string_value": "v"}}})
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.headers.get(ADMIN_HEADER) != admin_key:
+                    return self.answer(403, {"error": "This API is restricted"})
+                _, _, _, _, model, action = self.path.split("/")
+                endpoint.calls.append((action, model))
+                if action == "load":
+                    endpoint.loaded_configs.append(json.loads(body["parameters"]["config"]))
+                if endpoint.failing and action == "load":
+                    return self.answer(400, {"error": f"failed to load '{model}'"})
+                if action == "load":
+                    for instance in instances[model]:
+                        stubs.start(model, instance)
+                return self.answer(200, {})
+
+            def answer(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stubs(tmp_path):
+    fake = FakeStubs(tmp_path)
+    yield fake
+    fake.stop()
+
+
+def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
+    instances = {"reranker": ["reranker_0_0", "reranker_0_1"], "retriever": ["retriever_0_0"]}
+    for model, names in instances.items():
+        for name in names:
+            stubs.start(model, name)
+    stubs.wait_visible(3)
+    endpoint = RepositoryEndpoint(stubs, instances, admin_key="key")
+    try:
+        watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
+                                StubWatchdogConfig(interval_s=0.05, old_stub_grace_s=0))
+        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        assert watchdog.check() == [] and endpoint.calls == []  # all there: nothing to do
+        survivor = stubs.processes["reranker_0_0"]
+
+        victim = stubs.processes["reranker_0_1"]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert not is_running(victim.pid)
+        (recovery,) = watchdog.check()
+        assert (recovery.model, recovery.missing, recovery.error) == ("reranker", ("reranker_0_1",), "")
+        assert endpoint.calls == [("config", "reranker"), ("load", "reranker")]  # in place: never unloaded
+        (loaded,) = endpoint.loaded_configs
+        assert loaded["parameters"]["k"] == {"string_value": "v"}  # the model's own config, one parameter added
+        assert set(loaded["parameters"]) == {"k", RELOAD_PARAMETER}
+        assert missing_instances(watchdog.expected, python_stubs(os.getpid())) == {}
+        assert is_running(survivor.pid)  # the old version's live stub: Triton would keep it
+        watchdog.end_old_stubs(now=time.monotonic() - 1)  # inside the grace: left alone
+        assert is_running(survivor.pid)
+        assert watchdog.check() == []  # back: no second reload; the grace (0 here) is over: the old stub is ended
+        assert survivor.wait(timeout=10) == -signal.SIGKILL and recovery.old_stubs_ended == 1
+        reranker_stubs = [s for s in python_stubs(os.getpid()) if s.model == "reranker"]
+        assert sorted(s.instance for s in reranker_stubs) == ["reranker_0_0", "reranker_0_1"]
+        assert survivor.pid not in {s.pid for s in reranker_stubs}
+
+        stubs.processes["retriever_0_0"].kill()
+        stubs.processes["retriever_0_0"].wait()
+        (again,) = watchdog.check()
+        assert again.model == "retriever" and again.error == ""
+        # every reload's config is new (an unchanged config would make Triton's load a no-op)
+        assert endpoint.loaded_configs[0]["parameters"][RELOAD_PARAMETER] != \
+            endpoint.loaded_configs[1]["parameters"][RELOAD_PARAMETER]
+    finally:
+        endpoint.close()
+
+
+def test_a_failing_reload_is_recorded_and_retried_after_a_backoff(stubs):
+    stubs.start("retriever", "retriever_0_0")
+    stubs.wait_visible(1)
+    endpoint = RepositoryEndpoint(stubs, {"retriever": ["retriever_0_0"]}, admin_key="key")
+    try:
+        watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
+        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        stubs.processes["retriever_0_0"].kill()
+        stubs.processes["retriever_0_0"].wait()
+        endpoint.failing = True
+        (failed,) = watchdog.check()
+        assert "HTTP 400" in failed.error and "failed to load 'retriever'" in failed.error
+        assert watchdog.check() == []  # backing off: not hammered every look
+        watchdog._retry_at["retriever"] = 0.0  # the backoff has passed
+        endpoint.failing = False
+        (recovered,) = watchdog.check()
+        assert recovered.error == "" and [r.model for r in watchdog.recoveries] == ["retriever", "retriever"]
+    finally:
+        endpoint.close()
+
+
+def test_the_repository_api_needs_the_admin_key(stubs):
+    endpoint = RepositoryEndpoint(stubs, {}, admin_key="right")
+    try:
+        with pytest.raises(Exception, match="HTTP 403"):
+            ModelRepositoryApi(endpoint.url, "wrong", timeout_s=5).reload("retriever")
+        assert endpoint.calls == [("config", "retriever")]  # read, never loaded
+    finally:
+        endpoint.close()
+
+
+def test_the_thread_notices_a_dead_stub_by_itself(stubs):
+    stubs.start("generator", "generator_0_0")
+    stubs.wait_visible(1)
+    endpoint = RepositoryEndpoint(stubs, {"generator": ["generator_0_0"]}, admin_key="key")
+    watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
+                            StubWatchdogConfig(interval_s=0.05)).start()
+    try:
+        assert watchdog.expected == {"generator": {"generator_0_0"}}
+        stubs.processes["generator_0_0"].kill()
+        stubs.processes["generator_0_0"].wait()
+        for _ in range(200):
+            if watchdog.recoveries:
+                break
+            threading.Event().wait(0.05)
+        assert [(r.model, r.error) for r in watchdog.recoveries] == [("generator", "")]
+    finally:
+        watchdog.stop()
+        endpoint.close()
