@@ -45,7 +45,7 @@ def tls_server(tmp_path_factory):
     config = TritonServerConfig(artifact_dir=root / "build", model_repository=root / "repository",
                                 grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
                                 runtime_dir=root / "runtime", keyring_path=root / "keyring.json", tls=tls,
-                                startup_timeout_s=60)
+                                startup_timeout_s=60, stub_watchdog=None)  # an empty repository: no stub to watch
     command = server_command(config, prepare_backend_dir(config.runtime_dir))
     assert "--grpc-use-ssl=true" in command and f"--grpc-server-key={tls.key.resolve()}" in command
     server = TritonServer(config, log_path=root / "tritonserver.log")
