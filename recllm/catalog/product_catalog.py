@@ -168,6 +168,10 @@ class Catalog:
             current = category.parent_id
         return path[::-1]
 
+    def category_ids_above(self, category_id: str) -> frozenset[str]:
+        """``category_id`` and its ancestors' ids."""
+        return frozenset(category.category_id for category in self.category_path(category_id))
+
     def is_sensitive(self, item: Item) -> bool:
         """True when the item's category or any ancestor is sensitive (health / pharmacy)."""
         return item.category_id in self._sensitive_category_ids

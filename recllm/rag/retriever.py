@@ -5,7 +5,12 @@ Candidates come from three sources, so both the query and the person shape the l
 2. the same search with the query blended with the user's long-term preference vector (cross-service: what the
    user buys anywhere pulls similar items of this service up) — the differentially private release of it
    (``profile.differential_privacy``), read from the profile store;
-3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз").
+3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз");
+except when the request names a kind of product («молоко», «корм для кошек», "coffee";
+``catalog.product_terms``): then the candidates are the items of that kind in the service, all of them, so the
+user's history orders them but never adds another kind, and a kind the constraints rule out leaves nothing (the
+dialogue manager then offers the nearest relaxation) instead of something else. A request with no service goes to a
+service that sells the kind.
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
 stated dietary tags ("без лактозы" → lactose_free), no children's goods for a request that names only grown-up
 recipients («подарок маме»), toys only of the age of the child a request names («сыну 2 года»); health/medicine
@@ -20,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from recllm.catalog.product_catalog import SERVICES, TOY_AGE_BANDS, Catalog
+from recllm.catalog.product_terms import ProductTerms
 from recllm.rag.catalog_index import CatalogIndex
 from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
@@ -47,6 +53,8 @@ class RetrieverConfig:
     # Users whose last profile read is kept for the next request while their profile version stands
     # (``UserContextCache``; ~0.2 MB per user of the default build, at most ~0.7 MB at MAX_CONTEXT_EVENTS); 0: off.
     context_cache_users: int = 512
+    # A request that names a kind of product gets only items of that kind (``ProductTerms``); False: off
+    named_kinds: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_candidates", "health_vote_k"):
@@ -119,6 +127,7 @@ class Retriever:
         self.config = config
         self.items = ItemArrays.of(catalog)
         self.sensitive_items = self.items.sensitive
+        self.terms = ProductTerms.of(catalog)
         self.contexts = UserContextCache(profile, catalog, catalog_index.item_vectors, config.preference_source,
                                          config.context_cache_users)
 
@@ -128,11 +137,12 @@ class Retriever:
         k = max(5, self.config.health_vote_k)
         return {service: self.index.search(service, query_vectors, k) for service in SERVICES}
 
-    def infer_service(self, query_vector: np.ndarray, probe: dict | None = None, row: int = 0) -> str:
-        """The service whose best 5 items match the query best."""
+    def infer_service(self, query_vector: np.ndarray, probe: dict | None = None, row: int = 0,
+                      among: Sequence[str] = ()) -> str:
+        """The service whose best 5 items match the query best (of ``among`` when given)."""
         probe = probe if probe is not None else self.probe(query_vector[None, :])
         means = {}
-        for service in SERVICES:
+        for service in among or SERVICES:
             scores = probe[service][0][row, :5]
             means[service] = float(scores.mean()) if scores.size else -1.0
         return max(means, key=means.get)
@@ -170,17 +180,43 @@ class Retriever:
         exclude_item_ids = exclude_item_ids or [frozenset()] * len(requests)
         contexts = contexts or [self.read_context(r.user_id) for r in requests]
         probe = self.probe(query_vectors)
-        services = [r.service or self.infer_service(query_vectors[b], probe, b) for b, r in enumerate(requests)]
         health = [asks_about_health(r.query) or self.is_health_query(query_vectors[b], probe, b)
                   for b, r in enumerate(requests)]
+        named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
+        services = [r.service or self.infer_service(query_vectors[b], probe, b, self.selling(named[b]))
+                    for b, r in enumerate(requests)]
         pools = self.search_pools(services, query_vectors, [c.signals for c in contexts])
-        return [self.finish(r, query_vectors[b], services[b], health[b], pools[b], exclude_item_ids[b], contexts[b])
+        return [self.finish(r, query_vectors[b], services[b], health[b], pools[b], exclude_item_ids[b], contexts[b],
+                            named[b])
                 for b, r in enumerate(requests)]
 
+    def named_items(self, request: RecRequest, health: bool) -> np.ndarray | None:
+        """The items of the kinds the request names that its health routing allows, or None when it names none
+        (or only kinds of the other routing: «средство от кашля» names the cleaning products called «Средство …»,
+        which a health request never gets, so the word is not read as a kind there)."""
+        if not self.config.named_kinds:
+            return None
+        found = self.terms.named(request.query)
+        if found is None:
+            return None
+        ids = found.item_ids[self.items.sensitive[found.item_ids] == item_allowed(True, health)]
+        return ids if ids.size else None
+
+    def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
+        """The services with an item of ``named`` in stock (empty: no constraint)."""
+        if named is None:
+            return ()
+        stocked = named[self.items.in_stock[named]]
+        return tuple(SERVICES[s] for s in np.unique(self.items.service[stocked]).tolist())
+
     def finish(self, request: RecRequest, query_vector: np.ndarray, service: str, health: bool, pool: set[int],
-               exclude_item_ids: frozenset[int], context: UserContext) -> Retrieval:
-        pool = pool | self.repeat_candidates(service, context.purchases)
-        ids = np.fromiter(pool, dtype=np.int64, count=len(pool))
+               exclude_item_ids: frozenset[int], context: UserContext, named: np.ndarray | None = None
+               ) -> Retrieval:
+        if named is not None:  # the named kinds' items of this service, every one of them, and nothing else
+            ids = named[self.items.service[named] == SERVICES.index(service)]
+        else:
+            pool = pool | self.repeat_candidates(service, context.purchases)
+            ids = np.fromiter(pool, dtype=np.int64, count=len(pool))
         ids = ids[self.allowed(ids, service, request, health, exclude_item_ids)]
         scores = self.index.item_vectors[ids] @ query_vector if len(ids) else np.zeros(0, np.float32)  # [C]
         order = np.argsort(-scores, kind="stable")[: self.config.num_candidates]

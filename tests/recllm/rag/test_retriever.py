@@ -322,3 +322,57 @@ def test_a_request_for_a_child_of_a_stated_age_gets_only_toys_of_that_age(retrie
     shown_ages = {tuple(a) for a in ages[any_age.candidate_ids].tolist() if a[0] >= 0}
     assert len(shown_ages) > 1
     assert {tuple(a) for a in ages[two.candidate_ids].tolist() if a[0] >= 0} == {(0, 2)}
+
+
+# --- a request that names a kind of product ------------------------------------------------------------------------
+
+def kind_ids(retriever, text: str) -> set[int]:
+    return set(retriever.terms.named(text).item_ids.tolist())
+
+
+def test_a_request_naming_a_kind_gets_that_kind_only_whatever_its_vector(retriever, catalog, trained_encoder):
+    """«молоко» asked with a vector among the coffee (a weekly coffee buyer's pull): every in-stock milk of the service
+    is a candidate and nothing else is; the same vector with a request that names no kind brings other items."""
+    vector = encode(trained_encoder, "кофе в зёрнах")
+    milk = kind_ids(retriever, "молоко")
+    got = retriever.retrieve(parse_request("u000000", "хочу молоко", 10, "samokat"), vector)
+    expected = {i for i in milk if catalog.get(i).service == "samokat" and catalog.get(i).in_stock}
+    assert expected and set(got.candidate_ids.tolist()) == expected
+    unnamed = retriever.retrieve(parse_request("u000000", "что-нибудь к завтраку", 10, "samokat"), vector)
+    assert set(unnamed.candidate_ids.tolist()) - milk
+
+
+def test_a_named_kind_the_constraints_rule_out_leaves_nothing_rather_than_another_kind(retriever, catalog,
+                                                                                        trained_encoder):
+    coffee = kind_ids(retriever, "кофе")
+    cheapest = min(catalog.get(i).price for i in coffee if catalog.get(i).service == "samokat")
+    budget = cheapest - 1
+    assert any(i.price <= budget for i in catalog.in_service("samokat"))  # other things fit the budget
+    got = retriever.retrieve(parse_request("u000000", f"кофе до {budget:.0f} рублей", 10, "samokat"),
+                             encode(trained_encoder, "кофе"))
+    assert got.candidate_ids.size == 0
+    off = dataclasses.replace(retriever.config, named_kinds=False)
+    before = Retriever(catalog, retriever.index, retriever.profile, off).retrieve(
+        parse_request("u000000", f"кофе до {budget:.0f} рублей", 10, "samokat"), encode(trained_encoder, "кофе"))
+    assert before.candidate_ids.size  # the old behaviour: something else within the budget
+
+
+def test_a_request_with_no_service_goes_to_a_service_that_sells_the_kind(retriever, catalog, trained_encoder):
+    """The vector votes for Megamarket (headphones); the words name kefir, which only the grocery services sell."""
+    kefir = kind_ids(retriever, "кефир")
+    sellers = {catalog.get(i).service for i in kefir if catalog.get(i).in_stock}
+    assert "megamarket" not in sellers
+    vector = encode(trained_encoder, "беспроводные наушники")
+    assert retriever.infer_service(vector) == "megamarket"
+    got = retriever.retrieve(parse_request("u000000", "кефир", 10, ""), vector)
+    assert got.service in sellers and got.candidate_ids.size and set(got.candidate_ids.tolist()) <= kefir
+
+
+def test_a_kind_word_outside_the_requests_health_routing_is_not_read_as_a_kind(retriever, catalog, trained_encoder):
+    """«средство от кашля»: the catalog's «Средство …» items are cleaning products, which a health request never
+    gets; the word is not taken as a kind there, and the request gets health items as before."""
+    assert retriever.terms.named("средство от кашля") is not None
+    got = retriever.retrieve(parse_request("u000000", "средство от кашля", 10, "kuper"),
+                             encode(trained_encoder, "средство от кашля"))
+    ids = got.candidate_ids.tolist()
+    assert got.health_query and ids and all(catalog.is_sensitive(catalog.get(i)) for i in ids)

@@ -1,0 +1,91 @@
+"""The kinds a request names: kind words from the catalog's names, the spans that name nothing, alternatives."""
+
+from __future__ import annotations
+
+import pytest
+
+from recllm.catalog.product_catalog import Catalog, Category, Item
+from recllm.catalog.product_terms import NEGATED, PURPOSE, WANTED, ProductTerms, kind_word, request_words
+
+CATEGORIES = [
+    Category("grocery", "продукты", "groceries", None, False),
+    Category("grocery/dairy", "молочные продукты", "dairy products", "grocery", False),
+    Category("grocery/coffee", "кофе", "coffee", "grocery", False),
+    Category("household", "хозяйственные товары", "household goods", None, False),
+    Category("kids", "детские товары", "kids' goods", None, False),
+    Category("kids/toys", "игрушки", "toys", "kids", False),
+    Category("pet", "товары для животных", "pet supplies", None, False),
+    Category("electronics", "гаджеты", "electronics", None, False),
+]
+NAMES = [("Молоко Простоквашино 2,5% 930 мл", "grocery/dairy"), ("Молоко безлактозное Valio 1 л", "grocery/dairy"),
+         ("Кефир Valio 1%", "grocery/dairy"), ("Йогурт питьевой Valio", "grocery/dairy"),
+         ("Кофе в зёрнах Lavazza 1 кг", "grocery/coffee"), ("Капсулы кофейные Lavazza 10 шт", "grocery/coffee"),
+         ("Средство для мытья посуды Fairy", "household"), ("Игрушка для кошки мышка", "pet"),
+         ("Конструктор LEGO Duplo", "kids/toys"), ("Игровая мышь Logitech", "electronics"),
+         ("Наушники Sony WH", "electronics"), ("Хлеб Бородинский", "grocery")]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    items = [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset()) for i, (name, category)
+             in enumerate(NAMES)]
+    return Catalog(CATEGORIES, items)
+
+
+@pytest.fixture(scope="module")
+def terms(catalog) -> ProductTerms:
+    return ProductTerms.of(catalog)
+
+
+def names(catalog, found) -> set[str]:
+    return {catalog.get(int(i)).name.split()[0] for i in found.item_ids}
+
+
+def test_a_kind_word_is_the_first_word_of_a_name_unless_an_adjective():
+    assert kind_word("Молоко безлактозное 1 л") == "молоко"
+    assert kind_word("Игровая мышь Logitech") is None and kind_word("Зарядное устройство") is None
+    assert kind_word("Ок") is None  # too short to be a kind
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("молоко", {"Молоко"}),
+    ("хочу молока, срочно", {"Молоко"}),                 # another case form, same stem
+    ("Кефир или молоко?", {"Кефир", "Молоко"}),           # both alternatives are kinds
+    ("кофе до 700 рублей", {"Кофе", "Капсулы"}),           # «кофе» is also the coffee category's one-word name
+    ("хлеб для бутербродов и молоко", {"Хлеб", "Молоко"}),  # a purpose ends at «и»
+    ("йогурт, без молока и кефира", {"Йогурт"}),           # a negation goes on past «и»
+    ("игрушку для кота", {"Игрушка", "Конструктор"}),       # the pet toy by name and every toy by category
+])
+def test_the_kinds_a_request_names(catalog, terms, text, kinds):
+    assert names(catalog, terms.named(text)) == kinds
+
+
+@pytest.mark.parametrize("text", [
+    "что приготовить на ужин?",          # no kind word at all
+    "подарок для любителя кофе",        # a purpose: what the gift is for
+    "что-нибудь к кофе",
+    "без молока, пожалуйста",           # a negation
+    "доставка за час",
+    "нужен геймпад или наушники",       # an alternative the catalog has no kind word for
+    "хочу обновить игровой сетап",      # «игровая» is an adjective: no kind
+    "milk please",                      # the catalog's names are Russian
+])
+def test_requests_that_name_no_kind(terms, text):
+    assert terms.named(text) is None
+
+
+def test_request_words_mark_the_spans_that_name_nothing():
+    assert request_words("молоко без сахара и соли, хлеб для тостов и сыр") == [
+        ("молоко", WANTED), ("сахара", NEGATED), ("и", NEGATED), ("соли", NEGATED), ("хлеб", WANTED),
+        ("тостов", PURPOSE), ("сыр", WANTED)]
+    assert request_words("без молока для кофе") == [("молока", NEGATED), ("кофе", NEGATED)]
+
+
+def test_of_the_kind_the_items_sharing_the_most_other_words_are_named(catalog, terms):
+    assert [catalog.get(int(i)).name for i in terms.named("кофе в зёрнах").item_ids] == ["Кофе в зёрнах Lavazza 1 кг"]
+    assert names(catalog, terms.named("молоко безлактозное")) == {"Молоко"}
+    assert len(terms.named("молоко безлактозное").item_ids) == 1
+    assert len(terms.named("молоко, без лактозы").item_ids) == 2      # a negated word narrows nothing
+    assert len(terms.named("молоко на завтрак").item_ids) == 2        # no name shares «завтрак»: the whole kind
+    assert [catalog.get(int(i)).name for i in terms.named("игрушку для кошки").item_ids] == \
+        ["Игрушка для кошки мышка"]                                   # a purpose word narrows the kind
