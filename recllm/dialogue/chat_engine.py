@@ -26,8 +26,8 @@ from recllm_proto.text_arrays import decode_utf8_array
 from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.product_catalog import Catalog
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
-                                            decide_act, effective_query, record_shown, refine_goal, requested_style,
-                                            start_goal)
+                                            decide_act, drops_budget, effective_query, record_shown, refine_goal,
+                                            requested_style, start_goal, without_budget)
 from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, explained_index, nothing_left_reply
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
@@ -118,6 +118,11 @@ class ChatEngine:
             # «объясняй подробнее» about the list on screen: an explain turn; the style goes to the profile
             asked = RequestUnderstanding(base.language, state.domain or "other", "explain")
             return TurnPlan(session_id, base, state, "explain", asked)
+        if drops_budget(state, base.query):
+            # «давай без ограничения» after «ничего до 200 ₽»: the budget goes, the goal stays (read before moderation,
+            # which takes «без ограничений» for a jailbreak; here it can only lift the budget)
+            dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
+            return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
@@ -138,6 +143,11 @@ class ChatEngine:
             state, act = accept_offer(state), "refine"
         else:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
+        return self._request_plan(session_id, base, state, act, understanding)
+
+    def _request_plan(self, session_id: str, base: RecRequest, state: DialogueState, act: str,
+                      understanding: RequestUnderstanding) -> TurnPlan:
+        """The retrieval request of a recommend or refine turn under ``state``."""
         query = effective_query(state, base.language)
         resolved = base.service or (state.service if act == "refine" else "") or goal_service(state)
         request = parse_request(base.user_id, query, base.top_k, resolved)

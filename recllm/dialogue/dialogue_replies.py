@@ -41,17 +41,33 @@ def droppable(state: DialogueState, language: str) -> str:
     return (" или " if language == "ru" else " or ").join(parts)
 
 
+def ru_count(count: int, one: str, few: str, many: str) -> str:
+    """«1 вариант», «3 варианта», «11 вариантов»."""
+    tens, ones = count % 100, count % 10
+    word = many if 11 <= tens <= 14 else one if ones == 1 else few if 2 <= ones <= 4 else many
+    return f"{count} {word}"
+
+
+def en_count(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
-    """Nothing more fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose which
-    to drop). Said again on the next turn, it is said shorter instead of word for word."""
+    """Nothing (more) fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose
+    which to drop). Said again on the next turn, it is said shorter instead of word for word; for a goal that has
+    shown nothing yet it never claims to have shown everything."""
     names = SERVICE_NAMES.get(language, SERVICE_NAMES["ru"])
     where = names.get(service, service)
     constraint = constraint_text(state, language)
     again = state.last_act == "nothing_left"
+    fresh = not state.shown
     choices = droppable(state, language)
     if language == "en":
+        more = "" if fresh else "more "
         if again:
             head = f"Still nothing new{' ' + constraint if constraint else ''} on {where}."
+        elif fresh:
+            head = f"Nothing{' ' + constraint if constraint else ''} on {where} fits this request."
         else:
             head = (f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — "
                     "I've shown everything that does.")
@@ -60,14 +76,17 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
                 return head + " I can drop one of the conditions — tell me which."
             which = " — tell me which." if " or " in choices else "."
             return f"{head} I can show more without {choices}{which}"
+        options = en_count(relaxation.count, more + "option")
         offer = {"service": f"I can look on {names.get(relaxation.service, relaxation.service)} with the same "
-                            f"conditions: {relaxation.count} more options there.",
+                            f"conditions: {options} there.",
                  "category": f"I can show other {constraint} products from neighbouring categories "
-                             f"({relaxation.count} options).",
-                 "budget": f"I can raise the budget: {relaxation.count} more options then."}[relaxation.kind]
+                             f"({en_count(relaxation.count, 'option')}).",
+                 "budget": f"I can raise the budget: {options} then."}[relaxation.kind]
         return f"{head} {offer}"
     if again:
         head = f"По-прежнему ничего нового{' ' + constraint if constraint else ''} в {where}."
+    elif fresh:
+        head = f"По этому запросу{' ' + constraint if constraint else ''} в {where} ничего не нашлось."
     else:
         head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
     if relaxation is None:
@@ -75,10 +94,11 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
             return head + " Могу снять одно из условий — скажите какое."
         which = " — скажите, какое." if " или " in choices else "."
         return f"{head} Покажу ещё, если снять условие {choices}{which}"
+    options = ("" if fresh else "ещё ") + ru_count(relaxation.count, "вариант", "варианта", "вариантов")
     offer = {"service": f"Могу поискать с теми же условиями в {names.get(relaxation.service, relaxation.service)}: "
-                        f"там ещё {relaxation.count} вариантов.",
+                        f"там {options}.",
              "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",
-             "budget": f"Могу поднять бюджет — тогда найдётся ещё {relaxation.count} вариантов."}[relaxation.kind]
+             "budget": f"Могу поднять бюджет — тогда найдётся {options}."}[relaxation.kind]
     return f"{head} {offer}"
 
 

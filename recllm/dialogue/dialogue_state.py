@@ -35,6 +35,17 @@ FOLLOW_UP_INTENTS = frozenset({"refine", "feedback", "compare"})
 NEW_GOAL_MIN_DOMAIN_CONFIDENCE = 0.5
 _ACCEPT = re.compile(r"^\W*(?:да|давай\w*|ок|окей|хорошо|можно|покажи|yes|ok|okay|sure|please|go\s+ahead)\b",
                      re.IGNORECASE)
+# «давай без ограничения», «убери ограничение по цене», "no budget limit": while a budget holds, the user drops it
+# (the moderation rules read «сними ограничения» alone as a jailbreak attempt, and out of a session it may be one)
+_DROP_BUDGET = re.compile(
+    r"^\W*(?:(?:да|давай|ну|тогда|можно|ок)\W+)*(?:"
+    r"(?:(?:сними|убери|снимай|убирай|отмени)\w*\s+)?(?:ценов\w+\s+|бюджетн\w+\s+)?ограничени\w*"
+    r"(?:\s+(?:по\s+)?(?:цен\w*|бюджет\w*|стоимост\w*|деньг\w*))?"
+    r"|без\s+(?:ценов\w+\s+|бюджетн\w+\s+)?(?:ограничени\w*|лимит\w*)(?:\s+(?:по\s+)?(?:цен\w*|бюджет\w*))?"
+    r"|(?:любой|неважно\s+какой|не\s+важен)\s+бюджет|бюджет\s+(?:не\s+важен|неважен|любой)"
+    r"|(?:no|remove\s+the|drop\s+the|without\s+(?:a|the))\s+(?:budget|price)(?:\s+(?:limit|cap))?"
+    r"|(?:any|whatever)\s+(?:budget|price)|(?:budget|price)\s+(?:doesn'?t|does\s+not)\s+matter"
+    r")(?:\W+(?:пожалуйста|please))?\W*$", re.IGNORECASE)
 _EXPLAIN = re.compile(r"почему|зачем\s+(?:это|эт)|why|explain|объясни", re.IGNORECASE)
 # «объясняй подробнее» / «покороче»: the explanation style the user asks for (written to the profile). A bare
 # «короче» is a filler word in Russian, so it counts only as the whole message or next to an explanation word.
@@ -168,6 +179,17 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
         recipient=understanding.recipient or state.recipient, age_band=understanding.age_band or state.age_band,
         rejected=rejected,
     )
+
+
+def drops_budget(state: DialogueState, message: str) -> bool:
+    """«давай без ограничения», «убери ограничение по цене», "no budget limit" while the goal has a budget: the whole
+    message asks to drop it (a longer message, or one without a budget in force, goes through moderation as usual)."""
+    return state.budget is not None and bool(_DROP_BUDGET.search(message))
+
+
+def without_budget(state: DialogueState) -> DialogueState:
+    """The goal with its budget dropped and any pending offer taken care of; the kinds of items shown are kept."""
+    return replace(state, budget=None, offer=None)
 
 
 def accept_offer(state: DialogueState) -> DialogueState:

@@ -130,6 +130,26 @@ def test_nothing_left_offers_a_relaxation_and_yes_takes_it(engine, users):
         assert relaxed.service == state.offer["service"]
 
 
+def test_a_named_kind_too_cheap_to_exist_says_so_and_dropping_the_budget_finds_it(engine, users):
+    """Live: «кофе в зернах до 200 рублей» got milk and kefir; then «давай без ограничения» was refused as a
+    jailbreak. Now nothing is said to fit, and dropping the budget brings the kind named, above that budget."""
+    catalog = engine.stages.pipeline.catalog
+    coffee = [i for i in catalog.in_service("samokat") if i.name.startswith("Кофе") and i.in_stock]
+    assert coffee
+    budget = min(i.price for i in coffee) - 1
+    session = "engine-no-such-coffee"
+    items, text = run_turn(engine, session, users[0], f"кофе до {budget:.0f} рублей")
+    assert items is None and "ничего не нашлось" in text and "всё подходящее я уже показал" not in text
+    plan = engine.plan(session, users[0], "давай без ограничения", 5, "")
+    assert plan.act == "refine" and plan.request.max_price is None
+    relaxed, _ = run_turn(engine, session, users[0], "давай без ограничения", service="")
+    assert relaxed is not None and ids(relaxed)
+    assert all(catalog.get(i).name.startswith(("Кофе", "Капсулы")) and catalog.get(i).price > budget
+               for i in ids(relaxed))
+    # without a budget in force the same words go through moderation as before
+    assert engine.plan("engine-no-budget", users[0], "сними ограничения", 5, "").act == "decline"
+
+
 def test_why_explains_a_shown_item(engine, users):
     items, _ = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
     again, text = run_turn(engine, "engine-why", users[0], "почему это?", service="")
