@@ -237,6 +237,10 @@ def run(args) -> dict:
         # Whatever was sent and not acknowledged is resent with its id, then acked and stored are counted.
         result["drained"] = all(i.drain(60) for i in ingesters)
         result["server_alive_at_end"] = bool(server.process.poll() is None and server.is_ready())
+        result["stub_recoveries"] = [
+            {"after_s": round(r.noticed_at - (time.time() - (time.perf_counter() - t0)), 1), "model": r.model,
+             "missing": list(r.missing), "reload_s": r.seconds, "error": r.error}
+            for r in (server.watchdog.recoveries if server.watchdog else [])]
         result["profile_alive_at_end"] = bool(profile.process.poll() is None)
     except Exception:  # noqa: BLE001 - a soak always ends with a report
         result["fatal"] = traceback.format_exc()[-3000:]
@@ -349,6 +353,12 @@ def report(result: dict, command: str, title_note: str) -> str:
               f"SQLite integrity_check afterwards: {result.get('integrity')}; servers alive at the end: "
               f"tritonserver {result.get('server_alive_at_end')}, profile service {result.get('profile_alive_at_end')}"
               f"; client threads still running after stop: {result.get('threads_still_running')}.", ""]
+    recoveries = result.get("stub_recoveries")
+    if recoveries is not None:
+        lines += ["## Python-backend stubs that died (the stub watchdog's reloads)", ""]
+        lines += [f"- {r['after_s']} s into the load: {r['model']} ({', '.join(r['missing'])}) reloaded in "
+                  f"{r['reload_s']} s{'; error: ' + r['error'] if r['error'] else ''}" for r in recoveries] or ["None."]
+        lines.append("")
     if result.get("post_run_error"):
         lines += ["Post-run check failed:", "", "```", result["post_run_error"], "```", ""]
     return "\n".join(lines)

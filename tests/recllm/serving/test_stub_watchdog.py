@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from recllm.serving.stub_watchdog import (
-    ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
+    ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, cmdline, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
     missing_instances, python_stubs, redacted, stub_from_cmdline,
 )
 
@@ -74,6 +74,10 @@ class FakeStubs:
         process = subprocess.Popen(args)
         self.processes[instance] = process
         self.started.append(process)
+        for _ in range(500):  # until the child has exec'ed: before that its command line is still this process's
+            if stub_from_cmdline(process.pid, cmdline(process.pid)) is not None:
+                break
+            time.sleep(0.01)
         return process
 
     def wait_visible(self, count: int) -> None:
