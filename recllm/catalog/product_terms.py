@@ -5,36 +5,36 @@ Without this, a user who buys coffee every week and asks for «молоко» ge
 history features outweigh a query it learned from intent-level requests only), and «кофе в зёрнах до 200 ₽», which
 no coffee meets, gets milk and kefir instead of «nothing that cheap here».
 
-The kinds are the catalog's own words: an item's **kind word** is the first word of its name, stemmed with the
-Snowball Russian stemmer («Молоко безлактозное …» → «молок»), unless it is an adjective («Игровая мышь»,
-«Зарядное устройство»: a modifier shared across kinds, not a kind). A request names a kind when one of its words
-has that stem, outside these spans:
+Words are compared by their dictionary form (pymorphy3's lemma: «кошек», «кошки» → «кошка»). The kinds are the
+catalog's own words: an item's **kind word** is its name's head noun: the first word («Молоко безлактозное …» →
+«молоко») or the noun after leading adjectives («Игровая гарнитура …» → «гарнитура»; the adjective is a modifier
+shared across kinds: «хочу обновить игровой сетап» names no kind). A request names a kind when one of its words is a kind word, outside these spans:
 
 * after a negation («без молока и сахара», «кроме кефира») up to the end of the clause: what the item is not;
 * after a purpose preposition («для любителя кофе», «к кофе», «за час») up to the clause's end or «и»: what the
   item is for, or when;
 
-and not when it offers an alternative the catalog has no kind word for («геймпад или гарнитура»: the headsets are
-named «Наушники …», so reading only «геймпад» would drop what the user also asked for). Of the kind's items, those
-whose names share the most of the request's other words (purpose words too, negated ones not) are the ones named
-(«кофе в зёрнах» → the beans, «корм для кошек» → the cat food, «молоко Простоквашино» → that brand's milk), when
-any share one. A kind word that is also
-a category's one-word name names that category too («игрушка»: the pet toys named «Игрушка …» and every toy under
-«игрушки»).
+and not when it offers an alternative the catalog has no word for («геймпад или гарнитура»: the headsets are named
+«Наушники …», so reading only «геймпад» would drop what the user also asked for). Of each kind's items, those whose
+names share the most of the request's other words (purpose words too, negated ones not) are the ones named («кофе
+в зёрнах» → the beans, «корм для кошек» → the cat food, «молоко Простоквашино» → that brand's milk), when any
+shares one. A kind word that is also a category's one-word name names that category too («игрушка»: the pet toys
+named «Игрушка …» and every toy under «игрушки»).
 
 Category names («сладости», "sweets") are deliberately not kinds: measured on the build's held-out requests they
 mostly carry an intent («хочу сладкого» — sweet yoghurt is a fine answer) and restricting to the category cost
-Recall@10 (0.853 → 0.773 with categories and kind words; see ``benchmarks/results/named_kinds.md``). English
-requests name no kind (the catalog's names are Russian).
+Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``). English requests
+name no kind (the catalog's names are Russian).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 import numpy as np
-import snowballstemmer
+import pymorphy3
 
 from recllm.catalog.product_catalog import Catalog
 
@@ -44,26 +44,35 @@ NEGATIONS = frozenset({"без", "не", "нет", "кроме", "вместо",
 PURPOSES = frozenset({"для", "к", "ко", "за", "через", "под", "после", "от", "for", "to", "within", "after", "than"})
 CONJUNCTIONS = frozenset({"и", "and"})
 ALTERNATIVES = frozenset({"или", "либо", "or"})
-ADJECTIVE_ENDINGS = ("ый", "ий", "ой", "ая", "яя", "ое", "ее", "ые", "ие")
+ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
+MAX_LEADING_ADJECTIVES = 2
 MIN_KIND_WORD = 3  # shorter first words are no kind
 
 
 @dataclass(frozen=True)
 class NamedKinds:
-    """What a request names: the kind-word stems it matched and the items they name (sorted ids)."""
+    """What a request names: the kind words (lemmas) it matched and the items they name (sorted ids)."""
 
     terms: tuple[str, ...]
     item_ids: np.ndarray  # [N] int64
 
 
-class RussianStemmer:
-    """Snowball's Russian stemmer, «ё» read as «е»."""
+class Lemmatizer:
+    """pymorphy3's likeliest dictionary form and part of speech of a word, «ё» read as «е»; kept per word."""
 
     def __init__(self):
-        self._stemmer = snowballstemmer.stemmer("russian")
+        self._morph = pymorphy3.MorphAnalyzer()
+        self.parse = functools.lru_cache(maxsize=65536)(self._parse)
 
-    def stem(self, word: str) -> str:
-        return self._stemmer.stemWord(word.lower().replace("ё", "е"))
+    def _parse(self, word: str) -> tuple[str, str]:
+        best = self._morph.parse(word.lower())[0]
+        return best.normal_form.replace("ё", "е"), str(best.tag.POS or "")
+
+    def lemma(self, word: str) -> str:
+        return self.parse(word)[0]
+
+    def is_noun(self, word: str) -> bool:
+        return self.parse(word)[1] == "NOUN"
 
 
 WANTED, PURPOSE, NEGATED = "wanted", "purpose", "negated"
@@ -88,60 +97,84 @@ def request_words(text: str) -> list[tuple[str, str]]:
     return words
 
 
-def kind_word(name: str) -> str | None:
-    """The first word of an item's name when it can be a kind (long enough, not an adjective), else None."""
-    first = next((w for w in WORD.findall(name.lower()) if w not in CLAUSE_BREAK), "")
-    if len(first) < MIN_KIND_WORD or first.endswith(ADJECTIVE_ENDINGS):
-        return None
-    return first
+def words_of(text: str) -> list[str]:
+    return [w for w in WORD.findall(text.lower()) if w not in CLAUSE_BREAK]
+
+
+def kind_word(name: str, lemmatizer: Lemmatizer) -> str | None:
+    """The lemma of an item name's head noun: its first word, or the noun after up to two leading adjectives
+    («Игровая гарнитура» → «гарнитура»); None when the name opens otherwise (or the noun is too short)."""
+    for word in words_of(name)[:MAX_LEADING_ADJECTIVES + 1]:
+        part = lemmatizer.parse(word)[1]
+        if part == "NOUN":
+            return lemmatizer.lemma(word) if len(word) >= MIN_KIND_WORD else None
+        if part not in ADJECTIVES:
+            return None
+    return None
 
 
 class ProductTerms:
-    """Kind-word stem → the items it names, built from one catalog."""
+    """Kind word (a lemma) → the items it names, built from one catalog."""
 
-    def __init__(self, kind_items: dict[str, np.ndarray], name_stems: list[frozenset[str]],
-                 stemmer: RussianStemmer | None = None):
+    def __init__(self, kind_items: dict[str, np.ndarray], name_lemmas: list[frozenset[str]],
+                 lemmatizer: Lemmatizer | None = None):
         self.kind_items = kind_items
-        self.name_stems = name_stems  # per item id, the stems of its name's words
-        self.stemmer = stemmer or RussianStemmer()
+        self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
+        self.vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
+        self.lemmatizer = lemmatizer or Lemmatizer()
 
     @classmethod
-    def of(cls, catalog: Catalog) -> ProductTerms:
-        stemmer = RussianStemmer()
+    def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> ProductTerms:
+        lemmatizer = lemmatizer or Lemmatizer()
         kinds: dict[str, set[int]] = {}
         for item in catalog.items:
-            word = kind_word(item.name)
+            word = kind_word(item.name, lemmatizer)
             if word is not None:
-                kinds.setdefault(stemmer.stem(word), set()).add(item.item_id)
+                kinds.setdefault(word, set()).add(item.item_id)
         for category_id, category in catalog.categories.items():  # a kind word that is a category's one-word name
-            words = [w for w in WORD.findall(category.name_ru.lower()) if w not in CLAUSE_BREAK]
-            if len(words) == 1 and stemmer.stem(words[0]) in kinds:
-                kinds[stemmer.stem(words[0])] |= {i.item_id for i in catalog.items
-                                                  if category_id in catalog.category_ids_above(i.category_id)}
-        name_stems = [frozenset(stemmer.stem(w) for w in WORD.findall(item.name.lower())
-                                if w not in CLAUSE_BREAK and len(w) >= MIN_KIND_WORD) for item in catalog.items]
-        return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_stems, stemmer)
+            words = words_of(category.name_ru)
+            if len(words) == 1 and lemmatizer.lemma(words[0]) in kinds:
+                kinds[lemmatizer.lemma(words[0])] |= {i.item_id for i in catalog.items
+                                                      if category_id in catalog.category_ids_above(i.category_id)}
+        name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
+                       for item in catalog.items]
+        return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer)
 
-    def named(self, text: str) -> NamedKinds | None:
-        """The kinds ``text`` names and their items, or None when it names none (or offers an alternative the
-        catalog has no kind word for)."""
+    def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
+        """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
+        when it names none (or offers an alternative the catalog has no word for)."""
         words = request_words(text)
-        stems = [self.stemmer.stem(w) if w not in ALTERNATIVES else w for w, _ in words]
-        for at, stem in enumerate(stems):
-            if stem in ALTERNATIVES:
-                beside = [stems[i] for i in (at - 1, at + 1) if 0 <= i < len(stems)]
-                if any(s not in self.kind_items for s in beside):
-                    return None
-        usable = [(s, span) for s, (word, span) in zip(stems, words) if span != NEGATED and len(word) >= MIN_KIND_WORD]
-        terms = tuple(dict.fromkeys(s for s, span in usable if span == WANTED and s in self.kind_items))
-        if not terms:
+        lemmas = [w if w in ALTERNATIVES else self.lemmatizer.lemma(w) for w, _ in words]
+        if self.offers_an_unknown_alternative(words, lemmas):
             return None
-        items = np.unique(np.concatenate([self.kind_items[s] for s in terms]))
-        return NamedKinds(terms, self.most_specific(items, {s for s, _ in usable} - set(terms)))
+        usable = [(lemma, span) for lemma, (word, span) in zip(lemmas, words)
+                  if span != NEGATED and len(word) >= MIN_KIND_WORD]
+        terms = tuple(dict.fromkeys(lemma for lemma, span in usable if span == WANTED and lemma in self.kind_items))
+        others = {lemma for lemma, _ in usable} - set(terms)
+        found = []
+        for term in terms:
+            items = self.kind_items[term]
+            if allowed is not None:
+                items = items[allowed[items]]
+            if items.size:
+                found.append(self.most_specific(items, others))
+        if not found:
+            return None
+        return NamedKinds(terms, np.unique(np.concatenate(found)))
 
-    def most_specific(self, items: np.ndarray, other_stems: set[str]) -> np.ndarray:
-        """The items whose names share the most of ``other_stems`` (all of ``items`` when none shares one)."""
-        if not other_stems:
+    def offers_an_unknown_alternative(self, words: list[tuple[str, str]], lemmas: list[str]) -> bool:
+        """«геймпад или гарнитура»: an «или» between wanted words, one of which no item name has."""
+        for at, lemma in enumerate(lemmas):
+            if lemma not in ALTERNATIVES or not 0 < at < len(lemmas) - 1:
+                continue
+            beside = (at - 1, at + 1)
+            if all(words[i][1] == WANTED for i in beside) and any(lemmas[i] not in self.vocabulary for i in beside):
+                return True
+        return False
+
+    def most_specific(self, items: np.ndarray, other_lemmas: set[str]) -> np.ndarray:
+        """The items whose names share the most of ``other_lemmas`` (all of ``items`` when none shares one)."""
+        if not other_lemmas:
             return items
-        shared = np.array([len(self.name_stems[i] & other_stems) for i in items.tolist()])
+        shared = np.array([len(self.name_lemmas[i] & other_lemmas) for i in items.tolist()])
         return items[shared == shared.max()] if shared.max() > 0 else items

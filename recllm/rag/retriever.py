@@ -7,8 +7,9 @@ Candidates come from three sources, so both the query and the person shape the l
    (``profile.differential_privacy``), read from the profile store;
 3. the user's earlier purchases that are sold in this service (repeat purchases, "как в прошлый раз");
 except when the request names a kind of product («молоко», «корм для кошек», "coffee";
-``catalog.product_terms``): then the candidates are the items of that kind in the service, all of them, so the
-user's history orders them but never adds another kind, and a kind the constraints rule out leaves nothing (the
+``catalog.product_terms``): then the candidates are the items of that kind in the service (the nearest to the query
+up to ``num_candidates``, the user's repeat purchases of the kind always among them), so the user's history orders
+them but never adds another kind, and a kind the constraints rule out leaves nothing (the
 dialogue manager then offers the nearest relaxation) instead of something else. A request with no service goes to a
 service that sells the kind.
 Then the privacy/availability filter: only in-stock items of the service, within the stated budget, with the
@@ -128,6 +129,8 @@ class Retriever:
         self.items = ItemArrays.of(catalog)
         self.sensitive_items = self.items.sensitive
         self.terms = ProductTerms.of(catalog)
+        # per health routing, which items it may get (the ``allowed`` rule, for the named kinds)
+        self.routing_allows = {health: self.items.sensitive == item_allowed(True, health) for health in (False, True)}
         self.contexts = UserContextCache(profile, catalog, catalog_index.item_vectors, config.preference_source,
                                          config.context_cache_users)
 
@@ -196,11 +199,8 @@ class Retriever:
         which a health request never gets, so the word is not read as a kind there)."""
         if not self.config.named_kinds:
             return None
-        found = self.terms.named(request.query)
-        if found is None:
-            return None
-        ids = found.item_ids[self.items.sensitive[found.item_ids] == item_allowed(True, health)]
-        return ids if ids.size else None
+        found = self.terms.named(request.query, self.routing_allows[health])
+        return None if found is None else found.item_ids
 
     def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
         """The services with an item of ``named`` in stock (empty: no constraint)."""
@@ -219,7 +219,12 @@ class Retriever:
             ids = np.fromiter(pool, dtype=np.int64, count=len(pool))
         ids = ids[self.allowed(ids, service, request, health, exclude_item_ids)]
         scores = self.index.item_vectors[ids] @ query_vector if len(ids) else np.zeros(0, np.float32)  # [C]
-        order = np.argsort(-scores, kind="stable")[: self.config.num_candidates]
+        order = np.argsort(-scores, kind="stable")
+        if named is not None and len(order) > self.config.num_candidates:  # the user's repeats of the kind stay
+            repeats = np.isin(ids[order], list(self.repeat_candidates(service, context.purchases)))
+            room = max(0, self.config.num_candidates - int(repeats.sum()))
+            order = order[repeats | (np.cumsum(~repeats) <= room) & ~repeats]
+        order = order[: self.config.num_candidates]
         return Retrieval(
             service=service,
             candidate_ids=ids[order],

@@ -12,6 +12,7 @@ clients cannot unload models. Everything is read from ``/proc`` (Linux).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -44,12 +45,17 @@ class StubWatchdogConfig:
     max_backoff_s: float = 60.0      # a failing reload is retried after 2, 4, … up to this many seconds
     # The model's stubs from before a reload that still run this long after it are ended: Triton routes nothing to
     # the old version once the new one is loaded, yet kept its live stubs until shutdown (seen: > 80 s, each a few
-    # hundred MB). The grace lets requests already on them finish.
-    old_stub_grace_s: float = 30.0
+    # hundred MB). The grace lets requests already on them finish (longer than a chat turn's client timeout).
+    old_stub_grace_s: float = 90.0
+    # A model reloaded this many times within crash_window_s is crash-looping: further reloads back off
+    crash_loop_reloads: int = 3
+    crash_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         require_above(self, "interval_s", 0)
         require_above(self, "old_stub_grace_s", 0, inclusive=True)
+        require_above(self, "crash_loop_reloads", 0)
+        require_above(self, "crash_window_s", 0)
         require_above(self, "reload_timeout_s", 0)
         require_above(self, "max_backoff_s", 0)
 
@@ -179,10 +185,20 @@ class ModelRepositoryApi:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            text = exc.read()[:300].decode(errors="replace")
+            try:
+                text = exc.read()[:300].decode(errors="replace")
+            except (OSError, http.client.HTTPException):
+                text = ""
             raise RepositoryApiError(f"{method} {path}: HTTP {exc.code} {text}") from exc
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            raise RepositoryApiError(f"{method} {path}: {exc}") from exc
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, timeouts, a cut-off answer
+            raise RepositoryApiError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    def is_live(self) -> bool:
+        try:
+            self.request("GET", "/v2/health/live")
+        except RepositoryApiError:
+            return False
+        return True
 
     def reload(self, model: str) -> None:
         """Load ``model`` again in place: new stubs for every instance while the old ones keep serving until the new
@@ -191,8 +207,10 @@ class ModelRepositoryApi:
         parameter, a fresh value each time) is a reload."""
         try:
             config = json.loads(self.request("GET", f"/v2/models/{model}/config"))
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             raise RepositoryApiError(f"GET /v2/models/{model}/config: not JSON ({exc})") from exc
+        if not isinstance(config, dict) or not isinstance(config.setdefault("parameters", {}), dict):
+            raise RepositoryApiError(f"GET /v2/models/{model}/config: not a model config")
         config.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": str(time.time_ns())}
         self.request("POST", f"/v2/repository/models/{model}/load", {"parameters": {"config": json.dumps(config)}})
 
@@ -209,6 +227,8 @@ class Recovery:
     error: str = ""       # empty when the reload succeeded
     old_stubs: tuple[int, ...] = ()  # pids of the model's stubs from before the reload, ended after the grace
     old_stubs_ended: int = 0         # how many of them still ran when the grace was over
+    # each old stub's whole command line (its shared-memory region's name is unique): a reused pid is not it
+    old_cmdlines: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
 
 
 class StubWatchdog:
@@ -226,11 +246,16 @@ class StubWatchdog:
         self._retry_at: dict[str, float] = {}  # model -> monotonic time before which a failed reload is not retried
         self._failures: dict[str, int] = {}
         self._retiring: list[tuple[float, Recovery]] = []  # (monotonic time the grace ends, the reload)
+        self._known: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}  # (model, instance) -> pid, cmdline
+        self._suspects: set[tuple[str, str]] = set()  # missing at the last look (a reload needs two looks)
+        self._reloads: dict[str, list[float]] = {}    # model -> monotonic times of its recent reloads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> StubWatchdog:
-        self.expected = instances_by_model(python_stubs(self.server_pid))
+        stubs = python_stubs(self.server_pid)
+        self.expected = instances_by_model(stubs)
+        self.remember(stubs)
         log.info("stub watchdog: %d Python-backend instances of %d models", sum(map(len, self.expected.values())),
                  len(self.expected))
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
@@ -252,16 +277,49 @@ class StubWatchdog:
             except Exception:  # noqa: BLE001 - the watchdog outlives any one failure
                 log.exception("stub watchdog: check failed")
 
+    def remember(self, stubs: list[Stub]) -> None:
+        for stub in stubs:
+            self._known[(stub.model, stub.instance)] = (stub.pid, tuple(cmdline(stub.pid)))
+
+    def still_running(self, model: str, instance: str) -> Stub | None:
+        """The instance's last known stub when that very process still runs (``/proc/<pid>/task/*/children`` may
+        miss a child of a running process, the process itself is not missed)."""
+        pid, args = self._known.get((model, instance), (0, ()))
+        if pid and is_running(pid) and tuple(cmdline(pid)) == args:
+            return Stub(pid, model, instance)
+        return None
+
+    def gone(self, stubs: list[Stub]) -> tuple[dict[str, set[str]], int]:
+        """Per model, the instances missing at this look and the last one (two looks, ``interval_s`` apart), and how
+        many are missing at this look."""
+        missing = missing_instances(self.expected, stubs)
+        now = {(model, name) for model, names in missing.items() for name in names
+               if self.still_running(model, name) is None}
+        confirmed, self._suspects = now & self._suspects, now
+        out: dict[str, set[str]] = {}
+        for model, name in confirmed:
+            out.setdefault(model, set()).add(name)
+        return out, len(now)
+
     def check(self) -> list[Recovery]:
-        """Reload every model with a missing instance (unless a failed reload of it is backing off); end the old
-        stubs of earlier reloads whose grace is over."""
+        """Reload every model with an instance missing at two looks in a row (unless its reloads are backing off);
+        end the old stubs of earlier reloads whose grace is over. Nothing is reloaded while the server is not live
+        or when every instance vanished at once (the server is shutting down)."""
         self.end_old_stubs()
-        done = []
         stubs = python_stubs(self.server_pid)
-        for model, names in sorted(missing_instances(self.expected, stubs).items()):
+        self.remember(stubs)
+        gone, missing_now = self.gone(stubs)
+        every = sum(map(len, self.expected.values()))
+        if not gone or (every > 1 and missing_now == every):
+            return []
+        done = []
+        for model, names in sorted(gone.items()):
             if self._stop.is_set() or time.monotonic() < self._retry_at.get(model, 0.0):
                 continue
+            if not is_running(self.server_pid) or not self.repository.is_live():
+                break
             done.append(self.recover(model, names, [s for s in stubs if s.model == model]))
+            self._suspects -= {(model, name) for name in names}
         return done
 
     def end_old_stubs(self, now: float | None = None) -> None:
@@ -269,10 +327,10 @@ class StubWatchdog:
         due = [recovery for ends_at, recovery in self._retiring if ends_at <= now]
         self._retiring = [(ends_at, recovery) for ends_at, recovery in self._retiring if ends_at > now]
         for recovery in due:
-            for pid in recovery.old_stubs:
-                stub = stub_from_cmdline(pid, cmdline(pid))  # still that model's stub (not a reused pid)?
-                if stub is None or stub.model != recovery.model or not is_running(pid):
+            for pid, args in zip(recovery.old_stubs, recovery.old_cmdlines):
+                if not is_running(pid) or tuple(cmdline(pid)) != args:  # gone, or the pid is another process now
                     continue
+                stub = stub_from_cmdline(pid, list(args))
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -280,8 +338,22 @@ class StubWatchdog:
                 recovery.old_stubs_ended += 1
                 log.info("stub watchdog: ended %s's old stub %s (pid %d)", recovery.model, stub.instance, pid)
 
+    def back_off_a_crash_loop(self, model: str) -> None:
+        """After ``crash_loop_reloads`` reloads of one model within ``crash_window_s``, its next reload waits
+        (doubling up to ``max_backoff_s``): a stub that dies on every start is not restarted every few seconds."""
+        now = time.monotonic()
+        recent = [t for t in self._reloads.get(model, []) if now - t < self.config.crash_window_s] + [now]
+        self._reloads[model] = recent
+        excess = len(recent) - self.config.crash_loop_reloads
+        if excess >= 0:
+            wait = min(2.0 ** (excess + 1), self.config.max_backoff_s)
+            self._retry_at[model] = now + wait
+            log.error("stub watchdog: %s reloaded %d times in %.0f s; the next reload waits %.0f s", model,
+                      len(recent), self.config.crash_window_s, wait)
+
     def recover(self, model: str, missing: set[str], old_stubs: list[Stub] = ()) -> Recovery:
-        recovery = Recovery(model, tuple(sorted(missing)), time.time(), old_stubs=tuple(s.pid for s in old_stubs))
+        recovery = Recovery(model, tuple(sorted(missing)), time.time(), old_stubs=tuple(s.pid for s in old_stubs),
+                            old_cmdlines=tuple(tuple(cmdline(s.pid)) for s in old_stubs))
         log.warning("stub watchdog: %s stub(s) %s gone; reloading %s", model, ", ".join(recovery.missing), model)
         started = time.perf_counter()
         try:
@@ -294,6 +366,7 @@ class StubWatchdog:
         else:
             self._failures.pop(model, None)
             self._retry_at.pop(model, None)
+            self.back_off_a_crash_loop(model)
             if recovery.old_stubs:
                 self._retiring.append((time.monotonic() + self.config.old_stub_grace_s, recovery))
         recovery.seconds = round(time.perf_counter() - started, 2)

@@ -1,11 +1,13 @@
-"""The kinds a request names: kind words from the catalog's names, the spans that name nothing, alternatives."""
+"""The kinds a request names: kind words (lemmas of nouns) from the catalog's names, the spans that name nothing,
+alternatives, the most specific items of each kind."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from recllm.catalog.product_catalog import Catalog, Category, Item
-from recllm.catalog.product_terms import NEGATED, PURPOSE, WANTED, ProductTerms, kind_word, request_words
+from recllm.catalog.product_terms import NEGATED, PURPOSE, WANTED, Lemmatizer, ProductTerms, kind_word, request_words
 
 CATEGORIES = [
     Category("grocery", "продукты", "groceries", None, False),
@@ -22,7 +24,9 @@ NAMES = [("Молоко Простоквашино 2,5% 930 мл", "grocery/dair
          ("Кофе в зёрнах Lavazza 1 кг", "grocery/coffee"), ("Капсулы кофейные Lavazza 10 шт", "grocery/coffee"),
          ("Средство для мытья посуды Fairy", "household"), ("Игрушка для кошки мышка", "pet"),
          ("Конструктор LEGO Duplo", "kids/toys"), ("Игровая мышь Logitech", "electronics"),
-         ("Наушники Sony WH", "electronics"), ("Хлеб Бородинский", "grocery")]
+         ("Наушники Sony WH", "electronics"), ("Хлеб Бородинский", "grocery"),
+         ("Корм сухой для кошек Whiskas", "pet"), ("Корм сухой для собак Pedigree", "pet"),
+         ("Мороженое пломбир", "grocery")]
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +45,14 @@ def names(catalog, found) -> set[str]:
     return {catalog.get(int(i)).name.split()[0] for i in found.item_ids}
 
 
-def test_a_kind_word_is_the_first_word_of_a_name_unless_an_adjective():
-    assert kind_word("Молоко безлактозное 1 л") == "молоко"
-    assert kind_word("Игровая мышь Logitech") is None and kind_word("Зарядное устройство") is None
-    assert kind_word("Ок") is None  # too short to be a kind
+def test_a_kind_word_is_the_first_word_of_a_name_when_a_noun():
+    lemmatizer = Lemmatizer()
+    assert kind_word("Молоко безлактозное 1 л", lemmatizer) == "молоко"
+    assert kind_word("Мороженое пломбир", lemmatizer) == "мороженое"  # a noun that looks like an adjective
+    assert kind_word("Игровая мышь Logitech", lemmatizer) == "мышь"   # the noun after the adjective
+    assert kind_word("Зарядное устройство", lemmatizer) == "устройство"
+    assert kind_word("Logitech G305", lemmatizer) is None
+    assert kind_word("Ок", lemmatizer) is None  # too short to be a kind
 
 
 @pytest.mark.parametrize("text, kinds", [
@@ -55,6 +63,9 @@ def test_a_kind_word_is_the_first_word_of_a_name_unless_an_adjective():
     ("хлеб для бутербродов и молоко", {"Хлеб", "Молоко"}),  # a purpose ends at «и»
     ("йогурт, без молока и кефира", {"Йогурт"}),           # a negation goes on past «и»
     ("игрушку для кота", {"Игрушка", "Конструктор"}),       # the pet toy by name and every toy by category
+    ("корм для кошек или собак", {"Корм"}),                 # «или» inside a purpose: no alternative kind
+    ("обычное молоко или безлактозное", {"Молоко"}),        # an alternative the names have: a modifier
+    ("мороженое", {"Мороженое"}),
 ])
 def test_the_kinds_a_request_names(catalog, terms, text, kinds):
     assert names(catalog, terms.named(text)) == kinds
@@ -68,6 +79,7 @@ def test_the_kinds_a_request_names(catalog, terms, text, kinds):
     "доставка за час",
     "нужен геймпад или наушники",       # an alternative the catalog has no kind word for
     "хочу обновить игровой сетап",      # «игровая» is an adjective: no kind
+    "нужен геймпад или гарнитура",      # neither is a kind of this catalog («мышь» is)
     "milk please",                      # the catalog's names are Russian
 ])
 def test_requests_that_name_no_kind(terms, text):
@@ -89,3 +101,17 @@ def test_of_the_kind_the_items_sharing_the_most_other_words_are_named(catalog, t
     assert len(terms.named("молоко на завтрак").item_ids) == 2        # no name shares «завтрак»: the whole kind
     assert [catalog.get(int(i)).name for i in terms.named("игрушку для кошки").item_ids] == \
         ["Игрушка для кошки мышка"]                                   # a purpose word narrows the kind
+    for form in ("корм для кошек", "корм для кошки", "кошачий корм для кошки"):  # any case form: lemmas
+        assert [catalog.get(int(i)).name for i in terms.named(form).item_ids] == ["Корм сухой для кошек Whiskas"]
+    # each kind is narrowed on its own: the brand narrows the milk, the kefir stays
+    both = {catalog.get(int(i)).name for i in terms.named("кефир или молоко Простоквашино").item_ids}
+    assert both == {"Кефир Valio 1%", "Молоко Простоквашино 2,5% 930 мл"}
+
+
+def test_only_the_allowed_items_are_named_and_a_kind_with_none_names_nothing(catalog, terms):
+    allowed = np.ones(len(catalog), dtype=bool)
+    allowed[[i.item_id for i in catalog.items if i.name.startswith("Кофе")]] = False
+    assert names(catalog, terms.named("кофе", allowed)) == {"Капсулы"}
+    allowed[[i.item_id for i in catalog.items if i.name.startswith("Капсулы")]] = False
+    assert terms.named("кофе", allowed) is None
+    assert names(catalog, terms.named("кофе или молоко", allowed)) == {"Молоко"}

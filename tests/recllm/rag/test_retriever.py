@@ -376,3 +376,23 @@ def test_a_kind_word_outside_the_requests_health_routing_is_not_read_as_a_kind(r
                              encode(trained_encoder, "средство от кашля"))
     ids = got.candidate_ids.tolist()
     assert got.health_query and ids and all(catalog.is_sensitive(catalog.get(i)) for i in ids)
+
+
+def test_a_large_named_kind_keeps_the_users_repeat_purchases_of_it(retriever, catalog, ecosystem, trained_encoder):
+    """More items of the kind than candidates: the nearest fill the list, and the user's bought ones stay in it."""
+    small = Retriever(catalog, retriever.index, retriever.profile, dataclasses.replace(retriever.config,
+                                                                                       num_candidates=2))
+    for user in ecosystem.users:
+        context = small.read_context(user.user_id)
+        for service in SERVICES:
+            repeats = small.repeat_candidates(service, context.purchases)
+            for kind, items in small.terms.kind_items.items():
+                mine = {i for i in items.tolist() if i in repeats and catalog.get(i).in_stock}
+                in_service = [i for i in items.tolist() if catalog.get(i).service == service and catalog.get(i).in_stock]
+                if len(mine) == 1 and len(in_service) > 3 and not any(catalog.is_sensitive(catalog.get(i))
+                                                                      for i in in_service):
+                    got = small.retrieve(parse_request(user.user_id, kind, 5, service), encode(trained_encoder, kind))
+                    ids = got.candidate_ids.tolist()
+                    assert len(ids) == 2 and mine <= set(ids) and set(ids) <= set(in_service)
+                    return
+    pytest.skip("no user with exactly one repeat purchase of a kind sold more than 3 times in a service")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from recllm.serving.stub_watchdog import (
-    ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, cmdline, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
+    ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, RepositoryApiError, cmdline, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
     missing_instances, python_stubs, redacted, stub_from_cmdline,
 )
 
@@ -102,10 +102,13 @@ class RepositoryEndpoint:
         self.calls: list[tuple[str, str]] = []
         self.loaded_configs: list[dict] = []
         self.failing = False
+        self.live = True
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the http.server protocol
+                if self.path == "/v2/health/live":
+                    return self.answer(200 if endpoint.live else 400, {})
                 _, _, _, model, _ = self.path.split("/")  # /v2/models/<model>/config
                 endpoint.calls.append(("config", model))
                 return self.answer(200, {"name": model, "backend": "python", "parameters": {"k": {"string_value": "v"}}})
@@ -169,6 +172,7 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         assert not is_running(victim.pid)
+        assert watchdog.check() == []  # one look: a suspect only (/proc's children lists may miss a live child)
         (recovery,) = watchdog.check()
         assert (recovery.model, recovery.missing, recovery.error) == ("reranker", ("reranker_0_1",), "")
         assert endpoint.calls == [("config", "reranker"), ("load", "reranker")]  # in place: never unloaded
@@ -177,7 +181,7 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
         assert set(loaded["parameters"]) == {"k", RELOAD_PARAMETER}
         assert missing_instances(watchdog.expected, python_stubs(os.getpid())) == {}
         assert is_running(survivor.pid)  # the old version's live stub: Triton would keep it
-        watchdog.end_old_stubs(now=time.monotonic() - 1)  # inside the grace: left alone
+        watchdog.end_old_stubs(now=float("-inf"))  # inside the grace: left alone
         assert is_running(survivor.pid)
         assert watchdog.check() == []  # back: no second reload; the grace (0 here) is over: the old stub is ended
         assert survivor.wait(timeout=10) == -signal.SIGKILL and recovery.old_stubs_ended == 1
@@ -187,6 +191,7 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
 
         stubs.processes["retriever_0_0"].kill()
         stubs.processes["retriever_0_0"].wait()
+        watchdog.check()
         (again,) = watchdog.check()
         assert again.model == "retriever" and again.error == ""
         # every reload's config is new (an unchanged config would make Triton's load a no-op)
@@ -206,6 +211,7 @@ def test_a_failing_reload_is_recorded_and_retried_after_a_backoff(stubs):
         stubs.processes["retriever_0_0"].kill()
         stubs.processes["retriever_0_0"].wait()
         endpoint.failing = True
+        watchdog.check()
         (failed,) = watchdog.check()
         assert "HTTP 400" in failed.error and "failed to load 'retriever'" in failed.error
         assert watchdog.check() == []  # backing off: not hammered every look
@@ -218,11 +224,57 @@ def test_a_failing_reload_is_recorded_and_retried_after_a_backoff(stubs):
 
 
 def test_the_repository_api_needs_the_admin_key(stubs):
-    endpoint = RepositoryEndpoint(stubs, {}, admin_key="right")
+    endpoint = RepositoryEndpoint(stubs, {"retriever": []}, admin_key="right")
     try:
-        with pytest.raises(Exception, match="HTTP 403"):
+        with pytest.raises(RepositoryApiError, match="HTTP 403"):
             ModelRepositoryApi(endpoint.url, "wrong", timeout_s=5).reload("retriever")
         assert endpoint.calls == [("config", "retriever")]  # read, never loaded
+        ModelRepositoryApi(endpoint.url, "right", timeout_s=5).reload("retriever")  # the client sends the header
+        assert endpoint.calls[-1] == ("load", "retriever")
+    finally:
+        endpoint.close()
+
+
+def test_no_reload_while_the_server_is_not_live_or_when_every_instance_vanished(stubs):
+    instances = {"reranker": ["reranker_0_0", "reranker_0_1"]}
+    for name in instances["reranker"]:
+        stubs.start("reranker", name)
+    stubs.wait_visible(2)
+    endpoint = RepositoryEndpoint(stubs, instances, admin_key="key")
+    try:
+        watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
+        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        stubs.processes["reranker_0_1"].kill()
+        stubs.processes["reranker_0_1"].wait()
+        endpoint.live = False  # the server is going down
+        assert watchdog.check() == [] and watchdog.check() == [] and endpoint.calls == []
+        stubs.processes["reranker_0_0"].kill()
+        stubs.processes["reranker_0_0"].wait()
+        endpoint.live = True
+        assert watchdog.check() == [] and watchdog.check() == []  # every instance gone at once: a shutdown
+        assert ("load", "reranker") not in endpoint.calls
+    finally:
+        endpoint.close()
+
+
+def test_a_crash_looping_model_backs_off(stubs):
+    stubs.start("retriever", "retriever_0_0")
+    stubs.wait_visible(1)
+    endpoint = RepositoryEndpoint(stubs, {"retriever": ["retriever_0_0"]}, admin_key="key")
+    try:
+        watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
+                                StubWatchdogConfig(crash_loop_reloads=2))
+        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        for reload in range(3):
+            stubs.processes["retriever_0_0"].kill()
+            stubs.processes["retriever_0_0"].wait()
+            watchdog.check()
+            done = watchdog.check()
+            if reload < 2:
+                assert [r.model for r in done] == ["retriever"]
+            else:
+                assert done == []  # the second reload within the window set a backoff
+        assert endpoint.calls.count(("load", "retriever")) == 2
     finally:
         endpoint.close()
 
