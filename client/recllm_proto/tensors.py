@@ -67,7 +67,7 @@ TOP_K = TensorSpec("TOP_K", INT32, (1,))
 SERVICE = TensorSpec("SERVICE", BYTES, (1,))
 # Optional constraints the chat model sends from the session (the ensembles leave them unset).
 EXCLUDE_ITEM_IDS = TensorSpec("EXCLUDE_ITEM_IDS", INT64, (-1,), optional=True)
-MAX_PRICE = TensorSpec("MAX_PRICE", FP32, (1,), optional=True)
+MAX_PRICE = TensorSpec("MAX_PRICE", FP32, (1,), optional=True)  # +inf: no budget, whatever the query text says
 LANGUAGE = TensorSpec("LANGUAGE", BYTES, (1,), optional=True)
 
 # --- between stages -------------------------------------------------------------------------------------------------

@@ -249,11 +249,14 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
 def with_session_constraints(request: RecRequest, max_price: np.ndarray | None = None,
                              language: bytes | str | None = None) -> RecRequest:
     """Apply what the chat session decided (MAX_PRICE, LANGUAGE tensors) over what the query text says: the
-    session knows which of several stated budgets is current and the language of the user's own message."""
+    session knows which of several stated budgets is current (+inf: none, the user dropped the one the text still
+    states) and the language of the user's own message."""
     if max_price is not None and max_price.size:
         cap = float(max_price.reshape(-1)[0])
+        if cap == float("inf"):
+            return with_session_constraints(replace(request, max_price=None), None, language)
         if not np.isfinite(cap) or cap <= 0:
-            raise RequestError(f"MAX_PRICE must be a positive finite number, got {cap!r}")
+            raise RequestError(f"MAX_PRICE must be a positive finite number or +inf (no budget), got {cap!r}")
         request = replace(request, max_price=cap)
     if language is not None:
         language = decode_text("LANGUAGE", language)

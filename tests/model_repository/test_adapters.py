@@ -90,6 +90,15 @@ def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, t
     assert all(catalog.get(int(i)).price <= 150.0 for i in ids)
     bad = retrieve(models, warm_user, MAX_PRICE=np.array([-1.0], np.float32))
     assert bad.has_error() and "MAX_PRICE" in bad.error().message()
+    # +inf: the session dropped the budget the text states («кофе до 100 рублей» → «давай без ограничения»)
+    stated = run(models["retriever"], USER_TOKEN=token(warm_user), QUERY=text("кофе до 100 рублей"),
+                 TOP_K=np.array([5], np.int32), SERVICE=text("samokat"),
+                 QUERY_EMBEDDING=run(models["query_encoder"], QUERY=text("кофе")).outputs()["QUERY_EMBEDDING"])
+    dropped = run(models["retriever"], USER_TOKEN=token(warm_user), QUERY=text("кофе до 100 рублей"),
+                  TOP_K=np.array([5], np.int32), SERVICE=text("samokat"), MAX_PRICE=np.array([np.inf], np.float32),
+                  QUERY_EMBEDDING=run(models["query_encoder"], QUERY=text("кофе")).outputs()["QUERY_EMBEDDING"])
+    assert all(catalog.get(int(i)).price <= 100.0 for i in stated.outputs()["CANDIDATE_ITEM_IDS"][0])
+    assert any(catalog.get(int(i)).price > 100.0 for i in dropped.outputs()["CANDIDATE_ITEM_IDS"][0])
 
 
 def test_reranker_and_generator_chain(models, warm_user):

@@ -47,15 +47,17 @@ def stream_text(model_name, inputs):
 
 
 def request_tensors(request, user_token):
-    """What every stage needs to see of the session's request; MAX_PRICE/LANGUAGE override the text's own."""
+    """What every stage needs to see of the session's request; MAX_PRICE/LANGUAGE override the text's own (MAX_PRICE
+    always: +inf when the session holds no budget, so a budget the goal's text states but the user dropped — «давай
+    без ограничения» — is not read back from the text by the stage)."""
     arrays = {
         T.USER_TOKEN.name: np.array([user_token], dtype=np.object_),
         T.QUERY.name: utf8_array([request.query]),
         T.TOP_K.name: np.array([request.top_k], dtype=np.int32),
         T.LANGUAGE.name: utf8_array([request.language]),
     }
-    if request.max_price is not None:
-        arrays[T.MAX_PRICE.name] = np.array([request.max_price], dtype=np.float32)
+    max_price = np.inf if request.max_price is None else request.max_price
+    arrays[T.MAX_PRICE.name] = np.array([max_price], dtype=np.float32)
     return arrays
 
 

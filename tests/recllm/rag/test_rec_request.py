@@ -298,7 +298,15 @@ def test_session_cap_replaces_the_parsed_budget(stated, cap, expected):
     assert dataclasses.replace(constrained, max_price=stated) == request
 
 
-@pytest.mark.parametrize("cap", [0.0, -10.0, float("nan"), float("inf")])
+def test_an_infinite_session_cap_drops_the_budget_the_text_states():
+    """«давай без ограничения» after «кофе до 200 рублей»: the goal's text still says 200, the session says none."""
+    stated = parse_request("u1", "кофе до 200 рублей", 5)
+    assert stated.max_price == 200.0
+    dropped = with_session_constraints(stated, np.array([np.inf], dtype=np.float32), "en")
+    assert dropped.max_price is None and dropped.language == "en"
+
+
+@pytest.mark.parametrize("cap", [0.0, -10.0, float("nan"), float("-inf")])
 def test_bad_session_cap_is_a_request_error(cap):
     with pytest.raises(RequestError, match="MAX_PRICE must be a positive finite number"):
         with_session_constraints(base_request(), np.array([[cap]], dtype=np.float32))
