@@ -1,5 +1,6 @@
 """The stub watchdog against real child processes standing in for stubs (a Python interpreter linked under the stub's
-name, with a stub's command line) and a real HTTP endpoint that records the repository calls; the watchdog against
+name, with a stub's command line; their models are named fake_*: a session's real tritonserver may be a child of
+this test process too, with stubs of the real models) and a real HTTP endpoint that records the repository calls; the watchdog against
 a real tritonserver is ``tests/integration/test_faults.py``."""
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ def test_a_stub_command_line_names_its_model_and_instance():
 
 
 def test_missing_instances_per_model():
-    expected = {"reranker": {"reranker_0_0", "reranker_0_1"}, "retriever": {"retriever_0_0"}}
-    running = [Stub(1, "reranker", "reranker_0_0"), Stub(2, "retriever", "retriever_0_0")]
-    assert missing_instances(expected, running) == {"reranker": {"reranker_0_1"}}
-    assert missing_instances(expected, running + [Stub(3, "reranker", "reranker_0_1")]) == {}
+    expected = {"fake_reranker": {"fake_reranker_0_0", "fake_reranker_0_1"}, "fake_retriever": {"fake_retriever_0_0"}}
+    running = [Stub(1, "fake_reranker", "fake_reranker_0_0"), Stub(2, "fake_retriever", "fake_retriever_0_0")]
+    assert missing_instances(expected, running) == {"fake_reranker": {"fake_reranker_0_1"}}
+    assert missing_instances(expected, running + [Stub(3, "fake_reranker", "fake_reranker_0_1")]) == {}
     # a lingering old stub beside the new ones (seen for ~45 s after a reload) hides nothing
-    assert missing_instances(expected, running * 2 + [Stub(3, "reranker", "reranker_0_1")]) == {}
-    assert instances_by_model(running) == {"reranker": {"reranker_0_0"}, "retriever": {"retriever_0_0"}}
+    assert missing_instances(expected, running * 2 + [Stub(3, "fake_reranker", "fake_reranker_0_1")]) == {}
+    assert instances_by_model(running) == {"fake_reranker": {"fake_reranker_0_0"}, "fake_retriever": {"fake_retriever_0_0"}}
 
 
 def test_the_admin_key_never_reaches_a_log_line():
@@ -55,6 +56,12 @@ def test_config_rejects_non_positive_intervals():
         StubWatchdogConfig(max_backoff_s=-1)
     with pytest.raises(ValueError, match="old_stub_grace_s"):
         StubWatchdogConfig(old_stub_grace_s=-1)
+
+
+def fake_expected() -> dict[str, set[str]]:
+    """The fake models' running instances (a real server's stubs, children of this process too, left out)."""
+    return {model: names for model, names in instances_by_model(python_stubs(os.getpid())).items()
+            if model.startswith("fake_")}
 
 
 class FakeStubs:
@@ -82,7 +89,7 @@ class FakeStubs:
 
     def wait_visible(self, count: int) -> None:
         for _ in range(200):
-            if len(python_stubs(os.getpid())) >= count:
+            if sum(map(len, fake_expected().values())) >= count:
                 return
             threading.Event().wait(0.02)
         raise AssertionError(f"expected {count} stubs, saw {python_stubs(os.getpid())}")
@@ -155,7 +162,7 @@ def stubs(tmp_path):
 
 
 def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
-    instances = {"reranker": ["reranker_0_0", "reranker_0_1"], "retriever": ["retriever_0_0"]}
+    instances = {"fake_reranker": ["fake_reranker_0_0", "fake_reranker_0_1"], "fake_retriever": ["fake_retriever_0_0"]}
     for model, names in instances.items():
         for name in names:
             stubs.start(model, name)
@@ -164,18 +171,18 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
                                 StubWatchdogConfig(interval_s=0.05, old_stub_grace_s=0))
-        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        watchdog.expected = fake_expected()
         assert watchdog.check() == [] and endpoint.calls == []  # all there: nothing to do
-        survivor = stubs.processes["reranker_0_0"]
+        survivor = stubs.processes["fake_reranker_0_0"]
 
-        victim = stubs.processes["reranker_0_1"]
+        victim = stubs.processes["fake_reranker_0_1"]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         assert not is_running(victim.pid)
         assert watchdog.check() == []  # one look: a suspect only (/proc's children lists may miss a live child)
         (recovery,) = watchdog.check()
-        assert (recovery.model, recovery.missing, recovery.error) == ("reranker", ("reranker_0_1",), "")
-        assert endpoint.calls == [("config", "reranker"), ("load", "reranker")]  # in place: never unloaded
+        assert (recovery.model, recovery.missing, recovery.error) == ("fake_reranker", ("fake_reranker_0_1",), "")
+        assert endpoint.calls == [("config", "fake_reranker"), ("load", "fake_reranker")]  # in place: never unloaded
         (loaded,) = endpoint.loaded_configs
         assert loaded["parameters"]["k"] == {"string_value": "v"}  # the model's own config, one parameter added
         assert set(loaded["parameters"]) == {"k", RELOAD_PARAMETER}
@@ -185,15 +192,15 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
         assert is_running(survivor.pid)
         assert watchdog.check() == []  # back: no second reload; the grace (0 here) is over: the old stub is ended
         assert survivor.wait(timeout=10) == -signal.SIGKILL and recovery.old_stubs_ended == 1
-        reranker_stubs = [s for s in python_stubs(os.getpid()) if s.model == "reranker"]
-        assert sorted(s.instance for s in reranker_stubs) == ["reranker_0_0", "reranker_0_1"]
-        assert survivor.pid not in {s.pid for s in reranker_stubs}
+        fake_reranker_stubs = [s for s in python_stubs(os.getpid()) if s.model == "fake_reranker"]
+        assert sorted(s.instance for s in fake_reranker_stubs) == ["fake_reranker_0_0", "fake_reranker_0_1"]
+        assert survivor.pid not in {s.pid for s in fake_reranker_stubs}
 
-        stubs.processes["retriever_0_0"].kill()
-        stubs.processes["retriever_0_0"].wait()
+        stubs.processes["fake_retriever_0_0"].kill()
+        stubs.processes["fake_retriever_0_0"].wait()
         watchdog.check()
         (again,) = watchdog.check()
-        assert again.model == "retriever" and again.error == ""
+        assert again.model == "fake_retriever" and again.error == ""
         # every reload's config is new (an unchanged config would make Triton's load a no-op)
         assert endpoint.loaded_configs[0]["parameters"][RELOAD_PARAMETER] != \
             endpoint.loaded_configs[1]["parameters"][RELOAD_PARAMETER]
@@ -202,98 +209,98 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
 
 
 def test_a_failing_reload_is_recorded_and_retried_after_a_backoff(stubs):
-    stubs.start("retriever", "retriever_0_0")
+    stubs.start("fake_retriever", "fake_retriever_0_0")
     stubs.wait_visible(1)
-    endpoint = RepositoryEndpoint(stubs, {"retriever": ["retriever_0_0"]}, admin_key="key")
+    endpoint = RepositoryEndpoint(stubs, {"fake_retriever": ["fake_retriever_0_0"]}, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
-        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
-        stubs.processes["retriever_0_0"].kill()
-        stubs.processes["retriever_0_0"].wait()
+        watchdog.expected = fake_expected()
+        stubs.processes["fake_retriever_0_0"].kill()
+        stubs.processes["fake_retriever_0_0"].wait()
         endpoint.failing = True
         watchdog.check()
         (failed,) = watchdog.check()
-        assert "HTTP 400" in failed.error and "failed to load 'retriever'" in failed.error
+        assert "HTTP 400" in failed.error and "failed to load 'fake_retriever'" in failed.error
         assert watchdog.check() == []  # backing off: not hammered every look
-        watchdog._retry_at["retriever"] = 0.0  # the backoff has passed
+        watchdog._retry_at["fake_retriever"] = 0.0  # the backoff has passed
         endpoint.failing = False
         (recovered,) = watchdog.check()
-        assert recovered.error == "" and [r.model for r in watchdog.recoveries] == ["retriever", "retriever"]
+        assert recovered.error == "" and [r.model for r in watchdog.recoveries] == ["fake_retriever", "fake_retriever"]
     finally:
         endpoint.close()
 
 
 def test_the_repository_api_needs_the_admin_key(stubs):
-    endpoint = RepositoryEndpoint(stubs, {"retriever": []}, admin_key="right")
+    endpoint = RepositoryEndpoint(stubs, {"fake_retriever": []}, admin_key="right")
     try:
         with pytest.raises(RepositoryApiError, match="HTTP 403"):
-            ModelRepositoryApi(endpoint.url, "wrong", timeout_s=5).reload("retriever")
-        assert endpoint.calls == [("config", "retriever")]  # read, never loaded
-        ModelRepositoryApi(endpoint.url, "right", timeout_s=5).reload("retriever")  # the client sends the header
-        assert endpoint.calls[-1] == ("load", "retriever")
+            ModelRepositoryApi(endpoint.url, "wrong", timeout_s=5).reload("fake_retriever")
+        assert endpoint.calls == [("config", "fake_retriever")]  # read, never loaded
+        ModelRepositoryApi(endpoint.url, "right", timeout_s=5).reload("fake_retriever")  # the client sends the header
+        assert endpoint.calls[-1] == ("load", "fake_retriever")
     finally:
         endpoint.close()
 
 
 def test_no_reload_while_the_server_is_not_live_or_when_every_instance_vanished(stubs):
-    instances = {"reranker": ["reranker_0_0", "reranker_0_1"]}
-    for name in instances["reranker"]:
-        stubs.start("reranker", name)
+    instances = {"fake_reranker": ["fake_reranker_0_0", "fake_reranker_0_1"]}
+    for name in instances["fake_reranker"]:
+        stubs.start("fake_reranker", name)
     stubs.wait_visible(2)
     endpoint = RepositoryEndpoint(stubs, instances, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
-        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
-        stubs.processes["reranker_0_1"].kill()
-        stubs.processes["reranker_0_1"].wait()
+        watchdog.expected = fake_expected()
+        stubs.processes["fake_reranker_0_1"].kill()
+        stubs.processes["fake_reranker_0_1"].wait()
         endpoint.live = False  # the server is going down
         assert watchdog.check() == [] and watchdog.check() == [] and endpoint.calls == []
-        stubs.processes["reranker_0_0"].kill()
-        stubs.processes["reranker_0_0"].wait()
+        stubs.processes["fake_reranker_0_0"].kill()
+        stubs.processes["fake_reranker_0_0"].wait()
         endpoint.live = True
         assert watchdog.check() == [] and watchdog.check() == []  # every instance gone at once: a shutdown
-        assert ("load", "reranker") not in endpoint.calls
+        assert ("load", "fake_reranker") not in endpoint.calls
     finally:
         endpoint.close()
 
 
 def test_a_crash_looping_model_backs_off(stubs):
-    stubs.start("retriever", "retriever_0_0")
+    stubs.start("fake_retriever", "fake_retriever_0_0")
     stubs.wait_visible(1)
-    endpoint = RepositoryEndpoint(stubs, {"retriever": ["retriever_0_0"]}, admin_key="key")
+    endpoint = RepositoryEndpoint(stubs, {"fake_retriever": ["fake_retriever_0_0"]}, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
                                 StubWatchdogConfig(crash_loop_reloads=2))
-        watchdog.expected = instances_by_model(python_stubs(os.getpid()))
+        watchdog.expected = fake_expected()
         for reload in range(3):
-            stubs.processes["retriever_0_0"].kill()
-            stubs.processes["retriever_0_0"].wait()
+            stubs.processes["fake_retriever_0_0"].kill()
+            stubs.processes["fake_retriever_0_0"].wait()
             watchdog.check()
             done = watchdog.check()
             if reload < 2:
-                assert [r.model for r in done] == ["retriever"]
+                assert [r.model for r in done] == ["fake_retriever"]
             else:
                 assert done == []  # the second reload within the window set a backoff
-        assert endpoint.calls.count(("load", "retriever")) == 2
+        assert endpoint.calls.count(("load", "fake_retriever")) == 2
     finally:
         endpoint.close()
 
 
 def test_the_thread_notices_a_dead_stub_by_itself(stubs):
-    stubs.start("generator", "generator_0_0")
+    stubs.start("fake_generator", "fake_generator_0_0")
     stubs.wait_visible(1)
-    endpoint = RepositoryEndpoint(stubs, {"generator": ["generator_0_0"]}, admin_key="key")
+    endpoint = RepositoryEndpoint(stubs, {"fake_generator": ["fake_generator_0_0"]}, admin_key="key")
     watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
                             StubWatchdogConfig(interval_s=0.05)).start()
     try:
-        assert watchdog.expected == {"generator": {"generator_0_0"}}
-        stubs.processes["generator_0_0"].kill()
-        stubs.processes["generator_0_0"].wait()
+        assert watchdog.expected["fake_generator"] == {"fake_generator_0_0"}
+        stubs.processes["fake_generator_0_0"].kill()
+        stubs.processes["fake_generator_0_0"].wait()
         for _ in range(200):
             if watchdog.recoveries:
                 break
             threading.Event().wait(0.05)
-        assert [(r.model, r.error) for r in watchdog.recoveries] == [("generator", "")]
+        assert [(r.model, r.error) for r in watchdog.recoveries] == [("fake_generator", "")]
     finally:
         watchdog.stop()
         endpoint.close()
