@@ -283,7 +283,7 @@ class Retriever:
         only them (``item_allowed``)."""
         items = self.items
         keep = (items.service[item_ids] == SERVICES.index(service)) & items.in_stock[item_ids]
-        keep &= items.sensitive[item_ids] == item_allowed(True, health)
+        keep &= self.routing_allows[health][item_ids]
         if exclude:
             keep &= ~np.isin(item_ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
         if request.max_price is not None:

@@ -87,6 +87,16 @@ class FakeStubs:
             time.sleep(0.01)
         return process
 
+    def start_all(self, instances: dict[str, list[str]]) -> None:
+        for model, names in instances.items():
+            for name in names:
+                self.start(model, name)
+        self.wait_visible(sum(map(len, instances.values())))
+
+    def kill(self, instance: str) -> None:
+        self.processes[instance].kill()
+        self.processes[instance].wait()
+
     def wait_visible(self, count: int) -> None:
         for _ in range(200):
             if sum(map(len, fake_expected().values())) >= count:
@@ -163,10 +173,7 @@ def stubs(tmp_path):
 
 def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
     instances = {"fake_reranker": ["fake_reranker_0_0", "fake_reranker_0_1"], "fake_retriever": ["fake_retriever_0_0"]}
-    for model, names in instances.items():
-        for name in names:
-            stubs.start(model, name)
-    stubs.wait_visible(3)
+    stubs.start_all(instances)
     endpoint = RepositoryEndpoint(stubs, instances, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
@@ -196,8 +203,7 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
         assert sorted(s.instance for s in fake_reranker_stubs) == ["fake_reranker_0_0", "fake_reranker_0_1"]
         assert survivor.pid not in {s.pid for s in fake_reranker_stubs}
 
-        stubs.processes["fake_retriever_0_0"].kill()
-        stubs.processes["fake_retriever_0_0"].wait()
+        stubs.kill("fake_retriever_0_0")
         watchdog.check()
         (again,) = watchdog.check()
         assert again.model == "fake_retriever" and again.error == ""
@@ -209,14 +215,12 @@ def test_a_killed_stub_is_brought_back_by_reloading_its_model(stubs):
 
 
 def test_a_failing_reload_is_recorded_and_retried_after_a_backoff(stubs):
-    stubs.start("fake_retriever", "fake_retriever_0_0")
-    stubs.wait_visible(1)
+    stubs.start_all({"fake_retriever": ["fake_retriever_0_0"]})
     endpoint = RepositoryEndpoint(stubs, {"fake_retriever": ["fake_retriever_0_0"]}, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
         watchdog.expected = fake_expected()
-        stubs.processes["fake_retriever_0_0"].kill()
-        stubs.processes["fake_retriever_0_0"].wait()
+        stubs.kill("fake_retriever_0_0")
         endpoint.failing = True
         watchdog.check()
         (failed,) = watchdog.check()
@@ -244,19 +248,15 @@ def test_the_repository_api_needs_the_admin_key(stubs):
 
 def test_no_reload_while_the_server_is_not_live_or_when_every_instance_vanished(stubs):
     instances = {"fake_reranker": ["fake_reranker_0_0", "fake_reranker_0_1"]}
-    for name in instances["fake_reranker"]:
-        stubs.start("fake_reranker", name)
-    stubs.wait_visible(2)
+    stubs.start_all(instances)
     endpoint = RepositoryEndpoint(stubs, instances, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10))
         watchdog.expected = fake_expected()
-        stubs.processes["fake_reranker_0_1"].kill()
-        stubs.processes["fake_reranker_0_1"].wait()
+        stubs.kill("fake_reranker_0_1")
         endpoint.live = False  # the server is going down
         assert watchdog.check() == [] and watchdog.check() == [] and endpoint.calls == []
-        stubs.processes["fake_reranker_0_0"].kill()
-        stubs.processes["fake_reranker_0_0"].wait()
+        stubs.kill("fake_reranker_0_0")
         endpoint.live = True
         assert watchdog.check() == [] and watchdog.check() == []  # every instance gone at once: a shutdown
         assert ("load", "fake_reranker") not in endpoint.calls
@@ -265,16 +265,14 @@ def test_no_reload_while_the_server_is_not_live_or_when_every_instance_vanished(
 
 
 def test_a_crash_looping_model_backs_off(stubs):
-    stubs.start("fake_retriever", "fake_retriever_0_0")
-    stubs.wait_visible(1)
+    stubs.start_all({"fake_retriever": ["fake_retriever_0_0"]})
     endpoint = RepositoryEndpoint(stubs, {"fake_retriever": ["fake_retriever_0_0"]}, admin_key="key")
     try:
         watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
                                 StubWatchdogConfig(crash_loop_reloads=2))
         watchdog.expected = fake_expected()
         for reload in range(3):
-            stubs.processes["fake_retriever_0_0"].kill()
-            stubs.processes["fake_retriever_0_0"].wait()
+            stubs.kill("fake_retriever_0_0")
             watchdog.check()
             done = watchdog.check()
             if reload < 2:
@@ -287,15 +285,13 @@ def test_a_crash_looping_model_backs_off(stubs):
 
 
 def test_the_thread_notices_a_dead_stub_by_itself(stubs):
-    stubs.start("fake_generator", "fake_generator_0_0")
-    stubs.wait_visible(1)
+    stubs.start_all({"fake_generator": ["fake_generator_0_0"]})
     endpoint = RepositoryEndpoint(stubs, {"fake_generator": ["fake_generator_0_0"]}, admin_key="key")
     watchdog = StubWatchdog(os.getpid(), ModelRepositoryApi(endpoint.url, "key", timeout_s=10),
                             StubWatchdogConfig(interval_s=0.05)).start()
     try:
         assert watchdog.expected["fake_generator"] == {"fake_generator_0_0"}
-        stubs.processes["fake_generator_0_0"].kill()
-        stubs.processes["fake_generator_0_0"].wait()
+        stubs.kill("fake_generator_0_0")
         for _ in range(200):
             if watchdog.recoveries:
                 break
