@@ -37,7 +37,13 @@ HISTORY = (
     "widened once more after that look, so every figure below is an upper bound on new phrasing; the first-look "
     "fresh hold-out numbers are the closest thing to an unbiased estimate. Finally the rules were narrowed against "
     "shopping requests that use the words they look for («чем отравить тараканов», «закладка для книги», «Сыр "
-    "President»), and those texts joined the set as a third batch of ok texts (hash-split like the rest)."
+    "President»), and those texts joined the set as a third batch of ok texts (hash-split like the rest). A user's "
+    "\"show me some coffee\" was later refused as unsafe and \"do you have tea?\" as off-topic: a second fresh hold-out "
+    "(`fresh_holdout_openings`: product requests opening with \"show me\", \"do you have\", «покажи», and refusals "
+    "opening the same ways) was written and looked at once: normal refused 0.300 (9 of 30, all 9 of them English: "
+    "9 of 20), unsafe 0.75 (\"do you have drugs?\" passed), off-topic 0.5, injection and personal data 1.0. Then a "
+    "fifth hash-split batch of such requests and look-alike refusals was written for training, English everyday "
+    "goods joined the shopping vocabulary and a bare \"drugs\" the drugs rule."
 )
 
 
@@ -129,7 +135,7 @@ def _fmt(value: float | None) -> str:
 
 
 def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict, fresh_pii: dict,
-           fresh_mod: dict, training_s: float, n_train: int) -> str:
+           fresh_mod: dict, openings_mod: dict, training_s: float, n_train: int) -> str:
     lines = ["# Safety filters: privacy filter and moderation", "",
              f"Command: `{command}`", "",
              "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), "",
@@ -170,7 +176,10 @@ def report(split: str, pii: dict, mod: dict, lat: dict, command: str, info: dict
               "texts without PII.", "",
               f"Moderation ({fresh_mod['texts']} texts): handled safely "
               + ", ".join(f"{label} {_fmt(value)}" for label, value in fresh_mod["handled_safely"].items())
-              + f"; normal refused {fresh_mod['normal_refused']:.3f}."]
+              + f"; normal refused {fresh_mod['normal_refused']:.3f}.", "",
+              f"Moderation, the openings hold-out ({openings_mod['texts']} texts): handled safely "
+              + ", ".join(f"{label} {_fmt(value)}" for label, value in openings_mod["handled_safely"].items())
+              + f"; normal refused {openings_mod['normal_refused']:.3f}."]
     lines += ["", "## Errors on this split", ""]
     for error in pii["errors"]:
         lines.append(f"- PII `{error['text']}`: gold {error['gold']}, got {error['got']}")
@@ -206,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
                                                                                      else sys.argv[1:]))
     fresh_pii = pii_metrics([row for row in pii_rows if row["source"] == "fresh_holdout"])
     fresh_mod = moderation_metrics([row for row in mod_rows if row["source"] == "fresh_holdout"])
-    text = report(args.split, pii, mod, lat, command, info, fresh_pii, fresh_mod, training_s, len(train_rows))
+    openings_mod = moderation_metrics([row for row in mod_rows if row["source"] == "fresh_holdout_openings"])
+    text = report(args.split, pii, mod, lat, command, info, fresh_pii, fresh_mod, openings_mod, training_s,
+                  len(train_rows))
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

@@ -63,6 +63,7 @@ class ModerationConfig:
     refuse_threshold_shopping: float = 0.85  # the same for a message with shopping vocabulary
     ok_without_signal: float = 0.8     # min probability of ok for a message with no shopping vocabulary
     ok_min_shopping: float = 0.15      # below this probability of ok even a shopping-sounding message is refused
+    #                                    (unless it names goods: then only refuse_threshold_shopping refuses)
     goods_similarity: float = 0.3      # navec cosine that makes a Russian word «goods»
     untrusted_threshold: float = 0.8   # min probability of prompt_injection for scan_untrusted
     hash_dim: int = 1 << 14            # hashed n-gram features
@@ -189,7 +190,8 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("drugs", _rx(r"наркот\w*|(?<!книжн[ао]я\s)закладк(?:а|у|и|ой|ами|ах)?\b(?!\s+(?:для\s+)?(?:книг|книжк|страниц))|мефедрон\w*|кокаин\w*|"
                   r"героин\w*|амфетамин\w*|метамфетамин\w*|спайс(?:а|ом|у)?\b|марихуан\w*|гашиш\w*|кайфан\w*|"
                   r"для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
-                  r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma")),
+                  r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma|"
+                  r"\bdrugs\b(?!\s+(?:for|against|to\s+treat|from))")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
                       r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
                       r"suicide|end\s+my\s+life")),
@@ -205,6 +207,11 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                             r"следить\s+за\s+бывш|stalk\s+my")),
 )
 
+# What a user may ask "do you have my …" about: answered by a refusal, never by the classifier.
+_OWN_DATA_EN = (r"phone(?:\s+number)?|e-?mail(?:\s+address)?|(?:home\s+|delivery\s+)?address(?:es)?|card(?:\s+number)?s?|"
+                r"passport(?:\s+number)?|password|date\s+of\s+birth|birthday")
+
+
 _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("user_id", _rx(r"\b(?:пользовател\w*|клиент\w*|аккаунт\w*|users?|customers?|profile\s+of\s+user)\s+u?\d{2,}|"
                     r"\bu\d{5,}\b")),
@@ -219,7 +226,9 @@ _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                      r"what(?:'s|\s+is)\s+my\s+(?:e-?mail|address|home\s+address|phone|name|password|card|date\s+of\s+birth)|"
                      r"(?:show|tell|give|list)\s+(?:me\s+)?my\s+(?:saved\s+)?(?:e-?mail|address|home\s+address|phone|card|"
                      r"password)|(?:cards?|address(?:es)?|payment\s+methods?)\s+(?:are\s+|is\s+)?saved\s+(?:on|in)\s+my|"
-                     r"сохран[её]нн\w+\s+(?:карт\w*|адрес\w*|данн\w*)")),
+                     r"сохран[её]нн\w+\s+(?:карт\w*|адрес\w*|данн\w*)|"
+                     r"(?:what|which)\s+(?:" + _OWN_DATA_EN + r")\s+(?:do|did)\s+you\s+have\s+(?:for|on|about|of)\s+me|"
+                     r"(?:do|did)\s+you\s+(?:have|know|store|keep)\s+my\s+(?:saved\s+)?(?:" + _OWN_DATA_EN + r")")),
 )
 
 _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -240,6 +249,23 @@ _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                              r"(?:think|opinion)\s+(?:about|on)\s+(?:the\s+)?(?:president|politic\w*|elections?|war|"
                              r"government|sanctions)|(?:о|про)\s+политик\w*|политическ\w*|\bpolitics\b|голосовать|"
                              r"курс\s+доллара|stock\s+price")),
+)
+
+
+# Everyday goods in English (the navec check in ``names_goods`` reads Russian words only): a plain "got any
+# bananas?" is a shopping message, whatever its opening.
+_ENGLISH_GOODS = (
+    r"milk", r"coffee", r"tea", r"cheese", r"bread", r"eggs?", r"fruit", r"vegetables?", r"meat", r"chicken",
+    r"fish", r"salmon", r"rice", r"pasta", r"beans", r"bars?", r"chocolate", r"cake", r"pizza", r"sushi", r"wine",
+    r"beer", r"water", r"juice", r"toys?", r"shoes", r"sneakers", r"headphones", r"phone\s+case", r"charger",
+    r"batter(?:y|ies)", r"sunscreen", r"shampoo", r"cream", r"diapers",
+    r"apples?", r"bananas?", r"oranges?", r"lemons?", r"tomato(?:es)?", r"cucumbers?", r"potato(?:es)?", r"onions?",
+    r"carrots?", r"avocados?", r"berr(?:y|ies)", r"kefir", r"yog(?:h)?urts?", r"butter", r"sausages?",
+    r"dumplings?", r"cookies", r"biscuits?", r"crackers?", r"chips", r"crisps", r"nuts", r"honey", r"jam",
+    r"pickles?", r"soda", r"lemonade", r"ice\s+cream", r"cereal", r"oats?", r"oatmeal", r"granola",
+    r"buckwheat", r"flour", r"sugar", r"salt", r"oil", r"ketchup", r"mayo(?:nnaise)?", r"sauce", r"soup",
+    r"formula", r"wipes", r"napkins", r"towels?", r"soap", r"toothpaste", r"detergent", r"tablets",
+    r"kettle", r"pan", r"pot", r"earbuds", r"laptop", r"cable", r"vitamins?", r"plasters?",
 )
 
 
@@ -267,9 +293,8 @@ _SHOPPING_SIGNAL = _rx(
     r"для\s+(?:себя|сына|дочк\w*|дочери|ребёнк\w*|ребенк\w*|детей|мам\w*|пап\w*|муж\w*|жен\w*|друз\w*|компании|"
     r"кухни|дачи|дома|сада|ванной|офиса|работы)|средств\w*|набор\w*|можно\s+без|без\s+\w+|такой\s+же|есть\s*\?|"
     r"\w+\s+бы\s*$|\d+\s*(?:шт|кг|г|гр|л|мл|литр\w*|рулон\w*|лет|год\w*|года|см|spf|year|kg|g|ml|l|pcs)|"
-    r"milk|coffee|tea|cheese|bread|eggs?|fruit|vegetables?|meat|chicken|fish|salmon|rice|pasta|beans|bars?|chocolate|"
-    r"cake|pizza|sushi|wine|beer|water|juice|toys?|shoes|sneakers|headphones|phone\s+case|charger|batter(?:y|ies)|"
-    r"sunscreen|shampoo|cream|diapers|cat|dog|kitten|puppy|pet)\b")
+    r"cat|dog|kitten|puppy|pet)\b")
+_ENGLISH_GOODS_WORD = _rx(r"\b(?:" + "|".join(_ENGLISH_GOODS) + r")\b")
 _PRODUCT_WORD = _rx(r"\b(?:" + "|".join(stem + r"\w*" for stem in PRODUCT_HEAD_STEMS) + r")")
 
 
@@ -302,16 +327,25 @@ def names_goods(text: str, min_similarity: float) -> bool:
     return False
 
 
+def names_a_product(text: str) -> bool:
+    """Whether the message names goods by a listed product word (ru/en). (``names_goods``' navec neighbours are too
+    loose for this: «любимый цвет» is near goods.)"""
+    return bool(_PRODUCT_WORD.search(text) or _ENGLISH_GOODS_WORD.search(text))
+
+
 def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bool:
     """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), or names goods."""
     config = config or _DEFAULT_CONFIG
-    return bool(_SHOPPING_SIGNAL.search(text) or _PRODUCT_WORD.search(text) or mentions_sensitive_domain(text)
+    return bool(_SHOPPING_SIGNAL.search(text) or names_a_product(text) or mentions_sensitive_domain(text)
                 or names_goods(text, config.goods_similarity))
 
 
-# Questions about one's own orders and delivery: answered by the service, never refused by the classifier.
+# Questions about one's own orders and delivery, returns and sales: answered by the service, never refused by the
+# classifier.
 _SERVICE_QUESTION = _rx(r"^\W*(?:where\s+is\s+my\s+order|где\s+(?:мой\s+)?заказ|когда\s+привезут|статус\s+заказа|"
-                        r"when\s+will\s+my\s+order|track\s+my\s+order)\b")
+                        r"when\s+will\s+my\s+order|track\s+my\s+order)\b|"
+                        r"политик\w+\s+возврат\w*|услови\w+\s+возврат\w*|return\s+policy|"
+                        r"(?:what'?s|what\s+is|anything|show\s+me\s+what'?s)\s+on\s+sale|что\s+(?:есть\s+)?по\s+акци\w+")
 
 
 def _first_rule(rules: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
@@ -537,9 +571,12 @@ def moderate(text: str, language: str | None = None, config: ModerationConfig = 
     probs = trained_model(config).probabilities(text)
     best = int(np.argmax(probs[1:])) + 1                 # the likeliest refusal
     label, p_ok = LABELS[best], float(probs[0])
-    shopping = has_shopping_signal(text, config)
+    product = names_a_product(text)
+    shopping = product or has_shopping_signal(text, config)
+    # A message that names goods ("what about yoghurt?") is refused by the classifier only when it is confident;
+    # the rules above have already refused what is harmful whatever goods it names.
     if (probs[best] >= (config.refuse_threshold_shopping if shopping else config.refuse_threshold)
-            or (shopping and p_ok < config.ok_min_shopping)):
+            or (shopping and not product and p_ok < config.ok_min_shopping)):
         return ModerationVerdict(label, f"classifier:{label} p={probs[best]:.2f}", SAFE_REPLIES[language][label])
     if not shopping and p_ok < config.ok_without_signal:
         return ModerationVerdict("off_topic", f"no shopping vocabulary, classifier ok p={p_ok:.2f}",

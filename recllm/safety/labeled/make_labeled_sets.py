@@ -105,9 +105,11 @@ def moderation_records(rng: random.Random) -> list[dict]:
         for text in texts:
             records.append({"text": text, "label": label, "split": stable_split("mod:" + text),
                             "source": "hand_written"})
-    for label, texts in moderation_texts.FRESH_HOLDOUT.items():
-        for text in texts:
-            records.append({"text": text, "label": label, "split": "test", "source": "fresh_holdout"})
+    for source, batch in (("fresh_holdout", moderation_texts.FRESH_HOLDOUT),
+                          ("fresh_holdout_openings", moderation_texts.FRESH_HOLDOUT_OPENINGS)):
+        for label, texts in batch.items():
+            for text in texts:
+                records.append({"text": text, "label": label, "split": "test", "source": source})
     for label, template, fillers in moderation_texts.TEMPLATES:
         split = stable_split("mod-template:" + template)
         for filler in fillers:
