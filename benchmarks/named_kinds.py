@@ -1,7 +1,7 @@
-"""Requests that name a kind of product («молоко», «корм для кошек»): the retriever's ``named_kinds`` off and on,
-side by side on one build.
+"""Requests that name a kind of product («молоко», «корм для кошек», "cat food"): the retriever's ``named_kinds``
+off, on with the Russian kind words only, and on with the English category phrases too, side by side on one build.
 
-Two measures, each with ``RetrieverConfig.named_kinds`` False and True on the same requests:
+Two measures, each in the three modes on the same requests:
 
 1. **Named-kind precision**: hand-written requests that name a kind, asked by every user of the build's held-out
    requests; the share of the top-5 items that are of the named kind (``ProductTerms``'s items for the request),
@@ -32,7 +32,11 @@ from recllm.rag.rec_request import parse_request
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMED_REQUESTS = ("молоко", "хочу кефир", "кофе в зёрнах", "корм для кошек", "наушники", "кроссовки для бега",
-                  "подгузники", "хлеб", "сыр", "шоколад", "йогурт без сахара", "молоко без лактозы")
+                  "подгузники", "хлеб", "сыр", "шоколад", "йогурт без сахара", "молоко без лактозы",
+                  "what about cat food?", "good coffee for home", "I need diapers", "headphones please",
+                  "cleaning supplies")
+# mode → (RetrieverConfig.named_kinds, English category phrases kept)
+MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}
 
 
 class Stack:
@@ -40,9 +44,12 @@ class Stack:
         self.encoder = QueryEncoder.load(layout.query_encoder_dir)
         self.retriever = load_retriever(layout)
         self.ranker = load_ranking_stage(layout)
+        self.english_kinds = self.retriever.terms.english_kinds
 
-    def top(self, user: str, text: str, k: int, service: str, named_kinds: bool) -> list[int]:
+    def top(self, user: str, text: str, k: int, service: str, mode: str) -> list[int]:
+        named_kinds, english = MODES[mode]
         self.retriever.config = replace(self.retriever.config, named_kinds=named_kinds)
+        self.retriever.terms.english_kinds = self.english_kinds if english else {}
         request = parse_request(user, text, k, service)
         vector = self.encoder.encode([request.query])[0]
         found = self.retriever.retrieve(request, vector)
@@ -57,10 +64,10 @@ def named_precision(stack: Stack, users: list[str]) -> dict:
     for text in NAMED_REQUESTS:
         kind = set(stack.retriever.terms.named(text).item_ids.tolist())
         per = {}
-        for on in (False, True):
-            tops = [stack.top(user, text, 5, "", on) for user in users]
+        for mode in MODES:
+            tops = [stack.top(user, text, 5, "", mode) for user in users]
             shares = [np.mean([i in kind for i in top]) for top in tops if top]
-            per["on" if on else "off"] = {"precision@5": round(float(np.mean(shares)), 3) if shares else "– (no list)",
+            per[mode] = {"precision@5": round(float(np.mean(shares)), 3) if shares else "– (no list)",
                                           "lists_with_another_kind": sum(any(i not in kind for i in t) for t in tops),
                                           "empty_lists": sum(not t for t in tops)}
         rows[text] = per
@@ -68,19 +75,20 @@ def named_precision(stack: Stack, users: list[str]) -> dict:
 
 
 def held_out_recall(stack: Stack, queries: list[dict]) -> tuple[dict, list[str]]:
-    hits = {(split, on): [] for split in ("valid", "test") for on in (False, True)}
+    hits = {(split, mode): [] for split in ("valid", "test") for mode in MODES}
     changed = []
     for q in queries:
         split = "valid" if zlib.crc32(q["user_id"].encode()) % 2 == 0 else "test"
-        tops = {on: stack.top(q["user_id"], q["text"], 10, q.get("service", ""), on) for on in (False, True)}
-        for on, top in tops.items():
-            hits[(split, on)].append(q["target_item_id"] in top)
-        if tops[False] != tops[True]:
+        tops = {mode: stack.top(q["user_id"], q["text"], 10, q.get("service", ""), mode) for mode in MODES}
+        for mode, top in tops.items():
+            hits[(split, mode)].append(q["target_item_id"] in top)
+        if len({tuple(t) for t in tops.values()}) > 1:
             target = stack.retriever.catalog.get(q["target_item_id"])
+            found = "/".join(str(q["target_item_id"] in top) for top in tops.values())
             changed.append(f"{split}: «{q['text']}» ({q.get('service')}) target {target.name} [{target.category_id}]"
-                           f" in top-10 off/on: {q['target_item_id'] in tops[False]}/{q['target_item_id'] in tops[True]}")
-    recall = {f"{split} ({len(hits[(split, False)])})": {"off": round(float(np.mean(hits[(split, False)])), 3),
-                                                          "on": round(float(np.mean(hits[(split, True)])), 3)}
+                           f" in top-10 {'/'.join(MODES)}: {found}")
+    recall = {f"{split} ({len(hits[(split, 'off')])})": {mode: round(float(np.mean(hits[(split, mode)])), 3)
+                                                          for mode in MODES}
               for split in ("valid", "test")}
     return recall, changed
 
@@ -90,14 +98,17 @@ def report(command: str, machine: dict, precision: dict, recall: dict, changed: 
              "Machine: " + json.dumps(machine, ensure_ascii=False), "",
              f"## 1. Named-kind precision ({len(NAMED_REQUESTS)} hand-written requests × {users} users, no service "
              "given)", "",
-             "| request | precision@5 off | on | lists with another kind off | on | empty lists on |", "|---|---|---|---|---|---|"]
+             "Modes: `off` (no named kinds), `ru` (the Russian kind words only), `on` (and the English category "
+             "phrases).", "",
+             "| request | precision@5 off | ru | on | lists with another kind off | ru | on | empty lists on |",
+             "|---|---|---|---|---|---|---|---|"]
     for text, per in precision.items():
-        lines.append(f"| {text} | {per['off']['precision@5']} | {per['on']['precision@5']} | "
-                     f"{per['off']['lists_with_another_kind']} | {per['on']['lists_with_another_kind']} | "
-                     f"{per['on']['empty_lists']} |")
+        lines.append(f"| {text} | " + " | ".join(str(per[m]["precision@5"]) for m in MODES) + " | "
+                     + " | ".join(str(per[m]["lists_with_another_kind"]) for m in MODES)
+                     + f" | {per['on']['empty_lists']} |")
     lines += ["", "## 2. Recall@10 on the build's held-out synthetic requests (halves by user)", "",
-              "| half | off | on |", "|---|---|---|"]
-    lines += [f"| {half} | {r['off']} | {r['on']} |" for half, r in recall.items()]
+              "| half | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
+    lines += [f"| {half} | " + " | ".join(str(r[m]) for m in MODES) + " |" for half, r in recall.items()]
     lines += ["", f"Requests whose top-10 changed ({len(changed)}):", ""] + [f"- {c}" for c in changed] + [""]
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from benchmarks.machine_info import machine_info
 from recllm.generator import ReplyRequest, Sampling, check_reply, derive_act
-from recllm.generator.reply_check import cited_facts
+from recllm.generator.reply_check import LIST_ACTS, cited_facts
 from recllm.generator.reply_prompt import prompt_facts
 from recllm.pipeline import RecPipeline, ReplyTurn
 from recllm.rag.rec_request import parse_request
@@ -105,7 +105,8 @@ def quality(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], batch: in
     per_user_text, per_user_text_masked = [], []
     for act, turn, reply in rows:
         names = [gen.item_name(i) for i in reply.item_ids]
-        check = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts), names)
+        check = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts), names,
+                            turn.language, turn.act in LIST_ACTS)
         broken += not check.ok
         reasons.update(check.problems)
         facts = [f.lower() for f in prompt_facts(turn.profile_facts)]
@@ -183,9 +184,12 @@ def render(report: dict, command: str) -> str:
         "phrasings the corpus never uses, greedy decoding as served; then sampled and beam-searched generations "
         "audited item by item).", "",
         "## Held-out turns", "",
-        f"| metric | value | goal |", "|---|---|---|",
+        "| metric | value | goal |", "|---|---|---|",
         f"| turns (acts: {q['act_counts']}) | {q['turns']} | >= 500 |",
-        f"| broken-reply rate (reply_check) | {q['broken_rate']:.3f} ({q['broken']}; {q['reasons']}) | 0 |",
+        f"| broken-reply rate of the model (reply_check, with the reply's language and a list act naming an item) "
+        f"| {q['broken_rate']:.3f} ({q['broken']}; {q['reasons']}) | 0 |",
+        "| broken replies sent (a failing sentence is never released: the reply ends at its last good sentence, "
+        "or the plain reply is sent) | 0 by construction (`GuardedReply`) | 0 |",
         f"| cited facts present in the prompt | {q['cited_share'] if q['cited_share'] is None else round(q['cited_share'], 3)} "
         f"({q['cited']} cited) | 1.0 |",
         f"| distinct-2 across users (recommend replies, {q['users']} users) | {q['distinct_2']:.3f} | |",

@@ -158,13 +158,32 @@ class GenerationStage:
                             user_context=turn.user_context)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
-        from recllm.generator.reply_check import check_reply  # noqa: PLC0415
-        from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
-
-        result = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
-                             [self.item_name(i) for i in reply.item_ids])
+        result = self.check_text(turn, reply.text, reply.item_ids)
         self.counters.record(result, retry)
         return result.ok
+
+    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int]):
+        from recllm.generator import derive_act  # noqa: PLC0415
+        from recllm.generator.reply_check import LIST_ACTS, check_reply  # noqa: PLC0415
+        from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
+
+        act = turn.act or derive_act(turn.query, turn.item_ids)
+        return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
+                           [self.item_name(i) for i in item_ids], turn.language, act in LIST_ACTS)
+
+    def plain(self, turn: ReplyTurn) -> str:
+        """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""
+        from recllm.generator import derive_act  # noqa: PLC0415
+        from recllm.generator.plain_reply import plain_reply  # noqa: PLC0415
+
+        act = turn.act or derive_act(turn.query, turn.item_ids)
+        return plain_reply(turn.language, act, [self.item_name(i) for i in turn.item_ids[:3]], turn.relaxation)
+
+    def guarded(self, turn: ReplyTurn):
+        """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes."""
+        from recllm.generator.reply_check import GuardedReply  # noqa: PLC0415
+
+        return GuardedReply(lambda text, items: self.check_text(turn, text, items).ok, lambda: self.plain(turn))
 
     def generate_turns(self, turns: Sequence[ReplyTurn]) -> list[str | ValueError]:
         """Replies of several turns decoded as one batch (one forward per step), each checked; a failing reply is
@@ -188,11 +207,18 @@ class GenerationStage:
             for i in retry:
                 self.counters.record_regeneration()
             again = self.generator.generate_batch([self.request(turns[i], GREEDY) for i in retry], self.item_name)
+            passed = set()
             for i, reply in zip(retry, again):
-                if not isinstance(reply, ValueError):
-                    self.check(turns[i], reply, retry=True)
                 results[i] = reply
-        return [r if isinstance(r, ValueError) else r.text for r in results]
+                if isinstance(reply, ValueError) or self.check(turns[i], reply, retry=True):
+                    passed.add(i)
+            still = [i for i in retry if i not in passed]
+        else:
+            still = retry
+        for i in still:  # failing after the greedy retry (or greedy already): the plain reply instead
+            self.counters.record_withheld()
+            results[i] = self.plain(turns[i])
+        return [r if isinstance(r, (ValueError, str)) else r.text for r in results]
 
     def stream_turns(self, turns: Sequence[ReplyTurn]) -> Iterator[ReplyEvent]:
         """Several turns streamed as one batch (one forward per step): each turn's text deltas as they are decoded,
@@ -232,6 +258,7 @@ class GenerationStage:
         items: list[list[int]] = [[] for _ in requests]
         counts = [0] * len(requests)
         budgets = [generator.max_new_tokens(r) for r in requests]
+        guards = [self.guarded(turn) for turn in turns]
         for j, token, item in generator.stream_batch(requests):
             counts[j] += 1
             delta = renderers[j].feed(token, item)
@@ -239,14 +266,26 @@ class GenerationStage:
                 items[j].append(item)
             if delta:
                 parts[j].append(delta)
-                yield ReplyEvent(index[j], delta)
+                released = guards[j].feed(delta, item)
+                if released:
+                    yield ReplyEvent(index[j], released)
             if token == generator.tokenizer.eos_id or counts[j] >= budgets[j]:
                 tail = renderers[j].flush()
                 if tail:
                     parts[j].append(tail)
-                    yield ReplyEvent(index[j], tail)
-                self.check(turns[j], GeneratedReply("".join(parts[j]), tuple(items[j]), 0))
+                    guards[j].feed(tail, None)
+                rest = self._finish(turns[j], guards[j], GeneratedReply("".join(parts[j]), tuple(items[j]), 0))
+                if rest:
+                    yield ReplyEvent(index[j], rest)
                 yield ReplyEvent(index[j], done=True)
+
+    def _finish(self, turn: ReplyTurn, guard, reply: GeneratedReply) -> str:
+        """The generated reply counted by the check; what its guard still sends (the rest, or the plain reply)."""
+        self.check(turn, reply)
+        rest = guard.finish()
+        if guard.withheld:
+            self.counters.record_withheld()
+        return rest
 
     def stream(self, service: str, language: str, query: str, item_ids: Sequence[int],
                profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",
@@ -268,6 +307,7 @@ class GenerationStage:
 
         tokens = self.generator.stream_batch([request])  # raises on a bad request at the first next()
         renderer = ReplyRenderer(self.generator.tokenizer, self.item_name)
+        guard = self.guarded(turn)
         parts, items = [], []
         for _, token, item in tokens:
             delta = renderer.feed(token, item)
@@ -275,14 +315,18 @@ class GenerationStage:
                 items.append(item)
             if delta:
                 parts.append(delta)
-                yield delta
+                released = guard.feed(delta, item)
+                if released:
+                    yield released
         tail = renderer.flush()
         if tail:
             parts.append(tail)
-            yield tail
+            guard.feed(tail, None)
         from recllm.generator import GeneratedReply  # noqa: PLC0415
 
-        self.check(turn, GeneratedReply("".join(parts), tuple(items), 0))
+        rest = self._finish(turn, guard, GeneratedReply("".join(parts), tuple(items), 0))
+        if rest:
+            yield rest
 
     def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
                  profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",

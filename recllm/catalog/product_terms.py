@@ -21,10 +21,15 @@ names share the most of the request's other words (purpose words too, negated on
 shares one. A kind word that is also a category's one-word name names that category too («игрушка»: the pet toys
 named «Игрушка …» and every toy under «игрушки»).
 
-Category names («сладости», "sweets") are deliberately not kinds: measured on the build's held-out requests they
+Russian category names («сладости») are deliberately not kinds: measured on the build's held-out requests they
 mostly carry an intent («хочу сладкого» — sweet yoghurt is a fine answer) and restricting to the category cost
-Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``). English requests
-name no kind (the catalog's names are Russian).
+Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``).
+
+English requests have no item names to match (the catalog's names are Russian), so their kinds are the categories'
+English names, as phrases: a name's parts («meat and poultry» → "meat", "poultry"; the bracketed age band dropped)
+each name the category and everything under it when the request's wanted words hold the whole phrase, compared in
+the singular ("cat food" → the cat food; "good coffee for home" → the coffee; "diapers and baby food" → both). A
+word after "something" / "anything" is an adjective there ("something sweet" names no sweets).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ PURPOSES = frozenset({"для", "к", "ко", "за", "через", "под", "�
 CONJUNCTIONS = frozenset({"и", "and"})
 ALTERNATIVES = frozenset({"или", "либо", "or"})
 ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
+ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+ENGLISH_INDEFINITES = frozenset({"something", "anything", "nothing", "everything"})
 MAX_LEADING_ADJECTIVES = 2
 MIN_KIND_WORD = 3  # shorter first words are no kind
 
@@ -113,12 +120,55 @@ def kind_word(name: str, lemmatizer: Lemmatizer) -> str | None:
     return None
 
 
+def english_singular(word: str) -> str:
+    """A plain English plural to its singular ("berries" → "berry", "boxes" → "box", "toys" → "toy")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "'s")):
+        return word[:-1]
+    return word
+
+
+def english_phrases(name_en: str) -> list[tuple[str, ...]]:
+    """The phrases an English category name is made of, each as singular words without the prepositions
+    ``request_words`` reads as span marks: "meat and poultry" → [("meat",), ("poultry",)], "toys for toddlers
+    (0-2)" → [("toy", "toddler")], "children's books" → [("children's", "book")]."""
+    plain = re.sub(r"\([^)]*\)", " ", name_en.lower())
+    phrases = [tuple(english_singular(w) for w in ENGLISH_WORD.findall(part) if w not in PURPOSES | NEGATIONS)
+               for part in re.split(r"\band\b|,", plain)]
+    return [p for p in phrases if p]
+
+
+def english_words(text: str) -> list[tuple[str, str]]:
+    """The request's English words, singular, with their spans (``request_words``); a negated word, and a word
+    after "something" / "anything" (an adjective there: "something sweet"), is left blank: no phrase holds it."""
+    out, previous = [], ""
+    for word, span in request_words(text):
+        if ENGLISH_WORD.fullmatch(word):
+            blank = span == NEGATED or previous in ENGLISH_INDEFINITES
+            out.append(("" if blank else english_singular(word), span))
+        previous = word
+    return out
+
+
+def holds_phrase(words: list[tuple[str, str]], phrase: tuple[str, ...]) -> bool:
+    """Whether the words hold the phrase starting at a wanted word ("toys for toddlers" may run on into the
+    purpose; "gift for a coworker who loves coffee" names no coffee)."""
+    n = len(phrase)
+    return any(words[i][1] == WANTED and tuple(w for w, _ in words[i:i + n]) == phrase
+               for i in range(len(words) - n + 1))
+
+
 class ProductTerms:
     """Kind word (a lemma) → the items it names, built from one catalog."""
 
     def __init__(self, kind_items: dict[str, np.ndarray], name_lemmas: list[frozenset[str]],
-                 lemmatizer: Lemmatizer | None = None):
+                 lemmatizer: Lemmatizer | None = None,
+                 english_kinds: dict[tuple[str, ...], np.ndarray] | None = None):
         self.kind_items = kind_items
+        self.english_kinds = english_kinds or {}  # a category's English phrase → the items under the category
         self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
         self.vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
         self.lemmatizer = lemmatizer or Lemmatizer()
@@ -138,7 +188,8 @@ class ProductTerms:
                                                       if category_id in catalog.category_ids_above(i.category_id)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
-        return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer)
+        return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
+                   english_category_kinds(catalog))
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
@@ -158,9 +209,25 @@ class ProductTerms:
                 items = items[allowed[items]]
             if items.size:
                 found.append(self.most_specific(items, others))
+        english = self.english_named(text)
+        for phrase in english:
+            items = self.english_kinds[phrase]
+            items = items[allowed[items]] if allowed is not None else items
+            if items.size:
+                found.append(items)
         if not found:
             return None
-        return NamedKinds(terms, np.unique(np.concatenate(found)))
+        return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))
+
+    def english_named(self, text: str) -> list[tuple[str, ...]]:
+        """The English category phrases the request's wanted words hold (a phrase inside a longer one that also
+        matched is left out: "toys for toddlers" rather than every toy)."""
+        words = english_words(text)
+        if not words:
+            return []
+        held = [p for p in self.english_kinds if holds_phrase(words, p)]
+        return [p for p in held if not any(len(q) > len(p) and holds_phrase([(w, WANTED) for w in q], p)
+                                           for q in held)]
 
     def offers_an_unknown_alternative(self, words: list[tuple[str, str]], lemmas: list[str]) -> bool:
         """«геймпад или гарнитура»: an «или» between wanted words, one of which no item name has."""
@@ -178,3 +245,16 @@ class ProductTerms:
             return items
         shared = np.array([len(self.name_lemmas[i] & other_lemmas) for i in items.tolist()])
         return items[shared == shared.max()] if shared.max() > 0 else items
+
+
+def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
+    """Each phrase of each category's English name → the items of that category and of the categories under it."""
+    under: dict[str, list[int]] = {}
+    for item in catalog.items:
+        for category_id in catalog.category_ids_above(item.category_id):
+            under.setdefault(category_id, []).append(item.item_id)
+    kinds: dict[tuple[str, ...], set[int]] = {}
+    for category_id, category in catalog.categories.items():
+        for phrase in english_phrases(category.name_en):
+            kinds.setdefault(phrase, set()).update(under.get(category_id, ()))
+    return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items() if v}

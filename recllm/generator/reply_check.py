@@ -21,8 +21,13 @@ WORD_RE = re.compile(r"[\w-]+", re.UNICODE)
 CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
-           "empty")
+           "empty", "empty_list", "wrong_language", "no_item")
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
+LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
+EMPTY_LIST_RE = re.compile(r":\s*(?:[.!?;,]|$)")  # a label with nothing after it: «Без лактозы: .»
+# Outside item names and citations, a reply's words are in its language: no Cyrillic word in English, no Latin word
+# in Russian («Take a look at ere я подберу точнее», «Sugar-free: … Вот»).
+FOREIGN_WORD_RE = {"en": re.compile(r"[А-Яа-яЁё]"), "ru": re.compile(r"\b[A-Za-z]{2,}\b")}
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,12 @@ def has_repeated_run(words: Sequence[str], max_span: int = 3) -> bool:
 
 
 def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[int],
-                prompt_facts: Sequence[str], item_names: Sequence[str] = ()) -> ReplyCheck:
+                prompt_facts: Sequence[str], item_names: Sequence[str] = (), language: str = "",
+                must_name_items: bool = False) -> ReplyCheck:
     """``item_ids``: the items the reply names (in order); ``item_names``: their rendered names, removed before
-    the word checks (a product name may repeat a word legitimately)."""
+    the word checks (a product name may repeat a word legitimately); ``language`` ("ru" / "en"; empty: not
+    checked): the reply's words outside names and citations are in it; ``must_name_items``: the act gives a list
+    (recommend, refine), so a reply naming none of the ranked items fails."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -65,14 +73,22 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         plain = plain.replace(name, f"item{k}x")
     plain = CITATION_RE.sub("fact", plain)
     sentences = re.split(r"[.!?;:—]", plain)  # "…не могу. Могу…" is two sentences, not a repeat
-    if any(has_repeated_run([w.lower() for w in WORD_RE.findall(s)]) for s in sentences):
+    segments = [" ".join(WORD_RE.findall(s.lower())) for s in sentences]
+    if (any(has_repeated_run(segment.split()) for segment in segments)
+            or any(a and a == b for a, b in zip(segments, segments[1:]))):  # «Другие варианты: Другие варианты:»
         problems.append("repeated_words")
+    if must_name_items and ranked and not item_ids:  # a list to give, nothing named: «Other options: s.»
+        problems.append("no_item")
     if DANGLING_RE.search(plain.strip()):
         problems.append("dangling_conjunction")
     if GARBLED_RE.search(plain):  # broken UTF-8, "nnnn", a stray quote outside a whole citation, "  "
         problems.append("garbled")
     if not text.strip():
         problems.append("empty")
+    if EMPTY_LIST_RE.search(plain):
+        problems.append("empty_list")
+    if language in FOREIGN_WORD_RE and FOREIGN_WORD_RE[language].search(re.sub(r"item\d+x|\bfact\b", " ", plain)):
+        problems.append("wrong_language")
     return ReplyCheck(tuple(problems))
 
 
@@ -85,11 +101,13 @@ class ReplyCheckCounters:
         self.failed = 0
         self.regenerated = 0
         self.failed_after_retry = 0
+        self.withheld = 0
         self.reasons: Counter[str] = Counter()
         self._listeners = []
 
     def add_listener(self, listener) -> None:
-        """``listener(event, reason)`` with event in ("checked", "failed", "regenerated", "failed_after_retry")."""
+        """``listener(event, reason)`` with event in ("checked", "failed", "regenerated", "failed_after_retry",
+        "withheld")."""
         self._listeners.append(listener)
 
     def _emit(self, event: str, reason: str = "") -> None:
@@ -114,6 +132,12 @@ class ReplyCheckCounters:
                 for reason in check.problems:
                     self._emit("failed", reason)
 
+    def record_withheld(self) -> None:
+        """A streamed reply whose failing rest was not sent (``GuardedReply``)."""
+        with self._lock:
+            self.withheld += 1
+        self._emit("withheld")
+
     def record_regeneration(self) -> None:
         with self._lock:
             self.regenerated += 1
@@ -122,4 +146,64 @@ class ReplyCheckCounters:
     def snapshot(self) -> dict:
         with self._lock:
             return {"checked": self.checked, "failed": self.failed, "regenerated": self.regenerated,
-                    "failed_after_retry": self.failed_after_retry, "reasons": dict(self.reasons)}
+                    "failed_after_retry": self.failed_after_retry, "withheld": self.withheld,
+                    "reasons": dict(self.reasons)}
+
+
+SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)")
+
+
+class GuardedReply:
+    """A streamed reply released piece by piece, each piece only when the text so far passes ``check``.
+
+    ``feed`` takes the renderer's deltas (an item's name arrives whole, with its id). Text is held until a release
+    point: the end of an item's name, where the text so far must pass as if its sentence ended there (``check`` of
+    the text + "."), or the end of a sentence outside a name, where the text so far must pass as it is. The held
+    text is released when it passes; once a point fails nothing more is released. ``finish`` sends the held rest
+    when the whole reply passes; else it closes a sentence left open after an item with "." (checked so at
+    release), and when nothing passed at all it sends ``fallback()`` (a plain reply built from the items) instead.
+    So a client never sees a broken sentence, and a list still streams item by item.
+    """
+
+    def __init__(self, check, fallback):
+        self.check = check          # (text, item_ids) -> bool
+        self.fallback = fallback    # () -> str
+        self.text = ""
+        self.item_ids: list[int] = []
+        self.released = 0
+        self.open_sentence = False  # the released text ends after an item, mid-sentence
+        self.stopped = False
+
+    def feed(self, delta: str, item: int | None) -> str:
+        if self.stopped or not delta and item is None:
+            return ""
+        start = len(self.text)
+        self.text += delta
+        if item is not None:
+            self.item_ids.append(int(item))
+            return self._release(len(self.text), closing=".")
+        ends = [m.end() for m in SENTENCE_END_RE.finditer(delta)]
+        return self._release(start + ends[-1]) if ends else ""
+
+    def _release(self, upto: int, closing: str = "") -> str:
+        """Release the text up to ``upto`` when it (+ ``closing``) passes (every item named so far lies before it)."""
+        if not self.check(self.text[:upto] + closing, self.item_ids):
+            self.stopped = True
+            return ""
+        out, self.released, self.open_sentence = self.text[self.released:upto], upto, bool(closing)
+        return out
+
+    def finish(self) -> str:
+        """What is left to send: the held rest (the whole reply passes), "." closing a sentence left open after an
+        item, the fallback (nothing passed), or ""."""
+        if not self.stopped and self.released < len(self.text):
+            rest = self._release(len(self.text))
+            if rest:
+                return rest
+        if self.released == 0:
+            return self.fallback()
+        return "." if self.open_sentence else ""
+
+    @property
+    def withheld(self) -> bool:
+        return self.released < len(self.text)

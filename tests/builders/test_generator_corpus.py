@@ -5,6 +5,7 @@ from collections import Counter
 
 from builders.generator_corpus import CorpusTurn, corpus_examples, turn_examples
 from recllm.generator import ACTS, check_reply
+from recllm.generator.reply_check import LIST_ACTS
 from recllm.generator.tokenizer import ITEM_TOKEN_RE
 
 FACTS = ("каждую неделю берёте овощи на Купере", "покупали кофе на Самокате")
@@ -38,8 +39,9 @@ def test_targets_are_clean_and_name_only_candidates():
             assert not named
         facts = example.prompt.split("profile: ")[1].split("; ")
         text = ITEM_TOKEN_RE.sub(lambda m: f"Item{m.group(1)}", example.reply)
+        language = "en" if "lang: en" in example.prompt else "ru"
         check = check_reply(text, named, example.candidate_item_ids, facts,
-                            [f"Item{i}" for i in named])
+                            [f"Item{i}" for i in named], language, act in LIST_ACTS)
         assert check.ok, (example.reply, check.problems)
 
 

@@ -109,3 +109,25 @@ def test_the_served_retriever_takes_its_profile_cache_size_from_the_environment(
     monkeypatch.setenv(CONTEXT_CACHE_USERS_ENV, "lots")
     with pytest.raises(ValueError, match=CONTEXT_CACHE_USERS_ENV):
         load_retriever(layout)
+
+
+def test_no_streamed_or_generated_reply_fails_the_check(pipeline):
+    """Off its training distribution (English, no profile facts, items unrelated to the query, one item) the tiny
+    generator writes broken text; what leaves the generation stage passes ``check_reply`` all the same (the guard
+    releases only passing sentences, else the plain reply)."""
+    import random
+
+    from recllm.generator import check_reply
+    from recllm.pipeline import ReplyTurn
+
+    generation, rng = pipeline.generation, random.Random(0)
+    samokat = [item.item_id for item in pipeline.catalog.in_service("samokat")]
+    turns = [ReplyTurn("samokat", language, query, tuple(rng.sample(samokat, n)), (), act)
+             for language, query in (("en", "cheaper"), ("en", "something else"), ("ru", "подешевле"))
+             for n in (1, 2) for act in ("recommend", "refine")]
+    streamed = ["".join(generation.stream(t.service, t.language, t.query, t.item_ids, (), t.act)) for t in turns]
+    generated = generation.generate_turns(turns)
+    for turn, text in [*zip(turns, streamed), *zip(turns, generated)]:
+        names = {generation.item_name(i): i for i in turn.item_ids}
+        named = [names[n] for n in sorted(names, key=text.find) if n in text]
+        assert check_reply(text, named, turn.item_ids, [], list(names), turn.language, True).ok, (turn, text)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from recllm.catalog.product_catalog import Catalog, Category, Item
-from recllm.catalog.product_terms import NEGATED, PURPOSE, WANTED, Lemmatizer, ProductTerms, kind_word, request_words
+from recllm.catalog.product_terms import (NEGATED, PURPOSE, WANTED, Lemmatizer, ProductTerms, english_phrases,
+                                          english_singular, kind_word, request_words)
 
 CATEGORIES = [
     Category("grocery", "продукты", "groceries", None, False),
@@ -80,7 +81,10 @@ def test_the_kinds_a_request_names(catalog, terms, text, kinds):
     "нужен геймпад или наушники",       # an alternative the catalog has no kind word for
     "хочу обновить игровой сетап",      # «игровая» is an adjective: no kind
     "нужен геймпад или гарнитура",      # neither is a kind of this catalog («мышь» is)
-    "milk please",                      # the catalog's names are Russian
+    "milk please",                      # no item name or category phrase in English says milk
+    "a gift for a coworker who loves coffee",  # an English purpose names no kind either
+    "no coffee today",                  # negated
+    "something sweet",                  # no category here; and "sweet" after "something" is an adjective
 ])
 def test_requests_that_name_no_kind(terms, text):
     assert terms.named(text) is None
@@ -115,3 +119,35 @@ def test_only_the_allowed_items_are_named_and_a_kind_with_none_names_nothing(cat
     allowed[[i.item_id for i in catalog.items if i.name.startswith("Капсулы")]] = False
     assert terms.named("кофе", allowed) is None
     assert names(catalog, terms.named("кофе или молоко", allowed)) == {"Молоко"}
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("good coffee for home", {"Кофе", "Капсулы"}),               # the coffee category, whatever the item names
+    ("what about cat food?", None),                               # no "cat food" category in this catalog
+    ("dairy products please", {"Молоко", "Кефир", "Йогурт"}),      # a two-word phrase, in the singular
+    ("toys for a 3 year old", {"Конструктор"}),                    # every toy under «игрушки»
+    ("pet supplies and coffee", {"Игрушка", "Корм", "Кофе", "Капсулы"}),
+    ("coffee, not dairy products", {"Кофе", "Капсулы"}),           # a negated phrase names nothing
+    ("молоко and coffee", {"Молоко", "Кофе", "Капсулы"}),          # mixed languages: both
+])
+def test_english_requests_name_the_categories_english_names(catalog, terms, text, kinds):
+    found = terms.named(text)
+    assert (None if found is None else names(catalog, found)) == kinds
+
+
+def test_english_phrases_and_singulars():
+    assert english_phrases("meat and poultry") == [("meat",), ("poultry",)]
+    assert english_phrases("toys for toddlers (0-2)") == [("toy", "toddler")]
+    assert english_phrases("children's books") == [("children's", "book")]
+    assert [english_singular(w) for w in ("berries", "boxes", "toys", "glass", "bus", "tea")] == \
+        ["berry", "box", "toy", "glass", "bus", "tea"]
+
+
+def test_a_longer_english_phrase_wins_over_the_one_inside_it():
+    categories = CATEGORIES + [Category("kids/toys/toddler", "игрушки для малышей", "toys for toddlers (0-2)",
+                                        "kids/toys", False)]
+    items = [Item(0, "samokat", 0, "Погремушка", "b", "kids/toys/toddler", 100.0, True, frozenset()),
+             Item(1, "samokat", 1, "Конструктор LEGO", "b", "kids/toys", 100.0, True, frozenset())]
+    terms = ProductTerms.of(Catalog(categories, items))
+    assert terms.named("toys for toddlers").item_ids.tolist() == [0]
+    assert terms.named("toys for the kids").item_ids.tolist() == [0, 1]

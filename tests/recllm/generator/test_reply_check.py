@@ -50,3 +50,63 @@ def test_garbled_text_fails():
     # live, greedy: the list left mid-way after «и » (the decoder now refuses it: test_spacing_rule)
     assert "garbled" in check_reply("Вот что я подобрал: X, Y и  макароны в Самокате Купере я подберу точнее.",
                                     [1, 2], [1, 2], [], ["X", "Y"]).problems
+
+
+def test_what_the_served_replies_broke_on():
+    """Seen from the default build's generator on refine turns with one item (each passed the check before)."""
+    en, ru = dict(language="en"), dict(language="ru")
+    assert "empty_list" in check_reply("Here is what I found: X and Без лактозы: .", [1], [1], [], ["X"]).problems
+    assert "wrong_language" in check_reply("Here is what I found: X and Без лактозы.", [1], [1], [], ["X"],
+                                           **en).problems
+    assert "wrong_language" in check_reply("Вот: X. Tell me more.", [1], [1], [], ["X"], **ru).problems
+    assert "repeated_words" in check_reply("Другие варианты: Другие варианты: X.", [1], [1], [], ["X"]).problems
+    assert "no_item" in check_reply("Other options: s.", [], [1], [], [], must_name_items=True).problems
+    assert check_reply("Other options: s.", [], [1], [], []).ok           # an act that gives no list may name none
+    # Latin inside item names and citations is no wrong language, nor Cyrillic in an English reply's item names
+    assert check_reply('Вот: Сок Rich. Учёл, что вы "you buy coffee every week on Samokat".', [1], [1], FACTS,
+                       ["Сок Rich"], **ru).ok
+    assert check_reply("Here is what I found: Сок Rich and Хлеб.", [1, 2], [1, 2], [], ["Сок Rich", "Хлеб"], **en).ok
+
+
+def test_a_guarded_reply_releases_only_pieces_that_pass():
+    from recllm.generator.reply_check import GuardedReply
+
+    def check(text, items):
+        return check_reply(text, items, [1, 2], [], [{1: "X", 2: "Y"}[i] for i in items], "ru").ok
+
+    guard = GuardedReply(check, lambda: "PLAIN")
+    assert guard.feed("Вот: ", None) == ""                     # held until a release point
+    assert guard.feed("X", 1) == "Вот: X"                      # an item's end: «Вот: X.» would pass
+    assert guard.feed(" и ", None) == "" and guard.feed("Y", 2) == " и Y"
+    assert guard.feed(".", None) == "."                        # a sentence's end
+    assert guard.feed(" Tell me", None) == "" and guard.feed(" more.", None) == ""  # fails: nothing more is sent
+    assert guard.finish() == "" and guard.withheld
+
+    clean = GuardedReply(check, lambda: "PLAIN")
+    released = [clean.feed(delta, item) for delta, item in (("Вот: ", None), ("X", 1), (". Ещё", None))]
+    assert released == ["", "Вот: X", "."]                     # up to the sentence end inside the delta
+    assert clean.finish() == " Ещё" and not clean.withheld     # the rest of a passing reply at the end
+
+    dangling = GuardedReply(check, lambda: "PLAIN")
+    assert dangling.feed("Вот: ", None) + dangling.feed("X", 1) == "Вот: X"
+    assert dangling.feed(" и.", None) == ""                    # «Вот: X и.» fails
+    assert dangling.finish() == "." and dangling.withheld      # the open sentence is closed: «Вот: X.»
+
+    broken = GuardedReply(check, lambda: "PLAIN")
+    broken.feed("Вот: и.", None)
+    assert broken.finish() == "PLAIN"                          # nothing passed: the plain reply instead
+
+
+def test_the_plain_reply_says_the_act_in_the_language():
+    from recllm.generator.plain_reply import plain_reply
+
+    assert plain_reply("ru", "refine", ["A", "B", "C"]) == "Вот что я подобрал: A, B и C."
+    assert plain_reply("en", "recommend", ["A"]) == "Here is what I found: A."
+    assert plain_reply("en", "nothing_left", [], "service") == \
+        "Nothing more fits this request. Shall I look in another service?"
+    assert plain_reply("ru", "clarify", ["A"]).endswith("?")
+    for language in ("ru", "en"):
+        for act in ("recommend", "refine", "nothing_left", "clarify", "decline", "explain"):
+            reply = plain_reply(language, act, ["Сок Rich"] if act in ("recommend", "refine") else [])
+            assert check_reply(reply, [1] if act in ("recommend", "refine") else [], [1], [], ["Сок Rich"],
+                               language, act in ("recommend", "refine")).ok, reply
