@@ -1,5 +1,6 @@
 """Requests that name a kind of product («молоко», «корм для кошек», "cat food"): the retriever's ``named_kinds``
-off, on with the Russian kind words only, and on with the English category phrases too, side by side on one build.
+off, on with the Russian kind words only, and on with the English names too (items' ``name_en`` and categories'),
+side by side on one build.
 
 Two measures, each in the three modes on the same requests:
 
@@ -36,7 +37,7 @@ NAMED_REQUESTS = ("молоко", "хочу кефир", "кофе в зёрна
                   "what about cat food?", "good coffee for home", "I need diapers", "headphones please",
                   "cleaning supplies")
 # mode → (RetrieverConfig.named_kinds, English category phrases kept)
-MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}
+MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}  # English: item heads and category phrases
 
 
 class Stack:
@@ -98,8 +99,7 @@ def report(command: str, machine: dict, precision: dict, recall: dict, changed: 
              "Machine: " + json.dumps(machine, ensure_ascii=False), "",
              f"## 1. Named-kind precision ({len(NAMED_REQUESTS)} hand-written requests × {users} users, no service "
              "given)", "",
-             "Modes: `off` (no named kinds), `ru` (the Russian kind words only), `on` (and the English category "
-             "phrases).", "",
+             "Modes: `off` (no named kinds), `ru` (the Russian kind words only), `on` (and the English names).", "",
              "| request | precision@5 off | ru | on | lists with another kind off | ru | on | empty lists on |",
              "|---|---|---|---|---|---|---|---|"]
     for text, per in precision.items():

@@ -66,6 +66,7 @@ class Item:
     price: float              # rubles, > 0
     in_stock: bool
     tags: frozenset[str]      # subset of TAGS
+    name_en: str = ""         # the product's plain English name ("bananas"), what English requests name it by
 
 
 def _item_error(item: Item, field: str, problem: str) -> ValueError:
@@ -217,4 +218,4 @@ def _category_record(category: Category) -> dict:
 def _item_record(item: Item) -> dict:
     return {"kind": "item", "item_id": item.item_id, "service": item.service, "family_id": item.family_id,
             "name": item.name, "brand": item.brand, "category_id": item.category_id, "price": item.price,
-            "in_stock": item.in_stock, "tags": sorted(item.tags)}
+            "in_stock": item.in_stock, "tags": sorted(item.tags), **({"name_en": item.name_en} if item.name_en else {})}

@@ -25,11 +25,13 @@ Russian category names («сладости») are deliberately not kinds: measur
 mostly carry an intent («хочу сладкого» — sweet yoghurt is a fine answer) and restricting to the category cost
 Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``).
 
-English requests have no item names to match (the catalog's names are Russian), so their kinds are the categories'
-English names, as phrases: a name's parts («meat and poultry» → "meat", "poultry"; the bracketed age band dropped)
-each name the category and everything under it when the request's wanted words hold the whole phrase, compared in
-the singular ("cat food" → the cat food; "good coffee for home" → the coffee; "diapers and baby food" → both). A
-word after "something" / "anything" is an adjective there ("something sweet" names no sweets).
+English requests are read against the English names: an item's ``name_en`` ("bananas", "lactose-free milk") names it
+by its head noun (the last word: "milk" names the milk and the lactose-free milk, and "lactose-free milk" narrows to
+the latter the way «кофе в зёрнах» does), and a category's English name names the category and everything under it,
+as phrases: a name's parts («meat and poultry» → "meat", "poultry"; the bracketed age band dropped) when the
+request's wanted words hold the whole phrase ("cat food" → the cat food; "good coffee for home" → the coffee;
+"diapers and baby food" → both). Words are compared in the singular; a word after "something" / "anything" is an
+adjective there ("something sweet" names no sweets).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ ALTERNATIVES = frozenset({"или", "либо", "or"})
 ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
 ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 ENGLISH_INDEFINITES = frozenset({"something", "anything", "nothing", "everything"})
+# A word of an English item name that says whom the item is for → the request words that name that recipient.
+ENGLISH_RECIPIENTS = {"cat": {"cat", "kitten", "pet"}, "dog": {"dog", "puppy", "pet"}, "pet": {"pet", "cat", "dog"},
+                      "baby": {"baby", "toddler", "infant", "newborn"}, "kid": {"kid", "child", "children", "son",
+                                                                               "daughter"},
+                      "children's": {"kid", "child", "children", "son", "daughter", "children's"}}
 MAX_LEADING_ADJECTIVES = 2
 MIN_KIND_WORD = 3  # shorter first words are no kind
 
@@ -166,9 +173,13 @@ class ProductTerms:
 
     def __init__(self, kind_items: dict[str, np.ndarray], name_lemmas: list[frozenset[str]],
                  lemmatizer: Lemmatizer | None = None,
-                 english_kinds: dict[tuple[str, ...], np.ndarray] | None = None):
+                 english_kinds: dict[tuple[str, ...], np.ndarray] | None = None,
+                 english_words: list[frozenset[str]] | None = None):
         self.kind_items = kind_items
-        self.english_kinds = english_kinds or {}  # a category's English phrase → the items under the category
+        # an English phrase (a category's name, an item name's head noun) → its items
+        self.english_kinds = english_kinds or {}
+        self.english_words = english_words or []  # per item id, the singular words of its English name
+        self.english_vocabulary = frozenset(w for p in self.english_kinds for w in p).union(*self.english_words)
         self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
         self.vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
         self.lemmatizer = lemmatizer or Lemmatizer()
@@ -189,7 +200,7 @@ class ProductTerms:
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
         return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
-                   english_category_kinds(catalog))
+                   english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items])
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
@@ -210,11 +221,14 @@ class ProductTerms:
             if items.size:
                 found.append(self.most_specific(items, others))
         english = self.english_named(text)
+        request_english = {w for w, _ in english_words(text) if w}
+        wanted_english = {w for w, span in english_words(text) if w and span == WANTED}
         for phrase in english:
             items = self.english_kinds[phrase]
             items = items[allowed[items]] if allowed is not None else items
-            if items.size:
-                found.append(items)
+            items = items[[self.for_the_recipient(i, request_english) for i in items.tolist()]] if items.size else items
+            if items.size:  # "coffee beans": of the coffee, the beans (a purpose narrows nothing: "toys for my kid")
+                found.append(self.most_specific(items, wanted_english - set(phrase), self.english_words))
         if not found:
             return None
         return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))
@@ -230,21 +244,53 @@ class ProductTerms:
                                            for q in held)]
 
     def offers_an_unknown_alternative(self, words: list[tuple[str, str]], lemmas: list[str]) -> bool:
-        """«геймпад или гарнитура»: an «или» between wanted words, one of which no item name has."""
+        """«геймпад или гарнитура»: an «или» between wanted words, one of which no item name has (in English: no
+        English item or category name)."""
         for at, lemma in enumerate(lemmas):
             if lemma not in ALTERNATIVES or not 0 < at < len(lemmas) - 1:
                 continue
             beside = (at - 1, at + 1)
-            if all(words[i][1] == WANTED for i in beside) and any(lemmas[i] not in self.vocabulary for i in beside):
+            if all(words[i][1] == WANTED for i in beside) and any(not self.knows(words[i][0], lemmas[i]) for i in beside):
                 return True
         return False
 
-    def most_specific(self, items: np.ndarray, other_lemmas: set[str]) -> np.ndarray:
-        """The items whose names share the most of ``other_lemmas`` (all of ``items`` when none shares one)."""
-        if not other_lemmas:
+    def for_the_recipient(self, item_id: int, request_english: set[str]) -> bool:
+        """Whether the request may get the item for whom it is: an item named for a recipient ("cat treats", "baby
+        wipes") only when the request names that recipient ("pet" stands for a cat or a dog): "sugar-free treats"
+        is no request for cat treats."""
+        recipients = self.english_words[item_id] & ENGLISH_RECIPIENTS.keys() if self.english_words else set()
+        return not recipients or any(request_english & ENGLISH_RECIPIENTS[r] for r in recipients)
+
+    def knows(self, word: str, lemma: str) -> bool:
+        """Whether an item name (or, for an English word, a category name) has the word."""
+        return lemma in self.vocabulary or english_singular(word) in self.english_vocabulary
+
+    def most_specific(self, items: np.ndarray, other_lemmas: set[str],
+                      name_words: list[frozenset[str]] | None = None) -> np.ndarray:
+        """The items whose names (``name_words``: the lemmas of the Russian names by default) share the most of
+        ``other_lemmas`` (all of ``items`` when none shares one)."""
+        name_words = self.name_lemmas if name_words is None else name_words
+        if not other_lemmas or not name_words:
             return items
-        shared = np.array([len(self.name_lemmas[i] & other_lemmas) for i in items.tolist()])
+        shared = np.array([len(name_words[i] & other_lemmas) for i in items.tolist()])
         return items[shared == shared.max()] if shared.max() > 0 else items
+
+
+def english_name_words(name_en: str) -> list[str]:
+    """An item's English name as singular words ("lactose-free milk" → ["lactose", "free", "milk"])."""
+    return [english_singular(w) for w in ENGLISH_WORD.findall(name_en.lower())]
+
+
+def english_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
+    """Each phrase of each category's English name → the items of that category and of the categories under it;
+    each item's English head noun (its name's last word: "coffee beans" → "bean", "lactose-free milk" → "milk")
+    → the items it heads."""
+    kinds = {p: set(v.tolist()) for p, v in english_category_kinds(catalog).items()}
+    for item in catalog.items:
+        words = english_name_words(item.name_en)
+        if words and len(words[-1]) >= MIN_KIND_WORD:
+            kinds.setdefault((words[-1],), set()).add(item.item_id)
+    return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items()}
 
 
 def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:

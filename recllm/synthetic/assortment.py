@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from recllm.catalog.product_catalog import TAGS, Catalog, Category, Item
-from recllm.synthetic.vocabulary import CATEGORY_SPECS, LEAF_ASSORTMENTS, LeafAssortment
+from recllm.synthetic.vocabulary import CATEGORY_SPECS, ENGLISH_PRODUCT_NAMES, LEAF_ASSORTMENTS, LeafAssortment
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class _Offer:
     base_price: float
     tags: frozenset[str]
     variant_index: int
+    name_en: str = ""
 
 
 def build_categories() -> list[Category]:
@@ -100,7 +101,8 @@ def _leaf_offers(leaf: LeafAssortment, rng: random.Random) -> list[_Offer]:
                     raise ValueError(f"leaf {leaf.category_id!r}: template {template.product!r} "
                                      f"has unknown tags {sorted(unknown)}")
                 name = f"{template.product} {brand} {variant}"
-                offers.append(_Offer(leaf.category_id, name, brand, base * (1 + 0.6 * index), tags, index))
+                offers.append(_Offer(leaf.category_id, name, brand, base * (1 + 0.6 * index), tags, index,
+                                     ENGLISH_PRODUCT_NAMES[template.product]))
     rng.shuffle(offers)
     return offers
 
@@ -132,13 +134,13 @@ class _CatalogBuilder:
         self.offers = {leaf.category_id: _leaf_offers(leaf, rng) for leaf in LEAF_ASSORTMENTS}
 
     def add(self, service: str, offer_name: str, brand: str, category_id: str, price: float,
-            tags: frozenset[str], family_id: int | None = None) -> Item:
+            tags: frozenset[str], family_id: int | None = None, name_en: str = "") -> Item:
         item_id = len(self.items)
         if family_id is None:  # the same product name means the same product, whichever service sells it
             family_id = self.family_by_name.setdefault(offer_name, item_id)
         item = Item(item_id=item_id, service=service, family_id=family_id,
                     name=offer_name, brand=brand, category_id=category_id, price=retail_price(price),
-                    in_stock=self.rng.random() >= OUT_OF_STOCK_FRACTION, tags=tags)
+                    in_stock=self.rng.random() >= OUT_OF_STOCK_FRACTION, tags=tags, name_en=name_en)
         self.items.append(item)
         return item
 
@@ -165,9 +167,10 @@ class _CatalogBuilder:
         for leaf in weights:
             for original in copies_per_leaf[leaf][: counts[leaf]]:
                 price = original.price * self.rng.uniform(0.9, 1.1)
-                self.add(service, original.name, original.brand, leaf, price, original.tags, original.family_id)
+                self.add(service, original.name, original.brand, leaf, price, original.tags, original.family_id,
+                         original.name_en)
             for offer in fresh[leaf][: max(0, counts[leaf] - len(copies_per_leaf[leaf]))]:
-                self.add(service, offer.name, offer.brand, leaf, offer.base_price, offer.tags)
+                self.add(service, offer.name, offer.brand, leaf, offer.base_price, offer.tags, name_en=offer.name_en)
 
     def pick_copies(self, service: str, leaves: tuple[str, ...] | None, fraction: float) -> list[Item]:
         candidates = [item for item in self.items if item.service == service

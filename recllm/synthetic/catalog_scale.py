@@ -33,7 +33,7 @@ from recllm.synthetic.assortment import (
     retail_price,
 )
 from recllm.synthetic.behaviour import CONSUMABLE_PREFIXES
-from recllm.synthetic.vocabulary import LEAF_ASSORTMENTS, LeafAssortment, ProductTemplate
+from recllm.synthetic.vocabulary import ENGLISH_PRODUCT_NAMES, LEAF_ASSORTMENTS, LeafAssortment, ProductTemplate
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class ScaleOffer:
     tags: frozenset[str]
     variant_index: int
     pack_index: int
+    name_en: str = ""
 
 
 def generated_brands(category_id: str, seed: int) -> list[str]:
@@ -178,7 +179,7 @@ class LeafOfferStream:
                 words = [template.product, brand] + ([series_name] if series_name else []) + [variant]
                 yield ScaleOffer(self.leaf.category_id, " ".join(words) + pack_name, brand,
                                  base * (1 + 0.6 * index) * series_factor * pack_factor,
-                                 self.leaf.tags | template.tags, index, pack)
+                                 self.leaf.tags | template.tags, index, pack, ENGLISH_PRODUCT_NAMES[template.product])
 
     def _base_price(self, brand: str, template: ProductTemplate) -> float:
         key = (brand, template.product)
@@ -219,12 +220,12 @@ class _ScaleCatalogBuilder:
         self.items: list[Item] = []
 
     def add(self, service: str, name: str, brand: str, category_id: str, raw_price: float, tags: frozenset[str],
-            family_id: int | None = None) -> None:
+            family_id: int | None = None, name_en: str = "") -> None:
         item_id = len(self.items)
         self.used_names.add(name)
         self.items.append(Item(item_id=item_id, service=service, family_id=item_id if family_id is None else family_id,
                                name=name, brand=brand, category_id=category_id, price=retail_price(raw_price),
-                               in_stock=self.rng.random() >= OUT_OF_STOCK_FRACTION, tags=tags))
+                               in_stock=self.rng.random() >= OUT_OF_STOCK_FRACTION, tags=tags, name_en=name_en))
 
     def next_offers(self, service: str, category_id: str, count: int) -> list[ScaleOffer]:
         """``count`` unused offers of the leaf sold in ``service``; skipped ones wait in ``pending`` for later
@@ -253,9 +254,9 @@ class _ScaleCatalogBuilder:
         for leaf, count in counts.items():
             for original in copies_per_leaf[leaf][:count]:
                 self.add(service, original.name, original.brand, leaf, original.price * self.rng.uniform(0.9, 1.1),
-                         original.tags, original.family_id)
+                         original.tags, original.family_id, original.name_en)
             for offer in self.next_offers(service, leaf, max(0, count - len(copies_per_leaf[leaf]))):
-                self.add(service, offer.name, offer.brand, leaf, offer.raw_price, offer.tags)
+                self.add(service, offer.name, offer.brand, leaf, offer.raw_price, offer.tags, name_en=offer.name_en)
 
     def pick_copies(self, service: str, leaves: tuple[str, ...] | None, fraction: float) -> list[Item]:
         candidates = [item for item in self.items if item.service == service

@@ -127,3 +127,17 @@ def test_jsonl_round_trip_property(tmp_path_factory, rows):
     catalog.save_jsonl(path)
     loaded = Catalog.load_jsonl(path)
     assert [dataclasses.astuple(item) for item in loaded.items] == [dataclasses.astuple(item) for item in items]
+
+
+def test_an_english_name_round_trips_and_is_optional(tmp_path):
+    import dataclasses
+
+    catalog = small_catalog()
+    named = Catalog(list(catalog.categories.values()),
+                    [dataclasses.replace(catalog.items[0], name_en="running shoes"), *catalog.items[1:]])
+    path = tmp_path / "catalog.jsonl"
+    named.save_jsonl(path)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    items = [r for r in records if r["kind"] == "item"]
+    assert items[0]["name_en"] == "running shoes" and all("name_en" not in r for r in items[1:])
+    assert Catalog.load_jsonl(path).items == named.items      # a file without the field loads as ""

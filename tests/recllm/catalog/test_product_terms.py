@@ -151,3 +151,36 @@ def test_a_longer_english_phrase_wins_over_the_one_inside_it():
     terms = ProductTerms.of(Catalog(categories, items))
     assert terms.named("toys for toddlers").item_ids.tolist() == [0]
     assert terms.named("toys for the kids").item_ids.tolist() == [0, 1]
+
+
+def test_english_item_names_name_their_items_by_the_head_noun():
+    items = [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset(), name_en)
+             for i, (name, category, name_en) in enumerate([
+                 ("Молоко Valio", "grocery/dairy", "milk"),
+                 ("Молоко безлактозное Valio", "grocery/dairy", "lactose-free milk"),
+                 ("Шоколад молочный", "grocery", "milk chocolate"),
+                 ("Кофе в зёрнах Lavazza", "grocery/coffee", "coffee beans"),
+                 ("Кофе молотый Lavazza", "grocery/coffee", "ground coffee"),
+                 ("Бананы", "grocery", "bananas"),
+                 ("Лакомство для кошек", "pet", "cat treats"),
+                 ("Корм сухой для собак", "pet", "dry dog food"),
+                 ("Корм сухой для кошек", "pet", "dry cat food")])]
+    catalog = Catalog(CATEGORIES, items)
+    terms = ProductTerms.of(catalog)
+
+    def named(text):
+        found = terms.named(text)
+        return None if found is None else sorted(catalog.get(int(i)).name_en for i in found.item_ids)
+
+    assert named("do you have bananas?") == ["bananas"]
+    assert named("milk please") == ["lactose-free milk", "milk"]          # the head noun: not the chocolate
+    assert named("lactose-free milk") == ["lactose-free milk"]            # the other words narrow the kind
+    assert named("I need coffee beans") == ["coffee beans"]               # of the coffee category, the beans
+    assert named("coffee") == ["coffee beans", "ground coffee"]
+    assert named("milk or bananas") == ["bananas", "lactose-free milk", "milk"]
+    assert named("milk or kombucha") is None      # an alternative no English name has: no restriction
+    # an item named for a recipient only when the request names the recipient ("pet" names cats and dogs)
+    assert named("sugar-free treats") is None
+    assert named("treats for my cat") == ["cat treats"]
+    assert named("food for my cat") == ["dry cat food"]                  # a purpose names the recipient
+    assert named("pet food") == ["dry cat food", "dry dog food"]

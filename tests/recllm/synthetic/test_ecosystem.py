@@ -380,3 +380,13 @@ def test_relevant_items_contract(tiny):
     lactose_free = relevant_items(catalog, "reorder_lactose_free", "kuper")
     assert lactose_free and all("lactose_free" in i.tags for i in lactose_free)
     assert all(i.category_id.startswith("pharmacy/") for i in relevant_items(catalog, "health", "kuper"))
+
+
+def test_every_product_line_has_an_english_name_and_every_item_carries_it(tiny):
+    from recllm.synthetic.vocabulary import ENGLISH_PRODUCT_NAMES, LEAF_ASSORTMENTS
+
+    products = {t.product for leaf in LEAF_ASSORTMENTS for t in leaf.templates}
+    assert products == set(ENGLISH_PRODUCT_NAMES)
+    for item in tiny.catalog.items:
+        product = max((p for p in products if item.name.startswith(p + " ")), key=len)  # «Настольная игра детская»
+        assert item.name_en == ENGLISH_PRODUCT_NAMES[product], item
