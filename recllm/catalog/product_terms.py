@@ -32,6 +32,10 @@ as phrases: a name's parts («meat and poultry» → "meat", "poultry"; the brac
 request's wanted words hold the whole phrase ("cat food" → the cat food; "good coffee for home" → the coffee;
 "diapers and baby food" → both). Words are compared in the singular; a word after "something" / "anything" is an
 adjective there ("something sweet" names no sweets).
+
+A request that names no kind but wants an everyday good the catalog has none of («покажи чай», «нужны батарейки»;
+``everyday_goods``) names that good with no items: it gets nothing, said plainly by the chat, instead of the
+user's usual items.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pymorphy3
 
+from recllm.catalog.everyday_goods import EVERYDAY_GOODS_RU
 from recllm.catalog.product_catalog import Catalog
 
 WORD = re.compile(r"[a-zа-яё]+|[,.;:!?()]", re.IGNORECASE)
@@ -174,7 +179,7 @@ class ProductTerms:
     def __init__(self, kind_items: dict[str, np.ndarray], name_lemmas: list[frozenset[str]],
                  lemmatizer: Lemmatizer | None = None,
                  english_kinds: dict[tuple[str, ...], np.ndarray] | None = None,
-                 english_words: list[frozenset[str]] | None = None):
+                 english_words: list[frozenset[str]] | None = None, missing_goods: frozenset[str] = frozenset()):
         self.kind_items = kind_items
         # an English phrase (a category's name, an item name's head noun) → its items
         self.english_kinds = english_kinds or {}
@@ -183,6 +188,7 @@ class ProductTerms:
         self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
         self.vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
         self.lemmatizer = lemmatizer or Lemmatizer()
+        self.missing_goods = missing_goods  # lemmas of everyday goods the catalog has no item of («чай»)
 
     @classmethod
     def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> ProductTerms:
@@ -199,8 +205,10 @@ class ProductTerms:
                                                       if category_id in catalog.category_ids_above(i.category_id)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
+        vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
         return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
-                   english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items])
+                   english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items],
+                   missing_goods(catalog, vocabulary, lemmatizer))
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
@@ -230,7 +238,10 @@ class ProductTerms:
             if items.size:  # "coffee beans": of the coffee, the beans (a purpose narrows nothing: "toys for my kid")
                 found.append(self.most_specific(items, wanted_english - set(phrase), self.english_words))
         if not found:
-            return None
+            missing = tuple(dict.fromkeys(lemma for lemma, span in usable
+                                          if span == WANTED and lemma in self.missing_goods))
+            # «покажи чай» with no tea: a request for what is not there gets nothing, not the user's usual bread
+            return NamedKinds(missing, np.zeros(0, dtype=np.int64)) if missing and not english else None
         return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))
 
     def english_named(self, text: str) -> list[tuple[str, ...]]:
@@ -304,3 +315,16 @@ def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray
         for phrase in english_phrases(category.name_en):
             kinds.setdefault(phrase, set()).update(under.get(category_id, ()))
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items() if v}
+
+
+def missing_goods(catalog: Catalog, vocabulary: frozenset[str], lemmatizer: Lemmatizer) -> frozenset[str]:
+    """The lemmas of the everyday goods (``EVERYDAY_GOODS_RU``) no item name has and no category name starts like
+    (the first three letters: «рыба» is in «рыбные продукты», «мясо» in «мясные»): what this catalog does not sell."""
+    category_words = {lemmatizer.lemma(w) for c in catalog.categories.values() for w in words_of(c.name_ru)
+                      if len(w) >= MIN_KIND_WORD}
+    missing = set()
+    for word in EVERYDAY_GOODS_RU:
+        lemma = lemmatizer.lemma(word)
+        if lemma not in vocabulary and not any(c[:3] == lemma[:3] for c in category_words):
+            missing.add(lemma)
+    return frozenset(missing)

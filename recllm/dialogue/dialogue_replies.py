@@ -54,7 +54,7 @@ def en_count(count: int, noun: str) -> str:
 
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
     """Nothing (more) fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose
-    which to drop). Said again on the next turn, it is said shorter instead of word for word; for a goal that has
+    which to drop; with no condition to drop, ``relaxation`` None means no other service has anything either). Said again on the next turn, it is said shorter instead of word for word; for a goal that has
     shown nothing yet it never claims to have shown everything."""
     names = SERVICE_NAMES.get(language, SERVICE_NAMES["ru"])
     where = names.get(service, service)
@@ -72,8 +72,11 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
             head = (f"Nothing else{' ' + constraint if constraint else ''} on {where} fits — "
                     "I've shown everything that does.")
         if relaxation is None:
-            if not choices:
-                return head + " I can drop one of the conditions — tell me which."
+            if not choices:  # no condition to drop, and no other service has it: say so
+                if fresh and not again:
+                    return ("Nothing fits this request on Samokat, Megamarket or Kuper — we may not sell it. "
+                            "Try naming the product differently.")
+                return head + " Nothing on the other services either."
             which = " — tell me which." if " or " in choices else "."
             return f"{head} I can show more without {choices}{which}"
         options = en_count(relaxation.count, more + "option")
@@ -90,8 +93,11 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
     else:
         head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
     if relaxation is None:
-        if not choices:
-            return head + " Могу снять одно из условий — скажите какое."
+        if not choices:  # no condition to drop, and no other service has it: say so
+            if fresh and not again:
+                return ("По этому запросу ничего не нашлось ни в Самокате, ни в Мегамаркете, ни в Купере — "
+                        "возможно, такого у нас нет. Попробуйте назвать товар иначе.")
+            return head + " В других сервисах тоже ничего нет."
         which = " — скажите, какое." if " или " in choices else "."
         return f"{head} Покажу ещё, если снять условие {choices}{which}"
     options = ("" if fresh else "ещё ") + ru_count(relaxation.count, "вариант", "варианта", "вариантов")

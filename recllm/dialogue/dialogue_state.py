@@ -21,7 +21,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-from recllm.dialogue.request_understanding import RequestUnderstanding, follow_up_content, parse_budget
+from recllm.dialogue.request_understanding import (SERVICE_PATTERNS, RequestUnderstanding, follow_up_content,
+                                                   mentioned_services, parse_budget)
 from recllm.rag.rec_request import parse_budget as text_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
@@ -36,6 +37,10 @@ FOLLOW_UP_INTENTS = frozenset({"refine", "feedback", "compare"})
 NEW_GOAL_MIN_DOMAIN_CONFIDENCE = 0.5
 _ACCEPT = re.compile(r"^\W*(?:да|давай\w*|ок|окей|хорошо|можно|покажи|yes|ok|okay|sure|please|go\s+ahead)\b",
                      re.IGNORECASE)
+# the words of a yes, removed before asking whether the message says anything else
+_ACCEPT_WORDS = re.compile(r"\b(?:да|давай\w*|ок|окей|хорошо|ладно|конечно|можно|покажи(?:те)?|посмотри(?:м)?|там|"
+                           r"тогда|их|на|в|во|yes|ok|okay|sure|please|go|ahead|let'?s|show|me|them|there|then|in|on|"
+                           r"at)\b", re.IGNORECASE)
 # «давай без ограничения», «убери ограничение по цене», "no budget limit": while a budget holds, the user drops it
 # (the moderation rules read «сними ограничения» alone as a jailbreak attempt, and out of a session it may be one)
 _LIMIT = r"(?:ограничени[а-яё]{0,3}|лимит[а-яё]{0,3}|бюджет[а-яё]{0,3})"
@@ -128,8 +133,7 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "explain"
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
         return "clarify"
-    if state.last_act == "nothing_left" and state.offer and (
-            _ACCEPT.search(message) or state.offer["service"] in understanding.target_services):
+    if takes_offer(state, message):
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
@@ -139,6 +143,21 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
         return "refine"
     return "recommend"
+
+
+def takes_offer(state: DialogueState, message: str) -> bool:
+    """After a nothing-left offer: «да», «давай», "ok, show me", «давай в Купере» (the offered service named) take
+    it; a message that asks for something of its own ("I need coffee beans", «покажи чай») is a new request, not a
+    yes, even when it opens with «давай» or the offered service would sell it."""
+    if not (state.last_act == "nothing_left" and state.offer):
+        return False
+    names_service = state.offer.get("service") in mentioned_services(message)
+    if not (_ACCEPT.search(message) or names_service):
+        return False
+    rest = _ACCEPT_WORDS.sub(" ", message)
+    for pattern in SERVICE_PATTERNS.values():
+        rest = pattern.sub(" ", rest)
+    return not follow_up_content(rest)
 
 
 def is_new_request(state: DialogueState, understanding: RequestUnderstanding) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recllm.catalog.everyday_goods import EVERYDAY_GOODS_RU
 from recllm.safety.privacy_filter import PRODUCT_HEAD_STEMS, mentions_sensitive_domain, natasha_models, text_language
 
 logger = logging.getLogger(__name__)
@@ -300,12 +301,7 @@ _PRODUCT_WORD = _rx(r"\b(?:" + "|".join(stem + r"\w*" for stem in PRODUCT_HEAD_S
 
 # Russian nouns for everyday goods; a word whose navec vector is close to theirs names a product too
 # («авокадо», «батарейки», «выпечка»), which no fixed list can enumerate.
-_GOODS_ANCHORS = tuple("""
-молоко кефир йогурт творог сыр масло хлеб колбаса сосиски пельмени сок вода лимонад чай кофе шоколад конфеты печенье
-торт мороженое майонез кетчуп гречка рис макароны мука сахар соль чипсы орехи корм пюре каша подгузники шампунь крем
-гель мыло порошок мясо фарш курица рыба консервы кроссовки наушники смартфон книга игрушка конструктор овощи фрукты
-яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки
-""".split())
+_GOODS_ANCHORS = EVERYDAY_GOODS_RU
 
 
 @functools.lru_cache(maxsize=1)

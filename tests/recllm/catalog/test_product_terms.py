@@ -184,3 +184,13 @@ def test_english_item_names_name_their_items_by_the_head_noun():
     assert named("treats for my cat") == ["cat treats"]
     assert named("food for my cat") == ["dry cat food"]                  # a purpose names the recipient
     assert named("pet food") == ["dry cat food", "dry dog food"]
+
+
+def test_wanted_everyday_goods_the_catalog_lacks_name_nothing_to_get(catalog, terms):
+    assert "чай" in terms.missing_goods and "молоко" not in terms.missing_goods
+    assert "мороженое" not in terms.missing_goods       # «Мороженое пломбир» is in this catalog
+    found = terms.named("покажи чай")
+    assert found.terms == ("чай",) and found.item_ids.size == 0
+    assert terms.named("что-нибудь к чаю") is None     # a purpose wants no tea
+    assert terms.named("без чая, пожалуйста") is None
+    assert names(catalog, terms.named("молоко и чай")) == {"Молоко"}  # a kind it has: that kind

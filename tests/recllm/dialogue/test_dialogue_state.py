@@ -194,8 +194,12 @@ def test_nothing_left_said_again_is_said_shorter_and_names_what_to_drop():
     assert again.startswith("По-прежнему ничего нового") and "«без лактозы» или «до 152 ₽»" in again
     english = nothing_left_reply("en", replace(state, last_act="nothing_left"), "samokat", None)
     assert english.startswith("Still nothing new lactose-free") and "“under 152 RUB”" in english
-    assert "Могу снять одно из условий" in nothing_left_reply("ru", replace(state, diet=(), budget=None), "samokat",
-                                                              None)
+    unconditioned = replace(state, diet=(), budget=None)
+    assert nothing_left_reply("ru", unconditioned, "samokat", None).endswith("В других сервисах тоже ничего нет.")
+    # «покажи чай» where no service sells tea: no condition to offer dropping, said as it is
+    nothing_at_all = nothing_left_reply("ru", replace(unconditioned, shown=()), "samokat", None)
+    assert "ни в Самокате, ни в Мегамаркете, ни в Купере" in nothing_at_all and "услови" not in nothing_at_all
+    assert "we may not sell it" in nothing_left_reply("en", replace(unconditioned, shown=()), "samokat", None)
 
 
 def test_nothing_left_for_a_goal_that_showed_nothing_never_claims_it_showed_everything():
@@ -254,6 +258,13 @@ def test_accepting_a_relaxation_keeps_the_diet():
     assert decide_act(left, RequestUnderstanding("ru", "other", "feedback"), "да") == "relax"
     assert decide_act(left, RequestUnderstanding("ru", "other", "refine", ("kuper",)), "а в купере?") == "relax"
     assert decide_act(left, MORE, "ещё") == "refine"             # not an answer to the offer
+    # a request of its own is no yes, even when the offered service sells it or it opens like one (seen: "I need
+    # coffee beans" after «бананы … подешевле» took the offer and showed bananas)
+    beans = RequestUnderstanding("en", "food", "recommend", ("samokat", "kuper"))
+    assert decide_act(left, beans, "I need coffee beans") == "recommend"
+    assert decide_act(left, RequestUnderstanding("ru", "food", "recommend", ("kuper",)), "покажи чай") == "recommend"
+    assert decide_act(left, RequestUnderstanding("ru", "other", "feedback"), "давай на купере") == "relax"
+    assert decide_act(left, RequestUnderstanding("en", "other", "feedback"), "ok, show me") == "relax"
     relaxed = accept_offer(left)
     assert relaxed.service == "kuper" and relaxed.diet == ("lactose_free",) and relaxed.offer is None
     budget = accept_offer(replace(left, budget=100.0, offer={"kind": "budget", "service": "samokat", "count": 1,

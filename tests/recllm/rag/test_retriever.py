@@ -396,3 +396,12 @@ def test_a_large_named_kind_keeps_the_users_repeat_purchases_of_it(retriever, ca
                     assert len(ids) == 2 and mine <= set(ids) and set(ids) <= set(in_service)
                     return
     pytest.skip("no user with exactly one repeat purchase of a kind sold more than 3 times in a service")
+
+
+def test_a_request_for_goods_the_catalog_has_none_of_gets_nothing(retriever, catalog, trained_encoder):
+    """«покажи чай» where no item is tea: no candidates (the chat says so), not the user's usual bread."""
+    assert not any("чай" in item.name.lower().split() for item in catalog.items)
+    vector = encode(trained_encoder, "покажи чай")
+    assert retriever.retrieve(parse_request("u000000", "покажи чай", 10, "samokat"), vector).candidate_ids.size == 0
+    for other in ("что-нибудь к чаю", "кофе или чай"):  # a purpose, an alternative: no restriction
+        assert retriever.retrieve(parse_request("u000000", other, 10, "samokat"), vector).candidate_ids.size
