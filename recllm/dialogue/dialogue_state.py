@@ -22,7 +22,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from recllm.dialogue.request_understanding import (SERVICE_PATTERNS, RequestUnderstanding, follow_up_content,
-                                                   mentioned_services, parse_budget)
+                                                   mentioned_services)
 from recllm.rag.rec_request import parse_budget as text_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
@@ -169,21 +169,12 @@ def is_new_request(state: DialogueState, understanding: RequestUnderstanding) ->
             and understanding.domain_confidence >= NEW_GOAL_MIN_DOMAIN_CONFIDENCE)
 
 
-def stated_budget(message: str, understood: int | None) -> float | None:
-    """The budget a message states: the understanding's slot, else what the stages read from the text
-    (``rec_request.parse_budget``: «дешевле 1 рубля», which the slot skips as too small to be a price). The session
-    tells the stages its budget (MAX_PRICE), so the two must not disagree."""
-    if understood:
-        return float(understood)
-    return text_budget(message)
-
-
 def start_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
     """A new goal: constraints from the message (an answer to a clarifying question joins the vague wish)."""
     goal = f"{state.goal} {message}".strip() if state.last_act == "clarify" else message
     return replace(
         state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
-        service="", budget=stated_budget(message, understanding.budget_rub),
+        service="", budget=text_budget(message),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
         refinements=(), shown=(), rejected=(), kinds=(),
         summary=_summary(state),
@@ -195,7 +186,7 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
     below what was shown, «не то»/«подешевле» mark the last list as rejected; the message joins the query only when
     it says more than that (``follow_up_content``: «ещё» alone keeps the goal's query as it was). (The understanding
     of a follow-up inherits the goal's budget, so only the message itself says whether a budget was stated now.)"""
-    stated = stated_budget(message, parse_budget(message))
+    stated = text_budget(message)  # the stages read the same parser: MAX_PRICE and the text never disagree
     budget = stated if stated else state.budget
     if "cheaper" in understanding.refinement and state.last_prices and not stated:
         median = sorted(state.last_prices)[len(state.last_prices) // 2]

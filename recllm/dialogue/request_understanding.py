@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from recllm.rag.rec_request import parse_age_band, parse_recipient
+from recllm.rag.rec_request import parse_budget as text_budget
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +118,6 @@ class RequestUnderstandingConfig:
 
 # ---------------------------------------------------------------- slots by rules
 
-NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+(?:[.,]\d+)?)"  # "1 500", "1500", "1,5"
-THOUSAND = r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*|thousand)(?![a-zа-яё]))?"
-CURRENCY = r"\s*(?:₽|р\.|р\b|руб\w*\.?|rub\w*|rouble\w*|ruble\w*|rur\b)"
-NOT_AGE_OR_TIME = r"(?!\s*(?:лет|год|мес|мин|час|шт|years?|yrs?|yo\b|months?|min|hours?|[:%]|\d))"
-BUDGET_PATTERNS = (
-    # A comparative or "budget" means money unless an age or time unit follows ("under 10 years", "за 15 минут").
-    re.compile(r"(?:дешевле|не\s+дороже|в\s+пределах|в\s+рамках|уложись\s+в|уложиться\s+в|максимум|бюджет\w*|"
-               r"under|below|less\s+than|cheaper\s+than|up\s+to|max|within|budget|no\s+more\s+than)"
-               r"(?:\s*(?:до|of|is|:))?\s*" + NUMBER + THOUSAND + NOT_AGE_OR_TIME, re.IGNORECASE),
-    re.compile(r"(?:до|под|за|около|на|for|around|about)\s*" + NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),
-    re.compile(r"(?:до|под|за|около)\s*" + NUMBER + r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*)(?![a-zа-яё]))", re.IGNORECASE),
-    re.compile(r"тысяч\w*\s+до\s+" + NUMBER + r"()", re.IGNORECASE),  # "тысяч до 15"
-    re.compile(r"\bдо\s+" + NUMBER + r"()" + NOT_AGE_OR_TIME, re.IGNORECASE),  # "а до 300 есть?"
-    re.compile(NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),  # "3000 руб max"
-)
-
 DIET_PATTERNS = {
     "lactose_free": re.compile(r"без\s*лакто|безлакто|lactose[\s-]*free|no\s+lactose|without\s+lactose|"
                                r"dairy[\s-]*free", re.IGNORECASE),
@@ -209,16 +194,9 @@ def detect_language(text: str) -> str:
 
 
 def parse_budget(text: str) -> int | None:
-    for pattern in BUDGET_PATTERNS:
-        match = pattern.search(text)
-        if not match:
-            continue
-        value = float(re.sub(r"\s", "", match.group(1)).replace(",", "."))
-        if match.group(2) and match.group(2).strip() or pattern is BUDGET_PATTERNS[3]:
-            value *= 1000
-        if value >= 10:
-            return int(round(value))
-    return None
+    """The budget slot: ``rec_request.parse_budget`` (the one parser), in whole rubles."""
+    value = text_budget(text)
+    return None if value is None else int(round(value))
 
 
 def parse_diet(text: str) -> tuple[str, ...]:

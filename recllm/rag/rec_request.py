@@ -19,17 +19,26 @@ SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
 LANGUAGES = ("ru", "en")
-# Comparatives ("дешевле 300", "under 500") and "бюджет N" mean a price unless an age unit follows ("under 10
-# years"); "до"/"под" only with a currency ("до 500 рублей"), so "до 3 лет" stays an age.
-CURRENCY = r"\s*(?:р\b|р\.|₽|руб|rub|rouble|ruble)"
-NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+)"  # "1 500" or "1500"
-NOT_AN_AGE = r"\b(?!\s*(?:years?|yrs?|yo\b|y\.o|months?|лет|года?|месяц))"
+# Budgets: a comparative or "бюджет" means money unless an age or time unit follows ("under 10 years", "за 15
+# минут"); «до»/«под»/«за»/«около» with a currency or thousands («до 2к», «за 3 тыс.»); a bare «до 300» only from 10
+# up («а до 300 есть?», but not «игрушка до 3»). The one budget parser: the stages, the request understanding's slot
+# and the dialogue state all read this.
+NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+(?:[.,]\d+)?)"  # "1 500", "1500", "1,5"
+THOUSAND = r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*|thousand)(?![a-zа-яё]))?"
+CURRENCY = r"\s*(?:₽|р\.|р\b|руб\w*\.?|rub\w*|rouble\w*|ruble\w*|rur\b)"
+NOT_AGE_OR_TIME = r"(?!\s*(?:лет|год|мес|мин|час|шт|years?|yrs?|yo\b|y\.o|months?|min|hours?|[:%]|\d))"
 BUDGET_PATTERNS = (
-    re.compile(r"(?:дешевле|не дороже|в пределах|under|below|less than|cheaper than|up to|max)\s*" + NUMBER
-               + NOT_AN_AGE, re.IGNORECASE),
-    re.compile(r"(?:бюджет|budget)\s*(?:до|of|up to|:)?\s*" + NUMBER, re.IGNORECASE),
-    re.compile(r"(?:под|до)\s*" + NUMBER + CURRENCY, re.IGNORECASE),
+    re.compile(r"(?:дешевле|не\s+дороже|в\s+пределах|в\s+рамках|уложись\s+в|уложиться\s+в|максимум|бюджет\w*|"
+               r"under|below|less\s+than|cheaper\s+than|up\s+to|max|within|budget|no\s+more\s+than)"
+               r"(?:\s*(?:до|of|is|:))?\s*" + NUMBER + THOUSAND + NOT_AGE_OR_TIME, re.IGNORECASE),
+    re.compile(r"(?:до|под|за|около|на|for|around|about)\s*" + NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),
+    re.compile(r"(?:до|под|за|около)\s*" + NUMBER + r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*)(?![a-zа-яё]))", re.IGNORECASE),
+    re.compile(r"тысяч\w*\s+до\s+" + NUMBER + r"()", re.IGNORECASE),  # "тысяч до 15"
+    re.compile(r"\bдо\s+" + NUMBER + r"()" + NOT_AGE_OR_TIME, re.IGNORECASE),  # "а до 300 есть?"
+    re.compile(NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),  # "3000 руб max"
 )
+THOUSANDS_PATTERN, BARE_PATTERN = BUDGET_PATTERNS[3], BUDGET_PATTERNS[4]
+MIN_BARE_BUDGET = 10.0  # a bare «до N» below this is no price («до 3»)
 
 # Dietary constraints stated in the message become hard filters: a bag-of-words encoder would match
 # "без сахара" to sugary items, so negated ingredients are parsed rather than embedded.
@@ -156,11 +165,16 @@ def detect_language(text: str) -> str:
 
 
 def parse_budget(text: str) -> float | None:
+    """The budget ``text`` states, in rubles (the first pattern that reads one), or None."""
     for pattern in BUDGET_PATTERNS:
         match = pattern.search(text)
-        if match:
-            value = float(re.sub(r"\s", "", match.group(1)))
-            return value if value > 0 else None
+        if not match:
+            continue
+        value = float(re.sub(r"\s", "", match.group(1)).replace(",", "."))
+        if match.group(2) and match.group(2).strip() or pattern is THOUSANDS_PATTERN:
+            value *= 1000
+        if value >= (MIN_BARE_BUDGET if pattern is BARE_PATTERN else 0.0) and value > 0:
+            return value
     return None
 
 

@@ -181,13 +181,17 @@ def test_detect_language_by_majority_script(text, language):
     ("snacks for less than 200 rubles", 200.0),
     ("gaming mouse up to 3000", 3000.0),
     ("ПОД 250 РУБ", 250.0),
+    # the one parser the stages, the understanding's slot and the dialogue state share
+    ("подарок до 2к", 2000.0), ("за 3 тыс. что-нибудь", 3000.0), ("а до 300 есть?", 300.0),
+    ("что-нибудь вкусное дешевле 1 рубля", 1.0), ("молоко до 99,5 руб", 99.5),
 ])
 def test_parse_budget_reads_stated_limits(text, budget):
     assert parse_budget(text) == budget
 
 
 @pytest.mark.parametrize("text", ["хочу полезный ужин", "нужен подарок коллеге", "I want something sweet",
-                                  "2 литра молока", "под 0 рублей"])
+                                  "2 литра молока", "под 0 рублей", "игрушка до 3", "доставка за 15 минут",
+                                  "молоко 2,5% 930 мл"])
 def test_parse_budget_is_none_without_a_positive_limit(text):
     assert parse_budget(text) is None
 
