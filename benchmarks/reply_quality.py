@@ -106,7 +106,7 @@ def quality(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], batch: in
     for act, turn, reply in rows:
         names = [gen.item_name(i) for i in reply.item_ids]
         check = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts), names,
-                            turn.language, turn.act in LIST_ACTS)
+                            turn.language, turn.act in LIST_ACTS, gen.generator.reply_words)
         broken += not check.ok
         reasons.update(check.problems)
         facts = [f.lower() for f in prompt_facts(turn.profile_facts)]

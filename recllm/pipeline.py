@@ -169,7 +169,8 @@ class GenerationStage:
 
         act = turn.act or derive_act(turn.query, turn.item_ids)
         return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
-                           [self.item_name(i) for i in item_ids], turn.language, act in LIST_ACTS)
+                           [self.item_name(i) for i in item_ids], turn.language, act in LIST_ACTS,
+                           getattr(self.generator, "reply_words", None))
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""

@@ -11,6 +11,7 @@ under the same constraint.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
+from .reply_check import REPLY_WORDS_FILE
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class ReplyGenerator:
         self.tokenizer, self.config, self.codes = tokenizer, config, codes
         self.loop = DecodeLoop(model, compile=compile, pad_token_id=tokenizer.pad_id)
         self.personalizer: Personalizer | None = None  # set by the serving stage when the build has user layers
+        # the words its training replies write (``reply_words.json``); None for a checkpoint trained elsewhere
+        self.reply_words: frozenset[str] | None = None
         self._text_mask = text_token_mask(tokenizer, model.config.vocab_size)  # [V]
 
     @classmethod
@@ -135,7 +139,11 @@ class ReplyGenerator:
         else:
             logger.warning("no %s in %s; using default decoding settings", GENERATOR_CONFIG_FILE, directory)
             config = GeneratorConfig()
-        return cls(model, ReplyTokenizer.load(directory), config, ItemCodes.load(directory))
+        generator = cls(model, ReplyTokenizer.load(directory), config, ItemCodes.load(directory))
+        words = directory / REPLY_WORDS_FILE
+        if words.is_file():
+            generator.reply_words = frozenset(json.loads(words.read_text(encoding="utf-8")))
+        return generator
 
     # -- requests ----------------------------------------------------------------------------------------------
 

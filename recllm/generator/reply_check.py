@@ -21,7 +21,8 @@ WORD_RE = re.compile(r"[\w-]+", re.UNICODE)
 CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
-           "empty", "empty_list", "wrong_language", "no_item")
+           "empty", "empty_list", "wrong_language", "no_item", "unknown_word")
+REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
 EMPTY_LIST_RE = re.compile(r":\s*(?:[.!?;,]|$)")  # a label with nothing after it: «Без лактозы: .»
@@ -39,6 +40,16 @@ class ReplyCheck:
         return not self.problems
 
 
+def reply_words(text: str) -> list[str]:
+    """The letter-only words of ``text``, lower-case («Молоко-2,5%» → «молоко»)."""
+    return re.findall(r"[^\W\d_]+", text.lower())
+
+
+def own_words(reply: str) -> set[str]:
+    """The words a training reply writes itself: without its item tokens (``<item_N>``) and quoted facts."""
+    return set(reply_words(CITATION_RE.sub(" ", re.sub(r"<item_\d+>", " ", reply))))
+
+
 def cited_facts(text: str) -> list[str]:
     return [(a or b).strip() for a, b in CITATION_RE.findall(text)]
 
@@ -54,11 +65,13 @@ def has_repeated_run(words: Sequence[str], max_span: int = 3) -> bool:
 
 def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[int],
                 prompt_facts: Sequence[str], item_names: Sequence[str] = (), language: str = "",
-                must_name_items: bool = False) -> ReplyCheck:
+                must_name_items: bool = False, known_words: frozenset[str] | None = None) -> ReplyCheck:
     """``item_ids``: the items the reply names (in order); ``item_names``: their rendered names, removed before
     the word checks (a product name may repeat a word legitimately); ``language`` ("ru" / "en"; empty: not
     checked): the reply's words outside names and citations are in it; ``must_name_items``: the act gives a list
-    (recommend, refine), so a reply naming none of the ranked items fails."""
+    (recommend, refine), so a reply naming none of the ranked items fails; ``known_words`` (the generator's
+    training replies' words, ``reply_words``): a word outside names and citations that is none of them is a broken
+    one («подобуйд», «Take a look at ere»)."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -87,8 +100,11 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("empty")
     if EMPTY_LIST_RE.search(plain):
         problems.append("empty_list")
-    if language in FOREIGN_WORD_RE and FOREIGN_WORD_RE[language].search(re.sub(r"item\d+x|\bfact\b", " ", plain)):
+    own = re.sub(r"item\d+x|\bfact\b", " ", plain)  # the reply's own words: no item name, no citation
+    if language in FOREIGN_WORD_RE and FOREIGN_WORD_RE[language].search(own):
         problems.append("wrong_language")
+    if known_words is not None and any(w not in known_words for w in reply_words(own)):
+        problems.append("unknown_word")
     return ReplyCheck(tuple(problems))
 
 

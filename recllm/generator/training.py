@@ -9,6 +9,7 @@ safetensors, which ``transformers`` also reads) plus ``tokenizer.json``, ``gener
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -24,6 +25,7 @@ from .item_codes import ItemCodes
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig, build_model, init_sid_embeddings
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import save_qwen2
+from .reply_check import REPLY_WORDS_FILE, own_words
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -110,7 +112,18 @@ def train_generator(
     init_sid_embeddings(model, tokenizer, codes.codebooks, config.seed)
     loss = train_loop(model, rows, tokenizer.pad_id, config, progress)
     logger.info("generator trained: %d steps, final loss %.4f", config.train_steps, loss)
-    return save_generator(model.eval(), tokenizer, config, codes, out_dir)
+    save_generator(model.eval(), tokenizer, config, codes, out_dir)
+    save_reply_words(examples, out_dir)
+    return Path(out_dir)
+
+
+def save_reply_words(examples: Sequence[GeneratorExample], out_dir: Path) -> Path:
+    """``reply_words.json``: every word the training replies write themselves (not item names, not quoted facts),
+    which the reply check holds a generated reply to."""
+    words = sorted(set().union(*(own_words(e.reply) for e in examples)))
+    path = Path(out_dir) / REPLY_WORDS_FILE
+    path.write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 def train_loop(model: Qwen2, rows: list[tuple[list[int], list[int]]], pad_id: int, config: GeneratorConfig,

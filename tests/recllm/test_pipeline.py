@@ -130,4 +130,6 @@ def test_no_streamed_or_generated_reply_fails_the_check(pipeline):
     for turn, text in [*zip(turns, streamed), *zip(turns, generated)]:
         names = {generation.item_name(i): i for i in turn.item_ids}
         named = [names[n] for n in sorted(names, key=text.find) if n in text]
-        assert check_reply(text, named, turn.item_ids, [], list(names), turn.language, True).ok, (turn, text)
+        assert check_reply(text, named, turn.item_ids, [], list(names), turn.language, True,
+                           generation.generator.reply_words).ok, (turn, text)
+    assert generation.generator.reply_words  # the build wrote the training replies' words

@@ -110,3 +110,16 @@ def test_the_plain_reply_says_the_act_in_the_language():
             reply = plain_reply(language, act, ["Сок Rich"] if act in ("recommend", "refine") else [])
             assert check_reply(reply, [1] if act in ("recommend", "refine") else [], [1], [], ["Сок Rich"],
                                language, act in ("recommend", "refine")).ok, reply
+
+
+def test_a_word_the_generator_was_never_trained_to_write_fails():
+    from recllm.generator.reply_check import own_words
+
+    known = frozenset(own_words('Вот что я подобрал: <item_1> и <item_2>. Учёл, что вы «берёте кофе».'))
+    assert known == {"вот", "что", "я", "подобрал", "и", "учёл", "вы"}   # no item, no quoted fact
+    ok = check_reply("Вот что я подобрал: Сок Rich и Хлеб.", [1, 2], [1, 2], [], ["Сок Rich", "Хлеб"],
+                     known_words=known)
+    assert ok.ok                                                # item names' words are not the reply's own
+    broken = check_reply("Вот что я подобуйд: Сок Rich.", [1], [1], [], ["Сок Rich"], known_words=known)
+    assert broken.problems == ("unknown_word",)
+    assert check_reply("Вот что я подобуйд: Сок Rich.", [1], [1], [], ["Сок Rich"]).ok  # no vocabulary: not checked

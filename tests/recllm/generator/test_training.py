@@ -3,6 +3,7 @@ name the first candidates first."""
 
 import json
 import random
+import re
 
 import pytest
 
@@ -80,3 +81,13 @@ def test_trained_model_names_first_candidate_first_and_declines(trained):
         hits += bool(reply.item_ids) and reply.item_ids[0] == example.candidate_item_ids[0]
     assert hits / total > 0.6, hits  # chance is 1/4
     assert declines == n_decline
+
+
+def test_the_training_replies_words_are_saved_and_loaded(trained):
+    """``reply_words.json``: the words the replies wrote themselves, never an item token or a digit."""
+    words = json.loads((trained / "reply_words.json").read_text(encoding="utf-8"))
+    expected = set()
+    for style in STYLES:
+        expected |= set(re.findall(r"[^\W\d_]+", f"{style[3]} {style[4]}".lower()))
+    assert expected <= set(words) and not any("item" in w or any(c.isdigit() for c in w) for w in words)
+    assert ReplyGenerator.load(trained).reply_words == frozenset(words)
