@@ -188,7 +188,9 @@ class Retriever:
         named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
         services = [r.service or self.infer_service(query_vectors[b], probe, b, self.selling(named[b]))
                     for b, r in enumerate(requests)]
-        pools = self.search_pools(services, query_vectors, [c.signals for c in contexts])
+        # a request that names a kind takes its candidates from the kind: no FAISS search for it
+        pools = self.search_pools(services, query_vectors, [c.signals for c in contexts],
+                                  [n is None for n in named])
         return [self.finish(r, query_vectors[b], services[b], health[b], pools[b], exclude_item_ids[b], contexts[b],
                             named[b])
                 for b, r in enumerate(requests)]
@@ -245,13 +247,15 @@ class Retriever:
     def search_pool(self, service: str, query_vector: np.ndarray, signals: UserSignals) -> set[int]:
         return self.search_pools([service], query_vector[None, :], [signals])[0]
 
-    def search_pools(self, services: Sequence[str], query_vectors: np.ndarray, signals: Sequence[UserSignals]
-                     ) -> list[set[int]]:
-        """Each request's candidate pool; one FAISS search per service for all requests asking it."""
-        rows = [self.search_vectors(query_vectors[b], s) for b, s in enumerate(signals)]
+    def search_pools(self, services: Sequence[str], query_vectors: np.ndarray, signals: Sequence[UserSignals],
+                     needed: Sequence[bool] | None = None) -> list[set[int]]:
+        """Each request's candidate pool (empty where not ``needed``); one FAISS search per service for all requests
+        asking it."""
+        needed = needed if needed is not None else [True] * len(services)
+        rows = [self.search_vectors(query_vectors[b], s) if needed[b] else [] for b, s in enumerate(signals)]
         pools: list[set[int]] = [set() for _ in services]
-        for service in dict.fromkeys(services):
-            members = [b for b, s in enumerate(services) if s == service]
+        for service in dict.fromkeys(s for b, s in enumerate(services) if needed[b]):
+            members = [b for b, s in enumerate(services) if s == service and needed[b]]
             stacked = np.stack([v for b in members for v in rows[b]])  # [sum of rows, D]
             # Over-fetch: filters below drop out-of-stock, over-budget and sensitive items.
             _, ids = self.index.search(service, stacked, self.config.num_candidates * 2)

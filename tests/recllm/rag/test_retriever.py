@@ -405,3 +405,18 @@ def test_a_request_for_goods_the_catalog_has_none_of_gets_nothing(retriever, cat
     assert retriever.retrieve(parse_request("u000000", "покажи чай", 10, "samokat"), vector).candidate_ids.size == 0
     for other in ("что-нибудь к чаю", "кофе или чай"):  # a purpose, an alternative: no restriction
         assert retriever.retrieve(parse_request("u000000", other, 10, "samokat"), vector).candidate_ids.size
+
+
+def test_a_request_that_names_a_kind_runs_no_faiss_search(retriever, trained_encoder, monkeypatch):
+    """Its candidates are the kind's items: the pool search would be thrown away (a request naming none searches)."""
+    searched = []
+    search = retriever.index.search
+    pool_k = retriever.config.num_candidates * 2  # the pool search's k (the service probe asks fewer)
+    monkeypatch.setattr(retriever.index, "search", lambda service, vectors, k: (
+        searched.append(len(vectors)) if k == pool_k else None) or search(service, vectors, k))
+    named = parse_request("u000000", "хочу молоко", 10, "samokat")
+    unnamed = parse_request("u000000", "что-нибудь к завтраку", 10, "samokat")
+    vector = encode(trained_encoder, "молоко")
+    got = retriever.retrieve_many([named, unnamed], np.stack([vector, vector]))
+    assert got[0].candidate_ids.size and got[1].candidate_ids.size
+    assert len(searched) == 1 and searched[0] == len(retriever.search_vectors(vector, got[1].context.signals))
