@@ -194,8 +194,8 @@ class ChatEngine:
         facts = clean_all(candidates.profile_facts)
         deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act,
                                           candidates.user_context)
-        yield from (TextChunk(delta) for delta in redact_stream(deltas))
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
+        yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
         prices = [float(p) for p in arrays[tensors.ITEM_PRICES.client_name]]
         state = record_shown(plan.state, plan.act, candidates.service, item_ids, names, explanations, prices,

@@ -14,7 +14,7 @@ The chat engine calls these at the turn's edges (product.md, "What must never ha
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
@@ -88,17 +88,23 @@ class StreamRedactor:
     text is released at whitespace, so the client still sees the reply grow word by word. Spans are found in the
     last ``hold_chars`` released characters plus everything pending, so a word is judged with the words around it
     exactly as in the whole reply («Альпина» alone reads as a first name; «Альпина Паблишер» is a publisher).
+    ``protected``: text the reply may quote as it is — the names of the items on screen (a name span inside
+    «Кофемашина капсульная Philips Pro» after «Вот что я подобрал:» is the product, not a person).
     """
 
-    def __init__(self, hold_chars: int = HOLD_CHARS) -> None:
+    def __init__(self, hold_chars: int = HOLD_CHARS, protected: Sequence[str] = ()) -> None:
         self.pending = ""
         self.released_tail = ""      # context for the finder, already sent
         self.hold_chars = hold_chars
+        self.protected = tuple(p for p in protected if p)
 
     def _pending_spans(self) -> list[PiiSpan]:
-        """Spans of the pending text (offsets into it), found with the released tail as left context."""
+        """Spans of the pending text (offsets into it), found with the released tail as left context; none inside
+        a protected text."""
         offset = len(self.released_tail)
-        spans = find_pii(self.released_tail + self.pending)
+        text = self.released_tail + self.pending
+        shields = [(m.start(), m.end()) for p in self.protected for m in re.finditer(re.escape(p), text)]
+        spans = [s for s in find_pii(text) if not any(a <= s.start and s.end <= b for a, b in shields)]
         return [PiiSpan(s.kind, max(s.start - offset, 0), s.end - offset) for s in spans if s.end > offset]
 
     def _release(self, cut: int, spans: list[PiiSpan]) -> str:
@@ -121,9 +127,10 @@ class StreamRedactor:
         return self._release(len(self.pending), self._pending_spans()) if self.pending else ""
 
 
-def redact_stream(deltas: Iterable[str]) -> Iterator[str]:
-    """The reply's deltas, regrouped at whitespace behind a short hold-back, and redacted."""
-    redactor = StreamRedactor()
+def redact_stream(deltas: Iterable[str], protected: Sequence[str] = ()) -> Iterator[str]:
+    """The reply's deltas, regrouped at whitespace behind a short hold-back, and redacted (never inside
+    ``protected``: the names of the items on screen)."""
+    redactor = StreamRedactor(protected=protected)
     for delta in deltas:
         released = redactor.feed(delta)
         if released:

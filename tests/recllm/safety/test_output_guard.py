@@ -79,3 +79,14 @@ def test_a_streamed_reply_is_redacted_as_the_whole_reply_is(text, split):
     not read as a first name (it did: «Книга рецептов [имя] завтраки»), and real names and phones still go."""
     deltas = [w + " " for w in text.split(" ")] if split == "words" else list(text)
     assert "".join(redact_stream(deltas)).strip() == redact(text).text
+
+
+def test_the_names_of_the_items_on_screen_are_never_redacted_in_the_reply():
+    """Seen: «Вот что я подобрал: Кофемашина капсульная Philips Pro, …» streamed as «… [имя] капсульная …»."""
+    name = "Кофемашина капсульная Philips Pro"
+    reply = f"Вот что я подобрал: {name}, Сковорода антипригарная Fissman 28 см."
+    assert "[имя]" in "".join(redact_stream([reply]))              # the privacy filter alone reads a name there
+    deltas = ["Вот что я подобрал: ", name, ", Сковорода антипригарная Fissman 28 см."]
+    assert "".join(redact_stream(deltas, protected=[name])) == reply
+    leaked = "Позвоните Ивану Петрову: +7 916 123-45-67."
+    assert "+7 916" not in "".join(redact_stream([reply + " " + leaked], protected=[name]))  # only the names
