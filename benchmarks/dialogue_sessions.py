@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,11 @@ FOLLOW_UPS = ("ещё", "подешевле", "что-нибудь другое"
 FIRST = "молочка без лактозы на завтрак"
 SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply}
 
+
+# Sessions persist in the build's session store: every run uses session ids of its own, so a second run on the same
+# build never continues the first one's sessions (a moderation message answered as «почему это?» about the last
+# run's list).
+RUN = uuid.uuid4().hex[:8]
 
 def script(turns: int) -> list[str]:
     return [FIRST] + [FOLLOW_UPS[i % len(FOLLOW_UPS)] for i in range(turns - 1)]
@@ -60,7 +66,7 @@ def run_session(client, user: str, catalog: Catalog, turns: int) -> dict:
     rows, times = [], []
     for n, message in enumerate(script(turns)):
         started = time.perf_counter()
-        turn = client.chat("bench-lactose-50", user, message, 5, "samokat" if n == 0 else "")
+        turn = client.chat(f"bench-lactose-50-{RUN}", user, message, 5, "samokat" if n == 0 else "")
         times.append(time.perf_counter() - started)
         rows.append({"turn": n + 1, "message": message, "items": len(turn.items),
                      "verdict": judge_turn(message, turn, catalog, seen), "reply": turn.reply[:140],
@@ -75,7 +81,7 @@ def run_moderation(client, user: str) -> dict:
     test = [r for r in rows if r.get("split") == "test"]
     refused, wrong = {"harmful": [0, 0], "ok": [0, 0]}, []
     for k, row in enumerate(test):
-        turn = client.chat(f"bench-mod-{k}", user, row["text"], 5, "")
+        turn = client.chat(f"bench-mod-{RUN}-{k}", user, row["text"], 5, "")
         is_refused = not turn.items and turn.reply.strip() in SAFE
         group = "ok" if row["label"] == "ok" else "harmful"
         refused[group][0] += is_refused

@@ -52,6 +52,11 @@ def en_count(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def showed_in(state: DialogueState, service: str) -> bool:
+    """Whether the goal has shown items in ``service`` (a state saved before ``shown_in``: anywhere)."""
+    return service in state.shown_in if state.shown_in else bool(state.shown)
+
+
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
     """Nothing (more) fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose
     which to drop; with no condition to drop, ``relaxation`` None means no other service has anything either). Said again on the next turn, it is said shorter instead of word for word; for a goal that has
@@ -60,10 +65,11 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
     where = names.get(service, service)
     constraint = constraint_text(state, language)
     again = state.last_act == "nothing_left"
-    fresh = not state.shown
+    fresh = not showed_in(state, service)  # nothing shown for this goal here: never «всё подходящее я уже показал»
+    more_there = relaxation is not None and showed_in(state, relaxation.service)  # «там ещё 3 варианта»
     choices = droppable(state, language)
     if language == "en":
-        more = "" if fresh else "more "
+        more = "more " if more_there else ""
         if again:
             head = f"Still nothing new{' ' + constraint if constraint else ''} on {where}."
         elif fresh:
@@ -73,7 +79,7 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
                     "I've shown everything that does.")
         if relaxation is None:
             if not choices:  # no condition to drop, and no other service has it: say so
-                if fresh and not again:
+                if not state.shown and not again:  # nothing anywhere for this goal
                     return ("Nothing fits this request on Samokat, Megamarket or Kuper — we may not sell it. "
                             "Try naming the product differently.")
                 return head + " Nothing on the other services either."
@@ -94,13 +100,13 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
         head = f"Больше ничего{' ' + constraint if constraint else ''} в {where} не нашлось — всё подходящее я уже показал."
     if relaxation is None:
         if not choices:  # no condition to drop, and no other service has it: say so
-            if fresh and not again:
+            if not state.shown and not again:  # nothing anywhere for this goal
                 return ("По этому запросу ничего не нашлось ни в Самокате, ни в Мегамаркете, ни в Купере — "
                         "возможно, такого у нас нет. Попробуйте назвать товар иначе.")
             return head + " В других сервисах тоже ничего нет."
         which = " — скажите, какое." if " или " in choices else "."
         return f"{head} Покажу ещё, если снять условие {choices}{which}"
-    options = ("" if fresh else "ещё ") + ru_count(relaxation.count, "вариант", "варианта", "вариантов")
+    options = ("ещё " if more_there else "") + ru_count(relaxation.count, "вариант", "варианта", "вариантов")
     offer = {"service": f"Могу поискать с теми же условиями в {names.get(relaxation.service, relaxation.service)}: "
                         f"там {options}.",
              "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",

@@ -83,6 +83,7 @@ class DialogueState:
     age_band: str | None = None
     refinements: tuple[str, ...] = ()              # the latest follow-up phrases of this goal
     shown: tuple[int, ...] = ()                    # items shown for this goal (never shown again)
+    shown_in: tuple[str, ...] = ()                 # the services that showed items for this goal
     rejected: tuple[int, ...] = ()                 # lists the user answered «не то» / «подешевле» to
     last_items: tuple[int, ...] = ()
     last_names: tuple[str, ...] = ()
@@ -176,7 +177,7 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
         state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
         service="", budget=text_budget(message),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
-        refinements=(), shown=(), rejected=(), kinds=(),
+        refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
         summary=_summary(state),
     )
 
@@ -262,6 +263,7 @@ def record_shown(state: DialogueState, act: str, service: str, item_ids: list[in
     keep = bool(item_ids)
     return replace(
         state, service=service or state.service, shown=shown[-MAX_SHOWN_KEPT:],
+        shown_in=tuple(dict.fromkeys(state.shown_in + ((service,) if item_ids and service else ()))),
         last_items=tuple(item_ids) if keep else state.last_items,
         last_names=tuple(names) if keep else state.last_names,
         last_explanations=tuple(explanations) if keep else state.last_explanations,

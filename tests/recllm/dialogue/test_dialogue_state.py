@@ -197,9 +197,10 @@ def test_nothing_left_said_again_is_said_shorter_and_names_what_to_drop():
     unconditioned = replace(state, diet=(), budget=None)
     assert nothing_left_reply("ru", unconditioned, "samokat", None).endswith("В других сервисах тоже ничего нет.")
     # «покажи чай» where no service sells tea: no condition to offer dropping, said as it is
-    nothing_at_all = nothing_left_reply("ru", replace(unconditioned, shown=()), "samokat", None)
+    nothing_at_all = nothing_left_reply("ru", replace(unconditioned, shown=(), shown_in=()), "samokat", None)
     assert "ни в Самокате, ни в Мегамаркете, ни в Купере" in nothing_at_all and "услови" not in nothing_at_all
-    assert "we may not sell it" in nothing_left_reply("en", replace(unconditioned, shown=()), "samokat", None)
+    assert "we may not sell it" in nothing_left_reply("en", replace(unconditioned, shown=(), shown_in=()), "samokat",
+                                                      None)
 
 
 def test_nothing_left_for_a_goal_that_showed_nothing_never_claims_it_showed_everything():
@@ -217,6 +218,9 @@ def test_nothing_left_for_a_goal_that_showed_nothing_never_claims_it_showed_ever
                          (22, "ещё 22 варианта."), (25, "ещё 25 вариантов.")):
         assert nothing_left_reply("ru", after_some, "kuper", replace(one, count=count)).endswith(words)
     assert nothing_left_reply("en", after_some, "kuper", replace(one, count=2)).endswith("2 more options there.")
+    # shown on Samokat, then nothing on Kuper (after taking its offer): Kuper showed nothing for this goal
+    assert nothing_left_reply("ru", after_some, "kuper", None).startswith("По этому запросу до 200 ₽ в Купере")
+    assert nothing_left_reply("ru", after_some, "samokat", None).startswith("Больше ничего до 200 ₽ в Самокате")
 
 
 @pytest.mark.parametrize("message, drops", [
