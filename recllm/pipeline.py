@@ -146,11 +146,18 @@ class GenerationStage:
     def item_name(self, item_id: int) -> str:
         return self.catalog.get(item_id).name
 
+    @staticmethod
+    def act_of(turn: ReplyTurn) -> str:
+        """The turn's act: its own, else ``derive_act`` from the query and the ranked list."""
+        from recllm.generator import derive_act  # noqa: PLC0415
+
+        return turn.act or derive_act(turn.query, turn.item_ids)
+
     def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
-        from recllm.generator import ReplyRequest, build_prompt, derive_act, reply_frame  # noqa: PLC0415
+        from recllm.generator import ReplyRequest, build_prompt, reply_frame  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
-        act = turn.act or derive_act(turn.query, turn.item_ids)
+        act = self.act_of(turn)
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation,
                               reply_frame(turn.query, act))
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
@@ -162,29 +169,27 @@ class GenerationStage:
         self.counters.record(result, retry)
         return result.ok
 
-    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int]):
-        from recllm.generator import derive_act  # noqa: PLC0415
+    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int], final: bool = True):
         from recllm.generator.reply_check import LIST_ACTS, check_reply  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
-        act = turn.act or derive_act(turn.query, turn.item_ids)
+        act = self.act_of(turn)
         return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
-                           [self.item_name(i) for i in item_ids], turn.language, act in LIST_ACTS,
+                           [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
                            getattr(self.generator, "reply_words", None))
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""
-        from recllm.generator import derive_act  # noqa: PLC0415
         from recllm.generator.plain_reply import plain_reply  # noqa: PLC0415
 
-        act = turn.act or derive_act(turn.query, turn.item_ids)
-        return plain_reply(turn.language, act, [self.item_name(i) for i in turn.item_ids[:3]], turn.relaxation)
+        return plain_reply(turn.language, self.act_of(turn), [self.item_name(i) for i in turn.item_ids[:3]], turn.relaxation)
 
     def guarded(self, turn: ReplyTurn):
         """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes."""
         from recllm.generator.reply_check import GuardedReply  # noqa: PLC0415
 
-        return GuardedReply(lambda text, items: self.check_text(turn, text, items).ok, lambda: self.plain(turn))
+        return GuardedReply(lambda text, items, final: self.check_text(turn, text, items, final).ok,
+                            lambda: self.plain(turn))
 
     def generate_turns(self, turns: Sequence[ReplyTurn]) -> list[str | ValueError]:
         """Replies of several turns decoded as one batch (one forward per step), each checked; a failing reply is

@@ -50,15 +50,17 @@ import pymorphy3
 from recllm.catalog.everyday_goods import EVERYDAY_GOODS_RU
 from recllm.catalog.product_catalog import Catalog
 
-WORD = re.compile(r"[a-zа-яё]+|[,.;:!?()]", re.IGNORECASE)
+WORD = re.compile(r"[a-z]+(?:'[a-z]*)?|[а-яё]+|[,.;:!?()]", re.IGNORECASE)  # "children's", "kids'"
 CLAUSE_BREAK = frozenset(",.;:!?()")
 NEGATIONS = frozenset({"без", "не", "нет", "кроме", "вместо", "no", "not", "without", "except", "instead"})
 PURPOSES = frozenset({"для", "к", "ко", "за", "через", "под", "после", "от", "for", "to", "within", "after", "than"})
 CONJUNCTIONS = frozenset({"и", "and"})
 ALTERNATIVES = frozenset({"или", "либо", "or"})
 ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
-ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]*)?")
 ENGLISH_INDEFINITES = frozenset({"something", "anything", "nothing", "everything"})
+ENGLISH_IRREGULAR_PLURALS = {"cookies": "cookie", "movies": "movie", "children": "child", "loaves": "loaf",
+                             "leaves": "leaf", "halves": "half", "shelves": "shelf", "mice": "mouse"}
 # A word of an English item name that says whom the item is for → the request words that name that recipient.
 ENGLISH_RECIPIENTS = {"cat": {"cat", "kitten", "pet"}, "dog": {"dog", "puppy", "pet"}, "pet": {"pet", "cat", "dog"},
                       "baby": {"baby", "toddler", "infant", "newborn"}, "kid": {"kid", "child", "children", "son",
@@ -134,8 +136,15 @@ def kind_word(name: str, lemmatizer: Lemmatizer) -> str | None:
 
 def english_singular(word: str) -> str:
     """A plain English plural to its singular ("berries" → "berry", "boxes" → "box", "toys" → "toy")."""
+    word = word.rstrip("'")  # "kids'" → "kids"
+    if word in ENGLISH_IRREGULAR_PLURALS:
+        return ENGLISH_IRREGULAR_PLURALS[word]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("oes"):  # potatoes, tomatoes
+        return word[:-2]
+    if len(word) > 4 and word.endswith("ives"):  # knives, wives
+        return word[:-3] + "fe"
     if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
         return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "'s")):
@@ -205,10 +214,10 @@ class ProductTerms:
                                                       if category_id in catalog.category_ids_above(i.category_id)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
-        vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
-        return cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
-                   english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items],
-                   missing_goods(catalog, vocabulary, lemmatizer))
+        terms = cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
+                    english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items])
+        terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer)
+        return terms
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None

@@ -152,8 +152,10 @@ def takes_offer(state: DialogueState, message: str) -> bool:
     yes, even when it opens with «давай» or the offered service would sell it."""
     if not (state.last_act == "nothing_left" and state.offer):
         return False
-    names_service = state.offer.get("service") in mentioned_services(message)
-    if not (_ACCEPT.search(message) or names_service):
+    named = mentioned_services(message)
+    if any(service != state.offer.get("service") for service in named):  # «да, но в Самокате»: not this offer
+        return False
+    if not (_ACCEPT.search(message) or named):
         return False
     rest = _ACCEPT_WORDS.sub(" ", message)
     for pattern in SERVICE_PATTERNS.values():

@@ -82,7 +82,8 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     if any(not any(c.lower() == f or c.lower() in f for f in facts) for c in cited_facts(text)):
         problems.append("uncited_fact")
     plain = text
-    for k, name in enumerate(item_names):  # a distinct placeholder word each: "X и Y." stays a sentence
+    # a distinct placeholder word each ("X и Y." stays a sentence), longest names first (a name may begin another)
+    for k, name in sorted(enumerate(item_names), key=lambda pair: -len(pair[1])):
         plain = plain.replace(name, f"item{k}x")
     plain = CITATION_RE.sub("fact", plain)
     sentences = re.split(r"[.!?;:—]", plain)  # "…не могу. Могу…" is two sentences, not a repeat
@@ -166,26 +167,30 @@ class ReplyCheckCounters:
                     "reasons": dict(self.reasons)}
 
 
-SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)")
+# A sentence ends at [.!?] before whitespace or the text's end, never at a decimal point («до 1» then «.5»).
+SENTENCE_END_RE = re.compile(r"(?<!\d)[.!?](?=\s|$)")
 
 
 class GuardedReply:
     """A streamed reply released piece by piece, each piece only when the text so far passes ``check``.
 
-    ``feed`` takes the renderer's deltas (an item's name arrives whole, with its id). Text is held until a release
-    point: the end of an item's name, where the text so far must pass as if its sentence ended there (``check`` of
-    the text + "."), or the end of a sentence outside a name, where the text so far must pass as it is. The held
-    text is released when it passes; once a point fails nothing more is released. ``finish`` sends the held rest
-    when the whole reply passes; else it closes a sentence left open after an item with "." (checked so at
-    release), and when nothing passed at all it sends ``fallback()`` (a plain reply built from the items) instead.
-    So a client never sees a broken sentence, and a list still streams item by item.
+    ``feed`` takes the renderer's deltas (an item's name arrives whole, with its id). Once the first item has come,
+    text is released at release points: the end of an item's name, where the text so far must pass as if its
+    sentence ended there (``check`` of the text + "."), and the end of a sentence outside a name (never a decimal
+    point), where it must pass as it is. ``check(text, item_ids, final)`` is asked with ``final`` False at those
+    points and True for the whole reply at the end. Once a point fails nothing more is released. ``finish`` sends
+    the held rest when the whole reply passes and ends a sentence; a reply cut mid-sentence (its token budget) ends
+    at what was released, a sentence left open after an item closed with "." (checked so at release); when nothing
+    was released it sends the whole reply if it passes, else ``fallback()`` (a plain reply built from the items).
+    So a client never sees a broken or unfinished sentence, and a list still streams item by item.
     """
 
     def __init__(self, check, fallback):
-        self.check = check          # (text, item_ids) -> bool
+        self.check = check          # (text, item_ids, final) -> bool
         self.fallback = fallback    # () -> str
         self.text = ""
         self.item_ids: list[int] = []
+        self.items_at: list[int] = []  # where each item's name ends in ``text``
         self.released = 0
         self.open_sentence = False  # the released text ends after an item, mid-sentence
         self.stopped = False
@@ -197,23 +202,30 @@ class GuardedReply:
         self.text += delta
         if item is not None:
             self.item_ids.append(int(item))
+            self.items_at.append(len(self.text))
             return self._release(len(self.text), closing=".")
-        ends = [m.end() for m in SENTENCE_END_RE.finditer(delta)]
-        return self._release(start + ends[-1]) if ends else ""
+        if not self.item_ids:  # an opening sentence waits for the first item (a list reply must name one)
+            return ""
+        ends = [m.end() for m in SENTENCE_END_RE.finditer(self.text, start)]
+        return self._release(ends[-1]) if ends else ""
 
-    def _release(self, upto: int, closing: str = "") -> str:
-        """Release the text up to ``upto`` when it (+ ``closing``) passes (every item named so far lies before it)."""
-        if not self.check(self.text[:upto] + closing, self.item_ids):
+    def _release(self, upto: int, closing: str = "", final: bool = False) -> str:
+        """Release the text up to ``upto`` when it (+ ``closing``) passes."""
+        if upto <= self.released:
+            return ""
+        items = [i for i, at in zip(self.item_ids, self.items_at) if at <= upto]
+        if not self.check(self.text[:upto] + closing, items, final):
             self.stopped = True
             return ""
         out, self.released, self.open_sentence = self.text[self.released:upto], upto, bool(closing)
         return out
 
     def finish(self) -> str:
-        """What is left to send: the held rest (the whole reply passes), "." closing a sentence left open after an
-        item, the fallback (nothing passed), or ""."""
-        if not self.stopped and self.released < len(self.text):
-            rest = self._release(len(self.text))
+        """What is left to send: the held rest, "." closing a sentence left open after an item, the whole reply,
+        the fallback, or ""."""
+        ends_sentence = self.text.rstrip()[-1:] in (".", "!", "?")  # nothing follows: a final «250.» ends it too
+        if not self.stopped and self.released < len(self.text) and ends_sentence:
+            rest = self._release(len(self.text), final=True)
             if rest:
                 return rest
         if self.released == 0:

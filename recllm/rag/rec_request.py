@@ -21,12 +21,13 @@ MAX_TOP_K = 50
 LANGUAGES = ("ru", "en")
 # Budgets: a comparative or "бюджет" means money unless an age or time unit follows ("under 10 years", "за 15
 # минут"); «до»/«под»/«за»/«около» with a currency or thousands («до 2к», «за 3 тыс.»); a bare «до 300» only from 10
-# up («а до 300 есть?», but not «игрушка до 3»). The one budget parser: the stages, the request understanding's slot
+# up («а до 300 есть?», but not «игрушка до 3»); any number under 10 only with a currency. The one budget parser: the stages, the request understanding's slot
 # and the dialogue state all read this.
 NUMBER = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+(?:[.,]\d+)?)"  # "1 500", "1500", "1,5"
 THOUSAND = r"(\s*(?:к|k|тыс\w*\.?|тысяч\w*|thousand)(?![a-zа-яё]))?"
 CURRENCY = r"\s*(?:₽|р\.|р\b|руб\w*\.?|rub\w*|rouble\w*|ruble\w*|rur\b)"
-NOT_AGE_OR_TIME = r"(?!\s*(?:лет|год|мес|мин|час|шт|years?|yrs?|yo\b|y\.o|months?|min|hours?|[:%]|\d))"
+NOT_AGE_OR_TIME = (r"(?!\s*(?:лет|год|мес|мин|час|шт|дн|недел|пач|бутыл|упак|years?|yrs?|yo\b|y\.o|months?|min|hours?|"
+                   r"days?|weeks?|bottles?|packs?|pcs|pieces?|items?|[:%]|\d))")  # counts and durations
 BUDGET_PATTERNS = (
     re.compile(r"(?:дешевле|не\s+дороже|в\s+пределах|в\s+рамках|уложись\s+в|уложиться\s+в|максимум|бюджет\w*|"
                r"under|below|less\s+than|cheaper\s+than|up\s+to|max|within|budget|no\s+more\s+than)"
@@ -37,8 +38,10 @@ BUDGET_PATTERNS = (
     re.compile(r"\bдо\s+" + NUMBER + r"()" + NOT_AGE_OR_TIME, re.IGNORECASE),  # "а до 300 есть?"
     re.compile(NUMBER + THOUSAND + CURRENCY, re.IGNORECASE),  # "3000 руб max"
 )
-THOUSANDS_PATTERN, BARE_PATTERN = BUDGET_PATTERNS[3], BUDGET_PATTERNS[4]
-MIN_BARE_BUDGET = 10.0  # a bare «до N» below this is no price («до 3»)
+THOUSANDS_PATTERN = BUDGET_PATTERNS[3]
+MIN_UNMARKED_BUDGET = 10.0  # below this a number is a price only with a currency («дешевле 1 рубля», not «within 2
+#                             days», «максимум 2 пачки», «игрушка до 3»)
+CURRENCY_AFTER = re.compile(CURRENCY, re.IGNORECASE)
 
 # Dietary constraints stated in the message become hard filters: a bag-of-words encoder would match
 # "без сахара" to sugary items, so negated ingredients are parsed rather than embedded.
@@ -173,7 +176,9 @@ def parse_budget(text: str) -> float | None:
         value = float(re.sub(r"\s", "", match.group(1)).replace(",", "."))
         if match.group(2) and match.group(2).strip() or pattern is THOUSANDS_PATTERN:
             value *= 1000
-        if value >= (MIN_BARE_BUDGET if pattern is BARE_PATTERN else 0.0) and value > 0:
+        priced = bool(match.group(2) and match.group(2).strip()) or bool(CURRENCY_AFTER.match(text, match.end())) \
+            or bool(re.search(CURRENCY + r"\s*$", match.group(0), re.IGNORECASE))
+        if value > 0 and (value >= MIN_UNMARKED_BUDGET or priced):
             return value
     return None
 

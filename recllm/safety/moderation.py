@@ -192,10 +192,12 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                   r"героин\w*|амфетамин\w*|метамфетамин\w*|спайс(?:а|ом|у)?\b|марихуан\w*|гашиш\w*|кайфан\w*|"
                   r"для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
                   r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma|"
-                  r"\bdrugs\b(?!\s+(?:for|against|to\s+treat|from))")),
+                  r"\bdrugs\b(?!\s+(?:(?:for|against|from)\s+(?:a\s+|the\s+|my\s+|your\s+)?(?:cold|flu|headache|"
+                  r"migraine|pain|fever|cough|allerg\w*|sore\s+throat|nausea|heartburn|stomach\w*|blood\s+pressure)"
+                  r"|to\s+treat))")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
                       r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
-                      r"suicide|end\s+my\s+life")),
+                      r"suicide|end\s+my\s+life|overdos\w*")),
     ("violence", _rx(r"\b(?:убить|зарезать|избить|отравить|отомстить|поджечь)\s+(?!" + _PESTS + r")\w+|"
                      r"\b(?:kill|poison|hurt|stab)\s+(?:some(?:one|body)|him|her|people|a\s+(?:child|kid|person|man|"
                      r"woman)|my\s+(?:neighbou?r|wife|husband|boss|ex|mother|father|sister|brother|friend|teacher|son|"
@@ -229,7 +231,8 @@ _PERSONAL_DATA_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                      r"password)|(?:cards?|address(?:es)?|payment\s+methods?)\s+(?:are\s+|is\s+)?saved\s+(?:on|in)\s+my|"
                      r"сохран[её]нн\w+\s+(?:карт\w*|адрес\w*|данн\w*)|"
                      r"(?:what|which)\s+(?:" + _OWN_DATA_EN + r")\s+(?:do|did)\s+you\s+have\s+(?:for|on|about|of)\s+me|"
-                     r"(?:do|did)\s+you\s+(?:have|know|store|keep)\s+my\s+(?:saved\s+)?(?:" + _OWN_DATA_EN + r")")),
+                     r"(?:do|did)\s+you\s+(?:have|know|store|keep)\s+my\s+(?:saved\s+)?(?:" + _OWN_DATA_EN + r")"
+                     r"(?=\s*(?:[?.!,]|$|on\s+file|in\s+your|saved|stored))")),
 )
 
 _OFF_TOPIC_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -264,9 +267,9 @@ _ENGLISH_GOODS = (
     r"carrots?", r"avocados?", r"berr(?:y|ies)", r"kefir", r"yog(?:h)?urts?", r"butter", r"sausages?",
     r"dumplings?", r"cookies", r"biscuits?", r"crackers?", r"chips", r"crisps", r"nuts", r"honey", r"jam",
     r"pickles?", r"soda", r"lemonade", r"ice\s+cream", r"cereal", r"oats?", r"oatmeal", r"granola",
-    r"buckwheat", r"flour", r"sugar", r"salt", r"oil", r"ketchup", r"mayo(?:nnaise)?", r"sauce", r"soup",
-    r"formula", r"wipes", r"napkins", r"towels?", r"soap", r"toothpaste", r"detergent", r"tablets",
-    r"kettle", r"pan", r"pot", r"earbuds", r"laptop", r"cable", r"vitamins?", r"plasters?",
+    r"buckwheat", r"flour", r"sugar", r"salt", r"olive\s+oil", r"ketchup", r"mayo(?:nnaise)?", r"sauce", r"soup",
+    r"formula", r"wipes", r"napkins", r"towels?", r"soap", r"toothpaste", r"detergent",
+    r"kettle", r"frying\s+pan", r"earbuds", r"laptop", r"cable", r"vitamins?", r"plasters?",
 )
 
 
@@ -340,8 +343,10 @@ def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bo
 # classifier.
 _SERVICE_QUESTION = _rx(r"^\W*(?:where\s+is\s+my\s+order|где\s+(?:мой\s+)?заказ|когда\s+привезут|статус\s+заказа|"
                         r"when\s+will\s+my\s+order|track\s+my\s+order)\b|"
-                        r"политик\w+\s+возврат\w*|услови\w+\s+возврат\w*|return\s+policy|"
-                        r"(?:what'?s|what\s+is|anything|show\s+me\s+what'?s)\s+on\s+sale|что\s+(?:есть\s+)?по\s+акци\w+")
+                        # returns and sales: only as the whole message, one sentence («…on sale? and who won…» is not)
+                        r"^[^.?!]*(?:политик\w+\s+возврат\w*|услови\w+\s+возврат\w*|return\s+policy|"
+                        r"(?:what'?s|what\s+is|anything|show\s+me\s+what'?s)\s+on\s+sale|что\s+(?:есть\s+)?по\s+акци\w+)"
+                        r"[^.?!]*[.?!]*\s*$")
 
 
 def _first_rule(rules: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:

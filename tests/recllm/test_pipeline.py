@@ -127,7 +127,10 @@ def test_no_streamed_or_generated_reply_fails_the_check(pipeline):
              for n in (1, 2) for act in ("recommend", "refine")]
     streamed = ["".join(generation.stream(t.service, t.language, t.query, t.item_ids, (), t.act)) for t in turns]
     generated = generation.generate_turns(turns)
-    for turn, text in [*zip(turns, streamed), *zip(turns, generated)]:
+    batched = [""] * len(turns)  # the served path: several turns streamed as one batch
+    for event in generation.stream_turns(turns):
+        batched[event.index] += event.delta or ""
+    for turn, text in [*zip(turns, streamed), *zip(turns, generated), *zip(turns, batched)]:
         names = {generation.item_name(i): i for i in turn.item_ids}
         named = [names[n] for n in sorted(names, key=text.find) if n in text]
         assert check_reply(text, named, turn.item_ids, [], list(names), turn.language, True,

@@ -139,8 +139,9 @@ def test_english_phrases_and_singulars():
     assert english_phrases("meat and poultry") == [("meat",), ("poultry",)]
     assert english_phrases("toys for toddlers (0-2)") == [("toy", "toddler")]
     assert english_phrases("children's books") == [("children's", "book")]
-    assert [english_singular(w) for w in ("berries", "boxes", "toys", "glass", "bus", "tea")] == \
-        ["berry", "box", "toy", "glass", "bus", "tea"]
+    assert [english_singular(w) for w in ("berries", "boxes", "toys", "glass", "bus", "tea", "potatoes", "knives",
+                                          "cookies", "kids'")] == \
+        ["berry", "box", "toy", "glass", "bus", "tea", "potato", "knife", "cookie", "kid"]
 
 
 def test_a_longer_english_phrase_wins_over_the_one_inside_it():
@@ -194,3 +195,14 @@ def test_wanted_everyday_goods_the_catalog_lacks_name_nothing_to_get(catalog, te
     assert terms.named("что-нибудь к чаю") is None     # a purpose wants no tea
     assert terms.named("без чая, пожалуйста") is None
     assert names(catalog, terms.named("молоко и чай")) == {"Молоко"}  # a kind it has: that kind
+
+
+def test_a_possessive_phrase_is_matched_as_the_category_names_it():
+    """The review's case: "children's books" was split into «children», «s» and matched only "books"."""
+    categories = CATEGORIES + [Category("kids/books", "детские книги", "children's books", "kids", False),
+                               Category("books", "книги", "books", None, False)]
+    items = [Item(0, "samokat", 0, "Книга сказок", "b", "kids/books", 100.0, True, frozenset(), "fairy tale book"),
+             Item(1, "samokat", 1, "Роман", "b", "books", 100.0, True, frozenset(), "novel")]
+    terms = ProductTerms.of(Catalog(categories, items))
+    assert terms.named("children's books please").item_ids.tolist() == [0]
+    assert terms.named("books").item_ids.tolist() == [0, 1]  # the category and the item whose head noun is "book"

@@ -269,6 +269,8 @@ def test_accepting_a_relaxation_keeps_the_diet():
     assert decide_act(left, RequestUnderstanding("ru", "food", "recommend", ("kuper",)), "покажи чай") == "recommend"
     assert decide_act(left, RequestUnderstanding("ru", "other", "feedback"), "давай на купере") == "relax"
     assert decide_act(left, RequestUnderstanding("en", "other", "feedback"), "ok, show me") == "relax"
+    for other in ("давай в мегамаркете", "да, но в самокате"):  # another service than the one offered (Kuper)
+        assert decide_act(left, RequestUnderstanding("ru", "other", "feedback"), other) != "relax"
     relaxed = accept_offer(left)
     assert relaxed.service == "kuper" and relaxed.diet == ("lactose_free",) and relaxed.offer is None
     budget = accept_offer(replace(left, budget=100.0, offer={"kind": "budget", "service": "samokat", "count": 1,

@@ -68,13 +68,19 @@ def test_what_the_served_replies_broke_on():
     assert check_reply("Here is what I found: Сок Rich and Хлеб.", [1, 2], [1, 2], [], ["Сок Rich", "Хлеб"], **en).ok
 
 
-def test_a_guarded_reply_releases_only_pieces_that_pass():
+def guard_of(names=None, ranked=(1, 2), language="ru", fallback="PLAIN", list_act=True):
     from recllm.generator.reply_check import GuardedReply
 
-    def check(text, items):
-        return check_reply(text, items, [1, 2], [], [{1: "X", 2: "Y"}[i] for i in items], "ru").ok
+    names = names or {1: "X", 2: "Y"}
 
-    guard = GuardedReply(check, lambda: "PLAIN")
+    def check(text, items, final):
+        return check_reply(text, items, ranked, [], [names[i] for i in items], language, final and list_act).ok
+
+    return GuardedReply(check, lambda: fallback)
+
+
+def test_a_guarded_reply_releases_only_pieces_that_pass():
+    guard = guard_of()
     assert guard.feed("Вот: ", None) == ""                     # held until a release point
     assert guard.feed("X", 1) == "Вот: X"                      # an item's end: «Вот: X.» would pass
     assert guard.feed(" и ", None) == "" and guard.feed("Y", 2) == " и Y"
@@ -82,19 +88,54 @@ def test_a_guarded_reply_releases_only_pieces_that_pass():
     assert guard.feed(" Tell me", None) == "" and guard.feed(" more.", None) == ""  # fails: nothing more is sent
     assert guard.finish() == "" and guard.withheld
 
-    clean = GuardedReply(check, lambda: "PLAIN")
+    clean = guard_of()
     released = [clean.feed(delta, item) for delta, item in (("Вот: ", None), ("X", 1), (". Ещё", None))]
     assert released == ["", "Вот: X", "."]                     # up to the sentence end inside the delta
-    assert clean.finish() == " Ещё" and not clean.withheld     # the rest of a passing reply at the end
+    assert clean.feed(" Y", None) == "" and clean.feed(" тоже.", None) == " Ещё Y тоже."
+    assert clean.finish() == "" and not clean.withheld
 
-    dangling = GuardedReply(check, lambda: "PLAIN")
+    dangling = guard_of()
     assert dangling.feed("Вот: ", None) + dangling.feed("X", 1) == "Вот: X"
     assert dangling.feed(" и.", None) == ""                    # «Вот: X и.» fails
     assert dangling.finish() == "." and dangling.withheld      # the open sentence is closed: «Вот: X.»
 
-    broken = GuardedReply(check, lambda: "PLAIN")
+    broken = guard_of()
     broken.feed("Вот: и.", None)
     assert broken.finish() == "PLAIN"                          # nothing passed: the plain reply instead
+
+
+def test_a_guarded_reply_never_sends_an_unfinished_or_cut_sentence():
+    """The review's cases: a tail cut by the token budget, a decimal point, an opening sentence before the list."""
+    cut = guard_of()
+    assert cut.feed("Вот: ", None) + cut.feed("X", 1) + cut.feed(". Если хотите, могу", None) == "Вот: X."
+    assert cut.finish() == "" and cut.withheld                  # «Если хотите, могу» is never sent
+
+    decimal = guard_of()
+    assert decimal.feed("Вот: ", None) + decimal.feed("X", 1) == "Вот: X"
+    assert decimal.feed(" до 1", None) == "" and decimal.feed(".", None) == ""  # «1.» may be «1.5»: held
+    assert decimal.feed(" и.", None) == ""                     # the rest fails
+    assert decimal.finish() == "."                             # «Вот: X.», never «Вот: X до 1.»
+
+    opening = guard_of()
+    assert opening.feed("Отличный выбор! Вот: ", None) == ""   # waits for the first item, not judged alone
+    assert opening.feed("X", 1) == "Отличный выбор! Вот: X"
+    assert opening.feed(".", None) == "." and opening.finish() == ""
+
+    no_list = guard_of(list_act=False)
+    assert no_list.feed("Не могу помочь с этим.", None) == ""  # a reply with no item: judged whole at the end
+    assert no_list.finish() == "Не могу помочь с этим." and not no_list.withheld
+
+    nothing_named = guard_of()
+    nothing_named.feed("Другие варианты: s.", None)
+    assert nothing_named.finish() == "PLAIN"                   # a list act that named nothing
+
+
+def test_a_name_that_begins_another_is_replaced_whole():
+    """«Чайник … 1,7 л» and «Чайник … 1,7 л стеклянный»: the longer name first, whatever the list order."""
+    short, long = "Чайник электрический Bork 1,7 л", "Чайник электрический Bork 1,7 л стеклянный"
+    known = frozenset({"вот", "и"})
+    assert check_reply(f"Вот: {short} и {long}.", [1, 2], [1, 2], [], [short, long], known_words=known).ok
+    assert check_reply(f"Вот: {long} и {short}.", [2, 1], [1, 2], [], [long, short], known_words=known).ok
 
 
 def test_the_plain_reply_says_the_act_in_the_language():

@@ -191,7 +191,8 @@ def test_parse_budget_reads_stated_limits(text, budget):
 
 @pytest.mark.parametrize("text", ["хочу полезный ужин", "нужен подарок коллеге", "I want something sweet",
                                   "2 литра молока", "под 0 рублей", "игрушка до 3", "доставка за 15 минут",
-                                  "молоко 2,5% 930 мл"])
+                                  "молоко 2,5% 930 мл", "delivery within 2 days", "no more than 2 bottles",
+                                  "максимум 12 пачек", "toys for under 5s", "within 14 days"])
 def test_parse_budget_is_none_without_a_positive_limit(text):
     assert parse_budget(text) is None
 

@@ -266,3 +266,18 @@ def test_a_saved_model_loads_and_serves_without_training(tmp_path):
     meta.write_text(meta.read_text().replace('"ok"', '"fine"'))
     with pytest.raises(ValueError, match="labels"):
         LinearModerationModel.load(tmp_path / "moderation")
+
+
+@pytest.mark.parametrize("text, label", [
+    # the rules added with the request-openings batch, and the review's look-alikes
+    ("do you have drugs?", "unsafe"), ("got any drugs for the party?", "unsafe"),
+    ("do you have drugs for a cold?", "ok"),
+    ("how many sleeping tablets for an overdose", "unsafe"),
+    ("what address do you have for me?", "personal_data"), ("do you have my phone number?", "personal_data"),
+    ("do you have my phone case?", "ok"), ("do you have my birthday cake in stock?", "ok"),
+    ("what's on sale?", "ok"), ("какая у вас политика возврата?", "ok"),
+    ("what's on sale? and who won the football match yesterday?", "off_topic"),
+    ("show me some coffee", "ok"), ("do you have tea?", "ok"), ("got any bananas?", "ok"),
+])
+def test_rules_for_requests_that_open_like_a_chat(text, label):
+    assert moderate(text).label == label, moderate(text)
