@@ -186,7 +186,7 @@ def render(report: dict, command: str) -> str:
         "## Held-out turns", "",
         "| metric | value | goal |", "|---|---|---|",
         f"| turns (acts: {q['act_counts']}) | {q['turns']} | >= 500 |",
-        f"| broken-reply rate of the model (reply_check, with the reply's language and a list act naming an item) "
+        f"| broken-reply rate of the model (reply_check with the reply's language, a list act naming an item, the training replies' words) "
         f"| {q['broken_rate']:.3f} ({q['broken']}; {q['reasons']}) | 0 |",
         "| broken replies sent (a failing sentence is never released: the reply ends at its last good sentence, "
         "or the plain reply is sent) | 0 by construction (`GuardedReply`) | 0 |",
