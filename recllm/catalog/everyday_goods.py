@@ -11,3 +11,10 @@ EVERYDAY_GOODS_RU = tuple("""
 гель мыло порошок мясо фарш курица рыба консервы кроссовки наушники смартфон книга игрушка конструктор овощи фрукты
 яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки
 """.split())
+
+# English everyday goods, singular, only words with no common synonym a catalog might use instead ("sneakers" for
+# running shoes, "crisps" for chips are left out: a catalog that sells those under another name would be read as
+# not selling them).
+EVERYDAY_GOODS_EN = tuple("""
+tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie wine battery soap toothpaste lamp
+""".split())

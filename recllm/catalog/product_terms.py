@@ -33,7 +33,7 @@ request's wanted words hold the whole phrase ("cat food" → the cat food; "good
 "diapers and baby food" → both). Words are compared in the singular; a word after "something" / "anything" is an
 adjective there ("something sweet" names no sweets).
 
-A request that names no kind but wants an everyday good the catalog has none of («покажи чай», «нужны батарейки»;
+A request that names no kind but wants an everyday good the catalog has none of («покажи чай», "show me some tea";
 ``everyday_goods``) names that good with no items: it gets nothing, said plainly by the chat, instead of the
 user's usual items.
 """
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pymorphy3
 
-from recllm.catalog.everyday_goods import EVERYDAY_GOODS_RU
+from recllm.catalog.everyday_goods import EVERYDAY_GOODS_EN, EVERYDAY_GOODS_RU
 from recllm.catalog.product_catalog import Catalog
 
 WORD = re.compile(r"[a-z]+(?:'[a-z]*)?|[а-яё]+|[,.;:!?()]", re.IGNORECASE)  # "children's", "kids'"
@@ -197,7 +197,8 @@ class ProductTerms:
         self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
         self.vocabulary = frozenset().union(*name_lemmas) if name_lemmas else frozenset()
         self.lemmatizer = lemmatizer or Lemmatizer()
-        self.missing_goods = missing_goods  # lemmas of everyday goods the catalog has no item of («чай»)
+        # lemmas of everyday goods the catalog has no item of («чай»; and English ones: "tea")
+        self.missing_goods = missing_goods
 
     @classmethod
     def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> ProductTerms:
@@ -216,7 +217,8 @@ class ProductTerms:
                        for item in catalog.items]
         terms = cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
                     english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items])
-        terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer)
+        terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer) | frozenset(
+            w for w in EVERYDAY_GOODS_EN if w not in terms.english_vocabulary)
         return terms
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
@@ -247,8 +249,10 @@ class ProductTerms:
             if items.size:  # "coffee beans": of the coffee, the beans (a purpose narrows nothing: "toys for my kid")
                 found.append(self.most_specific(items, wanted_english - set(phrase), self.english_words))
         if not found:
-            missing = tuple(dict.fromkeys(lemma for lemma, span in usable
-                                          if span == WANTED and lemma in self.missing_goods))
+            missing = tuple(dict.fromkeys([lemma for lemma, span in usable
+                                           if span == WANTED and lemma in self.missing_goods]
+                                          + [w for w, span in english_words(text)
+                                             if span == WANTED and w in self.missing_goods]))
             # «покажи чай» with no tea: a request for what is not there gets nothing, not the user's usual bread
             return NamedKinds(missing, np.zeros(0, dtype=np.int64)) if missing and not english else None
         return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))

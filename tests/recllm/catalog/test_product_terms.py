@@ -195,6 +195,10 @@ def test_wanted_everyday_goods_the_catalog_lacks_name_nothing_to_get(catalog, te
     assert terms.named("что-нибудь к чаю") is None     # a purpose wants no tea
     assert terms.named("без чая, пожалуйста") is None
     assert names(catalog, terms.named("молоко и чай")) == {"Молоко"}  # a kind it has: that kind
+    english = terms.named("show me some tea")                    # English everyday goods too
+    assert english.terms == ("tea",) and english.item_ids.size == 0
+    assert terms.named("something sweet for tea") is None        # a purpose
+    assert "coffee" not in terms.missing_goods                   # the English category name «coffee» sells it
 
 
 def test_a_possessive_phrase_is_matched_as_the_category_names_it():
