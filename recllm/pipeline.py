@@ -256,38 +256,33 @@ class GenerationStage:
 
     def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int]
                               ) -> Iterator[ReplyEvent]:
-        from recllm.generator import GeneratedReply, ReplyRenderer  # noqa: PLC0415
-
         generator = self.generator
-        renderers = [ReplyRenderer(generator.tokenizer, self.item_name) for _ in requests]
-        parts: list[list[str]] = [[] for _ in requests]
-        items: list[list[int]] = [[] for _ in requests]
+        replies = [self.streamed(turn) for turn in turns]
         counts = [0] * len(requests)
         budgets = [generator.max_new_tokens(r) for r in requests]
-        guards = [self.guarded(turn) for turn in turns]
         for j, token, item in generator.stream_batch(requests):
             counts[j] += 1
-            delta = renderers[j].feed(token, item)
-            if item is not None:
-                items[j].append(item)
-            if delta:
-                parts[j].append(delta)
-                released = guards[j].feed(delta, item)
-                if released:
-                    yield ReplyEvent(index[j], released)
+            released = replies[j].feed(token, item)
+            if released:
+                yield ReplyEvent(index[j], released)
             if token == generator.tokenizer.eos_id or counts[j] >= budgets[j]:
-                tail = renderers[j].flush()
-                if tail:
-                    parts[j].append(tail)
-                    guards[j].feed(tail, None)
-                rest = self._finish(turns[j], guards[j], GeneratedReply("".join(parts[j]), tuple(items[j]), 0))
+                rest = replies[j].finish()
                 if rest:
                     yield ReplyEvent(index[j], rest)
                 yield ReplyEvent(index[j], done=True)
 
-    def _finish(self, turn: ReplyTurn, guard, reply: GeneratedReply) -> str:
-        """The generated reply counted by the check; what its guard still sends (the rest, or the plain reply)."""
-        self.check(turn, reply)
+    def streamed(self, turn: ReplyTurn) -> "StreamedReply":
+        """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``)."""
+        from recllm.generator import ReplyRenderer  # noqa: PLC0415
+
+        return StreamedReply(self, turn, ReplyRenderer(self.generator.tokenizer, self.item_name), self.guarded(turn))
+
+    def finish_checked(self, turn: ReplyTurn, guard) -> str:
+        """The whole generated reply counted by the check; what its guard still sends (the rest, or the plain
+        reply), counted as withheld when some of it is not sent."""
+        from recllm.generator import GeneratedReply  # noqa: PLC0415
+
+        self.check(turn, GeneratedReply(guard.text, tuple(guard.item_ids), 0))
         rest = guard.finish()
         if guard.withheld:
             self.counters.record_withheld()
@@ -309,28 +304,13 @@ class GenerationStage:
         return self._stream_checked(turn, request)
 
     def _stream_checked(self, turn: ReplyTurn, request: ReplyRequest) -> Iterator[str]:
-        from recllm.generator import ReplyRenderer  # noqa: PLC0415
-
         tokens = self.generator.stream_batch([request])  # raises on a bad request at the first next()
-        renderer = ReplyRenderer(self.generator.tokenizer, self.item_name)
-        guard = self.guarded(turn)
-        parts, items = [], []
+        reply = self.streamed(turn)
         for _, token, item in tokens:
-            delta = renderer.feed(token, item)
-            if item is not None:
-                items.append(item)
-            if delta:
-                parts.append(delta)
-                released = guard.feed(delta, item)
-                if released:
-                    yield released
-        tail = renderer.flush()
-        if tail:
-            parts.append(tail)
-            guard.feed(tail, None)
-        from recllm.generator import GeneratedReply  # noqa: PLC0415
-
-        rest = self._finish(turn, guard, GeneratedReply("".join(parts), tuple(items), 0))
+            released = reply.feed(token, item)
+            if released:
+                yield released
+        rest = reply.finish()
         if rest:
             yield rest
 
@@ -343,6 +323,27 @@ class GenerationStage:
         if isinstance(reply, ValueError):
             raise reply
         return reply
+
+
+@dataclass
+class StreamedReply:
+    """One streamed turn: each token rendered (an item's name whole) and fed to the turn's ``GuardedReply``."""
+
+    stage: GenerationStage
+    turn: ReplyTurn
+    renderer: object  # ReplyRenderer
+    guard: object     # GuardedReply
+
+    def feed(self, token: int, item: int | None) -> str:
+        """What may be sent after this token."""
+        delta = self.renderer.feed(token, item)
+        return self.guard.feed(delta, item) if delta or item is not None else ""
+
+    def finish(self) -> str:
+        """What is left to send once the turn's decoding ended (``GenerationStage.finish_checked``)."""
+        tail = self.renderer.flush()
+        released = self.guard.feed(tail, None) if tail else ""
+        return released + self.stage.finish_checked(self.turn, self.guard)
 
 
 def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:

@@ -85,7 +85,7 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     # a distinct placeholder word each ("X и Y." stays a sentence), longest names first (a name may begin another)
     for k, name in sorted(enumerate(item_names), key=lambda pair: -len(pair[1])):
         plain = plain.replace(name, f"item{k}x")
-    plain = CITATION_RE.sub("fact", plain)
+    plain = CITATION_RE.sub("cite0x", plain)  # a citation counts as one word (not the reply's own "in fact")
     sentences = re.split(r"[.!?;:—]", plain)  # "…не могу. Могу…" is two sentences, not a repeat
     segments = [" ".join(WORD_RE.findall(s.lower())) for s in sentences]
     if (any(has_repeated_run(segment.split()) for segment in segments)
@@ -101,7 +101,7 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("empty")
     if EMPTY_LIST_RE.search(plain):
         problems.append("empty_list")
-    own = re.sub(r"item\d+x|\bfact\b", " ", plain)  # the reply's own words: no item name, no citation
+    own = re.sub(r"item\d+x|cite0x", " ", plain)  # the reply's own words: no item name, no citation
     if language in FOREIGN_WORD_RE and FOREIGN_WORD_RE[language].search(own):
         problems.append("wrong_language")
     if known_words is not None and any(w not in known_words for w in reply_words(own)):
@@ -194,15 +194,18 @@ class GuardedReply:
         self.released = 0
         self.open_sentence = False  # the released text ends after an item, mid-sentence
         self.stopped = False
+        self.fell_back = False
 
     def feed(self, delta: str, item: int | None) -> str:
-        if self.stopped or not delta and item is None:
-            return ""
+        """Take a delta (the whole reply is kept, for the counters' check); return what may be sent now."""
         start = len(self.text)
         self.text += delta
         if item is not None:
             self.item_ids.append(int(item))
             self.items_at.append(len(self.text))
+        if self.stopped or not delta and item is None:
+            return ""
+        if item is not None:
             return self._release(len(self.text), closing=".")
         if not self.item_ids:  # an opening sentence waits for the first item (a list reply must name one)
             return ""
@@ -229,9 +232,11 @@ class GuardedReply:
             if rest:
                 return rest
         if self.released == 0:
+            self.fell_back = True
             return self.fallback()
         return "." if self.open_sentence else ""
 
     @property
     def withheld(self) -> bool:
-        return self.released < len(self.text)
+        """Some of the generated text was not sent (or an empty reply was replaced)."""
+        return self.released < len(self.text) or self.fell_back

@@ -164,3 +164,11 @@ def test_a_word_the_generator_was_never_trained_to_write_fails():
     broken = check_reply("Вот что я подобуйд: Сок Rich.", [1], [1], [], ["Сок Rich"], known_words=known)
     assert broken.problems == ("unknown_word",)
     assert check_reply("Вот что я подобуйд: Сок Rich.", [1], [1], [], ["Сок Rich"]).ok  # no vocabulary: not checked
+
+
+def test_an_empty_reply_is_replaced_and_counted_and_in_fact_is_no_citation():
+    empty = guard_of()
+    assert empty.finish() == "PLAIN" and empty.withheld            # counted as withheld
+    known = frozenset({"here", "is", "in", "fact"})
+    assert check_reply('Here is X, in fact "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"],
+                       "en", known_words=known).ok                 # «fact» is the reply's word, not a placeholder
