@@ -245,7 +245,12 @@ def assert_same_outputs(batched, alone):
     a, b = batched.outputs(), alone.outputs()
     assert a.keys() == b.keys()
     for name in a:
-        if a[name].dtype == np.object_:
+        if name == "USER_CONTEXT":  # the seal holds its expiry (the second it was made): compare what it seals
+            def sealed(v):
+                return [bytes(x).split(b".", 4)[-1] for x in v.ravel()]
+
+            assert sealed(a[name]) == sealed(b[name]), name
+        elif a[name].dtype == np.object_:
             assert a[name].tolist() == b[name].tolist(), name
         else:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
