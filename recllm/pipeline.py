@@ -304,15 +304,11 @@ class GenerationStage:
         return self._stream_checked(turn, request)
 
     def _stream_checked(self, turn: ReplyTurn, request: ReplyRequest) -> Iterator[str]:
-        tokens = self.generator.stream_batch([request])  # raises on a bad request at the first next()
-        reply = self.streamed(turn)
-        for _, token, item in tokens:
-            released = reply.feed(token, item)
-            if released:
-                yield released
-        rest = reply.finish()
-        if rest:
-            yield rest
+        """One turn's checked stream: the batch path with a batch of one (raises on a bad request at the first
+        ``next()``)."""
+        for event in self._stream_checked_batch([turn], [request], [0]):
+            if event.delta:
+                yield event.delta
 
     def generate(self, service: str, language: str, query: str, item_ids: Sequence[int],
                  profile_facts: Sequence[str], act: str | None = None, relaxation: str = "",

@@ -12,9 +12,10 @@ EVERYDAY_GOODS_RU = tuple("""
 яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки
 """.split())
 
-# English everyday goods, singular, only words with no common synonym a catalog might use instead ("sneakers" for
-# running shoes, "crisps" for chips are left out: a catalog that sells those under another name would be read as
-# not selling them).
+# English everyday goods, singular, as a catalog would name them: a request's own word is first rewritten to the
+# catalog's ("sneakers" → "shoe", "crisps" → "chip": ``english_synonyms``), so only words with no such rewrite belong
+# here (a catalog that sold them under another name would otherwise be read as not selling them).
 EVERYDAY_GOODS_EN = tuple("""
-tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie wine battery soap toothpaste lamp
+tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie biscuit noodle wine battery soap toothpaste
+lamp
 """.split())

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pymorphy3
 
+from recllm.catalog.english_synonyms import catalog_word, with_phrase_synonyms
 from recllm.catalog.everyday_goods import EVERYDAY_GOODS_EN, EVERYDAY_GOODS_RU
 from recllm.catalog.product_catalog import Catalog
 
@@ -60,12 +61,20 @@ ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and part
 ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]*)?")
 ENGLISH_INDEFINITES = frozenset({"something", "anything", "nothing", "everything"})
 ENGLISH_IRREGULAR_PLURALS = {"cookies": "cookie", "movies": "movie", "children": "child", "loaves": "loaf",
-                             "leaves": "leaf", "halves": "half", "shelves": "shelf", "mice": "mouse"}
+                             "leaves": "leaf", "halves": "half", "shelves": "shelf", "mice": "mouse",
+                             # "-oes" → "-o" only for these ("shoes", "toes" lose just the "s")
+                             "potatoes": "potato", "tomatoes": "tomato", "mangoes": "mango", "heroes": "hero",
+                             "echoes": "echo", "veggies": "veggie"}
 # A word of an English item name that says whom the item is for → the request words that name that recipient.
-ENGLISH_RECIPIENTS = {"cat": {"cat", "kitten", "pet"}, "dog": {"dog", "puppy", "pet"}, "pet": {"pet", "cat", "dog"},
+ENGLISH_RECIPIENTS = {"cat": {"cat", "kitten", "kitty", "pet"}, "dog": {"dog", "puppy", "pet"}, "pet": {"pet", "cat", "dog"},
                       "baby": {"baby", "toddler", "infant", "newborn"}, "kid": {"kid", "child", "children", "son",
                                                                                "daughter"},
                       "children's": {"kid", "child", "children", "son", "daughter", "children's"}}
+# words of an English item name that name no kind by themselves ("free" in "lactose-free"; the X of "X-free" and
+# "non-X" is what the item has not, and is dropped before this)
+ENGLISH_NAME_FILLERS = frozenset({"and", "with", "the", "for", "set", "of", "over", "ear"})
+# the last words of category names that name no kind ("household goods", "pet supplies")
+ENGLISH_GENERIC_KINDS = frozenset({"good", "product", "supply", "supplies"})
 MAX_LEADING_ADJECTIVES = 2
 MIN_KIND_WORD = 3  # shorter first words are no kind
 
@@ -141,8 +150,6 @@ def english_singular(word: str) -> str:
         return ENGLISH_IRREGULAR_PLURALS[word]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("oes"):  # potatoes, tomatoes
-        return word[:-2]
     if len(word) > 4 and word.endswith("ives"):  # knives, wives
         return word[:-3] + "fe"
     if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
@@ -163,13 +170,14 @@ def english_phrases(name_en: str) -> list[tuple[str, ...]]:
 
 
 def english_words(text: str) -> list[tuple[str, str]]:
-    """The request's English words, singular, with their spans (``request_words``); a negated word, and a word
-    after "something" / "anything" (an adjective there: "something sweet"), is left blank: no phrase holds it."""
+    """The request's English words, singular and as the catalog says them (``english_synonyms``: "sneakers" →
+    "shoe"), with their spans (``request_words``); a negated word, and a word after "something" / "anything" (an
+    adjective there: "something sweet"), is left blank: no phrase holds it."""
     out, previous = [], ""
-    for word, span in request_words(text):
+    for word, span in request_words(with_phrase_synonyms(text)):
         if ENGLISH_WORD.fullmatch(word):
             blank = span == NEGATED or previous in ENGLISH_INDEFINITES
-            out.append(("" if blank else english_singular(word), span))
+            out.append(("" if blank else catalog_word(english_singular(word)), span))
         previous = word
     return out
 
@@ -188,10 +196,14 @@ class ProductTerms:
     def __init__(self, kind_items: dict[str, np.ndarray], name_lemmas: list[frozenset[str]],
                  lemmatizer: Lemmatizer | None = None,
                  english_kinds: dict[tuple[str, ...], np.ndarray] | None = None,
-                 english_words: list[frozenset[str]] | None = None, missing_goods: frozenset[str] = frozenset()):
+                 english_words: list[frozenset[str]] | None = None, missing_goods: frozenset[str] = frozenset(),
+                 english_modifiers: dict[str, np.ndarray] | None = None):
         self.kind_items = kind_items
         # an English phrase (a category's name, an item name's head noun) → its items
         self.english_kinds = english_kinds or {}
+        # another word of an English item name ("chicken" of "chicken breast fillet") → its items: read only when
+        # the request holds no phrase above
+        self.english_modifiers = english_modifiers or {}
         self.english_words = english_words or []  # per item id, the singular words of its English name
         self.english_vocabulary = frozenset(w for p in self.english_kinds for w in p).union(*self.english_words)
         self.name_lemmas = name_lemmas  # per item id, the lemmas of its name's words
@@ -215,8 +227,11 @@ class ProductTerms:
                                                       if category_id in catalog.category_ids_above(i.category_id)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
+        phrases = english_kinds(catalog)
         terms = cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
-                    english_kinds(catalog), [frozenset(english_name_words(item.name_en)) for item in catalog.items])
+                    phrases, [frozenset(english_name_words(item.name_en)) for item in catalog.items],
+                    english_modifiers=english_modifier_kinds(catalog, frozenset(p[0] for p in phrases if len(p) == 1),
+                                                             english_category_kinds(catalog)))
         terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer) | frozenset(
             w for w in EVERYDAY_GOODS_EN if w not in terms.english_vocabulary)
         return terms
@@ -242,8 +257,11 @@ class ProductTerms:
         english = self.english_named(text)
         request_english = {w for w, _ in english_words(text) if w}
         wanted_english = {w for w, span in english_words(text) if w and span == WANTED}
+        if not english:  # "chicken", "salmon", "sunscreen": a word of item names that heads none
+            english = [(w,) for w in dict.fromkeys(w for w, span in english_words(text) if span == WANTED)
+                       if w in self.english_modifiers]
         for phrase in english:
-            items = self.english_kinds[phrase]
+            items = self.english_kinds.get(phrase, self.english_modifiers.get(phrase[0]))
             items = items[allowed[items]] if allowed is not None else items
             items = items[[self.for_the_recipient(i, request_english) for i in items.tolist()]] if items.size else items
             if items.size:  # "coffee beans": of the coffee, the beans (a purpose narrows nothing: "toys for my kid")
@@ -314,7 +332,42 @@ def english_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
         words = english_name_words(item.name_en)
         if words and len(words[-1]) >= MIN_KIND_WORD:
             kinds.setdefault((words[-1],), set()).add(item.item_id)
+        head_phrase = english_head_phrase(item.name_en)
+        if head_phrase:
+            kinds.setdefault(head_phrase, set()).add(item.item_id)
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items()}
+
+
+def english_head_phrase(name_en: str) -> tuple[str, ...] | None:
+    """An English item name's head noun with the word before it, a hyphenated word whole ("face cream" →
+    ("face", "cream"), "lactose-free milk" → ("lactose", "free", "milk")): a request holding it wants that item, not
+    every cream or milk; None for a one-word name or a filler before the head ("set of pots")."""
+    tokens = name_en.lower().split()
+    if len(tokens) < 2:
+        return None
+    before, head = english_name_words(tokens[-2]), english_name_words(tokens[-1])
+    if not before or not head or before[-1] in ENGLISH_NAME_FILLERS or len(before[-1]) < MIN_KIND_WORD:
+        return None
+    return tuple(before + head)
+
+
+def english_modifier_kinds(catalog: Catalog, heads: frozenset[str],
+                           categories: dict[tuple[str, ...], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each word of the items' English names that is no head noun or one-word category name (``heads``) → the
+    items whose names have it ("chicken" → the chicken breast fillet and the chicken caesar salad); not the X of
+    "X-free" / "non-X" (what the item has not: "sugar" must not name the sugar-free cola) nor a filler word. And the
+    last word of a category's several-word phrase → that category's items ("snack" → the salty and the healthy
+    snacks), unless it says only "goods" or the like."""
+    kinds: dict[str, set[int]] = {}
+    for item in catalog.items:
+        name = re.sub(r"\b[a-z]+-free\b|\bnon-[a-z]+\b", " ", item.name_en.lower())
+        for word in english_name_words(name):
+            if len(word) >= MIN_KIND_WORD and word not in heads and word not in ENGLISH_NAME_FILLERS:
+                kinds.setdefault(word, set()).add(item.item_id)
+    for phrase, items in (categories or {}).items():
+        if len(phrase) > 1 and phrase[-1] not in heads and phrase[-1] not in ENGLISH_GENERIC_KINDS:
+            kinds.setdefault(phrase[-1], set()).update(items.tolist())
+    return {w: np.array(sorted(v), dtype=np.int64) for w, v in kinds.items()}
 
 
 def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:

@@ -210,3 +210,71 @@ def test_a_possessive_phrase_is_matched_as_the_category_names_it():
     terms = ProductTerms.of(Catalog(categories, items))
     assert terms.named("children's books please").item_ids.tolist() == [0]
     assert terms.named("books").item_ids.tolist() == [0, 1]  # the category and the item whose head noun is "book"
+
+
+@pytest.fixture(scope="module")
+def english_catalog() -> Catalog:
+    categories = CATEGORIES + [Category("sport", "спорт", "sports goods", None, False),
+                               Category("grocery/salty_snacks", "солёные снеки", "salty snacks", "grocery", False),
+                               Category("grocery/healthy_snacks", "полезные снеки", "healthy snacks", "grocery",
+                                        False)]
+    rows = [("Кроссовки беговые", "sport", "running shoes"), ("Фитнес-резинки", "sport", "resistance bands"),
+            ("Пластырь бактерицидный", "household", "antibacterial plasters"),
+            ("Филе куриной грудки", "grocery", "chicken breast fillet"), ("Филе лосося", "grocery", "salmon fillet"),
+            ("Салат цезарь с курицей", "grocery", "chicken caesar salad"),
+            ("Кола без сахара", "grocery", "sugar-free cola"), ("Сметана", "grocery/dairy", "sour cream"),
+            ("Крем для лица", "household", "moisturizing face cream"),
+            ("Кофемашина капсульная", "electronics", "capsule coffee machine"),
+            ("Кофе в зёрнах", "grocery/coffee", "coffee beans"),
+            ("Чипсы картофельные", "grocery/salty_snacks", "potato chips"),
+            ("Миндаль жареный", "grocery/healthy_snacks", "roasted almonds"),
+            ("Набор ножей", "household", "knife set"), ("Солнцезащитный крем SPF 50", "household", "sunscreen spf 50")]
+    items = [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset(), name_en)
+             for i, (name, category, name_en) in enumerate(rows)]
+    return Catalog(categories, items)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I need sneakers", ["running shoes"]),           # the shopper's word → the catalog's ("shoes" stays "shoe")
+    ("any trainers?", ["running shoes"]),
+    ("a pack of band-aids", ["antibacterial plasters"]),  # a phrase whole: not "band" → resistance bands
+    ("crisps please", ["potato chips"]),
+    ("coffee maker", ["capsule coffee machine"]),     # the head phrase, not every coffee
+    ("face cream", ["moisturizing face cream"]),      # not the sour cream
+    ("moisturizer", ["moisturizing face cream"]),
+    ("chicken for dinner", ["chicken breast fillet", "chicken caesar salad"]),  # a word that heads no name
+    ("salmon", ["salmon fillet"]),
+    ("knives", ["knife set"]),
+    ("sunscreen", ["sunscreen spf 50"]),
+    ("snacks", ["potato chips", "roasted almonds"]),  # a category's last word: both snack categories
+    ("sugar", None),                                  # the X of "X-free" names nothing: no sugar-free cola
+    ("household goods", ["antibacterial plasters", "knife set", "moisturizing face cream", "sunscreen spf 50"]),
+])
+def test_english_shoppers_words_and_item_name_words_name_items(english_catalog, text, expected):
+    terms = ProductTerms.of(english_catalog)
+    found = terms.named(text)
+    assert (None if found is None or not found.item_ids.size
+            else sorted(english_catalog.get(int(i)).name_en for i in found.item_ids)) == expected
+
+
+def test_every_synonym_target_is_a_word_of_the_default_catalog():
+    """A target the catalog lacks would make the request name nothing: each one is held to the default catalog's
+    English item and category names."""
+    from recllm.catalog.english_synonyms import ENGLISH_PHRASE_SYNONYMS, ENGLISH_WORD_SYNONYMS
+    from recllm.catalog.product_terms import english_name_words
+    from recllm.synthetic.vocabulary import CATEGORY_SPECS, ENGLISH_PRODUCT_NAMES
+
+    words = {w for name in [*ENGLISH_PRODUCT_NAMES.values(), *(spec[2] for spec in CATEGORY_SPECS)]
+             for w in english_name_words(name)}
+    targets = set(ENGLISH_WORD_SYNONYMS.values()) | {w for t in ENGLISH_PHRASE_SYNONYMS.values()
+                                                     for w in english_name_words(t)}
+    assert targets - words == set()
+    assert set(ENGLISH_WORD_SYNONYMS) & words == set()  # a catalog word is never rewritten away
+
+
+def test_phone_alone_is_the_smartphone_but_a_phone_case_stays_one():
+    from recllm.catalog.english_synonyms import with_phrase_synonyms
+
+    assert with_phrase_synonyms("A new phone, please") == "a new smartphone, please"
+    assert with_phrase_synonyms("a mobile phone") == "a smartphone"
+    assert with_phrase_synonyms("a phone case and a phone charger") == "a phone case and a phone charger"
