@@ -134,4 +134,4 @@ def explain_reply(state: DialogueState, message: str, language: str) -> str:
     if not why:
         why = (f"it fits your request «{state.goal}»" if language == "en"
                else f"подходит под ваш запрос «{state.goal}»")
-    return f"«{name}»: {why}"
+    return f"«{name}»: {why}" + ("" if why.rstrip()[-1:] in (".", "!", "?") else ".")

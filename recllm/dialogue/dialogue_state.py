@@ -128,8 +128,10 @@ def catalog_diet(diet: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(t for t in tags if t in REQUIRED_TAG_PATTERNS))
 
 
-def decide_act(state: DialogueState, understanding: RequestUnderstanding, message: str) -> str:
-    """The act for an ok message (moderation already passed)."""
+def decide_act(state: DialogueState, understanding: RequestUnderstanding, message: str,
+               names_another_kind: bool = False) -> str:
+    """The act for an ok message (moderation already passed); ``names_another_kind``: the message names a kind of
+    product none of the shown list is (``ChatEngine.names_another_kind``), so it starts a new goal."""
     if (understanding.intent == "explain" or _EXPLAIN.search(message)) and state.last_items:
         return "explain"
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
@@ -138,7 +140,7 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
-    if is_new_request(state, understanding):
+    if names_another_kind or is_new_request(state, understanding):
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
         return "clarify" if understanding.intent == "clarify_needed" else "recommend"
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":

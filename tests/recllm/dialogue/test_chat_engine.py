@@ -232,7 +232,8 @@ def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
 
     kinds = {1: "electronics/headphones", 2: "electronics/headphones", 3: "sport/nutrition", 4: "beauty/skincare",
              5: "electronics/headphones"}
-    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]))
+    # a catalog with these items' categories only: no names, so no message names a kind
+    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]), items=[], categories={})
     readings = {"подешевле": RequestUnderstanding("ru", "other", "refine", refinement=("cheaper",)),
                 "не то": RequestUnderstanding("ru", "other", "refine", refinement=("other",))}
     sessions = SessionStore(tmp_path / "s.sqlite")
@@ -264,3 +265,48 @@ def test_a_bare_follow_up_continues_in_the_session_s_language(tmp_path):
     assert in_session_language(parse_request("u1", "ещё", 5), english).language == "en"
     assert in_session_language(parse_request("u1", "ещё без сахара", 5), english).language == "ru"
     assert in_session_language(parse_request("u1", "ещё", 5), replace(english, last_items=())).language == "ru"
+
+
+def test_a_kind_outside_the_list_s_top_categories_starts_a_new_goal(tmp_path):
+    """Live: running shoes → "cheaper" (nothing left) → "any crisps?" was read as a refinement of the shoes
+    ("Still nothing new on Megamarket"). A request naming a kind none of the shown list is, not even by its top
+    category, starts a new goal whatever its intent reads as; a kind under the same top category («а кефир?» after
+    milk) stays a refinement (it keeps the goal's diet and budget); an everyday good nobody sells is a new goal too."""
+    from recllm.catalog.product_catalog import Catalog, Category, Item
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    categories = [Category("grocery", "продукты", "groceries", None, False),
+                  Category("grocery/dairy", "молочные продукты", "dairy products", "grocery", False),
+                  Category("grocery/salty_snacks", "солёные снеки", "salty snacks", "grocery", False),
+                  Category("sport", "спорт", "sports goods", None, False)]
+    rows = [("Кроссовки беговые", "sport", "running shoes"), ("Чипсы картофельные", "grocery/salty_snacks",
+                                                               "potato chips"),
+            ("Молоко", "grocery/dairy", "milk"), ("Кефир", "grocery/dairy", "kefir")]
+    services = ["megamarket", "samokat", "kuper", "kuper"]
+    catalog = Catalog(categories, [Item(i, services[i], i, name, "b", category, 100.0, True, frozenset(), name_en)
+                                   for i, (name, category, name_en) in enumerate(rows)])
+    refine = RequestUnderstanding("en", "other", "refine")
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: refine, catalog=catalog)
+
+    def after(goal, shown_ids, message):
+        state = DialogueState(goal=goal, domain="other", last_items=shown_ids, shown=shown_ids,
+                              last_act="nothing_left", understanding=refine.to_dict())
+        return decide_act(state, refine, message, engine.names_another_kind(state, message))
+
+    from recllm.dialogue.dialogue_state import decide_act
+    assert after("running shoes", (0,), "any crisps?") == "recommend"
+    assert after("running shoes", (0,), "show me some tea") == "recommend"   # a good nobody here sells
+    assert after("молоко", (2,), "а кефир?") == "refine"                    # the same top category
+    assert after("running shoes", (0,), "cheaper please") == "refine"        # names no kind
+    assert after("running shoes", (0,), "sneakers") == "refine"              # the kind on screen
+    no_catalog = ChatEngine(sessions, stages=None, understander=lambda text, context=None: refine)
+    assert not no_catalog.names_another_kind(DialogueState(goal="x", last_items=(0,)), "any crisps?")
+    # the new goal goes where what it names is sold (the understanding read "any crisps?" as home goods)
+    assert engine.services_selling_named("any crisps?") == ("samokat",)
+    assert engine.services_selling_named("milk and kefir") == ("kuper",)
+    assert engine.services_selling_named("cheaper please") == () == no_catalog.services_selling_named("crisps")
+    sessions.save_state("crisps", "u_000001", DialogueState(goal="running shoes", domain="sport", last_items=(0,),
+                                                            shown=(0,), last_act="recommend",
+                                                            services=("megamarket",)).to_json())
+    assert engine.plan("crisps", "u_000001", "any crisps?", 5).request.service == "samokat"

@@ -114,8 +114,8 @@ def test_state_survives_a_restart(tmp_path):
 
 def test_explain_picks_the_item_asked_about():
     state = shown(start_goal(DialogueState(), GOAL, "молочка"), [7, 8, 9])
-    assert explain_reply(state, "почему второй?", "ru") == "«Молоко 8»: why 8"
-    assert explain_reply(state, "почему это?", "ru") == "«Молоко 7»: why 7"
+    assert explain_reply(state, "почему второй?", "ru") == "«Молоко 8»: why 8."
+    assert explain_reply(state, "почему это?", "ru") == "«Молоко 7»: why 7."
 
 
 class FakeStages:
