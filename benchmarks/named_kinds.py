@@ -35,7 +35,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 NAMED_REQUESTS = ("молоко", "хочу кефир", "кофе в зёрнах", "корм для кошек", "наушники", "кроссовки для бега",
                   "подгузники", "хлеб", "сыр", "шоколад", "йогурт без сахара", "молоко без лактозы",
                   "what about cat food?", "good coffee for home", "I need diapers", "headphones please",
-                  "cleaning supplies")
+                  "cleaning supplies",
+                  # shoppers' words the catalog says otherwise, and item-name words that head no name
+                  "I need sneakers", "any crisps?", "nappies for my baby", "a coffee maker", "chicken for dinner",
+                  "sunscreen")
 # mode → (RetrieverConfig.named_kinds, English category phrases kept)
 MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}  # English: item heads and category phrases
 
