@@ -9,7 +9,8 @@ EVERYDAY_GOODS_RU = tuple("""
 молоко кефир йогурт творог сыр масло хлеб колбаса сосиски пельмени сок вода лимонад чай кофе шоколад конфеты печенье
 торт мороженое майонез кетчуп гречка рис макароны мука сахар соль чипсы орехи корм пюре каша подгузники шампунь крем
 гель мыло порошок мясо фарш курица рыба консервы кроссовки наушники смартфон книга игрушка конструктор овощи фрукты
-яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки
+яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки ноутбук
+телевизор планшет холодильник микроволновка
 """.split())
 
 # English everyday goods, singular, as a catalog would name them: a request's own word is first rewritten to the
@@ -17,5 +18,5 @@ EVERYDAY_GOODS_RU = tuple("""
 # here (a catalog that sold them under another name would otherwise be read as not selling them).
 EVERYDAY_GOODS_EN = tuple("""
 tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie biscuit noodle wine battery soap toothpaste
-lamp
+lamp laptop television tv fridge microwave
 """.split())

@@ -31,7 +31,8 @@ from recllm.catalog.product_terms import ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, record_shown, refine_goal,
                                             requested_style, start_goal, without_budget)
-from recllm.dialogue.dialogue_replies import clarify_reply, explain_reply, explained_index, nothing_left_reply
+from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
+                                             nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
                                                    understand)
@@ -142,7 +143,7 @@ class ChatEngine:
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
         act = decide_act(state, understanding, base.query, self.names_another_kind(state, base.query))
-        if act == "explain":
+        if act in ("explain", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
             return TurnPlan(session_id, base, start_goal(state, understanding, base.query), act, understanding)
@@ -169,7 +170,7 @@ class ChatEngine:
             self._record(plan, replace(plan.state, turns=plan.state.turns + 1), "[declined]", "", [])
             return
         if plan.act == "clarify":
-            yield TextChunk(clarify_reply(plan.base.language, plan.understanding))
+            yield TextChunk(clarify_reply(plan.base.language, plan.understanding, plan.base.query))
             state = record_shown(plan.state, "clarify", "", [], [], [], [], plan.understanding)
             self._record(plan, state, plan.base.query, "", [])
             return
@@ -178,6 +179,11 @@ class ChatEngine:
                                                                            plan.base.language)]))
             self._record(plan, replace(plan.state, last_act="explain", turns=plan.state.turns + 1), plan.base.query,
                          plan.state.service, [])
+            return
+        if plan.act == "acknowledge":
+            yield TextChunk(acknowledge_reply(plan.base.language))
+            self._record(plan, replace(plan.state, last_act="acknowledge", turns=plan.state.turns + 1),
+                         plan.base.query, plan.state.service, [])
             return
         yield from self._recommend(plan)
 

@@ -16,12 +16,57 @@ _ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четв": 3, "пят
 _WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
 
 
-def clarify_reply(language: str, understanding: RequestUnderstanding | None) -> str:
-    if language == "en":
-        return "Tell me a bit more: sweet or savoury, for yourself or for a group? And which service — Samokat, " \
-               "Megamarket or Kuper?"
-    return "Подскажите чуть подробнее: сладкое или солёное, для себя или на компанию? И где заказать — в Самокате, " \
-           "Мегамаркете или Купере?"
+_GIFT = re.compile(r"подар|подарит|сюрприз|present|gift", re.IGNORECASE)
+# What a clarifying question asks, by what the vague wish already says: (Russian, English)
+_CLARIFY_WHAT = {
+    "gift": ("Кому подарок и что этот человек любит: вкусное, технику, книги, что-то для дома или для спорта? "
+             "И на какой бюджет?",
+             "Who is the present for, and what do they like: treats, gadgets, books, something for the home or for "
+             "sport? And what budget?"),
+    "child": ("Сколько лет ребёнку и что ищете: игрушки, книги, подгузники или детское питание?",
+              "How old is the child, and what are you after: toys, books, diapers or baby food?"),
+    "guests": ("Что нужно к столу: закуски, сладкое, напитки или готовая еда? И на сколько человек?",
+               "What do you need for the table: snacks, sweets, drinks or ready meals? And for how many people?"),
+    "gift for": ("Что подойдёт к подарку: вкусное, техника, книги, что-то для дома или для спорта? И на какой "
+                 "бюджет?",
+                 "What would suit the present: treats, gadgets, books, something for the home or for sport? And what "
+                 "budget?"),
+    "pet": ("Что нужно питомцу: корм, лакомство, наполнитель или игрушка?",
+            "What does your pet need: food, treats, litter or a toy?"),
+    "food": ("Подскажите чуть подробнее: сладкое или солёное, на завтрак, перекус или ужин?",
+             "Tell me a bit more: sweet or savoury, for breakfast, a snack or dinner?"),
+    "other": ("Подскажите, что ищете: продукты, что-то для дома, технику, товары для детей, спорта или питомца?",
+              "What are you looking for: groceries, something for the home, electronics, or things for kids, sport or "
+              "pets?"),
+}
+_CLARIFY_SERVICE = ("И где заказать — в Самокате, Мегамаркете или Купере?",
+                    "And which service — Samokat, Megamarket or Kuper?")
+
+
+def clarify_topic(understanding: RequestUnderstanding | None, message: str = "") -> str:
+    """What the clarifying question should ask about (a key of ``_CLARIFY_WHAT``): a present (for someone named or
+    not), a child, guests, a pet, food, or what kind of thing at all."""
+    recipient = understanding.recipient if understanding else None
+    if recipient in ("partner", "parent", "grandparent", "friend", "colleague"):
+        return "gift for"  # whom it is for is said: what they like is not
+    if _GIFT.search(message):
+        return "gift"
+    if recipient == "child" or (understanding and understanding.domain == "kids"):
+        return "child"
+    if recipient in ("company", "family"):
+        return "guests"
+    if recipient == "pet" or (understanding and understanding.domain == "pet"):
+        return "pet"
+    return "food" if understanding and understanding.domain == "food" else "other"
+
+
+def clarify_reply(language: str, understanding: RequestUnderstanding | None, message: str = "") -> str:
+    """A question about what the vague wish leaves open, and about the service when it names none."""
+    english = language == "en"
+    question = _CLARIFY_WHAT[clarify_topic(understanding, message)][english]
+    if understanding is None or not understanding.target_services:
+        question += " " + _CLARIFY_SERVICE[english]
+    return question
 
 
 def constraint_text(state: DialogueState, language: str) -> str:
@@ -112,6 +157,13 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
              "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",
              "budget": f"Могу поднять бюджет — тогда найдётся {options}."}[relaxation.kind]
     return f"{head} {offer}"
+
+
+def acknowledge_reply(language: str) -> str:
+    """The answer to thanks or praise for the list on screen: nothing more was asked, so no new list."""
+    if language == "en":
+        return "Glad it helps! If you need anything else, just ask."
+    return "Рад помочь! Если понадобится что-то ещё — просто напишите."
 
 
 def explained_index(state: DialogueState, message: str) -> int:

@@ -27,7 +27,7 @@ from recllm.rag.rec_request import parse_budget as text_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
 
-ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
+ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "acknowledge")
 MAX_SHOWN_KEPT = 500        # shown ids remembered per goal (a 50-turn session shows at most 50 × top_k)
 MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective query; older ones only in the summary
 MAX_SUMMARY_CHARS = 300
@@ -140,12 +140,31 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
-    if names_another_kind or is_new_request(state, understanding):
+    new_goal = names_another_kind or is_new_request(state, understanding)
+    if not names_another_kind and acknowledges(state, understanding, message):
+        return "acknowledge"                         # «спасибо!», «отлично, беру»: nothing more asked
+    if new_goal:
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
         return "clarify" if understanding.intent == "clarify_needed" else "recommend"
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
         return "refine"
     return "recommend"
+
+
+# Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
+_CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that'?s\s+all|это\s+вс[её]|"
+                      r"больше\s+ничего|nothing\s+else|пока\b|до\s+свидания|bye|goodbye", re.IGNORECASE)
+
+
+def acknowledges(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
+    """The message only reacts well to the list on screen or thanks («отлично, беру», "love it", «спасибо!», "thank
+    you, that's all"): it asks for nothing more, so the turn answers it instead of showing another list. A
+    reaction with a refinement («не то», «слишком дорого») or any other content is no acknowledgement."""
+    if not state.last_items or understanding.refinement or understanding.intent == "explain":
+        return False
+    if understanding.intent == "feedback":
+        return True
+    return bool(_CLOSING.search(message)) and not follow_up_content(_CLOSING.sub(" ", message))
 
 
 def takes_offer(state: DialogueState, message: str) -> bool:
@@ -169,6 +188,8 @@ def is_new_request(state: DialogueState, understanding: RequestUnderstanding) ->
     """The message starts a new goal although its intent reads as a follow-up: it names a domain of its own,
     confidently, other than the goal's, and carries no refinement of the shown list («подешевле», «не то»)."""
     if understanding.intent not in FOLLOW_UP_INTENTS | {"clarify_needed"} or understanding.refinement:
+        return False
+    if understanding.intent == "compare" and state.last_items:  # «какие лучше для бега?» is about the list shown
         return False
     return (understanding.domain not in ("other", state.domain) and bool(state.domain)
             and understanding.domain_confidence >= NEW_GOAL_MIN_DOMAIN_CONFIDENCE)

@@ -57,6 +57,31 @@ def test_acts_follow_the_state_not_the_words():
     assert decide_act(empty, EXPLAIN, "почему?") == "recommend"
 
 
+def test_thanks_and_praise_for_the_list_are_acknowledged_not_answered_with_another_list():
+    """Live: «спасибо!» after a list was read as a refinement and got three more items (knives among them)."""
+    state = shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1, 2])
+    praise = RequestUnderstanding("ru", "other", "feedback")
+    assert decide_act(state, praise, "спасибо!") == "acknowledge"
+    assert decide_act(state, praise, "отлично, беру") == "acknowledge"
+    food = RequestUnderstanding("en", "food", "recommend")  # how "thank you, that's all" reads
+    assert decide_act(state, food, "thank you, that's all") == "acknowledge"
+    assert decide_act(state, OTHER, "не то, спасибо") == "refine"             # a reaction with a refinement
+    assert decide_act(state, CHEAPER, "спасибо, а подешевле?") == "refine"
+    assert decide_act(state, GOAL, "спасибо, а теперь кефир без лактозы") == "recommend"  # asks for more
+    assert decide_act(state, praise, "спасибо!", names_another_kind=True) == "recommend"
+    assert decide_act(DialogueState(), praise, "спасибо!") == "recommend"     # nothing on screen to thank for
+
+
+def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():
+    """Live: «какие лучше для бега?» after headphones read as a sport request and got running socks."""
+    headphones = RequestUnderstanding("ru", "electronics", "recommend")
+    state = shown(start_goal(DialogueState(), headphones, "хочу наушники"), [1, 2], understanding=headphones)
+    compare = RequestUnderstanding("ru", "sport", "compare", domain_confidence=0.96)
+    assert decide_act(state, compare, "какие лучше для бега?") == "refine"
+    sport = RequestUnderstanding("ru", "sport", "refine", domain_confidence=0.96)
+    assert decide_act(state, sport, "что-нибудь для бега") == "recommend"   # a follow-up in another domain: new
+
+
 def test_constraint_of_turn_one_holds_after_many_follow_ups():
     state = start_goal(DialogueState(), GOAL, "молочка без лактозы на завтрак")
     for turn in range(60):
@@ -323,3 +348,24 @@ def test_refinements_keep_the_goal_whatever_their_domain_reads():
 ])
 def test_a_requested_explanation_style(message, style):
     assert requested_style(message) == style
+
+
+@pytest.mark.parametrize("understanding, message, asks", [
+    (RequestUnderstanding("ru", "food", "clarify_needed"), "хочу что-нибудь вкусное", "сладкое или солёное"),
+    (RequestUnderstanding("ru", "other", "clarify_needed"), "порекомендуй что-нибудь", "что ищете"),
+    (RequestUnderstanding("en", "goods", "recommend"), "hey, need a present", "Who is the present for"),
+    (RequestUnderstanding("ru", "goods", "recommend", recipient="parent"), "что подарить маме?", "к подарку"),
+    (RequestUnderstanding("ru", "other", "clarify_needed", recipient="child"), "что-нибудь сыну", "лет ребёнку"),
+    (RequestUnderstanding("ru", "other", "clarify_needed", recipient="company"), "для гостей", "к столу"),
+    (RequestUnderstanding("en", "pet", "clarify_needed", recipient="pet"), "something for my cat", "your pet"),
+])
+def test_a_clarifying_question_asks_what_the_wish_leaves_open(understanding, message, asks):
+    """The question was the same for every vague wish («сладкое или солёное?» to "need a present")."""
+    from recllm.dialogue.dialogue_replies import clarify_reply
+
+    reply = clarify_reply(understanding.language, understanding, message)
+    assert asks in reply
+    # the service is asked for only when the wish names none
+    assert ("Самокате" in reply or "Samokat" in reply) == (not understanding.target_services)
+    named = replace(understanding, target_services=("kuper",))
+    assert "Самокате" not in clarify_reply(named.language, named, message)
