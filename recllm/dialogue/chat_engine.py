@@ -143,7 +143,7 @@ class ChatEngine:
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
         act = decide_act(state, understanding, base.query, self.names_another_kind(state, base.query))
-        if act in ("explain", "acknowledge"):
+        if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
             return TurnPlan(session_id, base, start_goal(state, understanding, base.query), act, understanding)
@@ -174,10 +174,10 @@ class ChatEngine:
             state = record_shown(plan.state, "clarify", "", [], [], [], [], plan.understanding)
             self._record(plan, state, plan.base.query, "", [])
             return
-        if plan.act == "explain":
-            yield from (TextChunk(t) for t in redact_stream([explain_reply(plan.state, plan.base.query,
-                                                                           plan.base.language)]))
-            self._record(plan, replace(plan.state, last_act="explain", turns=plan.state.turns + 1), plan.base.query,
+        if plan.act in ("explain", "compare"):
+            reply = explain_reply(plan.state, plan.base.query, plan.base.language, compare=plan.act == "compare")
+            yield from (TextChunk(t) for t in redact_stream([reply]))
+            self._record(plan, replace(plan.state, last_act=plan.act, turns=plan.state.turns + 1), plan.base.query,
                          plan.state.service, [])
             return
         if plan.act == "acknowledge":

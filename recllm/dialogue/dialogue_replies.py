@@ -179,11 +179,17 @@ def explained_index(state: DialogueState, message: str) -> int:
     return 0
 
 
-def explain_reply(state: DialogueState, message: str, language: str) -> str:
+def explain_reply(state: DialogueState, message: str, language: str, compare: bool = False) -> str:
+    """Why the item asked about was shown (its explanation from the ranker); ``compare`` («какой из них лучше?»):
+    which of the list fits the user best — the ranker's first, unless the message names another — and why."""
     index = explained_index(state, message)
     name = state.last_names[index] if index < len(state.last_names) else ""
     why = state.last_explanations[index] if index < len(state.last_explanations) else ""
     if not why:
         why = (f"it fits your request «{state.goal}»" if language == "en"
                else f"подходит под ваш запрос «{state.goal}»")
-    return f"«{name}»: {why}" + ("" if why.rstrip()[-1:] in (".", "!", "?") else ".")
+    why += "" if why.rstrip()[-1:] in (".", "!", "?") else "."
+    if compare:
+        lead = "For you I'd pick" if language == "en" else "Вам я бы выбрал"
+        return f"{lead} «{name}»: {why[:1].lower()}{why[1:]}"
+    return f"«{name}»: {why}"

@@ -27,7 +27,7 @@ from recllm.rag.rec_request import parse_budget as text_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
 
-ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "acknowledge")
+ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "compare", "acknowledge")
 MAX_SHOWN_KEPT = 500        # shown ids remembered per goal (a 50-turn session shows at most 50 × top_k)
 MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective query; older ones only in the summary
 MAX_SUMMARY_CHARS = 300
@@ -134,6 +134,8 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     product none of the shown list is (``ChatEngine.names_another_kind``), so it starts a new goal."""
     if (understanding.intent == "explain" or _EXPLAIN.search(message)) and state.last_items:
         return "explain"
+    if compares_the_list(state, understanding, message) and not names_another_kind:
+        return "compare"                             # «какой из них лучше?»: the best of the list, and why
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
         return "clarify"
     if takes_offer(state, message):
@@ -154,6 +156,16 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
 _CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that'?s\s+all|это\s+вс[её]|"
                       r"больше\s+ничего|nothing\s+else|пока\b|до\s+свидания|bye|goodbye", re.IGNORECASE)
+
+
+# words that say what the comparison is for («какие лучше для бега?»): then it refines the list instead
+_COMPARE_PURPOSE = re.compile(r"\b(?:для|под|к|чтобы|for|to)\b", re.IGNORECASE)
+
+
+def compares_the_list(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
+    """«какой из них лучше?», "which one is better?": a comparison of the list on screen with nothing it is for."""
+    return (understanding.intent == "compare" and bool(state.last_items) and not understanding.refinement
+            and not _COMPARE_PURPOSE.search(message))
 
 
 def acknowledges(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:

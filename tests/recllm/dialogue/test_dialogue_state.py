@@ -77,7 +77,15 @@ def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():
     headphones = RequestUnderstanding("ru", "electronics", "recommend")
     state = shown(start_goal(DialogueState(), headphones, "хочу наушники"), [1, 2], understanding=headphones)
     compare = RequestUnderstanding("ru", "sport", "compare", domain_confidence=0.96)
-    assert decide_act(state, compare, "какие лучше для бега?") == "refine"
+    assert decide_act(state, compare, "какие лучше для бега?") == "refine"   # what for: refine the list
+    # with nothing it is for, the comparison is answered from the list: the ranker's first and why
+    which = RequestUnderstanding("ru", "other", "compare")
+    assert decide_act(state, which, "какой из них лучше?") == "compare"
+    assert decide_act(state, which, "какой из них лучше?", names_another_kind=True) == "recommend"
+    assert decide_act(DialogueState(), which, "какой лучше?") == "recommend"
+    assert explain_reply(state, "какой из них лучше?", "ru", compare=True) == "Вам я бы выбрал «Молоко 1»: why 1."
+    assert explain_reply(state, "which is better, the second?", "en", compare=True).startswith(
+        "For you I'd pick «Молоко 2»")
     sport = RequestUnderstanding("ru", "sport", "refine", domain_confidence=0.96)
     assert decide_act(state, sport, "что-нибудь для бега") == "recommend"   # a follow-up in another domain: new
 
