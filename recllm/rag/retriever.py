@@ -45,6 +45,10 @@ class RetrieverConfig:
     preference_weight: float = 0.35  # weight of the long-term preference vector in the blended search vector
     max_repeat_candidates: int = 24
     num_fragments: int = 4
+    # The profile facts are about the kinds of the best this-many candidates (their leaf categories, or a sibling
+    # under the same sub-category; the ranker reorders all candidates, so by default all of them): a request for
+    # cat food cites no dog-food habit; 0: the facts nearest the query, whatever they are about.
+    fact_candidates: int = 64
     # The query is "about health" when its nearest item, or this share of its nearest health_vote_k, is a health item.
     health_vote_k: int = 5
     health_vote_threshold: float = 0.4
@@ -61,7 +65,7 @@ class RetrieverConfig:
         for name in ("num_candidates", "health_vote_k"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RetrieverConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("max_repeat_candidates", "num_fragments", "context_cache_users"):
+        for name in ("max_repeat_candidates", "num_fragments", "context_cache_users", "fact_candidates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RetrieverConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         require_in_interval(self, "preference_weight", "[0, 1]")
@@ -231,7 +235,7 @@ class Retriever:
             service=service,
             candidate_ids=ids[order],
             candidate_scores=scores[order].astype(np.float32),
-            fragments=self.relevant_fragments(context.fragments, query_vector, health),
+            fragments=self.relevant_fragments(context.fragments, query_vector, health, ids[order]),
             health_query=health,
             context=context,
         )
@@ -302,7 +306,19 @@ class Retriever:
             keep &= items.tagged[tag][item_ids] if tag in items.tagged else False
         return keep
 
-    def relevant_fragments(self, fragments: list[ProfileFragment], query_vector: np.ndarray, health: bool
-                           ) -> list[tuple[ProfileFragment, float]]:
+    def relevant_fragments(self, fragments: list[ProfileFragment], query_vector: np.ndarray, health: bool,
+                           candidate_ids: np.ndarray | None = None) -> list[tuple[ProfileFragment, float]]:
+        """The user's facts nearest the query, of those about the best candidates' kinds (``fact_candidates``;
+        none when no fact is about them, so a reply cites nothing rather than an unrelated habit)."""
         fragments = retrievable_fragments(fragments, health)
+        if candidate_ids is not None and len(candidate_ids) and self.config.fact_candidates:
+            kinds = {self.catalog.get(int(i)).category_id for i in candidate_ids[:self.config.fact_candidates]}
+            fragments = [f for f in fragments if about_kinds(f.category_id, kinds)]
         return UserFragmentIndex(fragments).search(query_vector, self.config.num_fragments)
+
+
+def about_kinds(category_id: str, kinds: set[str]) -> bool:
+    """Whether a fact about ``category_id`` is about one of the leaf categories ``kinds``: the same one, or a sibling
+    under a sub-category (``kids/toys/toddler`` and ``kids/toys/school``; not every ``grocery/…`` leaf)."""
+    parent = category_id.rpartition("/")[0]
+    return category_id in kinds or ("/" in parent and any(k.rpartition("/")[0] == parent for k in kinds))

@@ -420,3 +420,32 @@ def test_a_request_that_names_a_kind_runs_no_faiss_search(retriever, trained_enc
     got = retriever.retrieve_many([named, unnamed], np.stack([vector, vector]))
     assert got[0].candidate_ids.size and got[1].candidate_ids.size
     assert len(searched) == 1 and searched[0] == len(retriever.search_vectors(vector, got[1].context.signals))
+
+
+def test_profile_facts_are_about_the_candidates_kinds(retriever, profile_store, ecosystem, catalog, trained_encoder):
+    """Live: a request for cat food cited "you buy dog food"; a fact is now about a kind among the candidates."""
+    from recllm.rag.retriever import about_kinds
+
+    vector = encode(trained_encoder, "хочу молоко")
+    users = [u.user_id for u in ecosystem.users if profile_store.fragments_of(u.user_id)][:30]
+    anything_cited = False
+    for user_id in users:
+        retrieval = retriever.retrieve(request(user_id, "samokat", query="хочу молоко"), vector)
+        kinds = {catalog.get(int(i)).category_id for i in retrieval.candidate_ids}
+        assert all(about_kinds(f.category_id, kinds) for f, _ in retrieval.fragments)
+        anything_cited |= bool(retrieval.fragments)
+    assert anything_cited
+    # off: the facts nearest the query, about anything (a milk request's nearest facts include other kinds)
+    anywhere = Retriever(retriever.catalog, retriever.index, profile_store,
+                         dataclasses.replace(retriever.config, fact_candidates=0, num_fragments=50))
+    assert any(not about_kinds(f.category_id, {"grocery/dairy", "grocery/lactose_free"})
+               for u in users for f, _ in anywhere.retrieve(request(u, "samokat", query="хочу молоко"), vector).fragments)
+
+
+def test_a_fact_is_about_a_kind_when_the_same_leaf_or_a_sibling_under_a_sub_category():
+    from recllm.rag.retriever import about_kinds
+
+    assert about_kinds("grocery/dairy", {"grocery/dairy"})
+    assert not about_kinds("grocery/grains", {"grocery/vegetables"})         # siblings under a top category only
+    assert about_kinds("kids/toys/school", {"kids/toys/toddler"})            # siblings under a sub-category
+    assert not about_kinds("pet/dog_food", {"pet/cat_food"})
