@@ -102,6 +102,20 @@ def test_bad_input_is_named(store, catalog, random_item_vectors, kwargs, message
 def test_refresh_config_rejects_wrong_parts():
     with pytest.raises(ValueError, match="RefreshConfig.privacy"):
         RefreshConfig(privacy=HistoryConfig())
+    with pytest.raises(ValueError, match="RefreshConfig.max_events"):
+        RefreshConfig(max_events=0)
+
+
+def test_a_refresh_reads_only_the_newest_max_events(store, catalog, random_item_vectors, config):
+    """Its cost stays bounded however long the log grows: the profile is derived from the newest events only."""
+    user = warm_user(store)
+    events = store.events_of(user)
+    bounded = dataclasses.replace(config, max_events=10)
+    refresh_user_profile(store, catalog, random_item_vectors, user, store.latest_timestamp(), bounded)
+    hours = {service: sum(h) for service, h, _ in store.temporal_histograms_of(user)}
+    assert len(events) > 10 and sum(hours.values()) == 10
+    newest = {f"{e.service}:{catalog.get(e.item_id).category_id}" for e in events[-10:] if e.kind == "purchase"}
+    assert {f.fragment_key for f in store.fragments_of(user)} == newest
 
 
 def test_bulk_refresh_releases_for_every_user_with_purchases(store, catalog, random_item_vectors, config, ecosystem):
