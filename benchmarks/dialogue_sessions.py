@@ -2,10 +2,11 @@
 
 Protocol:
 * **session** — one session of ``--turns`` turns for one warm user on samokat: «молочка без лактозы на завтрак»,
-  then a fixed cycle of follow-ups («ещё», «подешевле», «что-нибудь другое», «не то», «почему это?», …). Every
-  turn must either show only lactose-free items never shown before in the session, or show none and say plainly
-  (the reply names the constraint) that nothing more fits, with a relaxation offer; «почему это?» must explain a
-  shown item. Per-turn wall time (send → final response) gives p50/p95.
+  then a fixed cycle of follow-ups («ещё», «подешевле», «что-нибудь другое», «не то», «почему это?», «какой из них
+  лучше?», «спасибо!», …). Every turn must either show only lactose-free items never shown before in the session,
+  or show none and say plainly (the reply names the constraint) that nothing more fits, with a relaxation offer;
+  «почему это?» must explain a shown item, «какой из них лучше?» pick one of the list, «спасибо!» be acknowledged
+  without a list. Per-turn wall time (send → final response) gives p50/p95.
 * **moderation** — every message of the ``test`` split of ``recllm/safety/labeled/moderation.jsonl`` as the first
   turn of its own session. A turn is *refused* when it returns no items and its reply is one of moderation's safe
   replies. Reported: the share of unsafe/off-topic/injection/personal-data turns refused (goal 1.0) and of ``ok``
@@ -30,7 +31,7 @@ from recllm.catalog.product_catalog import Catalog
 from recllm.safety.moderation import LABELED_MODERATION, SAFE_REPLIES
 
 FOLLOW_UPS = ("ещё", "подешевле", "что-нибудь другое", "ещё", "не то", "почему это?", "ещё", "другое",
-              "подешевле", "ещё")
+              "какой из них лучше?", "подешевле", "спасибо!", "ещё")
 FIRST = "молочка без лактозы на завтрак"
 SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply}
 
@@ -45,7 +46,7 @@ def script(turns: int) -> list[str]:
 
 
 def judge_turn(message: str, turn, catalog: Catalog, seen: set[int]) -> str:
-    """'items', 'nothing_left', 'explain' or a failure description."""
+    """'items', 'nothing_left', 'explain', 'compare', 'acknowledge' or a failure description."""
     ids = [i.item_id for i in turn.items]
     if ids:
         if not all("lactose_free" in catalog.get(i).tags for i in ids):
@@ -56,6 +57,10 @@ def judge_turn(message: str, turn, catalog: Catalog, seen: set[int]) -> str:
         return "items"
     if message.startswith("почему"):
         return "explain" if turn.reply.startswith("«") else "FAIL: no explanation"
+    if message.startswith("какой из них"):
+        return "compare" if turn.reply.startswith("Вам я бы выбрал «") else "FAIL: no pick from the list"
+    if message.startswith("спасибо"):
+        return "acknowledge" if turn.reply.startswith("Рад помочь") else "FAIL: thanks not acknowledged"
     if "без лактозы" in turn.reply and ("Могу" in turn.reply or "Покажу ещё, если снять" in turn.reply):
         return "nothing_left"
     return f"FAIL: no items and no plain nothing-left ({turn.reply[:60]!r})"
