@@ -8,10 +8,12 @@ the batch are unaffected.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -67,6 +69,13 @@ def artifact_layout(args: dict | None = None) -> ArtifactLayout:
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
     return layout
+
+
+def enable_crash_traces() -> None:
+    """Called first in every model's ``initialize``: a native crash of the stub (a segfault, an abort) writes every
+    Python thread's stack to the stub's stderr, which is the server's log, before the process dies. The chat stub
+    has segfaulted inside libpython under the soak's load a few times without a trace of where."""
+    faulthandler.enable(file=sys.stderr, all_threads=True)
 
 
 def freeze_loaded_state() -> int:

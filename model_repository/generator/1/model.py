@@ -16,9 +16,10 @@ from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, as_row, error_response, freeze_loaded_state, input_item_ids,
-                                            input_scalar, input_service, input_strings, make_response,
-                                            optional_user_context, request_user_id, server_keyring)
+from recllm.serving.backend_adapter import (
+    artifact_layout, as_row, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids, input_scalar,
+    input_service, input_strings, make_response, optional_user_context, request_user_id, server_keyring,
+)
 from recllm_proto.text_arrays import utf8_array
 
 
@@ -47,6 +48,7 @@ def reply_check_metrics(counters):
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         layout = artifact_layout()
         self.generation = load_generation_stage(layout)
         self.keys = server_keyring(layout)

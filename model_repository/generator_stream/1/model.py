@@ -25,9 +25,11 @@ from recllm_proto import tensors as T
 
 from recllm.pipeline import ReplyTurn, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
-from recllm.serving.backend_adapter import (artifact_layout, checked_language, error_response, freeze_loaded_state,
-                                            input_item_ids, input_scalar, input_service, input_strings, make_response,
-                                            optional_array, optional_user_context, request_user_id, server_keyring)
+from recllm.serving.backend_adapter import (
+    artifact_layout, checked_language, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids,
+    input_scalar, input_service, input_strings, make_response, optional_array, optional_user_context,
+    request_user_id, server_keyring,
+)
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
@@ -61,6 +63,7 @@ def optional_text(request, spec) -> str | None:
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         layout = artifact_layout(args)
         self.generation = load_generation_stage(layout)
         self.keys = server_keyring(layout)

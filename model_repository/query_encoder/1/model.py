@@ -6,11 +6,14 @@ from recllm_proto import tensors as T
 
 from recllm.rag.query_encoder import QueryEncoder
 from recllm.rag.rec_request import validate_query
-from recllm.serving.backend_adapter import artifact_layout, execute_together, freeze_loaded_state, input_scalar
+from recllm.serving.backend_adapter import (
+    artifact_layout, execute_together, enable_crash_traces, freeze_loaded_state, input_scalar,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         self.encoder = QueryEncoder.load(artifact_layout(args).query_encoder_dir)
         freeze_loaded_state()
 

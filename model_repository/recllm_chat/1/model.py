@@ -9,8 +9,10 @@ from recllm_proto import tensors as T
 
 from recllm.dialogue.chat_engine import CandidateSet, ItemsChunk, load_chat_engine
 from recllm.rag.rec_request import RequestError
-from recllm.serving.backend_adapter import (artifact_layout, error_response, freeze_loaded_state, input_scalar,
-                                            make_response, server_keyring, verified_user_id)
+from recllm.serving.backend_adapter import (
+    artifact_layout, error_response, enable_crash_traces, freeze_loaded_state, input_scalar, make_response,
+    server_keyring, verified_user_id,
+)
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -108,6 +110,7 @@ class BlsStages:
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         layout = artifact_layout()
         self.keys = server_keyring(layout)
         self.stages = BlsStages()

@@ -9,13 +9,14 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_ranking_stage
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_each, freeze_loaded_state, input_item_ids, input_scalar, input_scores, input_service,
-    request_user_id, server_keyring, session_constraints, user_context_input,
+    artifact_layout, execute_each, enable_crash_traces, freeze_loaded_state, input_item_ids, input_scalar,
+    input_scores, input_service, request_user_id, server_keyring, session_constraints, user_context_input,
 )
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         layout = artifact_layout(args)
         self.ranking = load_ranking_stage(layout)
         self.keys = server_keyring(layout)

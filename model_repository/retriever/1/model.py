@@ -11,14 +11,15 @@ from recllm_proto import tensors as T
 from recllm.pipeline import load_retriever
 from recllm.rag.rec_request import parse_request
 from recllm.serving.backend_adapter import (
-    artifact_layout, execute_together, freeze_loaded_state, input_scalar, input_vector, optional_array,
-    request_user_id, sealed_context, server_keyring, session_constraints,
+    artifact_layout, execute_together, enable_crash_traces, freeze_loaded_state, input_scalar, input_vector,
+    optional_array, request_user_id, sealed_context, server_keyring, session_constraints,
 )
 from recllm_proto.text_arrays import utf8_array
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        enable_crash_traces()  # a native crash leaves its Python stacks in the server log
         layout = artifact_layout(args)
         self.retriever = load_retriever(layout)
         self.keys = server_keyring(layout)
