@@ -155,7 +155,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
 _CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that'?s\s+all|это\s+вс[её]|"
-                      r"больше\s+ничего|nothing\s+else|пока\b|до\s+свидания|bye|goodbye", re.IGNORECASE)
+                      r"больше\s+ничего(?:\s+не\s+(?:надо|нужно))?|ничего\s+не\s+(?:надо|нужно)|nothing\s+else|"
+                      r"(?:i\s+)?don'?t\s+need\s+anything(?:\s+else)?|пока\b|до\s+свидания|bye|goodbye",
+                      re.IGNORECASE)
 
 
 # words that say what the comparison is for («какие лучше для бега?»): then it refines the list instead
@@ -168,15 +170,21 @@ def compares_the_list(state: DialogueState, understanding: RequestUnderstanding,
             and not _COMPARE_PURPOSE.search(message))
 
 
+_DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|фу|мимо|хуже|плох\w*|дорог\w*|not|no|nope|too|don'?t|"
+                      r"meh|worse|bad|expensive|pricey)\b", re.IGNORECASE)
+
+
 def acknowledges(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
     """The message only reacts well to the list on screen or thanks («отлично, беру», "love it", «спасибо!», "thank
     you, that's all"): it asks for nothing more, so the turn answers it instead of showing another list. A
     reaction with a refinement («не то», «слишком дорого») or any other content is no acknowledgement."""
     if not state.last_items or understanding.refinement or understanding.intent == "explain":
         return False
-    if understanding.intent == "feedback":
-        return True
-    return bool(_CLOSING.search(message)) and not follow_up_content(_CLOSING.sub(" ", message))
+    if _CLOSING.search(message) and not follow_up_content(_CLOSING.sub(" ", message)):
+        return True                   # thanks or goodbye and nothing else («спасибо, больше ничего не надо»)
+    if _DISLIKE.search(message):      # «слишком сладкое», "too pricey": a reaction that wants something else
+        return False
+    return understanding.intent == "feedback"
 
 
 def takes_offer(state: DialogueState, message: str) -> bool:

@@ -66,6 +66,10 @@ def test_thanks_and_praise_for_the_list_are_acknowledged_not_answered_with_anoth
     food = RequestUnderstanding("en", "food", "recommend")  # how "thank you, that's all" reads
     assert decide_act(state, food, "thank you, that's all") == "acknowledge"
     assert decide_act(state, OTHER, "не то, спасибо") == "refine"             # a reaction with a refinement
+    assert decide_act(state, praise, "слишком сладкое") == "refine"           # read as feedback, but a dislike
+    assert decide_act(state, praise, "too pricey, thanks") == "refine"
+    assert decide_act(state, food, "спасибо, больше ничего не надо") == "acknowledge"
+    assert decide_act(state, food, "thanks, I don't need anything else") == "acknowledge"
     assert decide_act(state, CHEAPER, "спасибо, а подешевле?") == "refine"
     assert decide_act(state, GOAL, "спасибо, а теперь кефир без лактозы") == "recommend"  # asks for more
     assert decide_act(state, praise, "спасибо!", names_another_kind=True) == "recommend"
