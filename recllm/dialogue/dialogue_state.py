@@ -140,12 +140,11 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "clarify"
     if takes_offer(state, message):
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
+    if state.goal and not names_another_kind and acknowledges(state, understanding, message):
+        return "acknowledge"                         # «спасибо!», «отлично, беру»: nothing more asked
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
-    new_goal = names_another_kind or is_new_request(state, understanding)
-    if not names_another_kind and acknowledges(state, understanding, message):
-        return "acknowledge"                         # «спасибо!», «отлично, беру»: nothing more asked
-    if new_goal:
+    if names_another_kind or is_new_request(state, understanding):
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
         return "clarify" if understanding.intent == "clarify_needed" else "recommend"
     if understanding.intent in FOLLOW_UP_INTENTS or understanding.intent == "clarify_needed":
@@ -154,7 +153,7 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 
 
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
-_CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that'?s\s+all|это\s+вс[её]|"
+_CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that(?:'?s|\s+is)\s+all|это\s+вс[её]|"
                       r"больше\s+ничего(?:\s+не\s+(?:надо|нужно))?|ничего\s+не\s+(?:надо|нужно)|nothing\s+else|"
                       r"(?:i\s+)?don'?t\s+need\s+anything(?:\s+else)?|пока\b|до\s+свидания|bye|goodbye",
                       re.IGNORECASE)
@@ -175,14 +174,15 @@ _DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|
 
 
 def acknowledges(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
-    """The message only reacts well to the list on screen or thanks («отлично, беру», "love it", «спасибо!», "thank
-    you, that's all"): it asks for nothing more, so the turn answers it instead of showing another list. A
-    reaction with a refinement («не то», «слишком дорого») or any other content is no acknowledgement."""
-    if not state.last_items or understanding.refinement or understanding.intent == "explain":
+    """The message only thanks or says goodbye («спасибо, больше ничего не надо», "thank you, that's all": whether or
+    not a list is on screen) or reacts well to the list on screen («отлично, беру», "love it"): it asks for nothing
+    more, so the turn answers it instead of showing another list. A reaction with a refinement («не то», «слишком
+    дорого») or any other content is no acknowledgement."""
+    if understanding.refinement or understanding.intent == "explain":
         return False
     if _CLOSING.search(message) and not follow_up_content(_CLOSING.sub(" ", message)):
         return True                   # thanks or goodbye and nothing else («спасибо, больше ничего не надо»)
-    if _DISLIKE.search(message):      # «слишком сладкое», "too pricey": a reaction that wants something else
+    if not state.last_items or _DISLIKE.search(message):  # «слишком сладкое», "too pricey": wants something else
         return False
     return understanding.intent == "feedback"
 

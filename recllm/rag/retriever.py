@@ -187,7 +187,9 @@ class Retriever:
         exclude_item_ids = exclude_item_ids or [frozenset()] * len(requests)
         contexts = contexts or [self.read_context(r.user_id) for r in requests]
         probe = self.probe(query_vectors)
-        health = [asks_about_health(r.query) or self.is_health_query(query_vectors[b], probe, b)
+        # a request for a child's age is no health query unless it says so in words: «ребёнку 3 года» lies
+        # nearest «Омега-3» by its digit, and the pharmacy routing then left Megamarket with nothing
+        health = [asks_about_health(r.query) or (r.child_age is None and self.is_health_query(query_vectors[b], probe, b))
                   for b, r in enumerate(requests)]
         named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
         services = [r.service or self.infer_service(query_vectors[b], probe, b, self.selling(named[b]))

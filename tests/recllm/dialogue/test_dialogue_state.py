@@ -73,7 +73,11 @@ def test_thanks_and_praise_for_the_list_are_acknowledged_not_answered_with_anoth
     assert decide_act(state, CHEAPER, "спасибо, а подешевле?") == "refine"
     assert decide_act(state, GOAL, "спасибо, а теперь кефир без лактозы") == "recommend"  # asks for more
     assert decide_act(state, praise, "спасибо!", names_another_kind=True) == "recommend"
-    assert decide_act(DialogueState(), praise, "спасибо!") == "recommend"     # nothing on screen to thank for
+    assert decide_act(DialogueState(), praise, "спасибо!") == "recommend"     # no goal: nothing to thank for
+    # live: after a goal whose searches found nothing, «спасибо, больше ничего не надо» got sunscreen
+    nothing_shown = replace(start_goal(DialogueState(), GOAL, "молочка без лактозы"), last_act="nothing_left")
+    assert decide_act(nothing_shown, praise, "спасибо, больше ничего не надо") == "acknowledge"
+    assert decide_act(nothing_shown, praise, "отлично") == "refine"           # praise of no list: not for a list
 
 
 def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():

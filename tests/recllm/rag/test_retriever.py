@@ -449,3 +449,23 @@ def test_a_fact_is_about_a_kind_when_the_same_leaf_or_a_sibling_under_a_sub_cate
     assert not about_kinds("grocery/grains", {"grocery/vegetables"})         # siblings under a top category only
     assert about_kinds("kids/toys/school", {"kids/toys/toddler"})            # siblings under a sub-category
     assert not about_kinds("pet/dog_food", {"pet/cat_food"})
+
+
+def test_a_request_for_a_child_s_age_is_no_health_query_unless_it_says_so(retriever, trained_encoder):
+    """Live: «нужно что-нибудь ребёнку ему 3 года» lay nearest «Омега-3» by its digit, the nearest-items vote routed
+    it to the pharmacy shelf, and Megamarket had nothing for it. Here the vote always says "health"."""
+
+    class VotesHealth(Retriever):
+        def is_health_query(self, query_vector, probe=None, row=0):
+            return True
+
+    voting = VotesHealth(retriever.catalog, retriever.index, retriever.profile, retriever.config)
+    for text in ("нужно что-нибудь ребёнку ему 3 года", "подарок сыну 3 года"):
+        req = parse_request("u000000", text, 5, "megamarket")
+        assert req.child_age == (3, 3)
+        retrieval = voting.retrieve(req, encode(trained_encoder, text))
+        assert not retrieval.health_query and len(retrieval.candidate_ids) > 0
+    asked = parse_request("u000000", "витамины ребёнку 3 года", 5, "kuper")  # says so in words
+    assert voting.retrieve(asked, encode(trained_encoder, asked.query)).health_query
+    grown_up = parse_request("u000000", "что-нибудь на ужин", 5, "kuper")      # no child: the vote decides
+    assert voting.retrieve(grown_up, encode(trained_encoder, grown_up.query)).health_query
