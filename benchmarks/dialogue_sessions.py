@@ -48,6 +48,10 @@ def script(turns: int) -> list[str]:
 def judge_turn(message: str, turn, catalog: Catalog, seen: set[int]) -> str:
     """'items', 'nothing_left', 'explain', 'compare', 'acknowledge' or a failure description."""
     ids = [i.item_id for i in turn.items]
+    if message.startswith("какой из них"):  # judged first: a list here would be the failure
+        return "compare" if not ids and turn.reply.startswith("Вам я бы выбрал «") else "FAIL: no pick from the list"
+    if message.startswith("спасибо"):
+        return "acknowledge" if not ids and turn.reply.startswith("Рад помочь") else "FAIL: thanks not acknowledged"
     if ids:
         if not all("lactose_free" in catalog.get(i).tags for i in ids):
             return "FAIL: an item without lactose_free"
@@ -57,10 +61,6 @@ def judge_turn(message: str, turn, catalog: Catalog, seen: set[int]) -> str:
         return "items"
     if message.startswith("почему"):
         return "explain" if turn.reply.startswith("«") else "FAIL: no explanation"
-    if message.startswith("какой из них"):
-        return "compare" if turn.reply.startswith("Вам я бы выбрал «") else "FAIL: no pick from the list"
-    if message.startswith("спасибо"):
-        return "acknowledge" if turn.reply.startswith("Рад помочь") else "FAIL: thanks not acknowledged"
     if "без лактозы" in turn.reply and ("Могу" in turn.reply or "Покажу ещё, если снять" in turn.reply):
         return "nothing_left"
     return f"FAIL: no items and no plain nothing-left ({turn.reply[:60]!r})"

@@ -39,8 +39,8 @@ NAMED_REQUESTS = ("молоко", "хочу кефир", "кофе в зёрна
                   # shoppers' words the catalog says otherwise, and item-name words that head no name
                   "I need sneakers", "any crisps?", "nappies for my baby", "a coffee maker", "chicken for dinner",
                   "sunscreen")
-# mode → (RetrieverConfig.named_kinds, English category phrases kept)
-MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}  # English: item heads and category phrases
+# mode → (RetrieverConfig.named_kinds, English names kept: item heads and head phrases, item-name words, categories)
+MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}
 
 
 class Stack:
@@ -49,11 +49,13 @@ class Stack:
         self.retriever = load_retriever(layout)
         self.ranker = load_ranking_stage(layout)
         self.english_kinds = self.retriever.terms.english_kinds
+        self.english_modifiers = self.retriever.terms.english_modifiers
 
     def top(self, user: str, text: str, k: int, service: str, mode: str) -> list[int]:
         named_kinds, english = MODES[mode]
         self.retriever.config = replace(self.retriever.config, named_kinds=named_kinds)
         self.retriever.terms.english_kinds = self.english_kinds if english else {}
+        self.retriever.terms.english_modifiers = self.english_modifiers if english else {}
         request = parse_request(user, text, k, service)
         vector = self.encoder.encode([request.query])[0]
         found = self.retriever.retrieve(request, vector)

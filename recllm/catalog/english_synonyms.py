@@ -23,7 +23,7 @@ ENGLISH_PHRASE_SYNONYMS: dict[str, str] = {
     "washing up liquid": "dishwashing liquid", "laundry detergent": "laundry gel", "washing powder": "laundry gel",
     "cell phone": "smartphone", "mobile phone": "smartphone", "bed sheet": "bed linen", "jump rope": "rope",
     "skipping rope": "rope", "wet wipe": "baby wipe", "toilet roll": "toilet paper", "kitchen roll": "paper towel",
-    "sun cream": "sunscreen", "air fryer": "fryer",
+    "sun cream": "sunscreen", "air fryer": "fryer", "moisturizer": "face cream", "moisturiser": "face cream",
 }
 
 # a request's word, singular → the catalog's word, singular
@@ -31,7 +31,7 @@ ENGLISH_WORD_SYNONYMS: dict[str, str] = {
     "sneaker": "shoe", "trainer": "shoe", "crisp": "chip", "nappy": "diaper", "earphone": "headphone",
     "earbud": "headphone", "cellphone": "smartphone", "yogurt": "yoghurt",
     "courgette": "zucchini", "prawn": "shrimp", "mince": "beef", "soda": "cola", "oatmeal": "oat",
-    "tee": "shirt", "tshirt": "shirt", "legging": "tight", "moisturizer": "moisturizing", "moisturiser": "moisturizing",
+    "tee": "shirt", "tshirt": "shirt", "legging": "tight",
     "sunblock": "sunscreen", "skillet": "pan", "airfryer": "fryer", "tissue": "napkin", "serviette": "napkin",
     "veggie": "vegetable", "lego": "building", "bedding": "linen", "duvet": "blanket", "mandarin": "tangerine",
     "clementine": "tangerine", "sanitiser": "sanitizer", "dumbell": "dumbbell", "controller": "gamepad",

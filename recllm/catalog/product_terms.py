@@ -257,9 +257,11 @@ class ProductTerms:
         english = self.english_named(text)
         request_english = {w for w, _ in english_words(text) if w}
         wanted_english = {w for w, span in english_words(text) if w and span == WANTED}
-        if not english:  # "chicken", "salmon", "sunscreen": a word of item names that heads none
-            english = [(w,) for w in dict.fromkeys(w for w, span in english_words(text) if span == WANTED)
-                       if w in self.english_modifiers]
+        wanted_words = [w for w, span in english_words(text) if span == WANTED]
+        if not english and not any(w in self.missing_goods for w in wanted_words):
+            # "chicken", "salmon", "sunscreen": a noun of item names that heads none ("red wine" is wine, which
+            # nothing here is, not the red bell pepper)
+            english = [(w,) for w in dict.fromkeys(wanted_words) if w in self.english_modifiers]
         for phrase in english:
             items = self.english_kinds.get(phrase, self.english_modifiers.get(phrase[0]))
             items = items[allowed[items]] if allowed is not None else items
@@ -351,6 +353,25 @@ def english_head_phrase(name_en: str) -> tuple[str, ...] | None:
     return tuple(before + head)
 
 
+# Words of English item names that describe rather than name ("red bell pepper", "fresh spinach", "gaming mouse"):
+# never a kind by themselves — "white wine" must not name the white quinoa. With the suffixes in
+# ``english_adjective`` (-ed, -ing, -ic, -al, -ive, -ous, -ful, -less) this covers the default catalog's names.
+ENGLISH_DESCRIBING_WORDS = frozenset("""
+red white black green yellow orange dark light fresh cold hot warm instant hand wet dry sports sport trail speed
+energy whey soft hard big small mini large over ear remote cherry sour sterile vinyl wholegrain homemade ground
+""".split())
+ENGLISH_NOUNS_THAT_LOOK_DESCRIBING = frozenset({"building", "clothing", "filling"})
+
+
+def english_adjective(word: str) -> bool:
+    """Whether a word of an English item name describes the item rather than naming a kind (by a list and by its
+    suffix: "sliced", "wireless", "programmable" no; "building" of "building set" is a noun)."""
+    if word in ENGLISH_NOUNS_THAT_LOOK_DESCRIBING:
+        return False
+    return word in ENGLISH_DESCRIBING_WORDS or word.endswith(
+        ("ed", "ing", "ic", "al", "ive", "ous", "ful", "less", "able"))
+
+
 def english_modifier_kinds(catalog: Catalog, heads: frozenset[str],
                            categories: dict[tuple[str, ...], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Each word of the items' English names that is no head noun or one-word category name (``heads``) → the
@@ -362,7 +383,8 @@ def english_modifier_kinds(catalog: Catalog, heads: frozenset[str],
     for item in catalog.items:
         name = re.sub(r"\b[a-z]+-free\b|\bnon-[a-z]+\b", " ", item.name_en.lower())
         for word in english_name_words(name):
-            if len(word) >= MIN_KIND_WORD and word not in heads and word not in ENGLISH_NAME_FILLERS:
+            if len(word) >= MIN_KIND_WORD and word not in heads and word not in ENGLISH_NAME_FILLERS \
+                    and not english_adjective(word):
                 kinds.setdefault(word, set()).add(item.item_id)
     for phrase, items in (categories or {}).items():
         if len(phrase) > 1 and phrase[-1] not in heads and phrase[-1] not in ENGLISH_GENERIC_KINDS:

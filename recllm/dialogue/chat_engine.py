@@ -15,7 +15,6 @@ reactions in it («не то», «подешевле», a stated diet) are writt
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -27,7 +26,7 @@ from recllm_proto.text_arrays import decode_utf8_array
 
 from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.product_catalog import Catalog
-from recllm.catalog.product_terms import ProductTerms
+from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, record_shown, refine_goal,
                                             requested_style, start_goal, without_budget)
@@ -35,7 +34,7 @@ from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, 
                                              nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
-                                                   understand)
+                                                   mentioned_services, understand)
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -108,6 +107,8 @@ class ChatEngine:
         self.understand = understander
         self.feedback = feedback
         self.catalog = catalog
+        # the kinds of product a message names (built here, so a Triton model builds it in initialize)
+        self.product_terms = None if catalog is None else ProductTerms.of(catalog)
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
         """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
@@ -136,13 +137,15 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
-        sellers = self.services_selling_named(base.query)
-        if sellers and not set(understanding.target_services) & set(sellers):
-            # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names
+        named = self.product_terms.named(base.query) if self.product_terms is not None else None
+        sellers = self.services_selling(named)
+        if sellers and not mentioned_services(base.query) and not set(understanding.target_services) & set(sellers):
+            # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names (a
+            # service the user named stays theirs)
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
-        act = decide_act(state, understanding, base.query, self.names_another_kind(state, base.query))
+        act = decide_act(state, understanding, base.query, self.names_another_kind(state, named))
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
@@ -218,28 +221,24 @@ class ChatEngine:
     def categories_of(self, item_ids) -> list[str]:
         return [self.catalog.get(int(i)).category_id for i in item_ids]
 
-    @functools.cached_property
-    def product_terms(self) -> ProductTerms | None:
-        return None if self.catalog is None else ProductTerms.of(self.catalog)
+    def named_kinds(self, message: str) -> NamedKinds | None:
+        """What the message names (``ProductTerms.named``); None without a catalog."""
+        return self.product_terms.named(message) if self.product_terms is not None else None
 
-    def services_selling_named(self, message: str) -> tuple[str, ...]:
-        """The services selling the kinds of product the message names, those with more of them first; () when it
-        names none (or no catalog)."""
-        named = self.product_terms.named(message) if self.product_terms is not None else None
+    def services_selling(self, named: NamedKinds | None) -> tuple[str, ...]:
+        """The services selling the kinds of product a message names, those with more of them first; () when it
+        names none."""
         if named is None or not named.item_ids.size:
             return ()
         counts = Counter(self.catalog.get(int(i)).service for i in named.item_ids)
         return tuple(service for service, _ in counts.most_common())
 
-    def names_another_kind(self, state: DialogueState, message: str) -> bool:
+    def names_another_kind(self, state: DialogueState, named: NamedKinds | None) -> bool:
         """The message names a kind of product (``ProductTerms``) that none of the list on screen belongs to, not
         even by its top category ("any crisps?" after running shoes), or a good the catalog does not sell: a new
         goal, whatever its intent reads as. A kind under the same top category («а кефир?» after milk) stays a
         refinement, which keeps the goal's diet and budget."""
-        if self.product_terms is None or not state.last_items:
-            return False
-        named = self.product_terms.named(message)
-        if named is None:
+        if named is None or not state.last_items:
             return False
         if not named.item_ids.size:
             return True

@@ -153,24 +153,35 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 
 
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
-_CLOSING = re.compile(r"спасибо|благодарю|благодарствую|thanks|thank\s+you|thx|ty\b|that(?:'?s|\s+is)\s+all|это\s+вс[её]|"
+_CLOSING = re.compile(r"(?:(?:нет|неа|no|nope)\W+)?(?:спасибо|благодарю|thanks|thank\s+you)|благодарствую|thx|\bty\b|"
+                      r"that(?:'?s|\s+is)\s+all|это\s+вс[её]|"
                       r"больше\s+ничего(?:\s+не\s+(?:надо|нужно))?|ничего\s+не\s+(?:надо|нужно)|nothing\s+else|"
                       r"(?:i\s+)?don'?t\s+need\s+anything(?:\s+else)?|пока\b|до\s+свидания|bye|goodbye",
                       re.IGNORECASE)
 
 
-# words that say what the comparison is for («какие лучше для бега?»): then it refines the list instead
-_COMPARE_PURPOSE = re.compile(r"\b(?:для|под|к|чтобы|for|to)\b", re.IGNORECASE)
+# words that say what the comparison is for («какие лучше для бега?»; not "for me"): then it refines the list
+_COMPARE_PURPOSE = re.compile(r"\b(?:для|под|чтобы|for)\s+(?!(?:me|us|myself|меня|нас|себя|мне)\b)\w", re.IGNORECASE)
+# a comparison that points at the list on screen (not «а кефир или ряженка?», not «а есть что-то лучше?»)
+_LIST_COMPARISON = re.compile(r"\bиз\s+(?:них|этих|списка)|\b(?:как(?:ой|ая|ое|ие)|что)\s+(?:из\s+\w+\s+)?лучше|"
+                              r"\bлучш(?:ий|ая|ее|ие)\s+из|\bof\s+(?:them|these|those)\b|\bwhich\s+(?:one|is|would)\b|"
+                              r"\bwhich\b.*\bbetter\b|\bwhat'?s\s+better\b", re.IGNORECASE)
 
 
 def compares_the_list(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
-    """«какой из них лучше?», "which one is better?": a comparison of the list on screen with nothing it is for."""
+    """«какой из них лучше?», "which one is better?": a comparison pointing at the list on screen, with nothing it
+    is for (a purpose refines the list instead)."""
     return (understanding.intent == "compare" and bool(state.last_items) and not understanding.refinement
-            and not _COMPARE_PURPOSE.search(message))
+            and bool(_LIST_COMPARISON.search(message)) and not _COMPARE_PURPOSE.search(message))
 
 
 _DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|фу|мимо|хуже|плох\w*|дорог\w*|not|no|nope|too|don'?t|"
                       r"meh|worse|bad|expensive|pricey)\b", re.IGNORECASE)
+
+
+# praise that goes on to ask for more: no acknowledgement
+_ASKS_MORE = re.compile(r"\?|\b(?:ещё|еще|другие|другое|похож\w*|покажи|anything|more|similar|other|else|show)\b",
+                        re.IGNORECASE)
 
 
 def acknowledges(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
@@ -184,7 +195,7 @@ def acknowledges(state: DialogueState, understanding: RequestUnderstanding, mess
         return True                   # thanks or goodbye and nothing else («спасибо, больше ничего не надо»)
     if not state.last_items or _DISLIKE.search(message):  # «слишком сладкое», "too pricey": wants something else
         return False
-    return understanding.intent == "feedback"
+    return understanding.intent == "feedback" and not _ASKS_MORE.search(message)  # "love it, anything similar?"
 
 
 def takes_offer(state: DialogueState, message: str) -> bool:

@@ -35,7 +35,7 @@ class RefreshConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # A refresh derives the profile from the user's newest this-many events (years of a real user's shopping): its
     # cost stays bounded however long the log grows before retention trims it — from the whole log it grew
-    # linearly (~160 ms at 32,000 events on the CI machine) and slowed every ingest beside it in the soak.
+    # linearly (~160 ms at 32,000 events here; ``benchmarks/results/ingest_growth.md``: 109 → 35 ms at 16,000).
     max_events: int = 5000
 
     def __post_init__(self) -> None:

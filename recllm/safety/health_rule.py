@@ -44,7 +44,11 @@ HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
     r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|термометр|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
-    r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)",
+    r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
+    # symptoms said plainly («у ребёнка температура», «сопли», «болит живот», "my son has a fever")
+    r"(?<!регулировкой )(?<!регулировки )(?<!контролем )температур(?!\w*\s+(?:воды|нагрева|хранения))|"
+    r"\bсопл(?:и|ей|ями|ях)\b|\bболит|\bболеет|заболел|простыл|\bкашля?ет|\bкашель|\bhas\s+a\s+(?:fever|cough|cold)|"
+    r"runny\s+nose|\bsick\b",
     re.IGNORECASE)
 
 

@@ -75,7 +75,12 @@ def enable_crash_traces() -> None:
     """Called first in every model's ``initialize``: a native crash of the stub (a segfault, an abort) writes every
     Python thread's stack to the stub's stderr, which is the server's log, before the process dies. The chat stub
     has segfaulted inside libpython under the soak's load a few times without a trace of where."""
-    faulthandler.enable(file=sys.stderr, all_threads=True)
+    for stream in (sys.stderr, sys.__stderr__):  # a replaced stderr may have no file descriptor
+        try:
+            faulthandler.enable(file=stream, all_threads=True)
+            return
+        except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError and a ValueError
+            continue
 
 
 def freeze_loaded_state() -> int:

@@ -248,6 +248,8 @@ def english_catalog() -> Catalog:
     ("sunscreen", ["sunscreen spf 50"]),
     ("snacks", ["potato chips", "roasted almonds"]),  # a category's last word: both snack categories
     ("sugar", None),                                  # the X of "X-free" names nothing: no sugar-free cola
+    ("sour", None),                                   # a describing word names nothing by itself
+    ("some fresh chicken", ["chicken breast fillet", "chicken caesar salad"]),
     ("household goods", ["antibacterial plasters", "knife set", "moisturizing face cream", "sunscreen spf 50"]),
 ])
 def test_english_shoppers_words_and_item_name_words_name_items(english_catalog, text, expected):
@@ -255,6 +257,22 @@ def test_english_shoppers_words_and_item_name_words_name_items(english_catalog, 
     found = terms.named(text)
     assert (None if found is None or not found.item_ids.size
             else sorted(english_catalog.get(int(i)).name_en for i in found.item_ids)) == expected
+
+
+def test_a_describing_word_beside_a_good_nobody_sells_names_nothing_else():
+    """Review: "red wine" named the red bell pepper and "instant noodles" the instant coffee (the describing word
+    as a kind); a wanted good the catalog lacks now keeps the request for it, and describing words name nothing."""
+    rows = [("Перец сладкий красный", "grocery", "red bell pepper"), ("Кофе растворимый", "grocery/coffee",
+                                                                      "instant coffee"),
+            ("Филе куриной грудки", "grocery", "chicken breast fillet")]
+    catalog = Catalog(CATEGORIES, [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset(), name_en)
+                                   for i, (name, category, name_en) in enumerate(rows)])
+    terms = ProductTerms.of(catalog)
+    for text, good in (("red wine", "wine"), ("instant noodles", "noodle"), ("chicken eggs", "egg")):
+        found = terms.named(text)
+        assert found.terms == (good,) and found.item_ids.size == 0
+    assert terms.named("something red") is None and terms.named("instant") is None
+    assert terms.named("chicken").item_ids.tolist() == [2]
 
 
 def test_every_synonym_target_is_a_word_of_the_default_catalog():

@@ -70,6 +70,11 @@ def test_thanks_and_praise_for_the_list_are_acknowledged_not_answered_with_anoth
     assert decide_act(state, praise, "too pricey, thanks") == "refine"
     assert decide_act(state, food, "спасибо, больше ничего не надо") == "acknowledge"
     assert decide_act(state, food, "thanks, I don't need anything else") == "acknowledge"
+    assert decide_act(state, praise, "нет, спасибо") == "acknowledge"          # review: got another list
+    assert decide_act(state, praise, "no thanks") == "acknowledge"
+    assert decide_act(state, praise, "love it, anything similar?") == "refine"  # praise that asks for more
+    from recllm.dialogue.dialogue_state import _CLOSING
+    assert not _CLOSING.search("a salty party snack") and _CLOSING.search("ok ty")  # "ty" only as a word
     assert decide_act(state, CHEAPER, "спасибо, а подешевле?") == "refine"
     assert decide_act(state, GOAL, "спасибо, а теперь кефир без лактозы") == "recommend"  # asks for more
     assert decide_act(state, praise, "спасибо!", names_another_kind=True) == "recommend"
@@ -89,6 +94,9 @@ def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():
     # with nothing it is for, the comparison is answered from the list: the ranker's first and why
     which = RequestUnderstanding("ru", "other", "compare")
     assert decide_act(state, which, "какой из них лучше?") == "compare"
+    assert decide_act(state, which, "which one is better for me?") == "compare"   # "for me" is no purpose
+    assert decide_act(state, which, "а кефир или ряженка?") == "refine"           # review: read as compare
+    assert decide_act(state, which, "а есть что-то лучше?") == "refine"
     assert decide_act(state, which, "какой из них лучше?", names_another_kind=True) == "recommend"
     assert decide_act(DialogueState(), which, "какой лучше?") == "recommend"
     assert explain_reply(state, "какой из них лучше?", "ru", compare=True) == "Вам я бы выбрал «Молоко 1»: why 1."

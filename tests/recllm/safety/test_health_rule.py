@@ -51,6 +51,11 @@ def test_fragments_by_domain_and_never_cited_when_sensitive():
     ("собери домашнюю аптечку", True), ("anything for a cough?", True), ("I need vitamins", True),
     ("таблетки для посудомойки", False), ("хочу мёд", False), ("сироп к блинам", False),
     ("шампунь от перхоти", False), ("средство от накипи", False), ("хочу полезный ужин", False),
+    # symptoms said plainly (a child's age no longer lets the nearest-items vote decide, review of the change)
+    ("ребёнку 3 года, температура", True), ("сопли у ребёнка 2 года", True), ("сыну 4 года, болит живот", True),
+    ("my son is sick", True), ("she has a fever", True), ("игрушка сыну 3 года", False),
+    ("сопло для кондитерского мешка", False), ("чайник с регулировкой температуры", False),
+    ("термос, держит температуру воды", False),
 ])
 def test_asks_about_health_reads_the_domain_not_every_medical_word(text, health):
     assert asks_about_health(text) == health
