@@ -41,6 +41,7 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
+from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
 from recllm.safety.moderation import LinearModerationModel, install_model
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
@@ -109,6 +110,9 @@ class ChatEngine:
         self.catalog = catalog
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
+        # the services with health items (the pharmacy shelf), where a request that asks about health goes
+        self.health_services: tuple[str, ...] = () if catalog is None or not catalog.items else tuple(sorted(
+            {item.service for item, health in zip(catalog.items, sensitive_item_mask(catalog)) if health}))
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
         """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
@@ -138,10 +142,11 @@ class ChatEngine:
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
         named = self.product_terms.named(base.query) if self.product_terms is not None else None
-        sellers = self.services_selling(named)
+        sellers = self.services_selling(named) or (self.health_services if asks_about_health(base.query) else ())
         if sellers and not mentioned_services(base.query) and not set(understanding.target_services) & set(sellers):
-            # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names (a
-            # service the user named stays theirs)
+            # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names; «у
+            # ребёнка температура» read as a kids' request: the services with a pharmacy shelf (a service the user
+            # named stays theirs)
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)

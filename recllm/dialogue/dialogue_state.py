@@ -235,6 +235,8 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
         refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
         summary=_summary(state),
+        # nothing has been said about the new goal yet: no «still nothing» from the last one, no offer of its
+        last_act="", offer=None,
     )
 
 

@@ -316,3 +316,31 @@ def test_a_kind_outside_the_list_s_top_categories_starts_a_new_goal(tmp_path):
     # (this fake understanding reads no service; the real one puts Megamarket into target_services)
     named_service = engine.plan("crisps", "u_000001", "crisps on megamarket", 5)
     assert named_service.understanding.target_services == () and named_service.request.service != "samokat"
+
+
+def test_a_request_that_asks_about_health_goes_where_the_pharmacy_is(tmp_path):
+    """Live: «у ребёнка 3 года температура, что дать?» was read as a kids' request on Megamarket, which has no
+    health items: «ничего нового в Мегамаркете». It goes to the services with a pharmacy shelf, unless the user
+    names a service; and a new goal never says «по-прежнему» about the last one."""
+    from recllm.catalog.product_catalog import Catalog, Category, Item
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    categories = [Category("kids", "детские товары", "kids' goods", None, False),
+                  Category("pharmacy", "аптека", "pharmacy goods", None, True)]
+    items = [Item(0, "megamarket", 0, "Конструктор", "b", "kids", 900.0, True, frozenset(), "building set"),
+             Item(1, "kuper", 1, "Порошок от простуды", "b", "pharmacy", 300.0, True, frozenset(), "cold powder")]
+    kids = RequestUnderstanding("ru", "kids", "recommend", ("megamarket",))
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: kids,
+                        catalog=Catalog(categories, items))
+    assert engine.health_services == ("kuper",)
+    sick = engine.plan("sick", "u_000001", "у ребёнка 3 года температура, что дать?", 5)
+    assert sick.request.service == "kuper" and sick.state.services == ("kuper",)
+    toy = engine.plan("toy", "u_000001", "игрушку ребёнку 3 года", 5)
+    assert toy.request.service == "megamarket"
+    named = engine.plan("named", "u_000001", "у ребёнка температура, что есть в Мегамаркете?", 5)
+    assert named.state.services == ("megamarket",)
+    before = DialogueState(goal="red wine", last_act="nothing_left", offer={"kind": "service", "service": "kuper"})
+    sessions.save_state("fresh", "u_000001", before.to_json())
+    fresh = engine.plan("fresh", "u_000001", "игрушку ребёнку 3 года", 5)
+    assert fresh.state.last_act == "" and fresh.state.offer is None
