@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
+from recllm.safety.health_rule import asks_about_health
 from recllm.safety.moderation import ModerationVerdict, moderate, scan_untrusted
 from recllm.safety.privacy_filter import PiiSpan, find_pii, mentions_sensitive_domain, redact, redact_spans
 
@@ -56,7 +57,10 @@ def clean_all(texts: Iterable[str]) -> list[str]:
 
 
 def sensitive_query(query: str) -> bool:
-    return bool(mentions_sensitive_domain(query))
+    """The query names a sensitive domain (``mentions_sensitive_domain``) or asks about health in the words the
+    retriever routes to the pharmacy shelf (``asks_about_health``: «у ребёнка температура» — its health items were
+    retrieved and then all dropped here, and the chat said nothing was found)."""
+    return bool(mentions_sensitive_domain(query)) or asks_about_health(query)
 
 
 def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:

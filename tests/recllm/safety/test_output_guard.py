@@ -42,6 +42,8 @@ def test_items_leaving_are_redacted_and_health_needs_a_health_request():
     assert "916" not in decode_utf8_array(out["item_explanations"])[0]
     assert decode_utf8_array(out["item_names"]) == ["Кефир 1%"]
     assert guard_items(arrays, "что-нибудь от температуры, лекарство")["item_ids"].tolist() == [1, 2]
+    # live: the retriever routed «у ребёнка температура» to the pharmacy shelf, and every item was dropped here
+    assert guard_items(arrays, "у ребёнка 3 года температура, что дать?")["item_ids"].tolist() == [1, 2]
 
 
 def test_user_ids_are_cut_from_the_message():
