@@ -227,11 +227,12 @@ class ProductTerms:
                                                       if category_id in catalog.category_ids_above(i.category_id)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
-        phrases = english_kinds(catalog)
+        categories = english_category_kinds(catalog)
+        phrases = english_kinds(catalog, categories)
         terms = cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
                     phrases, [frozenset(english_name_words(item.name_en)) for item in catalog.items],
                     english_modifiers=english_modifier_kinds(catalog, frozenset(p[0] for p in phrases if len(p) == 1),
-                                                             english_category_kinds(catalog)))
+                                                             categories))
         terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer) | frozenset(
             w for w in EVERYDAY_GOODS_EN if w not in terms.english_vocabulary)
         return terms
@@ -254,10 +255,11 @@ class ProductTerms:
                 items = items[allowed[items]]
             if items.size:
                 found.append(self.most_specific(items, others))
-        english = self.english_named(text)
-        request_english = {w for w, _ in english_words(text) if w}
-        wanted_english = {w for w, span in english_words(text) if w and span == WANTED}
-        wanted_words = [w for w, span in english_words(text) if span == WANTED]
+        english_request = english_words(text)  # read once: the synonyms and singulars are the same for every use
+        english = self.english_named(english_request)
+        request_english = {w for w, _ in english_request if w}
+        wanted_words = [w for w, span in english_request if span == WANTED]
+        wanted_english = {w for w in wanted_words if w}
         if not english and not any(w in self.missing_goods for w in wanted_words):
             # "chicken", "salmon", "sunscreen": a noun of item names that heads none ("red wine" is wine, which
             # nothing here is, not the red bell pepper)
@@ -271,16 +273,14 @@ class ProductTerms:
         if not found:
             missing = tuple(dict.fromkeys([lemma for lemma, span in usable
                                            if span == WANTED and lemma in self.missing_goods]
-                                          + [w for w, span in english_words(text)
-                                             if span == WANTED and w in self.missing_goods]))
+                                          + [w for w in wanted_words if w in self.missing_goods]))
             # «покажи чай» with no tea: a request for what is not there gets nothing, not the user's usual bread
             return NamedKinds(missing, np.zeros(0, dtype=np.int64)) if missing and not english else None
         return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))
 
-    def english_named(self, text: str) -> list[tuple[str, ...]]:
-        """The English category phrases the request's wanted words hold (a phrase inside a longer one that also
-        matched is left out: "toys for toddlers" rather than every toy)."""
-        words = english_words(text)
+    def english_named(self, words: list[tuple[str, str]]) -> list[tuple[str, ...]]:
+        """The English phrases (``english_kinds``) the request's wanted words (``english_words``) hold (a phrase
+        inside a longer one that also matched is left out: "toys for toddlers" rather than every toy)."""
         if not words:
             return []
         held = [p for p in self.english_kinds if holds_phrase(words, p)]
@@ -325,11 +325,13 @@ def english_name_words(name_en: str) -> list[str]:
     return [english_singular(w) for w in ENGLISH_WORD.findall(name_en.lower())]
 
 
-def english_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
+def english_kinds(catalog: Catalog, categories: dict[tuple[str, ...], np.ndarray] | None = None
+                  ) -> dict[tuple[str, ...], np.ndarray]:
     """Each phrase of each category's English name → the items of that category and of the categories under it;
     each item's English head noun (its name's last word: "coffee beans" → "bean", "lactose-free milk" → "milk")
     → the items it heads."""
-    kinds = {p: set(v.tolist()) for p, v in english_category_kinds(catalog).items()}
+    categories = english_category_kinds(catalog) if categories is None else categories  # (of the same catalog)
+    kinds = {p: set(v.tolist()) for p, v in categories.items()}
     for item in catalog.items:
         words = english_name_words(item.name_en)
         if words and len(words[-1]) >= MIN_KIND_WORD:

@@ -141,7 +141,7 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
-        named = self.product_terms.named(base.query) if self.product_terms is not None else None
+        named = self.named_kinds(base.query)
         sellers = self.services_selling(named) or (self.health_services if asks_about_health(base.query) else ())
         if sellers and not mentioned_services(base.query) and not set(understanding.target_services) & set(sellers):
             # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names; «у
