@@ -136,8 +136,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "explain"
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
-    if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"):
-        return "clarify"
+    if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \
+            or _GREETING_ONLY.match(message):
+        return "clarify"                             # a vague wish, or only «привет» / "hello": ask what they need
     if takes_offer(state, message):
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if state.goal and not names_another_kind and acknowledges(state, understanding, message):
@@ -152,6 +153,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     return "recommend"
 
 
+# A message that only greets (the understanding read a brand-new user's "hello" as a home-goods request)
+_GREETING_ONLY = re.compile(r"^\W*(?:hello|hi|hey(?:\s+there)?|good\s+(?:morning|afternoon|evening)|привет\w*|"
+                            r"здравствуй\w*|добр\w+\s+(?:день|утро|вечер)|доброе\s+утро)\W*$", re.IGNORECASE)
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
 _CLOSING = re.compile(r"(?:(?:нет|неа|no|nope)\W+)?(?:спасибо|благодарю|thanks|thank\s+you)|благодарствую|thx|\bty\b|"
                       r"that(?:'?s|\s+is)\s+all|это\s+вс[её]|"

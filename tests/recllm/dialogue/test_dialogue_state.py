@@ -53,6 +53,10 @@ def test_acts_follow_the_state_not_the_words():
     asked = replace(start_goal(empty, VAGUE, "хочу вкусное"), last_act="clarify")
     assert decide_act(asked, VAGUE, "не знаю") == "clarify"
     assert decide_act(asked, MORE, "сладкое") == "recommend"
+    # only a greeting: ask what they need (live: a new user's "hello" read as a home-goods request got a list)
+    home = RequestUnderstanding("en", "home", "recommend")
+    assert decide_act(empty, home, "hello") == "clarify" and decide_act(empty, home, "Привет!") == "clarify"
+    assert decide_act(empty, home, "hello, I need a pillow") == "recommend"
     # «почему» with nothing shown is not an explanation
     assert decide_act(empty, EXPLAIN, "почему?") == "recommend"
 
