@@ -42,7 +42,7 @@ from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_ev
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
 from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
-from recllm.safety.moderation import LinearModerationModel, install_model
+from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, names_a_product
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
@@ -150,6 +150,9 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
+        if reads_as_small_talk(state, understanding, named, base.query):
+            reply = SAFE_REPLIES.get(base.language, SAFE_REPLIES["en"])["off_topic"]
+            return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
         act = decide_act(state, understanding, base.query, self.names_another_kind(state, named))
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
@@ -285,6 +288,17 @@ class ChatEngine:
             log.exception("could not write the feedback of a turn to the profile")
             return
         log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
+
+
+def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstanding, named: NamedKinds | None,
+                        message: str) -> bool:
+    """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
+    question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
+    it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, a product
+    word or a health need is never small talk, whatever the understanding read."""
+    if named is not None or names_a_product(message) or asks_about_health(message):
+        return False
+    return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 
 
 def goal_service(state: DialogueState) -> str:

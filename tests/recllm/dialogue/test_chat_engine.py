@@ -344,3 +344,25 @@ def test_a_request_that_asks_about_health_goes_where_the_pharmacy_is(tmp_path):
     sessions.save_state("fresh", "u_000001", before.to_json())
     fresh = engine.plan("fresh", "u_000001", "игрушку ребёнку 3 года", 5)
     assert fresh.state.last_act == "" and fresh.state.offer is None
+
+
+def test_small_talk_the_understanding_reads_gets_the_off_topic_reply(engine, tmp_path):
+    """Live: «почему кошки мурлыкают?» (nothing on screen) got headphones «для питомца», "do you like music?"
+    crackers: moderation let them through and the understanding's off-topic reading was never acted on. A message
+    that names something sold here is not small talk, whatever the understanding read; a question about the list on
+    screen is an explain turn."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    chat, why = RequestUnderstanding("en", "other", "off_topic"), RequestUnderstanding("ru", "pet", "explain")
+    readings = {"do you like music?": chat, "почему кошки мурлыкают?": why, "корм для кошек есть?": chat,
+                "почему первый?": why}
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    small_talk = ChatEngine(sessions, stages=None, understander=lambda text, context=None: readings[text],
+                            catalog=engine.stages.pipeline.catalog)
+    assert small_talk.named_kinds("корм для кошек есть?") is not None
+    for session, message, language in (("talk-1", "do you like music?", "en"), ("talk-2", "почему кошки мурлыкают?", "ru")):
+        plan = small_talk.plan(session, "u_000001", message, 5)
+        assert (plan.act, plan.base.query) == ("decline", SAFE_REPLIES[language]["off_topic"])
+    assert small_talk.plan("talk-3", "u_000001", "корм для кошек есть?", 5).act == "recommend"
+    sessions.save_state("talk-4", "u_000001", DialogueState(goal="корм", domain="pet", last_items=(3, 4)).to_json())
+    assert small_talk.plan("talk-4", "u_000001", "почему первый?", 5).act == "explain"
