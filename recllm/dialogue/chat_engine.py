@@ -42,7 +42,7 @@ from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_ev
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
 from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
-from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, names_a_product
+from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, uses_shopping_words
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
@@ -150,6 +150,8 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
+        if understanding.intent == "clarify_needed" and named is not None:
+            understanding = replace(understanding, intent="recommend")  # «хочу что-нибудь: сыры» says what it wants
         if reads_as_small_talk(state, understanding, named, base.query):
             reply = SAFE_REPLIES.get(base.language, SAFE_REPLIES["en"])["off_topic"]
             return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
@@ -157,7 +159,10 @@ class ChatEngine:
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
-            return TurnPlan(session_id, base, start_goal(state, understanding, base.query), act, understanding)
+            # the service the question was asked in (the app's) is where the answer's list comes from
+            asked = start_goal(state, understanding, base.query)
+            return TurnPlan(session_id, base, replace(asked, service=base.service or asked.service), act,
+                            understanding)
         if act == "relax":
             state, act = accept_offer(state), "refine"
         else:
@@ -168,7 +173,8 @@ class ChatEngine:
                       understanding: RequestUnderstanding) -> TurnPlan:
         """The retrieval request of a recommend or refine turn under ``state``."""
         query = effective_query(state, base.language)
-        resolved = base.service or (state.service if act == "refine" else "") or goal_service(state)
+        # a new goal's service is "" unless it answers a question asked in a service (``start_goal``)
+        resolved = base.service or state.service or goal_service(state)
         request = parse_request(base.user_id, query, base.top_k, resolved)
         request = replace(request, max_price=state.budget, language=base.language,
                           required_tags=request.required_tags | frozenset(state.diet))
@@ -294,9 +300,10 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
                         message: str) -> bool:
     """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
     question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
-    it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, a product
-    word or a health need is never small talk, whatever the understanding read."""
-    if named is not None or names_a_product(message) or asks_about_health(message):
+    it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, uses
+    shopping words («скидки», «доставка», «на диете», "on sale") or a health need is never small talk, whatever the
+    understanding read."""
+    if named is not None or uses_shopping_words(message) or asks_about_health(message):
         return False
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 

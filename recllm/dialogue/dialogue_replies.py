@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 
+from recllm.catalog.product_catalog import SERVICE_DISPLAY
 from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState
 from recllm.dialogue.request_understanding import RequestUnderstanding
+from recllm.explanation.causal_explanations import cold_start_explanation
 
 SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегамаркете", "kuper": "Купере"},
                  "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
@@ -188,8 +190,12 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
     if not why:
         why = (f"it fits your request «{state.goal}»" if language == "en"
                else f"подходит под ваш запрос «{state.goal}»")
+    # a user without purchase history was told "popular on …": the pick is not "for you"
+    personal = why not in {cold_start_explanation(state.service, lang) for lang in ("ru", "en")
+                           if state.service in SERVICE_DISPLAY}
     why += "" if why.rstrip()[-1:] in (".", "!", "?") else "."
     if compare:
-        lead = "For you I'd pick" if language == "en" else "Вам я бы выбрал"
+        lead = ("For you I'd pick" if personal else "I'd pick") if language == "en" else \
+            ("Вам я бы выбрал" if personal else "Я бы выбрал")
         return f"{lead} «{name}»: {why[:1].lower()}{why[1:]}"
     return f"«{name}»: {why}"

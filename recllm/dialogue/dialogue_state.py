@@ -231,11 +231,13 @@ def is_new_request(state: DialogueState, understanding: RequestUnderstanding) ->
 
 
 def start_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
-    """A new goal: constraints from the message (an answer to a clarifying question joins the vague wish)."""
-    goal = f"{state.goal} {message}".strip() if state.last_act == "clarify" else message
+    """A new goal: constraints from the message (an answer to a clarifying question joins the vague wish, and the
+    service the wish was asked in, unless the answer names another)."""
+    answers = state.last_act == "clarify"
+    goal = f"{state.goal} {message}".strip() if answers else message
     return replace(
         state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
-        service="", budget=text_budget(message),
+        service=state.service if answers and not mentioned_services(message) else "", budget=text_budget(message),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
         refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
         summary=_summary(state),

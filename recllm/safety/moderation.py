@@ -332,10 +332,16 @@ def names_a_product(text: str) -> bool:
     return bool(_PRODUCT_WORD.search(text) or _ENGLISH_GOODS_WORD.search(text))
 
 
+def uses_shopping_words(text: str) -> bool:
+    """Whether the message uses listed shopping, food, cooking or session words (ru/en) or product words; the
+    strict part of ``has_shopping_signal`` (no navec neighbours: «слон», «трава» are near goods there)."""
+    return bool(_SHOPPING_SIGNAL.search(text) or names_a_product(text))
+
+
 def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bool:
     """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), or names goods."""
     config = config or _DEFAULT_CONFIG
-    return bool(_SHOPPING_SIGNAL.search(text) or names_a_product(text) or mentions_sensitive_domain(text)
+    return bool(uses_shopping_words(text) or mentions_sensitive_domain(text)
                 or names_goods(text, config.goods_similarity))
 
 

@@ -366,3 +366,45 @@ def test_small_talk_the_understanding_reads_gets_the_off_topic_reply(engine, tmp
     assert small_talk.plan("talk-3", "u_000001", "корм для кошек есть?", 5).act == "recommend"
     sessions.save_state("talk-4", "u_000001", DialogueState(goal="корм", domain="pet", last_items=(3, 4)).to_json())
     assert small_talk.plan("talk-4", "u_000001", "почему первый?", 5).act == "explain"
+
+
+def test_service_and_shopping_questions_are_never_small_talk(engine, tmp_path):
+    """The first version of the rule above refused 9 of 197 ok messages of the moderation test split («какие скидки
+    сегодня?», "where is my order?", «я на диете, что посоветуешь?»): the understanding reads them off-topic, but
+    their shopping words say they are the assistant's business."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    off_topic = ChatEngine(sessions, stages=None, catalog=engine.stages.pipeline.catalog,
+                           understander=lambda text, context=None: RequestUnderstanding("ru", "other", "off_topic"))
+    for k, message in enumerate(("какие скидки сегодня?", "where is my order?", "я на диете, что посоветуешь?",
+                                 "доставка завтра к 9 утра возможна?")):
+        assert off_topic.plan(f"service-{k}", "u_000001", message, 5).act != "decline", message
+
+
+def test_the_answer_to_a_clarifying_question_asked_in_a_service_stays_in_that_service(tmp_path):
+    """Seen in the simulated users: a vague wish sent from Kuper got the question, and the answer's list came from
+    Samokat (the understanding's first service); an answer that names a service goes there."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    readings = {"хочу что-нибудь": RequestUnderstanding("ru", "other", "clarify_needed"),
+                "сладкое": RequestUnderstanding("ru", "food", "recommend", ("samokat",)),
+                "сладкое, в Самокате": RequestUnderstanding("ru", "food", "recommend", ("samokat",))}
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: readings[text])
+    for session, answer, service in (("ask-1", "сладкое", "kuper"), ("ask-2", "сладкое, в Самокате", "samokat")):
+        asked = engine.plan(session, "u_000001", "хочу что-нибудь", 5, "kuper")
+        assert asked.act == "clarify"
+        assert [type(c) for c in engine._run(asked)] == [TextChunk]  # the question, recorded in the session
+        answered = engine.plan(session, "u_000001", answer, 5)
+        assert (answered.act, answered.request.service) == ("recommend", service)
+
+
+def test_a_vague_sounding_wish_that_names_a_kind_is_a_recommendation(engine, tmp_path):
+    """«хочу что-нибудь: корм для кошек» read as vague would ask what the user wants after they said it."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    vague = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None, catalog=engine.stages.pipeline.catalog,
+                       understander=lambda text, context=None: RequestUnderstanding("ru", "other", "clarify_needed"))
+    assert vague.plan("kind-1", "u_000001", "хочу что-нибудь: корм для кошек", 5).act == "recommend"
+    assert vague.plan("kind-2", "u_000001", "хочу что-нибудь", 5).act == "clarify"

@@ -24,6 +24,7 @@ from recllm.dialogue.dialogue_state import (
 from recllm.dialogue.relaxation import Relaxation, nearest_relaxation
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.dialogue.session_store import SessionStore
+from recllm.explanation.causal_explanations import cold_start_explanation
 from recllm.rag.rec_request import parse_request
 
 GOAL = RequestUnderstanding("ru", "food", "recommend", ("samokat",), diet=("lactose_free",))
@@ -106,6 +107,10 @@ def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():
     assert explain_reply(state, "какой из них лучше?", "ru", compare=True) == "Вам я бы выбрал «Молоко 1»: why 1."
     assert explain_reply(state, "which is better, the second?", "en", compare=True).startswith(
         "For you I'd pick «Молоко 2»")
+    # a user with no purchase history was shown what is popular: the pick is not "for you" (live: it said so)
+    cold = replace(state, last_explanations=(cold_start_explanation("samokat", "ru"),) * 2)
+    assert explain_reply(cold, "какой из них лучше?", "ru", compare=True).startswith("Я бы выбрал «Молоко 1»: популярно")
+    assert explain_reply(cold, "which one?", "en", compare=True).startswith("I'd pick «Молоко 1»")
     sport = RequestUnderstanding("ru", "sport", "refine", domain_confidence=0.96)
     assert decide_act(state, sport, "что-нибудь для бега") == "recommend"   # a follow-up in another domain: new
 
