@@ -7,11 +7,17 @@ from the build's profile) conditions the layers. The trained generator stays fro
 1. conditional RMSNorm + user prefix, jointly on all training users (adaLN-Zero: step 0 is the base model);
 2. one LoRA adapter (q/k/v/o) per k-means segment of ``u``, all segments in one loop (each row trains its own
    segment's slot of the batched multi-LoRA op), with 1. switched on as it will be when served;
-3. the MoE gate mixing the top-k segment adapters per user, started as a nearest-segment classifier.
+3. the MoE gate mixing the top-k segment adapters per user, started as a nearest-segment classifier;
+4. one LoRA adapter of their own for each of the heaviest training users (most purchase events, enough replies),
+   warm-started from their segment's adapter and trained on their replies only, all users in one loop (each row its
+   user's slot). An adapter is saved (and then served in place of the segment mixture while fresh,
+   ``AdapterStoreConfig``: TTL, min events) only when it beats that mixture on the user's validation replies.
 
 A share of users (``heldout_fraction``, by a hash of the id) takes part in none of it; the report measures on their
 examples, per user, the reply negative log-likelihood of the base model, of each stage, and of the layers fed
-another held-out user's ``u`` (the swap test). Output: ``layout.user_layers_dir`` in the format
+another held-out user's ``u`` (the swap test). Each heavy user's last ``user_eval_fraction`` of replies is kept
+out of every stage: its first half decides whether their adapter is served, its second half scores the result
+against the segment mixture and another heavy user's adapter. Output: ``layout.user_layers_dir`` in the format
 ``recllm.user_layers.reply_personalizer`` serves (segment adapters in PEFT's layout), plus ``report.json``.
 """
 
@@ -24,7 +30,7 @@ import random
 import time
 import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +41,7 @@ from builders.adamw_loop import adamw_loop
 from recllm.config.field_checks import require_positive_ints
 from recllm.generator import ReplyGenerator
 from recllm.generator.training import GeneratorExample, collate, encode_example, reply_loss
-from recllm.user_layers.adapter_store import save_adapter, segment_adapter_name
+from recllm.user_layers.adapter_store import save_adapter, segment_adapter_name, user_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.lora_adapter import LoRAAdapter
 from recllm.user_layers.reply_personalizer import (
@@ -62,23 +68,36 @@ class ReplyLayersConfig:
     num_prefix: int = 4
     prefix_hidden: int = 64
     user_slots: int = 8  # adapter slots beyond the segments' (per-user adapters of a batch)
+    user_adapters: int = 8  # heavy training users given an adapter of their own (0: none)
+    user_min_replies: int = 12  # ... each with at least this many replies in the corpus
+    user_lora_steps: int = 40
+    user_learning_rate: float = 5e-4  # a few replies per user: gentler than the shared stages
+    user_eval_fraction: float = 0.3  # a heavy user's replies kept out (half to promote their adapter, half to score)
     eval_examples: int = 600  # held-out users' examples the report scores
     seed: int = 0
 
     def __post_init__(self):
         require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
-                                     "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples"))
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"ReplyLayersConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"ReplyLayersConfig.learning_rate must be > 0, got {self.learning_rate}")
+                                     "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples",
+                                     "user_min_replies", "user_lora_steps"))
+        for name in ("heldout_fraction", "user_eval_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"ReplyLayersConfig.{name} must be in (0, 1), got {getattr(self, name)}")
+        if isinstance(self.user_adapters, bool) or not isinstance(self.user_adapters, int) \
+                or not 0 <= self.user_adapters <= self.user_slots:
+            raise ValueError(f"ReplyLayersConfig.user_adapters must be an int in [0, user_slots={self.user_slots}], "
+                             f"got {self.user_adapters!r}")
+        for name in ("learning_rate", "user_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ReplyLayersConfig.{name} must be > 0, got {getattr(self, name)}")
 
     @classmethod
     def from_name(cls, name: str) -> "ReplyLayersConfig":
         return cls(**PRESETS[name])
 
 
-PRESETS = {"default": {}, "test": dict(joint_steps=30, lora_steps=30, gate_steps=10, eval_examples=120)}
+PRESETS = {"default": {}, "test": dict(joint_steps=30, lora_steps=30, gate_steps=10, eval_examples=120,
+                                      user_adapters=4, user_min_replies=6, user_lora_steps=20)}
 
 
 @dataclass
@@ -89,6 +108,38 @@ class UserRows:
     u: np.ndarray
     segment: int
     rows: list[tuple[list[int], list[int]]]
+
+
+@dataclass
+class HeavyUser:
+    """A heavy training user: their adapter's slot, the replies kept from it, what their profile holds."""
+
+    user: UserRows  # the replies every stage trains on (the kept ones removed)
+    valid_rows: list[tuple[list[int], list[int]]]  # decide whether the adapter is served
+    test_rows: list[tuple[list[int], list[int]]]  # score what is served
+    slot: int
+    num_events: int  # purchase events in the profile
+    last_event_ts: int
+
+
+def split_heavy_users(train: list[UserRows], profile, config: "ReplyLayersConfig"
+                      ) -> tuple[list[UserRows], list[HeavyUser]]:
+    """The ``user_adapters`` training users with the most purchase events among those with ``user_min_replies``
+    replies, each one's last ``user_eval_fraction`` of replies (at least two: validation, then test) kept out of every
+    stage; returns the training users with those replies removed, and the heavy users."""
+    if not config.user_adapters:
+        return train, []
+    purchases = {u.user_id: profile.events_of(u.user_id, kind="purchase") for u in train
+                 if len(u.rows) >= config.user_min_replies}
+    ranked = sorted((uid for uid in purchases if purchases[uid]), key=lambda uid: (-len(purchases[uid]), uid))
+    heavy: dict[str, HeavyUser] = {}
+    for j, user_id in enumerate(ranked[:config.user_adapters]):
+        user = next(u for u in train if u.user_id == user_id)
+        kept = max(2, round(len(user.rows) * config.user_eval_fraction))
+        valid, test = user.rows[-kept:-kept // 2], user.rows[-kept // 2:]
+        heavy[user_id] = HeavyUser(replace(user, rows=user.rows[:-kept]), valid, test, config.n_segments + j,
+                                   len(purchases[user_id]), int(purchases[user_id][-1].timestamp))
+    return [heavy[u.user_id].user if u.user_id in heavy else u for u in train], list(heavy.values())
 
 
 def is_heldout(user_id: str, fraction: float) -> bool:
@@ -130,6 +181,65 @@ def batch_of(adaptive: AdaptiveQwen2, picked: list[UserRows], lora: str = "none"
     return UserBatch(u, torch.ones(len(picked), dtype=torch.bool), indices, weights)
 
 
+def own_batch(heavy: list[HeavyUser]) -> UserBatch:
+    """Each row its heavy user's own adapter alone (weight 1), as served for a user with a fresh adapter."""
+    u = torch.from_numpy(np.stack([h.user.u for h in heavy]))
+    return UserBatch(u, torch.ones(len(heavy), dtype=torch.bool), torch.tensor([[h.slot] for h in heavy]),
+                     torch.ones(len(heavy), 1))
+
+
+def warm_start_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser]) -> None:
+    """Each heavy user's slot starts as their segment's trained adapter."""
+    with torch.no_grad():
+        for wrapper in adaptive.slots.wrappers.values():
+            for h in heavy:
+                wrapper.lora_a[h.slot] = wrapper.lora_a[h.user.segment]
+                wrapper.lora_b[h.slot] = wrapper.lora_b[h.user.segment]
+                wrapper.scales[h.slot] = wrapper.scales[h.user.segment]
+
+
+def slot_adapter(adaptive: AdaptiveQwen2, slot: int, name: str, kind: str, alpha: float, trained_at: int,
+                 num_events: int, metadata: dict[str, str] | None = None) -> LoRAAdapter:
+    a = {key: w.lora_a[slot].detach().clone() for key, w in adaptive.slots.wrappers.items()}
+    b = {key: w.lora_b[slot].detach().clone() for key, w in adaptive.slots.wrappers.items()}
+    return LoRAAdapter(name, adaptive.config.lora_rank, alpha, a, b, trained_at=trained_at, num_events=num_events,
+                       kind=kind, metadata=metadata or {})
+
+
+def user_nll(adaptive: AdaptiveQwen2, rows, batch: UserBatch | None) -> float:
+    """Mean reply NLL of ``rows`` under ``batch`` (one row's user layers)."""
+    with torch.inference_mode():
+        return float(np.mean([float(reply_loss(adaptive, *collate([row], pad_id=0), batch=batch)) for row in rows]))
+
+
+def promoted_users(adaptive: AdaptiveQwen2, heavy: list[HeavyUser]) -> list[HeavyUser]:
+    """The heavy users whose own adapter beats their segment mixture on their validation replies."""
+    return [h for h in heavy if user_nll(adaptive, h.valid_rows, own_batch([h]))
+            < user_nll(adaptive, h.valid_rows, batch_of(adaptive, [h.user], "gate"))]
+
+
+def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], promoted: list[HeavyUser]) -> dict:
+    """On each heavy user's test replies, the mean reply NLL of the base model, the segment mixture (what the user
+    gets without an adapter of their own), their own adapter, what is served (own when promoted, else the mixture)
+    and the next heavy user's adapter (swap); then averaged over the users."""
+    per_user: dict[str, list[float]] = defaultdict(list)
+    served_own = {h.user.user_id for h in promoted}
+    for j, h in enumerate(heavy):
+        other = heavy[(j + 1) % len(heavy)]
+        gate, own = batch_of(adaptive, [h.user], "gate"), own_batch([h])
+        batches = {"base": None, "MoE gate (no own adapter)": gate, "own adapter": own,
+                   "served (own adapter if promoted)": own if h.user.user_id in served_own else gate,
+                   "swap: another heavy user's adapter": replace(own, lora_indices=torch.tensor([[other.slot]]))}
+        for name, batch in batches.items():
+            per_user[name].append(user_nll(adaptive, h.test_rows, batch))
+    out: dict = {name: {"nll": round(float(np.mean(v)), 4), "nll_sd_over_users": round(float(np.std(v)), 4)}
+                 for name, v in per_user.items()}
+    own, gate = per_user["own adapter"], per_user["MoE gate (no own adapter)"]
+    out["own_better_than_gate"] = round(float(np.mean([o < g for o, g in zip(own, gate)])), 4)
+    out.update(users=len(heavy), promoted=len(promoted), test_replies=sum(len(h.test_rows) for h in heavy))
+    return out
+
+
 def train_stage(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool) -> float:
     """One training stage (gradients clipped to 1); the mean loss over its last 20% of steps."""
     losses = adamw_loop(desc, steps, params, loss_fn, lr, progress, clip_grad_norm=1.0)
@@ -151,14 +261,6 @@ def init_segment_slots(adaptive: AdaptiveQwen2, n_segments: int, alpha: float, s
     for wrapper in adaptive.slots.wrappers.values():
         tensors += [wrapper.lora_a.requires_grad_(True), wrapper.lora_b.requires_grad_(True)]
     return tensors
-
-
-def segment_adapter(adaptive: AdaptiveQwen2, segment: int, alpha: float, trained_at: int,
-                    num_events: int) -> LoRAAdapter:
-    a = {key: w.lora_a[segment].detach().clone() for key, w in adaptive.slots.wrappers.items()}
-    b = {key: w.lora_b[segment].detach().clone() for key, w in adaptive.slots.wrappers.items()}
-    return LoRAAdapter(segment_adapter_name(segment), adaptive.config.lora_rank, alpha, a, b, trained_at=trained_at,
-                       num_events=num_events, kind="segment")
 
 
 def evaluate(adaptive: AdaptiveQwen2, users: list[UserRows], max_examples: int, seed: int) -> dict:
@@ -211,6 +313,7 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
     users = user_rows(examples, generator, vectors)
     train = [u for u in users if not is_heldout(u.user_id, config.heldout_fraction)]
     heldout = [u for u in users if is_heldout(u.user_id, config.heldout_fraction)]
+    train, heavy = split_heavy_users(train, profile, config)
     if not train or not heldout:
         raise ValueError(f"train_reply_layers needs training and held-out users, got {len(train)} / {len(heldout)}")
 
@@ -248,7 +351,21 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
                                      config.learning_rate, lambda: loss("gate"), progress)
     for p in gate_params:
         p.requires_grad_(False)
+    if heavy:
+        warm_start_user_slots(adaptive, heavy)
+        slot_tensors = [t.requires_grad_(True) for t in slot_tensors]
+
+        def own_loss():
+            picked = [rng.choice(heavy) for _ in range(config.batch_size)]
+            input_ids, labels = collate([rng.choice(h.user.rows) for h in picked], pad_id=0)
+            return reply_loss(adaptive, input_ids, labels, batch=own_batch(picked))
+
+        losses["user LoRA"] = train_stage("user layers: heavy users' own LoRA", slot_tensors, config.user_lora_steps,
+                                          config.user_learning_rate, own_loss, progress)
+        for t in slot_tensors:
+            t.requires_grad_(False)
     adaptive.eval()
+    promoted = promoted_users(adaptive, heavy)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -258,12 +375,18 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
     trained_at = int(profile.latest_timestamp() or 0)
     for s in range(config.n_segments):
         members = [u for u in train if u.segment == s]
-        adapter = segment_adapter(adaptive, s, config.lora_alpha, trained_at, sum(len(u.rows) for u in members))
+        adapter = slot_adapter(adaptive, s, segment_adapter_name(s), "segment", config.lora_alpha, trained_at,
+                               sum(len(u.rows) for u in members))
         save_adapter(adapter, out_dir / ADAPTERS_DIR / f"segment-{s}", base_model=str(generator_dir))
+    for h in promoted:
+        adapter = slot_adapter(adaptive, h.slot, user_adapter_name(h.user.user_id), "user", config.lora_alpha,
+                               trained_at, h.num_events, {"last_event_ts": str(h.last_event_ts)})
+        save_adapter(adapter, out_dir / ADAPTERS_DIR / f"user-{h.user.user_id}", base_model=str(generator_dir))
     report = {
         "config": asdict(config), "train_users": len(train), "heldout_users": len(heldout),
         "train_examples": sum(len(u.rows) for u in train), "final_train_loss": losses,
         "heldout": evaluate(adaptive, heldout, config.eval_examples, config.seed),
+        "heavy_users": evaluate_user_adapters(adaptive, heavy, promoted) if heavy else {"users": 0},
         "seconds": round(time.monotonic() - started, 1),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

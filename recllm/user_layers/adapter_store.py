@@ -59,6 +59,9 @@ def peft_adapter_config(adapter: LoRAAdapter, base_model: str = "") -> dict:
     }
 
 
+META_PREFIX = "recllm_meta_"  # an adapter's own metadata (e.g. last_event_ts) in the safetensors header
+
+
 def save_adapter(adapter: LoRAAdapter, folder: Path | str, base_model: str = "") -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,8 @@ def save_adapter(adapter: LoRAAdapter, folder: Path | str, base_model: str = "")
         tensors[peft_tensor_name(layer, module, "A")] = a.detach().contiguous().cpu()
         tensors[peft_tensor_name(layer, module, "B")] = adapter.b[(layer, module)].detach().contiguous().cpu()
     metadata = {"format": "pt", "recllm_name": adapter.name, "recllm_kind": adapter.kind,
-                "recllm_trained_at": str(adapter.trained_at), "recllm_num_events": str(adapter.num_events)}
+                "recllm_trained_at": str(adapter.trained_at), "recllm_num_events": str(adapter.num_events),
+                **{META_PREFIX + key: str(value) for key, value in adapter.metadata.items() if key != "folder"}}
     save_file(tensors, folder / WEIGHTS_FILE, metadata=metadata)
     config = peft_adapter_config(adapter, base_model)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -105,10 +109,12 @@ def load_adapter(folder: Path | str, name: str | None = None, dtype: torch.dtype
         raise ValueError(f"{config_path}: DoRA, rsLoRA and per-module rank/alpha patterns are not supported")
     with safe_open(folder / WEIGHTS_FILE, framework="pt") as f:
         tensors = {key: f.get_tensor(key) if dtype is None else f.get_tensor(key).to(dtype) for key in f.keys()}
+        saved = {key[len(META_PREFIX):]: value for key, value in (f.metadata() or {}).items()
+                 if key.startswith(META_PREFIX)}
     info = read_adapter_info(folder, name)
     return adapter_from_peft_state(tensors, info.name, int(config["r"]), float(config["lora_alpha"]),
                                    trained_at=info.trained_at, num_events=info.num_events, kind=info.kind,
-                                   metadata={"folder": str(folder)})
+                                   metadata={**saved, "folder": str(folder)})
 
 
 def adapter_from_peft_state(tensors: dict[str, torch.Tensor], name: str, rank: int, alpha: float,

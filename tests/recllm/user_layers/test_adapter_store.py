@@ -26,6 +26,9 @@ def test_saved_adapter_has_peft_names_and_round_trips(tmp_path, tiny_config):
     assert "base_model.model.model.layers.1.self_attn.o_proj.lora_B.weight" in names
     loaded = load_adapter(folder)
     assert (loaded.name, loaded.trained_at, loaded.num_events, loaded.rank) == ("user/u1", NOW, 42, 4)
+    assert loaded.metadata == {"folder": str(folder)}
+    adapter.metadata["last_event_ts"] = "1799999000"  # the adapter's own bookkeeping travels with it
+    assert load_adapter(save_adapter(adapter, tmp_path / "u1-meta")).metadata["last_event_ts"] == "1799999000"
     for key in adapter.a:
         assert torch.equal(loaded.a[key], adapter.a[key]) and torch.equal(loaded.b[key], adapter.b[key])
 
