@@ -45,6 +45,7 @@ from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
 from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, uses_shopping_words
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
+from recllm.safety.privacy_filter import find_pii
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,11 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)
+        if find_pii(base.query):
+            # "my email is …, remember it" after a list read as feedback and was thanked: personal data is never
+            # taken in the chat, whatever else the message says (and the message is not kept)
+            verdict = replace(verdict, label="personal_data",
+                              safe_reply=SAFE_REPLIES.get(base.language, SAFE_REPLIES["en"])["personal_data"])
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it.

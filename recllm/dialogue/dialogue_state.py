@@ -132,8 +132,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
                names_another_kind: bool = False) -> str:
     """The act for an ok message (moderation already passed); ``names_another_kind``: the message names a kind of
     product none of the shown list is (``ChatEngine.names_another_kind``), so it starts a new goal."""
-    if (understanding.intent == "explain" or _EXPLAIN.search(message)) and state.last_items:
-        return "explain"
+    if (understanding.intent == "explain" or _EXPLAIN.search(message)) and state.last_items \
+            and not names_another_kind:
+        return "explain"                             # (not "why is my cat sneezing?" after a list of rice)
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \

@@ -408,3 +408,17 @@ def test_a_vague_sounding_wish_that_names_a_kind_is_a_recommendation(engine, tmp
                        understander=lambda text, context=None: RequestUnderstanding("ru", "other", "clarify_needed"))
     assert vague.plan("kind-1", "u_000001", "хочу что-нибудь: корм для кошек", 5).act == "recommend"
     assert vague.plan("kind-2", "u_000001", "хочу что-нибудь", 5).act == "clarify"
+
+
+def test_personal_data_in_a_message_gets_the_personal_data_reply_and_is_not_kept(tmp_path):
+    """Live: "my email is john@example.com, remember it" after a list was read as feedback and thanked."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None,
+                        understander=lambda text, context=None: RequestUnderstanding("en", "food", "feedback"))
+    sessions.save_state("pii-1", "u_000001", DialogueState(goal="rice", domain="food", last_items=(3, 4)).to_json())
+    plan = engine.plan("pii-1", "u_000001", "my email is john@example.com, remember it", 5)
+    assert (plan.act, plan.base.query) == ("decline", SAFE_REPLIES["en"]["personal_data"])
+    assert [c.text for c in engine._run(plan)] == [SAFE_REPLIES["en"]["personal_data"]]
+    assert "john@" not in sessions.load_state("pii-1", "u_000001")

@@ -174,6 +174,11 @@ def test_explain_picks_the_item_asked_about():
     state = shown(start_goal(DialogueState(), GOAL, "молочка"), [7, 8, 9])
     assert explain_reply(state, "почему второй?", "ru") == "«Молоко 8»: why 8."
     assert explain_reply(state, "почему это?", "ru") == "«Молоко 7»: why 7."
+    why = RequestUnderstanding("en", "pet", "explain")
+    assert decide_act(state, why, "why the second one?") == "explain"
+    # live: "why is my cat sneezing?" after a list of rice explained the rice; a question naming another kind
+    # is not about the list
+    assert decide_act(state, why, "why is my cat sneezing?", names_another_kind=True) == "recommend"
 
 
 class FakeStages:
