@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
-from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState
+from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
 
@@ -181,9 +181,73 @@ def explained_index(state: DialogueState, message: str) -> int:
     return 0
 
 
+# a pack size in an item name: «1,5 кг», «900 мл», «12 шт по 75 г» (12 × 75 g), "2 l"
+_AMOUNT = re.compile(r"(\d+(?:[.,]\d+)?)\s*(кг|г|мл|л|шт|kg|g|ml|l|pcs)(?![a-zа-яё])", re.IGNORECASE)
+_UNITS = {"кг": ("mass", 1000.0), "kg": ("mass", 1000.0), "г": ("mass", 1.0), "g": ("mass", 1.0),
+          "л": ("volume", 1000.0), "l": ("volume", 1000.0), "мл": ("volume", 1.0), "ml": ("volume", 1.0),
+          "шт": ("count", 1.0), "pcs": ("count", 1.0)}
+_UNIT_WORDS = {"ru": {"mass": ("кг", 1000.0), "volume": ("л", 1000.0), "count": ("шт", 1.0)},
+               "en": {"mass": ("kg", 1000.0), "volume": ("l", 1000.0), "count": ("pcs", 1.0)}}
+
+
+def pack_amount(name: str) -> tuple[str, float] | None:
+    """(dimension, amount in g / ml / pieces) of the pack an item name states; a multipack «12 шт по 75 г» is its
+    total; None when the name states none."""
+    found = [(float(n.replace(",", ".")), _UNITS[u.lower()]) for n, u in _AMOUNT.findall(name)]
+    if not found:
+        return None
+    if len(found) >= 2 and found[0][1][0] == "count" and found[1][1][0] != "count":  # N шт по M г
+        (count, _), (amount, (dimension, scale)) = found[0], found[1]
+        return dimension, count * amount * scale
+    amount, (dimension, scale) = found[-1]
+    return dimension, amount * scale
+
+
+def _rub(price: float, language: str) -> str:
+    return f"{price:.0f} ₽" if language == "ru" else f"{price:.0f} RUB"
+
+
+def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
+    """The shown item cheapest / priciest / biggest / best value per kg or litre, said with the figure; None when the
+    list does not tell (no prices, or packs not of one measure)."""
+    names, prices = state.last_names, state.last_prices
+    if len(names) < 2 or len(prices) != len(names):
+        return None
+    if attribute in ("cheapest", "priciest"):
+        pick = min if attribute == "cheapest" else max
+        i = pick(range(len(names)), key=lambda k: prices[k])
+        rest = [p for k, p in enumerate(prices) if k != i]
+        if attribute == "cheapest":
+            return (f"Дешевле всех «{names[i]}» — {_rub(prices[i], language)}; остальные от "
+                    f"{_rub(min(rest), language)}." if language == "ru" else
+                    f"The cheapest is «{names[i]}» at {_rub(prices[i], language)}; the others start at "
+                    f"{_rub(min(rest), language)}.")
+        return (f"Дороже всех «{names[i]}» — {_rub(prices[i], language)}." if language == "ru" else
+                f"The most expensive is «{names[i]}» at {_rub(prices[i], language)}.")
+    amounts = [pack_amount(n) for n in names]
+    if any(a is None for a in amounts) or len({a[0] for a in amounts}) != 1:
+        return None
+    dimension = amounts[0][0]
+    unit, scale = _UNIT_WORDS["ru" if language == "ru" else "en"][dimension]
+    if attribute == "biggest":
+        i = max(range(len(names)), key=lambda k: amounts[k][1])
+        size = f"{amounts[i][1] / scale:g} {unit}".replace(".", "," if language == "ru" else ".")
+        return (f"Больше всех «{names[i]}» — {size}." if language == "ru" else f"The biggest is «{names[i]}»: {size}.")
+    per_unit = [prices[k] / amounts[k][1] * scale for k in range(len(names))]
+    i = min(range(len(names)), key=lambda k: per_unit[k])
+    return (f"Выгоднее всех «{names[i]}»: {_rub(per_unit[i], language)} за {unit}." if language == "ru" else
+            f"The best value is «{names[i]}»: {_rub(per_unit[i], language)} per {unit}.")
+
+
 def explain_reply(state: DialogueState, message: str, language: str, compare: bool = False) -> str:
     """Why the item asked about was shown (its explanation from the ranker); ``compare`` («какой из них лучше?»):
-    which of the list fits the user best — the ranker's first, unless the message names another — and why."""
+    which of the list fits the user best — the ranker's first, unless the message names another — and why; a
+    comparison by price or pack size («какой из них дешевле?», "which is the best value?") is answered from the
+    shown prices and the packs the names state."""
+    if compare and (attribute := compared_by(message)):
+        answer = compare_by_attribute(state, attribute, language)
+        if answer:
+            return answer
     index = explained_index(state, message)
     name = state.last_names[index] if index < len(state.last_names) else ""
     why = state.last_explanations[index] if index < len(state.last_explanations) else ""

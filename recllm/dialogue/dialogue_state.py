@@ -173,11 +173,26 @@ _LIST_COMPARISON = re.compile(r"\bиз\s+(?:них|этих|списка)|\b(?:�
                               r"\bwhich\b.*\bbetter\b|\bwhat'?s\s+better\b", re.IGNORECASE)
 
 
+# what a comparison of the list on screen can be by (besides "best for me"): price, size, price per unit
+COMPARED_BY = (("cheapest", re.compile(r"дешевл|деш[её]в|cheap", re.IGNORECASE)),
+               ("priciest", re.compile(r"дорож|самый\s+дорог|expensive|priciest|pricier", re.IGNORECASE)),
+               ("value", re.compile(r"выгодн|best\s+value|better\s+value|good\s+value|per\s+(?:kg|kilo|litre|liter)",
+                                    re.IGNORECASE)),
+               ("biggest", re.compile(r"больше|крупн|объ[её]мн|bigger|biggest|largest|larger", re.IGNORECASE)))
+
+
+def compared_by(message: str) -> str | None:
+    """The attribute a list comparison asks about («какой из них дешевле?» → "cheapest"), None for "best"."""
+    return next((name for name, pattern in COMPARED_BY if pattern.search(message)), None)
+
+
 def compares_the_list(state: DialogueState, understanding: RequestUnderstanding, message: str) -> bool:
     """«какой из них лучше?», "which one is better?": a comparison pointing at the list on screen, with nothing it
-    is for (a purpose refines the list instead)."""
-    return (understanding.intent == "compare" and bool(state.last_items) and not understanding.refinement
-            and bool(_LIST_COMPARISON.search(message)) and not _COMPARE_PURPOSE.search(message))
+    is for (a purpose refines the list instead). One by price or size ("which one is cheaper?", read as «подешевле»
+    by the understanding) is about the list too, whatever the intent read."""
+    if not state.last_items or not _LIST_COMPARISON.search(message) or _COMPARE_PURPOSE.search(message):
+        return False
+    return understanding.intent == "compare" and not understanding.refinement or compared_by(message) is not None
 
 
 _DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|фу|мимо|хуже|плох\w*|дорог\w*|not|no|nope|too|don'?t|"

@@ -407,3 +407,35 @@ def test_a_clarifying_question_asks_what_the_wish_leaves_open(understanding, mes
     assert ("Самокате" in reply or "Samokat" in reply) == (not understanding.target_services)
     named = replace(understanding, target_services=("kuper",))
     assert "Самокате" not in clarify_reply(named.language, named, message)
+
+
+def test_pack_amount_reads_the_pack_an_item_name_states():
+    from recllm.dialogue.dialogue_replies import pack_amount
+
+    assert pack_amount("Кефир безлактозный Parmalat 1% 900 мл") == ("volume", 900.0)
+    assert pack_amount("Молоко безлактозное Valio 1,5% 1 л") == ("volume", 1000.0)
+    assert pack_amount("Корм влажный для кошек Felix 12 шт по 75 г") == ("mass", 900.0)
+    assert pack_amount("Протеин сывороточный Optimum Nutrition 2,3 кг") == ("mass", 2300.0)
+    assert pack_amount("Наушники беспроводные Sony") is None
+
+
+def test_a_comparison_by_price_or_pack_is_answered_from_the_list_on_screen():
+    """«какой из них дешевле?» was answered with the ranker's first and its reason; "which one is cheaper?" (read as
+    «подешевле») fetched a new list."""
+    names = ("Кефир Parmalat 900 мл", "Молоко Valio 1 л", "Молоко Домик 2 л")
+    state = replace(shown(start_goal(DialogueState(), GOAL, "молочка"), [1, 2, 3], prices=[120.0, 150.0, 290.0]),
+                    last_names=names)
+    cheaper = RequestUnderstanding("en", "food", "refine", refinement=("cheaper",))
+    assert decide_act(state, cheaper, "which one is cheaper?") == "compare"
+    assert decide_act(state, cheaper, "cheaper") == "refine"   # not about the list: a cheaper list
+    assert explain_reply(state, "which one is cheaper?", "en", compare=True) == (
+        "The cheapest is «Кефир Parmalat 900 мл» at 120 RUB; the others start at 150 RUB.")
+    assert explain_reply(state, "какой из них дороже?", "ru", compare=True) == "Дороже всех «Молоко Домик 2 л» — 290 ₽."
+    assert explain_reply(state, "какой из них больше?", "ru", compare=True) == "Больше всех «Молоко Домик 2 л» — 2 л."
+    assert explain_reply(state, "какой из них выгоднее?", "ru", compare=True) == (
+        "Выгоднее всех «Кефир Parmalat 900 мл»: 133 ₽ за л.")
+    assert explain_reply(state, "which is the best value of them?", "en", compare=True) == (
+        "The best value is «Кефир Parmalat 900 мл»: 133 RUB per l.")
+    # packs of different measures (or none stated) cannot be compared by size: the best for the user, as before
+    mixed = replace(state, last_names=("Кефир 900 мл", "Сыр 200 г", "Йогурт"))
+    assert explain_reply(mixed, "какой из них больше?", "ru", compare=True).startswith("Вам я бы выбрал «Кефир 900 мл»")
