@@ -8,16 +8,18 @@ from the build's profile) conditions the layers. The trained generator stays fro
 2. one LoRA adapter (q/k/v/o) per k-means segment of ``u``, all segments in one loop (each row trains its own
    segment's slot of the batched multi-LoRA op), with 1. switched on as it will be when served;
 3. the MoE gate mixing the top-k segment adapters per user, started as a nearest-segment classifier;
-4. one LoRA adapter of their own for each of the heaviest training users (most purchase events, enough replies),
+4. one LoRA adapter of their own for each of the heaviest training users (most purchase events, enough requests),
    warm-started from their segment's adapter and trained on their replies only, all users in one loop (each row its
    user's slot). An adapter is saved (and then served in place of the segment mixture while fresh,
-   ``AdapterStoreConfig``: TTL, min events) only when it beats that mixture on the user's validation replies.
+   ``AdapterStoreConfig``: TTL, min events) only when it beats that mixture on the user's validation requests.
 
 A share of users (``heldout_fraction``, by a hash of the id) takes part in none of it; the report measures on their
 examples, per user, the reply negative log-likelihood of the base model, of each stage, and of the layers fed
-another held-out user's ``u`` (the swap test). Each heavy user's last ``user_eval_fraction`` of replies is kept
-out of every stage: its first half decides whether their adapter is served, its second half scores the result
-against the segment mixture and another heavy user's adapter. Output: ``layout.user_layers_dir`` in the format
+another held-out user's ``u`` (the swap test). Each heavy user's last ``user_eval_fraction`` of requests (all the
+replies of a request together) is kept out of every stage here: its first half decides whether their adapter is
+served, its second half scores the result against the segment mixture and another heavy user's adapter. (The base
+generator, trained before on the whole corpus, has seen those replies, and the held-out users' too: these scores
+compare the user layers, not the base model against them.) Output: ``layout.user_layers_dir`` in the format
 ``recllm.user_layers.reply_personalizer`` serves (segment adapters in PEFT's layout), plus ``report.json``.
 """
 
@@ -30,7 +32,7 @@ import random
 import time
 import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -41,7 +43,7 @@ from builders.adamw_loop import adamw_loop
 from recllm.config.field_checks import require_positive_ints
 from recllm.generator import ReplyGenerator
 from recllm.generator.training import GeneratorExample, collate, encode_example, reply_loss
-from recllm.user_layers.adapter_store import save_adapter, segment_adapter_name, user_adapter_name
+from recllm.user_layers.adapter_store import AdapterStoreConfig, save_adapter, segment_adapter_name, user_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.lora_adapter import LoRAAdapter
 from recllm.user_layers.reply_personalizer import (
@@ -69,7 +71,8 @@ class ReplyLayersConfig:
     prefix_hidden: int = 64
     user_slots: int = 8  # adapter slots beyond the segments' (per-user adapters of a batch)
     user_adapters: int = 8  # heavy training users given an adapter of their own (0: none)
-    user_min_replies: int = 12  # ... each with at least this many replies in the corpus
+    user_min_requests: int = 4  # ... each with at least this many requests in the corpus (>= 3: train, valid, test)
+    user_min_events: int = AdapterStoreConfig.min_events  # ... and as many purchases as the store needs to serve it
     user_lora_steps: int = 40
     user_learning_rate: float = 5e-4  # a few replies per user: gentler than the shared stages
     user_eval_fraction: float = 0.3  # a heavy user's replies kept out (half to promote their adapter, half to score)
@@ -79,7 +82,10 @@ class ReplyLayersConfig:
     def __post_init__(self):
         require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
                                      "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples",
-                                     "user_min_replies", "user_lora_steps"))
+                                     "user_min_requests", "user_lora_steps"))
+        if self.user_min_requests < 3:
+            raise ValueError(f"ReplyLayersConfig.user_min_requests must be >= 3 (train, validation, test), got "
+                             f"{self.user_min_requests}")
         for name in ("heldout_fraction", "user_eval_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"ReplyLayersConfig.{name} must be in (0, 1), got {getattr(self, name)}")
@@ -97,7 +103,7 @@ class ReplyLayersConfig:
 
 
 PRESETS = {"default": {}, "test": dict(joint_steps=30, lora_steps=30, gate_steps=10, eval_examples=120,
-                                      user_adapters=4, user_min_replies=6, user_lora_steps=20)}
+                                      user_adapters=4, user_min_requests=3, user_lora_steps=20)}
 
 
 @dataclass
@@ -108,6 +114,7 @@ class UserRows:
     u: np.ndarray
     segment: int
     rows: list[tuple[list[int], list[int]]]
+    requests: list[int] = field(default_factory=list)  # per row: which of the user's requests it came from
 
 
 @dataclass
@@ -124,21 +131,27 @@ class HeavyUser:
 
 def split_heavy_users(train: list[UserRows], profile, config: "ReplyLayersConfig"
                       ) -> tuple[list[UserRows], list[HeavyUser]]:
-    """The ``user_adapters`` training users with the most purchase events among those with ``user_min_replies``
-    replies, each one's last ``user_eval_fraction`` of replies (at least two: validation, then test) kept out of every
-    stage; returns the training users with those replies removed, and the heavy users."""
+    """The ``user_adapters`` training users with the most purchase events among those with ``user_min_requests``
+    requests and ``user_min_events`` purchases; each one's last ``user_eval_fraction`` of requests (at least two:
+    validation, then test; at least one left to train on), with all their replies, kept out of every stage. Returns
+    the training users with those replies removed, and the heavy users."""
     if not config.user_adapters:
         return train, []
-    purchases = {u.user_id: profile.events_of(u.user_id, kind="purchase") for u in train
-                 if len(u.rows) >= config.user_min_replies}
-    ranked = sorted((uid for uid in purchases if purchases[uid]), key=lambda uid: (-len(purchases[uid]), uid))
+    eligible = {u.user_id: u for u in train if len(set(u.requests)) >= config.user_min_requests}
+    purchases = {uid: profile.events_of(uid, kind="purchase") for uid in eligible}
+    ranked = sorted((uid for uid, bought in purchases.items() if len(bought) >= config.user_min_events),
+                    key=lambda uid: (-len(purchases[uid]), uid))
     heavy: dict[str, HeavyUser] = {}
     for j, user_id in enumerate(ranked[:config.user_adapters]):
-        user = next(u for u in train if u.user_id == user_id)
-        kept = max(2, round(len(user.rows) * config.user_eval_fraction))
-        valid, test = user.rows[-kept:-kept // 2], user.rows[-kept // 2:]
-        heavy[user_id] = HeavyUser(replace(user, rows=user.rows[:-kept]), valid, test, config.n_segments + j,
-                                   len(purchases[user_id]), int(purchases[user_id][-1].timestamp))
+        user = eligible[user_id]
+        order = list(dict.fromkeys(user.requests))
+        kept = min(max(2, round(len(order) * config.user_eval_fraction)), len(order) - 1)
+        valid, test = set(order[-kept:len(order) - kept // 2]), set(order[len(order) - kept // 2:])
+        rows_of = lambda requests: [r for r, q in zip(user.rows, user.requests) if q in requests]  # noqa: E731
+        trained = [q for q in user.requests if q not in valid | test]
+        heavy[user_id] = HeavyUser(replace(user, rows=rows_of(set(trained)), requests=trained), rows_of(valid),
+                                   rows_of(test), config.n_segments + j, len(purchases[user_id]),
+                                   int(purchases[user_id][-1].timestamp))
     return [heavy[u.user_id].user if u.user_id in heavy else u for u in train], list(heavy.values())
 
 
@@ -158,8 +171,23 @@ def user_rows(examples: Sequence[GeneratorExample], generator: ReplyGenerator, v
         u, segment = vectors.vector(user_id)
         rows = [encode_example(generator.tokenizer, generator.codes, e, config.max_position_embeddings,
                                config.max_new_tokens) for e in by_user[user_id]]
-        out.append(UserRows(user_id, u, segment, rows))
+        out.append(UserRows(user_id, u, segment, rows, request_numbers(by_user[user_id])))
     return out
+
+
+def request_numbers(examples: Sequence[GeneratorExample]) -> list[int]:
+    """Per example (one user's, in corpus order), the number of the request it came from: the corpus writes a
+    request's examples one after another, each query starting with the request's own (a refine or explain adds its
+    words to it)."""
+    numbers, base = [], None
+    for example in examples:
+        query = example.prompt.split(" | query: ", 1)[-1].split(" | profile: ", 1)[0]
+        if base is None or not query.startswith(base):
+            base = query
+            numbers.append(len(set(numbers)))
+        else:
+            numbers.append(numbers[-1])
+    return numbers
 
 
 def sample_batch(users: list[UserRows], size: int, rng: random.Random) -> tuple[list[UserRows], torch.Tensor,
@@ -212,10 +240,20 @@ def user_nll(adaptive: AdaptiveQwen2, rows, batch: UserBatch | None) -> float:
         return float(np.mean([float(reply_loss(adaptive, *collate([row], pad_id=0), batch=batch)) for row in rows]))
 
 
-def promoted_users(adaptive: AdaptiveQwen2, heavy: list[HeavyUser]) -> list[HeavyUser]:
-    """The heavy users whose own adapter beats their segment mixture on their validation replies."""
-    return [h for h in heavy if user_nll(adaptive, h.valid_rows, own_batch([h]))
-            < user_nll(adaptive, h.valid_rows, batch_of(adaptive, [h.user], "gate"))]
+def promoted_users(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], nll=user_nll) -> list[HeavyUser]:
+    """The heavy users whose own adapter beats their segment mixture on their validation replies (``nll``: how a
+    batch scores rows, ``user_nll``)."""
+    return [h for h in heavy if nll(adaptive, h.valid_rows, own_batch([h]))
+            < nll(adaptive, h.valid_rows, batch_of(adaptive, [h.user], "gate"))]
+
+
+def save_user_adapters(adaptive: AdaptiveQwen2, promoted: list[HeavyUser], folder: Path, alpha: float,
+                       trained_at: int, base_model: str = "") -> None:
+    """Each promoted user's slot as ``folder/user-<id>`` (PEFT layout; the store serves it while fresh)."""
+    for h in promoted:
+        adapter = slot_adapter(adaptive, h.slot, user_adapter_name(h.user.user_id), "user", alpha, trained_at,
+                               h.num_events, {"last_event_ts": str(h.last_event_ts)})
+        save_adapter(adapter, Path(folder) / f"user-{h.user.user_id}", base_model=base_model)
 
 
 def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], promoted: list[HeavyUser]) -> dict:
@@ -378,10 +416,7 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
         adapter = slot_adapter(adaptive, s, segment_adapter_name(s), "segment", config.lora_alpha, trained_at,
                                sum(len(u.rows) for u in members))
         save_adapter(adapter, out_dir / ADAPTERS_DIR / f"segment-{s}", base_model=str(generator_dir))
-    for h in promoted:
-        adapter = slot_adapter(adaptive, h.slot, user_adapter_name(h.user.user_id), "user", config.lora_alpha,
-                               trained_at, h.num_events, {"last_event_ts": str(h.last_event_ts)})
-        save_adapter(adapter, out_dir / ADAPTERS_DIR / f"user-{h.user.user_id}", base_model=str(generator_dir))
+    save_user_adapters(adaptive, promoted, out_dir / ADAPTERS_DIR, config.lora_alpha, trained_at, str(generator_dir))
     report = {
         "config": asdict(config), "train_users": len(train), "heldout_users": len(heldout),
         "train_examples": sum(len(u.rows) for u in train), "final_train_loss": losses,

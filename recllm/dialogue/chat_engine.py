@@ -45,7 +45,7 @@ from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
 from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, uses_shopping_words
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
-from recllm.safety.privacy_filter import find_pii
+from recllm.safety.privacy_filter import PrivacyFilterConfig, find_pii
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,12 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)
-        if find_pii(base.query):
-            # "my email is …, remember it" after a list read as feedback and was thanked: personal data is never
-            # taken in the chat, whatever else the message says (and the message is not kept)
-            verdict = replace(verdict, label="personal_data",
-                              safe_reply=SAFE_REPLIES.get(base.language, SAFE_REPLIES["en"])["personal_data"])
+        if find_pii(base.query, IDENTIFIERS):
+            # "my email is …, remember it" after a list read as feedback and was thanked: an identifier (e-mail,
+            # phone, card, document number) is never taken in the chat, whatever else the message says, and the
+            # message is not kept. (Names and addresses are not refused: «подарок для Маши», «доставка на улицу
+            # Ленина» are shopping; they are redacted wherever text leaves.)
+            verdict = replace(verdict, label="personal_data", safe_reply=safe_reply("personal_data", base.language))
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it.
@@ -156,12 +157,16 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
-        if understanding.intent == "clarify_needed" and named is not None:
-            understanding = replace(understanding, intent="recommend")  # «хочу что-нибудь: сыры» says what it wants
+        another_kind = self.names_another_kind(state, named)
+        if understanding.intent == "clarify_needed" and named is not None \
+                and (not state.goal or state.last_act == "clarify" or another_kind):
+            # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
+            # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
+            understanding = replace(understanding, intent="recommend")
         if reads_as_small_talk(state, understanding, named, base.query):
-            reply = SAFE_REPLIES.get(base.language, SAFE_REPLIES["en"])["off_topic"]
-            return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
-        act = decide_act(state, understanding, base.query, self.names_another_kind(state, named))
+            return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
+                            None)
+        act = decide_act(state, understanding, base.query, another_kind)
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify":
@@ -300,6 +305,15 @@ class ChatEngine:
             log.exception("could not write the feedback of a turn to the profile")
             return
         log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
+
+
+# the identifiers a chat message may not carry (names and addresses are shopping: a gift for Masha, a street)
+IDENTIFIERS = PrivacyFilterConfig(kinds=("email", "card", "snils", "phone", "passport", "inn"), use_ner=False)
+
+
+def safe_reply(label: str, language: str) -> str:
+    """Moderation's short reply for ``label`` in ``language`` (English for a language it has none in)."""
+    return SAFE_REPLIES.get(language, SAFE_REPLIES["en"])[label]
 
 
 def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstanding, named: NamedKinds | None,

@@ -71,11 +71,16 @@ def clarify_reply(language: str, understanding: RequestUnderstanding | None, mes
     return question
 
 
+def rub(price: float, language: str) -> str:
+    """A price as the replies write it: «152 ₽», "152 RUB"."""
+    return f"{price:.0f} ₽" if language == "ru" else f"{price:.0f} RUB"
+
+
 def constraint_text(state: DialogueState, language: str) -> str:
     phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
     parts = [phrases[t] for t in state.diet if t in phrases]
     if state.budget is not None:
-        parts.append(f"до {state.budget:.0f} ₽" if language == "ru" else f"under {state.budget:.0f} RUB")
+        parts.append(("до " if language == "ru" else "under ") + rub(state.budget, language))
     return ", ".join(parts)
 
 
@@ -84,7 +89,8 @@ def droppable(state: DialogueState, language: str) -> str:
     phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
     parts = [f"«{phrases[t]}»" for t in state.diet if t in phrases]
     if state.budget is not None:
-        parts.append(f"«до {state.budget:.0f} ₽»" if language == "ru" else f"“under {state.budget:.0f} RUB”")
+        parts.append(f"«до {rub(state.budget, language)}»" if language == "ru" else
+                     f"“under {rub(state.budget, language)}”")
     return (" или " if language == "ru" else " or ").join(parts)
 
 
@@ -181,30 +187,46 @@ def explained_index(state: DialogueState, message: str) -> int:
     return 0
 
 
-# a pack size in an item name: «1,5 кг», «900 мл», «12 шт по 75 г» (12 × 75 g), "2 l"
-_AMOUNT = re.compile(r"(\d+(?:[.,]\d+)?)\s*(кг|г|мл|л|шт|kg|g|ml|l|pcs)(?![a-zа-яё])", re.IGNORECASE)
+# a pack size in an item name: «1,5 кг», «900 мл», «1 000 г», «12 шт по 75 г» (12 × 75 g), «930 мл × 6», "2 l"; not
+# «2019 г.» (a year), «5G» (a network), «9-14 кг» beside «62 шт» (a size range, not the pack)
+_DIGITS = r"(\d{1,3}(?:[ \u00a0]\d{3})+|\d+(?:[.,]\d+)?)"
+_NUMBER = r"(?<![\w.,-])" + _DIGITS
+_UNIT = r"(кг|г(?!\.)|мл|л|kg|g|ml|l)(?!\w)"
+_AMOUNT = re.compile(_NUMBER + r"\s*" + _UNIT)
+_COUNT = re.compile(_NUMBER + r"\s*(?:шт|pcs)(?!\w)")
+_PER_PIECE = re.compile(_NUMBER + r"\s*(?:шт|pcs)\.?\s+(?:по|of|x|×)\s+" + _DIGITS + r"\s*" + _UNIT)
+_TIMES = re.compile(_NUMBER + r"\s*" + _UNIT + r"\s*[×x]\s*(\d+)(?!\w)")
 _UNITS = {"кг": ("mass", 1000.0), "kg": ("mass", 1000.0), "г": ("mass", 1.0), "g": ("mass", 1.0),
-          "л": ("volume", 1000.0), "l": ("volume", 1000.0), "мл": ("volume", 1.0), "ml": ("volume", 1.0),
-          "шт": ("count", 1.0), "pcs": ("count", 1.0)}
+          "л": ("volume", 1000.0), "l": ("volume", 1000.0), "мл": ("volume", 1.0), "ml": ("volume", 1.0)}
 _UNIT_WORDS = {"ru": {"mass": ("кг", 1000.0), "volume": ("л", 1000.0), "count": ("шт", 1.0)},
                "en": {"mass": ("kg", 1000.0), "volume": ("l", 1000.0), "count": ("pcs", 1.0)}}
 
 
+def _number(text: str) -> float:
+    return float(text.replace(" ", "").replace("\u00a0", "").replace(",", "."))
+
+
 def pack_amount(name: str) -> tuple[str, float] | None:
-    """(dimension, amount in g / ml / pieces) of the pack an item name states; a multipack «12 шт по 75 г» is its
-    total; None when the name states none."""
-    found = [(float(n.replace(",", ".")), _UNITS[u.lower()]) for n, u in _AMOUNT.findall(name)]
-    if not found:
-        return None
-    if len(found) >= 2 and found[0][1][0] == "count" and found[1][1][0] != "count":  # N шт по M г
-        (count, _), (amount, (dimension, scale)) = found[0], found[1]
-        return dimension, count * amount * scale
-    amount, (dimension, scale) = found[-1]
-    return dimension, amount * scale
-
-
-def _rub(price: float, language: str) -> str:
-    return f"{price:.0f} ₽" if language == "ru" else f"{price:.0f} RUB"
+    """(dimension, amount in g / ml / pieces) of the pack an item name states; a multipack («12 шт по 75 г»,
+    «930 мл × 6») is its total; None when the name states none, or a count beside a weight it does not multiply."""
+    if match := _PER_PIECE.search(name):
+        count, amount, unit = match.groups()
+        dimension, scale = _UNITS[unit]
+        total = _number(count) * _number(amount) * scale
+    elif match := _TIMES.search(name):
+        amount, unit, count = match.groups()
+        dimension, scale = _UNITS[unit]
+        total = _number(count) * _number(amount) * scale
+    else:
+        amounts, counts = _AMOUNT.findall(name), _COUNT.findall(name)
+        if amounts and counts or not (amounts or counts):
+            return None
+        if counts:
+            dimension, total = "count", _number(counts[-1])
+        else:
+            dimension, scale = _UNITS[amounts[-1][1]]
+            total = _number(amounts[-1][0]) * scale
+    return (dimension, total) if total > 0 else None
 
 
 def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
@@ -218,12 +240,12 @@ def compare_by_attribute(state: DialogueState, attribute: str, language: str) ->
         i = pick(range(len(names)), key=lambda k: prices[k])
         rest = [p for k, p in enumerate(prices) if k != i]
         if attribute == "cheapest":
-            return (f"Дешевле всех «{names[i]}» — {_rub(prices[i], language)}; остальные от "
-                    f"{_rub(min(rest), language)}." if language == "ru" else
-                    f"The cheapest is «{names[i]}» at {_rub(prices[i], language)}; the others start at "
-                    f"{_rub(min(rest), language)}.")
-        return (f"Дороже всех «{names[i]}» — {_rub(prices[i], language)}." if language == "ru" else
-                f"The most expensive is «{names[i]}» at {_rub(prices[i], language)}.")
+            return (f"Дешевле всех «{names[i]}» — {rub(prices[i], language)}; остальные от "
+                    f"{rub(min(rest), language)}." if language == "ru" else
+                    f"The cheapest is «{names[i]}» at {rub(prices[i], language)}; the others start at "
+                    f"{rub(min(rest), language)}.")
+        return (f"Дороже всех «{names[i]}» — {rub(prices[i], language)}." if language == "ru" else
+                f"The most expensive is «{names[i]}» at {rub(prices[i], language)}.")
     amounts = [pack_amount(n) for n in names]
     if any(a is None for a in amounts) or len({a[0] for a in amounts}) != 1:
         return None
@@ -235,8 +257,8 @@ def compare_by_attribute(state: DialogueState, attribute: str, language: str) ->
         return (f"Больше всех «{names[i]}» — {size}." if language == "ru" else f"The biggest is «{names[i]}»: {size}.")
     per_unit = [prices[k] / amounts[k][1] * scale for k in range(len(names))]
     i = min(range(len(names)), key=lambda k: per_unit[k])
-    return (f"Выгоднее всех «{names[i]}»: {_rub(per_unit[i], language)} за {unit}." if language == "ru" else
-            f"The best value is «{names[i]}»: {_rub(per_unit[i], language)} per {unit}.")
+    return (f"Выгоднее всех «{names[i]}»: {rub(per_unit[i], language)} за {unit}." if language == "ru" else
+            f"The best value is «{names[i]}»: {rub(per_unit[i], language)} per {unit}.")
 
 
 def explain_reply(state: DialogueState, message: str, language: str, compare: bool = False) -> str:

@@ -174,11 +174,17 @@ _LIST_COMPARISON = re.compile(r"\bиз\s+(?:них|этих|списка)|\b(?:�
 
 
 # what a comparison of the list on screen can be by (besides "best for me"): price, size, price per unit
-COMPARED_BY = (("cheapest", re.compile(r"дешевл|деш[её]в|cheap", re.IGNORECASE)),
-               ("priciest", re.compile(r"дорож|самый\s+дорог|expensive|priciest|pricier", re.IGNORECASE)),
-               ("value", re.compile(r"выгодн|best\s+value|better\s+value|good\s+value|per\s+(?:kg|kilo|litre|liter)",
-                                    re.IGNORECASE)),
-               ("biggest", re.compile(r"больше|крупн|объ[её]мн|bigger|biggest|largest|larger", re.IGNORECASE)))
+# (comparative forms only: «какой из них тебе больше нравится?», «больше всего белка», "less expensive", «дорожная»
+# are not comparisons by size or price)
+COMPARED_BY = (
+    ("cheapest", re.compile(r"дешевл|деш[её]в|cheap|\b(?:less|least)\s+expensive|\binexpensive", re.IGNORECASE)),
+    ("priciest", re.compile(r"\bдороже\b|подороже|сам(?:ый|ая|ое|ые)\s+дорог|\b(?:more|most)\s+expensive|pricie",
+                            re.IGNORECASE)),
+    ("value", re.compile(r"выгодн|\b(?:best|better|good)\s+value|\bper\s+(?:kg|kilo|litre|liter)", re.IGNORECASE)),
+    ("biggest", re.compile(r"\b(?:по)?(?:больше|крупнее)\b(?!\s+(?:всего|нрав|подо|ничего|не\b|всех\s+нрав))|"
+                           r"сам(?:ый|ая|ое|ые)\s+(?:больш|крупн)|\b(?:bigger|biggest|largest|larger)\b",
+                           re.IGNORECASE)),
+)
 
 
 def compared_by(message: str) -> str | None:
@@ -248,12 +254,15 @@ def is_new_request(state: DialogueState, understanding: RequestUnderstanding) ->
 
 def start_goal(state: DialogueState, understanding: RequestUnderstanding, message: str) -> DialogueState:
     """A new goal: constraints from the message (an answer to a clarifying question joins the vague wish, and the
-    service the wish was asked in, unless the answer names another)."""
+    service the wish was asked in, unless the answer names another or reads as something that service does not
+    sell: «наушники» asked from Kuper go to Megamarket)."""
     answers = state.last_act == "clarify"
     goal = f"{state.goal} {message}".strip() if answers else message
+    services = tuple(understanding.target_services)
+    keeps = answers and not mentioned_services(message) and (not services or state.service in services)
     return replace(
-        state, goal=goal, domain=understanding.domain, services=tuple(understanding.target_services),
-        service=state.service if answers and not mentioned_services(message) else "", budget=text_budget(message),
+        state, goal=goal, domain=understanding.domain, services=services,
+        service=state.service if keeps else "", budget=text_budget(message),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
         refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
         summary=_summary(state),

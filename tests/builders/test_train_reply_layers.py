@@ -47,7 +47,7 @@ def test_heldout_split_is_stable_and_near_its_fraction():
 
 @pytest.mark.parametrize("field,value", [("n_segments", 0), ("heldout_fraction", 1.0), ("learning_rate", 0.0),
                                          ("lora_steps", -1), ("user_adapters", 9), ("user_adapters", -1),
-                                         ("user_eval_fraction", 1.0), ("user_min_replies", 0),
+                                         ("user_eval_fraction", 1.0), ("user_min_requests", 2),
                                          ("user_learning_rate", 0.0)])
 def test_config_is_checked(field, value):
     with pytest.raises(ValueError, match=field):
@@ -59,10 +59,7 @@ def test_the_heaviest_users_get_adapters_of_their_own_served_when_they_beat_the_
     report = json.loads((folder / "report.json").read_text())["heavy_users"]
     own = sorted((folder / "adapters").glob("user-*"))
     assert report["users"] == ReplyLayersConfig.from_name("test").user_adapters
-    assert report["promoted"] == len(own) and report["test_replies"] >= report["users"]
-    for variant in ("base", "MoE gate (no own adapter)", "own adapter", "served (own adapter if promoted)",
-                    "swap: another heavy user's adapter"):
-        assert report[variant]["nll"] > 0
+    assert report["promoted"] == len(own) <= report["users"] and report["test_replies"] >= report["users"]
     segments = [load_adapter(p) for p in sorted((folder / "adapters").glob("segment-*"))]
     for path in own:
         user_id = path.name.removeprefix("user-")
@@ -78,16 +75,62 @@ def torch_equal(a, b) -> bool:
     return bool((a == b).all())
 
 
-def test_heavy_users_are_the_most_active_with_enough_replies_and_lose_their_kept_replies():
-    rows = lambda n: [([i], [i]) for i in range(n)]  # noqa: E731 - (input, labels) stand-ins
-    train = [UserRows(f"u{i}", np.zeros(3, np.float32), i % 2, rows(n)) for i, n in enumerate((12, 4, 8, 10))]
-    purchases = {"u0": 5, "u1": 50, "u2": 30, "u3": 40}  # u1 is the most active but has too few replies
+def test_heavy_users_are_the_most_active_with_enough_requests_and_lose_whole_kept_requests():
+    def user(i, requests):  # two replies per request; a row is (input, labels) stand-ins
+        numbers = [q for q in range(requests) for _ in range(2)]
+        return UserRows(f"u{i}", np.zeros(3, np.float32), i % 2, [([i, k], [k]) for k in range(len(numbers))], numbers)
+
+    train = [user(0, 6), user(1, 2), user(2, 4), user(3, 5), user(4, 6)]
+    # u1 is the most active but has too few requests; u4 has too few purchases for the store to serve its adapter
+    purchases = {"u0": 25, "u1": 90, "u2": 30, "u3": 40, "u4": 19}
     profile = SimpleNamespace(events_of=lambda user_id, kind=None: [SimpleNamespace(timestamp=t)
                                                                        for t in range(purchases[user_id])])
-    config = ReplyLayersConfig(n_segments=2, user_adapters=2, user_min_replies=8, user_eval_fraction=0.25)
+    config = ReplyLayersConfig(n_segments=2, user_adapters=2, user_min_requests=4, user_eval_fraction=0.25)
     kept, heavy = split_heavy_users(train, profile, config)
     assert [h.user.user_id for h in heavy] == ["u3", "u2"] and [h.slot for h in heavy] == [2, 3]
-    assert [(len(h.valid_rows), len(h.test_rows)) for h in heavy] == [(1, 1), (1, 1)]
-    assert [h.num_events for h in heavy] == [40, 30] and heavy[0].test_rows == train[3].rows[-1:]
-    assert [len(u.rows) for u in kept] == [12, 4, 6, 8]  # the kept replies train nothing
+    assert [h.num_events for h in heavy] == [40, 30]
+    u3 = train[3]
+    assert heavy[0].valid_rows == u3.rows[6:8] and heavy[0].test_rows == u3.rows[8:10]  # requests 3 and 4, whole
+    assert heavy[0].user.rows == u3.rows[:6] and heavy[0].user.requests == [0, 0, 1, 1, 2, 2]
+    assert [len(u.rows) for u in kept] == [12, 4, 4, 6, 12]  # the kept replies train nothing
     assert split_heavy_users(train, profile, ReplyLayersConfig(user_adapters=0)) == (train, [])
+
+
+def test_request_numbers_follow_the_corpus_order_of_one_user_s_examples():
+    from builders.train_reply_layers import request_numbers
+    from recllm.generator.training import GeneratorExample
+
+    def example(query):
+        return GeneratorExample(f"act: recommend | service: samokat | lang: ru | query: {query} | profile: -", (), "")
+
+    queries = ["молоко", "молоко подешевле", "молоко почему?", "хлеб", "хлеб ещё", "молоко"]
+    assert request_numbers([example(q) for q in queries]) == [0, 0, 0, 1, 1, 2]
+
+
+def test_only_adapters_that_beat_the_mixture_on_validation_are_saved_and_saved_whole(tmp_path):
+    import torch
+
+    from builders.train_reply_layers import HeavyUser, promoted_users, save_user_adapters
+    from recllm.generator.qwen2 import Qwen2Config, build_qwen2
+    from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserLayersConfig
+
+    adaptive = AdaptiveQwen2(build_qwen2(Qwen2Config.from_name("tiny"), seed=0).eval(),
+                             UserLayersConfig(user_dim=3, num_segments=2, num_slots=4))
+    with torch.no_grad():
+        for wrapper in adaptive.slots.wrappers.values():
+            wrapper.lora_b[2:].normal_()  # the users' own slots, trained
+    rows = [([1, 2, 3], [-100, 2, 3])]
+    heavy = [HeavyUser(UserRows(f"u{k}", np.zeros(3, np.float32), 0, rows, [0]), rows, rows, 2 + k, 40, 1000 + k)
+             for k in range(2)]
+
+    def nll(model, scored_rows, batch):  # u0's own adapter scores better than the mixture, u1's worse
+        own = batch.lora_indices.shape[1] == 1 and int(batch.lora_indices[0, 0]) >= 2
+        return {(True, 2): 0.1, (True, 3): 0.3}.get((own, int(batch.lora_indices[0, 0])), 0.2)
+
+    promoted = promoted_users(adaptive, heavy, nll)
+    assert [h.user.user_id for h in promoted] == ["u0"]
+    save_user_adapters(adaptive, promoted, tmp_path, alpha=16.0, trained_at=2000)
+    assert [p.name for p in tmp_path.iterdir()] == ["user-u0"]
+    saved = load_adapter(tmp_path / "user-u0")
+    assert (saved.name, saved.kind, saved.num_events, saved.metadata["last_event_ts"]) == ("user/u0", "user", 40, "1000")
+    assert all(torch_equal(saved.b[key], w.lora_b[2]) for key, w in adaptive.slots.wrappers.items())

@@ -388,7 +388,7 @@ def test_the_answer_to_a_clarifying_question_asked_in_a_service_stays_in_that_se
     from recllm.dialogue.request_understanding import RequestUnderstanding
 
     readings = {"хочу что-нибудь": RequestUnderstanding("ru", "other", "clarify_needed"),
-                "сладкое": RequestUnderstanding("ru", "food", "recommend", ("samokat",)),
+                "сладкое": RequestUnderstanding("ru", "food", "recommend", ("samokat", "kuper")),
                 "сладкое, в Самокате": RequestUnderstanding("ru", "food", "recommend", ("samokat",))}
     sessions = SessionStore(tmp_path / "s.sqlite")
     engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: readings[text])
@@ -422,3 +422,32 @@ def test_personal_data_in_a_message_gets_the_personal_data_reply_and_is_not_kept
     assert (plan.act, plan.base.query) == ("decline", SAFE_REPLIES["en"]["personal_data"])
     assert [c.text for c in engine._run(plan)] == [SAFE_REPLIES["en"]["personal_data"]]
     assert "john@" not in sessions.load_state("pii-1", "u_000001")
+
+
+def test_names_and_addresses_in_a_shopping_message_are_not_refused(engine, tmp_path):
+    """Review: the personal-data check refused «подарок для Маши на 8 марта» (a name) and a delivery street; only
+    identifiers (e-mail, phone, card, document numbers) make a message personal data."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    engine = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None,
+                        understander=lambda text, context=None: RequestUnderstanding("ru", "goods", "recommend"))
+    for k, message in enumerate(("подарок для Маши на 8 марта", "gift for John, he likes coffee",
+                                 "доставка на улицу Ленина 5 сегодня возможна?")):
+        assert engine.plan(f"names-{k}", "u_000001", message, 5).act == "recommend", message
+    assert engine.plan("names-4", "u_000001", "позвоните мне +7 999 123-45-67", 5).act == "decline"
+
+
+def test_a_vague_follow_up_that_names_the_goal_s_kind_stays_a_refinement(engine, tmp_path):
+    """Review: «а что-нибудь ещё из сыров?» (read as vague) mid-goal became a new goal and dropped its budget and
+    diet; only where a question would be asked does a named kind make a vague wish a recommendation."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    vague = ChatEngine(sessions, stages=None, catalog=engine.stages.pipeline.catalog,
+                       understander=lambda text, context=None: RequestUnderstanding("ru", "pet", "clarify_needed"))
+    cat_food = vague.named_kinds("корм для кошек").item_ids.tolist()[:2]
+    sessions.save_state("goal-1", "u_000001", DialogueState(goal="корм для кошек", domain="pet", budget=500.0,
+                                                            last_items=tuple(cat_food), shown=tuple(cat_food),
+                                                            last_act="recommend").to_json())
+    plan = vague.plan("goal-1", "u_000001", "а что-нибудь ещё из корма для кошек?", 5)
+    assert plan.act == "refine" and plan.state.budget == 500.0 and set(cat_food) <= plan.exclude

@@ -439,3 +439,37 @@ def test_a_comparison_by_price_or_pack_is_answered_from_the_list_on_screen():
     # packs of different measures (or none stated) cannot be compared by size: the best for the user, as before
     mixed = replace(state, last_names=("Кефир 900 мл", "Сыр 200 г", "Йогурт"))
     assert explain_reply(mixed, "какой из них больше?", "ru", compare=True).startswith("Вам я бы выбрал «Кефир 900 мл»")
+
+
+def test_comparisons_by_price_or_size_need_a_comparative():
+    """Review: «какой из них тебе больше нравится?» was answered with the biggest pack, "less expensive" with the
+    priciest item, «дорожная» read as «дороже»."""
+    from recllm.dialogue.dialogue_state import compared_by
+
+    assert [compared_by(m) for m in ("какой из них дешевле?", "which one is less expensive?", "какой из них дороже?",
+                                     "какой из них побольше?", "какой из них выгоднее?", "what's the best value?")] == [
+        "cheapest", "cheapest", "priciest", "biggest", "value", "value"]
+    for message in ("какой из них тебе больше нравится?", "какой из них больше подойдёт маме?", "какая из них дорожная?",
+                    "какой из них больше всего белка?", "из них ничего не подошло, больше ничего не надо",
+                    "какой из них лучше?"):
+        assert compared_by(message) is None, message
+
+
+def test_pack_amount_does_not_read_years_networks_or_size_ranges():
+    from recllm.dialogue.dialogue_replies import pack_amount
+
+    assert pack_amount("Сахар 1 000 г") == ("mass", 1000.0)
+    assert pack_amount("Вино 0,75 л урожай 2019 г.") == ("volume", 750.0)
+    assert pack_amount("Вода 930 мл × 6") == ("volume", 5580.0)
+    assert pack_amount("Подгузники 62 шт 9-14 кг") == ("count", 62.0)
+    assert pack_amount("Смартфон Xiaomi 13 5G") is None and pack_amount("Сок 0 л") is None
+
+
+def test_an_answer_to_a_question_keeps_its_service_only_where_that_service_sells_it():
+    asked = replace(DialogueState(goal="хочу что-нибудь", last_act="clarify"), service="kuper")
+    sweets = RequestUnderstanding("ru", "food", "recommend", ("samokat", "kuper"))
+    headphones = RequestUnderstanding("ru", "electronics", "recommend", ("megamarket",))
+    assert start_goal(asked, sweets, "сладкое").service == "kuper"
+    assert start_goal(asked, headphones, "наушники").service == ""     # Megamarket's, by its understanding
+    assert start_goal(asked, sweets, "сладкое, в Самокате").service == ""  # named another service
+    assert start_goal(replace(asked, last_act="recommend"), sweets, "сладкое").service == ""  # not an answer
