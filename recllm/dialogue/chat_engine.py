@@ -28,8 +28,8 @@ from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
-                                            decide_act, drops_budget, effective_query, record_shown, refine_goal,
-                                            requested_style, start_goal, without_budget)
+                                            decide_act, drops_budget, effective_query, points_at_the_list,
+                                            record_shown, refine_goal, requested_style, start_goal, without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -142,8 +142,11 @@ class ChatEngine:
             verdict = replace(verdict, label="personal_data", safe_reply=safe_reply("personal_data", base.language))
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
-            # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it.
+            # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
+            # question comparing within it ("what's the biggest of them?", «какой из них тебе больше нравится?»)
             understanding = self.understand(base.query, state.context())
+            if understanding.intent not in FOLLOW_UP_INTENTS | {"explain"} and points_at_the_list(state, base.query):
+                understanding = replace(understanding, intent="compare", refinement=())
         if verdict.label != "ok" and not (understanding and understanding.intent in FOLLOW_UP_INTENTS | {"explain"}):
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)

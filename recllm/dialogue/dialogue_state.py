@@ -196,9 +196,15 @@ def compares_the_list(state: DialogueState, understanding: RequestUnderstanding,
     """«какой из них лучше?», "which one is better?": a comparison pointing at the list on screen, with nothing it
     is for (a purpose refines the list instead). One by price or size ("which one is cheaper?", read as «подешевле»
     by the understanding) is about the list too, whatever the intent read."""
-    if not state.last_items or not _LIST_COMPARISON.search(message) or _COMPARE_PURPOSE.search(message):
+    if not points_at_the_list(state, message):
         return False
     return understanding.intent == "compare" and not understanding.refinement or compared_by(message) is not None
+
+
+def points_at_the_list(state: DialogueState, message: str) -> bool:
+    """The message compares within the list on screen («какой из них …?», "which one …?", "… of them?") for no
+    purpose of its own."""
+    return bool(state.last_items) and bool(_LIST_COMPARISON.search(message)) and not _COMPARE_PURPOSE.search(message)
 
 
 _DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|фу|мимо|хуже|плох\w*|дорог\w*|not|no|nope|too|don'?t|"

@@ -451,3 +451,24 @@ def test_a_vague_follow_up_that_names_the_goal_s_kind_stays_a_refinement(engine,
                                                             last_act="recommend").to_json())
     plan = vague.plan("goal-1", "u_000001", "а что-нибудь ещё из корма для кошек?", 5)
     assert plan.act == "refine" and plan.state.budget == 500.0 and set(cat_food) <= plan.exclude
+
+
+def test_a_question_comparing_within_the_list_is_not_small_talk(tmp_path, monkeypatch):
+    """Live: "what's the biggest of them?" and «какой из них тебе больше нравится?» after a list got the off-topic
+    reply (moderation and the understanding both read small talk)."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+    from recllm.safety.moderation import ModerationVerdict
+
+    monkeypatch.setattr("recllm.dialogue.chat_engine.screen_message",
+                        lambda query, language: ModerationVerdict("off_topic", "test", SAFE_REPLIES["en"]["off_topic"]))
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    engine = ChatEngine(sessions, stages=None,
+                        understander=lambda text, context=None: RequestUnderstanding("en", "other", "off_topic"))
+    sessions.save_state("cmp-1", "u_000001", DialogueState(
+        goal="milk", domain="food", last_items=(3, 4), last_names=("Milk 1 l", "Milk 2 l"), last_prices=(90.0, 150.0),
+        last_explanations=("you buy milk", "you buy milk")).to_json())
+    plan = engine.plan("cmp-1", "u_000001", "what's the biggest of them?", 5)
+    assert plan.act == "compare"
+    assert [c.text for c in engine._run(plan)] == ["The biggest is «Milk 2 l»: 2 l."]
+    assert engine.plan("cmp-1", "u_000001", "какой из них тебе больше нравится?", 5).act == "compare"
+    assert engine.plan("cmp-1", "u_000001", "what's the weather like?", 5).act == "decline"
