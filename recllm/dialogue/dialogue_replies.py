@@ -236,6 +236,9 @@ def compare_by_attribute(state: DialogueState, attribute: str, language: str) ->
     if len(names) < 2 or len(prices) != len(names):
         return None
     if attribute in ("cheapest", "priciest"):
+        if len(set(prices)) == 1:
+            return (f"Они все стоят одинаково: {rub(prices[0], language)}." if language == "ru" else
+                    f"They all cost the same: {rub(prices[0], language)}.")
         pick = min if attribute == "cheapest" else max
         i = pick(range(len(names)), key=lambda k: prices[k])
         rest = [p for k, p in enumerate(prices) if k != i]
@@ -254,6 +257,8 @@ def compare_by_attribute(state: DialogueState, attribute: str, language: str) ->
     if attribute == "biggest":
         i = max(range(len(names)), key=lambda k: amounts[k][1])
         size = f"{amounts[i][1] / scale:g} {unit}".replace(".", "," if language == "ru" else ".")
+        if len({a[1] for a in amounts}) == 1:  # one pack size: no item is the biggest
+            return f"Они все одного размера: {size}." if language == "ru" else f"They are all the same size: {size}."
         return (f"Больше всех «{names[i]}» — {size}." if language == "ru" else f"The biggest is «{names[i]}»: {size}.")
     per_unit = [prices[k] / amounts[k][1] * scale for k in range(len(names))]
     i = min(range(len(names)), key=lambda k: per_unit[k])

@@ -473,3 +473,11 @@ def test_an_answer_to_a_question_keeps_its_service_only_where_that_service_sells
     assert start_goal(asked, headphones, "наушники").service == ""     # Megamarket's, by its understanding
     assert start_goal(asked, sweets, "сладкое, в Самокате").service == ""  # named another service
     assert start_goal(replace(asked, last_act="recommend"), sweets, "сладкое").service == ""  # not an answer
+
+
+def test_a_comparison_of_equal_packs_or_prices_says_they_are_equal():
+    """Live: "what's the biggest of them?" over five 1-litre milks named one of them the biggest."""
+    same = replace(shown(start_goal(DialogueState(), GOAL, "молоко"), [1, 2], prices=[90.0, 90.0]),
+                   last_names=("Молоко А 1 л", "Молоко Б 1 л"))
+    assert explain_reply(same, "which one is the biggest?", "en", compare=True) == "They are all the same size: 1 l."
+    assert explain_reply(same, "какой из них дешевле?", "ru", compare=True) == "Они все стоят одинаково: 90 ₽."
