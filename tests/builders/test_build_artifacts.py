@@ -67,7 +67,11 @@ def test_build_saves_the_dialogue_models_the_chat_loads(test_artifacts, tmp_path
     assert understander.understand("подарок сыну на 7 лет") == default_understander().understand(
         "подарок сыну на 7 лет")
 
+    from recllm.safety.privacy_filter import natasha_models
+
+    natasha_models.cache_clear()
     engine = load_chat_engine(test_artifacts, stages=None)
+    assert natasha_models.cache_info().currsize == 1  # moderation's word vectors loaded here, not in a first turn
     assert engine.understand("без сахара", None) == understander.understand("без сахара", None)
     assert engine.feedback is not None and engine.feedback.catalog is not None
 
