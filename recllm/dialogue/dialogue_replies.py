@@ -278,7 +278,9 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
     index = explained_index(state, message)
     name = state.last_names[index] if index < len(state.last_names) else ""
     why = state.last_explanations[index] if index < len(state.last_explanations) else ""
-    if not why:
+    if why:  # the ranker wrote it in the list's language: the lead joins it («Вам я бы выбрал …: you bought …»)
+        language = (state.understanding or {}).get("language") or language
+    else:
         why = (f"it fits your request «{state.goal}»" if language == "en"
                else f"подходит под ваш запрос «{state.goal}»")
     # a user without purchase history was told "popular on …": the pick is not "for you"

@@ -105,12 +105,15 @@ def test_a_comparison_is_about_the_list_on_screen_whatever_domain_it_reads_as():
     assert decide_act(state, which, "какой из них лучше?", names_another_kind=True) == "recommend"
     assert decide_act(DialogueState(), which, "какой лучше?") == "recommend"
     assert explain_reply(state, "какой из них лучше?", "ru", compare=True) == "Вам я бы выбрал «Молоко 1»: why 1."
+    # the list and its reasons are Russian: so is the pick's lead, whatever language the question came in
     assert explain_reply(state, "which is better, the second?", "en", compare=True).startswith(
-        "For you I'd pick «Молоко 2»")
+        "Вам я бы выбрал «Молоко 2»")
     # a user with no purchase history was shown what is popular: the pick is not "for you" (live: it said so)
     cold = replace(state, last_explanations=(cold_start_explanation("samokat", "ru"),) * 2)
     assert explain_reply(cold, "какой из них лучше?", "ru", compare=True).startswith("Я бы выбрал «Молоко 1»: популярно")
-    assert explain_reply(cold, "which one?", "en", compare=True).startswith("I'd pick «Молоко 1»")
+    english = replace(cold, understanding=replace(state.context(), language="en").to_dict(),
+                      last_explanations=(cold_start_explanation("samokat", "en"),) * 2)
+    assert explain_reply(english, "which one?", "en", compare=True).startswith("I'd pick «Молоко 1»")
     sport = RequestUnderstanding("ru", "sport", "refine", domain_confidence=0.96)
     assert decide_act(state, sport, "что-нибудь для бега") == "recommend"   # a follow-up in another domain: new
 
@@ -481,3 +484,13 @@ def test_a_comparison_of_equal_packs_or_prices_says_they_are_equal():
                    last_names=("Молоко А 1 л", "Молоко Б 1 л"))
     assert explain_reply(same, "which one is the biggest?", "en", compare=True) == "They are all the same size: 1 l."
     assert explain_reply(same, "какой из них дешевле?", "ru", compare=True) == "Они все стоят одинаково: 90 ₽."
+
+
+def test_the_pick_of_a_list_is_said_in_the_language_its_reason_is_in():
+    """Live: «какой из них тебе больше нравится?» about an English list: «Вам я бы выбрал «…»: you bought …»."""
+    english = replace(shown(start_goal(DialogueState(), GOAL, "milk"), [1, 2]),
+                      understanding=RequestUnderstanding("en", "food", "recommend").to_dict(),
+                      last_explanations=("you buy milk", "you buy kefir"))
+    assert explain_reply(english, "какой из них лучше?", "ru", compare=True) == "For you I'd pick «Молоко 1»: you buy milk."
+    untold = replace(english, last_explanations=())
+    assert explain_reply(untold, "какой из них лучше?", "ru", compare=True).startswith("Вам я бы выбрал «Молоко 1»: подходит")
