@@ -11,7 +11,9 @@ def test_freeze_loaded_state_moves_what_is_loaded_out_of_the_collections():
     loaded = [{"item": k} for k in range(1000)]  # what initialize would have built
     try:
         frozen = freeze_loaded_state()
-        assert frozen == gc.get_freeze_count() and frozen >= len(loaded)
+        # (not == gc.get_freeze_count(): another test's thread freeing a frozen object between the two calls
+        # lowered the count by 2 in a fresh clone's run)
+        assert frozen >= len(loaded) and gc.get_freeze_count() > 0
         assert not any(gc.is_tracked(x) and x in gc.get_objects(generation=2) for x in loaded[:3])
     finally:
         gc.unfreeze()
