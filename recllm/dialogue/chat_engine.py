@@ -45,7 +45,6 @@ from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
 from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, uses_shopping_words
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
-from recllm.safety.privacy_filter import PrivacyFilterConfig, find_pii
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +132,7 @@ class ChatEngine:
             # which takes «без ограничений» for a jailbreak; here it can only lift the budget)
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
-        verdict = screen_message(base.query, base.language)
-        if find_pii(base.query, IDENTIFIERS):
-            # "my email is …, remember it" after a list read as feedback and was thanked: an identifier (e-mail,
-            # phone, card, document number) is never taken in the chat, whatever else the message says, and the
-            # message is not kept. (Names and addresses are not refused: «подарок для Маши», «доставка на улицу
-            # Ленина» are shopping; they are redacted wherever text leaves.)
-            verdict = replace(verdict, label="personal_data", safe_reply=safe_reply("personal_data", base.language))
+        verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
@@ -308,10 +301,6 @@ class ChatEngine:
             log.exception("could not write the feedback of a turn to the profile")
             return
         log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
-
-
-# the identifiers a chat message may not carry (names and addresses are shopping: a gift for Masha, a street)
-IDENTIFIERS = PrivacyFilterConfig(kinds=("email", "card", "snils", "phone", "passport", "inn"), use_ner=False)
 
 
 def safe_reply(label: str, language: str) -> str:

@@ -20,8 +20,9 @@ import numpy as np
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 from recllm.safety.health_rule import asks_about_health
-from recllm.safety.moderation import ModerationVerdict, moderate, scan_untrusted
-from recllm.safety.privacy_filter import PiiSpan, find_pii, mentions_sensitive_domain, redact, redact_spans
+from recllm.safety.moderation import SAFE_REPLIES, ModerationVerdict, moderate, scan_untrusted
+from recllm.safety.privacy_filter import (PiiSpan, PrivacyFilterConfig, find_pii, mentions_sensitive_domain, redact,
+                                         redact_spans, text_language)
 
 # A user id named in a message («как у u000123», "for user u_42"): another user's id must change nothing, so it is
 # cut from the text before understanding and retrieval (the profile read is always the caller's own).
@@ -34,9 +35,20 @@ TEXT_ARRAYS = ("item_names", "item_explanations")
 HOLD_CHARS = 40
 
 
+# the identifiers a chat message may not carry (names and addresses are shopping: a gift for Masha, a street)
+IDENTIFIERS = PrivacyFilterConfig(kinds=("email", "card", "snils", "phone", "passport", "inn"), use_ner=False)
+
+
 def screen_message(message: str, language: str | None = None) -> ModerationVerdict:
-    """Moderation of the user's own message; ``label == "ok"`` means the turn goes on."""
-    return moderate(message, language)
+    """Moderation of the user's own message; ``label == "ok"`` means the turn goes on. A message carrying an
+    identifier (e-mail, phone, card, document number) is personal data whatever else it says ("my email is …,
+    remember it" after a list read as feedback and was thanked); names and addresses are not refused («подарок для
+    Маши», «доставка на улицу Ленина» are shopping; they are redacted wherever text leaves)."""
+    verdict = moderate(message, language)  # (checks the message and the language)
+    if find_pii(message, IDENTIFIERS):
+        return ModerationVerdict("personal_data", "rule:identifier",
+                                 SAFE_REPLIES[language or text_language(message)]["personal_data"])
+    return verdict
 
 
 def without_user_ids(message: str) -> str:
