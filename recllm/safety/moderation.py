@@ -332,16 +332,25 @@ def names_a_product(text: str) -> bool:
     return bool(_PRODUCT_WORD.search(text) or _ENGLISH_GOODS_WORD.search(text))
 
 
+# A question's shopping form: "do you have …?", «есть ли у вас …?». It keeps a shopping question from being refused
+# (``has_shopping_signal``), but says nothing about what is asked for: "do you have feelings?" is small talk.
+_QUESTION_FRAME = _rx(r"\b(?:do\s+you\s+have|have\s+you\s+got|есть\s+ли(?:\s+у\s+(?:вас|тебя))?|"
+                      r"есть\s+у\s+(?:вас|тебя)|у\s+(?:вас|тебя)\s+есть)\b")
+
+
 def uses_shopping_words(text: str) -> bool:
-    """Whether the message uses listed shopping, food, cooking or session words (ru/en) or product words; the
-    strict part of ``has_shopping_signal`` (no navec neighbours: «слон», «трава» are near goods there)."""
-    return bool(_SHOPPING_SIGNAL.search(text) or names_a_product(text))
+    """Whether the message uses listed shopping, food, cooking or session words (ru/en) or product words, besides a
+    question's shopping form ("do you have …?"); the strict part of ``has_shopping_signal`` (no navec neighbours:
+    «слон», «трава» are near goods there)."""
+    rest = _QUESTION_FRAME.sub(" ", text)
+    return bool(_SHOPPING_SIGNAL.search(rest) or names_a_product(rest))
 
 
 def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bool:
-    """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), or names goods."""
+    """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), a question's shopping form,
+    or names goods."""
     config = config or _DEFAULT_CONFIG
-    return bool(uses_shopping_words(text) or mentions_sensitive_domain(text)
+    return bool(_QUESTION_FRAME.search(text) or uses_shopping_words(text) or mentions_sensitive_domain(text)
                 or names_goods(text, config.goods_similarity))
 
 

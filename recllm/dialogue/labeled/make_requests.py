@@ -486,6 +486,15 @@ MORE_OFF_TOPIC = (
     ("who will win the election?", "en"), ("how many legs does a spider have?", "en"),
     ("is it going to rain today?", "en"), ("why is the sea salty?", "en"),
 )
+# Questions to the assistant itself in a shopping question's form ("do you have a name?", «у тебя есть семья?»): the
+# form alone («do you have …», «есть ли у …») is no shopping request. Own seed, as MORE_OFF_TOPIC.
+ASSISTANT_QUESTIONS = (
+    ("do you have a name?", "en"), ("do you have friends?", "en"), ("have you got a family?", "en"),
+    ("do you have any hobbies?", "en"), ("do you have a favourite film?", "en"), ("do you have a sense of humour?", "en"),
+    ("do you have a boss?", "en"), ("have you got a brain?", "en"), ("do you have opinions about politics?", "en"),
+    ("у тебя есть имя?", "ru"), ("у тебя есть семья?", "ru"), ("есть ли у тебя хобби?", "ru"),
+    ("у тебя есть любимый фильм?", "ru"), ("есть у тебя чувство юмора?", "ru"), ("у тебя есть начальник?", "ru"),
+)
 # A shopping question asked as a question («можно у вас заказать …?», "do you sell …?"): read beside the small talk
 # above, so a question's form alone never makes it off-topic. Own seed, as MORE_OFF_TOPIC.
 QUESTION_FRAMES = {
@@ -584,6 +593,11 @@ def more_off_topic_messages(rng: random.Random) -> list[dict]:
             for core, lang in MORE_OFF_TOPIC for text in variants(core, lang, CLARIFY_PREFIXES, None, rng, 3)]
 
 
+def assistant_question_messages(rng: random.Random) -> list[dict]:
+    return [record(text, "off_topic", "other", language=lang, group="off_topic:" + core)
+            for core, lang in ASSISTANT_QUESTIONS for text in variants(core, lang, CLARIFY_PREFIXES, None, rng, 3)]
+
+
 def question_messages(rng: random.Random) -> list[dict]:
     """Each product line asked once as a question, in its own group (the product's split)."""
     return [record(rng.choice(QUESTION_FRAMES[lang]).format(p=phrase), "recommend", domain, services, language=lang,
@@ -638,7 +652,8 @@ def build(previous: dict[tuple[str, str], str] | None = None) -> list[dict]:
     rng = random.Random(SEED)
     records = (recommend_messages(rng, 520) + mixed_messages(rng, 30) + gift_messages(rng, 110)
                + follow_up_messages(rng) + hand_messages()
-               + more_off_topic_messages(random.Random(SEED + 1)) + question_messages(random.Random(SEED + 2)))
+               + more_off_topic_messages(random.Random(SEED + 1)) + question_messages(random.Random(SEED + 2))
+               + assistant_question_messages(random.Random(SEED + 3)))
     seen, unique = set(), []
     for rec in records:
         key = " ".join(rec["text"].lower().split())

@@ -364,6 +364,11 @@ def test_small_talk_the_understanding_reads_gets_the_off_topic_reply(engine, tmp
         plan = small_talk.plan(session, "u_000001", message, 5)
         assert (plan.act, plan.base.query) == ("decline", SAFE_REPLIES[language]["off_topic"])
     assert small_talk.plan("talk-3", "u_000001", "корм для кошек есть?", 5).act == "recommend"
+    # a shopping question's form alone is no shopping: "do you have feelings?" got running shoes
+    readings.update({"do you have a boss?": chat, "есть ли у тебя хобби?": chat, "do you have oat milk?": chat})
+    for k, message in enumerate(("do you have a boss?", "есть ли у тебя хобби?")):
+        assert small_talk.plan(f"frame-{k}", "u_000001", message, 5).act == "decline", message
+    assert small_talk.plan("frame-milk", "u_000001", "do you have oat milk?", 5).act == "recommend"
     sessions.save_state("talk-4", "u_000001", DialogueState(goal="корм", domain="pet", last_items=(3, 4)).to_json())
     assert small_talk.plan("talk-4", "u_000001", "почему первый?", 5).act == "explain"
 

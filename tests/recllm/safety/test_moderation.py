@@ -18,6 +18,7 @@ from recllm.safety.moderation import (
     moderate,
     scan_untrusted,
     train_moderation_model,
+    uses_shopping_words,
 )
 
 LABELED = Path(__file__).resolve().parents[3] / "recllm" / "safety" / "labeled" / "moderation.jsonl"
@@ -187,6 +188,15 @@ def test_shopping_signal():
     assert has_shopping_signal("авокадо спелые есть?")
     assert has_shopping_signal("healthy snacks for the office")
     assert not has_shopping_signal("кто основал Рим?")
+
+
+def test_a_question_form_keeps_a_message_from_refusal_but_is_not_a_shopping_word():
+    """"do you have …?" / «есть ли у вас …?» keeps a shopping question from a classifier-only refusal, but what
+    it asks about decides whether it is shopping ("do you have feelings?" got running shoes)."""
+    for form_only in ("do you have a boss?", "have you got a brain?", "у тебя есть семья?", "есть ли у тебя хобби?"):
+        assert has_shopping_signal(form_only) and not uses_shopping_words(form_only), form_only
+    for shopping in ("do you have oat milk?", "есть ли у вас кефир?", "do you have anything cheaper?", "молоко есть?"):
+        assert uses_shopping_words(shopping), shopping
 
 
 # -------------------------------------------------------------------------------------------- labeled test split
