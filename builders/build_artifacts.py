@@ -175,6 +175,12 @@ def generator_examples(queries: list, retrievals: list, ranking: RankingStage, e
     as retrieved and ranked by the pipeline that serves them."""
     cold = {u.user_id for u in ecosystem.users} - {e.user_id for e in ecosystem.events}
     style = {e.user_id: STYLE_OF_KIND[e.kind] for e in ecosystem.events if e.kind in STYLE_OF_KIND}  # latest wins
+    return corpus_examples_of(queries, retrievals, ranking, cold, style, seed, progress)
+
+
+def corpus_examples_of(queries: list, retrievals: list, ranking: RankingStage, cold: set[str], style: dict[str, str],
+                       seed: int, progress: bool) -> list:
+    """``generator_examples`` given the users without history (``cold``) and each user's explanation style."""
     turns = []
     rows = list(zip(queries, retrievals))
     for query, (request, retrieval) in tqdm(rows, desc="generator data", disable=not progress, leave=False):
@@ -222,6 +228,7 @@ def build_into(layout: ArtifactLayout, config: BuildConfig, fingerprint: str) ->
     ecosystem.catalog.save_jsonl(layout.catalog)
     train_queries, held_out = split_queries(ecosystem)
     write_queries(layout.eval_queries, held_out)
+    write_queries(layout.train_queries, train_queries)
     steps.update()
 
     store = build_profile(ecosystem, layout)

@@ -54,6 +54,7 @@ from recllm.user_layers.user_vector import UserVectorBuilder, UserVectorConfig
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
+HEAVY_USERS_FILE = "heavy_users.json"  # user id → the record ``heavy_user_record`` writes
 
 
 @dataclass
@@ -141,18 +142,24 @@ def split_heavy_users(train: list[UserRows], profile, config: "ReplyLayersConfig
     purchases = {uid: profile.events_of(uid, kind="purchase") for uid in eligible}
     ranked = sorted((uid for uid, bought in purchases.items() if len(bought) >= config.user_min_events),
                     key=lambda uid: (-len(purchases[uid]), uid))
-    heavy: dict[str, HeavyUser] = {}
-    for j, user_id in enumerate(ranked[:config.user_adapters]):
-        user = eligible[user_id]
-        order = list(dict.fromkeys(user.requests))
-        kept = min(max(2, round(len(order) * config.user_eval_fraction)), len(order) - 1)
-        valid, test = set(order[-kept:len(order) - kept // 2]), set(order[len(order) - kept // 2:])
-        rows_of = lambda requests: [r for r, q in zip(user.rows, user.requests) if q in requests]  # noqa: E731
-        trained = [q for q in user.requests if q not in valid | test]
-        heavy[user_id] = HeavyUser(replace(user, rows=rows_of(set(trained)), requests=trained), rows_of(valid),
-                                   rows_of(test), config.n_segments + j, len(purchases[user_id]),
-                                   int(purchases[user_id][-1].timestamp))
+    heavy = {user_id: hold_out_requests(eligible[user_id], config.n_segments + j, purchases[user_id], config)
+             for j, user_id in enumerate(ranked[:config.user_adapters])}
     return [heavy[u.user_id].user if u.user_id in heavy else u for u in train], list(heavy.values())
+
+
+def hold_out_requests(user: UserRows, slot: int, purchases: Sequence, config: "ReplyLayersConfig") -> HeavyUser:
+    """``user`` as a heavy user in adapter ``slot``: their last ``user_eval_fraction`` of requests (at least two:
+    validation, then test; at least one left to train on), all their replies, kept out of training."""
+    order = list(dict.fromkeys(user.requests))
+    if len(order) < 3:
+        raise ValueError(f"user {user.user_id} has {len(order)} requests; a heavy user needs >= 3 (train, "
+                         "validation, test)")
+    kept = min(max(2, round(len(order) * config.user_eval_fraction)), len(order) - 1)
+    valid, test = set(order[-kept:len(order) - kept // 2]), set(order[len(order) - kept // 2:])
+    rows_of = lambda requests: [r for r, q in zip(user.rows, user.requests) if q in requests]  # noqa: E731
+    trained = [q for q in user.requests if q not in valid | test]
+    return HeavyUser(replace(user, rows=rows_of(set(trained)), requests=trained), rows_of(valid), rows_of(test),
+                     slot, len(purchases), int(purchases[-1].timestamp))
 
 
 def is_heldout(user_id: str, fraction: float) -> bool:
@@ -226,6 +233,27 @@ def warm_start_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser]) -> No
                 wrapper.scales[h.slot] = wrapper.scales[h.user.segment]
 
 
+def train_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], config: "ReplyLayersConfig",
+                     rng: random.Random, progress: bool) -> float:
+    """The heavy users' own slots, each trained on its user's replies only (all users in one loop, each row its
+    user's slot, ``own_batch``); the rest of the model stays frozen. Returns the stage's final loss."""
+    slot_tensors = [t for w in adaptive.slots.wrappers.values() for t in (w.lora_a, w.lora_b)]
+    for t in slot_tensors:
+        t.requires_grad_(True)
+
+    def own_loss():
+        picked = [rng.choice(heavy) for _ in range(config.batch_size)]
+        input_ids, labels = collate([rng.choice(h.user.rows) for h in picked], pad_id=0)
+        return reply_loss(adaptive, input_ids, labels, batch=own_batch(picked))
+
+    try:
+        return train_stage("user layers: heavy users' own LoRA", slot_tensors, config.user_lora_steps,
+                           config.user_learning_rate, own_loss, progress)
+    finally:
+        for t in slot_tensors:
+            t.requires_grad_(False)
+
+
 def slot_adapter(adaptive: AdaptiveQwen2, slot: int, name: str, kind: str, alpha: float, trained_at: int,
                  num_events: int, metadata: dict[str, str] | None = None) -> LoRAAdapter:
     a = {key: w.lora_a[slot].detach().clone() for key, w in adaptive.slots.wrappers.items()}
@@ -254,6 +282,26 @@ def save_user_adapters(adaptive: AdaptiveQwen2, promoted: list[HeavyUser], folde
         adapter = slot_adapter(adaptive, h.slot, user_adapter_name(h.user.user_id), "user", alpha, trained_at,
                                h.num_events, {"last_event_ts": str(h.last_event_ts)})
         save_adapter(adapter, Path(folder) / f"user-{h.user.user_id}", base_model=base_model)
+
+
+def heavy_user_record(heavy: HeavyUser, promoted: bool, trained_at: int) -> dict:
+    """What ``heavy_users.json`` keeps of a heavy user: the newest purchase their adapter has seen (the refresh
+    retrains them once the profile holds a newer one), how many, whether their adapter is served, and when."""
+    return {"last_event_ts": heavy.last_event_ts, "num_events": heavy.num_events, "promoted": promoted,
+            "trained_at": trained_at}
+
+
+def write_heavy_users(folder: Path, records: dict[str, dict]) -> None:
+    path = Path(folder) / HEAVY_USERS_FILE
+    path.write_text(json.dumps(dict(sorted(records.items())), indent=2) + "\n", encoding="utf-8")
+
+
+def read_heavy_users(folder: Path) -> dict[str, dict]:
+    path = Path(folder) / HEAVY_USERS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the build predates the heavy users' record; run "
+                                "`recllm build --force`")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], promoted: list[HeavyUser]) -> dict:
@@ -391,17 +439,7 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
         p.requires_grad_(False)
     if heavy:
         warm_start_user_slots(adaptive, heavy)
-        slot_tensors = [t.requires_grad_(True) for t in slot_tensors]
-
-        def own_loss():
-            picked = [rng.choice(heavy) for _ in range(config.batch_size)]
-            input_ids, labels = collate([rng.choice(h.user.rows) for h in picked], pad_id=0)
-            return reply_loss(adaptive, input_ids, labels, batch=own_batch(picked))
-
-        losses["user LoRA"] = train_stage("user layers: heavy users' own LoRA", slot_tensors, config.user_lora_steps,
-                                          config.user_learning_rate, own_loss, progress)
-        for t in slot_tensors:
-            t.requires_grad_(False)
+        losses["user LoRA"] = train_user_slots(adaptive, heavy, config, rng, progress)
     adaptive.eval()
     promoted = promoted_users(adaptive, heavy)
 
@@ -417,6 +455,9 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
                                sum(len(u.rows) for u in members))
         save_adapter(adapter, out_dir / ADAPTERS_DIR / f"segment-{s}", base_model=str(generator_dir))
     save_user_adapters(adaptive, promoted, out_dir / ADAPTERS_DIR, config.lora_alpha, trained_at, str(generator_dir))
+    served = {h.user.user_id for h in promoted}
+    write_heavy_users(out_dir, {h.user.user_id: heavy_user_record(h, h.user.user_id in served, trained_at)
+                                for h in heavy})
     report = {
         "config": asdict(config), "train_users": len(train), "heldout_users": len(heldout),
         "train_examples": sum(len(u.rows) for u in train), "final_train_loss": losses,
@@ -424,9 +465,10 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
         "heavy_users": evaluate_user_adapters(adaptive, heavy, promoted) if heavy else {"users": 0},
         "seconds": round(time.monotonic() - started, 1),
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log.info("reply user layers trained in %.0f s: %s", report["seconds"], report["heldout"])
     return report
 
 
-__all__ = ["PRESETS", "REPORT_FILE", "ReplyLayersConfig", "is_heldout", "train_reply_layers"]
+__all__ = ["HEAVY_USERS_FILE", "PRESETS", "REPORT_FILE", "ReplyLayersConfig", "is_heldout", "read_heavy_users",
+           "train_reply_layers"]

@@ -88,6 +88,11 @@ class ArtifactLayout:
         return self.root / "eval_queries.jsonl"
 
     @property
+    def train_queries(self) -> Path:
+        """The requests the build trained on (each user's all but last), for jobs that retrain on them later."""
+        return self.root / "train_queries.jsonl"
+
+    @property
     def moderation_dir(self) -> Path:
         """The moderation classifier (``recllm.safety.moderation``), trained by the build, loaded by recllm_chat."""
         return self.root / "moderation"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -179,6 +180,23 @@ def cmd_build(args) -> int:
     print(f"artifacts ready in {layout.root}: {evaluation}")
     if getattr(args, "profile_url", None):
         publish_profile(layout, args.profile_url, rebuilt=args.force or layout.read_manifest() != before)
+    return 0
+
+
+def cmd_refresh_adapters(args) -> int:
+    from builders.refresh_reply_layers import REFRESH_FILE, refresh_reply_adapters  # noqa: PLC0415
+    from recllm.artifacts import ArtifactLayout  # noqa: PLC0415
+    from recllm.profile.storage import PROFILE_URL_ENV  # noqa: PLC0415
+
+    if args.profile_url:
+        os.environ[PROFILE_URL_ENV] = args.profile_url
+    report = refresh_reply_adapters(args.artifact_dir, progress=sys.stderr.isatty())
+    served = sorted(user for user, r in report["refreshed"].items() if r["served"])
+    print(f"{len(report['refreshed'])} of {report['heavy_users']} heavy users had new purchases: their reply "
+          f"adapters were retrained in {report['seconds']:.0f} s; served with their own adapter now: "
+          f"{', '.join(served) or 'none'} (the others get their segment mixture). Report: "
+          f"{ArtifactLayout(args.artifact_dir).user_layers_dir / REFRESH_FILE}. A running server picks the adapters "
+          "up within 30 s.")
     return 0
 
 
@@ -364,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "--tls` made beside --artifact-dir, when it exists)")
     chat.add_argument("--plaintext", action="store_true", help="plaintext gRPC even if a --tls certificate exists")
     chat.set_defaults(func=cmd_chat)
+
+    refresh = sub.add_parser("refresh-adapters", help="retrain the reply adapters of the build's heavy users who "
+                                                      "bought since their adapter was trained (a periodic job)")
+    refresh.add_argument("--artifact-dir", type=Path, default=TritonServerConfig().artifact_dir)
+    add_profile_url_arg(refresh, "read the profile from this PostgreSQL store (the one `recllm serve --profile-url` "
+                                 "serves) instead of the build's SQLite file")
+    refresh.set_defaults(func=cmd_refresh_adapters)
 
     demo = sub.add_parser("demo", help="build if needed, serve, run a 3-turn conversation, stop")
     add_server_args(demo)

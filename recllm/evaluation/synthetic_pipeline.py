@@ -50,9 +50,14 @@ def evaluate(pipeline: RecPipeline, queries: list) -> dict:
 
 def read_held_out(layout: ArtifactLayout) -> list[QueryExample]:
     """The held-out requests of a build (``eval_queries.jsonl``)."""
-    if not layout.eval_queries.is_file():
-        raise FileNotFoundError(f"{layout.eval_queries} does not exist: run `recllm build` first")
-    rows = [json.loads(line) for line in layout.eval_queries.read_text(encoding="utf-8").splitlines() if line]
+    return read_queries(layout.eval_queries)
+
+
+def read_queries(path: Path) -> list[QueryExample]:
+    """Requests as the build wrote them (``eval_queries.jsonl``, ``train_queries.jsonl``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `recllm build --force`")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [QueryExample(**{**row, "relevant_item_ids": tuple(row["relevant_item_ids"])}) for row in rows]
 
 

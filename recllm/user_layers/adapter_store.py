@@ -22,7 +22,10 @@ same chain when an adapter cannot be served.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import re
 import time
 from collections import OrderedDict
@@ -31,11 +34,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from recllm.user_layers.lora_adapter import LoRAAdapter
 from recllm.user_layers.multi_lora import AdapterSlots
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -72,10 +77,20 @@ def save_adapter(adapter: LoRAAdapter, folder: Path | str, base_model: str = "")
     metadata = {"format": "pt", "recllm_name": adapter.name, "recllm_kind": adapter.kind,
                 "recllm_trained_at": str(adapter.trained_at), "recllm_num_events": str(adapter.num_events),
                 **{META_PREFIX + key: str(value) for key, value in adapter.metadata.items() if key != "folder"}}
-    save_file(tensors, folder / WEIGHTS_FILE, metadata=metadata)
+    # written beside and renamed into place: a server re-reading the folder (``AdapterStore.sync_folder``) never
+    # sees half a file
+    partial = folder / (WEIGHTS_FILE + ".partial")
+    save_file(tensors, partial, metadata=metadata)
+    os.replace(partial, folder / WEIGHTS_FILE)
     config = peft_adapter_config(adapter, base_model)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def file_version(path: Path) -> tuple[int, int]:
+    """(mtime, inode): a weights file renamed into place is a new inode, even within the clock's resolution."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_ino
 
 
 @dataclass(frozen=True)
@@ -193,12 +208,49 @@ class AdapterStore:
         self._active: OrderedDict[str, int] = OrderedDict()  # name -> slot, least recently used first
         self._free = list(range(slots.num_slots))[::-1]
         self.stats = StoreStats()
+        self._versions: dict[Path, tuple[int, int]] = {}  # folder -> its weights file's version when registered
 
     # host tier
     def register_folder(self, folder: Path | str, name: str | None = None) -> AdapterInfo:
+        folder = Path(folder)
+        version = file_version(folder / WEIGHTS_FILE)
         info = read_adapter_info(folder, name)
         self._replace(info)
+        self._versions[folder] = version
         return info
+
+    def unregister(self, name: str) -> None:
+        """Stop serving ``name``: gone from the registry, host memory and its slot."""
+        info = self.registered.pop(name, None)
+        self._host.pop(name, None)
+        if name in self._active:
+            self._free.append(self._active.pop(name))
+        if info is not None and info.folder is not None:
+            self._versions.pop(info.folder, None)
+
+    def sync_folder(self, root: Path | str) -> tuple[list[str], list[str]]:
+        """Bring the registry in line with the adapter folders under ``root`` (a periodic job rewrote some): a
+        folder that is new or whose weights changed since it was registered is registered again (its old version
+        leaves host memory and its slot), an adapter whose folder under ``root`` is gone is unregistered. A folder
+        still being written is left for the next sync. Returns (registered, unregistered) adapter names."""
+        root = Path(root)
+        present: dict[Path, tuple[int, int]] = {}
+        for folder in (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []):
+            with contextlib.suppress(FileNotFoundError):
+                present[folder] = file_version(folder / WEIGHTS_FILE)
+        registered = []
+        for folder, version in present.items():
+            if self._versions.get(folder) != version:
+                try:
+                    registered.append(self.register_folder(folder).name)
+                except (OSError, SafetensorError) as exc:  # mid-write: the next sync reads it
+                    log.warning("adapter folder %s not readable now (%s); tried again at the next sync", folder, exc)
+                    continue
+        gone = [name for name, info in self.registered.items()
+                if info.folder is not None and info.folder.parent == root and info.folder not in present]
+        for name in gone:
+            self.unregister(name)
+        return registered, gone
 
     def register(self, adapter: LoRAAdapter) -> AdapterInfo:
         """An in-memory adapter (just trained): registered and kept in the host tier."""

@@ -15,11 +15,16 @@ one ``UserLayerContext``:
 * adapters per row by the store's policy: the user's own adapter when fresh (weight 1), else the MoE gate's top-k
   mixture of the segment adapters, all rows of the batch in one multi-LoRA call;
 * rows without a user (no verified token) run the base model: no norm modulation, prefix masked out, no adapter.
+
+The adapters folder is re-read every ``PersonalizerConfig.adapter_rescan_s`` (``AdapterStore.sync_folder``): what a
+periodic refresh (``recllm refresh-adapters``) rewrote or removed is served from the next batch after that, without
+a restart.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +41,8 @@ from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLaye
 from recllm.user_layers.layer_context import UserLayerContext
 from recllm.user_layers.multi_lora import LORA_PATHS
 from recllm.user_layers.user_vector import SegmentModel, UserVectorBuilder, UserVectorConfig
+
+log = logging.getLogger(__name__)
 
 USER_LAYERS_DIR = "user_layers"
 LAYERS_FILE = "user_layers.safetensors"
@@ -54,10 +61,15 @@ class PersonalizerConfig:
     vector_ttl_s: float = 60.0  # a user's u is re-read from the profile at most this often
     max_cached_users: int = 50_000
     lora_path: str = "auto"  # how the served LoRA runs (multi_lora.LORA_PATHS); replaces the build's training choice
+    # the adapters folder is re-read at most this often (0: only at load): what `recllm refresh-adapters` rewrote is
+    # served without a restart
+    adapter_rescan_s: float = 30.0
 
     def __post_init__(self):
         if self.lora_path not in LORA_PATHS:
             raise ValueError(f"PersonalizerConfig.lora_path must be one of {LORA_PATHS}, got {self.lora_path!r}")
+        if not self.adapter_rescan_s >= 0:
+            raise ValueError(f"PersonalizerConfig.adapter_rescan_s must be >= 0, got {self.adapter_rescan_s!r}")
         if not self.vector_ttl_s >= 0:
             raise ValueError(f"PersonalizerConfig.vector_ttl_s must be >= 0, got {self.vector_ttl_s!r}")
         if isinstance(self.max_cached_users, bool) or not isinstance(self.max_cached_users, int) \
@@ -116,16 +128,36 @@ class UserVectorCache:
 
 class ReplyPersonalizer:
     def __init__(self, adaptive: AdaptiveQwen2, vectors: UserVectorBuilder, store: AdapterStore,
-                 config: PersonalizerConfig | None = None):
+                 config: PersonalizerConfig | None = None, adapters_dir: Path | None = None):
+        """``adapters_dir``: the folder the store's adapters were registered from, re-read every
+        ``config.adapter_rescan_s`` (None: the registry stays as given)."""
         if vectors.segments is None:
             raise ValueError("ReplyPersonalizer needs a UserVectorBuilder with its SegmentModel")
         self.adaptive, self.store = adaptive, store
         self.config = config or PersonalizerConfig()
         self.cache = UserVectorCache(vectors, self.config.vector_ttl_s, self.config.max_cached_users)
         self.profile = vectors.profile
-        self.segment_names = [segment_adapter_name(s) for s in range(len(vectors.segments.centroids))
-                              if segment_adapter_name(s) in store.registered]
+        self.num_segments = len(vectors.segments.centroids)
+        self.segment_names = self._segment_names()
+        self.adapters_dir = adapters_dir
+        self._next_rescan = time.monotonic() + self.config.adapter_rescan_s
         self._lock = threading.Lock()  # slot writes and the gate run one batch at a time
+
+    def _segment_names(self) -> list[str]:
+        return [segment_adapter_name(s) for s in range(self.num_segments)
+                if segment_adapter_name(s) in self.store.registered]
+
+    def rescan_adapters(self) -> tuple[list[str], list[str]]:
+        """Re-read the adapters folder now (``AdapterStore.sync_folder``); returns (registered, unregistered)."""
+        with self._lock:
+            self._next_rescan = time.monotonic() + self.config.adapter_rescan_s
+            if self.adapters_dir is None:
+                return [], []
+            changed = self.store.sync_folder(self.adapters_dir)
+            self.segment_names = self._segment_names()
+        if any(changed):
+            log.info("reply adapters re-read: %d registered, %d unregistered", len(changed[0]), len(changed[1]))
+        return changed
 
     @classmethod
     def load(cls, folder: Path, base: Qwen2, profile, catalog, item_vectors: np.ndarray,
@@ -143,10 +175,8 @@ class ReplyPersonalizer:
                                     demographics_per_user=True)
         store = AdapterStore(adaptive.slots, AdapterStoreConfig())
         adapters = folder / ADAPTERS_DIR
-        if adapters.is_dir():
-            for path in sorted(p for p in adapters.iterdir() if p.is_dir()):
-                store.register_folder(path)
-        return cls(adaptive, vectors, store, config)
+        store.sync_folder(adapters)
+        return cls(adaptive, vectors, store, config, adapters)
 
     def user_batch(self, user_ids: Sequence[str | None], user_contexts: Sequence | None = None) -> UserBatch | None:
         """The ``UserBatch`` of one decode batch (rows in request order); None when no row has a user.
@@ -168,6 +198,8 @@ class ReplyPersonalizer:
     def _adapters(self, user_ids, segments, u: torch.Tensor, has_user: torch.Tensor
                   ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(lora_indices [B, K], mix_weights [B, K]): a fresh user adapter alone, else the gate's segment mixture."""
+        if self.config.adapter_rescan_s and time.monotonic() >= self._next_rescan:
+            self.rescan_adapters()
         now_ts = int(self.profile.latest_timestamp() or 0)
         names = [self.store.resolve(uid, seg, now_ts) if uid else None for uid, seg in zip(user_ids, segments)]
         own = [n if n is not None and not n.startswith("segment/") else None for n in names]

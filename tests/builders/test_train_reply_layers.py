@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from builders.train_reply_layers import ReplyLayersConfig, UserRows, is_heldout, split_heavy_users
+from builders.train_reply_layers import ReplyLayersConfig, UserRows, is_heldout, read_heavy_users, split_heavy_users
 from recllm.user_layers.adapter_store import (AdapterStoreConfig, is_fresh, load_adapter, read_adapter_info,
                                               segment_adapter_name, user_adapter_name)
 from recllm.user_layers.reply_personalizer import load_layers_config
@@ -60,6 +60,9 @@ def test_the_heaviest_users_get_adapters_of_their_own_served_when_they_beat_the_
     own = sorted((folder / "adapters").glob("user-*"))
     assert report["users"] == ReplyLayersConfig.from_name("test").user_adapters
     assert report["promoted"] == len(own) <= report["users"] and report["test_replies"] >= report["users"]
+    records = read_heavy_users(folder)  # what `recllm refresh-adapters` starts from
+    assert len(records) == report["users"]
+    assert sorted(u for u, r in records.items() if r["promoted"]) == [p.name.removeprefix("user-") for p in own]
     segments = [load_adapter(p) for p in sorted((folder / "adapters").glob("segment-*"))]
     for path in own:
         user_id = path.name.removeprefix("user-")

@@ -114,3 +114,33 @@ def test_fallback_chain_lists_every_candidate_best_first():
     assert chain("fresh", 2) == ["user/fresh", None]
     assert chain("old", 1) == ["segment/1", None]
     assert chain(None, None) == [None]
+
+
+def test_sync_folder_serves_what_a_refresh_rewrote_added_or_removed(tmp_path, tiny_model, tiny_config):
+    """A periodic refresh rewrites, adds and removes adapter folders under a running server: the next sync
+    registers the new version (the stale copy leaves host memory and its slot), the new one, and drops the removed
+    one; a folder still being written (no weights file yet) waits for the next sync."""
+    import shutil
+
+    store = make_store(tiny_model, tiny_config, tmp_path, n_adapters=3)
+    u0, u1, u2, u3 = (user_adapter_name(f"u{i}") for i in range(4))
+    assert store.sync_folder(tmp_path) == ([], [])  # nothing changed since they were registered
+    store.activate([u0, u1])
+    newer = random_adapter(tiny_config, u0, seed=10, trained_at=NOW + 100, num_events=60)
+    save_adapter(newer, tmp_path / "u0")
+    save_adapter(random_adapter(tiny_config, u3, seed=3, trained_at=NOW, num_events=50), tmp_path / "u3")
+    shutil.rmtree(tmp_path / "u2")
+    (tmp_path / "u4").mkdir()  # mid-write
+    registered, unregistered = store.sync_folder(tmp_path)
+    assert sorted(registered) == [u0, u3] and unregistered == [u2]
+    assert store.registered[u0].trained_at == NOW + 100 and u2 not in store.registered
+    assert u0 not in store.active() and store.active() == {u1: 1}  # the old u0 left its slot
+    slot = store.activate([u0])[0]
+    wrapper = store.slots.wrappers[(0, "q_proj")]
+    assert torch.equal(wrapper.lora_a[slot, :newer.rank], newer.a[(0, "q_proj")])
+    assert store.resolve("u2", None, NOW) is None and store.resolve("u3", None, NOW) == u3
+    assert store.sync_folder(tmp_path) == ([], [])
+    save_adapter(random_adapter(tiny_config, user_adapter_name("u4"), seed=4, trained_at=NOW, num_events=50),
+                 tmp_path / "u4")
+    assert store.sync_folder(tmp_path) == ([user_adapter_name("u4")], [])
+    assert not list(tmp_path.glob("*/*.partial"))  # weights are written beside and renamed into place

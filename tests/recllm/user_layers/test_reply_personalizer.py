@@ -178,3 +178,38 @@ def test_switches_and_foreign_checkpoints(test_artifacts, monkeypatch, caplog, t
     assert stage.generator.personalizer is None and "serving without them" in caplog.text
     with pytest.raises(ValueError, match="vector_ttl_s"):
         PersonalizerConfig(vector_ttl_s=-1)
+    with pytest.raises(ValueError, match="adapter_rescan_s"):
+        PersonalizerConfig(adapter_rescan_s=-1)
+
+
+def test_adapters_a_refresh_writes_or_removes_are_served_without_a_restart(test_artifacts, users, tmp_path):
+    """`recllm refresh-adapters` rewrites the adapters folder under a running server: the personalizer re-reads it
+    every ``adapter_rescan_s``; a user whose adapter appears gets it alone (weight 1), one whose adapter is removed
+    falls back to the gate's segment mixture."""
+    import shutil
+    import time
+
+    from recllm.artifacts import ArtifactLayout
+    from recllm.user_layers.adapter_store import save_adapter
+
+    layout = ArtifactLayout(tmp_path / "build")
+    shutil.copytree(test_artifacts.root, layout.root)
+    personalizer = load_generation_stage(layout, user_layers=True).generator.personalizer
+    user = next(u for u in users if not (layout.user_layers_dir / "adapters" / f"user-{u}").exists())
+    k = personalizer.adaptive.config.gate_top_k
+    assert personalizer.user_batch([user]).mix_weights[0].tolist() != [1.0] + [0.0] * (k - 1)  # the mixture
+    now = int(personalizer.profile.latest_timestamp())
+    fresh = random_adapter(personalizer.adaptive.base.config, user_adapter_name(user), rank=4, seed=5,
+                           trained_at=now, num_events=500)
+    folder = save_adapter(fresh, layout.user_layers_dir / "adapters" / f"user-{user}")
+    assert fresh.name not in personalizer.store.registered  # not yet re-read (every 30 s by default)
+    personalizer.config = PersonalizerConfig(adapter_rescan_s=0.05)
+    assert personalizer.rescan_adapters() == ([fresh.name], [])  # the next periodic re-read: 0.05 s from now
+    batch = personalizer.user_batch([user])
+    assert batch.mix_weights[0].tolist() == [1.0] + [0.0] * (k - 1)
+    assert int(batch.lora_indices[0, 0]) == personalizer.store.active()[fresh.name]
+    shutil.rmtree(folder)
+    time.sleep(0.1)
+    batch = personalizer.user_batch([user])  # the periodic re-read saw the folder go
+    assert fresh.name not in personalizer.store.registered
+    assert batch.mix_weights[0].tolist() != [1.0] + [0.0] * (k - 1) and (batch.lora_indices[0] >= 0).all()
