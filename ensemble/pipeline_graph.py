@@ -164,12 +164,15 @@ def ensemble_config(name: str = tensors.ENSEMBLE_MODEL, signature: tensors.Stage
     boundary = {spec.name: spec.client_name for spec in (*signature.inputs, *signature.outputs)}
     stages = {stage.name: stage for stage in STAGES}
     produced: set[str] = set()  # tensors an earlier step outputs: an optional input is wired when one does
-    for stage_name in stage_names:
+    for k, stage_name in enumerate(stage_names):
         stage = stages[stage_name]
         step = config.ensemble_scheduling.step.add(model_name=stage.name, model_version=-1)
         for spec in (s for s in stage.signature.inputs if not s.optional or s.name in produced):
             step.input_map[spec.name] = boundary.get(spec.name, spec.name)
-        for spec in stage.signature.outputs:
+        # an output no later step reads and the ensemble does not return stays unmapped (the reranker's per-language
+        # explanations are for the chat model's direct calls)
+        later = {s.name for name in stage_names[k + 1:] for s in stages[name].signature.inputs}
+        for spec in (s for s in stage.signature.outputs if s.name in boundary or s.name in later):
             step.output_map[spec.name] = boundary.get(spec.name, spec.name)
             produced.add(spec.name)
     return config

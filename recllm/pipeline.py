@@ -95,6 +95,8 @@ class RankingStage:
             tensors.ITEM_PRICES.name: np.array([item.price for item in items], dtype=np.float32),
             tensors.ITEM_SERVICES.name: utf8_array([item.service for item in items]),
             tensors.ITEM_EXPLANATIONS.name: utf8_array(ranking.explanations),
+            **{spec.name: utf8_array([c.texts[language] for c in ranking.causal])
+               for language, spec in tensors.ITEM_EXPLANATIONS_IN.items()},
         }
 
 

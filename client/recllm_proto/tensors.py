@@ -91,6 +91,11 @@ REPLY = TensorSpec("REPLY", BYTES, (1,))
 TEXT_DELTA = TensorSpec("TEXT_DELTA", BYTES, (1,))
 
 ITEM_OUTPUTS = (ITEM_IDS, ITEM_SCORES, ITEM_NAMES, ITEM_PRICES, ITEM_SERVICES, ITEM_EXPLANATIONS)
+# The reranker writes each explanation in every reply language too (ITEM_EXPLANATIONS is the request's): the chat
+# model answers «почему это?» asked in the other language than the list's in that one. Between stages only.
+ITEM_EXPLANATIONS_RU = TensorSpec("ITEM_EXPLANATIONS_RU", BYTES, (-1,))
+ITEM_EXPLANATIONS_EN = TensorSpec("ITEM_EXPLANATIONS_EN", BYTES, (-1,))
+ITEM_EXPLANATIONS_IN = {"ru": ITEM_EXPLANATIONS_RU, "en": ITEM_EXPLANATIONS_EN}
 SESSION_CONSTRAINTS = (EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE)
 
 
@@ -115,7 +120,8 @@ RETRIEVER = StageSignature((USER_TOKEN, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, 
                            (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT),
                            batched=True)
 RERANKER = StageSignature((USER_TOKEN, QUERY, TOP_K, RESOLVED_SERVICE, CANDIDATE_ITEM_IDS, CANDIDATE_SCORES,
-                           USER_CONTEXT, MAX_PRICE, LANGUAGE), ITEM_OUTPUTS, batched=True)
+                           USER_CONTEXT, MAX_PRICE, LANGUAGE),
+                          (*ITEM_OUTPUTS, *ITEM_EXPLANATIONS_IN.values()), batched=True)
 # The generator reads the user's profile too (their user layers: recllm.user_layers.reply_personalizer): from the
 # retriever's sealed USER_CONTEXT when its caller has one (the ensembles, the chat model: no second profile read),
 # else from the profile. Optional: a direct caller has no sealed context.

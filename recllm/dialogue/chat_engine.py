@@ -227,16 +227,19 @@ class ChatEngine:
             state = replace(state, offer=asdict(relaxation) if relaxation else None)
             self._record(plan, state, request.query, candidates.service, [])
             return
-        yield ItemsChunk(arrays, candidates.service)
+        yield ItemsChunk({spec.client_name: arrays[spec.client_name] for spec in tensors.ITEM_OUTPUTS},
+                         candidates.service)
         facts = clean_all(candidates.profile_facts)
         deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act,
                                           candidates.user_context)
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
         yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
+        explanations_in = {language: decode_utf8_array(arrays.get(spec.client_name))
+                           for language, spec in tensors.ITEM_EXPLANATIONS_IN.items()}
         prices = [float(p) for p in arrays[tensors.ITEM_PRICES.client_name]]
         state = record_shown(plan.state, plan.act, candidates.service, item_ids, names, explanations, prices,
-                             plan.understanding)
+                             plan.understanding, explanations_in)
         self._record(plan, state, request.query, candidates.service, item_ids, prices)
 
     def categories_of(self, item_ids) -> list[str]:

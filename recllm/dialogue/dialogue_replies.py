@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
-from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by
+from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by, explanations_in
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
 
@@ -277,9 +277,10 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
             return answer
     index = explained_index(state, message)
     name = state.last_names[index] if index < len(state.last_names) else ""
-    why = state.last_explanations[index] if index < len(state.last_explanations) else ""
-    if why:  # the ranker wrote it in the list's language: the lead joins it («Вам я бы выбрал …: you bought …»)
-        language = (state.understanding or {}).get("language") or language
+    whys, whys_language = explanations_in(state, language)
+    why = whys[index] if index < len(whys) else ""
+    if why:  # the lead is in the explanation's language («Вам я бы выбрал …: you bought …» was two in one sentence)
+        language = whys_language
     else:
         why = (f"it fits your request «{state.goal}»" if language == "en"
                else f"подходит под ваш запрос «{state.goal}»")

@@ -87,7 +87,9 @@ class DialogueState:
     rejected: tuple[int, ...] = ()                 # lists the user answered «не то» / «подешевле» to
     last_items: tuple[int, ...] = ()
     last_names: tuple[str, ...] = ()
-    last_explanations: tuple[str, ...] = ()
+    last_explanations: tuple[str, ...] = ()           # in the list's language
+    last_explanations_ru: tuple[str, ...] = ()        # ... and in each reply language (older sessions: empty)
+    last_explanations_en: tuple[str, ...] = ()
     last_prices: tuple[float, ...] = ()
     last_act: str = ""
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
@@ -115,6 +117,15 @@ class DialogueState:
         for key in ("target_services", "diet", "refinement"):
             data[key] = tuple(data.get(key) or ())
         return RequestUnderstanding(**data)
+
+
+def explanations_in(state: DialogueState, language: str) -> tuple[tuple[str, ...], str]:
+    """(the shown list's explanations, their language): the ranker's copy in ``language``, else (a session saved
+    before the copies were kept) the list's own, in the list's language."""
+    translated = getattr(state, f"last_explanations_{language}", ())
+    if translated and len(translated) == len(state.last_explanations):
+        return translated, language
+    return state.last_explanations, (state.understanding or {}).get("language") or language
 
 
 def requested_style(message: str) -> str | None:
@@ -351,17 +362,21 @@ def _plain(understanding: RequestUnderstanding) -> dict:
 
 
 def record_shown(state: DialogueState, act: str, service: str, item_ids: list[int], names: list[str],
-                 explanations: list[str], prices: list[float], understanding: RequestUnderstanding | None
-                 ) -> DialogueState:
-    """The state after a turn that showed ``item_ids`` (possibly none)."""
+                 explanations: list[str], prices: list[float], understanding: RequestUnderstanding | None,
+                 explanations_in: dict[str, list[str]] | None = None) -> DialogueState:
+    """The state after a turn that showed ``item_ids`` (possibly none); ``explanations_in``: the same explanations
+    in each reply language (``last_explanations_<language>``)."""
     shown = state.shown + tuple(i for i in item_ids if i not in state.shown)
     keep = bool(item_ids)
+    explanations_in = explanations_in or {}
     return replace(
         state, service=service or state.service, shown=shown[-MAX_SHOWN_KEPT:],
         shown_in=tuple(dict.fromkeys(state.shown_in + ((service,) if item_ids and service else ()))),
         last_items=tuple(item_ids) if keep else state.last_items,
         last_names=tuple(names) if keep else state.last_names,
         last_explanations=tuple(explanations) if keep else state.last_explanations,
+        last_explanations_ru=tuple(explanations_in.get("ru", ())) if keep else state.last_explanations_ru,
+        last_explanations_en=tuple(explanations_in.get("en", ())) if keep else state.last_explanations_en,
         last_prices=tuple(prices) if keep else state.last_prices,
         last_act=act, understanding=_plain(understanding) if understanding else state.understanding,
         turns=state.turns + 1,

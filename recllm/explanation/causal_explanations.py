@@ -17,7 +17,7 @@ detailed ones. ``faithfulness`` is the benchmark's metric over shown explanation
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +29,7 @@ from recllm.profile.events import EXPLANATION_STYLES
 from recllm.profile.records import EventRow
 from recllm.profile.user_context import UserContext
 from recllm.profile.user_signals import DAY_S, UserSignals
+from recllm.rag.rec_request import LANGUAGES as EXPLANATION_LANGUAGES
 from recllm.rag.reranker import Reranker, candidate_features
 
 SIGNALS = ("family", "category", "parent_category", "brand")
@@ -65,8 +66,11 @@ class ProfileFact:
 @dataclass(frozen=True)
 class CausalExplanation:
     item_id: int
-    text: str
+    text: str                        # in the request's language
     facts: tuple[ProfileFact, ...]   # the cited facts, strongest first; () = chosen for the request only
+    # the same explanation in each language replies are written in (``EXPLANATION_LANGUAGES``): a question about the
+    # list asked in the other language is answered in that one
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 def bought_items(purchases: Sequence[EventRow], catalog: Catalog) -> list[Item]:
@@ -318,9 +322,9 @@ def explain_ranked(item_ids: Sequence[int], retrieval_scores: Sequence[float], s
     cited = explain_facts(item_ids, retrieval_scores, service, context, reranker, catalog, item_vectors, popularity,
                           config)
     for item_id, facts in zip(item_ids, cited):
-        text = explanation_text(catalog.get(int(item_id)), facts, catalog, context.now_ts, language, style, config,
-                                cold=not context.purchases)
-        explanations.append(CausalExplanation(int(item_id), text, facts))
+        texts = {lang: explanation_text(catalog.get(int(item_id)), facts, catalog, context.now_ts, lang, style, config,
+                                        cold=not context.purchases) for lang in EXPLANATION_LANGUAGES}
+        explanations.append(CausalExplanation(int(item_id), texts[language], facts, texts))
     return explanations
 
 

@@ -17,6 +17,7 @@ import re
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 from recllm.safety.health_rule import asks_about_health
@@ -30,7 +31,7 @@ _USER_ID_MENTION = re.compile(
     r"(?i)(?:\b(?:как\s+у|для|у|like|for)\s+)?(?:\b(?:пользовател\w*|клиент\w*|покупател\w*|user|customer)\s+)?"
     r"\bu_?\d{3,}\b")
 # Output arrays (lower_snake, as ChatEngine yields them) that carry text shown to the user.
-TEXT_ARRAYS = ("item_names", "item_explanations")
+TEXT_ARRAYS = ("item_names", "item_explanations", *(spec.client_name for spec in tensors.ITEM_EXPLANATIONS_IN.values()))
 # Characters of a streamed reply held back: longer than a phone, card, e-mail or a street address with flat.
 HOLD_CHARS = 40
 

@@ -111,6 +111,10 @@ def test_reranker_and_generator_chain(models, warm_user):
     assert outputs["ITEM_IDS"].shape == (1, 4)
     assert set(outputs["ITEM_IDS"][0].tolist()) <= set(candidates["CANDIDATE_ITEM_IDS"][0].tolist())
     assert all(e for e in outputs["ITEM_EXPLANATIONS"][0])
+    # the query is Russian: the Russian copy is the list's explanations, the English one says the same in English
+    assert outputs["ITEM_EXPLANATIONS_RU"][0].tolist() == outputs["ITEM_EXPLANATIONS"][0].tolist()
+    english = [e.decode() for e in outputs["ITEM_EXPLANATIONS_EN"][0]]
+    assert len(english) == 4 and all(english) and english != [e.decode() for e in outputs["ITEM_EXPLANATIONS"][0]]
     reply = run(models["generator"], USER_TOKEN=token(warm_user)[None], QUERY=text(QUERY),
                 RESOLVED_SERVICE=candidates["RESOLVED_SERVICE"], ITEM_IDS=outputs["ITEM_IDS"],
                 PROFILE_FACTS=candidates["PROFILE_FACTS"])

@@ -3,9 +3,11 @@ the goal's constraints hold across follow-ups; nothing that leaves carries perso
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
+from recllm_proto import tensors
 
 from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, ItemsChunk, TextChunk
 from recllm.dialogue.dialogue_state import DialogueState
@@ -156,6 +158,24 @@ def test_why_explains_a_shown_item(engine, users):
     first_name = items.arrays["item_names"][0].decode()
     assert again is None and text.startswith(f"«{first_name}»")
     assert items.arrays["item_explanations"][0].decode() in text or "подходит" in text
+
+
+def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one(engine, users):
+    """Live: "why the first one?" about a Russian list got the Russian explanation (the ranker wrote it in the
+    list's language), and «какой из них лучше?» about an English list «Вам я бы выбрал «…»: you bought …». The
+    ranker writes each explanation in both reply languages; the chat keeps both and answers in the question's."""
+    user = next(u for u in users if engine.stages.pipeline.retriever.profile.events_of(u, kind="purchase"))
+    items, _ = run_turn(engine, "engine-why-en", user, "йогурт на завтрак")
+    assert set(items.arrays) == {spec.client_name for spec in tensors.ITEM_OUTPUTS}  # the copies stay inside
+    state = DialogueState.from_json(engine.sessions.load_state("engine-why-en", user))
+    assert state.last_explanations_ru == state.last_explanations
+    assert len(state.last_explanations_en) == len(state.last_explanations) and all(state.last_explanations_en)
+    _, text = run_turn(engine, "engine-why-en", user, "why the first one?", service="")
+    name = items.arrays["item_names"][0].decode()
+    assert text == f"«{name}»: {state.last_explanations_en[0].rstrip('.')}."
+    assert not re.search("[а-яё]", text.replace(name, ""), re.I)  # English but for the item's own name
+    _, pick = run_turn(engine, "engine-why-en", user, "какой из них лучше?", service="")
+    assert pick.startswith(("Вам я бы выбрал", "Я бы выбрал"))
 
 
 def test_the_state_survives_a_restart(engine, users, test_artifacts, tmp_path):

@@ -492,5 +492,13 @@ def test_the_pick_of_a_list_is_said_in_the_language_its_reason_is_in():
                       understanding=RequestUnderstanding("en", "food", "recommend").to_dict(),
                       last_explanations=("you buy milk", "you buy kefir"))
     assert explain_reply(english, "какой из них лучше?", "ru", compare=True) == "For you I'd pick «Молоко 1»: you buy milk."
+    # the ranker's copies in each language (sessions saved since): the question's language, lead and reason
+    both = replace(english, last_explanations_ru=("вы берёте молоко", "вы берёте кефир"),
+                   last_explanations_en=english.last_explanations)
+    assert explain_reply(both, "какой из них лучше?", "ru", compare=True) == "Вам я бы выбрал «Молоко 1»: вы берёте молоко."
+    assert explain_reply(both, "why the second one?", "en") == "«Молоко 2»: you buy kefir."
+    reloaded = DialogueState.from_json(both.to_json())
+    assert (reloaded.last_explanations_ru, reloaded.last_explanations_en) == (both.last_explanations_ru,
+                                                                              both.last_explanations_en)
     untold = replace(english, last_explanations=())
     assert explain_reply(untold, "какой из них лучше?", "ru", compare=True).startswith("Вам я бы выбрал «Молоко 1»: подходит")
