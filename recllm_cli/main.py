@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -267,9 +268,10 @@ def cmd_serve(args) -> int:
 
 def print_turn(user_id: str, message: str, turn) -> None:
     print(f"\n[{user_id}] > {message}")
-    print(f"Rec-LLM ({turn.service}): {turn.reply}")
+    print(f"Rec-LLM ({turn.service}): {turn.reply}" if turn.service else f"Rec-LLM: {turn.reply}")
     for item in turn.items:
-        print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽\n      почему: {item.explanation}")
+        why = "почему" if re.search("[а-яё]", item.explanation, re.IGNORECASE) else "why"
+        print(f"  • {item.name} — {item.service}, {item.price:.0f} ₽\n      {why}: {item.explanation}")
     first = f"{turn.first_token_s * 1000:.0f} ms" if turn.first_token_s is not None else "-"
     print(f"  (first token {first}, full turn {turn.total_s * 1000:.0f} ms)")
 

@@ -34,7 +34,7 @@ from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, 
                                              nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
-                                                   mentioned_services, understand)
+                                                   mentioned_services, tokenize, understand)
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -383,11 +383,17 @@ def load_chat_engine(layout: ArtifactLayout, stages: ChatStages) -> ChatEngine:
     return engine
 
 
+# Words a bare follow-up may have and still say nothing about the language it wants («ещё», "cheaper please")
+BARE_FOLLOW_UP_WORDS = 2
+
+
 def in_session_language(request: RecRequest, state: DialogueState) -> RecRequest:
-    """A bare follow-up («ещё», "more", «другое») says nothing about language: it continues in the session's (an
-    English session's «ещё» got a Russian list, and «why the first one?» then a Russian explanation)."""
+    """A bare follow-up of a word or two («ещё», "more", «другое») says nothing about language: it continues in the
+    session's (an English session's «ещё» got a Russian list, and «why the first one?» then a Russian explanation).
+    A longer one is a sentence in its own language ("which one is cheaper?" about a Russian list got Russian)."""
     language = (state.understanding or {}).get("language")
-    if not language or language == request.language or follow_up_content(request.query) or not state.last_items:
+    if not language or language == request.language or follow_up_content(request.query) or not state.last_items \
+            or len(tokenize(request.query)) > BARE_FOLLOW_UP_WORDS:
         return request
     return replace(request, language=language)
 

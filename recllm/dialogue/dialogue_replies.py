@@ -229,41 +229,61 @@ def pack_amount(name: str) -> tuple[str, float] | None:
     return (dimension, total) if total > 0 else None
 
 
+def quoted_names(names: list[str], language: str) -> str:
+    """«A», «B» и «C» / «A», «B» and «C»."""
+    quoted = [f"«{n}»" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {'и' if language == 'ru' else 'and'} {quoted[-1]}"
+
+
 def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
-    """The shown item cheapest / priciest / biggest / best value per kg or litre, said with the figure; None when the
-    list does not tell (no prices, or packs not of one measure)."""
+    """The shown item(s) cheapest / priciest / biggest / best value per kg or litre, said with the figure (items tied
+    for it named together); None when the list does not tell (no prices, or packs not of one measure)."""
     names, prices = state.last_names, state.last_prices
     if len(names) < 2 or len(prices) != len(names):
         return None
+    ru = language == "ru"
     if attribute in ("cheapest", "priciest"):
         if len(set(prices)) == 1:
-            return (f"Они все стоят одинаково: {rub(prices[0], language)}." if language == "ru" else
+            return (f"Они все стоят одинаково: {rub(prices[0], language)}." if ru else
                     f"They all cost the same: {rub(prices[0], language)}.")
-        pick = min if attribute == "cheapest" else max
-        i = pick(range(len(names)), key=lambda k: prices[k])
-        rest = [p for k, p in enumerate(prices) if k != i]
-        if attribute == "cheapest":
-            return (f"Дешевле всех «{names[i]}» — {rub(prices[i], language)}; остальные от "
-                    f"{rub(min(rest), language)}." if language == "ru" else
-                    f"The cheapest is «{names[i]}» at {rub(prices[i], language)}; the others start at "
-                    f"{rub(min(rest), language)}.")
-        return (f"Дороже всех «{names[i]}» — {rub(prices[i], language)}." if language == "ru" else
-                f"The most expensive is «{names[i]}» at {rub(prices[i], language)}.")
+        best = min(prices) if attribute == "cheapest" else max(prices)
+        tied = [names[k] for k, p in enumerate(prices) if p == best]
+        who, price, one = quoted_names(tied, language), rub(best, language), len(tied) == 1
+        rest = rub(min(p for p in prices if p != best), language)
+        if attribute == "priciest":
+            return (f"Дороже всех {who} — {'' if one else 'по '}{price}." if ru else
+                    f"The most expensive is {who} at {price}." if one else
+                    f"{who} are the most expensive at {price} each.")
+        return (f"Дешевле всех {who} — {'' if one else 'по '}{price}; остальные от {rest}." if ru else
+                f"The cheapest is {who} at {price}; the others start at {rest}." if one else
+                f"{who} are the cheapest at {price} each; the others start at {rest}.")
     amounts = [pack_amount(n) for n in names]
     if any(a is None for a in amounts) or len({a[0] for a in amounts}) != 1:
         return None
     dimension = amounts[0][0]
-    unit, scale = _UNIT_WORDS["ru" if language == "ru" else "en"][dimension]
+    unit, scale = _UNIT_WORDS["ru" if ru else "en"][dimension]
     if attribute == "biggest":
-        i = max(range(len(names)), key=lambda k: amounts[k][1])
-        size = f"{amounts[i][1] / scale:g} {unit}".replace(".", "," if language == "ru" else ".")
+        biggest = max(a[1] for a in amounts)
+        size = f"{biggest / scale:g} {unit}".replace(".", "," if ru else ".")
         if len({a[1] for a in amounts}) == 1:  # one pack size: no item is the biggest
-            return f"Они все одного размера: {size}." if language == "ru" else f"They are all the same size: {size}."
-        return (f"Больше всех «{names[i]}» — {size}." if language == "ru" else f"The biggest is «{names[i]}»: {size}.")
-    per_unit = [prices[k] / amounts[k][1] * scale for k in range(len(names))]
-    i = min(range(len(names)), key=lambda k: per_unit[k])
-    return (f"Выгоднее всех «{names[i]}»: {rub(per_unit[i], language)} за {unit}." if language == "ru" else
-            f"The best value is «{names[i]}»: {rub(per_unit[i], language)} per {unit}.")
+            return f"Они все одного размера: {size}." if ru else f"They are all the same size: {size}."
+        tied = [names[k] for k, a in enumerate(amounts) if a[1] == biggest]
+        who = quoted_names(tied, language)
+        if len(tied) == 1:
+            return f"Больше всех {who} — {size}." if ru else f"The biggest is {who}: {size}."
+        return f"Больше всех {who} — по {size}." if ru else f"{who} are the biggest: {size} each."
+    per_unit = [round(prices[k] / amounts[k][1] * scale, 2) for k in range(len(names))]
+    best = min(per_unit)
+    tied = [names[k] for k, v in enumerate(per_unit) if v == best]
+    who = quoted_names(tied, language)
+    if len(tied) == len(names):
+        return (f"Они все стоят одинаково за {unit}: {rub(best, language)}." if ru else
+                f"They all cost the same per {unit}: {rub(best, language)}.")
+    if len(tied) == 1:
+        return (f"Выгоднее всех {who}: {rub(best, language)} за {unit}." if ru else
+                f"The best value is {who}: {rub(best, language)} per {unit}.")
+    return (f"Выгоднее всех {who}: по {rub(best, language)} за {unit}." if ru else
+            f"{who} are the best value: {rub(best, language)} per {unit} each.")
 
 
 def explain_reply(state: DialogueState, message: str, language: str, compare: bool = False) -> str:

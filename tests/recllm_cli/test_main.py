@@ -165,3 +165,19 @@ def test_chat_against_no_tls_server_names_what_it_tried(tmp_path, capsys, monkey
     assert main(["chat", "--user", "u1", "--artifact-dir", str(build), "--url", f"127.0.0.1:{free_port()}"]) == 1
     err = capsys.readouterr().err
     assert "tried TLS" in err and "--plaintext" in err
+
+
+def test_a_turn_is_printed_in_its_own_language_and_without_an_empty_service(capsys):
+    """Live: an explain turn printed «Rec-LLM ():», and English explanations were labelled «почему:»."""
+    from types import SimpleNamespace
+
+    from recllm_cli.main import print_turn
+
+    item = SimpleNamespace(name="Oat milk 1 l", service="samokat", price=99.0, explanation="You bought oat milk")
+    print_turn("u1", "oat milk", SimpleNamespace(service="samokat", reply="Take a look", items=[item],
+                                                 first_token_s=0.1, total_s=0.2))
+    print_turn("u1", "why?", SimpleNamespace(service="", reply="«Oat milk 1 l»: you bought it.", items=[],
+                                             first_token_s=None, total_s=0.01))
+    out = capsys.readouterr().out
+    assert "Rec-LLM (samokat): Take a look" in out and "why: You bought oat milk" in out and "почему" not in out
+    assert "Rec-LLM: «Oat milk 1 l»" in out and "Rec-LLM ()" not in out

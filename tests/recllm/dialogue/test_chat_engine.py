@@ -285,6 +285,11 @@ def test_a_bare_follow_up_continues_in_the_session_s_language(tmp_path):
     assert in_session_language(parse_request("u1", "ещё", 5), english).language == "en"
     assert in_session_language(parse_request("u1", "ещё без сахара", 5), english).language == "ru"
     assert in_session_language(parse_request("u1", "ещё", 5), replace(english, last_items=())).language == "ru"
+    # a sentence is in its own language: "which one is cheaper?" about a Russian list got Russian
+    russian = replace(english, understanding=RequestUnderstanding("ru", "food", "recommend").to_dict())
+    assert in_session_language(parse_request("u1", "more", 5), russian).language == "ru"
+    assert in_session_language(parse_request("u1", "which one is cheaper?", 5), russian).language == "en"
+    assert in_session_language(parse_request("u1", "а какой из них дешевле?", 5), english).language == "ru"
 
 
 def test_a_kind_outside_the_list_s_top_categories_starts_a_new_goal(tmp_path):

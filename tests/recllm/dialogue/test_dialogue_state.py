@@ -444,6 +444,24 @@ def test_a_comparison_by_price_or_pack_is_answered_from_the_list_on_screen():
     assert explain_reply(mixed, "какой из них больше?", "ru", compare=True).startswith("Вам я бы выбрал «Кефир 900 мл»")
 
 
+def test_items_tied_in_a_comparison_are_named_together():
+    """Live: five 900 g yoghurts, two at 90 ₽: "which one is cheaper?" named one of them «…; остальные от 90 ₽»."""
+    names = ("Йогурт А 900 г", "Йогурт Б 900 г", "Йогурт В 900 г", "Йогурт Г 450 г")
+    state = replace(shown(start_goal(DialogueState(), GOAL, "йогурт"), [1, 2, 3, 4], prices=[90.0, 180.0, 90.0, 45.0]),
+                    last_names=names)
+    assert explain_reply(state, "какой из них дороже?", "ru", compare=True) == "Дороже всех «Йогурт Б 900 г» — 180 ₽."
+    cheap = replace(state, last_prices=(90.0, 180.0, 90.0, 120.0))
+    assert explain_reply(cheap, "какой из них дешевле?", "ru", compare=True) == (
+        "Дешевле всех «Йогурт А 900 г» и «Йогурт В 900 г» — по 90 ₽; остальные от 120 ₽.")
+    assert explain_reply(cheap, "which one is cheaper?", "en", compare=True) == (
+        "«Йогурт А 900 г» and «Йогурт В 900 г» are the cheapest at 90 RUB each; the others start at 120 RUB.")
+    assert explain_reply(state, "which one is the biggest?", "en", compare=True) == (
+        "«Йогурт А 900 г», «Йогурт Б 900 г» and «Йогурт В 900 г» are the biggest: 0.9 kg each.")
+    # 90 ₽ for 900 g and 45 ₽ for 450 g: the same 100 ₽ per kg
+    assert explain_reply(state, "какой из них выгоднее?", "ru", compare=True) == (
+        "Выгоднее всех «Йогурт А 900 г», «Йогурт В 900 г» и «Йогурт Г 450 г»: по 100 ₽ за кг.")
+
+
 def test_comparisons_by_price_or_size_need_a_comparative():
     """Review: «какой из них тебе больше нравится?» was answered with the biggest pack, "less expensive" with the
     priciest item, «дорожная» read as «дороже»."""
