@@ -40,9 +40,10 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
+from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, validate_session_id
 from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
-from recllm.safety.moderation import SAFE_REPLIES, LinearModerationModel, install_model, uses_shopping_words
+from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, install_model,
+                                      uses_shopping_words)
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
@@ -133,6 +134,10 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
+        if verdict.label == "off_topic" and parse_budget(base.query) is not None:
+            # «до 3000», "under 50" after a list: a budget is the assistant's business (moderation, which has no
+            # shopping word in it, refused it as off-topic); harmful content is refused by other labels
+            verdict = ModerationVerdict("ok", "states a budget", "")
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
@@ -316,9 +321,10 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
     question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
     it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, uses
-    shopping words («скидки», «доставка», «на диете», "on sale") or a health need is never small talk, whatever the
-    understanding read."""
-    if named is not None or uses_shopping_words(message) or asks_about_health(message):
+    shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need is
+    never small talk, whatever the understanding read."""
+    if named is not None or uses_shopping_words(message) or asks_about_health(message) \
+            or parse_budget(message) is not None:
         return False
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 

@@ -175,11 +175,16 @@ def acknowledge_reply(language: str) -> str:
 
 
 def explained_index(state: DialogueState, message: str) -> int:
-    """Which shown item «почему это?» asks about: one it names, an ordinal, else the first."""
+    """Which shown item «почему это?» asks about: an ordinal, the one best by a comparison ("why the cheapest
+    one?" explained the first), one it names, else the first."""
     lowered = message.lower()
     for stem, index in _ORDINALS.items():
         if stem in lowered and index < len(state.last_items):
             return index
+    attribute = compared_by(message)
+    best = best_by(state, attribute) if attribute else None
+    if best:
+        return best[0]
     words = set(_WORD.findall(lowered))
     for index, name in enumerate(state.last_names):
         if words & set(_WORD.findall(name.lower())):
@@ -235,55 +240,74 @@ def quoted_names(names: list[str], language: str) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {'и' if language == 'ru' else 'and'} {quoted[-1]}"
 
 
-def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
-    """The shown item(s) cheapest / priciest / biggest / best value per kg or litre, said with the figure (items tied
-    for it named together); None when the list does not tell (no prices, or packs not of one measure)."""
+def attribute_values(state: DialogueState, attribute: str) -> tuple[list[float], str | None] | None:
+    """Per shown item, the figure ``attribute`` compares (price; pack in g / ml / pieces; price per kg, l or
+    piece), "lower is better" first, and the packs' dimension (None for prices); None when the list does not tell
+    (no prices, or packs not of one measure)."""
     names, prices = state.last_names, state.last_prices
     if len(names) < 2 or len(prices) != len(names):
         return None
-    ru = language == "ru"
+    if attribute == "cheapest":
+        return list(prices), None
+    if attribute == "priciest":
+        return [-p for p in prices], None
+    amounts = [pack_amount(n) for n in names]
+    if any(a is None for a in amounts) or len({a[0] for a in amounts}) != 1:
+        return None
+    if attribute == "biggest":
+        return [-a[1] for a in amounts], amounts[0][0]
+    scale = _UNIT_WORDS["en"][amounts[0][0]][1]
+    return [round(prices[k] / amounts[k][1] * scale, 2) for k in range(len(names))], amounts[0][0]
+
+
+def best_by(state: DialogueState, attribute: str) -> list[int] | None:
+    """The indices of the shown items tied for the best by ``attribute`` (``attribute_values``), None when the list
+    does not tell."""
+    figures = attribute_values(state, attribute)
+    if figures is None:
+        return None
+    values = figures[0]
+    return [k for k, v in enumerate(values) if v == min(values)]
+
+
+def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
+    """The shown item(s) cheapest / priciest / biggest / best value per kg or litre, said with the figure (items tied
+    for it named together); None when the list does not tell (no prices, or packs not of one measure)."""
+    figures = attribute_values(state, attribute)
+    if figures is None:
+        return None
+    values, dimension = figures
+    names, ru = state.last_names, language == "ru"
+    tied = [k for k, v in enumerate(values) if v == min(values)]
+    who, one, every = quoted_names([names[k] for k in tied], language), len(tied) == 1, len(tied) == len(names)
     if attribute in ("cheapest", "priciest"):
-        if len(set(prices)) == 1:
-            return (f"Они все стоят одинаково: {rub(prices[0], language)}." if ru else
-                    f"They all cost the same: {rub(prices[0], language)}.")
-        best = min(prices) if attribute == "cheapest" else max(prices)
-        tied = [names[k] for k, p in enumerate(prices) if p == best]
-        who, price, one = quoted_names(tied, language), rub(best, language), len(tied) == 1
-        rest = rub(min(p for p in prices if p != best), language)
+        price = rub(abs(values[tied[0]]), language)
+        if every:
+            return f"Они все стоят одинаково: {price}." if ru else f"They all cost the same: {price}."
         if attribute == "priciest":
             return (f"Дороже всех {who} — {'' if one else 'по '}{price}." if ru else
                     f"The most expensive is {who} at {price}." if one else
                     f"{who} are the most expensive at {price} each.")
+        rest = rub(min(v for v in values if v != values[tied[0]]), language)
         return (f"Дешевле всех {who} — {'' if one else 'по '}{price}; остальные от {rest}." if ru else
                 f"The cheapest is {who} at {price}; the others start at {rest}." if one else
                 f"{who} are the cheapest at {price} each; the others start at {rest}.")
-    amounts = [pack_amount(n) for n in names]
-    if any(a is None for a in amounts) or len({a[0] for a in amounts}) != 1:
-        return None
-    dimension = amounts[0][0]
     unit, scale = _UNIT_WORDS["ru" if ru else "en"][dimension]
     if attribute == "biggest":
-        biggest = max(a[1] for a in amounts)
-        size = f"{biggest / scale:g} {unit}".replace(".", "," if ru else ".")
-        if len({a[1] for a in amounts}) == 1:  # one pack size: no item is the biggest
+        size = f"{-values[tied[0]] / scale:g} {unit}".replace(".", "," if ru else ".")
+        if every:  # one pack size: no item is the biggest
             return f"Они все одного размера: {size}." if ru else f"They are all the same size: {size}."
-        tied = [names[k] for k, a in enumerate(amounts) if a[1] == biggest]
-        who = quoted_names(tied, language)
-        if len(tied) == 1:
+        if one:
             return f"Больше всех {who} — {size}." if ru else f"The biggest is {who}: {size}."
         return f"Больше всех {who} — по {size}." if ru else f"{who} are the biggest: {size} each."
-    per_unit = [round(prices[k] / amounts[k][1] * scale, 2) for k in range(len(names))]
-    best = min(per_unit)
-    tied = [names[k] for k, v in enumerate(per_unit) if v == best]
-    who = quoted_names(tied, language)
-    if len(tied) == len(names):
-        return (f"Они все стоят одинаково за {unit}: {rub(best, language)}." if ru else
-                f"They all cost the same per {unit}: {rub(best, language)}.")
-    if len(tied) == 1:
-        return (f"Выгоднее всех {who}: {rub(best, language)} за {unit}." if ru else
-                f"The best value is {who}: {rub(best, language)} per {unit}.")
-    return (f"Выгоднее всех {who}: по {rub(best, language)} за {unit}." if ru else
-            f"{who} are the best value: {rub(best, language)} per {unit} each.")
+    per_unit = rub(values[tied[0]], language)
+    if every:
+        return (f"Они все стоят одинаково за {unit}: {per_unit}." if ru else
+                f"They all cost the same per {unit}: {per_unit}.")
+    if one:
+        return f"Выгоднее всех {who}: {per_unit} за {unit}." if ru else f"The best value is {who}: {per_unit} per {unit}."
+    return (f"Выгоднее всех {who}: по {per_unit} за {unit}." if ru else
+            f"{who} are the best value: {per_unit} per {unit} each.")
 
 
 def explain_reply(state: DialogueState, message: str, language: str, compare: bool = False) -> str:

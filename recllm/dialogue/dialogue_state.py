@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from recllm.dialogue.request_understanding import (SERVICE_PATTERNS, RequestUnderstanding, follow_up_content,
                                                    mentioned_services)
-from recllm.rag.rec_request import parse_budget as text_budget
+from recllm.rag.rec_request import BUDGET_PATTERNS, parse_budget as text_budget
 from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
 from recllm.safety.output_guard import clean_all
 
@@ -157,6 +157,8 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "acknowledge"                         # «спасибо!», «отлично, беру»: nothing more asked
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
+    if states_only_a_budget(message):
+        return "refine"                              # «до 3000» after a gift list: that list, within the budget
     if names_another_kind or is_new_request(state, understanding):
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
         return "clarify" if understanding.intent == "clarify_needed" else "recommend"
@@ -254,6 +256,18 @@ def takes_offer(state: DialogueState, message: str) -> bool:
         return False
     rest = _ACCEPT_WORDS.sub(" ", message)
     for pattern in SERVICE_PATTERNS.values():
+        rest = pattern.sub(" ", rest)
+    return not follow_up_content(rest)
+
+
+def states_only_a_budget(message: str) -> bool:
+    """The message says a budget and nothing else («до 3000», "under 500 please", «а бюджет 1500?»): the
+    understanding read it as a request of its own, which started a new goal of "до 3000" (baby food after a gift
+    list)."""
+    if text_budget(message) is None:
+        return False
+    rest = message
+    for pattern in BUDGET_PATTERNS:
         rest = pattern.sub(" ", rest)
     return not follow_up_content(rest)
 

@@ -77,7 +77,7 @@ def sensitive_query(query: str) -> bool:
 
 
 def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:
-    """The items that may leave the server, their text redacted.
+    """The items that may leave the server, their text redacted (item names of identifiers only).
 
     Drops an item whose name names a sensitive (health/medicine) domain when the query does not; every array keeps
     the same row order, so ids, names, prices and explanations stay aligned.
@@ -92,7 +92,11 @@ def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarr
         if values.ndim and len(values) == len(keep):
             values = values[keep]
         if key in TEXT_ARRAYS:
-            values = utf8_array([redact(text).text for text in decode_utf8_array(values)])
+            # an item name is catalog text: only identifiers are cut from it («Роман Азбука» is a novel, not a
+            # person — it was shown as «[имя] в твёрдой обложке», in the list and in the reply naming it)
+            config = IDENTIFIERS if key == "item_names" else None
+            values = utf8_array([(redact(text, config) if config else redact(text)).text
+                                 for text in decode_utf8_array(values)])
         out[key] = values
     return out
 

@@ -178,6 +178,19 @@ def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one
     assert pick.startswith(("Вам я бы выбрал", "Я бы выбрал"))
 
 
+@pytest.mark.parametrize("budget,limit", [("до 3000", 3000.0), ("under 1000", 1000.0), ("бюджет 1500", 1500.0)])
+def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
+    """Live: «до 3000» after a gift list was refused as off-topic (no shopping word in it), and once let through it
+    started a goal of its own (baby purees): a budget and nothing else is the goal's new budget."""
+    session = f"engine-budget-{int(limit)}"
+    run_turn(engine, session, users[0], "подарок маме на день рождения", service="megamarket")
+    plan = engine.plan(session, users[0], budget, 5, "")
+    assert plan.act == "refine" and plan.state.budget == limit and "подар" in plan.state.goal
+    items, text = run_turn(engine, session, users[0], budget, service="")
+    catalog = engine.stages.pipeline.catalog
+    assert text not in SAFE and all(catalog.get(i).price <= limit for i in ids(items))
+
+
 def test_the_state_survives_a_restart(engine, users, test_artifacts, tmp_path):
     path = tmp_path / "sessions.sqlite"
     first = ChatEngine(SessionStore(path), engine.stages)

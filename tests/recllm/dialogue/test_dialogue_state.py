@@ -462,6 +462,16 @@ def test_items_tied_in_a_comparison_are_named_together():
         "Выгоднее всех «Йогурт А 900 г», «Йогурт В 900 г» и «Йогурт Г 450 г»: по 100 ₽ за кг.")
 
 
+def test_why_the_cheapest_one_explains_the_cheapest():
+    """Live: "why the cheapest one?" after «какой из них дешевле?» explained the ranker's first (headphones)."""
+    state = replace(shown(start_goal(DialogueState(), GOAL, "подарок"), [1, 2, 3], prices=[16090.0, 1090.0, 2690.0]),
+                    last_names=("Наушники", "Маска для волос", "Зарядка"),
+                    last_explanations=("вы брали наушники", "вы брали средства для волос", "вы брали смартфоны"))
+    assert explain_reply(state, "why the cheapest one?", "en") == "«Маска для волос»: вы брали средства для волос."
+    assert explain_reply(state, "а почему самый дорогой?", "ru") == "«Наушники»: вы брали наушники."
+    assert explain_reply(state, "почему второй?", "ru") == "«Маска для волос»: вы брали средства для волос."
+
+
 def test_comparisons_by_price_or_size_need_a_comparative():
     """Review: «какой из них тебе больше нравится?» was answered with the biggest pack, "less expensive" with the
     priciest item, «дорожная» read as «дороже»."""

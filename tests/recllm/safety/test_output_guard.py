@@ -46,6 +46,16 @@ def test_items_leaving_are_redacted_and_health_needs_a_health_request():
     assert guard_items(arrays, "у ребёнка 3 года температура, что дать?")["item_ids"].tolist() == [1, 2]
 
 
+def test_an_item_name_loses_identifiers_only():
+    """Live: «Роман Азбука в твёрдой обложке» (a novel) was shown as «[имя] в твёрдой обложке», in the list and in
+    the reply naming it; a phone a seller put into a name is still cut."""
+    arrays = {"item_names": np.array(["Роман Азбука в твёрдой обложке", "Торт на заказ, звоните +7 916 123-45-67"],
+                                     dtype=object),
+              "item_explanations": np.array(["Вы брали книги Азбука", "ок"], dtype=object)}
+    names = decode_utf8_array(guard_items(arrays, "подарок маме")["item_names"])
+    assert names[0] == "Роман Азбука в твёрдой обложке" and "916" not in names[1]
+
+
 def test_user_ids_are_cut_from_the_message():
     assert without_user_ids("молоко на завтрак как у u000123") == "молоко на завтрак"
     assert without_user_ids("milk for user u_4242 please") == "milk please"
