@@ -31,7 +31,7 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             decide_act, drops_budget, effective_query, points_at_the_list,
                                             record_shown, refine_goal, requested_style, start_goal, without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
-                                             nothing_left_reply)
+                                             no_remedy_reply, nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
                                                    mentioned_services, tokenize, understand)
@@ -41,7 +41,7 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, validate_session_id
-from recllm.safety.health_rule import asks_about_health, sensitive_item_mask
+from recllm.safety.health_rule import HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, install_model,
                                       uses_shopping_words)
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
@@ -134,10 +134,11 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
-        if verdict.label == "off_topic" and parse_budget(base.query) is not None:
-            # «до 3000», "under 50" after a list: a budget is the assistant's business (moderation, which has no
-            # shopping word in it, refused it as off-topic); harmful content is refused by other labels
-            verdict = ModerationVerdict("ok", "states a budget", "")
+        if verdict.label == "off_topic" and (parse_budget(base.query) is not None or asks_about_health(base.query)):
+            # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget or a health need is the
+            # assistant's business (moderation, finding no shopping word, refused them as off-topic); harmful
+            # content is refused by the other labels
+            verdict = ModerationVerdict("ok", "states a budget or a health need", "")
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
@@ -158,7 +159,11 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
-        another_kind = self.names_another_kind(state, named)
+        need = health_need(base.query) if self.health_shelves("ru") and asks_about_health(base.query) else None
+        shelf = self.shelf_for(need) if need is not None else ()
+        # a kind none of the list is, or a health need another shelf answers ("plasters please" after fever
+        # remedies was read as a refinement of them)
+        another_kind = self.names_another_kind(state, named) or bool(shelf) and set(shelf) != set(state.kinds)
         if understanding.intent == "clarify_needed" and named is not None \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
@@ -175,11 +180,29 @@ class ChatEngine:
             asked = start_goal(state, understanding, base.query)
             return TurnPlan(session_id, base, replace(asked, service=base.service or asked.service), act,
                             understanding)
+        if act == "recommend" and need is not None and not shelf:
+            # «что-нибудь от изжоги» got cold powders: nothing here treats it, say so (no goal is kept)
+            reply = no_remedy_reply(base.language, need, self.health_shelves(base.language))
+            return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
         if act == "relax":
             state, act = accept_offer(state), "refine"
         else:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
+        if shelf and act == "recommend":
+            state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         return self._request_plan(session_id, base, state, act, understanding)
+
+    def health_shelves(self, language: str) -> list[str]:
+        """The names of the catalog's categories some health need is answered by («средства от простуды», …); none
+        (no catalog, or a pharmacy the need map does not know): needs are not checked."""
+        if self.catalog is None:
+            return []
+        shelves = dict.fromkeys(c for _, need in HEALTH_NEEDS for c in need.category_ids if c in self.catalog.categories)
+        return [getattr(self.catalog.categories[c], "name_en" if language == "en" else "name_ru") for c in shelves]
+
+    def shelf_for(self, need: HealthNeed) -> tuple[str, ...]:
+        """The catalog's categories that answer ``need`` (a catalog without them has nothing for it)."""
+        return tuple(c for c in need.category_ids if c in self.catalog.categories)
 
     def _request_plan(self, session_id: str, base: RecRequest, state: DialogueState, act: str,
                       understanding: RequestUnderstanding) -> TurnPlan:
@@ -279,7 +302,7 @@ class ChatEngine:
         on screen (live, cheaper headphones came back as energy gel and sunscreen); a goal that took another service
         or a higher budget keeps the kinds the offer counted (``DialogueState.kinds``). None left is a nothing-left
         turn."""
-        if self.catalog is None or plan.act != "refine":
+        if self.catalog is None or plan.act != "refine" and not plan.state.kinds:
             return candidates
         kinds = set(plan.state.kinds)
         if (plan.understanding is not None and "cheaper" in plan.understanding.refinement

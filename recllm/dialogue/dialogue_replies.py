@@ -5,6 +5,7 @@ return and say exactly what the state holds, which a free-running generator coul
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
 from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by, explanations_in
@@ -108,6 +109,19 @@ def en_count(count: int, noun: str) -> str:
 def showed_in(state: DialogueState, service: str) -> bool:
     """Whether the goal has shown items in ``service`` (a state saved before ``shown_in``: anywhere)."""
     return service in state.shown_in if state.shown_in else bool(state.shown)
+
+
+def no_remedy_reply(language: str, need, shelves: Sequence[str] = ()) -> str:
+    """A health need nothing sold here treats (``recllm.safety.health_rule.HealthNeed``): said plainly, with the
+    referral a shop assistant would give, and the health shelves there are (``shelves``, named in ``language``);
+    no list."""
+    if language == "en":
+        offer = f" I can help with {', '.join(shelves)}." if shelves else ""
+        return (f"We don't sell {need.said['en']} on Samokat, Megamarket or Kuper — please ask a doctor or a "
+                f"pharmacist.{offer}")
+    offer = f" Могу подобрать: {', '.join(shelves)}." if shelves else ""
+    return (f"{need.said['ru'][:1].upper()}{need.said['ru'][1:]} в Самокате, Мегамаркете и Купере нет — с этим "
+            f"лучше к врачу или фармацевту.{offer}")
 
 
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:

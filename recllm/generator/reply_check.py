@@ -3,7 +3,8 @@
 A reply passes when every item it names is in the ranked list (and named once), every profile fact it cites
 (quoted «…» or "…") is one of the prompt's facts, the text is not garbled (broken UTF-8, a letter run such as
 "nnnn", a stray quote mark, a double space: a list left mid-way, «… и  макароны …»), no word run repeats ("и и",
-"молоко, молоко, молоко"), and no conjunction dangles at the end of a sentence or the reply ("…, и." / "… and"). ``GenerationStage`` regenerates a
+"молоко, молоко, молоко"), no conjunction dangles at the end of a sentence or the reply ("…, и." / "… and"), and a
+list's «и» / "and" is followed by an item ("X, Y and For your."). ``GenerationStage`` regenerates a
 failing sampled reply with greedy decoding; ``ReplyCheckCounters`` counts checks and failures by reason, for the
 Triton adapter to export as Prometheus metrics (the counting lives here, the metric objects in the adapter).
 """
@@ -21,11 +22,13 @@ WORD_RE = re.compile(r"[\w-]+", re.UNICODE)
 CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
-           "empty", "empty_list", "wrong_language", "no_item", "unknown_word")
+           "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
 EMPTY_LIST_RE = re.compile(r":\s*(?:[.!?;,]|$)")  # a label with nothing after it: «Без лактозы: .»
+# a list whose last item is not one: "For your medicine cabinet: X, Y and For your." (items are placeholders here)
+BROKEN_LIST_RE = re.compile(r"item\d+x\s*,?\s+(?:and|or|и|или)\s+(?!item\d+x)", re.IGNORECASE)
 # Outside item names and citations, a reply's words are in its language: no Cyrillic word in English, no Latin word
 # in Russian («Take a look at ere я подберу точнее», «Sugar-free: … Вот»).
 FOREIGN_WORD_RE = {"en": re.compile(r"[А-Яа-яЁё]"), "ru": re.compile(r"\b[A-Za-z]{2,}\b")}
@@ -93,6 +96,8 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("repeated_words")
     if must_name_items and ranked and not item_ids:  # a list to give, nothing named: «Other options: s.»
         problems.append("no_item")
+    if BROKEN_LIST_RE.search(plain):
+        problems.append("broken_list")
     if DANGLING_RE.search(plain.strip()):
         problems.append("dangling_conjunction")
     if GARBLED_RE.search(plain):  # broken UTF-8, "nnnn", a stray quote outside a whole citation, "  "

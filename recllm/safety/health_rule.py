@@ -13,6 +13,7 @@ retriever and the explanations may then use:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
@@ -44,12 +45,56 @@ HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
     r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|термометр|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
+    r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|"
     r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
     # symptoms said plainly («у ребёнка температура», «сопли», «болит живот», "my son has a fever")
     r"(?<!регулировкой )(?<!регулировки )(?<!контролем )температур(?!\w*\s+(?:воды|нагрева|хранения))|"
     r"\bсопл(?:и|ей|ями|ях)\b|\bболит|\bболеет|заболел|простыл|\bкашля?ет|\bкашель|\bhas\s+a\s+(?:fever|cough|cold)|"
     r"runny\s+nose|\bsick\b",
     re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class HealthNeed:
+    """A health need a request names and the pharmacy categories that answer it; none: nothing here treats it."""
+
+    name: str
+    category_ids: tuple[str, ...]
+    said: dict[str, str] = field(default_factory=dict, compare=False)  # language -> what is sold for it, as a
+    #                                                                    reply names it («средств от изжоги»)
+
+
+# Which shelf answers which need — a pharmacist's map, not a similarity: by nearest items, «что-нибудь от изжоги»
+# and «есть что-то от давления?» got cold powders «для домашней аптечки». A need without a shelf here gets the
+# referral (``no_remedy_reply``); one matching several entries takes the first.
+HEALTH_NEEDS: tuple[tuple[re.Pattern[str], HealthNeed], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), HealthNeed(name, categories, {"ru": ru, "en": en}))
+    for pattern, name, categories, ru, en in (
+        (r"давлени|гипертон|тонометр|blood\s+pressure|hypertens", "blood pressure", (), "средств от давления",
+         "blood pressure medicine"),
+        (r"изжог|heartburn|антацид|antacid", "heartburn", (), "средств от изжоги", "heartburn remedies"),
+        (r"голов\w*\s+бол|\bот\s+головы|мигрен|обезбол|\bот\s+боли|headache|migraine|painkill|pain\s+reli",
+         "pain", (), "обезболивающих", "painkillers"),
+        (r"аллерги|антигистамин|allerg|antihistamin", "allergy", (), "средств от аллергии", "allergy medicine"),
+        (r"тошнот|диаре|живот|отравлени|укачив|nause|diarrh|stomach|motion\s+sick", "stomach", (),
+         "средств для желудка", "stomach remedies"),
+        (r"бессонниц|снотворн|insomnia|sleeping\s+pill", "sleep", (), "средств от бессонницы", "sleep aids"),
+        (r"градусник|термометр|thermometer", "thermometer", (), "градусников", "thermometers"),
+        (r"простуд|кашл|кашель|горл|насморк|сопл|грипп|орви|заложен\w*\s+нос|температур|жаропониж|\bcold\b|cough|"
+         r"throat|runny\s+nose|\bflu\b|fever|stuffy", "cold", ("pharmacy/cold_remedies",), "средств от простуды",
+         "cold remedies"),
+        (r"пластыр|бинт|антисептик|порез|ссадин|царапин|\bран(?:а|у|ы|ка|ку|ки)\b|перевяз|first[- ]aid|plaster|"
+         r"band[- ]?aid|bandage|antiseptic|saniti[sz]|\bcuts?\b|wound|scratch", "first aid", ("pharmacy/first_aid",),
+         "средств первой помощи", "first-aid goods"),
+        (r"витамин|иммунитет|омега|\bбад\b|vitamin|immun|omega|supplement", "vitamins", ("pharmacy/vitamins",),
+         "витаминов", "vitamins"),
+    ))
+
+
+def health_need(text: str) -> HealthNeed | None:
+    """The need a health request names (``HEALTH_NEEDS``), None when it names none of them («лекарства», "a
+    pharmacy": the whole shelf)."""
+    return next((need for pattern, need in HEALTH_NEEDS if pattern.search(text)), None)
 
 
 def asks_about_health(text: str) -> bool:

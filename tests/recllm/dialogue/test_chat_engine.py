@@ -191,6 +191,27 @@ def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     assert text not in SAFE and all(catalog.get(i).price <= limit for i in ids(items))
 
 
+def test_a_health_need_gets_the_shelf_that_answers_it_or_a_referral(engine, users):
+    """Live: «что-нибудь от изжоги» and «есть что-то от давления?» got cold powders «для домашней аптечки»,
+    «у ребёнка температура, что дать?» was refused as off-topic, and "plasters please" after fever remedies was read
+    as a refinement of them. A need the catalog has a shelf for is held to that shelf; one it has none for gets a
+    referral and no list (and the goal before it stays)."""
+    catalog = engine.stages.pipeline.catalog
+    assert {"pharmacy/cold_remedies", "pharmacy/first_aid"} <= set(catalog.categories)
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)  # the shelves are the catalog's
+    session, user = "engine-health", users[0]
+    items, _ = run_turn(engine, session, user, "у ребёнка температура, что дать?", service="")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"pharmacy/cold_remedies"}
+    for message, language in (("что-нибудь от изжоги", "ru"), ("anything for blood pressure?", "en")):
+        refused, text = run_turn(engine, session, user, message, service="")
+        assert refused is None and ("врачу" in text if language == "ru" else "doctor" in text)
+        assert "простуд" in text or "cold" in text  # the shelves there are
+    state = DialogueState.from_json(engine.sessions.load_state(session, user))
+    assert "температура" in state.goal and state.kinds == ("pharmacy/cold_remedies",)
+    items, _ = run_turn(engine, session, user, "plasters please", service="")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"pharmacy/first_aid"}
+
+
 def test_the_state_survives_a_restart(engine, users, test_artifacts, tmp_path):
     path = tmp_path / "sessions.sqlite"
     first = ChatEngine(SessionStore(path), engine.stages)

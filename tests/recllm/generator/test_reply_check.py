@@ -66,6 +66,12 @@ def test_what_the_served_replies_broke_on():
     assert check_reply('Вот: Сок Rich. Учёл, что вы "you buy coffee every week on Samokat".', [1], [1], FACTS,
                        ["Сок Rich"], **ru).ok
     assert check_reply("Here is what I found: Сок Rich and Хлеб.", [1, 2], [1, 2], [], ["Сок Rich", "Хлеб"], **en).ok
+    # live, plasters on Kuper: a list whose last "item" is the opening again
+    assert "broken_list" in check_reply("For your medicine cabinet: X, Y and For your.", [1, 2], [1, 2], [],
+                                        ["X", "Y"], **en).problems
+    assert "broken_list" in check_reply("Для аптечки: X и для.", [1], [1], [], ["X"], **ru).problems
+    assert check_reply("Для аптечки: X, Y и Z. Учёл, что вы «берёте витамины».", [1, 2, 3], [1, 2, 3],
+                       ["вы берёте витамины"], ["X", "Y", "Z"], **ru).ok
 
 
 def guard_of(names=None, ranked=(1, 2), language="ru", fallback="PLAIN", list_act=True):

@@ -59,3 +59,18 @@ def test_fragments_by_domain_and_never_cited_when_sensitive():
 ])
 def test_asks_about_health_reads_the_domain_not_every_medical_word(text, health):
     assert asks_about_health(text) == health
+
+
+def test_each_health_need_maps_to_the_shelf_that_answers_it_or_to_none():
+    from recllm.safety.health_rule import HEALTH_NEEDS, health_need
+    from recllm.synthetic.vocabulary import CATEGORY_SPECS
+
+    shelves = {need.name: need.category_ids for _, need in HEALTH_NEEDS}
+    assert {c for ids in shelves.values() for c in ids} <= {row[0] for row in CATEGORY_SPECS}  # the catalog's own ids
+    cases = {"есть что-то от давления?": "blood pressure", "что-нибудь от изжоги": "heartburn",
+             "у ребёнка температура, что дать?": "cold", "anything for a sore throat?": "cold",
+             "something for a headache": "pain", "plasters please": "first aid", "витамины для иммунитета": "vitamins"}
+    for message, name in cases.items():
+        assert health_need(message).name == name, message
+    assert health_need("лекарства") is None and health_need("аптечка в машину") is None
+    assert shelves["heartburn"] == () and shelves["cold"] == ("pharmacy/cold_remedies",)
