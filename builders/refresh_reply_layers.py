@@ -17,9 +17,10 @@ now holds a purchase newer than their record, this job:
 
 Users without new purchases are not touched, so a second run with nothing new does nothing. ``refresh.json`` beside
 the layers reports each refreshed user's validation and test NLL. Only the heavy users the build chose are
-refreshed: a user who becomes heavy later gets an adapter from the next build. A running server re-reads the
-adapters folder every ``PersonalizerConfig.adapter_rescan_s`` (30 s), so what this job rewrote or removed is served
-without a restart.
+refreshed: a user who becomes heavy later gets an adapter from the next build. A running server's CPU generator
+re-reads the adapters folder every ``PersonalizerConfig.adapter_rescan_s`` (30 s), so what this job rewrote or
+removed is served without a restart (a TensorRT-LLM engine's LoRA cache is not: the GPU path exports adapters
+separately, ``recllm.user_layers.trtllm_export``).
 """
 
 from __future__ import annotations

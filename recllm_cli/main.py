@@ -196,8 +196,9 @@ def cmd_refresh_adapters(args) -> int:
     print(f"{len(report['refreshed'])} of {report['heavy_users']} heavy users had new purchases: their reply "
           f"adapters were retrained in {report['seconds']:.0f} s; served with their own adapter now: "
           f"{', '.join(served) or 'none'} (the others get their segment mixture). Report: "
-          f"{ArtifactLayout(args.artifact_dir).user_layers_dir / REFRESH_FILE}. A running server picks the adapters "
-          "up within 30 s.")
+          f"{ArtifactLayout(args.artifact_dir).user_layers_dir / REFRESH_FILE}. A running server's generator re-reads "
+          "the adapters folder every PersonalizerConfig.adapter_rescan_s (30 s; the CPU generator, not a TensorRT-LLM "
+          "engine's LoRA cache).")
     return 0
 
 

@@ -29,7 +29,8 @@ from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, points_at_the_list,
-                                            record_shown, refine_goal, requested_style, start_goal, without_budget)
+                                            record_shown, refine_goal, requested_style, start_goal,
+                                            states_only_a_budget, without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -40,10 +41,10 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, validate_session_id
+from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
 from recllm.safety.health_rule import HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask
-from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, install_model,
-                                      uses_shopping_words)
+from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
+                                      install_model, uses_shopping_words)
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
@@ -134,10 +135,12 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
-        if verdict.label == "off_topic" and (parse_budget(base.query) is not None or asks_about_health(base.query)):
-            # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget or a health need is the
-            # assistant's business (moderation, finding no shopping word, refused them as off-topic); harmful
-            # content is refused by the other labels
+        if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
+                and (state.goal and states_only_a_budget(base.query) or asks_about_health(base.query)):
+            # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget for the goal or a health need is
+            # the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
+            # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
+            # does every harmful label
             verdict = ModerationVerdict("ok", "states a budget or a health need", "")
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
@@ -159,11 +162,13 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
-        need = health_need(base.query) if self.health_shelves("ru") and asks_about_health(base.query) else None
+        need = self.health_need_of(base.query, named)
         shelf = self.shelf_for(need) if need is not None else ()
-        # a kind none of the list is, or a health need another shelf answers ("plasters please" after fever
-        # remedies was read as a refinement of them)
-        another_kind = self.names_another_kind(state, named) or bool(shelf) and set(shelf) != set(state.kinds)
+        # a kind none of the list is, or a health need another shelf answers than the goal's and the list's
+        # ("plasters please" after fever remedies was read as a refinement of them; «почему витамины?» about a list
+        # with vitamins is still about the list)
+        another_kind = self.names_another_kind(state, named) or bool(shelf) and set(shelf) != set(state.kinds) \
+            and not set(shelf) & set(self.categories_of(state.last_items))
         if understanding.intent == "clarify_needed" and named is not None \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
@@ -180,8 +185,9 @@ class ChatEngine:
             asked = start_goal(state, understanding, base.query)
             return TurnPlan(session_id, base, replace(asked, service=base.service or asked.service), act,
                             understanding)
-        if act == "recommend" and need is not None and not shelf:
-            # «что-нибудь от изжоги» got cold powders: nothing here treats it, say so (no goal is kept)
+        if act in ("recommend", "refine") and need is not None and not shelf:
+            # «что-нибудь от изжоги» got cold powders, «и ещё от головной боли» after fever remedies refined them:
+            # nothing here treats it, say so (the goal before it stays)
             reply = no_remedy_reply(base.language, need, self.health_shelves(base.language))
             return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
         if act == "relax":
@@ -191,6 +197,17 @@ class ChatEngine:
         if shelf and act == "recommend":
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         return self._request_plan(session_id, base, state, act, understanding)
+
+    def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
+        """The health need the message asks about (``health_need``); None when it asks about none, when the
+        catalog's pharmacy is not one the need map knows, or when it names a kind of product that is no health item
+        («корм для животных с витаминами» is pet food, not a vitamin)."""
+        if not self.health_shelves("ru") or not asks_about_health(message):
+            return None
+        if named is not None and named.item_ids.size and not any(
+                self.catalog.is_sensitive(self.catalog.get(int(i))) for i in named.item_ids):
+            return None
+        return health_need(message)
 
     def health_shelves(self, language: str) -> list[str]:
         """The names of the catalog's categories some health need is answered by («средства от простуды», …); none
@@ -347,8 +364,8 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need is
     never small talk, whatever the understanding read."""
     if named is not None or uses_shopping_words(message) or asks_about_health(message) \
-            or parse_budget(message) is not None:
-        return False
+            or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message):
+        return False  # ("do you have it in red?" with a list on screen is about it)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 
 

@@ -189,21 +189,19 @@ def acknowledge_reply(language: str) -> str:
 
 
 def explained_index(state: DialogueState, message: str) -> int:
-    """Which shown item «почему это?» asks about: an ordinal, the one best by a comparison ("why the cheapest
-    one?" explained the first), one it names, else the first."""
+    """Which shown item «почему это?» asks about: an ordinal, one it names, the one best by a comparison ("why the
+    cheapest one?" explained the first), else the first."""
     lowered = message.lower()
     for stem, index in _ORDINALS.items():
         if stem in lowered and index < len(state.last_items):
             return index
-    attribute = compared_by(message)
-    best = best_by(state, attribute) if attribute else None
-    if best:
-        return best[0]
     words = set(_WORD.findall(lowered))
     for index, name in enumerate(state.last_names):
         if words & set(_WORD.findall(name.lower())):
-            return index
-    return 0
+            return index  # «почему JBL такой дешёвый?» is about the JBL
+    attribute = compared_by(message)
+    best = best_by(state, attribute) if attribute else None
+    return best[0] if best else 0
 
 
 # a pack size in an item name: «1,5 кг», «900 мл», «1 000 г», «12 шт по 75 г» (12 × 75 g), «930 мл × 6», "2 l"; not

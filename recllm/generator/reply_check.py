@@ -28,7 +28,7 @@ GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
 EMPTY_LIST_RE = re.compile(r":\s*(?:[.!?;,]|$)")  # a label with nothing after it: «Без лактозы: .»
 # a list whose last item is not one: "For your medicine cabinet: X, Y and For your." (items are placeholders here)
-BROKEN_LIST_RE = re.compile(r"item\d+x\s*,?\s+(?:and|or|и|или)\s+(?!item\d+x)", re.IGNORECASE)
+BROKEN_LIST_RE = re.compile(r"item\d+x\s*,?\s+(?:and|or|и|или)\s+(?!(?:[^\W\d]+\s+)?item\d+x)", re.IGNORECASE)
 # Outside item names and citations, a reply's words are in its language: no Cyrillic word in English, no Latin word
 # in Russian («Take a look at ere я подберу точнее», «Sugar-free: … Вот»).
 FOREIGN_WORD_RE = {"en": re.compile(r"[А-Яа-яЁё]"), "ru": re.compile(r"\b[A-Za-z]{2,}\b")}

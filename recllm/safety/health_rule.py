@@ -45,7 +45,8 @@ HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
     r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|термометр|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
-    r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|"
+    r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
+    r"sleeping\s+pills?|antihistamin|migraine|diarrh|снотворн|антигистамин|антацид|иммунитет|гипертон|"
     r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
     # symptoms said plainly («у ребёнка температура», «сопли», «болит живот», "my son has a fever")
     r"(?<!регулировкой )(?<!регулировки )(?<!контролем )температур(?!\w*\s+(?:воды|нагрева|хранения))|"
@@ -76,10 +77,11 @@ HEALTH_NEEDS: tuple[tuple[re.Pattern[str], HealthNeed], ...] = tuple(
         (r"голов\w*\s+бол|\bот\s+головы|мигрен|обезбол|\bот\s+боли|headache|migraine|painkill|pain\s+reli",
          "pain", (), "обезболивающих", "painkillers"),
         (r"аллерги|антигистамин|allerg|antihistamin", "allergy", (), "средств от аллергии", "allergy medicine"),
-        (r"тошнот|диаре|живот|отравлени|укачив|nause|diarrh|stomach|motion\s+sick", "stomach", (),
+        (r"тошнот|диаре|\bживот(?:а|е|у|ом)?\b|отравлени|укачив|nause|diarrh|stomach|motion\s+sick", "stomach", (),
          "средств для желудка", "stomach remedies"),
         (r"бессонниц|снотворн|insomnia|sleeping\s+pill", "sleep", (), "средств от бессонницы", "sleep aids"),
-        (r"градусник|термометр|thermometer", "thermometer", (), "градусников", "thermometers"),
+        (r"градусник|(?<!кухонный )термометр(?!\w*\s+для\s+(?:мяса|духовки|еды|воды))|"
+         r"(?<!meat )(?<!kitchen )(?<!oven )(?<!cooking )thermometer", "thermometer", (), "градусников", "thermometers"),
         (r"простуд|кашл|кашель|горл|насморк|сопл|грипп|орви|заложен\w*\s+нос|температур|жаропониж|\bcold\b|cough|"
          r"throat|runny\s+nose|\bflu\b|fever|stuffy", "cold", ("pharmacy/cold_remedies",), "средств от простуды",
          "cold remedies"),
@@ -93,8 +95,10 @@ HEALTH_NEEDS: tuple[tuple[re.Pattern[str], HealthNeed], ...] = tuple(
 
 def health_need(text: str) -> HealthNeed | None:
     """The need a health request names (``HEALTH_NEEDS``), None when it names none of them («лекарства», "a
-    pharmacy": the whole shelf)."""
-    return next((need for pattern, need in HEALTH_NEEDS if pattern.search(text)), None)
+    pharmacy": the whole shelf). Of several, one a shelf answers comes first («от боли в горле»: throat lozenges,
+    not the painkiller referral)."""
+    named = [need for pattern, need in HEALTH_NEEDS if pattern.search(text)]
+    return next((need for need in named if need.category_ids), named[0] if named else None)
 
 
 def asks_about_health(text: str) -> bool:

@@ -338,6 +338,11 @@ _QUESTION_FRAME = _rx(r"\b(?:do\s+you\s+have|have\s+you\s+got|есть\s+ли(?:
                       r"есть\s+у\s+(?:вас|тебя)|у\s+(?:вас|тебя)\s+есть)\b")
 
 
+def asks_in_shopping_form(text: str) -> bool:
+    """Whether the message is a question in a shopping form ("do you have …?", «есть ли у вас …?»)."""
+    return bool(_QUESTION_FRAME.search(text))
+
+
 def uses_shopping_words(text: str) -> bool:
     """Whether the message uses listed shopping, food, cooking or session words (ru/en) or product words, besides a
     question's shopping form ("do you have …?"); the strict part of ``has_shopping_signal`` (no navec neighbours:
@@ -347,10 +352,10 @@ def uses_shopping_words(text: str) -> bool:
 
 
 def has_shopping_signal(text: str, config: ModerationConfig | None = None) -> bool:
-    """Whether the message uses shopping, food, cooking or session vocabulary (ru/en), a question's shopping form,
-    or names goods."""
+    """Whether the message uses shopping, food, cooking or session vocabulary (ru/en; "do you have", «есть ли»,
+    «у вас» among it), or names goods."""
     config = config or _DEFAULT_CONFIG
-    return bool(_QUESTION_FRAME.search(text) or uses_shopping_words(text) or mentions_sensitive_domain(text)
+    return bool(_SHOPPING_SIGNAL.search(text) or names_a_product(text) or mentions_sensitive_domain(text)
                 or names_goods(text, config.goods_similarity))
 
 

@@ -77,13 +77,16 @@ def save_adapter(adapter: LoRAAdapter, folder: Path | str, base_model: str = "")
     metadata = {"format": "pt", "recllm_name": adapter.name, "recllm_kind": adapter.kind,
                 "recllm_trained_at": str(adapter.trained_at), "recllm_num_events": str(adapter.num_events),
                 **{META_PREFIX + key: str(value) for key, value in adapter.metadata.items() if key != "folder"}}
-    # written beside and renamed into place: a server re-reading the folder (``AdapterStore.sync_folder``) never
-    # sees half a file
+    # each file written beside and renamed into place, the config first: a server re-reading the folder
+    # (``AdapterStore.sync_folder``, which goes by the weights file) never sees half a file or new weights without
+    # their config
+    config = peft_adapter_config(adapter, base_model)
+    partial = folder / (CONFIG_FILE + ".partial")
+    partial.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, folder / CONFIG_FILE)
     partial = folder / (WEIGHTS_FILE + ".partial")
     save_file(tensors, partial, metadata=metadata)
     os.replace(partial, folder / WEIGHTS_FILE)
-    config = peft_adapter_config(adapter, base_model)
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
 
 

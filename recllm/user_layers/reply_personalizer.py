@@ -34,9 +34,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from recllm.generator.qwen2 import Qwen2
-from recllm.user_layers.adapter_store import AdapterStore, AdapterStoreConfig, segment_adapter_name
+from recllm.user_layers.adapter_store import WEIGHTS_FILE, AdapterStore, AdapterStoreConfig, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.layer_context import UserLayerContext
 from recllm.user_layers.multi_lora import LORA_PATHS
@@ -201,27 +202,41 @@ class ReplyPersonalizer:
         if self.config.adapter_rescan_s and time.monotonic() >= self._next_rescan:
             self.rescan_adapters()
         now_ts = int(self.profile.latest_timestamp() or 0)
-        names = [self.store.resolve(uid, seg, now_ts) if uid else None for uid, seg in zip(user_ids, segments)]
-        own = [n if n is not None and not n.startswith("segment/") else None for n in names]
+        with self._lock:  # a rescan changes the registry: resolve and activate under one lock
+            names = [self.store.resolve(uid, seg, now_ts) if uid else None for uid, seg in zip(user_ids, segments)]
+            own = [n if n is not None and not n.startswith("segment/") else None for n in names]
+            try:
+                return self._rows(user_ids, own, u)
+            except (OSError, SafetensorError) as exc:
+                # a user adapter a refresh removed (or is rewriting) since the last rescan: its rows get the segment
+                # mixture in this batch, and a removed one is no longer served
+                log.warning("a user adapter could not be loaded (%s): its rows get the segment mixture", exc)
+                for name in {n for n in own if n is not None}:
+                    info = self.store.registered.get(name)
+                    if info is not None and info.folder is not None and not (info.folder / WEIGHTS_FILE).is_file():
+                        self.store.unregister(name)
+                return self._rows(user_ids, [None] * len(own), u)
+
+    def _rows(self, user_ids, own: list[str | None], u: torch.Tensor
+              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         gated = [uid is not None and o is None and bool(self.segment_names) for uid, o in zip(user_ids, own)]
         if not any(own) and not any(gated):
             return None, None
         k = self.adaptive.config.gate_top_k
-        with self._lock:
-            user_names = list(dict.fromkeys(n for n in own if n is not None))
-            wanted = (self.segment_names if any(gated) else []) + user_names
-            slots = dict(zip(wanted, self.store.activate(wanted)))
-            indices = torch.full((len(names), k), -1, dtype=torch.long)
-            weights = torch.zeros(len(names), k)
-            if any(gated):
-                expert_slots = torch.tensor([slots[n] for n in self.segment_names])
-                gate_indices, gate_weights = self.adaptive.gate(u, expert_slots)  # [B, k]
-                rows = torch.tensor(gated)
-                indices[rows] = gate_indices[rows].long()
-                weights[rows] = gate_weights[rows].detach()
-            for row, name in enumerate(own):
-                if name is not None:
-                    indices[row, 0], weights[row, 0] = slots[name], 1.0
+        user_names = list(dict.fromkeys(n for n in own if n is not None))
+        wanted = (self.segment_names if any(gated) else []) + user_names
+        slots = dict(zip(wanted, self.store.activate(wanted)))
+        indices = torch.full((len(own), k), -1, dtype=torch.long)
+        weights = torch.zeros(len(own), k)
+        if any(gated):
+            expert_slots = torch.tensor([slots[n] for n in self.segment_names])
+            gate_indices, gate_weights = self.adaptive.gate(u, expert_slots)  # [B, k]
+            rows = torch.tensor(gated)
+            indices[rows] = gate_indices[rows].long()
+            weights[rows] = gate_weights[rows].detach()
+        for row, name in enumerate(own):
+            if name is not None:
+                indices[row, 0], weights[row, 0] = slots[name], 1.0
         return indices, weights
 
     def layer_context(self, user_ids: Sequence[str | None], user_contexts: Sequence | None = None

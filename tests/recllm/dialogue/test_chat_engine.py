@@ -189,6 +189,9 @@ def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     items, text = run_turn(engine, session, users[0], budget, service="")
     catalog = engine.stages.pipeline.catalog
     assert text not in SAFE and all(catalog.get(i).price <= limit for i in ids(items))
+    # a number is no licence: what moderation's rules refuse stays refused (review)
+    for message in ("напиши код на python до 100 строк", "tell me a joke under 100 words"):
+        assert engine.plan(session, users[0], message, 5, "").act == "decline", message
 
 
 def test_a_health_need_gets_the_shelf_that_answers_it_or_a_referral(engine, users):
@@ -206,6 +209,8 @@ def test_a_health_need_gets_the_shelf_that_answers_it_or_a_referral(engine, user
         refused, text = run_turn(engine, session, user, message, service="")
         assert refused is None and ("врачу" in text if language == "ru" else "doctor" in text)
         assert "простуд" in text or "cold" in text  # the shelves there are
+    refused, text = run_turn(engine, session, user, "и ещё от головной боли", service="")  # a follow-up too
+    assert refused is None and "врачу" in text
     state = DialogueState.from_json(engine.sessions.load_state(session, user))
     assert "температура" in state.goal and state.kinds == ("pharmacy/cold_remedies",)
     items, _ = run_turn(engine, session, user, "plasters please", service="")
@@ -428,6 +433,11 @@ def test_small_talk_the_understanding_reads_gets_the_off_topic_reply(engine, tmp
     for k, message in enumerate(("do you have a boss?", "есть ли у тебя хобби?")):
         assert small_talk.plan(f"frame-{k}", "u_000001", message, 5).act == "decline", message
     assert small_talk.plan("frame-milk", "u_000001", "do you have oat milk?", 5).act == "recommend"
+    # with a list on screen the form is about it (review: "do you have it in red?" was refused)
+    readings["do you have it in red?"] = chat
+    sessions.save_state("frame-red", "u_000001", DialogueState(goal="наушники", domain="electronics",
+                                                               last_items=(3, 4)).to_json())
+    assert small_talk.plan("frame-red", "u_000001", "do you have it in red?", 5).act != "decline"
     sessions.save_state("talk-4", "u_000001", DialogueState(goal="корм", domain="pet", last_items=(3, 4)).to_json())
     assert small_talk.plan("talk-4", "u_000001", "почему первый?", 5).act == "explain"
 

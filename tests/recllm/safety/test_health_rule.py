@@ -74,3 +74,27 @@ def test_each_health_need_maps_to_the_shelf_that_answers_it_or_to_none():
         assert health_need(message).name == name, message
     assert health_need("лекарства") is None and health_need("аптечка в машину") is None
     assert shelves["heartburn"] == () and shelves["cold"] == ("pharmacy/cold_remedies",)
+
+
+def test_every_health_need_is_asked_about_in_both_languages():
+    """Review: "anything for heartburn?", «снотворное», "antihistamine please" matched a need but were never read as
+    health requests, so the need was never looked up (heartburn was refused as off-topic)."""
+    from recllm.safety.health_rule import asks_about_health, health_need
+
+    asked = {"blood pressure": ("есть что-то от давления?", "blood pressure pills"),
+             "heartburn": ("что-нибудь от изжоги", "anything for heartburn?"),
+             "pain": ("от головной боли", "something for a headache"),
+             "allergy": ("антигистаминное", "antihistamine please"),
+             "stomach": ("болит живот", "something for nausea"),
+             "sleep": ("снотворное", "pills for insomnia"),
+             "thermometer": ("мне нужен градусник", "a thermometer for a child"),
+             "cold": ("у ребёнка температура", "anything for a sore throat?"),
+             "first aid": ("пластыри", "plasters please"),
+             "vitamins": ("что-нибудь для иммунитета", "vitamins for kids")}
+    for name, messages in asked.items():
+        for message in messages:
+            assert asks_about_health(message) and health_need(message).name == name, message
+    # several needs: the one a shelf answers; words that only look like a need
+    assert health_need("от боли в горле").name == "cold"
+    assert health_need("корм для животных") is None  # «живот» is the stomach, «животных» animals
+    assert health_need("meat thermometer") is None

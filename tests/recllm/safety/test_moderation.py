@@ -13,6 +13,7 @@ from recllm.safety.moderation import (
     LABELS,
     SAFE_REPLIES,
     ModerationConfig,
+    asks_in_shopping_form,
     has_shopping_signal,
     load_labeled,
     moderate,
@@ -193,8 +194,10 @@ def test_shopping_signal():
 def test_a_question_form_keeps_a_message_from_refusal_but_is_not_a_shopping_word():
     """"do you have …?" / «есть ли у вас …?» keeps a shopping question from a classifier-only refusal, but what
     it asks about decides whether it is shopping ("do you have feelings?" got running shoes)."""
-    for form_only in ("do you have a boss?", "have you got a brain?", "у тебя есть семья?", "есть ли у тебя хобби?"):
+    for form_only in ("do you have a boss?", "есть ли у тебя хобби?"):
         assert has_shopping_signal(form_only) and not uses_shopping_words(form_only), form_only
+    for form_only in ("have you got a brain?", "у тебя есть семья?"):  # not shopping forms to moderation either
+        assert asks_in_shopping_form(form_only) and not has_shopping_signal(form_only), form_only
     for shopping in ("do you have oat milk?", "есть ли у вас кефир?", "do you have anything cheaper?", "молоко есть?"):
         assert uses_shopping_words(shopping), shopping
 

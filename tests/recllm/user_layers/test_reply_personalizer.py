@@ -213,3 +213,29 @@ def test_adapters_a_refresh_writes_or_removes_are_served_without_a_restart(test_
     batch = personalizer.user_batch([user])  # the periodic re-read saw the folder go
     assert fresh.name not in personalizer.store.registered
     assert batch.mix_weights[0].tolist() != [1.0] + [0.0] * (k - 1) and (batch.lora_indices[0] >= 0).all()
+
+
+def test_an_adapter_removed_before_the_next_rescan_falls_back_instead_of_failing_the_batch(test_artifacts, users,
+                                                                                            tmp_path):
+    """Review: a refresh that demotes a user removes their folder; until the next rescan the store still lists it,
+    and loading it failed the whole decode batch. The row gets the segment mixture and the adapter is dropped."""
+    import shutil
+
+    from recllm.artifacts import ArtifactLayout
+    from recllm.user_layers.adapter_store import save_adapter
+
+    layout = ArtifactLayout(tmp_path / "build")
+    shutil.copytree(test_artifacts.root, layout.root)
+    personalizer = load_generation_stage(layout, user_layers=True).generator.personalizer
+    user = next(u for u in users if not (layout.user_layers_dir / "adapters" / f"user-{u}").exists())
+    now = int(personalizer.profile.latest_timestamp())
+    adapter = random_adapter(personalizer.adaptive.base.config, user_adapter_name(user), rank=4, seed=6,
+                             trained_at=now, num_events=500)
+    folder = save_adapter(adapter, layout.user_layers_dir / "adapters" / f"user-{user}")
+    personalizer.rescan_adapters()  # registered, not yet loaded
+    shutil.rmtree(folder)  # the refresh demoted the user before the next rescan
+    other = next(u for u in users if u != user)
+    batch = personalizer.user_batch([user, other])
+    k = personalizer.adaptive.config.gate_top_k
+    assert (batch.lora_indices >= 0).all() and batch.mix_weights[0].tolist() != [1.0] + [0.0] * (k - 1)
+    assert adapter.name not in personalizer.store.registered
