@@ -43,11 +43,12 @@ def is_health_query(nearest_item_ids: Sequence[int], sensitive_items: np.ndarray
 # посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
 HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
-    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|термометр|"
+    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|"
+    r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:мяса|духовки|еды|воды))|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
     r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
     r"sleeping\s+pills?|antihistamin|migraine|diarrh|снотворн|антигистамин|антацид|иммунитет|гипертон|"
-    r"thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
+    r"(?<!meat )(?<!kitchen )(?<!oven )(?<!cooking )thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
     # symptoms said plainly («у ребёнка температура», «сопли», «болит живот», "my son has a fever")
     r"(?<!регулировкой )(?<!регулировки )(?<!контролем )температур(?!\w*\s+(?:воды|нагрева|хранения))|"
     r"\bсопл(?:и|ей|ями|ях)\b|\bболит|\bболеет|заболел|простыл|\bкашля?ет|\bкашель|\bhas\s+a\s+(?:fever|cough|cold)|"
