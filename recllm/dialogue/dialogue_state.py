@@ -214,10 +214,15 @@ def compares_the_list(state: DialogueState, understanding: RequestUnderstanding,
     return understanding.intent == "compare" and not understanding.refinement or compared_by(message) is not None
 
 
+# «какой дешевле?»: one of something, asked by price or size (not «какие есть подешевле?», which asks for more)
+_WHICH_ONE = re.compile(r"\bкак(?:ой|ая|ое)\b(?!-)", re.IGNORECASE)
+
+
 def points_at_the_list(state: DialogueState, message: str) -> bool:
-    """The message compares within the list on screen («какой из них …?», "which one …?", "… of them?") for no
-    purpose of its own."""
-    return bool(state.last_items) and bool(_LIST_COMPARISON.search(message)) and not _COMPARE_PURPOSE.search(message)
+    """The message compares within the list on screen («какой из них …?», "which one …?", "… of them?", «какой
+    выгоднее?» — that one was refused as small talk) for no purpose of its own."""
+    pointing = _LIST_COMPARISON.search(message) or _WHICH_ONE.search(message) and compared_by(message)
+    return bool(state.last_items) and bool(pointing) and not _COMPARE_PURPOSE.search(message)
 
 
 _DISLIKE = re.compile(r"\b(?:не|нет|неа|слишком|чересчур|фу|мимо|хуже|плох\w*|дорог\w*|not|no|nope|too|don'?t|"

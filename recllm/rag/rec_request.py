@@ -161,7 +161,12 @@ def validate_service_hint(raw: bytes | str) -> str:
     return service
 
 
+# an address is no language: «мой email test@mail.ru запомни» was answered in English
+_ADDRESS = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.IGNORECASE)
+
+
 def detect_language(text: str) -> str:
+    text = _ADDRESS.sub(" ", text)
     cyrillic = sum(1 for ch in text if "а" <= ch.lower() <= "я" or ch.lower() == "ё")
     latin = sum(1 for ch in text if "a" <= ch.lower() <= "z")
     return "en" if latin > cyrillic else "ru"

@@ -472,6 +472,17 @@ def test_why_the_cheapest_one_explains_the_cheapest():
     assert explain_reply(state, "почему второй?", "ru") == "«Маска для волос»: вы брали средства для волос."
 
 
+def test_which_one_by_price_or_size_points_at_the_list():
+    """Live: «какой выгоднее?» after a list was refused as small talk; «какие есть подешевле?» asks for more."""
+    from recllm.dialogue.dialogue_state import points_at_the_list
+
+    state = DialogueState(last_items=(1, 2, 3))
+    assert points_at_the_list(state, "какой выгоднее?") and points_at_the_list(state, "какая больше?")
+    for message in ("какие есть подешевле?", "какой-нибудь подешевле", "какой лучше для бега?"):
+        assert not points_at_the_list(state, message), message
+    assert not points_at_the_list(DialogueState(), "какой выгоднее?")
+
+
 def test_comparisons_by_price_or_size_need_a_comparative():
     """Review: «какой из них тебе больше нравится?» was answered with the biggest pack, "less expensive" with the
     priciest item, «дорожная» read as «дороже»."""

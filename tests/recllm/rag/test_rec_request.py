@@ -167,6 +167,8 @@ def test_unknown_service_lists_the_valid_ones():
     ("хочу новый iPhone", "ru"),
     ("I need молоко please", "en"),
     ("12345 !!!", "ru"),  # no letters: the default language
+    ("мой email test@mail.ru запомни", "ru"),  # an address is no language (live: answered in English)
+    ("check https://samokat.ru/catalog/milk please", "en"),
 ])
 def test_detect_language_by_majority_script(text, language):
     assert detect_language(text) == language
