@@ -43,8 +43,9 @@ from builders.train_reply_layers import (
 from recllm.artifacts import ArtifactLayout
 from recllm.evaluation.synthetic_pipeline import read_queries
 from recllm.generator import ReplyGenerator
-from recllm.pipeline import load_ranking_stage, load_retriever
+from recllm.pipeline import RankingStage, load_retriever
 from recllm.rag.query_encoder import QueryEncoder
+from recllm.rag.reranker import Reranker
 from recllm.profile.feedback import STYLE_OF_KIND
 from recllm.user_layers.adapter_store import load_adapter, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2
@@ -126,11 +127,11 @@ def retrain(layout: ArtifactLayout, retriever, stale: dict[str, list], records: 
     folder, profile = layout.user_layers_dir, retriever.profile
     queries = [q for q in read_queries(layout.train_queries) if q.user_id in stale]
     queries.sort(key=lambda q: (q.user_id, q.timestamp))
-    encoder, ranking = QueryEncoder.load(layout.query_encoder_dir), load_ranking_stage(layout)
+    encoder = QueryEncoder.load(layout.query_encoder_dir)
+    ranking = RankingStage(retriever.catalog, retriever.index, profile, Reranker.load(layout.reranker_dir))
     retrievals = retrieve_all(queries, encoder, retriever, progress)
-    cold = {user_id for user_id in stale if not profile.events_of(user_id, limit=1)}
     style = {user_id: s for user_id in stale if (s := explanation_style(profile, user_id))}
-    examples = corpus_examples_of(queries, retrievals, ranking, cold, style, config.seed, progress)
+    examples = corpus_examples_of(queries, retrievals, ranking, set(), style, config.seed, progress)  # (all bought)
     generator = ReplyGenerator.load(layout.generator_dir)
     adaptive, vectors = load_trained_layers(folder, generator, profile, retriever.catalog,
                                             retriever.index.item_vectors)

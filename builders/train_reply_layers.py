@@ -186,14 +186,12 @@ def request_numbers(examples: Sequence[GeneratorExample]) -> list[int]:
     """Per example (one user's, in corpus order), the number of the request it came from: the corpus writes a
     request's examples one after another, each query starting with the request's own (a refine or explain adds its
     words to it)."""
-    numbers, base = [], None
+    numbers, base, request = [], None, -1
     for example in examples:
         query = example.prompt.split(" | query: ", 1)[-1].split(" | profile: ", 1)[0]
         if base is None or not query.startswith(base):
-            base = query
-            numbers.append(len(set(numbers)))
-        else:
-            numbers.append(numbers[-1])
+            base, request = query, request + 1
+        numbers.append(request)
     return numbers
 
 

@@ -113,8 +113,13 @@ class ChatEngine:
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
         # the services with health items (the pharmacy shelf), where a request that asks about health goes
-        self.health_services: tuple[str, ...] = () if catalog is None or not catalog.items else tuple(sorted(
-            {item.service for item, health in zip(catalog.items, sensitive_item_mask(catalog)) if health}))
+        self.sensitive_items = np.zeros(0, dtype=bool) if catalog is None else sensitive_item_mask(catalog)  # [N]
+        self.health_services: tuple[str, ...] = () if catalog is None else tuple(sorted(
+            {item.service for item, health in zip(catalog.items, self.sensitive_items) if health}))
+        # the catalog's categories some health need is answered by (none: a pharmacy the need map does not know, and
+        # needs are not checked)
+        self.health_shelf_ids: tuple[str, ...] = () if catalog is None else tuple(dict.fromkeys(
+            c for _, need in HEALTH_NEEDS for c in need.category_ids if c in catalog.categories))
 
     def turn(self, session_id, user_id, message, top_k, service="") -> Iterator[ItemsChunk | TextChunk]:
         """Validate and decide everything before yielding, so a bad request fails before any chunk is sent."""
@@ -135,8 +140,9 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
+        health = asks_about_health(base.query)  # (read once a turn; a user id cut below changes nothing in it)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (state.goal and states_only_a_budget(base.query) or asks_about_health(base.query)):
+                and (state.goal and states_only_a_budget(base.query) or health):
             # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget for the goal or a health need is
             # the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
             # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
@@ -154,7 +160,7 @@ class ChatEngine:
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
         named = self.named_kinds(base.query)
-        sellers = self.services_selling(named) or (self.health_services if asks_about_health(base.query) else ())
+        sellers = self.services_selling(named) or (self.health_services if health else ())
         if sellers and not mentioned_services(base.query) and not set(understanding.target_services) & set(sellers):
             # "any crisps?" read as a home-goods request (Megamarket): the services that sell what it names; «у
             # ребёнка температура» read as a kids' request: the services with a pharmacy shelf (a service the user
@@ -162,7 +168,7 @@ class ChatEngine:
             understanding = replace(understanding, target_services=sellers)
         if base.language != parsed.language:  # the session's language, kept by the state for the next turn too
             understanding = replace(understanding, language=base.language)
-        need = self.health_need_of(base.query, named)
+        need = self.health_need_of(base.query, named) if health else None
         shelf = self.shelf_for(need) if need is not None else ()
         # a kind none of the list is, or a health need another shelf answers than the goal's and the list's
         # ("plasters please" after fever remedies was read as a refinement of them; «почему витамины?» about a list
@@ -174,7 +180,7 @@ class ChatEngine:
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
             # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
             understanding = replace(understanding, intent="recommend")
-        if reads_as_small_talk(state, understanding, named, base.query):
+        if reads_as_small_talk(state, understanding, named, base.query, health):
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
@@ -199,23 +205,19 @@ class ChatEngine:
         return self._request_plan(session_id, base, state, act, understanding)
 
     def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
-        """The health need the message asks about (``health_need``); None when it asks about none, when the
-        catalog's pharmacy is not one the need map knows, or when it names a kind of product that is no health item
-        («корм для животных с витаминами» is pet food, not a vitamin)."""
-        if not self.health_shelves("ru") or not asks_about_health(message):
+        """The health need a health request (``asks_about_health``) names (``health_need``); None when it names
+        none, when the catalog's pharmacy is not one the need map knows, or when the message names a kind of product
+        that is no health item («корм для животных с витаминами» is pet food, not a vitamin)."""
+        if not self.health_shelf_ids:
             return None
-        if named is not None and named.item_ids.size and not any(
-                self.catalog.is_sensitive(self.catalog.get(int(i))) for i in named.item_ids):
+        if named is not None and named.item_ids.size and not self.sensitive_items[named.item_ids].any():
             return None
         return health_need(message)
 
     def health_shelves(self, language: str) -> list[str]:
-        """The names of the catalog's categories some health need is answered by («средства от простуды», …); none
-        (no catalog, or a pharmacy the need map does not know): needs are not checked."""
-        if self.catalog is None:
-            return []
-        shelves = dict.fromkeys(c for _, need in HEALTH_NEEDS for c in need.category_ids if c in self.catalog.categories)
-        return [getattr(self.catalog.categories[c], "name_en" if language == "en" else "name_ru") for c in shelves]
+        """The names of the catalog's health shelves («средства от простуды», …), as a referral offers them."""
+        return [getattr(self.catalog.categories[c], "name_en" if language == "en" else "name_ru")
+                for c in self.health_shelf_ids]
 
     def shelf_for(self, need: HealthNeed) -> tuple[str, ...]:
         """The catalog's categories that answer ``need`` (a catalog without them has nothing for it)."""
@@ -357,13 +359,13 @@ def safe_reply(label: str, language: str) -> str:
 
 
 def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstanding, named: NamedKinds | None,
-                        message: str) -> bool:
+                        message: str, health: bool) -> bool:
     """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
     question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
     it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, uses
     shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need is
-    never small talk, whatever the understanding read."""
-    if named is not None or uses_shopping_words(message) or asks_about_health(message) \
+    never small talk, whatever the understanding read. ``health``: ``asks_about_health(message)``."""
+    if named is not None or uses_shopping_words(message) or health \
             or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message):
         return False  # ("do you have it in red?" with a list on screen is about it)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items

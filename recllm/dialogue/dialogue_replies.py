@@ -11,6 +11,7 @@ from recllm.catalog.product_catalog import SERVICE_DISPLAY
 from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by, explanations_in
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
+from recllm.generator.plain_reply import listed
 
 SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегамаркете", "kuper": "Купере"},
                  "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
@@ -248,8 +249,7 @@ def pack_amount(name: str) -> tuple[str, float] | None:
 
 def quoted_names(names: list[str], language: str) -> str:
     """«A», «B» и «C» / «A», «B» and «C»."""
-    quoted = [f"«{n}»" for n in names]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {'и' if language == 'ru' else 'and'} {quoted[-1]}"
+    return listed([f"«{n}»" for n in names], "ru" if language == "ru" else "en")
 
 
 def attribute_values(state: DialogueState, attribute: str) -> tuple[list[float], str | None] | None:

@@ -38,17 +38,21 @@ def is_health_query(nearest_item_ids: Sequence[int], sensitive_items: np.ndarray
     return bool(sensitive_items[top[0]]) or float(sensitive_items[top].mean()) >= vote_threshold
 
 
+# a thermometer for a patient, not for the meat or the oven
+_THERMOMETER = (r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:мяса|духовки|еды|воды))|"
+                r"(?<!meat )(?<!kitchen )(?<!oven )(?<!cooking )thermometer")
+
 # A request that asks for the health domain in words: a remedy «от …» a condition, medicine, a pharmacy, vitamins,
 # first-aid goods. Narrower than ``privacy_filter.mentions_sensitive_domain`` (which blocks «мёд» or «таблетки для
 # посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
 HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
     r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|"
-    r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:мяса|духовки|еды|воды))|"
+    + _THERMOMETER + r"|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
     r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
     r"sleeping\s+pills?|antihistamin|migraine|diarrh|снотворн|антигистамин|антацид|иммунитет|гипертон|"
-    r"(?<!meat )(?<!kitchen )(?<!oven )(?<!cooking )thermometer|first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
+    r"first[- ]aid|\bfor\s+(?:a\s+|my\s+)?(?:cough|cold|fever|headache|sore\s+throat|allerg|flu)|"
     # symptoms said plainly («у ребёнка температура», «сопли», «болит живот», "my son has a fever")
     r"(?<!регулировкой )(?<!регулировки )(?<!контролем )температур(?!\w*\s+(?:воды|нагрева|хранения))|"
     r"\bсопл(?:и|ей|ями|ях)\b|\bболит|\bболеет|заболел|простыл|\bкашля?ет|\bкашель|\bhas\s+a\s+(?:fever|cough|cold)|"
@@ -81,8 +85,7 @@ HEALTH_NEEDS: tuple[tuple[re.Pattern[str], HealthNeed], ...] = tuple(
         (r"тошнот|диаре|\bживот(?:а|е|у|ом)?\b|отравлени|укачив|nause|diarrh|stomach|motion\s+sick", "stomach", (),
          "средств для желудка", "stomach remedies"),
         (r"бессонниц|снотворн|insomnia|sleeping\s+pill", "sleep", (), "средств от бессонницы", "sleep aids"),
-        (r"градусник|(?<!кухонный )термометр(?!\w*\s+для\s+(?:мяса|духовки|еды|воды))|"
-         r"(?<!meat )(?<!kitchen )(?<!oven )(?<!cooking )thermometer", "thermometer", (), "градусников", "thermometers"),
+        (r"градусник|" + _THERMOMETER, "thermometer", (), "градусников", "thermometers"),
         (r"простуд|кашл|кашель|горл|насморк|сопл|грипп|орви|заложен\w*\s+нос|температур|жаропониж|\bcold\b|cough|"
          r"throat|runny\s+nose|\bflu\b|fever|stuffy", "cold", ("pharmacy/cold_remedies",), "средств от простуды",
          "cold remedies"),

@@ -38,6 +38,7 @@ HOLD_CHARS = 40
 
 # the identifiers a chat message may not carry (names and addresses are shopping: a gift for Masha, a street)
 IDENTIFIERS = PrivacyFilterConfig(kinds=("email", "card", "snils", "phone", "passport", "inn"), use_ner=False)
+EVERYTHING = PrivacyFilterConfig()  # every kind of personal data, names by NER too: what leaves the server
 
 
 def screen_message(message: str, language: str | None = None) -> ModerationVerdict:
@@ -86,7 +87,7 @@ def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarr
     keep = np.ones(len(names), dtype=bool)
     if not sensitive_query(query):
         keep = np.array([not mentions_sensitive_domain(name) for name in names], dtype=bool)
-    out = {}
+    out, redacted = {}, {}  # (the list's explanations come in its language and in each reply language: one pass each)
     for key, values in arrays.items():
         values = np.asarray(values)
         if values.ndim and len(values) == len(keep):
@@ -94,9 +95,12 @@ def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarr
         if key in TEXT_ARRAYS:
             # an item name is catalog text: only identifiers are cut from it («Роман Азбука» is a novel, not a
             # person — it was shown as «[имя] в твёрдой обложке», in the list and in the reply naming it)
-            config = IDENTIFIERS if key == "item_names" else None
-            values = utf8_array([(redact(text, config) if config else redact(text)).text
-                                 for text in decode_utf8_array(values)])
+            config = IDENTIFIERS if key == "item_names" else EVERYTHING
+            texts = decode_utf8_array(values)
+            for text in texts:
+                if (config.kinds, text) not in redacted:
+                    redacted[config.kinds, text] = redact(text, config).text
+            values = utf8_array([redacted[config.kinds, text] for text in texts])
         out[key] = values
     return out
 

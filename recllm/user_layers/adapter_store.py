@@ -225,9 +225,7 @@ class AdapterStore:
     def unregister(self, name: str) -> None:
         """Stop serving ``name``: gone from the registry, host memory and its slot."""
         info = self.registered.pop(name, None)
-        self._host.pop(name, None)
-        if name in self._active:
-            self._free.append(self._active.pop(name))
+        self._evict(name)
         if info is not None and info.folder is not None:
             self._versions.pop(info.folder, None)
 
@@ -264,10 +262,14 @@ class AdapterStore:
         return info
 
     def _replace(self, info: AdapterInfo) -> None:
-        self._host.pop(info.name, None)
-        if info.name in self._active:  # a newer version: the slot's copy is stale
-            self._free.append(self._active.pop(info.name))
+        self._evict(info.name)  # a newer version: the host's and the slot's copies are stale
         self.registered[info.name] = info
+
+    def _evict(self, name: str) -> None:
+        """``name`` leaves host memory and its slot (the registry keeps it)."""
+        self._host.pop(name, None)
+        if name in self._active:
+            self._free.append(self._active.pop(name))
 
     def host_get(self, name: str) -> LoRAAdapter:
         if name in self._host:

@@ -37,7 +37,7 @@ import torch
 from safetensors import SafetensorError
 
 from recllm.generator.qwen2 import Qwen2
-from recllm.user_layers.adapter_store import WEIGHTS_FILE, AdapterStore, AdapterStoreConfig, segment_adapter_name
+from recllm.user_layers.adapter_store import AdapterStore, AdapterStoreConfig, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.layer_context import UserLayerContext
 from recllm.user_layers.multi_lora import LORA_PATHS
@@ -209,12 +209,11 @@ class ReplyPersonalizer:
                 return self._rows(user_ids, own, u)
             except (OSError, SafetensorError) as exc:
                 # a user adapter a refresh removed (or is rewriting) since the last rescan: its rows get the segment
-                # mixture in this batch, and a removed one is no longer served
+                # mixture in this batch, and the folder is re-read now (a removed one is no longer served)
                 log.warning("a user adapter could not be loaded (%s): its rows get the segment mixture", exc)
-                for name in {n for n in own if n is not None}:
-                    info = self.store.registered.get(name)
-                    if info is not None and info.folder is not None and not (info.folder / WEIGHTS_FILE).is_file():
-                        self.store.unregister(name)
+                if self.adapters_dir is not None:
+                    self.store.sync_folder(self.adapters_dir)
+                    self.segment_names = self._segment_names()
                 return self._rows(user_ids, [None] * len(own), u)
 
     def _rows(self, user_ids, own: list[str | None], u: torch.Tensor

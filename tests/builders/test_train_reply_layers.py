@@ -9,6 +9,7 @@ import pytest
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from builders.train_reply_layers import ReplyLayersConfig, UserRows, is_heldout, read_heavy_users, split_heavy_users
 from recllm.user_layers.adapter_store import (AdapterStoreConfig, is_fresh, load_adapter, read_adapter_info,
@@ -71,11 +72,7 @@ def test_the_heaviest_users_get_adapters_of_their_own_served_when_they_beat_the_
         assert int(adapter.metadata["last_event_ts"]) <= info.trained_at
         assert is_fresh(info, info.trained_at, AdapterStoreConfig())  # served in place of the segment mixture
         # trained on the user's own replies: no longer any segment's adapter it started from
-        assert all(any(not torch_equal(adapter.b[k], s.b[k]) for k in adapter.b) for s in segments)
-
-
-def torch_equal(a, b) -> bool:
-    return bool((a == b).all())
+        assert all(any(not torch.equal(adapter.b[k], s.b[k]) for k in adapter.b) for s in segments)
 
 
 def test_heavy_users_are_the_most_active_with_enough_requests_and_lose_whole_kept_requests():
@@ -111,8 +108,6 @@ def test_request_numbers_follow_the_corpus_order_of_one_user_s_examples():
 
 
 def test_only_adapters_that_beat_the_mixture_on_validation_are_saved_and_saved_whole(tmp_path):
-    import torch
-
     from builders.train_reply_layers import HeavyUser, promoted_users, save_user_adapters
     from recllm.generator.qwen2 import Qwen2Config, build_qwen2
     from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserLayersConfig
@@ -136,4 +131,4 @@ def test_only_adapters_that_beat_the_mixture_on_validation_are_saved_and_saved_w
     assert [p.name for p in tmp_path.iterdir()] == ["user-u0"]
     saved = load_adapter(tmp_path / "user-u0")
     assert (saved.name, saved.kind, saved.num_events, saved.metadata["last_event_ts"]) == ("user/u0", "user", 40, "1000")
-    assert all(torch_equal(saved.b[key], w.lora_b[2]) for key, w in adaptive.slots.wrappers.items())
+    assert all(torch.equal(saved.b[key], w.lora_b[2]) for key, w in adaptive.slots.wrappers.items())
