@@ -49,10 +49,8 @@ from recllm.rag.reranker import Reranker
 from recllm.profile.feedback import STYLE_OF_KIND
 from recllm.user_layers.adapter_store import load_adapter, segment_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2
-from recllm.user_layers.reply_personalizer import (
-    ADAPTERS_DIR, LAYERS_FILE, SEGMENTS_FILE, load_layers_config,
-)
-from recllm.user_layers.user_vector import SegmentModel, UserVectorBuilder
+from recllm.user_layers.reply_personalizer import ADAPTERS_DIR, load_layers
+from recllm.user_layers.user_vector import UserVectorBuilder
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +77,12 @@ def load_trained_layers(folder: Path, generator: ReplyGenerator, profile, catalo
                         ) -> tuple[AdaptiveQwen2, UserVectorBuilder]:
     """The build's user layers on ``generator``'s Qwen2, each segment adapter in its own slot (segment s in slot
     s, as trained, so the gate's mixture is the served one), frozen; and the ``u`` builder with its segments."""
-    layers_config, vector_config = load_layers_config(folder)
-    for p in generator.model.parameters():
+    adaptive, vectors = load_layers(folder, generator.model, profile, catalog, item_vectors)
+    for p in adaptive.parameters():  # (the base model's among them)
         p.requires_grad_(False)
-    adaptive = AdaptiveQwen2(generator.model, layers_config)
-    adaptive.load_user_layers(folder / LAYERS_FILE)
-    for p in adaptive.parameters():
-        p.requires_grad_(False)
-    for segment in range(layers_config.num_segments):
+    for segment in range(adaptive.config.num_segments):
         adaptive.slots.write(segment, load_adapter(folder / ADAPTERS_DIR / f"segment-{segment}"))
-    vectors = UserVectorBuilder(vector_config, profile, catalog, item_vectors,
-                                segments=SegmentModel.load(folder / SEGMENTS_FILE))
-    return adaptive.eval(), vectors
+    return adaptive, vectors
 
 
 def warm_start(adaptive: AdaptiveQwen2, heavy: HeavyUser, folder: Path) -> str:

@@ -276,10 +276,13 @@ def best_by(state: DialogueState, attribute: str) -> list[int] | None:
     """The indices of the shown items tied for the best by ``attribute`` (``attribute_values``), None when the list
     does not tell."""
     figures = attribute_values(state, attribute)
-    if figures is None:
-        return None
-    values = figures[0]
-    return [k for k, v in enumerate(values) if v == min(values)]
+    return None if figures is None else tied_for_best(figures[0])
+
+
+def tied_for_best(values: list[float]) -> list[int]:
+    """The indices of the lowest of ``values``."""
+    best = min(values)
+    return [k for k, v in enumerate(values) if v == best]
 
 
 def compare_by_attribute(state: DialogueState, attribute: str, language: str) -> str | None:
@@ -290,7 +293,7 @@ def compare_by_attribute(state: DialogueState, attribute: str, language: str) ->
         return None
     values, dimension = figures
     names, ru = state.last_names, language == "ru"
-    tied = [k for k, v in enumerate(values) if v == min(values)]
+    tied = tied_for_best(values)
     who, one, every = quoted_names([names[k] for k in tied], language), len(tied) == 1, len(tied) == len(names)
     if attribute in ("cheapest", "priciest"):
         price = rub(abs(values[tied[0]]), language)

@@ -92,6 +92,21 @@ def load_layers_config(folder: Path) -> tuple[UserLayersConfig, UserVectorConfig
     return UserLayersConfig(**data["user_layers"]), UserVectorConfig(**data["user_vector"])
 
 
+def load_layers(folder: Path, base: Qwen2, profile, catalog, item_vectors: np.ndarray, lora_path: str | None = None,
+                demographics_per_user: bool = False) -> tuple[AdaptiveQwen2, UserVectorBuilder]:
+    """The folder's trained layers plugged into ``base`` (in place; eval mode) and the ``u`` builder with the
+    folder's segments; ``lora_path`` None: the one the build saved."""
+    layers_config, vector_config = load_layers_config(Path(folder))
+    if lora_path is not None:
+        layers_config.lora_path = lora_path
+    adaptive = AdaptiveQwen2(base, layers_config)
+    adaptive.load_user_layers(Path(folder) / LAYERS_FILE)
+    vectors = UserVectorBuilder(vector_config, profile, catalog, item_vectors,
+                                segments=SegmentModel.load(Path(folder) / SEGMENTS_FILE),
+                                demographics_per_user=demographics_per_user)
+    return adaptive.eval(), vectors
+
+
 class UserVectorCache:
     """(u, segment) per user id, re-read from the profile when older than ``ttl_s``; LRU-bounded."""
 
@@ -166,14 +181,8 @@ class ReplyPersonalizer:
         """Plug the folder's layers into ``base`` (in place) and register its adapters (read lazily)."""
         folder = Path(folder)
         config = config or PersonalizerConfig()
-        layers_config, vector_config = load_layers_config(folder)
-        layers_config.lora_path = config.lora_path
-        adaptive = AdaptiveQwen2(base, layers_config)
-        adaptive.load_user_layers(folder / LAYERS_FILE)
-        adaptive.eval()
-        segments = SegmentModel.load(folder / SEGMENTS_FILE)
-        vectors = UserVectorBuilder(vector_config, profile, catalog, item_vectors, segments=segments,
-                                    demographics_per_user=True)
+        adaptive, vectors = load_layers(folder, base, profile, catalog, item_vectors, config.lora_path,
+                                        demographics_per_user=True)
         store = AdapterStore(adaptive.slots, AdapterStoreConfig())
         adapters = folder / ADAPTERS_DIR
         store.sync_folder(adapters)
