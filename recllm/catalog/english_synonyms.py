@@ -24,6 +24,7 @@ ENGLISH_PHRASE_SYNONYMS: dict[str, str] = {
     "cell phone": "smartphone", "mobile phone": "smartphone", "bed sheet": "bed linen", "jump rope": "rope",
     "skipping rope": "rope", "wet wipe": "baby wipe", "toilet roll": "toilet paper", "kitchen roll": "paper towel",
     "sun cream": "sunscreen", "air fryer": "fryer", "moisturizer": "face cream", "moisturiser": "face cream",
+    "hot dog": "sausage",
 }
 
 # a request's word, singular → the catalog's word, singular

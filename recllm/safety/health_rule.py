@@ -105,9 +105,19 @@ def health_need(text: str) -> HealthNeed | None:
     return next((need for need in named if need.category_ids), named[0] if named else None)
 
 
+# A supplement named as what another product contains («корм для животных с витаминами», "juice with vitamin C",
+# «обогащённый омегой»): it describes that product, it does not ask for the pharmacy shelf (pet food with vitamins
+# got multivitamins).
+CONTAINS_A_SUPPLEMENT = re.compile(
+    r"(?:\b(?:с|со|with|fortified\s+with|enriched\s+with)|обогащ\w*)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:витамин|омег|vitamin|omega)\w*(?:\s+[a-zа-я]\d?\b)?|(?:vitamin|omega)\w*[-\s]+(?:enriched|fortified)",
+    re.IGNORECASE)
+
+
 def asks_about_health(text: str) -> bool:
-    """The request names the health domain itself («есть что-то от давления?», "anything for a cough?")."""
-    return bool(HEALTH_REQUEST.search(text))
+    """The request names the health domain itself («есть что-то от давления?», "anything for a cough?"); a
+    supplement another product contains is no such request («корм с витаминами»; «витамины для детей» is)."""
+    return bool(HEALTH_REQUEST.search(CONTAINS_A_SUPPLEMENT.sub(" ", text)))
 
 
 def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:

@@ -228,7 +228,8 @@ def english_catalog() -> Catalog:
             ("Кофе в зёрнах", "grocery/coffee", "coffee beans"),
             ("Чипсы картофельные", "grocery/salty_snacks", "potato chips"),
             ("Миндаль жареный", "grocery/healthy_snacks", "roasted almonds"),
-            ("Набор ножей", "household", "knife set"), ("Солнцезащитный крем SPF 50", "household", "sunscreen spf 50")]
+            ("Набор ножей", "household", "knife set"), ("Солнцезащитный крем SPF 50", "household", "sunscreen spf 50"),
+            ("Сосиски молочные", "grocery", "sausages"), ("Лакомство для собак", "grocery", "dog treats")]
     items = [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset(), name_en)
              for i, (name, category, name_en) in enumerate(rows)]
     return Catalog(categories, items)
@@ -250,6 +251,8 @@ def english_catalog() -> Catalog:
     ("sugar", None),                                  # the X of "X-free" names nothing: no sugar-free cola
     ("sour", None),                                   # a describing word names nothing by itself
     ("some fresh chicken", ["chicken breast fillet", "chicken caesar salad"]),
+    ("hot dogs for the party", ["sausages"]),        # not the dog treats
+    ("treats for my dog", ["dog treats"]),
     ("household goods", ["antibacterial plasters", "knife set", "moisturizing face cream", "sunscreen spf 50"]),
 ])
 def test_english_shoppers_words_and_item_name_words_name_items(english_catalog, text, expected):

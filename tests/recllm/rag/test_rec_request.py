@@ -360,6 +360,15 @@ def test_the_age_of_the_child_a_request_is_for(query, child_age):
     assert parse_request("u1", query, 5).child_age == child_age
 
 
+@pytest.mark.parametrize("query, for_pet", [
+    ("something for my cat", True), ("игрушку собаке", True), ("витамины для кошек", True), ("корм коту", True),
+    ("нужен корм для моего любимца", True), ("подарок маме и корм коту", False), ("hot dogs for the party", False),
+    ("хот-дог", False), ("котлеты на ужин", False), ("подарок сыну", False),
+])
+def test_a_request_naming_only_animals_is_for_a_pet(query, for_pet):
+    assert parse_request("u1", query, 5).for_pet is for_pet
+
+
 def test_a_pet_is_not_a_partner():
     request = parse_request("u1", "нужен корм для моего любимца", 5)
     assert request.for_adult is False and parse_request("u1", "подарок любимой", 5).for_adult is True

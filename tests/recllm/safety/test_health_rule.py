@@ -56,6 +56,10 @@ def test_fragments_by_domain_and_never_cited_when_sensitive():
     ("my son is sick", True), ("she has a fever", True), ("игрушка сыну 3 года", False),
     ("сопло для кондитерского мешка", False), ("чайник с регулировкой температуры", False),
     ("термос, держит температуру воды", False),
+    # a supplement another product contains describes it («корм … с витаминами» got multivitamins)
+    ("корм для животных с витаминами", False), ("cat food with vitamins", False), ("сок с витамином C", False),
+    ("каша, обогащённая витаминами", False), ("vitamin-enriched cereal", False), ("хлеб и витамины", True),
+    ("витамины с цинком", True), ("что-нибудь с витаминами от простуды", True), ("vitamins for kids", True),
 ])
 def test_asks_about_health_reads_the_domain_not_every_medical_word(text, health):
     assert asks_about_health(text) == health
