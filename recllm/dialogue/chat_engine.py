@@ -30,9 +30,9 @@ from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, points_at_the_list,
                                             record_shown, refine_goal, requested_style, start_goal,
-                                            states_only_a_budget, without_budget)
+                                            states_only_a_budget, unmarked_diets, without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
-                                             no_remedy_reply, nothing_left_reply)
+                                             no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
                                                    mentioned_services, tokenize, understand)
@@ -140,7 +140,8 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
-        health = asks_about_health(base.query)  # (read once a turn; a user id cut below changes nothing in it)
+        # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's)
+        health = asks_about_health(base.query) and not parsed.for_pet
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
                 and (state.goal and states_only_a_budget(base.query) or health):
             # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget for the goal or a health need is
@@ -281,6 +282,8 @@ class ChatEngine:
                                           candidates.user_context)
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
         yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
+        if note := unmarked_diet_note(plan.base.language, unmarked_diets(plan.understanding)):
+            yield TextChunk(note)  # «без глютена»: the catalog has no such mark, the list could not be held to it
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
         explanations_in = {language: decode_utf8_array(arrays.get(spec.client_name))
                            for language, spec in tensors.ITEM_EXPLANATIONS_IN.items()}

@@ -8,7 +8,8 @@ import re
 from typing import Sequence
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
-from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, compared_by, explanations_in
+from recllm.dialogue.dialogue_state import (DIET_PHRASES, UNMARKED_DIET_PHRASES, DialogueState, compared_by,
+                                           explanations_in)
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
 from recllm.generator.plain_reply import listed
@@ -123,6 +124,19 @@ def no_remedy_reply(language: str, need, shelves: Sequence[str] = ()) -> str:
     offer = f" Могу подобрать: {', '.join(shelves)}." if shelves else ""
     return (f"{need.said['ru'][:1].upper()}{need.said['ru'][1:]} в Самокате, Мегамаркете и Купере нет — с этим "
             f"лучше к врачу или фармацевту.{offer}")
+
+
+def unmarked_diet_note(language: str, diets: Sequence[str]) -> str:
+    """What a list shown for a diet the catalog has no mark for (``unmarked_diets``) cannot promise, said after it."""
+    if not diets:
+        return ""
+    phrases = UNMARKED_DIET_PHRASES["en" if language == "en" else "ru"]
+    if language == "en":
+        return (f" Note: the catalog does not mark items {' or '.join(phrases[d] for d in diets)}, so I can't promise "
+                f"that — please check the ingredients.")
+    marks = " и ".join(f"«{phrases[d]}»" for d in diets)
+    return (f" Учтите: отмет{'ки' if len(diets) == 1 else 'ок'} {marks} в каталоге нет, поэтому поручиться за это не "
+            f"могу — проверьте состав на упаковке.")
 
 
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:

@@ -66,9 +66,16 @@ STYLE_REQUESTS = {
                         r"^\W*(?:покороче|кратко|короче|shorter|briefly|be\s+brief)" + _PLEASE, re.IGNORECASE),
 }
 # Diet phrases that keep a constraint readable in the effective query (the retriever reads tags from the text).
-DIET_PHRASES = {"ru": {"lactose_free": "без лактозы", "sugar_free": "без сахара", "vegan": "веган"},
-                "en": {"lactose_free": "lactose-free", "sugar_free": "sugar-free", "vegan": "vegan"}}
-DIET_ALIASES = {"without_lactose": "lactose_free", "without_sugar": "sugar_free"}
+DIET_PHRASES = {"ru": {"lactose_free": "без лактозы", "sugar_free": "без сахара", "vegan": "веган",
+                       "vegetarian": "без мяса"},
+                "en": {"lactose_free": "lactose-free", "sugar_free": "sugar-free", "vegan": "vegan",
+                       "vegetarian": "meat-free"}}
+DIET_ALIASES = {"without_lactose": "lactose_free", "without_sugar": "sugar_free", "without_gluten": "gluten_free",
+                "without_meat": "vegetarian"}
+# Diets the catalog has no mark for: no list can be held to them, and the reply says so (``unmarked_diets``) instead
+# of showing onions and lavash for «без глютена» as if it had been (nuts: an allergy wants the label, not a name).
+UNMARKED_DIET_PHRASES = {"ru": {"gluten_free": "без глютена", "without_nuts": "без орехов"},
+                         "en": {"gluten_free": "gluten-free", "without_nuts": "nut-free"}}
 
 
 @dataclass
@@ -137,6 +144,14 @@ def catalog_diet(diet: tuple[str, ...]) -> tuple[str, ...]:
     """Understanding's diet slots that are catalog tags the retriever can filter on."""
     tags = {DIET_ALIASES.get(d, d) for d in diet}
     return tuple(sorted(t for t in tags if t in REQUIRED_TAG_PATTERNS))
+
+
+def unmarked_diets(understanding: RequestUnderstanding | None) -> tuple[str, ...]:
+    """The diets a message asks for (as a slot or a «без …» follow-up) that the catalog has no mark for."""
+    if understanding is None:
+        return ()
+    tags = {DIET_ALIASES.get(d, d) for d in (*understanding.diet, *understanding.refinement)}
+    return tuple(t for t in UNMARKED_DIET_PHRASES["en"] if t in tags)
 
 
 def decide_act(state: DialogueState, understanding: RequestUnderstanding, message: str,

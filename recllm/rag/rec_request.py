@@ -50,6 +50,9 @@ REQUIRED_TAG_PATTERNS = {
     "lactose_free": re.compile(r"без\s*лактоз|безлактоз|lactose[\s-]*free|no\s+lactose|without\s+lactose",
                                re.IGNORECASE),
     "vegan": re.compile(r"веган|vegan", re.IGNORECASE),
+    # a mark the catalog's shelves and names state (``recllm.catalog.diet_marks``), not a tag it carries
+    "vegetarian": re.compile(r"вегетариан|без\s+мяса|vegetarian|no\s+meat|meat[\s-]*free|without\s+meat",
+                             re.IGNORECASE),
 }
 
 
@@ -58,8 +61,9 @@ RECIPIENT_PATTERNS = (
     ("child", r"\bсын\w*|\bдоч[ек]\w*|\bдочь|ребён\w*|ребен\w*|\bдетям|для\s+детей|малыш\w*|племянни\w*|\bвнук\w*|"
               r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
               r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
-    ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
-            r"попуга\w*|хомяк\w*|\bрыбк\w*|любимц\w*|\bcats?\b|\bdogs?\b|puppy|kitten|\bpets?\b|parrot|hamster"),
+    ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|\bкошек\b|кошеч\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
+            r"попуга\w*|хомяк\w*|\bрыбк\w*|любимц\w*|\bcats?\b|(?<!hot\s)(?<!hot-)\bdogs?\b|puppy|kitten|\bpets?\b|parrot|"
+            r"hamster"),
     ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим(?!ц)\w*|на\s+двоих|\bwife|husband|"
                 r"girlfriend|boyfriend|partner"),
     ("parent", r"\bмам\w*|\bпап[еауы]\b|\bпапочк\w*|родител\w*|тёщ\w*|\bтещ\w*|свекров\w*|\bmom\b|\bmum\b|\bdad\b|"
@@ -105,6 +109,7 @@ class RecRequest:
     required_tags: frozenset[str] = frozenset()
     for_adult: bool = False  # the query names only grown-up recipients (``ADULT_RECIPIENTS``): no children's goods
     child_age: tuple[int, int] | None = None  # (youngest, oldest) years of the child it is for: toys of that age
+    for_pet: bool = False  # the query is for an animal and no person («что-нибудь для кошки»): pet goods only
 
 
 def decode_text(field: str, raw: bytes | str) -> str:
@@ -207,6 +212,11 @@ def only_adults(hits: list[tuple[int, str]]) -> bool:
     return bool(named & ADULT_RECIPIENTS) and "child" not in named
 
 
+def only_pets(hits: list[tuple[int, str]]) -> bool:
+    """An animal and no person is what the request is for ("something for my cat", «игрушку собаке»)."""
+    return {name for _, name in hits} == {"pet"}
+
+
 def parse_recipient(text: str) -> str | None:
     """Who the request is for, by the earliest recipient word in it; None: not said."""
     return earliest_recipient(recipient_hits(text))
@@ -267,6 +277,7 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         required_tags=required_tags(text),
         for_adult=only_adults(recipients),
         child_age=parse_child_age(text, earliest_recipient(recipients)),
+        for_pet=only_pets(recipients),
     )
 
 

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from recllm.catalog.diet_marks import derived_tag_masks
 from recllm.catalog.product_catalog import SERVICES, TOY_AGE_BANDS, Catalog
 from recllm.catalog.product_terms import ProductTerms
 from recllm.rag.catalog_index import CatalogIndex
@@ -76,6 +77,15 @@ class RetrieverConfig:
 # Subtrees of the category tree that hold children's goods (toys, diapers, kids' books, baby food): never offered to a
 # request for a grown-up (``RecRequest.for_adult``).
 CHILDREN_CATEGORY_ROOTS = frozenset({"kids", "grocery/baby_food"})
+# Pet goods: everything a request for an animal may get (``RecRequest.for_pet``: "something for my cat" got board
+# games and chocolate, «витамины для кошек» the pharmacy's multivitamins).
+PET_CATEGORY_ROOTS = frozenset({"pet"})
+
+
+def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
+    """[N] bool by item id: the item's category is one of ``roots`` or under one."""
+    return np.array([any(c.category_id in roots for c in catalog.category_path(item.category_id))
+                     for item in catalog.items], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,9 @@ class ItemArrays:
     family: np.ndarray                     # [N] int64
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
     for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
+    for_pets: np.ndarray                   # [N] bool: in a ``PET_CATEGORY_ROOTS`` subtree
     toy_ages: np.ndarray                   # [N, 2] int: (youngest, oldest) years of a toy's leaf; (-1, -1): no toy
-    tagged: dict[str, np.ndarray]          # tag -> [N] bool
+    tagged: dict[str, np.ndarray]          # tag (and derived mark: ``derived_tag_masks``) -> [N] bool
     family_member: dict[str, dict[int, int]]  # service -> family id -> the family's item in that service
 
     @classmethod
@@ -105,11 +116,11 @@ class ItemArrays:
             price=np.array([item.price for item in items], dtype=np.float64),
             family=np.array([item.family_id for item in items], dtype=np.int64),
             sensitive=sensitive_item_mask(catalog),
-            for_children=np.array([any(c.category_id in CHILDREN_CATEGORY_ROOTS
-                                       for c in catalog.category_path(item.category_id)) for item in items],
-                                  dtype=bool),
+            for_children=in_subtrees(catalog, CHILDREN_CATEGORY_ROOTS),
+            for_pets=in_subtrees(catalog, PET_CATEGORY_ROOTS),
             toy_ages=np.array([TOY_AGE_BANDS.get(item.category_id, (-1, -1)) for item in items], dtype=np.int64),
-            tagged={tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
+            tagged={**{tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
+                    **derived_tag_masks(catalog)},
             family_member=members,
         )
 
@@ -188,8 +199,10 @@ class Retriever:
         contexts = contexts or [self.read_context(r.user_id) for r in requests]
         probe = self.probe(query_vectors)
         # a request for a child's age is no health query unless it says so in words: «ребёнку 3 года» lies
-        # nearest «Омега-3» by its digit, and the pharmacy routing then left Megamarket with nothing
-        health = [asks_about_health(r.query) or (r.child_age is None and self.is_health_query(query_vectors[b], probe, b))
+        # nearest «Омега-3» by its digit, and the pharmacy routing then left Megamarket with nothing; a request for
+        # an animal never is (the pharmacy is for people: «витамины для кошек» got multivitamins)
+        health = [not r.for_pet and (asks_about_health(r.query)
+                                     or r.child_age is None and self.is_health_query(query_vectors[b], probe, b))
                   for b, r in enumerate(requests)]
         named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
         services = [r.service or self.infer_service(query_vectors[b], probe, b, self.selling(named[b]))
@@ -204,10 +217,14 @@ class Retriever:
     def named_items(self, request: RecRequest, health: bool) -> np.ndarray | None:
         """The items of the kinds the request names that its health routing allows, or None when it names none
         (or only kinds of the other routing: «средство от кашля» names the cleaning products called «Средство …»,
-        which a health request never gets, so the word is not read as a kind there)."""
+        which a health request never gets, so the word is not read as a kind there). A request for an animal takes
+        the pet goods among them, or every pet good when it names no kind."""
         if not self.config.named_kinds:
             return None
         found = self.terms.named(request.query, self.routing_allows[health])
+        if request.for_pet:  # the pet goods of the kinds it names («игрушку собаке»), or all of them (none named)
+            pets = np.flatnonzero(self.items.for_pets)
+            return pets if found is None else np.intersect1d(found.item_ids, pets)
         return None if found is None else found.item_ids
 
     def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
@@ -288,9 +305,8 @@ class Retriever:
     def allowed(self, item_ids: np.ndarray, service: str, request: RecRequest, health: bool,
                 exclude: frozenset[int]) -> np.ndarray:
         """[C] bool per candidate id: in stock in this service, not excluded, within the budget, with every required
-        tag, not a children's item when the request is for a grown-up, a toy only of the stated child's age, and
-        health items for health queries only and
-        only them (``item_allowed``)."""
+        tag, not a children's item when the request is for a grown-up, pet goods only for an animal, a toy only of
+        the stated child's age, and health items for health queries only and only them (``item_allowed``)."""
         items = self.items
         keep = (items.service[item_ids] == SERVICES.index(service)) & items.in_stock[item_ids]
         keep &= self.routing_allows[health][item_ids]
@@ -300,6 +316,8 @@ class Retriever:
             keep &= items.price[item_ids] <= request.max_price
         if request.for_adult:
             keep &= ~items.for_children[item_ids]
+        if request.for_pet:
+            keep &= items.for_pets[item_ids]
         if request.child_age is not None:  # toys only of the child's age; everything else as it is
             low, high = request.child_age
             ages = items.toy_ages[item_ids]  # [C, 2]

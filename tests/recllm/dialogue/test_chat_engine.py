@@ -114,6 +114,16 @@ def test_lactose_free_goal_holds_through_follow_ups(engine, users):
     assert state.diet == ("lactose_free",) and set(state.shown) == seen and state.turns == 6
 
 
+@pytest.mark.parametrize("message, english", [("хлеб без глютена", False), ("gluten-free pasta", True)])
+def test_a_diet_the_catalog_cannot_hold_is_said_after_the_list(engine, users, message, english):
+    """«без глютена» got onions and lavash as if the diet had been held (the catalog has no such mark)."""
+    items, text = run_turn(engine, f"engine-gluten-{english}", users[0], message)
+    assert items is not None
+    assert ("gluten-free, so I can't promise" if english else "«без глютена» в каталоге нет") in text
+    _, plain = run_turn(engine, "engine-no-gluten", users[0], "хлеб на завтрак")
+    assert "глютен" not in plain and "в каталоге нет" not in plain
+
+
 def test_nothing_left_offers_a_relaxation_and_yes_takes_it(engine, users):
     catalog = engine.stages.pipeline.catalog
     session, seen = "engine-relax", set()

@@ -13,6 +13,7 @@ from recllm.dialogue.dialogue_state import (
     MAX_REFINEMENTS_KEPT,
     DialogueState,
     accept_offer,
+    catalog_diet,
     drops_budget,
     without_budget,
     decide_act,
@@ -20,6 +21,7 @@ from recllm.dialogue.dialogue_state import (
     record_shown,
     refine_goal,
     start_goal,
+    unmarked_diets,
 )
 from recllm.dialogue.relaxation import Relaxation, nearest_relaxation
 from recllm.dialogue.request_understanding import RequestUnderstanding
@@ -541,3 +543,13 @@ def test_the_pick_of_a_list_is_said_in_the_language_its_reason_is_in():
                                                                               both.last_explanations_en)
     untold = replace(english, last_explanations=())
     assert explain_reply(untold, "какой из них лучше?", "ru", compare=True).startswith("Вам я бы выбрал «Молоко 1»: подходит")
+
+
+def test_unmarked_diets_are_the_asked_diets_the_catalog_has_no_mark_for():
+    asked = RequestUnderstanding("ru", "food", "recommend", diet=("gluten_free", "lactose_free"))
+    assert unmarked_diets(asked) == ("gluten_free",)
+    follow_up = RequestUnderstanding("ru", "food", "refine", refinement=("without_meat", "without_nuts", "cheaper"))
+    assert unmarked_diets(follow_up) == ("without_nuts",)
+    assert catalog_diet(("without_meat", "gluten_free")) == ("vegetarian",)  # held: the catalog states meat
+    assert unmarked_diets(RequestUnderstanding("ru", "food", "recommend", diet=("vegan",))) == ()
+    assert unmarked_diets(None) == ()

@@ -137,6 +137,20 @@ def test_budget_and_tags_filter_in_the_real_catalog(retriever, catalog, trained_
     assert set(retrieval.candidate_ids.tolist()) == expected
 
 
+def test_a_meat_free_request_gets_no_meat_or_fish(retriever, catalog, trained_encoder):
+    """«ужин без мяса» came with minced beef: the catalog tags no diet for it, its shelves and dish names say it."""
+    from recllm.catalog.diet_marks import has_meat_or_fish
+
+    for text in ("ужин без мяса", "vegetarian dinner"):
+        req = parse_request("u000000", text, 10, "samokat")
+        assert "vegetarian" in req.required_tags
+        kept = retriever.retrieve(req, encode(trained_encoder, text)).candidate_ids.tolist()
+        unfiltered = retriever.retrieve(dataclasses.replace(req, required_tags=frozenset()),
+                                        encode(trained_encoder, text)).candidate_ids.tolist()
+        assert kept and not any(has_meat_or_fish(catalog.get(i), catalog) for i in kept)
+        assert any(has_meat_or_fish(catalog.get(i), catalog) for i in unfiltered)  # the mark is what kept it out
+
+
 # --- health privacy ------------------------------------------------------------------------------------------------
 
 def test_a_health_query_is_recognised_and_surfaces_health_items(retriever, catalog, health_vector):
@@ -167,6 +181,26 @@ def test_a_non_health_query_never_gets_health_items(retriever, catalog, trained_
         retrieval = retriever.retrieve(request(user_id, "kuper"), vector)
         assert len(retrieval.candidate_ids) > 0
         assert not any(catalog.is_sensitive(catalog.get(i)) for i in retrieval.candidate_ids.tolist())
+
+
+@pytest.mark.parametrize("text", ["корм для кошек с витаминами", "cat food with vitamins"])
+def test_a_supplement_another_product_contains_is_no_health_query(retriever, catalog, trained_encoder, text):
+    """«корм для животных с витаминами» got multivitamins: the pet food is what it asks for."""
+    retrieval = retriever.retrieve(request("u000000", "kuper", query=text), encode(trained_encoder, text))
+    ids = retrieval.candidate_ids.tolist()
+    assert not retrieval.health_query and ids
+    assert not any(catalog.is_sensitive(catalog.get(i)) for i in ids)
+    assert catalog.get(ids[0]).category_id.startswith("pet/")
+
+
+@pytest.mark.parametrize("text", ["something for my cat", "витамины для кошек", "что-нибудь для собаки"])
+def test_a_request_for_an_animal_gets_pet_goods_only(retriever, catalog, trained_encoder, text):
+    """"something for my cat" got board games and chocolate; «витамины для кошек» the pharmacy's multivitamins."""
+    req = parse_request("u000000", text, 10, "megamarket")
+    retrieval = retriever.retrieve(req, encode(trained_encoder, text))
+    ids = retrieval.candidate_ids.tolist()
+    assert req.for_pet and not retrieval.health_query and ids
+    assert all(catalog.get(i).category_id.startswith("pet/") for i in ids)
 
 
 def test_sensitive_fragments_only_for_health_queries(retriever, profile_store, ecosystem, trained_encoder,
