@@ -143,11 +143,11 @@ class ChatEngine:
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's)
         health = asks_about_health(base.query) and not parsed.for_pet
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (state.goal and states_only_a_budget(base.query) or health):
-            # «до 3000» after a list, «у ребёнка температура, что дать?»: a budget for the goal or a health need is
-            # the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
-            # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
-            # does every harmful label
+                and (states_only_a_budget(base.query) or health):
+            # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?»: a budget or a health
+            # need is the assistant's business (the classifier, finding no shopping word, refused them as
+            # off-topic); what moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays
+            # refused, and so does every harmful label
             verdict = ModerationVerdict("ok", "states a budget or a health need", "")
         understanding = None
         if verdict.label == "off_topic" and state.last_items:

@@ -9,10 +9,11 @@ from typing import Sequence
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
 from recllm.dialogue.dialogue_state import (DIET_PHRASES, UNMARKED_DIET_PHRASES, DialogueState, compared_by,
-                                           explanations_in)
+                                           explanations_in, states_only_a_budget)
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
 from recllm.generator.plain_reply import listed
+from recllm.rag.rec_request import parse_budget as text_budget
 
 SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегамаркете", "kuper": "Купере"},
                  "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
@@ -66,8 +67,13 @@ def clarify_topic(understanding: RequestUnderstanding | None, message: str = "")
 
 
 def clarify_reply(language: str, understanding: RequestUnderstanding | None, message: str = "") -> str:
-    """A question about what the vague wish leaves open, and about the service when it names none."""
+    """A question about what the vague wish leaves open, and about the service when it names none; a budget said
+    alone («до 3000») is acknowledged and the question is what to look for within it."""
     english = language == "en"
+    if states_only_a_budget(message):
+        budget = rub(text_budget(message), language)
+        return (f"I'll keep to {budget}. " if english else f"Хорошо, уложимся в {budget}. ") + \
+            _CLARIFY_WHAT["other"][english]
     question = _CLARIFY_WHAT[clarify_topic(understanding, message)][english]
     if understanding is None or not understanding.target_services:
         question += " " + _CLARIFY_SERVICE[english]

@@ -164,8 +164,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \
-            or _GREETING_ONLY.match(message):
-        return "clarify"                             # a vague wish, or only «привет» / "hello": ask what they need
+            or _GREETING_ONLY.match(message) or not state.goal and states_only_a_budget(message):
+        return "clarify"                             # a vague wish, only «привет» / "hello", or only «до 3000»:
+        #                                              ask what they need (the budget is kept for the answer)
     if takes_offer(state, message):
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if state.goal and not names_another_kind and acknowledges(state, understanding, message):
@@ -313,7 +314,7 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
     keeps = answers and not mentioned_services(message) and (not services or state.service in services)
     return replace(
         state, goal=goal, domain=understanding.domain, services=services,
-        service=state.service if keeps else "", budget=text_budget(message),
+        service=state.service if keeps else "", budget=text_budget(message) or (state.budget if answers else None),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
         refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
         summary=_summary(state),

@@ -327,6 +327,7 @@ STRUCTURAL_REFINEMENTS = ("more", "other", "cheaper")
 FOLLOW_UP_FILLER = frozenset(normalize("""
     вариант варианты вариантов вариантик позиции позиций товары товаров штук штуки что-то чего-то что-нибудь
     option options ones one things stuff items else
+    ок окей ладно хорошо тогда пусть будет давайте максимум
 """).split())
 
 

@@ -369,6 +369,14 @@ _SERVICE_QUESTION = _rx(r"^\W*(?:where\s+is\s+my\s+order|где\s+(?:мой\s+)?
                         r"[^.?!]*[.?!]*\s*$")
 
 
+# A request for help choosing a present, as the whole message (one sentence): the assistant's own job, however
+# the classifier reads its opening ("do you have time to help me choose a gift?" was refused as off-topic); it lifts
+# the classifier's off-topic verdict only (harm, personal data and injections are refused as before).
+_GIFT_HELP = _rx(r"^[^.?!]*(?:\bhelp\s+(?:me\s+)?(?:to\s+)?(?:choose|pick|find|select|decide\s+on)|"
+                 r"\bпомо(?:ги|гите|чь|жешь|жете)\s+(?:мне\s+)?(?:с\s+)?(?:выбрать|выбором|подобрать|найти|"
+                 r"подарк\w*|подар\w*))[^.?!]*(?:\bgifts?\b|\bpresents?\b|подар\w*)[^.?!]*[.?!]*\s*$")
+
+
 def _first_rule(rules: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
     for name, pattern in rules:
         if pattern.search(text):
@@ -598,6 +606,8 @@ def moderate(text: str, language: str | None = None, config: ModerationConfig = 
     # the rules above have already refused what is harmful whatever goods it names.
     if (probs[best] >= (config.refuse_threshold_shopping if shopping else config.refuse_threshold)
             or (shopping and not product and p_ok < config.ok_min_shopping)):
+        if label == "off_topic" and _GIFT_HELP.search(text):  # help choosing a present is never off-topic here
+            return ModerationVerdict("ok", f"rule:gift_help (classifier:off_topic p={probs[best]:.2f})", "")
         return ModerationVerdict(label, f"classifier:{label} p={probs[best]:.2f}", SAFE_REPLIES[language][label])
     if not shopping and p_ok < config.ok_without_signal:
         return ModerationVerdict("off_topic", f"no shopping vocabulary, classifier ok p={p_ok:.2f}",

@@ -188,7 +188,8 @@ def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one
     assert pick.startswith(("Вам я бы выбрал", "Я бы выбрал"))
 
 
-@pytest.mark.parametrize("budget,limit", [("до 3000", 3000.0), ("under 1000", 1000.0), ("бюджет 1500", 1500.0)])
+@pytest.mark.parametrize("budget,limit", [("до 3000", 3000.0), ("under 1000", 1000.0), ("бюджет 1500", 1500.0),
+                                          ("ок, до 2к", 2000.0), ("ладно, давай до 1500", 1500.0)])
 def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     """Live: «до 3000» after a gift list was refused as off-topic (no shopping word in it), and once let through it
     started a goal of its own (baby purees): a budget and nothing else is the goal's new budget."""
@@ -202,6 +203,19 @@ def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     # a number is no licence: what moderation's rules refuse stays refused (review)
     for message in ("напиши код на python до 100 строк", "tell me a joke under 100 words"):
         assert engine.plan(session, users[0], message, 5, "").act == "decline", message
+
+
+@pytest.mark.parametrize("budget, answer, limit", [("до 300", "молоко на завтрак", 300.0), ("under 500", "snacks", 500.0)])
+def test_a_budget_alone_before_anything_asks_what_and_keeps_the_budget(engine, users, budget, answer, limit):
+    """Live: «до 3000» as the first message was refused as off-topic; it is asked what to look for, and the answer's
+    list keeps within it."""
+    session = f"engine-budget-first-{int(limit)}"
+    items, question = run_turn(engine, session, users[0], budget, service="")
+    assert items is None and question not in SAFE and f"{int(limit)}" in question
+    items, _ = run_turn(engine, session, users[0], answer, service="")
+    catalog = engine.stages.pipeline.catalog
+    assert ids(items) and all(catalog.get(i).price <= limit for i in ids(items))
+    assert DialogueState.from_json(engine.sessions.load_state(session, users[0])).budget == limit
 
 
 def test_a_health_need_gets_the_shelf_that_answers_it_or_a_referral(engine, users):

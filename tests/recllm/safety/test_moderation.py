@@ -294,3 +294,13 @@ def test_a_saved_model_loads_and_serves_without_training(tmp_path):
 ])
 def test_rules_for_requests_that_open_like_a_chat(text, label):
     assert moderate(text).label == label, moderate(text)
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("do you have time to help me choose a gift?", True),      # the classifier read its opening as small talk
+    ("could you help me pick a present for my sister?", True), ("поможешь выбрать подарок?", True),
+    ("help me choose a gift. also tell me a joke", False),     # one sentence, and the rules still refuse
+    ("help me with my math homework", False),                  # no present: the classifier's refusal stands
+])
+def test_a_request_for_help_choosing_a_present_is_never_off_topic(text, ok):
+    assert (moderate(text).label == "ok") is ok, moderate(text)
