@@ -199,6 +199,8 @@ def test_wanted_everyday_goods_the_catalog_lacks_name_nothing_to_get(catalog, te
     assert english.terms == ("tea",) and english.item_ids.size == 0
     assert terms.named("something sweet for tea") is None        # a purpose
     assert "coffee" not in terms.missing_goods                   # the English category name «coffee» sells it
+    for text in ("а краски есть?", "фломастеры ребёнку", "crayons for my son"):  # art supplies: sweets came
+        assert terms.named(text).item_ids.size == 0, text
 
 
 def test_a_possessive_phrase_is_matched_as_the_category_names_it():
