@@ -28,14 +28,15 @@ from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
-                                            decide_act, drops_budget, effective_query, points_at_the_list,
-                                            record_shown, refine_goal, requested_style, start_goal,
-                                            states_only_a_budget, unmarked_diets, without_budget)
+                                            decide_act, drops_budget, effective_query, greets_only,
+                                            points_at_the_list, record_shown, refine_goal, requested_style,
+                                            start_goal, states_only_a_budget, unmarked_diets, without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
-                                                   mentioned_services, tokenize, understand)
+                                                   mentioned_services, parse_budget, parse_refinement, tokenize,
+                                                   understand)
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -187,6 +188,10 @@ class ChatEngine:
         act = decide_act(state, understanding, base.query, another_kind)
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
+        if act == "clarify" and greets_only(base.query):
+            # «привет»: asked what they need, and nothing kept of it (it joined the next message's goal, whose
+            # understanding then read the vague «хочу что-нибудь вкусное» as an answer instead of asking again)
+            return TurnPlan(session_id, base, state, act, None)
         if act == "clarify":
             # the service the question was asked in (the app's) is where the answer's list comes from
             asked = start_goal(state, understanding, base.query)
@@ -197,6 +202,10 @@ class ChatEngine:
             # nothing here treats it, say so (the goal before it stays)
             reply = no_remedy_reply(base.language, need, self.health_shelves(base.language))
             return TurnPlan(session_id, replace(base, query=reply), state, "decline", None)
+        if act == "refine" and not understanding.refinement:
+            # «а подешевле?» read as a vague wish within the goal is still «подешевле»: the refinement words it says
+            # (the understanding keeps them only when it reads a refinement) lower the budget, exclude what was shown
+            understanding = replace(understanding, refinement=parse_refinement(base.query, parse_budget(base.query)))
         if act == "relax":
             state, act = accept_offer(state), "refine"
         else:

@@ -164,7 +164,7 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \
-            or _GREETING_ONLY.match(message) or not state.goal and states_only_a_budget(message):
+            or greets_only(message) or not state.goal and states_only_a_budget(message):
         return "clarify"                             # a vague wish, only «привет» / "hello", or only «до 3000»:
         #                                              ask what they need (the budget is kept for the answer)
     if takes_offer(state, message):
@@ -186,6 +186,11 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 # A message that only greets (the understanding read a brand-new user's "hello" as a home-goods request)
 _GREETING_ONLY = re.compile(r"^\W*(?:hello|hi|hey(?:\s+there)?|good\s+(?:morning|afternoon|evening)|привет\w*|"
                             r"здравствуй\w*|добр\w+\s+(?:день|утро|вечер)|доброе\s+утро)\W*$", re.IGNORECASE)
+def greets_only(message: str) -> bool:
+    """Only «привет» / "hello": no wish to keep (the next message is the first request)."""
+    return bool(_GREETING_ONLY.match(message))
+
+
 # Thanks and goodbyes: with nothing asked beside them, the turn closes the exchange (no new list)
 _CLOSING = re.compile(r"(?:(?:нет|неа|no|nope)\W+)?(?:спасибо|благодарю|thanks|thank\s+you)|благодарствую|thx|\bty\b|"
                       r"that(?:'?s|\s+is)\s+all|это\s+вс[её]|"

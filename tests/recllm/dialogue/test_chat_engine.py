@@ -98,6 +98,34 @@ def test_vague_wish_gets_a_question_then_the_answer_recommends(engine, users):
     assert items is not None and ids(items)
 
 
+def test_a_greeting_is_not_kept_and_the_vague_wish_after_it_gets_its_own_question(engine, users):
+    """Live: «привет» → «хочу что-нибудь вкусное» got a list of «привет хочу что-нибудь вкусное» (the greeting joined
+    the goal and the wish was read as the answer to the greeting's question)."""
+    _, hello = run_turn(engine, "engine-hello", users[0], "привет", service="")
+    items, question = run_turn(engine, "engine-hello", users[0], "хочу что-нибудь вкусное", service="")
+    assert items is None and question != hello and "сладкое или солёное" in question
+    run_turn(engine, "engine-hello", users[0], "сладкое, для себя", service="")
+    state = DialogueState.from_json(engine.sessions.load_state("engine-hello", users[0]))
+    assert "привет" not in state.goal and state.goal.startswith("хочу что-нибудь вкусное")
+
+
+def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
+    """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
+    (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    sessions = SessionStore(tmp_path / "s.sqlite")
+    vague = RequestUnderstanding("ru", "food", "clarify_needed")  # what the classifier read
+    engine = ChatEngine(sessions, stages=None, understander=lambda text, context=None: vague)
+    shown = DialogueState(goal="сладкое", domain="food", last_items=(1, 2, 3), shown=(1, 2, 3),
+                          last_prices=(280.0, 240.0, 140.0), last_act="recommend",
+                          understanding=RequestUnderstanding("ru", "food", "recommend").to_dict())
+    sessions.save_state("cheaper-vague", "u_000001", shown.to_json())
+    plan = engine.plan("cheaper-vague", "u_000001", "а подешевле?", 5)
+    assert plan.act == "refine" and "cheaper" in plan.understanding.refinement
+    assert plan.state.budget is not None and plan.state.budget < 240.0 and plan.request.max_price == plan.state.budget
+
+
 def test_lactose_free_goal_holds_through_follow_ups(engine, users):
     catalog = engine.stages.pipeline.catalog
     session, seen = "engine-lactose", set()
