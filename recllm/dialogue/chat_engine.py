@@ -29,8 +29,9 @@ from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, greets_only,
-                                            points_at_the_list, record_shown, refine_goal, requested_style,
-                                            start_goal, states_only_a_budget, unmarked_diets, without_budget)
+                                            names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
+                                            requested_style, start_goal, states_only_a_budget, unmarked_diets,
+                                            without_budget)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -144,12 +145,14 @@ class ChatEngine:
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's)
         health = asks_about_health(base.query) and not parsed.for_pet
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (states_only_a_budget(base.query) or health):
-            # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?»: a budget or a health
-            # need is the assistant's business (the classifier, finding no shopping word, refused them as
-            # off-topic); what moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays
-            # refused, and so does every harmful label
-            verdict = ModerationVerdict("ok", "states a budget or a health need", "")
+                and (states_only_a_budget(base.query) or health or state.last_act == "clarify"
+                     or names_only_a_recipient(base.query)):
+            # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», «он любит
+            # футбол» after «Что любит этот человек?»: a budget, a health need, whom it is for or the answer to our
+            # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
+            # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
+            # does every harmful label
+            verdict = ModerationVerdict("ok", "a budget, a health need, a recipient or an answer to our question", "")
         understanding = None
         if verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
@@ -375,11 +378,11 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
     question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
     it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, uses
-    shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need is
-    never small talk, whatever the understanding read. ``health``: ``asks_about_health(message)``."""
-    if named is not None or uses_shopping_words(message) or health \
+    shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need, or
+    answers the question the last turn asked, is never small talk, whatever the understanding read. ``health``: ``asks_about_health(message)``."""
+    if named is not None or uses_shopping_words(message) or health or state.last_act == "clarify" \
             or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message):
-        return False  # ("do you have it in red?" with a list on screen is about it)
+        return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from recllm.dialogue.request_understanding import (SERVICE_PATTERNS, RequestUnderstanding, follow_up_content,
                                                    mentioned_services)
 from recllm.rag.rec_request import BUDGET_PATTERNS, parse_budget as text_budget
-from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS
+from recllm.rag.rec_request import RECIPIENT_REGEXES, REQUIRED_TAG_PATTERNS, recipient_hits
 from recllm.safety.output_guard import clean_all
 
 ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "compare", "acknowledge")
@@ -164,9 +164,10 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
     if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \
-            or greets_only(message) or not state.goal and states_only_a_budget(message):
-        return "clarify"                             # a vague wish, only «привет» / "hello", or only «до 3000»:
-        #                                              ask what they need (the budget is kept for the answer)
+            or greets_only(message) or not state.goal and states_only_a_budget(message) \
+            or state.last_act != "clarify" and not state.last_items and names_only_a_recipient(message):
+        return "clarify"                             # a vague wish, only «привет» / "hello", only «до 3000», only
+        #                                              «для мамы»: ask what they need (the rest is kept for the answer)
     if takes_offer(state, message):
         return "relax"                               # «да», «давай в Купере»: take the offered relaxation
     if state.goal and not names_another_kind and acknowledges(state, understanding, message):
@@ -186,6 +187,23 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 # A message that only greets (the understanding read a brand-new user's "hello" as a home-goods request)
 _GREETING_ONLY = re.compile(r"^\W*(?:hello|hi|hey(?:\s+there)?|good\s+(?:morning|afternoon|evening)|привет\w*|"
                             r"здравствуй\w*|добр\w+\s+(?:день|утро|вечер)|доброе\s+утро)\W*$", re.IGNORECASE)
+# what is left of «для моей мамы» once the recipient is cut out, when nothing else is said
+_RECIPIENT_FILLER = re.compile(r"\b(?:для|моей|моего|моему|моим|моя|мой|нашей|нашего|to|for|my|our|a|the)\b",
+                               re.IGNORECASE)
+
+
+def names_only_a_recipient(message: str) -> bool:
+    """«для мамы», "for my mom", «подруге»: who it is for and nothing else (no kind, no wish): what that person
+    would like is the question («для кошки» is not: every pet good is for a pet)."""
+    hits = recipient_hits(message)
+    if not hits or any(name == "pet" for _, name in hits):
+        return False
+    rest = message
+    for _, regex in RECIPIENT_REGEXES:
+        rest = regex.sub(" ", rest)
+    return not follow_up_content(_RECIPIENT_FILLER.sub(" ", rest))
+
+
 def greets_only(message: str) -> bool:
     """Only «привет» / "hello": no wish to keep (the next message is the first request)."""
     return bool(_GREETING_ONLY.match(message))

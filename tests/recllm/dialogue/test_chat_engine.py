@@ -109,6 +109,18 @@ def test_a_greeting_is_not_kept_and_the_vague_wish_after_it_gets_its_own_questio
     assert "привет" not in state.goal and state.goal.startswith("хочу что-нибудь вкусное")
 
 
+@pytest.mark.parametrize("recipient, answer", [("для мамы", "она любит готовить"), ("for my mom", "she is into yoga")])
+def test_a_recipient_alone_asks_what_they_like_and_the_answer_is_never_small_talk(engine, users, recipient, answer):
+    """Live: «для мамы» got trail-running shoes and "for my mom" headphones and cat treats; the answer to the
+    question («она любит готовить», "she is into yoga") was refused as off-topic (no shopping word in it)."""
+    session = f"engine-recipient-{len(recipient)}"
+    items, question = run_turn(engine, session, users[0], recipient, service="")
+    assert items is None and question not in SAFE and ("подар" in question or "present" in question)
+    plan = engine.plan(session, users[0], answer, 5, "")
+    assert plan.act == "recommend" and plan.request is not None and recipient.split()[-1] in plan.state.goal
+    assert engine.plan("engine-recipient-friend", users[0], "подруге", 5, "").act == "clarify"  # (was refused)
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""

@@ -15,6 +15,7 @@ from recllm.dialogue.dialogue_state import (
     accept_offer,
     catalog_diet,
     drops_budget,
+    names_only_a_recipient,
     without_budget,
     decide_act,
     effective_query,
@@ -553,3 +554,11 @@ def test_unmarked_diets_are_the_asked_diets_the_catalog_has_no_mark_for():
     assert catalog_diet(("without_meat", "gluten_free")) == ("vegetarian",)  # held: the catalog states meat
     assert unmarked_diets(RequestUnderstanding("ru", "food", "recommend", diet=("vegan",))) == ()
     assert unmarked_diets(None) == ()
+
+
+@pytest.mark.parametrize("message, only", [
+    ("for my mom", True), ("для мамы", True), ("для моей мамы", True), ("подруге", True), ("for my son", True),
+    ("подарок маме", False), ("маме шарф", False), ("для кошки", False), ("что-нибудь вкусное", False),
+])
+def test_names_only_a_recipient(message, only):
+    assert names_only_a_recipient(message) is only
