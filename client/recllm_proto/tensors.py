@@ -69,6 +69,9 @@ SERVICE = TensorSpec("SERVICE", BYTES, (1,))
 EXCLUDE_ITEM_IDS = TensorSpec("EXCLUDE_ITEM_IDS", INT64, (-1,), optional=True)
 MAX_PRICE = TensorSpec("MAX_PRICE", FP32, (1,), optional=True)  # +inf: no budget, whatever the query text says
 LANGUAGE = TensorSpec("LANGUAGE", BYTES, (1,), optional=True)
+# The catalog categories (and their subtrees) the candidates must come from: the kinds the dialogue holds its goal to
+# (a need's pharmacy shelf, the shelves a present's interest points at, what an accepted offer counted).
+CATEGORY_IDS = TensorSpec("CATEGORY_IDS", BYTES, (-1,), optional=True)
 
 # --- between stages -------------------------------------------------------------------------------------------------
 QUERY_EMBEDDING = TensorSpec("QUERY_EMBEDDING", FP32, (-1,))
@@ -96,7 +99,7 @@ ITEM_OUTPUTS = (ITEM_IDS, ITEM_SCORES, ITEM_NAMES, ITEM_PRICES, ITEM_SERVICES, I
 ITEM_EXPLANATIONS_RU = TensorSpec("ITEM_EXPLANATIONS_RU", BYTES, (-1,))
 ITEM_EXPLANATIONS_EN = TensorSpec("ITEM_EXPLANATIONS_EN", BYTES, (-1,))
 ITEM_EXPLANATIONS_IN = {"ru": ITEM_EXPLANATIONS_RU, "en": ITEM_EXPLANATIONS_EN}
-SESSION_CONSTRAINTS = (EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE)
+SESSION_CONSTRAINTS = (EXCLUDE_ITEM_IDS, MAX_PRICE, LANGUAGE, CATEGORY_IDS)
 
 
 @dataclass(frozen=True)

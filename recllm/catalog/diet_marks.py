@@ -32,6 +32,11 @@ def has_meat_or_fish(item: Item, catalog: Catalog) -> bool:
     return on_shelf or bool(MEAT_OR_FISH_WORDS.search(f"{item.name} {item.name_en or ''}"))
 
 
+def item_marks(item: Item, catalog: Catalog) -> frozenset[str]:
+    """The derived marks one item carries (``derived_tag_masks`` for one item)."""
+    return frozenset() if has_meat_or_fish(item, catalog) else frozenset({"vegetarian"})
+
+
 def derived_tag_masks(catalog: Catalog) -> dict[str, np.ndarray]:
     """Per derived mark, [N] bool by item id."""
     return {"vegetarian": np.array([not has_meat_or_fish(item, catalog) for item in catalog.items], dtype=bool)}

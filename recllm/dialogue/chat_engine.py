@@ -32,6 +32,7 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
                                             requested_style, start_goal, states_only_a_budget, unmarked_diets,
                                             without_budget)
+from recllm.dialogue.gift_interests import interest_shelves
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -215,6 +216,8 @@ class ChatEngine:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
         if shelf and act == "recommend":
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
+        elif liked := self.liked_shelves(base.query, state.goal, named):
+            state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
         return self._request_plan(session_id, base, state, act, understanding)
 
     def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
@@ -226,6 +229,13 @@ class ChatEngine:
         if named is not None and named.item_ids.size and not self.sensitive_items[named.item_ids].any():
             return None
         return health_need(message)
+
+    def liked_shelves(self, message: str, goal: str, named: NamedKinds | None) -> tuple[str, ...]:
+        """The catalog's shelves the interests a message names point at, when the goal is a present and the message
+        names no kind of product (``interest_shelves``: "she likes cooking" → kitchenware, appliances, cookbooks)."""
+        if named is not None or self.catalog is None:
+            return ()
+        return tuple(c for c in interest_shelves(message, goal) if c in self.catalog.categories)
 
     def health_shelves(self, language: str) -> list[str]:
         """The names of the catalog's health shelves («средства от простуды», …), as a referral offers them."""
@@ -244,7 +254,8 @@ class ChatEngine:
         resolved = base.service or state.service or goal_service(state)
         request = parse_request(base.user_id, query, base.top_k, resolved)
         request = replace(request, max_price=state.budget, language=base.language,
-                          required_tags=request.required_tags | frozenset(state.diet))
+                          required_tags=request.required_tags | frozenset(state.diet),
+                          categories=frozenset(state.kinds))  # the retriever takes the held kinds' items
         exclude = frozenset(state.shown) if act == "refine" else frozenset()
         return TurnPlan(session_id, base, state, act, understanding, request, exclude)
 

@@ -15,7 +15,7 @@ BEHAVIOUR_KINDS: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase",
 # rejects it, «подешевле» finds it too expensive, a stated diet («без сахара») is kept per catalog diet tag, «почему?»
 # asks why it was shown (a user who asks often gets detailed explanations), «объясняй подробнее» / «покороче» sets
 # the explanations' style outright (the latest such event wins).
-DIET_TAGS: tuple[str, ...] = ("sugar_free", "lactose_free", "vegan")
+DIET_TAGS: tuple[str, ...] = ("sugar_free", "lactose_free", "vegan", "vegetarian")  # (vegetarian: a derived mark)
 FEEDBACK_REJECT = "feedback_reject"
 FEEDBACK_CHEAPER = "feedback_cheaper"
 FEEDBACK_EXPLAIN = "feedback_explain"

@@ -110,6 +110,7 @@ class RecRequest:
     for_adult: bool = False  # the query names only grown-up recipients (``ADULT_RECIPIENTS``): no children's goods
     child_age: tuple[int, int] | None = None  # (youngest, oldest) years of the child it is for: toys of that age
     for_pet: bool = False  # the query is for an animal and no person («что-нибудь для кошки»): pet goods only
+    categories: frozenset[str] = frozenset()  # the candidates come from these categories' subtrees (none: any)
 
 
 def decode_text(field: str, raw: bytes | str) -> str:
@@ -279,6 +280,24 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         child_age=parse_child_age(text, earliest_recipient(recipients)),
         for_pet=only_pets(recipients),
     )
+
+
+CATEGORY_ID_PATTERN = re.compile(r"^[a-z_]+(?:/[a-z_]+)*$")
+MAX_CATEGORY_IDS = 64
+
+
+def with_categories(request: RecRequest, raw: np.ndarray | None) -> RecRequest:
+    """The CATEGORY_IDS the chat session holds its goal to (none or empty: no such constraint); each a catalog
+    category id ("home/kitchenware"). Whether the catalog has them is the retriever's check."""
+    if raw is None or not raw.size:
+        return request
+    values = [decode_text("CATEGORY_IDS", v).strip() for v in raw.reshape(-1)]
+    if len(values) > MAX_CATEGORY_IDS:
+        raise RequestError(f"CATEGORY_IDS has {len(values)} entries; at most {MAX_CATEGORY_IDS}")
+    bad = [v for v in values if not CATEGORY_ID_PATTERN.match(v)]
+    if bad:
+        raise RequestError(f"CATEGORY_IDS {bad[0][:40]!r} is not a category id (like 'home/kitchenware')")
+    return replace(request, categories=frozenset(values))
 
 
 def with_session_constraints(request: RecRequest, max_price: np.ndarray | None = None,

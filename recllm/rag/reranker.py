@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recllm.catalog.diet_marks import item_marks
 from recllm.catalog.product_catalog import Catalog
 from recllm.profile.feedback import FeedbackSignals
 from recllm.profile.user_signals import DAY_S, UserSignals
@@ -119,6 +120,7 @@ def candidate_features(
 REJECTED_PENALTY = 1e3        # below every candidate the user did not reject (scores are O(10))
 TOO_EXPENSIVE_PENALTY = 1.0
 DIET_PREFERENCE_BONUS = 1.0
+DERIVED_DIETS = frozenset({"vegetarian"})  # diets read from the catalog's shelves and names (``diet_marks``)
 
 
 def feedback_adjustment(item_ids: np.ndarray, feedback: FeedbackSignals, catalog: Catalog) -> np.ndarray:
@@ -126,6 +128,8 @@ def feedback_adjustment(item_ids: np.ndarray, feedback: FeedbackSignals, catalog
     adjustment = np.zeros(len(item_ids), dtype=np.float32)
     if feedback.is_empty:
         return adjustment
+    wanted = set(feedback.diets)
+    reads_marks = bool(wanted & DERIVED_DIETS)  # (the marks are read per item only for a user who asked for one)
     for k, item_id in enumerate(item_ids.tolist()):
         item = catalog.get(item_id)
         if item_id in feedback.rejected:
@@ -133,7 +137,8 @@ def feedback_adjustment(item_ids: np.ndarray, feedback: FeedbackSignals, catalog
         ceiling = feedback.too_expensive.get(item.category_id)
         if ceiling is not None and item.price >= ceiling:
             adjustment[k] -= TOO_EXPENSIVE_PENALTY
-        if any(tag in feedback.diets for tag in item.tags):
+        diets = item.tags | item_marks(item, catalog) if reads_marks else item.tags
+        if diets & wanted:
             adjustment[k] += DIET_PREFERENCE_BONUS
     return adjustment
 

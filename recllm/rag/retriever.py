@@ -32,7 +32,7 @@ from recllm.rag.catalog_index import CatalogIndex
 from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
-from recllm.rag.rec_request import RecRequest
+from recllm.rag.rec_request import RecRequest, RequestError
 from recllm.safety.health_rule import (asks_about_health, is_health_query, item_allowed, retrievable_fragments,
                                        sensitive_item_mask)
 from recllm.profile.user_context import UserContext, UserContextCache
@@ -82,6 +82,15 @@ CHILDREN_CATEGORY_ROOTS = frozenset({"kids", "grocery/baby_food"})
 PET_CATEGORY_ROOTS = frozenset({"pet"})
 
 
+def subtree_members(catalog: Catalog) -> dict[str, np.ndarray]:
+    """Category id -> the sorted ids of the items in its subtree (a leaf's own items, a root's all below it)."""
+    members: dict[str, list[int]] = {}
+    for item in catalog.items:
+        for category in catalog.category_path(item.category_id):
+            members.setdefault(category.category_id, []).append(item.item_id)
+    return {c: np.array(sorted(ids), dtype=np.int64) for c, ids in members.items()}
+
+
 def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
     """[N] bool by item id: the item's category is one of ``roots`` or under one."""
     return np.array([any(c.category_id in roots for c in catalog.category_path(item.category_id))
@@ -101,6 +110,7 @@ class ItemArrays:
     for_pets: np.ndarray                   # [N] bool: in a ``PET_CATEGORY_ROOTS`` subtree
     toy_ages: np.ndarray                   # [N, 2] int: (youngest, oldest) years of a toy's leaf; (-1, -1): no toy
     tagged: dict[str, np.ndarray]          # tag (and derived mark: ``derived_tag_masks``) -> [N] bool
+    category_members: dict[str, np.ndarray]  # category id (every level) -> its subtree's item ids, sorted
     family_member: dict[str, dict[int, int]]  # service -> family id -> the family's item in that service
 
     @classmethod
@@ -122,7 +132,15 @@ class ItemArrays:
             tagged={**{tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
                     **derived_tag_masks(catalog)},
             family_member=members,
+            category_members=subtree_members(catalog),
         )
+
+    def in_categories(self, categories: frozenset[str]) -> np.ndarray:
+        """The item ids [M] under any of ``categories``; a category the catalog lacks is the request's error."""
+        unknown = sorted(categories - set(self.category_members))
+        if unknown:
+            raise RequestError(f"CATEGORY_IDS {unknown[0]!r} is no category of this catalog")
+        return np.unique(np.concatenate([self.category_members[c] for c in sorted(categories)]))
 
 
 @dataclass
@@ -218,14 +236,17 @@ class Retriever:
         """The items of the kinds the request names that its health routing allows, or None when it names none
         (or only kinds of the other routing: «средство от кашля» names the cleaning products called «Средство …»,
         which a health request never gets, so the word is not read as a kind there). A request for an animal takes
-        the pet goods among them, or every pet good when it names no kind."""
-        if not self.config.named_kinds:
-            return None
-        found = self.terms.named(request.query, self.routing_allows[health])
+        the pet goods among them, or every pet good when it names no kind; a request held to categories
+        (``RecRequest.categories``) the items of those among them, or every item of those."""
+        found = self.terms.named(request.query, self.routing_allows[health]) if self.config.named_kinds else None
+        named = None if found is None else found.item_ids
         if request.for_pet:  # the pet goods of the kinds it names («игрушку собаке»), or all of them (none named)
             pets = np.flatnonzero(self.items.for_pets)
-            return pets if found is None else np.intersect1d(found.item_ids, pets)
-        return None if found is None else found.item_ids
+            named = pets if named is None else np.intersect1d(named, pets)
+        if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them
+            held = self.items.in_categories(request.categories)
+            named = held if named is None else np.intersect1d(named, held)
+        return named
 
     def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
         """The services with an item of ``named`` in stock (empty: no constraint)."""
@@ -318,6 +339,8 @@ class Retriever:
             keep &= ~items.for_children[item_ids]
         if request.for_pet:
             keep &= items.for_pets[item_ids]
+        if request.categories:
+            keep &= np.isin(item_ids, items.in_categories(request.categories))
         if request.child_age is not None:  # toys only of the child's age; everything else as it is
             low, high = request.child_age
             ages = items.toy_ages[item_ids]  # [C, 2]

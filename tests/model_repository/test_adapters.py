@@ -101,6 +101,19 @@ def test_retriever_honours_session_exclusions_and_price_cap(models, warm_user, t
     assert any(catalog.get(int(i)).price > 100.0 for i in dropped.outputs()["CANDIDATE_ITEM_IDS"][0])
 
 
+def test_retriever_takes_the_held_categories_and_refuses_unknown_ones(models, warm_user, test_artifacts):
+    """CATEGORY_IDS (the kinds the chat holds a goal to: a present's interest, a need's shelf) are where every
+    candidate comes from; an id the catalog lacks is the request's error, and the server stays up."""
+    catalog = Catalog.load_jsonl(test_artifacts.catalog)
+    shelves = np.array([b"home/kitchenware", b"books/cookbooks"], dtype=np.object_)
+    held = retrieve(models, warm_user, SERVICE=text("megamarket"), CATEGORY_IDS=shelves)
+    ids = held.outputs()["CANDIDATE_ITEM_IDS"][0]
+    assert len(ids) and {catalog.get(int(i)).category_id for i in ids} <= {"home/kitchenware", "books/cookbooks"}
+    bad = retrieve(models, warm_user, CATEGORY_IDS=text("home/no_such_shelf"))
+    assert bad.has_error() and "CATEGORY_IDS" in bad.error().message()
+    assert not retrieve(models, warm_user).has_error()
+
+
 def test_reranker_and_generator_chain(models, warm_user):
     candidates = retrieve(models, warm_user).outputs()
     ranked = run(models["reranker"], USER_TOKEN=token(warm_user), QUERY=text(QUERY), TOP_K=np.array([4], np.int32),

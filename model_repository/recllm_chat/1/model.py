@@ -79,6 +79,8 @@ class BlsStages:
             T.QUERY_EMBEDDING.name: query_vector.astype(np.float32),
             T.EXCLUDE_ITEM_IDS.name: np.array(sorted(exclude_item_ids), dtype=np.int64),
         }
+        if request.categories:  # the shelves the dialogue holds the goal to
+            inputs[T.CATEGORY_IDS.name] = utf8_array(sorted(request.categories))
         out = call_model("retriever", inputs, [spec.name for spec in T.RETRIEVER.outputs])
         return CandidateSet(out[T.CANDIDATE_ITEM_IDS.name], out[T.CANDIDATE_SCORES.name],
                             decode_utf8_array(out[T.RESOLVED_SERVICE.name])[0],

@@ -9,7 +9,7 @@ import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
 from recllm.pipeline import load_retriever
-from recllm.rag.rec_request import parse_request
+from recllm.rag.rec_request import parse_request, with_categories
 from recllm.serving.backend_adapter import (
     artifact_layout, execute_together, enable_crash_traces, freeze_loaded_state, input_scalar, input_vector,
     optional_array, request_user_id, sealed_context, server_keyring, session_constraints,
@@ -30,7 +30,8 @@ class TritonPythonModel:
         user_id = request_user_id(pb_utils, request, self.keys.current())
         rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K, T.SERVICE)))
         query_vector = input_vector(pb_utils, request, T.QUERY_EMBEDDING.name, self.embedding_dim)
-        rec = session_constraints(pb_utils, request, rec)
+        rec = with_categories(session_constraints(pb_utils, request, rec),
+                              optional_array(pb_utils, request, T.CATEGORY_IDS.name))
         exclude = optional_array(pb_utils, request, T.EXCLUDE_ITEM_IDS.name)
         exclude_ids = frozenset(int(i) for i in exclude.reshape(-1)) if exclude is not None else frozenset()
         return rec, query_vector, exclude_ids

@@ -121,6 +121,22 @@ def test_a_recipient_alone_asks_what_they_like_and_the_answer_is_never_small_tal
     assert engine.plan("engine-recipient-friend", users[0], "подруге", 5, "").act == "clarify"  # (was refused)
 
 
+@pytest.mark.parametrize("recipient, answer", [("для мамы", "она любит готовить"), ("for my mom", "she likes cooking")])
+def test_a_present_is_held_to_the_shelves_the_person_s_interest_points_at(engine, users, recipient, answer):
+    """Live: "she likes cooking" after «для мамы» got popcorn and chips, «подарок маме, она любит готовить»
+    headphones (the buyer's own history): the list is kitchenware, kitchen appliances and cookbooks, and stays so."""
+    kitchen = {"home/kitchenware", "electronics/kitchen_appliances", "books/cookbooks"}
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)  # (the interests' shelves are the catalog's)
+    session = f"engine-interest-{len(recipient)}"
+    run_turn(engine, session, users[0], recipient, service="")
+    items, _ = run_turn(engine, session, users[0], answer, service="")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} <= kitchen
+    items, text = run_turn(engine, session, users[0], "подешевле" if recipient.startswith("для") else "cheaper",
+                           service="")
+    assert items is None or {catalog.get(i).category_id for i in ids(items)} <= kitchen, text
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""

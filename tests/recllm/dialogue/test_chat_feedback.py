@@ -160,3 +160,20 @@ def test_asking_for_detailed_explanations_sets_the_style_in_the_profile(engine, 
     assert explanation_style(pipeline.ranking.read_context(user), config) == "detailed"
     shown(engine, "fb-style", user, "покороче")
     assert explanation_style(pipeline.ranking.read_context(user), config) == "short"
+
+
+def test_a_meat_free_wish_becomes_a_profile_preference_the_reranker_reads(engine, store, users, pipeline):
+    """«без мяса» is held by the catalog's derived mark (``diet_marks``), and the profile learns it like a tag."""
+    from recllm.catalog.diet_marks import has_meat_or_fish
+    from recllm.rag.reranker import feedback_adjustment
+
+    user = users[4]
+    shown(engine, "fb-vegetarian", user, "ужин без мяса", "samokat")
+    assert len(feedback_rows(store, user, FEEDBACK_DIET_KINDS["vegetarian"])) == 1
+    context = pipeline.ranking.read_context(user)
+    assert context.feedback.diets["vegetarian"] == 1
+    catalog = pipeline.catalog
+    meat = next(i.item_id for i in catalog.items if has_meat_or_fish(i, catalog))
+    greens = next(i.item_id for i in catalog.items if i.category_id == "grocery/vegetables")
+    adjust = feedback_adjustment(np.array([greens, meat]), context.feedback, catalog)
+    assert adjust[0] > adjust[1]

@@ -23,6 +23,7 @@ from recllm.rag.rec_request import (
     validate_session_id,
     validate_top_k,
     validate_user_id,
+    with_categories,
     with_session_constraints,
 )
 
@@ -372,3 +373,14 @@ def test_a_request_naming_only_animals_is_for_a_pet(query, for_pet):
 def test_a_pet_is_not_a_partner():
     request = parse_request("u1", "нужен корм для моего любимца", 5)
     assert request.for_adult is False and parse_request("u1", "подарок любимой", 5).for_adult is True
+
+
+def test_held_categories_are_validated_before_any_stage_reads_them():
+    request = parse_request("u1", "подарок маме", 5)
+    assert with_categories(request, None) == request and with_categories(request, np.array([], np.object_)) == request
+    held = with_categories(request, np.array([b"home/kitchenware", "books/cookbooks"], np.object_))
+    assert held.categories == frozenset({"home/kitchenware", "books/cookbooks"})
+    for raw, message in [([b"Home/Kitchen"], "is not a category id"), ([b"\xff"], "not valid UTF-8"),
+                         ([b"home"] * 65, "at most 64")]:
+        with pytest.raises(RequestError, match=message):
+            with_categories(request, np.array(raw, np.object_))

@@ -203,6 +203,22 @@ def test_a_request_for_an_animal_gets_pet_goods_only(retriever, catalog, trained
     assert all(catalog.get(i).category_id.startswith("pet/") for i in ids)
 
 
+def test_held_categories_are_where_every_candidate_comes_from(retriever, catalog, trained_encoder):
+    """The kinds the dialogue holds a goal to (``RecRequest.categories``): all of their items are candidates, whatever
+    the vector is near (the buyer's headphones pulled "a present for mom who likes cooking" away from the kitchen)."""
+    from recllm.rag.rec_request import RequestError
+
+    text = "подарок маме, она любит готовить"
+    req = dataclasses.replace(parse_request("u000000", text, 10, "megamarket"),
+                              categories=frozenset({"home", "books/cookbooks"}))
+    ids = retriever.retrieve(req, encode(trained_encoder, text)).candidate_ids.tolist()
+    expected = {i.item_id for i in catalog.in_service("megamarket") if i.in_stock
+                and (i.category_id.startswith("home/") or i.category_id == "books/cookbooks")}
+    assert ids and set(ids) == expected  # the whole subtree, in stock, of the service
+    with pytest.raises(RequestError, match="no category"):
+        retriever.retrieve(dataclasses.replace(req, categories=frozenset({"home/nothing"})), encode(trained_encoder, text))
+
+
 def test_sensitive_fragments_only_for_health_queries(retriever, profile_store, ecosystem, trained_encoder,
                                                      health_vector):
     users = users_with_sensitive_fragments(profile_store, ecosystem)
