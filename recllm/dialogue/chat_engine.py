@@ -32,7 +32,7 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
                                             requested_style, start_goal, states_only_a_budget, unmarked_diets,
                                             without_budget)
-from recllm.dialogue.gift_interests import interest_shelves
+from recllm.dialogue.gift_interests import asks_for_a_present_only, interest_shelves, tells_what_they_like
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -179,8 +179,14 @@ class ChatEngine:
         # a kind none of the list is, or a health need another shelf answers than the goal's and the list's
         # ("plasters please" after fever remedies was read as a refinement of them; «почему витамины?» about a list
         # with vitamins is still about the list)
-        another_kind = self.names_another_kind(state, named) or bool(shelf) and set(shelf) != set(state.kinds) \
-            and not set(shelf) & set(self.categories_of(state.last_items))
+        # «он любит кофе» after gift ideas tells what the person likes: the present goes on (coffee is no new goal)
+        likes = bool(state.last_items) and tells_what_they_like(base.query, state.goal)
+        another_kind = not likes and (self.names_another_kind(state, named) or bool(shelf)
+                                      and set(shelf) != set(state.kinds)
+                                      and not set(shelf) & set(self.categories_of(state.last_items)))
+        if named is None and (not state.goal or state.last_act != "clarify") and asks_for_a_present_only(base.query):
+            # «что-нибудь на подарок»: for whom, and what they like, is the first question (it got headphones)
+            understanding = replace(understanding, intent="clarify_needed")
         if understanding.intent == "clarify_needed" and named is not None \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
@@ -190,6 +196,8 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
+        if likes and act == "recommend":
+            act = "refine"
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
         if act == "clarify" and greets_only(base.query):
@@ -216,7 +224,7 @@ class ChatEngine:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
         if shelf and act == "recommend":
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
-        elif liked := self.liked_shelves(base.query, state.goal, named):
+        elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
         return self._request_plan(session_id, base, state, act, understanding)
 

@@ -176,6 +176,8 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "recommend"
     if states_only_a_budget(message):
         return "refine"                              # «до 3000» after a gift list: that list, within the budget
+    if state.last_items and names_only_a_recipient(message):
+        return "refine"                              # «коллеге» after a gift list: that present, for a colleague
     if names_another_kind or is_new_request(state, understanding):
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
         return "clarify" if understanding.intent == "clarify_needed" else "recommend"

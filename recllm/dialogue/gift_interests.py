@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from recllm.dialogue.request_understanding import follow_up_content
 from recllm.rag.rec_request import parse_recipient
 
 # Recipients a present is for (not the buyer, not guests or the family's dinner)
@@ -60,6 +61,27 @@ def is_a_present(goal: str) -> bool:
     return bool(_PRESENT.search(goal)) or parse_recipient(goal) in PRESENT_RECIPIENTS
 
 
+_PRESENT_WORDS = re.compile(r"\b(?:подар\w*|сюрприз\w*|presents?|gifts?|на|для|в|a|an|for|as|idea|ideas)\b",
+                            re.IGNORECASE)
+
+
+def asks_for_a_present_only(message: str) -> bool:
+    """«что-нибудь на подарок», "any gift ideas?": a present and nothing about it (for whom, what they like, a kind):
+    what a shop assistant would ask about first."""
+    return bool(_PRESENT.search(message)) and parse_recipient(message) is None \
+        and not any(pattern.search(message) for pattern, _ in GIFT_INTERESTS) \
+        and not follow_up_content(_PRESENT_WORDS.sub(" ", message))
+
+
+_LIKES = re.compile(r"\bлюб(?:ит|ят)\b|обожа(?:ет|ют)|увлека(?:ется|ются)|интерес(?:уется|уются)|нравится|фанат|"
+                    r"\blikes?\b|\bloves?\b|\bis\s+into\b|\benjoys?\b|\bfan\s+of\b|\binto\b", re.IGNORECASE)
+
+
+def tells_what_they_like(message: str, goal: str) -> bool:
+    """The message says what the person a present is for likes («он любит кофе», "she's into yoga")."""
+    return bool(_LIKES.search(message)) and is_a_present(goal)
+
+
 def interest_shelves(message: str, goal: str) -> tuple[str, ...]:
     """The categories the interests ``message`` names point at, for the present ``goal`` is (a child's shelves for a
     child); () when the goal is no present or the message names no interest."""
@@ -71,4 +93,5 @@ def interest_shelves(message: str, goal: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(shelves))
 
 
-__all__ = ["GIFT_INTERESTS", "Interest", "interest_shelves", "is_a_present"]
+__all__ = ["GIFT_INTERESTS", "Interest", "asks_for_a_present_only", "interest_shelves", "is_a_present",
+           "tells_what_they_like"]

@@ -260,6 +260,10 @@ class Retriever:
                ) -> Retrieval:
         if named is not None:  # the named kinds' items of this service, every one of them, and nothing else
             ids = named[self.items.service[named] == SERVICES.index(service)]
+            if not len(ids) and request.categories:  # none of them here: the held shelves' items of this service
+                # («он любит кофе» for a present on Megamarket: the coffee machines, not «nothing here»)
+                held = self.items.in_categories(request.categories)
+                ids = held[self.items.service[held] == SERVICES.index(service)]
         else:
             pool = pool | self.repeat_candidates(service, context.purchases)
             ids = np.fromiter(pool, dtype=np.int64, count=len(pool))

@@ -137,6 +137,23 @@ def test_a_present_is_held_to_the_shelves_the_person_s_interest_points_at(engine
     assert items is None or {catalog.get(i).category_id for i in ids(items)} <= kitchen, text
 
 
+def test_a_bare_present_is_asked_about_and_what_the_person_likes_keeps_the_present(engine, users):
+    """Live: «что-нибудь на подарок» got headphones, «коллеге» after gift ideas started a goal of its own (face
+    cream), «он любит кофе» another (coffee, none on Megamarket): the first is asked about, the others refine it."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    session = "engine-present"
+    items, question = run_turn(engine, session, users[0], "что-нибудь на подарок", service="megamarket")
+    assert items is None and "Кому подарок" in question
+    run_turn(engine, session, users[0], "коллеге", service="megamarket")  # the answer: gift ideas
+    plan = engine.plan(session, users[0], "а коллеге?", 5, "megamarket")
+    assert plan.act == "refine" and "подарок" in plan.state.goal
+    plan = engine.plan(session, users[0], "он любит кофе", 5, "megamarket")
+    assert plan.act == "refine" and "подарок" in plan.state.goal
+    assert set(plan.state.kinds) == {"grocery/coffee", "electronics/kitchen_appliances"}
+    assert plan.request.categories == frozenset(plan.state.kinds)
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recllm.dialogue.gift_interests import GIFT_INTERESTS, interest_shelves, is_a_present
+from recllm.dialogue.gift_interests import (GIFT_INTERESTS, asks_for_a_present_only, interest_shelves, is_a_present,
+                                            tells_what_they_like)
 from recllm.synthetic.vocabulary import CATEGORY_SPECS
 
 KITCHEN = ("home/kitchenware", "electronics/kitchen_appliances", "books/cookbooks")
@@ -34,3 +35,19 @@ def test_every_shelf_is_one_of_the_catalog_s_categories():
     known = {row[0] for row in CATEGORY_SPECS}
     for _, interest in GIFT_INTERESTS:
         assert set(interest.category_ids) | set(interest.child_category_ids) <= known, interest.name
+
+
+@pytest.mark.parametrize("message, only", [
+    ("что-нибудь на подарок", True), ("any gift ideas?", True), ("хочу подарить что-нибудь", True),
+    ("подарок маме", False), ("подарок на 3000", False), ("подарок, она любит готовить", False),
+    ("подарочный набор кофе", False), ("что-нибудь вкусное", False),
+])
+def test_a_present_and_nothing_about_it(message, only):
+    assert asks_for_a_present_only(message) is only
+
+
+def test_what_the_person_likes_is_told_only_about_a_present():
+    assert tells_what_they_like("он любит кофе", "что-нибудь на подарок коллеге")
+    assert tells_what_they_like("she's into yoga", "a gift for my sister")
+    assert not tells_what_they_like("люблю кофе", "кофе на утро")       # the buyer's own taste, no present
+    assert not tells_what_they_like("а подешевле?", "подарок маме")

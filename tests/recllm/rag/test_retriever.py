@@ -215,6 +215,12 @@ def test_held_categories_are_where_every_candidate_comes_from(retriever, catalog
     expected = {i.item_id for i in catalog.in_service("megamarket") if i.in_stock
                 and (i.category_id.startswith("home/") or i.category_id == "books/cookbooks")}
     assert ids and set(ids) == expected  # the whole subtree, in stock, of the service
+    # a kind the message names that this service does not sell leaves the held shelves' items («он любит кофе» for a
+    # present on Megamarket: coffee machines, not nothing)
+    coffee = dataclasses.replace(parse_request("u000000", "он любит кофе", 10, "megamarket"),
+                                 categories=frozenset({"electronics/kitchen_appliances", "grocery/coffee"}))
+    held = retriever.retrieve(coffee, encode(trained_encoder, "он любит кофе")).candidate_ids.tolist()
+    assert held and all(catalog.get(i).category_id == "electronics/kitchen_appliances" for i in held)
     with pytest.raises(RequestError, match="no category"):
         retriever.retrieve(dataclasses.replace(req, categories=frozenset({"home/nothing"})), encode(trained_encoder, text))
 
