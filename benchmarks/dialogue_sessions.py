@@ -205,7 +205,9 @@ def run_simulation(artifacts: Path, n: int, seed: int) -> dict:
     from recllm.pipeline import RecPipeline
 
     pipeline = RecPipeline.load(artifacts)
-    engine = ChatEngine(SessionStore(Path(tempfile.mkdtemp(prefix="dlg_sim_")) / "s.sqlite"), SilentStages(pipeline))
+    # the served dialogue manager (``load_chat_engine``: the catalog's kinds and shelves), minus the profile writes
+    engine = ChatEngine(SessionStore(Path(tempfile.mkdtemp(prefix="dlg_sim_")) / "s.sqlite"), SilentStages(pipeline),
+                        catalog=pipeline.catalog)
     pairs = simulated_users(pipeline.catalog, pipeline.retriever.profile.user_ids(), n, seed)
     started = time.perf_counter()
     dm = [simulate_dialogue(engine, f"sim-{k}", user, t, pipeline.catalog) for k, (user, t) in enumerate(pairs)]
@@ -228,7 +230,9 @@ def simulation_markdown(sim: dict) -> str:
             "its diet tag, «подешевле» when the target is cheaper than everything shown, «не то, нужны <leaf>» once "
             f"when no shown item is of its category, else «ещё»; {MAX_SIM_TURNS} turns at most, {SIM_TOP_K} items a "
             "turn. Single-shot: one retrieval + ranking of the opening message, its list paged "
-            f"{SIM_TOP_K} per turn. The reply generator is not run (it does not change the lists). "
+            f"{SIM_TOP_K} per turn. The dialogue manager is the served one with the catalog (the kinds a message "
+            "names, held shelves, «подешевле» held to the kinds on screen), writing no feedback to the profile. The "
+            "reply generator is not run (it does not change the lists). "
             f"Wall time {sim['seconds']:.0f} s.", "",
             "| | success@1 | success@3 | success@5 | success@10 | mean turns (fail = 10) |", "|---|---|---|---|---|---|"]
     for name in ("dialogue_manager", "single_shot"):
