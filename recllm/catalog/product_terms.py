@@ -21,9 +21,12 @@ names share the most of the request's other words (purpose words too, negated on
 shares one. A kind word that is also a category's one-word name names that category too («игрушка»: the pet toys
 named «Игрушка …» and every toy under «игрушки»).
 
-Russian category names («сладости») are deliberately not kinds: measured on the build's held-out requests they
-mostly carry an intent («хочу сладкого» — sweet yoghurt is a fine answer) and restricting to the category cost
-Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``).
+One-word Russian category names («сладости») are deliberately not kinds: measured on the build's held-out requests
+they mostly carry an intent («хочу сладкого» — sweet yoghurt is a fine answer) and restricting to the category cost
+Recall@10 (0.853 → 0.773 with categories and kind words; ``benchmarks/results/named_kinds.md``). A name of two content
+words or more is one when the request says all of them («спортивное питание» got baby food, «товары для животных»
+the user's usual items): ``russian_category_phrases``, except names that say what the items are good for («полезные
+перекусы»: fruit answers it too; with it the held-out Recall@10 lost 2 of 150 test requests, without it none).
 
 English requests are read against the English names: an item's ``name_en`` ("bananas", "lactose-free milk") names it
 by its head noun (the last word: "milk" names the milk and the lactose-free milk, and "lactose-free milk" narrows to
@@ -211,6 +214,8 @@ class ProductTerms:
         self.lemmatizer = lemmatizer or Lemmatizer()
         # lemmas of everyday goods the catalog has no item of («чай»; and English ones: "tea")
         self.missing_goods = missing_goods
+        # a Russian category name of two content words or more, as lemmas → its items («спортивное питание»)
+        self.russian_phrases: dict[frozenset[str], np.ndarray] = {}
 
     @classmethod
     def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> ProductTerms:
@@ -235,6 +240,7 @@ class ProductTerms:
                                                              categories))
         terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer) | frozenset(
             w for w in EVERYDAY_GOODS_EN if w not in terms.english_vocabulary)
+        terms.russian_phrases = russian_category_phrases(catalog, lemmatizer)
         return terms
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
@@ -255,6 +261,14 @@ class ProductTerms:
                 items = items[allowed[items]]
             if items.size:
                 found.append(self.most_specific(items, others))
+        said = {lemma for lemma, _ in usable}
+        phrases = [p for p in self.russian_phrases if p <= said]  # «спортивное питание», «товары для животных»
+        for phrase in phrases:
+            items = self.russian_phrases[phrase]
+            items = items[allowed[items]] if allowed is not None else items
+            if items.size:
+                found.append(items)
+                terms += (" ".join(sorted(phrase)),)
         english_request = english_words(text)  # read once: the synonyms and singulars are the same for every use
         english = self.english_named(english_request)
         request_english = {w for w, _ in english_request if w}
@@ -405,6 +419,31 @@ def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray
         for phrase in english_phrases(category.name_en):
             kinds.setdefault(phrase, set()).update(under.get(category_id, ()))
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items() if v}
+
+
+# A category name with one of these words says what the items are good for, an intent other shelves answer too
+# («полезные перекусы»: fruit is one), not a kind: measured on the build's held-out requests.
+INTENT_ADJECTIVES = frozenset({"полезный", "вкусный", "здоровый", "лёгкий", "легкий"})
+
+
+def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[frozenset[str], np.ndarray]:
+    """Each Russian category name of two content words or more (prepositions left out; a name listing two kinds with
+    «и», «крупы и макароны», is its kinds' business) → the items of that category and the categories under it. A
+    request names the category when it says every one of the name's words («спортивное питание», «товары для
+    животных», «корма для кошек»: the treats too): one-word names («сладости») and names that say what the items
+    are good for (``INTENT_ADJECTIVES``) stay intents (see the module doc)."""
+    under: dict[str, list[int]] = {}
+    for item in catalog.items:
+        for category_id in catalog.category_ids_above(item.category_id):
+            under.setdefault(category_id, []).append(item.item_id)
+    phrases: dict[frozenset[str], set[int]] = {}
+    for category_id, category in catalog.categories.items():
+        words = [w for w in words_of(category.name_ru) if w.lower() not in PURPOSES | NEGATIONS]
+        phrase = frozenset(lemmatizer.lemma(w) for w in words)
+        if len(words) < 2 or any(w.lower() in CONJUNCTIONS for w in words) or phrase & INTENT_ADJECTIVES:
+            continue
+        phrases.setdefault(phrase, set()).update(under.get(category_id, ()))
+    return {p: np.array(sorted(v), dtype=np.int64) for p, v in phrases.items() if v}
 
 
 def missing_goods(catalog: Catalog, vocabulary: frozenset[str], lemmatizer: Lemmatizer) -> frozenset[str]:

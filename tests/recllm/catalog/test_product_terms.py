@@ -301,3 +301,25 @@ def test_phone_alone_is_the_smartphone_but_a_phone_case_stays_one():
     assert with_phrase_synonyms("A new phone, please") == "a new smartphone, please"
     assert with_phrase_synonyms("a mobile phone") == "a smartphone"
     assert with_phrase_synonyms("a phone case and a phone charger") == "a phone case and a phone charger"
+
+
+def test_a_russian_category_name_of_two_words_or_more_names_its_category():
+    """«спортивное питание» named nothing and got baby food; «товары для животных» got the user's usual items. A
+    category's whole name names it (all its words said); a one-word name («игрушки» aside, a kind word too) or one
+    that says what its items are good for («полезные перекусы»: fruit is one too) stays an intent."""
+    categories = CATEGORIES + [Category("sport", "спортивные товары", "sports goods", None, False),
+                               Category("sport/nutrition", "спортивное питание", "sports nutrition", "sport", False),
+                               Category("grocery/healthy_snacks", "полезные перекусы", "healthy snacks", "grocery",
+                                        False)]
+    rows = [("Протеин сывороточный", "sport/nutrition"), ("Изотоник порошок", "sport/nutrition"),
+            ("Батончик протеиновый", "grocery/healthy_snacks"), ("Корм сухой для кошек", "pet"),
+            ("Игрушка для кошки мышка", "pet"), ("Молоко Домик", "grocery/dairy")]
+    catalog = Catalog(categories, [Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset())
+                                   for i, (name, category) in enumerate(rows)])
+    terms = ProductTerms.of(catalog)
+    assert names(catalog, terms.named("есть спортивное питание?")) == {"Протеин", "Изотоник"}
+    assert names(catalog, terms.named("товары для животных")) == {"Корм", "Игрушка"}
+    assert names(catalog, terms.named("молочные продукты на завтрак")) == {"Молоко"}
+    assert terms.named("полезные перекусы в офис") is None      # an intent: fruit answers it too
+    assert terms.named("что-нибудь спортивное") is None          # not every word of a name
+    assert terms.named("без молочных продуктов") is None         # negated
