@@ -252,8 +252,13 @@ class ProductTerms:
             return None
         usable = [(lemma, span) for lemma, (word, span) in zip(lemmas, words)
                   if span != NEGATED and len(word) >= MIN_KIND_WORD]
-        terms = tuple(dict.fromkeys(lemma for lemma, span in usable if span == WANTED and lemma in self.kind_items))
-        others = {lemma for lemma, _ in usable} - set(terms)
+        said = {lemma for lemma, _ in usable}
+        phrases = [p for p in self.russian_phrases if p <= said]  # «спортивное питание», «товары для животных»
+        # a kind word inside a category's name said whole is that category («средства по уходу за кожей»: skincare,
+        # not the cleaning products named «Средство …»)
+        terms = tuple(dict.fromkeys(lemma for lemma, span in usable if span == WANTED and lemma in self.kind_items
+                                    and not any(lemma in p for p in phrases)))
+        others = said - set(terms)
         found = []
         for term in terms:
             items = self.kind_items[term]
@@ -261,8 +266,6 @@ class ProductTerms:
                 items = items[allowed[items]]
             if items.size:
                 found.append(self.most_specific(items, others))
-        said = {lemma for lemma, _ in usable}
-        phrases = [p for p in self.russian_phrases if p <= said]  # «спортивное питание», «товары для животных»
         for phrase in phrases:
             items = self.russian_phrases[phrase]
             items = items[allowed[items]] if allowed is not None else items
@@ -438,7 +441,8 @@ def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[f
             under.setdefault(category_id, []).append(item.item_id)
     phrases: dict[frozenset[str], set[int]] = {}
     for category_id, category in catalog.categories.items():
-        words = [w for w in words_of(category.name_ru) if w.lower() not in PURPOSES | NEGATIONS]
+        words = [w for w in words_of(category.name_ru)
+                 if w.lower() not in PURPOSES | NEGATIONS and len(w) >= MIN_KIND_WORD]  # (as a request's words are)
         phrase = frozenset(lemmatizer.lemma(w) for w in words)
         if len(words) < 2 or any(w.lower() in CONJUNCTIONS for w in words) or phrase & INTENT_ADJECTIVES:
             continue

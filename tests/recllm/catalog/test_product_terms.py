@@ -323,3 +323,10 @@ def test_a_russian_category_name_of_two_words_or_more_names_its_category():
     assert terms.named("полезные перекусы в офис") is None      # an intent: fruit answers it too
     assert terms.named("что-нибудь спортивное") is None          # not every word of a name
     assert terms.named("без молочных продуктов") is None         # negated
+    # a kind word inside a whole name is that category («средства по уходу за кожей»: not the «Средство …» cleaners)
+    skincare = Catalog([Category("beauty", "косметика", "beauty", None, False),
+                        Category("beauty/skincare", "средства по уходу за кожей", "skincare", "beauty", False),
+                        Category("household", "хозтовары", "household goods", None, False)],
+                       [Item(0, "samokat", 0, "Гель для умывания", "b", "beauty/skincare", 100.0, True, frozenset()),
+                        Item(1, "samokat", 1, "Средство для мытья посуды", "b", "household", 100.0, True, frozenset())])
+    assert names(skincare, ProductTerms.of(skincare).named("средства по уходу за кожей")) == {"Гель"}
