@@ -44,7 +44,7 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import RecRequest, parse_request, validate_session_id
+from recllm.rag.rec_request import RecRequest, is_for_pets, parse_request, validate_session_id
 from recllm.safety.health_rule import HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
                                       install_model, uses_shopping_words)
@@ -183,7 +183,9 @@ class ChatEngine:
         likes = bool(state.last_items) and tells_what_they_like(base.query, state.goal)
         another_kind = not likes and (self.names_another_kind(state, named) or bool(shelf)
                                       and set(shelf) != set(state.kinds)
-                                      and not set(shelf) & set(self.categories_of(state.last_items)))
+                                      and not set(shelf) & set(self.categories_of(state.last_items))
+                                      # «а что-нибудь для кота?» after sports nutrition: a pet's goal of its own
+                                      or bool(state.goal) and parsed.for_pet and not is_for_pets(state.goal))
         if named is None and (not state.goal or state.last_act != "clarify") and asks_for_a_present_only(base.query):
             # «что-нибудь на подарок»: for whom, and what they like, is the first question (it got headphones)
             understanding = replace(understanding, intent="clarify_needed")

@@ -218,6 +218,11 @@ def only_pets(hits: list[tuple[int, str]]) -> bool:
     return {name for _, name in hits} == {"pet"}
 
 
+def is_for_pets(text: str) -> bool:
+    """``only_pets`` of the text's recipients (the goal a follow-up belongs to, read as the retriever reads it)."""
+    return only_pets(recipient_hits(text))
+
+
 def parse_recipient(text: str) -> str | None:
     """Who the request is for, by the earliest recipient word in it; None: not said."""
     return earliest_recipient(recipient_hits(text))

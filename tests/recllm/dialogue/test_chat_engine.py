@@ -154,6 +154,16 @@ def test_a_bare_present_is_asked_about_and_what_the_person_likes_keeps_the_prese
     assert plan.request.categories == frozenset(plan.state.kinds)
 
 
+def test_a_pet_after_a_goal_for_people_starts_a_goal_of_its_own(engine, users):
+    """Live: «а что-нибудь для кота?» after sports nutrition refined it («ничего нового до 328 ₽»)."""
+    session = "engine-pet-after"
+    run_turn(engine, session, users[0], "молоко на завтрак", service="samokat")
+    plan = engine.plan(session, users[0], "а что-нибудь для кота?", 5, "")
+    assert plan.act in ("recommend", "clarify") and "молоко" not in plan.state.goal
+    run_turn(engine, "engine-pet-goal", users[0], "корм для кошек", service="")
+    assert engine.plan("engine-pet-goal", users[0], "а что-нибудь для кота подешевле?", 5, "").act == "refine"
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""
