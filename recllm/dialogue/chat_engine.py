@@ -36,9 +36,9 @@ from recllm.dialogue.gift_interests import asks_for_a_present_only, interest_she
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import (RequestUnderstander, RequestUnderstanding, follow_up_content,
-                                                   mentioned_services, parse_budget, parse_refinement, tokenize,
-                                                   understand)
+from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
+                                                   follow_up_content, mentioned_services, parse_budget,
+                                                   parse_refinement, tokenize, understand)
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -186,6 +186,12 @@ class ChatEngine:
                                       and not set(shelf) & set(self.categories_of(state.last_items))
                                       # «а что-нибудь для кота?» after sports nutrition: a pet's goal of its own
                                       or bool(state.goal) and parsed.for_pet and not is_for_pets(state.goal))
+        if state.last_act == "clarify" and named is None and state.domain not in ("", "other", "goods") \
+                and understanding.domain != state.domain and not mentioned_services(base.query):
+            # «солёное, на компанию» answering «сладкое или солёное?» about something tasty was read as electronics
+            # on Megamarket (headphones): an answer that names no kind stays in the domain of the wish it answers
+            understanding = replace(understanding, domain=state.domain,
+                                    target_services=state.services or KEYWORD_DOMAIN_SERVICES.get(state.domain, ()))
         if named is None and (not state.goal or state.last_act != "clarify") and asks_for_a_present_only(base.query):
             # «что-нибудь на подарок»: for whom, and what they like, is the first question (it got headphones)
             understanding = replace(understanding, intent="clarify_needed")
@@ -315,7 +321,7 @@ class ChatEngine:
                                           candidates.user_context)
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
         yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
-        if note := unmarked_diet_note(plan.base.language, unmarked_diets(plan.understanding)):
+        if note := unmarked_diet_note(plan.base.language, unmarked_diets(plan.base.query)):
             yield TextChunk(note)  # «без глютена»: the catalog has no such mark, the list could not be held to it
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
         explanations_in = {language: decode_utf8_array(arrays.get(spec.client_name))

@@ -21,8 +21,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-from recllm.dialogue.request_understanding import (SERVICE_PATTERNS, RequestUnderstanding, follow_up_content,
-                                                   mentioned_services)
+from recllm.dialogue.request_understanding import (DIET_PATTERNS, SERVICE_PATTERNS, WITHOUT_PATTERNS,
+                                                   RequestUnderstanding, follow_up_content, mentioned_services)
 from recllm.rag.rec_request import BUDGET_PATTERNS, parse_budget as text_budget
 from recllm.rag.rec_request import RECIPIENT_REGEXES, REQUIRED_TAG_PATTERNS, recipient_hits
 from recllm.safety.output_guard import clean_all
@@ -146,11 +146,11 @@ def catalog_diet(diet: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(t for t in tags if t in REQUIRED_TAG_PATTERNS))
 
 
-def unmarked_diets(understanding: RequestUnderstanding | None) -> tuple[str, ...]:
-    """The diets a message asks for (as a slot or a «без …» follow-up) that the catalog has no mark for."""
-    if understanding is None:
-        return ()
-    tags = {DIET_ALIASES.get(d, d) for d in (*understanding.diet, *understanding.refinement)}
+def unmarked_diets(message: str) -> tuple[str, ...]:
+    """The diets the message itself asks for («без глютена», "nut-free") that the catalog has no mark for (not the
+    ones an understanding inherits from the turn before: "cheaper" after «без глютена» says nothing of gluten)."""
+    said = {tag for tag, pattern in (*DIET_PATTERNS.items(), *WITHOUT_PATTERNS.items()) if pattern.search(message)}
+    tags = {DIET_ALIASES.get(d, d) for d in said}
     return tuple(t for t in UNMARKED_DIET_PHRASES["en"] if t in tags)
 
 

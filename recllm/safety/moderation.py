@@ -197,7 +197,13 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                   r"|to\s+treat))")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
                       r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
-                      r"suicide|end\s+my\s+life|overdos\w*")),
+                      r"suicide|end\s+my\s+life|overdos\w*|"
+                      # drinking or eating household chemicals («выпить отбеливатель», "should I drink bleach?")
+                      r"(?:вып(?:ить|ью|ьет|ьёт|ей)|пить|попить|глотнуть|съесть|съем|проглотить|drink(?:ing)?|"
+                      r"swallow(?:ing)?|eat(?:ing)?)\s+(?:\w+\s+){0,3}?(?:отбеливател\w*|хлорк\w*|белизн\w*|"
+                      r"бензин\w*|антифриз\w*|растворител\w*|уксусн\w+\s+эссенц\w*|средств\w+\s+для\s+"
+                      r"(?:мытья|уборки|чистки|стирки)|капсул\w+\s+для\s+стирки|bleach|antifreeze|detergent|"
+                      r"laundry\s+pods?|drain\s+cleaner|gasoline|petrol)")),
     ("violence", _rx(r"\b(?:убить|зарезать|избить|отравить|отомстить|поджечь)\s+(?!" + _PESTS + r")\w+|"
                      r"\b(?:kill|poison|hurt|stab)\s+(?:some(?:one|body)|him|her|people|a\s+(?:child|kid|person|man|"
                      r"woman)|my\s+(?:neighbou?r|wife|husband|boss|ex|mother|father|sister|brother|friend|teacher|son|"
@@ -289,7 +295,7 @@ _SHOPPING_SIGNAL = _rx(
     r"верн\w*\s+деньги|возврат\w*|просроч\w*|беру|возьму|взять|добавь|убери|отмени|повтори|оформи\w*|оплат\w*|"
     r"привет|здравствуй\w*|спасибо|благодарю|ок|окей|да|нет|давай|супер|отлично|хорошо|не\s+то|не\s+нравится|"
     r"buy|order\w*|cart|add|find|need|want|looking\s+for|gift\w*|present|cook\w*|recipe\w*|dinner|breakfast|lunch|"
-    r"snack\w*|food|meal\w*|groceries|grocery|price\w*|cheap\w*|expensive|sale|discount\w*|deliver\w*|in\s+stock|"
+    r"snack\w*|drinks|beverages?|напитк\w*|напиток|food|meal\w*|groceries|grocery|price\w*|cheap\w*|expensive|sale|discount\w*|deliver\w*|in\s+stock|"
     r"available|brand|pack|flavou?r|sweet|salty|spicy|healthy|vegan|gluten|lactose|sugar|option\w*|else|another|"
     r"different|more|less|bigger|smaller|please|pls|thanks|thank\s+you|hi|hello|yes|no|ok|okay|goes\s+well\s+with|"
     r"do\s+you\s+have|i'?d\s+like|would\s+like|ingredients?|berr(?:y|ies)|pancakes?|books?|kids'?|"

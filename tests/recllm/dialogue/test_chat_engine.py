@@ -164,6 +164,26 @@ def test_a_pet_after_a_goal_for_people_starts_a_goal_of_its_own(engine, users):
     assert engine.plan("engine-pet-goal", users[0], "а что-нибудь для кота подешевле?", 5, "").act == "refine"
 
 
+def test_an_answer_that_names_no_kind_stays_in_the_domain_of_the_wish_it_answers(tmp_path):
+    """Live: «солёное, на компанию» answering «сладкое или солёное?» about «хочу что-нибудь вкусное» was read as
+    electronics on Megamarket and got headphones."""
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    readings = {"хочу что-нибудь вкусное": RequestUnderstanding("ru", "food", "clarify_needed"),
+                "солёное, на компанию": RequestUnderstanding("ru", "electronics", "recommend",
+                                                             target_services=("megamarket",)),
+                "на мегамаркете": RequestUnderstanding("ru", "electronics", "recommend",
+                                                       target_services=("megamarket",))}
+    engine = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None,
+                        understander=lambda text, context=None: readings[text])
+    list(engine._run(engine.plan("answer-1", "u_000001", "хочу что-нибудь вкусное", 5)))
+    plan = engine.plan("answer-1", "u_000001", "солёное, на компанию", 5)
+    assert plan.act == "recommend" and plan.understanding.domain == "food"
+    assert set(plan.understanding.target_services) == {"samokat", "kuper"}
+    # a service the answer names is the user's choice
+    assert engine.plan("answer-1", "u_000001", "на мегамаркете", 5).understanding.domain == "electronics"
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""
@@ -205,6 +225,8 @@ def test_a_diet_the_catalog_cannot_hold_is_said_after_the_list(engine, users, me
     assert ("gluten-free, so I can't promise" if english else "«без глютена» в каталоге нет") in text
     _, plain = run_turn(engine, "engine-no-gluten", users[0], "хлеб на завтрак")
     assert "глютен" not in plain and "в каталоге нет" not in plain
+    _, cheaper = run_turn(engine, f"engine-gluten-{english}", users[0], "cheaper" if english else "подешевле")
+    assert "gluten" not in cheaper and "глютен" not in cheaper  # said once, where it was asked
 
 
 def test_nothing_left_offers_a_relaxation_and_yes_takes_it(engine, users):

@@ -546,14 +546,12 @@ def test_the_pick_of_a_list_is_said_in_the_language_its_reason_is_in():
     assert explain_reply(untold, "какой из них лучше?", "ru", compare=True).startswith("Вам я бы выбрал «Молоко 1»: подходит")
 
 
-def test_unmarked_diets_are_the_asked_diets_the_catalog_has_no_mark_for():
-    asked = RequestUnderstanding("ru", "food", "recommend", diet=("gluten_free", "lactose_free"))
-    assert unmarked_diets(asked) == ("gluten_free",)
-    follow_up = RequestUnderstanding("ru", "food", "refine", refinement=("without_meat", "without_nuts", "cheaper"))
-    assert unmarked_diets(follow_up) == ("without_nuts",)
-    assert catalog_diet(("without_meat", "gluten_free")) == ("vegetarian",)  # held: the catalog states meat
-    assert unmarked_diets(RequestUnderstanding("ru", "food", "recommend", diet=("vegan",))) == ()
-    assert unmarked_diets(None) == ()
+def test_unmarked_diets_are_the_diets_a_message_asks_for_the_catalog_has_no_mark_for():
+    assert unmarked_diets("хлеб без глютена и без лактозы") == ("gluten_free",)
+    assert unmarked_diets("а без мяса и без орехов?") == ("without_nuts",)   # meat: held by the catalog's mark
+    assert unmarked_diets("gluten-free pasta") == ("gluten_free",)
+    assert unmarked_diets("cheaper") == () and unmarked_diets("веганское") == ()  # (not what an earlier turn said)
+    assert catalog_diet(("without_meat", "gluten_free")) == ("vegetarian",)
 
 
 @pytest.mark.parametrize("message, only", [
