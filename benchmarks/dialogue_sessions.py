@@ -200,14 +200,20 @@ def single_shot(pipeline, user: str, target_id: int, catalog: Catalog) -> int | 
 def run_simulation(artifacts: Path, n: int, seed: int) -> dict:
     import tempfile
 
+    from recllm.artifacts import ArtifactLayout
     from recllm.dialogue.chat_engine import ChatEngine
+    from recllm.dialogue.request_understanding import RequestUnderstander
     from recllm.dialogue.session_store import SessionStore
     from recllm.pipeline import RecPipeline
+    from recllm.safety.moderation import LinearModerationModel, install_model
 
     pipeline = RecPipeline.load(artifacts)
-    # the served dialogue manager (``load_chat_engine``: the catalog's kinds and shelves), minus the profile writes
+    # the served dialogue manager (``load_chat_engine``: the build's moderation and understanding models, the
+    # catalog's kinds and shelves), minus the profile writes and the build's session store
+    layout = ArtifactLayout(Path(artifacts))
+    install_model(LinearModerationModel.load(layout.moderation_dir))
     engine = ChatEngine(SessionStore(Path(tempfile.mkdtemp(prefix="dlg_sim_")) / "s.sqlite"), SilentStages(pipeline),
-                        catalog=pipeline.catalog)
+                        RequestUnderstander.load(layout.request_understanding_dir).understand, catalog=pipeline.catalog)
     pairs = simulated_users(pipeline.catalog, pipeline.retriever.profile.user_ids(), n, seed)
     started = time.perf_counter()
     dm = [simulate_dialogue(engine, f"sim-{k}", user, t, pipeline.catalog) for k, (user, t) in enumerate(pairs)]
@@ -230,8 +236,9 @@ def simulation_markdown(sim: dict) -> str:
             "its diet tag, «подешевле» when the target is cheaper than everything shown, «не то, нужны <leaf>» once "
             f"when no shown item is of its category, else «ещё»; {MAX_SIM_TURNS} turns at most, {SIM_TOP_K} items a "
             "turn. Single-shot: one retrieval + ranking of the opening message, its list paged "
-            f"{SIM_TOP_K} per turn. The dialogue manager is the served one with the catalog (the kinds a message "
-            "names, held shelves, «подешевле» held to the kinds on screen), writing no feedback to the profile. The "
+            f"{SIM_TOP_K} per turn. The dialogue manager is the served one (the build's moderation and understanding "
+            "models, the catalog: the kinds a message names, held shelves, «подешевле» held to the kinds on "
+            "screen), writing no feedback to the profile. The "
             "reply generator is not run (it does not change the lists). "
             f"Wall time {sim['seconds']:.0f} s.", "",
             "| | success@1 | success@3 | success@5 | success@10 | mean turns (fail = 10) |", "|---|---|---|---|---|---|"]

@@ -214,8 +214,8 @@ class ProductTerms:
         self.lemmatizer = lemmatizer or Lemmatizer()
         # lemmas of everyday goods the catalog has no item of («чай»; and English ones: "tea")
         self.missing_goods = missing_goods
-        # a Russian category name of two content words or more, as lemmas → its items («спортивное питание»)
-        self.russian_phrases: dict[frozenset[str], np.ndarray] = {}
+        # a Russian category name of two content words or more, as its lemmas in order → its items
+        self.russian_phrases: dict[tuple[str, ...], np.ndarray] = {}
 
     @classmethod
     def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> ProductTerms:
@@ -253,11 +253,13 @@ class ProductTerms:
         usable = [(lemma, span) for lemma, (word, span) in zip(lemmas, words)
                   if span != NEGATED and len(word) >= MIN_KIND_WORD]
         said = {lemma for lemma, _ in usable}
-        phrases = [p for p in self.russian_phrases if p <= said]  # «спортивное питание», «товары для животных»
-        # a kind word inside a category's name said whole is that category («средства по уходу за кожей»: skincare,
-        # not the cleaning products named «Средство …»)
-        terms = tuple(dict.fromkeys(lemma for lemma, span in usable if span == WANTED and lemma in self.kind_items
-                                    and not any(lemma in p for p in phrases)))
+        # a category's name said whole, its words side by side («спортивное питание», «товары для животных»); a kind
+        # word inside it is that category («средства по уходу за кожей»: skincare, not the «Средство …» cleaners), a
+        # kind word elsewhere in the request still names its kind
+        phrases, inside = self.phrases_said([(lemma, word) for lemma, (word, span) in zip(lemmas, words)
+                                             if span != NEGATED and len(word) >= MIN_KIND_WORD])
+        terms = tuple(dict.fromkeys(lemma for at, (lemma, span) in enumerate(usable) if span == WANTED
+                                    and lemma in self.kind_items and at not in inside))
         others = said - set(terms)
         found = []
         for term in terms:
@@ -271,7 +273,7 @@ class ProductTerms:
             items = items[allowed[items]] if allowed is not None else items
             if items.size:
                 found.append(items)
-                terms += (" ".join(sorted(phrase)),)
+                terms += (" ".join(phrase),)
         english_request = english_words(text)  # read once: the synonyms and singulars are the same for every use
         english = self.english_named(english_request)
         request_english = {w for w, _ in english_request if w}
@@ -294,6 +296,21 @@ class ProductTerms:
             # «покажи чай» with no tea: a request for what is not there gets nothing, not the user's usual bread
             return NamedKinds(missing, np.zeros(0, dtype=np.int64)) if missing and not english else None
         return NamedKinds(terms + tuple(" ".join(p) for p in english), np.unique(np.concatenate(found)))
+
+    def phrases_said(self, lemmas: list[tuple[str, str]]) -> tuple[list[tuple[str, ...]], set[int]]:
+        """(the Russian category phrases whose lemmas the request says side by side — prepositions between them
+        aside —, the positions in ``lemmas`` those phrases cover); ``lemmas`` are (lemma, word) of the request's
+        usable words in order."""
+        content = [(at, lemma) for at, (lemma, word) in enumerate(lemmas) if word.lower() not in PURPOSES | NEGATIONS]
+        found, inside = [], set()
+        for phrase in self.russian_phrases:
+            for start in range(len(content) - len(phrase) + 1):
+                window = content[start:start + len(phrase)]
+                if {lemma for _, lemma in window} == set(phrase):
+                    found.append(phrase)
+                    inside |= {at for at, _ in window}
+                    break
+        return found, inside
 
     def english_named(self, words: list[tuple[str, str]]) -> list[tuple[str, ...]]:
         """The English phrases (``english_kinds``) the request's wanted words (``english_words``) hold (a phrase
@@ -429,7 +446,7 @@ def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray
 INTENT_ADJECTIVES = frozenset({"полезный", "вкусный", "здоровый", "лёгкий", "легкий"})
 
 
-def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[frozenset[str], np.ndarray]:
+def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[tuple[str, ...], np.ndarray]:
     """Each Russian category name of two content words or more (prepositions left out; a name listing two kinds with
     «и», «крупы и макароны», is its kinds' business) → the items of that category and the categories under it. A
     request names the category when it says every one of the name's words («спортивное питание», «товары для
@@ -439,12 +456,14 @@ def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[f
     for item in catalog.items:
         for category_id in catalog.category_ids_above(item.category_id):
             under.setdefault(category_id, []).append(item.item_id)
-    phrases: dict[frozenset[str], set[int]] = {}
+    phrases: dict[tuple[str, ...], set[int]] = {}
     for category_id, category in catalog.categories.items():
+        if any(w.lower() in CONJUNCTIONS for w in words_of(category.name_ru)):
+            continue
         words = [w for w in words_of(category.name_ru)
                  if w.lower() not in PURPOSES | NEGATIONS and len(w) >= MIN_KIND_WORD]  # (as a request's words are)
-        phrase = frozenset(lemmatizer.lemma(w) for w in words)
-        if len(words) < 2 or any(w.lower() in CONJUNCTIONS for w in words) or phrase & INTENT_ADJECTIVES:
+        phrase = tuple(lemmatizer.lemma(w) for w in words)
+        if len(words) < 2 or set(phrase) & INTENT_ADJECTIVES:
             continue
         phrases.setdefault(phrase, set()).update(under.get(category_id, ()))
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in phrases.items() if v}

@@ -32,7 +32,8 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
                                             requested_style, start_goal, states_only_a_budget, unmarked_diets,
                                             without_budget)
-from recllm.dialogue.gift_interests import asks_for_a_present_only, interest_shelves, tells_what_they_like
+from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, interest_shelves, interests_named,
+                                            is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
@@ -44,8 +45,9 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import RecRequest, is_for_pets, parse_request, validate_session_id
-from recllm.safety.health_rule import HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask
+from recllm.rag.rec_request import RecRequest, is_for_pets, parse_request, recipient_hits, validate_session_id
+from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask,
+                                       words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
                                       install_model, uses_shopping_words)
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
@@ -143,10 +145,11 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
-        # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's)
-        health = asks_about_health(base.query) and not parsed.for_pet
+        # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's; «сок с
+        # витамином C» is juice)
+        health = not parsed.for_pet and self.words_ask_for_health(base.query)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (states_only_a_budget(base.query) or health or state.last_act == "clarify"
+                and (states_only_a_budget(base.query) or health or self.answers_the_question(state, base.query)
                      or names_only_a_recipient(base.query)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», «он любит
             # футбол» after «Что любит этот человек?»: a budget, a health need, whom it is for or the answer to our
@@ -180,7 +183,8 @@ class ChatEngine:
         # ("plasters please" after fever remedies was read as a refinement of them; «почему витамины?» about a list
         # with vitamins is still about the list)
         # «он любит кофе» after gift ideas tells what the person likes: the present goes on (coffee is no new goal)
-        likes = bool(state.last_items) and tells_what_they_like(base.query, state.goal)
+        likes = bool(state.last_items) and tells_what_they_like(base.query, state.goal)  # (before acknowledge:
+        #                                                  "he loves coffee" is no "I love it")
         another_kind = not likes and (self.names_another_kind(state, named) or bool(shelf)
                                       and set(shelf) != set(state.kinds)
                                       and not set(shelf) & set(self.categories_of(state.last_items))
@@ -200,11 +204,12 @@ class ChatEngine:
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
             # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
             understanding = replace(understanding, intent="recommend")
-        if reads_as_small_talk(state, understanding, named, base.query, health):
+        if reads_as_small_talk(state, understanding, named, base.query, health,
+                               self.answers_the_question(state, base.query)):
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
-        if likes and act == "recommend":
+        if likes and act in ("recommend", "acknowledge"):
             act = "refine"
         if act in ("explain", "compare", "acknowledge"):
             return TurnPlan(session_id, base, state, act, understanding)
@@ -215,6 +220,8 @@ class ChatEngine:
         if act == "clarify":
             # the service the question was asked in (the app's) is where the answer's list comes from
             asked = start_goal(state, understanding, base.query)
+            if names_only_a_recipient(base.query):  # «для мамы» is asked about as a present: its goal says so
+                asked = replace(asked, goal=f"{PRESENT_WORD[base.language]} {asked.goal}")
             return TurnPlan(session_id, base, replace(asked, service=base.service or asked.service), act,
                             understanding)
         if act in ("recommend", "refine") and need is not None and not shelf:
@@ -235,6 +242,29 @@ class ChatEngine:
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
         return self._request_plan(session_id, base, state, act, understanding)
+
+    def answers_the_question(self, state: DialogueState, message: str) -> bool:
+        """The message says what the last turn's question asked (whom it is for, a budget, a kind, what the person
+        likes: «она любит готовить», «он любит футбол»), or what the person a present is for likes: never off-topic
+        or small talk, however the classifier reads it (a greeting's question has no goal: «как дела?» after
+        «привет» is still small talk)."""
+        if state.last_act == "clarify" and state.goal and (
+                recipient_hits(message) or parse_budget(message) is not None or interests_named(message)
+                or self.named_kinds(message) is not None):
+            return True
+        return is_a_present(state.goal) and (tells_what_they_like(message, state.goal) or bool(interests_named(message)))
+
+    def known_categories(self, kinds: tuple[str, ...]) -> frozenset[str]:
+        """The held kinds this catalog has (a session saved before a catalog change may hold a shelf no longer
+        there: the rest still hold); all of them without a catalog."""
+        return frozenset(k for k in kinds if self.catalog is None or k in self.catalog.categories)
+
+    def words_ask_for_health(self, message: str) -> bool:
+        """``health_rule.words_ask_for_health`` with the kinds the message names (without a catalog: its words)."""
+        if not asks_about_health(message):
+            return False
+        named = self.named_kinds(message)
+        return words_ask_for_health(message, None if named is None else named.item_ids, self.sensitive_items)
 
     def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
         """The health need a health request (``asks_about_health``) names (``health_need``); None when it names
@@ -271,7 +301,7 @@ class ChatEngine:
         request = parse_request(base.user_id, query, base.top_k, resolved)
         request = replace(request, max_price=state.budget, language=base.language,
                           required_tags=request.required_tags | frozenset(state.diet),
-                          categories=frozenset(state.kinds))  # the retriever takes the held kinds' items
+                          categories=self.known_categories(state.kinds))  # the retriever takes their items
         exclude = frozenset(state.shown) if act == "refine" else frozenset()
         return TurnPlan(session_id, base, state, act, understanding, request, exclude)
 
@@ -401,13 +431,14 @@ def safe_reply(label: str, language: str) -> str:
 
 
 def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstanding, named: NamedKinds | None,
-                        message: str, health: bool) -> bool:
+                        message: str, health: bool, answers: bool = False) -> bool:
     """Moderation let the message through, but the understanding reads small talk ("do you like music?") or a
     question with nothing on screen to explain («почему кошки мурлыкают?»), and the message names nothing sold here:
     it gets the off-topic reply (live, such questions got a shopping list). A message that names a kind, uses
     shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need, or
-    answers the question the last turn asked, is never small talk, whatever the understanding read. ``health``: ``asks_about_health(message)``."""
-    if named is not None or uses_shopping_words(message) or health or state.last_act == "clarify" \
+    answers the question the last turn asked (``answers``: ``ChatEngine.answers_the_question``), is never small talk,
+    whatever the understanding read. ``health``: ``ChatEngine.words_ask_for_health(message)``."""
+    if named is not None or uses_shopping_words(message) or health or answers \
             or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message):
         return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items

@@ -70,11 +70,11 @@ def clarify_reply(language: str, understanding: RequestUnderstanding | None, mes
     """A question about what the vague wish leaves open, and about the service when it names none; a budget said
     alone («до 3000») is acknowledged and the question is what to look for within it."""
     english = language == "en"
-    if states_only_a_budget(message):
+    budget_only = states_only_a_budget(message)
+    question = _CLARIFY_WHAT["other" if budget_only else clarify_topic(understanding, message)][english]
+    if budget_only:
         budget = rub(text_budget(message), language)
-        return (f"I'll keep to {budget}. " if english else f"Хорошо, уложимся в {budget}. ") + \
-            _CLARIFY_WHAT["other"][english]
-    question = _CLARIFY_WHAT[clarify_topic(understanding, message)][english]
+        question = (f"I'll keep to {budget}. " if english else f"Хорошо, уложимся в {budget}. ") + question
     if understanding is None or not understanding.target_services:
         question += " " + _CLARIFY_SERVICE[english]
     return question

@@ -195,11 +195,11 @@ _RECIPIENT_FILLER = re.compile(r"\b(?:для|моей|моего|моему|мо
 
 
 def names_only_a_recipient(message: str) -> bool:
-    """«для мамы», "for my mom", «подруге»: who it is for and nothing else (no kind, no wish): what that person
-    would like is the question («для кошки» is not: every pet good is for a pet)."""
+    """«для мамы», "for my mom", «подруге»: whom a present is for and nothing else (no kind, no wish): what that
+    person would like is the question («для кошки» is not: every pet good is for a pet; nor «себе», «на компанию»)."""
     hits = recipient_hits(message)
-    if not hits or any(name == "pet" for _, name in hits):
-        return False
+    if not hits or any(name in ("pet", "self", "company", "family") for _, name in hits):
+        return False  # («себе», «на компанию»: no one a present is for)
     rest = message
     for _, regex in RECIPIENT_REGEXES:
         rest = regex.sub(" ", rest)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from recllm.dialogue.request_understanding import follow_up_content
 from recllm.rag.rec_request import parse_recipient
 
-# Recipients a present is for (not the buyer, not guests or the family's dinner)
-PRESENT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "friend", "colleague", "child"})
 _PRESENT = re.compile(r"подар|сюрприз|present|gift", re.IGNORECASE)
+PRESENT_WORD = {"ru": "подарок", "en": "a gift"}  # what a recipient alone is asked about as
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,12 @@ class Interest:
 GIFT_INTERESTS: tuple[tuple[re.Pattern[str], Interest], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), Interest(name, adult, child))
     for pattern, name, adult, child in (
-        (r"готовит|готовить|кулинар|выпека|выпечк|\bпеч[её]т|\bкухн|\bcook|\bbak(?:e|es|ing)\b|kitchen|\bchef",
+        (r"готовит|готовить|кулинар|выпека|выпечк|\bпеч[её]т|\bкухн|\bcook(?!ie)|\bbak(?:e|es|ing)\b|kitchen|\bchef",
          "cooking", ("home/kitchenware", "electronics/kitchen_appliances", "books/cookbooks"), ()),
-        (r"\bбега(?:ет|ть|ю)|\bбег\b|пробежк|марафон|\brunning|\brun(?:s|ner)\b|\bjog", "running",
+        (r"\bбега(?:ет|ть|ю)|\bбег\b|пробежк|марафон|\brunning\b|\brunners?\b|\bjog", "running",
          ("sport/running_shoes", "sport/running_apparel"), ()),
-        (r"спорт|фитнес|\bйог|трениров|\bв\s+зал|\bgym\b|fitness|\byoga|workout|\bsports?\b|exercis", "sport",
+        (r"спорт|фитнес|\bйог|трениров|\bв\s+зал|футбол|хоккей|теннис|велосипед|\bgym\b|fitness|\byoga|workout|"
+         r"\bsports?\b|exercis|football|soccer|tennis|cycling", "sport",
          ("sport/fitness", "sport/running_apparel", "sport/nutrition"), ()),
         (r"\bчита(?:ет|ть|ю)|\bкниг|чтени|\bread(?:s|ing)?\b|\bbooks?\b|\bnovels?\b", "reading", ("books/fiction",),
          ("kids/books",)),
@@ -47,9 +47,9 @@ GIFT_INTERESTS: tuple[tuple[re.Pattern[str], Interest], ...] = tuple(
         (r"косметик|уход\w*\s+за\s+(?:собой|кожей|лицом|волосами)|skin\s*care|make-?up|\bbeauty", "beauty",
          ("beauty/skincare", "beauty/haircare"), ()),
         (r"\bкофе|coffee", "coffee", ("grocery/coffee", "electronics/kitchen_appliances"), ()),
-        (r"\bуют|домосед|для\s+дома|\bдом(?:а|у)?\b|cosy|cozy|homebody|for\s+the\s+home|\bhome\b", "home",
+        (r"\bуют|домосед|для\s+дома|cosy|cozy|homebody|for\s+the\s+home", "home",
          ("home/textiles", "home/kitchenware"), ()),
-        (r"\bвкусн|сладк|сладкоежк|\bшоколад|sweet|treats?\b|chocolate|tasty", "treats",
+        (r"\bвкусн|сладк|сладкоежк|\bшоколад|\bsweets?\b|sweet\s+tooth|\btreats?\b|chocolate|tasty", "treats",
          ("grocery/sweets", "grocery/coffee"), ("grocery/sweets",)),
         (r"гаджет|техник|\bgadget|\btech\b|electronics", "tech",
          ("electronics/headphones", "electronics/smartphones", "electronics/gaming"), ()),
@@ -57,8 +57,9 @@ GIFT_INTERESTS: tuple[tuple[re.Pattern[str], Interest], ...] = tuple(
 
 
 def is_a_present(goal: str) -> bool:
-    """The goal is a present: it says so, or it is for someone the buyer gives to (not «себе», not guests)."""
-    return bool(_PRESENT.search(goal)) or parse_recipient(goal) in PRESENT_RECIPIENTS
+    """The goal is a present: it says so («ужин для мужа», «подгузники для сына» are no present; a recipient alone,
+    «для мамы», is asked about as one and its goal says so: ``ChatEngine``)."""
+    return bool(_PRESENT.search(goal))
 
 
 _PRESENT_WORDS = re.compile(r"\b(?:подар\w*|сюрприз\w*|presents?|gifts?|на|для|в|a|an|for|as|idea|ideas)\b",
@@ -68,13 +69,18 @@ _PRESENT_WORDS = re.compile(r"\b(?:подар\w*|сюрприз\w*|presents?|gif
 def asks_for_a_present_only(message: str) -> bool:
     """«что-нибудь на подарок», "any gift ideas?": a present and nothing about it (for whom, what they like, a kind):
     what a shop assistant would ask about first."""
-    return bool(_PRESENT.search(message)) and parse_recipient(message) is None \
-        and not any(pattern.search(message) for pattern, _ in GIFT_INTERESTS) \
+    return bool(_PRESENT.search(message)) and parse_recipient(message) is None and not interests_named(message) \
         and not follow_up_content(_PRESENT_WORDS.sub(" ", message))
 
 
-_LIKES = re.compile(r"\bлюб(?:ит|ят)\b|обожа(?:ет|ют)|увлека(?:ется|ются)|интерес(?:уется|уются)|нравится|фанат|"
-                    r"\blikes?\b|\bloves?\b|\bis\s+into\b|\benjoys?\b|\bfan\s+of\b|\binto\b", re.IGNORECASE)
+# What the person likes, said of them (not of the buyer: «мне нравится», "I love it"; not negated: «не нравится»)
+_LIKES = re.compile(r"(?<!не\s)\b(?:любит|любят|обожает|обожают|увлекается|увлекаются|интересуется|интересуются)\b|"
+                    r"\b(?:ему|ей|им)\s+нрав(?:ится|ятся)|\bфанат\w*|"
+                    r"(?<!doesn't\s)(?<!does\snot\s)\b(?:likes|loves|enjoys)\b|\b(?:is|'s|are)\s+(?:really\s+)?into\b|"
+                    r"\bfan\s+of\b", re.IGNORECASE)
+# a negation just before an interest («она не любит готовить», «только не книги», "she doesn't like cooking")
+_NEGATED_BEFORE = re.compile(r"(?:\bне|\bnot|n't|\bnever|\bникогда\s+не|\bno)\s+(?:[\w'-]+\s+){0,2}$",
+                             re.IGNORECASE)
 
 
 def tells_what_they_like(message: str, goal: str) -> bool:
@@ -88,10 +94,16 @@ def interest_shelves(message: str, goal: str) -> tuple[str, ...]:
     if not is_a_present(goal):
         return ()
     child = parse_recipient(goal) == "child"
-    shelves = [c for pattern, interest in GIFT_INTERESTS if pattern.search(message)
+    shelves = [c for interest in interests_named(message)
                for c in (interest.child_category_ids if child else interest.category_ids)]
     return tuple(dict.fromkeys(shelves))
 
 
-__all__ = ["GIFT_INTERESTS", "Interest", "asks_for_a_present_only", "interest_shelves", "is_a_present",
-           "tells_what_they_like"]
+def interests_named(message: str) -> list[Interest]:
+    """The interests the message names, not negated («она не любит готовить» names none)."""
+    return [interest for pattern, interest in GIFT_INTERESTS
+            if any(not _NEGATED_BEFORE.search(message[:m.start()]) for m in pattern.finditer(message))]
+
+
+__all__ = ["GIFT_INTERESTS", "Interest", "PRESENT_WORD", "asks_for_a_present_only", "interest_shelves", "interests_named",
+           "is_a_present", "tells_what_they_like"]

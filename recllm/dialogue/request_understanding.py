@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from recllm.rag.rec_request import parse_age_band, parse_recipient
+from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS, parse_age_band, parse_recipient
 from recllm.rag.rec_request import parse_budget as text_budget
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,7 @@ DIET_PATTERNS = {
                              re.IGNORECASE),
     "gluten_free": re.compile(r"без\s*глютен|безглютен|gluten[\s-]*free|no\s+gluten|without\s+gluten", re.IGNORECASE),
     "vegan": re.compile(r"веган|vegan|растительн", re.IGNORECASE),
-    "vegetarian": re.compile(r"вегетариан|vegetarian|без\s+мяса|no\s+meat|meat[\s-]*free|without\s+meat",
-                             re.IGNORECASE),
+    "vegetarian": REQUIRED_TAG_PATTERNS["vegetarian"],  # the catalog's derived mark: the retriever's own reading
     "healthy": re.compile(r"полезн|здоров(?!о\b)|\bпп\b|\bпп-|правильн\w*\s+питан|healthy|healthier|диетич|\bзож",
                           re.IGNORECASE),
 }

@@ -62,7 +62,7 @@ RECIPIENT_PATTERNS = (
               r"\bвнучк\w*|школьни\w*|первокласс\w*|подрост\w*|\bmy\s+(?:son|daughter|kid|child|boy|girl)s?\b|"
               r"\b\d+[\s-]*(?:year|yr)s?[\s-]*old|toddler|\bteen|\bfor\s+kids\b|\bfor\s+(?:a\s+)?child"),
     ("pet", r"\bкот(?:у|а|ик\w*|ам|ов)?\b|кошк\w*|\bкошек\b|кошеч\w*|котён\w*|котен\w*|собак\w*|\bпс[уа]\b|\bпёс|щен\w*|питом\w*|"
-            r"попуга\w*|хомяк\w*|\bрыбк\w*|любимц\w*|\bcats?\b|(?<!hot\s)(?<!hot-)\bdogs?\b|puppy|kitten|\bpets?\b|parrot|"
+            r"попуга\w*|хомяк\w*|\bрыбк\w*|любимц\w*|животн\w*|\bcats?\b|(?<!hot\s)(?<!hot-)\bdogs?\b|puppy|kitten|\bpets?\b|parrot|"
             r"hamster"),
     ("partner", r"\bжен[еуаы]\b|\bмуж(?:у|а|ем)?\b|девушк\w*|\bпарн(?:ю|я)\b|любим(?!ц)\w*|на\s+двоих|\bwife|husband|"
                 r"girlfriend|boyfriend|partner"),
@@ -213,14 +213,25 @@ def only_adults(hits: list[tuple[int, str]]) -> bool:
     return bool(named & ADULT_RECIPIENTS) and "child" not in named
 
 
-def only_pets(hits: list[tuple[int, str]]) -> bool:
-    """An animal and no person is what the request is for ("something for my cat", «игрушку собаке»)."""
-    return {name for _, name in hits} == {"pet"}
+# An animal as whom the request is for: «для» / "for (my)" + the animal, or the animal in the dative («коту»). A bare
+# animal word is no recipient («хочу рыбку на ужин», «носки с котиками», «аллергия на кошку», "a mug with cats").
+_ANIMAL = (r"(?:кот|кошк|кошек|кошеч|котён|котен|котик|собак|собач|пс[аоу]\b|пёс|щен|питом|попуга|хомяк|рыбок|любимц|"
+           r"животн|зверуш|cats?\b|dogs?\b|pupp|kitten|pets?\b|parrot|hamster|animals?\b)")
+PET_RECIPIENT = re.compile(r"\bдля\s+(?:(?:моего|моей|моих|нашего|нашей|наших|своего|своей)\s+)?" + _ANIMAL + "|"
+                           r"\bfor\s+(?:(?:my|our|a|the|your)\s+)?(?:(?:little|new|old)\s+)?" + _ANIMAL + "|"
+                           r"\b(?:коту|котику|кошке|кошечке|котёнку|котенку|собаке|собачке|псу|щенку|питомцу|попугаю|"
+                           r"хомяку|любимцу)\b", re.IGNORECASE)
+
+
+def only_pets(hits: list[tuple[int, str]], text: str) -> bool:
+    """An animal and no person is whom the request is for ("something for my cat", «игрушку собаке»; not «хочу
+    рыбку на ужин» or «аллергия на кошку»)."""
+    return {name for _, name in hits} <= {"pet"} and bool(PET_RECIPIENT.search(text))
 
 
 def is_for_pets(text: str) -> bool:
     """``only_pets`` of the text's recipients (the goal a follow-up belongs to, read as the retriever reads it)."""
-    return only_pets(recipient_hits(text))
+    return only_pets(recipient_hits(text), text)
 
 
 def parse_recipient(text: str) -> str | None:
@@ -283,7 +294,7 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         required_tags=required_tags(text),
         for_adult=only_adults(recipients),
         child_age=parse_child_age(text, earliest_recipient(recipients)),
-        for_pet=only_pets(recipients),
+        for_pet=only_pets(recipients, text),
     )
 
 

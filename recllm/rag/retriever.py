@@ -34,7 +34,7 @@ from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
 from recllm.rag.rec_request import RecRequest, RequestError
 from recllm.safety.health_rule import (asks_about_health, is_health_query, item_allowed, retrievable_fragments,
-                                       sensitive_item_mask)
+                                       sensitive_item_mask, words_ask_for_health)
 from recllm.profile.user_context import UserContext, UserContextCache
 from recllm.profile.user_signals import UserSignals, check_preference_source
 from recllm.config.field_checks import require_in_interval
@@ -218,8 +218,10 @@ class Retriever:
         probe = self.probe(query_vectors)
         # a request for a child's age is no health query unless it says so in words: «ребёнку 3 года» lies
         # nearest «Омега-3» by its digit, and the pharmacy routing then left Megamarket with nothing; a request for
-        # an animal never is (the pharmacy is for people: «витамины для кошек» got multivitamins)
-        health = [not r.for_pet and (asks_about_health(r.query)
+        # an animal never is (the pharmacy is for people: «витамины для кошек» got multivitamins); one held to
+        # categories is one when they are health shelves
+        health = [self.held_to_health(r) if r.categories else
+                  not r.for_pet and (self.words_ask_for_health(r.query)
                                      or r.child_age is None and self.is_health_query(query_vectors[b], probe, b))
                   for b, r in enumerate(requests)]
         named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
@@ -232,6 +234,23 @@ class Retriever:
                             named[b])
                 for b, r in enumerate(requests)]
 
+    def check_categories(self, request: RecRequest) -> RecRequest:
+        """``request`` when every category it is held to is this catalog's (else the request's error, raised before
+        it joins a batch)."""
+        if request.categories:
+            self.items.in_categories(request.categories)
+        return request
+
+    def held_to_health(self, request: RecRequest) -> bool:
+        """A request held to categories is a health query when they are health shelves (a need's pharmacy shelf),
+        whatever its vector is near ("a gift for my mom she likes cooking" lay nearest the pharmacy)."""
+        return bool(self.items.sensitive[self.items.in_categories(request.categories)].any())
+
+    def words_ask_for_health(self, query: str) -> bool:
+        """``health_rule.words_ask_for_health`` with the kinds the query names in this catalog."""
+        found = self.terms.named(query) if asks_about_health(query) else None
+        return words_ask_for_health(query, None if found is None else found.item_ids, self.sensitive_items)
+
     def named_items(self, request: RecRequest, health: bool) -> np.ndarray | None:
         """The items of the kinds the request names that its health routing allows, or None when it names none
         (or only kinds of the other routing: «средство от кашля» names the cleaning products called «Средство …»,
@@ -243,9 +262,10 @@ class Retriever:
         if request.for_pet:  # the pet goods of the kinds it names («игрушку собаке»), or all of them (none named)
             pets = np.flatnonzero(self.items.for_pets)
             named = pets if named is None else np.intersect1d(named, pets)
-        if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them
-            held = self.items.in_categories(request.categories)
-            named = held if named is None else np.intersect1d(named, held)
+        if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them;
+            held = self.items.in_categories(request.categories)  # a kind none of them has is the user's to name
+            on_shelves = held if named is None else np.intersect1d(named, held)  # («а ещё она любит наушники»)
+            named = on_shelves if named is None or on_shelves.size else named
         return named
 
     def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
@@ -260,7 +280,8 @@ class Retriever:
                ) -> Retrieval:
         if named is not None:  # the named kinds' items of this service, every one of them, and nothing else
             ids = named[self.items.service[named] == SERVICES.index(service)]
-            if not len(ids) and request.categories:  # none of them here: the held shelves' items of this service
+            if not len(ids) and request.categories and np.isin(named, self.items.in_categories(request.categories)).any():
+                # the named kind is on the held shelves, just not in this service: those shelves' items of this one
                 # («он любит кофе» for a present on Megamarket: the coffee machines, not «nothing here»)
                 held = self.items.in_categories(request.categories)
                 ids = held[self.items.service[held] == SERVICES.index(service)]
@@ -331,7 +352,8 @@ class Retriever:
                 exclude: frozenset[int]) -> np.ndarray:
         """[C] bool per candidate id: in stock in this service, not excluded, within the budget, with every required
         tag, not a children's item when the request is for a grown-up, pet goods only for an animal, a toy only of
-        the stated child's age, and health items for health queries only and only them (``item_allowed``)."""
+        the stated child's age, and health items for health queries only and only them (``item_allowed``). (Held
+        categories choose the candidates before this: ``named_items``.)"""
         items = self.items
         keep = (items.service[item_ids] == SERVICES.index(service)) & items.in_stock[item_ids]
         keep &= self.routing_allows[health][item_ids]
@@ -343,8 +365,6 @@ class Retriever:
             keep &= ~items.for_children[item_ids]
         if request.for_pet:
             keep &= items.for_pets[item_ids]
-        if request.categories:
-            keep &= np.isin(item_ids, items.in_categories(request.categories))
         if request.child_age is not None:  # toys only of the child's age; everything else as it is
             low, high = request.child_age
             ages = items.toy_ages[item_ids]  # [C, 2]

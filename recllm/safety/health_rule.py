@@ -47,7 +47,7 @@ _THERMOMETER = (r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:�
 # посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
 HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
-    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|тонометр|градусник|"
+    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|омега|\bomega\b|тонометр|градусник|"
     + _THERMOMETER + r"|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
     r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
@@ -105,9 +105,9 @@ def health_need(text: str) -> HealthNeed | None:
     return next((need for need in named if need.category_ids), named[0] if named else None)
 
 
-# A supplement named as what another product contains («корм для животных с витаминами», "juice with vitamin C",
-# «обогащённый омегой»): it describes that product, it does not ask for the pharmacy shelf (pet food with vitamins
-# got multivitamins).
+# A supplement named as what another product contains («сок с витамином C», "cereal fortified with vitamin D",
+# «обогащённый омегой»): with that product named, it describes the product and does not ask for the pharmacy shelf
+# (``words_ask_for_health``).
 CONTAINS_A_SUPPLEMENT = re.compile(
     r"(?:\b(?:с|со|with|fortified\s+with|enriched\s+with)|обогащ\w*)\s+(?:[\w-]+\s+){0,2}?"
     r"(?:витамин|омег|vitamin|omega)\w*(?:\s+[a-zа-я]\d?\b)?|(?:vitamin|omega)\w*[-\s]+(?:enriched|fortified)",
@@ -115,9 +115,19 @@ CONTAINS_A_SUPPLEMENT = re.compile(
 
 
 def asks_about_health(text: str) -> bool:
-    """The request names the health domain itself («есть что-то от давления?», "anything for a cough?"); a
-    supplement another product contains is no such request («корм с витаминами»; «витамины для детей» is)."""
-    return bool(HEALTH_REQUEST.search(CONTAINS_A_SUPPLEMENT.sub(" ", text)))
+    """The request names the health domain itself («есть что-то от давления?», "anything for a cough?")."""
+    return bool(HEALTH_REQUEST.search(text))
+
+
+def words_ask_for_health(text: str, named_ids: np.ndarray | None, sensitive_items: np.ndarray) -> bool:
+    """``asks_about_health``, unless its only health words are a supplement a product the request names contains
+    («сок с витамином C», «каша, обогащённая витаминами»: ``named_ids``, the items of the kinds it names, hold an
+    item that is no health item). «что-нибудь с витамином D для ребёнка» names no product: it asks for vitamins."""
+    if not asks_about_health(text):
+        return False
+    only_a_supplement = not HEALTH_REQUEST.search(CONTAINS_A_SUPPLEMENT.sub(" ", text))
+    names_a_product = named_ids is not None and bool((~sensitive_items[named_ids]).any())  # a kind beside the shelf
+    return not (only_a_supplement and names_a_product)
 
 
 def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:

@@ -30,8 +30,8 @@ class TritonPythonModel:
         user_id = request_user_id(pb_utils, request, self.keys.current())
         rec = parse_request(user_id, *(input_scalar(pb_utils, request, t.name) for t in (T.QUERY, T.TOP_K, T.SERVICE)))
         query_vector = input_vector(pb_utils, request, T.QUERY_EMBEDDING.name, self.embedding_dim)
-        rec = with_categories(session_constraints(pb_utils, request, rec),
-                              optional_array(pb_utils, request, T.CATEGORY_IDS.name))
+        rec = self.retriever.check_categories(with_categories(session_constraints(pb_utils, request, rec),
+                                                              optional_array(pb_utils, request, T.CATEGORY_IDS.name)))
         exclude = optional_array(pb_utils, request, T.EXCLUDE_ITEM_IDS.name)
         exclude_ids = frozenset(int(i) for i in exclude.reshape(-1)) if exclude is not None else frozenset()
         return rec, query_vector, exclude_ids

@@ -323,6 +323,7 @@ def test_a_russian_category_name_of_two_words_or_more_names_its_category():
     assert terms.named("полезные перекусы в офис") is None      # an intent: fruit answers it too
     assert terms.named("что-нибудь спортивное") is None          # not every word of a name
     assert terms.named("без молочных продуктов") is None         # negated
+    assert terms.named("спортивная обувь и питание") is None     # the name's words apart (review)
     # a kind word inside a whole name is that category («средства по уходу за кожей»: not the «Средство …» cleaners)
     skincare = Catalog([Category("beauty", "косметика", "beauty", None, False),
                         Category("beauty/skincare", "средства по уходу за кожей", "skincare", "beauty", False),
@@ -330,3 +331,9 @@ def test_a_russian_category_name_of_two_words_or_more_names_its_category():
                        [Item(0, "samokat", 0, "Гель для умывания", "b", "beauty/skincare", 100.0, True, frozenset()),
                         Item(1, "samokat", 1, "Средство для мытья посуды", "b", "household", 100.0, True, frozenset())])
     assert names(skincare, ProductTerms.of(skincare).named("средства по уходу за кожей")) == {"Гель"}
+    both = ProductTerms.of(skincare).named("средства по уходу за кожей и средство для мытья посуды")
+    assert names(skincare, both) == {"Гель", "Средство"}                 # the other «средство» still names its kind
+    groceries = Catalog([Category("grocery", "продукты", "groceries", None, False),
+                         Category("grocery/grains", "крупы и макароны", "grains and pasta", "grocery", False)],
+                        [Item(0, "samokat", 0, "Гречка ядрица", "b", "grocery/grains", 100.0, True, frozenset())])
+    assert ProductTerms.of(groceries).russian_phrases == {}             # «и» lists kinds: no phrase (review)

@@ -184,6 +184,38 @@ def test_an_answer_that_names_no_kind_stays_in_the_domain_of_the_wish_it_answers
     assert engine.plan("answer-1", "u_000001", "на мегамаркете", 5).understanding.domain == "electronics"
 
 
+@pytest.mark.parametrize("opening, small_talk", [("привет", "как дела?"), ("hello", "who won the world cup in 2018?"),
+                                                ("для мамы", "почему небо голубое?")])
+def test_small_talk_after_the_assistant_s_question_is_still_small_talk(engine, users, opening, small_talk):
+    """Review: once any answer to a question was let through, «как дела?» after «привет» got lactose-free cheese
+    and «почему небо голубое?» after «для мамы» running shoes. Only a message that answers is."""
+    session = f"engine-after-question-{len(opening)}-{len(small_talk)}"
+    run_turn(engine, session, users[0], opening, service="")
+    items, text = run_turn(engine, session, users[0], small_talk, service="")
+    assert items is None and text in SAFE
+
+
+def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
+    """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
+    was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →
+    «что-нибудь вкусное» was held to sweets and coffee (a dinner is no present); «она любит готовить» after gift
+    ideas was refused as off-topic."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    run_turn(engine, "engine-likes-1", users[0], "подарок маме", service="megamarket")
+    cheese = engine.plan("engine-likes-1", users[0], "не нравится, давай сыр", 5, "")
+    assert cheese.act == "recommend" and "сыр" in cheese.state.goal
+    run_turn(engine, "engine-likes-2", users[0], "gift for my mom", service="megamarket")
+    coffee = engine.plan("engine-likes-2", users[0], "he loves coffee", 5, "")
+    assert coffee.act == "refine" and "grocery/coffee" in coffee.state.kinds
+    run_turn(engine, "engine-likes-3", users[0], "подарок маме", service="megamarket")
+    cooking = engine.plan("engine-likes-3", users[0], "она любит готовить", 5, "")
+    assert cooking.act == "refine" and "home/kitchenware" in cooking.state.kinds
+    assert engine.plan("engine-likes-3", users[0], "она не любит готовить", 5, "").state.kinds == ()
+    run_turn(engine, "engine-likes-4", users[0], "ужин для мужа", service="")
+    assert engine.plan("engine-likes-4", users[0], "что-нибудь вкусное", 5, "").state.kinds == ()
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""

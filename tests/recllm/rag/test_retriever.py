@@ -183,14 +183,19 @@ def test_a_non_health_query_never_gets_health_items(retriever, catalog, trained_
         assert not any(catalog.is_sensitive(catalog.get(i)) for i in retrieval.candidate_ids.tolist())
 
 
-@pytest.mark.parametrize("text", ["корм для кошек с витаминами", "cat food with vitamins"])
-def test_a_supplement_another_product_contains_is_no_health_query(retriever, catalog, trained_encoder, text):
-    """«корм для животных с витаминами» got multivitamins: the pet food is what it asks for."""
-    retrieval = retriever.retrieve(request("u000000", "kuper", query=text), encode(trained_encoder, text))
+@pytest.mark.parametrize("text, service, shelf", [("сок с витамином C", "samokat", "grocery/"),
+                                                   ("корм для кошек с витаминами", "kuper", "pet/")])
+def test_a_supplement_another_product_contains_is_no_health_query(retriever, catalog, trained_encoder, text, service,
+                                                                  shelf):
+    """«корм для животных с витаминами» got multivitamins: the product named is what it asks for."""
+    retrieval = retriever.retrieve(request("u000000", service, query=text), encode(trained_encoder, text))
     ids = retrieval.candidate_ids.tolist()
     assert not retrieval.health_query and ids
     assert not any(catalog.is_sensitive(catalog.get(i)) for i in ids)
-    assert catalog.get(ids[0]).category_id.startswith("pet/")
+    assert catalog.get(ids[0]).category_id.startswith(shelf)
+    vitamins = retriever.retrieve(request("u000000", "kuper", query="что-нибудь с витамином D для ребёнка"),
+                                  encode(trained_encoder, "витамин D"))
+    assert vitamins.health_query  # no product named: the vitamins themselves (review)
 
 
 @pytest.mark.parametrize("text", ["something for my cat", "витамины для кошек", "что-нибудь для собаки"])
@@ -221,6 +226,11 @@ def test_held_categories_are_where_every_candidate_comes_from(retriever, catalog
                                  categories=frozenset({"electronics/kitchen_appliances", "grocery/coffee"}))
     held = retriever.retrieve(coffee, encode(trained_encoder, "он любит кофе")).candidate_ids.tolist()
     assert held and all(catalog.get(i).category_id == "electronics/kitchen_appliances" for i in held)
+    # a kind none of the held shelves has is the user's to name («а ещё она любит наушники» got knives, review)
+    phones = dataclasses.replace(parse_request("u000000", "наушники", 10, "megamarket"),
+                                 categories=frozenset({"home/kitchenware"}))
+    named = retriever.retrieve(phones, encode(trained_encoder, "наушники")).candidate_ids.tolist()
+    assert named and all(catalog.get(i).category_id == "electronics/headphones" for i in named)
     with pytest.raises(RequestError, match="no category"):
         retriever.retrieve(dataclasses.replace(req, categories=frozenset({"home/nothing"})), encode(trained_encoder, text))
 

@@ -56,10 +56,8 @@ def test_fragments_by_domain_and_never_cited_when_sensitive():
     ("my son is sick", True), ("she has a fever", True), ("игрушка сыну 3 года", False),
     ("сопло для кондитерского мешка", False), ("чайник с регулировкой температуры", False),
     ("термос, держит температуру воды", False),
-    # a supplement another product contains describes it («корм … с витаминами» got multivitamins)
-    ("корм для животных с витаминами", False), ("cat food with vitamins", False), ("сок с витамином C", False),
-    ("каша, обогащённая витаминами", False), ("vitamin-enriched cereal", False), ("хлеб и витамины", True),
-    ("витамины с цинком", True), ("что-нибудь с витаминами от простуды", True), ("vitamins for kids", True),
+    ("хлеб и витамины", True), ("витамины с цинком", True), ("vitamins for kids", True),
+    ("посоветуй что-то с омега-3", True),
 ])
 def test_asks_about_health_reads_the_domain_not_every_medical_word(text, health):
     assert asks_about_health(text) == health
@@ -102,3 +100,20 @@ def test_every_health_need_is_asked_about_in_both_languages():
     assert health_need("от боли в горле").name == "cold"
     assert health_need("корм для животных") is None  # «живот» is the stomach, «животных» animals
     assert health_need("meat thermometer") is None and not asks_about_health("термометр для мяса")
+
+
+@pytest.mark.parametrize("text, named_sensitive, health", [
+    ("сок с витамином C", (False, True), False),           # juice named beside the vitamin: a juice
+    ("каша, обогащённая витаминами", (False,), False),
+    ("что-нибудь с витамином D для ребёнка", (True,), True),  # no product: vitamins (the review's case)
+    ("что-нибудь с витамином D для ребёнка", None, True),
+    ("что выпить с витамином C при простуде", None, True),
+    ("витамины и сок", (True, False), True),                 # both asked for: the supplement is no attribute
+    ("сок апельсиновый", (False,), False),
+])
+def test_words_ask_for_health_unless_only_a_supplement_of_a_named_product(text, named_sensitive, health):
+    from recllm.safety.health_rule import words_ask_for_health
+
+    sensitive = np.array(named_sensitive or (), dtype=bool)
+    named = None if named_sensitive is None else np.arange(len(sensitive))
+    assert words_ask_for_health(text, named, sensitive) is health
