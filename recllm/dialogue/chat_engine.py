@@ -32,9 +32,10 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
                                             requested_style, start_goal, states_only_a_budget, unmarked_diets,
                                             without_budget)
-from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, interest_shelves, interests_named,
-                                            is_a_present, tells_what_they_like)
-from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, explain_reply, explained_index,
+from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
+                                            interests_named, tells_what_they_like)
+from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
+                                             explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
@@ -46,7 +47,7 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import RecRequest, is_for_pets, parse_request, recipient_hits, validate_session_id
-from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, asks_about_health, health_need, sensitive_item_mask,
+from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, sensitive_item_mask,
                                        words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
                                       install_model, uses_shopping_words)
@@ -147,10 +148,10 @@ class ChatEngine:
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's; «сок с
         # витамином C» is juice)
-        health = not parsed.for_pet and self.words_ask_for_health(base.query)
+        health = not parsed.for_pet and self.words_ask_for_health(base.query, state)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
                 and (states_only_a_budget(base.query) or health or self.answers_the_question(state, base.query)
-                     or names_only_a_recipient(base.query)):
+                     or names_only_a_recipient(base.query, present=True)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», «он любит
             # футбол» after «Что любит этот человек?»: a budget, a health need, whom it is for or the answer to our
             # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
@@ -220,7 +221,8 @@ class ChatEngine:
         if act == "clarify":
             # the service the question was asked in (the app's) is where the answer's list comes from
             asked = start_goal(state, understanding, base.query)
-            if names_only_a_recipient(base.query):  # «для мамы» is asked about as a present: its goal says so
+            if clarify_topic(understanding, base.query) == "gift for":  # «для мамы» is asked about as a present:
+                #                                                           its goal says so
                 asked = replace(asked, goal=f"{PRESENT_WORD[base.language]} {asked.goal}")
             return TurnPlan(session_id, base, replace(asked, service=base.service or asked.service), act,
                             understanding)
@@ -248,23 +250,33 @@ class ChatEngine:
         likes: «она любит готовить», «он любит футбол»), or what the person a present is for likes: never off-topic
         or small talk, however the classifier reads it (a greeting's question has no goal: «как дела?» after
         «привет» is still small talk)."""
+        if asks_something_else(message):  # «кто лучший футболист мира?», «расскажи про маму Пушкина»: no answer
+            return False
         if state.last_act == "clarify" and state.goal and (
                 recipient_hits(message) or parse_budget(message) is not None or interests_named(message)
                 or self.named_kinds(message) is not None):
             return True
-        return is_a_present(state.goal) and (tells_what_they_like(message, state.goal) or bool(interests_named(message)))
+        return tells_what_they_like(message, state.goal)
 
-    def known_categories(self, kinds: tuple[str, ...]) -> frozenset[str]:
-        """The held kinds this catalog has (a session saved before a catalog change may hold a shelf no longer
-        there: the rest still hold); all of them without a catalog."""
-        return frozenset(k for k in kinds if self.catalog is None or k in self.catalog.categories)
+    def held_kinds(self, state: DialogueState, message: str) -> frozenset[str]:
+        """The categories this turn is held to: the goal's kinds this catalog has (a session saved before a catalog
+        change may hold a shelf no longer there), none when the message names a kind none of them has («а ещё она
+        любит наушники» after kitchenware; a need's pharmacy shelf holds whatever the message names: «с витамином C
+        при простуде» is for a cold)."""
+        kinds = frozenset(k for k in state.kinds if self.catalog is None or k in self.catalog.categories)
+        if kinds and not kinds & set(self.health_shelf_ids) and self.names_outside(message, kinds):
+            return frozenset()
+        return kinds
 
-    def words_ask_for_health(self, message: str) -> bool:
-        """``health_rule.words_ask_for_health`` with the kinds the message names (without a catalog: its words)."""
-        if not asks_about_health(message):
-            return False
-        named = self.named_kinds(message)
-        return words_ask_for_health(message, None if named is None else named.item_ids, self.sensitive_items)
+    def words_ask_for_health(self, message: str, state: DialogueState | None = None) -> bool:
+        """``health_rule.words_ask_for_health`` with the kinds the message names, or, naming none, the list on screen
+        («а с витамином C?» after juice asks about juice); without a catalog: its words alone."""
+        def named_ids(text: str) -> np.ndarray | None:
+            named = self.named_kinds(text)
+            if named is not None:
+                return named.item_ids
+            return np.asarray(state.last_items, dtype=np.int64) if state is not None and state.last_items else None
+        return words_ask_for_health(message, named_ids, self.sensitive_items)
 
     def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
         """The health need a health request (``asks_about_health``) names (``health_need``); None when it names
@@ -301,7 +313,7 @@ class ChatEngine:
         request = parse_request(base.user_id, query, base.top_k, resolved)
         request = replace(request, max_price=state.budget, language=base.language,
                           required_tags=request.required_tags | frozenset(state.diet),
-                          categories=self.known_categories(state.kinds))  # the retriever takes their items
+                          categories=self.held_kinds(state, base.query))  # the retriever takes their items
         exclude = frozenset(state.shown) if act == "refine" else frozenset()
         return TurnPlan(session_id, base, state, act, understanding, request, exclude)
 
@@ -395,7 +407,7 @@ class ChatEngine:
         turn."""
         if self.catalog is None or plan.act != "refine" and not plan.state.kinds:
             return candidates
-        kinds = set(plan.state.kinds)
+        kinds = set(self.held_kinds(plan.state, plan.base.query))  # («а ещё она любит наушники»: the headphones)
         if (plan.understanding is not None and "cheaper" in plan.understanding.refinement
                 and plan.state.last_items):
             kinds = set(self.categories_of(plan.state.last_items))
@@ -404,6 +416,11 @@ class ChatEngine:
         keep = np.array([c in kinds for c in self.categories_of(candidates.candidate_ids)], dtype=bool)
         return replace(candidates, candidate_ids=np.asarray(candidates.candidate_ids)[keep],
                        candidate_scores=np.asarray(candidates.candidate_scores)[keep])
+
+    def names_outside(self, message: str, kinds: set[str]) -> bool:
+        """The message names a kind of product none of ``kinds`` (categories) has."""
+        named = self.named_kinds(message)
+        return named is not None and named.item_ids.size > 0 and not set(self.categories_of(named.item_ids)) & kinds
 
     def _record(self, plan: TurnPlan, state: DialogueState, effective: str, service: str, item_ids: list[int],
                 prices: list[float] = ()) -> None:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from recllm.dialogue.request_understanding import (DIET_PATTERNS, SERVICE_PATTERNS, WITHOUT_PATTERNS,
                                                    RequestUnderstanding, follow_up_content, mentioned_services)
-from recllm.rag.rec_request import BUDGET_PATTERNS, parse_budget as text_budget
+from recllm.rag.rec_request import BUDGET_PATTERNS, MAX_QUERY_CHARS, parse_budget as text_budget
 from recllm.rag.rec_request import RECIPIENT_REGEXES, REQUIRED_TAG_PATTERNS, recipient_hits
 from recllm.safety.output_guard import clean_all
 
@@ -176,7 +176,7 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "recommend"
     if states_only_a_budget(message):
         return "refine"                              # «до 3000» after a gift list: that list, within the budget
-    if state.last_items and names_only_a_recipient(message):
+    if state.last_items and names_only_a_recipient(message, present=True):
         return "refine"                              # «коллеге» after a gift list: that present, for a colleague
     if names_another_kind or is_new_request(state, understanding):
         # «есть что-то от давления?» after office snacks: a new goal with fresh constraints, never a refinement
@@ -194,12 +194,18 @@ _RECIPIENT_FILLER = re.compile(r"\b(?:для|моей|моего|моему|мо
                                re.IGNORECASE)
 
 
-def names_only_a_recipient(message: str) -> bool:
-    """«для мамы», "for my mom", «подруге»: whom a present is for and nothing else (no kind, no wish): what that
-    person would like is the question («для кошки» is not: every pet good is for a pet; nor «себе», «на компанию»)."""
+# Recipients a present is for (not the buyer, not guests or the family's table)
+PRESENT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "friend", "colleague", "child"})
+
+
+def names_only_a_recipient(message: str, present: bool = False) -> bool:
+    """«для мамы», "for my mom", «на компанию»: whom it is for and nothing else (no kind, no wish): what they would
+    like is the question («для кошки» is not: every pet good is for a pet). ``present``: only whom a present is for
+    (not «себе», «на компанию»)."""
     hits = recipient_hits(message)
-    if not hits or any(name in ("pet", "self", "company", "family") for _, name in hits):
-        return False  # («себе», «на компанию»: no one a present is for)
+    allowed = PRESENT_RECIPIENTS if present else PRESENT_RECIPIENTS | {"self", "company", "family"}
+    if not hits or any(name not in allowed for _, name in hits):
+        return False
     rest = message
     for _, regex in RECIPIENT_REGEXES:
         rest = regex.sub(" ", rest)
@@ -401,7 +407,12 @@ def effective_query(state: DialogueState, language: str) -> str:
     query = " ".join(clean_all((state.goal, *state.refinements)))  # earlier turns are untrusted text too
     phrases = DIET_PHRASES.get(language, DIET_PHRASES["ru"])
     missing = [phrases[t] for t in state.diet if t in phrases and t not in _tags_in(query)]
-    return " ".join([query, *missing]).strip()
+    query = " ".join([query, *missing]).strip()
+    # bounded like a request (a 2,000-character goal and its follow-up failed the next turn: "query is too long");
+    # the diets spelled out at the end are cut last
+    tail = " ".join(missing)
+    return query if len(query) <= MAX_QUERY_CHARS else \
+        f"{query[:MAX_QUERY_CHARS - len(tail) - 1].rsplit(' ', 1)[0]} {tail}".strip()
 
 
 def _tags_in(text: str) -> set[str]:

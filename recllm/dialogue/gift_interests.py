@@ -32,7 +32,7 @@ class Interest:
 GIFT_INTERESTS: tuple[tuple[re.Pattern[str], Interest], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), Interest(name, adult, child))
     for pattern, name, adult, child in (
-        (r"готовит|готовить|кулинар|выпека|выпечк|\bпеч[её]т|\bкухн|\bcook(?!ie)|\bbak(?:e|es|ing)\b|kitchen|\bchef",
+        (r"(?<!при)готов(?:ит|ить)|кулинар|выпека|выпечк|\bпеч[её]т|\bкухн|\bcook(?!ie)|\bbak(?:e|es|ing)\b|kitchen|\bchef",
          "cooking", ("home/kitchenware", "electronics/kitchen_appliances", "books/cookbooks"), ()),
         (r"\bбега(?:ет|ть|ю)|\bбег\b|пробежк|марафон|\brunning\b|\brunners?\b|\bjog", "running",
          ("sport/running_shoes", "sport/running_apparel"), ()),
@@ -84,8 +84,26 @@ _NEGATED_BEFORE = re.compile(r"(?:\bне|\bnot|n't|\bnever|\bникогда\s+н
 
 
 def tells_what_they_like(message: str, goal: str) -> bool:
-    """The message says what the person a present is for likes («он любит кофе», "she's into yoga")."""
-    return bool(_LIKES.search(message)) and is_a_present(goal)
+    """The message says what the person a present is for likes («он любит кофе», "she's into yoga"), not asking
+    anything else («а ты сам любишь готовить?»)."""
+    return bool(_LIKES.search(plain_quotes(message))) and is_a_present(goal) and not asks_something_else(message)
+
+
+# A question or request of its own: who / why / when …, or about the assistant («ты», "you"), or «расскажи …»
+_ASKS_SOMETHING_ELSE = re.compile(
+    r"\b(?:кто|почему|зачем|где|когда|сколько|расскажи\w*|объясни\w*|напиши|сочини|who|why|where|when|how\s+(?:many|"
+    r"much|old|did|do|does|is|are)|tell\s+me|explain|write)\b|\bты\b|\bтебе\b|\bтвой\b|\byou\b|\byour\b",
+    re.IGNORECASE)
+
+
+def asks_something_else(message: str) -> bool:
+    """The message asks a question of its own or asks the assistant about itself (no answer to a shop's question)."""
+    return bool(_ASKS_SOMETHING_ELSE.search(message))
+
+
+def plain_quotes(text: str) -> str:
+    """Typographic apostrophes as plain ones ("she’s" → "she's")."""
+    return text.replace("’", "'").replace("‘", "'")
 
 
 def interest_shelves(message: str, goal: str) -> tuple[str, ...]:
@@ -101,9 +119,10 @@ def interest_shelves(message: str, goal: str) -> tuple[str, ...]:
 
 def interests_named(message: str) -> list[Interest]:
     """The interests the message names, not negated («она не любит готовить» names none)."""
+    message = plain_quotes(message)
     return [interest for pattern, interest in GIFT_INTERESTS
             if any(not _NEGATED_BEFORE.search(message[:m.start()]) for m in pattern.finditer(message))]
 
 
-__all__ = ["GIFT_INTERESTS", "Interest", "PRESENT_WORD", "asks_for_a_present_only", "interest_shelves", "interests_named",
-           "is_a_present", "tells_what_they_like"]
+__all__ = ["GIFT_INTERESTS", "Interest", "PRESENT_WORD", "asks_for_a_present_only", "asks_something_else",
+           "interest_shelves", "interests_named", "is_a_present", "plain_quotes", "tells_what_they_like"]

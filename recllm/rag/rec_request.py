@@ -220,7 +220,11 @@ _ANIMAL = (r"(?:кот|кошк|кошек|кошеч|котён|котен|ко
 PET_RECIPIENT = re.compile(r"\bдля\s+(?:(?:моего|моей|моих|нашего|нашей|наших|своего|своей)\s+)?" + _ANIMAL + "|"
                            r"\bfor\s+(?:(?:my|our|a|the|your)\s+)?(?:(?:little|new|old)\s+)?" + _ANIMAL + "|"
                            r"\b(?:коту|котику|кошке|кошечке|котёнку|котенку|собаке|собачке|псу|щенку|питомцу|попугаю|"
-                           r"хомяку|любимцу)\b", re.IGNORECASE)
+                           r"хомяку|любимцу)\b|"
+                           # "cat vitamins", «кошачий корм»: the animal as what the good is for
+                           r"\b(?:cat|dog|puppy|kitten|pet)s?\s+(?:food|treats?|vitamins?|toys?|beds?|litter|bowls?|"
+                           r"supplies|shampoo|collars?|leash\w*|snacks?)\b|"
+                           r"\bкошач\w+|\bсобач(?:ий|ья|ье|ьи|ьего|ьей|ьему|ьим|ьих|ью)\b", re.IGNORECASE)
 
 
 def only_pets(hits: list[tuple[int, str]], text: str) -> bool:

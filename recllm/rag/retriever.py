@@ -33,7 +33,7 @@ from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
 from recllm.rag.rec_request import RecRequest, RequestError
-from recllm.safety.health_rule import (asks_about_health, is_health_query, item_allowed, retrievable_fragments,
+from recllm.safety.health_rule import (is_health_query, item_allowed, retrievable_fragments,
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.profile.user_context import UserContext, UserContextCache
 from recllm.profile.user_signals import UserSignals, check_preference_source
@@ -248,8 +248,10 @@ class Retriever:
 
     def words_ask_for_health(self, query: str) -> bool:
         """``health_rule.words_ask_for_health`` with the kinds the query names in this catalog."""
-        found = self.terms.named(query) if asks_about_health(query) else None
-        return words_ask_for_health(query, None if found is None else found.item_ids, self.sensitive_items)
+        def named_ids(text: str) -> np.ndarray | None:
+            found = self.terms.named(text)
+            return None if found is None else found.item_ids
+        return words_ask_for_health(query, named_ids, self.sensitive_items)
 
     def named_items(self, request: RecRequest, health: bool) -> np.ndarray | None:
         """The items of the kinds the request names that its health routing allows, or None when it names none
@@ -262,10 +264,9 @@ class Retriever:
         if request.for_pet:  # the pet goods of the kinds it names («игрушку собаке»), or all of them (none named)
             pets = np.flatnonzero(self.items.for_pets)
             named = pets if named is None else np.intersect1d(named, pets)
-        if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them;
-            held = self.items.in_categories(request.categories)  # a kind none of them has is the user's to name
-            on_shelves = held if named is None else np.intersect1d(named, held)  # («а ещё она любит наушники»)
-            named = on_shelves if named is None or on_shelves.size else named
+        if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them
+            held = self.items.in_categories(request.categories)
+            named = held if named is None else np.intersect1d(named, held)
         return named
 
     def selling(self, named: np.ndarray | None) -> tuple[str, ...]:
@@ -280,8 +281,7 @@ class Retriever:
                ) -> Retrieval:
         if named is not None:  # the named kinds' items of this service, every one of them, and nothing else
             ids = named[self.items.service[named] == SERVICES.index(service)]
-            if not len(ids) and request.categories and np.isin(named, self.items.in_categories(request.categories)).any():
-                # the named kind is on the held shelves, just not in this service: those shelves' items of this one
+            if not len(ids) and request.categories:  # none of them here: the held shelves' items of this service
                 # («он любит кофе» for a present on Megamarket: the coffee machines, not «nothing here»)
                 held = self.items.in_categories(request.categories)
                 ids = held[self.items.service[held] == SERVICES.index(service)]

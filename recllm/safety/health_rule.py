@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -47,7 +47,7 @@ _THERMOMETER = (r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:�
 # посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
 HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
-    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|омега|\bomega\b|тонометр|градусник|"
+    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|омега[\s-]*3|\bomega[\s-]*3|тонометр|градусник|"
     + _THERMOMETER + r"|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
     r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
@@ -119,15 +119,21 @@ def asks_about_health(text: str) -> bool:
     return bool(HEALTH_REQUEST.search(text))
 
 
-def words_ask_for_health(text: str, named_ids: np.ndarray | None, sensitive_items: np.ndarray) -> bool:
+def words_ask_for_health(text: str, named_ids_of: Callable[[str], np.ndarray | None],
+                         sensitive_items: np.ndarray) -> bool:
     """``asks_about_health``, unless its only health words are a supplement a product the request names contains
-    («сок с витамином C», «каша, обогащённая витаминами»: ``named_ids``, the items of the kinds it names, hold an
-    item that is no health item). «что-нибудь с витамином D для ребёнка» names no product: it asks for vitamins."""
+    («сок с витамином C», «каша, обогащённая витаминами», «чай с витамином C»: tea, a good the catalog lacks, not
+    the pharmacy). ``named_ids_of(text)``: the items of the kinds a text names (an empty array: a good the catalog
+    lacks; None: none named), asked about the text without its supplement. «что-нибудь с витамином D для ребёнка»
+    names no product: it asks for vitamins."""
     if not asks_about_health(text):
         return False
-    only_a_supplement = not HEALTH_REQUEST.search(CONTAINS_A_SUPPLEMENT.sub(" ", text))
-    names_a_product = named_ids is not None and bool((~sensitive_items[named_ids]).any())  # a kind beside the shelf
-    return not (only_a_supplement and names_a_product)
+    rest = CONTAINS_A_SUPPLEMENT.sub(" ", text)
+    if HEALTH_REQUEST.search(rest):  # health words besides the supplement («что выпить с витамином C при простуде»)
+        return True
+    ids = named_ids_of(rest)
+    names_a_product = ids is not None and (ids.size == 0 or bool((~sensitive_items[ids]).any()))
+    return not names_a_product
 
 
 def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:

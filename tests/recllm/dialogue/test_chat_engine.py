@@ -214,6 +214,49 @@ def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, 
     assert engine.plan("engine-likes-3", users[0], "она не любит готовить", 5, "").state.kinds == ()
     run_turn(engine, "engine-likes-4", users[0], "ужин для мужа", service="")
     assert engine.plan("engine-likes-4", users[0], "что-нибудь вкусное", 5, "").state.kinds == ()
+    # second review: a kind the user names outside the held shelves is what they get; questions of their own after
+    # gift ideas are small talk; a typographic apostrophe is an apostrophe
+    list(engine._run(cooking))
+    phones = engine.plan("engine-likes-3", users[0], "а ещё она любит наушники", 5, "megamarket")
+    assert phones.request.categories == frozenset()
+    for question in ("кто лучший футболист мира?", "а ты сам любишь готовить?"):
+        items, text = run_turn(engine, "engine-likes-3", users[0], question, service="")
+        assert items is None and text in SAFE, question
+    run_turn(engine, "engine-likes-5", users[0], "gift for my sister", service="megamarket")
+    assert engine.plan("engine-likes-5", users[0], "she’s into yoga", 5, "").act == "refine"
+
+
+def test_a_supplement_asked_about_the_list_on_screen_is_about_that_list(engine, users):
+    """Second review: «а с витамином C?» after juice started a pharmacy goal; «чай с витамином C» (no tea here)
+    got vitamin D."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    run_turn(engine, "engine-supplement", users[0], "сок", service="samokat")
+    plan = engine.plan("engine-supplement", users[0], "а с витамином C?", 5, "")
+    assert plan.state.kinds == () and not engine.words_ask_for_health("а с витамином C?", plan.state)
+    assert not engine.words_ask_for_health("чай с витамином C")
+    assert engine.words_ask_for_health("что-нибудь с витамином D для ребёнка")
+
+
+def test_held_kinds_a_catalog_lacks_are_dropped_and_a_long_goal_still_fits(tmp_path):
+    """Second review: a session holding a shelf the catalog no longer has failed every follow-up («CATEGORY_IDS …
+    is no category»); a 2,000-character goal and any next message failed ("query is too long")."""
+    from types import SimpleNamespace
+
+    from recllm.dialogue.request_understanding import RequestUnderstanding
+
+    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id="home/kitchenware"), items=[],
+                              categories={"home/kitchenware": SimpleNamespace(name_ru="посуда", name_en="kitchenware")})
+    engine = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None, catalog=catalog,
+                        understander=lambda text, context=None: RequestUnderstanding("ru", "goods", "refine",
+                                                                                     refinement=("more",)))
+    held = DialogueState(goal="подарок маме", kinds=("home/kitchenware", "grocery/old_shelf"), last_items=(1,),
+                         shown=(1,), last_act="recommend")
+    engine.sessions.save_state("stale-1", "u_000001", held.to_json())
+    assert engine.plan("stale-1", "u_000001", "ещё", 5).request.categories == frozenset({"home/kitchenware"})
+    engine.sessions.save_state("long-1", "u_000001", DialogueState(goal="для мамы " * 222, last_items=(1,),
+                                                                   shown=(1,), last_act="recommend").to_json())
+    assert len(engine.plan("long-1", "u_000001", "ещё вариант", 5).request.query) <= 2000
 
 
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
@@ -453,7 +496,8 @@ def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
     kinds = {1: "electronics/headphones", 2: "electronics/headphones", 3: "sport/nutrition", 4: "beauty/skincare",
              5: "electronics/headphones"}
     # a catalog with these items' categories only: no names, so no message names a kind
-    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]), items=[], categories={})
+    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]), items=[],
+                              categories={c: SimpleNamespace(name_ru="", name_en="") for c in kinds.values()})
     readings = {"подешевле": RequestUnderstanding("ru", "other", "refine", refinement=("cheaper",)),
                 "не то": RequestUnderstanding("ru", "other", "refine", refinement=("other",))}
     sessions = SessionStore(tmp_path / "s.sqlite")

@@ -557,7 +557,13 @@ def test_unmarked_diets_are_the_diets_a_message_asks_for_the_catalog_has_no_mark
 @pytest.mark.parametrize("message, only", [
     ("for my mom", True), ("для мамы", True), ("для моей мамы", True), ("подруге", True), ("for my son", True),
     ("подарок маме", False), ("маме шарф", False), ("для кошки", False), ("что-нибудь вкусное", False),
-    ("себе", False), ("для гостей", False), ("на двоих", True),  # (review: the buyer and guests are no present)
+    ("на двоих", True),
 ])
 def test_names_only_a_recipient(message, only):
     assert names_only_a_recipient(message) is only
+
+
+def test_the_buyer_and_guests_are_asked_about_but_are_no_present_s_recipient():
+    for message in ("себе", "для гостей", "на компанию"):  # (review)
+        assert names_only_a_recipient(message) and not names_only_a_recipient(message, present=True), message
+    assert names_only_a_recipient("коллеге", present=True)

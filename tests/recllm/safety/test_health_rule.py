@@ -102,18 +102,29 @@ def test_every_health_need_is_asked_about_in_both_languages():
     assert health_need("meat thermometer") is None and not asks_about_health("термометр для мяса")
 
 
-@pytest.mark.parametrize("text, named_sensitive, health", [
-    ("сок с витамином C", (False, True), False),           # juice named beside the vitamin: a juice
-    ("каша, обогащённая витаминами", (False,), False),
-    ("что-нибудь с витамином D для ребёнка", (True,), True),  # no product: vitamins (the review's case)
-    ("что-нибудь с витамином D для ребёнка", None, True),
-    ("что выпить с витамином C при простуде", None, True),
-    ("витамины и сок", (True, False), True),                 # both asked for: the supplement is no attribute
-    ("сок апельсиновый", (False,), False),
+@pytest.mark.parametrize("text, named, health", [
+    ("сок с витамином C", {"сок": (False,)}, False),            # juice named beside the vitamin: a juice
+    ("каша, обогащённая витаминами", {"каша": (False,)}, False),
+    ("чай с витамином C", {"чай": ()}, False),                   # a good the catalog lacks: still no pharmacy
+    ("что-нибудь с витамином D для ребёнка", {}, True),          # no product: vitamins (review)
+    ("что выпить с витамином C при простуде", {}, True),         # health words besides the supplement
+    ("витамины и сок", {"сок": (False,), "витамин": (True,)}, True),  # both asked for
+    ("сок апельсиновый", {"сок": (False,)}, False),
+    ("часы Omega", {}, False), ("омега-3", {}, True),
 ])
-def test_words_ask_for_health_unless_only_a_supplement_of_a_named_product(text, named_sensitive, health):
+def test_words_ask_for_health_unless_only_a_supplement_of_a_named_product(text, named, health):
     from recllm.safety.health_rule import words_ask_for_health
 
-    sensitive = np.array(named_sensitive or (), dtype=bool)
-    named = None if named_sensitive is None else np.arange(len(sensitive))
-    assert words_ask_for_health(text, named, sensitive) is health
+    flags = [flag for kind in named.values() for flag in kind]
+    sensitive = np.array(flags, dtype=bool)
+
+    def named_ids_of(rest):  # the kinds a text names: by word, as ids into ``sensitive``
+        ids, start = [], 0
+        for kind, kind_flags in named.items():
+            if kind in rest.lower():
+                ids += range(start, start + len(kind_flags))
+            start += len(kind_flags)
+        hit = [kind for kind in named if kind in rest.lower()]
+        return None if not hit else np.array(ids, dtype=np.int64)
+
+    assert words_ask_for_health(text, named_ids_of, sensitive) is health
