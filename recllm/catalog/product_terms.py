@@ -61,6 +61,9 @@ PURPOSES = frozenset({"для", "к", "ко", "за", "через", "под", "�
 CONJUNCTIONS = frozenset({"и", "and"})
 ALTERNATIVES = frozenset({"или", "либо", "or"})
 ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
+# what item names call an animal a request calls otherwise («для кота» → the food «для кошек»)
+ANIMAL_LEMMAS = {"кот": "кошка", "котик": "кошка", "котёнок": "кошка", "котенок": "кошка", "пёс": "собака",
+                 "пес": "собака", "щенок": "собака"}
 ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]*)?")
 ENGLISH_INDEFINITES = frozenset({"something", "anything", "nothing", "everything"})
 ENGLISH_IRREGULAR_PLURALS = {"cookies": "cookie", "movies": "movie", "children": "child", "loaves": "loaf",
@@ -247,7 +250,8 @@ class ProductTerms:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
         when it names none (or offers an alternative the catalog has no word for)."""
         words = request_words(text)
-        lemmas = [w if w in ALTERNATIVES else self.lemmatizer.lemma(w) for w, _ in words]
+        lemmas = [w if w in ALTERNATIVES else ANIMAL_LEMMAS.get(lemma, lemma)
+                  for w, lemma in ((w, self.lemmatizer.lemma(w)) for w, _ in words)]
         if self.offers_an_unknown_alternative(words, lemmas):
             return None
         usable = [(lemma, span) for lemma, (word, span) in zip(lemmas, words)

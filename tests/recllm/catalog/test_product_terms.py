@@ -63,7 +63,7 @@ def test_a_kind_word_is_the_first_word_of_a_name_when_a_noun():
     ("кофе до 700 рублей", {"Кофе", "Капсулы"}),           # «кофе» is also the coffee category's one-word name
     ("хлеб для бутербродов и молоко", {"Хлеб", "Молоко"}),  # a purpose ends at «и»
     ("йогурт, без молока и кефира", {"Йогурт"}),           # a negation goes on past «и»
-    ("игрушку для кота", {"Игрушка", "Конструктор"}),       # the pet toy by name and every toy by category
+    ("игрушку для кота", {"Игрушка"}),                        # the cat's toy: «кота» is «кошка» in item names
     ("корм для кошек или собак", {"Корм"}),                 # «или» inside a purpose: no alternative kind
     ("обычное молоко или безлактозное", {"Молоко"}),        # an alternative the names have: a modifier
     ("мороженое", {"Мороженое"}),
@@ -337,3 +337,11 @@ def test_a_russian_category_name_of_two_words_or_more_names_its_category():
                          Category("grocery/grains", "крупы и макароны", "grains and pasta", "grocery", False)],
                         [Item(0, "samokat", 0, "Гречка ядрица", "b", "grocery/grains", 100.0, True, frozenset())])
     assert ProductTerms.of(groceries).russian_phrases == {}             # «и» lists kinds: no phrase (review)
+
+
+def test_an_animal_named_as_people_say_it_narrows_to_its_goods(catalog, terms):
+    """«корм» after «а что-нибудь для кота?» got dog food first: the names say «для кошек», the request «кота»."""
+    for text, wanted in (("корм для кота", "кошек"), ("корм для щенка", "собак")):
+        found = terms.named(text)
+        assert {catalog.get(int(i)).name for i in found.item_ids} == {n for n, _ in NAMES if n.startswith("Корм")
+                                                                        and wanted in n}, text
