@@ -92,7 +92,9 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     sentences = re.split(r"[.!?;:—]", plain)  # "…не могу. Могу…" is two sentences, not a repeat
     segments = [" ".join(WORD_RE.findall(s.lower())) for s in sentences]
     if (any(has_repeated_run(segment.split()) for segment in segments)
-            or any(a and a == b for a, b in zip(segments, segments[1:]))):  # «Другие варианты: Другие варианты:»
+            or any(a and a == b for a, b in zip(segments, segments[1:]))  # «Другие варианты: Другие варианты:»
+            or any(b and a.split()[-len(b.split()):] == b.split()  # "Based on your history: history: …"
+                   for a, b in zip(segments, segments[1:]))):
         problems.append("repeated_words")
     if must_name_items and ranked and not item_ids:  # a list to give, nothing named: «Other options: s.»
         problems.append("no_item")

@@ -60,6 +60,10 @@ def test_what_the_served_replies_broke_on():
                                            **en).problems
     assert "wrong_language" in check_reply("Вот: X. Tell me more.", [1], [1], [], ["X"], **ru).problems
     assert "repeated_words" in check_reply("Другие варианты: Другие варианты: X.", [1], [1], [], ["X"]).problems
+    # seen live: a label's last word again as the next label
+    assert "repeated_words" in check_reply("For your pet: X. Based on your history: history: Y.", [1, 2], [1, 2], [],
+                                           ["X", "Y"]).problems
+    assert check_reply("For your pet: X. Based on your history: Y.", [1, 2], [1, 2], [], ["X", "Y"]).ok
     assert "no_item" in check_reply("Other options: s.", [], [1], [], [], must_name_items=True).problems
     assert check_reply("Other options: s.", [], [1], [], []).ok           # an act that gives no list may name none
     # Latin inside item names and citations is no wrong language, nor Cyrillic in an English reply's item names
