@@ -173,6 +173,15 @@ class Catalog:
         """``category_id`` and its ancestors' ids."""
         return frozenset(category.category_id for category in self.category_path(category_id))
 
+    def item_ids_under(self) -> dict[str, list[int]]:
+        """Category id (every level) → the ids of the items in its subtree, in item order (categories with no item
+        left out)."""
+        under: dict[str, list[int]] = {}
+        for item in self.items:
+            for category_id in self.category_ids_above(item.category_id):
+                under.setdefault(category_id, []).append(item.item_id)
+        return under
+
     def is_sensitive(self, item: Item) -> bool:
         """True when the item's category or any ancestor is sensitive (health / pharmacy)."""
         return item.category_id in self._sensitive_category_ids

@@ -434,10 +434,7 @@ def english_modifier_kinds(catalog: Catalog, heads: frozenset[str],
 
 def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
     """Each phrase of each category's English name → the items of that category and of the categories under it."""
-    under: dict[str, list[int]] = {}
-    for item in catalog.items:
-        for category_id in catalog.category_ids_above(item.category_id):
-            under.setdefault(category_id, []).append(item.item_id)
+    under = catalog.item_ids_under()
     kinds: dict[tuple[str, ...], set[int]] = {}
     for category_id, category in catalog.categories.items():
         for phrase in english_phrases(category.name_en):
@@ -456,10 +453,7 @@ def russian_category_phrases(catalog: Catalog, lemmatizer: Lemmatizer) -> dict[t
     request names the category when it says every one of the name's words («спортивное питание», «товары для
     животных», «корма для кошек»: the treats too): one-word names («сладости») and names that say what the items
     are good for (``INTENT_ADJECTIVES``) stay intents (see the module doc)."""
-    under: dict[str, list[int]] = {}
-    for item in catalog.items:
-        for category_id in catalog.category_ids_above(item.category_id):
-            under.setdefault(category_id, []).append(item.item_id)
+    under = catalog.item_ids_under()
     phrases: dict[tuple[str, ...], set[int]] = {}
     for category_id, category in catalog.categories.items():
         if any(w.lower() in CONJUNCTIONS for w in words_of(category.name_ru)):

@@ -82,19 +82,13 @@ CHILDREN_CATEGORY_ROOTS = frozenset({"kids", "grocery/baby_food"})
 PET_CATEGORY_ROOTS = frozenset({"pet"})
 
 
-def subtree_members(catalog: Catalog) -> dict[str, np.ndarray]:
-    """Category id -> the sorted ids of the items in its subtree (a leaf's own items, a root's all below it)."""
-    members: dict[str, list[int]] = {}
-    for item in catalog.items:
-        for category in catalog.category_path(item.category_id):
-            members.setdefault(category.category_id, []).append(item.item_id)
-    return {c: np.array(sorted(ids), dtype=np.int64) for c, ids in members.items()}
-
-
 def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
     """[N] bool by item id: the item's category is one of ``roots`` or under one."""
-    return np.array([any(c.category_id in roots for c in catalog.category_path(item.category_id))
-                     for item in catalog.items], dtype=bool)
+    mask = np.zeros(len(catalog.items), dtype=bool)
+    under = catalog.item_ids_under()
+    for root in roots:
+        mask[under.get(root, [])] = True
+    return mask
 
 
 @dataclass(frozen=True)
@@ -132,7 +126,7 @@ class ItemArrays:
             tagged={**{tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
                     **derived_tag_masks(catalog)},
             family_member=members,
-            category_members=subtree_members(catalog),
+            category_members={c: np.array(sorted(ids), dtype=np.int64) for c, ids in catalog.item_ids_under().items()},
         )
 
     def in_categories(self, categories: frozenset[str]) -> np.ndarray:

@@ -246,6 +246,7 @@ def test_held_kinds_a_catalog_lacks_are_dropped_and_a_long_goal_still_fits(tmp_p
     from recllm.dialogue.request_understanding import RequestUnderstanding
 
     catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id="home/kitchenware"), items=[],
+                              item_ids_under=dict,
                               categories={"home/kitchenware": SimpleNamespace(name_ru="посуда", name_en="kitchenware")})
     engine = ChatEngine(SessionStore(tmp_path / "s.sqlite"), stages=None, catalog=catalog,
                         understander=lambda text, context=None: RequestUnderstanding("ru", "goods", "refine",
@@ -496,7 +497,7 @@ def test_cheaper_keeps_the_kinds_of_items_on_screen(tmp_path):
     kinds = {1: "electronics/headphones", 2: "electronics/headphones", 3: "sport/nutrition", 4: "beauty/skincare",
              5: "electronics/headphones"}
     # a catalog with these items' categories only: no names, so no message names a kind
-    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]), items=[],
+    catalog = SimpleNamespace(get=lambda i: SimpleNamespace(category_id=kinds[i]), items=[], item_ids_under=dict,
                               categories={c: SimpleNamespace(name_ru="", name_en="") for c in kinds.values()})
     readings = {"подешевле": RequestUnderstanding("ru", "other", "refine", refinement=("cheaper",)),
                 "не то": RequestUnderstanding("ru", "other", "refine", refinement=("other",))}
