@@ -163,7 +163,8 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "explain"                             # (not "why is my cat sneezing?" after a list of rice)
     if compares_the_list(state, understanding, message) and not names_another_kind:
         return "compare"                             # «какой из них лучше?»: the best of the list, and why
-    if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify") \
+    if understanding.intent == "clarify_needed" and (not state.goal or state.last_act == "clarify"
+                                                     or not understanding.refinement and _NEW_WISH.match(message)) \
             or greets_only(message) or not state.goal and states_only_a_budget(message) \
             or state.last_act != "clarify" and not state.last_items and names_only_a_recipient(message):
         return "clarify"                             # a vague wish, only «привет» / "hello", only «до 3000», only
@@ -210,6 +211,12 @@ def names_only_a_recipient(message: str, present: bool = False) -> bool:
     for _, regex in RECIPIENT_REGEXES:
         rest = regex.sub(" ", rest)
     return not follow_up_content(_RECIPIENT_FILLER.sub(" ", rest))
+
+
+# A vague wish said as a wish of its own («а теперь хочу что-нибудь вкусное» in the middle of a lactose-free goal
+# refined that goal): it is asked about like a first one
+_NEW_WISH = re.compile(r"^\W*(?:а\s+|и\s+)?(?:теперь\s+|ещё\s+|еще\s+)?(?:хочу|хочется|хотелось\s+бы)\b|"
+                       r"^\W*(?:and\s+)?(?:now\s+)?(?:i\s+want|i'?d\s+like|i\s+would\s+like)\b", re.IGNORECASE)
 
 
 def greets_only(message: str) -> bool:

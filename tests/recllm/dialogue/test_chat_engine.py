@@ -260,6 +260,18 @@ def test_held_kinds_a_catalog_lacks_are_dropped_and_a_long_goal_still_fits(tmp_p
     assert len(engine.plan("long-1", "u_000001", "ещё вариант", 5).request.query) <= 2000
 
 
+def test_a_vague_wish_of_its_own_in_the_middle_of_a_goal_is_asked_about(engine, users):
+    """Live: «хочу что-нибудь вкусное» after «закажи как в прошлый раз, но без лактозы» refined the lactose-free
+    goal (more lactose-free dairy) instead of asking sweet or savoury; «что-нибудь другое» still refines."""
+    session = "engine-new-wish"
+    run_turn(engine, session, users[0], "молочка без лактозы на завтрак", service="samokat")
+    assert engine.plan(session, users[0], "что-нибудь другое", 5, "").act == "refine"
+    items, question = run_turn(engine, session, users[0], "хочу что-нибудь вкусное", service="")
+    assert items is None and "сладкое или солёное" in question
+    state = DialogueState.from_json(engine.sessions.load_state(session, users[0]))
+    assert state.goal == "хочу что-нибудь вкусное" and state.diet == ()
+
+
 def test_a_refine_turn_reads_its_refinement_words_whatever_the_intent_reads(tmp_path):
     """Live: «а подешевле?» read as a vague wish (clarify_needed) within a goal refined without lowering the budget
     (corn flakes at 370 ₽ after sweets at 140–280 ₽)."""
