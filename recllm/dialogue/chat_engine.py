@@ -15,6 +15,7 @@ reactions in it («не то», «подешевле», a stated diet) are writt
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -118,6 +119,7 @@ class ChatEngine:
         self.catalog = catalog
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
+        self._named_kinds = None if catalog is None else functools.lru_cache(maxsize=256)(self.product_terms.named)
         # the services with health items (the pharmacy shelf), where a request that asks about health goes
         self.sensitive_items = np.zeros(0, dtype=bool) if catalog is None else sensitive_item_mask(catalog)  # [N]
         self.health_services: tuple[str, ...] = () if catalog is None else tuple(sorted(
@@ -149,8 +151,9 @@ class ChatEngine:
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's; «сок с
         # витамином C» is juice)
         health = not parsed.for_pet and self.words_ask_for_health(base.query, state)
+        answers = self.answers_the_question(state, base.query)  # (read once a turn, as ``health``)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (states_only_a_budget(base.query) or health or self.answers_the_question(state, base.query)
+                and (states_only_a_budget(base.query) or health or answers
                      or names_only_a_recipient(base.query, present=True)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», «он любит
             # футбол» after «Что любит этот человек?»: a budget, a health need, whom it is for or the answer to our
@@ -205,8 +208,7 @@ class ChatEngine:
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
             # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
             understanding = replace(understanding, intent="recommend")
-        if reads_as_small_talk(state, understanding, named, base.query, health,
-                               self.answers_the_question(state, base.query)):
+        if reads_as_small_talk(state, understanding, named, base.query, health, answers):
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
@@ -377,8 +379,9 @@ class ChatEngine:
         return [self.catalog.get(int(i)).category_id for i in item_ids]
 
     def named_kinds(self, message: str) -> NamedKinds | None:
-        """What the message names (``ProductTerms.named``); None without a catalog."""
-        return self.product_terms.named(message) if self.product_terms is not None else None
+        """What the message names (``ProductTerms.named``); None without a catalog. Read once per text: a turn asks
+        it of the same message from several decisions (health words, an answer, held kinds)."""
+        return self._named_kinds(message) if self._named_kinds is not None else None
 
     def services_selling(self, named: NamedKinds | None) -> tuple[str, ...]:
         """The services selling the kinds of product a message names, those with more of them first; () when it
