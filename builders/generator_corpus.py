@@ -43,7 +43,7 @@ OPENINGS = {
                              ("Like last time, lactose-free: {items}.",)),
     "pet_food": (("Для питомца: {items}.", "Вашему питомцу подойдут {items}."), ("For your pet: {items}.",)),
     "baby_care": (("Для малыша: {items}.",), ("For the baby: {items}.",)),
-    "kid_gift": (("В подарок ребёнку этого возраста подойдут {items}.",), ("Good gifts for that age: {items}.",)),
+    "kid_gift": (("В подарок ребёнку подойдут {items}.",), ("Gift ideas for the child: {items}.",)),
     "running_gear": (("Для бега пригодятся {items}.",), ("For running: {items}.",)),
     "gaming": (("Для игрового сетапа: {items}.",), ("For your gaming setup: {items}.",)),
     "gift": (("В подарок подойдут {items}.", "Идеи подарка: {items}."), ("Gift ideas: {items}.",)),

@@ -31,10 +31,10 @@ from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, greets_only,
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
-                                            requested_style, start_goal, states_only_a_budget, unmarked_diets,
-                                            without_budget)
+                                            requested_style, start_goal, states_only_a_budget, states_only_an_age,
+                                            unmarked_diets, without_budget)
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
-                                            interests_named, tells_what_they_like)
+                                            interests_named, is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
                                              explained_index,
                                              no_remedy_reply, nothing_left_reply, unmarked_diet_note)
@@ -47,7 +47,8 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import RecRequest, is_for_pets, parse_request, recipient_hits, validate_session_id
+from recllm.rag.rec_request import (RecRequest, is_for_pets, parse_child_age, parse_request, recipient_hits,
+                                    validate_session_id)
 from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, sensitive_item_mask,
                                        words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
@@ -154,9 +155,11 @@ class ChatEngine:
         answers = self.answers_the_question(state, base.query)  # (read once a turn, as ``health``)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
                 and (states_only_a_budget(base.query) or health or answers
-                     or names_only_a_recipient(base.query, present=True)):
-            # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», «он любит
-            # футбол» after «Что любит этот человек?»: a budget, a health need, whom it is for or the answer to our
+                     or names_only_a_recipient(base.query, present=True)
+                     or bool(state.goal) and states_only_an_age(base.query)):
+            # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», "she is 7
+            # years old" after a child's breakfast, «он любит футбол» after «Что любит этот человек?»: a budget, a
+            # health need, whom it is for, the child's age or the answer to our
             # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
             # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
             # does every harmful label
@@ -207,6 +210,11 @@ class ChatEngine:
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
             # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
+            understanding = replace(understanding, intent="recommend")
+        elif understanding.intent == "clarify_needed" and state.last_act == "clarify" and is_a_present(state.goal) \
+                and (interests_named(base.query) or parse_child_age(base.query, "child") is not None):
+            # "she loves reading", «ему 5 лет» answering what the person likes or how old the child is: the present
+            # is said enough (the understanding read "she loves reading" as vague and the question came again)
             understanding = replace(understanding, intent="recommend")
         if reads_as_small_talk(state, understanding, named, base.query, health, answers):
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
@@ -459,7 +467,8 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     answers the question the last turn asked (``answers``: ``ChatEngine.answers_the_question``), is never small talk,
     whatever the understanding read. ``health``: ``ChatEngine.words_ask_for_health(message)``."""
     if named is not None or uses_shopping_words(message) or health or answers \
-            or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message):
+            or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message) \
+            or state.goal and states_only_an_age(message):
         return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 

@@ -29,6 +29,8 @@ _CLARIFY_WHAT = {
              "И на какой бюджет?",
              "Who is the present for, and what do they like: treats, gadgets, books, something for the home or for "
              "sport? And what budget?"),
+    "gift child": ("Сколько лет ребёнку и чем он увлекается: конструкторы, настольные игры, книги, рисование?",
+                   "How old is the child, and what are they into: building sets, board games, books, drawing?"),
     "child": ("Сколько лет ребёнку и что ищете: игрушки, книги, подгузники или детское питание?",
               "How old is the child, and what are you after: toys, books, diapers or baby food?"),
     "guests": ("Что нужно к столу: закуски, сладкое, напитки или готовая еда? И на сколько человек?",
@@ -51,12 +53,12 @@ _CLARIFY_SERVICE = ("И где заказать — в Самокате, Мег�
 
 def clarify_topic(understanding: RequestUnderstanding | None, message: str = "") -> str:
     """What the clarifying question should ask about (a key of ``_CLARIFY_WHAT``): a present (for someone named or
-    not), a child, guests, a pet, food, or what kind of thing at all."""
+    not, for a child), a child, guests, a pet, food, or what kind of thing at all."""
     recipient = understanding.recipient if understanding else None
     if recipient in ("partner", "parent", "grandparent", "friend", "colleague"):
         return "gift for"  # whom it is for is said: what they like is not
     if _GIFT.search(message):
-        return "gift"
+        return "gift child" if recipient == "child" else "gift"
     if recipient == "child" or (understanding and understanding.domain == "kids"):
         return "child"
     if recipient in ("company", "family"):

@@ -21,10 +21,12 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
+from recllm.dialogue.gift_interests import PRESENT_RECIPIENTS
 from recllm.dialogue.request_understanding import (DIET_PATTERNS, SERVICE_PATTERNS, WITHOUT_PATTERNS,
                                                    RequestUnderstanding, follow_up_content, mentioned_services)
 from recllm.rag.rec_request import BUDGET_PATTERNS, MAX_QUERY_CHARS, parse_budget as text_budget
-from recllm.rag.rec_request import RECIPIENT_REGEXES, REQUIRED_TAG_PATTERNS, recipient_hits
+from recllm.rag.rec_request import (AGE_MONTHS, AGE_NUMBER, AGE_PHRASE, AGE_WORD, RECIPIENT_REGEXES,
+                                    REQUIRED_TAG_PATTERNS, parse_child_age, recipient_hits)
 from recllm.safety.output_guard import clean_all
 
 ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "compare", "acknowledge")
@@ -175,8 +177,9 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
         return "acknowledge"                         # «спасибо!», «отлично, беру»: nothing more asked
     if not state.goal or state.last_act == "clarify":  # a first request, or the answer to our question
         return "recommend"
-    if states_only_a_budget(message):
-        return "refine"                              # «до 3000» after a gift list: that list, within the budget
+    if states_only_a_budget(message) or states_only_an_age(message):
+        return "refine"                              # «до 3000» after a gift list: that list, within the budget;
+        #                                              «ему 3 года» after a child's breakfast: that breakfast, for 3
     if state.last_items and names_only_a_recipient(message, present=True):
         return "refine"                              # «коллеге» after a gift list: that present, for a colleague
     if names_another_kind or is_new_request(state, understanding):
@@ -194,9 +197,6 @@ _GREETING_ONLY = re.compile(r"^\W*(?:hello|hi|hey(?:\s+there)?|good\s+(?:morning
 _RECIPIENT_FILLER = re.compile(r"\b(?:для|моей|моего|моему|моим|моя|мой|нашей|нашего|to|for|my|our|a|the)\b",
                                re.IGNORECASE)
 
-
-# Recipients a present is for (not the buyer, not guests or the family's table)
-PRESENT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "friend", "colleague", "child"})
 
 
 def names_only_a_recipient(message: str, present: bool = False) -> bool:
@@ -331,6 +331,41 @@ def states_only_a_budget(message: str) -> bool:
     return not follow_up_content(rest)
 
 
+# what is left of «ему 3 года», "she is 5 years old" once the age is cut out, when nothing else is said
+_AGE_FILLER = re.compile(r"\b(?:ему|ей|им|он[ао]?|она|они|уже|только|исполнилось|исполняется|будет|скоро|всего|"
+                         r"нам|нашему|нашей|моему|моей|he|she|they|is|are|turned|turns|will|be|just|only|old|"
+                         r"now|my|our|son|daughter|kid|child|s)\b", re.IGNORECASE)
+
+
+def states_only_an_age(message: str) -> bool:
+    """The message says a child's age and nothing else («ему 3 года», "she's 5"): the understanding read it as a
+    request of its own, which started a new goal of "ему 3 года" (construction sets on Megamarket after a child's
+    breakfast); it tells whom the goal is for."""
+    if parse_child_age(message, None) is None:
+        return False
+    rest = message
+    for pattern in (AGE_NUMBER, AGE_PHRASE, AGE_WORD, AGE_MONTHS):
+        rest = pattern.sub(" ", rest)
+    for _, regex in RECIPIENT_REGEXES:
+        rest = regex.sub(" ", rest)
+    return not follow_up_content(_RECIPIENT_FILLER.sub(" ", _AGE_FILLER.sub(" ", rest)))
+
+
+def age_phrase(message: str, language: str) -> str:
+    """The child's age the message says, as the query reads it best: «ребёнку 3 года», "for a 7 year old"
+    (months: «ребёнку 10 месяцев», "for a 10 month old"). Only for a message ``states_only_an_age`` holds for."""
+    lowered = message.lower()
+    if not AGE_NUMBER.search(lowered) and not AGE_WORD.search(lowered) and (months := AGE_MONTHS.search(lowered)):
+        count, unit = int(months.group(1)), ("месяц", "месяца", "месяцев")
+    else:
+        count, unit = parse_child_age(message, None)[0], ("год", "года", "лет")
+    if language != "ru":
+        article = "an" if str(count).startswith("8") or count in (11, 18) else "a"
+        return f"for {article} {count} {'month' if unit[0] == 'месяц' else 'year'} old"
+    form = 2 if 11 <= count % 100 <= 14 else 0 if count % 10 == 1 else 1 if 2 <= count % 10 <= 4 else 2
+    return f"ребёнку {count} {unit[form]}"
+
+
 def is_new_request(state: DialogueState, understanding: RequestUnderstanding) -> bool:
     """The message starts a new goal although its intent reads as a follow-up: it names a domain of its own,
     confidently, other than the goal's, and carries no refinement of the shown list («подешевле», «не то»)."""
@@ -374,9 +409,12 @@ def refine_goal(state: DialogueState, understanding: RequestUnderstanding, messa
     rejected = state.rejected
     if {"cheaper", "other"} & set(understanding.refinement):
         rejected = (rejected + state.last_items)[-MAX_SHOWN_KEPT:]
+    # an age alone joins as whom it is for («ребёнку 3 года»): "she is 7 years old" as said pulled the English
+    # breakfast list to party drinks, alcohol-free beer among them
+    said = age_phrase(message, understanding.language) if states_only_an_age(message) else message
     return replace(
         state, budget=budget, diet=tuple(sorted(set(state.diet) | set(catalog_diet(understanding.diet)))),
-        refinements=(state.refinements + ((message,) if follow_up_content(message) else ()))[-MAX_REFINEMENTS_KEPT:],
+        refinements=(state.refinements + ((said,) if follow_up_content(said) else ()))[-MAX_REFINEMENTS_KEPT:],
         recipient=understanding.recipient or state.recipient, age_band=understanding.age_band or state.age_band,
         rejected=rejected,
     )

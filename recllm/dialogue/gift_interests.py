@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from recllm.dialogue.request_understanding import follow_up_content
-from recllm.rag.rec_request import parse_recipient
+from recllm.rag.rec_request import RECIPIENT_REGEXES, parse_child_age, parse_recipient, recipient_hits
 
 _PRESENT = re.compile(r"подар|сюрприз|present|gift", re.IGNORECASE)
 PRESENT_WORD = {"ru": "подарок", "en": "a gift"}  # what a recipient alone is asked about as
@@ -62,15 +62,28 @@ def is_a_present(goal: str) -> bool:
     return bool(_PRESENT.search(goal))
 
 
-_PRESENT_WORDS = re.compile(r"\b(?:подар\w*|сюрприз\w*|presents?|gifts?|на|для|в|a|an|for|as|idea|ideas)\b",
-                            re.IGNORECASE)
+_PRESENT_WORDS = re.compile(r"\b(?:подар\w*|сюрприз\w*|presents?|gifts?|на|для|в|a|an|for|as|idea|ideas|to|the|my|our|"
+                            r"мо(?:ей|ему|его|им|й|я)|наш(?:ей|ему|его|им)|"
+                            # the occasion says nothing of what the person likes
+                            r"дн(?:ём|ем|ю)?\s+рождения|день\s+рождения|др|юбиле\w*|нов(?:ый|ому)\s+год\w*|"
+                            r"праздник\w*|birthday|christmas|anniversary|new\s+year)\b", re.IGNORECASE)
+# whom a present is for (not the buyer, guests or the family's table)
+PRESENT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "friend", "colleague", "child"})
 
 
 def asks_for_a_present_only(message: str) -> bool:
-    """«что-нибудь на подарок», "any gift ideas?": a present and nothing about it (for whom, what they like, a kind):
-    what a shop assistant would ask about first."""
-    return bool(_PRESENT.search(message)) and parse_recipient(message) is None and not interests_named(message) \
-        and not follow_up_content(_PRESENT_WORDS.sub(" ", message))
+    """«что-нибудь на подарок», "any gift ideas?", «подарок маме на день рождения», "a gift for my son": a present and
+    nothing about it but whom it is for (what they like, a kind, a child's age): what a shop assistant would ask
+    about first («подарок маме» got headphones, the buyer's own history; «подарок сыну» a baby's rattle)."""
+    if not _PRESENT.search(message) or interests_named(message):
+        return False
+    hits = recipient_hits(message)
+    if any(name not in PRESENT_RECIPIENTS for _, name in hits) or parse_child_age(message, "child") is not None:
+        return False  # («подарок сыну на 7 лет»: toys for seven-year-olds)
+    rest = message
+    for _, regex in RECIPIENT_REGEXES:
+        rest = regex.sub(" ", rest)
+    return not follow_up_content(_PRESENT_WORDS.sub(" ", rest))
 
 
 # What the person likes, said of them (not of the buyer: «мне нравится», "I love it"; not negated: «не нравится»)
@@ -124,5 +137,5 @@ def interests_named(message: str) -> list[Interest]:
             if any(not _NEGATED_BEFORE.search(message[:m.start()]) for m in pattern.finditer(message))]
 
 
-__all__ = ["GIFT_INTERESTS", "Interest", "PRESENT_WORD", "asks_for_a_present_only", "asks_something_else",
+__all__ = ["GIFT_INTERESTS", "Interest", "PRESENT_RECIPIENTS", "PRESENT_WORD", "asks_for_a_present_only", "asks_something_else",
            "interest_shelves", "interests_named", "is_a_present", "plain_quotes", "tells_what_they_like"]

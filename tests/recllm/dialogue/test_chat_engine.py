@@ -195,6 +195,22 @@ def test_small_talk_after_the_assistant_s_question_is_still_small_talk(engine, u
     assert items is None and text in SAFE
 
 
+def test_a_present_for_someone_and_nothing_about_it_is_asked_about(engine, users):
+    """Live: «подарок маме» got headphones (the buyer's own history) and «подарок сыну» a baby's rattle; "she loves
+    reading" answering the question got the question again. Whom a present is for alone is asked what they like
+    (a child: how old and what they are into), and the answer gets the list."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    items, question = run_turn(engine, "engine-present-mom", users[0], "подарок маме", service="megamarket")
+    assert items is None and "подар" in question
+    items, question = run_turn(engine, "engine-present-son", users[0], "a gift for my son", service="megamarket")
+    assert items is None and "How old" in question
+    items, _ = run_turn(engine, "engine-present-son", users[0], "he loves reading", service="megamarket")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"kids/books"}
+    items, _ = run_turn(engine, "engine-present-7", users[0], "подарок сыну на 7 лет", service="megamarket")
+    assert ids(items)  # a child's age says enough
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →
@@ -202,13 +218,14 @@ def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, 
     ideas was refused as off-topic."""
     catalog = engine.stages.pipeline.catalog
     engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
-    run_turn(engine, "engine-likes-1", users[0], "подарок маме", service="megamarket")
+    # (gift ideas on screen: a budget says enough for a list; «подарок маме» alone is asked what she likes)
+    run_turn(engine, "engine-likes-1", users[0], "подарок маме до 5000", service="megamarket")
     cheese = engine.plan("engine-likes-1", users[0], "не нравится, давай сыр", 5, "")
     assert cheese.act == "recommend" and "сыр" in cheese.state.goal
-    run_turn(engine, "engine-likes-2", users[0], "gift for my mom", service="megamarket")
+    run_turn(engine, "engine-likes-2", users[0], "gift for my mom under 5000", service="megamarket")
     coffee = engine.plan("engine-likes-2", users[0], "he loves coffee", 5, "")
     assert coffee.act == "refine" and "grocery/coffee" in coffee.state.kinds
-    run_turn(engine, "engine-likes-3", users[0], "подарок маме", service="megamarket")
+    run_turn(engine, "engine-likes-3", users[0], "подарок маме до 5000", service="megamarket")
     cooking = engine.plan("engine-likes-3", users[0], "она любит готовить", 5, "")
     assert cooking.act == "refine" and "home/kitchenware" in cooking.state.kinds
     assert engine.plan("engine-likes-3", users[0], "она не любит готовить", 5, "").state.kinds == ()
@@ -387,7 +404,7 @@ def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     """Live: «до 3000» after a gift list was refused as off-topic (no shopping word in it), and once let through it
     started a goal of its own (baby purees): a budget and nothing else is the goal's new budget."""
     session = f"engine-budget-{int(limit)}"
-    run_turn(engine, session, users[0], "подарок маме на день рождения", service="megamarket")
+    run_turn(engine, session, users[0], "подарок маме на день рождения, она любит готовить", service="megamarket")
     plan = engine.plan(session, users[0], budget, 5, "")
     assert plan.act == "refine" and plan.state.budget == limit and "подар" in plan.state.goal
     items, text = run_turn(engine, session, users[0], budget, service="")
@@ -396,6 +413,21 @@ def test_a_budget_alone_refines_the_goal(engine, users, budget, limit):
     # a number is no licence: what moderation's rules refuse stays refused (review)
     for message in ("напиши код на python до 100 строк", "tell me a joke under 100 words"):
         assert engine.plan(session, users[0], message, 5, "").act == "decline", message
+
+
+@pytest.mark.parametrize("age, band", [("ему 3 года", "3-5"), ("she is 7 years old", "6-8")])
+def test_a_childs_age_alone_refines_the_goal(engine, users, age, band):
+    """Live: «ему 3 года» after «что взять на завтрак ребёнку?» started a goal of its own on Megamarket
+    (construction sets and baby purees): an age and nothing else says whom the goal is for."""
+    session = f"engine-age-{band}"
+    first, _ = run_turn(engine, session, users[0], "что взять на завтрак ребёнку?")
+    catalog = engine.stages.pipeline.catalog
+    assert ids(first) and all(catalog.get(i).category_id.startswith("grocery/") for i in ids(first))
+    plan = engine.plan(session, users[0], age, 5, "")
+    assert plan.act == "refine" and plan.state.age_band == band and "завтрак" in plan.state.goal
+    items, text = run_turn(engine, session, users[0], age, service="")
+    assert text not in SAFE and ids(items)
+    assert all(catalog.get(i).category_id.startswith("grocery/") for i in ids(items)), [catalog.get(i).name for i in ids(items)]
 
 
 @pytest.mark.parametrize("budget, answer, limit", [("до 300", "молоко на завтрак", 300.0), ("under 500", "snacks", 500.0)])

@@ -16,6 +16,8 @@ from recllm.dialogue.dialogue_state import (
     catalog_diet,
     drops_budget,
     names_only_a_recipient,
+    states_only_an_age,
+    age_phrase,
     without_budget,
     decide_act,
     effective_query,
@@ -567,3 +569,31 @@ def test_the_buyer_and_guests_are_asked_about_but_are_no_present_s_recipient():
     for message in ("себе", "для гостей", "на компанию"):  # (review)
         assert names_only_a_recipient(message) and not names_only_a_recipient(message, present=True), message
     assert names_only_a_recipient("коллеге", present=True)
+
+
+@pytest.mark.parametrize("message, only", [
+    ("ему 3 года", True), ("ей уже семь лет", True), ("сыну 7 лет", True), ("she is 5 years old", True),
+    ("ребёнку 10 месяцев", True), ("а что для 3 лет?", True),
+    ("ему 3 года, хочет конструктор", False),  # a wish of its own beside the age
+    ("кашу ребёнку 3 года", False), ("папе 60 лет", False),  # a grown-up's age is no child's band
+    ("до 300", False), ("подешевле", False)])
+def test_states_only_an_age(message, only):
+    assert states_only_an_age(message) is only
+
+
+@pytest.mark.parametrize("message, ru, en", [
+    ("ему 3 года", "ребёнку 3 года", "for a 3 year old"), ("ей уже семь лет", "ребёнку 7 лет", "for a 7 year old"),
+    ("сыну 11 лет", "ребёнку 11 лет", "for an 11 year old"), ("ему 1 год", "ребёнку 1 год", "for a 1 year old"),
+    ("ребёнку 10 месяцев", "ребёнку 10 месяцев", "for a 10 month old")])
+def test_age_phrase(message, ru, en):
+    assert (age_phrase(message, "ru"), age_phrase(message, "en")) == (ru, en)
+
+
+def test_an_age_alone_joins_the_query_as_whom_it_is_for():
+    """Live: "she is 7 years old" as said pulled an English breakfast list to party drinks."""
+    state = DialogueState(goal="what should I get for my kid's breakfast?", domain="food", last_items=(1, 2))
+    understanding = RequestUnderstanding("en", "food", "recommend", age_band="6-8")
+    assert decide_act(state, understanding, "she is 7 years old") == "refine"
+    refined = refine_goal(state, understanding, "she is 7 years old")
+    assert refined.refinements == ("for a 7 year old",) and refined.age_band == "6-8"
+    assert effective_query(refined, "en") == "what should I get for my kid's breakfast? for a 7 year old"
