@@ -42,6 +42,7 @@ from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
                                                    parse_refinement, tokenize, understand)
+from recllm.dialogue.service_questions import service_reply, service_topic
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -151,6 +152,10 @@ class ChatEngine:
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's; «сок с
         # витамином C» is juice)
+        if verdict.label in ("ok", "off_topic") and service_topic(base.query) \
+                and self.named_kinds(base.query) is None:
+            # «а сколько стоит доставка?» got a bread list: where the answer is, and the goal stays as it was
+            return TurnPlan(session_id, base, state, "service_info", None)
         health = not parsed.for_pet and self.words_ask_for_health(base.query, state)
         answers = self.answers_the_question(state, base.query)  # (read once a turn, as ``health``)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
@@ -342,6 +347,11 @@ class ChatEngine:
             yield from (TextChunk(t) for t in redact_stream([reply]))
             self._record(plan, replace(plan.state, last_act=plan.act, turns=plan.state.turns + 1), plan.base.query,
                          plan.state.service, [])
+            return
+        if plan.act == "service_info":
+            yield TextChunk(service_reply(service_topic(plan.base.query), plan.base.language, bool(plan.state.goal)))
+            self._record(plan, replace(plan.state, last_act="service_info", turns=plan.state.turns + 1),
+                         plan.base.query, plan.state.service, [])
             return
         if plan.act == "acknowledge":
             yield TextChunk(acknowledge_reply(plan.base.language))

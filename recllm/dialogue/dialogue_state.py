@@ -29,7 +29,8 @@ from recllm.rag.rec_request import (AGE_MONTHS, AGE_NUMBER, AGE_PHRASE, AGE_WORD
                                     REQUIRED_TAG_PATTERNS, parse_child_age, recipient_hits)
 from recllm.safety.output_guard import clean_all
 
-ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "compare", "acknowledge")
+ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain", "compare", "acknowledge",
+        "service_info")
 MAX_SHOWN_KEPT = 500        # shown ids remembered per goal (a 50-turn session shows at most 50 × top_k)
 MAX_REFINEMENTS_KEPT = 3    # follow-up phrases kept verbatim in the effective query; older ones only in the summary
 MAX_SUMMARY_CHARS = 300
@@ -191,8 +192,12 @@ def decide_act(state: DialogueState, understanding: RequestUnderstanding, messag
 
 
 # A message that only greets (the understanding read a brand-new user's "hello" as a home-goods request)
+# (and a newcomer's word about themselves: "hi, I'm new here" got sports gels)
 _GREETING_ONLY = re.compile(r"^\W*(?:hello|hi|hey(?:\s+there)?|good\s+(?:morning|afternoon|evening)|привет\w*|"
-                            r"здравствуй\w*|добр\w+\s+(?:день|утро|вечер)|доброе\s+утро)\W*$", re.IGNORECASE)
+                            r"здравствуй\w*|добр\w+\s+(?:день|утро|вечер)|доброе\s+утро)"
+                            r"(?:\W+(?:i'?m|i\s+am|я)\s+(?:new|a\s+new\s+(?:user|customer)|здесь\s+впервые|тут\s+впервые|"
+                            r"впервые|нов(?:енький|енькая|ый|ая)(?:\s+(?:пользователь|клиент))?)(?:\s+(?:here|здесь|тут))?)?"
+                            r"\W*$", re.IGNORECASE)
 # what is left of «для моей мамы» once the recipient is cut out, when nothing else is said
 _RECIPIENT_FILLER = re.compile(r"\b(?:для|моей|моего|моему|моим|моя|мой|нашей|нашего|to|for|my|our|a|the)\b",
                                re.IGNORECASE)

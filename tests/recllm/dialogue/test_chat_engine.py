@@ -211,6 +211,22 @@ def test_a_present_for_someone_and_nothing_about_it_is_asked_about(engine, users
     assert ids(items)  # a child's age says enough
 
 
+def test_a_question_about_the_service_says_where_the_answer_is_and_keeps_the_goal(engine, users):
+    """Live: «а сколько стоит доставка?» after a list got a bread list, and "hi, I'm new here" sports gels. The
+    assistant sees no tariffs or orders: it says where they are (the app), makes nothing up, and the goal stays, so
+    «подешевле» next refines the list before it."""
+    session, user = "engine-service-question", users[0]
+    first, _ = run_turn(engine, session, user, "молоко без лактозы")
+    items, text = run_turn(engine, session, user, "а сколько стоит доставка?", service="")
+    assert items is None and "доставк" in text and "приложени" in text
+    items, text = run_turn(engine, session, user, "where is my order?", service="")
+    assert items is None and "Orders" in text
+    plan = engine.plan(session, user, "подешевле", 5, "")
+    assert plan.act == "refine" and plan.state.last_items == tuple(ids(first))
+    items, question = run_turn(engine, "engine-newcomer", user, "hi, I'm new here", service="")
+    assert items is None and question.startswith("What are you looking for")
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →
