@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.machine_info import machine_info
-from recllm.generator import ReplyRequest, Sampling, check_reply, derive_act
-from recllm.generator.reply_check import LIST_ACTS, cited_facts
+from recllm.generator import ReplyRequest, Sampling, derive_act
+from recllm.generator.reply_check import cited_facts
 from recllm.generator.reply_prompt import prompt_facts
 from recllm.pipeline import RecPipeline, ReplyTurn
 from recllm.rag.rec_request import parse_request
@@ -105,8 +105,7 @@ def quality(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], batch: in
     per_user_text, per_user_text_masked = [], []
     for act, turn, reply in rows:
         names = [gen.item_name(i) for i in reply.item_ids]
-        check = check_reply(reply.text, reply.item_ids, turn.item_ids, prompt_facts(turn.profile_facts), names,
-                            turn.language, turn.act in LIST_ACTS, gen.generator.reply_words)
+        check = gen.check_text(turn, reply.text, reply.item_ids)  # the check serving runs
         broken += not check.ok
         reasons.update(check.problems)
         facts = [f.lower() for f in prompt_facts(turn.profile_facts)]

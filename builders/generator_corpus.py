@@ -54,6 +54,9 @@ GENERIC_OPENING = (("Вот что я подобрал: {items}.", "Посмот
 FACT_CITATIONS = (("Учёл, что вы «{fact}».", "Я помню, что вы «{fact}»."),
                   ("I kept in mind that \"{fact}\".", "Based on your history: \"{fact}\"."))
 COLD_START_CLOSING = (" Расскажите, что вы любите, и я подберу точнее.", " Tell me what you like and I will tailor the picks.")
+# a medicine cabinet or a present is no question of what the buyer likes (live: cough lozenges ended «Расскажите, что
+# вы любите»: health turns cite no fact, so the model took them for a newcomer's)
+NO_CLOSING_FRAMES = frozenset({"health", "gift", "kid_gift"})
 CLARIFY = (("Сладкое или солёное? Для себя или на компанию?", "Уточните: вам к чаю или на перекус?",
             "Что вам больше хочется: сладкого или солёного?"),
            ("Sweet or salty? For yourself or for company?", "Could you tell me more: for tea or for a snack?",
@@ -153,7 +156,7 @@ def recommend_reply(turn: CorpusTurn, frame: str, rng: random.Random) -> str:
     lang = _lang(turn.language)
     template = rng.choice(OPENINGS.get(frame, GENERIC_OPENING)[lang])
     text = template.format(items=join_items(turn.items[:ITEMS_PER_REPLY], turn.language)) + _cite(turn, rng)
-    return text + (COLD_START_CLOSING[lang] if turn.cold_user else "")
+    return text + (COLD_START_CLOSING[lang] if turn.cold_user and frame not in NO_CLOSING_FRAMES else "")
 
 
 def clarify_reply(turn: CorpusTurn, rng: random.Random) -> str:

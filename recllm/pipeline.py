@@ -178,7 +178,7 @@ class GenerationStage:
         act = self.act_of(turn)
         return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
                            [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
-                           getattr(self.generator, "reply_words", None))
+                           getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None)
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""

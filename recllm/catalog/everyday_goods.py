@@ -11,7 +11,7 @@ EVERYDAY_GOODS_RU = tuple("""
 гель мыло порошок мясо фарш курица рыба консервы кроссовки наушники смартфон книга игрушка конструктор овощи фрукты
 яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки ноутбук
 телевизор планшет холодильник микроволновка карандаши фломастеры краски альбом тетрадь пластилин мелки кисточка
-раскраска жвачка
+раскраска жвачка сироп мазь бинт градусник термометр
 """.split())
 
 # English everyday goods, singular, as a catalog would name them: a request's own word is first rewritten to the
@@ -19,5 +19,6 @@ EVERYDAY_GOODS_RU = tuple("""
 # here (a catalog that sold them under another name would otherwise be read as not selling them).
 EVERYDAY_GOODS_EN = tuple("""
 tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie biscuit noodle wine battery soap toothpaste
-lamp laptop television tv fridge microwave pencil crayon marker notebook paint paintbrush sketchbook gum
+lamp laptop television tv fridge microwave pencil crayon marker notebook paint paintbrush sketchbook gum syrup
+ointment bandage thermometer
 """.split())

@@ -50,8 +50,8 @@ from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_ev
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import (RecRequest, is_for_pets, parse_child_age, parse_request, recipient_hits,
                                     validate_session_id)
-from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, sensitive_item_mask,
-                                       words_ask_for_health)
+from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, names_health_goods_only,
+                                       sensitive_item_mask, words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
                                       install_model, uses_shopping_words)
 from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
@@ -161,10 +161,12 @@ class ChatEngine:
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
                 and (states_only_a_budget(base.query) or health or answers
                      or names_only_a_recipient(base.query, present=True)
-                     or bool(state.goal) and states_only_an_age(base.query)):
+                     or bool(state.goal) and states_only_an_age(base.query)
+                     or bool(state.last_items) and asks_in_shopping_form(base.query)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», "she is 7
-            # years old" after a child's breakfast, «он любит футбол» after «Что любит этот человек?»: a budget, a
-            # health need, whom it is for, the child's age or the answer to our
+            # years old" after a child's breakfast, «а сироп есть?» after cough lozenges, «он любит футбол» after «Что
+            # любит этот человек?»: a budget, a health need, whom it is for, the child's age, whether a thing is sold
+            # or the answer to our
             # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
             # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
             # does every harmful label
@@ -285,13 +287,18 @@ class ChatEngine:
 
     def words_ask_for_health(self, message: str, state: DialogueState | None = None) -> bool:
         """``health_rule.words_ask_for_health`` with the kinds the message names, or, naming none, the list on screen
-        («а с витамином C?» after juice asks about juice); without a catalog: its words alone."""
+        («а с витамином C?» after juice asks about juice); without a catalog: its words alone; or a message naming
+        only health goods («а пастилки есть?»: ``names_health_goods_only``, the retriever's reading too)."""
         def named_ids(text: str) -> np.ndarray | None:
             named = self.named_kinds(text)
             if named is not None:
                 return named.item_ids
             return np.asarray(state.last_items, dtype=np.int64) if state is not None and state.last_items else None
-        return words_ask_for_health(message, named_ids, self.sensitive_items)
+        def own_ids(text: str) -> np.ndarray | None:
+            named = self.named_kinds(text)
+            return None if named is None else named.item_ids
+        return words_ask_for_health(message, named_ids, self.sensitive_items) \
+            or names_health_goods_only(message, own_ids, self.sensitive_items)
 
     def health_need_of(self, message: str, named: NamedKinds | None) -> HealthNeed | None:
         """The health need a health request (``asks_about_health``) names (``health_need``); None when it names
@@ -366,7 +373,8 @@ class ChatEngine:
         candidates = self.held_to_kinds(plan, self.stages.retrieve(request, query_vector, plan.exclude))
         arrays = {}
         if len(candidates.candidate_ids):
-            arrays = guard_items(self.stages.rank(request, candidates), plan.base.query)
+            # (the goal's words with this turn's: «подешевле» after cough lozenges is still about them)
+            arrays = guard_items(self.stages.rank(request, candidates), request.query)
         item_ids = [int(i) for i in arrays.get(tensors.ITEM_IDS.client_name, [])]
         if not item_ids:
             relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service,

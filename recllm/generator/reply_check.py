@@ -17,12 +17,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from recllm.generator.reply_frame import frames_in, reply_frame
+
 CITATION_RE = re.compile(r"«([^«»]+)»|\"([^\"]+)\"")
 WORD_RE = re.compile(r"[\w-]+", re.UNICODE)
 CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
-           "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list")
+           "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
@@ -68,13 +70,15 @@ def has_repeated_run(words: Sequence[str], max_span: int = 3) -> bool:
 
 def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[int],
                 prompt_facts: Sequence[str], item_names: Sequence[str] = (), language: str = "",
-                must_name_items: bool = False, known_words: frozenset[str] | None = None) -> ReplyCheck:
+                must_name_items: bool = False, known_words: frozenset[str] | None = None,
+                query: str | None = None) -> ReplyCheck:
     """``item_ids``: the items the reply names (in order); ``item_names``: their rendered names, removed before
     the word checks (a product name may repeat a word legitimately); ``language`` ("ru" / "en"; empty: not
     checked): the reply's words outside names and citations are in it; ``must_name_items``: the act gives a list
     (recommend, refine), so a reply naming none of the ranked items fails; ``known_words`` (the generator's
     training replies' words, ``reply_words``): a word outside names and citations that is none of them is a broken
-    one («подобуйд», «Take a look at ere»)."""
+    one («подобуйд», «Take a look at ere»); ``query`` (the request's text): an opening before the first item that
+    speaks of another request than this one fails («Для бега пригодятся …» cough lozenges: ``opens_off_frame``)."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -113,7 +117,20 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("wrong_language")
     if known_words is not None and any(w not in known_words for w in reply_words(own)):
         problems.append("unknown_word")
+    if query is not None and opens_off_frame(plain, query):
+        problems.append("wrong_opening")
     return ReplyCheck(tuple(problems))
+
+
+def opens_off_frame(plain: str, query: str) -> bool:
+    """The words before the first item (``plain``: items already ``item<k>x``) open a reply to another kind of
+    request than ``query``: their frame (``reply_frame``) is none of those the query's text matches. A generic
+    opening («Вот что я подобрал») fits every request."""
+    first = re.search(r"item\d+x", plain)
+    if first is None:
+        return False
+    said = reply_frame(plain[:first.start()], "recommend")
+    return bool(said) and said not in frames_in(query)
 
 
 class ReplyCheckCounters:

@@ -55,6 +55,13 @@ _RECOMMEND = tuple((name, re.compile(pattern)) for name, pattern in RECOMMEND_FR
 _REFINE = tuple((name, re.compile(pattern)) for name, pattern in REFINE_FRAMES)
 
 
+def frames_in(query: str) -> frozenset[str]:
+    """Every recommend frame whose pattern the text matches (a child's present is also a present, a healthy
+    dinner also a dinner): the openings a reply to it may use."""
+    text = " ".join(query.lower().split())
+    return frozenset(name for name, pattern in _RECOMMEND if pattern.search(text))
+
+
 def reply_frame(query: str, act: str) -> str:
     """The frame of a ``recommend`` / ``refine`` reply to ``query`` (``""`` when none fits or for other acts)."""
     text = " ".join(query.lower().split())

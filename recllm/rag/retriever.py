@@ -33,7 +33,7 @@ from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
 from recllm.rag.rec_request import RecRequest, RequestError
-from recllm.safety.health_rule import (is_health_query, item_allowed, retrievable_fragments,
+from recllm.safety.health_rule import (is_health_query, item_allowed, names_health_goods_only, retrievable_fragments,
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.profile.user_context import UserContext, UserContextCache
 from recllm.profile.user_signals import UserSignals, check_preference_source
@@ -241,11 +241,13 @@ class Retriever:
         return bool(self.items.sensitive[self.items.in_categories(request.categories)].any())
 
     def words_ask_for_health(self, query: str) -> bool:
-        """``health_rule.words_ask_for_health`` with the kinds the query names in this catalog."""
+        """``health_rule.words_ask_for_health`` with the kinds the query names in this catalog, or a query naming only
+        health goods (``names_health_goods_only``)."""
         def named_ids(text: str) -> np.ndarray | None:
             found = self.terms.named(text)
             return None if found is None else found.item_ids
-        return words_ask_for_health(query, named_ids, self.sensitive_items)
+        return words_ask_for_health(query, named_ids, self.sensitive_items) \
+            or names_health_goods_only(query, named_ids, self.sensitive_items)
 
     def named_items(self, request: RecRequest, health: bool) -> np.ndarray | None:
         """The items of the kinds the request names that its health routing allows, or None when it names none

@@ -136,6 +136,15 @@ def words_ask_for_health(text: str, named_ids_of: Callable[[str], np.ndarray | N
     return not names_a_product
 
 
+def names_health_goods_only(text: str, named_ids_of: Callable[[str], np.ndarray | None],
+                            sensitive_items: np.ndarray) -> bool:
+    """The kinds the text names are health items, every one («а пастилки есть?»: this catalog's pastilles are throat
+    lozenges): asking for them by name asks in that domain, with no health word said. A supplement a product
+    contains is no kind asked for («а с витамином C?» after juice is about the juice: ``words_ask_for_health``)."""
+    ids = named_ids_of(CONTAINS_A_SUPPLEMENT.sub(" ", text))
+    return ids is not None and ids.size > 0 and bool(sensitive_items[ids].all())
+
+
 def item_allowed(item_is_sensitive: bool, health_query: bool) -> bool:
     """Health items for health queries only, and only health items for them (the domain is routed on its own)."""
     return bool(item_is_sensitive) == bool(health_query)

@@ -344,9 +344,24 @@ _QUESTION_FRAME = _rx(r"\b(?:do\s+you\s+have|have\s+you\s+got|есть\s+ли(?:
                       r"есть\s+у\s+(?:вас|тебя)|у\s+(?:вас|тебя)\s+есть)\b")
 
 
+# a short question whether a thing is sold: «а сироп есть?», «а есть сироп?», "any syrup?" (one or two words: not
+# «а жизнь есть на марсе?»)
+_SHORT_AVAILABILITY = _rx(r"^\W*(?:(?:а|и|ну)\s+)?(?:есть\s+[\w-]+|[\w-]+(?:\s+[\w-]+)?\s+есть|"
+                          r"(?:and\s+)?any\s+[\w-]+(?:\s+[\w-]+)?)\s*\?+\W*$")
+
+
+# («а ты есть?», «кто ты есть?», «а бог есть?» are no question about goods)
+_NOT_GOODS = frozenset({"я", "ты", "вы", "он", "она", "оно", "они", "мы", "кто", "что", "где", "как", "бог", "смысл",
+                        "i", "you", "he", "she", "it", "we", "they", "who", "what", "god"})
+
+
 def asks_in_shopping_form(text: str) -> bool:
-    """Whether the message is a question in a shopping form ("do you have …?", «есть ли у вас …?»)."""
-    return bool(_QUESTION_FRAME.search(text))
+    """Whether the message is a question in a shopping form ("do you have …?", «есть ли у вас …?», «а сироп
+    есть?», "any syrup?")."""
+    if _QUESTION_FRAME.search(text):
+        return True
+    short = _SHORT_AVAILABILITY.search(text)
+    return bool(short) and not set(re.findall(r"[\w-]+", short.group(0).lower())) & _NOT_GOODS
 
 
 def uses_shopping_words(text: str) -> bool:

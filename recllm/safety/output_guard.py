@@ -77,16 +77,33 @@ def sensitive_query(query: str) -> bool:
     return bool(mentions_sensitive_domain(query)) or asks_about_health(query)
 
 
+_KIND_STEM = 6  # letters of a word compared («пастилки» / «пастилка»: one kind)
+_GENERIC_KINDS = frozenset({"набор", "наборы", "комплект", "средство", "средства"})  # (no kind of their own)
+
+
+def asks_for_the_kind(query: str, item_name: str) -> bool:
+    """The query says the word the item's name starts with (its kind: «Пастилки для горла …», «Пластырь …»),
+    compared by its first letters, so a sensitive item asked for by name is not dropped as unasked."""
+    kind = re.findall(r"[^\W\d_]+", item_name.lower().replace("ё", "е"))[:1]
+    if not kind or len(kind[0]) < 4 or kind[0] in _GENERIC_KINDS:
+        return False
+    stem = kind[0][:_KIND_STEM]
+    return any(word[:_KIND_STEM] == stem and len(word) >= min(len(kind[0]), 4)
+               for word in re.findall(r"[^\W\d_]+", query.lower().replace("ё", "е")))
+
+
 def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:
     """The items that may leave the server, their text redacted (item names of identifiers only).
 
-    Drops an item whose name names a sensitive (health/medicine) domain when the query does not; every array keeps
-    the same row order, so ids, names, prices and explanations stay aligned.
+    Drops an item whose name names a sensitive (health/medicine) domain when the query does not, unless the query
+    asks for that kind of item by name («а пастилки есть?» and «Пастилки для горла …»: ``asks_for_the_kind``); every
+    array keeps the same row order, so ids, names, prices and explanations stay aligned.
     """
     names = decode_utf8_array(arrays["item_names"]) if "item_names" in arrays else []
     keep = np.ones(len(names), dtype=bool)
     if not sensitive_query(query):
-        keep = np.array([not mentions_sensitive_domain(name) for name in names], dtype=bool)
+        keep = np.array([not mentions_sensitive_domain(name) or asks_for_the_kind(query, name) for name in names],
+                        dtype=bool)
     out, redacted = {}, {}  # (the list's explanations come in its language and in each reply language: one pass each)
     for key, values in arrays.items():
         values = np.asarray(values)

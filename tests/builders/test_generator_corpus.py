@@ -3,7 +3,8 @@
 import random
 from collections import Counter
 
-from builders.generator_corpus import CorpusTurn, corpus_examples, turn_examples
+from builders.generator_corpus import (COLD_START_CLOSING, CorpusTurn, corpus_examples, recommend_reply,
+                                       turn_examples)
 from recllm.generator import ACTS, check_reply
 from recllm.generator.reply_check import LIST_ACTS
 from recllm.generator.tokenizer import ITEM_TOKEN_RE
@@ -104,3 +105,15 @@ def test_some_turns_keep_only_one_or_two_items():
     one = [e for t in long_turns for e in turn_examples(t, rng)
            if "act: recommend" in e.prompt and len(e.candidate_item_ids) == 1]
     assert all(len(ITEM_TOKEN_RE.findall(e.reply)) == 1 for e in one)
+
+
+def test_a_newcomer_s_closing_never_ends_a_medicine_or_present_reply():
+    """Live: cough lozenges ended «Расскажите, что вы любите» (a health turn cites no fact, so the model read the
+    buyer as a newcomer); a present is not about what the buyer likes either."""
+    for frame in ("health", "gift", "kid_gift"):
+        turn = CorpusTurn(intent="health", language="ru", service="kuper", query="от кашля", facts=(), items=(1, 2, 3),
+                          cold_user=True)
+        assert COLD_START_CLOSING[0] not in recommend_reply(turn, frame, random.Random(0))
+    turn = CorpusTurn(intent="dinner", language="ru", service="samokat", query="ужин", facts=(), items=(1, 2, 3),
+                      cold_user=True)
+    assert recommend_reply(turn, "dinner", random.Random(0)).endswith(COLD_START_CLOSING[0])

@@ -227,6 +227,23 @@ def test_a_question_about_the_service_says_where_the_answer_is_and_keeps_the_goa
     assert items is None and question.startswith("What are you looking for")
 
 
+def test_asking_whether_a_health_good_is_sold_after_a_health_list(engine, users):
+    """Live, after cough lozenges: «а сироп есть?» was refused as off-topic (then, let through, got chocolate), and
+    «а пастилки есть?» got pears (no health word in it, so the pharmacy was closed to it, and the output guard
+    dropped the lozenges). A pharmacy good asked for by name gets it; one the catalog lacks is said to be missing."""
+    catalog = engine.stages.pipeline.catalog
+    lozenges = [i.item_id for i in catalog.items if i.name.startswith("Пастилки")]
+    assert lozenges, "the catalog sells throat lozenges"
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    session, user = "engine-health-sold", users[0]
+    first, _ = run_turn(engine, session, user, "что-нибудь от кашля", service="")
+    assert ids(first)
+    items, text = run_turn(engine, session, user, "а сироп есть?", service="")
+    assert items is None and text not in SAFE and "ничего не нашлось" in text
+    items, _ = run_turn(engine, "engine-health-by-name", user, "а пастилки есть?", service="")
+    assert ids(items) and set(ids(items)) <= set(lozenges)
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →

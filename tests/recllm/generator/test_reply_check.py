@@ -1,5 +1,7 @@
 """The post-generation consistency check and its counters."""
 
+import pytest
+
 from recllm.generator import ReplyCheckCounters, check_reply
 
 FACTS = ["каждую неделю берёте овощи на Купере", "you buy coffee every week on Samokat"]
@@ -182,3 +184,22 @@ def test_an_empty_reply_is_replaced_and_counted_and_in_fact_is_no_citation():
     known = frozenset({"here", "is", "in", "fact"})
     assert check_reply('Here is X, in fact "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"],
                        "en", known_words=known).ok                 # «fact» is the reply's word, not a placeholder
+
+
+LOZENGES = ["Пастилки для горла Аквамарис 24 шт", "Пастилки для горла Терафлю 24 шт"]
+
+
+@pytest.mark.parametrize("opening, query, wrong", [
+    ("Для бега пригодятся", "что-нибудь от кашля для ребёнка", True),   # live: cough lozenges "for running"
+    ("For running:", "anything for a sore throat?", True),
+    ("Для домашней аптечки:", "что-нибудь от кашля для ребёнка", False),
+    ("Вот что я подобрал:", "что-нибудь от кашля для ребёнка", False),  # a generic opening fits every request
+    ("В подарок подойдут", "подарок сыну на 7 лет", False),            # a child's present is a present too
+    ("На ужин можно взять", "что приготовить на ужин, чтобы было полезно?", False),
+    ("Без сахара:", "хочу сладкого без сахара", False),                 # a refinement's own opening
+])
+def test_an_opening_about_another_request_fails(opening, query, wrong):
+    text = f"{opening} {LOZENGES[0]} и {LOZENGES[1]}."
+    check = check_reply(text, [1, 2], [1, 2], [], LOZENGES, "", True, None, query)
+    assert ("wrong_opening" in check.problems) is wrong
+    assert check_reply(text, [1, 2], [1, 2], [], LOZENGES).ok  # no query: not checked

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from recllm.safety.health_rule import (
-    asks_about_health, citable_fragments, is_health_query, item_allowed, retrievable_fragments, sensitive_item_mask,
+    asks_about_health, citable_fragments, is_health_query, item_allowed, names_health_goods_only,
+    retrievable_fragments, sensitive_item_mask,
 )
 
 
@@ -128,3 +129,16 @@ def test_words_ask_for_health_unless_only_a_supplement_of_a_named_product(text, 
         return None if not hit else np.array(ids, dtype=np.int64)
 
     assert words_ask_for_health(text, named_ids_of, sensitive) is health
+
+
+def test_naming_only_health_goods_asks_in_that_domain():
+    """«а пастилки есть?» says no health word, but this catalog's pastilles are throat lozenges: asking for them by
+    name asks about health; a kind with other goods among it («спрей»: hair spray too), a missing one, or none named
+    does not."""
+    sensitive = np.array([True, True, False])
+    kinds = {"пастилки": np.array([0, 1]), "спрей": np.array([1, 2]), "сироп": np.array([], dtype=np.int64)}
+    def named(text):
+        return next((ids for word, ids in kinds.items() if word in text), None)
+    assert names_health_goods_only("а пастилки есть?", named, sensitive)
+    for text in ("а спрей есть?", "а сироп есть?", "что-нибудь вкусное"):
+        assert not names_health_goods_only(text, named, sensitive), text

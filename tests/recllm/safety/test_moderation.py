@@ -200,6 +200,11 @@ def test_a_question_form_keeps_a_message_from_refusal_but_is_not_a_shopping_word
         assert asks_in_shopping_form(form_only) and not has_shopping_signal(form_only), form_only
     for shopping in ("do you have oat milk?", "есть ли у вас кефир?", "do you have anything cheaper?", "молоко есть?"):
         assert uses_shopping_words(shopping), shopping
+    # a short question whether a thing is sold («а сироп есть?» after cough lozenges was refused as off-topic)
+    for short in ("а сироп есть?", "а есть сироп?", "any syrup?", "а пельмени есть?"):
+        assert asks_in_shopping_form(short), short
+    for question in ("а жизнь есть на марсе?", "а бог есть?", "а ты есть?", "есть смысл жить?"):
+        assert not asks_in_shopping_form(question), question
 
 
 # -------------------------------------------------------------------------------------------- labeled test split

@@ -102,3 +102,14 @@ def test_the_names_of_the_items_on_screen_are_never_redacted_in_the_reply():
     assert "".join(redact_stream(deltas, protected=[name])) == reply
     leaked = "Позвоните Ивану Петрову: +7 916 123-45-67."
     assert "+7 916" not in "".join(redact_stream([reply + " " + leaked], protected=[name]))  # only the names
+
+
+def test_a_health_item_asked_for_by_its_kind_is_not_dropped():
+    """Live: «а пастилки есть?» named this catalog's throat lozenges (the retriever routed it to the pharmacy) and
+    every item was dropped here, as the words say nothing of health; asked for by name, they are asked for."""
+    arrays = {"item_ids": np.array([1, 2], dtype=np.int64),
+              "item_names": np.array(["Пастилки для горла Терафлю 24 шт", "Набор первой помощи"], dtype=object)}
+    assert guard_items(arrays, "а пастилки есть?")["item_ids"].tolist() == [1]
+    assert guard_items(arrays, "пастилку бы")["item_ids"].tolist() == [1]          # another form of the word
+    assert guard_items(arrays, "набор для ванной")["item_ids"].tolist() == []      # a set is no kind of its own
+    assert guard_items(arrays, "кефир на завтрак")["item_ids"].tolist() == []
