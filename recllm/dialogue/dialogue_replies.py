@@ -25,20 +25,17 @@ _WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
 _GIFT = re.compile(r"подар|подарит|сюрприз|present|gift", re.IGNORECASE)
 # What a clarifying question asks, by what the vague wish already says: (Russian, English)
 _CLARIFY_WHAT = {
-    "gift": ("Кому подарок и что этот человек любит: вкусное, технику, книги, что-то для дома или для спорта? "
-             "И на какой бюджет?",
+    "gift": ("Кому подарок и что этот человек любит: вкусное, технику, книги, что-то для дома или для спорта?",
              "Who is the present for, and what do they like: treats, gadgets, books, something for the home or for "
-             "sport? And what budget?"),
+             "sport?"),
     "gift child": ("Сколько лет ребёнку и чем он увлекается: конструкторы, настольные игры, книги, рисование?",
                    "How old is the child, and what are they into: building sets, board games, books, drawing?"),
     "child": ("Сколько лет ребёнку и что ищете: игрушки, книги, подгузники или детское питание?",
               "How old is the child, and what are you after: toys, books, diapers or baby food?"),
     "guests": ("Что нужно к столу: закуски, сладкое, напитки или готовая еда? И на сколько человек?",
                "What do you need for the table: snacks, sweets, drinks or ready meals? And for how many people?"),
-    "gift for": ("Что подойдёт к подарку: вкусное, техника, книги, что-то для дома или для спорта? И на какой "
-                 "бюджет?",
-                 "What would suit the present: treats, gadgets, books, something for the home or for sport? And what "
-                 "budget?"),
+    "gift for": ("Что подойдёт к подарку: вкусное, техника, книги, что-то для дома или для спорта?",
+                 "What would suit the present: treats, gadgets, books, something for the home or for sport?"),
     "pet": ("Что нужно питомцу: корм, лакомство, наполнитель или игрушка?",
             "What does your pet need: food, treats, litter or a toy?"),
     "food": ("Подскажите чуть подробнее: сладкое или солёное, на завтрак, перекус или ужин?",
@@ -47,6 +44,9 @@ _CLARIFY_WHAT = {
               "What are you looking for: groceries, something for the home, electronics, or things for kids, sport or "
               "pets?"),
 }
+# asked of a present when the message says no budget ("a gift for my boss, around 3000 rubles" was asked it again)
+_CLARIFY_BUDGET = {"gift": (" И на какой бюджет?", " And what budget?"),
+                   "gift for": (" И на какой бюджет?", " And what budget?")}
 _CLARIFY_SERVICE = ("И где заказать — в Самокате, Мегамаркете или Купере?",
                     "And which service — Samokat, Megamarket or Kuper?")
 
@@ -73,7 +73,10 @@ def clarify_reply(language: str, understanding: RequestUnderstanding | None, mes
     alone («до 3000») is acknowledged and the question is what to look for within it."""
     english = language == "en"
     budget_only = states_only_a_budget(message)
-    question = _CLARIFY_WHAT["other" if budget_only else clarify_topic(understanding, message)][english]
+    topic = "other" if budget_only else clarify_topic(understanding, message)
+    question = _CLARIFY_WHAT[topic][english]
+    if topic in _CLARIFY_BUDGET and text_budget(message) is None:
+        question += _CLARIFY_BUDGET[topic][english]
     if budget_only:
         budget = rub(text_budget(message), language)
         question = (f"I'll keep to {budget}. " if english else f"Хорошо, уложимся в {budget}. ") + question

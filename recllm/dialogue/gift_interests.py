@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from recllm.dialogue.request_understanding import follow_up_content
-from recllm.rag.rec_request import RECIPIENT_REGEXES, parse_child_age, parse_recipient, recipient_hits
+from recllm.rag.rec_request import (BUDGET_PATTERNS, RECIPIENT_REGEXES, parse_child_age, parse_recipient,
+                                    recipient_hits)
 
 _PRESENT = re.compile(r"подар|сюрприз|present|gift", re.IGNORECASE)
 PRESENT_WORD = {"ru": "подарок", "en": "a gift"}  # what a recipient alone is asked about as
@@ -72,16 +73,17 @@ PRESENT_RECIPIENTS = frozenset({"parent", "partner", "grandparent", "friend", "c
 
 
 def asks_for_a_present_only(message: str) -> bool:
-    """«что-нибудь на подарок», "any gift ideas?", «подарок маме на день рождения», "a gift for my son": a present and
-    nothing about it but whom it is for (what they like, a kind, a child's age): what a shop assistant would ask
-    about first («подарок маме» got headphones, the buyer's own history; «подарок сыну» a baby's rattle)."""
+    """«что-нибудь на подарок», "any gift ideas?", «подарок маме на день рождения», "a gift for my boss, around 3000
+    rubles": a present and nothing about it but whom it is for and the budget (what they like, a kind, a child's
+    age): what a shop assistant would ask about first («подарок маме» got headphones, the buyer's own history;
+    «подарок сыну» a baby's rattle)."""
     if not _PRESENT.search(message) or interests_named(message):
         return False
     hits = recipient_hits(message)
     if any(name not in PRESENT_RECIPIENTS for _, name in hits) or parse_child_age(message, "child") is not None:
         return False  # («подарок сыну на 7 лет»: toys for seven-year-olds)
     rest = message
-    for _, regex in RECIPIENT_REGEXES:
+    for regex in (*(regex for _, regex in RECIPIENT_REGEXES), *BUDGET_PATTERNS):  # a budget says nothing they like
         rest = regex.sub(" ", rest)
     return not follow_up_content(_PRESENT_WORDS.sub(" ", rest))
 

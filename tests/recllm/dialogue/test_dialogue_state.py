@@ -417,6 +417,18 @@ def test_a_clarifying_question_asks_what_the_wish_leaves_open(understanding, mes
     assert "Самокате" not in clarify_reply(named.language, named, message)
 
 
+def test_a_present_s_question_asks_the_budget_only_when_none_is_said():
+    """"I need a gift for my boss, around 3000 rubles" was asked «And what budget?» again."""
+    from recllm.dialogue.dialogue_replies import clarify_reply
+
+    boss = RequestUnderstanding("en", "goods", "clarify_needed", recipient="colleague", target_services=("megamarket",))
+    assert "budget" not in clarify_reply("en", boss, "I need a gift for my boss, around 3000 rubles")
+    assert clarify_reply("en", boss, "I need a gift for my boss").endswith("And what budget?")
+    mom = RequestUnderstanding("ru", "goods", "clarify_needed", recipient="parent", target_services=("megamarket",))
+    assert "бюджет" not in clarify_reply("ru", mom, "подарок маме до 5000")
+    assert "бюджет" in clarify_reply("ru", mom, "подарок маме")
+
+
 def test_pack_amount_reads_the_pack_an_item_name_states():
     from recllm.dialogue.dialogue_replies import pack_amount
 

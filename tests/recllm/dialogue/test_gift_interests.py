@@ -47,6 +47,7 @@ def test_every_shelf_is_one_of_the_catalog_s_categories():
 @pytest.mark.parametrize("message, only", [
     ("что-нибудь на подарок", True), ("any gift ideas?", True), ("хочу подарить что-нибудь", True),
     ("подарок маме", True), ("подарок моей бабушке на юбилей", True), ("a gift for my son", True),  # whom only
+    ("I need a gift for my boss, around 3000 rubles", True), ("подарок маме до 5000", True),  # and a budget
     ("подарок сыну на 7 лет", False),  # a child's age: toys for it
     ("подарок себе", False), ("подарок на компанию", False),  # the buyer, guests: no present's recipient
     ("подарок на 3000", False), ("подарок, она любит готовить", False),
