@@ -41,7 +41,7 @@ from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, 
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
-                                                   parse_refinement, tokenize, understand)
+                                                   parse_refinement, refers_to_the_list, tokenize, understand)
 from recllm.dialogue.service_questions import service_reply, service_topic
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
@@ -178,6 +178,11 @@ class ChatEngine:
             understanding = self.understand(base.query, state.context())
             if understanding.intent not in FOLLOW_UP_INTENTS | {"explain"} and points_at_the_list(state, base.query):
                 understanding = replace(understanding, intent="compare", refinement=())
+            elif understanding.intent in ("refine", "feedback") and not understanding.refinement \
+                    and not refers_to_the_list(base.query):
+                # "asdfghjkl" after a list was read as a refinement and got one more item: a follow-up the
+                # classifier refused says what it changes («подешевле») or what it points at («а второй?»)
+                understanding = None
         if verdict.label != "ok" and not (understanding and understanding.intent in FOLLOW_UP_INTENTS | {"explain"}):
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)

@@ -119,11 +119,13 @@ class RequestUnderstandingConfig:
 # ---------------------------------------------------------------- slots by rules
 
 DIET_PATTERNS = {
-    "lactose_free": re.compile(r"без\s*лакто|безлакто|lactose[\s-]*free|no\s+lactose|without\s+lactose|"
+    # (mixed-language «без lactose», "no сахара" too)
+    "lactose_free": re.compile(r"без\s*(?:лакто|lactose)|безлакто|lactose[\s-]*free|(?:no|without)\s+(?:lactose|лакто)|"
                                r"dairy[\s-]*free", re.IGNORECASE),
-    "sugar_free": re.compile(r"без\s*сахар|несладк|sugar[\s-]*free|no\s+sugar|without\s+sugar|диабетик|diabet",
-                             re.IGNORECASE),
-    "gluten_free": re.compile(r"без\s*глютен|безглютен|gluten[\s-]*free|no\s+gluten|without\s+gluten", re.IGNORECASE),
+    "sugar_free": re.compile(r"без\s*(?:сахар|sugar)|несладк|sugar[\s-]*free|(?:no|without)\s+(?:sugar|сахар)|"
+                             r"диабетик|diabet", re.IGNORECASE),
+    "gluten_free": re.compile(r"без\s*(?:глютен|gluten)|безглютен|gluten[\s-]*free|(?:no|without)\s+(?:gluten|глютен)",
+                              re.IGNORECASE),
     "vegan": re.compile(r"веган|vegan|растительн", re.IGNORECASE),
     "vegetarian": REQUIRED_TAG_PATTERNS["vegetarian"],  # the catalog's derived mark: the retriever's own reading
     "healthy": re.compile(r"полезн|здоров(?!о\b)|\bпп\b|\bпп-|правильн\w*\s+питан|healthy|healthier|диетич|\bзож",
@@ -132,7 +134,7 @@ DIET_PATTERNS = {
 # "без X" / "X-free" in a follow-up: how the next list must change.
 WITHOUT_PATTERNS = {
     "without_lactose": DIET_PATTERNS["lactose_free"],
-    "without_sugar": re.compile(r"без\s*сахар|sugar[\s-]*free|no\s+sugar|without\s+sugar", re.IGNORECASE),
+    "without_sugar": DIET_PATTERNS["sugar_free"],
     "without_gluten": DIET_PATTERNS["gluten_free"],
     "without_meat": re.compile(r"без\s+мяса|no\s+meat|meat[\s-]*free|without\s+meat", re.IGNORECASE),
     "without_nuts": re.compile(r"без\s+орех|nut[\s-]*free|no\s+nuts|without\s+nuts", re.IGNORECASE),
@@ -345,6 +347,14 @@ ORDINAL_REFERENCE = re.compile(r"перв|втор|трет|последн|\bfir
                                r"лет|год|к\b|тыс|шт|мин|rub|year))")
 PRONOUN_REFERENCE = re.compile(r"\bэт(?:о|и|у|от|ой|им|их)\b|\bих\b|\bних\b|\bthis\b|\bthese\b|\bthose\b|\bit\b|"
                                r"\bthem\b")
+
+
+def refers_to_the_list(message: str) -> bool:
+    """The message points at a shown item by its place or a pronoun («а второй?», «а это?», "the first one")."""
+    lowered = message.lower()
+    return bool(ORDINAL_REFERENCE.search(lowered) or PRONOUN_REFERENCE.search(lowered))
+
+
 # Words that name each domain, like a category tree's labels: a message word close to one of them in navec space
 # points to the domain even when the product itself never occurs in the labeled data ("сковородку" → home).
 DOMAIN_SEEDS = {

@@ -46,9 +46,11 @@ CURRENCY_AFTER = re.compile(CURRENCY, re.IGNORECASE)
 # Dietary constraints stated in the message become hard filters: a bag-of-words encoder would match
 # "без сахара" to sugary items, so negated ingredients are parsed rather than embedded.
 REQUIRED_TAG_PATTERNS = {
-    "sugar_free": re.compile(r"без\s+сахара|несладк|sugar[\s-]*free|no\s+sugar|without\s+sugar", re.IGNORECASE),
-    "lactose_free": re.compile(r"без\s*лактоз|безлактоз|lactose[\s-]*free|no\s+lactose|without\s+lactose",
-                               re.IGNORECASE),
+    # (mixed-language «без lactose», "no сахара" too)
+    "sugar_free": re.compile(r"без\s+(?:сахара|sugar)|несладк|sugar[\s-]*free|(?:no|without)\s+(?:sugar|сахара)",
+                             re.IGNORECASE),
+    "lactose_free": re.compile(r"без\s*(?:лактоз|lactose)|безлактоз|lactose[\s-]*free|"
+                               r"(?:no|without)\s+(?:lactose|лактоз)", re.IGNORECASE),
     "vegan": re.compile(r"веган|vegan", re.IGNORECASE),
     # a mark the catalog's shelves and names state (``recllm.catalog.diet_marks``), not a tag it carries
     "vegetarian": re.compile(r"вегетариан|без\s+мяса|vegetarian|no\s+meat|meat[\s-]*free|without\s+meat",

@@ -244,6 +244,19 @@ def test_asking_whether_a_health_good_is_sold_after_a_health_list(engine, users)
     assert ids(items) and set(ids(items)) <= set(lozenges)
 
 
+def test_keyboard_mash_after_a_list_is_no_refinement_and_mixed_language_diets_hold(engine, users):
+    """Live: "asdfghjkl" after a list was read as a refinement and got one more item; «хочу milk без lactose» got
+    ordinary milk beside the lactose-free (the diet was not read), and «а ещё cheaper» lost it."""
+    catalog = engine.stages.pipeline.catalog
+    session, user = "engine-mash", users[0]
+    first, _ = run_turn(engine, session, user, "хочу milk без lactose")
+    assert ids(first) and all("lactose_free" in catalog.get(i).tags for i in ids(first))
+    items, text = run_turn(engine, session, user, "asdfghjkl", service="")
+    assert items is None and text in SAFE
+    plan = engine.plan(session, user, "а второй?", 5, "")  # a place in the list is still about it
+    assert plan.act != "decline"
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →
