@@ -136,12 +136,28 @@ def words_ask_for_health(text: str, named_ids_of: Callable[[str], np.ndarray | N
     return not names_a_product
 
 
+# the words that ask for a kind without saying anything of it («а пастилки есть?», "do you have any plasters?")
+_ASKING_WORDS = frozenset("""есть ли нет нужен нужна нужно нужны надо хочу покажи покажите дай дайте можно ещё еще
+тоже какие какой какая какое ваши вас тебя any have you got the some need want show please also more""".replace(
+    "ё", "е").split())
+
+
+def words_beside_asking(text: str) -> list[str]:
+    """The words of ``text`` (three letters or more, lower-case) that are not asking words (``_ASKING_WORDS``):
+    «а пастилки есть?» → [«пастилки»]."""
+    return [w for w in re.findall(r"[^\W\d_]{3,}", text.lower().replace("ё", "е")) if w not in _ASKING_WORDS]
+
+
 def names_health_goods_only(text: str, named_ids_of: Callable[[str], np.ndarray | None],
                             sensitive_items: np.ndarray) -> bool:
     """The kinds the text names are health items, every one («а пастилки есть?»: this catalog's pastilles are throat
-    lozenges): asking for them by name asks in that domain, with no health word said. A supplement a product
-    contains is no kind asked for («а с витамином C?» after juice is about the juice: ``words_ask_for_health``)."""
-    ids = named_ids_of(CONTAINS_A_SUPPLEMENT.sub(" ", text))
+    lozenges): asking for them by name, and nothing more, asks in that domain with no health word said. A
+    supplement a product contains is no kind asked for («а с витамином C?» after juice is about the juice:
+    ``words_ask_for_health``)."""
+    rest = CONTAINS_A_SUPPLEMENT.sub(" ", text)
+    if len(words_beside_asking(rest)) > 1:
+        return False  # «закончился стиральный порошок» says more than the kind: this catalog's powders are for colds
+    ids = named_ids_of(rest)
     return ids is not None and ids.size > 0 and bool(sensitive_items[ids].all())
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
-from recllm.safety.health_rule import asks_about_health
+from recllm.safety.health_rule import asks_about_health, words_beside_asking
 from recllm.safety.moderation import SAFE_REPLIES, ModerationVerdict, moderate, scan_untrusted
 from recllm.safety.privacy_filter import (PiiSpan, PrivacyFilterConfig, find_pii, mentions_sensitive_domain, redact,
                                          redact_spans, text_language)
@@ -82,14 +82,15 @@ _GENERIC_KINDS = frozenset({"набор", "наборы", "комплект", "�
 
 
 def asks_for_the_kind(query: str, item_name: str) -> bool:
-    """The query says the word the item's name starts with (its kind: «Пастилки для горла …», «Пластырь …»),
-    compared by its first letters, so a sensitive item asked for by name is not dropped as unasked."""
+    """The query asks for the kind the item's name starts with («а пастилки есть?»: «Пастилки для горла …»), by that
+    word alone (its first letters compared) beside asking words, so a sensitive item asked for by name is not
+    dropped as unasked."""
     kind = re.findall(r"[^\W\d_]+", item_name.lower().replace("ё", "е"))[:1]
     if not kind or len(kind[0]) < 4 or kind[0] in _GENERIC_KINDS:
         return False
-    stem = kind[0][:_KIND_STEM]
-    return any(word[:_KIND_STEM] == stem and len(word) >= min(len(kind[0]), 4)
-               for word in re.findall(r"[^\W\d_]+", query.lower().replace("ё", "е")))
+    said = words_beside_asking(query)  # the kind and nothing more («закончился стиральный порошок» is no ask for
+    #                                    «Порошок от простуды», whatever the retriever's vote read)
+    return len(said) == 1 and said[0][:_KIND_STEM] == kind[0][:_KIND_STEM]
 
 
 def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:

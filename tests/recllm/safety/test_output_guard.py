@@ -113,3 +113,6 @@ def test_a_health_item_asked_for_by_its_kind_is_not_dropped():
     assert guard_items(arrays, "пастилку бы")["item_ids"].tolist() == [1]          # another form of the word
     assert guard_items(arrays, "набор для ванной")["item_ids"].tolist() == []      # a set is no kind of its own
     assert guard_items(arrays, "кефир на завтрак")["item_ids"].tolist() == []
+    # live: «закончился стиральный порошок» (laundry) got cold powders, the retriever's vote reading «порошок»
+    powders = {"item_ids": np.array([3], dtype=np.int64), "item_names": np.array(["Порошок от простуды"], dtype=object)}
+    assert guard_items(powders, "закончился стиральный порошок")["item_ids"].tolist() == []
