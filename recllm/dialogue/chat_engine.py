@@ -379,7 +379,8 @@ class ChatEngine:
         arrays = {}
         if len(candidates.candidate_ids):
             # (the goal's words with this turn's: «подешевле» after cough lozenges is still about them)
-            arrays = guard_items(self.stages.rank(request, candidates), request.query)
+            arrays = guard_items(self.stages.rank(request, candidates), request.query,
+                                 self.sensitive_items if self.catalog is not None else None)
         item_ids = [int(i) for i in arrays.get(tensors.ITEM_IDS.client_name, [])]
         if not item_ids:
             relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service,

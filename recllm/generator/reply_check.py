@@ -17,14 +17,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recllm.generator.reply_frame import frames_in, reply_frame
+from recllm.generator.reply_frame import frames_in, reply_frame, unasked_diets
 
 CITATION_RE = re.compile(r"«([^«»]+)»|\"([^\"]+)\"")
 WORD_RE = re.compile(r"[\w-]+", re.UNICODE)
 CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
-           "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening")
+           "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening",
+           "unasked_diet")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
@@ -78,7 +79,8 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     (recommend, refine), so a reply naming none of the ranked items fails; ``known_words`` (the generator's
     training replies' words, ``reply_words``): a word outside names and citations that is none of them is a broken
     one («подобуйд», «Take a look at ere»); ``query`` (the request's text): an opening before the first item that
-    speaks of another request than this one fails («Для бега пригодятся …» cough lozenges: ``opens_off_frame``)."""
+    speaks of another request than this one fails («Для бега пригодятся …» cough lozenges: ``opens_off_frame``), and
+    so does a diet the reply's own words say and the request does not («…, но без лактозы: …» for buckwheat)."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -119,6 +121,8 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("unknown_word")
     if query is not None and opens_off_frame(plain, query):
         problems.append("wrong_opening")
+    if query is not None and unasked_diets(re.sub(r"item\d+x|cite0x", " ", plain), query):
+        problems.append("unasked_diet")  # «Гречка …, но без лактозы: …» for buckwheat within 700 ₽
     return ReplyCheck(tuple(problems))
 
 

@@ -46,13 +46,22 @@ RECOMMEND_FRAMES: tuple[tuple[str, str], ...] = (
 REFINE_FRAMES: tuple[tuple[str, str], ...] = (
     ("cheaper", r"подешевл|дешевле|cheaper|less\s+expensive|too\s+expensive|дорого"),
     ("other", r"не\s+то\b|друго[ей]|други[ех]|ещ[её]|something\s+else|not\s+that|\bother\b|\bmore\b|\belse\b"),
-    ("sugar_free", r"без\s+сахара|sugar[- ]?free|without\s+sugar|no\s+sugar"),
-    ("lactose_free", r"без\s+лактоз|безлактозн|lactose[- ]?free|without\s+lactose|no\s+lactose"),
+    ("sugar_free", r"без\s+(?:сахара|sugar)|sugar[- ]?free|(?:without|no)\s+(?:sugar|сахара)"),
+    ("lactose_free", r"без\s+(?:лактоз|lactose)|безлактозн|lactose[- ]?free|(?:without|no)\s+(?:lactose|лактоз)"),
 )
+DIET_FRAMES = ("sugar_free", "lactose_free")  # a constraint a reply may say only when the request does
 FRAMES = tuple(name for name, _ in RECOMMEND_FRAMES) + tuple(name for name, _ in REFINE_FRAMES
                                                              if name not in dict(RECOMMEND_FRAMES))
 _RECOMMEND = tuple((name, re.compile(pattern)) for name, pattern in RECOMMEND_FRAMES)
 _REFINE = tuple((name, re.compile(pattern)) for name, pattern in REFINE_FRAMES)
+
+
+def unasked_diets(reply: str, query: str) -> list[str]:
+    """The diets (``DIET_FRAMES``) the reply's text says and the request does not («…, но без лактозы: …» for
+    buckwheat)."""
+    reply, query = " ".join(reply.lower().split()), " ".join(query.lower().split())
+    patterns = dict(_REFINE)
+    return [name for name in DIET_FRAMES if patterns[name].search(reply) and not patterns[name].search(query)]
 
 
 def frames_in(query: str) -> frozenset[str]:

@@ -213,10 +213,13 @@ class Retriever:
         # a request for a child's age is no health query unless it says so in words: «ребёнку 3 года» lies
         # nearest «Омега-3» by its digit, and the pharmacy routing then left Megamarket with nothing; a request for
         # an animal never is (the pharmacy is for people: «витамины для кошек» got multivitamins); one held to
-        # categories is one when they are health shelves
+        # categories is one when they are health shelves; one that names a kind of product is one by its words and
+        # that kind («купи гречку в пределах 700р» lay nearest a nasal spray, and the vote routed it to the pharmacy,
+        # where no buckwheat was left to say it is not sold)
         health = [self.held_to_health(r) if r.categories else
                   not r.for_pet and (self.words_ask_for_health(r.query)
-                                     or r.child_age is None and self.is_health_query(query_vectors[b], probe, b))
+                                     or r.child_age is None and self.terms.named(r.query) is None
+                                     and self.is_health_query(query_vectors[b], probe, b))
                   for b, r in enumerate(requests)]
         named = [self.named_items(r, health[b]) for b, r in enumerate(requests)]
         services = [r.service or self.infer_service(query_vectors[b], probe, b, self.selling(named[b]))

@@ -93,18 +93,25 @@ def asks_for_the_kind(query: str, item_name: str) -> bool:
     return len(said) == 1 and said[0][:_KIND_STEM] == kind[0][:_KIND_STEM]
 
 
-def guard_items(arrays: dict[str, np.ndarray], query: str) -> dict[str, np.ndarray]:
+def guard_items(arrays: dict[str, np.ndarray], query: str,
+                sensitive_items: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The items that may leave the server, their text redacted (item names of identifiers only).
 
-    Drops an item whose name names a sensitive (health/medicine) domain when the query does not, unless the query
+    Drops an item whose name names a sensitive (health/medicine) domain, or that ``sensitive_items`` (the catalog's
+    health flags by item id, when given) flags, when the query does not, unless the query
     asks for that kind of item by name («а пастилки есть?» and «Пастилки для горла …»: ``asks_for_the_kind``); every
     array keeps the same row order, so ids, names, prices and explanations stay aligned.
     """
     names = decode_utf8_array(arrays["item_names"]) if "item_names" in arrays else []
     keep = np.ones(len(names), dtype=bool)
     if not sensitive_query(query):
-        keep = np.array([not mentions_sensitive_domain(name) or asks_for_the_kind(query, name) for name in names],
-                        dtype=bool)
+        flagged = [mentions_sensitive_domain(name) for name in names]
+        if sensitive_items is not None and len(sensitive_items) and "item_ids" in arrays:
+            ids = np.asarray(arrays["item_ids"], dtype=np.int64)  # the catalog's own flag: «Спрей назальный …»
+            #                                                       names no health word
+            known = (ids >= 0) & (ids < len(sensitive_items))
+            flagged = [f or bool(k and sensitive_items[i]) for f, k, i in zip(flagged, known, ids)]
+        keep = np.array([not f or asks_for_the_kind(query, name) for f, name in zip(flagged, names)], dtype=bool)
     out, redacted = {}, {}  # (the list's explanations come in its language and in each reply language: one pass each)
     for key, values in arrays.items():
         values = np.asarray(values)

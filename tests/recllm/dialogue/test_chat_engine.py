@@ -257,6 +257,17 @@ def test_keyboard_mash_after_a_list_is_no_refinement_and_mixed_language_diets_ho
     assert plan.act != "decline"
 
 
+@pytest.mark.parametrize("message", ["купи гречку в пределах 700р", "закончился стиральный порошок",
+                                     "a pack of buckwheat please", "нужен спрей для волос"])
+def test_a_request_that_asks_nothing_of_health_gets_no_health_item(engine, users, message):
+    """Live: «купи гречку в пределах 700р» got a nasal spray (the vote read its vector as the pharmacy's, and the
+    spray's name says no health word for the output guard), «закончился стиральный порошок» cold powders."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    items, _ = run_turn(engine, f"engine-no-health-{len(message)}", users[0], message, service="")
+    assert not any(catalog.is_sensitive(catalog.get(i)) for i in ids(items)), [catalog.get(i).name for i in ids(items)]
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →

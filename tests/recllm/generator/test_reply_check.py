@@ -203,3 +203,17 @@ def test_an_opening_about_another_request_fails(opening, query, wrong):
     check = check_reply(text, [1, 2], [1, 2], [], LOZENGES, "", True, None, query)
     assert ("wrong_opening" in check.problems) is wrong
     assert check_reply(text, [1, 2], [1, 2], [], LOZENGES).ok  # no query: not checked
+
+
+def test_a_diet_the_request_did_not_ask_for_fails():
+    """Live: «купи гречку в пределах 700р» got «Вот что я подобрал: Гречка …, но без лактозы: Гречка …»."""
+    names = ["Гречка ядрица Barilla 2 кг", "Гречка ядрица Мистраль 2 кг"]
+    text = f"Вот что я подобрал: {names[0]}, но без лактозы: {names[1]}."
+    assert "unasked_diet" in check_reply(text, [1, 2], [1, 2], [], names, "", True, None,
+                                         "купи гречку в пределах 700р").problems
+    said = f"Без лактозы: {names[0]} и {names[1]}."
+    for query in ("молоко без лактозы", "хочу milk без lactose", "как в прошлый раз, но безлактозное"):
+        assert "unasked_diet" not in check_reply(said, [1, 2], [1, 2], [], names, "", True, None, query).problems
+    lactose_free = ["Молоко безлактозное Valio 1 л", "Кефир безлактозный Valio 1 л"]  # an item's own name may say it
+    assert check_reply(f"Вот что я подобрал: {lactose_free[0]} и {lactose_free[1]}.", [1, 2], [1, 2], [],
+                       lactose_free, "", True, None, "молоко").ok

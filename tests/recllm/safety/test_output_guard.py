@@ -116,3 +116,14 @@ def test_a_health_item_asked_for_by_its_kind_is_not_dropped():
     # live: «закончился стиральный порошок» (laundry) got cold powders, the retriever's vote reading «порошок»
     powders = {"item_ids": np.array([3], dtype=np.int64), "item_names": np.array(["Порошок от простуды"], dtype=object)}
     assert guard_items(powders, "закончился стиральный порошок")["item_ids"].tolist() == []
+
+
+def test_the_catalog_s_health_flag_drops_an_item_whose_name_says_no_health_word():
+    """Live: «купи гречку в пределах 700р» got «Спрей назальный Терафлю 30 мл»: its name says no health word."""
+    arrays = {"item_ids": np.array([0, 1], dtype=np.int64),
+              "item_names": np.array(["Гречка ядрица 2 кг", "Спрей назальный Терафлю 30 мл"], dtype=object)}
+    flags = np.array([False, True])
+    assert guard_items(arrays, "купи гречку в пределах 700р", flags)["item_ids"].tolist() == [0]
+    assert guard_items(arrays, "купи гречку в пределах 700р")["item_ids"].tolist() == [0, 1]  # names alone
+    assert guard_items(arrays, "у меня насморк", flags)["item_ids"].tolist() == [0, 1]        # asked
+    assert guard_items(arrays, "а спрей есть?", flags)["item_ids"].tolist() == [0, 1]         # by its kind
