@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 from recllm_proto import tensors
@@ -121,6 +122,12 @@ class ChatEngine:
         self.catalog = catalog
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
+        # per category, the first letters of every word its items' names use (what a description can hold a list of
+        # that kind to)
+        self.name_stems: dict[str, frozenset[str]] = {} if catalog is None else {
+            category: frozenset(w[:_DESCRIPTION_STEM] for i in ids for w in re.findall(
+                r"[^\W\d_]{%d,}" % _DESCRIPTION_STEM, catalog.get(i).name.lower().replace("ё", "е")))
+            for category, ids in catalog.item_ids_under().items()}
         self._named_kinds = None if catalog is None else functools.lru_cache(maxsize=256)(self.product_terms.named)
         # the services with health items (the pharmacy shelf), where a request that asks about health goes
         self.sensitive_items = np.zeros(0, dtype=bool) if catalog is None else sensitive_item_mask(catalog)  # [N]
@@ -178,6 +185,8 @@ class ChatEngine:
             understanding = self.understand(base.query, state.context())
             if understanding.intent not in FOLLOW_UP_INTENTS | {"explain"} and points_at_the_list(state, base.query):
                 understanding = replace(understanding, intent="compare", refinement=())
+            elif self.describes_the_kind(state, base.query):
+                understanding = replace(understanding, intent="refine")  # «а большое?»: what the kind should be like
             elif understanding.intent in ("refine", "feedback") and not understanding.refinement \
                     and not refers_to_the_list(base.query):
                 # "asdfghjkl" after a list was read as a refinement and got one more item: a follow-up the
@@ -232,6 +241,8 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
+        if act == "recommend" and self.describes_the_kind(state, base.query):
+            act = "refine"  # «а влажный какой взять?» after cat food: wet cat food (it got fruit as a goal of its own)
         if likes and act in ("recommend", "acknowledge"):
             act = "refine"
         if act in ("explain", "compare", "acknowledge"):
@@ -261,6 +272,8 @@ class ChatEngine:
             state, act = accept_offer(state), "refine"
         else:
             state = (start_goal if act == "recommend" else refine_goal)(state, understanding, base.query)
+        if act == "refine" and (described := self.described_stems(base.query, state)):
+            state = replace(state, described=tuple(dict.fromkeys(state.described + described)))
         if shelf and act == "recommend":
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
@@ -376,6 +389,7 @@ class ChatEngine:
         request = plan.request
         query_vector = self.stages.encode(request.query)
         candidates = self.held_to_kinds(plan, self.stages.retrieve(request, query_vector, plan.exclude))
+        candidates = self.held_to_description(plan, candidates)
         arrays = {}
         if len(candidates.candidate_ids):
             # (the goal's words with this turn's: «подешевле» after cough lozenges is still about them)
@@ -383,8 +397,10 @@ class ChatEngine:
                                  self.sensitive_items if self.catalog is not None else None)
         item_ids = [int(i) for i in arrays.get(tensors.ITEM_IDS.client_name, [])]
         if not item_ids:
-            relaxation = nearest_relaxation(self.stages, request, plan.state, plan.exclude, candidates.service,
-                                            self.categories_of if self.catalog is not None else None)
+            relaxation = nearest_relaxation(
+                self.stages, request, plan.state, plan.exclude, candidates.service,
+                self.categories_of if self.catalog is not None else None,
+                (lambda ids: self.described_mask(plan.state.described, ids)) if plan.state.described else None)
             yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
             state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
             state = replace(state, offer=asdict(relaxation) if relaxation else None)
@@ -409,6 +425,45 @@ class ChatEngine:
 
     def categories_of(self, item_ids) -> list[str]:
         return [self.catalog.get(int(i)).category_id for i in item_ids]
+
+    def describes_the_kind(self, state: DialogueState, message: str) -> bool:
+        """With a list on screen, the message says only what the kind should be like («а влажный какой взять?»,
+        «а сухой?», «а большой есть?»: adjectives beside asking words) and names no kind: it narrows the goal."""
+        return bool(state.last_items) and bool(self.description(message))
+
+    def description(self, message: str) -> list[str]:
+        """The lemmas of the message's words when they are all adjectives beside asking words and it names no kind
+        («а влажный какой взять?» → [«влажный»]); [] otherwise."""
+        if self.product_terms is None or self.named_kinds(message) is not None:
+            return []
+        words = [w for w in follow_up_content(message).split() if w not in _WHICH_WORDS]
+        parsed = [self.product_terms.lemmatizer.parse(w) for w in words]
+        return [lemma for lemma, pos in parsed] if parsed and all(pos in ("ADJF", "ADJS") for _, pos in parsed) else []
+
+    def held_to_description(self, plan: TurnPlan, candidates: CandidateSet) -> CandidateSet:
+        """A refinement that describes the kind («а влажный какой взять?» after cat food) keeps the candidates whose
+        names say it («Корм влажный для кошек …»: the encoder read «влажный» as treats), when item names of this
+        catalog use the word at all."""
+        if not plan.state.described or not len(candidates.candidate_ids):
+            return candidates
+        keep = self.described_mask(plan.state.described, candidates.candidate_ids)
+        # none left that is: nothing left here (the offer looks in another service: Kuper has wet cat food)
+        return replace(candidates, candidate_ids=np.asarray(candidates.candidate_ids)[keep],
+                       candidate_scores=np.asarray(candidates.candidate_scores)[keep])
+
+    def described_stems(self, message: str, state: DialogueState) -> tuple[str, ...]:
+        """The stems of the message's description that the names of the kinds on screen use («а влажный какой
+        взять?» after cat food → («влажн»,); «а вкусный?», «а твёрдый?» after cheese → (): no cheese name says it)."""
+        if not state.last_items or self.catalog is None:
+            return ()
+        said = set().union(*(self.name_stems.get(c, frozenset()) for c in self.categories_of(state.last_items)))
+        return tuple(stem for stem in (lemma[:_DESCRIPTION_STEM] for lemma in self.description(message))
+                     if stem in said)
+
+    def described_mask(self, stems: Sequence[str], item_ids) -> np.ndarray:
+        """[len(item_ids)] bool: the item's name carries every stem."""
+        names = [self.catalog.get(int(i)).name.lower().replace("ё", "е") for i in item_ids]
+        return np.array([all(stem in name for stem in stems) for name in names], dtype=bool)
 
     def named_kinds(self, message: str) -> NamedKinds | None:
         """What the message names (``ProductTerms.named``); None without a catalog. Read once per text: a turn asks
@@ -475,6 +530,12 @@ class ChatEngine:
             log.exception("could not write the feedback of a turn to the profile")
             return
         log.debug("turn %d of a session: %d feedback events, %d new", plan.state.turns, len(events), stored)
+
+
+_DESCRIPTION_STEM = 5  # letters of a describing word's lemma an item name must contain («влажн»)
+# asking words beside a description («а влажный какой взять?»)
+_WHICH_WORDS = frozenset("какой какая какое какие каких какую взять брать купить заказать есть посоветуешь посоветуй "
+                         "лучше нужен нужна нужно нужны".split())
 
 
 def safe_reply(label: str, language: str) -> str:

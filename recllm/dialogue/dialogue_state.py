@@ -105,6 +105,7 @@ class DialogueState:
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
     offer: dict | None = None                      # the relaxation a nothing-left turn offered: kind, service, query
     kinds: tuple[str, ...] = ()                    # category ids the goal is held to after taking an offer (none: any)
+    described: tuple[str, ...] = ()                # name stems the goal's items must carry («влажн»: «а влажный?»)
     summary: str = ""                              # older turns, compressed
     turns: int = 0
 
@@ -394,7 +395,7 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
         state, goal=goal, domain=understanding.domain, services=services,
         service=state.service if keeps else "", budget=text_budget(message) or (state.budget if answers else None),
         diet=catalog_diet(understanding.diet), recipient=understanding.recipient, age_band=understanding.age_band,
-        refinements=(), shown=(), shown_in=(), rejected=(), kinds=(),
+        refinements=(), shown=(), shown_in=(), rejected=(), kinds=(), described=(),
         summary=_summary(state),
         # nothing has been said about the new goal yet: no «still nothing» from the last one, no offer of its
         last_act="", offer=None,

@@ -60,9 +60,11 @@ def goal_kinds(state: DialogueState, category_of: CategoryOf | None) -> tuple[st
 
 
 def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclude: frozenset[int], service: str,
-                       category_of: CategoryOf | None = None) -> Relaxation | None:
+                       category_of: CategoryOf | None = None,
+                       described: Callable[[Sequence[int]], np.ndarray] | None = None) -> Relaxation | None:
     """The first relaxation under which ``stages.retrieve`` finds unseen candidates (of the goal's kinds, for another
-    service or budget, when ``category_of`` tells them); None when none does."""
+    service or budget, when ``category_of`` tells them; those the goal's description holds, [M] bool by
+    ``described``, when it has one: «а влажный?» counts wet cat food); None when none does."""
     kinds = goal_kinds(state, category_of)
     for kind, relaxed, excluded in relaxed_requests(request, state, exclude, service):
         candidates = stages.retrieve(relaxed, stages.encode(relaxed.query), excluded)
@@ -70,6 +72,8 @@ def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclud
         held = kinds if kind in HELD_TO_KINDS else ()
         if held and len(ids):
             ids = ids[np.isin(np.array(category_of(ids.tolist()), dtype=object), list(held))]
+        if described is not None and len(ids):
+            ids = ids[described(ids.tolist())]
         if len(ids):
             return Relaxation(kind, candidates.service, len(ids), relaxed.query, held)
     return None

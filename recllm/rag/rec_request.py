@@ -112,6 +112,7 @@ class RecRequest:
     for_adult: bool = False  # the query names only grown-up recipients (``ADULT_RECIPIENTS``): no children's goods
     child_age: tuple[int, int] | None = None  # (youngest, oldest) years of the child it is for: toys of that age
     for_pet: bool = False  # the query is for an animal and no person («что-нибудь для кошки»): pet goods only
+    animal: str | None = None  # "cat" / "dog": the one kind of animal a pet request names (``ANIMALS``)
     categories: frozenset[str] = frozenset()  # the candidates come from these categories' subtrees (none: any)
 
 
@@ -226,13 +227,30 @@ PET_RECIPIENT = re.compile(r"\bдля\s+(?:(?:моего|моей|моих|на�
                            # "cat vitamins", «кошачий корм»: the animal as what the good is for
                            r"\b(?:cat|dog|puppy|kitten|pet)s?\s+(?:food|treats?|vitamins?|toys?|beds?|litter|bowls?|"
                            r"supplies|shampoo|collars?|leash\w*|snacks?)\b|"
-                           r"\bкошач\w+|\bсобач(?:ий|ья|ье|ьи|ьего|ьей|ьему|ьим|ьих|ью)\b", re.IGNORECASE)
+                           r"\bкошач\w+|\bсобач(?:ий|ья|ье|ьи|ьего|ьей|ьему|ьим|ьих|ью)\b|"
+                           # the animal whose need it is: «кошка не ест сухой корм», «у кота линька», "my cat won't
+                           # eat" (it got dog food)
+                           r"\b(?:кошка|кот|котик|котёнок|котенок|собака|пёс|пес|щенок)\s+(?:не\s+)?(?:ест|ела|ел|"
+                           r"пьёт|пьет|грыз\w*|точит|линяет|царапа\w*|нужда\w*)\b|"
+                           r"\bу\s+(?:моей\s+|моего\s+|нашей\s+|нашего\s+)?(?:кошки|кота|котика|котёнка|котенка|собаки|"
+                           r"пса|щенка)\b|\bmy\s+(?:cat|dog|puppy|kitten)\s+(?:needs|won'?t|doesn'?t|does\s+not|"
+                           r"is\s+not|isn'?t|eats|has|keeps)\b", re.IGNORECASE)
+# which animal a pet request is for, when it names one kind of animal only: the other's goods are not its
+ANIMALS = {"cat": re.compile(r"\bкот(?!лет|ел|лов)\w*|кошк\w*|\bкошек|кошеч\w*|кошач\w*|котён\w*|котен\w*|"
+                             r"\bcats?\b|kitten", re.IGNORECASE),
+           "dog": re.compile(r"собак\w*|собач\w*|\bпс[уаоы]\b|\bпёс|\bпес\b|щен\w*|\bdogs?\b|pupp", re.IGNORECASE)}
 
 
 def only_pets(hits: list[tuple[int, str]], text: str) -> bool:
     """An animal and no person is whom the request is for ("something for my cat", «игрушку собаке»; not «хочу
     рыбку на ужин» or «аллергия на кошку»)."""
     return {name for _, name in hits} <= {"pet"} and bool(PET_RECIPIENT.search(text))
+
+
+def animal_named(text: str) -> str | None:
+    """The one kind of animal (``ANIMALS``) the text names; None for none or both."""
+    named = [name for name, pattern in ANIMALS.items() if pattern.search(text)]
+    return named[0] if len(named) == 1 else None
 
 
 def is_for_pets(text: str) -> bool:
@@ -300,7 +318,8 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         required_tags=required_tags(text),
         for_adult=only_adults(recipients),
         child_age=parse_child_age(text, earliest_recipient(recipients)),
-        for_pet=only_pets(recipients, text),
+        for_pet=(for_pet := only_pets(recipients, text)),
+        animal=animal_named(text) if for_pet else None,
     )
 
 

@@ -32,7 +32,7 @@ from recllm.rag.catalog_index import CatalogIndex
 from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
 from recllm.rag.fragment_index import UserFragmentIndex
-from recllm.rag.rec_request import RecRequest, RequestError
+from recllm.rag.rec_request import ANIMALS, RecRequest, RequestError
 from recllm.safety.health_rule import (is_health_query, item_allowed, names_health_goods_only, retrievable_fragments,
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.profile.user_context import UserContext, UserContextCache
@@ -102,6 +102,7 @@ class ItemArrays:
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
     for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
     for_pets: np.ndarray                   # [N] bool: in a ``PET_CATEGORY_ROOTS`` subtree
+    for_animal: dict[str, np.ndarray]      # animal (``ANIMALS``) -> [N] bool: a pet good whose name names no other
     toy_ages: np.ndarray                   # [N, 2] int: (youngest, oldest) years of a toy's leaf; (-1, -1): no toy
     tagged: dict[str, np.ndarray]          # tag (and derived mark: ``derived_tag_masks``) -> [N] bool
     category_members: dict[str, np.ndarray]  # category id (every level) -> its subtree's item ids, sorted
@@ -121,7 +122,10 @@ class ItemArrays:
             family=np.array([item.family_id for item in items], dtype=np.int64),
             sensitive=sensitive_item_mask(catalog),
             for_children=in_subtrees(catalog, CHILDREN_CATEGORY_ROOTS),
-            for_pets=in_subtrees(catalog, PET_CATEGORY_ROOTS),
+            for_pets=(pets := in_subtrees(catalog, PET_CATEGORY_ROOTS)),
+            for_animal={animal: pets & ~np.array([any(other.search(item.name) for name, other in ANIMALS.items()
+                                                      if name != animal) for item in items], dtype=bool)
+                        for animal in ANIMALS},
             toy_ages=np.array([TOY_AGE_BANDS.get(item.category_id, (-1, -1)) for item in items], dtype=np.int64),
             tagged={**{tag: np.array([tag in item.tags for item in items], dtype=bool) for tag in tags},
                     **derived_tag_masks(catalog)},
@@ -261,7 +265,7 @@ class Retriever:
         found = self.terms.named(request.query, self.routing_allows[health]) if self.config.named_kinds else None
         named = None if found is None else found.item_ids
         if request.for_pet:  # the pet goods of the kinds it names («игрушку собаке»), or all of them (none named)
-            pets = np.flatnonzero(self.items.for_pets)
+            pets = np.flatnonzero(self.items.for_animal[request.animal] if request.animal else self.items.for_pets)
             named = pets if named is None else np.intersect1d(named, pets)
         if request.categories:  # the shelves the dialogue holds the goal to, of the kinds it names or all of them
             held = self.items.in_categories(request.categories)
@@ -362,8 +366,8 @@ class Retriever:
             keep &= items.price[item_ids] <= request.max_price
         if request.for_adult:
             keep &= ~items.for_children[item_ids]
-        if request.for_pet:
-            keep &= items.for_pets[item_ids]
+        if request.for_pet:  # (the cat's goods for a cat: «кошка не ест сухой корм» got dog food)
+            keep &= (items.for_animal[request.animal] if request.animal else items.for_pets)[item_ids]
         if request.child_age is not None:  # toys only of the child's age; everything else as it is
             low, high = request.child_age
             ages = items.toy_ages[item_ids]  # [C, 2]

@@ -268,6 +268,50 @@ def test_a_request_that_asks_nothing_of_health_gets_no_health_item(engine, users
     assert not any(catalog.is_sensitive(catalog.get(i)) for i in ids(items)), [catalog.get(i).name for i in ids(items)]
 
 
+def test_a_cat_s_need_gets_cat_goods_and_a_description_narrows_the_kind(engine, users):
+    """Live: «кошка не ест сухой корм, что делать?» got dog food first, and «а влажный какой взять?» fruit as a goal of
+    its own (then cat treats): the cat's goods only, and a description the kind's names use holds the goal to it,
+    here and in the service an offer moves it to."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    session, user = "engine-cat-wet", users[0]
+    first, _ = run_turn(engine, session, user, "кошка не ест сухой корм, что делать?", service="")
+    names = [catalog.get(i).name for i in ids(first)]
+    assert names and not any("собак" in n for n in names), names
+    shown_kinds = {catalog.get(i).category_id for i in ids(first)}
+    wet_here = any("влажн" in item.name for item in catalog.items if item.category_id in shown_kinds)
+    plan = engine.plan(session, user, "а влажный какой взять?", 5, "")
+    assert plan.act == "refine" and plan.state.described == (("влажн",) if wet_here else ()), shown_kinds
+    items, text = run_turn(engine, session, user, "а влажный какой взять?", service="")
+    assert not wet_here or all("влажн" in catalog.get(i).name for i in ids(items)), text
+    if wet_here and items is None and "Могу поискать" in text:  # nothing more here: the offered service has some
+        items, _ = run_turn(engine, session, user, "да", service="")
+        assert ids(items) and all("влажн" in catalog.get(i).name for i in ids(items))
+    plan = engine.plan("engine-cat-tasty", user, "сыр", 5, "samokat")
+    list(engine._run(plan))
+    assert engine.plan("engine-cat-tasty", user, "а вкусный?", 5, "").state.described == ()  # no name says it
+
+
+def test_a_description_holds_the_kind_to_what_its_names_say(engine):
+    """«а влажный какой взять?» after cat food: the stems the kind's names use, and which items carry them (a
+    two-shelf catalog: the test build's tiny one sells only dry cat food)."""
+    from recllm.catalog.product_catalog import Catalog, Category, Item
+    shelves = [Category("pet", "товары для животных", "pet supplies", None, False),
+               Category("pet/cat_food", "корма для кошек", "cat food", "pet", False),
+               Category("grocery", "продукты", "groceries", None, False),
+               Category("grocery/dairy", "молочные продукты", "dairy", "grocery", False)]
+    names = [("Корм сухой для кошек Felix 400 г", "pet/cat_food"), ("Корм влажный для кошек Felix 75 г", "pet/cat_food"),
+             ("Сыр Российский 200 г", "grocery/dairy")]
+    items = [Item(i, "kuper", i, name, "b", category, 100.0, True, frozenset()) for i, (name, category) in
+             enumerate(names)]
+    described = ChatEngine(engine.sessions, engine.stages, catalog=Catalog(shelves, items))
+    cat_food = DialogueState(goal="корм для кошки", last_items=(0,))
+    assert described.described_stems("а влажный какой взять?", cat_food) == ("влажн",)
+    assert described.described_stems("а вкусный?", cat_food) == ()                     # no name says it
+    assert described.described_stems("а твёрдый есть?", DialogueState(last_items=(2,))) == ()
+    assert described.described_mask(("влажн",), [0, 1]).tolist() == [False, True]
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →

@@ -388,3 +388,14 @@ def test_held_categories_are_validated_before_any_stage_reads_them():
                          ([b"home"] * 65, "at most 64")]:
         with pytest.raises(RequestError, match=message):
             with_categories(request, np.array(raw, np.object_))
+
+
+@pytest.mark.parametrize("text, for_pet, animal", [
+    ("кошка не ест сухой корм, что делать?", True, "cat"),  # live: the animal whose need it is got dog food
+    ("my dog won't eat his food", True, "dog"), ("у кота линька", True, "cat"), ("корм для кота", True, "cat"),
+    ("игрушку собаке", True, "dog"), ("корм для кошек и собак", True, None),  # both: either's goods
+    ("носки с котиками", False, None), ("котлеты на ужин", False, None),
+])
+def test_the_animal_a_pet_request_is_for(text, for_pet, animal):
+    request = parse_request("u1", text, 5)
+    assert (request.for_pet, request.animal) == (for_pet, animal)
