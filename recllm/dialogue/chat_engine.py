@@ -43,6 +43,7 @@ from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
                                                    parse_refinement, refers_to_the_list, tokenize, understand)
+from recllm.dialogue.household_chores import chore_shelves
 from recllm.dialogue.service_questions import service_reply, service_topic
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
@@ -169,9 +170,11 @@ class ChatEngine:
                 and (states_only_a_budget(base.query) or health or answers
                      or names_only_a_recipient(base.query, present=True)
                      or bool(state.goal) and states_only_an_age(base.query)
-                     or bool(state.last_items) and asks_in_shopping_form(base.query)):
+                     or bool(state.last_items) and asks_in_shopping_form(base.query)
+                     or bool(chore_shelves(base.query))):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», "she is 7
-            # years old" after a child's breakfast, «а сироп есть?» after cough lozenges, «он любит футбол» after «Что
+            # years old" after a child's breakfast, «а сироп есть?» after cough lozenges, "how do I get rid of
+            # limescale?" (a chore: cleaning supplies), «он любит футбол» after «Что
             # любит этот человек?»: a budget, a health need, whom it is for, the child's age, whether a thing is sold
             # or the answer to our
             # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
@@ -278,6 +281,13 @@ class ChatEngine:
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
+        elif act == "recommend" and (chores := self.chore_shelves(base.query, named)):
+            # «чем отмыть жир на плите?» got flatbread: the goal is held to the shelves that do the chore, in the
+            # services that sell them (a service the user named stays theirs)
+            state = replace(state, kinds=chores)
+            sellers = self.services_selling_shelves(chores)
+            if sellers and not mentioned_services(base.query) and not set(state.services) & set(sellers):
+                state = replace(state, services=sellers)
         return self._request_plan(session_id, base, state, act, understanding)
 
     def answers_the_question(self, state: DialogueState, message: str) -> bool:
@@ -334,6 +344,19 @@ class ChatEngine:
         if named is not None or self.catalog is None:
             return ()
         return tuple(c for c in interest_shelves(message, goal) if c in self.catalog.categories)
+
+    def chore_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
+        """The catalog's shelves the household chores a message names point at (``household_chores``), when it
+        names no kind of product («средство для мытья посуды» is its own kind)."""
+        if named is not None or self.catalog is None:
+            return ()
+        return tuple(c for c in chore_shelves(message) if c in self.catalog.categories)
+
+    def services_selling_shelves(self, shelves: tuple[str, ...]) -> tuple[str, ...]:
+        """The services with an item on ``shelves``, those with more of them first."""
+        under = self.catalog.item_ids_under()
+        counts = Counter(self.catalog.get(i).service for c in shelves for i in under.get(c, ()))
+        return tuple(service for service, _ in counts.most_common())
 
     def health_shelves(self, language: str) -> list[str]:
         """The names of the catalog's health shelves («средства от простуды», …), as a referral offers them."""
@@ -553,7 +576,7 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     whatever the understanding read. ``health``: ``ChatEngine.words_ask_for_health(message)``."""
     if named is not None or uses_shopping_words(message) or health or answers \
             or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message) \
-            or state.goal and states_only_an_age(message):
+            or state.goal and states_only_an_age(message) or chore_shelves(message):
         return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
 

@@ -312,6 +312,17 @@ def test_a_description_holds_the_kind_to_what_its_names_say(engine):
     assert described.described_mask(("влажн",), [0, 1]).tolist() == [False, True]
 
 
+@pytest.mark.parametrize("message", ["чем отмыть жир на плите?", "how do I get rid of limescale?"])
+def test_a_household_chore_gets_the_shelf_that_does_it(engine, users, message):
+    """Live: «чем отмыть жир на плите?» got flatbread, «что-нибудь против плесени в ванной» dark chocolate, and "how do
+    I get rid of limescale?" was refused as off-topic."""
+    catalog = engine.stages.pipeline.catalog
+    assert "household/cleaning" in catalog.categories
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    items, text = run_turn(engine, f"engine-chore-{len(message)}", users[0], message, service="")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"household/cleaning"}, text
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →
