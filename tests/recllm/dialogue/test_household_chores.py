@@ -10,6 +10,8 @@ from recllm.synthetic.vocabulary import CATEGORY_SPECS
     ("нужно отстирать пятна", ("household/cleaning",)),                # live: headphones
     ("чем помыть полы", ("household/cleaning",)), ("how do I get rid of limescale?", ("household/cleaning",)),
     ("закончилась туалетная бумага", ("household/paper",)),
+    ("посоветуй что-нибудь к чаю", ("grocery/sweets",)), ("something for tea", ("grocery/sweets",)),  # lemonade
+    ("чай", ()), ("зелёный чай с жасмином", ()),                                  # tea itself is a kind
     ("что приготовить на ужин?", ()), ("помыть и нарезать овощи для салата", ()), ("стиральная машина", ()),
 ])
 def test_a_chore_points_at_the_shelves_that_do_it(message, shelves):
