@@ -47,7 +47,8 @@ _THERMOMETER = (r"(?<!кухонный )термометр(?!\w*\s+для\s+(?:�
 # посудомойки» from leaving the server, but must not route them to the pharmacy shelf).
 HEALTH_REQUEST = re.compile(
     r"\bот\s+(?:кашл|давлени|простуд|горл|голов|боли|аллерги|изжог|температур|насморк|грипп|тошнот|диаре|"
-    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|омега[\s-]*3|\bomega[\s-]*3|тонометр|градусник|"
+    r"мигрен|бессонниц|укачивани)|лекарств|медикамент|аптек|аптечк|витамин|омег[аиуеой]*[\s-]*3|\bomega[\s-]*3|тонометр|"
+    r"градусник|\bcough|"
     + _THERMOMETER + r"|"
     r"жаропониж|обезбол|антисептик|пластыр|\bmedicine|\bmedication|pharmac|vitamin|blood\s+pressure|painkill|"
     r"\bplasters?\b|band[- ]?aids?|\bbandages?\b|antiseptic|hand\s+saniti[sz]er|heartburn|antacid|nause|insomnia|"
@@ -139,8 +140,9 @@ def words_ask_for_health(text: str, named_ids_of: Callable[[str], np.ndarray | N
 
 # the words that ask for a kind without saying anything of it («а пастилки есть?», "do you have any plasters?")
 _ASKING_WORDS = frozenset("""есть ли нет нужен нужна нужно нужны надо хочу покажи покажите дай дайте можно ещё еще
-тоже какие какой какая какое ваши вас тебя any have you got the some need want show please also more""".replace(
-    "ё", "е").split())
+тоже какие какой какая какое ваши вас тебя мне нам бы где найти купи купить закажи заказать возьми взять посоветуй
+рублей руб рубля до за завтра сегодня утром вечером срочно быстро any have you got the some need want show please
+also more buy order get can where find""".replace("ё", "е").split())
 
 
 def words_beside_asking(text: str) -> list[str]:

@@ -146,3 +146,18 @@ def test_naming_only_health_goods_asks_in_that_domain():
     # than asking words is not asked for by name alone
     assert not names_health_goods_only("закончились стиральные пастилки", named, sensitive)
     assert names_health_goods_only("нужны пастилки, есть?", named, sensitive)
+
+
+@pytest.mark.parametrize("text", ["посоветуй омегу-3 за 15 минут до 500р", "cough syrup for kids", "cough drops"])
+def test_health_words_in_other_forms(text):
+    """Labeled health requests that got lemonade or nothing: «омегу-3» (accusative), "cough" before the remedy."""
+    assert asks_about_health(text)
+
+
+def test_a_health_good_asked_for_with_ordering_words_is_asked_for_by_name():
+    """«Мне бы бинт», «закажи бинт до 300 рублей», «где у вас найти бинт?» got chocolate and juice."""
+    sensitive = np.array([True])
+    def named(text):
+        return np.array([0]) if "бинт" in text else None
+    for text in ("Мне бы бинт", "закажи бинт до 300 рублей", "где у вас найти бинт?"):
+        assert names_health_goods_only(text, named, sensitive), text
