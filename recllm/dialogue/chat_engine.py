@@ -309,9 +309,14 @@ class ChatEngine:
         любит наушники» after kitchenware; a need's pharmacy shelf holds whatever the message names: «с витамином C
         при простуде» is for a cold)."""
         kinds = frozenset(k for k in state.kinds if self.catalog is None or k in self.catalog.categories)
-        if kinds and not kinds & set(self.health_shelf_ids) and self.names_outside(message, kinds):
-            return frozenset()
+        if kinds and not kinds & set(self.health_shelf_ids) and self.names_outside(message, kinds) \
+                and not self.names_health_goods(self.named_kinds(message)):
+            return frozenset()  # (a named kind of health goods only is none for a shelf outside the pharmacy)
         return kinds
+
+    def names_health_goods(self, named: NamedKinds | None) -> bool:
+        """The kinds named are this catalog's health goods and nothing else («порошок»: cold powders only here)."""
+        return named is not None and bool(named.item_ids.size) and bool(self.sensitive_items[named.item_ids].all())
 
     def words_ask_for_health(self, message: str, state: DialogueState | None = None) -> bool:
         """``health_rule.words_ask_for_health`` with the kinds the message names, or, naming none, the list on screen
@@ -347,8 +352,9 @@ class ChatEngine:
 
     def chore_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
         """The catalog's shelves the household chores a message names point at (``household_chores``), when it
-        names no kind of product («средство для мытья посуды» is its own kind)."""
-        if named is not None or self.catalog is None:
+        names no kind of product («средство для мытья посуды» is its own kind; «стиральный порошок» names this
+        catalog's cold powders, no kind for a chore)."""
+        if self.catalog is None or named is not None and not self.names_health_goods(named):
             return ()
         return tuple(c for c in chore_shelves(message) if c in self.catalog.categories)
 
