@@ -123,12 +123,14 @@ class ChatEngine:
         self.catalog = catalog
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
+        # category → its subtree's item ids, walked once here (a chore's sellers read it per turn)
+        self.items_under: dict[str, list[int]] = {} if catalog is None else catalog.item_ids_under()
         # per category, the first letters of every word its items' names use (what a description can hold a list of
         # that kind to)
-        self.name_stems: dict[str, frozenset[str]] = {} if catalog is None else {
+        self.name_stems: dict[str, frozenset[str]] = {
             category: frozenset(w[:_DESCRIPTION_STEM] for i in ids for w in re.findall(
                 r"[^\W\d_]{%d,}" % _DESCRIPTION_STEM, catalog.get(i).name.lower().replace("ё", "е")))
-            for category, ids in catalog.item_ids_under().items()}
+            for category, ids in self.items_under.items()}
         self._named_kinds = None if catalog is None else functools.lru_cache(maxsize=256)(self.product_terms.named)
         # the services with health items (the pharmacy shelf), where a request that asks about health goes
         self.sensitive_items = np.zeros(0, dtype=bool) if catalog is None else sensitive_item_mask(catalog)  # [N]
@@ -360,8 +362,7 @@ class ChatEngine:
 
     def services_selling_shelves(self, shelves: tuple[str, ...]) -> tuple[str, ...]:
         """The services with an item on ``shelves``, those with more of them first."""
-        under = self.catalog.item_ids_under()
-        counts = Counter(self.catalog.get(i).service for c in shelves for i in under.get(c, ()))
+        counts = Counter(self.catalog.get(i).service for c in shelves for i in self.items_under.get(c, ()))
         return tuple(service for service, _ in counts.most_common())
 
     def health_shelves(self, language: str) -> list[str]:
