@@ -201,6 +201,8 @@ class ChatEngine:
             return TurnPlan(session_id, replace(base, query=verdict.safe_reply), state, "decline", None)
         base = replace(base, query=without_user_ids(base.query) or base.query)
         understanding = understanding or self.understand(base.query, state.context())
+        if understanding.intent not in FOLLOW_UP_INTENTS and self.describes_the_kind(state, base.query):
+            understanding = replace(understanding, intent="refine")  # «а влажный?» after cat food read as small talk
         named = self.named_kinds(base.query)
         sellers = self.services_selling(named) or (self.health_services if health else ())
         if sellers and not mentioned_services(base.query) and not set(understanding.target_services) & set(sellers):

@@ -282,6 +282,7 @@ def test_a_cat_s_need_gets_cat_goods_and_a_description_narrows_the_kind(engine, 
     wet_here = any("влажн" in item.name for item in catalog.items if item.category_id in shown_kinds)
     plan = engine.plan(session, user, "а влажный какой взять?", 5, "")
     assert plan.act == "refine" and plan.state.described == (("влажн",) if wet_here else ()), shown_kinds
+    assert engine.plan(session, user, "а влажный?", 5, "").act == "refine"  # live: read as small talk
     items, text = run_turn(engine, session, user, "а влажный какой взять?", service="")
     assert not wet_here or all("влажн" in catalog.get(i).name for i in ids(items)), text
     if wet_here and items is None and "Могу поискать" in text:  # nothing more here: the offered service has some
