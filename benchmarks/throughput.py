@@ -413,19 +413,37 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
     return "\n".join(lines)
 
 
-# Serving variants on this node, recllm_rank only: the committed 2-core profile against the alternatives it was
-# chosen over (``--variants``).
-def variant_profiles():
+# Serving variants on this node: the committed 2-core profile against the alternatives it was chosen over
+# (``--variants rank``: recllm_rank under the ranking stages' variants; ``--variants reply``: the full ``recllm``
+# ensemble and a streamed chat turn under the reply's variants).
+RANK_PATHS = ("triton recllm_rank",)
+REPLY_PATHS = ("triton recllm", "triton recllm_chat turn")
+VARIANT_RESULTS = {"rank": "throughput_variants.md", "reply": "throughput_reply_variants.md"}
+
+
+def variant_profiles(kind: str = "rank"):
     from dataclasses import replace  # noqa: PLC0415
 
     from ensemble import pipeline_graph as graph  # noqa: PLC0415
 
     base = graph.cpu_profile(2)
+    if kind == "reply":
+        def reply(generators: int, streams: int, chats: int):
+            return replace(base, generator=replace(base.generator, instances=generators), stream_instances=streams,
+                           chat_instances=chats)
+        # the recllm ensemble reads the generator count only, a chat turn the reply streams and chat instances only
+        return {
+            "2 generators, 2 reply streams, 4 chat instances (committed)": base,
+            "1 generator, 1 reply stream, 2 chat instances": reply(1, 1, 2),
+            "2 generators, 1 reply stream, 2 chat instances": reply(2, 1, 2),
+            "1 generator, 1 reply stream, 4 chat instances": reply(1, 1, 4),
+            "1 generator, 2 reply streams, 4 chat instances": reply(1, 2, 4),
+        }
     unbatched = graph.StageServing(max_batch_size=32, dynamic_batching=False)
     return {
-        "committed (1/1/1 instances, dynamic batching 500 us)": base,
-        "no dynamic batching (1/1/1)": replace(base, encoder=unbatched, retriever=unbatched, reranker=unbatched),
-        "reranker 2 instances": replace(base, reranker=replace(base.reranker, instances=2)),
+        "committed": base,
+        "no dynamic batching": replace(base, encoder=unbatched, retriever=unbatched, reranker=unbatched),
+        "reranker 1 instance": replace(base, reranker=replace(base.reranker, instances=1)),
         "queue delay 0 (batch only what is already waiting)": replace(
             base, **{s: replace(getattr(base, s), queue_delay_us=0) for s in ("encoder", "retriever", "reranker")}),
         "queue delay 2000 us": replace(base, **{s: replace(getattr(base, s), queue_delay_us=2000)
@@ -433,14 +451,17 @@ def variant_profiles():
     }
 
 
-def run_variants(config: ThroughputConfig, only: tuple[str, ...] = ()) -> list[dict]:
+def run_variants(config: ThroughputConfig, kind: str = "rank", only: tuple[str, ...] = ()) -> list[dict]:
+    """Every variant on a server of its own, one after another: recllm_rank (``kind`` rank) or the full ensemble and
+    a chat turn (``kind`` reply) at each concurrency; the rows carry the stages' statistics and CPU time."""
     from ensemble import pipeline_graph as graph  # noqa: PLC0415
     from recllm_cli.main import profiled_repository  # noqa: PLC0415 - copies the adapters beside the configs
 
     layout = ArtifactLayout(config.artifact_dir)
     workload = load_workload(layout)
+    paths = REPLY_PATHS if kind == "reply" else RANK_PATHS
     rows = []
-    chosen = {n: p for n, p in variant_profiles().items() if not only or any(o in n for o in only)}
+    chosen = {n: p for n, p in variant_profiles(kind).items() if not only or any(o in n for o in only)}
     for index, (name, profile) in enumerate(chosen.items()):
         repository = profiled_repository(2, config.work_dir / f"variant{index}")
         graph.write_configs(repository, profile)
@@ -448,34 +469,32 @@ def run_variants(config: ThroughputConfig, only: tuple[str, ...] = ()) -> list[d
                                            grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
                                            runtime_dir=config.work_dir / "triton_runtime")
         with TritonServer(server_config, log_path=config.work_dir / f"variant{index}.log") as server:
-            url = server.config.grpc_url
             keyring = load_keyring(server.config.keyring_path).backend_view()
-            with RecLLMClient(url, timeout_s=120, keyring=keyring) as probe:
-                for u, q, s in workload[:3]:
-                    probe.rank(u, q, config.top_k, s)
-                for c in config.concurrency:
-                    def make_call():
-                        client = RecLLMClient(url, timeout_s=120, keyring=keyring)
-                        return lambda u, q, s: client.rank(u, q, config.top_k, s)
-                    before = stage_stats(probe.grpc)
-                    level = closed_loop(name, c, config.seconds, make_call, workload)
-                    level.stages = stage_delta(before, stage_stats(probe.grpc))
-                    rows.append(level.summary())
-                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "stages"}), flush=True)
+            levels = triton_levels(server.config.grpc_url, config, workload, keyring, server_pid=server.process.pid,
+                                   paths=paths)
+        for level in levels:
+            rows.append(level.summary() | {"variant": name})
     return rows
 
 
-def variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, command: str) -> str:
-    lines = ["# recllm_rank under serving variants (2 cores): what the committed profile was chosen over", "",
+def variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, command: str,
+                      kind: str = "rank") -> str:
+    title = ("recllm_rank under serving variants" if kind == "rank" else
+             "The full recllm ensemble and a streamed chat turn under the reply's serving variants")
+    shown = ("query_encoder", "retriever", "reranker") if kind == "rank" else ("generator",)
+    lines = [f"# {title} (2 cores): what the committed profile was chosen over", "",
              f"Command: `{command}`  ", f"Machine: {info.get('cpu')}, {info.get('cores')} cores, load average at "
              f"start {info.get('load_average_at_start')}; git {info.get('git_commit')}; artifacts "
-             f"`{config.artifact_dir}`; closed loop {config.seconds:g} s per level; variants one after another.", "",
-             "| variant | c | req/s | p50 ms | p95 ms | p99 ms | mean batch enc/retr/rerank |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             f"`{config.artifact_dir}`; closed loop {config.seconds:g} s per level; variants one after another, "
+             "each on a server of its own.", "",
+             f"| variant | path | c | req/s | p50 ms | p95 ms | p99 ms | mean batch {'/'.join(shown)} | "
+             f"CPU ms per request {'/'.join(shown)} |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        batches = "/".join(str(r["stages"][m]["mean_batch"]) for m in ("query_encoder", "retriever", "reranker"))
-        lines.append(f"| {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | "
-                     f"{r['p99_ms']} | {batches} |")
+        batches = "/".join(str(r["stages"][m]["mean_batch"]) for m in shown)
+        cpu = "/".join(str(r["stages"][m].get("cpu_ms", "")) for m in shown)
+        lines.append(f"| {r['variant']} | {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | "
+                     f"{r['p95_ms']} | {r['p99_ms']} | {batches} | {cpu} |")
     return "\n".join(lines + [""])
 
 
@@ -490,8 +509,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cache-off", dest="compare_cache_off", action="store_false",
                         help="skip the recllm_rank levels with the profile cache off")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
-    parser.add_argument("--variants", action="store_true",
-                        help="recllm_rank under the serving variants instead (throughput_variants.md)")
+    parser.add_argument("--variants", choices=sorted(VARIANT_RESULTS),
+                        help="the serving variants instead: rank (recllm_rank, throughput_variants.md) or reply "
+                             "(recllm and a chat turn, throughput_reply_variants.md)")
     parser.add_argument("--only", nargs="*", default=(), help="with --variants: variants whose name contains one")
     args = parser.parse_args(argv)
     config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,
@@ -501,9 +521,10 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:
-        text = variants_markdown(run_variants(config, tuple(args.only)), config, info, command)
+        rows = run_variants(config, args.variants, tuple(args.only))
+        text = variants_markdown(rows, config, info, command, args.variants)
         config.results_dir.mkdir(parents=True, exist_ok=True)
-        (config.results_dir / "throughput_variants.md").write_text(text, encoding="utf-8")
+        (config.results_dir / VARIANT_RESULTS[args.variants]).write_text(text, encoding="utf-8")
         print(text)
         return
     report = run(config)

@@ -72,9 +72,16 @@ class ServingProfile:
     # Concurrent replies decode together (one forward per step for the whole batch); a short delay lets a burst
     # meet without holding a lone request back noticeably against a ~100 ms reply.
     generator: StageServing = StageServing(max_batch_size=8, queue_delay_us=1000, dynamic_batching=True)
-    # A chat turn holds its instance for the whole stream (BLS waits included): two instances let a second turn
-    # run meanwhile (measured with benchmarks/serving_latency.py at concurrency 4).
+    # A chat turn holds its instance for the whole stream (BLS waits included), so there are as many instances as
+    # turns that should run at once.
     chat_instances: int = 2
+    # Instances of the decoupled reply stream; each decodes the turns it is handed as one batch.
+    stream_instances: int = 1
+
+    def __post_init__(self):
+        for name in ("cores", "chat_instances", "stream_instances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServingProfile.{name} must be >= 1, got {getattr(self, name)!r}")
 
     def stage(self, name: str) -> StageServing:
         return {"query_encoder": self.encoder, "retriever": self.retriever, "reranker": self.reranker,
@@ -93,15 +100,34 @@ def cpu_profile(cores: int) -> ServingProfile:
     # The reranker is the hottest stage and works per request: a second instance doubled recllm_rank's throughput
     # at concurrency 4 on 2 cores (benchmarks/results/throughput_variants.md).
     reranker = StageServing(instances=max(2, cores // 2), **batching)
+    # The reply is the heaviest work of all, and one instance decodes on one thread, so one core: two generators
+    # (and two reply streams) let the reply use both cores of a 2-core node — recllm 1.8x and a chat turn 1.6x the
+    # throughput of one at concurrency 16 (benchmarks/results/throughput_reply_variants.md). A chat instance mostly
+    # waits on its BLS calls, so more of them than cores keep both reply streams' batches filled.
+    replies = max(2, cores // 4)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
-                          generator=StageServing(instances=max(1, cores // 8), max_batch_size=8,
+                          generator=StageServing(instances=replies, max_batch_size=8,
                                                  queue_delay_us=1000, dynamic_batching=True),
-                          chat_instances=max(2, cores // 2))
+                          chat_instances=max(4, cores), stream_instances=replies)
 
 
 DEFAULT_PROFILE = cpu_profile(2)
 # `recllm serve --profile-cpu N` table (documented in docs/serving_profiles.md).
 PROFILE_CORES = (2, 4, 8, 16, 32)
+
+
+def profiles_table(cores: tuple[int, ...] = PROFILE_CORES) -> str:
+    """The markdown table of ``cpu_profile(N)`` for each N (docs/serving_profiles.md holds this output)."""
+    lines = ["| cores N | encoder / retriever instances | reranker instances | generator instances | "
+             "generator_stream instances | recllm_chat instances | intra-op threads | max batch (rank stages) | "
+             "queue delay |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in cores:
+        p = cpu_profile(n)
+        lines.append(f"| {n} | {p.encoder.instances} | {p.reranker.instances} | {p.generator.instances} | "
+                     f"{p.stream_instances} | {p.chat_instances} | {p.encoder.intra_op_threads} | "
+                     f"{p.encoder.max_batch_size} | {p.encoder.queue_delay_us} µs |")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -194,11 +220,12 @@ def all_configs(profile: ServingProfile = DEFAULT_PROFILE) -> dict[str, mc.Model
 
 
 def generator_stream_config(profile: ServingProfile = DEFAULT_PROFILE) -> mc.ModelConfig:
-    """The chat model's reply stream (decoupled, one instance): ``execute`` hands each turn to the model's own
-    batcher and returns, so turns from every chat instance decode together; its batch limit and window are the
-    generator's ``max_batch_size`` and queue delay."""
+    """The chat model's reply stream (decoupled, ``profile.stream_instances``): ``execute`` hands each turn to the
+    instance's own batcher and returns, so turns from every chat instance decode together; its batch limit and window
+    are the generator's ``max_batch_size`` and queue delay."""
     serving = profile.generator
-    config = python_model_config(tensors.GENERATOR_STREAM_MODEL, tensors.GENERATOR_STREAM, decoupled=True)
+    config = python_model_config(tensors.GENERATOR_STREAM_MODEL, tensors.GENERATOR_STREAM, decoupled=True,
+                                 instances=profile.stream_instances)
     config.parameters["max_batch"].string_value = str(serving.max_batch_size)
     config.parameters["batch_window_us"].string_value = str(serving.queue_delay_us)
     config.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
@@ -223,7 +250,12 @@ def write_configs(repository: Path = MODEL_REPOSITORY, profile: ServingProfile =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
+    parser.add_argument("--profiles-table", action="store_true",
+                        help="print the `--profile-cpu N` table for docs/serving_profiles.md instead")
     args = parser.parse_args()
+    if args.profiles_table:
+        print(profiles_table())
+        return
     for path in write_configs(args.repository):
         print(f"wrote {path}")
 

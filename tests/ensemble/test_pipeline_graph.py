@@ -1,3 +1,6 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -135,6 +138,24 @@ def test_cpu_profiles_scale_instances_and_validate():
             graph.StageServing(**bad)
     with pytest.raises(ValueError, match="cores"):
         graph.cpu_profile(0)
+    for bad in ({"chat_instances": 0}, {"stream_instances": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dataclasses.replace(small, **bad)
+
+
+def test_the_reply_uses_every_core_of_a_small_node():
+    """One generator decodes on one thread: a 2-core node runs two of each reply model, and the chat instances
+    outnumber the reply streams they feed."""
+    profile = graph.cpu_profile(2)
+    configs = graph.all_configs(profile)
+    assert configs["generator"].instance_group[0].count == profile.generator.instances == 2
+    assert configs[tensors.GENERATOR_STREAM_MODEL].instance_group[0].count == profile.stream_instances == 2
+    assert configs[tensors.CHAT_MODEL].instance_group[0].count == profile.chat_instances > profile.stream_instances
+
+
+def test_docs_hold_the_generated_profiles_table():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "serving_profiles.md").read_text(encoding="utf-8")
+    assert graph.profiles_table() in docs
 
 
 def test_wire_shapes_carry_the_batch_dim_of_batched_signatures():

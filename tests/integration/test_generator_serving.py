@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ensemble.pipeline_graph import DEFAULT_PROFILE
 from recllm_client import RecLLMClient
 
 pytestmark = pytest.mark.integration
@@ -100,9 +101,10 @@ def test_concurrent_chat_turns_both_complete_through_the_stream_model(client, tr
 
 def test_cancelled_streams_free_their_chat_instances(triton_server, users):
     # As many abandoned turns as there are chat instances: a later turn completes only if they were freed.
-    for k in range(2):
+    for k in range(DEFAULT_PROFILE.chat_instances):
         with connect(triton_server) as c:
-            stream = c.chat_stream(f"gen-serving-cancel-{k}", users[k], CHAT_QUERY, top_k=4, service="samokat")
+            stream = c.chat_stream(f"gen-serving-cancel-{k}", users[k % len(users)], CHAT_QUERY, top_k=4,
+                                   service="samokat")
             assert next(stream)[0] == "items"
             stream.close()  # stops the gRPC stream with cancel_requests=True
     with connect(triton_server) as c:
