@@ -27,6 +27,7 @@ from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array
 
 from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
+from recllm.catalog.asking_words import ASKING_WORDS
 from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
@@ -468,7 +469,8 @@ class ChatEngine:
         («а влажный какой взять?» → [«влажный»]); [] otherwise."""
         if self.product_terms is None or self.named_kinds(message) is not None:
             return []
-        words = [w for w in follow_up_content(message).split() if w not in _WHICH_WORDS]
+        # every word but the asking ones, short ones too («а не сухой?» is no description)
+        words = [w for w in follow_up_content(message).split() if w.replace("ё", "е") not in ASKING_WORDS]
         parsed = [self.product_terms.lemmatizer.parse(w) for w in words]
         return [lemma for lemma, pos in parsed] if parsed and all(pos in ("ADJF", "ADJS") for _, pos in parsed) else []
 
@@ -565,9 +567,6 @@ class ChatEngine:
 
 
 _DESCRIPTION_STEM = 5  # letters of a describing word's lemma an item name must contain («влажн»)
-# asking words beside a description («а влажный какой взять?»)
-_WHICH_WORDS = frozenset("какой какая какое какие каких какую взять брать купить заказать есть посоветуешь посоветуй "
-                         "лучше нужен нужна нужно нужны".split())
 
 
 def safe_reply(label: str, language: str) -> str:

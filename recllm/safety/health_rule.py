@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from recllm.catalog.asking_words import words_beside_asking
 from recllm.catalog.product_catalog import Catalog
 
 FragmentT = TypeVar("FragmentT")
@@ -136,19 +137,6 @@ def words_ask_for_health(text: str, named_ids_of: Callable[[str], np.ndarray | N
     ids = named_ids_of(rest)
     names_a_product = ids is not None and (ids.size == 0 or bool((~sensitive_items[ids]).any()))
     return not names_a_product
-
-
-# the words that ask for a kind without saying anything of it («а пастилки есть?», "do you have any plasters?")
-_ASKING_WORDS = frozenset("""есть ли нет нужен нужна нужно нужны надо хочу покажи покажите дай дайте можно ещё еще
-тоже какие какой какая какое ваши вас тебя мне нам бы где найти купи купить закажи заказать возьми взять посоветуй
-рублей руб рубля до за завтра сегодня утром вечером срочно быстро any have you got the some need want show please
-also more buy order get can where find""".replace("ё", "е").split())
-
-
-def words_beside_asking(text: str) -> list[str]:
-    """The words of ``text`` (three letters or more, lower-case) that are not asking words (``_ASKING_WORDS``):
-    «а пастилки есть?» → [«пастилки»]."""
-    return [w for w in re.findall(r"[^\W\d_]{3,}", text.lower().replace("ё", "е")) if w not in _ASKING_WORDS]
 
 
 def names_health_goods_only(text: str, named_ids_of: Callable[[str], np.ndarray | None],

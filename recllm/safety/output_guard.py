@@ -20,7 +20,8 @@ import numpy as np
 from recllm_proto import tensors
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
-from recllm.safety.health_rule import asks_about_health, words_beside_asking
+from recllm.catalog.asking_words import words_beside_asking
+from recllm.safety.health_rule import asks_about_health
 from recllm.safety.moderation import SAFE_REPLIES, ModerationVerdict, moderate, scan_untrusted
 from recllm.safety.privacy_filter import (PiiSpan, PrivacyFilterConfig, find_pii, mentions_sensitive_domain, redact,
                                          redact_spans, text_language)
