@@ -44,7 +44,7 @@ from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
                                                    parse_refinement, refers_to_the_list, tokenize, understand)
-from recllm.dialogue.household_chores import chore_shelves
+from recllm.dialogue.household_chores import chore_name_stems, chore_shelves
 from recllm.dialogue.service_questions import service_reply, service_topic
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
@@ -290,7 +290,9 @@ class ChatEngine:
             # «чем отмыть жир на плите?» got flatbread: the goal is held to the shelves that do the chore, in the
             # services that sell them (a service the user named stays theirs)
             state = replace(state, kinds=chores)
-            sellers = self.services_selling_shelves(chores)
+            if stems := self.chore_stems(base.query, chores):  # «чем помыть полы»: the floor cleaners of the shelf
+                state = replace(state, described=stems)
+            sellers = self.services_selling_shelves(chores, state.described)
             if sellers and not mentioned_services(base.query) and not set(state.services) & set(sellers):
                 state = replace(state, services=sellers)
         return self._request_plan(session_id, base, state, act, understanding)
@@ -363,9 +365,20 @@ class ChatEngine:
             return ()
         return tuple(c for c in chore_shelves(message) if c in self.catalog.categories)
 
-    def services_selling_shelves(self, shelves: tuple[str, ...]) -> tuple[str, ...]:
-        """The services with an item on ``shelves``, those with more of them first."""
-        counts = Counter(self.catalog.get(i).service for c in shelves for i in self.items_under.get(c, ()))
+    def chore_stems(self, message: str, shelves: tuple[str, ...]) -> tuple[str, ...]:
+        """The name stems of the goods that do the message's chore (``household_chores.chore_name_stems``), when an
+        item on ``shelves`` carries them; () otherwise (the whole shelf does it)."""
+        stems = chore_name_stems(message)
+        ids = [i for c in shelves for i in self.items_under.get(c, ())]
+        return stems if stems and ids and bool(self.described_mask(stems, ids).any()) else ()
+
+    def services_selling_shelves(self, shelves: tuple[str, ...], described: Sequence[str] = ()) -> tuple[str, ...]:
+        """The services with an item on ``shelves`` (whose name carries every ``described`` stem), those with more of
+        them first."""
+        ids = [i for c in shelves for i in self.items_under.get(c, ())]
+        if described and ids:
+            ids = [i for i, keep in zip(ids, self.described_mask(described, ids)) if keep]
+        counts = Counter(self.catalog.get(i).service for i in ids)
         return tuple(service for service, _ in counts.most_common())
 
     def health_shelves(self, language: str) -> list[str]:

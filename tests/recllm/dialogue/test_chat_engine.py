@@ -326,6 +326,18 @@ def test_a_household_chore_gets_the_shelf_that_does_it(engine, users, message):
     assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"household/cleaning"}, text
 
 
+@pytest.mark.parametrize("message, says", [("чем помыть полы", "для пола"), ("нужно отстирать пятна", "для стирки")])
+def test_a_chore_gets_the_goods_on_the_shelf_that_do_it(engine, users, message, says):
+    """Live: «чем помыть полы» ranked laundry gel first (the cleaning shelf holds dish soap, laundry gel and floor
+    cleaner alike); the chore's goods are the ones whose names say it."""
+    catalog = engine.stages.pipeline.catalog
+    shelf = [catalog.get(i).name.lower() for i in catalog.item_ids_under()["household/cleaning"]]
+    assert any(says in name for name in shelf) and not all(says in name for name in shelf)
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    items, text = run_turn(engine, f"engine-chore-goods-{len(message)}", users[0], message, service="")
+    assert ids(items) and all(says in catalog.get(i).name.lower() for i in ids(items)), text
+
+
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):
     """Review: «не нравится, давай сыр» after gift ideas refined the present (nothing found); "he loves coffee"
     was acknowledged ("Glad it helps!"); «она не любит готовить» held the present to kitchenware; «ужин для мужа» →

@@ -1,6 +1,6 @@
 import pytest
 
-from recllm.dialogue.household_chores import HOUSEHOLD_CHORES, chore_shelves
+from recllm.dialogue.household_chores import HOUSEHOLD_CHORES, chore_name_stems, chore_shelves
 from recllm.synthetic.vocabulary import CATEGORY_SPECS
 
 
@@ -20,4 +20,17 @@ def test_a_chore_points_at_the_shelves_that_do_it(message, shelves):
 
 def test_every_shelf_is_one_of_the_catalog_s_categories():
     known = {row[0] for row in CATEGORY_SPECS}
-    assert all(set(shelves) <= known for _, shelves in HOUSEHOLD_CHORES)
+    assert all(set(shelves) <= known for _, shelves, _ in HOUSEHOLD_CHORES)
+
+
+@pytest.mark.parametrize("message, stems", [
+    ("чем помыть полы", ("для пола",)),            # live: laundry gel first
+    ("how do I wash the floor?", ("для пола",)),
+    ("нужно отстирать пятна", ("для стирки",)), ("закончился стиральный порошок", ("для стирки",)),
+    ("помыть посуду нечем", ("посуд",)),
+    ("чем отмыть жир на плите?", ()),              # the whole cleaning shelf
+    ("помыть полы и постирать", ()),               # two chores: both kinds are asked for
+    ("закончилась туалетная бумага", ()), ("что-нибудь к чаю", ()), ("полка для обуви", ()),
+])
+def test_a_chore_says_which_goods_on_the_shelf_do_it(message, stems):
+    assert chore_name_stems(message) == stems
