@@ -74,7 +74,8 @@ class Soak:
     sample_s: float
     seed: int
     ops: list[Op] = field(default_factory=list)
-    rss: list[tuple[float, int, int, int]] = field(default_factory=list)  # (t, triton tree, stubs, profile)
+    # (t, triton tree, stubs, profile, {model or "tritonserver": RSS of its process(es)})
+    rss: list[tuple[float, int, int, int, dict[str, int]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     notes: list[str] = field(default_factory=list)
 
@@ -139,11 +140,21 @@ def ingest_worker(soak, t0, stop, ingester: ResilientIngester):
             stop.wait(0.5)
 
 
+def rss_by_model(triton_pid: int) -> dict[str, int]:
+    """RSS of the tritonserver process itself and of each model's stubs (all its instances together)."""
+    by_model = {"tritonserver": rss_bytes(triton_pid)}
+    for stub in python_stubs(triton_pid):
+        by_model[stub.model] = by_model.get(stub.model, 0) + rss_bytes(stub.pid)
+    return by_model
+
+
 def sample_rss(soak, t0, stop, server: TritonServer, profile: ProfileServiceProcess):
     while True:
         triton_pid = server.process.pid
-        soak.rss.append((time.perf_counter() - t0, tree_rss_bytes(triton_pid) if is_running(triton_pid) else 0,
-                         len(python_stubs(triton_pid)), rss_bytes(profile.process.pid)))
+        running = is_running(triton_pid)
+        soak.rss.append((time.perf_counter() - t0, tree_rss_bytes(triton_pid) if running else 0,
+                         len(python_stubs(triton_pid)), rss_bytes(profile.process.pid),
+                         rss_by_model(triton_pid) if running else {}))
         if stop.wait(soak.sample_s):
             return
 
@@ -192,6 +203,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     try:
         layout = copy_artifacts(ArtifactLayout(args.artifact_dir), scratch / "build")
+        result["preset"] = (layout.read_manifest() or {}).get("preset", "unknown")
         config = TritonServerConfig(artifact_dir=layout.root, grpc_port=free_port(), http_port=free_port(),
                                     metrics_port=free_port(), runtime_dir=scratch / "runtime")
         started = time.perf_counter()
@@ -282,20 +294,26 @@ def run(args) -> dict:
     return result
 
 
-def rss_summary(samples: list[tuple[float, int, int, int]]) -> dict:
+def memory_trend(t: list[float], mb: list[float]) -> dict:
+    half = len(mb) // 2
+    return {"first": round(mb[0], 1), "last": round(mb[-1], 1), "max": round(max(mb), 1),
+            "slope_mb_per_min": round(linear_slope(t, mb), 2),
+            "slope_second_half_mb_per_min": round(linear_slope(t[half:], mb[half:]), 2)}
+
+
+def rss_summary(samples: list[tuple]) -> dict:
+    """First, last, max and slopes (whole run, second half) of the server tree, the profile service and, where
+    the samples have them, each model's stubs and the tritonserver process itself."""
     if not samples:
         return {"samples": 0}
     t = [s[0] / 60 for s in samples]
     mb = lambda values: [v / 2**20 for v in values]  # noqa: E731
-    triton, profile = mb([s[1] for s in samples]), mb([s[3] for s in samples])
-    half = len(samples) // 2
+    models = sorted({m for s in samples if len(s) > 4 for m in s[4]})
     return {"samples": len(samples), "every_s": round((samples[-1][0] - samples[0][0]) / max(len(samples) - 1, 1), 1),
-            "triton_tree_mb": {"first": round(triton[0], 1), "last": round(triton[-1], 1), "max": round(max(triton), 1),
-                               "slope_mb_per_min": round(linear_slope(t, triton), 2),
-                               "slope_second_half_mb_per_min": round(linear_slope(t[half:], triton[half:]), 2)},
-            "profile_mb": {"first": round(profile[0], 1), "last": round(profile[-1], 1), "max": round(max(profile), 1),
-                           "slope_mb_per_min": round(linear_slope(t, profile), 2),
-                           "slope_second_half_mb_per_min": round(linear_slope(t[half:], profile[half:]), 2)},
+            "triton_tree_mb": memory_trend(t, mb([s[1] for s in samples])),
+            "profile_mb": memory_trend(t, mb([s[3] for s in samples])),
+            "by_model_mb": {m: memory_trend(t, mb([s[4].get(m, 0) if len(s) > 4 else 0 for s in samples]))
+                            for m in models},
             "stubs": sorted({s[2] for s in samples})}
 
 
@@ -307,7 +325,7 @@ def report(result: dict, command: str, title_note: str) -> str:
     lines = ["# Soak: mixed chat, recommendations and ingest", "", title_note, "",
              f"Command: `{command}`", "", "Machine: " + json.dumps(machine_info(), ensure_ascii=False), "",
              f"Load: {result['concurrency']} client threads for {result['minutes']} min "
-             f"(roles {result.get('roles')}), loopback, test-preset build copied from `{result['artifact_dir']}`; "
+             f"(roles {result.get('roles')}), loopback, {result.get('preset', 'a')}-preset build copied from `{result['artifact_dir']}`; "
              f"servers started in {result.get('startup_s')} s; Python-backend stubs: {result.get('stubs')}.", ""]
     if "fatal" in result:
         lines += ["**The run stopped early:**", "", "```", result["fatal"], "```", ""]
@@ -335,8 +353,10 @@ def report(result: dict, command: str, title_note: str) -> str:
                   f"its Python-backend stubs (stubs seen: {rss['stubs']}); profile service = its own process.", "",
                   "| process | first MB | last MB | max MB | slope MB/min | slope 2nd half MB/min |",
                   "|---|---|---|---|---|---|"]
-        for name, key in (("tritonserver + stubs", "triton_tree_mb"), ("profile service", "profile_mb")):
-            r = rss[key]
+        rows = [("tritonserver + stubs", rss["triton_tree_mb"]), ("profile service", rss["profile_mb"])]
+        rows += [(f"of which {'the server process' if m == 'tritonserver' else f'`{m}` stubs'}", r)
+                 for m, r in rss.get("by_model_mb", {}).items()]
+        for name, r in rows:
             lines.append(f"| {name} | {r['first']} | {r['last']} | {r['max']} | {r['slope_mb_per_min']} | "
                          f"{r['slope_second_half_mb_per_min']} |")
         lines.append("")
@@ -366,7 +386,7 @@ def report(result: dict, command: str, title_note: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--artifact-dir", type=Path, required=True, help="a built (test-preset) artifact folder; "
+    parser.add_argument("--artifact-dir", type=Path, required=True, help="a built artifact folder; "
                         "copied, never written")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)

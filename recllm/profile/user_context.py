@@ -104,35 +104,48 @@ def _decode_body(body: bytes) -> tuple[list[EventRow], UserSignals, FeedbackSign
 
 
 class DecodedBodies:
-    """The last ``max_bodies`` context bodies a stage decoded, by a digest of their bytes: the same user at the same
-    profile version sends the same body on every request, and decoding it (~1 ms for a typical user) is then done
-    once. What comes back is shared between requests and must not be changed (no stage changes a context). The
-    caller checks the user of every request against the decoded signals (``from_bytes``), so a body cannot serve
-    another user; the bytes reach here only after the stage seal was verified."""
+    """The last context bodies a stage decoded, by a digest of their bytes: the same user at the same profile version
+    sends the same body on every request, and decoding it (~1 ms for a typical user) is then done once. What comes
+    back is shared between requests and must not be changed (no stage changes a context). The caller checks the user
+    of every request against the decoded signals (``from_bytes``), so a body cannot serve another user; the bytes
+    reach here only after the stage seal was verified.
 
-    def __init__(self, max_bodies: int = 512):
-        if isinstance(max_bodies, bool) or not isinstance(max_bodies, int) or max_bodies < 1:
-            raise ValueError(f"DecodedBodies max_bodies must be an int >= 1, got {max_bodies!r}")
-        self.max_bodies = max_bodies
-        self._decoded: OrderedDict[bytes, tuple] = OrderedDict()
+    Bounded by count (``max_bodies``) and by the bodies' encoded bytes (``max_bytes``; decoded they take ~3x as
+    much): a body grows with the user's history up to ``MAX_CONTEXT_EVENTS`` events, and a count bound alone let
+    every reply stub grow ~15 MB a minute in the soak as the kept bodies grew (512 x ~300 KB decoded). The newest
+    body is always kept."""
+
+    def __init__(self, max_bodies: int = 512, max_bytes: int = 16 << 20):
+        for name, value in (("max_bodies", max_bodies), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"DecodedBodies {name} must be an int >= 1, got {value!r}")
+        self.max_bodies, self.max_bytes = max_bodies, max_bytes
+        self._decoded: OrderedDict[bytes, tuple[tuple, int]] = OrderedDict()  # digest -> (decoded, body bytes)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.kept_bytes = 0
 
     def decode(self, body: bytes) -> tuple[list[EventRow], UserSignals, FeedbackSignals]:
         key = hashlib.blake2b(body, digest_size=16).digest()
         with self._lock:
-            decoded = self._decoded.get(key)
-            if decoded is not None:
+            kept = self._decoded.get(key)
+            if kept is not None:
                 self._decoded.move_to_end(key)
                 self.hits += 1
-                return decoded
+                return kept[0]
             self.misses += 1
         decoded = _decode_body(body)
         with self._lock:
-            self._decoded[key] = decoded
-            while len(self._decoded) > self.max_bodies:
-                self._decoded.popitem(last=False)
+            if key not in self._decoded:
+                self._decoded[key] = (decoded, len(body))
+                self.kept_bytes += len(body)
+            while len(self._decoded) > 1 and (len(self._decoded) > self.max_bodies
+                                              or self.kept_bytes > self.max_bytes):
+                self.kept_bytes -= self._decoded.popitem(last=False)[1][1]
         return decoded
+
+    def __len__(self) -> int:
+        return len(self._decoded)
 
 
 # A request reads at most this many of the user's newest purchase and feedback events: the per-request cost stays

@@ -144,9 +144,30 @@ def test_decoded_bodies_are_reused_for_the_same_bytes_and_only_for_their_user(pr
         UserContext.from_bytes(context.to_bytes().replace(heavy_user.encode(), b"u_other", 1), "u_other", bodies)
     cold = read_user_context(profile_store, catalog, item_vectors, "u_never_seen")
     UserContext.from_bytes(cold.to_bytes(), "u_never_seen", bodies)
-    assert len(bodies._decoded) == 1  # the oldest body made room
+    assert len(bodies) == 1  # the oldest body made room
     with pytest.raises(ValueError, match="max_bodies"):
         DecodedBodies(max_bodies=0)
+    with pytest.raises(ValueError, match="max_bytes"):
+        DecodedBodies(max_bytes=0)
+
+
+def test_decoded_bodies_keep_to_their_byte_budget(profile_store, catalog, item_vectors, heavy_user):
+    """A count bound alone let the kept bodies grow with the users' histories (the soak's reply stubs grew ~15 MB a
+    minute): the bodies kept stay under ``max_bytes`` of encoded body, the newest one always kept."""
+    users = [heavy_user, *[u for u in profile_store.user_ids() if u != heavy_user][:5]]
+    contexts = {u: read_user_context(profile_store, catalog, item_vectors, u) for u in users}
+    bodies_of = {u: c.to_bytes() for u, c in contexts.items()}
+    budget = 3 * max(len(c.body_bytes()) for c in contexts.values())
+    bodies = DecodedBodies(max_bodies=100, max_bytes=budget)
+    for user in users:
+        UserContext.from_bytes(bodies_of[user], user, bodies)
+        assert bodies.kept_bytes <= budget
+    assert 3 <= len(bodies) < len(users) and bodies.misses == len(users)
+    UserContext.from_bytes(bodies_of[users[-1]], users[-1], bodies)  # the newest is still there
+    assert bodies.hits == 1
+    tiny = DecodedBodies(max_bytes=1)  # smaller than any body: the newest one is still kept
+    UserContext.from_bytes(bodies_of[heavy_user], heavy_user, tiny)
+    assert len(tiny) == 1 and tiny.kept_bytes > 1
 
 
 @pytest.fixture()
