@@ -181,17 +181,23 @@ class UserContextCache:
     version, with the store's clock read now (the context's one time-dependent part); otherwise it reads the context
     and keeps it. Asking first makes a race harmless: a write landing between the two reads makes the kept copy newer
     than its tag, and the next request re-reads. No version (a store or file without them, a forgotten user): read
-    every time, keep nothing. ``max_users`` 0 turns the cache off. Safe to share between threads."""
+    every time, keep nothing. ``max_users`` 0 turns the cache off. ``max_kept_events`` bounds the purchases the kept
+    contexts hold together (a context grows with the user's history up to ``max_events``; the newest is always kept).
+    Safe to share between threads."""
 
     def __init__(self, profile: ProfileStorage, catalog: Catalog, item_vectors: np.ndarray,
                  preference_source: str = "released", max_users: int = 1024,
-                 max_events: int = MAX_CONTEXT_EVENTS):
+                 max_events: int = MAX_CONTEXT_EVENTS, max_kept_events: int = 200_000):
         check_preference_source("UserContextCache preference_source", preference_source)
         if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 0:
             raise ValueError(f"UserContextCache max_users must be an int >= 0, got {max_users!r}")
+        if isinstance(max_kept_events, bool) or not isinstance(max_kept_events, int) or max_kept_events < 1:
+            raise ValueError(f"UserContextCache max_kept_events must be an int >= 1, got {max_kept_events!r}")
         self.profile, self.catalog, self.item_vectors = profile, catalog, item_vectors
         self.preference_source, self.max_users, self.max_events = preference_source, max_users, max_events
+        self.max_kept_events = max_kept_events
         self._kept: OrderedDict[str, tuple[int, UserContext]] = OrderedDict()
+        self.kept_events = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -207,16 +213,23 @@ class UserContextCache:
                 return fresh
             self.misses += 1
             if version is None:
-                self._kept.pop(user_id, None)
+                self._drop(user_id)
         context = read_user_context(self.profile, self.catalog, self.item_vectors, user_id, self.preference_source,
                                     self.max_events)
         if version is not None:
             with self._lock:
+                self._drop(user_id)
                 self._kept[user_id] = (version, context)
-                self._kept.move_to_end(user_id)
-                while len(self._kept) > self.max_users:
-                    self._kept.popitem(last=False)
+                self.kept_events += len(context.purchases)
+                while len(self._kept) > 1 and (len(self._kept) > self.max_users
+                                               or self.kept_events > self.max_kept_events):
+                    self.kept_events -= len(self._kept.popitem(last=False)[1][1].purchases)
         return context
+
+    def _drop(self, user_id: str) -> None:
+        kept = self._kept.pop(user_id, None)
+        if kept is not None:
+            self.kept_events -= len(kept[1].purchases)
 
     def __len__(self) -> int:
         return len(self._kept)

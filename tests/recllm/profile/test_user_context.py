@@ -263,3 +263,21 @@ def test_the_cache_keeps_the_most_recently_read_users(writable_store, catalog, i
     assert off.hits == 0 and len(off) == 0
     with pytest.raises(ValueError, match="max_users"):
         UserContextCache(writable_store, catalog, item_vectors, max_users=-1)
+
+
+def test_the_cache_keeps_to_its_event_budget(writable_store, catalog, item_vectors, ecosystem):
+    """A kept context grows with the user's history: the kept purchases together stay under ``max_kept_events``,
+    and a re-read user's old copy stops counting."""
+    users = [u.user_id for u in ecosystem.users if writable_store.user_version(u.user_id) is not None][:6]
+    sizes = {u: len(read_user_context(writable_store, catalog, item_vectors, u).purchases) for u in users}
+    budget = 2 * max(sizes.values())
+    cache = UserContextCache(writable_store, catalog, item_vectors, max_kept_events=budget)
+    for user in users:
+        cache.read(user)
+        assert cache.kept_events <= budget and cache.kept_events == sum(sizes[u] for u in cache._kept)
+    assert 2 <= len(cache) < len(users) and list(cache._kept)[-1] == users[-1]
+    tiny = UserContextCache(writable_store, catalog, item_vectors, max_kept_events=1)
+    tiny.read(users[0]), tiny.read(users[1])
+    assert list(tiny._kept) == [users[1]]  # the newest is kept whatever its size
+    with pytest.raises(ValueError, match="max_kept_events"):
+        UserContextCache(writable_store, catalog, item_vectors, max_kept_events=0)
