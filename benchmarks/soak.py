@@ -287,11 +287,37 @@ def run(args) -> dict:
     result["error_examples"] = errors.most_common(8)
     result["rss"] = rss_summary(soak.rss)
     result["notes"] = soak.notes
+    if server is not None:
+        result["crash_traces"] = crash_traces(server.log_path)
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     else:
         result["scratch"] = str(scratch)
     return result
+
+
+FATAL = "Fatal Python error"
+
+
+def crash_traces(log_path: Path, max_lines: int = 60) -> list[str]:
+    """What ``faulthandler`` wrote to the server log for each stub that crashed natively (from its "Fatal Python
+    error" line, up to ``max_lines`` lines or the next server log line): kept in the report, since the scratch
+    folder with the log is removed after the run."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    traces = []
+    for start, line in enumerate(lines):
+        if FATAL not in line:
+            continue
+        block = [line]
+        for following in lines[start + 1:start + max_lines]:
+            if FATAL in following or following[:1] in ("I", "W", "E") and following[1:5].isdigit():
+                break  # the next crash, or tritonserver's own log line ("I1130 06:05:01 ...")
+            block.append(following)
+        traces.append("\n".join(block))
+    return traces
 
 
 def memory_trend(t: list[float], mb: list[float]) -> dict:
@@ -379,6 +405,8 @@ def report(result: dict, command: str, title_note: str) -> str:
         lines += [f"- {r['after_s']} s into the load: {r['model']} ({', '.join(r['missing'])}) reloaded in "
                   f"{r['reload_s']} s{'; error: ' + r['error'] if r['error'] else ''}" for r in recoveries] or ["None."]
         lines.append("")
+    for trace in result.get("crash_traces") or ():
+        lines += ["What the crashed stub's faulthandler wrote to the server log:", "", "```", trace, "```", ""]
     if result.get("post_run_error"):
         lines += ["Post-run check failed:", "", "```", result["post_run_error"], "```", ""]
     return "\n".join(lines)
