@@ -33,13 +33,13 @@ from recllm.catalog.product_terms import NamedKinds, ProductTerms
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, greets_only,
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
-                                            requested_style, start_goal, states_only_a_budget, states_only_an_age,
-                                            unmarked_diets, without_budget)
+                                            requested_style, says_yes_to_nothing, start_goal, states_only_a_budget,
+                                            states_only_an_age, unmarked_diets, without_budget)
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
-                                             explained_index,
-                                             no_remedy_reply, nothing_left_reply, unmarked_diet_note)
+                                             explained_index, no_remedy_reply, nothing_left_reply,
+                                             nothing_to_take_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
@@ -57,7 +57,7 @@ from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, na
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
                                       install_model, uses_shopping_words)
-from recllm.safety.output_guard import (clean_all, guard_items, redact_stream, screen_message,
+from recllm.safety.output_guard import (allowed_items, clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,9 @@ class ChatEngine:
             understanding = replace(understanding, intent="recommend")
         if reads_as_small_talk(state, understanding, named, base.query, health, answers):
             return TurnPlan(session_id, replace(base, query=safe_reply("off_topic", base.language)), state, "decline",
+                            None)
+        if says_yes_to_nothing(state, base.query):
+            return TurnPlan(session_id, replace(base, query=nothing_to_take_reply(base.language)), state, "decline",
                             None)
         act = decide_act(state, understanding, base.query, another_kind)
         if act == "recommend" and self.describes_the_kind(state, base.query):
@@ -446,7 +449,8 @@ class ChatEngine:
             relaxation = nearest_relaxation(
                 self.stages, request, plan.state, plan.exclude, candidates.service,
                 self.categories_of if self.catalog is not None else None,
-                (lambda ids: self.described_mask(plan.state.described, ids)) if plan.state.described else None)
+                (lambda ids: self.described_mask(plan.state.described, ids)) if plan.state.described else None,
+                self.guard_allows if self.catalog is not None else None)
             yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
             state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
             state = replace(state, offer=asdict(relaxation) if relaxation else None)
@@ -506,6 +510,11 @@ class ChatEngine:
         said = set().union(*(self.name_stems.get(c, frozenset()) for c in self.categories_of(state.last_items)))
         return tuple(stem for stem in (lemma[:_DESCRIPTION_STEM] for lemma in self.description(message))
                      if stem in said)
+
+    def guard_allows(self, item_ids: Sequence[int], query: str) -> np.ndarray:
+        """[len(item_ids)] bool: the items the output guard lets through for ``query`` (``allowed_items``)."""
+        names = [self.catalog.get(int(i)).name for i in item_ids]
+        return allowed_items(names, query, np.asarray(item_ids, dtype=np.int64), self.sensitive_items)
 
     def described_mask(self, stems: Sequence[str], item_ids) -> np.ndarray:
         """[len(item_ids)] bool: the item's name carries every stem."""

@@ -124,6 +124,13 @@ def showed_in(state: DialogueState, service: str) -> bool:
     return service in state.shown_in if state.shown_in else bool(state.shown)
 
 
+def nothing_to_take_reply(language: str) -> str:
+    """A yes to a nothing-left reply that offered nothing: there is nothing to show; ask what to look for instead."""
+    if language == "en":
+        return "There's nothing to show for that request in any service. What should I look for instead?"
+    return "Показать пока нечего: по этому запросу ничего нет ни в одном сервисе. Что поискать вместо этого?"
+
+
 def no_remedy_reply(language: str, need, shelves: Sequence[str] = ()) -> str:
     """A health need nothing sold here treats (``recllm.safety.health_rule.HealthNeed``): said plainly, with the
     referral a shop assistant would give, and the health shelves there are (``shelves``, named in ``language``);

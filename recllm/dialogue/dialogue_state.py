@@ -325,6 +325,15 @@ def takes_offer(state: DialogueState, message: str) -> bool:
     return not follow_up_content(rest)
 
 
+def says_yes_to_nothing(state: DialogueState, message: str) -> bool:
+    """«да», "ok" after a nothing-left reply that offered nothing (no service or budget had anything to show): there
+    is no offer to take, and a refinement of the goal showed whatever was nearest (food containers and hair balm
+    after «капли для глаз», which no service sells)."""
+    if not (state.last_act == "nothing_left" and not state.offer and _ACCEPT.search(message)):
+        return False
+    return not follow_up_content(_ACCEPT_WORDS.sub(" ", message))
+
+
 def states_only_a_budget(message: str) -> bool:
     """The message says a budget and nothing else («до 3000», "under 500 please", «а бюджет 1500?»): the
     understanding read it as a request of its own, which started a new goal of "до 3000" (baby food after a gift

@@ -61,10 +61,13 @@ def goal_kinds(state: DialogueState, category_of: CategoryOf | None) -> tuple[st
 
 def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclude: frozenset[int], service: str,
                        category_of: CategoryOf | None = None,
-                       described: Callable[[Sequence[int]], np.ndarray] | None = None) -> Relaxation | None:
+                       described: Callable[[Sequence[int]], np.ndarray] | None = None,
+                       allowed: Callable[[Sequence[int], str], np.ndarray] | None = None) -> Relaxation | None:
     """The first relaxation under which ``stages.retrieve`` finds unseen candidates (of the goal's kinds, for another
     service or budget, when ``category_of`` tells them; those the goal's description holds, [M] bool by
-    ``described``, when it has one: «а влажный?» counts wet cat food); None when none does."""
+    ``described``, when it has one: «а влажный?» counts wet cat food; those the output guard lets through for the
+    relaxed query, [M] bool by ``allowed(ids, query)``: «капли для глаз» was offered «24 варианта» in Kuper that were
+    all cold remedies the guard then held back); None when none does."""
     kinds = goal_kinds(state, category_of)
     for kind, relaxed, excluded in relaxed_requests(request, state, exclude, service):
         candidates = stages.retrieve(relaxed, stages.encode(relaxed.query), excluded)
@@ -74,6 +77,8 @@ def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclud
             ids = ids[np.isin(np.array(category_of(ids.tolist()), dtype=object), list(held))]
         if described is not None and len(ids):
             ids = ids[described(ids.tolist())]
+        if allowed is not None and len(ids):
+            ids = ids[allowed(ids.tolist(), relaxed.query)]
         if len(ids):
             return Relaxation(kind, candidates.service, len(ids), relaxed.query, held)
     return None

@@ -94,6 +94,22 @@ def asks_for_the_kind(query: str, item_name: str) -> bool:
     return len(said) == 1 and said[0][:_KIND_STEM] == kind[0][:_KIND_STEM]
 
 
+def allowed_items(names: Sequence[str], query: str, item_ids: np.ndarray | None = None,
+                  sensitive_items: np.ndarray | None = None) -> np.ndarray:
+    """[len(names)] bool: the items ``guard_items`` lets through for ``query`` (names in the same order as
+    ``item_ids``): all of them for a query that asks about health; else those neither named in a sensitive domain
+    nor flagged by the catalog (``sensitive_items`` by item id), unless the query asks for that kind by name."""
+    keep = np.ones(len(names), dtype=bool)
+    if sensitive_query(query):
+        return keep
+    flagged = [mentions_sensitive_domain(name) for name in names]
+    if sensitive_items is not None and len(sensitive_items) and item_ids is not None:
+        ids = np.asarray(item_ids, dtype=np.int64)  # the catalog's own flag: «Спрей назальный …» names no health word
+        known = (ids >= 0) & (ids < len(sensitive_items))
+        flagged = [f or bool(k and sensitive_items[i]) for f, k, i in zip(flagged, known, ids)]
+    return np.array([not f or asks_for_the_kind(query, name) for f, name in zip(flagged, names)], dtype=bool)
+
+
 def guard_items(arrays: dict[str, np.ndarray], query: str,
                 sensitive_items: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The items that may leave the server, their text redacted (item names of identifiers only).
@@ -104,15 +120,8 @@ def guard_items(arrays: dict[str, np.ndarray], query: str,
     array keeps the same row order, so ids, names, prices and explanations stay aligned.
     """
     names = decode_utf8_array(arrays["item_names"]) if "item_names" in arrays else []
-    keep = np.ones(len(names), dtype=bool)
-    if not sensitive_query(query):
-        flagged = [mentions_sensitive_domain(name) for name in names]
-        if sensitive_items is not None and len(sensitive_items) and "item_ids" in arrays:
-            ids = np.asarray(arrays["item_ids"], dtype=np.int64)  # the catalog's own flag: «Спрей назальный …»
-            #                                                       names no health word
-            known = (ids >= 0) & (ids < len(sensitive_items))
-            flagged = [f or bool(k and sensitive_items[i]) for f, k, i in zip(flagged, known, ids)]
-        keep = np.array([not f or asks_for_the_kind(query, name) for f, name in zip(flagged, names)], dtype=bool)
+    ids = np.asarray(arrays["item_ids"], dtype=np.int64) if "item_ids" in arrays else None
+    keep = allowed_items(names, query, ids, sensitive_items)
     out, redacted = {}, {}  # (the list's explanations come in its language and in each reply language: one pass each)
     for key, values in arrays.items():
         values = np.asarray(values)

@@ -10,6 +10,7 @@ import pytest
 from recllm_proto import tensors
 
 from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, ItemsChunk, TextChunk
+from recllm.dialogue.dialogue_replies import nothing_to_take_reply
 from recllm.dialogue.dialogue_state import DialogueState
 from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import RecPipeline
@@ -336,6 +337,24 @@ def test_a_chore_gets_the_goods_on_the_shelf_that_do_it(engine, users, message, 
     engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
     items, text = run_turn(engine, f"engine-chore-goods-{len(message)}", users[0], message, service="")
     assert ids(items) and all(says in catalog.get(i).name.lower() for i in ids(items)), text
+
+
+def test_a_yes_to_no_offer_takes_nothing_and_offers_count_what_the_guard_passes(engine, users):
+    """Live: «Купи капли для глаз» (no service sells eye drops) was offered «в Купере: 24 варианта» — cold remedies the
+    output guard held back — and «да» found nothing; a yes to a reply that offered nothing then showed food
+    containers and hair balm. The offer counts what the guard lets through (``guard_allows``), and a yes to no
+    offer takes nothing."""
+    catalog = engine.stages.pipeline.catalog
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    health = [i for i in range(len(catalog)) if engine.sensitive_items[i]][:5]
+    assert health and not engine.guard_allows(health, "Купи капли для глаз").any()
+    assert engine.guard_allows(health, "что-нибудь от простуды").all()
+    session = "engine-yes-to-nothing"
+    run_turn(engine, session, users[0], "Купи капли для глаз", service="")
+    state = DialogueState.from_json(engine.sessions.load_state(session, users[0]))
+    engine.sessions.save_state(session, users[0], replace(state, last_act="nothing_left", offer=None).to_json())
+    items, text = run_turn(engine, session, users[0], "да", service="")
+    assert not ids(items) and text == nothing_to_take_reply("ru")
 
 
 def test_what_a_present_s_person_likes_is_read_as_such_and_nothing_else(engine, users):

@@ -10,6 +10,7 @@ import pytest
 from recllm.dialogue.dialogue_replies import explain_reply, nothing_left_reply
 from recllm.dialogue.dialogue_state import (
     requested_style,
+    says_yes_to_nothing,
     MAX_REFINEMENTS_KEPT,
     DialogueState,
     accept_offer,
@@ -222,6 +223,34 @@ def test_nothing_left_offers_a_relaxation_the_retriever_can_fill():
     capped = replace(request, max_price=100.0)
     assert nearest_relaxation(stages, capped, replace(state, diet=()), frozenset({1}), "samokat").kind == "budget"
     assert nearest_relaxation(FakeStages({}), request, state, frozenset(), "samokat") is None
+
+
+def test_an_offer_counts_only_what_the_output_guard_lets_through():
+    """Live: «Купи капли для глаз» (no service sells eye drops) was offered «в Купере: 24 варианта», cold remedies the
+    output guard then held back, and «да» found nothing. The relaxation counts what the guard passes for its query."""
+    stages = FakeStages({1: ("samokat", set(), 90.0), 2: ("megamarket", set(), 90.0), 3: ("megamarket", set(), 90.0),
+                         4: ("kuper", set(), 90.0)})
+    state = shown(start_goal(DialogueState(), GOAL, "капли для глаз"), [1])
+    request = parse_request("u1", "капли для глаз", 5, "samokat")
+    asked = []
+
+    def allowed(ids, query):
+        asked.append(query)
+        return np.array([i == 4 for i in ids], dtype=bool)  # only item 4 is no health item
+
+    offer = nearest_relaxation(stages, request, replace(state, diet=()), frozenset({1}), "samokat", allowed=allowed)
+    assert offer == Relaxation("service", "kuper", 1, request.query) and asked == [request.query] * 2
+    nothing = lambda ids, query: np.zeros(len(ids), dtype=bool)  # noqa: E731
+    assert nearest_relaxation(stages, request, replace(state, diet=()), frozenset({1}), "samokat",
+                              allowed=nothing) is None
+
+
+def test_a_yes_to_a_reply_that_offered_nothing_takes_nothing():
+    state = replace(shown(start_goal(DialogueState(), GOAL, "капли для глаз"), []), last_act="nothing_left")
+    assert says_yes_to_nothing(state, "да") and says_yes_to_nothing(state, "ok, sure")
+    assert not says_yes_to_nothing(state, "да, давай шампунь")                      # says what it wants
+    assert not says_yes_to_nothing(replace(state, offer={"service": "kuper"}), "да")  # there is an offer to take
+    assert not says_yes_to_nothing(replace(state, last_act="recommend"), "да")
 
 
 def test_another_service_is_offered_only_with_items_of_the_goal_s_kinds():

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from recllm_proto.text_arrays import decode_utf8_array
 
-from recllm.safety.output_guard import (clean_all, clean_untrusted, guard_items, redact_stream, screen_message,
-                                     without_user_ids)
+from recllm.safety.output_guard import (allowed_items, clean_all, clean_untrusted, guard_items, redact_stream,
+                                     screen_message, without_user_ids)
 from recllm.safety.privacy_filter import redact
 
 
@@ -127,3 +127,15 @@ def test_the_catalog_s_health_flag_drops_an_item_whose_name_says_no_health_word(
     assert guard_items(arrays, "купи гречку в пределах 700р")["item_ids"].tolist() == [0, 1]  # names alone
     assert guard_items(arrays, "у меня насморк", flags)["item_ids"].tolist() == [0, 1]        # asked
     assert guard_items(arrays, "а спрей есть?", flags)["item_ids"].tolist() == [0, 1]         # by its kind
+
+
+def test_allowed_items_is_what_guard_items_keeps_with_the_catalog_s_flags():
+    names = ["Спрей назальный Називин 30 мл", "Кефир 1%", "Пастилки для горла Терафлю 24 шт"]
+    ids = np.array([0, 1, 2], dtype=np.int64)
+    flags = np.array([True, False, True])  # the catalog flags the spray, whose name says no health word
+    assert allowed_items(names, "капли для глаз", ids, flags).tolist() == [False, True, False]
+    assert allowed_items(names, "капли для глаз").tolist() == [True, True, False]  # by name only: the spray passes
+    assert allowed_items(names, "а пастилки есть?", ids, flags).tolist() == [False, True, True]
+    assert allowed_items(names, "что-нибудь от простуды", ids, flags).all()      # a health query may see them all
+    arrays = {"item_ids": ids, "item_names": np.array(names, dtype=object)}
+    assert guard_items(arrays, "капли для глаз", flags)["item_ids"].tolist() == [1]
