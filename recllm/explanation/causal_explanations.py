@@ -182,13 +182,26 @@ def _candidate_facts(item: Item, context: UserContext, catalog: Catalog, bought_
     return sorted(groups), groups
 
 
+# Score drops closer than this are one strength: the more specific fact is cited first. The same request scored alone
+# or in a dynamic batch gets retrieval scores ~1e-7 apart (FAISS and the reranker's GEMM differ per batch shape), and
+# a tie between «этот товар» and its brand then flipped between the two (the concurrent-burst test caught it).
+DROP_RESOLUTION = 1e-4
+
+
+def strongest_first(facts) -> tuple[ProfileFact, ...]:
+    """``facts`` by score drop (to ``DROP_RESOLUTION``), the more specific signal (``SIGNALS`` order) first on a
+    tie, then by service."""
+    return tuple(sorted(facts, key=lambda f: (-round(f.score_drop / DROP_RESOLUTION), SIGNALS.index(f.signal),
+                                              f.service)))
+
+
 def _qualifying(keys, groups, scores: np.ndarray, context: UserContext,
                 config: CausalExplanationConfig) -> tuple[ProfileFact, ...]:
     facts = [ProfileFact(signal, where, len(groups[(signal, where)]),
                          max(context.purchases[k].timestamp for k in groups[(signal, where)]),
                          float(scores[0] - scores[1 + n]))
              for n, (signal, where) in enumerate(keys)]
-    return tuple(sorted((f for f in facts if f.score_drop > config.min_score_drop), key=lambda f: -f.score_drop))
+    return strongest_first(f for f in facts if f.score_drop > config.min_score_drop)
 
 
 def cited_facts(item_id: int, retrieval_score: float, service: str, context: UserContext, reranker: Reranker,
@@ -225,8 +238,7 @@ def explain_facts(item_ids: Sequence[int], retrieval_scores: Sequence[float], se
         offset += 1 + len(groups)
         cited = [ProfileFact(signal, where, int(mask.sum()), int(table.timestamp[mask].max()), float(drop))
                  for ((signal, where), mask), drop in zip(groups, drops)]
-        facts.append(tuple(sorted((f for f in cited if f.score_drop > config.min_score_drop),
-                                  key=lambda f: -f.score_drop)))
+        facts.append(strongest_first(f for f in cited if f.score_drop > config.min_score_drop))
     return facts
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from recllm.explanation.causal_explanations import (CausalExplanationConfig, cited_facts, counterfactual_scores,
-                                                    explain_ranked, explanation_style, fact_groups, faithfulness)
+from recllm.explanation.causal_explanations import (DROP_RESOLUTION, CausalExplanationConfig, ProfileFact,
+                                                    cited_facts, counterfactual_scores, explain_ranked,
+                                                    explanation_style, fact_groups, faithfulness, strongest_first)
 from recllm.profile.feedback import FeedbackSignals
 from recllm.profile.user_context import read_user_context
 from recllm.rag.reranker import FEATURE_NAMES, Reranker, RerankerConfig
@@ -184,3 +185,16 @@ def test_signals_without_a_group_equal_the_signals_recomputed_without_it(buyer, 
                                buyer.now_ts),
             candidate_features(ids, np.array([0.5], np.float32), with_reference, item.service, catalog,
                                item_vectors, {}, buyer.now_ts))
+
+
+def test_a_tie_in_strength_cites_the_more_specific_fact_whatever_the_float_noise():
+    """The concurrent-burst test caught «Вы брали этот товар» alone and «Вы брали полезные перекусы Ореховый король»
+    in a dynamic batch: the same request's scores ~1e-7 apart flipped a tie between the item and its brand."""
+    def fact(signal, drop):
+        return ProfileFact(signal, "samokat", 1, 0, drop)
+
+    for noise in (0.0, 1e-7, -1e-7):
+        cited = strongest_first([fact("brand", 0.31 + noise), fact("family", 0.31), fact("category", 0.05)])
+        assert [f.signal for f in cited] == ["family", "brand", "category"]
+    stronger_brand = strongest_first([fact("family", 0.30), fact("brand", 0.30 + 10 * DROP_RESOLUTION)])
+    assert [f.signal for f in stronger_brand] == ["brand", "family"]  # a real difference still decides
