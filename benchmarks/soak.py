@@ -140,10 +140,10 @@ def ingest_worker(soak, t0, stop, ingester: ResilientIngester):
             stop.wait(0.5)
 
 
-def rss_by_model(triton_pid: int) -> dict[str, int]:
-    """RSS of the tritonserver process itself and of each model's stubs (all its instances together)."""
+def rss_by_model(triton_pid: int, stubs) -> dict[str, int]:
+    """RSS of the tritonserver process itself and of each model's ``stubs`` (all its instances together)."""
     by_model = {"tritonserver": rss_bytes(triton_pid)}
-    for stub in python_stubs(triton_pid):
+    for stub in stubs:
         by_model[stub.model] = by_model.get(stub.model, 0) + rss_bytes(stub.pid)
     return by_model
 
@@ -152,9 +152,9 @@ def sample_rss(soak, t0, stop, server: TritonServer, profile: ProfileServiceProc
     while True:
         triton_pid = server.process.pid
         running = is_running(triton_pid)
-        soak.rss.append((time.perf_counter() - t0, tree_rss_bytes(triton_pid) if running else 0,
-                         len(python_stubs(triton_pid)), rss_bytes(profile.process.pid),
-                         rss_by_model(triton_pid) if running else {}))
+        stubs = python_stubs(triton_pid) if running else []
+        soak.rss.append((time.perf_counter() - t0, tree_rss_bytes(triton_pid) if running else 0, len(stubs),
+                         rss_bytes(profile.process.pid), rss_by_model(triton_pid, stubs) if running else {}))
         if stop.wait(soak.sample_s):
             return
 

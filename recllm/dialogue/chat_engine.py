@@ -126,6 +126,7 @@ class ChatEngine:
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
         # category → its subtree's item ids, walked once here (a chore's sellers read it per turn)
         self.items_under: dict[str, list[int]] = {} if catalog is None else catalog.item_ids_under()
+        self._shelf_goods: dict[tuple, tuple[int, ...]] = {}  # (shelves, name stems) -> items (shelf_goods)
         # per category, the first letters of every word its items' names use (what a description can hold a list of
         # that kind to)
         self.name_stems: dict[str, frozenset[str]] = {
@@ -372,16 +373,27 @@ class ChatEngine:
         """The name stems of the goods that do the message's chore (``household_chores.chore_name_stems``), when an
         item on ``shelves`` carries them; () otherwise (the whole shelf does it)."""
         stems = chore_name_stems(message)
-        ids = [i for c in shelves for i in self.items_under.get(c, ())]
-        return stems if stems and ids and bool(self.described_mask(stems, ids).any()) else ()
+        return stems if stems and self.shelf_goods(shelves, stems) else ()
 
     def services_selling_shelves(self, shelves: tuple[str, ...], described: Sequence[str] = ()) -> tuple[str, ...]:
         """The services with an item on ``shelves`` (whose name carries every ``described`` stem), those with more of
         them first."""
-        ids = [i for c in shelves for i in self.items_under.get(c, ())]
-        if described and ids:
-            ids = [i for i, keep in zip(ids, self.described_mask(described, ids)) if keep]
-        counts = Counter(self.catalog.get(i).service for i in ids)
+        return self.services_by_count(self.shelf_goods(shelves, tuple(described)))
+
+    def shelf_goods(self, shelves: tuple[str, ...], stems: tuple[str, ...] = ()) -> tuple[int, ...]:
+        """The items on ``shelves`` whose names carry every stem; read from the catalog once per (shelves, stems):
+        the chore table is fixed, so a chore turn asks the same few questions again and again."""
+        key = (shelves, stems)
+        if key not in self._shelf_goods:
+            ids = [i for c in shelves for i in self.items_under.get(c, ())]
+            if stems and ids:
+                ids = [i for i, keep in zip(ids, self.described_mask(stems, ids)) if keep]
+            self._shelf_goods[key] = tuple(ids)
+        return self._shelf_goods[key]
+
+    def services_by_count(self, item_ids) -> tuple[str, ...]:
+        """The services of ``item_ids``, those with more of them first."""
+        counts = Counter(self.catalog.get(int(i)).service for i in item_ids)
         return tuple(service for service, _ in counts.most_common())
 
     def health_shelves(self, language: str) -> list[str]:
@@ -531,8 +543,7 @@ class ChatEngine:
         names none."""
         if named is None or not named.item_ids.size:
             return ()
-        counts = Counter(self.catalog.get(int(i)).service for i in named.item_ids)
-        return tuple(service for service, _ in counts.most_common())
+        return self.services_by_count(named.item_ids)
 
     def names_another_kind(self, state: DialogueState, named: NamedKinds | None) -> bool:
         """The message names a kind of product (``ProductTerms``) that none of the list on screen belongs to, not
