@@ -236,9 +236,15 @@ class TritonServer:
         self._log_file = None
 
     def start(self) -> "TritonServer":
+        """Serve the product: the build's artifacts and a Rec-LLM model repository are checked first."""
         ArtifactLayout(self.config.artifact_dir).require_built(needs_profile_file=self.config.profile_url is None)
         if not (self.config.model_repository / "recllm" / "config.pbtxt").exists():
             raise TritonServerError(f"{self.config.model_repository} is not a Rec-LLM model repository")
+        return self.launch()
+
+    def launch(self) -> "TritonServer":
+        """Start tritonserver on ``config.model_repository`` as it is (any repository: benchmarks of the backend
+        itself use their own) and wait until it is ready."""
         check_ports(self.config)
         ensure_keyring(self.config.keyring_path)
         backend_dir = prepare_backend_dir(self.config.runtime_dir)

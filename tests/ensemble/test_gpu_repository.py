@@ -189,11 +189,18 @@ def _load_model(monkeypatch, script, tmp_path):
     return model_module, model, calls
 
 
+class _Request(dict):
+    """A request being executed: its inputs by name, never cancelled."""
+
+    def is_cancelled(self):
+        return False
+
+
 def _request(user: str) -> dict:
     text = lambda *values: _Tensor("", np.array([v.encode() for v in values], dtype=np.object_))  # noqa: E731
-    return {"USER_TOKEN": text(KEYRING.sign(user)), "QUERY": text("что на ужин?"), "RESOLVED_SERVICE": text("kuper"),
-            "ITEM_IDS": _Tensor("", np.array([1, 2])), "ITEM_NAMES": text("Брокколи", "Салат"),
-            "PROFILE_FACTS": text("берёт овощи")}
+    return _Request({"USER_TOKEN": text(KEYRING.sign(user)), "QUERY": text("что на ужин?"),
+                     "RESOLVED_SERVICE": text("kuper"), "ITEM_IDS": _Tensor("", np.array([1, 2])),
+                     "ITEM_NAMES": text("Брокколи", "Салат"), "PROFILE_FACTS": text("берёт овощи")})
 
 
 def _tokens(*ids):

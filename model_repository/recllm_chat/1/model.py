@@ -3,6 +3,8 @@ reply's tokens streamed from ``generator_stream`` (decoupled BLS: turns of all c
 there); the turn logic (moderation, dialogue state, acts, output redaction) is
 recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on."""
 
+from contextlib import closing
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
@@ -13,6 +15,7 @@ from recllm.serving.backend_adapter import (
     artifact_layout, error_response, enable_crash_traces, freeze_loaded_state, input_scalar, make_response,
     server_keyring, verified_user_id,
 )
+from recllm.serving.bls_stream import DecoupledBlsStreams
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -32,20 +35,22 @@ def call_model(model_name, inputs, output_names):
     return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0] for name in output_names}
 
 
-def stream_text(model_name, inputs):
+def stream_text(streams, caller_request, model_name, inputs):
     """A decoupled BLS request (unbatched inputs as they are): the TEXT_DELTA of each response as it arrives; an
-    error response raises. Closing the generator early stops reading (the turn was cancelled)."""
+    error response raises. Closing the generator early stops reading (the turn was cancelled); ``streams`` lets go
+    of the stream only once the backend's stub has (``recllm.serving.bls_stream``)."""
     request = pb_utils.InferenceRequest(
         model_name=model_name,
         requested_output_names=[T.TEXT_DELTA.name],
         inputs=[pb_utils.Tensor(name, np.asarray(array)) for name, array in inputs.items()],
     )
-    for response in request.exec(decoupled=True):
-        if response.has_error():
-            raise RequestError(response.error().message())
-        tensor = pb_utils.get_output_tensor_by_name(response, T.TEXT_DELTA.name)
-        if tensor is not None:  # the final flag may come as an empty response
-            yield decode_utf8_array(tensor.as_numpy().reshape(-1))[0]
+    with closing(streams.responses(request, caller_request)) as responses:
+        for response in responses:
+            if response.has_error():
+                raise RequestError(response.error().message())
+            tensor = pb_utils.get_output_tensor_by_name(response, T.TEXT_DELTA.name)
+            if tensor is not None:  # the final flag may come as an empty response
+                yield decode_utf8_array(tensor.as_numpy().reshape(-1))[0]
 
 
 def request_tensors(request, user_token):
@@ -68,6 +73,8 @@ class BlsStages:
 
     def __init__(self):
         self.user_token = b""  # the caller's token for the turn in progress (one turn at a time per instance)
+        self.request = None    # the chat request of that turn (its is_cancelled is the reply stream's barrier)
+        self.streams = DecoupledBlsStreams()
 
     def encode(self, query):
         out = call_model("query_encoder", {T.QUERY.name: utf8_array([query])}, [T.QUERY_EMBEDDING.name])
@@ -107,7 +114,7 @@ class BlsStages:
         }
         if user_context is not None:  # the retriever's sealed read: the reply's user layers need no second one
             inputs[T.USER_CONTEXT.name] = np.asarray(user_context, dtype=np.object_).reshape(-1)  # unbatched: [1]
-        return stream_text(T.GENERATOR_STREAM_MODEL, inputs)
+        return stream_text(self.streams, self.request, T.GENERATOR_STREAM_MODEL, inputs)
 
 
 class TritonPythonModel:
@@ -125,6 +132,7 @@ class TritonPythonModel:
                                                    for spec in T.CHAT.inputs)
         user_id = verified_user_id(self.keys.current(), token)
         self.stages.user_token = bytes(token)
+        self.stages.request = request
         chunks = self.engine.turn(session_id, user_id, query, top_k, service)
         for chunk in chunks:
             if request.is_cancelled():  # the client went away: free this instance for the next turn

@@ -19,12 +19,14 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto.user_token import KeyringFile
 
+from recllm.serving.bls_stream import DecoupledBlsStreams
 from recllm.user_layers.adapter_store import AdapterStoreConfig, fallback_chain, user_adapter_name
 from recllm.user_layers.trtllm_export import exported_info, load_exported, lora_task_id, read_user_segments
 
@@ -96,6 +98,7 @@ class TritonPythonModel:
         self.segments = read_user_segments(self.adapter_dir)    # user-adapter task id -> segment
         self.now = lambda: int(time.time())
         self.uploaded: OrderedDict[int, None] = OrderedDict()
+        self.streams = DecoupledBlsStreams()
         self.served = Counter()                                 # "user" / "segment/<n>" / "base" -> replies
 
     def prompt_ids(self, request) -> np.ndarray:
@@ -122,28 +125,31 @@ class TritonPythonModel:
             inputs += [bf16_tensor("lora_weights", weights[None]), pb_utils.Tensor("lora_config", config[None])]
         return inputs
 
-    def generate(self, ids: np.ndarray, task_id: int | None, adapter) -> tuple[list[int], str | None]:
+    def generate(self, ids: np.ndarray, task_id: int | None, adapter, caller) -> tuple[list[int], str | None]:
+        """The streamed tokens of one decoupled BLS call (``caller``: the request being executed, whose
+        ``is_cancelled`` tells when the stub has let go of the stream, ``recllm.serving.bls_stream``)."""
         request = pb_utils.InferenceRequest(model_name=self.llm_model, inputs=self.llm_inputs(ids, task_id, adapter),
                                             requested_output_names=["output_ids", "sequence_length"])
         tokens: list[int] = []
-        for response in request.exec(decoupled=True):
-            if response.has_error():
-                return tokens, response.error().message()
-            output = pb_utils.get_output_tensor_by_name(response, "output_ids")
-            if output is not None:
-                tokens.extend(int(t) for t in output.as_numpy().reshape(-1))
+        with closing(self.streams.responses(request, caller)) as responses:  # read to the end even on an error
+            for response in responses:
+                if response.has_error():
+                    return tokens, response.error().message()
+                output = pb_utils.get_output_tensor_by_name(response, "output_ids")
+                if output is not None:
+                    tokens.extend(int(t) for t in output.as_numpy().reshape(-1))
         return tokens, None
 
-    def generate_with(self, ids: np.ndarray, name: str | None) -> tuple[list[int], str | None]:
+    def generate_with(self, ids: np.ndarray, name: str | None, caller) -> tuple[list[int], str | None]:
         """One adapter (None: the base model): weights on first use, else the id, resent once if evicted."""
         if name is None:
-            return self.generate(ids, None, None)
+            return self.generate(ids, None, None, caller)
         task_id, adapter = lora_task_id(name), load_exported(self.adapter_dir, name)
         first_use = task_id not in self.uploaded
-        tokens, error = self.generate(ids, task_id, adapter if first_use else None)
+        tokens, error = self.generate(ids, task_id, adapter if first_use else None, caller)
         if error and not first_use and is_uncached_lora_error(error):
             log.info("LoRA cache evicted the %s adapter; resending its weights", served_by(name))
-            tokens, error = self.generate(ids, task_id, adapter)
+            tokens, error = self.generate(ids, task_id, adapter, caller)
         if error is None:
             self.uploaded[task_id] = None
             self.uploaded.move_to_end(task_id)
@@ -161,7 +167,7 @@ class TritonPythonModel:
         chain = fallback_chain(user_id, segment, self.now(), lambda name: exported_info(self.adapter_dir, name),
                                self.policy)
         for name in chain:
-            tokens, error = self.generate_with(ids, name)
+            tokens, error = self.generate_with(ids, name, request)
             if error is None:
                 break
             if name is None or not is_lora_error(error):

@@ -1,0 +1,100 @@
+"""recllm.serving.bls_stream: an ended stream is held until a barrier went through the stub's queue, then dropped;
+a stream closed early is read to its end first. The backend's real behaviour (the crash this prevents) is measured
+by benchmarks/bls_stream_release.py and exercised end to end in tests/integration/test_bls_stream_release.py."""
+
+import gc
+import weakref
+from contextlib import closing
+
+from recllm.serving.bls_stream import DecoupledBlsStreams
+
+
+class Stream:
+    """A response iterator like the backend's: yields its responses, remembers how many were read."""
+
+    def __init__(self, responses):
+        self.responses = list(responses)
+        self.read = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.read == len(self.responses):
+            raise StopIteration
+        self.read += 1
+        return self.responses[self.read - 1]
+
+
+class Barrier:
+    """A caller request's is_cancelled: counts its calls, answers ``cancelled``."""
+
+    def __init__(self, cancelled=False):
+        self.cancelled = cancelled
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.cancelled
+
+
+def test_a_finished_stream_is_dropped_after_the_barrier_answers_not_cancelled():
+    streams, stream, barrier = DecoupledBlsStreams(), Stream(["a", "b", "final"]), Barrier()
+    alive = weakref.ref(stream)
+    assert list(streams.stream(stream, barrier)) == ["a", "b", "final"]
+    del stream
+    gc.collect()
+    assert barrier.calls == 1
+    assert streams.held == 0 and alive() is None
+
+
+def test_a_stream_closed_early_is_read_to_its_final_response_before_it_is_let_go():
+    streams, stream, barrier = DecoupledBlsStreams(), Stream(["a", "b", "c", "final"]), Barrier()
+    with closing(streams.stream(stream, barrier)) as responses:
+        assert next(responses) == "a"
+    assert stream.read == 4 and barrier.calls == 1 and streams.held == 0
+
+
+def test_an_error_in_the_reader_still_drains_and_releases():
+    streams, stream, barrier = DecoupledBlsStreams(), Stream(["a", "bad", "final"]), Barrier()
+    try:
+        with closing(streams.stream(stream, barrier)) as responses:
+            for response in responses:
+                if response == "bad":
+                    raise ValueError(response)
+    except ValueError:
+        pass
+    assert stream.read == 3 and streams.held == 0
+
+
+def test_streams_are_held_while_the_caller_is_cancelled_and_dropped_at_the_next_uncancelled_barrier():
+    streams = DecoupledBlsStreams()
+    cancelled = Barrier(cancelled=True)  # the backend may answer True from its cache, without a round trip
+    first, second = Stream(["x", "final"]), Stream(["y", "final"])
+    alive = [weakref.ref(first), weakref.ref(second)]
+    list(streams.stream(first, cancelled))
+    list(streams.stream(second, cancelled))
+    del first, second
+    gc.collect()
+    assert streams.held == 2 and all(ref() is not None for ref in alive)
+    list(streams.stream(Stream(["z", "final"]), Barrier()))
+    gc.collect()
+    assert streams.held == 0 and all(ref() is None for ref in alive)
+
+
+def test_responses_runs_the_bls_request_decoupled_and_uses_the_caller_s_is_cancelled():
+    class BlsRequest:
+        def exec(self, decoupled=False):
+            self.decoupled = decoupled
+            return Stream(["r1", "final"])
+
+    class CallerRequest:
+        calls = 0
+
+        def is_cancelled(self):
+            CallerRequest.calls += 1
+            return False
+
+    bls, streams = BlsRequest(), DecoupledBlsStreams()
+    assert list(streams.responses(bls, CallerRequest())) == ["r1", "final"]
+    assert bls.decoupled is True and CallerRequest.calls == 1 and streams.held == 0
