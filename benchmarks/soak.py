@@ -297,26 +297,32 @@ def run(args) -> dict:
 
 
 FATAL = "Fatal Python error"
+SHUTDOWN = "Signal (2) received"  # tritonserver's first line after the SIGINT that stops it
 
 
-def crash_traces(log_path: Path, max_lines: int = 60) -> list[str]:
+def crash_traces(log_path: Path, max_lines: int = 60) -> dict[str, list[str]]:
     """What ``faulthandler`` wrote to the server log for each stub that crashed natively (from its "Fatal Python
-    error" line, up to ``max_lines`` lines or the next server log line): kept in the report, since the scratch
-    folder with the log is removed after the run."""
+    error" line, up to ``max_lines`` lines or the next server log line), as ``{"serving": [...], "shutdown": [...]}``:
+    crashes before the server was told to stop, and those of stubs tearing down after it (their interpreter's exit,
+    no Python frame: not a request's). Kept in the report, since the scratch folder with the log is removed."""
+    traces: dict[str, list[str]] = {"serving": [], "shutdown": []}
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
-        return []
-    traces = []
+        return traces
+    phase = "serving"
     for start, line in enumerate(lines):
+        if SHUTDOWN in line:
+            phase = "shutdown"
         if FATAL not in line:
             continue
         block = [line]
         for following in lines[start + 1:start + max_lines]:
-            if FATAL in following or following[:1] in ("I", "W", "E") and following[1:5].isdigit():
-                break  # the next crash, or tritonserver's own log line ("I1130 06:05:01 ...")
+            if FATAL in following or SHUTDOWN in following or following[:1] in ("I", "W", "E") \
+                    and following[1:5].isdigit():
+                break  # the next crash, the stop, or tritonserver's own log line ("I1130 06:05:01 ...")
             block.append(following)
-        traces.append("\n".join(block))
+        traces[phase].append("\n".join(block))
     return traces
 
 
@@ -405,8 +411,13 @@ def report(result: dict, command: str, title_note: str) -> str:
         lines += [f"- {r['after_s']} s into the load: {r['model']} ({', '.join(r['missing'])}) reloaded in "
                   f"{r['reload_s']} s{'; error: ' + r['error'] if r['error'] else ''}" for r in recoveries] or ["None."]
         lines.append("")
-    for trace in result.get("crash_traces") or ():
+    traces = result.get("crash_traces") or {}
+    for trace in traces.get("serving", ()):
         lines += ["What the crashed stub's faulthandler wrote to the server log:", "", "```", trace, "```", ""]
+    if traces.get("shutdown"):
+        lines += [f"At the server's stop (after its SIGINT), {len(traces['shutdown'])} stub(s) crashed while tearing "
+                  "down; no request was in flight. The first one's trace:", "", "```", traces["shutdown"][0], "```",
+                  ""]
     if result.get("post_run_error"):
         lines += ["Post-run check failed:", "", "```", result["post_run_error"], "```", ""]
     return "\n".join(lines)

@@ -34,8 +34,14 @@ def test_crash_traces_keep_what_faulthandler_wrote_and_nothing_of_the_server_s_o
         'E1130 06:00:02.2 1 python_be.cc:1] "Stub process \'recllm_chat_0_0\' is not healthy."',
         "Fatal Python error: Aborted",
         '  File "/repo/x.py", line 1 in f',
+        "Signal (2) received.",
+        'I1130 06:00:03.3 1 server.cc:305] "Waiting for in-flight requests to complete."',
+        "Fatal Python error: Segmentation fault",
+        "  <no Python frame>",
     ]))
-    first, second = crash_traces(log)
+    traces = crash_traces(log)
+    first, second = traces["serving"]
     assert first.splitlines()[0] == "Fatal Python error: Segmentation fault" and "chat_engine.py" in first
     assert "not healthy" not in first and second.endswith("line 1 in f")
-    assert crash_traces(tmp_path / "missing.log") == []
+    assert traces["shutdown"] == ["Fatal Python error: Segmentation fault\n  <no Python frame>"]
+    assert crash_traces(tmp_path / "missing.log") == {"serving": [], "shutdown": []}
