@@ -110,6 +110,10 @@ class Lemmatizer:
     def is_noun(self, word: str) -> bool:
         return self.parse(word)[1] == "NOUN"
 
+    def is_known(self, word: str) -> bool:
+        """The word (lower-case) is in pymorphy3's dictionary (not only guessed by its ending)."""
+        return self._morph.word_is_known(word)
+
 
 WANTED, PURPOSE, NEGATED = "wanted", "purpose", "negated"
 

@@ -30,6 +30,7 @@ from recllm.artifacts import ArtifactLayout, ArtifactsNotBuiltError
 from recllm.catalog.asking_words import ASKING_WORDS
 from recllm.catalog.product_catalog import Catalog
 from recllm.catalog.product_terms import NamedKinds, ProductTerms
+from recllm.catalog.spelling import SpellingCorrector
 from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, accept_offer, catalog_diet,
                                             decide_act, drops_budget, effective_query, greets_only,
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
@@ -52,7 +53,7 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
 from recllm.rag.rec_request import (RecRequest, is_for_pets, parse_child_age, parse_request, recipient_hits,
-                                    validate_session_id)
+                                    validate_query, validate_session_id)
 from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, names_health_goods_only,
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
@@ -124,6 +125,9 @@ class ChatEngine:
         self.catalog = catalog
         # the kinds of product a message names (built here, so a Triton model builds it in initialize)
         self.product_terms = None if catalog is None else ProductTerms.of(catalog)
+        # typos corrected to the catalog's words before any rule reads the message («йогрут», "cold mediicine")
+        self.spelling = None if catalog is None else SpellingCorrector.of(catalog,
+                                                                          self.product_terms.lemmatizer.is_known)
         # category → its subtree's item ids, walked once here (a chore's sellers read it per turn)
         self.items_under: dict[str, list[int]] = {} if catalog is None else catalog.item_ids_under()
         self._shelf_goods: dict[tuple, tuple[int, ...]] = {}  # (shelves, name stems) -> items (shelf_goods)
@@ -149,7 +153,7 @@ class ChatEngine:
 
     def plan(self, session_id, user_id, message, top_k, service="") -> TurnPlan:
         session_id = validate_session_id(session_id)
-        parsed = parse_request(user_id, message, top_k, service)
+        parsed = parse_request(user_id, self.spelled(message), top_k, service)
         state = DialogueState.from_json(self.sessions.load_state(session_id, parsed.user_id))
         base = in_session_language(parsed, state)
         if requested_style(base.query) and state.last_items:
@@ -300,6 +304,12 @@ class ChatEngine:
             if sellers and not mentioned_services(base.query) and not set(state.services) & set(sellers):
                 state = replace(state, services=sellers)
         return self._request_plan(session_id, base, state, act, understanding)
+
+    def spelled(self, message) -> str:
+        """The message (validated) with its typos corrected (``recllm.catalog.spelling``); as written without a
+        catalog."""
+        text = validate_query(message)
+        return text if self.spelling is None else self.spelling.correct(text)
 
     def answers_the_question(self, state: DialogueState, message: str) -> bool:
         """The message says what the last turn's question asked (whom it is for, a budget, a kind, what the person

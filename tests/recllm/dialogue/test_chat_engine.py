@@ -942,3 +942,15 @@ def test_a_question_comparing_within_the_list_is_not_small_talk(tmp_path, monkey
     assert [c.text for c in engine._run(plan)] == ["The biggest is «Milk 2 l»: 2 l."]
     assert engine.plan("cmp-1", "u_000001", "какой из них тебе больше нравится?", 5).act == "compare"
     assert engine.plan("cmp-1", "u_000001", "what's the weather like?", 5).act == "decline"
+
+
+@pytest.mark.parametrize("typo, meant", [("йогрут", "йогурт"), ("any cold mediicine?", "any cold medicine?")])
+def test_a_typo_is_read_as_the_word_meant(engine, users, typo, meant):
+    """Tried as a user: «йогрут» was refused as small talk and "any cold mediicine?" as off-topic (the word rules
+    match words; one wrong letter hid them). Corrected to the catalog's words, the typo gets what the word gets."""
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=engine.stages.pipeline.catalog)
+    typed = engine.plan(f"engine-typo-{len(typo)}", users[0], typo, 5, "")
+    spelled = engine.plan(f"engine-spelled-{len(meant)}", users[0], meant, 5, "")
+    assert typed.base.query == meant and typed.act == spelled.act != "decline"
+    items, _ = run_turn(engine, f"engine-typo-items-{len(typo)}", users[0], typo, service="")
+    assert ids(items)
