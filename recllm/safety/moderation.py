@@ -187,10 +187,20 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"(?:pipe\s+)?bomb\b|explosives?)|взрывчатк|коктейл\w+\s+молотова|"
                                r"(?:пистолет|оружи\w*|ствол|gun|weapon)\w*\s+(?:\w+\s+){0,2}?без\s+(?:лицензии|документов|"
                                r"разрешения)|\bguns?\s+without|взорвать|school\s+shooting|где\s+(?:купить|достать)\s+"
-                               r"(?:гранат\w*|ствол|оружи\w*)|where\s+to\s+buy\s+a\s+grenade")),
+                               r"(?:гранат\w*|ствол|оружи\w*)|where\s+to\s+buy\s+a\s+grenade|"
+                               # buying a firearm («купить пистолет», "where can I buy a gun"); not a water, toy,
+                               # glue or massage gun, which the catalog may sell
+                               r"(?:купить|куплю|достать|продай\w*|заказать|buy|get\s+me|sell\s+me|order)\s+"
+                               r"(?!(?:[\w-]+\s+){0,2}?(?:водян|игрушечн|детск|клеев|термоклеев|массажн|"
+                               r"toy|water|glue|nerf|massage|spray|paint))"
+                               r"(?:a\s+|an\s+|some\s+)?(?:[\w-]+\s+){0,2}?"
+                               r"(?:пистолет\w*|револьвер\w*|оружи\w*|винтовк\w*|обрез\w*|руж(?:ь|ей)\w*|"
+                               r"автомат\s+калашникова|guns?\b|pistols?\b|rifles?\b|revolvers?\b|firearms?\b|weapons?\b)"
+                               r"(?!\w*\s+(?:для\s+(?:клея|герметика|пены|монтажн\w*|краски|мойки|массажа)|"
+                               r"for\s+(?:glue|kids|massage)))")),
     ("drugs", _rx(r"наркот\w*|(?<!книжн[ао]я\s)закладк(?:а|у|и|ой|ами|ах)?\b(?!\s+(?:для\s+)?(?:книг|книжк|страниц))|мефедрон\w*|кокаин\w*|"
                   r"героин\w*|амфетамин\w*|метамфетамин\w*|спайс(?:а|ом|у)?\b|марихуан\w*|гашиш\w*|кайфан\w*|"
-                  r"для\s+кайфа|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
+                  r"для\s+кайфа|травк(?:а|у|и|ой)\b(?!\s+(?:для\s+)?(?:кош|кот|животн|грызун|кролик))|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
                   r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma|"
                   r"\bdrugs\b(?!\s+(?:(?:for|against|from)\s+(?:a\s+|the\s+|my\s+|your\s+)?(?:cold|flu|headache|"
                   r"migraine|pain|fever|cough|allerg\w*|sore\s+throat|nausea|heartburn|stomach\w*|blood\s+pressure)"
@@ -272,7 +282,8 @@ _ENGLISH_GOODS = (
     r"apples?", r"bananas?", r"oranges?", r"lemons?", r"tomato(?:es)?", r"cucumbers?", r"potato(?:es)?", r"onions?",
     r"carrots?", r"avocados?", r"berr(?:y|ies)", r"kefir", r"yog(?:h)?urts?", r"butter", r"sausages?",
     r"dumplings?", r"cookies", r"biscuits?", r"crackers?", r"chips", r"crisps", r"nuts", r"honey", r"jam",
-    r"pickles?", r"soda", r"lemonade", r"ice\s+cream", r"cereal", r"oats?", r"oatmeal", r"granola",
+    r"pickles?", r"soda", r"lemonade", r"drinks", r"beverages?", r"snacks?", r"ice\s+cream", r"cereal", r"oats?",
+    r"oatmeal", r"granola",
     r"buckwheat", r"flour", r"sugar", r"salt", r"olive\s+oil", r"ketchup", r"mayo(?:nnaise)?", r"sauce", r"soup",
     r"formula", r"wipes", r"napkins", r"towels?", r"soap", r"toothpaste", r"detergent",
     r"kettle", r"frying\s+pan", r"earbuds", r"laptop", r"cable", r"vitamins?", r"plasters?",
