@@ -12,7 +12,10 @@ EVERYDAY_GOODS_RU = tuple("""
 яблоки бананы варенье мед салфетки полотенце сковорода кастрюля чайник пылесос утюг лампа батарейки ноутбук
 телевизор планшет холодильник микроволновка карандаши фломастеры краски альбом тетрадь пластилин мелки кисточка
 раскраска жвачка сироп мазь бинт градусник термометр вино шампанское водка коньяк
+телескоп бинокль велосипед палатка спальник рюкзак чемодан зонт диван кресло шкаф кровать матрас ковёр штора люстра
+принтер фотоаппарат гитара синтезатор дрон коляска автокресло удочка лыжи коньки сноуборд скейтборд
 """.split())
+# (not «самокат»: it is a service's name, «закажи в самокате»)
 
 # English everyday goods, singular, as a catalog would name them: a request's own word is first rewritten to the
 # catalog's ("sneakers" → "shoe", "crisps" → "chip": ``english_synonyms``), so only words with no such rewrite belong
@@ -20,5 +23,6 @@ EVERYDAY_GOODS_RU = tuple("""
 EVERYDAY_GOODS_EN = tuple("""
 tea egg butter honey jam flour sugar salt ketchup mayonnaise cake cookie biscuit noodle wine battery soap toothpaste
 lamp laptop television tv fridge microwave pencil crayon marker notebook paint paintbrush sketchbook gum syrup
-ointment bandage thermometer
+ointment bandage thermometer telescope binocular bicycle bike tent backpack suitcase umbrella sofa couch armchair
+wardrobe mattress carpet rug curtain chandelier printer camera guitar piano drone stroller ski skate skateboard
 """.split())

@@ -287,6 +287,8 @@ _ENGLISH_GOODS = (
     r"buckwheat", r"flour", r"sugar", r"salt", r"olive\s+oil", r"ketchup", r"mayo(?:nnaise)?", r"sauce", r"soup",
     r"formula", r"wipes", r"napkins", r"towels?", r"soap", r"toothpaste", r"detergent",
     r"kettle", r"frying\s+pan", r"earbuds", r"laptop", r"cable", r"vitamins?", r"plasters?",
+    r"tents?", r"backpacks?", r"suitcases?", r"umbrellas?", r"bikes?", r"bicycles?", r"telescopes?", r"cameras?",
+    r"printers?", r"guitars?", r"sofas?", r"mattress(?:es)?", r"strollers?",
 )
 
 

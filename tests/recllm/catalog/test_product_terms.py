@@ -204,6 +204,10 @@ def test_wanted_everyday_goods_the_catalog_lacks_name_nothing_to_get(catalog, te
     assert "coffee" not in terms.missing_goods                   # the English category name «coffee» sells it
     for text in ("а краски есть?", "фломастеры ребёнку", "crayons for my son"):  # art supplies: sweets came
         assert terms.named(text).item_ids.size == 0, text
+    # live: «хочу телескоп» got gaming headsets, "a tent for camping" was refused (durable goods the catalog lacks)
+    for text in ("хочу телескоп", "нужен рюкзак для школы", "a tent for camping", "any telescopes?"):
+        assert terms.named(text).item_ids.size == 0, text
+    assert terms.named("закажи в самокате молоко").terms == ("молоко",)  # the service's name is no good
 
 
 def test_a_possessive_phrase_is_matched_as_the_category_names_it():
