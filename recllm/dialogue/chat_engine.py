@@ -138,6 +138,7 @@ class ChatEngine:
                 r"[^\W\d_]{%d,}" % _DESCRIPTION_STEM, catalog.get(i).name.lower().replace("ё", "е")))
             for category, ids in self.items_under.items()}
         self._named_kinds = None if catalog is None else functools.lru_cache(maxsize=256)(self.product_terms.named)
+        self._description = functools.lru_cache(maxsize=256)(self._describe)
         # the services with health items (the pharmacy shelf), where a request that asks about health goes
         self.sensitive_items = np.zeros(0, dtype=bool) if catalog is None else sensitive_item_mask(catalog)  # [N]
         self.health_services: tuple[str, ...] = () if catalog is None else tuple(sorted(
@@ -175,11 +176,8 @@ class ChatEngine:
         health = not parsed.for_pet and self.words_ask_for_health(base.query, state)
         answers = self.answers_the_question(state, base.query)  # (read once a turn, as ``health``)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
-                and (states_only_a_budget(base.query) or health or answers
-                     or names_only_a_recipient(base.query, present=True)
-                     or bool(state.goal) and states_only_an_age(base.query)
-                     or bool(state.last_items) and asks_in_shopping_form(base.query)
-                     or bool(chore_shelves(base.query))):
+                and (says_what_it_needs(state, base.query, health, answers)
+                     or names_only_a_recipient(base.query, present=True)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», "she is 7
             # years old" after a child's breakfast, «а сироп есть?» after cough lozenges, "how do I get rid of
             # limescale?" (a chore: cleaning supplies), «он любит футбол» after «Что
@@ -294,7 +292,7 @@ class ChatEngine:
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
-        elif act == "recommend" and (chores := self.chore_shelves(base.query, named)):
+        elif act == "recommend" and (chores := self.catalog_chore_shelves(base.query, named)):
             # «чем отмыть жир на плите?» got flatbread: the goal is held to the shelves that do the chore, in the
             # services that sell them (a service the user named stays theirs)
             state = replace(state, kinds=chores)
@@ -371,7 +369,7 @@ class ChatEngine:
             return ()
         return tuple(c for c in interest_shelves(message, goal) if c in self.catalog.categories)
 
-    def chore_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
+    def catalog_chore_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
         """The catalog's shelves the household chores a message names point at (``household_chores``), when it
         names no kind of product («средство для мытья посуды» is its own kind; «стиральный порошок» names this
         catalog's cold powders, no kind for a chore)."""
@@ -503,15 +501,20 @@ class ChatEngine:
         «а сухой?», «а большой есть?»: adjectives beside asking words) and names no kind: it narrows the goal."""
         return bool(state.last_items) and bool(self.description(message))
 
-    def description(self, message: str) -> list[str]:
+    def description(self, message: str) -> tuple[str, ...]:
         """The lemmas of the message's words when they are all adjectives beside asking words and it names no kind
-        («а влажный какой взять?» → [«влажный»]); [] otherwise."""
+        («а влажный какой взять?» → («влажный»,)); () otherwise. Read once per text: a turn asks it of the same
+        message from several decisions."""
+        return self._description(message)
+
+    def _describe(self, message: str) -> tuple[str, ...]:
         if self.product_terms is None or self.named_kinds(message) is not None:
-            return []
+            return ()
         # every word but the asking ones, short ones too («а не сухой?» is no description)
         words = [w for w in follow_up_content(message).split() if w.replace("ё", "е") not in ASKING_WORDS]
         parsed = [self.product_terms.lemmatizer.parse(w) for w in words]
-        return [lemma for lemma, pos in parsed] if parsed and all(pos in ("ADJF", "ADJS") for _, pos in parsed) else []
+        return tuple(lemma for lemma, _ in parsed) if parsed and all(pos in ("ADJF", "ADJS") for _, pos in parsed) \
+            else ()
 
     def held_to_description(self, plan: TurnPlan, candidates: CandidateSet) -> CandidateSet:
         """A refinement that describes the kind («а влажный какой взять?» after cat food) keeps the candidates whose
@@ -625,11 +628,20 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     shopping words («скидки», «доставка», «на диете», "on sale"), states a budget («до 3000») or a health need, or
     answers the question the last turn asked (``answers``: ``ChatEngine.answers_the_question``), is never small talk,
     whatever the understanding read. ``health``: ``ChatEngine.words_ask_for_health(message)``."""
-    if named is not None or uses_shopping_words(message) or health or answers \
-            or states_only_a_budget(message) or state.last_items and asks_in_shopping_form(message) \
-            or state.goal and states_only_an_age(message) or chore_shelves(message):
+    if named is not None or uses_shopping_words(message) or says_what_it_needs(state, message, health, answers):
         return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
+
+
+def says_what_it_needs(state: DialogueState, message: str, health: bool, answers: bool) -> bool:
+    """The message states a budget alone («до 3000»), a health need (``health``), the answer to the last turn's
+    question (``answers``), the age of the goal's child, whether the list's kind comes in another form (with a list
+    on screen: "do you have it in red?") or a household chore: the assistant's business, whether moderation's
+    classifier or the understanding read it as small talk."""
+    return bool(states_only_a_budget(message) or health or answers
+                or state.goal and states_only_an_age(message)
+                or state.last_items and asks_in_shopping_form(message)
+                or chore_shelves(message))
 
 
 def goal_service(state: DialogueState) -> str:

@@ -317,21 +317,24 @@ def takes_offer(state: DialogueState, message: str) -> bool:
     named = mentioned_services(message)
     if any(service != state.offer.get("service") for service in named):  # «да, но в Самокате»: not this offer
         return False
-    if not (_ACCEPT.search(message) or named):
-        return False
-    rest = _ACCEPT_WORDS.sub(" ", message)
-    for pattern in SERVICE_PATTERNS.values():
-        rest = pattern.sub(" ", rest)
-    return not follow_up_content(rest)
+    return bool(_ACCEPT.search(message) or named) and says_nothing_else(message, SERVICE_PATTERNS.values())
 
 
 def says_yes_to_nothing(state: DialogueState, message: str) -> bool:
     """«да», "ok" after a nothing-left reply that offered nothing (no service or budget had anything to show): there
     is no offer to take, and a refinement of the goal showed whatever was nearest (food containers and hair balm
     after «капли для глаз», which no service sells)."""
-    if not (state.last_act == "nothing_left" and not state.offer and _ACCEPT.search(message)):
-        return False
-    return not follow_up_content(_ACCEPT_WORDS.sub(" ", message))
+    return state.last_act == "nothing_left" and not state.offer and bool(_ACCEPT.search(message)) \
+        and says_nothing_else(message)
+
+
+def says_nothing_else(message: str, also=()) -> bool:
+    """Besides its words of assent («да», «давай», "ok, show me") and what ``also`` matches (the offered service's
+    name), the message asks for nothing."""
+    rest = _ACCEPT_WORDS.sub(" ", message)
+    for pattern in also:
+        rest = pattern.sub(" ", rest)
+    return not follow_up_content(rest)
 
 
 def states_only_a_budget(message: str) -> bool:
