@@ -114,6 +114,7 @@ class RecRequest:
     for_pet: bool = False  # the query is for an animal and no person («что-нибудь для кошки»): pet goods only
     animal: str | None = None  # "cat" / "dog": the one kind of animal a pet request names (``ANIMALS``)
     categories: frozenset[str] = frozenset()  # the candidates come from these categories' subtrees (none: any)
+    cheap: bool = False  # the query asks for inexpensive goods and states no budget: the cheaper half of the kind
 
 
 def decode_text(field: str, raw: bytes | str) -> str:
@@ -179,6 +180,15 @@ def detect_language(text: str) -> str:
     cyrillic = sum(1 for ch in text if "а" <= ch.lower() <= "я" or ch.lower() == "ё")
     latin = sum(1 for ch in text if "a" <= ch.lower() <= "z")
     return "en" if latin > cyrillic else "ru"
+
+
+# «недорогие наушники», "cheap sneakers": inexpensive goods wanted, no sum said (not «не дешёвые», "not cheap")
+CHEAP_PATTERN = re.compile(r"(?<!\bне\s)(?<!\bnot\s)\b(?:дешев\w*|дешёв\w*|недорог\w*|бюджетн\w*|подешевле|"
+                           r"cheap\w*|inexpensive|affordable|low[- ]cost|on\s+a\s+budget)", re.IGNORECASE)
+
+
+def asks_for_cheap(text: str) -> bool:
+    return bool(CHEAP_PATTERN.search(text))
 
 
 def parse_budget(text: str) -> float | None:
@@ -320,6 +330,7 @@ def parse_request(user_id, query, top_k, service="") -> RecRequest:
         child_age=parse_child_age(text, earliest_recipient(recipients)),
         for_pet=(for_pet := only_pets(recipients, text)),
         animal=animal_named(text) if for_pet else None,
+        cheap=asks_for_cheap(text),
     )
 
 

@@ -20,6 +20,7 @@ items only for a query about that domain and only there (the same rule applies t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -91,6 +92,13 @@ def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
     return mask
 
 
+def name_head(name: str) -> str:
+    """The first word of an item's name, lower-case: its kind as the catalog names it («Смартфон Samsung …» →
+    «смартфон», «Чехол для смартфона …» → «чехол»)."""
+    words = re.findall(r"[^\W\d_]+", name.lower().replace("ё", "е"))
+    return words[0] if words else ""
+
+
 @dataclass(frozen=True)
 class ItemArrays:
     """The catalog's per-item fields the filter reads, as arrays by item id (the catalog is immutable), so a
@@ -98,6 +106,7 @@ class ItemArrays:
     service: np.ndarray                    # [N] int8, index into SERVICES
     in_stock: np.ndarray                   # [N] bool
     price: np.ndarray                      # [N] float64
+    kind: np.ndarray                       # [N] int64: the first word of the item's name («смартфон», «чехол»), indexed
     family: np.ndarray                     # [N] int64
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
     for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
@@ -119,6 +128,7 @@ class ItemArrays:
             service=np.array([SERVICES.index(item.service) for item in items], dtype=np.int8),
             in_stock=np.array([item.in_stock for item in items], dtype=bool),
             price=np.array([item.price for item in items], dtype=np.float64),
+            kind=np.unique([name_head(item.name) for item in items], return_inverse=True)[1].astype(np.int64),
             family=np.array([item.family_id for item in items], dtype=np.int64),
             sensitive=sensitive_item_mask(catalog),
             for_children=in_subtrees(catalog, CHILDREN_CATEGORY_ROOTS),
@@ -292,6 +302,7 @@ class Retriever:
             pool = pool | self.repeat_candidates(service, context.purchases)
             ids = np.fromiter(pool, dtype=np.int64, count=len(pool))
         ids = ids[self.allowed(ids, service, request, health, exclude_item_ids)]
+        ids = self.cheaper_half(ids, request)
         scores = self.index.item_vectors[ids] @ query_vector if len(ids) else np.zeros(0, np.float32)  # [C]
         order = np.argsort(-scores, kind="stable")
         if named is not None and len(order) > self.config.num_candidates:  # the user's repeats of the kind stay
@@ -337,6 +348,20 @@ class Retriever:
                 pools[b] = {int(i) for i in found.ravel() if i >= 0}
                 start += len(rows[b])
         return pools
+
+    def cheaper_half(self, ids: np.ndarray, request: RecRequest) -> np.ndarray:
+        """Of each kind's candidates (``ItemArrays.kind``), those priced at most the kind's median, when the request
+        asks for cheap goods and states no budget («недорогие наушники» got 9,490-19,690 ₽ headphones beside 2,690 ₽
+        ones; a stated budget says more). Per kind, not per shelf: the smartphones' shelf holds cases and chargers
+        too, and «бюджетный смартфон» must keep the cheaper phones, not only what is cheaper than every phone."""
+        if not request.cheap or request.max_price is not None or len(ids) < 2:
+            return ids
+        prices, kinds = self.items.price[ids], self.items.kind[ids]
+        keep = np.zeros(len(ids), dtype=bool)
+        for kind in np.unique(kinds):
+            of_kind = kinds == kind
+            keep |= of_kind & (prices <= np.median(prices[of_kind]))
+        return ids[keep]
 
     def repeat_candidates(self, service: str, events: list) -> set[int]:
         """This service's items of the user's purchased families, the most recently bought family first (one item

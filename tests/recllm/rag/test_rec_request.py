@@ -399,3 +399,12 @@ def test_held_categories_are_validated_before_any_stage_reads_them():
 def test_the_animal_a_pet_request_is_for(text, for_pet, animal):
     request = parse_request("u1", text, 5)
     assert (request.for_pet, request.animal) == (for_pet, animal)
+
+
+@pytest.mark.parametrize("text, cheap", [
+    ("недорогие наушники", True), ("дешёвые кроссовки для бега", True), ("cheap sneakers", True),
+    ("something affordable for my dad", True), ("бюджетный смартфон", True),
+    ("не дешёвые, а хорошие наушники", False), ("not cheap, the best you have", False), ("наушники", False),
+])
+def test_a_request_for_cheap_goods_is_read(text, cheap):
+    assert parse_request("u1", text, 5).cheap is cheap

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from recllm.catalog.product_catalog import SERVICES
 from recllm.rag.rec_request import RecRequest, parse_request
-from recllm.rag.retriever import CHILDREN_CATEGORY_ROOTS, Retriever, RetrieverConfig
+from recllm.rag.retriever import CHILDREN_CATEGORY_ROOTS, Retriever, RetrieverConfig, name_head
 from recllm.profile.user_signals import UserSignals
 
 DIET_TAGS = ("sugar_free", "lactose_free", "vegan")
@@ -135,6 +135,24 @@ def test_budget_and_tags_filter_in_the_real_catalog(retriever, catalog, trained_
     assert any("lactose_free" in i.tags and i.price > 300.0 for i in catalog.in_service("kuper"))
     # The search pool covers the whole tiny service, so every matching item must be there.
     assert set(retrieval.candidate_ids.tolist()) == expected
+
+
+def test_a_cheap_request_gets_the_cheaper_half_of_what_it_would_get(retriever, catalog, trained_encoder):
+    """Tried as a user: «недорогие наушники» got 9,490-19,690 ₽ headphones beside 2,690 ₽ ones (the word was read by
+    nothing). A cheap request without a budget gets, of each kind's candidates of the plain request (the first word
+    of the name), those priced at most the kind's median; a stated budget wins over the word."""
+    vector = encode(trained_encoder, "наушники")
+    plain = retriever.retrieve(parse_request("u000000", "наушники", 10, "megamarket"), vector)
+    cheap = retriever.retrieve(parse_request("u000000", "недорогие наушники", 10, "megamarket"), vector)
+    items = [catalog.get(int(i)) for i in plain.candidate_ids]
+    prices = {item.item_id: item.price for item in items}
+    assert len(prices) >= 4 and len(set(prices.values())) > 1
+    kind = {i.item_id: name_head(i.name) for i in items}
+    medians = {k: float(np.median([i.price for i in items if kind[i.item_id] == k])) for k in set(kind.values())}
+    expected = {i.item_id for i in items if i.price <= medians[kind[i.item_id]]}
+    assert set(cheap.candidate_ids.tolist()) == expected and len(expected) < len(prices)
+    budget = retriever.retrieve(parse_request("u000000", "недорогие наушники до 100000 ₽", 10, "megamarket"), vector)
+    assert set(budget.candidate_ids.tolist()) == set(prices)
 
 
 def test_a_meat_free_request_gets_no_meat_or_fish(retriever, catalog, trained_encoder):
