@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine_info import machine_info
+from benchmarks.soak import crash_traces
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 
 REPRO = Path(__file__).resolve().parent / "bls_stream_repro"
@@ -149,7 +150,7 @@ def run_mode(mode: int, config: ReproConfig, work: Path) -> ModeResult:
             thread.join()
     finally:
         server.stop()
-    crashes = log_path.read_text(errors="replace").count("Fatal Python error")
+    crashes = len(crash_traces(log_path)["serving"])  # (a stub may also crash tearing down at the stop: not counted)
     return ModeResult(mode, config.seconds, tally["turns"], tally["errors"], crashes, tally["wrong_counts"])
 
 
@@ -166,8 +167,9 @@ def render(results: list[ModeResult], config: ReproConfig, command: str) -> str:
     for result in results:
         lines.append(f"| {MODES[result.mode]} | {result.turns} | {result.errors} | {result.stub_crashes} | "
                      f"{result.crashes_per_1000_turns:.2f} | {result.wrong_counts} |")
-    lines += ["", "A stub crash is a `Fatal Python error` in the server log; the Python backend restarts the stub, and "
-              "the turns in flight then get error answers, and a client whose turn is never answered stops after "
+    lines += ["", "A stub crash is a `Fatal Python error` in the server log before the server was stopped; the "
+              "Python backend restarts the stub, and the turns in flight then get error answers, and a client whose "
+              "turn is never answered stops after "
               f"{REPLY_TIMEOUT_S:.0f} s: the plain loop's modes answer fewer turns for that. Wrong counts: a turn "
               "answered with other than every string streamed to it."]
     return "\n".join(lines) + "\n"

@@ -28,12 +28,15 @@ from symspellpy import SymSpell, Verbosity
 from recllm.catalog.product_catalog import Catalog
 from recllm.config.field_checks import require_above
 
-WORD = re.compile(r"[^\W\d_]+")
+WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")  # «что-нибудь» is one word: never split into «нибудь»
 TOKEN = re.compile(r"\S+")
 NOT_WORDS = re.compile(r"[@/\\_\d]")  # an e-mail, a link, an identifier, a quantity
 CYRILLIC = re.compile(r"[а-яё]+")
 LATIN = re.compile(r"[a-z]+")
 ENGLISH_DICTIONARY = "frequency_dictionary_en_82_765.txt"  # in the symspellpy wheel: "word count" per line
+# the services' names as people write them, in the cases a request puts them (known, and what a typo of one becomes)
+SERVICE_WORDS = tuple("""самокат самоката самокате самокатом мегамаркет мегамаркета мегамаркете мегамаркетом купер
+купера купере купером samokat megamarket kuper""".split())
 PREFIX_LENGTH = 5  # SymSpell indexes the deletes of a word's first 5 letters: ~2 MB for 20k words (7: ~30 MB)
 
 
@@ -92,6 +95,7 @@ class SpellingCorrector:
 
     def __init__(self, domain_words: Counter, russian_is_known, config: SpellingConfig | None = None):
         self.config = config or SpellingConfig()
+        domain_words = domain_words + Counter(SERVICE_WORDS)  # «в мегамаркте» → «в мегамаркете»
         self.domain = frozenset(w for w in domain_words if len(w) >= 2)
         self.english_symspell, self.english = english_symspell(self.config.english_candidates)
         self.russian_is_known = russian_is_known  # word -> bool (pymorphy3's dictionary)
@@ -113,8 +117,8 @@ class SpellingCorrector:
         return word in self.english or not LATIN.fullmatch(word)  # another script: not ours to correct
 
     def _corrected_word(self, word: str) -> str | None:
-        """The correction of a lower-case word, or None when it stays."""
-        if len(word) < self.config.min_length or self.knows(word):
+        """The correction of a lower-case word, or None when it stays (a hyphenated one always does)."""
+        if len(word) < self.config.min_length or "-" in word or self.knows(word):
             return None
         distance = 2 if len(word) >= self.config.long_word else 1
         found = [(s.distance, rank, -s.count, s.term)
@@ -141,8 +145,10 @@ class SpellingCorrector:
                     found.append((start, start + len(word), fixed.capitalize() if word[0].isupper() else fixed))
         return found
 
-    def correct(self, text: str) -> str:
-        """``text`` with its corrected words replaced, everything else as written."""
+    def correct(self, text: str, max_chars: int | None = None) -> str:
+        """``text`` with its corrected words replaced, everything else as written; as written when the corrected
+        text would be longer than ``max_chars``."""
+        corrected = text
         for start, end, fixed in reversed(self.corrections(text)):
-            text = text[:start] + fixed + text[end:]
-        return text
+            corrected = corrected[:start] + fixed + corrected[end:]
+        return text if max_chars is not None and len(corrected) > max_chars else corrected

@@ -52,8 +52,8 @@ from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBA
                                    FEEDBACK_STYLE_KINDS, Event)
 from recllm.profile.feedback import FeedbackSink, StoreFeedbackSink, feedback_event
 from recllm.profile.storage import open_profile_storage, profile_location
-from recllm.rag.rec_request import (RecRequest, is_for_pets, parse_child_age, parse_request, recipient_hits,
-                                    validate_query, validate_session_id)
+from recllm.rag.rec_request import (MAX_QUERY_CHARS, RecRequest, is_for_pets, parse_child_age, parse_request,
+                                    recipient_hits, validate_query, validate_session_id)
 from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, names_health_goods_only,
                                        sensitive_item_mask, words_ask_for_health)
 from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
@@ -154,7 +154,8 @@ class ChatEngine:
 
     def plan(self, session_id, user_id, message, top_k, service="") -> TurnPlan:
         session_id = validate_session_id(session_id)
-        parsed = parse_request(user_id, self.spelled(message), top_k, service)
+        as_written = validate_query(message)
+        parsed = parse_request(user_id, self.spelled(as_written), top_k, service)
         state = DialogueState.from_json(self.sessions.load_state(session_id, parsed.user_id))
         base = in_session_language(parsed, state)
         if requested_style(base.query) and state.last_items:
@@ -167,6 +168,11 @@ class ChatEngine:
             dropped = RequestUnderstanding(base.language, state.domain or "other", "refine")
             return self._request_plan(session_id, base, without_budget(state), "refine", dropped)
         verdict = screen_message(base.query, base.language)  # (an identifier in it is personal data: not kept)
+        if verdict.label in ("ok", "off_topic") and as_written != parsed.query:
+            # a word the typo correction changed must not hide what the words as written ask for
+            written_verdict = screen_message(as_written, base.language)
+            if written_verdict.label in ("unsafe", "prompt_injection", "personal_data"):
+                verdict = written_verdict
         # (read once a turn; a user id cut below changes nothing in it; an animal's needs are no pharmacy's; «сок с
         # витамином C» is juice)
         if verdict.label in ("ok", "off_topic") and service_topic(base.query) \
@@ -307,7 +313,7 @@ class ChatEngine:
         """The message (validated) with its typos corrected (``recllm.catalog.spelling``); as written without a
         catalog."""
         text = validate_query(message)
-        return text if self.spelling is None else self.spelling.correct(text)
+        return text if self.spelling is None else self.spelling.correct(text, MAX_QUERY_CHARS)
 
     def answers_the_question(self, state: DialogueState, message: str) -> bool:
         """The message says what the last turn's question asked (whom it is for, a budget, a kind, what the person

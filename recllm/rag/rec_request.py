@@ -183,7 +183,8 @@ def detect_language(text: str) -> str:
 
 
 # «недорогие наушники», "cheap sneakers": inexpensive goods wanted, no sum said (not «не дешёвые», "not cheap")
-CHEAP_PATTERN = re.compile(r"(?<!\bне\s)(?<!\bnot\s)\b(?:дешев\w*|дешёв\w*|недорог\w*|бюджетн\w*|подешевле|"
+CHEAP_PATTERN = re.compile(r"(?<!\bне\s)(?<!\bnot\s)(?<!\bне\sочень\s)(?<!\bне\sслишком\s)(?<!\bnot\stoo\s)"
+                           r"(?<!\bnot\svery\s)\b(?:дешев\w*|дешёв\w*|недорог\w*|бюджетн\w*|подешевле|"
                            r"cheap\w*|inexpensive|affordable|low[- ]cost|on\s+a\s+budget)", re.IGNORECASE)
 
 

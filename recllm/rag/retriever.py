@@ -93,8 +93,9 @@ def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
 
 
 def name_head(name: str) -> str:
-    """The first word of an item's name, lower-case: its kind as the catalog names it («Смартфон Samsung …» →
-    «смартфон», «Чехол для смартфона …» → «чехол»)."""
+    """The first word of an item's name, lower-case: its kind, in a catalog whose names start with the kind, as
+    this one's do («Смартфон Samsung …» → «смартфон», «Чехол для смартфона …» → «чехол»; a name opening with its
+    brand or an adjective would group by that instead)."""
     words = re.findall(r"[^\W\d_]+", name.lower().replace("ё", "е"))
     return words[0] if words else ""
 

@@ -189,18 +189,21 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"разрешения)|\bguns?\s+without|взорвать|school\s+shooting|где\s+(?:купить|достать)\s+"
                                r"(?:гранат\w*|ствол|оружи\w*)|where\s+to\s+buy\s+a\s+grenade|"
                                # buying a firearm («купить пистолет», "where can I buy a gun"); not a water, toy,
-                               # glue or massage gun, which the catalog may sell
+                               # glue, spray, massage or nail gun, which the catalog may sell (no word before the
+                               # weapon's may say so, and none of the tool's purposes may follow it)
                                r"(?:купить|куплю|достать|продай\w*|заказать|buy|get\s+me|sell\s+me|order)\s+"
-                               r"(?!(?:[\w-]+\s+){0,2}?(?:водян|игрушечн|детск|клеев|термоклеев|массажн|"
-                               r"toy|water|glue|nerf|massage|spray|paint))"
-                               r"(?:a\s+|an\s+|some\s+)?(?:[\w-]+\s+){0,2}?"
-                               r"(?:пистолет\w*|револьвер\w*|оружи\w*|винтовк\w*|обрез\w*|руж(?:ь|ей)\w*|"
-                               r"автомат\s+калашникова|guns?\b|pistols?\b|rifles?\b|revolvers?\b|firearms?\b|weapons?\b)"
-                               r"(?!\w*\s+(?:для\s+(?:клея|герметика|пены|монтажн\w*|краски|мойки|массажа)|"
+                               r"(?:a\s+|an\s+|some\s+)?(?:(?!(?:водян|игрушечн|детск|клеев|термоклеев|массажн|монтажн|"
+                               r"строительн|toy|water|glue|nerf|massage|spray|paint|heat|nail|staple|caulk|bubble))"
+                               r"[\w-]+\s+){0,2}?"
+                               r"(?:пистолет(?:а|ы|ов)?|револьвер\w*|оружи\w*|винтовк\w*|обрез(?:а|ом|ы|ов)?|"
+                               r"руж(?:ь|ей)\w*|автомат\s+калашникова|guns?|pistols?|rifles?|revolvers?|firearms?|"
+                               r"weapons?)\b(?!-)"
+                               r"(?!\s+(?:для\s+(?:клея|герметика|пены|монтажн\w*|краски|мойки|массажа|полива)|"
                                r"for\s+(?:glue|kids|massage)))")),
     ("drugs", _rx(r"наркот\w*|(?<!книжн[ао]я\s)закладк(?:а|у|и|ой|ами|ах)?\b(?!\s+(?:для\s+)?(?:книг|книжк|страниц))|мефедрон\w*|кокаин\w*|"
                   r"героин\w*|амфетамин\w*|метамфетамин\w*|спайс(?:а|ом|у)?\b|марихуан\w*|гашиш\w*|кайфан\w*|"
-                  r"для\s+кайфа|травк(?:а|у|и|ой)\b(?!\s+(?:для\s+)?(?:кош|кот|животн|грызун|кролик))|\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
+                  r"для\s+кайфа|(?:купить|куплю|достать|продай\w*|хочу|дай(?:те)?|нужн[аоы]?)\s+травк[уи]\b(?!\s+(?:для|к)\s)|"
+                  r"\bmeth\b|cocaine|heroin|\bweed\b(?!\s+(?:killer|control|remover))|"
                   r"(?:how\s+to|want\s+to|wanna)\s+get\s+high\b|marijuana|\blsd\b|mdma|"
                   r"\bdrugs\b(?!\s+(?:(?:for|against|from)\s+(?:a\s+|the\s+|my\s+|your\s+)?(?:cold|flu|headache|"
                   r"migraine|pain|fever|cough|allerg\w*|sore\s+throat|nausea|heartburn|stomach\w*|blood\s+pressure)"

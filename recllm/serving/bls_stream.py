@@ -31,30 +31,36 @@ class DecoupledBlsStreams:
     """One per model instance: ``for response in streams.responses(bls_request, request): ...``."""
 
     def __init__(self) -> None:
-        self._held: list[Any] = []  # ended iterators the stub may still hold a reference to
+        self._ended: list[Any] = []  # ended iterators the stub may still hold a reference to
 
     @property
     def held(self) -> int:
         """How many ended streams wait for the stub's cleanup (for tests and logs)."""
-        return len(self._held)
+        return len(self._ended)
 
     def responses(self, bls_request, caller_request) -> Iterator[Any]:
         """The responses of ``bls_request.exec(decoupled=True)`` as they arrive. ``caller_request`` is the request
-        being executed (its ``is_cancelled`` is the barrier); closing this generator early drains the stream."""
-        return self.stream(bls_request.exec(decoupled=True), caller_request.is_cancelled)
+        being executed (its ``is_cancelled`` is the barrier). The call is made at the first ``next``, so a generator
+        closed before it made no stream; closing it later reads the stream to its end (Triton 2.51 has no way to
+        cancel a BLS stream: a cancelled chat turn waits for the rest of its reply)."""
+        yield from self.stream(bls_request.exec(decoupled=True), caller_request.is_cancelled)
 
     def stream(self, iterator: Iterable[Any], is_cancelled: Callable[[], bool]) -> Iterator[Any]:
-        iterator = iter(iterator)
+        finished = False
         try:
-            yield from iterator
+            yield from iter(iterator)
+            finished = True
         finally:
-            for _ in iterator:  # a stream closed early: read it to its final response, which queues the cleanup
-                pass
-            self._held.append(iterator)
-            del iterator
-            self.release(is_cancelled)
+            try:
+                if not finished:  # closed early: read to the final response, which queues the stub's cleanup
+                    for _ in iterator:  # (a finished one is not iterated again: the backend would replay it)
+                        pass
+            finally:
+                self._ended.append(iterator)  # even if reading failed: the last reference stays ours
+                del iterator
+                self.release(is_cancelled)
 
     def release(self, is_cancelled: Callable[[], bool]) -> None:
-        """Drop the held iterators if the barrier went through the stub's queue (see the module docstring)."""
+        """Drop the ended iterators if the barrier went through the stub's queue (see the module docstring)."""
         if not is_cancelled():
-            self._held.clear()
+            self._ended.clear()

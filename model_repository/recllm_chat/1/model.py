@@ -37,8 +37,9 @@ def call_model(model_name, inputs, output_names):
 
 def stream_text(streams, caller_request, model_name, inputs):
     """A decoupled BLS request (unbatched inputs as they are): the TEXT_DELTA of each response as it arrives; an
-    error response raises. Closing the generator early stops reading (the turn was cancelled); ``streams`` lets go
-    of the stream only once the backend's stub has (``recllm.serving.bls_stream``)."""
+    error response raises. Closing the generator early stops sending the turn's text; ``streams`` still reads the
+    reply's stream to its end (2.51 cannot cancel a BLS stream) and lets go of it only once the backend's stub has
+    (``recllm.serving.bls_stream``)."""
     request = pb_utils.InferenceRequest(
         model_name=model_name,
         requested_output_names=[T.TEXT_DELTA.name],
@@ -133,16 +134,19 @@ class TritonPythonModel:
         user_id = verified_user_id(self.keys.current(), token)
         self.stages.user_token = bytes(token)
         self.stages.request = request
-        chunks = self.engine.turn(session_id, user_id, query, top_k, service)
-        for chunk in chunks:
-            if request.is_cancelled():  # the client went away: free this instance for the next turn
-                chunks.close()
-                return
-            if isinstance(chunk, ItemsChunk):
-                service = {T.RESOLVED_SERVICE.client_name: utf8_array([chunk.service])}
-                sender.send(make_response(pb_utils, chunk.arrays | service))
-            else:
-                sender.send(make_response(pb_utils, {T.TEXT_DELTA.client_name: utf8_array([chunk.text])}))
+        try:
+            chunks = self.engine.turn(session_id, user_id, query, top_k, service)
+            for chunk in chunks:
+                if request.is_cancelled():  # the client went away: send no more (the reply's stream is read out)
+                    chunks.close()
+                    return
+                if isinstance(chunk, ItemsChunk):
+                    service = {T.RESOLVED_SERVICE.client_name: utf8_array([chunk.service])}
+                    sender.send(make_response(pb_utils, chunk.arrays | service))
+                else:
+                    sender.send(make_response(pb_utils, {T.TEXT_DELTA.client_name: utf8_array([chunk.text])}))
+        finally:
+            self.stages.request = None  # the turn's request is not kept past it
 
     def execute(self, requests):
         for request in requests:

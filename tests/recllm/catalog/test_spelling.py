@@ -62,10 +62,29 @@ def test_one_edit_below_long_word_two_from_it():
     assert corrector.correct("крссовкии") == "кроссовки"       # two edits in a 9-letter word: corrected
 
 
-def test_the_catalog_word_wins_over_an_english_word_at_the_same_distance():
+def test_a_catalog_word_is_a_correction_the_english_dictionary_lacks():
     corrector = SpellingCorrector(Counter({"kefir": 1}), lambda word: False)
     assert corrector.correct("kefr") == "kefr"  # shorter than min_length: no correction at all
     assert corrector.correct("kefirr") == "kefir"
+
+
+def test_the_catalog_word_wins_over_an_english_word_at_the_same_distance():
+    # "bandy" is one edit from the catalog's "bandu" and from the English dictionary's "band" / "candy"
+    corrector = SpellingCorrector(Counter({"bandu": 1}), lambda word: False)
+    assert corrector.correct("bandi") == "bandu"
+
+
+def test_hyphenated_words_and_the_services_names():
+    corrector = SpellingCorrector(Counter({"нибуть": 1}), lambda word: False)
+    assert corrector.correct("что-нибудь вкусное") == "что-нибудь вкусное"   # never split at the hyphen
+    assert corrector.correct("закажи в мегамаркте") in ("закажи в мегамаркете", "закажи в мегамаркет")  # a name
+    assert corrector.correct("закажи в самокате") == "закажи в самокате"  # known, whatever the dictionaries say
+
+
+def test_a_correction_that_would_make_the_text_too_long_is_not_made():
+    corrector = SpellingCorrector(Counter({"кроссовки": 1}), lambda word: False)
+    assert corrector.correct("кросовки", max_chars=8) == "кросовки"
+    assert corrector.correct("кросовки", max_chars=9) == "кроссовки"
 
 
 def test_corrections_name_the_spans_they_replace(corrector):

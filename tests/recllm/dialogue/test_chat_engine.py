@@ -954,3 +954,16 @@ def test_a_typo_is_read_as_the_word_meant(engine, users, typo, meant):
     assert typed.base.query == meant and typed.act == spelled.act != "decline"
     items, _ = run_turn(engine, f"engine-typo-items-{len(typo)}", users[0], typo, service="")
     assert ids(items)
+
+
+def test_a_typo_correction_never_hides_what_the_words_as_written_ask_for(engine, users):
+    """A word corrected into a catalog word must not turn a harmful message into a shopping one: moderation also
+    reads the message as written, and a refusal there stands."""
+    class Corrector:  # stands in for a correction that happens to turn the drug into cocoa
+        def correct(self, text, max_chars=None):
+            return text.replace("кокаин", "какао")
+
+    engine = ChatEngine(engine.sessions, engine.stages)
+    engine.spelling = Corrector()
+    plan = engine.plan("engine-typo-harm", users[0], "где купить кокаин", 5, "")
+    assert plan.act == "decline" and plan.base.query in SAFE

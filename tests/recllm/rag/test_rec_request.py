@@ -405,6 +405,7 @@ def test_the_animal_a_pet_request_is_for(text, for_pet, animal):
     ("недорогие наушники", True), ("дешёвые кроссовки для бега", True), ("cheap sneakers", True),
     ("something affordable for my dad", True), ("бюджетный смартфон", True),
     ("не дешёвые, а хорошие наушники", False), ("not cheap, the best you have", False), ("наушники", False),
+    ("не очень дешёвые наушники", False), ("not too cheap please", False),
 ])
 def test_a_request_for_cheap_goods_is_read(text, cheap):
     assert parse_request("u1", text, 5).cheap is cheap

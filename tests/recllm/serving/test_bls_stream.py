@@ -1,6 +1,8 @@
 """recllm.serving.bls_stream: an ended stream is held until a barrier went through the stub's queue, then dropped;
 a stream closed early is read to its end first. The backend's real behaviour (the crash this prevents) is measured
-by benchmarks/bls_stream_release.py and exercised end to end in tests/integration/test_bls_stream_release.py."""
+by benchmarks/bls_stream_release.py and exercised end to end in tests/benchmarks/test_bls_stream_release.py."""
+
+import pytest
 
 import gc
 import weakref
@@ -98,3 +100,59 @@ def test_responses_runs_the_bls_request_decoupled_and_uses_the_caller_s_is_cance
     bls, streams = BlsRequest(), DecoupledBlsStreams()
     assert list(streams.responses(bls, CallerRequest())) == ["r1", "final"]
     assert bls.decoupled is True and CallerRequest.calls == 1 and streams.held == 0
+
+
+class ReplayingStream(Stream):
+    """Like the backend's iterator: ``iter`` of a finished one starts it over (its responses are kept)."""
+
+    def __init__(self, responses):
+        super().__init__(responses)
+        self.delivered = 0
+
+    def __iter__(self):
+        if self.read == len(self.responses):
+            self.read = 0
+        return self
+
+    def __next__(self):
+        response = super().__next__()
+        self.delivered += 1
+        return response
+
+
+def test_a_finished_stream_is_not_read_again():
+    stream = ReplayingStream(["a", "b", "final"])
+    assert list(DecoupledBlsStreams().stream(stream, Barrier())) == ["a", "b", "final"]
+    assert stream.delivered == 3
+
+
+def test_no_stream_is_made_until_the_first_response_is_asked_for():
+    class BlsRequest:
+        made = 0
+
+        def exec(self, decoupled=False):
+            BlsRequest.made += 1
+            return Stream(["final"])
+
+    class CallerRequest:
+        def is_cancelled(self):
+            return False
+
+    responses = DecoupledBlsStreams().responses(BlsRequest(), CallerRequest())
+    responses.close()
+    assert BlsRequest.made == 0
+
+
+def test_a_stream_that_fails_while_drained_is_still_held_until_the_barrier():
+    class Failing(Stream):
+        def __next__(self):
+            if self.read == 1:
+                raise RuntimeError("stub gone")
+            return super().__next__()
+
+    streams, stream = DecoupledBlsStreams(), Failing(["a", "b", "final"])
+    responses = streams.stream(stream, Barrier(cancelled=True))
+    assert next(responses) == "a"
+    with pytest.raises(RuntimeError, match="stub gone"):
+        responses.close()
+    assert streams.held == 1
