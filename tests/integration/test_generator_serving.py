@@ -4,6 +4,7 @@ in-process turn, concurrent turns sharing the stream model, and a cancelled stre
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -45,6 +46,18 @@ def counts(client, model):
     return int(stats.get("execution_count", 0)), int(stats.get("inference_count", 0))
 
 
+def counts_after(client, model, before, inferences, timeout_s=10.0):
+    """The model's counts once they hold ``inferences`` more than ``before`` (or after ``timeout_s``): an instance
+    reports its statistics after it has sent its responses, so a client that has every answer may read them a
+    moment before the last execution is counted (seen with two generator instances)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = counts(client, model)
+        if now[1] - before[1] >= inferences or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
 def test_concurrent_recllm_burst_equals_one_by_one(client, users):
     alone = [client.recommend(user, *request) for user, request in zip(users, REQUESTS)]
     burst = [(user, request) for _ in range(3) for user, request in zip(users, REQUESTS)]
@@ -55,7 +68,7 @@ def test_concurrent_recllm_burst_equals_one_by_one(client, users):
         expected = alone[k % len(REQUESTS)]
         assert [i.item_id for i in answer.items] == [i.item_id for i in expected.items]
         assert answer.reply == expected.reply and answer.reply.strip()
-    after = counts(client, "generator")
+    after = counts_after(client, "generator", before, len(burst))
     executions, inferences = after[0] - before[0], after[1] - before[1]
     assert inferences == len(burst)
     assert executions < inferences, (executions, inferences)  # requests shared a decode
@@ -96,7 +109,7 @@ def test_concurrent_chat_turns_both_complete_through_the_stream_model(client, tr
         results = list(pool.map(turn, (1, 2)))
     for items, deltas in results:
         assert items and "".join(deltas).strip()
-    assert counts(client, "generator_stream")[1] - before[1] == 2
+    assert counts_after(client, "generator_stream", before, 2)[1] - before[1] == 2
 
 
 def test_cancelled_streams_free_their_chat_instances(triton_server, users):
