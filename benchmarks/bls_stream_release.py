@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from benchmarks.soak import crash_traces
+from recllm.config.field_checks import require_above
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 
 REPRO = Path(__file__).resolve().parent / "bls_stream_repro"
@@ -72,8 +73,7 @@ class ReproConfig:
 
     def __post_init__(self) -> None:
         for name in ("seconds", "concurrency", "responses_per_stream", "caller_instances", "source_instances"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ReproConfig.{name} must be positive, got {getattr(self, name)!r}")
+            require_above(self, name, 0)
 
 
 @dataclass

@@ -309,10 +309,9 @@ class ChatEngine:
                 state = replace(state, services=sellers)
         return self._request_plan(session_id, base, state, act, understanding)
 
-    def spelled(self, message) -> str:
-        """The message (validated) with its typos corrected (``recllm.catalog.spelling``); as written without a
+    def spelled(self, text: str) -> str:
+        """The (validated) message with its typos corrected (``recllm.catalog.spelling``); as written without a
         catalog."""
-        text = validate_query(message)
         return text if self.spelling is None else self.spelling.correct(text, MAX_QUERY_CHARS)
 
     def answers_the_question(self, state: DialogueState, message: str) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 
 from recllm.catalog.diet_marks import derived_tag_masks
 from recllm.catalog.product_catalog import SERVICES, TOY_AGE_BANDS, Catalog
-from recllm.catalog.product_terms import ProductTerms
+from recllm.catalog.product_terms import Lemmatizer, ProductTerms, kind_word
 from recllm.rag.catalog_index import CatalogIndex
 from recllm.profile.records import ProfileFragment
 from recllm.profile.storage import ProfileStorage
@@ -92,10 +92,13 @@ def in_subtrees(catalog: Catalog, roots: frozenset[str]) -> np.ndarray:
     return mask
 
 
-def name_head(name: str) -> str:
-    """The first word of an item's name, lower-case: its kind, in a catalog whose names start with the kind, as
-    this one's do («Смартфон Samsung …» → «смартфон», «Чехол для смартфона …» → «чехол»; a name opening with its
-    brand or an adjective would group by that instead)."""
+def name_head(name: str, lemmatizer: Lemmatizer) -> str:
+    """An item's kind as its name says it: the lemma of the name's head noun (``product_terms.kind_word``:
+    «Смартфон Samsung …» → «смартфон», «Чехол для смартфона …» → «чехол», «Беспроводные наушники …» → «наушник»),
+    or, for a name that opens otherwise, its first word, lower-case."""
+    kind = kind_word(name, lemmatizer)
+    if kind is not None:
+        return kind
     words = re.findall(r"[^\W\d_]+", name.lower().replace("ё", "е"))
     return words[0] if words else ""
 
@@ -107,7 +110,7 @@ class ItemArrays:
     service: np.ndarray                    # [N] int8, index into SERVICES
     in_stock: np.ndarray                   # [N] bool
     price: np.ndarray                      # [N] float64
-    kind: np.ndarray                       # [N] int64: the first word of the item's name («смартфон», «чехол»), indexed
+    kind: np.ndarray                       # [N] int64: the item's kind (``name_head``: «смартфон», «чехол»), indexed
     family: np.ndarray                     # [N] int64
     sensitive: np.ndarray                  # [N] bool: a health / pharmacy item
     for_children: np.ndarray               # [N] bool: in a ``CHILDREN_CATEGORY_ROOTS`` subtree
@@ -119,7 +122,7 @@ class ItemArrays:
     family_member: dict[str, dict[int, int]]  # service -> family id -> the family's item in that service
 
     @classmethod
-    def of(cls, catalog: Catalog) -> "ItemArrays":
+    def of(cls, catalog: Catalog, lemmatizer: Lemmatizer | None = None) -> "ItemArrays":
         items = catalog.items
         tags = sorted({tag for item in items for tag in item.tags})
         members: dict[str, dict[int, int]] = {service: {} for service in SERVICES}
@@ -129,7 +132,8 @@ class ItemArrays:
             service=np.array([SERVICES.index(item.service) for item in items], dtype=np.int8),
             in_stock=np.array([item.in_stock for item in items], dtype=bool),
             price=np.array([item.price for item in items], dtype=np.float64),
-            kind=np.unique([name_head(item.name) for item in items], return_inverse=True)[1].astype(np.int64),
+            kind=np.unique([name_head(item.name, lemmatizer or Lemmatizer()) for item in items],
+                           return_inverse=True)[1].astype(np.int64),
             family=np.array([item.family_id for item in items], dtype=np.int64),
             sensitive=sensitive_item_mask(catalog),
             for_children=in_subtrees(catalog, CHILDREN_CATEGORY_ROOTS),
@@ -168,9 +172,9 @@ class Retriever:
         self.index = catalog_index
         self.profile = profile
         self.config = config
-        self.items = ItemArrays.of(catalog)
-        self.sensitive_items = self.items.sensitive
         self.terms = ProductTerms.of(catalog)
+        self.items = ItemArrays.of(catalog, self.terms.lemmatizer)  # (its parses of the names are cached there)
+        self.sensitive_items = self.items.sensitive
         # per health routing, which items it may get (the ``allowed`` rule, for the named kinds)
         self.routing_allows = {health: self.items.sensitive == item_allowed(True, health) for health in (False, True)}
         self.contexts = UserContextCache(profile, catalog, catalog_index.item_vectors, config.preference_source,

@@ -139,15 +139,15 @@ def test_budget_and_tags_filter_in_the_real_catalog(retriever, catalog, trained_
 
 def test_a_cheap_request_gets_the_cheaper_half_of_what_it_would_get(retriever, catalog, trained_encoder):
     """Tried as a user: «недорогие наушники» got 9,490-19,690 ₽ headphones beside 2,690 ₽ ones (the word was read by
-    nothing). A cheap request without a budget gets, of each kind's candidates of the plain request (the first word
-    of the name), those priced at most the kind's median; a stated budget wins over the word."""
+    nothing). A cheap request without a budget gets, of each kind's candidates of the plain request (the name's head
+    noun, ``name_head``), those priced at most the kind's median; a stated budget wins over the word."""
     vector = encode(trained_encoder, "наушники")
     plain = retriever.retrieve(parse_request("u000000", "наушники", 10, "megamarket"), vector)
     cheap = retriever.retrieve(parse_request("u000000", "недорогие наушники", 10, "megamarket"), vector)
     items = [catalog.get(int(i)) for i in plain.candidate_ids]
     prices = {item.item_id: item.price for item in items}
     assert len(prices) >= 4 and len(set(prices.values())) > 1
-    kind = {i.item_id: name_head(i.name) for i in items}
+    kind = {i.item_id: name_head(i.name, retriever.terms.lemmatizer) for i in items}
     medians = {k: float(np.median([i.price for i in items if kind[i.item_id] == k])) for k in set(kind.values())}
     expected = {i.item_id for i in items if i.price <= medians[kind[i.item_id]]}
     assert set(cheap.candidate_ids.tolist()) == expected and len(expected) < len(prices)
