@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine_info import machine_info
-from benchmarks.soak import crash_traces
 from recllm.config.field_checks import require_above
-from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, crash_traces, free_port
 
 REPRO = Path(__file__).resolve().parent / "bls_stream_repro"
 RESULTS = Path(__file__).resolve().parent / "results"

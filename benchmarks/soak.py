@@ -42,7 +42,7 @@ from benchmarks.profile_ingest import copy_artifacts
 from recllm.artifacts import ArtifactLayout
 from recllm.profile.differential_privacy import PrivacyConfig
 from recllm.serving.stub_watchdog import is_running, python_stubs
-from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, crash_traces, free_port
 from recllm_client import RecLLMClient
 from recllm_proto.user_token import load_keyring
 
@@ -294,36 +294,6 @@ def run(args) -> dict:
     else:
         result["scratch"] = str(scratch)
     return result
-
-
-FATAL = "Fatal Python error"
-SHUTDOWN = "Signal (2) received"  # tritonserver's first line after the SIGINT that stops it
-
-
-def crash_traces(log_path: Path, max_lines: int = 60) -> dict[str, list[str]]:
-    """What ``faulthandler`` wrote to the server log for each stub that crashed natively (from its "Fatal Python
-    error" line, up to ``max_lines`` lines or the next server log line), as ``{"serving": [...], "shutdown": [...]}``:
-    crashes before the server was told to stop, and those of stubs tearing down after it (their interpreter's exit,
-    no Python frame: not a request's). Kept in the report, since the scratch folder with the log is removed."""
-    traces: dict[str, list[str]] = {"serving": [], "shutdown": []}
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return traces
-    phase = "serving"
-    for start, line in enumerate(lines):
-        if SHUTDOWN in line:
-            phase = "shutdown"
-        if FATAL not in line:
-            continue
-        block = [line]
-        for following in lines[start + 1:start + max_lines]:
-            if FATAL in following or SHUTDOWN in following or following[:1] in ("I", "W", "E") \
-                    and following[1:5].isdigit():
-                break  # the next crash, the stop, or tritonserver's own log line ("I1130 06:05:01 ...")
-            block.append(following)
-        traces[phase].append("\n".join(block))
-    return traces
 
 
 def memory_trend(t: list[float], mb: list[float]) -> dict:

@@ -153,7 +153,10 @@ class ReplyCheckCounters:
     def add_listener(self, listener) -> None:
         """``listener(event, reason)`` with event in ("checked", "failed", "regenerated", "failed_after_retry",
         "withheld")."""
-        self._listeners.append(listener)
+        self._listeners = [*self._listeners, listener]  # replaced, never changed in place: _emit may be iterating
+
+    def remove_listener(self, listener) -> None:
+        self._listeners = [known for known in self._listeners if known != listener]
 
     def _emit(self, event: str, reason: str = "") -> None:
         for listener in self._listeners:

@@ -118,6 +118,35 @@ class TritonServerConfig:
         return f"{self.bind_address}:{self.grpc_port}"
 
 
+STUB_CRASH = "Fatal Python error"  # what faulthandler (enable_crash_traces) writes first when a stub crashes
+SERVER_STOP = "Signal (2) received"  # tritonserver's first line after the SIGINT that stops it
+
+
+def crash_traces(log_path: Path, max_lines: int = 60) -> dict[str, list[str]]:
+    """What ``faulthandler`` wrote to the server log for each stub that crashed natively (from its "Fatal Python
+    error" line, up to ``max_lines`` lines or the next server log line), as ``{"serving": [...], "shutdown": [...]}``:
+    crashes before the server was told to stop, and those of stubs tearing down after it (no request in flight)."""
+    traces: dict[str, list[str]] = {"serving": [], "shutdown": []}
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return traces
+    phase = "serving"
+    for start, line in enumerate(lines):
+        if SERVER_STOP in line:
+            phase = "shutdown"
+        if STUB_CRASH not in line:
+            continue
+        block = [line]
+        for following in lines[start + 1:start + max_lines]:
+            if STUB_CRASH in following or SERVER_STOP in following or following[:1] in ("I", "W", "E") \
+                    and following[1:5].isdigit():
+                break  # the next crash, the stop, or tritonserver's own log line ("I1130 06:05:01 ...")
+            block.append(following)
+        traces[phase].append("\n".join(block))
+    return traces
+
+
 def pytriton_paths() -> tuple[Path, Path]:
     """(tritonserver dir inside the pytriton wheel, its bundled shared-library dir)."""
     try:

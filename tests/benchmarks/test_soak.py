@@ -19,29 +19,3 @@ def test_rss_summary_splits_the_server_tree_by_model():
 def test_rss_summary_reads_samples_without_a_split():
     summary = rss_summary([(0.0, 10 * MB, 1, MB), (60.0, 12 * MB, 1, MB)])
     assert summary["by_model_mb"] == {} and summary["triton_tree_mb"]["slope_mb_per_min"] == 2.0
-
-
-def test_crash_traces_keep_what_faulthandler_wrote_and_nothing_of_the_server_s_own_lines(tmp_path):
-    from benchmarks.soak import crash_traces
-
-    log = tmp_path / "tritonserver.log"
-    log.write_text("\n".join([
-        'I1130 06:00:01.1 1 server.cc:1] "started"',
-        "Fatal Python error: Segmentation fault",
-        "",
-        "Thread 0x00007f (most recent call first):",
-        '  File "/repo/recllm/dialogue/chat_engine.py", line 10 in turn',
-        'E1130 06:00:02.2 1 python_be.cc:1] "Stub process \'recllm_chat_0_0\' is not healthy."',
-        "Fatal Python error: Aborted",
-        '  File "/repo/x.py", line 1 in f',
-        "Signal (2) received.",
-        'I1130 06:00:03.3 1 server.cc:305] "Waiting for in-flight requests to complete."',
-        "Fatal Python error: Segmentation fault",
-        "  <no Python frame>",
-    ]))
-    traces = crash_traces(log)
-    first, second = traces["serving"]
-    assert first.splitlines()[0] == "Fatal Python error: Segmentation fault" and "chat_engine.py" in first
-    assert "not healthy" not in first and second.endswith("line 1 in f")
-    assert traces["shutdown"] == ["Fatal Python error: Segmentation fault\n  <no Python frame>"]
-    assert crash_traces(tmp_path / "missing.log") == {"serving": [], "shutdown": []}

@@ -25,7 +25,7 @@ from benchmarks.fault_harness import (
 from benchmarks.profile_ingest import copy_artifacts
 from recllm.artifacts import ArtifactLayout
 from recllm.serving.stub_watchdog import is_running, python_stubs
-from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
+from recllm.serving.triton_server import TritonServer, TritonServerConfig, crash_traces, free_port
 from recllm_client import RecLLMClient
 from recllm_client.triton_client import RecLLMClientError
 from recllm_proto.user_token import load_keyring
@@ -144,6 +144,8 @@ def test_kill9_of_tritonserver_and_profile_service_mid_traffic(copy, tmp_path):
         profile.stop()
     assert integrity_check(copy.profile_db) == "ok"
     assert integrity_check(copy.sessions_db) == "ok"
+    # The restarted server's stop: no stub crashed, serving or tearing down (custom metrics are released first).
+    assert crash_traces(tmp_path / "triton-2.log") == {"serving": [], "shutdown": []}
 
 
 # -- the profile database locked or full ------------------------------------------------------------------------------

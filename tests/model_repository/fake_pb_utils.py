@@ -6,6 +6,7 @@ BLS calls (``InferenceRequest.exec``) are routed to adapter instances registered
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -106,3 +107,29 @@ def get_output_tensor_by_name(response: InferenceResponse, name: str):
         if tensor.name() == name:
             return tensor
     return None
+
+
+class MetricFamily:
+    """Custom metrics: a metric's count is in ``METRIC_VALUES`` by (family name, labels); ``LIVE_FAMILIES`` holds the
+    families not yet released (a family alive when the stub tears down crashes the real one)."""
+    COUNTER = "counter"
+    GAUGE = "gauge"
+
+    def __init__(self, name: str, description: str, kind: str):
+        self.name, self.description, self.kind = name, description, kind
+        LIVE_FAMILIES.add(self)
+
+    def Metric(self, labels: dict):  # noqa: N802 - the backend's spelling
+        return Metric(self.name, labels)
+
+
+class Metric:
+    def __init__(self, family: str, labels: dict):
+        self.key = (family, tuple(sorted(labels.items())))
+
+    def increment(self, by: float) -> None:
+        METRIC_VALUES[self.key] = METRIC_VALUES.get(self.key, 0) + by
+
+
+LIVE_FAMILIES: weakref.WeakSet = weakref.WeakSet()
+METRIC_VALUES: dict = {}

@@ -4,10 +4,10 @@ it came alone (greedy), and a bad request's error stays its own."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,23 @@ def test_generator_mixed_batch_is_one_decode_and_matches_single_requests(models,
             assert alone.error().message() == response.error().message()
         else:
             assert alone.outputs()["REPLY"].tolist() == response.outputs()["REPLY"].tolist()
+
+
+def test_generator_counts_reply_checks_as_metrics_and_releases_them_at_finalize(models, items):
+    """A metric family alive when the stub tears down segfaults the real stub at the server's stop."""
+    def live():
+        return sorted(f.name for f in fake_pb_utils.LIVE_FAMILIES)
+
+    before = live()
+    generator = load("generator", {"model_name": "generator"})
+    assert len(live()) == len(before) + 2
+    checked = ("recllm_reply_check_total", (("event", "checked"),))
+    counted = fake_pb_utils.METRIC_VALUES.get(checked, 0)
+    assert not generator.execute([generator_request(TURNS[0][0], items[:3], [])])[0].has_error()
+    assert fake_pb_utils.METRIC_VALUES[checked] > counted
+    generator.finalize()
+    gc.collect()
+    assert live() == before  # released by finalize itself, the model object still alive
 
 
 def stream_request(query, item_ids, facts, act=None, language=None, cls=fake_pb_utils.FakeRequest, user="u-test"):

@@ -7,8 +7,8 @@ does), else from a profile read.
 
 All requests of one ``execute`` (several when the model config enables dynamic batching) are decoded together, one
 forward per step (``GenerationStage.generate_turns``); a bad request gets its own error. Reply-check counts
-(``recllm.generator.reply_check.ReplyCheckCounters``) are exported as Prometheus counters through
-``pb_utils.MetricFamily`` where the backend has it.
+(``recllm.generator.reply_check.ReplyCheckCounters``) are exported as Prometheus counters
+(``recllm.serving.custom_metrics``) where the backend has custom metrics.
 """
 
 import triton_python_backend_utils as pb_utils
@@ -20,30 +20,8 @@ from recllm.serving.backend_adapter import (
     artifact_layout, as_row, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids, input_scalar,
     input_service, input_strings, make_response, optional_user_context, request_user_id, server_keyring,
 )
+from recllm.serving.custom_metrics import ReplyCheckMetrics
 from recllm_proto.text_arrays import utf8_array
-
-
-def reply_check_metrics(counters):
-    """Counters ``recllm_reply_check_total{event=...}`` and ``recllm_reply_check_failures_total{reason=...}``,
-    fed by the library's counters; nothing when the backend has no custom metrics (tests' fake module)."""
-    family_cls = getattr(pb_utils, "MetricFamily", None)
-    if family_cls is None:
-        return None
-    events = family_cls(name="recllm_reply_check_total", description="Generated replies checked, failed, "
-                        "regenerated greedily, still failing after the retry", kind=family_cls.COUNTER)
-    failures = family_cls(name="recllm_reply_check_failures_total",
-                          description="Reply-check failures by reason", kind=family_cls.COUNTER)
-    metrics = {}
-
-    def listener(event, reason):
-        family, labels = (failures, {"reason": reason}) if event == "failed" else (events, {"event": event})
-        key = (id(family), tuple(labels.items()))
-        if key not in metrics:
-            metrics[key] = family.Metric(labels=labels)
-        metrics[key].increment(1)
-
-    counters.add_listener(listener)
-    return events, failures
 
 
 class TritonPythonModel:
@@ -52,7 +30,7 @@ class TritonPythonModel:
         layout = artifact_layout()
         self.generation = load_generation_stage(layout)
         self.keys = server_keyring(layout)
-        self.metric_families = reply_check_metrics(self.generation.counters)
+        self.metrics = ReplyCheckMetrics.attach(pb_utils, self.generation.counters)
         freeze_loaded_state()
 
     def turn(self, request):
@@ -83,3 +61,7 @@ class TritonPythonModel:
             else:
                 responses[i] = make_response(pb_utils, as_row({T.REPLY.name: utf8_array([reply])}))
         return responses
+
+    def finalize(self):
+        if self.metrics is not None:
+            self.metrics.close()  # before the stub tears down, or it segfaults on its way out (custom_metrics.py)

@@ -7,6 +7,7 @@ from recllm.serving.triton_server import (
     TritonServer,
     TritonServerConfig,
     TritonServerError,
+    crash_traces,
     free_port,
     prepare_backend_dir,
     server_command,
@@ -82,3 +83,27 @@ def test_model_control_flags_clash_with_the_watchdog():
     with pytest.raises(ValueError, match="sets the model control mode itself"):
         TritonServerConfig(extra_args=("--model-control-mode=poll",))
     TritonServerConfig(extra_args=("--model-control-mode=poll",), stub_watchdog=None)  # the caller's choice
+
+
+def test_crash_traces_keep_what_faulthandler_wrote_and_nothing_of_the_server_s_own_lines(tmp_path):
+    log = tmp_path / "tritonserver.log"
+    log.write_text("\n".join([
+        'I1130 06:00:01.1 1 server.cc:1] "started"',
+        "Fatal Python error: Segmentation fault",
+        "",
+        "Thread 0x00007f (most recent call first):",
+        '  File "/repo/recllm/dialogue/chat_engine.py", line 10 in turn',
+        'E1130 06:00:02.2 1 python_be.cc:1] "Stub process \'recllm_chat_0_0\' is not healthy."',
+        "Fatal Python error: Aborted",
+        '  File "/repo/x.py", line 1 in f',
+        "Signal (2) received.",
+        'I1130 06:00:03.3 1 server.cc:305] "Waiting for in-flight requests to complete."',
+        "Fatal Python error: Segmentation fault",
+        "  <no Python frame>",
+    ]))
+    traces = crash_traces(log)
+    first, second = traces["serving"]
+    assert first.splitlines()[0] == "Fatal Python error: Segmentation fault" and "chat_engine.py" in first
+    assert "not healthy" not in first and second.endswith("line 1 in f")
+    assert traces["shutdown"] == ["Fatal Python error: Segmentation fault\n  <no Python frame>"]
+    assert crash_traces(tmp_path / "missing.log") == {"serving": [], "shutdown": []}
