@@ -320,6 +320,13 @@ def takes_offer(state: DialogueState, message: str) -> bool:
     return bool(_ACCEPT.search(message) or named) and says_nothing_else(message, SERVICE_PATTERNS.values())
 
 
+def offered_last(state: DialogueState) -> tuple[str, str] | None:
+    """(kind, service) of the relaxation the previous turn offered when that turn was a nothing-left one."""
+    if state.last_act != "nothing_left" or not state.offer:
+        return None
+    return state.offer.get("kind", ""), state.offer.get("service", "")
+
+
 def says_yes_to_nothing(state: DialogueState, message: str) -> bool:
     """«да», "ok" after a nothing-left reply that offered nothing (no service or budget had anything to show): there
     is no offer to take, and a refinement of the goal showed whatever was nearest (food containers and hair balm

@@ -225,6 +225,33 @@ def test_nothing_left_offers_a_relaxation_the_retriever_can_fill():
     assert nearest_relaxation(FakeStages({}), request, state, frozenset(), "samokat") is None
 
 
+def test_asked_again_after_an_offer_another_one_is_offered_first_else_the_same_is_said_how_to_take():
+    """Live: «недорогие наушники» → «ещё» offered a higher budget, and «что-нибудь другое» twice got the same offer in
+    the same words. Asked again, a relaxation not offered yet comes first; with none, the reply says how to take it."""
+    stages = FakeStages({1: ("samokat", {"lactose_free"}, 90.0), 2: ("kuper", {"lactose_free"}, 90.0),
+                         3: ("megamarket", {"lactose_free"}, 90.0), 5: ("samokat", {"lactose_free"}, 500.0)})
+    state = replace(shown(start_goal(DialogueState(), GOAL, "молочка без лактозы"), [1]), diet=())
+    request = replace(parse_request("u1", "молочка без лактозы", 5, "samokat"), max_price=100.0)
+    first = nearest_relaxation(stages, request, state, frozenset({1}), "samokat")
+    assert (first.kind, first.service) == ("service", "megamarket")
+    after = replace(state, last_act="nothing_left", offer=asdict(first))
+    second = nearest_relaxation(stages, request, after, frozenset({1}), "samokat")
+    assert (second.kind, second.service) == ("service", "kuper")
+    only_budget = FakeStages({1: ("samokat", {"lactose_free"}, 90.0), 5: ("samokat", {"lactose_free"}, 500.0)})
+    budget = nearest_relaxation(only_budget, request, state, frozenset({1}), "samokat")
+    offered = replace(state, last_act="nothing_left", offer=asdict(budget), budget=100.0)
+    assert nearest_relaxation(only_budget, request, offered, frozenset({1}), "samokat") == budget
+    said_first = nothing_left_reply("ru", replace(offered, last_act="recommend"), "samokat", budget)
+    said_again = nothing_left_reply("ru", offered, "samokat", budget)
+    assert said_first.endswith("Могу поднять бюджет — тогда найдётся ещё 1 вариант.")
+    assert said_again == ("По-прежнему ничего нового до 100 ₽ в Самокате. Скажите «да» — подниму бюджет (найдётся "
+                          "ещё 1 вариант), или назовите другой товар.")
+    assert nothing_left_reply("en", offered, "samokat", budget).endswith(
+        "Say “yes” and I'll raise the budget (1 more option then), or name another product.")
+    # a different offer than the last one is made as the first was
+    assert "Скажите «да»" not in nothing_left_reply("ru", after, "samokat", second)
+
+
 def test_an_offer_counts_only_what_the_output_guard_lets_through():
     """Live: «Купи капли для глаз» (no service sells eye drops) was offered «в Купере: 24 варианта», cold remedies the
     output guard then held back, and «да» found nothing. The relaxation counts what the guard passes for its query."""
