@@ -153,6 +153,24 @@ def kind_word(name: str, lemmatizer: Lemmatizer) -> str | None:
     return None
 
 
+# A category named by a kind word that heads at least this share of its items («смартфоны»: 7 of 16) is that
+# product's shelf, and what else is on it is for the product, not the product (cases, chargers); below it
+# («игрушки»: 0 of 63, «книги»: 7 of 27) the word is the general name of everything on the shelf.
+PRODUCT_SHELF_SHARE = 1 / 3
+
+
+def shelf_items_of_kind(word: str, shelf: list, lemmatizer: Lemmatizer) -> list:
+    """The items of a category named ``word`` (a lemma) that the word names: all of them when it is the shelf's
+    general name; on a product's shelf those it heads and those whose names carry it outside a purpose
+    («Трусики-подгузники», «Капсулы кофейные»), not «Чехол для смартфона» nor «Зарядное устройство»."""
+    headed = [item for item in shelf if kind_word(item.name, lemmatizer) == word]
+    if len(headed) < PRODUCT_SHELF_SHARE * len(shelf):
+        return shelf
+    return [item for item in shelf if any(
+        span == WANTED and (lemmatizer.lemma(token) == word or token.startswith(word))
+        for token, span in request_words(item.name))]
+
+
 def english_singular(word: str) -> str:
     """A plain English plural to its singular ("berries" → "berry", "boxes" → "box", "toys" → "toy")."""
     word = word.rstrip("'")  # "kids'" → "kids"
@@ -235,8 +253,9 @@ class ProductTerms:
         for category_id, category in catalog.categories.items():  # a kind word that is a category's one-word name
             words = words_of(category.name_ru)
             if len(words) == 1 and lemmatizer.lemma(words[0]) in kinds:
-                kinds[lemmatizer.lemma(words[0])] |= {i.item_id for i in catalog.items
-                                                      if category_id in catalog.category_ids_above(i.category_id)}
+                word = lemmatizer.lemma(words[0])
+                shelf = [i for i in catalog.items if category_id in catalog.category_ids_above(i.category_id)]
+                kinds[word] |= {i.item_id for i in shelf_items_of_kind(word, shelf, lemmatizer)}
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
         categories = english_category_kinds(catalog)

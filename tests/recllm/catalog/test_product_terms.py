@@ -352,3 +352,28 @@ def test_an_animal_named_as_people_say_it_narrows_to_its_goods(catalog, terms):
         found = terms.named(text)
         assert {catalog.get(int(i)).name for i in found.item_ids} == {n for n, _ in NAMES if n.startswith("Корм")
                                                                         and wanted in n}, text
+
+
+def test_a_product_s_shelf_names_the_product_and_a_general_shelf_names_everything_on_it():
+    """Live: «бюджетный смартфон» listed cases and chargers before phones: they share the «смартфоны» shelf. Where the
+    shelf's word heads a good share of its items it names those and the items that carry it (not «для смартфона»);
+    where it heads few («игрушки», «книги») it is everything on the shelf."""
+    categories = [Category("electronics", "гаджеты", "electronics", None, False),
+                  Category("electronics/smartphones", "смартфоны", "smartphones", "electronics", False),
+                  Category("kids", "детские товары", "kids' goods", None, False),
+                  Category("kids/diapers", "подгузники", "diapers", "kids", False),
+                  Category("books", "книги", "books", None, False)]
+    rows = [("Смартфон HONOR 8/256 ГБ", "electronics/smartphones"), ("Смартфон Tecno 12/512 ГБ", "electronics/smartphones"),
+            ("Чехол для смартфона HONOR", "electronics/smartphones"),
+            ("Зарядное устройство realme 20 Вт", "electronics/smartphones"),
+            ("Подгузники Pampers 4", "kids/diapers"), ("Трусики-подгузники Huggies 5", "kids/diapers"),
+            ("Влажные салфетки детские Libero", "kids/diapers"),
+            ("Книга Гарри Поттер", "books"), ("Роман Война и мир", "books"), ("Детектив Убийство в Восточном экспрессе", "books"),
+            ("Фантастика Дюна", "books")]
+    catalog = Catalog(categories, [Item(i, "megamarket", i, name, "b", category, 100.0, True, frozenset())
+                                   for i, (name, category) in enumerate(rows)])
+    terms = ProductTerms.of(catalog)
+    assert names(catalog, terms.named("бюджетный смартфон")) == {"Смартфон"}
+    assert names(catalog, terms.named("подгузники для малыша")) == {"Подгузники", "Трусики-подгузники"}
+    assert names(catalog, terms.named("хорошие книги")) == {"Книга", "Роман", "Детектив", "Фантастика"}
+    assert names(catalog, terms.named("чехол для смартфона")) == {"Чехол"}
