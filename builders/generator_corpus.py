@@ -73,8 +73,12 @@ REFINE = {
                    (("Без сахара: {items}.",), ("Sugar-free: {items}.",))),
     "lactose_free": (("без лактозы",), ("lactose free",), (("Без лактозы: {items}.",), ("Lactose-free: {items}.",))),
 }
-NOTHING_LEFT = (("Подходящих товаров больше не осталось.", "Всё подходящее я уже показал.", "Ничего нового не нашлось."),
-                ("There is nothing left that fits.", "I have already shown everything that fits.", "Nothing new fits this request."))
+# True of a first request and of a follow-up alike: the generator says nothing_left only where the dialogue manager
+# is not composing the turn (the chat composes its own: dialogue_replies.nothing_left_reply), i.e. for a single
+# request whose list came back empty, where «всё подходящее я уже показал» would be false.
+NOTHING_LEFT = (("По этому запросу ничего подходящего не нашлось.", "Подходящих товаров не нашлось.",
+                 "Ничего подходящего не нашлось."),
+                ("Nothing fits this request.", "I found nothing that fits.", "Nothing suitable turned up."))
 RELAX_OFFERS = {
     "budget": ("Могу поискать чуть дороже — поднять бюджет?", "Can I look a little above your budget?"),
     "diet": ("Поискать без этого ограничения по составу?", "Shall I search without that diet restriction?"),

@@ -22,7 +22,7 @@ from recllm.explanation.causal_explanations import CausalExplanation, CausalExpl
 from recllm.profile.storage import ProfileStorage, open_profile_storage, profile_location
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.rag.query_encoder import QueryEncoder
-from recllm.rag.rec_request import RecRequest, parse_request
+from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, required_tags
 from recllm.rag.reranker import Reranker, candidate_features, feedback_adjustment
 from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm_proto.text_arrays import utf8_array
@@ -155,13 +155,24 @@ class GenerationStage:
 
         return turn.act or derive_act(turn.query, turn.item_ids)
 
+    def relaxation_of(self, turn: ReplyTurn) -> str:
+        """The turn's relaxation: its own; for a nothing-left reply the caller offers none for (a single request, no
+        dialogue) what the training corpus pairs with such a query (``builders.generator_corpus.relaxation_for``): a
+        higher budget when it states one, the diet dropped when it asks for one, else another wording. No training
+        prompt lacks an offer, and without one "tea" got "Can I look a little above your budget?"."""
+        if turn.relaxation or self.act_of(turn) != "nothing_left":
+            return turn.relaxation
+        if parse_budget(turn.query) is not None:
+            return "budget"
+        return "diet" if required_tags(turn.query) else "query"
+
     def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
         from recllm.generator import ReplyRequest, build_prompt, reply_frame  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
         act = self.act_of(turn)
-        prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act, turn.relaxation,
-                              reply_frame(turn.query, act))
+        prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act,
+                              self.relaxation_of(turn), reply_frame(turn.query, act))
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
                             user_context=turn.user_context)
@@ -178,13 +189,15 @@ class GenerationStage:
         act = self.act_of(turn)
         return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
                            [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
-                           getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None)
+                           getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None,
+                           self.relaxation_of(turn) if final and act == "nothing_left" else "")
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""
         from recllm.generator.plain_reply import plain_reply  # noqa: PLC0415
 
-        return plain_reply(turn.language, self.act_of(turn), [self.item_name(i) for i in turn.item_ids[:3]], turn.relaxation)
+        return plain_reply(turn.language, self.act_of(turn), [self.item_name(i) for i in turn.item_ids[:3]],
+                           self.relaxation_of(turn))
 
     def guarded(self, turn: ReplyTurn):
         """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes."""

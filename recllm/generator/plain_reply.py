@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 LIST_OPENING = {"ru": "Вот что я подобрал: ", "en": "Here is what I found: "}
 LAST_JOIN = {"ru": " и ", "en": " and "}
-NOTHING_LEFT = {"ru": "Подходящих товаров больше не нашлось.", "en": "Nothing more fits this request."}
+NOTHING_LEFT = {"ru": "Подходящих товаров не нашлось.", "en": "Nothing fits this request."}
 RELAXATION_OFFERS = {
     "ru": {"service": "Поискать в другом сервисе?", "budget": "Поднять бюджет?",
            "diet": "Показать варианты без этого ограничения?", "seen": "Показать уже просмотренные варианты?",
-           "query": "Поискать в соседней категории?"},
+           "query": "Попробуйте описать запрос иначе."},
     "en": {"service": "Shall I look in another service?", "budget": "Shall I raise the budget?",
            "diet": "Shall I show options without that restriction?", "seen": "Shall I show the ones you have seen?",
-           "query": "Shall I look in a neighbouring category?"},
+           "query": "Try describing it differently."},
 }
 CLARIFY = {"ru": "Уточните, пожалуйста, что вы ищете?", "en": "Could you tell me a bit more about what you need?"}
 DECLINE = {"ru": "С этим я не помогу, но могу подобрать продукты или товары.",

@@ -25,10 +25,16 @@ CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
            "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening",
-           "unasked_diet")
+           "unasked_diet", "wrong_offer")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
+# What a nothing-left reply offers, by the relaxation its prompt names: the words that say it (Russian and English).
+OFFER_CUES = {"budget": re.compile(r"бюджет|дороже|budget", re.IGNORECASE),
+              "diet": re.compile(r"ограничени|состав|restriction|diet", re.IGNORECASE),
+              "seen": re.compile(r"видели|просмотренн|\bseen\b", re.IGNORECASE),
+              "service": re.compile(r"сервис|service", re.IGNORECASE),
+              "query": re.compile(r"иначе|differently", re.IGNORECASE)}
 EMPTY_LIST_RE = re.compile(r":\s*(?:[.!?;,]|$)")  # a label with nothing after it: «Без лактозы: .»
 # a list whose last item is not one: "For your medicine cabinet: X, Y and For your." (items are placeholders here)
 BROKEN_LIST_RE = re.compile(r"item\d+x\s*,?\s+(?:and|or|и|или)\s+(?!(?:[^\W\d]+\s+)?item\d+x)", re.IGNORECASE)
@@ -72,7 +78,7 @@ def has_repeated_run(words: Sequence[str], max_span: int = 3) -> bool:
 def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[int],
                 prompt_facts: Sequence[str], item_names: Sequence[str] = (), language: str = "",
                 must_name_items: bool = False, known_words: frozenset[str] | None = None,
-                query: str | None = None) -> ReplyCheck:
+                query: str | None = None, offer: str = "") -> ReplyCheck:
     """``item_ids``: the items the reply names (in order); ``item_names``: their rendered names, removed before
     the word checks (a product name may repeat a word legitimately); ``language`` ("ru" / "en"; empty: not
     checked): the reply's words outside names and citations are in it; ``must_name_items``: the act gives a list
@@ -80,7 +86,9 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     training replies' words, ``reply_words``): a word outside names and citations that is none of them is a broken
     one («подобуйд», «Take a look at ere»); ``query`` (the request's text): an opening before the first item that
     speaks of another request than this one fails («Для бега пригодятся …» cough lozenges: ``opens_off_frame``), and
-    so does a diet the reply's own words say and the request does not («…, но без лактозы: …» for buckwheat)."""
+    so does a diet the reply's own words say and the request does not («…, но без лактозы: …» for buckwheat);
+    ``offer`` (a nothing-left reply's relaxation, ``OFFER_CUES``): the reply offers that one and no other ("tea" with
+    nothing found was offered "a little above your budget", no budget said)."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -123,7 +131,17 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("wrong_opening")
     if query is not None and unasked_diets(re.sub(r"item\d+x|cite0x", " ", plain), query):
         problems.append("unasked_diet")  # «Гречка …, но без лактозы: …» for buckwheat within 700 ₽
+    if offer and offers_otherwise(text, offer):
+        problems.append("wrong_offer")
     return ReplyCheck(tuple(problems))
+
+
+def offers_otherwise(text: str, offer: str) -> bool:
+    """The reply does not say the ``offer`` it was asked to make, or says another one too."""
+    if offer not in OFFER_CUES:
+        raise ValueError(f"offer must be one of {sorted(OFFER_CUES)}, got {offer!r}")
+    return not OFFER_CUES[offer].search(text) or any(cue.search(text) for other, cue in OFFER_CUES.items()
+                                                     if other != offer)
 
 
 def opens_off_frame(plain: str, query: str) -> bool:

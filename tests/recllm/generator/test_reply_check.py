@@ -156,13 +156,35 @@ def test_the_plain_reply_says_the_act_in_the_language():
     assert plain_reply("ru", "refine", ["A", "B", "C"]) == "Вот что я подобрал: A, B и C."
     assert plain_reply("en", "recommend", ["A"]) == "Here is what I found: A."
     assert plain_reply("en", "nothing_left", [], "service") == \
-        "Nothing more fits this request. Shall I look in another service?"
+        "Nothing fits this request. Shall I look in another service?"
     assert plain_reply("ru", "clarify", ["A"]).endswith("?")
     for language in ("ru", "en"):
         for act in ("recommend", "refine", "nothing_left", "clarify", "decline", "explain"):
             reply = plain_reply(language, act, ["Сок Rich"] if act in ("recommend", "refine") else [])
             assert check_reply(reply, [1] if act in ("recommend", "refine") else [], [1], [], ["Сок Rich"],
                                language, act in ("recommend", "refine")).ok, reply
+
+
+def test_a_nothing_left_reply_must_make_the_offer_its_prompt_names_and_no_other():
+    """Live: "tea" (nothing found, no budget said) got "I found nothing that fits. Can I look a little above your
+    budget?"; the plain reply, the corpus's offers and nothing else pass for their own relaxation."""
+    from builders.generator_corpus import RELAX_OFFERS
+    from recllm.generator.plain_reply import plain_reply
+    from recllm.generator.reply_prompt import RELAXATIONS
+
+    assert check_reply("I found nothing that fits. Can I look a little above your budget?", [], [], [],
+                       offer="query").problems == ("wrong_offer",)
+    assert check_reply("Ничего не нашлось. Попробуйте описать запрос иначе. Поднять бюджет?", [], [], [],
+                       offer="query").problems == ("wrong_offer",)  # and another one
+    assert check_reply("Ничего подходящего не нашлось.", [], [], [], offer="service").problems == ("wrong_offer",)
+    for relaxation in RELAXATIONS:
+        for language, index in (("ru", 0), ("en", 1)):
+            for text in (plain_reply(language, "nothing_left", [], relaxation),
+                         "Ничего не нашлось. " + RELAX_OFFERS[relaxation][index]):
+                for offer in RELAXATIONS:
+                    assert check_reply(text, [], [], [], offer=offer).ok == (offer == relaxation), (text, offer)
+    with pytest.raises(ValueError, match="offer must be one of"):
+        check_reply("Ничего не нашлось.", [], [], [], offer="cheaper")
 
 
 def test_a_word_the_generator_was_never_trained_to_write_fails():
