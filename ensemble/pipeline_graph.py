@@ -4,7 +4,7 @@ Stages (Python backend, KIND_CPU) and how the ``recllm`` ensemble wires them::
 
     user_id, query, top_k, service
         │
-    query_encoder ── QUERY_EMBEDDING ──┐
+    query_encoder ── QUERY_EMBEDDING, SPELLED_QUERY (read by every later step in place of query, and returned)
         │                              ▼
         └──────────────────────────► retriever ── CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE,
                                                   PROFILE_FACTS, USER_CONTEXT
@@ -193,8 +193,11 @@ def ensemble_config(name: str = tensors.ENSEMBLE_MODEL, signature: tensors.Stage
     for k, stage_name in enumerate(stage_names):
         stage = stages[stage_name]
         step = config.ensemble_scheduling.step.add(model_name=stage.name, model_version=-1)
+        # an earlier step's replacement of an input (the encoder's SPELLED_QUERY for QUERY) is read in its place
+        replaced = {tensors.READ_IN_PLACE_OF[name]: name for name in produced if name in tensors.READ_IN_PLACE_OF}
         for spec in (s for s in stage.signature.inputs if not s.optional or s.name in produced):
-            step.input_map[spec.name] = boundary.get(spec.name, spec.name)
+            source = replaced.get(spec.name, spec.name)
+            step.input_map[spec.name] = boundary.get(source, source)
         # an output no later step reads and the ensemble does not return stays unmapped (the reranker's per-language
         # explanations are for the chat model's direct calls)
         later = {s.name for name in stage_names[k + 1:] for s in stages[name].signature.inputs}

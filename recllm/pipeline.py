@@ -17,12 +17,15 @@ from recllm_proto import tensors
 
 from recllm.artifacts import ArtifactLayout
 from recllm.catalog.product_catalog import Catalog
+from recllm.catalog.product_terms import Lemmatizer
+from recllm.catalog.spelling import SpellingCorrector
 from recllm.rag.catalog_index import CatalogIndex
 from recllm.explanation.causal_explanations import CausalExplanation, CausalExplanationConfig, explain_ranked
 from recllm.profile.storage import ProfileStorage, open_profile_storage, profile_location
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.rag.query_encoder import QueryEncoder
-from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, required_tags
+from recllm.rag.rec_request import (MAX_QUERY_CHARS, RecRequest, parse_budget, parse_request, required_tags,
+                                    validate_query)
 from recllm.rag.reranker import Reranker, candidate_features, feedback_adjustment
 from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm_proto.text_arrays import utf8_array
@@ -48,6 +51,7 @@ class Recommendation:
     items: list[dict]  # item_id, name, service, price, score, explanation
     reply: str
     profile_facts: list[str] = field(default_factory=list)
+    spelled_query: str = ""  # the query as the stages read it (typos corrected)
 
 
 class RankingStage:
@@ -367,6 +371,17 @@ def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogInde
 CONTEXT_CACHE_USERS_ENV = "RECLLM_CONTEXT_CACHE_USERS"
 
 
+def load_spelling(layout: ArtifactLayout) -> SpellingCorrector:
+    """The typo correction over the build's catalog words (``recllm.catalog.spelling``), as the chat has it."""
+    return SpellingCorrector.of(Catalog.load_jsonl(layout.catalog), Lemmatizer().is_known)
+
+
+def spelled_query(spelling: SpellingCorrector, query: str | bytes) -> str:
+    """The query validated (``validate_query``: a clear error for a bad one) with its typos corrected («кифир» →
+    «кефир»); as written when the correction would make it too long."""
+    return spelling.correct(validate_query(query), MAX_QUERY_CHARS)
+
+
 def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:
     """The build's retriever on the profile it serves from; without ``config``, the defaults with
     ``context_cache_users`` from ``$RECLLM_CONTEXT_CACHE_USERS`` when set."""
@@ -433,16 +448,22 @@ def load_reply_personalizer(layout: ArtifactLayout, generator: ReplyGenerator, c
 class RecPipeline:
     """All four stages in one process."""
 
-    def __init__(self, encoder: QueryEncoder, retriever: Retriever, ranking: RankingStage, generation: GenerationStage):
+    def __init__(self, encoder: QueryEncoder, retriever: Retriever, ranking: RankingStage, generation: GenerationStage,
+                 spelling: SpellingCorrector | None = None):
         self.encoder, self.retriever, self.ranking, self.generation = encoder, retriever, ranking, generation
         self.catalog = retriever.catalog
+        self.spelling = spelling  # None: the query is read as written
 
     @classmethod
     def load(cls, artifact_dir: Path) -> "RecPipeline":
         layout = ArtifactLayout(artifact_dir)
         layout.require_built()
         return cls(QueryEncoder.load(layout.query_encoder_dir), load_retriever(layout),
-                   load_ranking_stage(layout), load_generation_stage(layout))
+                   load_ranking_stage(layout), load_generation_stage(layout), load_spelling(layout))
+
+    def spelled(self, query: str | bytes) -> str | bytes:
+        """The query as the served ensembles' stages read it: typos corrected (the query encoder's SPELLED_QUERY)."""
+        return query if self.spelling is None else spelled_query(self.spelling, query)
 
     def retrieve_and_rank(self, request: RecRequest, exclude_item_ids: frozenset[int] = frozenset()
                           ) -> tuple[Retrieval, Ranking]:
@@ -453,12 +474,12 @@ class RecPipeline:
         return retrieval, ranking
 
     def recommend(self, user_id: str, query: str, top_k: int = 5, service: str = "") -> Recommendation:
-        request = parse_request(user_id, query, top_k, service)
+        request = parse_request(user_id, self.spelled(query), top_k, service)
         retrieval, ranking = self.retrieve_and_rank(request)
         facts = [f.text(request.language) for f, _ in retrieval.fragments]
         reply = self.generation.generate(retrieval.service, request.language, request.query, ranking.item_ids, facts,
                                          user_id=user_id, user_context=retrieval.context)
-        return Recommendation(retrieval.service, self.describe(ranking), reply, facts)
+        return Recommendation(retrieval.service, self.describe(ranking), reply, facts, request.query)
 
     def describe(self, ranking: Ranking) -> list[dict]:
         items = []

@@ -44,6 +44,7 @@ class Recommendation:
     service: str
     items: list[RecItem]
     reply: str
+    spelled_query: str = ""  # the query as the server read it: typos corrected to the catalog's words
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Ranked:
     service: str
     items: list[RecItem]
     profile_facts: list[str]
+    spelled_query: str = ""  # the query as the server read it: typos corrected to the catalog's words
 
 
 @dataclass
@@ -94,6 +96,12 @@ def items_from(result) -> list[RecItem]:
                             for spec in (T.ITEM_NAMES, T.ITEM_SERVICES, T.ITEM_EXPLANATIONS))
     return [RecItem(int(i), names[k], services[k], float(prices[k]), float(scores[k]), why[k])
             for k, i in enumerate(ids.reshape(-1))]
+
+
+def spelled_from(result) -> str:
+    """The SPELLED_QUERY the ensembles return ("" from a server that does not)."""
+    spelled = result.as_numpy(T.SPELLED_QUERY.client_name)
+    return decode(spelled)[0] if spelled is not None else ""
 
 
 TOKEN_TTL_S = 60.0  # long enough for a streamed turn, short enough that a leaked token soon stops working
@@ -161,14 +169,14 @@ class RecLLMClient:
         """One round trip through the ``recllm`` ensemble."""
         result = self._infer(ENSEMBLE_MODEL, T.ENSEMBLE, user_id, query, top_k, service)
         return Recommendation(decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result),
-                              decode(result.as_numpy(T.REPLY.client_name))[0])
+                              decode(result.as_numpy(T.REPLY.client_name))[0], spelled_from(result))
 
     def rank(self, user_id: str, query: str | bytes, top_k: int = 5, service: str = "") -> Ranked:
         """One round trip through ``recllm_rank``: items, scores and explanations without generating a reply."""
         result = self._infer(RANK_MODEL, T.RANK, user_id, query, top_k, service)
         facts = result.as_numpy(T.PROFILE_FACTS.client_name)
         return Ranked(decode(result.as_numpy(T.RESOLVED_SERVICE.client_name))[0], items_from(result),
-                      decode(facts) if facts is not None else [])
+                      decode(facts) if facts is not None else [], spelled_from(result))
 
     def chat_stream(self, session_id: str, user_id: str, message: str | bytes, top_k: int = 5,
                     service: str = "") -> Iterator[tuple[str, object]]:

@@ -75,6 +75,9 @@ CATEGORY_IDS = TensorSpec("CATEGORY_IDS", BYTES, (-1,), optional=True)
 
 # --- between stages -------------------------------------------------------------------------------------------------
 QUERY_EMBEDDING = TensorSpec("QUERY_EMBEDDING", FP32, (-1,))
+# The query with its typos corrected to the catalog's words (recllm.catalog.spelling: «кифир» → «кефир»): the encoder
+# writes it, the ensembles' later stages read it in place of their QUERY, and the caller gets it back.
+SPELLED_QUERY = TensorSpec("SPELLED_QUERY", BYTES, (1,))
 CANDIDATE_ITEM_IDS = TensorSpec("CANDIDATE_ITEM_IDS", INT64, (-1,))
 CANDIDATE_SCORES = TensorSpec("CANDIDATE_SCORES", FP32, (-1,))
 RESOLVED_SERVICE = TensorSpec("RESOLVED_SERVICE", BYTES, (1,))
@@ -118,7 +121,7 @@ class StageSignature:
 
 # Each Triton model's inputs and outputs, in config order. All stages are batched models (ensemble/pipeline_graph.py
 # sets the sizes); the generator's dynamic batches decode together.
-QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING,), batched=True)
+QUERY_ENCODER = StageSignature((QUERY,), (QUERY_EMBEDDING, SPELLED_QUERY), batched=True)
 RETRIEVER = StageSignature((USER_TOKEN, QUERY, TOP_K, SERVICE, QUERY_EMBEDDING, *SESSION_CONSTRAINTS),
                            (CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE, PROFILE_FACTS, USER_CONTEXT),
                            batched=True)
@@ -135,14 +138,16 @@ STAGES: dict[str, StageSignature] = {
     "query_encoder": QUERY_ENCODER, "retriever": RETRIEVER, "reranker": RERANKER, "generator": GENERATOR,
 }
 RANKING_STAGES = ("query_encoder", "retriever", "reranker")
+# A stage output that the ensembles' later steps read in place of an ensemble input of another name.
+READ_IN_PLACE_OF = {SPELLED_QUERY.name: QUERY.name}
 
 # The client boundary (lower_snake on the wire).
 REQUEST = (USER_TOKEN, QUERY, TOP_K, SERVICE)
 # Items, scores and explanations without a reply (no generator), plus what a caller needs to write its own reply.
 RANK_MODEL = "recllm_rank"
-RANK = StageSignature(REQUEST, (*ITEM_OUTPUTS, RESOLVED_SERVICE, PROFILE_FACTS), batched=True)
+RANK = StageSignature(REQUEST, (*ITEM_OUTPUTS, RESOLVED_SERVICE, PROFILE_FACTS, SPELLED_QUERY), batched=True)
 ENSEMBLE_MODEL = "recllm"
-ENSEMBLE = StageSignature(REQUEST, (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE), batched=True)
+ENSEMBLE = StageSignature(REQUEST, (*ITEM_OUTPUTS, REPLY, RESOLVED_SERVICE, SPELLED_QUERY), batched=True)
 CHAT_MODEL = "recllm_chat"
 CHAT = StageSignature((SESSION_ID, USER_TOKEN, QUERY, TOP_K, SERVICE), (TEXT_DELTA, *ITEM_OUTPUTS, RESOLVED_SERVICE))
 

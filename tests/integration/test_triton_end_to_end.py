@@ -157,8 +157,19 @@ def test_nothing_fits_gives_an_empty_list_and_a_reply_not_an_error(client, warm_
     result = client.recommend(warm_user, "хочу что-нибудь вкусное дешевле 1 рубля", top_k=5, service="samokat")
     assert result.items == []
     assert result.reply.strip() and "<item_" not in result.reply
+    # a first request: nothing «already shown»; its budget is what can be relaxed
+    assert "бюджет" in result.reply and "показал" not in result.reply, result.reply
     turn = client.chat("it-nothing-fits", warm_user, "хочу что-нибудь вкусное дешевле 1 рубля", 5, "samokat")
     assert turn.items == [] and turn.reply.strip()
+
+
+def test_a_typo_is_read_as_the_catalog_s_word_by_every_stage_and_returned(client, warm_user):
+    typo, right = (client.rank(warm_user, query, 5, "samokat") for query in ("кифир", "кефир"))
+    assert typo.spelled_query == right.spelled_query == "кефир"
+    assert [i.item_id for i in typo.items] == [i.item_id for i in right.items] and typo.items
+    typo, right = (client.recommend(warm_user, query, 3, "samokat") for query in ("кифир", "кефир"))
+    assert typo.spelled_query == "кефир" and (typo.items, typo.reply) == (right.items, right.reply)
+    assert client.rank(warm_user, "Маша", 3, "samokat").spelled_query == "Маша"  # a name stays as written
 
 
 def test_english_request_gets_english_explanations_within_budget(client, warm_user):

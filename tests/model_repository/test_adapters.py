@@ -60,6 +60,18 @@ def test_query_encoder_returns_unit_vector(models):
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_query_encoder_spells_the_query_and_encodes_it_as_spelled(models):
+    """«кифир» (a typo) is read as «кефир» by every later stage of the ensembles: the encoder returns SPELLED_QUERY
+    and encodes that; a word it does not know stays as written, and so does a correct query."""
+    typo, spelled = (run(models["query_encoder"], QUERY=text(q)).outputs()
+                     for q in ("кифир на завтрак", "кефир на завтрак"))
+    assert typo["SPELLED_QUERY"].shape == (1, 1) and typo["SPELLED_QUERY"][0, 0].decode() == "кефир на завтрак"
+    assert spelled["SPELLED_QUERY"].tolist() == typo["SPELLED_QUERY"].tolist()
+    np.testing.assert_array_equal(typo["QUERY_EMBEDDING"], spelled["QUERY_EMBEDDING"])
+    assert run(models["query_encoder"], QUERY=text("Маша, привет")).outputs()["SPELLED_QUERY"][0, 0].decode() == \
+        "Маша, привет"
+
+
 def test_each_request_in_a_batch_gets_its_own_answer(models):
     good = fake_pb_utils.FakeRequest({"QUERY": text(QUERY)})
     bad = fake_pb_utils.FakeRequest({"QUERY": text("   ")})
