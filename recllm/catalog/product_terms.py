@@ -53,6 +53,7 @@ import pymorphy3
 from recllm.catalog.english_synonyms import catalog_word, with_phrase_synonyms
 from recllm.catalog.everyday_goods import EVERYDAY_GOODS_EN, EVERYDAY_GOODS_RU
 from recllm.catalog.product_catalog import Catalog
+from recllm.catalog.russian_synonyms import RUSSIAN_SYNONYMS
 
 WORD = re.compile(r"[a-z]+(?:'[a-z]*)?|[а-яё]+|[,.;:!?()]", re.IGNORECASE)  # "children's", "kids'"
 CLAUSE_BREAK = frozenset(",.;:!?()")
@@ -266,8 +267,21 @@ class ProductTerms:
                                                              categories))
         terms.missing_goods = missing_goods(catalog, terms.vocabulary, lemmatizer) | frozenset(
             w for w in EVERYDAY_GOODS_EN if w not in terms.english_vocabulary)
+        terms.add_russian_synonyms(RUSSIAN_SYNONYMS)
         terms.russian_phrases = russian_category_phrases(catalog, lemmatizer)
         return terms
+
+    def add_russian_synonyms(self, synonyms: dict[str, tuple[str, ...]]) -> None:
+        """Each shopper's word (``russian_synonyms``) names its targets' items; one whose targets are all goods the
+        catalog lacks is one too. A word the catalog itself uses keeps its own meaning."""
+        for word, targets in synonyms.items():
+            if word in self.kind_items or word in self.vocabulary:
+                continue
+            found = [self.kind_items[t] for t in targets if t in self.kind_items]
+            if found:
+                self.kind_items[word] = np.unique(np.concatenate(found))
+            elif all(t in self.missing_goods for t in targets):
+                self.missing_goods = self.missing_goods | {word}
 
     def named(self, text: str, allowed: np.ndarray | None = None) -> NamedKinds | None:
         """The kinds ``text`` names and their items (of those ``allowed``, a bool per item id, when given), or None
