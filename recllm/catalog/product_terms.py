@@ -475,8 +475,21 @@ def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray
     kinds: dict[tuple[str, ...], set[int]] = {}
     for category_id, category in catalog.categories.items():
         for phrase in english_phrases(category.name_en):
-            kinds.setdefault(phrase, set()).update(under.get(category_id, ()))
+            shelf = under.get(category_id, ())
+            if len(phrase) == 1:  # "smartphones": the phones, not the chargers and cases beside them
+                shelf = english_shelf_items_of_kind(phrase[0], shelf, catalog)
+            kinds.setdefault(phrase, set()).update(shelf)
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items() if v}
+
+
+def english_shelf_items_of_kind(word: str, shelf, catalog: Catalog) -> list[int]:
+    """``shelf_items_of_kind`` for English names: on a product's shelf (``word`` heads ``PRODUCT_SHELF_SHARE`` of
+    its items) the items whose English names hold the word ("diaper pants", not "baby wipes" nor "charger")."""
+    words = {i: english_name_words(catalog.get(i).name_en) for i in shelf}
+    headed = [i for i in shelf if words[i][-1:] == [word]]
+    if len(headed) < PRODUCT_SHELF_SHARE * len(words):
+        return list(shelf)
+    return [i for i in shelf if word in words[i]]
 
 
 # A category name with one of these words says what the items are good for, an intent other shelves answer too

@@ -377,3 +377,22 @@ def test_a_product_s_shelf_names_the_product_and_a_general_shelf_names_everythin
     assert names(catalog, terms.named("подгузники для малыша")) == {"Подгузники", "Трусики-подгузники"}
     assert names(catalog, terms.named("хорошие книги")) == {"Книга", "Роман", "Детектив", "Фантастика"}
     assert names(catalog, terms.named("чехол для смартфона")) == {"Чехол"}
+
+
+def test_an_english_product_shelf_names_the_product_too():
+    """Live: "I need a phone" listed chargers and a case first (the "smartphones" shelf's English name)."""
+    categories = [Category("electronics", "гаджеты", "electronics", None, False),
+                  Category("electronics/smartphones", "смартфоны", "smartphones", "electronics", False),
+                  Category("kids", "детские товары", "kids' goods", None, False),
+                  Category("kids/toys", "игрушки", "toys", "kids", False)]
+    rows = [("Смартфон HONOR", "smartphone", "electronics/smartphones"),
+            ("Смартфон Tecno", "smartphone", "electronics/smartphones"),
+            ("Чехол для смартфона HONOR", "phone case", "electronics/smartphones"),
+            ("Зарядное устройство realme", "charger", "electronics/smartphones"),
+            ("Конструктор LEGO", "building set", "kids/toys"), ("Погремушка", "rattle", "kids/toys")]
+    catalog = Catalog(categories, [Item(i, "megamarket", i, name, "b", category, 100.0, True, frozenset(), name_en)
+                                   for i, (name, name_en, category) in enumerate(rows)])
+    terms = ProductTerms.of(catalog)
+    assert names(catalog, terms.named("I need a phone")) == {"Смартфон"}
+    assert names(catalog, terms.named("toys for my son")) == {"Конструктор", "Погремушка"}
+    assert names(catalog, terms.named("a phone case")) == {"Чехол"}
