@@ -38,7 +38,10 @@ NAMED_REQUESTS = ("молоко", "хочу кефир", "кофе в зёрна
                   "cleaning supplies",
                   # shoppers' words the catalog says otherwise, and item-name words that head no name
                   "I need sneakers", "any crisps?", "nappies for my baby", "a coffee maker", "chicken for dinner",
-                  "sunscreen")
+                  "sunscreen",
+                  # Russian shoppers' words (recllm/catalog/russian_synonyms.py) and a product's shelf
+                  "хочу телефон", "памперсы для малыша", "кроссы для бега", "газировка", "бюджетный смартфон",
+                  "I need a phone")
 # mode → (RetrieverConfig.named_kinds, English names kept: item heads and head phrases, item-name words, categories)
 MODES = {"off": (False, False), "ru": (True, False), "on": (True, True)}
 

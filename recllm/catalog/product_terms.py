@@ -251,15 +251,17 @@ class ProductTerms:
             word = kind_word(item.name, lemmatizer)
             if word is not None:
                 kinds.setdefault(word, set()).add(item.item_id)
+        shelves: dict[str, list[int]] = {}  # a category named by one kind word → the items that word names there
         for category_id, category in catalog.categories.items():  # a kind word that is a category's one-word name
             words = words_of(category.name_ru)
             if len(words) == 1 and lemmatizer.lemma(words[0]) in kinds:
                 word = lemmatizer.lemma(words[0])
                 shelf = [i for i in catalog.items if category_id in catalog.category_ids_above(i.category_id)]
-                kinds[word] |= {i.item_id for i in shelf_items_of_kind(word, shelf, lemmatizer)}
+                shelves[category_id] = [i.item_id for i in shelf_items_of_kind(word, shelf, lemmatizer)]
+                kinds[word] |= set(shelves[category_id])
         name_lemmas = [frozenset(lemmatizer.lemma(w) for w in words_of(item.name) if len(w) >= MIN_KIND_WORD)
                        for item in catalog.items]
-        categories = english_category_kinds(catalog)
+        categories = english_category_kinds(catalog, shelves)
         phrases = english_kinds(catalog, categories)
         terms = cls({k: np.array(sorted(v), dtype=np.int64) for k, v in kinds.items()}, name_lemmas, lemmatizer,
                     phrases, [frozenset(english_name_words(item.name_en)) for item in catalog.items],
@@ -469,27 +471,20 @@ def english_modifier_kinds(catalog: Catalog, heads: frozenset[str],
     return {w: np.array(sorted(v), dtype=np.int64) for w, v in kinds.items()}
 
 
-def english_category_kinds(catalog: Catalog) -> dict[tuple[str, ...], np.ndarray]:
-    """Each phrase of each category's English name → the items of that category and of the categories under it."""
+def english_category_kinds(catalog: Catalog, shelves: dict[str, list[int]] | None = None
+                           ) -> dict[tuple[str, ...], np.ndarray]:
+    """Each phrase of each category's English name → the items of that category and of the categories under it; a
+    one-word name ("smartphones") of a category in ``shelves`` (named by one Russian kind word: category id → the
+    items that word names there, ``shelf_items_of_kind``) names those: the phones, not the chargers and cases."""
     under = catalog.item_ids_under()
+    shelves = shelves or {}
     kinds: dict[tuple[str, ...], set[int]] = {}
     for category_id, category in catalog.categories.items():
-        for phrase in english_phrases(category.name_en):
-            shelf = under.get(category_id, ())
-            if len(phrase) == 1:  # "smartphones": the phones, not the chargers and cases beside them
-                shelf = english_shelf_items_of_kind(phrase[0], shelf, catalog)
-            kinds.setdefault(phrase, set()).update(shelf)
+        phrases = english_phrases(category.name_en)
+        for phrase in phrases:
+            named = shelves.get(category_id) if len(phrases) == 1 and len(phrase) == 1 else None
+            kinds.setdefault(phrase, set()).update(under.get(category_id, ()) if named is None else named)
     return {p: np.array(sorted(v), dtype=np.int64) for p, v in kinds.items() if v}
-
-
-def english_shelf_items_of_kind(word: str, shelf, catalog: Catalog) -> list[int]:
-    """``shelf_items_of_kind`` for English names: on a product's shelf (``word`` heads ``PRODUCT_SHELF_SHARE`` of
-    its items) the items whose English names hold the word ("diaper pants", not "baby wipes" nor "charger")."""
-    words = {i: english_name_words(catalog.get(i).name_en) for i in shelf}
-    headed = [i for i in shelf if words[i][-1:] == [word]]
-    if len(headed) < PRODUCT_SHELF_SHARE * len(words):
-        return list(shelf)
-    return [i for i in shelf if word in words[i]]
 
 
 # A category name with one of these words says what the items are good for, an intent other shelves answer too
