@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from recllm.generator import GeneratorExample, item_token, reply_frame
-from recllm.generator.reply_prompt import MAX_PROMPT_FACTS, build_prompt
+from recllm.generator.reply_prompt import MAX_PROMPT_FACTS, build_prompt, default_relaxation
 
 ITEMS_PER_REPLY = 3
 # A share of turns keeps only its best 1 or 2 items (a cheaper refine that keeps the shown kinds, a filter that left
@@ -185,11 +185,7 @@ def explain_reply(turn: CorpusTurn, rng: random.Random) -> str:
 
 
 def relaxation_for(turn: CorpusTurn, follow_up: bool) -> str:
-    if turn.has_budget:
-        return "budget"
-    if turn.has_diet:
-        return "diet"
-    return "seen" if follow_up else "query"
+    return default_relaxation(turn.has_budget, turn.has_diet, follow_up)
 
 
 def _example(turn: CorpusTurn, act: str, query: str, items: Sequence[int], reply: str,

@@ -4,8 +4,8 @@ Stages (Python backend, KIND_CPU) and how the ``recllm`` ensemble wires them::
 
     user_id, query, top_k, service
         │
-    query_encoder ── QUERY_EMBEDDING, SPELLED_QUERY (read by every later step in place of query, and returned)
-        │                              ▼
+    query_encoder ── QUERY_EMBEDDING, SPELLED_QUERY (every later step reads it in place of query; returned too)
+        │
         └──────────────────────────► retriever ── CANDIDATE_ITEM_IDS, CANDIDATE_SCORES, RESOLVED_SERVICE,
                                                   PROFILE_FACTS, USER_CONTEXT
                                           ▼
@@ -201,6 +201,7 @@ def ensemble_config(name: str = tensors.ENSEMBLE_MODEL, signature: tensors.Stage
         # an output no later step reads and the ensemble does not return stays unmapped (the reranker's per-language
         # explanations are for the chat model's direct calls)
         later = {s.name for name in stage_names[k + 1:] for s in stages[name].signature.inputs}
+        later |= {out for out, into in tensors.READ_IN_PLACE_OF.items() if into in later}  # read in their place
         for spec in (s for s in stage.signature.outputs if s.name in boundary or s.name in later):
             step.output_map[spec.name] = boundary.get(spec.name, spec.name)
             produced.add(spec.name)

@@ -17,15 +17,14 @@ from recllm_proto import tensors
 
 from recllm.artifacts import ArtifactLayout
 from recllm.catalog.product_catalog import Catalog
-from recllm.catalog.product_terms import Lemmatizer
 from recllm.catalog.spelling import SpellingCorrector
 from recllm.rag.catalog_index import CatalogIndex
 from recllm.explanation.causal_explanations import CausalExplanation, CausalExplanationConfig, explain_ranked
 from recllm.profile.storage import ProfileStorage, open_profile_storage, profile_location
 from recllm.profile.user_context import UserContext, read_user_context
 from recllm.rag.query_encoder import QueryEncoder
-from recllm.rag.rec_request import (MAX_QUERY_CHARS, RecRequest, parse_budget, parse_request, required_tags,
-                                    validate_query)
+from recllm.rag.query_spelling import load_spelling, spelled_query
+from recllm.rag.rec_request import RecRequest, parse_budget, parse_request, required_tags
 from recllm.rag.reranker import Reranker, candidate_features, feedback_adjustment
 from recllm.rag.retriever import Retrieval, Retriever, RetrieverConfig
 from recllm_proto.text_arrays import utf8_array
@@ -161,14 +160,13 @@ class GenerationStage:
 
     def relaxation_of(self, turn: ReplyTurn) -> str:
         """The turn's relaxation: its own; for a nothing-left reply the caller offers none for (a single request, no
-        dialogue) what the training corpus pairs with such a query (``builders.generator_corpus.relaxation_for``): a
-        higher budget when it states one, the diet dropped when it asks for one, else another wording. No training
-        prompt lacks an offer, and without one "tea" got "Can I look a little above your budget?"."""
+        dialogue) the one the training corpus pairs with its query (``default_relaxation``). No training prompt lacks
+        an offer, and without one "tea" got "Can I look a little above your budget?"."""
+        from recllm.generator.reply_prompt import default_relaxation  # noqa: PLC0415
+
         if turn.relaxation or self.act_of(turn) != "nothing_left":
             return turn.relaxation
-        if parse_budget(turn.query) is not None:
-            return "budget"
-        return "diet" if required_tags(turn.query) else "query"
+        return default_relaxation(parse_budget(turn.query) is not None, bool(required_tags(turn.query)))
 
     def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
         from recllm.generator import ReplyRequest, build_prompt, reply_frame  # noqa: PLC0415
@@ -369,17 +367,6 @@ def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogInde
 # How many users' profile reads the retriever keeps (RetrieverConfig.context_cache_users; "0": every request reads
 # the profile — benchmarks compare the two in one run)
 CONTEXT_CACHE_USERS_ENV = "RECLLM_CONTEXT_CACHE_USERS"
-
-
-def load_spelling(layout: ArtifactLayout) -> SpellingCorrector:
-    """The typo correction over the build's catalog words (``recllm.catalog.spelling``), as the chat has it."""
-    return SpellingCorrector.of(Catalog.load_jsonl(layout.catalog), Lemmatizer().is_known)
-
-
-def spelled_query(spelling: SpellingCorrector, query: str | bytes) -> str:
-    """The query validated (``validate_query``: a clear error for a bad one) with its typos corrected («кифир» →
-    «кефир»); as written when the correction would make it too long."""
-    return spelling.correct(validate_query(query), MAX_QUERY_CHARS)
 
 
 def load_retriever(layout: ArtifactLayout, config: RetrieverConfig | None = None) -> Retriever:

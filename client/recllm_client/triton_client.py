@@ -158,10 +158,10 @@ class RecLLMClient:
                 int_tensor(T.TOP_K, top_k, signature), text_tensor(T.SERVICE, service, signature)]
 
     def _infer(self, model: str, signature: T.StageSignature, user_id, query, top_k, service):
-        outputs = [grpcclient.InferRequestedOutput(spec.client_name) for spec in signature.outputs]
+        # every output the model has (none named): a server older than an output (spelled_query) still answers
         try:
             return self.grpc.infer(model, self.ensemble_inputs(user_id, query, top_k, service, signature),
-                                   outputs=outputs, client_timeout=self.timeout_s)
+                                   client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise RecLLMClientError(exc.message() or str(exc)) from exc
 

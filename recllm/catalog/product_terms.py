@@ -60,6 +60,7 @@ CLAUSE_BREAK = frozenset(",.;:!?()")
 NEGATIONS = frozenset({"без", "не", "нет", "кроме", "вместо", "no", "not", "without", "except", "instead"})
 PURPOSES = frozenset({"для", "к", "ко", "за", "через", "под", "после", "от", "for", "to", "within", "after", "than"})
 CONJUNCTIONS = frozenset({"и", "and"})
+NEXT_WORD_PURPOSES = frozenset({"на"})  # a purpose for the one word after it only
 ALTERNATIVES = frozenset({"или", "либо", "or"})
 ADJECTIVES = frozenset({"ADJF", "PRTF"})  # pymorphy3's full adjectives and participles
 # what item names call an animal a request calls otherwise («для кота» → the food «для кошек»)
@@ -121,20 +122,23 @@ WANTED, PURPOSE, NEGATED = "wanted", "purpose", "negated"
 
 def request_words(text: str) -> list[tuple[str, str]]:
     """Each word of ``text``, lower-case, with its span: ``WANTED`` (may name a kind), ``PURPOSE`` (after «для»,
-    «к», …: may only narrow the kind, «корм для кошек») or ``NEGATED`` (after «без», «не», …: neither). The
+    «к», …, and the one word after «на»: may only narrow the kind, «корм для кошек») or ``NEGATED`` (after «без», «не», …: neither). The
     alternatives' «или» / "or" are kept as words for ``named``'s check."""
-    words, span = [], WANTED
+    words, span, next_only = [], WANTED, False
     for token in WORD.findall(text.lower()):
         if token in CLAUSE_BREAK:
-            span = WANTED
+            span, next_only = WANTED, False
         elif token in CONJUNCTIONS and span == PURPOSE:
             span = WANTED
         elif token in NEGATIONS:
             span = NEGATED
         elif token in PURPOSES:
             span = span if span == NEGATED else PURPOSE
+        elif token in NEXT_WORD_PURPOSES and span == WANTED:
+            next_only = True  # «чехол на телефон», «кефир на завтрак»; «на ужин хочу пиццу» still wants the pizza
         else:
-            words.append((token, span))
+            words.append((token, PURPOSE if next_only else span))
+            next_only = False
     return words
 
 
@@ -162,13 +166,15 @@ PRODUCT_SHELF_SHARE = 1 / 3
 
 def shelf_items_of_kind(word: str, shelf: list, lemmatizer: Lemmatizer) -> list:
     """The items of a category named ``word`` (a lemma) that the word names: all of them when it is the shelf's
-    general name; on a product's shelf those it heads and those whose names carry it outside a purpose
-    («Трусики-подгузники», «Капсулы кофейные»), not «Чехол для смартфона» nor «Зарядное устройство»."""
+    general name; on a product's shelf those it heads and those whose names carry it, or an adjective made from it,
+    outside a purpose («Трусики-подгузники», «Капсулы кофейные»), not «Чехол для смартфона» nor «Зарядное
+    устройство»."""
     headed = [item for item in shelf if kind_word(item.name, lemmatizer) == word]
     if len(headed) < PRODUCT_SHELF_SHARE * len(shelf):
         return shelf
     return [item for item in shelf if any(
-        span == WANTED and (lemmatizer.lemma(token) == word or token.startswith(word))
+        span == WANTED and (lemmatizer.lemma(token) == word
+                            or token.startswith(word) and lemmatizer.parse(token)[1] in ADJECTIVES)
         for token, span in request_words(item.name))]
 
 
@@ -384,7 +390,8 @@ class ProductTerms:
 
     def knows(self, word: str, lemma: str) -> bool:
         """Whether an item name (or, for an English word, a category name) has the word."""
-        return lemma in self.vocabulary or english_singular(word) in self.english_vocabulary
+        return (lemma in self.vocabulary or lemma in self.kind_items
+                or english_singular(word) in self.english_vocabulary)
 
     def most_specific(self, items: np.ndarray, other_lemmas: set[str],
                       name_words: list[frozenset[str]] | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             decide_act, drops_budget, effective_query, greets_only,
                                             names_only_a_recipient, points_at_the_list, record_shown, refine_goal,
                                             requested_style, says_yes_to_nothing, start_goal, states_only_a_budget,
-                                            states_only_an_age, unmarked_diets, without_budget)
+                                            states_only_an_age, unmarked_diets, with_offer, without_budget)
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
@@ -478,7 +478,7 @@ class ChatEngine:
                 self.guard_allows if self.catalog is not None else None)
             yield TextChunk(nothing_left_reply(plan.base.language, plan.state, candidates.service, relaxation))
             state = record_shown(plan.state, "nothing_left", candidates.service, [], [], [], [], plan.understanding)
-            state = replace(state, offer=asdict(relaxation) if relaxation else None)
+            state = with_offer(state, plan.state, asdict(relaxation) if relaxation else None)
             self._record(plan, state, request.query, candidates.service, [])
             return
         yield ItemsChunk({spec.client_name: arrays[spec.client_name] for spec in tensors.ITEM_OUTPUTS},

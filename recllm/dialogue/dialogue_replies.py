@@ -9,7 +9,7 @@ from typing import Sequence
 
 from recllm.catalog.product_catalog import SERVICE_DISPLAY
 from recllm.dialogue.dialogue_state import (DIET_PHRASES, UNMARKED_DIET_PHRASES, DialogueState, compared_by,
-                                           explanations_in, offered_last, states_only_a_budget)
+                                           explanations_in, offers_made, states_only_a_budget)
 from recllm.dialogue.request_understanding import RequestUnderstanding
 from recllm.explanation.causal_explanations import cold_start_explanation
 from recllm.generator.plain_reply import listed
@@ -166,7 +166,7 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
     constraint = constraint_text(state, language)
     again = state.last_act == "nothing_left"
     # asked again («ещё», «что-нибудь другое») after this very offer: say how to take it, or to ask for another thing
-    offered_again = relaxation is not None and offered_last(state) == (relaxation.kind, relaxation.service)
+    offered_again = relaxation is not None and (relaxation.kind, relaxation.service) in offers_made(state)
     fresh = not showed_in(state, service)  # nothing shown for this goal here: never «всё подходящее я уже показал»
     more_there = relaxation is not None and showed_in(state, relaxation.service)  # «там ещё 3 варианта»
     choices = droppable(state, language)
@@ -191,13 +191,13 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
         if offered_again:
             what = {"service": f"look on {names.get(relaxation.service, relaxation.service)} with the same "
                                f"conditions ({options} there)",
-                    "category": f"show other {constraint} products from neighbouring categories "
+                    "category": f"show other{' ' + constraint if constraint else ''} products from neighbouring categories "
                                 f"({en_count(relaxation.count, 'option')})",
                     "budget": f"raise the budget ({options} then)"}[relaxation.kind]
             return f"{head} Say “yes” and I'll {what}, or name another product."
         offer = {"service": f"I can look on {names.get(relaxation.service, relaxation.service)} with the same "
                             f"conditions: {options} there.",
-                 "category": f"I can show other {constraint} products from neighbouring categories "
+                 "category": f"I can show other{' ' + constraint if constraint else ''} products from neighbouring categories "
                              f"({en_count(relaxation.count, 'option')}).",
                  "budget": f"I can raise the budget: {options} then."}[relaxation.kind]
         return f"{head} {offer}"
@@ -219,12 +219,12 @@ def nothing_left_reply(language: str, state: DialogueState, service: str, relaxa
     if offered_again:
         what = {"service": f"поищу с теми же условиями в {names.get(relaxation.service, relaxation.service)} "
                            f"(там {options})",
-                "category": f"покажу другие товары {constraint} из соседних категорий ({relaxation.count})",
+                "category": f"покажу другие товары{' ' + constraint if constraint else ''} из соседних категорий ({relaxation.count})",
                 "budget": f"подниму бюджет (найдётся {options})"}[relaxation.kind]
         return f"{head} Скажите «да» — {what}, или назовите другой товар."
     offer = {"service": f"Могу поискать с теми же условиями в {names.get(relaxation.service, relaxation.service)}: "
                         f"там {options}.",
-             "category": f"Могу показать другие товары {constraint} из соседних категорий ({relaxation.count}).",
+             "category": f"Могу показать другие товары{' ' + constraint if constraint else ''} из соседних категорий ({relaxation.count}).",
              "budget": f"Могу поднять бюджет — тогда найдётся {options}."}[relaxation.kind]
     return f"{head} {offer}"
 

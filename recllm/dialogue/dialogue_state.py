@@ -104,6 +104,7 @@ class DialogueState:
     last_act: str = ""
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
     offer: dict | None = None                      # the relaxation a nothing-left turn offered: kind, service, query
+    offered: tuple[str, ...] = ()                  # "kind service" of every offer since the last list (a run of them)
     kinds: tuple[str, ...] = ()                    # category ids the goal is held to after taking an offer (none: any)
     described: tuple[str, ...] = ()                # name stems the goal's items must carry («влажн»: «а влажный?»)
     summary: str = ""                              # older turns, compressed
@@ -320,11 +321,23 @@ def takes_offer(state: DialogueState, message: str) -> bool:
     return bool(_ACCEPT.search(message) or named) and says_nothing_else(message, SERVICE_PATTERNS.values())
 
 
-def offered_last(state: DialogueState) -> tuple[str, str] | None:
-    """(kind, service) of the relaxation the previous turn offered when that turn was a nothing-left one."""
-    if state.last_act != "nothing_left" or not state.offer:
-        return None
-    return state.offer.get("kind", ""), state.offer.get("service", "")
+def offers_made(state: DialogueState) -> frozenset[tuple[str, str]]:
+    """(kind, service) of each relaxation offered in the run of nothing-left turns the previous turn ended (none
+    when it was no nothing-left turn)."""
+    if state.last_act != "nothing_left":
+        return frozenset()
+    made = {tuple(o.split(" ", 1)) for o in state.offered if " " in o}
+    if state.offer:
+        made.add((state.offer.get("kind", ""), state.offer.get("service", "")))
+    return frozenset(made)
+
+
+def with_offer(state: DialogueState, before: DialogueState, offer: dict | None) -> DialogueState:
+    """``state`` after a nothing-left turn that offered ``offer`` (None: nothing), following ``before``: the offers of
+    this run of nothing-left turns kept, so a third «ещё» does not get the first offer back as new."""
+    run = before.offered if before.last_act == "nothing_left" else ()
+    made = run + ((f"{offer['kind']} {offer['service']}",) if offer else ())
+    return replace(state, offer=offer, offered=tuple(dict.fromkeys(made)))
 
 
 def says_yes_to_nothing(state: DialogueState, message: str) -> bool:
@@ -417,7 +430,7 @@ def start_goal(state: DialogueState, understanding: RequestUnderstanding, messag
         refinements=(), shown=(), shown_in=(), rejected=(), kinds=(), described=(),
         summary=_summary(state),
         # nothing has been said about the new goal yet: no «still nothing» from the last one, no offer of its
-        last_act="", offer=None,
+        last_act="", offer=None, offered=(),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, offered_last
+from recllm.dialogue.dialogue_state import DIET_PHRASES, DialogueState, offers_made
 from recllm.rag.rec_request import RecRequest, parse_request
 
 SERVICES = ("samokat", "megamarket", "kuper")
@@ -67,14 +67,14 @@ def nearest_relaxation(stages, request: RecRequest, state: DialogueState, exclud
     service or budget, when ``category_of`` tells them; those the goal's description holds, [M] bool by
     ``described``, when it has one: «а влажный?» counts wet cat food; those the output guard lets through for the
     relaxed query, [M] bool by ``allowed(ids, query)``: «капли для глаз» was offered «24 варианта» in Kuper that were
-    all cold remedies the guard then held back); None when none does. When the previous turn already offered one
-    and the user asked again («ещё», «что-нибудь другое») instead of taking it, another is tried first: the same
-    offer only when no other can be filled."""
+    all cold remedies the guard then held back); None when none does. When the previous turns already offered some
+    and the user asked again («ещё», «что-нибудь другое») instead of taking one, those not offered yet are tried
+    first: an offer made before only when no other can be filled."""
     kinds = goal_kinds(state, category_of)
     tries = relaxed_requests(request, state, exclude, service)
-    offered = offered_last(state)
-    if offered is not None:  # (a stable sort: the order of the rest stays)
-        tries.sort(key=lambda t: (t[0], t[1].service if t[0] == "service" else service) == offered)
+    made = offers_made(state)
+    if made:  # (a stable sort: the order of the rest stays)
+        tries.sort(key=lambda t: (t[0], t[1].service if t[0] == "service" else service) in made)
     for kind, relaxed, excluded in tries:
         candidates = stages.retrieve(relaxed, stages.encode(relaxed.query), excluded)
         ids = np.asarray(candidates.candidate_ids)

@@ -131,7 +131,7 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("wrong_opening")
     if query is not None and unasked_diets(re.sub(r"item\d+x|cite0x", " ", plain), query):
         problems.append("unasked_diet")  # «Гречка …, но без лактозы: …» for buckwheat within 700 ₽
-    if offer and offers_otherwise(text, offer):
+    if offer and offers_otherwise(own, offer):  # the reply's own words: a quoted fact may say «бюджет»
         problems.append("wrong_offer")
     return ReplyCheck(tuple(problems))
 

@@ -18,6 +18,18 @@ ACTS = ("recommend", "refine", "clarify", "nothing_left", "decline", "explain")
 RELAXATIONS = ("budget", "diet", "seen", "service", "query")
 
 
+def default_relaxation(has_budget: bool, has_diet: bool, follow_up: bool = False) -> str:
+    """What a nothing-left reply offers when its caller names nothing: a higher budget when the request states one,
+    the diet dropped when it asks for one, else the ones already seen (a follow-up) or another wording. The training
+    corpus pairs its nothing-left replies so (``builders.generator_corpus``), and the generation stage fills a single
+    request's offer with it (``GenerationStage.relaxation_of``)."""
+    if has_budget:
+        return "budget"
+    if has_diet:
+        return "diet"
+    return "seen" if follow_up else "query"
+
+
 def build_prompt(service: str, language: str, query: str, profile_facts: Sequence[str], act: str = "recommend",
                  relaxation: str = "", frame: str = "") -> str:
     """``frame`` (``reply_frame.reply_frame``) says what a recommend / refine opening is about; empty: generic."""

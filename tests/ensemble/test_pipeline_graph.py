@@ -94,6 +94,20 @@ def test_retriever_hands_the_user_context_to_the_reranker():
     assert steps["retriever"].output_map[tensors.USER_CONTEXT.name] == steps["reranker"].input_map[tensors.USER_CONTEXT.name]
 
 
+def test_later_steps_read_the_spelled_query_returned_or_not():
+    """Every step after the encoder reads its QUERY from the encoder's SPELLED_QUERY, whether the ensemble returns
+    it (both do) or not (review: the wiring hung on the output being returned)."""
+    returning = graph.ensemble_config()
+    silent = graph.ensemble_config(signature=dataclasses.replace(
+        tensors.ENSEMBLE, outputs=tuple(o for o in tensors.ENSEMBLE.outputs if o.name != tensors.SPELLED_QUERY.name)))
+    for config in (returning, silent):
+        encoder, *later = config.ensemble_scheduling.step
+        spelled = encoder.output_map[tensors.SPELLED_QUERY.name]
+        assert [step.input_map[tensors.QUERY.name] for step in later] == [spelled] * len(later)
+        assert encoder.input_map[tensors.QUERY.name] == tensors.QUERY.client_name
+    assert returning.ensemble_scheduling.step[0].output_map[tensors.SPELLED_QUERY.name] == "spelled_query"
+
+
 def test_rank_ensemble_is_the_full_ensembles_first_steps():
     rank = [s.model_name for s in graph.rank_ensemble_config().ensemble_scheduling.step]
     full = [s.model_name for s in graph.ensemble_config().ensemble_scheduling.step]

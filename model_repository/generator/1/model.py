@@ -63,5 +63,5 @@ class TritonPythonModel:
         return responses
 
     def finalize(self):
-        if self.metrics is not None:
+        if getattr(self, "metrics", None) is not None:  # (None too when initialize failed before it)
             self.metrics.close()  # before the stub tears down, or it segfaults on its way out (custom_metrics.py)

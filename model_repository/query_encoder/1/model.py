@@ -6,8 +6,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
-from recllm.pipeline import load_spelling, spelled_query
 from recllm.rag.query_encoder import QueryEncoder
+from recllm.rag.query_spelling import load_spelling, spelled_query
 from recllm.serving.backend_adapter import (
     artifact_layout, execute_together, enable_crash_traces, freeze_loaded_state, input_scalar,
 )

@@ -377,6 +377,12 @@ def test_a_product_s_shelf_names_the_product_and_a_general_shelf_names_everythin
     assert names(catalog, terms.named("подгузники для малыша")) == {"Подгузники", "Трусики-подгузники"}
     assert names(catalog, terms.named("хорошие книги")) == {"Книга", "Роман", "Детектив", "Фантастика"}
     assert names(catalog, terms.named("чехол для смартфона")) == {"Чехол"}
+    # carrying the word: its lemma or an adjective made from it, never another noun that starts with it
+    drinks = Catalog([Category("grocery", "продукты", "groceries", None, False),
+                      Category("grocery/tea", "чай", "tea", "grocery", False)],
+                     [Item(i, "samokat", i, name, "b", "grocery/tea", 100.0, True, frozenset())
+                      for i, name in enumerate(["Чай чёрный", "Чай зелёный", "Пакетики чайные", "Чайник заварочный"])])
+    assert names(drinks, ProductTerms.of(drinks).named("хочу чай")) == {"Чай", "Пакетики"}
 
 
 def test_an_english_product_shelf_names_the_product_too():

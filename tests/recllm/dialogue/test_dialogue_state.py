@@ -26,6 +26,7 @@ from recllm.dialogue.dialogue_state import (
     refine_goal,
     start_goal,
     unmarked_diets,
+    with_offer,
 )
 from recllm.dialogue.relaxation import Relaxation, nearest_relaxation
 from recllm.dialogue.request_understanding import RequestUnderstanding
@@ -234,9 +235,18 @@ def test_asked_again_after_an_offer_another_one_is_offered_first_else_the_same_i
     request = replace(parse_request("u1", "молочка без лактозы", 5, "samokat"), max_price=100.0)
     first = nearest_relaxation(stages, request, state, frozenset({1}), "samokat")
     assert (first.kind, first.service) == ("service", "megamarket")
-    after = replace(state, last_act="nothing_left", offer=asdict(first))
+    after = with_offer(replace(state, last_act="nothing_left"), state, asdict(first))
     second = nearest_relaxation(stages, request, after, frozenset({1}), "samokat")
     assert (second.kind, second.service) == ("service", "kuper")
+    # a third ask: the budget (not offered yet), then, all three offered, the first again, said how to take it
+    after_two = with_offer(after, after, asdict(second))
+    third = nearest_relaxation(stages, request, after_two, frozenset({1}), "samokat")
+    assert (third.kind, third.service) == ("budget", "samokat")
+    after_three = with_offer(after_two, after_two, asdict(third))
+    fourth = nearest_relaxation(stages, request, after_three, frozenset({1}), "samokat")
+    assert fourth == first and "Скажите «да»" in nothing_left_reply("ru", after_three, "samokat", fourth)
+    assert with_offer(after_three, replace(after_three, last_act="recommend"), asdict(first)).offered == (
+        "service megamarket",)  # a list in between starts a new run
     only_budget = FakeStages({1: ("samokat", {"lactose_free"}, 90.0), 5: ("samokat", {"lactose_free"}, 500.0)})
     budget = nearest_relaxation(only_budget, request, state, frozenset({1}), "samokat")
     offered = replace(state, last_act="nothing_left", offer=asdict(budget), budget=100.0)

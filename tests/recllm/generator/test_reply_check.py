@@ -168,7 +168,7 @@ def test_the_plain_reply_says_the_act_in_the_language():
 def test_a_nothing_left_reply_must_make_the_offer_its_prompt_names_and_no_other():
     """Live: "tea" (nothing found, no budget said) got "I found nothing that fits. Can I look a little above your
     budget?"; the plain reply, the corpus's offers and nothing else pass for their own relaxation."""
-    from builders.generator_corpus import RELAX_OFFERS
+    from builders.generator_corpus import NOTHING_LEFT, RELAX_OFFERS
     from recllm.generator.plain_reply import plain_reply
     from recllm.generator.reply_prompt import RELAXATIONS
 
@@ -179,10 +179,14 @@ def test_a_nothing_left_reply_must_make_the_offer_its_prompt_names_and_no_other(
     assert check_reply("Ничего подходящего не нашлось.", [], [], [], offer="service").problems == ("wrong_offer",)
     for relaxation in RELAXATIONS:
         for language, index in (("ru", 0), ("en", 1)):
-            for text in (plain_reply(language, "nothing_left", [], relaxation),
-                         "Ничего не нашлось. " + RELAX_OFFERS[relaxation][index]):
+            corpus = [sentence + " " + RELAX_OFFERS[relaxation][index] for sentence in NOTHING_LEFT[index]]
+            for text in (plain_reply(language, "nothing_left", [], relaxation), *corpus):
                 for offer in RELAXATIONS:
                     assert check_reply(text, [], [], [], offer=offer).ok == (offer == relaxation), (text, offer)
+    # a quoted fact is not the reply's offer
+    fact = "каждую неделю берёте продукты в пределах бюджета"
+    assert check_reply(f"Подходящих товаров не нашлось, а вы «{fact}». Попробуйте описать запрос иначе.", [], [],
+                       [fact], offer="query").ok
     with pytest.raises(ValueError, match="offer must be one of"):
         check_reply("Ничего не нашлось.", [], [], [], offer="cheaper")
 
