@@ -388,6 +388,8 @@ def report(result: dict, command: str, title_note: str) -> str:
         lines += [f"At the server's stop (after its SIGINT), {len(traces['shutdown'])} stub(s) crashed while tearing "
                   "down; no request was in flight. The first one's trace:", "", "```", traces["shutdown"][0], "```",
                   ""]
+    elif "crash_traces" in result:
+        lines += ["At the server's stop (after its SIGINT): no stub crashed while tearing down.", ""]
     if result.get("post_run_error"):
         lines += ["Post-run check failed:", "", "```", result["post_run_error"], "```", ""]
     return "\n".join(lines)
