@@ -12,8 +12,10 @@ import re
 from collections.abc import Sequence
 
 DECLINE_PATTERNS = (
-    # personal data: addresses, phones, cards, passports, other people's orders
-    r"\bадрес", r"\bтелефон", r"номер карт", r"\bпаспорт", r"\baddress", r"\bphone", r"card number", r"passport",
+    # personal data: addresses, phone numbers, cards, passports, other people's orders (a phone alone is a product:
+    # «хочу телефон» and "I need a phone" got the decline reply over a list of smartphones)
+    r"\bадрес", r"номер\w* телефон", r"телефон\w* (курьер|сосед|клиент|пользовател|друг|мам|пап)", r"номер карт",
+    r"\bпаспорт", r"\baddress", r"phone number", r"\bphone of\b", r"'s phone\b", r"card number", r"passport",
     r"чужи[ехм]", r"другого (пользователя|клиента)", r"someone else'?s", r"other (user|customer)s?'? (orders|data)",
     # off-topic
     r"\bпогод", r"\bанекдот", r"\bстих", r"\bполитик", r"\bweather\b", r"\bjoke\b", r"\bpoem\b", r"\bpolitic",
