@@ -61,7 +61,8 @@ def judge_turn(message: str, turn, catalog: Catalog, seen: set[int]) -> str:
         return "items"
     if message.startswith("почему"):
         return "explain" if turn.reply.startswith("«") else "FAIL: no explanation"
-    if "без лактозы" in turn.reply and ("Могу" in turn.reply or "Покажу ещё, если снять" in turn.reply):
+    offers = ("Могу", "Покажу ещё, если снять", "Скажите «да» — ")  # the offer; said again: how to take it
+    if "без лактозы" in turn.reply and any(offer in turn.reply for offer in offers):
         return "nothing_left"
     return f"FAIL: no items and no plain nothing-left ({turn.reply[:60]!r})"
 
