@@ -7,13 +7,16 @@ Triton kernel). On CPU in float32 the module runs the base norm (one fused ``F.r
 modulation with ``(1 + γ)`` and ``β`` kept per layer context as [B, 1, D] rows (broadcast over the T tokens, in
 place at inference): the reference's operations in its order, so bit for bit equal to it, at about the cost of the
 base norm plus two element-wise ops (the kernel entry's argument checks and float copies cost more than the norm
-itself at decode shapes). It replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` by attribute
+itself at decode shapes); a batch of one folds its ``(1 + γ)`` into the norm's weight, one op fewer per step. It replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` by attribute
 assignment and reads ``u`` from the ``UserLayerContext``; with no ``norm_vectors`` it calls the base norm.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kernels.conditional_rmsnorm import conditional_rms_norm
@@ -39,11 +42,24 @@ class ConditionalRMSNorm(nn.Module):
             return self.base(x)
         if x.is_cuda or x.dtype != torch.float32:
             return self._kernel_forward(x, layer_context)
-        scale, beta = self._cached(layer_context, ROWS, lambda: self.modulation_rows(layer_context))
-        y = self.base(x)  # [B, T, D]: F.rms_norm, bit for bit the reference's (x * rstd) * weight in float32
         if torch.is_grad_enabled():
-            return y * scale + beta  # out of place: autograd
-        return y.mul_(scale).add_(beta)
+            scale, beta = self.modulation_rows(layer_context)
+            return self.base(x) * scale + beta  # out of place: autograd
+        # inference: prepared once per layer context, so a decode step is one lookup and the norm's own ops
+        run = self._cached(layer_context, "run", lambda: self._inference_forward(x, layer_context))
+        return run(x)
+
+    def _inference_forward(self, x: torch.Tensor, layer_context) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The CPU float32 forward for the context's batch. Rows: F.rms_norm (bit for bit the reference's
+        (x * rstd) * weight), then ``mul_(1 + γ)`` and ``add_(β)`` in place — the reference's operations in its
+        order. A batch of one folds its (1 + γ) into the norm's weight (one op fewer per step; equal to the
+        reference up to float rounding, and exactly the base norm when γ = β = 0)."""
+        scale, beta = self._cached(layer_context, ROWS, lambda: self.modulation_rows(layer_context))  # [B, 1, D]
+        weight, eps, shape = self.base.weight, self.base.eps, self.base.weight.shape
+        if x.shape[0] == 1:
+            folded = weight * scale[0, 0]  # [D]
+            return lambda x: F.rms_norm(x, shape, folded, eps).add_(beta)
+        return lambda x: F.rms_norm(x, shape, weight, eps).mul_(scale).add_(beta)
 
     def user_modulation(self, layer_context) -> tuple[torch.Tensor, torch.Tensor]:
         """(γ, β) [B, D] each: this norm's modulation of every row's user; rows without a user get exactly zero."""

@@ -15,7 +15,10 @@ calls its projections without the layer context, so only attention projections a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kernels.multi_lora import apply_multi_lora
@@ -70,6 +73,13 @@ def merged_weights(weight: torch.Tensor, gathered: tuple[torch.Tensor, torch.Ten
     return torch.baddbmm(wt.expand(a.shape[0], *wt.shape), a.transpose(1, 2), b.transpose(1, 2))
 
 
+def merged_weight(weight: torch.Tensor, gathered: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """A batch of one request: its weight with its adapters merged in, [d_out, d_in] = ``W + B_0 @ A_0`` (the layout
+    of ``nn.Linear``, so the step runs the same linear as the base projection)."""
+    a, b = gathered
+    return torch.addmm(weight.float(), b[0], a[0])
+
+
 def choose_lora_path(path: str, x: torch.Tensor, out_features: int) -> str:
     """What "auto" means for this call: the Triton kernel on CUDA; on CPU per-request merged weights while the batch's
     copies stay under ``MERGED_WEIGHTS_LIMIT_BYTES`` (one bmm per projection and step, no LoRA work left in the
@@ -89,8 +99,9 @@ class MultiLoRALinear(nn.Module):
     GPU, the grouped torch path on CPU); "per_request" runs ``per_request_lora`` (same arithmetic, two bmm per
     mixture position; cheaper on CPU when each request's tokens share its adapters, which is always the case here);
     "merged" merges each request's adapters into its own weight once per layer context (``merged_weights``) and runs
-    one ``bmm`` per step, the base projection included (the LoRA-merge of PEFT/vLLM done per request: cheapest on CPU
-    for small models, memory ``B · d_in · d_out`` per projection); "auto" picks per call (``choose_lora_path``)."""
+    one ``bmm`` per step, the base projection included (a batch of one: ``merged_weight`` through ``F.linear``, the
+    base projection's own op) — the LoRA-merge of PEFT/vLLM done per request: cheapest on CPU for small models,
+    memory ``B · d_in · d_out`` per projection; "auto" picks per layer context (``choose_lora_path``)."""
 
     takes_layer_context = True
 
@@ -107,22 +118,43 @@ class MultiLoRALinear(nn.Module):
         self.register_buffer("scales", torch.zeros(num_slots, dtype=weight.dtype, device=weight.device))
 
     def forward(self, x: torch.Tensor, layer_context=None) -> torch.Tensor:
-        indices = getattr(layer_context, "lora_indices", None)
-        if indices is None:
+        if getattr(layer_context, "lora_indices", None) is None:
             return self.base(x)
-        B, T, _ = x.shape
-        path = context_cached(layer_context, ("lora path", self.path, x.shape[-1], self.base.out_features),
-                              lambda: choose_lora_path(self.path, x, self.base.out_features))
+        # what depends only on the batch's adapters is decided and prepared once per layer context at inference
+        # (the path, the gathered or merged weights): a decode step is one lookup and the projection's own matmuls
+        run = context_cached(layer_context, self, lambda: self._plan(x, layer_context))
+        return run(x)
+
+    def _plan(self, x: torch.Tensor, layer_context) -> Callable[[torch.Tensor], torch.Tensor]:
+        """This projection's forward for the context's batch (x: any call of it; the path depends on the batch's
+        shape, not on how many tokens it brings)."""
+        indices = layer_context.lora_indices
+        path = choose_lora_path(self.path, x, self.base.out_features)
+        if path == "kernel":
+            return lambda x: self._kernel_forward(x, layer_context, indices)
+        gathered = self._gathered(layer_context, indices)
+        if gathered is None:  # no row of the batch has an adapter: the base projection itself
+            return self.base
+        weight, bias = self.base.weight, self.base.bias
         if path == "merged":
-            return self._merged_forward(x, layer_context, indices)
-        y = self.base(x)  # [B, T, d_out]
-        if path == "per_request":
-            gathered = self._gathered(layer_context, indices)
-            if gathered is None:
-                return y
+            if x.shape[0] == 1:  # one request: its merged weight goes through the base projection's own linear
+                merged = merged_weight(weight, gathered).to(x.dtype)  # [d_out, d_in]
+                return lambda x: F.linear(x, merged, bias)
+            weights = merged_weights(weight, gathered).to(x.dtype)  # [B, d_in, d_out]
+            if bias is None:
+                return lambda x: torch.bmm(x, weights)  # [B, T, d_out]
+            return lambda x: torch.baddbmm(bias, x, weights)  # [B, T, d_out]
+
+        def per_request(x: torch.Tensor) -> torch.Tensor:
             delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights,
                                      gathered)
+            y = self.base(x)  # [B, T, d_out]
             return y + delta.to(y.dtype)
+        return per_request
+
+    def _kernel_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        y = self.base(x)  # [B, T, d_out]
         if hasattr(layer_context, "lora_rows"):
             row_indices, row_mix = layer_context.lora_rows(T)
         else:
@@ -131,17 +163,6 @@ class MultiLoRALinear(nn.Module):
         apply_multi_lora(y.view(B * T, -1), x.reshape(B * T, -1), self.lora_a, self.lora_b, self.scales,
                          row_indices, row_mix)
         return y
-
-    def _merged_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor) -> torch.Tensor:
-        def merge():
-            gathered = self._gathered(layer_context, indices)
-            return None if gathered is None else merged_weights(self.base.weight, gathered).to(x.dtype)
-        weights = context_cached(layer_context, ("lora merged", id(self)), merge)
-        if weights is None:
-            return self.base(x)
-        if self.base.bias is None:
-            return torch.bmm(x, weights)  # [B, T, d_out]
-        return torch.baddbmm(self.base.bias, x, weights)  # [B, T, d_out]
 
     def _gathered(self, layer_context, indices):
         """This projection's per-request adapters (``gathered_lora``), once per layer context at inference; None
@@ -214,4 +235,4 @@ def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...
 
 
 __all__ = ["LORA_PATHS", "MERGED_WEIGHTS_LIMIT_BYTES", "AdapterSlots", "MultiLoRALinear", "choose_lora_path",
-           "gathered_lora", "install_multi_lora", "merged_weights", "per_request_lora"]
+           "gathered_lora", "install_multi_lora", "merged_weight", "merged_weights", "per_request_lora"]

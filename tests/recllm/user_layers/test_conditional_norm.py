@@ -17,6 +17,31 @@ def test_untrained_conditional_norms_are_the_base_model_bit_for_bit(tiny_model, 
     assert torch.equal(logits, base_logits)
 
 
+def test_a_batch_of_one_folds_its_scale_into_the_norm_weight_at_inference(tiny_model, tokens):
+    """Inference with one request: (1 + γ) folded into the weight; untrained it is still the base model bit for
+    bit, trained it equals the reference up to rounding, and decode steps reuse what the context prepared."""
+    one = tokens[:1]
+    with torch.inference_mode():
+        base_logits = tiny_model(one)
+    norms = install_conditional_norms(tiny_model, D_U, layers=(0, 1))
+    u = torch.randn(1, D_U)
+    with torch.inference_mode():
+        assert torch.equal(tiny_model(one, layer_context=UserLayerContext(norm_vectors=u)), base_logits)
+    norm = norms[0]
+    torch.nn.init.normal_(norm.modulation.weight, std=0.3)
+    torch.nn.init.normal_(norm.modulation.bias, std=0.3)
+    x = torch.randn(1, 5, 64)
+    context = UserLayerContext(norm_vectors=u)
+    with torch.inference_mode():
+        y = norm(x, context)
+        step = norm(x[:, -1:], context)  # a decode step: the prepared forward, one token
+        gamma, beta = norm.modulation(u).chunk(2, -1)
+    expected = conditional_rms_norm_reference(x[0], norm.base.weight, gamma.expand(5, -1), beta.expand(5, -1),
+                                              norm.base.eps)
+    torch.testing.assert_close(y[0], expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(step[0], expected[-1:], rtol=1e-6, atol=1e-6)
+
+
 def test_trained_modulation_matches_the_formula_and_is_per_row(tiny_model):
     norm = ConditionalRMSNorm(tiny_model.model.layers[0].input_layernorm, D_U)
     torch.nn.init.normal_(norm.modulation.weight, std=0.3)

@@ -148,6 +148,35 @@ def test_every_cpu_path_equals_the_kernel_path(tiny_config, seq_len):
         install_multi_lora(build_qwen2(tiny_config), 2, 4, path="fast")
 
 
+def test_a_batch_of_one_merges_once_per_context_and_equals_the_kernel_path(tiny_config, monkeypatch):
+    """One request under "merged": its weight is merged once per layer context (prefill), every later step reuses
+    it through the base linear, and the logits equal the kernel path's."""
+    from recllm.generator.qwen2 import build_qwen2
+    import recllm.user_layers.multi_lora as multi_lora
+
+    models = {}
+    for path in ("kernel", "merged"):
+        model = build_qwen2(tiny_config, seed=0).eval()
+        slots = install_multi_lora(model, num_slots=2, rank=8, path=path)
+        for slot in range(2):
+            slots.write(slot, random_adapter(tiny_config, f"a{slot}", rank=8, seed=slot))
+        models[path] = model
+    merges = []
+    real = multi_lora.merged_weight
+    monkeypatch.setattr(multi_lora, "merged_weight", lambda *a: merges.append(1) or real(*a))
+    tokens = torch.randint(0, tiny_config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(4))
+    ctx = dict(lora_indices=torch.tensor([[0, 1]]), mix_weights=torch.tensor([[0.7, 0.3]]))
+    merged_context = UserLayerContext(**ctx)
+    with torch.inference_mode():
+        for t in range(3, 7):  # the prefill of 3 tokens, then three more calls under the same context
+            expected = models["kernel"](tokens[:, :t], layer_context=UserLayerContext(**ctx))
+            got = models["merged"](tokens[:, :t], layer_context=merged_context)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert len(merges) == tiny_config.num_hidden_layers * 4  # q, k, v, o of every layer, once
+    with torch.inference_mode():
+        assert not torch.allclose(got, models["merged"](tokens), atol=1e-4)  # the adapters do change the logits
+
+
 def test_auto_merges_small_batches_on_cpu_and_falls_back_for_big_ones_and_training():
     from recllm.user_layers.multi_lora import MERGED_WEIGHTS_LIMIT_BYTES, choose_lora_path
 
