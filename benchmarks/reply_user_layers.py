@@ -202,6 +202,7 @@ def triton_chat(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
     workload = load_workload(layout)
     config.work_dir.mkdir(parents=True, exist_ok=True)
     levels = {"off": [], "on": []}
+    turns_served = {"off": [], "on": []}
     for round_index in range(config.rounds):
         for mode in ("off", "on") if round_index % 2 == 0 else ("on", "off"):
             server_config = TritonServerConfig(
@@ -214,13 +215,22 @@ def triton_chat(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
                     for u, q, s in workload[:3]:
                         probe.chat(f"rl-warm-{uuid.uuid4().hex[:8]}", u, q, config.top_k, s)
 
+                    served: dict[int, tuple[str, float]] = {}  # workload index -> (reply, ms)
+
                     def make_call():
                         client = RecLLMClient(url, timeout_s=120, keyring=keyring)
-                        return lambda u, q, s: client.chat(f"rl-{uuid.uuid4().hex[:12]}", u, q, config.top_k, s)
+                        calls = iter(range(config.turns))  # concurrency 1: the calls come in workload order
+
+                        def call(u, q, s):
+                            index, started = next(calls), time.perf_counter()
+                            turn = client.chat(f"rl-{uuid.uuid4().hex[:12]}", u, q, config.top_k, s)
+                            served[index] = (turn.reply, (time.perf_counter() - started) * 1000)
+                        return call
 
                     level = closed_loop(f"recllm_chat turn, layers {mode}", 1, config.seconds, make_call, workload,
                                         max_requests=config.turns)
             levels[mode].append(level)
+            turns_served[mode].append(served)
             print(json.dumps({k: v for k, v in level.summary().items() if k != "stages"}), flush=True)
     out = {}
     for mode, runs in levels.items():
@@ -230,6 +240,37 @@ def triton_chat(layout: ArtifactLayout, config: ReplyLayersBenchConfig) -> dict:
                      "per_round_p95_ms": [r.summary()["p95_ms"] for r in runs]}
     out["p95_added"] = round(out["on"]["p95_ms"] / out["off"]["p95_ms"] - 1, 3)
     out["p50_added"] = round(out["on"]["p50_ms"] / out["off"]["p50_ms"] - 1, 3)
+    out["same_reply"] = same_reply_split(turns_served)
+    return out
+
+
+def same_reply_split(turns_served: dict[str, list[dict[int, tuple[str, float]]]]) -> dict:
+    """The turns whose reply the layers did not change (same text from both servers in every round) against those it
+    did: on the first, on/off times the layers' own cost (same tokens decoded); the second adds what the layers
+    changed in the reply (longer replies quote a fact or name one more item)."""
+    def replies(mode):
+        by_turn: dict[int, set[str]] = {}
+        for served in turns_served[mode]:
+            for index, (reply, _) in served.items():
+                by_turn.setdefault(index, set()).add(reply)
+        return by_turn
+    off, on = replies("off"), replies("on")
+    common = sorted(set(off) & set(on))
+    same = [i for i in common if len(off[i]) == 1 and off[i] == on[i]]
+    changed = [i for i in common if i not in set(same)]
+    out = {"turns": len(common), "same_reply_turns": len(same)}
+    for name, group in (("same reply", same), ("changed reply", changed)):
+        row = {}
+        for mode in ("off", "on"):
+            lat = [ms for served in turns_served[mode] for i, (_, ms) in served.items() if i in set(group)]
+            chars = [len(next(iter(replies(mode)[i]))) for i in group]
+            row[mode] = {"p50_ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
+                         "p95_ms": round(float(np.percentile(lat, 95)), 1) if lat else None,
+                         "mean_reply_chars": round(float(np.mean(chars)), 1) if chars else None}
+        if row["off"]["p95_ms"]:
+            row["p95_added"] = round(row["on"]["p95_ms"] / row["off"]["p95_ms"] - 1, 3)
+            row["p50_added"] = round(row["on"]["p50_ms"] / row["off"]["p50_ms"] - 1, 3)
+        out[name] = row
     return out
 
 
@@ -308,6 +349,23 @@ def markdown(report: dict, config: ReplyLayersBenchConfig, info: dict, command: 
         met = "met" if triton["p95_added"] <= GOAL_ADDED else "NOT met"
         lines += ["", f"Added by the layers: p95 {triton['p95_added']:+.1%}, p50 {triton['p50_added']:+.1%} "
                       f"(goal ≤ +{GOAL_ADDED:.0%} at p95: {met}).", ""]
+        split = triton.get("same_reply")
+        if split:
+            lines += [f"The same turns split by whether the layers changed the reply ({split['same_reply_turns']} of "
+                      f"{split['turns']} turns got the same text from both servers in every round): on those the "
+                      "decoded tokens are the same, so on/off is the layers' own cost; on the others the reply itself "
+                      "differs.", "",
+                      "| turns | n | p50 off / on ms | p95 off / on ms | p95 added | reply chars off / on |",
+                      "|---|---:|---|---|---:|---|"]
+            for name in ("same reply", "changed reply"):
+                row = split[name]
+                if row.get("p95_added") is None:
+                    continue
+                n = split["same_reply_turns"] if name == "same reply" else split["turns"] - split["same_reply_turns"]
+                lines.append(f"| {name} | {n} | {row['off']['p50_ms']} / {row['on']['p50_ms']} | "
+                             f"{row['off']['p95_ms']} / {row['on']['p95_ms']} | {row['p95_added']:+.1%} | "
+                             f"{row['off']['mean_reply_chars']} / {row['on']['mean_reply_chars']} |")
+            lines.append("")
     return "\n".join(lines)
 
 

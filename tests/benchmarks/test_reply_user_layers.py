@@ -30,3 +30,16 @@ def test_in_process_on_off_and_the_report(test_artifacts, tmp_path):
 def test_config_is_checked():
     with pytest.raises(ValueError):
         ReplyLayersBenchConfig(requests=2, batch=4)
+
+
+def test_same_reply_split_compares_only_turns_both_servers_answered_alike():
+    from benchmarks.reply_user_layers import same_reply_split
+
+    served = {"off": [{0: ("a", 10.0), 1: ("b", 20.0), 2: ("c", 30.0)}, {0: ("a", 12.0), 1: ("b", 22.0)}],
+              "on": [{0: ("a", 11.0), 1: ("b longer", 40.0), 2: ("c", 33.0)}, {0: ("a", 13.0), 1: ("b longer", 44.0)}]}
+    split = same_reply_split(served)
+    assert split["turns"] == 3 and split["same_reply_turns"] == 2  # turns 0 and 2; turn 1's reply changed
+    same, changed = split["same reply"], split["changed reply"]
+    assert same["off"]["p50_ms"] == 12.0 and same["on"]["p50_ms"] == 13.0  # pooled over rounds: 10, 12, 30 / 11, 13, 33
+    assert changed["off"]["mean_reply_chars"] == 1 and changed["on"]["mean_reply_chars"] == len("b longer")
+    assert changed["p50_added"] == round(42.0 / 21.0 - 1, 3)
