@@ -38,7 +38,7 @@ class UserLayersConfig:
     num_slots: int = 8
     num_segments: int = 8
     gate_top_k: int = 2
-    lora_path: str = "auto"  # multi_lora.LORA_PATHS: "kernel", "per_request", "merged" or "auto" (per call)
+    lora_path: str = "auto"  # multi_lora.LORA_PATHS: "kernel", "per_request", "merged", "stacked" or "auto"
 
     def __post_init__(self):
         for name in ("user_dim", "num_prefix", "prefix_hidden", "lora_rank", "num_slots", "num_segments",

@@ -26,11 +26,14 @@ from recllm.user_layers.layer_context import context_cached, rows_per_token
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
 
 
-LORA_PATHS = ("kernel", "per_request", "merged", "auto")
+LORA_PATHS = ("kernel", "per_request", "merged", "stacked", "auto")
 # "auto" merges each request's adapters into its own copy of the weight while the batch's copies of one projection
 # stay this small: a decode step then reads B copies of every projection, which stops paying once they fall out of
 # cache (default build, hidden 192, decode step vs base: merged 1.05 / 1.17 / 1.24 / 1.37 at batch 1 / 2 / 4 / 8,
-# per-request bmm 1.22 / 1.23 / 1.24 / 1.30), so q/o merge up to batch 3 here; Qwen2-0.5B's 896 x 896 never does
+# per-request bmm 1.22 / 1.23 / 1.24 / 1.30), so q/o merge up to batch 3 here; Qwen2-0.5B's 896 x 896 never does.
+# Bigger batches take the stacked path (the same model with 12 slots and a 2-of-4 segment mix plus one user adapter,
+# decode step vs base over 15 interleaved rounds: stacked 1.14 / 1.12-1.14, per-request 1.19 / 1.19-1.25, merged
+# 1.24 / 1.44-1.48 at batch 4 / 8)
 MERGED_WEIGHTS_LIMIT_BYTES = 512 << 10
 
 
@@ -64,6 +67,30 @@ def per_request_lora(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor
     return torch.bmm(torch.bmm(x.float(), a.transpose(1, 2)), b.transpose(1, 2))  # [B, T, d_out]
 
 
+def stacked_lora(lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tensor, indices: torch.Tensor,
+                 mix_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The batch's adapters once each (float32): ``A`` [U·R, d_in] and ``B`` [d_out, U·R] stacked over the U distinct
+    slots the batch uses, and each row's coefficients ``C`` [B, U·R] (its mixture weight times the scale over each of
+    its slots' R rank rows, zero over the slots it does not use), so that
+    ``((x[b] @ A.T) * C[b]) @ B.T = Σ_k w[b, k] * (x[b] @ A[s].T) @ B[s].T * scales[s]``. Unlike ``gathered_lora``,
+    a slot shared by many rows (the segment adapters of the MoE gate) is read once per step, not once per row.
+    None when no row has an adapter."""
+    valid = indices >= 0  # [B, K]
+    if not bool(valid.any()):
+        return None
+    used = torch.unique(indices[valid])  # [U], sorted
+    slots = indices.clamp(min=0).long()  # [B, K]
+    coeff = scales.float().index_select(0, slots.reshape(-1)).view_as(slots) * valid  # [B, K]
+    if mix_weights is not None:
+        coeff = coeff * mix_weights.float()
+    position = torch.searchsorted(used, slots)  # [B, K]: where each slot sits among the used ones (-1 entries: 0)
+    per_slot = torch.zeros(indices.shape[0], used.numel()).scatter_add_(1, position, coeff)  # [B, U]
+    R = lora_a.shape[1]
+    a = lora_a.index_select(0, used).float().reshape(used.numel() * R, -1)  # [U·R, d_in]
+    b = lora_b.index_select(0, used).float().permute(1, 0, 2).reshape(lora_b.shape[1], -1)  # [d_out, U·R]
+    return a, b, per_slot.repeat_interleave(R, dim=1)  # C [B, U·R]
+
+
 def merged_weights(weight: torch.Tensor, gathered: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Each request's own weight with its adapters merged in, transposed for ``bmm``: [B, d_in, d_out] =
     ``(W + B_b @ A_b).T`` from ``gathered_lora``'s ``A_b`` [B, K·R, d_in], ``B_b`` [B, d_out, K·R]. A request with
@@ -83,7 +110,8 @@ def merged_weight(weight: torch.Tensor, gathered: tuple[torch.Tensor, torch.Tens
 def choose_lora_path(path: str, x: torch.Tensor, out_features: int) -> str:
     """What "auto" means for this call: the Triton kernel on CUDA; on CPU per-request merged weights while the batch's
     copies stay under ``MERGED_WEIGHTS_LIMIT_BYTES`` (one bmm per projection and step, no LoRA work left in the
-    decode step), else the per-request bmm path; training (gradients on) takes the per-request path."""
+    decode step), else the stacked path (each used adapter read once per step, two ops more than the base);
+    training (gradients on) takes the per-request path."""
     if path != "auto":
         return path
     if x.is_cuda:
@@ -91,7 +119,7 @@ def choose_lora_path(path: str, x: torch.Tensor, out_features: int) -> str:
     if torch.is_grad_enabled():
         return "per_request"
     batch_bytes = x.shape[0] * x.shape[-1] * out_features * 4
-    return "merged" if batch_bytes <= MERGED_WEIGHTS_LIMIT_BYTES else "per_request"
+    return "merged" if batch_bytes <= MERGED_WEIGHTS_LIMIT_BYTES else "stacked"
 
 
 class MultiLoRALinear(nn.Module):
@@ -101,7 +129,9 @@ class MultiLoRALinear(nn.Module):
     "merged" merges each request's adapters into its own weight once per layer context (``merged_weights``) and runs
     one ``bmm`` per step, the base projection included (a batch of one: ``merged_weight`` through ``F.linear``, the
     base projection's own op) — the LoRA-merge of PEFT/vLLM done per request: cheapest on CPU for small models,
-    memory ``B · d_in · d_out`` per projection; "auto" picks per layer context (``choose_lora_path``)."""
+    memory ``B · d_in · d_out`` per projection; "stacked" stacks the base weight with the batch's used adapters' A
+    (``stacked_lora``) so one linear gives the projection and every shrink, then one addmm adds each row's weighted
+    expand; "auto" picks per layer context (``choose_lora_path``)."""
 
     takes_layer_context = True
 
@@ -132,6 +162,8 @@ class MultiLoRALinear(nn.Module):
         path = choose_lora_path(self.path, x, self.base.out_features)
         if path == "kernel":
             return lambda x: self._kernel_forward(x, layer_context, indices)
+        if path == "stacked":
+            return self._stacked_forward(x, layer_context, indices)
         gathered = self._gathered(layer_context, indices)
         if gathered is None:  # no row of the batch has an adapter: the base projection itself
             return self.base
@@ -151,6 +183,29 @@ class MultiLoRALinear(nn.Module):
             y = self.base(x)  # [B, T, d_out]
             return y + delta.to(y.dtype)
         return per_request
+
+    def _stacked_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The "stacked" path (inference): the base weight and the used adapters' A in one matrix, so one linear gives
+        the projection and every adapter's shrink; each row's coefficients select and weight its adapters' rank
+        rows, and one addmm adds the expand: two ops per step more than the base projection, whatever the mix."""
+        stacked = stacked_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
+        if stacked is None:
+            return self.base
+        a, b, coeff = stacked
+        weight, bias = self.base.weight, self.base.bias
+        d_out = weight.shape[0]
+        fused_weight = torch.cat((weight, a.to(weight.dtype)))  # [d_out + U·R, d_in]
+        fused_bias = None if bias is None else torch.cat((bias, bias.new_zeros(a.shape[0])))
+        expand = b.t().to(x.dtype).contiguous()  # [U·R, d_out]
+        coeff = coeff[:, None, :].to(x.dtype)  # [B, 1, U·R]
+
+        def stacked_forward(x: torch.Tensor) -> torch.Tensor:
+            B, T, _ = x.shape
+            out = F.linear(x, fused_weight, fused_bias)  # [B, T, d_out + U·R]
+            y, shrunk = out[..., :d_out], out[..., d_out:]
+            return torch.addmm(y.reshape(B * T, d_out), (shrunk * coeff).reshape(B * T, -1), expand).view(B, T, d_out)
+        return stacked_forward
 
     def _kernel_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -235,4 +290,5 @@ def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...
 
 
 __all__ = ["LORA_PATHS", "MERGED_WEIGHTS_LIMIT_BYTES", "AdapterSlots", "MultiLoRALinear", "choose_lora_path",
-           "gathered_lora", "install_multi_lora", "merged_weight", "merged_weights", "per_request_lora"]
+           "gathered_lora", "install_multi_lora", "merged_weight", "merged_weights", "per_request_lora",
+           "stacked_lora"]

@@ -126,7 +126,7 @@ def test_every_cpu_path_equals_the_kernel_path(tiny_config, seq_len):
     from recllm.generator.qwen2 import build_qwen2
 
     models = {}
-    for path in ("kernel", "per_request", "merged", "auto"):
+    for path in ("kernel", "per_request", "merged", "stacked", "auto"):
         model = build_qwen2(tiny_config, seed=0).eval()
         slots = install_multi_lora(model, num_slots=3, rank=8, path=path)
         for slot in range(3):
@@ -138,12 +138,13 @@ def test_every_cpu_path_equals_the_kernel_path(tiny_config, seq_len):
         ctx = dict(lora_indices=indices, mix_weights=mix)
         with torch.no_grad():
             expected = models["kernel"](tokens, layer_context=UserLayerContext(**ctx))
-            for path in ("per_request", "merged", "auto"):
+            for path in ("per_request", "merged", "stacked", "auto"):
                 torch.testing.assert_close(models[path](tokens, layer_context=UserLayerContext(**ctx)), expected,
                                            rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # no row with an adapter: the base projections themselves
-        assert torch.equal(models["merged"](tokens, layer_context=UserLayerContext(lora_indices=torch.full((4, 1), -1))),
-                           models["kernel"](tokens))
+        for path in ("merged", "stacked"):
+            no_adapter = UserLayerContext(lora_indices=torch.full((4, 1), -1))
+            assert torch.equal(models[path](tokens, layer_context=no_adapter), models["kernel"](tokens))
     with pytest.raises(ValueError, match="path"):
         install_multi_lora(build_qwen2(tiny_config), 2, 4, path="fast")
 
@@ -184,6 +185,6 @@ def test_auto_merges_small_batches_on_cpu_and_falls_back_for_big_ones_and_traini
     with torch.no_grad():
         assert choose_lora_path("auto", x, 192) == "merged"
         rows = MERGED_WEIGHTS_LIMIT_BYTES // (192 * 192 * 4) + 1
-        assert choose_lora_path("auto", torch.zeros(rows, 1, 192), 192) == "per_request"
+        assert choose_lora_path("auto", torch.zeros(rows, 1, 192), 192) == "stacked"
         assert choose_lora_path("kernel", x, 192) == "kernel"
     assert choose_lora_path("auto", x, 192) == "per_request"  # gradients on: training
