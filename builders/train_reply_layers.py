@@ -45,7 +45,7 @@ from recllm.generator import ReplyGenerator
 from recllm.generator.training import GeneratorExample, collate, encode_example, reply_loss
 from recllm.user_layers.adapter_store import AdapterStoreConfig, save_adapter, segment_adapter_name, user_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import LoRAAdapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, LoRAAdapter
 from recllm.user_layers.reply_personalizer import (
     ADAPTERS_DIR, LAYERS_FILE, SEGMENTS_FILE, save_layers_config,
 )
@@ -68,6 +68,7 @@ class ReplyLayersConfig:
     learning_rate: float = 2e-3
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    lora_modules: tuple[str, ...] = ATTENTION_MODULES  # LORA_MODULES adds the MLP's gate/up/down projections
     num_prefix: int = 4
     prefix_hidden: int = 64
     user_slots: int = 8  # adapter slots beyond the segments' (per-user adapters of a batch)
@@ -84,6 +85,10 @@ class ReplyLayersConfig:
         require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
                                      "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples",
                                      "user_min_requests", "user_lora_steps"))
+        self.lora_modules = tuple(self.lora_modules)  # a JSON override gives a list
+        if not self.lora_modules or set(self.lora_modules) - set(LORA_MODULES):
+            raise ValueError(f"ReplyLayersConfig.lora_modules must be a non-empty subset of {LORA_MODULES}, got "
+                             f"{self.lora_modules!r}")
         if self.user_min_requests < 3:
             raise ValueError(f"ReplyLayersConfig.user_min_requests must be >= 3 (train, validation, test), got "
                              f"{self.user_min_requests}")
@@ -403,8 +408,8 @@ def train_reply_layers(generator_dir: Path, examples: Sequence[GeneratorExample]
 
     layers_config = UserLayersConfig(
         user_dim=vector_config.dim, num_prefix=config.num_prefix, prefix_hidden=config.prefix_hidden,
-        lora_rank=config.lora_rank, num_slots=config.n_segments + config.user_slots, num_segments=config.n_segments,
-        gate_top_k=min(2, config.n_segments), lora_path="auto")
+        lora_rank=config.lora_rank, lora_modules=config.lora_modules, num_slots=config.n_segments + config.user_slots,
+        num_segments=config.n_segments, gate_top_k=min(2, config.n_segments), lora_path="auto")
     model = generator.model
     for p in model.parameters():
         p.requires_grad_(False)

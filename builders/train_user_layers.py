@@ -53,7 +53,7 @@ from recllm.user_layers.adapter_store import (
     adapter_from_peft_state, load_adapter, save_adapter, segment_adapter_name, user_adapter_name,
 )
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, LoRAAdapter
 from recllm.user_layers.user_vector import UserVectorBuilder, UserVectorConfig
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class TrainUserLayersConfig:
     user_layer_lr: float = 2e-3
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    lora_modules: tuple[str, ...] = ATTENTION_MODULES  # LORA_MODULES adds the MLP's gate/up/down projections
     segment_lora_steps: int = 60
     user_lora_steps: int = 40
     lora_lr: float = 3e-3
@@ -103,6 +104,10 @@ class TrainUserLayersConfig:
             if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                 or value < 0):
                 raise ValueError(f"TrainUserLayersConfig.{f.name} must be a non-negative number, got {value!r}")
+        self.lora_modules = tuple(self.lora_modules)  # a saved state's JSON gives a list
+        if not self.lora_modules or set(self.lora_modules) - set(LORA_MODULES):
+            raise ValueError(f"TrainUserLayersConfig.lora_modules must be a non-empty subset of {LORA_MODULES}, got "
+                             f"{self.lora_modules!r}")
         for name in ("heldout_fraction", "eval_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"TrainUserLayersConfig.{name} must be in (0, 1), got {getattr(self, name)!r}")
@@ -257,7 +262,7 @@ def lora_config(config: TrainUserLayersConfig):
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                      target_modules=list(ATTENTION_MODULES), task_type="CAUSAL_LM")
+                      target_modules=list(config.lora_modules), task_type="CAUSAL_LM")
 
 
 def train_peft_adapter(peft_model, name: str, users: list[UserData], steps: int, config: TrainUserLayersConfig,
@@ -444,7 +449,7 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
 
     t0 = time.perf_counter()
     layers_config = UserLayersConfig(user_dim=vectors.config.dim, lora_rank=config.lora_rank,
-                                     num_slots=max(8, config.n_segments + config.heavy_users),
+                                     lora_modules=config.lora_modules, num_slots=max(8, config.n_segments + config.heavy_users),
                                      num_segments=config.n_segments, gate_top_k=min(config.gate_top_k,
                                                                                     config.n_segments))
     adaptive = AdaptiveQwen2(load_qwen2(base_dir), layers_config)

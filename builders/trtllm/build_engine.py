@@ -27,7 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from builders.trtllm.engine_config import PRESET_OVERRIDES, EngineBuildConfig, prompt_vocab_size
-from builders.trtllm.memory_plan import LORA_MODULES, QUANT_FORMATS
+from builders.trtllm.memory_plan import QUANT_FORMATS
 from builders.trtllm.model_shape import PRESET_SHAPES, shape_from_hf_config
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def build_command(config: EngineBuildConfig) -> list[str]:
     command = [
         "trtllm-build", "--checkpoint_dir", str(checkpoint_stage_dir(config)), "--output_dir", str(engine_dir(config)),
         "--gemm_plugin", "auto", "--gpt_attention_plugin", "auto",
-        "--lora_plugin", "auto", "--lora_target_modules", *LORA_MODULES, "--max_lora_rank", str(config.max_lora_rank),
+        "--lora_plugin", "auto", "--lora_target_modules", *config.lora_modules, "--max_lora_rank", str(config.max_lora_rank),
         "--kv_cache_type", "paged", "--remove_input_padding", "enable", "--context_fmha", "enable",
         "--use_paged_context_fmha", "enable",     # needed for KV-cache reuse of the shared system prompt
         "--max_batch_size", str(config.max_batch_size), "--max_num_tokens", str(config.max_num_tokens),
@@ -94,8 +94,8 @@ def build_plan(config: EngineBuildConfig, python: str = "python3") -> dict:
         "memory_per_gpu": config.memory_report().as_dict(),
         "notes": [
             "Memory is an estimate (builders/trtllm/memory_plan.py); the engine's own log on a GPU node replaces it.",
-            "SID vocabulary rows are part of the base embedding and lm_head; adapters carry attention LoRA only.",
-            f"Per-user adapters: rank <= {config.max_lora_rank} on {', '.join(LORA_MODULES)}; "
+            "SID vocabulary rows are part of the base embedding and lm_head; adapters carry no embedding rows.",
+            f"Per-user adapters: rank <= {config.max_lora_rank} on {', '.join(config.lora_modules)}; "
             f"prompt table {prompt_vocab_size(config.user_prefix_tokens)} rows per request "
             f"({config.user_prefix_tokens} user-prefix rows + the conditional norms' user-context row).",
         ],
@@ -162,6 +162,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         if f.name in ("preset", "shape", "checkpoint_dir", "output_dir"):
             continue
         flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, tuple):  # a list of names (--lora-modules attn_q attn_k ...)
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"default: {' '.join(f.default)}")
+            continue
         kind = type(f.default) if f.default is not None else str
         choices = QUANT_FORMATS if f.name == "quant" else None
         parser.add_argument(flag, dest=f.name, type=kind, default=None, choices=choices,
@@ -172,6 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> EngineBuildConfig:
     overrides = {f.name: getattr(args, f.name) for f in fields(EngineBuildConfig)
                  if f.name not in ("preset", "shape", "checkpoint_dir", "output_dir")}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return EngineBuildConfig.for_preset(args.preset, checkpoint_dir=str(args.checkpoint),
                                         output_dir=str(args.output),
                                         shape=checkpoint_shape(args.preset, str(args.checkpoint)), **overrides)

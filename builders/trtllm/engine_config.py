@@ -49,6 +49,7 @@ class EngineBuildConfig:
     quant: str = "bf16"
     gpu_memory_gib: float = 80.0                  # per GPU: H100 SXM 80, H200 141
     max_lora_rank: int = 8                        # per-user adapters are rank 8 (q/k/v/o)
+    lora_modules: tuple[str, ...] = memory_plan.LORA_MODULES  # + mlp_h_to_4h / mlp_gate / mlp_4h_to_h for MLP LoRA
     max_batch_size: int = 64                      # requests in flight per engine (inflight batching)
     max_input_len: int = 3072                     # system + profile facts + retrieved items + dialogue
     max_seq_len: int = 4096                       # input + reply
@@ -96,6 +97,11 @@ class EngineBuildConfig:
                 raise ValueError(f"EngineBuildConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.user_prefix_tokens < 0:
             raise ValueError(f"EngineBuildConfig.user_prefix_tokens must be >= 0, got {self.user_prefix_tokens}")
+        known = tuple(memory_plan.lora_module_dims(self.shape))
+        if not self.lora_modules or not isinstance(self.lora_modules, tuple) \
+                or any(m not in known for m in self.lora_modules):
+            raise ValueError(f"EngineBuildConfig.lora_modules={self.lora_modules!r}: expected a non-empty tuple of "
+                             f"{known}")
         if self.max_lora_rank > MAX_LORA_RANK:
             raise ValueError(f"EngineBuildConfig.max_lora_rank={self.max_lora_rank} exceeds {MAX_LORA_RANK}, the "
                              f"backend's lora_cache_max_adapter_size")
@@ -152,7 +158,7 @@ class EngineBuildConfig:
             self.shape, tp=self.tp, quant=self.quant, max_batch_size=self.max_batch_size,
             max_seq_len=self.max_seq_len, max_lora_rank=self.max_lora_rank,
             lora_cache_gpu_gib=self.lora_cache_gpu_gib, runtime_reserve_gib=self.runtime_reserve_gib,
-            gpu_memory_gib=self.gpu_memory_gib, awq_block_size=self.awq_block_size)
+            gpu_memory_gib=self.gpu_memory_gib, awq_block_size=self.awq_block_size, lora_modules=self.lora_modules)
 
     @property
     def max_prompt_embedding_table_size(self) -> int:

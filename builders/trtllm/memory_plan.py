@@ -25,7 +25,7 @@ WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int4_awq": 0.5}
 # FP8 builds also quantize the KV cache (quantize.py --kv_cache_dtype fp8); bf16 and INT4-AWQ keep a bf16 cache.
 KV_CACHE_BYTES = {"bf16": 2, "fp8": 1, "int4_awq": 2}
 BF16_BYTES = 2
-LORA_MODULES = ("attn_q", "attn_k", "attn_v", "attn_dense")
+LORA_MODULES = ("attn_q", "attn_k", "attn_v", "attn_dense")  # the default targets; the MLP's are optional
 
 
 def kv_heads_per_gpu(shape: QwenShape, tp: int) -> int:
@@ -71,23 +71,30 @@ def weight_bytes_per_gpu(shape: QwenShape, tp: int, quant: str, awq_block_size: 
 
 
 def lora_module_dims(shape: QwenShape) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each LoRA target module."""
+    """(in, out) features of each LoRA target module (attention, and the MLP's up / gate / down)."""
     return {"attn_q": (shape.hidden_size, shape.q_dim), "attn_k": (shape.hidden_size, shape.kv_dim),
-            "attn_v": (shape.hidden_size, shape.kv_dim), "attn_dense": (shape.q_dim, shape.hidden_size)}
+            "attn_v": (shape.hidden_size, shape.kv_dim), "attn_dense": (shape.q_dim, shape.hidden_size),
+            "mlp_h_to_4h": (shape.hidden_size, shape.intermediate_size),
+            "mlp_gate": (shape.hidden_size, shape.intermediate_size),
+            "mlp_4h_to_h": (shape.intermediate_size, shape.hidden_size)}
+
+
+ROW_PARALLEL_MODULES = ("attn_dense", "mlp_4h_to_h")  # split by input columns under tensor parallelism
 
 
 def lora_adapter_bytes(shape: QwenShape, rank: int, tp: int = 1, modules=LORA_MODULES,
                        bytes_per_value: int = BF16_BYTES) -> int:
     """One adapter's A and B over all layers on one rank: r*(in + out) per module for tp=1.
 
-    With tp > 1, column-parallel modules (q/k/v) keep A [r, in] whole and split B by output rows; the row-parallel
-    attn_dense splits A by input columns and keeps B [out, r] whole (modelled Megatron-style split).
+    With tp > 1, column-parallel modules (q/k/v, the MLP's up and gate) keep A [r, in] whole and split B by output
+    rows; the row-parallel attn_dense and mlp_4h_to_h split A by input columns and keep B [out, r] whole (modelled
+    Megatron-style split).
     """
     dims = lora_module_dims(shape)
     per_layer = 0
     for module in modules:
         d_in, d_out = dims[module]
-        if module == "attn_dense":
+        if module in ROW_PARALLEL_MODULES:
             per_layer += rank * (d_in // tp + d_out)
         else:
             per_layer += rank * (d_in + d_out // tp)
@@ -137,11 +144,12 @@ def _fraction_up(part: float, whole: float) -> float:
 
 def memory_report(shape: QwenShape, *, tp: int, quant: str, max_batch_size: int, max_seq_len: int,
                   max_lora_rank: int, lora_cache_gpu_gib: float, runtime_reserve_gib: float,
-                  gpu_memory_gib: float, awq_block_size: int = 128) -> MemoryReport:
+                  gpu_memory_gib: float, awq_block_size: int = 128,
+                  lora_modules: tuple[str, ...] = LORA_MODULES) -> MemoryReport:
     weights = weight_bytes_per_gpu(shape, tp, quant, awq_block_size)
     kv_token_gpu = kv_bytes_per_token_per_gpu(shape, tp, KV_CACHE_BYTES[quant])
     kv_cache = kv_token_gpu * max_batch_size * max_seq_len
-    adapter_gpu = lora_adapter_bytes(shape, max_lora_rank, tp)
+    adapter_gpu = lora_adapter_bytes(shape, max_lora_rank, tp, lora_modules)
     lora_cache = int(lora_cache_gpu_gib * GIB)
     reserve = int(runtime_reserve_gib * GIB)
     gpu = int(gpu_memory_gib * GIB)
@@ -151,7 +159,8 @@ def memory_report(shape: QwenShape, *, tp: int, quant: str, max_batch_size: int,
     return MemoryReport(
         weights=weights, kv_bytes_per_token=kv_bytes_per_token(shape, KV_CACHE_BYTES[quant]),
         kv_bytes_per_token_per_gpu=kv_token_gpu, kv_cache_bytes_per_gpu=kv_cache,
-        lora_adapter_bytes=lora_adapter_bytes(shape, max_lora_rank, 1), lora_adapter_bytes_per_gpu=adapter_gpu,
+        lora_adapter_bytes=lora_adapter_bytes(shape, max_lora_rank, 1, lora_modules),
+        lora_adapter_bytes_per_gpu=adapter_gpu,
         lora_cache_bytes_per_gpu=lora_cache, adapters_per_gpu=lora_cache // adapter_gpu,
         runtime_reserve_bytes=reserve, total_bytes_per_gpu=weights["total"] + kv_cache + lora_cache + reserve,
         gpu_memory_bytes=gpu,

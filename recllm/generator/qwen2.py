@@ -7,12 +7,13 @@ and so that Rec-LLM's adaptive user layers can plug in without forking the model
 Hooks for the adaptive user layers (the layers themselves live elsewhere):
 
 * ``Qwen2.forward(..., layer_context=ctx)`` passes ``ctx`` (any object; ``None`` = the base model) down to every
-  decoder layer, its norms, its attention and its q/k/v/o projections.
+  decoder layer, its norms, its attention and MLP, and their q/k/v/o and gate/up/down projections.
 * Norms and projections are called through ``call_with_context(module, x, ctx)``: a plain ``RMSNorm`` /
   ``nn.Linear`` gets ``module(x)``; a replacement module whose class sets ``takes_layer_context = True`` gets
   ``module(x, ctx)``. So a conditional RMSNorm (per-row user modulation read from ``ctx``, DiT adaLN-Zero style)
   replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm``, and a multi-LoRA wrapper (per-row adapter
-  index read from ``ctx``) replaces ``layer.self_attn.q_proj`` etc. by plain attribute assignment.
+  index read from ``ctx``) replaces ``layer.self_attn.q_proj``, ``layer.mlp.up_proj`` etc. by plain attribute
+  assignment.
 * User prefix key/values: if ``ctx`` has a ``prefix_kv(layer_index)`` method returning a ``PrefixKV`` (or ``None``),
   its keys/values are prepended to that layer's attention keys/values for every query; ``mask`` says per batch row
   which prefix slots are real, so rows without a user prefix simply mask them out. ``ctx=None`` or a ``None`` return
@@ -238,8 +239,10 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # [B, T, D]
+    def forward(self, x: torch.Tensor, layer_context: Any = None) -> torch.Tensor:
+        ctx = layer_context
+        h = F.silu(call_with_context(self.gate_proj, x, ctx)) * call_with_context(self.up_proj, x, ctx)  # [B, T, I]
+        return call_with_context(self.down_proj, h, ctx)  # [B, T, D]
 
 
 class DecoderLayer(nn.Module):
@@ -254,7 +257,7 @@ class DecoderLayer(nn.Module):
         h = call_with_context(self.input_layernorm, x, layer_context)  # [B, T, D]
         x = x + self.self_attn(h, cos, sin, mask, input_pos, kv_cache, layer_context)  # [B, T, D]
         h = call_with_context(self.post_attention_layernorm, x, layer_context)  # [B, T, D]
-        return x + self.mlp(h)  # [B, T, D]
+        return x + self.mlp(h, layer_context)  # [B, T, D]
 
 
 class Qwen2Backbone(nn.Module):

@@ -2,8 +2,9 @@
 
 On disk, one folder per adapter, as ``peft.PeftModel.save_pretrained`` writes it (so ``PeftModel.from_pretrained``
 loads ours and we load theirs): ``adapter_model.safetensors`` with tensors named
-``base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight`` (A [r, d_in], B [d_out, r]) and
-``adapter_config.json`` (``peft_type`` LORA, ``r``, ``lora_alpha``, ``target_modules``, ...). Our bookkeeping
+``base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight`` (``mlp.{gate,up,down}_proj`` in
+the MLP; A [r, d_in], B [d_out, r]) and ``adapter_config.json`` (``peft_type`` LORA, ``r``, ``lora_alpha``,
+``target_modules``, ...). Our bookkeeping
 (``trained_at``, ``num_events``, ``kind``) rides in the safetensors header metadata, which PEFT ignores.
 
 ``AdapterStore`` is the two tiers:
@@ -37,7 +38,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from recllm.user_layers.lora_adapter import LoRAAdapter
+from recllm.user_layers.lora_adapter import LoRAAdapter, module_block
 from recllm.user_layers.multi_lora import AdapterSlots
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,12 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
 _PREFIX = "base_model.model.model.layers"
-_NAME = re.compile(r"base_model\.model\.model\.layers\.(\d+)\.self_attn\.(\w+)\.lora_([AB])(?:\.default)?\.weight")
+_NAME = re.compile(
+    r"base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.default)?\.weight")
 
 
 def peft_tensor_name(layer: int, module: str, which: str) -> str:
-    return f"{_PREFIX}.{layer}.self_attn.{module}.lora_{which}.weight"
+    return f"{_PREFIX}.{layer}.{module_block(module)}.{module}.lora_{which}.weight"
 
 
 def peft_adapter_config(adapter: LoRAAdapter, base_model: str = "") -> dict:

@@ -2,7 +2,7 @@
 
 ``delta_W = B @ A * alpha / r`` for each target projection, PEFT's convention (and TensorRT-LLM's after it folds the
 scale into B). ``module`` is the projection's name in our Qwen2 (and in HF's): ``q_proj``, ``k_proj``, ``v_proj``,
-``o_proj``. ``trained_at`` (unix seconds) and ``num_events`` feed the staleness policy of the adapter store.
+``o_proj`` in the attention, ``gate_proj``, ``up_proj``, ``down_proj`` in the MLP. ``trained_at`` (unix seconds) and ``num_events`` feed the staleness policy of the adapter store.
 """
 
 from __future__ import annotations
@@ -14,13 +14,26 @@ import torch
 from recllm.generator.qwen2 import Qwen2Config
 
 ATTENTION_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_MODULES: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+LORA_MODULES: tuple[str, ...] = ATTENTION_MODULES + MLP_MODULES
+
+
+def module_block(module: str) -> str:
+    """The decoder layer's submodule that holds a projection (``self_attn`` or ``mlp``), as in HF's names."""
+    if module in ATTENTION_MODULES:
+        return "self_attn"
+    if module in MLP_MODULES:
+        return "mlp"
+    raise ValueError(f"no LoRA-able projection {module!r}; known: {LORA_MODULES}")
 
 
 def module_dims(config: Qwen2Config) -> dict[str, tuple[int, int]]:
     """(d_in, d_out) of each LoRA-able projection."""
     d, q, kv = config.hidden_size, config.num_attention_heads * config.head_dim, \
         config.num_key_value_heads * config.head_dim
-    return {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d)}
+    inner = config.intermediate_size
+    return {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
+            "gate_proj": (d, inner), "up_proj": (d, inner), "down_proj": (inner, d)}
 
 
 @dataclass
@@ -84,4 +97,5 @@ def random_adapter(config: Qwen2Config, name: str, rank: int = 8, alpha: float =
     return LoRAAdapter(name, rank, alpha, a, b, **kwargs)
 
 
-__all__ = ["ATTENTION_MODULES", "LoRAAdapter", "module_dims", "random_adapter"]
+__all__ = ["ATTENTION_MODULES", "LORA_MODULES", "LoRAAdapter", "MLP_MODULES", "module_block", "module_dims",
+           "random_adapter"]

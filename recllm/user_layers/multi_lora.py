@@ -1,6 +1,7 @@
 """Multi-LoRA projections: each batch row applies its own adapter(s) from preallocated slot tensors.
 
-``MultiLoRALinear`` replaces a ``q_proj``/``k_proj``/``v_proj``/``o_proj`` of our Qwen2 and owns its slots:
+``MultiLoRALinear`` replaces a projection of our Qwen2 (attention ``q_proj``/``k_proj``/``v_proj``/``o_proj``, MLP
+``gate_proj``/``up_proj``/``down_proj``) and owns its slots:
 ``lora_a`` [S, R, d_in], ``lora_b`` [S, d_out, R], ``scales`` [S]. Per batch row the ``UserLayerContext`` names
 K slots (``lora_indices`` [B, K], -1 = none) and their mixture weights, and the whole batch runs as one
 ``kernels.multi_lora.apply_multi_lora`` call::
@@ -9,8 +10,7 @@ K slots (``lora_indices`` [B, K], -1 = none) and their mixture weights, and the 
 
 so a batch mixing users with different adapters, a mixture of segment adapters, or no adapter equals running each
 row alone. ``AdapterSlots`` groups the wrappers of one model and writes/clears a slot across all of them. An adapter
-of lower rank than the slots is zero-padded (zero rows of A and columns of B add nothing). The generator's MLP
-calls its projections without the layer context, so only attention projections are LoRA targets here.
+of lower rank than the slots is zero-padded (zero rows of A and columns of B add nothing).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 
 from kernels.multi_lora import apply_multi_lora
 from recllm.user_layers.layer_context import context_cached, rows_per_token
-from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, LoRAAdapter, module_block
 
 
 LORA_PATHS = ("kernel", "per_request", "merged", "stacked", "auto")
@@ -272,19 +272,20 @@ class AdapterSlots:
 
 def install_multi_lora(model, num_slots: int, rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
                        layers: tuple[int, ...] | None = None, path: str = "kernel") -> AdapterSlots:
-    """Wrap the chosen attention projections of ``model`` (a ``Qwen2``); returns their slots."""
+    """Wrap the chosen projections of ``model`` (a ``Qwen2``: attention q/k/v/o, MLP gate/up/down); returns their
+    slots."""
     if num_slots <= 0 or rank <= 0:
         raise ValueError(f"install_multi_lora needs num_slots > 0 and rank > 0, got {num_slots}, {rank}")
-    bad = sorted(set(modules) - set(ATTENTION_MODULES))
+    bad = sorted(set(modules) - set(LORA_MODULES))
     if bad:
-        raise ValueError(f"LoRA modules must be among {ATTENTION_MODULES} (the MLP gets no layer context), got {bad}")
+        raise ValueError(f"LoRA modules must be among {LORA_MODULES}, got {bad}")
     layers = tuple(range(len(model.model.layers))) if layers is None else layers
     wrappers = {}
     for index in layers:
-        attention = model.model.layers[index].self_attn
         for module in modules:
-            wrapper = MultiLoRALinear(getattr(attention, module), num_slots, rank, path)
-            setattr(attention, module, wrapper)
+            block = getattr(model.model.layers[index], module_block(module))
+            wrapper = MultiLoRALinear(getattr(block, module), num_slots, rank, path)
+            setattr(block, module, wrapper)
             wrappers[(index, module)] = wrapper
     return AdapterSlots(wrappers, num_slots, rank)
 

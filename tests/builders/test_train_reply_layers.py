@@ -132,3 +132,12 @@ def test_only_adapters_that_beat_the_mixture_on_validation_are_saved_and_saved_w
     saved = load_adapter(tmp_path / "user-u0")
     assert (saved.name, saved.kind, saved.num_events, saved.metadata["last_event_ts"]) == ("user/u0", "user", 40, "1000")
     assert all(torch.equal(saved.b[key], w.lora_b[2]) for key, w in adaptive.slots.wrappers.items())
+
+
+def test_lora_modules_may_add_the_mlp_and_are_checked():
+    from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES
+
+    assert ReplyLayersConfig().lora_modules == ATTENTION_MODULES
+    assert ReplyLayersConfig(lora_modules=list(LORA_MODULES)).lora_modules == LORA_MODULES  # a JSON override
+    with pytest.raises(ValueError, match="lora_modules"):
+        ReplyLayersConfig(lora_modules=("q_proj", "mlp"))

@@ -194,3 +194,20 @@ def test_backend_fractions_cover_the_planned_caches():
     assert report.kv_cache_free_gpu_mem_fraction * free >= report.kv_cache_bytes_per_gpu
     assert report.lora_cache_gpu_memory_fraction * (free - report.kv_cache_bytes_per_gpu) \
         >= report.lora_cache_bytes_per_gpu
+
+
+def test_mlp_lora_targets_reach_the_build_and_the_memory_plan(tmp_path):
+    out = tmp_path / "engine7"
+    modules = ["attn_q", "attn_k", "attn_v", "attn_dense", "mlp_h_to_4h", "mlp_gate", "mlp_4h_to_h"]
+    rc = build_engine.main(["--preset", "7b", "--checkpoint", str(tmp_path / "ckpt"), "--output", str(out),
+                            "--lora-modules", *modules, "--dry-run"])
+    assert rc == 0
+    plan = json.loads((out / "build_plan.json").read_text())
+    build = plan["commands"][1]
+    assert build[build.index("--lora_target_modules") + 1: build.index("--max_lora_rank")] == modules
+    shape, rank = PRESET_SHAPES["7b"], plan["config"]["max_lora_rank"]
+    attention = memory_plan.lora_adapter_bytes(shape, rank)
+    mlp = rank * 3 * (shape.hidden_size + shape.intermediate_size) * shape.num_layers * 2  # bf16 A and B
+    assert plan["memory_per_gpu"]["lora_adapter_bytes"] == attention + mlp
+    with pytest.raises(ValueError, match="lora_modules"):
+        EngineBuildConfig(preset="7b", lora_modules=("mlp_up",))

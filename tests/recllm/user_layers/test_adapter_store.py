@@ -8,7 +8,7 @@ from recllm.user_layers.adapter_store import (
     AdapterStore, AdapterStoreConfig, load_adapter, save_adapter, segment_adapter_name, user_adapter_name,
 )
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import random_adapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, random_adapter
 from recllm.user_layers.multi_lora import install_multi_lora
 
 NOW = 1_800_000_000
@@ -33,24 +33,28 @@ def test_saved_adapter_has_peft_names_and_round_trips(tmp_path, tiny_config):
         assert torch.equal(loaded.a[key], adapter.a[key]) and torch.equal(loaded.b[key], adapter.b[key])
 
 
-def test_peft_loads_our_adapter_and_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens):
+@pytest.mark.parametrize("modules", [ATTENTION_MODULES, LORA_MODULES], ids=["attention", "attention+mlp"])
+def test_peft_loads_our_adapter_and_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens, modules):
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
-    adapter = random_adapter(tiny_config, "user/u1", rank=8, alpha=16.0, seed=3)
+    adapter = random_adapter(tiny_config, "user/u1", rank=8, alpha=16.0, seed=3, modules=modules)
     save_qwen2(tiny_model, tmp_path / "base")
     save_adapter(adapter, tmp_path / "adapter")
     hf = transformers.Qwen2ForCausalLM.from_pretrained(tmp_path / "base").eval()
     peft_model = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
     with torch.no_grad():
         theirs = peft_model(input_ids=tokens).logits
-        adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=()))
+        adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=(),
+                                                              lora_modules=modules))
         adaptive.slots.write(1, adapter)
         ours = adaptive(tokens, UserBatch(lora_indices=torch.ones(tokens.shape[0], 1, dtype=torch.int32)))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     # and what PEFT saves, we load
     peft_model.save_pretrained(tmp_path / "saved_by_peft")
     again = load_adapter(tmp_path / "saved_by_peft", name="user/u1")
-    torch.testing.assert_close(again.a[(0, "q_proj")], adapter.a[(0, "q_proj")])
+    assert set(again.a) == set(adapter.a)
+    for key in adapter.a:
+        torch.testing.assert_close(again.a[key], adapter.a[key])
 
 
 def make_store(tiny_model, tiny_config, tmp_path, n_adapters=5, slots=2, **config):

@@ -5,7 +5,7 @@ import torch
 
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.layer_context import UserLayerContext
-from recllm.user_layers.lora_adapter import module_dims, random_adapter
+from recllm.user_layers.lora_adapter import LORA_MODULES, MLP_MODULES, module_block, module_dims, random_adapter
 from recllm.user_layers.mixture_gate import MixtureGate
 from recllm.user_layers.multi_lora import install_multi_lora
 
@@ -14,15 +14,36 @@ def merged_model(model, adapter):
     """Reference: a copy of the base model with B @ A * scale added to each target weight."""
     merged = copy.deepcopy(model)
     for (layer, module), a in adapter.a.items():
-        linear = getattr(merged.model.layers[layer].self_attn, module)
+        linear = getattr(getattr(merged.model.layers[layer], module_block(module)), module)
         with torch.no_grad():
             linear.weight += adapter.b[(layer, module)] @ a * adapter.scale
     return merged
 
 
+@pytest.mark.parametrize("path", ["kernel", "per_request", "merged", "stacked"])
+def test_mlp_projections_take_adapters_too(tiny_model, tiny_config, tokens, path):
+    """gate/up/down (TensorRT-LLM's mlp_gate / mlp_h_to_4h / mlp_4h_to_h) wrapped like the attention projections:
+    each row equals the base model with its adapter merged in, a row without one equals the base model."""
+    base = copy.deepcopy(tiny_model)
+    slots = install_multi_lora(tiny_model, num_slots=2, rank=8, modules=LORA_MODULES, path=path)
+    assert type(tiny_model.model.layers[1].mlp.down_proj).__name__ == "MultiLoRALinear"
+    adapters = [random_adapter(tiny_config, f"user/{i}", seed=i, modules=modules)
+                for i, modules in enumerate((LORA_MODULES, MLP_MODULES))]
+    for slot, adapter in enumerate(adapters):
+        slots.write(slot, adapter)
+    indices = torch.tensor([[0], [1], [-1], [1]])
+    with torch.no_grad():
+        batch = tiny_model(tokens, layer_context=UserLayerContext(lora_indices=indices))
+        for row, slot in enumerate(indices[:, 0].tolist()):
+            model = base if slot < 0 else merged_model(base, adapters[slot])
+            torch.testing.assert_close(batch[row:row + 1], model(tokens[row:row + 1]), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(batch[1], base(tokens[1:2])[0], atol=1e-4)  # an MLP-only adapter does change it
+
+
 def test_module_dims_follow_gqa(tiny_config):
     dims = module_dims(tiny_config)
     assert dims["q_proj"] == (64, 64) and dims["k_proj"] == (64, 32) and dims["o_proj"] == (64, 64)
+    assert dims["up_proj"] == (64, 128) and dims["down_proj"] == (128, 64)
 
 
 def test_mixed_batch_equals_each_row_alone_and_the_merged_model(tiny_model, tiny_config, tokens):
@@ -92,8 +113,8 @@ def test_slot_errors(tiny_model, tiny_config):
         slots.write(0, random_adapter(tiny_config, "x", rank=8))
     with pytest.raises(ValueError, match="slot 2"):
         slots.write(2, random_adapter(tiny_config, "x", rank=4))
-    with pytest.raises(ValueError, match="MLP"):
-        install_multi_lora(tiny_model, 2, 4, modules=("up_proj",))
+    with pytest.raises(ValueError, match="LoRA modules must be among"):
+        install_multi_lora(tiny_model, 2, 4, modules=("mlp",))
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -137,3 +137,13 @@ def test_train_with_dp_drops_an_update_the_ledger_refuses_and_reports_it(tmp_pat
     assert not (tmp_path / "adapters" / f"user_{user_id}").exists()
     store = ProfileStore(tmp_path / "profile.db")
     assert [m.kind for m in store.mechanisms_of(user_id)] == ["preference_release"]  # the build's release only
+
+
+def test_peft_targets_follow_the_configured_lora_modules():
+    from builders.train_user_layers import TrainUserLayersConfig, lora_config
+    from recllm.user_layers.lora_adapter import LORA_MODULES
+
+    assert set(lora_config(TrainUserLayersConfig()).target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert set(lora_config(TrainUserLayersConfig(lora_modules=LORA_MODULES)).target_modules) == set(LORA_MODULES)
+    with pytest.raises(ValueError, match="lora_modules"):
+        TrainUserLayersConfig(lora_modules=())

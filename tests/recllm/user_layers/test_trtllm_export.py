@@ -1,12 +1,13 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from builders.trtllm import lora_tensors
 from builders.trtllm.model_shape import QwenShape
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import random_adapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, module_block, random_adapter
 from recllm.user_layers.trtllm_export import (
     CONFIG_NPY, WEIGHTS_NPY, TRTLLM_MODULE_OF, export_adapter, lora_task_id, to_trtllm, unpack_trtllm_lora,
 )
@@ -16,7 +17,7 @@ def reference_logits(base, tokens, weights, config, model_config):
     """A plain re-application of the exported tensors: W += B_scaled @ A on a copy of the base model."""
     model = copy.deepcopy(base)
     for (layer, module), (a, b) in unpack_trtllm_lora(weights, config, model_config).items():
-        linear = getattr(model.model.layers[layer].self_attn, module)
+        linear = getattr(getattr(model.model.layers[layer], module_block(module)), module)
         with torch.no_grad():
             linear.weight += torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32))
     return model(tokens)
@@ -34,8 +35,12 @@ def test_layout_and_module_ids(tiny_config):
     assert np.all(row[384:] == 0)  # k/v rows are shorter than q/o rows: zero-padded
 
 
-def test_matches_the_gpu_builders_packing(tiny_config):
-    adapter = random_adapter(tiny_config, "user/u1", rank=4, alpha=8.0, seed=5)
+MODULE_SETS = pytest.mark.parametrize("modules", [ATTENTION_MODULES, LORA_MODULES], ids=["attention", "attention+mlp"])
+
+
+@MODULE_SETS
+def test_matches_the_gpu_builders_packing(tiny_config, modules):
+    adapter = random_adapter(tiny_config, "user/u1", rank=4, alpha=8.0, seed=5, modules=modules)
     shape = QwenShape("tiny", tiny_config.hidden_size, tiny_config.num_hidden_layers, tiny_config.num_attention_heads,
                       tiny_config.num_key_value_heads, tiny_config.intermediate_size, tiny_config.vocab_size,
                       sid_vocab_size=0)
@@ -48,13 +53,18 @@ def test_matches_the_gpu_builders_packing(tiny_config):
     assert lora_task_id("u1") == lora_tensors.lora_task_id("u1")
 
 
-def test_round_trip_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens):
+@MODULE_SETS
+def test_round_trip_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens, modules):
     base = copy.deepcopy(tiny_model)
-    adapter = random_adapter(tiny_config, "user/u7", rank=8, alpha=16.0, seed=7)
+    adapter = random_adapter(tiny_config, "user/u7", rank=8, alpha=16.0, seed=7, modules=modules)
     folder = export_adapter(adapter, tmp_path, dtype=np.float32)
     assert folder.name == str(lora_task_id("user/u7"))
     weights, config = np.load(folder / WEIGHTS_NPY), np.load(folder / CONFIG_NPY)
-    adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=()))
+    assert sorted({row[0] for row in config.tolist()}) == sorted(  # attn_q.. 1-4, mlp_h_to_4h / 4h_to_h / gate 5-7
+        {"q_proj": 1, "k_proj": 2, "v_proj": 3, "o_proj": 4, "up_proj": 5, "down_proj": 6, "gate_proj": 7}[m]
+        for m in modules)
+    adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=(),
+                                                          lora_modules=modules))
     adaptive.slots.write(0, adapter)
     with torch.no_grad():
         ours = adaptive(tokens, UserBatch(lora_indices=torch.zeros(tokens.shape[0], 1, dtype=torch.int32)))
