@@ -37,7 +37,10 @@ from recllm_client import RecLLMClient
 from recllm_proto.user_token import Keyring, load_keyring
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GOAL_P95_MS = 500.0
+GOAL_P95_MS = 500.0  # the product's: a full chat turn in well under a second
+# the generator's own goals on this 2-core machine (the LLM issue): turn p95, time to first token p95 at
+# concurrency 1, and more throughput at concurrency 4 than at 1
+GENERATOR_GOALS_MS = {"triton_chat_full_turn_c1": 300.0, "triton_chat_first_token_c1": 80.0}
 
 
 @dataclass
@@ -184,6 +187,17 @@ def ratios(results: dict) -> dict:
     return {name: round(results[t]["p50_ms"] / results[i]["p50_ms"], 2) for name, (t, i) in pairs.items()}
 
 
+def generator_goals(results: dict) -> list[dict]:
+    goals = [{"what": f"{name} p95 ms", "value": results[name]["p95_ms"], "goal": f"< {limit:.0f}",
+              "met": results[name]["p95_ms"] < limit} for name, limit in GENERATOR_GOALS_MS.items()]
+    for path in ("ensemble", "chat_full_turn"):
+        c1, c4 = (results.get(f"triton_{path}_c{c}", {}).get("throughput_rps") for c in (1, 4))
+        if c1 and c4:
+            goals.append({"what": f"triton {path} throughput c4 / c1", "value": f"{c4} / {c1} rps",
+                          "goal": "c4 > c1", "met": c4 > c1})
+    return goals
+
+
 def markdown(report: dict) -> str:
     lines = ["| measurement | n | p50 ms | p95 ms | p99 ms | throughput rps |", "|---|---|---|---|---|---|"]
     for name, row in report["results"].items():
@@ -194,6 +208,9 @@ def markdown(report: dict) -> str:
                  ", ".join(f"{k} {v}x" for k, v in report["triton_over_in_process_p50"].items()))
     lines.append(f"Goal: full chat turn p95 < {GOAL_P95_MS:.0f} ms at concurrency 1 — "
                  f"{'met' if report['goal_met'] else 'not met'}.")
+    lines += ["", "The generator's goals on this machine:", ""] + [
+        f"- {goal['what']}: {goal['value']} (goal {goal['goal']}) — {'met' if goal['met'] else 'NOT met'}"
+        for goal in report.get("generator_goals", [])]
     reads = report.get("profile_reads")
     if reads:
         lines += ["", f"Profile reads per request (retrieve → rank, in-process, {reads['requests']} requests): "
@@ -223,6 +240,7 @@ def run(config: BenchConfig, previous: dict | None = None) -> dict:
         "requests": config.requests, "concurrencies": list(config.concurrencies), "top_k": config.top_k},
         "results": results, "triton_over_in_process_p50": ratios(results),
         "goal_met": results["triton_chat_full_turn_c1"]["p95_ms"] < GOAL_P95_MS,
+        "generator_goals": generator_goals(results),
         "profile_reads": reads, "against_previous": against_previous(results, previous)}
     return report
 

@@ -177,7 +177,7 @@ class GenerationStage:
                               self.relaxation_of(turn), reply_frame(turn.query, act))
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
-                            user_context=turn.user_context)
+                            user_context=turn.user_context, language=turn.language, act=act)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         result = self.check_text(turn, reply.text, reply.item_ids)

@@ -27,6 +27,7 @@ from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
+from .reply_shape import ReplyShape
 from .reply_check import REPLY_WORDS_FILE
 from .tokenizer import ReplyTokenizer
 
@@ -67,6 +68,10 @@ class ReplyRequest:
     # the user's profile as the retriever read it for this turn (``recllm.profile.user_context.UserContext``): the
     # personalizer derives the user's ``u`` from it instead of reading the profile again; None: it reads the profile
     user_context: Any = field(default=None, repr=False, compare=False)
+    # the reply's language ("ru" / "en") and act (``generator.ACTS``): the shape rules decoding keeps
+    # (``reply_shape``: the language's script, a list act naming an item first); empty: not kept
+    language: str = ""
+    act: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,9 @@ class ReplyGenerator:
         quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
         facts = None if request.quotable_facts is None else FactSpanConstraint(self.tokenizer, request.quotable_facts,
                                                                                quotes, max_new)
-        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes))
+        shape = ReplyShape(quotes, self.tokenizer.eos_id, request.language, request.act) \
+            if request.language or request.act else None
+        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape)
 
     def validate(self, request: ReplyRequest) -> None:
         """Raise the ``ValueError`` that decoding ``request`` would raise (empty prompt, unknown item, budget)."""

@@ -71,6 +71,12 @@ class QuoteTokens:
         # tokens whose bytes begin with whitespace: never right after a token that ended with it (``SpacingRule``)
         self.space_led = torch.tensor([data[:1].isspace() for data in self.bytes], dtype=torch.bool)
         self.double_spaced = torch.tensor([b"  " in data for data in self.bytes], dtype=torch.bool)
+        # script and sentence tables (``reply_shape``): a token holding a lead byte of a Cyrillic letter (UTF-8
+        # 0xD0-0xD3: U+0400-U+04FF), one holding a Latin letter, one ending a sentence
+        self.cyrillic = torch.tensor([any(0xD0 <= b <= 0xD3 for b in data) for data in self.bytes], dtype=torch.bool)
+        self.latin = torch.tensor([any(chr(b).isascii() and chr(b).isalpha() for b in data) for data in self.bytes],
+                                  dtype=torch.bool)
+        self.sentence_end = torch.tensor([any(c in data for c in b".!?") for data in self.bytes], dtype=torch.bool)
         self._containing: dict[bytes, torch.Tensor] = {}
         self._starting: dict[bytes, list[int]] = {}
 
@@ -207,15 +213,20 @@ class SpacingRule:
 
 
 class ReplyConstraint:
-    """Items, quoted facts and spacing of one reply together: a token must pass every rule; ``advance`` returns the
-    item id a token completes (``ItemSpanConstraint.advance``). ``facts`` None: the prompt offers none to quote."""
+    """Items, quoted facts, spacing and the reply's shape together: a token must pass every rule; ``advance`` returns
+    the item id a token completes (``ItemSpanConstraint.advance``). ``facts`` None: the prompt offers none to quote.
+    ``shape``: the rules that read the others' state (``reply_shape.ReplyShape``; None: none)."""
 
-    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule):
-        self.items, self.facts, self.spacing = items, facts, spacing
+    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None):
+        self.items, self.facts, self.spacing, self.shape = items, facts, spacing, shape
 
     def allowed(self) -> torch.Tensor:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
-        return mask & self.facts.allowed() if self.facts is not None else mask
+        if self.facts is not None:
+            mask &= self.facts.allowed()
+        if self.shape is not None:
+            mask &= self.shape.allowed(self.items, self.facts)
+        return mask
 
     def advance(self, token: int) -> int | None:
         if self.facts is not None:
@@ -225,4 +236,4 @@ class ReplyConstraint:
 
     def copy(self) -> "ReplyConstraint":
         return ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
-                               self.spacing.copy())
+                               self.spacing.copy(), self.shape)

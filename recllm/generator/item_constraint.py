@@ -63,6 +63,13 @@ class ItemSpanConstraint:
     def in_span(self) -> bool:
         return bool(self.prefix)
 
+    @property
+    def can_open_span(self) -> bool:
+        """An item span may start now: an open candidate is left, the reply names fewer than ``max_items`` and a
+        whole span still fits in the token budget."""
+        return (self._trie is not None and len(self.named) < self.max_items
+                and self.max_new_tokens - self.steps >= self.tokenizer.sid_depth)
+
     def allowed(self) -> torch.Tensor:
         """[V] bool of the tokens allowed at this step."""
         if self.prefix:
@@ -71,8 +78,7 @@ class ItemSpanConstraint:
             mask[self._level_tokens[len(self.prefix)][codes]] = True
             return mask
         mask = self.text_mask.clone()  # [V]
-        span_fits = self.max_new_tokens - self.steps >= self.tokenizer.sid_depth
-        if self._trie is not None and len(self.named) < self.max_items and span_fits:
+        if self.can_open_span:
             mask[self._level_tokens[0][self._trie.allowed_next(())]] = True
         return mask
 

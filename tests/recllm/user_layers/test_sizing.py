@@ -25,3 +25,13 @@ def test_qwen2_72b_rank8_attention_lora_is_65_5_mb_in_fp16():
     sizes = user_layer_sizes(Qwen2Config.from_name("qwen2-72b"), UserLayersConfig(user_dim=52))
     assert sizes.lora_adapter_params == 80 * 8 * (2 * (8192 + 8192) + 2 * (8192 + 1024))
     assert round(sizes.bytes(2)["lora_adapter_params"] / 1e6, 1) == 65.5
+
+
+def test_qwen2_72b_rank8_lora_with_the_mlp_is_210_5_mb_in_fp16():
+    from recllm.user_layers.lora_adapter import LORA_MODULES
+
+    sizes = user_layer_sizes(Qwen2Config.from_name("qwen2-72b"), UserLayersConfig(user_dim=52,
+                                                                                   lora_modules=LORA_MODULES))
+    mlp = 80 * 3 * 8 * (8192 + 29568)
+    assert sizes.lora_adapter_params == 80 * 8 * (2 * (8192 + 8192) + 2 * (8192 + 1024)) + mlp
+    assert round(sizes.bytes(2)["lora_adapter_params"] / 1e6, 1) == 210.5

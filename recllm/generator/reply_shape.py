@@ -1,0 +1,47 @@
+"""The reply's shape while it is decoded: its language's script, and a list act that names an item first.
+
+Two of the post-generation check's failures (``reply_check``) follow from single tokens, so the decoder can refuse
+those tokens instead of letting the check throw the reply away:
+
+* ``wrong_language`` — outside item names and quoted facts a reply writes in its language: an English reply takes no
+  token holding a Cyrillic letter («Take a look at … Вот»), a Russian reply none holding a Latin letter («… ere я
+  подберу точнее»). Items are SID tokens (no text bytes); a quoted fact's bytes are the fact's own
+  (``FactSpanConstraint``), so inside a quote the script is not restricted.
+* ``no_item`` / ``empty_list`` — a list act (recommend, refine) names an item before its first sentence ends:
+  while the reply has named none and one can still open, no sentence-ending token and no ``<eos>`` («Другие варианты:
+  .», "Other options: s.").
+
+Both are stateless over the reply (they read the item and quote constraints' state), so one ``ReplyShape`` serves a
+request and every beam of it. The byte tables come from ``QuoteTokens`` (built once per tokenizer).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .fact_constraint import FactSpanConstraint, QuoteTokens
+from .item_constraint import ItemSpanConstraint
+from .reply_check import LIST_ACTS
+
+
+class ReplyShape:
+    def __init__(self, quotes: QuoteTokens, eos_id: int, language: str = "", act: str = ""):
+        """``language`` "en" / "ru" (else the script is free); ``act`` the reply's act (a list act names an item
+        before its first sentence ends)."""
+        self.refused_script = {"en": quotes.cyrillic, "ru": quotes.latin}.get(language)  # [V] or None
+        self.list_act = act in LIST_ACTS
+        before_item = quotes.sentence_end.clone()  # [V]
+        before_item[eos_id] = True
+        self.refused_before_item = before_item
+
+    def allowed(self, items: ItemSpanConstraint, facts: FactSpanConstraint | None) -> torch.Tensor:
+        """[V] bool: what the shape lets through at this step (the other rules apply on top)."""
+        allowed = torch.ones_like(self.refused_before_item)
+        if self.refused_script is not None and not (facts is not None and facts.in_quote):
+            allowed &= ~self.refused_script
+        if self.list_act and not items.named and items.can_open_span:
+            allowed &= ~self.refused_before_item
+        return allowed
+
+
+__all__ = ["ReplyShape"]

@@ -1,0 +1,82 @@
+"""The reply's shape while decoding (``reply_shape``): an English reply writes no Cyrillic and a Russian one no Latin
+outside quoted facts, and a list act names an item before its first sentence ends — even from models pushed towards
+exactly those tokens, under greedy decoding and sampling."""
+
+import re
+
+import pytest
+import torch
+
+from recllm.generator import GeneratorConfig, ReplyGenerator, ReplyRequest, Sampling, build_model
+from recllm.generator.fact_constraint import quote_tokens
+from recllm.generator.reply_check import CITATION_RE
+
+from .conftest import name
+
+FACT = "каждую неделю берёте кофе"
+PROMPT = "act: recommend | service: samokat | lang: en | query: breakfast | profile: " + FACT
+
+
+def pushed_generator(tok, codes, push) -> ReplyGenerator:
+    """A random model whose logits favour the tokens ``push(quotes)`` marks."""
+    config = GeneratorConfig.from_name("test")
+    model = build_model(config, tok)
+    bias = torch.zeros(model.config.vocab_size)
+    bias[push(quote_tokens(tok, model.config.vocab_size))] = 6.0
+    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
+    return ReplyGenerator(model, tok, config, codes)
+
+
+def replies(generator, **request_fields) -> list:
+    out = []
+    for temperature in (0.0, 1.0):
+        requests = [ReplyRequest(PROMPT, tuple(range(12)), Sampling(temperature=temperature, seed=k),
+                                 quotable_facts=(FACT,), **request_fields) for k in range(6)]
+        out += generator.generate_batch(requests, name)
+    return out
+
+
+def own_text(reply) -> str:
+    """The reply without its item names and quoted facts."""
+    text = reply.text
+    for item in reply.item_ids:
+        text = text.replace(name(item), " ")
+    return CITATION_RE.sub(" ", text)
+
+
+@pytest.mark.parametrize("language, letters", [("en", "[а-яё]"), ("ru", "[a-z]")])
+def test_a_reply_keeps_its_language_s_script_outside_quotes(tok, codes, language, letters):
+    foreign = re.compile(letters, re.IGNORECASE)
+    table = "cyrillic" if language == "en" else "latin"
+    generator = pushed_generator(tok, codes, lambda quotes: getattr(quotes, table))
+    free = replies(generator)
+    assert any(foreign.search(own_text(r)) for r in free)  # the push works: unconstrained, the script leaks
+    kept = replies(generator, language=language)
+    assert not any(foreign.search(own_text(r)) for r in kept), [r.text for r in kept]
+
+
+def test_a_list_act_names_an_item_before_its_first_sentence_ends(tok, codes):
+    """While a recommend reply has named no item and a span still fits its budget, no token ends a sentence and
+    <eos> does not come (a random model may still spend its whole budget on text: then the rule lets it end)."""
+    def push(quotes):
+        ends = quotes.sentence_end.clone()
+        ends[tok.eos_id] = True
+        return ends
+    generator = pushed_generator(tok, codes, push)
+    assert any(not r.item_ids for r in replies(generator))  # the push works: unconstrained, no item is named
+    quotes = quote_tokens(tok, generator.model.config.vocab_size)
+    budget = generator.config.max_new_tokens
+    for temperature in (0.0, 1.0):
+        requests = [ReplyRequest(PROMPT, tuple(range(12)), Sampling(temperature=temperature, seed=k), act=act)
+                    for k in range(6) for act in ("recommend", "clarify")]
+        steps, named, early_ends = [0] * len(requests), [False] * len(requests), [0] * len(requests)
+        for j, token, item in generator.stream_batch(requests):
+            ends = token == tok.eos_id or bool(quotes.sentence_end[token])
+            if ends and not named[j] and budget - steps[j] >= tok.sid_depth:
+                early_ends[j] += 1
+            named[j] |= item is not None
+            steps[j] += 1
+        recommend = [n for n, r in zip(early_ends, requests) if r.act == "recommend"]
+        clarify = [n for n, r in zip(early_ends, requests) if r.act == "clarify"]
+        assert recommend == [0] * len(recommend)
+        assert any(clarify)  # not a list act: not held to it (and the push does end sentences early)
