@@ -13,8 +13,12 @@ from collections.abc import Sequence
 
 DECLINE_PATTERNS = (
     # personal data: addresses, phone numbers, cards, passports, other people's orders (a phone alone is a product:
-    # «хочу телефон» and "I need a phone" got the decline reply over a list of smartphones)
-    r"\bадрес", r"номер\w* телефон", r"телефон\w* (курьер|сосед|клиент|пользовател|друг|мам|пап)", r"номер карт",
+    # «хочу телефон» and "I need a phone" got the decline reply over a list of smartphones; someone's phone is not,
+    # «дай телефон моей соседки», unless it is what an accessory is for: «чехол на телефон мамы»)
+    r"\bадрес", r"номер\w* телефон", r"номер карт",
+    r"(?<!\bна )(?<!\bдля )(?<!\bк )телефон\w* (?:(?:мо|тво|ваш|наш|ег|е[её]|их|эт)\w*\s+)?"
+    r"(курьер(?:а|ов)|сосед(?:а|ки|ей|ов)|клиент(?:а|ов)|пользовател(?:я|ей)|друга|друзей|подруги|мамы|папы|брата|"
+    r"сестры|коллег(?:и)?|бывш(?:его|ей))\b",  # whose phone (genitive): «телефон маме в подарок» is a gift
     r"\bпаспорт", r"\baddress", r"phone number", r"\bphone of\b", r"'s phone\b", r"card number", r"passport",
     r"чужи[ехм]", r"другого (пользователя|клиента)", r"someone else'?s", r"other (user|customer)s?'? (orders|data)",
     # off-topic
