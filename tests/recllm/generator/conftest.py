@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
-from recllm.generator import ItemCodes, ReplyTokenizer
+from recllm.generator import GeneratorConfig, ItemCodes, ReplyGenerator, ReplyTokenizer, build_model
+from recllm.generator.fact_constraint import quote_tokens
 
 N_ITEMS = 60
 TEXTS = ["act: recommend | service: samokat | lang: ru | query: что приготовить на ужин? | profile: -",
@@ -37,3 +39,14 @@ def tok(codes) -> ReplyTokenizer:
 
 def name(item_id: int) -> str:
     return f"[товар {item_id}]"
+
+
+def pushed_generator(tok, codes, push, strength: float = 6.0) -> ReplyGenerator:
+    """A random test-preset model whose logits favour the tokens ``push(quote_tokens)`` marks (a bool mask or ids):
+    what a decoding rule must hold against."""
+    config = GeneratorConfig.from_name("test")
+    model = build_model(config, tok)
+    bias = torch.zeros(model.config.vocab_size)
+    bias[push(quote_tokens(tok, model.config.vocab_size))] = strength
+    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
+    return ReplyGenerator(model, tok, config, codes)

@@ -3,15 +3,14 @@ and beam search, even from a model that loves quote tokens, and even when the to
 facts, no quotes."""
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recllm.generator import GeneratorConfig, ReplyGenerator, ReplyRequest, Sampling, build_model
+from recllm.generator import ReplyGenerator, ReplyRequest, Sampling
 from recllm.generator.fact_constraint import FactSpanConstraint, quote_tokens
 from recllm.generator.reply_check import cited_facts
 
-from .conftest import name
+from .conftest import name, pushed_generator
 
 FACT = "каждую неделю берёте кофе"
 OTHER = "берёте кофе"
@@ -31,12 +30,7 @@ def quote_byte_tokens(quotes) -> list[int]:
 @pytest.fixture(scope="module")
 def quote_loving(tok, codes) -> ReplyGenerator:
     """A random model pushed towards every token that spells a quote, whole or a byte of it."""
-    config = GeneratorConfig.from_name("test")
-    model = build_model(config, tok)
-    bias = torch.zeros(model.config.vocab_size)
-    bias[quote_byte_tokens(quote_tokens(tok, model.config.vocab_size))] = 8.0
-    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
-    return ReplyGenerator(model, tok, config, codes)
+    return pushed_generator(tok, codes, quote_byte_tokens, strength=8.0)
 
 
 def walk(tok, constraint, text: str) -> str | None:
@@ -161,14 +155,9 @@ def test_no_reply_spaces_twice_even_from_a_model_that_loves_spaces(tok, codes, s
     """A random model pushed towards every token that begins with whitespace (the lone space included): greedy and
     sampled replies never put whitespace right after whitespace, nor a token holding two spaces (the test tokenizer
     has one). Checked on the tokens: a random model also emits bytes that are no UTF-8, which render as nothing."""
-    config = GeneratorConfig.from_name("test")
-    model = build_model(config, tok)
-    quotes = quote_tokens(tok, model.config.vocab_size)
+    generator = pushed_generator(tok, codes, lambda quotes: quotes.space_led | quotes.double_spaced)
+    quotes = quote_tokens(tok, generator.model.config.vocab_size)
     assert quotes.double_spaced.any()
-    bias = torch.zeros(model.config.vocab_size)
-    bias[quotes.space_led | quotes.double_spaced] = 6.0
-    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
-    generator = ReplyGenerator(model, tok, config, codes)
     for temperature in (0.0, 1.0):
         requests = [ReplyRequest(PROMPT, list(range(12)), Sampling(temperature=temperature, seed=seed * 100 + k))
                     for k in range(8)]

@@ -5,26 +5,15 @@ exactly those tokens, under greedy decoding and sampling."""
 import re
 
 import pytest
-import torch
 
-from recllm.generator import GeneratorConfig, ReplyGenerator, ReplyRequest, Sampling, build_model
+from recllm.generator import ReplyRequest, Sampling
 from recllm.generator.fact_constraint import quote_tokens
 from recllm.generator.reply_check import CITATION_RE
 
-from .conftest import name
+from .conftest import name, pushed_generator
 
 FACT = "каждую неделю берёте кофе"
 PROMPT = "act: recommend | service: samokat | lang: en | query: breakfast | profile: " + FACT
-
-
-def pushed_generator(tok, codes, push) -> ReplyGenerator:
-    """A random model whose logits favour the tokens ``push(quotes)`` marks."""
-    config = GeneratorConfig.from_name("test")
-    model = build_model(config, tok)
-    bias = torch.zeros(model.config.vocab_size)
-    bias[push(quote_tokens(tok, model.config.vocab_size))] = 6.0
-    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
-    return ReplyGenerator(model, tok, config, codes)
 
 
 def replies(generator, **request_fields) -> list:
