@@ -254,16 +254,17 @@ def same_reply_split(turns_served: dict[str, list[dict[int, tuple[str, float]]]]
             for index, (reply, _) in served.items():
                 by_turn.setdefault(index, set()).add(reply)
         return by_turn
-    off, on = replies("off"), replies("on")
+    by_mode = {"off": replies("off"), "on": replies("on")}
+    off, on = by_mode["off"], by_mode["on"]
     common = sorted(set(off) & set(on))
     same = [i for i in common if len(off[i]) == 1 and off[i] == on[i]]
     changed = [i for i in common if i not in set(same)]
     out = {"turns": len(common), "same_reply_turns": len(same)}
     for name, group in (("same reply", same), ("changed reply", changed)):
-        row = {}
+        row, members = {}, set(group)
         for mode in ("off", "on"):
-            lat = [ms for served in turns_served[mode] for i, (_, ms) in served.items() if i in set(group)]
-            chars = [len(next(iter(replies(mode)[i]))) for i in group]
+            lat = [ms for served in turns_served[mode] for i, (_, ms) in served.items() if i in members]
+            chars = [len(min(by_mode[mode][i])) for i in group]  # a turn's replies agree across rounds as a rule
             row[mode] = {"p50_ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
                          "p95_ms": round(float(np.percentile(lat, 95)), 1) if lat else None,
                          "mean_reply_chars": round(float(np.mean(chars)), 1) if chars else None}

@@ -449,7 +449,8 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
 
     t0 = time.perf_counter()
     layers_config = UserLayersConfig(user_dim=vectors.config.dim, lora_rank=config.lora_rank,
-                                     lora_modules=config.lora_modules, num_slots=max(8, config.n_segments + config.heavy_users),
+                                     lora_modules=config.lora_modules,
+                                     num_slots=max(8, config.n_segments + config.heavy_users),
                                      num_segments=config.n_segments, gate_top_k=min(config.gate_top_k,
                                                                                     config.n_segments))
     adaptive = AdaptiveQwen2(load_qwen2(base_dir), layers_config)

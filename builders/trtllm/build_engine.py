@@ -67,7 +67,8 @@ def build_command(config: EngineBuildConfig) -> list[str]:
     command = [
         "trtllm-build", "--checkpoint_dir", str(checkpoint_stage_dir(config)), "--output_dir", str(engine_dir(config)),
         "--gemm_plugin", "auto", "--gpt_attention_plugin", "auto",
-        "--lora_plugin", "auto", "--lora_target_modules", *config.lora_modules, "--max_lora_rank", str(config.max_lora_rank),
+        "--lora_plugin", "auto", "--lora_target_modules", *config.lora_modules,
+        "--max_lora_rank", str(config.max_lora_rank),
         "--kv_cache_type", "paged", "--remove_input_padding", "enable", "--context_fmha", "enable",
         "--use_paged_context_fmha", "enable",     # needed for KV-cache reuse of the shared system prompt
         "--max_batch_size", str(config.max_batch_size), "--max_num_tokens", str(config.max_num_tokens),

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 
 DECLINE_PATTERNS = (
     # personal data: addresses, phone numbers, cards, passports, other people's orders (a phone alone is a product:
-    # «хочу телефон» and "I need a phone" got the decline reply over a list of smartphones; someone's phone is not,
-    # «дай телефон моей соседки», unless it is what an accessory is for: «чехол на телефон мамы»)
+    # «хочу телефон» and "I need a phone" got the decline reply over a list of smartphones)
     r"\bадрес", r"номер\w* телефон", r"номер карт",
-    r"(?<!\bна )(?<!\bдля )(?<!\bк )телефон\w* (?:(?:мо|тво|ваш|наш|ег|е[её]|их|эт)\w*\s+)?"
-    r"(курьер(?:а|ов)|сосед(?:а|ки|ей|ов)|клиент(?:а|ов)|пользовател(?:я|ей)|друга|друзей|подруги|мамы|папы|брата|"
-    r"сестры|коллег(?:и)?|бывш(?:его|ей))\b",  # whose phone (genitive): «телефон маме в подарок» is a gift
+    # someone's phone: «телефон» + (a possessive) + a person in the genitive (whose phone: «телефон маме в подарок» is
+    # a gift), unless the query names the phone as what an accessory is for («чехол на (новый) телефон мамы»,
+    # «зарядка от телефона мамы»: a preposition and at most one word before «телефон»)
+    r"^(?!.*\b(?:на|для|к|от|под|с|со)\s+(?:\w+\s+)?телефон).*?телефон\w* "
+    r"(?:(?:мо|тво|ваш|наш|ег|е[её]|их|эт)\w*\s+)?"
+    r"(курьер(?:а|ов)|сосед(?:а|ки|ей|ов)|клиент(?:а|ов|ки|ок)|пользовател(?:я|ей)|друга|друзей|подруги|мамы|папы|"
+    r"брата|сестры|жены|мужа|сына|дочери|дочки|бабушки|дедушки|девушки|парня|коллег(?:и)?|бывш(?:его|ей))\b",
     r"\bпаспорт", r"\baddress", r"phone number", r"\bphone of\b", r"'s phone\b", r"card number", r"passport",
     r"чужи[ехм]", r"другого (пользователя|клиента)", r"someone else'?s", r"other (user|customer)s?'? (orders|data)",
     # off-topic

@@ -11,8 +11,12 @@ those tokens instead of letting the check throw the reply away:
   while the reply has named none and one can still open, no sentence-ending token and no ``<eos>`` («Другие варианты:
   .», "Other options: s.").
 
-Both are stateless over the reply (they read the item and quote constraints' state), so one ``ReplyShape`` serves a
-request and every beam of it. The byte tables come from ``QuoteTokens`` (built once per tokenizer).
+Both are stateless over the reply (they read the item and quote constraints' state), so one ``ReplyShape`` may serve
+every hypothesis of a request; ``ReplyGenerator.beam_search`` (used by benchmarks, not served) builds its requests
+without a language or act, so it runs without them. The byte tables come from ``QuoteTokens`` (built once per
+tokenizer). The Russian rule refuses any token holding a Latin letter, stricter than the check (words of two or
+more Latin letters): on a byte-level vocabulary a word is split across tokens, so one letter is all a token can
+show; a Latin name («витамин D») reaches a Russian reply only as an item's name.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ class ReplyShape:
     def allowed(self, items: ItemSpanConstraint, facts: FactSpanConstraint | None) -> torch.Tensor:
         """[V] bool: what the shape lets through at this step (the other rules apply on top)."""
         allowed = torch.ones_like(self.refused_before_item)
-        if self.refused_script is not None and not (facts is not None and facts.in_quote):
+        if facts is not None and facts.in_quote:  # a quoted fact's own bytes rule (its «1.5 л» may hold a full stop)
+            return allowed
+        if self.refused_script is not None:
             allowed &= ~self.refused_script
         if self.list_act and not items.named and items.can_open_span:
             allowed &= ~self.refused_before_item

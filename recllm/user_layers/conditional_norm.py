@@ -7,8 +7,10 @@ Triton kernel). On CPU in float32 the module runs the base norm (one fused ``F.r
 modulation with ``(1 + γ)`` and ``β`` kept per layer context as [B, 1, D] rows (broadcast over the T tokens, in
 place at inference): the reference's operations in its order, so bit for bit equal to it, at about the cost of the
 base norm plus two element-wise ops (the kernel entry's argument checks and float copies cost more than the norm
-itself at decode shapes); a batch of one folds its ``(1 + γ)`` into the norm's weight, one op fewer per step. It replaces ``layer.input_layernorm`` / ``layer.post_attention_layernorm`` by attribute
-assignment and reads ``u`` from the ``UserLayerContext``; with no ``norm_vectors`` it calls the base norm.
+itself at decode shapes). A batch of one (a chat turn) folds its ``(1 + γ)`` into the norm's weight, one op fewer
+per step, equal to the reference up to float rounding (and still exactly the base norm when untrained). It replaces
+``layer.input_layernorm`` / ``layer.post_attention_layernorm`` by attribute assignment and reads ``u`` from the
+``UserLayerContext``; with no ``norm_vectors`` it calls the base norm.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``delta_W = B @ A * alpha / r`` for each target projection, PEFT's convention (and TensorRT-LLM's after it folds the
 scale into B). ``module`` is the projection's name in our Qwen2 (and in HF's): ``q_proj``, ``k_proj``, ``v_proj``,
-``o_proj`` in the attention, ``gate_proj``, ``up_proj``, ``down_proj`` in the MLP. ``trained_at`` (unix seconds) and ``num_events`` feed the staleness policy of the adapter store.
+``o_proj`` in the attention, ``gate_proj``, ``up_proj``, ``down_proj`` in the MLP. ``trained_at`` (unix seconds)
+and ``num_events`` feed the staleness policy of the adapter store.
 """
 
 from __future__ import annotations

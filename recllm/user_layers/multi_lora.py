@@ -84,7 +84,7 @@ def stacked_lora(lora_a: torch.Tensor, lora_b: torch.Tensor, scales: torch.Tenso
     if mix_weights is not None:
         coeff = coeff * mix_weights.float()
     position = torch.searchsorted(used, slots)  # [B, K]: where each slot sits among the used ones (-1 entries: 0)
-    per_slot = torch.zeros(indices.shape[0], used.numel()).scatter_add_(1, position, coeff)  # [B, U]
+    per_slot = coeff.new_zeros(indices.shape[0], used.numel()).scatter_add_(1, position, coeff)  # [B, U]
     R = lora_a.shape[1]
     a = lora_a.index_select(0, used).float().reshape(used.numel() * R, -1)  # [U·R, d_in]
     b = lora_b.index_select(0, used).float().permute(1, 0, 2).reshape(lora_b.shape[1], -1)  # [d_out, U·R]
@@ -148,20 +148,24 @@ class MultiLoRALinear(nn.Module):
         self.register_buffer("scales", torch.zeros(num_slots, dtype=weight.dtype, device=weight.device))
 
     def forward(self, x: torch.Tensor, layer_context=None) -> torch.Tensor:
-        if getattr(layer_context, "lora_indices", None) is None:
+        indices = getattr(layer_context, "lora_indices", None)
+        if indices is None:
             return self.base(x)
         # what depends only on the batch's adapters is decided and prepared once per layer context at inference
         # (the path, the gathered or merged weights): a decode step is one lookup and the projection's own matmuls
         run = context_cached(layer_context, self, lambda: self._plan(x, layer_context))
+        if run is None:  # the kernel path: it reads the context's per-token rows at every call
+            return self._kernel_forward(x, layer_context, indices)
         return run(x)
 
-    def _plan(self, x: torch.Tensor, layer_context) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _plan(self, x: torch.Tensor, layer_context) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """This projection's forward for the context's batch (x: any call of it; the path depends on the batch's
-        shape, not on how many tokens it brings)."""
+        shape, not on how many tokens it brings); None for the kernel path. A plan holds tensors, never the context
+        it is cached in (no reference cycle: the context is freed with its batch)."""
         indices = layer_context.lora_indices
         path = choose_lora_path(self.path, x, self.base.out_features)
         if path == "kernel":
-            return lambda x: self._kernel_forward(x, layer_context, indices)
+            return None
         if path == "stacked":
             return self._stacked_forward(x, layer_context, indices)
         gathered = self._gathered(layer_context, indices)
@@ -177,9 +181,10 @@ class MultiLoRALinear(nn.Module):
                 return lambda x: torch.bmm(x, weights)  # [B, T, d_out]
             return lambda x: torch.baddbmm(bias, x, weights)  # [B, T, d_out]
 
+        mix = layer_context.mix_weights
+
         def per_request(x: torch.Tensor) -> torch.Tensor:
-            delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights,
-                                     gathered)
+            delta = per_request_lora(x, self.lora_a, self.lora_b, self.scales, indices, mix, gathered)
             y = self.base(x)  # [B, T, d_out]
             return y + delta.to(y.dtype)
         return per_request
@@ -188,7 +193,9 @@ class MultiLoRALinear(nn.Module):
                          ) -> Callable[[torch.Tensor], torch.Tensor]:
         """The "stacked" path (inference): the base weight and the used adapters' A in one matrix, so one linear gives
         the projection and every adapter's shrink; each row's coefficients select and weight its adapters' rank
-        rows, and one addmm adds the expand: two ops per step more than the base projection, whatever the mix."""
+        rows, and one addmm adds the expand: two ops per step more than the base projection, whatever the mix. The
+        price is a copy of the base weight per batch (layer context), cheap at the CPU sizes "auto" gives it (on
+        CUDA the kernel path runs)."""
         stacked = stacked_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
         if stacked is None:
             return self.base

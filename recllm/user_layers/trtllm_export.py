@@ -33,9 +33,10 @@ from recllm.user_layers.lora_adapter import LoRAAdapter, module_dims
 
 TRTLLM_MODULE_IDS = {"attn_qkv": 0, "attn_q": 1, "attn_k": 2, "attn_v": 3, "attn_dense": 4,
                      "mlp_h_to_4h": 5, "mlp_4h_to_h": 6, "mlp_gate": 7}
-# our (HF) projection name -> TensorRT-LLM module name
+# our (HF) projection name -> TensorRT-LLM module name, as TensorRT-LLM's own LoRA loader maps them: its GatedMLP
+# applies the activation to ``fc`` (mlp_h_to_4h), which is HF's gate_proj; its ``gate`` (mlp_gate) is HF's up_proj
 TRTLLM_MODULE_OF = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_dense",
-                    "up_proj": "mlp_h_to_4h", "down_proj": "mlp_4h_to_h", "gate_proj": "mlp_gate"}
+                    "gate_proj": "mlp_h_to_4h", "down_proj": "mlp_4h_to_h", "up_proj": "mlp_gate"}
 OUR_MODULE_OF = {trt: ours for ours, trt in TRTLLM_MODULE_OF.items()}
 WEIGHTS_NPY = "model.lora_weights.npy"
 CONFIG_NPY = "model.lora_config.npy"

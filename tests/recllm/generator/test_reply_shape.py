@@ -69,3 +69,16 @@ def test_a_list_act_names_an_item_before_its_first_sentence_ends(tok, codes):
         clarify = [n for n, r in zip(early_ends, requests) if r.act == "clarify"]
         assert recommend == [0] * len(recommend)
         assert any(clarify)  # not a list act: not held to it (and the push does end sentences early)
+
+
+def test_inside_a_quote_the_shape_lets_the_fact_s_own_bytes_through(tok):
+    """A quoted fact may hold a full stop or another script («1.5 л», "Samokat"): inside a quote the shape refuses
+    nothing (the fact constraint alone decides), outside it does."""
+    from types import SimpleNamespace
+
+    from recllm.generator.reply_shape import ReplyShape
+
+    shape = ReplyShape(quote_tokens(tok, tok.vocab_size), tok.eos_id, language="ru", act="recommend")
+    no_item_yet = SimpleNamespace(named=[], can_open_span=True)
+    assert not shape.allowed(no_item_yet, SimpleNamespace(in_quote=False)).all()
+    assert shape.allowed(no_item_yet, SimpleNamespace(in_quote=True)).all()

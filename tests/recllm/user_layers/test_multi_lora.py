@@ -209,3 +209,29 @@ def test_auto_merges_small_batches_on_cpu_and_falls_back_for_big_ones_and_traini
         assert choose_lora_path("auto", torch.zeros(rows, 1, 192), 192) == "stacked"
         assert choose_lora_path("kernel", x, 192) == "kernel"
     assert choose_lora_path("auto", x, 192) == "per_request"  # gradients on: training
+
+
+@pytest.mark.parametrize("path", ["kernel", "per_request", "merged", "stacked"])
+def test_a_layer_context_is_freed_with_its_batch(tiny_config, tokens, path):
+    """What a projection prepares for a batch is cached in the batch's layer context and holds tensors only, never
+    the context itself: the context (and its prefix keys/values) goes as soon as the batch is done, no cycle left
+    for the garbage collector."""
+    import gc
+    import weakref
+
+    from recllm.generator.qwen2 import build_qwen2
+
+    model = build_qwen2(tiny_config, seed=0).eval()
+    slots = install_multi_lora(model, num_slots=2, rank=8, path=path)
+    slots.write(0, random_adapter(tiny_config, "a0", seed=0))
+    context = UserLayerContext(lora_indices=torch.tensor([[0], [-1], [0], [0]]))
+    with torch.no_grad():
+        model(tokens, layer_context=context)
+        model(tokens[:, -1:], layer_context=context)  # a step reusing the plans
+    gone = weakref.ref(context)
+    gc.disable()
+    try:
+        del context
+        assert gone() is None
+    finally:
+        gc.enable()

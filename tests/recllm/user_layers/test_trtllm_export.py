@@ -9,7 +9,8 @@ from builders.trtllm.model_shape import QwenShape
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
 from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, module_block, random_adapter
 from recllm.user_layers.trtllm_export import (
-    CONFIG_NPY, WEIGHTS_NPY, TRTLLM_MODULE_OF, export_adapter, lora_task_id, to_trtllm, unpack_trtllm_lora,
+    CONFIG_NPY, WEIGHTS_NPY, TRTLLM_MODULE_IDS, TRTLLM_MODULE_OF, export_adapter, lora_task_id, to_trtllm,
+    unpack_trtllm_lora,
 )
 
 
@@ -60,9 +61,11 @@ def test_round_trip_gives_our_logits(tmp_path, tiny_model, tiny_config, tokens, 
     folder = export_adapter(adapter, tmp_path, dtype=np.float32)
     assert folder.name == str(lora_task_id("user/u7"))
     weights, config = np.load(folder / WEIGHTS_NPY), np.load(folder / CONFIG_NPY)
-    assert sorted({row[0] for row in config.tolist()}) == sorted(  # attn_q.. 1-4, mlp_h_to_4h / 4h_to_h / gate 5-7
-        {"q_proj": 1, "k_proj": 2, "v_proj": 3, "o_proj": 4, "up_proj": 5, "down_proj": 6, "gate_proj": 7}[m]
-        for m in modules)
+    # TensorRT-LLM's ids and its loader's HF names (lora_manager: mlp_h_to_4h is gate_proj, mlp_gate is up_proj)
+    trtllm_table = {"q_proj": 1, "k_proj": 2, "v_proj": 3, "o_proj": 4, "gate_proj": 5, "down_proj": 6, "up_proj": 7}
+    assert sorted({row[0] for row in config.tolist()}) == sorted(trtllm_table[m] for m in modules)
+    for module, module_id in trtllm_table.items():
+        assert TRTLLM_MODULE_IDS[TRTLLM_MODULE_OF[module]] == module_id
     adaptive = AdaptiveQwen2(tiny_model, UserLayersConfig(user_dim=4, num_segments=2, prefix_layers=(),
                                                           lora_modules=modules))
     adaptive.slots.write(0, adapter)
