@@ -45,7 +45,7 @@ from recllm.generator import ReplyGenerator
 from recllm.generator.training import GeneratorExample, collate, encode_example, reply_loss
 from recllm.user_layers.adapter_store import AdapterStoreConfig, save_adapter, segment_adapter_name, user_adapter_name
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, LoRAAdapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter, checked_lora_modules
 from recllm.user_layers.reply_personalizer import (
     ADAPTERS_DIR, LAYERS_FILE, SEGMENTS_FILE, save_layers_config,
 )
@@ -85,10 +85,7 @@ class ReplyLayersConfig:
         require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
                                      "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples",
                                      "user_min_requests", "user_lora_steps"))
-        self.lora_modules = tuple(self.lora_modules)  # a JSON override gives a list
-        if not self.lora_modules or set(self.lora_modules) - set(LORA_MODULES):
-            raise ValueError(f"ReplyLayersConfig.lora_modules must be a non-empty subset of {LORA_MODULES}, got "
-                             f"{self.lora_modules!r}")
+        self.lora_modules = checked_lora_modules(self.lora_modules, "ReplyLayersConfig")
         if self.user_min_requests < 3:
             raise ValueError(f"ReplyLayersConfig.user_min_requests must be >= 3 (train, validation, test), got "
                              f"{self.user_min_requests}")

@@ -53,7 +53,7 @@ from recllm.user_layers.adapter_store import (
     adapter_from_peft_state, load_adapter, save_adapter, segment_adapter_name, user_adapter_name,
 )
 from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserBatch, UserLayersConfig
-from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LORA_MODULES, LoRAAdapter
+from recllm.user_layers.lora_adapter import ATTENTION_MODULES, LoRAAdapter, checked_lora_modules
 from recllm.user_layers.user_vector import UserVectorBuilder, UserVectorConfig
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,7 @@ class TrainUserLayersConfig:
             if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                 or value < 0):
                 raise ValueError(f"TrainUserLayersConfig.{f.name} must be a non-negative number, got {value!r}")
-        self.lora_modules = tuple(self.lora_modules)  # a saved state's JSON gives a list
-        if not self.lora_modules or set(self.lora_modules) - set(LORA_MODULES):
-            raise ValueError(f"TrainUserLayersConfig.lora_modules must be a non-empty subset of {LORA_MODULES}, got "
-                             f"{self.lora_modules!r}")
+        self.lora_modules = checked_lora_modules(self.lora_modules, "TrainUserLayersConfig")
         for name in ("heldout_fraction", "eval_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"TrainUserLayersConfig.{name} must be in (0, 1), got {getattr(self, name)!r}")

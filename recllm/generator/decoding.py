@@ -27,7 +27,7 @@ from .item_constraint import ItemSpanConstraint, text_token_mask
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
-from .reply_shape import ReplyShape
+from .reply_shape import reply_shape
 from .reply_check import REPLY_WORDS_FILE
 from .tokenizer import ReplyTokenizer
 
@@ -173,7 +173,7 @@ class ReplyGenerator:
         quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
         facts = None if request.quotable_facts is None else FactSpanConstraint(self.tokenizer, request.quotable_facts,
                                                                                quotes, max_new)
-        shape = ReplyShape(quotes, self.tokenizer.eos_id, request.language, request.act) \
+        shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act) \
             if request.language or request.act else None
         return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape)
 

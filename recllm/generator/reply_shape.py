@@ -21,6 +21,8 @@ show; a Latin name («витамин D») reaches a Russian reply only as an ite
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .fact_constraint import FactSpanConstraint, QuoteTokens
@@ -31,23 +33,29 @@ from .reply_check import LIST_ACTS
 class ReplyShape:
     def __init__(self, quotes: QuoteTokens, eos_id: int, language: str = "", act: str = ""):
         """``language`` "en" / "ru" (else the script is free); ``act`` the reply's act (a list act names an item
-        before its first sentence ends)."""
-        self.refused_script = {"en": quotes.cyrillic, "ru": quotes.latin}.get(language)  # [V] or None
+        before its first sentence ends). The three masks a step can need are made here, once (``reply_shape``
+        caches a shape per tokenizer, language and act); ``allowed`` returns one of them, never to be written."""
+        refused_script = {"en": quotes.cyrillic, "ru": quotes.latin}.get(language)  # [V] or None
         self.list_act = act in LIST_ACTS
-        before_item = quotes.sentence_end.clone()  # [V]
-        before_item[eos_id] = True
-        self.refused_before_item = before_item
+        self.free = torch.ones_like(quotes.sentence_end)  # [V]
+        self.outside_quote = self.free if refused_script is None else ~refused_script  # [V]
+        ends = quotes.sentence_end.clone()
+        ends[eos_id] = True
+        self.before_item = self.outside_quote & ~ends  # [V]
 
     def allowed(self, items: ItemSpanConstraint, facts: FactSpanConstraint | None) -> torch.Tensor:
         """[V] bool: what the shape lets through at this step (the other rules apply on top)."""
-        allowed = torch.ones_like(self.refused_before_item)
         if facts is not None and facts.in_quote:  # a quoted fact's own bytes rule (its «1.5 л» may hold a full stop)
-            return allowed
-        if self.refused_script is not None:
-            allowed &= ~self.refused_script
+            return self.free
         if self.list_act and not items.named and items.can_open_span:
-            allowed &= ~self.refused_before_item
-        return allowed
+            return self.before_item
+        return self.outside_quote
 
 
-__all__ = ["ReplyShape"]
+@lru_cache(maxsize=64)
+def reply_shape(quotes: QuoteTokens, eos_id: int, language: str, act: str) -> ReplyShape:
+    """The shape of every reply in ``language`` with ``act`` (stateless, so shared by the requests)."""
+    return ReplyShape(quotes, eos_id, language, act)
+
+
+__all__ = ["ReplyShape", "reply_shape"]

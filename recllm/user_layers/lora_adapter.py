@@ -28,6 +28,14 @@ def module_block(module: str) -> str:
     raise ValueError(f"no LoRA-able projection {module!r}; known: {LORA_MODULES}")
 
 
+def checked_lora_modules(modules, owner: str) -> tuple[str, ...]:
+    """``modules`` as a tuple (a JSON config gives a list), refused unless a non-empty subset of ``LORA_MODULES``."""
+    modules = tuple(modules)
+    if not modules or set(modules) - set(LORA_MODULES):
+        raise ValueError(f"{owner}.lora_modules must be a non-empty subset of {LORA_MODULES}, got {modules!r}")
+    return modules
+
+
 def module_dims(config: Qwen2Config) -> dict[str, tuple[int, int]]:
     """(d_in, d_out) of each LoRA-able projection."""
     d, q, kv = config.hidden_size, config.num_attention_heads * config.head_dim, \
@@ -98,5 +106,5 @@ def random_adapter(config: Qwen2Config, name: str, rank: int = 8, alpha: float =
     return LoRAAdapter(name, rank, alpha, a, b, **kwargs)
 
 
-__all__ = ["ATTENTION_MODULES", "LORA_MODULES", "LoRAAdapter", "MLP_MODULES", "module_block", "module_dims",
-           "random_adapter"]
+__all__ = ["ATTENTION_MODULES", "LORA_MODULES", "LoRAAdapter", "MLP_MODULES", "checked_lora_modules", "module_block",
+           "module_dims", "random_adapter"]

@@ -167,7 +167,7 @@ class MultiLoRALinear(nn.Module):
         if path == "kernel":
             return None
         if path == "stacked":
-            return self._stacked_forward(x, layer_context, indices)
+            return self._stacked_plan(x, layer_context, indices)
         gathered = self._gathered(layer_context, indices)
         if gathered is None:  # no row of the batch has an adapter: the base projection itself
             return self.base
@@ -189,13 +189,13 @@ class MultiLoRALinear(nn.Module):
             return y + delta.to(y.dtype)
         return per_request
 
-    def _stacked_forward(self, x: torch.Tensor, layer_context, indices: torch.Tensor
-                         ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The "stacked" path (inference): the base weight and the used adapters' A in one matrix, so one linear gives
-        the projection and every adapter's shrink; each row's coefficients select and weight its adapters' rank
-        rows, and one addmm adds the expand: two ops per step more than the base projection, whatever the mix. The
-        price is a copy of the base weight per batch (layer context), cheap at the CPU sizes "auto" gives it (on
-        CUDA the kernel path runs)."""
+    def _stacked_plan(self, x: torch.Tensor, layer_context, indices: torch.Tensor
+                      ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The "stacked" path's forward (inference): the base weight and the used adapters' A in one matrix, so one
+        linear gives the projection and every adapter's shrink; each row's coefficients select and weight its
+        adapters' rank rows, and one addmm adds the expand: two ops per step more than the base projection, whatever
+        the mix. The price is a copy of the base weight per batch (layer context), cheap at the CPU sizes "auto"
+        gives it (on CUDA the kernel path runs)."""
         stacked = stacked_lora(self.lora_a, self.lora_b, self.scales, indices, layer_context.mix_weights)
         if stacked is None:
             return self.base
