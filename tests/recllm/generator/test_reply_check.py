@@ -78,6 +78,15 @@ def test_what_the_served_replies_broke_on():
     assert "broken_list" in check_reply("Для аптечки: X и для.", [1], [1], [], ["X"], **ru).problems
     assert check_reply("Для аптечки: X, Y и Z. Учёл, что вы «берёте витамины».", [1, 2, 3], [1, 2, 3],
                        ["вы берёте витамины"], ["X", "Y", "Z"], **ru).ok
+    # live, «хочу телефон»: an opening as the list's first element
+    assert "broken_list" in check_reply("Вот что я подобрал: Как в прошлый раз, X и Y.", [1, 2], [1, 2], [],
+                                        ["X", "Y"], **ru).problems
+    assert "broken_list" in check_reply("Here is what I found: for dinner X.", [1], [1], [], ["X"], **en).problems
+    # a colon whose sentence names no item (a clarifying question, a cited fact) may go on in words
+    assert check_reply("Уточните: вам к чаю или на перекус? Пока несколько идей: X и Y.", [1, 2], [1, 2], [],
+                       ["X", "Y"], **ru).ok
+    assert check_reply('For your pet: X. Based on your history: "you buy coffee every week on Samokat".', [1], [1],
+                       FACTS, ["X"], **en).ok
 
 
 def guard_of(names=None, ranked=(1, 2), language="ru", fallback="PLAIN", list_act=True):
