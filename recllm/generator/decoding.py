@@ -24,6 +24,7 @@ from .decode_loop import DecodeLoop, Request, StaticKVCache, cacheable_prefix_le
 from .item_codes import ItemCodes
 from .fact_constraint import FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
+from .known_words import KnownWordRule, known_word_table
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
@@ -72,6 +73,9 @@ class ReplyRequest:
     # (``reply_shape``: the language's script, a list act naming an item first); empty: not kept
     language: str = ""
     act: str = ""
+    # with the shape rules, the reply's own words are words its training replies write (``known_words``, when the
+    # generator knows them: ``reply_words``); False: any word
+    known_words_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,9 @@ class ReplyGenerator:
                                                                                quotes, max_new)
         shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act) \
             if request.language or request.act else None
-        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape)
+        words = KnownWordRule(known_word_table(quotes, self.reply_words)) \
+            if shape is not None and request.known_words_only and self.reply_words is not None else None
+        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words)
 
     def validate(self, request: ReplyRequest) -> None:
         """Raise the ``ValueError`` that decoding ``request`` would raise (empty prompt, unknown item, budget)."""

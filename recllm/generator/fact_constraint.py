@@ -215,10 +215,16 @@ class SpacingRule:
 class ReplyConstraint:
     """Items, quoted facts, spacing and the reply's shape together: a token must pass every rule; ``advance`` returns
     the item id a token completes (``ItemSpanConstraint.advance``). ``facts`` None: the prompt offers none to quote.
-    ``shape``: the rules that read the others' state (``reply_shape.ReplyShape``; None: none)."""
+    ``shape``: the rules that read the others' state (``reply_shape.ReplyShape``; None: none). ``words``: the reply's
+    own words are known ones (``known_words.KnownWordRule``; None: any word), off inside a quoted fact and dropped for
+    a step at which it would leave no token the other rules allow."""
 
-    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None):
-        self.items, self.facts, self.spacing, self.shape = items, facts, spacing, shape
+    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None):
+        self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
+
+    @property
+    def in_quote(self) -> bool:
+        return self.facts is not None and self.facts.in_quote
 
     def allowed(self) -> torch.Tensor:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
@@ -226,14 +232,21 @@ class ReplyConstraint:
             mask &= self.facts.allowed()
         if self.shape is not None:
             mask &= self.shape.allowed(self.items, self.facts)
+        if self.words is not None and not self.in_quote:
+            kept = mask & self.words.allowed()  # [V]
+            if kept.any():
+                mask = kept
         return mask
 
     def advance(self, token: int) -> int | None:
+        quoted = self.in_quote
         if self.facts is not None:
             self.facts.advance(token)
+        if self.words is not None:  # a token that opens or closes a quote starts the words afresh
+            self.words.advance(token, quoted or self.in_quote)
         self.spacing.advance(token)
         return self.items.advance(token)
 
     def copy(self) -> "ReplyConstraint":
         return ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
-                               self.spacing.copy(), self.shape)
+                               self.spacing.copy(), self.shape, None if self.words is None else self.words.copy())
