@@ -29,6 +29,7 @@ import io
 import json
 import os
 import pstats
+import re
 import sys
 import threading
 import time
@@ -79,6 +80,7 @@ class Level:
     elapsed_s: float = 0.0
     stages: dict = field(default_factory=dict)
     error_kinds: Counter = field(default_factory=Counter)  # "ExceptionType: first line" -> count
+    process_cpu_ms: dict = field(default_factory=dict)     # process kind -> CPU ms per request (Triton levels)
 
     def summary(self) -> dict:
         lat = np.array(self.latencies_ms or [np.nan])
@@ -86,7 +88,8 @@ class Level:
                 "errors": self.errors, "error_kinds": dict(self.error_kinds.most_common(3)),
                 "rps": round(len(self.latencies_ms) / self.elapsed_s, 1),
                 "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
-                "p99_ms": round(float(np.percentile(lat, 99)), 1), "stages": self.stages}
+                "p99_ms": round(float(np.percentile(lat, 99)), 1), "stages": self.stages,
+                "process_cpu_ms": self.process_cpu_ms}
 
 
 def load_workload(layout: ArtifactLayout) -> list[tuple[str, str, str]]:
@@ -133,13 +136,17 @@ def closed_loop(path: str, concurrency: int, seconds: float, make_call, workload
     return level
 
 
-def stage_cpu_seconds(server_pid: int, models=STAGES) -> dict[str, float]:
-    """CPU seconds (user + system) so far of each model's Python-backend stubs (all its instances), from ``/proc``:
-    the stages' own work, which the neighbours' load does not inflate the way it inflates wall time. The stubs are in
-    the server's process group (``TritonServer`` starts it in a session of its own); a stub is told apart by the
-    ``<model>/1/model.py`` it runs."""
+SERVER_PROCESS = "tritonserver"  # the server's own process (gRPC, scheduling, ensembles, BLS hand-offs)
+STUB_MODEL_RE = re.compile(rb"/([^/]+)/1/model\.py$")
+
+
+def process_cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every model's Python-backend stubs (all its instances) and of the server
+    itself, from ``/proc``: each process's own work, which the neighbours' load does not inflate the way it inflates
+    wall time. The stubs are in the server's process group (``TritonServer`` starts it in a session of its own); a
+    stub is told apart by the ``<model>/1/model.py`` it runs."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = dict.fromkeys(models, 0.0)
+    out: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -151,10 +158,24 @@ def stage_cpu_seconds(server_pid: int, models=STAGES) -> dict[str, float]:
         fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state): pgrp is field 5, utime 14, stime 15
         if int(fields[2]) != server_pid:
             continue
-        for model in models:
-            if any(arg.endswith(f"/{model}/1/model.py".encode()) for arg in args):
-                out[model] += (int(fields[11]) + int(fields[12])) / tick
+        model = next((m.group(1).decode() for m in map(STUB_MODEL_RE.search, args) if m),
+                     SERVER_PROCESS if int(entry.name) == server_pid else None)
+        if model is not None:
+            out[model] = out.get(model, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def stage_cpu_seconds(server_pid: int, models=STAGES) -> dict[str, float]:
+    """``process_cpu_seconds`` of the batched stages (0 for one not running)."""
+    seconds = process_cpu_seconds(server_pid)
+    return {model: seconds.get(model, 0.0) for model in models}
+
+
+def process_cpu_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU ms per request of each process kind between two ``process_cpu_seconds`` readings (those that ran)."""
+    n = max(requests, 1)
+    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / n, 2) for name in sorted(after)
+            if after[name] > before.get(name, 0.0)}
 
 
 def stage_stats(grpc) -> dict:
@@ -179,7 +200,7 @@ def stage_delta(before: dict, after: dict, cpu_before: dict | None = None, cpu_a
                                            / n / 1e6, 2),
                        "infer_ms_per_exec": round(d["compute_infer"] / max(d["executions"], 1) / 1e6, 2)}
         if cpu_before is not None and cpu_after is not None:
-            rows[model]["cpu_ms"] = round((cpu_after[model] - cpu_before[model]) * 1000 / n, 2)
+            rows[model]["cpu_ms"] = round((cpu_after.get(model, 0.0) - cpu_before.get(model, 0.0)) * 1000 / n, 2)
     return rows
 
 
@@ -213,11 +234,13 @@ def triton_levels(url: str, config: ThroughputConfig, workload, keyring: Keyring
                     clients.append(client)
                     return factory(client)
 
-                cpu_before = stage_cpu_seconds(server_pid) if server_pid else None
+                cpu_before = process_cpu_seconds(server_pid) if server_pid else None
                 before = stage_stats(probe.grpc)
                 level = closed_loop(path, c, config.seconds, make_call, workload)
-                level.stages = stage_delta(before, stage_stats(probe.grpc), cpu_before,
-                                           stage_cpu_seconds(server_pid) if server_pid else None)
+                cpu_after = process_cpu_seconds(server_pid) if server_pid else None
+                level.stages = stage_delta(before, stage_stats(probe.grpc), cpu_before, cpu_after)
+                if server_pid:
+                    level.process_cpu_ms = process_cpu_ms(cpu_before, cpu_after, len(level.latencies_ms))
                 for client in clients:
                     client.close()
                 print(json.dumps({k: v for k, v in level.summary().items() if k != "stages"}), flush=True)
@@ -407,6 +430,18 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
                 lines.append(f"| {r['path']} | {r['concurrency']} | {stage} | {st['requests']} | {st['mean_batch']} | "
                              f"{st['queue_ms']} | {st['compute_ms']} | {st.get('cpu_ms', '')} | "
                              f"{st['infer_ms_per_exec']} |")
+    with_cpu = [r for r in s if r.get("process_cpu_ms")]
+    if with_cpu:
+        kinds = sorted({k for r in with_cpu for k in r["process_cpu_ms"]})
+        lines += ["", "## CPU per request by process (`/proc`, every process of the server, per served request)", "",
+                  "Each model's Python stubs (all instances) and the server itself: what one request of the path costs "
+                  "in CPU, wherever it ran (a chat turn's BLS calls land in the stages it calls). 2 cores at full load "
+                  "give 2,000 CPU ms per second, so 2,000 / total is the throughput the path's cost allows.", "",
+                  "| path | c | " + " | ".join(kinds) + " | total |", "|---|---:|" + "---:|" * (len(kinds) + 1)]
+        for r in with_cpu:
+            cpu = r["process_cpu_ms"]
+            lines.append(f"| {r['path']} | {r['concurrency']} | " + " | ".join(str(cpu.get(k, "")) for k in kinds)
+                         + f" | {round(sum(cpu.values()), 1)} |")
     lines += ["", f"## Where the time goes: cProfile of the hottest stage (`{report['hottest']}`), in-process", "",
               "```", report["profile"].strip(), "```", "", "## Machine", "", "```json",
               json.dumps(info, ensure_ascii=False, indent=1), "```", ""]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
-from benchmarks.throughput import stage_cpu_seconds, stage_delta
+from benchmarks.throughput import SERVER_PROCESS, process_cpu_ms, process_cpu_seconds, stage_cpu_seconds, stage_delta
 
 # Burns CPU until its own CPU clock shows 0.2 s (so the reading below has something to find), then waits.
 BURN = textwrap.dedent("""
@@ -33,6 +34,39 @@ def test_stage_cpu_seconds_counts_the_stage_processes_of_the_server_group(tmp_pa
         for process in (stage, outsider):
             process.stdin.close()
             process.wait(timeout=10)
+
+
+# A stand-in server: starts a chat stub of its own group (the stub's command line names the model file, the
+# server's does not), then burns.
+SERVER = textwrap.dedent("""
+    import os, subprocess, sys
+    stub = subprocess.Popen([sys.executable, "-c", sys.argv[1], os.environ["STUB_MODEL_FILE"]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    stub.stdout.readline()
+    exec(sys.argv[1])
+    stub.stdin.close()
+    stub.wait()
+""")
+
+
+def test_process_cpu_seconds_names_each_model_s_stubs_and_the_server_itself(tmp_path):
+    model = tmp_path / "recllm_chat" / "1" / "model.py"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True, env={**os.environ, "STUB_MODEL_FILE": str(model)})
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        seconds = process_cpu_seconds(server.pid)
+        assert set(seconds) == {SERVER_PROCESS, "recllm_chat"}
+        assert 0.19 <= seconds["recllm_chat"] < 0.38 and 0.19 <= seconds[SERVER_PROCESS] < 0.38
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+
+
+def test_process_cpu_ms_is_per_request_and_keeps_only_what_ran():
+    before = {"recllm_chat": 1.0, SERVER_PROCESS: 2.0, "reranker": 3.0}
+    after = {"recllm_chat": 1.5, SERVER_PROCESS: 2.1, "reranker": 3.0, "generator_stream": 0.2}
+    assert process_cpu_ms(before, after, 10) == {"generator_stream": 20.0, "recllm_chat": 50.0, SERVER_PROCESS: 10.0}
 
 
 def test_stage_delta_turns_cpu_seconds_into_ms_per_request():
