@@ -73,9 +73,10 @@ class ReplyRequest:
     # (``reply_shape``: the language's script, a list act naming an item first); empty: not kept
     language: str = ""
     act: str = ""
-    # with the shape rules, the reply's own words are words its training replies write (``known_words``, when the
-    # generator knows them: ``reply_words``); False: any word
-    known_words_only: bool = True
+    # with the shape rules, and when the generator knows its training replies' words (``reply_words``): the format
+    # of those replies holds too — their words only (``known_words``), no digit, a label's items (``reply_shape``);
+    # False: not held to it
+    corpus_rules: bool = True
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,10 @@ class ReplyGenerator:
         quotes = quote_tokens(self.tokenizer, self.model.config.vocab_size)
         facts = None if request.quotable_facts is None else FactSpanConstraint(self.tokenizer, request.quotable_facts,
                                                                                quotes, max_new)
-        shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act) \
+        corpus = request.corpus_rules and self.reply_words is not None
+        shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act, corpus) \
             if request.language or request.act else None
-        words = KnownWordRule(known_word_table(quotes, self.reply_words)) \
-            if shape is not None and request.known_words_only and self.reply_words is not None else None
+        words = KnownWordRule(known_word_table(quotes, self.reply_words)) if shape is not None and corpus else None
         return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words)
 
     def validate(self, request: ReplyRequest) -> None:

@@ -28,6 +28,7 @@ QUOTE_PAIRS = (("«", "»"), ("“", "”"), ('"', '"'))
 _PAIRS = tuple((o.encode("utf-8"), c.encode("utf-8")) for o, c in QUOTE_PAIRS)
 OPENINGS = tuple(o for o, _ in _PAIRS)
 CLOSING_ONLY = tuple(c for _, c in _PAIRS if c not in OPENINGS)
+LABEL_TOKENS = 2  # a label's colon and the space after it: what a list's first span must still fit after
 
 
 @lru_cache(maxsize=1)
@@ -77,6 +78,15 @@ class QuoteTokens:
         self.latin = torch.tensor([any(chr(b).isascii() and chr(b).isalpha() for b in data) for data in self.bytes],
                                   dtype=torch.bool)
         self.sentence_end = torch.tensor([any(c in data for c in b".!?") for data in self.bytes], dtype=torch.bool)
+        # format tables (``reply_shape``'s corpus rules): tokens without text bytes (SID codes, control tokens), ones
+        # holding a digit, ones of whitespace only, ones that (after whitespace) open a quote whole (its first byte
+        # alone could go on as another character: « is C2 AB, U+009E C2 9E), ones that end a label (a colon, then
+        # whitespace at most)
+        self.textless = torch.tensor([not data for data in self.bytes], dtype=torch.bool)
+        self.digit = torch.tensor([any(48 <= b <= 57 for b in data) for data in self.bytes], dtype=torch.bool)
+        self.ends_label = torch.tensor([data.rstrip().endswith(b":") for data in self.bytes], dtype=torch.bool)
+        self.blank = torch.tensor([bool(data) and data.isspace() for data in self.bytes], dtype=torch.bool)
+        self.quote_led = torch.tensor([data.lstrip().startswith(OPENINGS) for data in self.bytes], dtype=torch.bool)
         self._containing: dict[bytes, torch.Tensor] = {}
         self._starting: dict[bytes, list[int]] = {}
 
@@ -137,6 +147,11 @@ class FactSpanConstraint:
     def in_quote(self) -> bool:
         return self.closing is not None
 
+    @property
+    def can_open(self) -> bool:
+        """A quote may open now: outside one, with a fact to quote and room to quote it whole."""
+        return self.closing is None and bool(self.facts) and self.max_new_tokens - self.steps >= self.shortest + 2
+
     def _targets(self) -> list[bytes]:
         return [fact + self.closing for fact in self.quotable if (fact + self.closing).startswith(self.quoted)]
 
@@ -144,8 +159,7 @@ class FactSpanConstraint:
         """[V] bool of the tokens allowed at this step (all, outside a quote that may still open)."""
         if self.closing is None:
             # a stray closing quote never; an opening one only with a fact to quote and room to quote it whole
-            can_open = self.facts and self.max_new_tokens - self.steps >= self.shortest + 2
-            if can_open:  # a quote opens at the end of a token; its content then comes under the quote's rule
+            if self.can_open:  # a quote opens at the end of a token; its content then comes under the quote's rule
                 return ~(self.quotes.completing(self.tail, CLOSING_ONLY, allowed=OPENINGS)
                          | self.quotes.inner_opening)  # [V]
             return ~self.quotes.completing(self.tail, CLOSING_ONLY + OPENINGS)  # [V]
@@ -216,11 +230,13 @@ class ReplyConstraint:
     """Items, quoted facts, spacing and the reply's shape together: a token must pass every rule; ``advance`` returns
     the item id a token completes (``ItemSpanConstraint.advance``). ``facts`` None: the prompt offers none to quote.
     ``shape``: the rules that read the others' state (``reply_shape.ReplyShape``; None: none). ``words``: the reply's
-    own words are known ones (``known_words.KnownWordRule``; None: any word), off inside a quoted fact and dropped for
-    a step at which it would leave no token the other rules allow."""
+    own words are known ones (``known_words.KnownWordRule``; None: any word). The shape's label rule (after a colon an
+    item or a quote comes next) and the words are off inside a quoted fact, and each is dropped for a step at which
+    it would leave no token the other rules allow."""
 
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
+        self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
 
     @property
     def in_quote(self) -> bool:
@@ -232,7 +248,18 @@ class ReplyConstraint:
             mask &= self.facts.allowed()
         if self.shape is not None:
             mask &= self.shape.allowed(self.items, self.facts)
-        if self.words is not None and not self.in_quote:
+        if self.in_quote:
+            return mask
+        if self.shape is not None and self.shape.after_label is not None:
+            if self.after_label:
+                kept = mask & self.shape.after_label  # [V] a label's list (or quote) comes next
+            elif not (self.items.can_open_span_after(LABEL_TOKENS) or self.facts is not None and self.facts.can_open):
+                kept = mask & ~self.spacing.quotes.ends_label  # [V] no label with nothing left to list
+            else:
+                kept = mask
+            if kept.any():
+                mask = kept
+        if self.words is not None:
             kept = mask & self.words.allowed()  # [V]
             if kept.any():
                 mask = kept
@@ -244,9 +271,16 @@ class ReplyConstraint:
             self.facts.advance(token)
         if self.words is not None:  # a token that opens or closes a quote starts the words afresh
             self.words.advance(token, quoted or self.in_quote)
+        data = self.spacing.quotes.bytes[token] if token < len(self.spacing.quotes.bytes) else b""
+        if quoted or self.in_quote or not data:
+            self.after_label = False
+        elif data.strip():
+            self.after_label = data.rstrip().endswith(b":")
         self.spacing.advance(token)
         return self.items.advance(token)
 
     def copy(self) -> "ReplyConstraint":
-        return ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
-                               self.spacing.copy(), self.shape, None if self.words is None else self.words.copy())
+        other = ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
+                                self.spacing.copy(), self.shape, None if self.words is None else self.words.copy())
+        other.after_label = self.after_label
+        return other

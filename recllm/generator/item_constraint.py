@@ -67,8 +67,12 @@ class ItemSpanConstraint:
     def can_open_span(self) -> bool:
         """An item span may start now: an open candidate is left, the reply names fewer than ``max_items`` and a
         whole span still fits in the token budget."""
+        return self.can_open_span_after(0)
+
+    def can_open_span_after(self, tokens: int) -> bool:
+        """``can_open_span`` after ``tokens`` more text tokens (a label's colon and space before its list)."""
         return (self._trie is not None and len(self.named) < self.max_items
-                and self.max_new_tokens - self.steps >= self.tokenizer.sid_depth)
+                and self.max_new_tokens - self.steps - tokens >= self.tokenizer.sid_depth)
 
     def allowed(self) -> torch.Tensor:
         """[V] bool of the tokens allowed at this step."""

@@ -10,6 +10,10 @@ those tokens instead of letting the check throw the reply away:
 * ``no_item`` / ``empty_list`` — a list act (recommend, refine) names an item before its first sentence ends:
   while the reply has named none and one can still open, no sentence-ending token and no ``<eos>`` («Другие варианты:
   .», "Other options: s.").
+* ``broken_list`` — with the generator's own corpus format (``corpus_format``: it knows its training replies'
+  words), a label's colon is followed by an item or a quoted fact, never by words or figures («Подешевле: 2) Хлебцы
+  …», «Cheaper options: Like last time, …»), except in a clarifying question («Уточните: вам к чаю …»); and the
+  reply's own text holds no digit (amounts and sizes live in item names and facts: «… и 6).»).
 
 Both are stateless over the reply (they read the item and quote constraints' state), so one ``ReplyShape`` may serve
 every hypothesis of a request; ``ReplyGenerator.beam_search`` (used by benchmarks, not served) builds its requests
@@ -31,14 +35,25 @@ from .reply_check import LIST_ACTS
 
 
 class ReplyShape:
-    def __init__(self, quotes: QuoteTokens, eos_id: int, language: str = "", act: str = ""):
+    def __init__(self, quotes: QuoteTokens, eos_id: int, language: str = "", act: str = "",
+                 corpus_format: bool = False):
         """``language`` "en" / "ru" (else the script is free); ``act`` the reply's act (a list act names an item
-        before its first sentence ends). The three masks a step can need are made here, once (``reply_shape``
-        caches a shape per tokenizer, language and act); ``allowed`` returns one of them, never to be written."""
+        before its first sentence ends); ``corpus_format``: the format of the generator's own training replies holds
+        too (no digit outside quotes; a colon, except in a clarifying question, introduces items or a quote:
+        ``after_label``). The masks a step can need are made here, once (``reply_shape`` caches a shape per
+        tokenizer, language, act and format); ``allowed`` returns one of them, never to be written."""
         refused_script = {"en": quotes.cyrillic, "ru": quotes.latin}.get(language)  # [V] or None
         self.list_act = act in LIST_ACTS
         self.free = torch.ones_like(quotes.sentence_end)  # [V]
         self.outside_quote = self.free if refused_script is None else ~refused_script  # [V]
+        if corpus_format:
+            self.outside_quote = self.outside_quote & ~quotes.digit  # [V]
+        # [V] what may follow a label's colon (``ReplyConstraint`` keeps the state): an item span's code, whitespace,
+        # a quote's opening; None: anything
+        eos = torch.zeros_like(self.free)
+        eos[eos_id] = True
+        self.after_label = (quotes.textless | quotes.blank | quotes.quote_led) & ~eos \
+            if corpus_format and act != "clarify" else None
         ends = quotes.sentence_end.clone()
         ends[eos_id] = True
         self.before_item = self.outside_quote & ~ends  # [V]
@@ -52,10 +67,10 @@ class ReplyShape:
         return self.outside_quote
 
 
-@lru_cache(maxsize=64)
-def reply_shape(quotes: QuoteTokens, eos_id: int, language: str, act: str) -> ReplyShape:
+@lru_cache(maxsize=128)
+def reply_shape(quotes: QuoteTokens, eos_id: int, language: str, act: str, corpus_format: bool = False) -> ReplyShape:
     """The shape of every reply in ``language`` with ``act`` (stateless, so shared by the requests)."""
-    return ReplyShape(quotes, eos_id, language, act)
+    return ReplyShape(quotes, eos_id, language, act, corpus_format)
 
 
 __all__ = ["ReplyShape", "reply_shape"]

@@ -5,6 +5,7 @@ exactly those tokens, under greedy decoding and sampling."""
 import re
 
 import pytest
+import torch
 
 from recllm.generator import ReplyRequest, Sampling
 from recllm.generator.fact_constraint import quote_tokens
@@ -82,3 +83,38 @@ def test_inside_a_quote_the_shape_lets_the_fact_s_own_bytes_through(tok):
     no_item_yet = SimpleNamespace(named=[], can_open_span=True)
     assert not shape.allowed(no_item_yet, SimpleNamespace(in_quote=False)).all()
     assert shape.allowed(no_item_yet, SimpleNamespace(in_quote=True)).all()
+
+
+LABEL_GAP = re.compile(r":\s*(?!\[товар|«|\"|$)\S")  # a colon followed by anything but an item, a quote or the end
+KNOWN = frozenset({"для", "ужина", "и", "for", "breakfast", "and", "учёл", "что", "вы"})
+
+
+def format_breaks(reply) -> bool:
+    own = CITATION_RE.sub("«q»", reply.text)  # a quoted fact stands after a label as a quote
+    return bool(re.search(r"\d", re.sub(r"\[товар \d+\]", " ", own)) or LABEL_GAP.search(own))
+
+
+@pytest.mark.parametrize("act", ["recommend", "explain"])
+def test_the_corpus_format_holds_no_digit_and_puts_a_label_s_items_next(tok, codes, act):
+    """A generator that knows its training replies' words keeps their format: no digit of its own, and after a
+    colon an item or a quote — from a model pushed towards digits and colons; one trained elsewhere (no reply words)
+    is not held to it, nor is a request with ``corpus_rules`` off."""
+    def push(quotes):
+        return quotes.digit | torch.tensor([data.rstrip().endswith(b":") for data in quotes.bytes])
+    generator = pushed_generator(tok, codes, push, strength=4.0)
+    generator.reply_words = KNOWN
+    assert any(format_breaks(r) for r in replies(generator, language="ru", act=act, corpus_rules=False))
+    kept = replies(generator, language="ru", act=act)
+    assert not any(format_breaks(r) for r in kept), [r.text for r in kept if format_breaks(r)]
+    generator.reply_words = None
+    assert any(format_breaks(r) for r in replies(generator, language="ru", act=act))
+
+
+def test_a_clarifying_question_may_go_on_after_its_colon(tok):
+    from recllm.generator.reply_shape import ReplyShape
+
+    quotes = quote_tokens(tok, tok.vocab_size)
+    assert ReplyShape(quotes, tok.eos_id, "ru", "clarify", corpus_format=True).after_label is None
+    after = ReplyShape(quotes, tok.eos_id, "ru", "recommend", corpus_format=True).after_label
+    assert after[tok.sid_token_ids[0]] and not after[tok.eos_id]
+    assert after[quotes.by_bytes[b" "][0]] and not after[quotes.by_bytes[b"a"][0]]
