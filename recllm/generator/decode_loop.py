@@ -9,6 +9,12 @@ stay static, which is what ``torch.compile`` wants).
 Hooks: ``logits_processor(request_index [B], generated [B, t], logits [B, V]) -> logits [B, V]`` runs before
 sampling at every step (constrained decoding of item spans plugs in there); ``layer_context`` is passed to the model
 unchanged (adaptive user layers, see ``qwen2.py``).
+
+Jump-forward: ``forced(request_index) -> token | None`` names the one token a request's rules allow next (an item
+span whose first code left a single candidate, ``<eos>`` when nothing else may follow), asked once the consumer has
+taken the tokens yielded so far. While every unfinished row has one, those tokens are yielded without a forward of
+their own (no choice to make: greedy and every sample would take them) and then written to the cache together with
+the last sampled token in one forward of several slots: a span's three forced codes cost one forward, not three.
 """
 
 from __future__ import annotations
@@ -128,13 +134,22 @@ def decode_one_token(model: Qwen2, token: torch.Tensor, input_pos: torch.Tensor,
     return model(token, input_pos, kv_cache, layer_context, left_pad)[:, -1]  # [B, V]
 
 
+def decode_tokens(model: Qwen2, tokens: torch.Tensor, input_pos: torch.Tensor, kv_cache: StaticKVCache,
+                  left_pad: torch.Tensor, layer_context: Any = None) -> torch.Tensor:
+    """Several steps at once: tokens [B, T] written at slots input_pos [T]; logits [B, V] after the last of them."""
+    return model(tokens, input_pos, kv_cache, layer_context, left_pad, last_token_only=True)[:, -1]  # [B, V]
+
+
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
            generators: Sequence[torch.Generator | None]) -> torch.Tensor:
     """Next tokens [B] from logits [B, V]: argmax where temperature is 0, otherwise a draw from the temperature-
     scaled distribution cut to the top_k most likely tokens and then to the smallest set whose probability reaches
-    top_p, each row with its own generator (so a request's draws do not depend on its batch)."""
+    top_p, each row with its own generator (so a request's draws do not depend on its batch). A row whose logits
+    leave one token (the rest -inf: a constraint allows only it) takes it without a draw, as jump-forward does, so
+    its generator's later draws are the same whether or not the step had a forward of its own."""
     greedy = logits.argmax(-1)  # [B]
-    sampled_rows = (temperature > 0).nonzero().flatten().tolist()
+    choice = (temperature > 0) & (torch.isfinite(logits).sum(-1) > 1)  # [B]
+    sampled_rows = choice.nonzero().flatten().tolist()
     if not sampled_rows:
         return greedy
     rows = torch.tensor(sampled_rows, device=logits.device)
@@ -163,6 +178,7 @@ class DecodeLoop:
     compile: bool = False
     pad_token_id: int = 0
     seq_len_bucket: int = 64  # the KV cache holds a multiple of this many slots
+    jump_forward: bool = True  # forced tokens (``stream``'s ``forced``) ride on the next forward
     _step: Callable = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -175,8 +191,10 @@ class DecodeLoop:
             self._step = torch.compile(decode_one_token, dynamic=False)
 
     def stream(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,
-               layer_context: Any = None) -> Iterator[tuple[int, int]]:
-        """Yields (request_index, token_id) as tokens are produced, in step order and, within a step, by index."""
+               layer_context: Any = None, forced: Callable[[int], int | None] | None = None
+               ) -> Iterator[tuple[int, int]]:
+        """Yields (request_index, token_id) as tokens are produced, in step order and, within a step, by index.
+        ``forced``: see the module docstring (None: every token has its forward)."""
         if not requests:
             return
         model, B = self.model, len(requests)
@@ -210,7 +228,8 @@ class DecodeLoop:
         # inference mode only around tensor work: a generator must not leave it switched on while suspended
         with torch.inference_mode():
             logits = prefill(model, tokens, kv_cache, left_pad, layer_context)  # [B, V]
-        for step in range(max_new):
+        step = 0  # tokens generated so far by every row (finished rows ride along with pads)
+        while step < max_new:
             with torch.inference_mode():
                 if logits_processor is not None:
                     logits = logits_processor(request_index, generated[:, :step], logits)  # [B, V]
@@ -220,19 +239,44 @@ class DecodeLoop:
                     next_token = logits.argmax(-1)  # [B]
                 # finished rows ride along with a pad token so that shapes stay static
                 next_token = next_token.masked_fill(finished_rows, self.pad_token_id)  # [B]
-                generated[:, step] = next_token
-            for i, token in enumerate(next_token.tolist()):
-                if finished[i]:
-                    continue
-                yield i, token
-                if token in eos[i] or step + 1 >= requests[i].max_new_tokens:
-                    finished[i] = True
-            if all(finished):
-                return
+            written = [next_token]  # [B] each: the tokens the next forward writes to the cache
+            while True:
+                generated[:, step] = written[-1]
+                step += 1
+                for i, token in enumerate(written[-1].tolist()):
+                    if finished[i]:
+                        continue
+                    yield i, token
+                    if token in eos[i] or step >= requests[i].max_new_tokens:
+                        finished[i] = True
+                if all(finished):
+                    return
+                chained = self._forced_tokens(forced, finished) if step < max_new else None
+                if chained is None:
+                    break
+                written.append(torch.tensor(chained, device=device))  # [B]
             finished_rows = torch.tensor(finished, device=device)  # [B]
-            input_pos = torch.tensor([prompt_len + step], device=device)  # [1]
             with torch.inference_mode():
-                logits = self._step(model, next_token[:, None], input_pos, kv_cache, left_pad, layer_context)
+                if len(written) == 1:
+                    input_pos = torch.tensor([prompt_len + step - 1], device=device)  # [1]
+                    logits = self._step(model, next_token[:, None], input_pos, kv_cache, left_pad, layer_context)
+                else:
+                    input_pos = torch.arange(prompt_len + step - len(written), prompt_len + step,
+                                             device=device)  # [T]
+                    logits = decode_tokens(model, torch.stack(written, 1), input_pos, kv_cache, left_pad,
+                                           layer_context)  # [B, V]
+
+    def _forced_tokens(self, forced: Callable[[int], int | None] | None, finished: list[bool]) -> list[int] | None:
+        """Every row's next token when each unfinished row has one forced (finished rows: a pad); else None."""
+        if forced is None or not self.jump_forward:
+            return None
+        tokens = []
+        for i, done in enumerate(finished):
+            token = self.pad_token_id if done else forced(i)
+            if token is None:
+                return None
+            tokens.append(token)
+        return tokens
 
     def generate(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,
                  layer_context: Any = None) -> list[list[int]]:
@@ -244,4 +288,4 @@ class DecodeLoop:
 
 
 __all__ = ["DecodeLoop", "LogitsProcessor", "Request", "StaticKVCache", "cacheable_prefix_len", "decode_one_token",
-           "prefill", "sample"]
+           "decode_tokens", "prefill", "sample"]

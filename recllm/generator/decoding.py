@@ -205,7 +205,8 @@ class ReplyGenerator:
         prepared = [self._prepare(r) for r in requests]
         constraints = [c for _, c in prepared]
         layer_context = self.layer_context(requests)
-        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints), layer_context):
+        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints), layer_context,
+                                             forced=lambda i: constraints[i].forced()):
             yield index, token, constraints[index].advance(token)
 
     def layer_context(self, requests: Sequence[ReplyRequest]):

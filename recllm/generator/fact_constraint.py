@@ -237,12 +237,26 @@ class ReplyConstraint:
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
+        self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
 
     @property
     def in_quote(self) -> bool:
         return self.facts is not None and self.facts.in_quote
 
     def allowed(self) -> torch.Tensor:
+        """[V] bool: the tokens every rule lets through at this step (made once per step)."""
+        if self._allowed is None:
+            self._allowed = self._mask()
+        return self._allowed
+
+    def forced(self) -> int | None:
+        """The one token allowed at this step, if only one is (``DecodeLoop``'s jump-forward)."""
+        allowed = self.allowed()
+        if int(allowed.sum()) != 1:
+            return None
+        return int(allowed.nonzero()[0, 0])
+
+    def _mask(self) -> torch.Tensor:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
         if self.facts is not None:
             mask &= self.facts.allowed()
@@ -266,6 +280,7 @@ class ReplyConstraint:
         return mask
 
     def advance(self, token: int) -> int | None:
+        self._allowed = None
         quoted = self.in_quote
         if self.facts is not None:
             self.facts.advance(token)

@@ -233,3 +233,73 @@ def test_cache_bucket_does_not_change_tokens(model, prompts, bucket):
 def test_bad_bucket_rejected(model):
     with pytest.raises(ValueError, match="seq_len_bucket.*0"):
         DecodeLoop(model, seq_len_bucket=0)
+
+
+class Forcing:
+    """A processor and a ``forced`` hook that agree: at steps 1, 2, 3 of each row (and 7, 8) only one token is
+    allowed (one per row and step); at other steps anything goes. Counts the model's forwards."""
+
+    FORCED_STEPS = {1, 2, 3, 7, 8}
+
+    def __init__(self, model, rows: int):
+        self.steps = [0] * rows
+        self.forwards = 0
+        model.register_forward_hook(self._count)
+
+    def _count(self, module, args, output):
+        self.forwards += 1
+
+    def token(self, i: int, step: int) -> int | None:
+        return 3 + (11 * i + 5 * step) % (V - 3) if step in self.FORCED_STEPS else None
+
+    def processor(self, request_index, generated, logits):
+        for row, i in enumerate(request_index.tolist()):
+            token = self.token(i, generated.shape[1])
+            if token is not None:
+                only = torch.full_like(logits[row], float("-inf"))
+                only[token] = 0.0
+                logits[row] = logits[row] + only
+        return logits
+
+    def forced(self, i: int) -> int | None:
+        return self.token(i, self.steps[i])
+
+    def run(self, loop, requests):
+        out = [[] for _ in requests]
+        for i, token in loop.stream(requests, self.processor, forced=self.forced):
+            out[i].append(token)
+            self.steps[i] += 1
+        return out
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_jump_forward_yields_the_same_tokens_with_fewer_forwards(prompts, rows):
+    """Forced tokens ride on the next forward: the tokens equal those of one forward per token (greedy and
+    sampled rows), with one forward for each run of forced steps instead of one per step."""
+    config = Qwen2Config.from_name("tiny")
+    requests = [Request(p, max_new_tokens=12, temperature=0.0 if i % 2 == 0 else 1.0, seed=i)
+                for i, p in enumerate(prompts[:rows])]
+    results = {}
+    for jump in (False, True):
+        model = build_qwen2(config, seed=0).init_weights(std=0.3, generator=torch.Generator().manual_seed(1)).eval()
+        forcing = Forcing(model, rows)
+        results[jump] = (forcing.run(DecodeLoop(model, jump_forward=jump), requests), forcing.forwards)
+    (plain, plain_forwards), (jumped, jumped_forwards) = results[False], results[True]
+    assert jumped == plain
+    assert all(row[s] == Forcing(build_qwen2(config), rows).token(i, s) for i, row in enumerate(jumped)
+               for s in Forcing.FORCED_STEPS)
+    # prefill + 11 forwards (the 12th token needs none) without; with: steps 1-3 and 7-8 ride on one forward each
+    assert plain_forwards == 12 and jumped_forwards == 12 - 3 - 2
+
+
+def test_jump_forward_waits_for_every_row(prompts):
+    """A batch jumps only when every unfinished row is forced: one row with a free choice keeps one forward per
+    step (and a finished row never blocks)."""
+    model = build_qwen2(Qwen2Config.from_name("tiny"), seed=0)
+    forcing = Forcing(model, 2)
+    forcing.forced = lambda i: forcing.token(i, forcing.steps[i]) if i == 0 else None
+    forcing.run(DecodeLoop(model), [Request(prompts[0], max_new_tokens=10), Request(prompts[1], max_new_tokens=10)])
+    assert forcing.forwards == 10
+    forcing = Forcing(model, 2)
+    forcing.run(DecodeLoop(model), [Request(prompts[0], max_new_tokens=10), Request(prompts[1], max_new_tokens=1)])
+    assert forcing.forwards == 10 - 3 - 2

@@ -116,3 +116,22 @@ def test_save_load_round_trip_and_transformers_reads_it(plain, tmp_path):
     ids = torch.tensor([plain.tokenizer.encode_prompt(PROMPT, [plain.codes.sid_of(1)], 100)])
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, plain.model(ids), atol=1e-4, rtol=1e-4)
+
+
+def test_jump_forward_names_the_same_items_with_fewer_forwards(tok, codes):
+    """An item span's codes after its first are forced once one candidate is left: they ride on the next forward.
+    Greedy and sampled replies, alone and batched, are the same token for token as with a forward per token."""
+    requests = [ReplyRequest(PROMPT, (1, 2, 3, 4, 5), Sampling(temperature, seed=k), max_new_tokens=30)
+                for k, temperature in enumerate((0.0, 0.0, 1.0, 0.7))]
+    replies, forwards = {}, {}
+    for jump in (False, True):
+        generator = generator_of(tok, codes, item_bias=30.0)
+        generator.loop.jump_forward = jump
+        count = [0]
+        generator.model.register_forward_hook(lambda module, args, out: count.__setitem__(0, count[0] + 1))
+        replies[jump] = [generator.generate_batch([r], name)[0] for r in requests]
+        replies[jump] += generator.generate_batch(requests, name)
+        forwards[jump] = count[0]
+    assert [r.token_ids for r in replies[True]] == [r.token_ids for r in replies[False]]
+    assert any(r.item_ids for r in replies[True])
+    assert forwards[True] < forwards[False]
