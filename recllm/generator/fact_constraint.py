@@ -129,9 +129,14 @@ def quote_tokens(tokenizer: ReplyTokenizer, model_vocab_size: int) -> QuoteToken
 
 
 class FactSpanConstraint:
-    """One request's quoting state; ``advance`` with each generated token, ``allowed`` before each step."""
+    """One request's quoting state; ``advance`` with each generated token, ``allowed`` before each step.
+
+    Once the bytes quoted so far fit one fact only, the rest of its words is spelled as the tokenizer spells them (the
+    spelling of the training replies): one token allowed per step, which ``DecodeLoop``'s jump-forward then writes
+    without a forward of its own; the closing quote is left to the model (alone or with its full stop)."""
 
     def __init__(self, tokenizer: ReplyTokenizer, facts: Sequence[str], quotes: QuoteTokens, max_new_tokens: int):
+        self.tokenizer = tokenizer
         self.quotes, self.max_new_tokens = quotes, max_new_tokens
         texts = [unicodedata.normalize("NFC", f.strip()) for f in dict.fromkeys(facts) if f.strip()]
         self.facts = [t.encode("utf-8") for t in texts]
@@ -164,6 +169,10 @@ class FactSpanConstraint:
                          | self.quotes.inner_opening)  # [V]
             return ~self.quotes.completing(self.tail, CLOSING_ONLY + OPENINGS)  # [V]
         mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
+        spelled = self._spelled_next()
+        if spelled is not None:
+            mask[spelled] = True
+            return mask
         for target in self._targets():
             rest = target[len(self.quoted):]
             for cut in range(1, len(rest) + 1):
@@ -174,6 +183,21 @@ class FactSpanConstraint:
                     if data.startswith(rest) and _is_plain_punctuation(data[len(rest):] or b"."):
                         mask[token] = True
         return mask
+
+    def _spelled_next(self) -> int | None:
+        """Inside a quote whose bytes so far fit one fact: the next token of the rest of that fact as the tokenizer
+        spells it (None: several facts fit, only the closing quote is left, or the quote stopped inside a
+        character)."""
+        targets = self._targets()
+        if len(targets) != 1:
+            return None
+        rest = targets[0][len(self.quoted):len(targets[0]) - len(self.closing)]
+        try:
+            text = rest.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        ids = self.tokenizer.encode(text) if text else []
+        return ids[0] if ids and self.quotes.bytes[ids[0]] and rest.startswith(self.quotes.bytes[ids[0]]) else None
 
     def advance(self, token: int) -> None:
         self.steps += 1

@@ -170,3 +170,22 @@ def test_no_reply_spaces_twice_even_from_a_model_that_loves_spaces(tok, codes, s
             spaced += data[:1].isspace()
             previous[j] = data
         assert spaced  # the bias did pull spaces in: the rule had something to refuse
+
+
+def test_once_one_fact_fits_its_rest_is_spelled_as_the_tokenizer_spells_it(tok):
+    """Inside a quote that fits one fact only, one token is allowed per step — the rest of the fact as the tokenizer
+    spells it — and then the closing quote (here two byte tokens, each the only one allowed)."""
+    quotes = quote_tokens(tok, tok.vocab_size)
+    c = FactSpanConstraint(tok, [FACT, "you buy coffee"], quotes, max_new_tokens=60)
+    assert walk(tok, c, "Учёл, что вы «") is None and c.in_quote
+    assert int(c.allowed().sum()) > 1                      # two facts could open here
+    first = tok.encode(FACT)[0]
+    c.advance(first)                                       # «к…» fits the Russian fact only
+    spelled = []
+    while int(c.allowed().sum()) == 1:
+        token = int(c.allowed().nonzero()[0, 0])
+        spelled.append(token)
+        c.advance(token)
+    n = len(tok.encode(FACT))
+    assert [first, *spelled][:n] == tok.encode(FACT)
+    assert tok.decode(spelled[n - 1:]) == "»" and not c.in_quote
