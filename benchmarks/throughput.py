@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
-from recllm.pipeline import CONTEXT_CACHE_USERS_ENV
+from recllm.pipeline import CONTEXT_CACHE_USERS_ENV, JUMP_FORWARD_ENV
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_proto.user_token import Keyring, load_keyring
@@ -62,6 +62,7 @@ class ThroughputConfig:
     naive: bool = True
     profile_requests: int = 200
     compare_cache_off: bool = True           # also recllm_rank with the retriever's profile cache off
+    compare_jump_forward_off: bool = False   # also the reply paths with jump-forward off (a forward per token)
     work_dir: Path = Path("/tmp/recllm_throughput")
     results_dir: Path = RESULTS
 
@@ -365,6 +366,13 @@ def run(config: ThroughputConfig) -> dict:
             levels += triton_levels(server.config.grpc_url, config, workload,
                                     load_keyring(server.config.keyring_path).backend_view(), server.process.pid,
                                     paths=("triton recllm_rank",), label=" (profile cache off)")
+    if config.compare_jump_forward_off:  # the reply paths with a forward per generated token, for the ratio
+        jump_off = dataclasses.replace(server_config, grpc_port=free_port(), http_port=free_port(),
+                                       metrics_port=free_port(), extra_env={JUMP_FORWARD_ENV: "off"})
+        with TritonServer(jump_off, log_path=config.work_dir / "tritonserver_jump_off.log") as server:
+            levels += triton_levels(server.config.grpc_url, config, workload,
+                                    load_keyring(server.config.keyring_path).backend_view(), server.process.pid,
+                                    paths=REPLY_PATHS, label=" (jump-forward off)")
     naive = []
     if config.naive:
         from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
@@ -405,6 +413,12 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
         lines.append(f"- recllm_rank p95 at c1: {c1['p95_ms']} ms (goal < {GOALS['rank_p95_c1_ms']:g} ms)")
     if c16:
         lines.append(f"- recllm_rank throughput at c16: {c16['rps']} req/s (goal >= {GOALS['rank_rps_c16']:g})")
+    for path in REPLY_PATHS:
+        for on, off in zip(by(path), by(f"{path} (jump-forward off)")):
+            cpu_on, cpu_off = (sum(r.get("process_cpu_ms", {}).values()) for r in (on, off))
+            lines.append(f"- {path} at c{on['concurrency']}, jump-forward on vs off: {on['rps']} vs {off['rps']} req/s "
+                         f"(**{round(on['rps'] / max(off['rps'], 1e-9), 2)}x**), p95 {on['p95_ms']} vs {off['p95_ms']} "
+                         f"ms, CPU {round(cpu_on, 1)} vs {round(cpu_off, 1)} ms per request")
     for on, off in zip(rank, by("triton recllm_rank (profile cache off)")):
         lines.append(f"- recllm_rank at c{on['concurrency']}, profile cache on vs off (every request reads the "
                      f"profile): {on['rps']} vs {off['rps']} req/s (**{round(on['rps'] / max(off['rps'], 1e-9), 2)}x**),"
@@ -541,6 +555,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(defaults.concurrency))
     parser.add_argument("--full-concurrency", type=int, nargs="+", default=list(defaults.full_concurrency))
     parser.add_argument("--no-naive", dest="naive", action="store_false")
+    parser.add_argument("--jump-forward-off", dest="compare_jump_forward_off", action="store_true",
+                        help="also serve the reply paths with jump-forward off (a forward per token), side by side")
     parser.add_argument("--no-cache-off", dest="compare_cache_off", action="store_false",
                         help="skip the recllm_rank levels with the profile cache off")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
@@ -552,7 +568,8 @@ def main(argv: list[str] | None = None) -> None:
     config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,
                               concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
                               naive=args.naive, results_dir=args.results_dir,
-                              compare_cache_off=args.compare_cache_off)
+                              compare_cache_off=args.compare_cache_off,
+                              compare_jump_forward_off=args.compare_jump_forward_off)
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:

@@ -397,6 +397,8 @@ GENERATOR_DIR_ENV = "RECLLM_GENERATOR_DIR"
 
 # "off": serve the generator without its user layers (benchmarks compare the two in one run)
 USER_LAYERS_ENV = "RECLLM_USER_LAYERS"
+# "off": every generated token gets a forward of its own (no jump-forward; benchmarks compare the two in one run)
+JUMP_FORWARD_ENV = "RECLLM_JUMP_FORWARD"
 
 
 def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
@@ -404,7 +406,8 @@ def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = N
     """The generation stage of a build; ``generator_dir`` (else ``$RECLLM_GENERATOR_DIR``) drops in another
     checkpoint folder in the same format (``train_generator``'s: HF-format Qwen2 weights + tokenizer.json +
     item_codes.npz). The build's user layers (``layout.user_layers_dir``) are plugged in when they were trained
-    for the generator served (the build's own) and ``user_layers`` (else ``$RECLLM_USER_LAYERS`` != "off")."""
+    for the generator served (the build's own) and ``user_layers`` (else ``$RECLLM_USER_LAYERS`` != "off").
+    ``$RECLLM_JUMP_FORWARD`` "off" decodes without jump-forward (``DecodeLoop.jump_forward``)."""
     import os  # noqa: PLC0415
 
     from recllm.generator import ReplyGenerator  # noqa: PLC0415
@@ -412,6 +415,7 @@ def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = N
     directory = Path(generator_dir or os.environ.get(GENERATOR_DIR_ENV) or layout.generator_dir)
     catalog = Catalog.load_jsonl(layout.catalog)
     generator = ReplyGenerator.load(directory)
+    generator.loop.jump_forward = os.environ.get(JUMP_FORWARD_ENV, "on").strip().lower() != "off"
     if user_layers is None:
         user_layers = os.environ.get(USER_LAYERS_ENV, "on").strip().lower() != "off"
     if user_layers and layout.user_layers_dir.is_dir():
