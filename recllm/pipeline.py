@@ -170,14 +170,18 @@ class GenerationStage:
 
     def request(self, turn: ReplyTurn, sampling: Sampling | None = None) -> ReplyRequest:
         from recllm.generator import ReplyRequest, build_prompt, reply_frame  # noqa: PLC0415
+        from recllm.generator.reply_check import LIST_ACTS  # noqa: PLC0415
+        from recllm.generator.reply_frame import frames_in  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
         act = self.act_of(turn)
+        relaxation = self.relaxation_of(turn)
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act,
-                              self.relaxation_of(turn), reply_frame(turn.query, act))
+                              relaxation, reply_frame(turn.query, act))
+        frames = frames_in(turn.query) if act in LIST_ACTS else None  # the check's opening rule, kept while decoding
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
-                            user_context=turn.user_context, language=turn.language, act=act)
+                            user_context=turn.user_context, language=turn.language, act=act, frames=frames)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         result = self.check_text(turn, reply.text, reply.item_ids)

@@ -24,12 +24,12 @@ from .decode_loop import DecodeLoop, Request, StaticKVCache, cacheable_prefix_le
 from .item_codes import ItemCodes
 from .fact_constraint import FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
-from .known_words import KnownWordRule, known_word_table
+from .known_words import KnownWordRule, known_word_table, other_frame_words
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
 from .reply_shape import reply_shape
-from .reply_check import REPLY_WORDS_FILE
+from .reply_check import LIST_ACTS, REPLY_WORDS_FILE
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class ReplyRequest:
     # of those replies holds too — their words only (``known_words``), no digit, a label's items (``reply_shape``);
     # False: not held to it
     corpus_rules: bool = True
+    # with the corpus rules: the recommend frames the request's text matches (``reply_frame.frames_in``), so a list's
+    # opening says no other (None: any)
+    frames: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,16 @@ class ReplyGenerator:
         corpus = request.corpus_rules and self.reply_words is not None
         shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act, corpus) \
             if request.language or request.act else None
-        words = KnownWordRule(known_word_table(quotes, self.reply_words)) if shape is not None and corpus else None
+        words = self._word_rule(request, quotes) if shape is not None and corpus else None
         return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words)
+
+    def _word_rule(self, request: ReplyRequest, quotes) -> KnownWordRule:
+        """The known words of this request: before a list's first item, none of another frame."""
+        known = self.reply_words
+        opening = None
+        if request.act in LIST_ACTS and request.frames is not None:
+            opening = known_word_table(quotes, known - other_frame_words(known, request.frames))
+        return KnownWordRule(known_word_table(quotes, known), opening)
 
     def validate(self, request: ReplyRequest) -> None:
         """Raise the ``ValueError`` that decoding ``request`` would raise (empty prompt, unknown item, budget)."""

@@ -298,7 +298,7 @@ class ReplyConstraint:
             if kept.any():
                 mask = kept
         if self.words is not None:
-            kept = mask & self.words.allowed()  # [V]
+            kept = mask & self.words.allowed(before_item=not self.items.named)  # [V]
             if kept.any():
                 mask = kept
         return mask
@@ -309,7 +309,7 @@ class ReplyConstraint:
         if self.facts is not None:
             self.facts.advance(token)
         if self.words is not None:  # a token that opens or closes a quote starts the words afresh
-            self.words.advance(token, quoted or self.in_quote)
+            self.words.advance(token, quoted or self.in_quote, before_item=not self.items.named)
         data = self.spacing.quotes.bytes[token] if token < len(self.spacing.quotes.bytes) else b""
         if quoted or self.in_quote or not data:
             self.after_label = False

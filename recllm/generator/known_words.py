@@ -18,6 +18,12 @@ the first time that pair comes up. Tokens without text bytes (an item span's SID
 word too; inside a quoted fact the rule is off (its bytes are the fact's, ``FactSpanConstraint``). A step at which no
 token the other rules allow also keeps this rule (``ReplyConstraint``) is decoded without it, and the check sees the
 result.
+
+One of the check's reasons is a word too, so a list act narrows its known words: its opening takes no word that says
+another kind of request (``other_frame_words``: "For running:" for cleaning supplies, ``wrong_opening``). The same
+narrowing for a nothing-left reply's offer (no word of another relaxation) was tried and dropped: the model, denied
+the other offer's word, wrote a broken sentence instead ("Shall I look a little above your pet: …"), 8 failing
+replies of 2,100 either way (``benchmarks/results/reply_quality.md``).
 """
 
 from __future__ import annotations
@@ -149,29 +155,43 @@ class KnownWordTable:
         return mask
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def known_word_table(quotes: QuoteTokens, known_words: frozenset[str]) -> KnownWordTable:
     return KnownWordTable(quotes, known_words)
 
 
+@lru_cache(maxsize=256)
+def other_frame_words(known_words: frozenset[str], frames: frozenset[str]) -> frozenset[str]:
+    """The known words that alone say a reply frame other than ``frames`` («бега», "running", «завтраку»): before a
+    list's first item they open a reply to another kind of request (``reply_check.opens_off_frame``)."""
+    from .reply_frame import reply_frame  # noqa: PLC0415
+
+    return frozenset(w for w in known_words if reply_frame(w, "recommend") not in frames | {""})
+
+
 class KnownWordRule:
     """One reply's open word; ``allowed`` before a step, ``advance`` with each token (``in_quote``: the token was
-    read inside a quoted fact, where the rule is off)."""
+    read inside a quoted fact, where the rule is off). ``opening``: the table in force until the reply names its
+    first item (fewer words: none of another frame's); None: ``table`` throughout."""
 
-    def __init__(self, table: KnownWordTable):
-        self.table = table
+    def __init__(self, table: KnownWordTable, opening: KnownWordTable | None = None):
+        self.table, self.opening = table, opening
         self.word = ""      # lower-case letters of the word being written
         self.pending = b""  # bytes of a character begun and not finished
 
-    def allowed(self) -> torch.Tensor:
-        return self.table.mask(self.word, self.pending)  # [V], shared: never written
+    def _table(self, before_item: bool) -> KnownWordTable:
+        return self.opening if before_item and self.opening is not None else self.table
 
-    def advance(self, token: int, in_quote: bool = False) -> None:
-        data = self.table.quotes.bytes[token] if token < len(self.table.quotes.bytes) else b""
+    def allowed(self, before_item: bool = False) -> torch.Tensor:
+        return self._table(before_item).mask(self.word, self.pending)  # [V], shared: never written
+
+    def advance(self, token: int, in_quote: bool = False, before_item: bool = False) -> None:
+        table = self._table(before_item)
+        data = table.quotes.bytes[token] if token < len(table.quotes.bytes) else b""
         if in_quote or not data:  # a quote, an item span or a control token: no word runs across it
             self.word, self.pending = "", b""
             return
-        info = self.table.table(self.pending).words[token]
+        info = table.table(self.pending).words[token]
         if info is None:  # decoded without the rule (no allowed token kept it): start afresh
             self.word, self.pending = "", b""
             return
@@ -179,9 +199,9 @@ class KnownWordRule:
         self.pending = info.pending
 
     def copy(self) -> "KnownWordRule":
-        other = KnownWordRule(self.table)
+        other = KnownWordRule(self.table, self.opening)
         other.word, other.pending = self.word, self.pending
         return other
 
 
-__all__ = ["KnownWordRule", "KnownWordTable", "known_word_table"]
+__all__ = ["KnownWordRule", "KnownWordTable", "known_word_table", "other_frame_words"]

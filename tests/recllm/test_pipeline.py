@@ -48,6 +48,18 @@ def test_a_reply_quotes_only_the_facts_of_its_prompt(pipeline, warm_user):
     assert all(any(q.lower() in f.lower() for f in facts) for q in cited_facts(result.reply)), result.reply
 
 
+def test_a_list_s_request_carries_the_frames_its_opening_may_say(pipeline, warm_user):
+    """A list act's request carries the frames its text matches (its opening says no other: the check's opening
+    rule, kept while decoding); another act's carries none."""
+    from recllm.pipeline import ReplyTurn
+
+    listed = ReplyTurn("samokat", "ru", "что взять на завтрак?", (1, 2), ())
+    request = pipeline.generation.request(listed)
+    assert request.act == "recommend" and request.frames == frozenset({"breakfast"})
+    empty = ReplyTurn("samokat", "ru", "что взять на завтрак?", (), (), "nothing_left", "seen")
+    assert pipeline.generation.request(empty).frames is None
+
+
 def test_budget_and_dietary_constraints_hold(pipeline, warm_user):
     result = pipeline.recommend(warm_user, "закажи как в прошлый раз, но без лактозы, до 300 рублей", 5, "samokat")
     for row in result.items:

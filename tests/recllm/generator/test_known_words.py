@@ -117,3 +117,21 @@ def test_without_reply_words_the_rule_is_absent(tok, codes):
     generator.reply_words = KNOWN
     _, constraint = generator._prepare(ReplyRequest("act: recommend | query: x", (1, 2), language="ru"))
     assert constraint.words is not None
+
+
+def test_another_frame_s_words():
+    from recllm.generator.known_words import other_frame_words
+
+    known = frozenset({"для", "бега", "running", "завтрака", "подойдут", "gift", "подарок"})
+    assert other_frame_words(known, frozenset({"gift"})) == {"бега", "running", "завтрака"}
+    assert other_frame_words(known, frozenset({"gift", "running_gear"})) == {"завтрака"}
+
+
+def test_the_opening_table_holds_until_the_first_item(tok, table):
+    """Before a list's first item the narrower table is in force (no word of another frame), after it the whole."""
+    quotes = table.quotes
+    opening = KnownWordTable(quotes, KNOWN - {"завтрак"})
+    rule = KnownWordRule(table, opening)
+    rule.advance(quotes.by_bytes[b"\xd0"][0], before_item=True)  # a letter's lead byte («д», «и», «з», …)
+    second = quotes.by_bytes["з".encode()[1:]][0]  # «з»: only «завтрак» of the known words starts so
+    assert not rule.allowed(before_item=True)[second] and rule.allowed(before_item=False)[second]
