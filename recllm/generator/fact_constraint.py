@@ -85,6 +85,11 @@ class QuoteTokens:
         self.textless = torch.tensor([not data for data in self.bytes], dtype=torch.bool)
         self.digit = torch.tensor([any(48 <= b <= 57 for b in data) for data in self.bytes], dtype=torch.bool)
         self.ends_label = torch.tensor([data.rstrip().endswith(b":") for data in self.bytes], dtype=torch.bool)
+        # a comma with more than whitespace after it in the same token («, Н»): after an item, a list's next item
+        # could not follow it
+        self.comma_led = torch.tensor([data.lstrip().startswith(b",") for data in self.bytes], dtype=torch.bool)
+        self.comma_then_text = torch.tensor([data.lstrip().startswith(b",") and bool(data.lstrip()[1:].strip())
+                                             for data in self.bytes], dtype=torch.bool)
         self.blank = torch.tensor([bool(data) and data.isspace() for data in self.bytes], dtype=torch.bool)
         self.quote_led = torch.tensor([data.lstrip().startswith(OPENINGS) for data in self.bytes], dtype=torch.bool)
         self._containing: dict[bytes, torch.Tensor] = {}
@@ -261,6 +266,7 @@ class ReplyConstraint:
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
+        self.since_item: bytes | None = None  # the text since the last item named (its last bytes); None: none yet
         self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
 
     @property
@@ -297,6 +303,16 @@ class ReplyConstraint:
                 kept = mask
             if kept.any():
                 mask = kept
+        if self.shape is not None and self.shape.after_list_comma is not None and self.since_item is not None:
+            kept = mask
+            if not self.since_item.strip():  # right after an item: no comma with words glued to it, none at all
+                quotes = self.spacing.quotes  # when no item can follow
+                refused = quotes.comma_then_text if self.items.can_open_span_after(LABEL_TOKENS) else quotes.comma_led
+                kept = mask & ~refused
+            elif self.since_item.strip() == b",":  # a list's comma: its next item (whitespace first at most)
+                kept = mask & self.shape.after_list_comma
+            if kept.any():
+                mask = kept
         if self.words is not None:
             kept = mask & self.words.allowed(before_item=not self.items.named)  # [V]
             if kept.any():
@@ -316,10 +332,17 @@ class ReplyConstraint:
         elif data.strip():
             self.after_label = data.rstrip().endswith(b":")
         self.spacing.advance(token)
-        return self.items.advance(token)
+        item = self.items.advance(token)
+        if item is not None:
+            self.since_item = b""
+        elif self.since_item is not None and data and not (quoted or self.in_quote):
+            self.since_item = (self.since_item + data)[-8:]
+        elif quoted or self.in_quote:
+            self.since_item = None  # a quote: no list goes on across it
+        return item
 
     def copy(self) -> "ReplyConstraint":
         other = ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
                                 self.spacing.copy(), self.shape, None if self.words is None else self.words.copy())
-        other.after_label = self.after_label
+        other.after_label, other.since_item = self.after_label, self.since_item
         return other

@@ -13,7 +13,8 @@ those tokens instead of letting the check throw the reply away:
 * ``broken_list`` — with the generator's own corpus format (``corpus_format``: it knows its training replies'
   words), a label's colon is followed by an item or a quoted fact, never by words or figures («Подешевле: 2) Хлебцы
   …», «Cheaper options: Like last time, …»), except in a clarifying question («Уточните: вам к чаю …»); and the
-  reply's own text holds no digit (amounts and sizes live in item names and facts: «… и 6).»).
+  reply's own text holds no digit (amounts and sizes live in item names and facts: «… и 6).»); in a list act's
+  reply a comma after an item is followed by the next item («Посмотрите Смартфон Xiaomi, Ничего подходящего …»).
 
 Both are stateless over the reply (they read the item and quote constraints' state), so one ``ReplyShape`` may serve
 every hypothesis of a request; ``ReplyGenerator.beam_search`` (used by benchmarks, not served) builds its requests
@@ -54,6 +55,8 @@ class ReplyShape:
         eos[eos_id] = True
         self.after_label = (quotes.textless | quotes.blank | quotes.quote_led) & ~eos \
             if corpus_format and act != "clarify" else None
+        # [V] what may follow a list's comma after an item (a list act's reply): the next item's code or whitespace
+        self.after_list_comma = (quotes.textless | quotes.blank) & ~eos if corpus_format and self.list_act else None
         ends = quotes.sentence_end.clone()
         ends[eos_id] = True
         self.before_item = self.outside_quote & ~ends  # [V]

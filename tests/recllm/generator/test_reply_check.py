@@ -82,6 +82,12 @@ def test_what_the_served_replies_broke_on():
     assert "broken_list" in check_reply("Вот что я подобрал: Как в прошлый раз, X и Y.", [1, 2], [1, 2], [],
                                         ["X", "Y"], **ru).problems
     assert "broken_list" in check_reply("Here is what I found: for dinner X.", [1], [1], [], ["X"], **en).problems
+    # live, «хочу телефон»: a list's comma followed by words; an explanation's comma before «потому что» is fine
+    assert "broken_list" in check_reply("Посмотрите X, Ничего подходящего не раскрываю.", [1], [1], [], ["X"],
+                                        **ru).problems
+    assert check_reply("Я выбрал X и Y, потому что вы «берёте витамины».", [1, 2], [1, 2], ["вы берёте витамины"],
+                       ["X", "Y"], **ru).ok
+    assert check_reply('X, since "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"], **en).ok
     # a colon whose sentence names no item (a clarifying question, a cited fact) may go on in words
     assert check_reply("Уточните: вам к чаю или на перекус? Пока несколько идей: X и Y.", [1, 2], [1, 2], [],
                        ["X", "Y"], **ru).ok
@@ -217,7 +223,7 @@ def test_an_empty_reply_is_replaced_and_counted_and_in_fact_is_no_citation():
     empty = guard_of()
     assert empty.finish() == "PLAIN" and empty.withheld            # counted as withheld
     known = frozenset({"here", "is", "in", "fact"})
-    assert check_reply('Here is X, in fact "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"],
+    assert check_reply('Here is X. In fact "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"],
                        "en", known_words=known).ok                 # «fact» is the reply's word, not a placeholder
 
 

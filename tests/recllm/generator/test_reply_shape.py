@@ -118,3 +118,20 @@ def test_a_clarifying_question_may_go_on_after_its_colon(tok):
     after = ReplyShape(quotes, tok.eos_id, "ru", "recommend", corpus_format=True).after_label
     assert after[tok.sid_token_ids[0]] and not after[tok.eos_id]
     assert after[quotes.by_bytes[b" "][0]] and not after[quotes.by_bytes[b"a"][0]]
+
+
+LIST_COMMA_GAP = re.compile(r"\[товар \d+\]\s*,\s*(?!\[товар)\S")  # an item's comma followed by anything but an item
+
+
+def test_a_list_s_comma_after_an_item_is_followed_by_the_next_item(tok, codes):
+    """Live: «Посмотрите Смартфон Xiaomi, Ничего подходящего не раскрываю.» — in a list act's reply (with the corpus
+    format) a comma after an item goes on with an item, from a model pushed towards commas; not held to it, it
+    goes on with words."""
+    def push(quotes):  # commas and item codes: lists with commas, and commas going on
+        return torch.tensor([b"," in data for data in quotes.bytes]) | quotes.textless
+    generator = pushed_generator(tok, codes, push, strength=3.0)
+    generator.reply_words = KNOWN
+    free = replies(generator, language="ru", act="recommend", corpus_rules=False)
+    assert any(LIST_COMMA_GAP.search(r.text) for r in free)
+    kept = replies(generator, language="ru", act="recommend")
+    assert not any(LIST_COMMA_GAP.search(r.text) for r in kept), [r.text for r in kept if LIST_COMMA_GAP.search(r.text)]
