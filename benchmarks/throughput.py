@@ -368,7 +368,8 @@ def run(config: ThroughputConfig) -> dict:
                                     paths=("triton recllm_rank",), label=" (profile cache off)")
     if config.compare_jump_forward_off:  # the reply paths with a forward per generated token, for the ratio
         jump_off = dataclasses.replace(server_config, grpc_port=free_port(), http_port=free_port(),
-                                       metrics_port=free_port(), extra_env={JUMP_FORWARD_ENV: "off"})
+                                       metrics_port=free_port(),
+                                       extra_env={**server_config.extra_env, JUMP_FORWARD_ENV: "off"})
         with TritonServer(jump_off, log_path=config.work_dir / "tritonserver_jump_off.log") as server:
             levels += triton_levels(server.config.grpc_url, config, workload,
                                     load_keyring(server.config.keyring_path).backend_view(), server.process.pid,

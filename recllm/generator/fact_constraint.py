@@ -160,7 +160,12 @@ class FactSpanConstraint:
     @property
     def can_open(self) -> bool:
         """A quote may open now: outside one, with a fact to quote and room to quote it whole."""
-        return self.closing is None and bool(self.facts) and self.max_new_tokens - self.steps >= self.shortest + 2
+        return self.can_open_after(0)
+
+    def can_open_after(self, tokens: int) -> bool:
+        """``can_open`` after ``tokens`` more text tokens (a label's colon and space before its quote)."""
+        return (self.closing is None and bool(self.facts)
+                and self.max_new_tokens - self.steps - tokens >= self.shortest + 2)
 
     def _targets(self) -> list[bytes]:
         return [fact + self.closing for fact in self.quotable if (fact + self.closing).startswith(self.quoted)]
@@ -297,7 +302,8 @@ class ReplyConstraint:
         if self.shape is not None and self.shape.after_label is not None:
             if self.after_label:
                 kept = mask & self.shape.after_label  # [V] a label's list (or quote) comes next
-            elif not (self.items.can_open_span_after(LABEL_TOKENS) or self.facts is not None and self.facts.can_open):
+            elif not (self.items.can_open_span_after(LABEL_TOKENS)
+                      or self.facts is not None and self.facts.can_open_after(LABEL_TOKENS)):
                 kept = mask & ~self.spacing.quotes.ends_label  # [V] no label with nothing left to list
             else:
                 kept = mask

@@ -42,6 +42,7 @@ MAX_CACHED_MASKS = 8192
 # non-letters beyond ASCII a reply may write («», dashes, ₽): a token may leave one half-written, since its first bytes
 # can still end as it (no other half-written character may be left: its end could be a letter of no known word)
 NON_LETTERS = "«»“”„—–…₽№°×·"
+UNKNOWN_WORD = "\x00"  # the open word after a token no table could read: the start of no known word
 
 
 def is_letter(ch: str) -> bool:
@@ -191,9 +192,9 @@ class KnownWordRule:
         if in_quote or not data:  # a quote, an item span or a control token: no word runs across it
             self.word, self.pending = "", b""
             return
-        info = table.table(self.pending).words[token]
-        if info is None:  # decoded without the rule (no allowed token kept it): start afresh
-            self.word, self.pending = "", b""
+        info = table.table(self.pending).words[token] or self.table.table(self.pending).words[token]
+        if info is None:  # decoded without the rule (no allowed token kept it): the word is no known one, and
+            self.word, self.pending = UNKNOWN_WORD, b""  # no letter goes on as if it began a new word
             return
         self.word = info.tail if info.breaks else self.word + info.lead
         self.pending = info.pending

@@ -135,3 +135,22 @@ def test_the_opening_table_holds_until_the_first_item(tok, table):
     rule.advance(quotes.by_bytes[b"\xd0"][0], before_item=True)  # a letter's lead byte («д», «и», «з», …)
     second = quotes.by_bytes["з".encode()[1:]][0]  # «з»: only «завтрак» of the known words starts so
     assert not rule.allowed(before_item=True)[second] and rule.allowed(before_item=False)[second]
+
+
+def test_after_a_token_the_rule_could_not_keep_no_letter_starts_a_new_word(tok, table):
+    """Review: a step decoded without the rule (nothing else was allowed) reset the open word, so before the first
+    item « уж» (refused: «ужина» is another frame's word there) + «и» read «и» as the known word «и». The word is
+    now read with the whole table and stays what it is until a non-letter ends it."""
+    quotes = table.quotes
+    rule = KnownWordRule(table, KnownWordTable(quotes, KNOWN - {"ужина"}))
+    spell_before_item = [quotes.by_bytes[bytes([b])][0] for b in "Для".encode()]
+    for token in spell_before_item:
+        rule.advance(token, before_item=True)
+    token = quotes.by_bytes[" уж".encode()][0]
+    assert not rule.allowed(before_item=True)[token]
+    rule.advance(token, before_item=True)  # decoded although refused
+    assert rule.word == "уж"
+    lead = quotes.by_bytes["и".encode()[:1]][0]
+    rule.advance(lead, before_item=True)
+    assert not rule.allowed(before_item=True)[quotes.by_bytes["и".encode()[1:]][0]]  # «ужи» is no opening word
+    assert rule.allowed(before_item=False)[quotes.by_bytes["и".encode()[1:]][0]]     # after an item it is «ужина»
