@@ -300,11 +300,16 @@ class ReplyConstraint:
         if self.in_quote:
             return mask
         if self.shape is not None and self.shape.after_label is not None:
+            # a reply gives one list: once it has named items, a label introduces a quote only («Based on your
+            # history:» + an item, live for a new user with no fact to quote)
+            lists = not self.items.named and self.items.can_open_span_after(LABEL_TOKENS)
+            quotes = self.facts is not None and self.facts.can_open_after(LABEL_TOKENS)
             if self.after_label:
-                kept = mask & self.shape.after_label  # [V] a label's list (or quote) comes next
-            elif not (self.items.can_open_span_after(LABEL_TOKENS)
-                      or self.facts is not None and self.facts.can_open_after(LABEL_TOKENS)):
-                kept = mask & ~self.spacing.quotes.ends_label  # [V] no label with nothing left to list
+                allowed = self.shape.after_label if not self.items.named else \
+                    self.shape.after_label & ~self.spacing.quotes.textless
+                kept = mask & allowed  # [V] a label's list (or quote) comes next
+            elif not (lists or quotes):
+                kept = mask & ~self.spacing.quotes.ends_label  # [V] no label with nothing it may introduce
             else:
                 kept = mask
             if kept.any():

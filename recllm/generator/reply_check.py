@@ -5,8 +5,8 @@ A reply passes when every item it names is in the ranked list (and named once), 
 "nnnn", a stray quote mark, a double space: a list left mid-way, «… и  макароны …»), no word run repeats ("и и",
 "молоко, молоко, молоко"), no conjunction dangles at the end of a sentence or the reply ("…, и." / "… and"), a
 list's «и» / "and" and its comma are followed by an item ("X, Y and For your.", «X, Ничего подходящего …»; an
-explanation's «X, потому что …» aside) and a label's colon by its first item when its sentence names one («Вот что я
-подобрал: Как в прошлый раз, X»). ``GenerationStage`` regenerates a
+explanation's «X, потому что …» aside), a label's colon by its first item when its sentence names one («Вот что я
+подобрал: Как в прошлый раз, X») and a reply gives one list («… Y. Based on your history: Z.» is broken). ``GenerationStage`` regenerates a
 failing sampled reply with greedy decoding; ``ReplyCheckCounters`` counts checks and failures by reason, for the
 Triton adapter to export as Prometheus metrics (the counting lives here, the metric objects in the adapter).
 """
@@ -46,6 +46,9 @@ LABEL_GAP_RE = re.compile(r":\s*(?!\s|item\d+x)[^.!?:]*?item\d+x")
 # a list's comma followed by words, not its next item: «Посмотрите Смартфон Xiaomi, Ничего подходящего не раскрываю.»
 # (live, «хочу телефон»); an explanation's «X и Y, потому что …» / "X, since …" is the one comma that may
 LIST_COMMA_GAP_RE = re.compile(r"item\d+x\s*,\s*(?!item\d+x|потому\b|since\b)\S", re.IGNORECASE)
+# a second list after a sentence that named items: «… и Картофель. Based on your history: Брокколи.» (live, a new
+# user: a citation's label with an item where the quote goes)
+LIST_AGAIN_RE = re.compile(r"item\d+x[^.!?]*[.!?][^.!?:]*:\s*item\d+x")
 # Outside item names and citations, a reply's words are in its language: no Cyrillic word in English, no Latin word
 # in Russian («Take a look at ere я подберу точнее», «Sugar-free: … Вот»).
 FOREIGN_WORD_RE = {"en": re.compile(r"[А-Яа-яЁё]"), "ru": re.compile(r"\b[A-Za-z]{2,}\b")}
@@ -120,7 +123,7 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("repeated_words")
     if must_name_items and ranked and not item_ids:  # a list to give, nothing named: «Other options: s.»
         problems.append("no_item")
-    if BROKEN_LIST_RE.search(plain) or LABEL_GAP_RE.search(plain) or LIST_COMMA_GAP_RE.search(plain):
+    if any(pattern.search(plain) for pattern in (BROKEN_LIST_RE, LABEL_GAP_RE, LIST_COMMA_GAP_RE, LIST_AGAIN_RE)):
         problems.append("broken_list")
     if DANGLING_RE.search(plain.strip()):
         problems.append("dangling_conjunction")

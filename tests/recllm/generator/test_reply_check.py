@@ -65,7 +65,8 @@ def test_what_the_served_replies_broke_on():
     # seen live: a label's last word again as the next label
     assert "repeated_words" in check_reply("For your pet: X. Based on your history: history: Y.", [1, 2], [1, 2], [],
                                            ["X", "Y"]).problems
-    assert check_reply("For your pet: X. Based on your history: Y.", [1, 2], [1, 2], [], ["X", "Y"]).ok
+    assert check_reply('For your pet: X. Based on your history: "you buy coffee every week on Samokat".', [1], [1],
+                       FACTS, ["X"]).ok
     assert "no_item" in check_reply("Other options: s.", [], [1], [], [], must_name_items=True).problems
     assert check_reply("Other options: s.", [], [1], [], []).ok           # an act that gives no list may name none
     # Latin inside item names and citations is no wrong language, nor Cyrillic in an English reply's item names
@@ -88,6 +89,9 @@ def test_what_the_served_replies_broke_on():
     assert check_reply("Я выбрал X и Y, потому что вы «берёте витамины».", [1, 2], [1, 2], ["вы берёте витамины"],
                        ["X", "Y"], **ru).ok
     assert check_reply('X, since "you buy coffee every week on Samokat".', [1], [1], FACTS, ["X"], **en).ok
+    # live, a new user: a citation's label with an item where the quote goes (a second list)
+    assert "broken_list" in check_reply("For dinner: X and Y. Based on your history:Z.", [1, 2, 3], [1, 2, 3], [],
+                                        ["X", "Y", "Z"], **en).problems
     # a colon whose sentence names no item (a clarifying question, a cited fact) may go on in words
     assert check_reply("Уточните: вам к чаю или на перекус? Пока несколько идей: X и Y.", [1, 2], [1, 2], [],
                        ["X", "Y"], **ru).ok

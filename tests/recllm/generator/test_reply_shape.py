@@ -135,3 +135,23 @@ def test_a_list_s_comma_after_an_item_is_followed_by_the_next_item(tok, codes):
     assert any(LIST_COMMA_GAP.search(r.text) for r in free)
     kept = replies(generator, language="ru", act="recommend")
     assert not any(LIST_COMMA_GAP.search(r.text) for r in kept), [r.text for r in kept if LIST_COMMA_GAP.search(r.text)]
+
+
+LIST_AGAIN = re.compile(r"\[товар \d+\][^.!?]*[.!?][^.!?:]*:\s*\[товар")  # a label with an item after a list
+
+
+def test_once_a_reply_has_named_items_a_label_introduces_a_quote_only(tok, codes):
+    """Live, a new user: «… и Картофель. Based on your history:Брокколи.» — a reply gives one list; after it a
+    label is a citation's, so its colon takes a quote, and with no fact to quote there is no such label."""
+    def push(quotes):  # colons, full stops and item codes
+        return torch.tensor([data.rstrip().endswith((b":", b".")) for data in quotes.bytes]) | quotes.textless
+    generator = pushed_generator(tok, codes, push, strength=3.0)
+    generator.reply_words = KNOWN
+    prompt = "act: recommend | service: samokat | lang: ru | query: ужин | profile: -"
+    found = {}
+    for corpus in (False, True):
+        requests = [ReplyRequest(prompt, tuple(range(12)), Sampling(temperature=t, seed=k), quotable_facts=(),
+                                 language="ru", act="recommend", corpus_rules=corpus)
+                    for k in range(6) for t in (0.0, 1.0)]
+        found[corpus] = [r.text for r in generator.generate_batch(requests, name) if LIST_AGAIN.search(r.text)]
+    assert found[False] and not found[True], found[True]
