@@ -137,16 +137,24 @@ class GenerationStage:
     ``sampling`` is the decoding of every reply (greedy by default). A reply that fails ``check_reply`` is
     regenerated greedily; failures are counted in ``counters`` (the Triton adapter exports them). A greedy stream
     is released token by token and checked when done (its greedy retry would be identical); a sampled one is
-    checked, and regenerated if needed, before it is released."""
+    checked, and regenerated if needed, before it is released.
+
+    ``corpus_rules`` (off by default; ``$RECLLM_CORPUS_RULES`` "on" in ``load_generation_stage``): decode held to the
+    training replies' format (``ReplyRequest.corpus_rules``). Off because held to it a weak model's failures stop
+    being visible: on a fresh test build a nothing-left reply the check would have failed (and replaced with the plain
+    reply) came out, diverted word by word into known words, as «Подходящих товаров не нашлось. ещё раз товаров не
+    нашлось. ещё раз то, что чуть дороже» — passing every check. Until a measure of how far the rules pushed the
+    model flags such replies, the served path sends what the model wrote or the plain reply."""
 
     def __init__(self, catalog: Catalog, generator: ReplyGenerator, sampling: Sampling | None = None,
-                 counters: ReplyCheckCounters | None = None):
+                 counters: ReplyCheckCounters | None = None, corpus_rules: bool = False):
         from recllm.generator import GREEDY, ReplyCheckCounters  # noqa: PLC0415
 
         self.catalog = catalog
         self.generator = generator
         self.sampling = sampling or GREEDY
         self.counters = counters or ReplyCheckCounters()
+        self.corpus_rules = corpus_rules
 
     def item_name(self, item_id: int) -> str:
         return self.catalog.get(item_id).name
@@ -181,7 +189,8 @@ class GenerationStage:
         frames = frames_in(turn.query) if act in LIST_ACTS else None  # the check's opening rule, kept while decoding
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
-                            user_context=turn.user_context, language=turn.language, act=act, frames=frames)
+                            user_context=turn.user_context, language=turn.language, act=act, frames=frames,
+                            corpus_rules=self.corpus_rules)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         result = self.check_text(turn, reply.text, reply.item_ids)
@@ -403,6 +412,8 @@ GENERATOR_DIR_ENV = "RECLLM_GENERATOR_DIR"
 USER_LAYERS_ENV = "RECLLM_USER_LAYERS"
 # "off": every generated token gets a forward of its own (no jump-forward; benchmarks compare the two in one run)
 JUMP_FORWARD_ENV = "RECLLM_JUMP_FORWARD"
+# "on": decode held to the training replies' format (``GenerationStage.corpus_rules``; off by default)
+CORPUS_RULES_ENV = "RECLLM_CORPUS_RULES"
 
 
 def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
@@ -428,7 +439,8 @@ def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = N
                            layout.root, directory)
         else:
             generator.personalizer = load_reply_personalizer(layout, generator, catalog)
-    return GenerationStage(catalog, generator, sampling)
+    corpus_rules = os.environ.get(CORPUS_RULES_ENV, "off").strip().lower() == "on"
+    return GenerationStage(catalog, generator, sampling, corpus_rules=corpus_rules)
 
 
 def load_reply_personalizer(layout: ArtifactLayout, generator: ReplyGenerator, catalog: Catalog):

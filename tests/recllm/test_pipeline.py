@@ -60,6 +60,18 @@ def test_a_list_s_request_carries_the_frames_its_opening_may_say(pipeline, warm_
     assert pipeline.generation.request(empty).frames is None
 
 
+def test_the_corpus_rules_are_off_as_served_unless_asked_for(test_artifacts, monkeypatch):
+    """Held to the training replies' format a weak model's failures stop being visible to the check, so the served
+    stage decodes without those rules; ``RECLLM_CORPUS_RULES=on`` turns them on."""
+    from recllm.pipeline import CORPUS_RULES_ENV, ReplyTurn, load_generation_stage
+
+    turn = ReplyTurn("samokat", "ru", "что взять на завтрак?", (1, 2), ())
+    monkeypatch.delenv(CORPUS_RULES_ENV, raising=False)
+    assert load_generation_stage(test_artifacts).request(turn).corpus_rules is False
+    monkeypatch.setenv(CORPUS_RULES_ENV, "on")
+    assert load_generation_stage(test_artifacts).request(turn).corpus_rules is True
+
+
 def test_budget_and_dietary_constraints_hold(pipeline, warm_user):
     result = pipeline.recommend(warm_user, "закажи как в прошлый раз, но без лактозы, до 300 рублей", 5, "samokat")
     for row in result.items:
