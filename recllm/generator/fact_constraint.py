@@ -151,6 +151,7 @@ class FactSpanConstraint:
         self.tail = b""                       # the last bytes of the text outside quotes
         self.closing: bytes | None = None     # inside a quote: the quote that closes it; None outside
         self.quoted = b""                     # inside a quote: the bytes quoted so far
+        self._spelling: tuple[bytes, dict[int, int]] | None = None  # (fact + closing, byte offset -> its token)
         self.steps = 0
 
     @property
@@ -206,8 +207,17 @@ class FactSpanConstraint:
             text = rest.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        ids = self.tokenizer.encode(text) if text else []
-        return ids[0] if ids and self.quotes.bytes[ids[0]] and rest.startswith(self.quotes.bytes[ids[0]]) else None
+        target, at = targets[0], len(self.quoted)
+        if self._spelling is None or self._spelling[0] != target or at not in self._spelling[1]:
+            # spelled once per fact and where it became the only one: the token starting at each byte offset
+            offsets, offset = {}, at
+            for token in (self.tokenizer.encode(text) if text else []):
+                data = self.quotes.bytes[token]
+                if not data or not target.startswith(data, offset):
+                    break
+                offsets[offset], offset = token, offset + len(data)
+            self._spelling = (target, offsets)
+        return self._spelling[1].get(at)
 
     def advance(self, token: int) -> None:
         self.steps += 1

@@ -37,16 +37,12 @@ import torch
 
 from .fact_constraint import QuoteTokens
 
-LETTER_RE = re.compile(r"[^\W\d_]")  # a letter as ``reply_check.reply_words`` reads one
+NON_LETTER_RE = re.compile(r"[^\w]|[\d_]")  # what ends a letter run as ``reply_check.reply_words`` reads one
 MAX_CACHED_MASKS = 8192
 # non-letters beyond ASCII a reply may write («», dashes, ₽): a token may leave one half-written, since its first bytes
 # can still end as it (no other half-written character may be left: its end could be a letter of no known word)
 NON_LETTERS = "«»“”„—–…₽№°×·"
 UNKNOWN_WORD = "\x00"  # the open word after a token no table could read: the start of no known word
-
-
-def is_letter(ch: str) -> bool:
-    return bool(LETTER_RE.fullmatch(ch))
 
 
 def split_utf8(data: bytes) -> tuple[str, bytes] | None:
@@ -99,7 +95,6 @@ class KnownWordTable:
                                        for c in {w[i], w[i].upper()} for k in range(1, len(c.encode("utf-8"))))
         self.non_letter_starts = frozenset(c.encode("utf-8")[:k] for c in NON_LETTERS
                                            for k in range(1, len(c.encode("utf-8"))))
-        self.textless = torch.tensor([not data for data in quotes.bytes], dtype=torch.bool)  # [V] SID, control
         self._tables: dict[bytes, PendingTable] = {}
         self._masks: dict[tuple[str, bytes], torch.Tensor] = {}
 
@@ -120,7 +115,7 @@ class KnownWordTable:
         if split is None:
             return None
         text, pending = split
-        runs = re.split(r"[^\w]|[\d_]", text.lower())  # letter runs, by the non-letters between them
+        runs = NON_LETTER_RE.split(text.lower())  # letter runs, by the non-letters between them
         if len(runs) == 1:
             return TokenWords(runs[0], False, "", pending)
         inner, tail = runs[1:-1], runs[-1]
@@ -149,7 +144,7 @@ class KnownWordTable:
                        if self.fits(word + lead, breaks, left) for token in tokens]
             mask[torch.tensor(allowed, dtype=torch.long)] = True
             if not pending and word in self.words:  # an item span or <eos> finishes a known word
-                mask |= self.textless
+                mask |= self.quotes.textless  # [V] SID codes, control tokens
             if len(self._masks) >= MAX_CACHED_MASKS:
                 self._masks.clear()
             self._masks[key] = mask
