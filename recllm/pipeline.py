@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 from recllm_proto import tensors
@@ -140,11 +140,11 @@ class GenerationStage:
     checked, and regenerated if needed, before it is released.
 
     ``corpus_rules`` (off by default; ``$RECLLM_CORPUS_RULES`` "on" in ``load_generation_stage``): decode held to the
-    training replies' format (``ReplyRequest.corpus_rules``). Off because held to it a weak model's failures stop
-    being visible: on a fresh test build a nothing-left reply the check would have failed (and replaced with the plain
-    reply) came out, diverted word by word into known words, as «Подходящих товаров не нашлось. ещё раз товаров не
-    нашлось. ещё раз то, что чуть дороже» — passing every check. Until a measure of how far the rules pushed the
-    model flags such replies, the served path sends what the model wrote or the plain reply."""
+    training replies' format (``ReplyRequest.corpus_rules``). Held to it, a weak model's failures can stop being
+    visible: on a fresh test build a nothing-left reply the check would have failed came out, diverted word by word
+    into known words, as «Подходящих товаров не нашлось. ещё раз товаров не нашлось. ещё раз то, что чуть дороже» —
+    passing every check. So a reply whose rules refused the model's own choice at some step (``GeneratedReply.pushed``,
+    ``DecodeStrain``) fails the check as ``pushed``, streamed or not."""
 
     def __init__(self, catalog: Catalog, generator: ReplyGenerator, sampling: Sampling | None = None,
                  counters: ReplyCheckCounters | None = None, corpus_rules: bool = False):
@@ -193,19 +193,23 @@ class GenerationStage:
                             corpus_rules=self.corpus_rules)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
-        result = self.check_text(turn, reply.text, reply.item_ids)
+        result = self.check_text(turn, reply.text, reply.item_ids, pushed=reply.pushed)
         self.counters.record(result, retry)
         return result.ok
 
-    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int], final: bool = True):
-        from recllm.generator.reply_check import LIST_ACTS, check_reply  # noqa: PLC0415
+    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int], final: bool = True,
+                   pushed: bool = False):
+        """``check_reply`` of the turn's reply so far (``final``: the whole of it); ``pushed``: the decoder's rules
+        refused the model's own choice (``GeneratedReply.pushed``), a failure whatever the text."""
+        from recllm.generator.reply_check import LIST_ACTS, ReplyCheck, check_reply  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
         act = self.act_of(turn)
-        return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
-                           [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
-                           getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None,
-                           self.relaxation_of(turn) if final and act == "nothing_left" else "")
+        result = check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
+                             [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
+                             getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None,
+                             self.relaxation_of(turn) if final and act == "nothing_left" else "")
+        return ReplyCheck(result.problems + ("pushed",)) if pushed else result
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""
@@ -214,11 +218,12 @@ class GenerationStage:
         return plain_reply(turn.language, self.act_of(turn), [self.item_name(i) for i in turn.item_ids[:3]],
                            self.relaxation_of(turn))
 
-    def guarded(self, turn: ReplyTurn):
-        """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes."""
+    def guarded(self, turn: ReplyTurn, pushed=lambda: False):
+        """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes (and
+        ``pushed()``, the decoder's strain so far, is False)."""
         from recllm.generator.reply_check import GuardedReply  # noqa: PLC0415
 
-        return GuardedReply(lambda text, items, final: self.check_text(turn, text, items, final).ok,
+        return GuardedReply(lambda text, items, final: self.check_text(turn, text, items, final, pushed()).ok,
                             lambda: self.plain(turn))
 
     def generate_turns(self, turns: Sequence[ReplyTurn]) -> list[str | ValueError]:
@@ -287,10 +292,11 @@ class GenerationStage:
     def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int]
                               ) -> Iterator[ReplyEvent]:
         generator = self.generator
-        replies = [self.streamed(turn) for turn in turns]
+        constraints, steps = generator.decode_batch(requests)
+        replies = [self.streamed(turn, lambda j=j: constraints[j].pushed) for j, turn in enumerate(turns)]
         counts = [0] * len(requests)
         budgets = [generator.max_new_tokens(r) for r in requests]
-        for j, token, item in generator.stream_batch(requests):
+        for j, token, item in steps:
             counts[j] += 1
             released = replies[j].feed(token, item)
             if released:
@@ -301,18 +307,20 @@ class GenerationStage:
                     yield ReplyEvent(index[j], rest)
                 yield ReplyEvent(index[j], done=True)
 
-    def streamed(self, turn: ReplyTurn) -> "StreamedReply":
-        """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``)."""
+    def streamed(self, turn: ReplyTurn, pushed=lambda: False) -> "StreamedReply":
+        """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``); ``pushed()``: its
+        decoder's strain so far (``ReplyConstraint.pushed``)."""
         from recllm.generator import ReplyRenderer  # noqa: PLC0415
 
-        return StreamedReply(self, turn, ReplyRenderer(self.generator.tokenizer, self.item_name), self.guarded(turn))
+        return StreamedReply(self, turn, ReplyRenderer(self.generator.tokenizer, self.item_name),
+                             self.guarded(turn, pushed), pushed)
 
-    def finish_checked(self, turn: ReplyTurn, guard) -> str:
+    def finish_checked(self, turn: ReplyTurn, guard, pushed: bool = False) -> str:
         """The whole generated reply counted by the check; what its guard still sends (the rest, or the plain
         reply), counted as withheld when some of it is not sent."""
         from recllm.generator import GeneratedReply  # noqa: PLC0415
 
-        self.check(turn, GeneratedReply(guard.text, tuple(guard.item_ids), 0))
+        self.check(turn, GeneratedReply(guard.text, tuple(guard.item_ids), 0, pushed=pushed))
         rest = guard.finish()
         if guard.withheld:
             self.counters.record_withheld()
@@ -359,6 +367,7 @@ class StreamedReply:
     turn: ReplyTurn
     renderer: object  # ReplyRenderer
     guard: object     # GuardedReply
+    pushed: Callable[[], bool] = lambda: False  # the decoder's strain so far (``ReplyConstraint.pushed``)
 
     def feed(self, token: int, item: int | None) -> str:
         """What may be sent after this token."""
@@ -369,7 +378,7 @@ class StreamedReply:
         """What is left to send once the turn's decoding ended (``GenerationStage.finish_checked``)."""
         tail = self.renderer.flush()
         released = self.guard.feed(tail, None) if tail else ""
-        return released + self.stage.finish_checked(self.turn, self.guard)
+        return released + self.stage.finish_checked(self.turn, self.guard, self.pushed())
 
 
 def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:
@@ -416,6 +425,22 @@ JUMP_FORWARD_ENV = "RECLLM_JUMP_FORWARD"
 CORPUS_RULES_ENV = "RECLLM_CORPUS_RULES"
 
 
+def env_switch(name: str, default: bool) -> bool:
+    """An on/off environment switch (``$RECLLM_USER_LAYERS`` and the like): unset or empty is ``default``; "on" /
+    "off" (also 1/0, true/false, yes/no) in any case; anything else is a ``ValueError`` naming the variable (a typo
+    like "of" used to read as on)."""
+    import os  # noqa: PLC0415
+
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"${name} must be on or off, got {value!r}")
+
+
 def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = None,
                           sampling: Sampling | None = None, user_layers: bool | None = None) -> GenerationStage:
     """The generation stage of a build; ``generator_dir`` (else ``$RECLLM_GENERATOR_DIR``) drops in another
@@ -430,17 +455,16 @@ def load_generation_stage(layout: ArtifactLayout, generator_dir: Path | None = N
     directory = Path(generator_dir or os.environ.get(GENERATOR_DIR_ENV) or layout.generator_dir)
     catalog = Catalog.load_jsonl(layout.catalog)
     generator = ReplyGenerator.load(directory)
-    generator.loop.jump_forward = os.environ.get(JUMP_FORWARD_ENV, "on").strip().lower() != "off"
+    generator.loop.jump_forward = env_switch(JUMP_FORWARD_ENV, True)
     if user_layers is None:
-        user_layers = os.environ.get(USER_LAYERS_ENV, "on").strip().lower() != "off"
+        user_layers = env_switch(USER_LAYERS_ENV, True)
     if user_layers and layout.user_layers_dir.is_dir():
         if directory.resolve() != layout.generator_dir.resolve():
             log.warning("user layers of %s were trained for the build's generator, not %s: serving without them",
                            layout.root, directory)
         else:
             generator.personalizer = load_reply_personalizer(layout, generator, catalog)
-    corpus_rules = os.environ.get(CORPUS_RULES_ENV, "off").strip().lower() == "on"
-    return GenerationStage(catalog, generator, sampling, corpus_rules=corpus_rules)
+    return GenerationStage(catalog, generator, sampling, corpus_rules=env_switch(CORPUS_RULES_ENV, False))
 
 
 def load_reply_personalizer(layout: ArtifactLayout, generator: ReplyGenerator, catalog: Catalog):

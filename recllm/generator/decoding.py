@@ -22,7 +22,7 @@ import torch
 
 from .decode_loop import DecodeLoop, Request, StaticKVCache, cacheable_prefix_len, decode_one_token, prefill
 from .item_codes import ItemCodes
-from .fact_constraint import FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
+from .fact_constraint import DecodeStrain, FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .known_words import KnownWordRule, known_word_table, other_frame_words
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
@@ -88,6 +88,10 @@ class GeneratedReply:
     item_ids: tuple[int, ...]  # named items, in order
     num_tokens: int  # generated tokens, <eos> excluded
     token_ids: tuple[int, ...] = field(default=(), repr=False)
+    # the corpus-format rules refused the model's own choice at some step (``fact_constraint.DecodeStrain``): the
+    # text passing the check shows the rules, not the model; the check counts the reply as failing (``pushed``)
+    pushed: bool = False
+    strain: float = 0.0  # the largest share of the model's probability those rules refused at one step
 
 
 class ReplyRenderer:
@@ -185,7 +189,12 @@ class ReplyGenerator:
         shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act, corpus) \
             if request.language or request.act else None
         words = self._word_rule(request, quotes) if shape is not None and corpus else None
-        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words)
+        strain = plain_shape = None
+        if shape is not None and corpus:
+            strain = DecodeStrain()
+            plain_shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act)
+        return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words, strain,
+                                             plain_shape)
 
     def _word_rule(self, request: ReplyRequest, quotes) -> KnownWordRule:
         """The known words of this request: before a list's first item, none of another frame."""
@@ -203,9 +212,12 @@ class ReplyGenerator:
         """The token budget ``request`` decodes under (its own, else ``GeneratorConfig.max_new_tokens``)."""
         return self.config.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
 
-    def _processor(self, constraints: list[ItemSpanConstraint]):
+    def _processor(self, constraints: list[ReplyConstraint]):
         def constrain(request_index: torch.Tensor, generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-            allowed = torch.stack([constraints[i].allowed() for i in request_index.tolist()])  # [B, V]
+            rows = request_index.tolist()
+            for row, i in enumerate(rows):  # the strain the corpus rules put on the model (when they hold)
+                constraints[i].measure(logits[row])
+            allowed = torch.stack([constraints[i].allowed() for i in rows])  # [B, V]
             return logits.masked_fill(~allowed, float("-inf"))  # [B, V]
         return constrain
 
@@ -213,12 +225,22 @@ class ReplyGenerator:
         """(request index, token, item id completed by this token or None) for all ``requests`` decoded as one
         batch; the constraint of each request advances as its tokens are consumed. Raises ``ValueError`` for the
         first bad request (``generate_batch`` isolates them)."""
+        _, steps = self.decode_batch(requests)
+        yield from steps
+
+    def decode_batch(self, requests: Sequence[ReplyRequest]
+                     ) -> tuple[list[ReplyConstraint], Iterator[tuple[int, int, int | None]]]:
+        """``stream_batch``'s steps with each request's constraint beside them (its ``pushed`` state is read while
+        the reply streams). Raises ``ValueError`` for the first bad request, before any decoding."""
         prepared = [self._prepare(r) for r in requests]
         constraints = [c for _, c in prepared]
         layer_context = self.layer_context(requests)
-        for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints), layer_context,
-                                             forced=lambda i: constraints[i].forced()):
-            yield index, token, constraints[index].advance(token)
+
+        def steps() -> Iterator[tuple[int, int, int | None]]:
+            for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints),
+                                                 layer_context, forced=lambda i: constraints[i].forced()):
+                yield index, token, constraints[index].advance(token)
+        return constraints, steps()
 
     def layer_context(self, requests: Sequence[ReplyRequest]):
         """The personalizer's per-row user layers for a batch (rows in request order), or None (base model)."""
@@ -241,16 +263,19 @@ class ReplyGenerator:
         items: dict[int, list[int]] = {i: [] for i in good}
         renderers = {i: ReplyRenderer(self.tokenizer, item_name) for i in good}
         texts: dict[int, list[str]] = {i: [] for i in good}
-        for j, token, item in self.stream_batch([requests[i] for i in good]):
+        constraints, steps = self.decode_batch([requests[i] for i in good]) if good else ([], iter(()))
+        for j, token, item in steps:
             i = good[j]
             tokens[i].append(token)
             texts[i].append(renderers[i].feed(token, item))
             if item is not None:
                 items[i].append(item)
-        for i in good:
+        for j, i in enumerate(good):
             texts[i].append(renderers[i].flush())
             generated = [t for t in tokens[i] if t != self.tokenizer.eos_id]
-            results[i] = GeneratedReply("".join(texts[i]), tuple(items[i]), len(generated), tuple(generated))
+            strain = constraints[j].strain
+            results[i] = GeneratedReply("".join(texts[i]), tuple(items[i]), len(generated), tuple(generated),
+                                        constraints[j].pushed, 0.0 if strain is None else strain.most)
         return results
 
     def stream(self, prompt: str, candidate_item_ids: Sequence[int], item_name: ItemName,

@@ -270,19 +270,66 @@ class SpacingRule:
         return other
 
 
+class DecodeStrain:
+    """How hard the corpus-format rules pushed a reply away from what the model wrote: at every decoded step, the
+    share of the model's probability (softmax of its logits over the tokens the other rules allow) that the corpus
+    rules refused. A rule that refuses a token the model was sure of does not mend a reply, it steers a failing one
+    word by word into text that passes the check («Подходящих товаров не нашлось. ещё раз товаров не нашлось. ещё
+    раз …», live): once a step refuses more than ``limit`` (a majority by default: the model's own choice was
+    refused) the reply is ``pushed`` and counts as failing. Nudges where the model was unsure stay."""
+
+    def __init__(self, limit: float = 0.5):
+        if not 0 < limit <= 1:
+            raise ValueError(f"DecodeStrain.limit must be in (0, 1], got {limit!r}")
+        self.limit = limit
+        self.most = 0.0      # the largest share refused at one step
+        self.steps = 0       # steps measured
+        self.pushed_steps = 0  # steps that refused more than ``limit``
+
+    @property
+    def pushed(self) -> bool:
+        return self.pushed_steps > 0
+
+    def record(self, logits: torch.Tensor, other_rules: torch.Tensor, allowed: torch.Tensor) -> float:
+        """Measure one step: logits [V], other_rules [V] bool (what every rule but the corpus ones allows), allowed
+        [V] bool (what the step allows, a subset); returns the share refused."""
+        if not bool(other_rules.any()):
+            return 0.0
+        probs = logits.float().masked_fill(~other_rules, float("-inf")).softmax(-1)  # [V]
+        refused = max(0.0, 1.0 - float(probs[allowed].sum()))
+        self.steps += 1
+        self.most = max(self.most, refused)
+        self.pushed_steps += refused > self.limit
+        return refused
+
+    def copy(self) -> "DecodeStrain":
+        other = DecodeStrain(self.limit)
+        other.most, other.steps, other.pushed_steps = self.most, self.steps, self.pushed_steps
+        return other
+
+
 class ReplyConstraint:
     """Items, quoted facts, spacing and the reply's shape together: a token must pass every rule; ``advance`` returns
     the item id a token completes (``ItemSpanConstraint.advance``). ``facts`` None: the prompt offers none to quote.
     ``shape``: the rules that read the others' state (``reply_shape.ReplyShape``; None: none). ``words``: the reply's
     own words are known ones (``known_words.KnownWordRule``; None: any word). The shape's label rule (after a colon an
     item or a quote comes next) and the words are off inside a quoted fact, and each is dropped for a step at which
-    it would leave no token the other rules allow."""
+    it would leave no token the other rules allow.
 
-    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None):
+    ``strain`` (with the corpus-format rules: ``shape`` built with ``corpus_format`` or ``words``): measures how much
+    of the model's probability those rules refuse (``DecodeStrain``, fed by the decoder's logits processor through
+    ``measure``); ``plain_shape`` is the same shape without the corpus format, what the other rules allow is read
+    through it. A step whose other rules leave a choice is never jumped over, so every choice the rules narrow is
+    measured."""
+
+    def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None,
+                 strain: DecodeStrain | None = None, plain_shape=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
+        self.strain, self.plain_shape = strain, plain_shape
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
         self.since_item: bytes | None = None  # the text since the last item named (its last bytes); None: none yet
         self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
+        self._other_rules: torch.Tensor | None = None  # [V] with ``strain``: what the non-corpus rules allow
 
     @property
     def in_quote(self) -> bool:
@@ -295,16 +342,34 @@ class ReplyConstraint:
         return self._allowed
 
     def forced(self) -> int | None:
-        """The one token allowed at this step, if only one is (``DecodeLoop``'s jump-forward)."""
+        """The one token allowed at this step, if only one is (``DecodeLoop``'s jump-forward); with ``strain``, only
+        when the other rules leave that one alone too (a choice the corpus rules made is measured, not jumped)."""
         allowed = self.allowed()
-        if int(allowed.sum()) != 1:
+        nonzero = allowed.nonzero()  # [n, 1]
+        if len(nonzero) != 1:
             return None
-        return int(allowed.nonzero()[0, 0])
+        if self._other_rules is not None and int(self._other_rules.sum()) != 1:
+            return None
+        return int(nonzero[0, 0])
+
+    def measure(self, logits: torch.Tensor) -> None:
+        """Feed ``strain`` this step's logits [V] (before any mask); nothing without a strain meter."""
+        if self.strain is not None:
+            allowed = self.allowed()
+            self.strain.record(logits, allowed if self._other_rules is None else self._other_rules, allowed)
+
+    @property
+    def pushed(self) -> bool:
+        """The corpus rules refused the model's own choice at some step (``DecodeStrain``)."""
+        return self.strain is not None and self.strain.pushed
 
     def _mask(self) -> torch.Tensor:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
         if self.facts is not None:
             mask &= self.facts.allowed()
+        if self.strain is not None:
+            plain = mask if self.plain_shape is None else mask & self.plain_shape.allowed(self.items, self.facts)
+            self._other_rules = plain  # [V]
         if self.shape is not None:
             mask &= self.shape.allowed(self.items, self.facts)
         if self.in_quote:
@@ -341,7 +406,7 @@ class ReplyConstraint:
         return mask
 
     def advance(self, token: int) -> int | None:
-        self._allowed = None
+        self._allowed = self._other_rules = None
         quoted = self.in_quote
         if self.facts is not None:
             self.facts.advance(token)
@@ -364,6 +429,7 @@ class ReplyConstraint:
 
     def copy(self) -> "ReplyConstraint":
         other = ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
-                                self.spacing.copy(), self.shape, None if self.words is None else self.words.copy())
+                                self.spacing.copy(), self.shape, None if self.words is None else self.words.copy(),
+                                None if self.strain is None else self.strain.copy(), self.plain_shape)
         other.after_label, other.since_item = self.after_label, self.since_item
         return other

@@ -9,6 +9,8 @@ explanation's «X, потому что …» aside), a label's colon by its firs
 подобрал: Как в прошлый раз, X») and a reply gives one list («… Y. Based on your history: Z.» is broken). ``GenerationStage`` regenerates a
 failing sampled reply with greedy decoding; ``ReplyCheckCounters`` counts checks and failures by reason, for the
 Triton adapter to export as Prometheus metrics (the counting lives here, the metric objects in the adapter).
+``pushed`` is the decoder's own reason, not the text's: decoded under the corpus-format rules, the rules refused the
+model's own choice at some step (``fact_constraint.DecodeStrain``), so the text passes by the rules' doing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
            "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening",
-           "unasked_diet", "wrong_offer")
+           "unasked_diet", "wrong_offer", "pushed")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items

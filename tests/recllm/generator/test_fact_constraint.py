@@ -2,7 +2,10 @@
 and beam search, even from a model that loves quote tokens, and even when the tokenizer splits « into bytes; no
 facts, no quotes."""
 
+from dataclasses import replace
+
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,3 +192,43 @@ def test_once_one_fact_fits_its_rest_is_spelled_as_the_tokenizer_spells_it(tok):
     n = len(tok.encode(FACT))
     assert [first, *spelled][:n] == tok.encode(FACT)
     assert tok.decode(spelled[n - 1:]) == "»" and not c.in_quote
+
+
+def test_the_strain_is_the_share_of_the_model_s_probability_the_corpus_rules_refused():
+    from recllm.generator.fact_constraint import DecodeStrain
+
+    strain = DecodeStrain()
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1, 0.5]))  # token 3 the other rules refuse: not counted
+    others = torch.tensor([True, True, True, False])
+    assert abs(strain.record(logits, others, torch.tensor([False, True, True, False])) - 0.6) < 1e-6
+    assert strain.pushed and strain.pushed_steps == 1 and abs(strain.most - 0.6) < 1e-6
+    nudged = DecodeStrain()
+    assert abs(nudged.record(logits, others, torch.tensor([True, False, True, False])) - 0.3) < 1e-6
+    assert not nudged.pushed and nudged.steps == 1
+    assert nudged.record(logits, torch.zeros(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool)) == 0.0
+    with pytest.raises(ValueError, match="limit"):
+        DecodeStrain(limit=0)
+
+
+def test_a_request_under_the_corpus_rules_measures_them_against_the_other_rules(tok, codes):
+    """The step's logits are read against what every rule but the corpus ones allows: a model sure of a digit (the
+    corpus format has none) is pushed; one sure of a token every rule allows is not; without the rules no strain."""
+    from recllm.generator import GeneratorConfig, ReplyGenerator, build_model
+
+    config = GeneratorConfig.from_name("test")
+    generator = ReplyGenerator(build_model(config, tok), tok, config, codes)
+    generator.reply_words = frozenset({"для", "ужина"})
+    request = ReplyRequest(PROMPT, (1, 2, 3), quotable_facts=(FACT,), language="ru", act="explain")
+    quotes = quote_tokens(tok, generator.model.config.vocab_size)
+    digit = int(quotes.digit.nonzero()[0, 0])
+    _, first = generator._prepare(request)
+    allowed = int(first.allowed().nonzero()[0, 0])
+    for sure_of, pushed in ((digit, True), (allowed, False)):
+        _, constraint = generator._prepare(request)
+        logits = torch.zeros(generator.model.config.vocab_size)
+        logits[sure_of] = 20.0
+        constraint.measure(logits)
+        assert constraint.pushed is pushed and constraint.strain.steps == 1
+    _, free = generator._prepare(replace(request, corpus_rules=False))
+    free.measure(logits)
+    assert free.strain is None and not free.pushed
