@@ -39,7 +39,7 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
-                                             explained_index, no_remedy_reply, nothing_left_reply,
+                                             explained_indices, no_remedy_reply, nothing_left_reply,
                                              nothing_to_take_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
@@ -667,7 +667,8 @@ def turn_feedback(sink: FeedbackSink, plan: TurnPlan, item_ids: list[int]) -> li
     if style and on_screen:
         reactions.append((FEEDBACK_STYLE_KINDS[style], on_screen[0]))
     if plan.act == "explain" and plan.state.last_items:
-        reactions.append((FEEDBACK_EXPLAIN, plan.state.last_items[explained_index(plan.state, plan.base.query)]))
+        reactions += [(FEEDBACK_EXPLAIN, plan.state.last_items[i])
+                      for i in explained_indices(plan.state, plan.base.query) if i < len(plan.state.last_items)]
     if plan.act not in ("recommend", "refine") or plan.understanding is None:
         return _events(sink, plan, reactions)
     understanding, answered = plan.understanding, list(plan.state.last_items) if plan.act == "refine" else []

@@ -20,6 +20,9 @@ SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегам
 _ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четв": 3, "пят": 4, "first": 0, "second": 1, "third": 2,
              "fourth": 3, "fifth": 4}
 _WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
+# «почему эти?», "why these ones?", «а их почему?»: the question is about the whole list on screen, not one item
+_WHOLE_LIST = re.compile(r"\b(?:эти|этих|они|их|все|всё\s+это|такие|список|подборк\w*|these|those|them|they|all|"
+                         r"(?:this|the)\s+list)\b", re.IGNORECASE)
 
 
 _GIFT = re.compile(r"подар|подарит|сюрприз|present|gift", re.IGNORECASE)
@@ -236,6 +239,15 @@ def acknowledge_reply(language: str) -> str:
     return "Рад помочь! Если понадобится что-то ещё — просто напишите."
 
 
+def explained_indices(state: DialogueState, message: str) -> list[int]:
+    """Which shown items «почему …?» asks about: one named by an ordinal, every one when it asks about the list
+    («почему эти?», "why these ones?" explained only the first), else ``explained_index``'s one."""
+    lowered = message.lower()
+    if not any(stem in lowered for stem in _ORDINALS) and _WHOLE_LIST.search(lowered):
+        return list(range(len(state.last_items))) or [0]
+    return [explained_index(state, message)]
+
+
 def explained_index(state: DialogueState, message: str) -> int:
     """Which shown item «почему это?» asks about: an ordinal, one it names, the one best by a comparison ("why the
     cheapest one?" explained the first), else the first."""
@@ -381,21 +393,44 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
         answer = compare_by_attribute(state, attribute, language)
         if answer:
             return answer
+    whys, whys_language = explanations_in(state, language)
+    if not compare:
+        indices = explained_indices(state, message)
+        if len(indices) > 1:
+            return explain_list(state, indices, whys, whys_language if any(whys) else language)
     index = explained_index(state, message)
     name = state.last_names[index] if index < len(state.last_names) else ""
-    whys, whys_language = explanations_in(state, language)
     why = whys[index] if index < len(whys) else ""
     if why:  # the lead is in the explanation's language («Вам я бы выбрал …: you bought …» was two in one sentence)
         language = whys_language
     else:
-        why = (f"it fits your request «{state.goal}»" if language == "en"
-               else f"подходит под ваш запрос «{state.goal}»")
+        why = goal_fit(state, language)
     # a user without purchase history was told "popular on …": the pick is not "for you"
     personal = why not in {cold_start_explanation(state.service, lang) for lang in ("ru", "en")
                            if state.service in SERVICE_DISPLAY}
-    why += "" if why.rstrip()[-1:] in (".", "!", "?") else "."
+    why = closed(why)
     if compare:
         lead = ("For you I'd pick" if personal else "I'd pick") if language == "en" else \
             ("Вам я бы выбрал" if personal else "Я бы выбрал")
         return f"{lead} «{name}»: {why[:1].lower()}{why[1:]}"
     return f"«{name}»: {why}"
+
+
+def goal_fit(state: DialogueState, language: str) -> str:
+    """The reason of an item shown without an explanation of its own: it fits the request."""
+    return f"it fits your request «{state.goal}»" if language == "en" else f"подходит под ваш запрос «{state.goal}»"
+
+
+def closed(sentence: str) -> str:
+    return sentence + ("" if sentence.rstrip()[-1:] in (".", "!", "?") else ".")
+
+
+def explain_list(state: DialogueState, indices: list[int], whys: list[str], language: str) -> str:
+    """Why each of the shown items was shown, in list order: one sentence per item, and the items that share a reason
+    (a cold user's "popular on …") named together with it once."""
+    by_reason: dict[str, list[str]] = {}
+    for index in indices:
+        if index < len(state.last_names):
+            why = whys[index] if index < len(whys) and whys[index] else goal_fit(state, language)
+            by_reason.setdefault(closed(why), []).append(state.last_names[index])
+    return " ".join(f"{quoted_names(names, language)}: {why}" for why, names in by_reason.items())

@@ -191,6 +191,19 @@ def test_explain_picks_the_item_asked_about():
     assert decide_act(state, why, "why is my cat sneezing?", names_another_kind=True) == "recommend"
 
 
+def test_why_these_explains_every_shown_item():
+    """Live: «почему эти?» explained the first item only; a question about the list explains each, in order, and
+    items that share a reason share its sentence; an ordinal still picks its one."""
+    state = shown(start_goal(DialogueState(), GOAL, "молочка"), [7, 8, 9])
+    assert explain_reply(state, "почему эти?", "ru") == "«Молоко 7»: why 7. «Молоко 8»: why 8. «Молоко 9»: why 9."
+    assert explain_reply(state, "why these ones?", "en").count("why") == 3
+    assert explain_reply(state, "почему эти, второй особенно?", "ru") == "«Молоко 8»: why 8."
+    shared = record_shown(start_goal(DialogueState(), GOAL, "молочка"), "recommend", "samokat", [1, 2, 3],
+                          ["Молоко 1", "Молоко 2", "Кефир"], ["популярно.", "популярно.", "вы брали кефир."],
+                          [100.0] * 3, GOAL)
+    assert explain_reply(shared, "а почему они?", "ru") == "«Молоко 1» и «Молоко 2»: популярно. «Кефир»: вы брали кефир."
+
+
 class FakeStages:
     """Retrieval over a fixed table: (service, tags needed, max price) → unseen ids."""
 
