@@ -172,10 +172,15 @@ def stage_cpu_seconds(server_pid: int, models=STAGES) -> dict[str, float]:
     return {model: seconds.get(model, 0.0) for model in models}
 
 
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], name: str, requests: int) -> float:
+    """CPU ms per request of one process kind between two ``process_cpu_seconds`` readings."""
+    return round((after.get(name, 0.0) - before.get(name, 0.0)) * 1000 / max(requests, 1), 2)
+
+
 def process_cpu_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    """CPU ms per request of each process kind between two ``process_cpu_seconds`` readings (those that ran)."""
-    n = max(requests, 1)
-    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / n, 2) for name in sorted(after)
+    """CPU ms per client request of each process kind between two ``process_cpu_seconds`` readings (those that
+    ran)."""
+    return {name: cpu_ms_per_request(before, after, name, requests) for name in sorted(after)
             if after[name] > before.get(name, 0.0)}
 
 
@@ -200,8 +205,8 @@ def stage_delta(before: dict, after: dict, cpu_before: dict | None = None, cpu_a
                        "compute_ms": round(sum(d[k] for k in ("compute_input", "compute_infer", "compute_output"))
                                            / n / 1e6, 2),
                        "infer_ms_per_exec": round(d["compute_infer"] / max(d["executions"], 1) / 1e6, 2)}
-        if cpu_before is not None and cpu_after is not None:
-            rows[model]["cpu_ms"] = round((cpu_after.get(model, 0.0) - cpu_before.get(model, 0.0)) * 1000 / n, 2)
+        if cpu_before is not None and cpu_after is not None:  # per request the stage served
+            rows[model]["cpu_ms"] = cpu_ms_per_request(cpu_before, cpu_after, model, n)
     return rows
 
 
