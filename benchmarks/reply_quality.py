@@ -106,15 +106,16 @@ def quality(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], batch: in
         replies = gen.generator.generate_batch(requests, gen.item_name)
         rows += [(act, t, r) for (act, t), r in zip(chunk, replies)]
     seconds = time.perf_counter() - started
-    broken, reasons, cited, cited_ok, pushed_passing = 0, Counter(), 0, 0, 0
+    broken, reasons, cited, cited_ok = 0, Counter(), 0, 0
     act_total, act_hit, signal_hit = Counter(), Counter(), Counter()
     per_user_text, per_user_text_masked = [], []
+    checks_ok = []
     for act, turn, reply in rows:
         names = [gen.item_name(i) for i in reply.item_ids]
-        check = gen.check_text(turn, reply.text, reply.item_ids, pushed=reply.pushed)  # the check serving runs
+        check = gen.check_text(turn, reply.text, reply.item_ids)  # the check serving runs
+        checks_ok.append(check.ok)
         broken += not check.ok
         reasons.update(check.problems)
-        pushed_passing += check.problems == ("pushed",)  # the text alone passes: the corpus rules' doing
         facts = [f.lower() for f in prompt_facts(turn.profile_facts)]
         for c in cited_facts(reply.text):
             cited += 1
@@ -130,7 +131,7 @@ def quality(pipeline: RecPipeline, turns: list[tuple[str, ReplyTurn]], batch: in
             per_user_text_masked.append(masked)
     examples = [(act, t.query, r.text) for act, t, r in rows[:12]]
     return {"turns": len(rows), "act_counts": dict(act_total), "broken": broken, "broken_rate": broken / len(rows),
-            "pushed_passing": pushed_passing, "pushed": sum(r.pushed for _, _, r in rows),
+            "replies": [(r.text, r.pushed, r.strain, check_ok) for (_, _, r), check_ok in zip(rows, checks_ok)],
             "reasons": dict(reasons), "cited": cited, "cited_share": cited_ok / cited if cited else None,
             "act_accuracy": {a: act_hit[a] / act_total[a] for a in ("clarify", "decline", "nothing_left")},
             "act_signal_accuracy": {a: signal_hit[a] / act_total[a] for a in act_total},
@@ -194,7 +195,7 @@ def render(report: dict, command: str) -> str:
         "## Held-out turns", "",
         "| metric | value | goal |", "|---|---|---|",
         f"| turns (acts: {q['act_counts']}) | {q['turns']} | >= 500 |",
-        f"| broken-reply rate of the model (reply_check with the reply's language, a list act naming an item, the training replies' words) "
+        f"| broken-reply rate of the model (reply_check with the reply's language, a list act naming an item, the training replies' words and word pairs) "
         f"| {q['broken_rate']:.3f} ({q['broken']}; {q['reasons']}) | 0 |",
         "| broken replies sent (a failing sentence is never released: the reply ends at its last good sentence, "
         "or the plain reply is sent) | 0 by construction (`GuardedReply`) | 0 |",
@@ -215,23 +216,30 @@ def render(report: dict, command: str) -> str:
     other = report.get("quality_with_corpus_rules")
     if other is not None:
         lines += ["", "## The corpus-format rules, side by side (same build, same turns, same checks, one run)", "",
-                  "A reply is `pushed` when at some step the rules refused more than half of the model's probability "
-                  "(over what the other rules allow; `fact_constraint.DecodeStrain`): its text passes, if it does, by "
-                  "the rules' doing, so the check fails it. The last row counts the same replies by their text "
-                  "alone.", "",
-                  "| decoding | broken-reply rate (count; reasons) | replies pushed (of them passing by their text) "
-                  "| decode seconds (tokens) |", "|---|---|---|---|"]
-        text_only = dict(other, broken=other["broken"] - other["pushed_passing"])
-        text_only["broken_rate"] = text_only["broken"] / other["turns"]
-        text_only["reasons"] = {k: v for k, v in other["reasons"].items() if k != "pushed"}
-        for label, row in (("without the corpus-format rules", q),
-                           ("with them, a pushed reply failing", other),
-                           ("with them, by the text alone (the strain not read)", text_only)):
+                  "| decoding | broken-reply rate (count; reasons) | decode seconds (tokens) |", "|---|---|---|"]
+        for label, row in (("as served: without the corpus-format rules", q),
+                           ("with them (known words, no digit, a label's items; not served)", other)):
             lines.append(f"| {label} | {row['broken_rate']:.3f} ({row['broken']}; {row['reasons']}) | "
-                         f"{row['pushed']} ({row['pushed_passing']}) | {row['seconds']:.1f} ({row['tokens']}) |")
+                         f"{row['seconds']:.1f} ({row['tokens']}) |")
+        lines += corpus_rule_strain(q["replies"], other["replies"])
     lines += ["", "## Example replies (first held-out user)", ""]
     lines += [f"- **{act}** «{query}» → {text}" for act, query, text in q["examples"]]
     return "\n".join(lines) + "\n"
+
+
+def corpus_rule_strain(served: list[tuple], ruled: list[tuple]) -> list[str]:
+    """Lines on how hard the corpus rules pushed the model (``DecodeStrain``): among the replies they changed, those
+    they mended (failing without them, passing with them, each listed with its strain for a reader to judge) and how
+    many replies a strain over one half flags although their text is the one the model writes without the rules."""
+    same = [s == r for (s, *_), (r, *_) in zip(served, ruled)]
+    flagged_same = sum(pushed for (_, pushed, _, _), alike in zip(ruled, same) if alike)
+    mended = [(text, strain) for (_, _, _, ok), (text, _, strain, ok_ruled) in zip(served, ruled) if not ok and ok_ruled]
+    lines = ["", f"Strain (`fact_constraint.DecodeStrain`: the largest share of the model's probability the rules "
+             f"refused at one step; a measurement, not a check): replies changed by the rules "
+             f"{sum(not a for a in same)}; flagged (> 0.5) although their text is the one without the rules "
+             f"{flagged_same}; failing without the rules and passing with them {len(mended)}:", ""]
+    lines += [f"- strain {strain:.2f}: {text}" for text, strain in mended]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 from recllm_proto import tensors
@@ -143,8 +143,9 @@ class GenerationStage:
     training replies' format (``ReplyRequest.corpus_rules``). Held to it, a weak model's failures can stop being
     visible: on a fresh test build a nothing-left reply the check would have failed came out, diverted word by word
     into known words, as «Подходящих товаров не нашлось. ещё раз товаров не нашлось. ещё раз то, что чуть дороже» —
-    passing every check. So a reply whose rules refused the model's own choice at some step (``GeneratedReply.pushed``,
-    ``DecodeStrain``) fails the check as ``pushed``, streamed or not."""
+    passing every check; nor does the share of the model's probability the rules refused (``DecodeStrain``) tell such
+    a reply from one they mended (benchmarks/results/reply_quality.md). So the served path sends what the model wrote
+    or the plain reply."""
 
     def __init__(self, catalog: Catalog, generator: ReplyGenerator, sampling: Sampling | None = None,
                  counters: ReplyCheckCounters | None = None, corpus_rules: bool = False):
@@ -193,23 +194,21 @@ class GenerationStage:
                             corpus_rules=self.corpus_rules)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
-        result = self.check_text(turn, reply.text, reply.item_ids, pushed=reply.pushed)
+        result = self.check_text(turn, reply.text, reply.item_ids)
         self.counters.record(result, retry)
         return result.ok
 
-    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int], final: bool = True,
-                   pushed: bool = False):
-        """``check_reply`` of the turn's reply so far (``final``: the whole of it); ``pushed``: the decoder's rules
-        refused the model's own choice (``GeneratedReply.pushed``), a failure whatever the text."""
-        from recllm.generator.reply_check import LIST_ACTS, ReplyCheck, check_reply  # noqa: PLC0415
+    def check_text(self, turn: ReplyTurn, text: str, item_ids: Sequence[int], final: bool = True):
+        """``check_reply`` of the turn's reply so far (``final``: the whole of it)."""
+        from recllm.generator.reply_check import LIST_ACTS, check_reply  # noqa: PLC0415
         from recllm.generator.reply_prompt import prompt_facts  # noqa: PLC0415
 
         act = self.act_of(turn)
-        result = check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
-                             [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
-                             getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None,
-                             self.relaxation_of(turn) if final and act == "nothing_left" else "")
-        return ReplyCheck(result.problems + ("pushed",)) if pushed else result
+        return check_reply(text, item_ids, turn.item_ids, prompt_facts(turn.profile_facts),
+                           [self.item_name(i) for i in item_ids], turn.language, final and act in LIST_ACTS,
+                           getattr(self.generator, "reply_words", None), turn.query if act in LIST_ACTS else None,
+                           self.relaxation_of(turn) if final and act == "nothing_left" else "",
+                           getattr(self.generator, "reply_word_pairs", None))
 
     def plain(self, turn: ReplyTurn) -> str:
         """The turn's plain reply (``plain_reply``): what a failing generated reply is replaced with."""
@@ -218,12 +217,11 @@ class GenerationStage:
         return plain_reply(turn.language, self.act_of(turn), [self.item_name(i) for i in turn.item_ids[:3]],
                            self.relaxation_of(turn))
 
-    def guarded(self, turn: ReplyTurn, pushed=lambda: False):
-        """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes (and
-        ``pushed()``, the decoder's strain so far, is False)."""
+    def guarded(self, turn: ReplyTurn):
+        """A ``GuardedReply`` for one streamed turn: sentences released only while the text so far passes."""
         from recllm.generator.reply_check import GuardedReply  # noqa: PLC0415
 
-        return GuardedReply(lambda text, items, final: self.check_text(turn, text, items, final, pushed()).ok,
+        return GuardedReply(lambda text, items, final: self.check_text(turn, text, items, final).ok,
                             lambda: self.plain(turn))
 
     def generate_turns(self, turns: Sequence[ReplyTurn]) -> list[str | ValueError]:
@@ -292,11 +290,10 @@ class GenerationStage:
     def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int]
                               ) -> Iterator[ReplyEvent]:
         generator = self.generator
-        constraints, steps = generator.decode_batch(requests)
-        replies = [self.streamed(turn, lambda j=j: constraints[j].pushed) for j, turn in enumerate(turns)]
+        replies = [self.streamed(turn) for turn in turns]
         counts = [0] * len(requests)
         budgets = [generator.max_new_tokens(r) for r in requests]
-        for j, token, item in steps:
+        for j, token, item in generator.stream_batch(requests):
             counts[j] += 1
             released = replies[j].feed(token, item)
             if released:
@@ -307,20 +304,18 @@ class GenerationStage:
                     yield ReplyEvent(index[j], rest)
                 yield ReplyEvent(index[j], done=True)
 
-    def streamed(self, turn: ReplyTurn, pushed=lambda: False) -> "StreamedReply":
-        """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``); ``pushed()``: its
-        decoder's strain so far (``ReplyConstraint.pushed``)."""
+    def streamed(self, turn: ReplyTurn) -> "StreamedReply":
+        """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``)."""
         from recllm.generator import ReplyRenderer  # noqa: PLC0415
 
-        return StreamedReply(self, turn, ReplyRenderer(self.generator.tokenizer, self.item_name),
-                             self.guarded(turn, pushed), pushed)
+        return StreamedReply(self, turn, ReplyRenderer(self.generator.tokenizer, self.item_name), self.guarded(turn))
 
-    def finish_checked(self, turn: ReplyTurn, guard, pushed: bool = False) -> str:
+    def finish_checked(self, turn: ReplyTurn, guard) -> str:
         """The whole generated reply counted by the check; what its guard still sends (the rest, or the plain
         reply), counted as withheld when some of it is not sent."""
         from recllm.generator import GeneratedReply  # noqa: PLC0415
 
-        self.check(turn, GeneratedReply(guard.text, tuple(guard.item_ids), 0, pushed=pushed))
+        self.check(turn, GeneratedReply(guard.text, tuple(guard.item_ids), 0))
         rest = guard.finish()
         if guard.withheld:
             self.counters.record_withheld()
@@ -367,7 +362,6 @@ class StreamedReply:
     turn: ReplyTurn
     renderer: object  # ReplyRenderer
     guard: object     # GuardedReply
-    pushed: Callable[[], bool] = lambda: False  # the decoder's strain so far (``ReplyConstraint.pushed``)
 
     def feed(self, token: int, item: int | None) -> str:
         """What may be sent after this token."""
@@ -378,7 +372,7 @@ class StreamedReply:
         """What is left to send once the turn's decoding ended (``GenerationStage.finish_checked``)."""
         tail = self.renderer.flush()
         released = self.guard.feed(tail, None) if tail else ""
-        return released + self.stage.finish_checked(self.turn, self.guard, self.pushed())
+        return released + self.stage.finish_checked(self.turn, self.guard)
 
 
 def load_catalog_and_index(layout: ArtifactLayout) -> tuple[Catalog, CatalogIndex]:

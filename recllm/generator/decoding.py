@@ -29,7 +29,7 @@ from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
 from .reply_shape import reply_shape
-from .reply_check import LIST_ACTS, REPLY_WORDS_FILE
+from .reply_check import LIST_ACTS, REPLY_WORD_PAIRS_FILE, REPLY_WORDS_FILE
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -88,10 +88,10 @@ class GeneratedReply:
     item_ids: tuple[int, ...]  # named items, in order
     num_tokens: int  # generated tokens, <eos> excluded
     token_ids: tuple[int, ...] = field(default=(), repr=False)
-    # the corpus-format rules refused the model's own choice at some step (``fact_constraint.DecodeStrain``): the
-    # text passing the check shows the rules, not the model; the check counts the reply as failing (``pushed``)
+    # decoded under the corpus-format rules (``fact_constraint.DecodeStrain``, a measurement): some step refused more
+    # than half of the model's probability; ``strain``: the largest share refused at one step
     pushed: bool = False
-    strain: float = 0.0  # the largest share of the model's probability those rules refused at one step
+    strain: float = 0.0
 
 
 class ReplyRenderer:
@@ -141,6 +141,8 @@ class ReplyGenerator:
         self.personalizer: Personalizer | None = None  # set by the serving stage when the build has user layers
         # the words its training replies write (``reply_words.json``); None for a checkpoint trained elsewhere
         self.reply_words: frozenset[str] | None = None
+        # the adjacent word pairs those replies write (``reply_word_pairs.json``); None: not known
+        self.reply_word_pairs: frozenset[str] | None = None
         self._text_mask = text_token_mask(tokenizer, model.config.vocab_size)  # [V]
 
     @classmethod
@@ -160,6 +162,9 @@ class ReplyGenerator:
         words = directory / REPLY_WORDS_FILE
         if words.is_file():
             generator.reply_words = frozenset(json.loads(words.read_text(encoding="utf-8")))
+        pairs = directory / REPLY_WORD_PAIRS_FILE
+        if pairs.is_file():
+            generator.reply_word_pairs = frozenset(json.loads(pairs.read_text(encoding="utf-8")))
         return generator
 
     # -- requests ----------------------------------------------------------------------------------------------

@@ -273,10 +273,12 @@ class SpacingRule:
 class DecodeStrain:
     """How hard the corpus-format rules pushed a reply away from what the model wrote: at every decoded step, the
     share of the model's probability (softmax of its logits over the tokens the other rules allow) that the corpus
-    rules refused. A rule that refuses a token the model was sure of does not mend a reply, it steers a failing one
-    word by word into text that passes the check («Подходящих товаров не нашлось. ещё раз товаров не нашлось. ещё
-    раз …», live): once a step refuses more than ``limit`` (a majority by default: the model's own choice was
-    refused) the reply is ``pushed`` and counts as failing. Nudges where the model was unsure stay."""
+    rules refused. A measurement for benchmarks (``reply_quality --compare-corpus-rules``), not a check: measured on
+    the default build it does not tell a reply the rules steered into a word salad that passes the check («For the
+    picks: …», max share 0.56) from one they mended («Другие варианты: <item>.», 0.92), and it flags replies whose
+    text is the same as without the rules (a word spelled in other tokens). ``pushed``: some step refused more than
+    ``limit`` (a majority by default); ``overrides``: the share refused at each step whose most likely token was
+    refused."""
 
     def __init__(self, limit: float = 0.5):
         if not 0 < limit <= 1:
@@ -285,6 +287,7 @@ class DecodeStrain:
         self.most = 0.0      # the largest share refused at one step
         self.steps = 0       # steps measured
         self.pushed_steps = 0  # steps that refused more than ``limit``
+        self.overrides: list[float] = []  # the share refused at each step whose most likely token was refused
 
     @property
     def pushed(self) -> bool:
@@ -297,6 +300,8 @@ class DecodeStrain:
             return 0.0
         probs = logits.float().masked_fill(~other_rules, float("-inf")).softmax(-1)  # [V]
         refused = max(0.0, 1.0 - float(probs[allowed].sum()))
+        if not bool(allowed[int(probs.argmax())]):
+            self.overrides.append(round(refused, 3))
         self.steps += 1
         self.most = max(self.most, refused)
         self.pushed_steps += refused > self.limit
@@ -305,6 +310,7 @@ class DecodeStrain:
     def copy(self) -> "DecodeStrain":
         other = DecodeStrain(self.limit)
         other.most, other.steps, other.pushed_steps = self.most, self.steps, self.pushed_steps
+        other.overrides = list(self.overrides)
         return other
 
 
@@ -360,7 +366,7 @@ class ReplyConstraint:
 
     @property
     def pushed(self) -> bool:
-        """The corpus rules refused the model's own choice at some step (``DecodeStrain``)."""
+        """Some step's corpus rules refused more than ``DecodeStrain.limit`` of the model's probability."""
         return self.strain is not None and self.strain.pushed
 
     def _mask(self) -> torch.Tensor:

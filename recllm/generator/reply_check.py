@@ -9,8 +9,6 @@ explanation's «X, потому что …» aside), a label's colon by its firs
 подобрал: Как в прошлый раз, X») and a reply gives one list («… Y. Based on your history: Z.» is broken). ``GenerationStage`` regenerates a
 failing sampled reply with greedy decoding; ``ReplyCheckCounters`` counts checks and failures by reason, for the
 Triton adapter to export as Prometheus metrics (the counting lives here, the metric objects in the adapter).
-``pushed`` is the decoder's own reason, not the text's: decoded under the corpus-format rules, the rules refused the
-model's own choice at some step (``fact_constraint.DecodeStrain``), so the text passes by the rules' doing.
 """
 
 from __future__ import annotations
@@ -29,8 +27,10 @@ CONJUNCTIONS = ("и", "или", "а", "но", "and", "or", "but", "with", "с")
 DANGLING_RE = re.compile(r"(?:^|[\s,])(" + "|".join(CONJUNCTIONS) + r")\s*(?:[.!?]|$)", re.IGNORECASE)
 REASONS = ("unknown_item", "duplicate_item", "uncited_fact", "repeated_words", "dangling_conjunction", "garbled",
            "empty", "empty_list", "wrong_language", "no_item", "unknown_word", "broken_list", "wrong_opening",
-           "unasked_diet", "wrong_offer", "pushed")
+           "unasked_diet", "wrong_offer", "unknown_word_pair")
 REPLY_WORDS_FILE = "reply_words.json"  # beside a trained generator: the words its training replies use
+# beside a trained generator: the pairs of adjacent words its training replies write (``own_word_pairs``)
+REPLY_WORD_PAIRS_FILE = "reply_word_pairs.json"
 GARBLED_RE = re.compile(r"\ufffd|([^\W\d])\1{3,}|[«»\"]|  ", re.UNICODE)
 LIST_ACTS = frozenset({"recommend", "refine"})  # acts whose reply names items
 # What a nothing-left reply offers, by the relaxation its prompt names: the words that say it (Russian and English).
@@ -75,6 +75,21 @@ def own_words(reply: str) -> set[str]:
     return set(reply_words(CITATION_RE.sub(" ", re.sub(r"<item_\d+>", " ", reply))))
 
 
+def word_pairs(plain: str) -> set[str]:
+    """The adjacent word pairs ("a b") of a reply's own text, ``plain`` with its items as ``item<k>x`` and its
+    citations as ``cite0x``: an item or a citation ends a run of words, punctuation does not («вы любите, и»)."""
+    pairs = set()
+    for run in re.split(r"item\d+x|cite0x", plain):
+        words = reply_words(run)
+        pairs.update(f"{a} {b}" for a, b in zip(words, words[1:]))
+    return pairs
+
+
+def own_word_pairs(reply: str) -> set[str]:
+    """``word_pairs`` of a training reply (items as ``<item_N>``, citations quoted)."""
+    return word_pairs(CITATION_RE.sub("cite0x", re.sub(r"<item_\d+>", "item0x", reply)))
+
+
 def cited_facts(text: str) -> list[str]:
     return [(a or b).strip() for a, b in CITATION_RE.findall(text)]
 
@@ -91,7 +106,8 @@ def has_repeated_run(words: Sequence[str], max_span: int = 3) -> bool:
 def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[int],
                 prompt_facts: Sequence[str], item_names: Sequence[str] = (), language: str = "",
                 must_name_items: bool = False, known_words: frozenset[str] | None = None,
-                query: str | None = None, offer: str = "") -> ReplyCheck:
+                query: str | None = None, offer: str = "", known_pairs: frozenset[str] | None = None
+                ) -> ReplyCheck:
     """``item_ids``: the items the reply names (in order); ``item_names``: their rendered names, removed before
     the word checks (a product name may repeat a word legitimately); ``language`` ("ru" / "en"; empty: not
     checked): the reply's words outside names and citations are in it; ``must_name_items``: the act gives a list
@@ -101,7 +117,9 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
     speaks of another request than this one fails («Для бега пригодятся …» cough lozenges: ``opens_off_frame``), and
     so does a diet the reply's own words say and the request does not («…, но без лактозы: …» for buckwheat);
     ``offer`` (a nothing-left reply's relaxation, ``OFFER_CUES``): the reply offers that one and no other ("tea" with
-    nothing found was offered "a little above your budget", no budget said)."""
+    nothing found was offered "a little above your budget", no budget said); ``known_pairs`` (the training replies'
+    adjacent word pairs, ``own_word_pairs``): known words in an order no training reply writes are a word salad
+    («For your me what I found:», «потому что вы любите, и популярны у покупателей»)."""
     problems = []
     ranked = set(int(i) for i in ranked_item_ids)
     if any(int(i) not in ranked for i in item_ids):
@@ -140,6 +158,8 @@ def check_reply(text: str, item_ids: Sequence[int], ranked_item_ids: Sequence[in
         problems.append("wrong_language")
     if known_words is not None and any(w not in known_words for w in reply_words(own)):
         problems.append("unknown_word")
+    if known_pairs is not None and not word_pairs(plain) <= known_pairs:
+        problems.append("unknown_word_pair")
     if query is not None and opens_off_frame(plain, query):
         problems.append("wrong_opening")
     if query is not None and unasked_diets(re.sub(r"item\d+x|cite0x", " ", plain), query):

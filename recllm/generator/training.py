@@ -25,7 +25,7 @@ from .item_codes import ItemCodes
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig, build_model, init_sid_embeddings
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import save_qwen2
-from .reply_check import REPLY_WORDS_FILE, own_words
+from .reply_check import REPLY_WORD_PAIRS_FILE, REPLY_WORDS_FILE, own_word_pairs, own_words
 from .tokenizer import ReplyTokenizer
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,16 @@ def save_reply_words(examples: Sequence[GeneratorExample], out_dir: Path) -> Pat
     words = sorted(set().union(*(own_words(e.reply) for e in examples)))
     path = Path(out_dir) / REPLY_WORDS_FILE
     path.write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+    save_reply_word_pairs(examples, out_dir)
+    return path
+
+
+def save_reply_word_pairs(examples: Sequence[GeneratorExample], out_dir: Path) -> Path:
+    """``reply_word_pairs.json``: every pair of adjacent words the training replies write themselves
+    (``reply_check.own_word_pairs``), which the reply check holds a generated reply's word order to."""
+    pairs = sorted(set().union(*(own_word_pairs(e.reply) for e in examples)))
+    path = Path(out_dir) / REPLY_WORD_PAIRS_FILE
+    path.write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
     return path
 
 

@@ -162,32 +162,6 @@ def test_no_streamed_or_generated_reply_fails_the_check(pipeline):
     assert generation.generator.reply_words  # the build wrote the training replies' words
 
 
-def test_a_reply_the_corpus_rules_pushed_is_never_sent(test_artifacts, monkeypatch):
-    """A reply whose corpus-format rules refused the model's own choice (``DecodeStrain``) fails the check as
-    ``pushed``, generated or streamed, and the plain reply goes out instead; without the rules nothing is pushed.
-    (Every reply counts as pushed here, so the wiring is what is tested, not the limit.)"""
-    from recllm.generator.fact_constraint import DecodeStrain
-    from recllm.pipeline import ReplyTurn, load_generation_stage
-
-    stage = load_generation_stage(test_artifacts)
-    samokat = [item.item_id for item in Catalog.load_jsonl(test_artifacts.catalog).in_service("samokat")]
-    turns = [ReplyTurn("samokat", "ru", "что взять на завтрак?", tuple(samokat[:3]), ()),
-             ReplyTurn("samokat", "en", "something for breakfast", tuple(samokat[3:5]), ())]
-    monkeypatch.setattr(DecodeStrain, "pushed", property(lambda self: True))
-    stage.corpus_rules = False
-    free = stage.generate_turns(turns)
-    assert "pushed" not in stage.counters.snapshot()["reasons"]
-    stage.corpus_rules = True
-    plain = [stage.plain(t) for t in turns]
-    assert stage.generate_turns(turns) == plain
-    streamed = [""] * len(turns)
-    for event in stage.stream_turns(turns):
-        streamed[event.index] += event.delta or ""
-    assert streamed == plain
-    assert stage.counters.snapshot()["reasons"]["pushed"] == 2 * len(turns)
-    assert free != plain  # the turns have replies of their own when nothing is pushed
-
-
 def test_an_on_off_switch_reads_on_and_off_and_refuses_anything_else(monkeypatch):
     from recllm.pipeline import env_switch
 

@@ -262,3 +262,20 @@ def test_a_diet_the_request_did_not_ask_for_fails():
     lactose_free = ["Молоко безлактозное Valio 1 л", "Кефир безлактозный Valio 1 л"]  # an item's own name may say it
     assert check_reply(f"Вот что я подобрал: {lactose_free[0]} и {lactose_free[1]}.", [1, 2], [1, 2], [],
                        lactose_free, "", True, None, "молоко").ok
+
+
+def test_known_words_in_an_order_no_training_reply_writes_fail():
+    """Live with the corpus rules: «For your me what I found: X» — every word known, the pairs not; an item or a
+    citation ends a run of words, so what stands on either side of one is no pair."""
+    from recllm.generator.reply_check import own_word_pairs
+
+    pairs = frozenset(own_word_pairs("For your pet: <item_1> and <item_2>. Here is what I found: <item_3>.")
+                      | own_word_pairs('I kept in mind that "you buy coffee".'))
+    assert "your pet" in pairs and "pet and" not in pairs and "that you" not in pairs
+    names = ["Milk", "Tea"]
+    assert check_reply("Here is what I found: Milk and Tea.", [1, 2], [1, 2], [], names, known_pairs=pairs).ok
+    broken = check_reply("For your what I found: Milk and Tea.", [1, 2], [1, 2], [], names, known_pairs=pairs)
+    assert broken.problems == ("unknown_word_pair",)
+    cited = 'For your pet: Milk. I kept in mind that "you buy coffee".'
+    assert check_reply(cited, [1], [1, 2], ["you buy coffee"], ["Milk"], known_pairs=pairs).ok
+    assert check_reply("For your what I found: Milk.", [1], [1, 2], [], ["Milk"]).ok  # no pairs known: not checked

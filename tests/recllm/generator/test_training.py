@@ -91,3 +91,11 @@ def test_the_training_replies_words_are_saved_and_loaded(trained):
         expected |= set(re.findall(r"[^\W\d_]+", f"{style[3]} {style[4]}".lower()))
     assert expected <= set(words) and not any("item" in w or any(c.isdigit() for c in w) for w in words)
     assert ReplyGenerator.load(trained).reply_words == frozenset(words)
+
+
+def test_the_training_replies_word_pairs_are_saved_and_loaded(trained):
+    """``reply_word_pairs.json``: the adjacent words of the replies' own text; an item or a quote ends a run."""
+    pairs = json.loads((trained / "reply_word_pairs.json").read_text(encoding="utf-8"))
+    assert pairs and all(len(p.split()) == 2 for p in pairs)
+    assert not any("item" in p or any(c.isdigit() for c in p) for p in pairs)
+    assert ReplyGenerator.load(trained).reply_word_pairs == frozenset(pairs)
