@@ -191,7 +191,7 @@ class GenerationStage:
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
                             user_context=turn.user_context, language=turn.language, act=act, frames=frames,
-                            corpus_rules=self.corpus_rules)
+                            corpus_rules=self.corpus_rules, relaxation=relaxation)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         result = self.check_text(turn, reply.text, reply.item_ids)

@@ -329,9 +329,10 @@ class ReplyConstraint:
     measured."""
 
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None,
-                 strain: DecodeStrain | None = None, plain_shape=None):
+                 strain: DecodeStrain | None = None, plain_shape=None, offer=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
         self.strain, self.plain_shape = strain, plain_shape
+        self.offer = offer  # a nothing-left reply's offer (``offer_constraint.OfferSpanConstraint``); None: free
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
         self.since_item: bytes | None = None  # the text since the last item named (its last bytes); None: none yet
         self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
@@ -373,6 +374,12 @@ class ReplyConstraint:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
         if self.facts is not None:
             mask &= self.facts.allowed()
+        offered = None if self.offer is None else self.offer.allowed()  # [V] or None
+        if offered is not None:  # a training reply's own offer sentence: no other rule applies to it
+            mask = offered & mask if bool((offered & mask).any()) else offered
+            if self.strain is not None:
+                self._other_rules = mask
+            return mask
         if self.strain is not None:
             plain = mask if self.plain_shape is None else mask & self.plain_shape.allowed(self.items, self.facts)
             self._other_rules = plain  # [V]
@@ -424,6 +431,8 @@ class ReplyConstraint:
         elif data.strip():
             self.after_label = data.rstrip().endswith(b":")
         self.spacing.advance(token)
+        if self.offer is not None:
+            self.offer.advance(token)
         item = self.items.advance(token)
         if item is not None:
             self.since_item = b""
@@ -436,6 +445,7 @@ class ReplyConstraint:
     def copy(self) -> "ReplyConstraint":
         other = ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
                                 self.spacing.copy(), self.shape, None if self.words is None else self.words.copy(),
-                                None if self.strain is None else self.strain.copy(), self.plain_shape)
+                                None if self.strain is None else self.strain.copy(), self.plain_shape,
+                                None if self.offer is None else self.offer.copy())
         other.after_label, other.since_item = self.after_label, self.since_item
         return other
