@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 from recllm_proto import tensors
@@ -259,11 +259,15 @@ class GenerationStage:
             results[i] = self.plain(turns[i])
         return [r if isinstance(r, (ValueError, str)) else r.text for r in results]
 
-    def stream_turns(self, turns: Sequence[ReplyTurn]) -> Iterator[ReplyEvent]:
+    def stream_turns(self, turns: Sequence[ReplyTurn], more: Callable[[int], Sequence[ReplyTurn]] | None = None,
+                     max_rows: int = 8) -> Iterator[ReplyEvent]:
         """Several turns streamed as one batch (one forward per step): each turn's text deltas as they are decoded,
         then its ``done`` event as soon as its own reply ends (eos or its token budget), checked like ``stream``; a
         bad turn gets one ``done`` event carrying its ``ValueError`` before any decoding. A sampled batch is decoded
-        whole (``generate_turns``: checked, failing replies regenerated greedily) and released per turn."""
+        whole (``generate_turns``: checked, failing replies regenerated greedily) and released per turn.
+        ``more(free_rows)`` (greedy decoding): continuous batching — turns that join the batch while it decodes (up
+        to ``max_rows`` rows), indexed after ``turns`` in the order handed over; a bad one gets its ``done`` event
+        with its error and does not join."""
         from recllm.generator import GREEDY  # noqa: PLC0415
 
         if self.sampling != GREEDY:
@@ -285,15 +289,41 @@ class GenerationStage:
                 yield ReplyEvent(i, done=True, error=exc)
         if good:
             yield from self._stream_checked_batch([turns[i] for i, _ in good], [r for _, r in good],
-                                                  [i for i, _ in good])
+                                                  [i for i, _ in good], more, len(turns), max_rows)
 
-    def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int]
-                              ) -> Iterator[ReplyEvent]:
+    def _stream_checked_batch(self, turns: list[ReplyTurn], requests: list[ReplyRequest], index: list[int],
+                              more: Callable[[int], Sequence[ReplyTurn]] | None = None, next_index: int = 0,
+                              max_rows: int = 8) -> Iterator[ReplyEvent]:
         generator = self.generator
         replies = [self.streamed(turn) for turn in turns]
         counts = [0] * len(requests)
         budgets = [generator.max_new_tokens(r) for r in requests]
-        for j, token, item in generator.stream_batch(requests):
+        refused: list[ReplyEvent] = []  # joining turns that failed validation: their done events, sent next
+
+        def joined(free_rows: int) -> list[ReplyRequest]:
+            nonlocal next_index
+            out = []
+            for turn in more(free_rows):
+                stage_index, next_index = next_index, next_index + 1
+                try:
+                    request = self.request(turn)
+                    generator.validate(request)
+                except ValueError as exc:
+                    refused.append(ReplyEvent(stage_index, done=True, error=exc))
+                    continue
+                turns.append(turn)
+                requests.append(request)
+                index.append(stage_index)
+                replies.append(self.streamed(turn))
+                counts.append(0)
+                budgets.append(generator.max_new_tokens(request))
+                out.append(request)
+            return out
+
+        _, steps = generator.decode_batch(requests, None if more is None else joined, max_rows)
+        for j, token, item in steps:
+            while refused:
+                yield refused.pop(0)
             counts[j] += 1
             released = replies[j].feed(token, item)
             if released:
@@ -303,6 +333,7 @@ class GenerationStage:
                 if rest:
                     yield ReplyEvent(index[j], rest)
                 yield ReplyEvent(index[j], done=True)
+        yield from refused  # handed over at the last step boundary, when nothing else was left to decode
 
     def streamed(self, turn: ReplyTurn) -> "StreamedReply":
         """One turn's tokens → the text that may be sent (``ReplyRenderer`` then ``guarded``)."""
@@ -417,6 +448,9 @@ USER_LAYERS_ENV = "RECLLM_USER_LAYERS"
 JUMP_FORWARD_ENV = "RECLLM_JUMP_FORWARD"
 # "on": decode held to the training replies' format (``GenerationStage.corpus_rules``; off by default)
 CORPUS_RULES_ENV = "RECLLM_CORPUS_RULES"
+# "off": streamed replies decode in static batches (a turn arriving while a batch decodes waits for the next);
+# on by default: it joins the running batch (``StreamBatcherConfig.continuous``; benchmarks compare the two)
+CONTINUOUS_BATCHING_ENV = "RECLLM_CONTINUOUS_BATCHING"
 
 
 def env_switch(name: str, default: bool) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -72,8 +72,64 @@ class StaticKVCache:
         self.v = torch.zeros(shape, dtype=dtype, device=device)  # [L, B, KV, P + S, hd]
         self.max_seq_len, self.prefix_len = max_seq_len, prefix_len
         self.prefix_mask: torch.Tensor | None = None  # [B, P] bool once a prefix is written
-        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
-        self._token_slots = [(k[:, :, prefix_len:], v[:, :, prefix_len:]) for k, v in self._layers]
+        self._views()
+
+    def _views(self) -> None:
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once per tensor
+        self._token_slots = [(k[:, :, self.prefix_len:], v[:, :, self.prefix_len:]) for k, v in self._layers]
+
+    # -- rows and slots of a batch that changes while it decodes (``DecodeLoop.stream`` with a ``Joiner``) ------
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows ``rows`` [B'] (in that order)."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        if self.prefix_mask is not None:
+            self.prefix_mask = self.prefix_mask[rows]
+        self._views()
+
+    def append_rows(self, other: "StaticKVCache") -> None:
+        """Append ``other``'s rows (same layers, heads, prefix length and slot count)."""
+        if (other.prefix_len, other.max_seq_len) != (self.prefix_len, self.max_seq_len):
+            raise ValueError(f"cannot append a cache of {other.prefix_len} prefix + {other.max_seq_len} slots to one "
+                             f"of {self.prefix_len} + {self.max_seq_len}")
+        self.k, self.v = torch.cat((self.k, other.k), 1), torch.cat((self.v, other.v), 1)
+        if (self.prefix_mask is None) != (other.prefix_mask is None):
+            raise ValueError("cannot append rows with a written prefix to rows without one, or back")
+        if self.prefix_mask is not None:
+            self.prefix_mask = torch.cat((self.prefix_mask, other.prefix_mask), 0)
+        self._views()
+
+    def drop_leading_slots(self, n: int) -> None:
+        """Drop token slots 0..n-1 (padding of every row): slot s becomes s - n; the prefix slots stay."""
+        if n <= 0:
+            return
+        P = self.prefix_len
+        self.k = torch.cat((self.k[:, :, :, :P], self.k[:, :, :, P + n:]), 3)
+        self.v = torch.cat((self.v[:, :, :, :P], self.v[:, :, :, P + n:]), 3)
+        self.max_seq_len -= n
+        self._views()
+
+    def pad_leading_slots(self, n: int) -> None:
+        """``n`` empty token slots in front (every row's padding grows by n): slot s becomes s + n."""
+        if n <= 0:
+            return
+        L, B, KV, _, hd = self.k.shape
+        P = self.prefix_len
+        empty = torch.zeros((L, B, KV, n, hd), dtype=self.k.dtype, device=self.k.device)
+        self.k = torch.cat((self.k[:, :, :, :P], empty, self.k[:, :, :, P:]), 3)
+        self.v = torch.cat((self.v[:, :, :, :P], empty, self.v[:, :, :, P:]), 3)
+        self.max_seq_len += n
+        self._views()
+
+    def grow(self, slots: int) -> None:
+        """``slots`` more (empty) token slots at the end."""
+        if slots <= 0:
+            return
+        L, B, KV, _, hd = self.k.shape
+        empty = torch.zeros((L, B, KV, slots, hd), dtype=self.k.dtype, device=self.k.device)
+        self.k, self.v = torch.cat((self.k, empty), 3), torch.cat((self.v, empty.clone()), 3)
+        self.max_seq_len += slots
+        self._views()
 
     @classmethod
     def for_model(cls, model: Qwen2, batch_size: int, max_seq_len: int, prefix_len: int = 0) -> "StaticKVCache":
@@ -169,6 +225,67 @@ def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     return out
 
 
+class Joiner(Protocol):
+    """What ``DecodeLoop.stream`` asks, at every step boundary, of a batch that admits requests while it decodes
+    (continuous batching). Rows stay aligned to the same slot: a request joins left-padded to the slots the batch
+    has filled (every row's padding grows when its prompt is longer)."""
+
+    max_rows: int  # rows decoded together at most
+
+    def take(self, free_rows: int) -> list[Request]:
+        """Requests that join now, at most ``free_rows``; they get the next request indices, in order."""
+
+    def layer_context(self, request_indices: Sequence[int]) -> Any:
+        """The user layers of rows holding these requests, in order (None: the base model); every call gives the
+        same prefix length (``cacheable_prefix_len``)."""
+
+
+class _Rows:
+    """Per-row state of a batch whose rows change (``DecodeLoop._stream_joining``)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.index: list[int] = []          # the request each row decodes
+        self.requests: list[Request] = []
+        self.counts: list[int] = []         # tokens each row has yielded
+        self.finished: list[bool] = []
+        self.generators: list[torch.Generator | None] = []
+        self.left_pad = torch.zeros(0, dtype=torch.long, device=device)  # [B]
+        self.generated: list[list[int]] = []  # each row's tokens so far
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def extend(self, requests: Sequence[Request], indices: Sequence[int], left_pad: torch.Tensor):
+        self.index += list(indices)
+        self.requests += list(requests)
+        self.counts += [0] * len(requests)
+        self.finished += [False] * len(requests)
+        self.generators += [None if r.seed is None else torch.Generator(self.device).manual_seed(r.seed)
+                            for r in requests]
+        self.left_pad = torch.cat((self.left_pad, left_pad))
+        self.generated += [[] for _ in requests]
+
+    def select(self, keep: list[int]) -> None:
+        for name in ("index", "requests", "counts", "finished", "generators", "generated"):
+            values = getattr(self, name)
+            setattr(self, name, [values[r] for r in keep])
+        self.left_pad = self.left_pad[torch.tensor(keep, dtype=torch.long, device=self.device)]
+
+    def history(self, pad_id: int) -> torch.Tensor:
+        """[B, t] each row's tokens so far, right-padded with ``pad_id``."""
+        width = max(self.counts)
+        return torch.tensor([row + [pad_id] * (width - len(row)) for row in self.generated], dtype=torch.long,
+                            device=self.device)
+
+    def sampling(self) -> tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(any row samples, temperature [B], top_k [B], top_p [B])."""
+        temperature = torch.tensor([float(r.temperature) for r in self.requests], device=self.device)
+        top_k = torch.tensor([r.top_k for r in self.requests], device=self.device)
+        top_p = torch.tensor([float(r.top_p) for r in self.requests], device=self.device)
+        return bool((temperature > 0).any()), temperature, top_k, top_p
+
+
 @dataclass
 class DecodeLoop:
     """Decodes batches of ``Request`` with ``model``; ``compile=True`` compiles ``decode_one_token`` (measure first:
@@ -191,11 +308,15 @@ class DecodeLoop:
             self._step = torch.compile(decode_one_token, dynamic=False)
 
     def stream(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None = None,
-               layer_context: Any = None, forced: Callable[[int], int | None] | None = None
-               ) -> Iterator[tuple[int, int]]:
+               layer_context: Any = None, forced: Callable[[int], int | None] | None = None,
+               joiner: Joiner | None = None) -> Iterator[tuple[int, int]]:
         """Yields (request_index, token_id) as tokens are produced, in step order and, within a step, by index.
-        ``forced``: see the module docstring (None: every token has its forward)."""
+        ``forced``: see the module docstring (None: every token has its forward). ``joiner``: continuous batching
+        (``_stream_joining``; its ``layer_context`` replaces ``layer_context``)."""
         if not requests:
+            return
+        if joiner is not None:
+            yield from self._stream_joining(requests, logits_processor, forced, joiner)
             return
         model, B = self.model, len(requests)
         device = model.lm_head.weight.device
@@ -266,6 +387,130 @@ class DecodeLoop:
                     logits = decode_tokens(model, torch.stack(written, 1), input_pos, kv_cache, left_pad,
                                            layer_context)  # [B, V]
 
+    def _stream_joining(self, requests: Sequence[Request], logits_processor: LogitsProcessor | None,
+                        forced: Callable[[int], int | None] | None, joiner: Joiner) -> Iterator[tuple[int, int]]:
+        """Continuous batching: at every step boundary rows that finished leave the batch (their cache rows with
+        them) and requests the ``joiner`` hands over join it, prefilled left-padded to the slots the batch has
+        filled; padding every row has in front is dropped, so the batch's slots stay as long as its longest row.
+        A row decodes as it would alone (its own positions, masks and sampling generator), so a request's tokens do
+        not depend on what joined or left around it. The logits processor's history is right-padded per row."""
+        model, device = self.model, self.model.lm_head.weight.device
+        max_positions = model.config.max_position_embeddings
+        rows = _Rows(device)
+        self._check_fit(requests)
+        filled = max(len(r.prompt) for r in requests)
+        next_index = len(requests)
+        with torch.inference_mode():
+            cache, logits, left_pad, context = self._prefill_rows(requests, range(len(requests)), filled, joiner)
+        rows.extend(requests, range(len(requests)), left_pad)
+        while True:
+            any_sampling, temperature, top_k, top_p = rows.sampling()
+            with torch.inference_mode():
+                if logits_processor is not None:
+                    history = rows.history(self.pad_token_id)  # [B, t]
+                    logits = logits_processor(torch.tensor(rows.index, device=device), history, logits)  # [B, V]
+                next_token = sample(logits, temperature, top_k, top_p, rows.generators) if any_sampling \
+                    else logits.argmax(-1)  # [B]
+            written = [next_token]
+            while True:
+                for r, token in enumerate(written[-1].tolist()):
+                    if rows.finished[r]:
+                        continue
+                    yield rows.index[r], token
+                    rows.generated[r].append(token)
+                    rows.counts[r] += 1
+                    if token in rows.requests[r].eos_token_ids or rows.counts[r] >= rows.requests[r].max_new_tokens:
+                        rows.finished[r] = True
+                if all(rows.finished) or filled + len(written) + 1 > max_positions:
+                    break
+                chained = self._forced_tokens(None if forced is None else (lambda r: forced(rows.index[r])),
+                                              rows.finished)
+                if chained is None:
+                    break
+                written.append(torch.tensor(chained, device=device))  # [B]
+            keep = [r for r in range(len(rows)) if not rows.finished[r]]
+            joining = joiner.take(joiner.max_rows - len(keep)) if len(keep) < joiner.max_rows else []
+            self._check_fit(joining)
+            if not keep and not joining:
+                return
+            with torch.inference_mode():
+                tokens = torch.stack(written, 1)  # [B, T]
+                if len(keep) < len(rows):
+                    kept = torch.tensor(keep, dtype=torch.long, device=device)
+                    cache.select_rows(kept)
+                    rows.select(keep)
+                    tokens = tokens[kept]
+                T = tokens.shape[1]
+                if keep:
+                    cache.grow(filled + T - cache.max_seq_len + self.seq_len_bucket
+                               if filled + T > cache.max_seq_len else 0)
+                    if context is None or context[0] != tuple(rows.index):
+                        context = (tuple(rows.index), joiner.layer_context(rows.index))
+                    input_pos = torch.arange(filled, filled + T, device=device)  # [T]
+                    step = self._step if T == 1 else decode_tokens
+                    logits = step(model, tokens, input_pos, cache, rows.left_pad, context[1])  # [B', V]
+                filled += T
+                if joining:
+                    longest = max(len(r.prompt) for r in joining)
+                    if not keep:
+                        filled = longest
+                    elif longest > filled:  # the batch's rows get more padding in front
+                        cache.pad_leading_slots(longest - filled)
+                        rows.left_pad = rows.left_pad + (longest - filled)
+                        filled = longest
+                    indices = range(next_index, next_index + len(joining))
+                    next_index += len(joining)
+                    joined, joined_logits, joined_pad, _ = self._prefill_rows(
+                        joining, indices, filled, joiner, *((cache.max_seq_len, cache.prefix_len) if keep else ()))
+                    if keep:
+                        cache.append_rows(joined)
+                        logits = torch.cat((logits, joined_logits))  # [B, V]
+                    else:
+                        cache, logits = joined, joined_logits
+                    rows.extend(joining, indices, joined_pad)
+                    context = None
+                trim = int(rows.left_pad.min())  # padding every row has in front
+                if trim > 0:
+                    cache.drop_leading_slots(trim)
+                    rows.left_pad = rows.left_pad - trim
+                    filled -= trim
+
+    def _check_fit(self, requests: Sequence[Request]) -> None:
+        max_positions = self.model.config.max_position_embeddings
+        for r in requests:
+            if len(r.prompt) + r.max_new_tokens > max_positions:
+                raise ValueError(f"prompt ({len(r.prompt)}) + max_new_tokens ({r.max_new_tokens}) = "
+                                 f"{len(r.prompt) + r.max_new_tokens} exceeds max_position_embeddings={max_positions}")
+
+    def _prefill_rows(self, requests: Sequence[Request], indices: Sequence[int], filled: int, joiner: Joiner,
+                      slots: int | None = None, prefix_len: int | None = None):
+        """Prefill ``requests`` left-padded to ``filled`` slots into a cache of their own (``slots`` token slots,
+        else a bucket past their budgets; ``prefix_len`` prefix slots, those of the cache they will join — rows
+        without a user prefix get them masked, and with none there a prefix is attended per layer — else as
+        their layer context has it); (cache, logits [B, V], left_pad [B], (indices, layer context))."""
+        model, device = self.model, self.model.lm_head.weight.device
+        tokens = torch.full((len(requests), filled), self.pad_token_id, dtype=torch.long, device=device)  # [B, T]
+        for i, r in enumerate(requests):
+            tokens[i, filled - len(r.prompt):] = torch.as_tensor(list(r.prompt), dtype=torch.long)
+        left_pad = torch.tensor([filled - len(r.prompt) for r in requests], device=device)  # [B]
+        if slots is None:
+            need = filled + max(r.max_new_tokens for r in requests)
+            slots = min(-(-need // self.seq_len_bucket) * self.seq_len_bucket, model.config.max_position_embeddings)
+        context = joiner.layer_context(list(indices))
+        own_prefix = cacheable_prefix_len(context, model.config.num_hidden_layers)
+        if prefix_len is None:
+            prefix_len = own_prefix
+        elif own_prefix not in (0, prefix_len):
+            raise ValueError(f"rows with a user prefix of {own_prefix} slots cannot join a cache of {prefix_len}")
+        cache = StaticKVCache.for_model(model, len(requests), slots, prefix_len)
+        if prefix_len and not own_prefix:  # no user prefix in these rows: the cache's prefix slots masked for them
+            cache.prefix_mask = torch.zeros((len(requests), prefix_len), dtype=torch.bool, device=device)
+        if prefix_len and own_prefix:
+            cache.write_prefix(context)
+        input_pos = torch.arange(filled, device=device)  # [T]
+        logits = model(tokens, input_pos, cache, context, left_pad, last_token_only=True)[:, -1]  # [B, V]
+        return cache, logits, left_pad, (tuple(indices), context)
+
     def _forced_tokens(self, forced: Callable[[int], int | None] | None, finished: list[bool]) -> list[int] | None:
         """Every row's next token when each unfinished row has one forced (finished rows: a pad); else None."""
         if forced is None or not self.jump_forward:
@@ -287,5 +532,5 @@ class DecodeLoop:
         return out
 
 
-__all__ = ["DecodeLoop", "LogitsProcessor", "Request", "StaticKVCache", "cacheable_prefix_len", "decode_one_token",
+__all__ = ["DecodeLoop", "Joiner", "LogitsProcessor", "Request", "StaticKVCache", "cacheable_prefix_len", "decode_one_token",
            "decode_tokens", "prefill", "sample"]

@@ -130,6 +130,31 @@ class ReplyRenderer:
         return delta
 
 
+class ReplyJoiner:
+    """The decode loop's ``Joiner`` for reply requests: the requests ``more`` hands over are prepared (their
+    constraints appended where the logits processor finds them) and join; user layers come from the generator's
+    personalizer for whichever rows are decoding."""
+
+    def __init__(self, generator: "ReplyGenerator", requests: list[ReplyRequest], constraints: list[ReplyConstraint],
+                 more: Callable[[int], Sequence[ReplyRequest]], max_rows: int):
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_rows must be an int >= 1, got {max_rows!r}")
+        self.generator, self.requests, self.constraints, self.more = generator, requests, constraints, more
+        self.max_rows = max_rows
+
+    def take(self, free_rows: int) -> list[Request]:
+        joining = []
+        for request in self.more(free_rows):
+            loop_request, constraint = self.generator._prepare(request)
+            self.requests.append(request)
+            self.constraints.append(constraint)
+            joining.append(loop_request)
+        return joining
+
+    def layer_context(self, request_indices: Sequence[int]):
+        return self.generator.layer_context([self.requests[i] for i in request_indices])
+
+
 class ReplyGenerator:
     def __init__(self, model: Qwen2, tokenizer: ReplyTokenizer, config: GeneratorConfig, codes: ItemCodes,
                  compile: bool = False):
@@ -248,17 +273,22 @@ class ReplyGenerator:
         _, steps = self.decode_batch(requests)
         yield from steps
 
-    def decode_batch(self, requests: Sequence[ReplyRequest]
+    def decode_batch(self, requests: Sequence[ReplyRequest],
+                     more: Callable[[int], Sequence[ReplyRequest]] | None = None, max_rows: int = 8
                      ) -> tuple[list[ReplyConstraint], Iterator[tuple[int, int, int | None]]]:
-        """``stream_batch``'s steps with each request's constraint beside them (its ``pushed`` state is read while
-        the reply streams). Raises ``ValueError`` for the first bad request, before any decoding."""
+        """``stream_batch``'s steps with each request's constraint beside them. ``more(free_rows)``: continuous
+        batching — asked at every step boundary for requests (valid ones: ``validate``) that join the batch while
+        it decodes, up to ``max_rows`` rows in all; they take the next request indices, in order, and their
+        constraints are appended. Raises ``ValueError`` for the first bad request, before any decoding."""
         prepared = [self._prepare(r) for r in requests]
         constraints = [c for _, c in prepared]
-        layer_context = self.layer_context(requests)
+        joiner = None if more is None else ReplyJoiner(self, list(requests), constraints, more, max_rows)
+        layer_context = self.layer_context(requests) if joiner is None else None
 
         def steps() -> Iterator[tuple[int, int, int | None]]:
             for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints),
-                                                 layer_context, forced=lambda i: constraints[i].forced()):
+                                                 layer_context, forced=lambda i: constraints[i].forced(),
+                                                 joiner=joiner):
                 yield index, token, constraints[index].advance(token)
         return constraints, steps()
 

@@ -4,8 +4,10 @@ The decoupled ``generator_stream`` Triton model hands every chat turn's reply re
 returns from ``execute`` at once; one background thread collects the jobs that arrive within ``window_s`` of the
 first (up to ``max_batch``), decodes them together through ``GenerationStage.stream_turns`` (one forward per step
 for all of them) and sends each job's text deltas to that job's own ``send`` as they are produced, then calls its
-``finish`` (with the job's error, if any) as soon as its own reply ends. Jobs that arrive while a batch decodes
-form the next batch (the decode loop's batch is static).
+``finish`` (with the job's error, if any) as soon as its own reply ends. With ``continuous`` (the default) jobs that
+arrive while a batch decodes join it at the next step boundary while it has fewer than ``max_batch`` rows (the
+decode loop's continuous batching: a finished reply's row leaves at once), so a turn no longer waits for the batch
+before it to finish; without, they form the next batch.
 
 A cancelled job (``cancelled()`` true) gets no more deltas and is finished at once; when every job of a batch is
 finished or cancelled the decode stops. One job's failing ``send`` ends that job only; a failure of the batch as a
@@ -21,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 class StreamBatcherConfig:
     max_batch: int = 8          # jobs decoded together at most
     window_s: float = 0.002     # how long the first job of a batch waits for company
+    continuous: bool = True     # jobs that arrive while a batch decodes join it (else they wait for the next)
 
     def __post_init__(self):
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
@@ -61,8 +64,9 @@ class StreamJob:
             log.warning("finishing a reply stream failed", exc_info=True)
 
 
-# stream_turns(turns) yields objects with .index, .delta, .done, .error (recllm.pipeline.ReplyEvent)
-StreamTurns = Callable[[Sequence[Any]], Iterator[Any]]
+# stream_turns(turns[, more, max_rows]) yields objects with .index, .delta, .done, .error (recllm.pipeline.ReplyEvent);
+# more(free_rows) -> turns that join the batch while it decodes (``GenerationStage.stream_turns``)
+StreamTurns = Callable[..., Iterator[Any]]
 
 
 class StreamBatcher:
@@ -70,6 +74,7 @@ class StreamBatcher:
         self.stream_turns = stream_turns
         self.config = config or StreamBatcherConfig()
         self.batch_sizes: list[int] = []  # decoded batch sizes, newest last (tests and diagnostics)
+        self.joined = 0  # jobs that joined a batch while it decoded (continuous batching)
         self._jobs: queue.Queue[StreamJob | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="stream-batcher", daemon=True)
         self._closed = False
@@ -125,7 +130,29 @@ class StreamBatcher:
             return
         self.batch_sizes.append(len(jobs))
         open_jobs = set(range(len(jobs)))
-        events = self.stream_turns([job.turn for job in jobs])
+
+        def more(free_rows: int) -> list[Any]:
+            """Jobs waiting now (none blocks), up to ``free_rows``: they join the decoding batch."""
+            turns = []
+            while len(turns) < free_rows:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:  # closing: no more joins; the thread stops after this batch
+                    self._jobs.put(None)
+                    break
+                if job.cancelled():
+                    job.end()
+                    continue
+                open_jobs.add(len(jobs))
+                jobs.append(job)
+                self.joined += 1
+                turns.append(job.turn)
+            return turns
+
+        events = self.stream_turns([job.turn for job in jobs], more, self.config.max_batch) \
+            if self.config.continuous else self.stream_turns([job.turn for job in jobs])
         try:
             for event in events:
                 if event.index not in open_jobs:

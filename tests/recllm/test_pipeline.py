@@ -173,3 +173,41 @@ def test_an_on_off_switch_reads_on_and_off_and_refuses_anything_else(monkeypatch
     monkeypatch.setenv("RECLLM_TEST_SWITCH", "of")
     with pytest.raises(ValueError, match="RECLLM_TEST_SWITCH must be on or off, got 'of'"):
         env_switch("RECLLM_TEST_SWITCH", True)
+
+
+def test_turns_that_join_a_streaming_batch_get_the_replies_they_get_alone(pipeline, warm_user):
+    """Continuous batching in the generation stage: turns handed over while a batch streams (with and without a
+    user's layers, Russian and English, one naming an item the generator has no code for) stream what they stream
+    alone; the bad one gets its error in its own done event."""
+    from recllm.pipeline import ReplyTurn
+
+    generation = pipeline.generation
+    samokat = [item.item_id for item in pipeline.catalog.in_service("samokat")]
+    first = [ReplyTurn("samokat", "ru", "что взять на завтрак?", tuple(samokat[:3]), (), user_id=warm_user),
+             ReplyTurn("samokat", "en", "something for dinner", tuple(samokat[3:6]), ())]
+    later = {2: [ReplyTurn("samokat", "ru", "подешевле", tuple(samokat[6:8]), (), "refine", user_id=warm_user)],
+             4: [ReplyTurn("samokat", "en", "tea please", (10 ** 9,), ()),
+                 ReplyTurn("samokat", "ru", "хочу кефир", tuple(samokat[8:11]), ())]}
+    boundary = 0
+
+    def more(free_rows):  # asked at each step boundary with a free row; what does not fit comes next time
+        nonlocal boundary
+        boundary += 1
+        due = later.pop(boundary, [])
+        if due[free_rows:]:
+            later[boundary + 1] = due[free_rows:] + later.get(boundary + 1, [])
+        return due[:free_rows]
+
+    texts, errors = {}, {}
+    for event in generation.stream_turns(first, more, max_rows=3):
+        texts[event.index] = texts.get(event.index, "") + (event.delta or "")
+        if event.done:
+            errors[event.index] = event.error
+    everyone = first + [ReplyTurn("samokat", "ru", "подешевле", tuple(samokat[6:8]), (), "refine", user_id=warm_user),
+                        None, ReplyTurn("samokat", "ru", "хочу кефир", tuple(samokat[8:11]), ())]
+    for i, turn in enumerate(everyone):
+        if turn is None:
+            assert isinstance(errors[i], ValueError) and not texts[i]
+            continue
+        alone = "".join(e.delta or "" for e in generation.stream_turns([turn]))
+        assert texts[i] == alone and errors[i] is None, (i, texts[i], alone)

@@ -8,8 +8,9 @@ collects the turns that arrive within ``batch_window_us`` (up to ``max_batch``),
 own sender as they are produced, with the final flag per request as soon as that reply ends. Chosen over dynamic
 batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
 arriving mid-decode would wait for the instance anyway, and the batcher keeps the one model process (one copy of
-the weights) serving every chat instance; the decode loop's batch is static, so turns arriving mid-decode form
-the next batch.
+the weights) serving every chat instance. Turns arriving mid-decode join the running batch at its next step
+boundary (continuous batching, ``StreamBatcherConfig.continuous``; ``RECLLM_CONTINUOUS_BATCHING=off``: they form the
+next batch).
 
 Reply check, greedy regeneration of a failing sampled reply, and the act (REPLY_ACT, derived from the query when
 absent) behave as ``GenerationStage.stream`` in-process. The user is the subject of the verified USER_TOKEN (the chat
@@ -23,7 +24,7 @@ import json
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
 
-from recllm.pipeline import ReplyTurn, load_generation_stage
+from recllm.pipeline import CONTINUOUS_BATCHING_ENV, ReplyTurn, env_switch, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
 from recllm.serving.backend_adapter import (
     artifact_layout, checked_language, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids,
@@ -46,7 +47,8 @@ def batcher_config(args) -> StreamBatcherConfig:
     if not max_batch.isdigit() or not window_us.isdigit():
         raise ValueError(f"generator_stream parameters max_batch / batch_window_us must be non-negative integers, "
                          f"got {max_batch!r} / {window_us!r}")
-    return StreamBatcherConfig(max_batch=int(max_batch), window_s=int(window_us) / 1e6)
+    return StreamBatcherConfig(max_batch=int(max_batch), window_s=int(window_us) / 1e6,
+                               continuous=env_switch(CONTINUOUS_BATCHING_ENV, True))
 
 
 def optional_text(request, spec) -> str | None:

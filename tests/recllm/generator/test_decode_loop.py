@@ -303,3 +303,54 @@ def test_jump_forward_waits_for_every_row(prompts):
     forcing = Forcing(model, 2)
     forcing.run(DecodeLoop(model), [Request(prompts[0], max_new_tokens=10), Request(prompts[1], max_new_tokens=1)])
     assert forcing.forwards == 10 - 3 - 2
+
+
+class ScriptedJoiner:
+    """Hands requests to a running batch at given step boundaries (continuous batching)."""
+
+    def __init__(self, arrivals: dict[int, list[Request]], max_rows: int = 8):
+        self.arrivals, self.max_rows = dict(arrivals), max_rows
+        self.boundary = 0
+        self.contexts: list[list[int]] = []
+
+    def take(self, free_rows: int) -> list[Request]:
+        self.boundary += 1
+        due = self.arrivals.pop(self.boundary, [])
+        taken, rest = due[:free_rows], due[free_rows:]
+        if rest:  # no room: they come at the next boundary
+            self.arrivals[self.boundary + 1] = rest + self.arrivals.get(self.boundary + 1, [])
+        return taken
+
+    def layer_context(self, request_indices):
+        self.contexts.append(list(request_indices))
+        return None
+
+
+@pytest.mark.parametrize("jump", [False, True])
+def test_a_request_that_joins_a_running_batch_decodes_as_it_would_alone(model, prompts, jump):
+    """Continuous batching: requests join at later step boundaries (shorter and longer prompts than the batch has
+    filled, greedy and sampled, one arriving when the batch is full) and rows leave when they finish; each yields
+    the tokens it yields alone, and the user layers are asked for each new set of rows."""
+    loop = DecodeLoop(model, jump_forward=jump)
+    first = [Request(prompts[0], max_new_tokens=6), Request(prompts[1], max_new_tokens=14, temperature=1.0, seed=5)]
+    later = {2: [Request(prompts[2], max_new_tokens=9)],
+             4: [Request(prompts[3] * 3, max_new_tokens=7, temperature=0.8, top_k=20, seed=1),
+                 Request(prompts[1], max_new_tokens=5), Request(prompts[0], max_new_tokens=4)]}
+    everyone = first + [r for boundary in sorted(later) for r in later[boundary]]
+    joiner = ScriptedJoiner(later, max_rows=3)
+    out: dict[int, list[int]] = {}
+    for i, token in loop.stream(first, joiner=joiner):
+        out.setdefault(i, []).append(token)
+    alone = [loop.generate([r])[0] for r in everyone]
+    assert [out.get(i) for i in range(len(everyone))] == alone
+    assert joiner.contexts[0] == [0, 1] and [2] in joiner.contexts and max(len(c) for c in joiner.contexts) <= 3
+
+
+def test_a_request_arriving_as_the_batch_empties_starts_it_afresh(model, prompts):
+    loop = DecodeLoop(model)
+    first = [Request(prompts[0], max_new_tokens=2)]
+    joiner = ScriptedJoiner({2: [Request(prompts[1], max_new_tokens=4)]})
+    out: dict[int, list[int]] = {}
+    for i, token in loop.stream(first, joiner=joiner):
+        out.setdefault(i, []).append(token)
+    assert out == {0: loop.generate(first)[0], 1: loop.generate([Request(prompts[1], max_new_tokens=4)])[0]}

@@ -20,29 +20,43 @@ class Event:
 
 
 class FakeStage:
-    """stream_turns over turns that are strings: each character is one delta; "bad" is refused; "boom" breaks the
-    batch after its first delta."""
+    """stream_turns over turns that are strings: each character is one delta, one per row and step; "bad" is
+    refused; "boom" breaks the batch after its first delta. With ``more``, turns join at every step boundary while
+    the batch has fewer than ``max_rows`` rows (the generation stage's continuous batching)."""
 
     def __init__(self):
         self.batches: list[list[str]] = []
+        self.joined: list[str] = []
+        self.widths: list[int] = []  # rows per step
         self.steps = 0
 
-    def stream_turns(self, turns):
+    def stream_turns(self, turns, more=None, max_rows=8):
         self.batches.append(list(turns))
+        turns, active = list(turns), []
         for i, turn in enumerate(turns):
             if turn == "bad":
                 yield Event(i, done=True, error=ValueError("bad turn"))
-        longest = max(len(t) for t in turns)
-        for step in range(longest):
+            else:
+                active.append([i, turn, 0])
+        while active:
             self.steps += 1
-            for i, turn in enumerate(turns):
-                if turn == "bad" or step >= len(turn):
-                    continue
+            self.widths.append(len(active))
+            for row in list(active):
+                i, turn, step = row
                 if turn == "boom" and step == 1:
                     raise RuntimeError("forward failed")
                 yield Event(i, turn[step])
-                if step == len(turn) - 1:
+                row[2] += 1
+                if row[2] == len(turn):
+                    active.remove(row)
                     yield Event(i, done=True)
+            for turn in more(max_rows - len(active)) if more is not None else ():
+                turns.append(turn)
+                self.joined.append(turn)
+                if turn == "bad":
+                    yield Event(len(turns) - 1, done=True, error=ValueError("bad turn"))
+                else:
+                    active.append([len(turns) - 1, turn, 0])
 
 
 class Collector:
@@ -89,9 +103,23 @@ def test_jobs_in_the_window_decode_together_each_with_its_own_text():
 
 def test_max_batch_splits_a_burst():
     collectors = [Collector(f"t{i}") for i in range(5)]
-    stage, _ = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2))
+    stage, _ = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2, continuous=False))
     assert [len(b) for b in stage.batches] == [2, 2, 1]
     assert all("".join(c.deltas) == c.turn for c in collectors)
+
+
+def test_continuously_a_burst_joins_the_batch_as_rows_finish():
+    """max_batch rows at most; a job waiting joins at the next step boundary with a free row, not after the
+    whole batch; each still gets its own text and end."""
+    collectors = [Collector(t) for t in ("ab", "abcdefghij", "xyz", "bad", "q")]
+    stage, batcher = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2))
+    assert stage.batches == [["ab", "abcdefghij"]] and stage.joined == ["xyz", "bad", "q"] and batcher.joined == 3
+    assert max(stage.widths) == 2 and stage.steps == len("abcdefghij")
+    for c in collectors:
+        if c.turn == "bad":
+            assert c.deltas == [] and isinstance(c.errors[0], ValueError)
+        else:
+            assert "".join(c.deltas) == c.turn and c.errors == [None]
 
 
 def test_a_refused_turn_and_a_broken_client_end_only_their_own_job():
