@@ -52,8 +52,9 @@ STAGES = ("query_encoder", "retriever", "reranker", "generator")
 GOALS = {"rank_p95_c1_ms": 20.0, "rank_rps_c16": 150.0, "full_vs_naive": 2.0}
 
 
-# serving switches a run can also measure off, side by side: name -> the environment variable the server reads
-REPLY_SWITCHES = {"jump-forward": JUMP_FORWARD_ENV, "continuous batching": CONTINUOUS_BATCHING_ENV}
+# serving switches a run can also measure flipped from their default, side by side: name -> (the environment variable
+# the server reads, the value that flips it)
+REPLY_SWITCHES = {"jump-forward": (JUMP_FORWARD_ENV, "off"), "continuous batching": (CONTINUOUS_BATCHING_ENV, "on")}
 
 
 @dataclass
@@ -66,8 +67,8 @@ class ThroughputConfig:
     naive: bool = True
     profile_requests: int = 200
     compare_cache_off: bool = True           # also recllm_rank with the retriever's profile cache off
-    # also the reply paths with these serving switches off (``REPLY_SWITCHES``), each on a server of its own
-    switches_off: tuple[str, ...] = ()
+    # also the reply paths with these serving switches flipped (``REPLY_SWITCHES``), each on a server of its own
+    switches: tuple[str, ...] = ()
     work_dir: Path = Path("/tmp/recllm_throughput")
     results_dir: Path = RESULTS
 
@@ -75,9 +76,9 @@ class ThroughputConfig:
         if self.seconds <= 0 or not self.concurrency or min(self.concurrency) < 1:
             raise ValueError(f"ThroughputConfig: seconds must be > 0 and concurrency >= 1, got {self.seconds}, "
                              f"{self.concurrency}")
-        unknown = [s for s in self.switches_off if s not in REPLY_SWITCHES]
+        unknown = [s for s in self.switches if s not in REPLY_SWITCHES]
         if unknown:
-            raise ValueError(f"ThroughputConfig.switches_off: unknown {unknown}, known {sorted(REPLY_SWITCHES)}")
+            raise ValueError(f"ThroughputConfig.switches: unknown {unknown}, known {sorted(REPLY_SWITCHES)}")
 
 
 @dataclass
@@ -379,15 +380,15 @@ def run(config: ThroughputConfig) -> dict:
             levels += triton_levels(server.config.grpc_url, config, workload,
                                     load_keyring(server.config.keyring_path).backend_view(), server.process.pid,
                                     paths=("triton recllm_rank",), label=" (profile cache off)")
-    for switch in config.switches_off:  # the reply paths with one serving switch off, for the ratio
-        off = dataclasses.replace(server_config, grpc_port=free_port(), http_port=free_port(),
-                                  metrics_port=free_port(),
-                                  extra_env={**server_config.extra_env, REPLY_SWITCHES[switch]: "off"})
-        log_name = f"tritonserver_{switch.replace(' ', '_')}_off.log"
-        with TritonServer(off, log_path=config.work_dir / log_name) as server:
+    for switch in config.switches:  # the reply paths with one serving switch flipped, for the ratio
+        env, value = REPLY_SWITCHES[switch]
+        flipped = dataclasses.replace(server_config, grpc_port=free_port(), http_port=free_port(),
+                                      metrics_port=free_port(), extra_env={**server_config.extra_env, env: value})
+        log_name = f"tritonserver_{switch.replace(' ', '_')}_{value}.log"
+        with TritonServer(flipped, log_path=config.work_dir / log_name) as server:
             levels += triton_levels(server.config.grpc_url, config, workload,
                                     load_keyring(server.config.keyring_path).backend_view(), server.process.pid,
-                                    paths=REPLY_PATHS, label=f" ({switch} off)")
+                                    paths=REPLY_PATHS, label=f" ({switch} {value})")
     naive = []
     if config.naive:
         from benchmarks.naive_stack import NaiveServer  # noqa: PLC0415
@@ -428,13 +429,15 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
         lines.append(f"- recllm_rank p95 at c1: {c1['p95_ms']} ms (goal < {GOALS['rank_p95_c1_ms']:g} ms)")
     if c16:
         lines.append(f"- recllm_rank throughput at c16: {c16['rps']} req/s (goal >= {GOALS['rank_rps_c16']:g})")
-    for switch in config.switches_off:
+    for switch in config.switches:
+        value = REPLY_SWITCHES[switch][1]
         for path in REPLY_PATHS:
-            for on, off in zip(by(path), by(f"{path} ({switch} off)")):
-                cpu_on, cpu_off = (sum(r.get("process_cpu_ms", {}).values()) for r in (on, off))
-                lines.append(f"- {path} at c{on['concurrency']}, {switch} on vs off: {on['rps']} vs {off['rps']} "
-                             f"req/s (**{round(on['rps'] / max(off['rps'], 1e-9), 2)}x**), p95 {on['p95_ms']} vs "
-                             f"{off['p95_ms']} ms, CPU {round(cpu_on, 1)} vs {round(cpu_off, 1)} ms per request")
+            for base, flip in zip(by(path), by(f"{path} ({switch} {value})")):
+                cpu_base, cpu_flip = (sum(r.get("process_cpu_ms", {}).values()) for r in (base, flip))
+                lines.append(f"- {path} at c{base['concurrency']}, as served vs {switch} {value}: {base['rps']} vs "
+                             f"{flip['rps']} req/s (**{round(base['rps'] / max(flip['rps'], 1e-9), 2)}x**), p95 "
+                             f"{base['p95_ms']} vs {flip['p95_ms']} ms, CPU {round(cpu_base, 1)} vs "
+                             f"{round(cpu_flip, 1)} ms per request")
     for on, off in zip(rank, by("triton recllm_rank (profile cache off)")):
         lines.append(f"- recllm_rank at c{on['concurrency']}, profile cache on vs off (every request reads the "
                      f"profile): {on['rps']} vs {off['rps']} req/s (**{round(on['rps'] / max(off['rps'], 1e-9), 2)}x**),"
@@ -571,12 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(defaults.concurrency))
     parser.add_argument("--full-concurrency", type=int, nargs="+", default=list(defaults.full_concurrency))
     parser.add_argument("--no-naive", dest="naive", action="store_false")
-    parser.add_argument("--jump-forward-off", dest="switches_off", action="append_const", const="jump-forward",
+    parser.add_argument("--jump-forward-off", dest="switches", action="append_const", const="jump-forward",
                         help="also serve the reply paths with jump-forward off (a forward per token), side by side")
-    parser.add_argument("--continuous-batching-off", dest="switches_off", action="append_const",
+    parser.add_argument("--continuous-batching-on", dest="switches", action="append_const",
                         const="continuous batching",
-                        help="also serve the reply paths with continuous batching off (a streamed turn arriving "
-                             "mid-decode waits for the next batch), side by side")
+                        help="also serve the reply paths with continuous batching on (a streamed turn arriving "
+                             "mid-decode joins the running batch), side by side")
     parser.add_argument("--no-cache-off", dest="compare_cache_off", action="store_false",
                         help="skip the recllm_rank levels with the profile cache off")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
@@ -589,7 +592,7 @@ def main(argv: list[str] | None = None) -> None:
                               concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
                               naive=args.naive, results_dir=args.results_dir,
                               compare_cache_off=args.compare_cache_off,
-                              switches_off=tuple(args.switches_off or ()))
+                              switches=tuple(args.switches or ()))
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:

@@ -332,6 +332,7 @@ class GenerationStage:
                 rest = replies[j].finish()
                 if rest:
                     yield ReplyEvent(index[j], rest)
+                turns[j] = requests[j] = replies[j] = None  # done: a batch that keeps admitting turns lives on
                 yield ReplyEvent(index[j], done=True)
         yield from refused  # handed over at the last step boundary, when nothing else was left to decode
 
@@ -448,8 +449,8 @@ USER_LAYERS_ENV = "RECLLM_USER_LAYERS"
 JUMP_FORWARD_ENV = "RECLLM_JUMP_FORWARD"
 # "on": decode held to the training replies' format (``GenerationStage.corpus_rules``; off by default)
 CORPUS_RULES_ENV = "RECLLM_CORPUS_RULES"
-# "off": streamed replies decode in static batches (a turn arriving while a batch decodes waits for the next);
-# on by default: it joins the running batch (``StreamBatcherConfig.continuous``; benchmarks compare the two)
+# "on": a streamed turn arriving while a batch decodes joins it (``StreamBatcherConfig.continuous``); off by default:
+# it waits for the next batch (benchmarks compare the two)
 CONTINUOUS_BATCHING_ENV = "RECLLM_CONTINUOUS_BATCHING"
 
 

@@ -486,8 +486,9 @@ class DecodeLoop:
                       slots: int | None = None, prefix_len: int | None = None):
         """Prefill ``requests`` left-padded to ``filled`` slots into a cache of their own (``slots`` token slots,
         else a bucket past their budgets; ``prefix_len`` prefix slots, those of the cache they will join — rows
-        without a user prefix get them masked, and with none there a prefix is attended per layer — else as
-        their layer context has it); (cache, logits [B, V], left_pad [B], (indices, layer context))."""
+        without a user prefix get them masked, and where the cache has none a user prefix is attended per layer
+        from the layer context, as ``Attention`` does for a cache without prefix slots — else as their layer
+        context has it); (cache, logits [B, V], left_pad [B], (indices, layer context))."""
         model, device = self.model, self.model.lm_head.weight.device
         tokens = torch.full((len(requests), filled), self.pad_token_id, dtype=torch.long, device=device)  # [B, T]
         for i, r in enumerate(requests):
@@ -500,7 +501,7 @@ class DecodeLoop:
         own_prefix = cacheable_prefix_len(context, model.config.num_hidden_layers)
         if prefix_len is None:
             prefix_len = own_prefix
-        elif own_prefix not in (0, prefix_len):
+        elif prefix_len and own_prefix not in (0, prefix_len):
             raise ValueError(f"rows with a user prefix of {own_prefix} slots cannot join a cache of {prefix_len}")
         cache = StaticKVCache.for_model(model, len(requests), slots, prefix_len)
         if prefix_len and not own_prefix:  # no user prefix in these rows: the cache's prefix slots masked for them

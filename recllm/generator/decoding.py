@@ -154,6 +154,13 @@ class ReplyJoiner:
     def layer_context(self, request_indices: Sequence[int]):
         return self.generator.layer_context([self.requests[i] for i in request_indices])
 
+    def budget(self, index: int) -> int:
+        return self.generator.max_new_tokens(self.requests[index])
+
+    def release(self, index: int) -> None:
+        """Request ``index`` is done: its request and constraint (a trie, masks) are dropped."""
+        self.requests[index] = self.constraints[index] = None
+
 
 class ReplyGenerator:
     def __init__(self, model: Qwen2, tokenizer: ReplyTokenizer, config: GeneratorConfig, codes: ItemCodes,
@@ -286,10 +293,16 @@ class ReplyGenerator:
         layer_context = self.layer_context(requests) if joiner is None else None
 
         def steps() -> Iterator[tuple[int, int, int | None]]:
+            counts: dict[int, int] = {}
             for index, token in self.loop.stream([r for r, _ in prepared], self._processor(constraints),
                                                  layer_context, forced=lambda i: constraints[i].forced(),
                                                  joiner=joiner):
                 yield index, token, constraints[index].advance(token)
+                if joiner is not None:  # a batch that keeps admitting requests lives on: a done one's state goes
+                    counts[index] = counts.get(index, 0) + 1
+                    if token == self.tokenizer.eos_id or counts[index] >= joiner.budget(index):
+                        joiner.release(index)
+                        del counts[index]
         return constraints, steps()
 
     def layer_context(self, requests: Sequence[ReplyRequest]):

@@ -4,10 +4,12 @@ The decoupled ``generator_stream`` Triton model hands every chat turn's reply re
 returns from ``execute`` at once; one background thread collects the jobs that arrive within ``window_s`` of the
 first (up to ``max_batch``), decodes them together through ``GenerationStage.stream_turns`` (one forward per step
 for all of them) and sends each job's text deltas to that job's own ``send`` as they are produced, then calls its
-``finish`` (with the job's error, if any) as soon as its own reply ends. With ``continuous`` (the default) jobs that
-arrive while a batch decodes join it at the next step boundary while it has fewer than ``max_batch`` rows (the
-decode loop's continuous batching: a finished reply's row leaves at once), so a turn no longer waits for the batch
-before it to finish; without, they form the next batch.
+``finish`` (with the job's error, if any) as soon as its own reply ends. Jobs that arrive while a batch decodes form
+the next batch; with ``continuous`` they join it at the next step boundary while it has fewer than ``max_batch``
+rows instead (the decode loop's continuous batching: a finished reply's row leaves at once). Off by default: in the
+closed-loop runs on this 2-core box it gained nothing (batches of concurrent turns form anyway), and with user
+layers it cost CPU, since every change of rows rebuilds the batch's user-layer context
+(benchmarks/results/throughput.md).
 
 A cancelled job (``cancelled()`` true) gets no more deltas and is finished at once; when every job of a batch is
 finished or cancelled the decode stops. One job's failing ``send`` ends that job only; a failure of the batch as a
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 class StreamBatcherConfig:
     max_batch: int = 8          # jobs decoded together at most
     window_s: float = 0.002     # how long the first job of a batch waits for company
-    continuous: bool = True     # jobs that arrive while a batch decodes join it (else they wait for the next)
+    continuous: bool = False    # jobs that arrive while a batch decodes join it (else they wait for the next)
 
     def __post_init__(self):
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
@@ -170,6 +172,8 @@ class StreamBatcher:
                     except Exception as exc:  # noqa: BLE001 - this job's stream broke, the others go on
                         open_jobs.discard(event.index)
                         job.end(exc)
+                if event.index not in open_jobs:
+                    jobs[event.index] = None  # ended: a batch that keeps admitting jobs lives on
                 if not open_jobs:
                     break
         except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: each open job gets the error

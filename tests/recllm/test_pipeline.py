@@ -175,15 +175,18 @@ def test_an_on_off_switch_reads_on_and_off_and_refuses_anything_else(monkeypatch
         env_switch("RECLLM_TEST_SWITCH", True)
 
 
-def test_turns_that_join_a_streaming_batch_get_the_replies_they_get_alone(pipeline, warm_user):
+@pytest.mark.parametrize("first_has_a_user", [True, False])
+def test_turns_that_join_a_streaming_batch_get_the_replies_they_get_alone(pipeline, warm_user, first_has_a_user):
     """Continuous batching in the generation stage: turns handed over while a batch streams (with and without a
-    user's layers, Russian and English, one naming an item the generator has no code for) stream what they stream
-    alone; the bad one gets its error in its own done event."""
+    user's layers — joining a batch whose rows have them, or none — Russian and English, one naming an item the
+    generator has no code for) stream what they stream alone; the bad one gets its error in its own done event."""
     from recllm.pipeline import ReplyTurn
 
     generation = pipeline.generation
+    assert generation.generator.personalizer is not None  # the build's user layers (a prefix among them) apply
     samokat = [item.item_id for item in pipeline.catalog.in_service("samokat")]
-    first = [ReplyTurn("samokat", "ru", "что взять на завтрак?", tuple(samokat[:3]), (), user_id=warm_user),
+    first_user = warm_user if first_has_a_user else None
+    first = [ReplyTurn("samokat", "ru", "что взять на завтрак?", tuple(samokat[:3]), (), user_id=first_user),
              ReplyTurn("samokat", "en", "something for dinner", tuple(samokat[3:6]), ())]
     later = {2: [ReplyTurn("samokat", "ru", "подешевле", tuple(samokat[6:8]), (), "refine", user_id=warm_user)],
              4: [ReplyTurn("samokat", "en", "tea please", (10 ** 9,), ()),

@@ -8,9 +8,9 @@ collects the turns that arrive within ``batch_window_us`` (up to ``max_batch``),
 own sender as they are produced, with the final flag per request as soon as that reply ends. Chosen over dynamic
 batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
 arriving mid-decode would wait for the instance anyway, and the batcher keeps the one model process (one copy of
-the weights) serving every chat instance. Turns arriving mid-decode join the running batch at its next step
-boundary (continuous batching, ``StreamBatcherConfig.continuous``; ``RECLLM_CONTINUOUS_BATCHING=off``: they form the
-next batch).
+the weights) serving every chat instance. Turns arriving mid-decode form the next batch;
+``RECLLM_CONTINUOUS_BATCHING=on`` has them join the running batch at its next step boundary instead
+(``StreamBatcherConfig.continuous``, off by default: measured no gain here).
 
 Reply check, greedy regeneration of a failing sampled reply, and the act (REPLY_ACT, derived from the query when
 absent) behave as ``GenerationStage.stream`` in-process. The user is the subject of the verified USER_TOKEN (the chat
@@ -48,7 +48,7 @@ def batcher_config(args) -> StreamBatcherConfig:
         raise ValueError(f"generator_stream parameters max_batch / batch_window_us must be non-negative integers, "
                          f"got {max_batch!r} / {window_us!r}")
     return StreamBatcherConfig(max_batch=int(max_batch), window_s=int(window_us) / 1e6,
-                               continuous=env_switch(CONTINUOUS_BATCHING_ENV, True))
+                               continuous=env_switch(CONTINUOUS_BATCHING_ENV, False))
 
 
 def optional_text(request, spec) -> str | None:

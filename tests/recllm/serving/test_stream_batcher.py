@@ -103,7 +103,7 @@ def test_jobs_in_the_window_decode_together_each_with_its_own_text():
 
 def test_max_batch_splits_a_burst():
     collectors = [Collector(f"t{i}") for i in range(5)]
-    stage, _ = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2, continuous=False))
+    stage, _ = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2))
     assert [len(b) for b in stage.batches] == [2, 2, 1]
     assert all("".join(c.deltas) == c.turn for c in collectors)
 
@@ -112,7 +112,7 @@ def test_continuously_a_burst_joins_the_batch_as_rows_finish():
     """max_batch rows at most; a job waiting joins at the next step boundary with a free row, not after the
     whole batch; each still gets its own text and end."""
     collectors = [Collector(t) for t in ("ab", "abcdefghij", "xyz", "bad", "q")]
-    stage, batcher = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2))
+    stage, batcher = run_jobs(collectors, StreamBatcherConfig(max_batch=2, window_s=0.2, continuous=True))
     assert stage.batches == [["ab", "abcdefghij"]] and stage.joined == ["xyz", "bad", "q"] and batcher.joined == 3
     assert max(stage.widths) == 2 and stage.steps == len("abcdefghij")
     for c in collectors:
