@@ -128,6 +128,19 @@ class QuoteTokens:
         return mask
 
 
+def spelled_offsets(tokenizer: ReplyTokenizer, quotes: QuoteTokens, target: bytes, at: int, text: str
+                    ) -> dict[int, int]:
+    """``text`` (``target``'s bytes from ``at`` on, or the part of them to spell) as the tokenizer spells it: byte
+    offset in ``target`` -> the token starting there (up to where a token would leave ``target``)."""
+    offsets, offset = {}, at
+    for token in (tokenizer.encode(text) if text else []):
+        data = quotes.bytes[token]
+        if not data or not target.startswith(data, offset):
+            break
+        offsets[offset], offset = token, offset + len(data)
+    return offsets
+
+
 @lru_cache(maxsize=8)
 def quote_tokens(tokenizer: ReplyTokenizer, model_vocab_size: int) -> QuoteTokens:
     return QuoteTokens(tokenizer, model_vocab_size)
@@ -209,14 +222,8 @@ class FactSpanConstraint:
             return None
         target, at = targets[0], len(self.quoted)
         if self._spelling is None or self._spelling[0] != target or at not in self._spelling[1]:
-            # spelled once per fact and where it became the only one: the token starting at each byte offset
-            offsets, offset = {}, at
-            for token in (self.tokenizer.encode(text) if text else []):
-                data = self.quotes.bytes[token]
-                if not data or not target.startswith(data, offset):
-                    break
-                offsets[offset], offset = token, offset + len(data)
-            self._spelling = (target, offsets)
+            # spelled once per fact and where it became the only one
+            self._spelling = (target, spelled_offsets(self.tokenizer, self.quotes, target, at, text))
         return self._spelling[1].get(at)
 
     def advance(self, token: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .fact_constraint import QuoteTokens
+from .fact_constraint import QuoteTokens, spelled_offsets
 from .tokenizer import ReplyTokenizer
 
 REPLY_OFFERS_FILE = "reply_offers.json"  # beside a trained generator: {relaxation: {language: [offer, ...]}}
@@ -105,13 +105,7 @@ class OfferSpanConstraint:
                 text = target[at:].decode("utf-8")
             except UnicodeDecodeError:
                 return None
-            offsets, offset = {}, at
-            for token in self.tokenizer.encode(text):
-                data = self.quotes.bytes[token]
-                if not data or not target.startswith(data, offset):
-                    break
-                offsets[offset], offset = token, offset + len(data)
-            self._spelling = (target, offsets)
+            self._spelling = (target, spelled_offsets(self.tokenizer, self.quotes, target, at, text))
         return self._spelling[1].get(at)
 
     def advance(self, token: int) -> None:
