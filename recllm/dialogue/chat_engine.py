@@ -39,8 +39,8 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
-                                             explained_indices, no_remedy_reply, nothing_left_reply,
-                                             nothing_to_take_reply, unmarked_diet_note)
+                                             explained_indices, missing_brand_note, no_remedy_reply,
+                                             nothing_left_reply, nothing_to_take_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
                                                    follow_up_content, mentioned_services, parse_budget,
@@ -490,6 +490,8 @@ class ChatEngine:
         yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
         if note := unmarked_diet_note(plan.base.language, unmarked_diets(plan.base.query)):
             yield TextChunk(note)  # «без глютена»: the catalog has no such mark, the list could not be held to it
+        if note := missing_brand_note(plan.base.language, plan.base.query, names):
+            yield TextChunk(note)  # «хочу айфон»: the list is other brands' phones
         explanations = decode_utf8_array(arrays[tensors.ITEM_EXPLANATIONS.client_name])
         explanations_in = {language: decode_utf8_array(arrays.get(spec.client_name))
                            for language, spec in tensors.ITEM_EXPLANATIONS_IN.items()}

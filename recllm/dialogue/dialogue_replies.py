@@ -160,6 +160,29 @@ def unmarked_diet_note(language: str, diets: Sequence[str]) -> str:
             f"могу — проверьте состав на упаковке.")
 
 
+# Brand names said for the product (``catalog.russian_synonyms``: «айфон» → смартфон): the message's word, how an item
+# name states the brand, and how a note names it. Live: «хочу айфон» got Samsung, HONOR and Xiaomi phones, listed as if
+# they were what was asked for.
+NAMED_BRANDS = (
+    (re.compile(r"айфон|iphone", re.IGNORECASE), re.compile(r"apple|iphone", re.IGNORECASE), ("Айфонов", "iPhones")),
+    (re.compile(r"пепси|pepsi", re.IGNORECASE), re.compile(r"pepsi", re.IGNORECASE), ("Pepsi", "Pepsi")),
+    (re.compile(r"спрайт|sprite", re.IGNORECASE), re.compile(r"sprite", re.IGNORECASE), ("Sprite", "Sprite")),
+    (re.compile(r"памперс|pampers", re.IGNORECASE), re.compile(r"pampers", re.IGNORECASE), ("Pampers", "Pampers")),
+)
+
+
+def missing_brand_note(language: str, message: str, names: Sequence[str]) -> str:
+    """A brand the message asks for by name that no shown item is of, said after the list: the list is the nearest
+    kind, not the brand."""
+    missing = [said[language == "en"] for asked, stated, said in NAMED_BRANDS
+               if asked.search(message) and not any(stated.search(n) for n in names)]
+    if not missing:
+        return ""
+    if language == "en":
+        return f" There are no {' or '.join(missing)} here — these are the nearest ones of other brands."
+    return f" {' и '.join(missing)} здесь нет — это ближайшие варианты других марок."
+
+
 def nothing_left_reply(language: str, state: DialogueState, service: str, relaxation) -> str:
     """Nothing (more) fits: said plainly, with the nearest relaxation offered (or the conditions named, to choose
     which to drop; with no condition to drop, ``relaxation`` None means no other service has anything either). Said again on the next turn, it is said shorter instead of word for word; for a goal that has

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from recllm.dialogue.dialogue_replies import explain_reply, nothing_left_reply
+from recllm.dialogue.dialogue_replies import explain_reply, missing_brand_note, nothing_left_reply
 from recllm.dialogue.dialogue_state import (
     requested_style,
     says_yes_to_nothing,
@@ -688,3 +688,13 @@ def test_an_age_alone_joins_the_query_as_whom_it_is_for():
     refined = refine_goal(state, understanding, "she is 7 years old")
     assert refined.refinements == ("for a 7 year old",) and refined.age_band == "6-8"
     assert effective_query(refined, "en") == "what should I get for my kid's breakfast? for a 7 year old"
+
+
+def test_a_brand_asked_for_by_name_that_no_shown_item_is_of_is_said_after_the_list():
+    """Live: «хочу айфон» got Samsung, HONOR and Xiaomi phones as if they were iPhones."""
+    phones = ["Смартфон Samsung 8/128 ГБ", "Смартфон Xiaomi 12/512 ГБ"]
+    assert missing_brand_note("ru", "хочу айфон", phones) == " Айфонов здесь нет — это ближайшие варианты других марок."
+    assert "no iPhones" in missing_brand_note("en", "I want an iPhone 15", phones)
+    assert missing_brand_note("ru", "хочу айфон", phones + ["Смартфон Apple iPhone 15 128 ГБ"]) == ""
+    assert missing_brand_note("ru", "хочу смартфон", phones) == ""
+    assert missing_brand_note("ru", "есть пепси?", ["Кола без сахара Rich 0,5 л"]).startswith(" Pepsi здесь нет")
