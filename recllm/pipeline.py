@@ -185,13 +185,14 @@ class GenerationStage:
 
         act = self.act_of(turn)
         relaxation = self.relaxation_of(turn)
+        frame = reply_frame(turn.query, act)
         prompt = build_prompt(turn.service, turn.language, turn.query, list(turn.profile_facts), act,
-                              relaxation, reply_frame(turn.query, act))
+                              relaxation, frame)
         frames = frames_in(turn.query) if act in LIST_ACTS else None  # the check's opening rule, kept while decoding
         return ReplyRequest(prompt, tuple(int(i) for i in turn.item_ids), sampling or self.sampling,
                             quotable_facts=tuple(prompt_facts(turn.profile_facts)), user_id=turn.user_id,
                             user_context=turn.user_context, language=turn.language, act=act, frames=frames,
-                            corpus_rules=self.corpus_rules, relaxation=relaxation)
+                            corpus_rules=self.corpus_rules, relaxation=relaxation, frame=frame)
 
     def check(self, turn: ReplyTurn, reply: GeneratedReply, retry: bool = False) -> bool:
         result = self.check_text(turn, reply.text, reply.item_ids)

@@ -25,7 +25,7 @@ from .item_codes import ItemCodes
 from .fact_constraint import DecodeStrain, FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .known_words import KnownWordRule, known_word_table, other_frame_words
-from .offer_constraint import OfferSpanConstraint, load_reply_offers
+from .corpus_spans import OfferSpanConstraint, OpeningSpanConstraint, load_reply_spans, offer_key, opening_key
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
@@ -81,9 +81,11 @@ class ReplyRequest:
     # with the corpus rules: the recommend frames the request's text matches (``reply_frame.frames_in``), so a list's
     # opening says no other (None: any)
     frames: frozenset[str] | None = None
-    # a nothing-left reply's relaxation (``reply_prompt.RELAXATIONS``): with the generator's training offers
-    # (``reply_offers``), the text after its first sentence is one of that relaxation's offers (``offer_constraint``)
+    # what the prompt decides, with the generator's training spans (``reply_spans``, ``corpus_spans``): a
+    # nothing-left reply's relaxation (``reply_prompt.RELAXATIONS``: the text after its first sentence is one of its
+    # offers) and a list reply's frame (``reply_frame``, "" generic: its opening is one of the frame's; None: free)
     relaxation: str = ""
+    frame: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,8 @@ class ReplyGenerator:
         self.reply_words: frozenset[str] | None = None
         # the adjacent word pairs those replies write (``reply_word_pairs.json``); None: not known
         self.reply_word_pairs: frozenset[str] | None = None
-        # {relaxation: {language: offer sentences}} of its nothing-left training replies; None: not known
-        self.reply_offers: dict[str, dict[str, list[str]]] | None = None
+        # the openings and offers of its training replies (``corpus_spans.spans_of``); None: not known
+        self.reply_spans: dict[str, dict[str, list[str]]] | None = None
         self._text_mask = text_token_mask(tokenizer, model.config.vocab_size)  # [V]
 
     @classmethod
@@ -200,7 +202,7 @@ class ReplyGenerator:
         words = directory / REPLY_WORDS_FILE
         if words.is_file():
             generator.reply_words = frozenset(json.loads(words.read_text(encoding="utf-8")))
-        generator.reply_offers = load_reply_offers(directory)
+        generator.reply_spans = load_reply_spans(directory)
         pairs = directory / REPLY_WORD_PAIRS_FILE
         if pairs.is_file():
             generator.reply_word_pairs = frozenset(json.loads(pairs.read_text(encoding="utf-8")))
@@ -238,15 +240,23 @@ class ReplyGenerator:
             strain = DecodeStrain()
             plain_shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act)
         return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words, strain,
-                                             plain_shape, self._offer_rule(request, quotes, max_new))
+                                             plain_shape, self._offer_rule(request, quotes, max_new),
+                                             self._opening_rule(request, quotes, max_new))
 
     def _offer_rule(self, request: ReplyRequest, quotes, max_new: int) -> OfferSpanConstraint | None:
-        """A nothing-left request's offer rule, when the generator knows its training offers for the request's
-        relaxation and language."""
-        if request.act != "nothing_left" or not request.relaxation or not self.reply_offers:
+        """A nothing-left request's offer, when the training replies offer its relaxation in its language."""
+        if request.act != "nothing_left" or not request.relaxation or not self.reply_spans:
             return None
-        offers = self.reply_offers.get(request.relaxation, {}).get(request.language)
+        offers = self.reply_spans.get("offers", {}).get(offer_key(request.relaxation, request.language))
         return OfferSpanConstraint(self.tokenizer, offers, quotes, self.tokenizer.eos_id, max_new) if offers else None
+
+    def _opening_rule(self, request: ReplyRequest, quotes, max_new: int) -> OpeningSpanConstraint | None:
+        """A list request's opening, when the training replies of its act, frame and language have openings."""
+        if request.act not in LIST_ACTS or request.frame is None or not self.reply_spans:
+            return None
+        openings = self.reply_spans.get("openings", {}).get(opening_key(request.act, request.frame, request.language))
+        return OpeningSpanConstraint(self.tokenizer, openings, quotes, max_new, self.tokenizer.sid_depth) \
+            if openings else None
 
     def _word_rule(self, request: ReplyRequest, quotes) -> KnownWordRule:
         """The known words of this request: before a list's first item, none of another frame."""

@@ -83,6 +83,8 @@ class QuoteTokens:
         # alone could go on as another character: « is C2 AB, U+009E C2 9E), ones that end a label (a colon, then
         # whitespace at most)
         self.textless = torch.tensor([not data for data in self.bytes], dtype=torch.bool)
+        self.item_codes = torch.zeros(model_vocab_size, dtype=torch.bool)  # [V] the SID code tokens of item spans
+        self.item_codes[[t for t in tokenizer.sid_token_ids if t < model_vocab_size]] = True
         self.digit = torch.tensor([any(48 <= b <= 57 for b in data) for data in self.bytes], dtype=torch.bool)
         self.ends_label = torch.tensor([data.rstrip().endswith(b":") for data in self.bytes], dtype=torch.bool)
         # a comma with more than whitespace after it in the same token («, Н»): after an item, a list's next item
@@ -336,10 +338,11 @@ class ReplyConstraint:
     measured."""
 
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None,
-                 strain: DecodeStrain | None = None, plain_shape=None, offer=None):
+                 strain: DecodeStrain | None = None, plain_shape=None, offer=None, opening=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
         self.strain, self.plain_shape = strain, plain_shape
-        self.offer = offer  # a nothing-left reply's offer (``offer_constraint.OfferSpanConstraint``); None: free
+        # the spans the prompt decides (``corpus_spans``): a nothing-left reply's offer, a list reply's opening
+        self.offer, self.opening = offer, opening
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
         self.since_item: bytes | None = None  # the text since the last item named (its last bytes); None: none yet
         self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
@@ -381,12 +384,13 @@ class ReplyConstraint:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
         if self.facts is not None:
             mask &= self.facts.allowed()
-        offered = None if self.offer is None else self.offer.allowed()  # [V] or None
-        if offered is not None:  # a training reply's own offer sentence: no other rule applies to it
-            mask = offered & mask if bool((offered & mask).any()) else offered
-            if self.strain is not None:
-                self._other_rules = mask
-            return mask
+        for span in (self.offer, self.opening):
+            spanned = None if span is None else span.allowed()  # [V] or None
+            if spanned is not None and bool((spanned & mask).any()):  # a training reply's own words: no text rule
+                mask = spanned & mask
+                if self.strain is not None:
+                    self._other_rules = mask
+                return mask
         if self.strain is not None:
             plain = mask if self.plain_shape is None else mask & self.plain_shape.allowed(self.items, self.facts)
             self._other_rules = plain  # [V]
@@ -438,8 +442,9 @@ class ReplyConstraint:
         elif data.strip():
             self.after_label = data.rstrip().endswith(b":")
         self.spacing.advance(token)
-        if self.offer is not None:
-            self.offer.advance(token)
+        for span in (self.offer, self.opening):
+            if span is not None:
+                span.advance(token)
         item = self.items.advance(token)
         if item is not None:
             self.since_item = b""
@@ -453,6 +458,7 @@ class ReplyConstraint:
         other = ReplyConstraint(self.items.copy(), None if self.facts is None else self.facts.copy(),
                                 self.spacing.copy(), self.shape, None if self.words is None else self.words.copy(),
                                 None if self.strain is None else self.strain.copy(), self.plain_shape,
-                                None if self.offer is None else self.offer.copy())
+                                None if self.offer is None else self.offer.copy(),
+                                None if self.opening is None else self.opening.copy())
         other.after_label, other.since_item = self.after_label, self.since_item
         return other

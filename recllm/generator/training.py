@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .item_codes import ItemCodes
+from .corpus_spans import save_reply_spans
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig, build_model, init_sid_embeddings
-from .offer_constraint import save_reply_offers
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import save_qwen2
 from .reply_check import REPLY_WORD_PAIRS_FILE, REPLY_WORDS_FILE, own_word_pairs, own_words
@@ -125,7 +125,7 @@ def save_reply_words(examples: Sequence[GeneratorExample], out_dir: Path) -> Pat
     path = Path(out_dir) / REPLY_WORDS_FILE
     path.write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
     save_reply_word_pairs(examples, out_dir)
-    save_reply_offers(examples, out_dir)
+    save_reply_spans(examples, out_dir)
     return path
 
 

@@ -1,0 +1,214 @@
+"""Spans of a reply that its prompt decides, held to what the training replies write there.
+
+Two spans of a reply carry what the prompt asked for, and the tiny model wrote other requests' there:
+
+* the **opening** of a list reply (recommend, refine), its text before the first item: the training replies of one
+  act, frame and language open with one or two phrasings («К ужину подойдут », «На ужин можно взять »), and the model
+  opened dinner with «For the party: » or a label with words after it («Вот что я подобрал: Как в прошлый раз, …»):
+  ``reply_check``'s ``wrong_opening`` and many ``broken_list`` / ``unknown_word`` failures. ``OpeningSpanConstraint``
+  holds the text before the first item to one of the openings the training replies of the request's act, frame and
+  language wrote, then an item;
+* a **nothing-left reply's offer** («… under 200 rubles» was offered "the ones you have already seen": ``wrong_offer``,
+  14 of the 52 broken held-out replies of the default build): ``OfferSpanConstraint`` holds the text after the
+  reply's first sentence to " " + one of the offers its training replies wrote for the prompt's relaxation, then
+  ``<eos>``.
+
+The spans come from the trained generator's own corpus (``reply_spans.json`` beside it, ``spans_of``); once one
+target fits, its rest is spelled as the tokenizer spells it (so ``DecodeLoop``'s jump-forward writes it without
+forwards of its own). What the model writes outside them — which items, the first sentence of a nothing-left reply,
+the rest of a list reply — stays the model's, and the check still reads it. A span is not held when the budget
+leaves no room for it, or when the training replies have none for the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from .fact_constraint import QuoteTokens, spelled_offsets
+from .reply_check import LIST_ACTS
+from .tokenizer import ReplyTokenizer
+
+REPLY_SPANS_FILE = "reply_spans.json"  # beside a trained generator: {"openings": {key: [...]}, "offers": {key: [...]}}
+_PROMPT_RE = re.compile(r"^act: (\w+)(?: \| relax: (\w+))?(?: \| frame: (\w+))? \| service: \w+ \| lang: (\w+) ")
+_FIRST_SENTENCE_RE = re.compile(r"^(.+?[.!?])\s+(\S.*)$", re.DOTALL)
+_QUOTES = ("«", "»", '"', "“", "”")
+
+
+def opening_key(act: str, frame: str, language: str) -> str:
+    return f"{act}|{frame}|{language}"
+
+
+def offer_key(relaxation: str, language: str) -> str:
+    return f"{relaxation}|{language}"
+
+
+def spans_of(examples: Iterable) -> dict[str, dict[str, list[str]]]:
+    """{"openings": {act|frame|language: openings}, "offers": {relaxation|language: offers}} of the training replies
+    (``GeneratorExample``: the prompt names act, relaxation, frame and language). An opening is a list reply's text
+    before its first ``<item_N>`` (none that quotes a fact); an offer is a nothing-left reply's text after its first
+    sentence."""
+    spans: dict[str, dict[str, set[str]]] = {"openings": {}, "offers": {}}
+    for example in examples:
+        prompt = _PROMPT_RE.match(example.prompt)
+        if prompt is None:
+            continue
+        act, relaxation, frame, language = prompt.group(1), prompt.group(2), prompt.group(3) or "", prompt.group(4)
+        reply = example.reply.strip()
+        if act in LIST_ACTS and "<item_" in reply:
+            opening = reply[:reply.index("<item_")]
+            if opening.strip() and not any(q in opening for q in _QUOTES):
+                spans["openings"].setdefault(opening_key(act, frame, language), set()).add(opening)
+        elif act == "nothing_left" and relaxation and (sentences := _FIRST_SENTENCE_RE.match(reply)):
+            spans["offers"].setdefault(offer_key(relaxation, language), set()).add(sentences.group(2).strip())
+    return {kind: {key: sorted(texts) for key, texts in by_key.items()} for kind, by_key in spans.items()}
+
+
+def save_reply_spans(examples: Iterable, out_dir: Path) -> Path:
+    path = Path(out_dir) / REPLY_SPANS_FILE
+    path.write_text(json.dumps(spans_of(examples), ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def load_reply_spans(directory: Path) -> dict[str, dict[str, list[str]]] | None:
+    path = Path(directory) / REPLY_SPANS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class SpanTargets:
+    """The byte strings a span may be; the tokens that go on with one of them after ``written``, spelled as the
+    tokenizer spells the rest once only one fits."""
+
+    def __init__(self, tokenizer: ReplyTokenizer, quotes: QuoteTokens, texts: Sequence[str]):
+        self.tokenizer, self.quotes = tokenizer, quotes
+        self.targets = [t.encode("utf-8") for t in dict.fromkeys(texts) if t]
+        self.longest_tokens = max((len(tokenizer.encode(t)) for t in dict.fromkeys(texts) if t), default=0)
+        self._spelling: tuple[bytes, dict[int, int]] | None = None
+
+    def fitting(self, written: bytes) -> list[bytes]:
+        return [t for t in self.targets if t.startswith(written)]
+
+    def complete(self, written: bytes) -> bool:
+        return written in self.targets
+
+    def continuing(self, written: bytes) -> torch.Tensor:
+        """[V] bool: tokens whose bytes go on with a target that ``written`` begins (not past its end)."""
+        mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
+        fitting = [t for t in self.fitting(written) if len(t) > len(written)]
+        if len(fitting) == 1:
+            spelled = self._spelled_next(fitting[0], len(written))
+            if spelled is not None:
+                mask[spelled] = True
+                return mask
+        for target in fitting:
+            rest = target[len(written):]
+            for cut in range(1, len(rest) + 1):
+                mask[self.quotes.by_bytes.get(rest[:cut], [])] = True
+        return mask
+
+    def _spelled_next(self, target: bytes, at: int) -> int | None:
+        if self._spelling is None or self._spelling[0] != target or at not in self._spelling[1]:
+            try:
+                text = target[at:].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            self._spelling = (target, spelled_offsets(self.tokenizer, self.quotes, target, at, text))
+        return self._spelling[1].get(at)
+
+
+class OpeningSpanConstraint:
+    """One list request's opening: from the first token the text is one of ``openings``, and once one is whole an
+    item begins (or a longer opening goes on); the rule ends with the first item's first code. ``allowed`` None:
+    nothing restricted (the rule ended, or was not held)."""
+
+    def __init__(self, tokenizer: ReplyTokenizer, openings: Sequence[str], quotes: QuoteTokens, max_new_tokens: int,
+                 item_tokens: int):
+        self.spans = SpanTargets(tokenizer, quotes, openings)
+        self.quotes = quotes
+        self.written = b""
+        # not held without openings or without room for the longest and an item after it
+        self.held = bool(self.spans.targets) and max_new_tokens >= self.spans.longest_tokens + item_tokens + 1
+
+    def allowed(self) -> torch.Tensor | None:
+        if not self.held:
+            return None
+        mask = self.spans.continuing(self.written)  # [V]
+        if self.spans.complete(self.written):
+            mask |= self.quotes.item_codes  # an item's first code (the item rule says which)
+        return mask
+
+    def advance(self, token: int) -> None:
+        if not self.held:
+            return
+        data = self.quotes.bytes[token] if token < len(self.quotes.bytes) else b""
+        if not data or not self.spans.fitting(self.written + data):
+            self.held = False  # an item began (or the rule was dropped for a step): the opening is over
+            return
+        self.written += data
+
+    def copy(self) -> "OpeningSpanConstraint":
+        other = object.__new__(OpeningSpanConstraint)
+        other.__dict__.update(self.__dict__)
+        return other
+
+
+class OfferSpanConstraint:
+    """One nothing-left request's offer: before the first sentence ends nothing is restricted; then the text goes on
+    as " " + one of ``offers`` and ends there (``<eos>``)."""
+
+    def __init__(self, tokenizer: ReplyTokenizer, offers: Sequence[str], quotes: QuoteTokens, eos_id: int,
+                 max_new_tokens: int):
+        self.spans = SpanTargets(tokenizer, quotes, [f" {o.strip()}" for o in offers if o.strip()])
+        self.quotes, self.eos_id, self.max_new_tokens = quotes, eos_id, max_new_tokens
+        self.room = self.spans.longest_tokens + 1
+        self.steps = 0
+        self.text = b""                    # the reply's bytes before the offer
+        self.written: bytes | None = None  # the offer's bytes so far; None before it begins
+        self.held = bool(self.spans.targets)  # False once the reply left no room, or its first sentence ran on
+
+    @property
+    def in_offer(self) -> bool:
+        return self.held and self.written is not None
+
+    def allowed(self) -> torch.Tensor | None:
+        """[V] bool of the tokens the offer allows at this step; None when it restricts nothing."""
+        if not self.in_offer:
+            return None
+        if self.spans.complete(self.written):
+            mask = torch.zeros(self.quotes.vocab_size, dtype=torch.bool)  # [V]
+            mask[self.eos_id] = True  # the offer is whole: the reply ends
+            return mask
+        return self.spans.continuing(self.written)
+
+    def advance(self, token: int) -> None:
+        self.steps += 1
+        if not self.held:
+            return
+        data = self.quotes.bytes[token] if token < len(self.quotes.bytes) else b""
+        if self.written is not None:
+            self.written += data
+            return
+        self.text += data
+        end = max(self.text.rfind(c) for c in (b".", b"!", b"?"))
+        if end < 0 or not self.text[:end].strip():
+            return
+        after = self.text[end + 1:]
+        if self.max_new_tokens - self.steps < self.room or after and not after.isspace():
+            self.held = False  # no room for an offer, or the sentence's token ran on into text
+            return
+        self.written = after
+        if not self.spans.fitting(after):
+            self.held = False
+
+    def copy(self) -> "OfferSpanConstraint":
+        other = object.__new__(OfferSpanConstraint)
+        other.__dict__.update(self.__dict__)
+        return other
+
+
+__all__ = ["OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
+           "offer_key", "opening_key", "save_reply_spans", "spans_of"]
