@@ -8,6 +8,11 @@ Two spans of a reply carry what the prompt asked for, and the tiny model wrote o
   ``reply_check``'s ``wrong_opening`` and many ``broken_list`` / ``unknown_word`` failures. ``OpeningSpanConstraint``
   holds the text before the first item to one of the openings the training replies of the request's act, frame and
   language wrote, then an item;
+* the **list** of a list reply: between its items the training replies write only their separators («, », « и »,
+  ", ", " and ") and end it with a full stop, and the model went on from an item with words («… 5 пар и ит вам к
+  чаю», "… 50 мл and ike, lactose-free …", «…, 6)))»: ``broken_list``). ``ListSpanConstraint`` holds the text after
+  each item of a list reply to a separator and then the next item, or the list's ending, while another item can
+  still be named (else the ending);
 * a **nothing-left reply's offer** («… under 200 rubles» was offered "the ones you have already seen": ``wrong_offer``,
   14 of the 52 broken held-out replies of the default build): ``OfferSpanConstraint`` holds the text after the
   reply's first sentence to " " + one of the offers its training replies wrote for the prompt's relaxation, then
@@ -33,10 +38,16 @@ from .fact_constraint import QuoteTokens, spelled_offsets
 from .reply_check import LIST_ACTS
 from .tokenizer import ReplyTokenizer
 
-REPLY_SPANS_FILE = "reply_spans.json"  # beside a trained generator: {"openings": {key: [...]}, "offers": {key: [...]}}
+# beside a trained generator: {"openings": {act|frame|language: [...]}, "offers": {relaxation|language: [...]},
+# "separators": {act|language: [...]}, "endings": {act|language: [...]}}
+REPLY_SPANS_FILE = "reply_spans.json"
 _PROMPT_RE = re.compile(r"^act: (\w+)(?: \| relax: (\w+))?(?: \| frame: (\w+))? \| service: \w+ \| lang: (\w+) ")
 _FIRST_SENTENCE_RE = re.compile(r"^(.+?[.!?])\s+(\S.*)$", re.DOTALL)
 _QUOTES = ("«", "»", '"', "“", "”")
+# acts whose replies name items in a list: their opening, separators and the list's ending are held
+SPAN_ACTS = (*sorted(LIST_ACTS), "explain")
+# what ends a list: a sentence end, or the first word after the last item with what leads to it («, потому», " because")
+_ENDING_RE = re.compile(r"^[.!?]|^[\s,—–-]*[^\W\d_]+")
 
 
 def opening_key(act: str, frame: str, language: str) -> str:
@@ -47,22 +58,31 @@ def offer_key(relaxation: str, language: str) -> str:
     return f"{relaxation}|{language}"
 
 
+def list_key(act: str, language: str) -> str:
+    return f"{act}|{language}"
+
+
 def spans_of(examples: Iterable) -> dict[str, dict[str, list[str]]]:
     """{"openings": {act|frame|language: openings}, "offers": {relaxation|language: offers}} of the training replies
-    (``GeneratorExample``: the prompt names act, relaxation, frame and language). An opening is a list reply's text
-    before its first ``<item_N>`` (none that quotes a fact); an offer is a nothing-left reply's text after its first
-    sentence."""
-    spans: dict[str, dict[str, set[str]]] = {"openings": {}, "offers": {}}
+    (``GeneratorExample``: the prompt names act, relaxation, frame and language). An opening is the text of a reply
+    of ``SPAN_ACTS`` before its first ``<item_N>`` (empty when it names one first; none that quotes a fact); an offer
+    is a nothing-left reply's text after its first sentence; separators (by act and language) are what those replies
+    write between two items, endings what ends their list (``_ENDING_RE``: «.», «, потому», " because")."""
+    spans: dict[str, dict[str, set[str]]] = {"openings": {}, "offers": {}, "separators": {}, "endings": {}}
     for example in examples:
         prompt = _PROMPT_RE.match(example.prompt)
         if prompt is None:
             continue
         act, relaxation, frame, language = prompt.group(1), prompt.group(2), prompt.group(3) or "", prompt.group(4)
         reply = example.reply.strip()
-        if act in LIST_ACTS and "<item_" in reply:
-            opening = reply[:reply.index("<item_")]
-            if opening.strip() and not any(q in opening for q in _QUOTES):
+        if act in SPAN_ACTS and "<item_" in reply:
+            parts = re.split(r"<item_\d+>", reply)
+            opening = parts[0]
+            if not any(q in opening for q in _QUOTES):
                 spans["openings"].setdefault(opening_key(act, frame, language), set()).add(opening)
+            spans["separators"].setdefault(list_key(act, language), set()).update(s for s in parts[1:-1] if s)
+            if ending := _ENDING_RE.match(parts[-1]):
+                spans["endings"].setdefault(list_key(act, language), set()).add(ending.group(0))
         elif act == "nothing_left" and relaxation and (sentences := _FIRST_SENTENCE_RE.match(reply)):
             spans["offers"].setdefault(offer_key(relaxation, language), set()).add(sentences.group(2).strip())
     return {kind: {key: sorted(texts) for key, texts in by_key.items()} for kind, by_key in spans.items()}
@@ -85,7 +105,7 @@ class SpanTargets:
 
     def __init__(self, tokenizer: ReplyTokenizer, quotes: QuoteTokens, texts: Sequence[str]):
         self.tokenizer, self.quotes = tokenizer, quotes
-        self.targets = [t.encode("utf-8") for t in dict.fromkeys(texts) if t]
+        self.targets = [t.encode("utf-8") for t in dict.fromkeys(texts)]  # "" too: an opening may be empty
         self.longest_tokens = max((len(tokenizer.encode(t)) for t in dict.fromkeys(texts) if t), default=0)
         self._spelling: tuple[bytes, dict[int, int]] | None = None
 
@@ -132,6 +152,8 @@ class OpeningSpanConstraint:
         self.written = b""
         # not held without openings or without room for the longest and an item after it
         self.held = bool(self.spans.targets) and max_new_tokens >= self.spans.longest_tokens + item_tokens + 1
+        if self.held and self.spans.targets == [b""]:
+            self.held = False  # the training replies name an item first: nothing to hold before it
 
     def allowed(self) -> torch.Tensor | None:
         if not self.held:
@@ -152,6 +174,45 @@ class OpeningSpanConstraint:
 
     def copy(self) -> "OpeningSpanConstraint":
         other = object.__new__(OpeningSpanConstraint)
+        other.__dict__.update(self.__dict__)
+        return other
+
+
+class ListSpanConstraint:
+    """One list request's list: after each item the text is one of ``separators`` and then an item (while one can
+    still be named), or one of ``endings``, which ends the list (the rest of the reply is free until the next item).
+    ``allowed(can_name_another)`` None: nothing restricted."""
+
+    def __init__(self, tokenizer: ReplyTokenizer, separators: Sequence[str], endings: Sequence[str],
+                 quotes: QuoteTokens):
+        self.separators = SpanTargets(tokenizer, quotes, separators)
+        self.endings = SpanTargets(tokenizer, quotes, endings)
+        self.both = SpanTargets(tokenizer, quotes, [*separators, *endings])
+        self.quotes = quotes
+        self.after_item = False
+        self.written = b""
+
+    def allowed(self, can_name_another: bool) -> torch.Tensor | None:
+        if not self.after_item:
+            return None
+        if self.separators.complete(self.written):
+            return self.quotes.item_codes  # the next item's first code (the item rule says which)
+        spans = self.both if can_name_another else self.endings
+        return spans.continuing(self.written)
+
+    def advance(self, token: int, item_completed: bool) -> None:
+        if item_completed:
+            self.after_item, self.written = True, b""
+            return
+        if not self.after_item:
+            return
+        data = self.quotes.bytes[token] if token < len(self.quotes.bytes) else b""
+        self.written += data
+        if not data or self.endings.complete(self.written) or not self.both.fitting(self.written):
+            self.after_item = False  # the next item began, the list ended, or the rule was dropped for a step
+
+    def copy(self) -> "ListSpanConstraint":
+        other = object.__new__(ListSpanConstraint)
         other.__dict__.update(self.__dict__)
         return other
 
@@ -210,5 +271,5 @@ class OfferSpanConstraint:
         return other
 
 
-__all__ = ["OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
-           "offer_key", "opening_key", "save_reply_spans", "spans_of"]
+__all__ = ["SPAN_ACTS", "ListSpanConstraint", "OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
+           "list_key", "offer_key", "opening_key", "save_reply_spans", "spans_of"]

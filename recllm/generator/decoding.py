@@ -25,7 +25,8 @@ from .item_codes import ItemCodes
 from .fact_constraint import DecodeStrain, FactSpanConstraint, ReplyConstraint, SpacingRule, quote_tokens
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .known_words import KnownWordRule, known_word_table, other_frame_words
-from .corpus_spans import OfferSpanConstraint, OpeningSpanConstraint, load_reply_spans, offer_key, opening_key
+from .corpus_spans import (SPAN_ACTS, ListSpanConstraint, OfferSpanConstraint, OpeningSpanConstraint,
+                           list_key, load_reply_spans, offer_key, opening_key)
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
@@ -241,7 +242,8 @@ class ReplyGenerator:
             plain_shape = reply_shape(quotes, self.tokenizer.eos_id, request.language, request.act)
         return loop_request, ReplyConstraint(constraint, facts, SpacingRule(quotes), shape, words, strain,
                                              plain_shape, self._offer_rule(request, quotes, max_new),
-                                             self._opening_rule(request, quotes, max_new))
+                                             self._opening_rule(request, quotes, max_new),
+                                             self._list_rule(request, quotes))
 
     def _offer_rule(self, request: ReplyRequest, quotes, max_new: int) -> OfferSpanConstraint | None:
         """A nothing-left request's offer, when the training replies offer its relaxation in its language."""
@@ -250,9 +252,17 @@ class ReplyGenerator:
         offers = self.reply_spans.get("offers", {}).get(offer_key(request.relaxation, request.language))
         return OfferSpanConstraint(self.tokenizer, offers, quotes, self.tokenizer.eos_id, max_new) if offers else None
 
+    def _list_rule(self, request: ReplyRequest, quotes) -> ListSpanConstraint | None:
+        """A list's separators and ending, when the training replies of the request's act and language have them."""
+        if request.act not in SPAN_ACTS or request.frame is None or not self.reply_spans:
+            return None
+        separators = self.reply_spans.get("separators", {}).get(list_key(request.act, request.language))
+        endings = self.reply_spans.get("endings", {}).get(list_key(request.act, request.language))
+        return ListSpanConstraint(self.tokenizer, separators, endings, quotes) if separators and endings else None
+
     def _opening_rule(self, request: ReplyRequest, quotes, max_new: int) -> OpeningSpanConstraint | None:
-        """A list request's opening, when the training replies of its act, frame and language have openings."""
-        if request.act not in LIST_ACTS or request.frame is None or not self.reply_spans:
+        """A list's opening, when the training replies of the request's act, frame and language have openings."""
+        if request.act not in SPAN_ACTS or request.frame is None or not self.reply_spans:
             return None
         openings = self.reply_spans.get("openings", {}).get(opening_key(request.act, request.frame, request.language))
         return OpeningSpanConstraint(self.tokenizer, openings, quotes, max_new, self.tokenizer.sid_depth) \

@@ -338,11 +338,12 @@ class ReplyConstraint:
     measured."""
 
     def __init__(self, items, facts: FactSpanConstraint | None, spacing: SpacingRule, shape=None, words=None,
-                 strain: DecodeStrain | None = None, plain_shape=None, offer=None, opening=None):
+                 strain: DecodeStrain | None = None, plain_shape=None, offer=None, opening=None, listing=None):
         self.items, self.facts, self.spacing, self.shape, self.words = items, facts, spacing, shape, words
         self.strain, self.plain_shape = strain, plain_shape
-        # the spans the prompt decides (``corpus_spans``): a nothing-left reply's offer, a list reply's opening
-        self.offer, self.opening = offer, opening
+        # the spans the prompt decides (``corpus_spans``): a nothing-left reply's offer, a list reply's opening and
+        # the separators between its items
+        self.offer, self.opening, self.listing = offer, opening, listing
         self.after_label = False  # the text outside quotes ends with a colon (and whitespace at most)
         self.since_item: bytes | None = None  # the text since the last item named (its last bytes); None: none yet
         self._allowed: torch.Tensor | None = None  # this step's mask, once made (``forced`` and the step share it)
@@ -384,8 +385,10 @@ class ReplyConstraint:
         mask = self.items.allowed() & self.spacing.allowed()  # [V]
         if self.facts is not None:
             mask &= self.facts.allowed()
-        for span in (self.offer, self.opening):
-            spanned = None if span is None else span.allowed()  # [V] or None
+        spans = [None if span is None else span.allowed() for span in (self.offer, self.opening)]
+        if self.listing is not None and not self.in_quote:
+            spans.append(self.listing.allowed(self.items.can_open_span_after(LABEL_TOKENS)))
+        for spanned in spans:  # [V] or None each
             if spanned is not None and bool((spanned & mask).any()):  # a training reply's own words: no text rule
                 mask = spanned & mask
                 if self.strain is not None:
@@ -446,6 +449,8 @@ class ReplyConstraint:
             if span is not None:
                 span.advance(token)
         item = self.items.advance(token)
+        if self.listing is not None:
+            self.listing.advance(token, item is not None)
         if item is not None:
             self.since_item = b""
         elif self.since_item is not None and data and not (quoted or self.in_quote):
@@ -459,6 +464,7 @@ class ReplyConstraint:
                                 self.spacing.copy(), self.shape, None if self.words is None else self.words.copy(),
                                 None if self.strain is None else self.strain.copy(), self.plain_shape,
                                 None if self.offer is None else self.offer.copy(),
-                                None if self.opening is None else self.opening.copy())
+                                None if self.opening is None else self.opening.copy(),
+                                None if self.listing is None else self.listing.copy())
         other.after_label, other.since_item = self.after_label, self.since_item
         return other

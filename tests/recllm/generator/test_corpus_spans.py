@@ -18,7 +18,8 @@ from .conftest import name, pushed_generator
 OFFERS = {"budget": {"ru": ["Могу поискать чуть дороже — поднять бюджет?"]},
           "seen": {"ru": ["Показать ещё раз то, что уже видели?"]}}
 SPANS = {"offers": {"seen|ru": OFFERS["seen"]["ru"], "budget|ru": OFFERS["budget"]["ru"]},
-         "openings": {"recommend|dinner|ru": ["К ужину подойдут ", "На ужин: "]}}
+         "openings": {"recommend|dinner|ru": ["К ужину подойдут ", "На ужин: "]},
+         "separators": {"recommend|ru": [", ", " и "]}, "endings": {"recommend|ru": ["."]}}
 BUDGET = 100  # the test tokenizer spells the Russian offer nearly byte by byte (36 tokens)
 PROMPT = "act: nothing_left | relax: seen | service: samokat | lang: ru | query: завтрак до 100 рублей | profile: -"
 
@@ -33,11 +34,15 @@ def test_the_spans_are_read_from_the_training_replies():
                 GeneratorExample("act: recommend | frame: dinner | service: kuper | lang: ru | query: x | profile: -",
                                  (1, 2), "К ужину подойдут <item_1> и <item_2>."),
                 GeneratorExample("act: refine | service: kuper | lang: ru | query: x | profile: -", (1,),
-                                 "Учёл, что вы «берёте кефир»: <item_1>.")]  # an opening that quotes: none
+                                 "Учёл, что вы «берёте кефир»: <item_1>."),  # an opening that quotes: none
+                GeneratorExample("act: explain | service: kuper | lang: ru | query: x | profile: -", (1, 2),
+                                 "<item_1> и <item_2> — потому что вы «берёте кефир».")]
     assert spans_of(examples) == {
         "offers": {"budget|ru": ["Могу поискать чуть дороже — поднять бюджет?"],
                    "seen|en": ["Shall I show the ones you have already seen again?"]},
-        "openings": {"recommend||ru": ["Вот: "], "recommend|dinner|ru": ["К ужину подойдут "]}}
+        "openings": {"explain||ru": [""], "recommend||ru": ["Вот: "], "recommend|dinner|ru": ["К ужину подойдут "]},
+        "separators": {"explain|ru": [" и "], "recommend|ru": [" и "], "refine|ru": []},
+        "endings": {"explain|ru": [" — потому"], "recommend|ru": ["."], "refine|ru": ["."]}}
 
 
 def wrong_offer_loving(tok, codes):
@@ -124,3 +129,26 @@ def test_an_opening_without_room_is_not_held(tok):
     assert OpeningSpanConstraint(tok, openings, quotes, max_new_tokens=5, item_tokens=4).allowed() is None
     roomy = OpeningSpanConstraint(tok, openings, quotes, max_new_tokens=200, item_tokens=4)
     assert roomy.allowed() is not None and not bool(roomy.allowed()[tok.eos_id])
+
+
+# an item followed by other than the list's separators or its full stop (or a separator the token budget cut)
+AFTER_ITEM = re.compile(r"\[товар \d+\](?!, \[товар| и \[товар|\.|,? ?$| и? ?$)")
+
+
+def test_between_its_items_a_list_reply_writes_its_separators_and_ends_with_a_full_stop(tok, codes):
+    """Live: «Подешевле: Носки беговые Under Armour 5 пар и ит вам к чаю или продукты.» — from a model pushed to go
+    on from an item with words, the list's items are joined by the training replies' separators and the list ends
+    with a full stop."""
+    words = set(tok.encode(" и ит вам к чаю, 6)))"))
+    def push(quotes):
+        return quotes.item_codes | torch.tensor([t in words for t in range(quotes.vocab_size)])
+    generator = pushed_generator(tok, codes, push, strength=3.0)
+    requests = [ReplyRequest(DINNER, tuple(range(12)), Sampling(temperature=t, seed=k), 100, language="ru",
+                             act="recommend", frame="dinner") for k in range(6) for t in (0.0, 1.0)]
+    free = generator.generate_batch(requests, name)
+    assert any(AFTER_ITEM.search(r.text) for r in free)  # the push works
+    generator.reply_spans = SPANS
+    held = generator.generate_batch(requests, name)
+    for reply in held:
+        assert not AFTER_ITEM.search(reply.text), reply.text
+    assert sum(len(r.item_ids) > 1 for r in held) >= len(held) // 2  # lists, not single items
