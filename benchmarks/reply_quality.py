@@ -217,8 +217,9 @@ def render(report: dict, command: str) -> str:
     if other is not None:
         lines += ["", "## The corpus-format rules, side by side (same build, same turns, same checks, one run)", "",
                   "| decoding | broken-reply rate (count; reasons) | decode seconds (tokens) |", "|---|---|---|"]
-        for label, row in (("as served: without the corpus-format rules", q),
-                           ("with them (known words, no digit, a label's items; not served)", other)):
+        served = "with" if report.get("served_corpus_rules") else "without"
+        for label, row in ((f"as served: {served} the corpus-format rules", q),
+                           ("with them (known words, no digit, a label's items)", other)):
             lines.append(f"| {label} | {row['broken_rate']:.3f} ({row['broken']}; {row['reasons']}) | "
                          f"{row['seconds']:.1f} ({row['tokens']}) |")
         lines += corpus_rule_strain(q["replies"], other["replies"])
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "artifacts": str(args.artifacts),
         "preset": manifest.get("preset"), "machine": machine_info(),
         "generator": f"{pipeline.generation.generator.model.num_parameters() / 1e6:.2f}M parameters",
+        "served_corpus_rules": pipeline.generation.corpus_rules,
         "quality_with_corpus_rules": quality(pipeline, turns, args.batch, corpus_rules=True)
         if args.compare_corpus_rules else None,
         "quality": quality(pipeline, turns, args.batch),

@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> None:
                               concurrency=tuple(args.concurrency), full_concurrency=tuple(args.full_concurrency),
                               naive=args.naive, results_dir=args.results_dir,
                               compare_cache_off=args.compare_cache_off,
-                              switches=tuple(args.switches or ()))
+                              switches=tuple(dict.fromkeys(args.switches or ())))
     info = machine_info()
     command = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.variants:

@@ -312,8 +312,6 @@ class GenerationStage:
                 except ValueError as exc:
                     refused.append(ReplyEvent(stage_index, done=True, error=exc))
                     continue
-                turns.append(turn)
-                requests.append(request)
                 index.append(stage_index)
                 replies.append(self.streamed(turn))
                 counts.append(0)
@@ -333,7 +331,7 @@ class GenerationStage:
                 rest = replies[j].finish()
                 if rest:
                     yield ReplyEvent(index[j], rest)
-                turns[j] = requests[j] = replies[j] = None  # done: a batch that keeps admitting turns lives on
+                replies[j] = None  # done: a batch that keeps admitting turns lives on
                 yield ReplyEvent(index[j], done=True)
         yield from refused  # handed over at the last step boundary, when nothing else was left to decode
 

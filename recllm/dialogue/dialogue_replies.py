@@ -417,11 +417,10 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
         if answer:
             return answer
     whys, whys_language = explanations_in(state, language)
-    if not compare:
-        indices = explained_indices(state, message)
-        if len(indices) > 1:
-            return explain_list(state, indices, whys, whys_language if any(whys) else language)
-    index = explained_index(state, message)
+    indices = [explained_index(state, message)] if compare else explained_indices(state, message)
+    if len(indices) > 1:
+        return explain_list(state, indices, whys, whys_language if any(whys) else language)
+    index = indices[0]
     name = state.last_names[index] if index < len(state.last_names) else ""
     why = whys[index] if index < len(whys) else ""
     if why:  # the lead is in the explanation's language («Вам я бы выбрал …: you bought …» was two in one sentence)

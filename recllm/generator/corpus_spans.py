@@ -27,9 +27,11 @@ leaves no room for it, or when the training replies have none for the request.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -107,7 +109,7 @@ class SpanTargets:
         self.tokenizer, self.quotes = tokenizer, quotes
         self.targets = [t.encode("utf-8") for t in dict.fromkeys(texts)]  # "" too: an opening may be empty
         self.longest_tokens = max((len(tokenizer.encode(t)) for t in dict.fromkeys(texts) if t), default=0)
-        self._spelling: tuple[bytes, dict[int, int]] | None = None
+        self._spelling: dict[bytes, dict[int, int]] = {}  # target -> byte offset -> the token spelled there
 
     def fitting(self, written: bytes) -> list[bytes]:
         return [t for t in self.targets if t.startswith(written)]
@@ -125,19 +127,25 @@ class SpanTargets:
                 mask[spelled] = True
                 return mask
         for target in fitting:
-            rest = target[len(written):]
-            for cut in range(1, len(rest) + 1):
-                mask[self.quotes.by_bytes.get(rest[:cut], [])] = True
+            self.quotes.mark_continuing(mask, target[len(written):])
         return mask
 
     def _spelled_next(self, target: bytes, at: int) -> int | None:
-        if self._spelling is None or self._spelling[0] != target or at not in self._spelling[1]:
+        offsets = self._spelling.setdefault(target, {})
+        if at not in offsets:
             try:
                 text = target[at:].decode("utf-8")
             except UnicodeDecodeError:
                 return None
-            self._spelling = (target, spelled_offsets(self.tokenizer, self.quotes, target, at, text))
-        return self._spelling[1].get(at)
+            offsets.update(spelled_offsets(self.tokenizer, self.quotes, target, at, text) or {at: None})
+        return offsets[at]
+
+
+@lru_cache(maxsize=256)
+def span_targets(tokenizer: ReplyTokenizer, quotes: QuoteTokens, texts: tuple[str, ...]) -> SpanTargets:
+    """The ``SpanTargets`` of ``texts``, made (and their tokens counted) once per tokenizer and texts, not per
+    request; shared, so nothing a request does is kept on it but the spelling memo."""
+    return SpanTargets(tokenizer, quotes, texts)
 
 
 class OpeningSpanConstraint:
@@ -147,7 +155,7 @@ class OpeningSpanConstraint:
 
     def __init__(self, tokenizer: ReplyTokenizer, openings: Sequence[str], quotes: QuoteTokens, max_new_tokens: int,
                  item_tokens: int):
-        self.spans = SpanTargets(tokenizer, quotes, openings)
+        self.spans = span_targets(tokenizer, quotes, tuple(openings))
         self.quotes = quotes
         self.written = b""
         # not held without openings or without room for the longest and an item after it
@@ -160,7 +168,7 @@ class OpeningSpanConstraint:
             return None
         mask = self.spans.continuing(self.written)  # [V]
         if self.spans.complete(self.written):
-            mask |= self.quotes.item_codes  # an item's first code (the item rule says which)
+            mask = mask | self.quotes.item_codes  # an item's first code (the item rule says which)
         return mask
 
     def advance(self, token: int) -> None:
@@ -173,9 +181,7 @@ class OpeningSpanConstraint:
         self.written += data
 
     def copy(self) -> "OpeningSpanConstraint":
-        other = object.__new__(OpeningSpanConstraint)
-        other.__dict__.update(self.__dict__)
-        return other
+        return copy.copy(self)
 
 
 class ListSpanConstraint:
@@ -185,9 +191,9 @@ class ListSpanConstraint:
 
     def __init__(self, tokenizer: ReplyTokenizer, separators: Sequence[str], endings: Sequence[str],
                  quotes: QuoteTokens):
-        self.separators = SpanTargets(tokenizer, quotes, separators)
-        self.endings = SpanTargets(tokenizer, quotes, endings)
-        self.both = SpanTargets(tokenizer, quotes, [*separators, *endings])
+        self.separators = span_targets(tokenizer, quotes, tuple(separators))
+        self.endings = span_targets(tokenizer, quotes, tuple(endings))
+        self.both = span_targets(tokenizer, quotes, (*separators, *endings))
         self.quotes = quotes
         self.after_item = False
         self.written = b""
@@ -212,9 +218,7 @@ class ListSpanConstraint:
             self.after_item = False  # the next item began, the list ended, or the rule was dropped for a step
 
     def copy(self) -> "ListSpanConstraint":
-        other = object.__new__(ListSpanConstraint)
-        other.__dict__.update(self.__dict__)
-        return other
+        return copy.copy(self)
 
 
 class OfferSpanConstraint:
@@ -223,7 +227,7 @@ class OfferSpanConstraint:
 
     def __init__(self, tokenizer: ReplyTokenizer, offers: Sequence[str], quotes: QuoteTokens, eos_id: int,
                  max_new_tokens: int):
-        self.spans = SpanTargets(tokenizer, quotes, [f" {o.strip()}" for o in offers if o.strip()])
+        self.spans = span_targets(tokenizer, quotes, tuple(f" {o.strip()}" for o in offers if o.strip()))
         self.quotes, self.eos_id, self.max_new_tokens = quotes, eos_id, max_new_tokens
         self.room = self.spans.longest_tokens + 1
         self.steps = 0
@@ -266,10 +270,8 @@ class OfferSpanConstraint:
             self.held = False
 
     def copy(self) -> "OfferSpanConstraint":
-        other = object.__new__(OfferSpanConstraint)
-        other.__dict__.update(self.__dict__)
-        return other
+        return copy.copy(self)
 
 
-__all__ = ["SPAN_ACTS", "ListSpanConstraint", "OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
+__all__ = ["SPAN_ACTS", "span_targets", "ListSpanConstraint", "OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
            "list_key", "offer_key", "opening_key", "save_reply_spans", "spans_of"]

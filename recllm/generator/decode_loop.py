@@ -127,7 +127,7 @@ class StaticKVCache:
             return
         L, B, KV, _, hd = self.k.shape
         empty = torch.zeros((L, B, KV, slots, hd), dtype=self.k.dtype, device=self.k.device)
-        self.k, self.v = torch.cat((self.k, empty), 3), torch.cat((self.v, empty.clone()), 3)
+        self.k, self.v = torch.cat((self.k, empty), 3), torch.cat((self.v, empty), 3)
         self.max_seq_len += slots
         self._views()
 
@@ -252,6 +252,7 @@ class _Rows:
         self.generators: list[torch.Generator | None] = []
         self.left_pad = torch.zeros(0, dtype=torch.long, device=device)  # [B]
         self.generated: list[list[int]] = []  # each row's tokens so far
+        self._sampling: tuple | None = None  # ``sampling()``, made again only when the rows change
 
     def __len__(self) -> int:
         return len(self.index)
@@ -265,12 +266,14 @@ class _Rows:
                             for r in requests]
         self.left_pad = torch.cat((self.left_pad, left_pad))
         self.generated += [[] for _ in requests]
+        self._sampling = None
 
     def select(self, keep: list[int]) -> None:
         for name in ("index", "requests", "counts", "finished", "generators", "generated"):
             values = getattr(self, name)
             setattr(self, name, [values[r] for r in keep])
         self.left_pad = self.left_pad[torch.tensor(keep, dtype=torch.long, device=self.device)]
+        self._sampling = None
 
     def history(self, pad_id: int) -> torch.Tensor:
         """[B, t] each row's tokens so far, right-padded with ``pad_id``."""
@@ -279,11 +282,13 @@ class _Rows:
                             device=self.device)
 
     def sampling(self) -> tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(any row samples, temperature [B], top_k [B], top_p [B])."""
-        temperature = torch.tensor([float(r.temperature) for r in self.requests], device=self.device)
-        top_k = torch.tensor([r.top_k for r in self.requests], device=self.device)
-        top_p = torch.tensor([float(r.top_p) for r in self.requests], device=self.device)
-        return bool((temperature > 0).any()), temperature, top_k, top_p
+        """(any row samples, temperature [B], top_k [B], top_p [B]), made once per set of rows."""
+        if self._sampling is None:
+            temperature = torch.tensor([float(r.temperature) for r in self.requests], device=self.device)
+            top_k = torch.tensor([r.top_k for r in self.requests], device=self.device)
+            top_p = torch.tensor([float(r.top_p) for r in self.requests], device=self.device)
+            self._sampling = (bool((temperature > 0).any()), temperature, top_k, top_p)
+        return self._sampling
 
 
 @dataclass

@@ -113,6 +113,11 @@ class QuoteTokens:
             self._starting[head] = [t for t, data in enumerate(self.bytes) if data.startswith(head)]
         return self._starting[head]
 
+    def mark_continuing(self, mask: torch.Tensor, rest: bytes) -> None:
+        """Set ``mask`` [V] on every token whose bytes are a (non-empty) prefix of ``rest``."""
+        for cut in range(1, len(rest) + 1):
+            mask[self.by_bytes.get(rest[:cut], [])] = True
+
     def completing(self, tail: bytes, quotes: Sequence[bytes], allowed: Sequence[bytes] = ()) -> torch.Tensor:
         """[V] bool: the tokens after which the text (ending in ``tail``) holds one of ``quotes`` anew (a token
         that contains one, or one that finishes a quote whose first bytes end ``tail``), or ends with a quote's
@@ -201,8 +206,7 @@ class FactSpanConstraint:
             return mask
         for target in self._targets():
             rest = target[len(self.quoted):]
-            for cut in range(1, len(rest) + 1):
-                mask[self.quotes.by_bytes.get(rest[:cut], [])] = True
+            self.quotes.mark_continuing(mask, rest)
             if len(self.quoted) >= len(target) - len(self.closing):   # only (part of) the closing quote is left
                 for token in self.quotes.punctuation:
                     data = self.quotes.bytes[token]
