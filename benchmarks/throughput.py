@@ -150,13 +150,10 @@ SERVER_PROCESS = "tritonserver"  # the server's own process (gRPC, scheduling, e
 STUB_MODEL_RE = re.compile(rb"/([^/]+)/1/model\.py$")
 
 
-def process_cpu_seconds(server_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far of every model's Python-backend stubs (all its instances) and of the server
-    itself, from ``/proc``: each process's own work, which the neighbours' load does not inflate the way it inflates
-    wall time. The stubs are in the server's process group (``TritonServer`` starts it in a session of its own); a
-    stub is told apart by the ``<model>/1/model.py`` it runs."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+def server_processes(server_pid: int):
+    """``(proc entry, process kind, stat fields from field 3)`` of every process of the server: each model's
+    Python-backend stubs (kind: the model) and the server itself. The stubs are in the server's process group
+    (``TritonServer`` starts it in a session of its own); a stub is told apart by the ``<model>/1/model.py`` it runs."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -171,7 +168,30 @@ def process_cpu_seconds(server_pid: int) -> dict[str, float]:
         model = next((m.group(1).decode() for m in map(STUB_MODEL_RE.search, args) if m),
                      SERVER_PROCESS if int(entry.name) == server_pid else None)
         if model is not None:
-            out[model] = out.get(model, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            yield entry, model, fields
+
+
+def process_cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every model's Python-backend stubs (all its instances) and of the server
+    itself, from ``/proc``: each process's own work, which the neighbours' load does not inflate the way it inflates
+    wall time."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for _, model, fields in server_processes(server_pid):
+        out[model] = out.get(model, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def process_rss_mib(server_pid: int) -> dict[str, float]:
+    """Resident memory now (MiB) of each process kind of the server, all its processes together."""
+    out: dict[str, float] = {}
+    for entry, model, _ in server_processes(server_pid):
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        out[model] = round(out.get(model, 0.0) + kib / 1024, 1)
     return out
 
 
@@ -483,10 +503,14 @@ def markdown(report: dict, config: ThroughputConfig, info: dict, command: str) -
 
 # Serving variants on this node: the committed 2-core profile against the alternatives it was chosen over
 # (``--variants rank``: recllm_rank under the ranking stages' variants; ``--variants reply``: the full ``recllm``
-# ensemble and a streamed chat turn under the reply's variants).
+# ensemble and a streamed chat turn under the reply's variants; ``--variants chat``: a streamed chat turn under the
+# chat model's instances and the reply stream's send interval).
 RANK_PATHS = ("triton recllm_rank",)
 REPLY_PATHS = ("triton recllm", "triton recllm_chat turn")
-VARIANT_RESULTS = {"rank": "throughput_variants.md", "reply": "throughput_reply_variants.md"}
+CHAT_PATHS = ("triton recllm_chat turn",)
+VARIANT_RESULTS = {"rank": "throughput_variants.md", "reply": "throughput_reply_variants.md",
+                   "chat": "throughput_chat_variants.md"}
+VARIANT_PATHS = {"rank": RANK_PATHS, "reply": REPLY_PATHS, "chat": CHAT_PATHS}
 
 
 def variant_profiles(kind: str = "rank"):
@@ -495,6 +519,21 @@ def variant_profiles(kind: str = "rank"):
     from ensemble import pipeline_graph as graph  # noqa: PLC0415
 
     base = graph.cpu_profile(2)
+    if kind == "chat":
+        def chat(chats: int, turns: int, interval_us: int):
+            return replace(base, chat_instances=chats, chat_turns_per_instance=turns,
+                           stream_send_interval_us=interval_us)
+        # the turns the chat instances hold at once bound what the reply streams can batch; every delta of a reply
+        # crosses two stubs and the server twice
+        return {
+            "committed": base,
+            "4 instances x 1 turn, every delta sent (committed before)": chat(4, 1, 0),
+            "2 instances x 8 turns, every delta sent": chat(2, 8, 0),
+            "2 instances x 8 turns, deltas every 20 ms": chat(2, 8, 20_000),
+            "1 instance x 16 turns, deltas every 20 ms": chat(1, 16, 20_000),
+            "4 instances x 8 turns, deltas every 20 ms": chat(4, 8, 20_000),
+            "2 instances x 8 turns, deltas every 50 ms": chat(2, 8, 50_000),
+        }
     if kind == "reply":
         def reply(generators: int, streams: int, chats: int):
             return replace(base, generator=replace(base.generator, instances=generators), stream_instances=streams,
@@ -527,7 +566,7 @@ def run_variants(config: ThroughputConfig, kind: str = "rank", only: tuple[str, 
 
     layout = ArtifactLayout(config.artifact_dir)
     workload = load_workload(layout)
-    paths = REPLY_PATHS if kind == "reply" else RANK_PATHS
+    paths = VARIANT_PATHS[kind]
     rows = []
     chosen = {n: p for n, p in variant_profiles(kind).items() if not only or any(o in n for o in only)}
     for index, (name, profile) in enumerate(chosen.items()):
@@ -540,13 +579,17 @@ def run_variants(config: ThroughputConfig, kind: str = "rank", only: tuple[str, 
             keyring = load_keyring(server.config.keyring_path).backend_view()
             levels = triton_levels(server.config.grpc_url, config, workload, keyring, server_pid=server.process.pid,
                                    paths=paths)
+            rss = process_rss_mib(server.process.pid)  # after the load: what the variant's processes hold
         for level in levels:
-            rows.append(level.summary() | {"variant": name})
+            rows.append(level.summary() | {"variant": name, "server_rss_mib": round(sum(rss.values())),
+                                           "rss_mib": rss})
     return rows
 
 
 def variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, command: str,
                       kind: str = "rank") -> str:
+    if kind == "chat":
+        return chat_variants_markdown(rows, config, info, command)
     title = ("recllm_rank under serving variants" if kind == "rank" else
              "The full recllm ensemble and a streamed chat turn under the reply's serving variants")
     shown = ("query_encoder", "retriever", "reranker") if kind == "rank" else ("generator",)
@@ -563,6 +606,28 @@ def variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, co
         cpu = "/".join(str(r["stages"][m].get("cpu_ms", "")) for m in shown)
         lines.append(f"| {r['variant']} | {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | "
                      f"{r['p95_ms']} | {r['p99_ms']} | {batches} | {cpu} |")
+    return "\n".join(lines + [""])
+
+
+def chat_variants_markdown(rows: list[dict], config: ThroughputConfig, info: dict, command: str) -> str:
+    """A chat turn per variant, with the CPU each process kind spent per turn (``/proc``: the decoupled reply stream
+    and chat model report no batch statistics) and the server's peak memory."""
+    kinds = ("generator_stream", "recllm_chat", "tritonserver")
+    lines = ["# A streamed chat turn under the chat model's instances, their turns at once and the reply stream's send "
+             "interval (2 cores)", "",
+             f"Command: `{command}`  ", f"Machine: {info.get('cpu')}, {info.get('cores')} cores, load average at "
+             f"start {info.get('load_average_at_start')}; git {info.get('git_commit')}; artifacts "
+             f"`{config.artifact_dir}`; closed loop {config.seconds:g} s per level; variants one after another, "
+             "each on a server of its own. CPU ms per turn by process kind (all its processes, `/proc`); total is "
+             "every process of the server.", "",
+             "| variant | c | turns/s | p50 ms | p95 ms | p99 ms | " + " | ".join(f"CPU {k}" for k in kinds)
+             + " | CPU total | server RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(kinds) + 2)]
+    for r in rows:
+        cpu = r.get("process_cpu_ms", {})
+        lines.append(f"| {r['variant']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | "
+                     f"{r['p99_ms']} | " + " | ".join(str(cpu.get(k, "")) for k in kinds)
+                     + f" | {round(sum(cpu.values()), 1)} | {r.get('server_rss_mib', '')} |")
     return "\n".join(lines + [""])
 
 
@@ -584,8 +649,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the recllm_rank levels with the profile cache off")
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     parser.add_argument("--variants", choices=sorted(VARIANT_RESULTS),
-                        help="the serving variants instead: rank (recllm_rank, throughput_variants.md) or reply "
-                             "(recllm and a chat turn, throughput_reply_variants.md)")
+                        help="the serving variants instead: rank (recllm_rank, throughput_variants.md), reply "
+                             "(recllm and a chat turn, throughput_reply_variants.md) or chat (a chat turn under the "
+                             "chat instances and the reply stream's send interval, throughput_chat_variants.md)")
     parser.add_argument("--only", nargs="*", default=(), help="with --variants: variants whose name contains one")
     args = parser.parse_args(argv)
     config = ThroughputConfig(artifact_dir=args.artifact_dir, seconds=args.seconds,

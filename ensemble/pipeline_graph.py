@@ -72,16 +72,25 @@ class ServingProfile:
     # Concurrent replies decode together (one forward per step for the whole batch); a short delay lets a burst
     # meet without holding a lone request back noticeably against a ~100 ms reply.
     generator: StageServing = StageServing(max_batch_size=8, queue_delay_us=1000, dynamic_batching=True)
-    # A chat turn holds its instance for the whole stream (BLS waits included), so there are as many instances as
-    # turns that should run at once.
+    # A chat turn mostly waits on its BLS calls: each instance serves ``chat_turns_per_instance`` turns at once on
+    # threads of its own (one copy of the dialogue models, ~0.5 GiB, per instance); the instances spread the turns'
+    # own Python over the cores.
     chat_instances: int = 2
+    chat_turns_per_instance: int = 8
     # Instances of the decoupled reply stream; each decodes the turns it is handed as one batch.
     stream_instances: int = 1
+    # A reply's text after its first delta goes out at most this often (held deltas sent together): every response
+    # crosses the stream's stub, the server and the chat model's stub twice, so one per token costs CPU a reader
+    # never sees. 0: one response per delta.
+    stream_send_interval_us: int = 0
 
     def __post_init__(self):
-        for name in ("cores", "chat_instances", "stream_instances"):
+        for name in ("cores", "chat_instances", "chat_turns_per_instance", "stream_instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServingProfile.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.stream_send_interval_us <= 1_000_000:
+            raise ValueError(f"ServingProfile.stream_send_interval_us must be in [0, 1000000], "
+                             f"got {self.stream_send_interval_us!r}")
 
     def stage(self, name: str) -> StageServing:
         return {"query_encoder": self.encoder, "retriever": self.retriever, "reranker": self.reranker,
@@ -102,13 +111,16 @@ def cpu_profile(cores: int) -> ServingProfile:
     reranker = StageServing(instances=max(2, cores // 2), **batching)
     # The reply is the heaviest work of all, and one instance decodes on one thread, so one core: two generators
     # (and two reply streams) let the reply use both cores of a 2-core node — recllm 1.8x and a chat turn 1.6x the
-    # throughput of one at concurrency 16 (benchmarks/results/throughput_reply_variants.md). A chat instance mostly
-    # waits on its BLS calls, so more of them than cores keep both reply streams' batches filled.
+    # throughput of one at concurrency 16 (benchmarks/results/throughput_reply_variants.md). A chat turn mostly
+    # waits on its BLS calls: each chat instance holds 8 turns at once on threads, which keeps both reply streams'
+    # batches filled without an instance (~0.5 GiB) per turn, and a reply's text after its first delta goes out
+    # every 20 ms instead of per token (benchmarks/results/throughput_chat_variants.md).
     replies = max(2, cores // 4)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
                           generator=StageServing(instances=replies, max_batch_size=8,
                                                  queue_delay_us=1000, dynamic_batching=True),
-                          chat_instances=max(4, cores), stream_instances=replies)
+                          chat_instances=max(2, cores // 2), chat_turns_per_instance=8, stream_instances=replies,
+                          stream_send_interval_us=20_000)
 
 
 DEFAULT_PROFILE = cpu_profile(2)
@@ -119,13 +131,14 @@ PROFILE_CORES = (2, 4, 8, 16, 32)
 def profiles_table(cores: tuple[int, ...] = PROFILE_CORES) -> str:
     """The markdown table of ``cpu_profile(N)`` for each N (docs/serving_profiles.md holds this output)."""
     lines = ["| cores N | encoder / retriever instances | reranker instances | generator instances | "
-             "generator_stream instances | recllm_chat instances | intra-op threads | max batch (rank stages) | "
-             "queue delay |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "generator_stream instances | recllm_chat instances x turns | reply text sent every | intra-op threads | "
+             "max batch (rank stages) | queue delay |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in cores:
         p = cpu_profile(n)
         lines.append(f"| {n} | {p.encoder.instances} | {p.reranker.instances} | {p.generator.instances} | "
-                     f"{p.stream_instances} | {p.chat_instances} | {p.encoder.intra_op_threads} | "
+                     f"{p.stream_instances} | {p.chat_instances} x {p.chat_turns_per_instance} | "
+                     f"{p.stream_send_interval_us // 1000} ms | {p.encoder.intra_op_threads} | "
                      f"{p.encoder.max_batch_size} | {p.encoder.queue_delay_us} µs |")
     return "\n".join(lines)
 
@@ -219,6 +232,7 @@ def all_configs(profile: ServingProfile = DEFAULT_PROFILE) -> dict[str, mc.Model
     configs[tensors.ENSEMBLE_MODEL] = ensemble_config(profile=profile)
     configs[tensors.CHAT_MODEL] = python_model_config(tensors.CHAT_MODEL, tensors.CHAT, decoupled=True,
                                                       instances=profile.chat_instances, boundary=True)
+    configs[tensors.CHAT_MODEL].parameters["turns_per_instance"].string_value = str(profile.chat_turns_per_instance)
     configs[tensors.GENERATOR_STREAM_MODEL] = generator_stream_config(profile)
     return configs
 
@@ -233,6 +247,7 @@ def generator_stream_config(profile: ServingProfile = DEFAULT_PROFILE) -> mc.Mod
     config.parameters["max_batch"].string_value = str(serving.max_batch_size)
     config.parameters["batch_window_us"].string_value = str(serving.queue_delay_us)
     config.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
+    config.parameters["send_interval_us"].string_value = str(profile.stream_send_interval_us)
     return config
 
 

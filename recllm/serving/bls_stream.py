@@ -19,24 +19,31 @@ and waits for its answer, so when it returns ``False`` every cleanup queued befo
 cancelled the backend caches ``True`` without a round trip; iterators are then held until a later check of any
 request returns ``False``.) A stream closed early is drained first: the stub queues its cleanup only after the final
 response has been read.
+
+Several turns may stream at once on threads of one instance (the chat model runs each turn on a thread of its own):
+a barrier proves only the cleanups queued before it began, so a thread drops just the iterators that had ended
+before its barrier call, never one another thread appended meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
 class DecoupledBlsStreams:
-    """One per model instance: ``for response in streams.responses(bls_request, request): ...``."""
+    """One per model instance: ``for response in streams.responses(bls_request, request): ...`` (from any thread)."""
 
     def __init__(self) -> None:
         self._ended: list[Any] = []  # ended iterators the stub may still hold a reference to
+        self._lock = threading.Lock()
 
     @property
     def held(self) -> int:
         """How many ended streams wait for the stub's cleanup (for tests and logs)."""
-        return len(self._ended)
+        with self._lock:
+            return len(self._ended)
 
     def responses(self, bls_request, caller_request) -> Iterator[Any]:
         """The responses of ``bls_request.exec(decoupled=True)`` as they arrive. ``caller_request`` is the request
@@ -56,11 +63,19 @@ class DecoupledBlsStreams:
                     for _ in iterator:  # (a finished one is not iterated again: the backend would replay it)
                         pass
             finally:
-                self._ended.append(iterator)  # even if reading failed: the last reference stays ours
+                with self._lock:
+                    self._ended.append(iterator)  # even if reading failed: the last reference stays ours
                 del iterator
                 self.release(is_cancelled)
 
     def release(self, is_cancelled: Callable[[], bool]) -> None:
-        """Drop the ended iterators if the barrier went through the stub's queue (see the module docstring)."""
-        if not is_cancelled():
-            self._ended.clear()
+        """Drop the iterators that had ended before the barrier, if it went through the stub's queue (see the module
+        docstring)."""
+        with self._lock:
+            before = list(self._ended)
+        if is_cancelled():
+            return
+        proven = {id(it) for it in before}
+        with self._lock:
+            self._ended = [it for it in self._ended if id(it) not in proven]
+        del before  # the last references, dropped here on this thread with the GIL

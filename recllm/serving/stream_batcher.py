@@ -4,7 +4,9 @@ The decoupled ``generator_stream`` Triton model hands every chat turn's reply re
 returns from ``execute`` at once; one background thread collects the jobs that arrive within ``window_s`` of the
 first (up to ``max_batch``), decodes them together through ``GenerationStage.stream_turns`` (one forward per step
 for all of them) and sends each job's text deltas to that job's own ``send`` as they are produced, then calls its
-``finish`` (with the job's error, if any) as soon as its own reply ends. Jobs that arrive while a batch decodes form
+``finish`` (with the job's error, if any) as soon as its own reply ends. With ``send_interval_s`` a job's first
+delta still goes out at once, and the later ones are held and sent joined at most once per interval (and before its
+end): fewer responses for the same text. Jobs that arrive while a batch decodes form
 the next batch; with ``continuous`` they join it at the next step boundary while it has fewer than ``max_batch``
 rows instead (the decode loop's continuous batching: a finished reply's row leaves at once). Off by default: in the
 closed-loop runs on this 2-core box it gained nothing (batches of concurrent turns form anyway), and with user
@@ -37,12 +39,18 @@ class StreamBatcherConfig:
     max_batch: int = 8          # jobs decoded together at most
     window_s: float = 0.002     # how long the first job of a batch waits for company
     continuous: bool = False    # jobs that arrive while a batch decodes join it (else they wait for the next)
+    # A job's first delta goes out at once; later ones are held and sent together once this long has passed since
+    # the job's last send (and at its end), so a reply is a few responses instead of one per token. 0: every delta.
+    send_interval_s: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise ValueError(f"StreamBatcherConfig.max_batch must be an int >= 1, got {self.max_batch!r}")
         if not 0 <= self.window_s <= 1:
             raise ValueError(f"StreamBatcherConfig.window_s must be in [0, 1] seconds, got {self.window_s!r}")
+        if not 0 <= self.send_interval_s <= 1:
+            raise ValueError(f"StreamBatcherConfig.send_interval_s must be in [0, 1] seconds, "
+                             f"got {self.send_interval_s!r}")
 
 
 @dataclass
@@ -55,11 +63,28 @@ class StreamJob:
     finish: Callable[[BaseException | None], None]
     cancelled: Callable[[], bool] = field(default=lambda: False)
     _finished: bool = field(default=False, init=False, repr=False)
+    _held: list[str] = field(default_factory=list, init=False, repr=False)  # deltas not sent yet
+    _last_send: float | None = field(default=None, init=False, repr=False)  # monotonic time of the last send
+
+    def offer(self, delta: str, interval_s: float) -> None:
+        """Send ``delta`` now if it is the job's first or ``interval_s`` passed since its last send (with what was
+        held before it), else hold it for the next send or the end."""
+        self._held.append(delta)
+        now = time.monotonic()
+        if self._last_send is None or now - self._last_send >= interval_s:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self._held:
+            text, self._held = "".join(self._held), []
+            self._last_send = time.monotonic() if now is None else now
+            self.send(text)
 
     def end(self, error: BaseException | None = None) -> None:
         if self._finished:
             return
         self._finished = True
+        self._held = []  # a reply that ends in an error or is cancelled sends no more of its text
         try:
             self.finish(error)
         except Exception:  # noqa: BLE001 - a client that went away must not stop the other jobs
@@ -165,10 +190,15 @@ class StreamBatcher:
                     job.end()
                 elif event.done:
                     open_jobs.discard(event.index)
+                    try:
+                        if event.error is None:
+                            job.flush()  # what was held goes before the end
+                    except Exception as exc:  # noqa: BLE001 - this job's stream broke, the others go on
+                        job.end(exc)
                     job.end(event.error)
                 elif event.delta:
                     try:
-                        job.send(event.delta)
+                        job.offer(event.delta, self.config.send_interval_s)
                     except Exception as exc:  # noqa: BLE001 - this job's stream broke, the others go on
                         open_jobs.discard(event.index)
                         job.end(exc)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import textwrap
 
-from benchmarks.throughput import SERVER_PROCESS, process_cpu_ms, process_cpu_seconds, stage_cpu_seconds, stage_delta
+from benchmarks.throughput import (
+    SERVER_PROCESS, process_cpu_ms, process_cpu_seconds, process_rss_mib, stage_cpu_seconds, stage_delta,
+)
 
 # Burns CPU until its own CPU clock shows 0.2 s (so the reading below has something to find), then waits.
 BURN = textwrap.dedent("""
@@ -58,6 +60,8 @@ def test_process_cpu_seconds_names_each_model_s_stubs_and_the_server_itself(tmp_
         seconds = process_cpu_seconds(server.pid)
         assert set(seconds) == {SERVER_PROCESS, "recllm_chat"}
         assert 0.19 <= seconds["recllm_chat"] < 0.38 and 0.19 <= seconds[SERVER_PROCESS] < 0.38
+        rss = process_rss_mib(server.pid)  # two Python interpreters: a few MiB each, far from a GiB
+        assert set(rss) == {SERVER_PROCESS, "recllm_chat"} and all(1 < mib < 1024 for mib in rss.values())
     finally:
         server.stdin.close()
         server.wait(timeout=10)

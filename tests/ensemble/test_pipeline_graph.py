@@ -152,19 +152,25 @@ def test_cpu_profiles_scale_instances_and_validate():
             graph.StageServing(**bad)
     with pytest.raises(ValueError, match="cores"):
         graph.cpu_profile(0)
-    for bad in ({"chat_instances": 0}, {"stream_instances": 0}):
+    for bad in ({"chat_instances": 0}, {"chat_turns_per_instance": 0}, {"stream_instances": 0},
+                {"stream_send_interval_us": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dataclasses.replace(small, **bad)
+    stream = graph.all_configs(dataclasses.replace(small, stream_send_interval_us=12345))["generator_stream"]
+    assert stream.parameters["send_interval_us"].string_value == "12345"
 
 
 def test_the_reply_uses_every_core_of_a_small_node():
-    """One generator decodes on one thread: a 2-core node runs two of each reply model, and the chat instances
-    outnumber the reply streams they feed."""
+    """One generator decodes on one thread: a 2-core node runs two of each reply model, and the chat turns held at
+    once (instances x turns per instance) outnumber the reply streams they feed."""
     profile = graph.cpu_profile(2)
     configs = graph.all_configs(profile)
     assert configs["generator"].instance_group[0].count == profile.generator.instances == 2
     assert configs[tensors.GENERATOR_STREAM_MODEL].instance_group[0].count == profile.stream_instances == 2
-    assert configs[tensors.CHAT_MODEL].instance_group[0].count == profile.chat_instances > profile.stream_instances
+    chat = configs[tensors.CHAT_MODEL]
+    turns = int(chat.parameters["turns_per_instance"].string_value)
+    assert chat.instance_group[0].count == profile.chat_instances and turns == profile.chat_turns_per_instance
+    assert profile.chat_instances * turns > profile.stream_instances
 
 
 def test_docs_hold_the_generated_profiles_table():

@@ -59,6 +59,14 @@ class ResponseSender:
             self.sent.append((response, flags))
             self._changed.notify_all()
 
+    def finished(self, timeout_s: float = 120.0) -> list[tuple[InferenceResponse | None, int]]:
+        """``sent`` once the final flag was sent (a decoupled model may send it after ``execute`` returned)."""
+        with self._changed:
+            if not self._changed.wait_for(
+                    lambda: any(f & TRITONSERVER_RESPONSE_COMPLETE_FINAL for _, f in self.sent), timeout_s):
+                raise TimeoutError("no final flag within the timeout")
+            return list(self.sent)
+
     def responses(self, timeout_s: float = 120.0):
         """What a decoupled BLS caller iterates: each response as it is sent (possibly from another thread), then
         an empty one for a final flag sent alone, until the final flag."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +224,7 @@ def chat(models, session, user, message):
     request = fake_pb_utils.FakeRequest(dict(session_id=text(session), user_token=user, query=text(message),
                                              top_k=np.array([5], np.int32), service=text("samokat")))
     assert models["recllm_chat"].execute([request]) is None  # decoupled: everything goes through the sender
-    return request.sender.sent
+    return request.sender.finished()  # sent from the instance's turn thread
 
 
 def test_chat_streams_items_then_text_then_final_flag(models, warm_user):
@@ -233,6 +235,42 @@ def test_chat_streams_items_then_text_then_final_flag(models, warm_user):
     assert "item_ids" in responses[0].outputs()
     deltas = [r.outputs()["text_delta"][0].decode() for r in responses[1:-1]]
     assert len(deltas) >= 2 and "".join(deltas).strip()
+
+
+def test_chat_turns_of_one_execute_are_served_at_once_each_on_its_own_stream(models, warm_user, monkeypatch):
+    """One instance holds several turns in progress (each on a turn thread): four turns handed over together — one
+    of them bad — are all inside their BLS calls at the same time, and each gets its own items, text and final flag,
+    the bad one its own error."""
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real = fake_pb_utils.InferenceRequest.exec
+
+    def slow_exec(self, *args, **kwargs):  # a stage that takes a while: the turns overlap in it
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(fake_pb_utils.InferenceRequest, "exec", slow_exec)
+    messages = (QUERY, "хочу что-нибудь к чаю", "", "что взять на завтрак?")
+    requests = [fake_pb_utils.FakeRequest(dict(session_id=text(f"adapter-many-{i}"), user_token=token(warm_user),
+                                               query=text(m), top_k=np.array([3], np.int32),
+                                               service=text("samokat")))
+                for i, m in enumerate(messages)]
+    assert models["recllm_chat"].execute(requests) is None
+    for message, request in zip(messages, requests):
+        sent = request.sender.finished()
+        assert sent[-1] == (None, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if not message:
+            assert len(sent) == 2 and "query is empty" in sent[0][0].error().message()
+        else:
+            assert not any(r.has_error() for r, _ in sent[:-1]) and "item_ids" in sent[0][0].outputs()
+    assert most[0] >= 2
 
 
 def test_chat_error_goes_to_the_stream_and_is_final(models, warm_user):

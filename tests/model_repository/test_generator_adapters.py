@@ -209,6 +209,11 @@ def test_config_parameters_are_validated(models):
     with pytest.raises(ValueError, match="max_batch"):
         batcher_config(bad)
     assert batcher_config({}).max_batch == 8
+    with pytest.raises(ValueError, match="send_interval_us"):
+        batcher_config({"model_config": json.dumps({"parameters": {"send_interval_us": {"string_value": "0.5"}}})})
+    chosen = {"send_interval_us": {"string_value": "25000"}, "batch_window_us": {"string_value": "1000"}}
+    config = batcher_config({"model_config": json.dumps({"parameters": chosen})})
+    assert config.send_interval_s == 0.025 and config.window_s == 0.001
 
 
 def test_stage_inputs_are_checked_by_name_before_decoding(models, items):

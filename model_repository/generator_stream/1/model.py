@@ -5,8 +5,9 @@ Batching: an internal batcher (``recllm.serving.stream_batcher.StreamBatcher``),
 and returns at once (a decoupled model may send its responses after ``execute`` returned); a background thread
 collects the turns that arrive within ``batch_window_us`` (up to ``max_batch``), decodes them together through
 ``GenerationStage.stream_turns`` (one forward per step for all of them) and sends every turn's text deltas to its
-own sender as they are produced, with the final flag per request as soon as that reply ends. Chosen over dynamic
-batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
+own sender as they are produced (after a reply's first delta, at most one response per ``send_interval_us``: the
+deltas produced meanwhile go together), with the final flag per request as soon as that reply ends. Chosen over
+dynamic batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
 arriving mid-decode would wait for the instance anyway, and the batcher keeps the one model process (one copy of
 the weights) serving every chat instance. Turns arriving mid-decode form the next batch;
 ``RECLLM_CONTINUOUS_BATCHING=on`` has them join the running batch at its next step boundary instead
@@ -39,16 +40,20 @@ FINALIZE_WAIT_S = 2.0
 
 
 def batcher_config(args) -> StreamBatcherConfig:
-    """``max_batch`` and ``batch_window_us`` from the generated model config (defaults when absent)."""
+    """``max_batch``, ``batch_window_us`` and ``send_interval_us`` from the generated model config (defaults when
+    absent)."""
     parameters = json.loads((args or {}).get("model_config", "{}")).get("parameters", {})
     defaults = StreamBatcherConfig()
-    max_batch = parameters.get("max_batch", {}).get("string_value", str(defaults.max_batch))
-    window_us = parameters.get("batch_window_us", {}).get("string_value", str(int(defaults.window_s * 1e6)))
-    if not max_batch.isdigit() or not window_us.isdigit():
-        raise ValueError(f"generator_stream parameters max_batch / batch_window_us must be non-negative integers, "
-                         f"got {max_batch!r} / {window_us!r}")
-    return StreamBatcherConfig(max_batch=int(max_batch), window_s=int(window_us) / 1e6,
-                               continuous=env_switch(CONTINUOUS_BATCHING_ENV, False))
+    values = {}
+    for name, default in (("max_batch", defaults.max_batch), ("batch_window_us", int(defaults.window_s * 1e6)),
+                          ("send_interval_us", int(defaults.send_interval_s * 1e6))):
+        value = parameters.get(name, {}).get("string_value", str(default))
+        if not value.isdigit():
+            raise ValueError(f"generator_stream parameter {name} must be a non-negative integer, got {value!r}")
+        values[name] = int(value)
+    return StreamBatcherConfig(max_batch=values["max_batch"], window_s=values["batch_window_us"] / 1e6,
+                               continuous=env_switch(CONTINUOUS_BATCHING_ENV, False),
+                               send_interval_s=values["send_interval_us"] / 1e6)
 
 
 def optional_text(request, spec) -> str | None:

@@ -1,8 +1,16 @@
 """Triton adapter for streaming chat (decoupled): BLS through query_encoder → retriever → reranker, then the
 reply's tokens streamed from ``generator_stream`` (decoupled BLS: turns of all chat instances decode together
 there); the turn logic (moderation, dialogue state, acts, output redaction) is
-recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on."""
+recllm.dialogue.chat_engine. The user is the subject of the verified user_token, which the BLS calls pass on.
 
+A turn mostly waits on its BLS calls, so ``execute`` hands each request to a thread of the instance's pool
+(``turns_per_instance`` threads, from the generated config) and returns at once; the turn sends its responses and
+the final flag from there. One instance (one copy of the dialogue models, ~0.5 GiB) serves that many turns at a
+time, which is what lets the reply stream batch them: with one turn per instance a node needed an instance per
+concurrent turn."""
+
+import logging
+import threading
 from contextlib import closing
 
 import numpy as np
@@ -13,12 +21,15 @@ from recllm.dialogue.chat_engine import CandidateSet, ItemsChunk, load_chat_engi
 from recllm.rag.rec_request import RequestError
 from recllm.serving.backend_adapter import (
     artifact_layout, error_response, enable_crash_traces, freeze_loaded_state, input_scalar, make_response,
-    server_keyring, verified_user_id,
+    positive_int_parameter, server_keyring, verified_user_id,
 )
 from recllm.serving.bls_stream import DecoupledBlsStreams
+from recllm.serving.turn_threads import TurnThreads
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+FINALIZE_WAIT_S = 5.0
+log = logging.getLogger(__name__)
 
 
 def call_model(model_name, inputs, output_names):
@@ -70,12 +81,30 @@ def request_tensors(request, user_token):
 
 
 class BlsStages:
-    """recllm.dialogue.chat_engine.ChatStages over BLS calls to the other models."""
+    """recllm.dialogue.chat_engine.ChatStages over BLS calls to the other models. The turn in progress is the
+    calling thread's (each turn runs on a thread of its own)."""
 
     def __init__(self):
-        self.user_token = b""  # the caller's token for the turn in progress (one turn at a time per instance)
-        self.request = None    # the chat request of that turn (its is_cancelled is the reply stream's barrier)
+        self._turn = threading.local()
         self.streams = DecoupledBlsStreams()
+
+    @property
+    def user_token(self) -> bytes:
+        """The caller's token for this thread's turn."""
+        return getattr(self._turn, "user_token", b"")
+
+    @user_token.setter
+    def user_token(self, token: bytes) -> None:
+        self._turn.user_token = token
+
+    @property
+    def request(self):
+        """The chat request of this thread's turn (its is_cancelled is the reply stream's barrier)."""
+        return getattr(self._turn, "request", None)
+
+    @request.setter
+    def request(self, request) -> None:
+        self._turn.request = request
 
     def encode(self, query):
         out = call_model("query_encoder", {T.QUERY.name: utf8_array([query])}, [T.QUERY_EMBEDDING.name])
@@ -118,6 +147,9 @@ class BlsStages:
         return stream_text(self.streams, self.request, T.GENERATOR_STREAM_MODEL, inputs)
 
 
+TURNS_PER_INSTANCE = 8  # when the config names none
+
+
 class TritonPythonModel:
     def initialize(self, args):
         enable_crash_traces()  # a native crash leaves its Python stacks in the server log
@@ -126,7 +158,9 @@ class TritonPythonModel:
         self.stages = BlsStages()
         # Moderation and request understanding as the build trained them (a clear error if the build has none).
         self.engine = load_chat_engine(layout, self.stages)
-        freeze_loaded_state()
+        turns = positive_int_parameter(args, "turns_per_instance", TURNS_PER_INSTANCE)
+        freeze_loaded_state()  # before the turn threads start allocating
+        self.turns = TurnThreads(turns, self.serve_turn, name="chat-turn")
 
     def run_turn(self, request, sender):
         session_id, token, query, top_k, service = (input_scalar(pb_utils, request, spec.client_name)
@@ -150,10 +184,22 @@ class TritonPythonModel:
 
     def execute(self, requests):
         for request in requests:
-            sender = request.get_response_sender()
-            try:
-                self.run_turn(request, sender)
-            except Exception as exc:  # noqa: BLE001 - the turn's failure goes to its own stream
-                sender.send(error_response(pb_utils, "recllm_chat", exc))
-            sender.send(flags=FINAL)
+            self.turns.submit(request)  # waits in order while every turn thread has a turn
         return None
+
+    def serve_turn(self, request):
+        """One turn on a turn thread: its responses, then the final flag, whatever happened."""
+        sender = request.get_response_sender()
+        try:
+            self.run_turn(request, sender)
+        except Exception as exc:  # noqa: BLE001 - the turn's failure goes to its own stream
+            try:
+                sender.send(error_response(pb_utils, "recllm_chat", exc))
+            except Exception:  # noqa: BLE001 - the client went away; the final flag still ends the stream
+                log.warning("sending a chat turn's error failed", exc_info=True)
+        finally:
+            sender.send(flags=FINAL)
+
+    def finalize(self):
+        # Bounded: the turns in progress finish their streams, unless the server died under them (kill -9)
+        self.turns.close(timeout_s=FINALIZE_WAIT_S)

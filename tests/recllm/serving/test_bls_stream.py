@@ -156,3 +156,39 @@ def test_a_stream_that_fails_while_drained_is_still_held_until_the_barrier():
     with pytest.raises(RuntimeError, match="stub gone"):
         responses.close()
     assert streams.held == 1
+
+
+def test_a_barrier_drops_only_the_streams_that_had_ended_before_it_began():
+    """Turns on threads of one instance: a stream another thread ended while this thread's barrier was on its way
+    is not proven cleaned up by it, so it stays held until a later barrier."""
+    streams = DecoupledBlsStreams()
+    first, late = Stream(["x", "final"]), Stream(["y", "final"])
+    alive = [weakref.ref(first), weakref.ref(late)]
+
+    def barrier_while_another_stream_ends():  # another thread ends `late` while this barrier waits
+        list(streams.stream(late, Barrier(cancelled=True)))
+        return False
+
+    list(streams.stream(first, barrier_while_another_stream_ends))
+    del first, late
+    gc.collect()
+    assert alive[0]() is None and alive[1]() is not None and streams.held == 1
+    list(streams.stream(Stream(["z", "final"]), Barrier()))
+    gc.collect()
+    assert alive[1]() is None and streams.held == 0
+
+
+def test_streams_of_many_threads_are_all_let_go():
+    import threading  # noqa: PLC0415
+
+    streams = DecoupledBlsStreams()
+    def turn():
+        for _ in range(50):
+            assert list(streams.stream(Stream(["a", "final"]), Barrier())) == ["a", "final"]
+    threads = [threading.Thread(target=turn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    list(streams.stream(Stream(["last", "final"]), Barrier()))
+    assert streams.held == 0

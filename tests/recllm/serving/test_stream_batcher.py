@@ -122,6 +122,30 @@ def test_continuously_a_burst_joins_the_batch_as_rows_finish():
             assert "".join(c.deltas) == c.turn and c.errors == [None]
 
 
+def test_with_a_send_interval_the_first_delta_goes_at_once_and_the_rest_together_before_the_end():
+    """The fake decodes in far less than the interval: each job sends its first character, then the rest of its text
+    in one delta before it finishes; a refused turn still gets its error alone."""
+    collectors = [Collector(t) for t in ("hello", "a longer reply", "x", "bad")]
+    run_jobs(collectors, StreamBatcherConfig(max_batch=8, window_s=0.2, send_interval_s=1.0))
+    hello, longer, single, bad = collectors
+    assert hello.deltas == ["h", "ello"] and longer.deltas == ["a", " longer reply"] and single.deltas == ["x"]
+    assert [c.errors for c in (hello, longer, single)] == [[None]] * 3
+    assert bad.deltas == [] and isinstance(bad.errors[0], ValueError)
+
+
+def test_with_no_send_interval_every_delta_is_its_own_send():
+    collectors = [Collector("abc")]
+    run_jobs(collectors, StreamBatcherConfig(max_batch=8, window_s=0.2, send_interval_s=0.0))
+    assert collectors[0].deltas == ["a", "b", "c"]
+
+
+def test_a_client_gone_at_the_held_texts_send_ends_only_its_job():
+    gone, fine = Collector("zzz", fail_send=True), Collector("fine")
+    run_jobs([gone, fine], StreamBatcherConfig(max_batch=8, window_s=0.2, send_interval_s=1.0))
+    assert isinstance(gone.errors[0], ConnectionError) and len(gone.errors) == 1
+    assert fine.deltas == ["f", "ine"] and fine.errors == [None]
+
+
 def test_a_refused_turn_and_a_broken_client_end_only_their_own_job():
     good, bad, gone = Collector("fine"), Collector("bad"), Collector("zzz", fail_send=True)
     run_jobs([good, bad, gone])
@@ -159,7 +183,8 @@ def test_already_cancelled_job_is_not_decoded():
     assert stage.batches == [] and gone.deltas == [] and gone.errors == [None]
 
 
-@pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_batch": True}, {"window_s": -1}, {"window_s": 5}])
+@pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_batch": True}, {"window_s": -1}, {"window_s": 5},
+                                 {"send_interval_s": -0.1}, {"send_interval_s": 2}])
 def test_config_names_the_bad_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         StreamBatcherConfig(**bad)
