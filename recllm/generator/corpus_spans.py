@@ -50,6 +50,9 @@ _QUOTES = ("«", "»", '"', "“", "”")
 SPAN_ACTS = (*sorted(LIST_ACTS), "explain")
 # what ends a list: a sentence end, or the first word after the last item with what leads to it («, потому», " because")
 _ENDING_RE = re.compile(r"^[.!?]|^[\s,—–-]*[^\W\d_]+")
+# an explain reply's list ends with what leads to its quoted fact, the quote's opening included («, потому что вы «»,
+# ' because "'), or with its whole sentence when it quotes none (« подходят под ваш запрос и популярны у покупателей.»)
+_EXPLAIN_ENDING_RE = re.compile(r"^[^«\"“]*[«\"“]|^[^«\"“]+$")
 
 
 def opening_key(act: str, frame: str, language: str) -> str:
@@ -69,7 +72,8 @@ def spans_of(examples: Iterable) -> dict[str, dict[str, list[str]]]:
     (``GeneratorExample``: the prompt names act, relaxation, frame and language). An opening is the text of a reply
     of ``SPAN_ACTS`` before its first ``<item_N>`` (empty when it names one first; none that quotes a fact); an offer
     is a nothing-left reply's text after its first sentence; separators (by act and language) are what those replies
-    write between two items, endings what ends their list (``_ENDING_RE``: «.», «, потому», " because")."""
+    write between two items, endings what ends their list (``_ENDING_RE``: «.», «, потому», " because"; an explain
+    reply's up to its quote's opening, ``_EXPLAIN_ENDING_RE``: «, потому что вы «», ' because "')."""
     spans: dict[str, dict[str, set[str]]] = {"openings": {}, "offers": {}, "separators": {}, "endings": {}}
     for example in examples:
         prompt = _PROMPT_RE.match(example.prompt)
@@ -83,7 +87,7 @@ def spans_of(examples: Iterable) -> dict[str, dict[str, list[str]]]:
             if not any(q in opening for q in _QUOTES):
                 spans["openings"].setdefault(opening_key(act, frame, language), set()).add(opening)
             spans["separators"].setdefault(list_key(act, language), set()).update(s for s in parts[1:-1] if s)
-            if ending := _ENDING_RE.match(parts[-1]):
+            if ending := (_EXPLAIN_ENDING_RE if act == "explain" else _ENDING_RE).match(parts[-1]):
                 spans["endings"].setdefault(list_key(act, language), set()).add(ending.group(0))
         elif act == "nothing_left" and relaxation and (sentences := _FIRST_SENTENCE_RE.match(reply)):
             spans["offers"].setdefault(offer_key(relaxation, language), set()).add(sentences.group(2).strip())
@@ -94,6 +98,10 @@ def save_reply_spans(examples: Iterable, out_dir: Path) -> Path:
     path = Path(out_dir) / REPLY_SPANS_FILE
     path.write_text(json.dumps(spans_of(examples), ensure_ascii=False, indent=1), encoding="utf-8")
     return path
+
+
+def opens_a_quote(text: str) -> bool:
+    return any(q in text for q in _QUOTES)
 
 
 def load_reply_spans(directory: Path) -> dict[str, dict[str, list[str]]] | None:
@@ -273,5 +281,5 @@ class OfferSpanConstraint:
         return copy.copy(self)
 
 
-__all__ = ["SPAN_ACTS", "span_targets", "ListSpanConstraint", "OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
+__all__ = ["SPAN_ACTS", "opens_a_quote", "span_targets", "ListSpanConstraint", "OfferSpanConstraint", "OpeningSpanConstraint", "REPLY_SPANS_FILE", "SpanTargets", "load_reply_spans",
            "list_key", "offer_key", "opening_key", "save_reply_spans", "spans_of"]

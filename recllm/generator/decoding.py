@@ -26,7 +26,7 @@ from .fact_constraint import DecodeStrain, FactSpanConstraint, ReplyConstraint, 
 from .item_constraint import ItemSpanConstraint, text_token_mask
 from .known_words import KnownWordRule, known_word_table, other_frame_words
 from .corpus_spans import (SPAN_ACTS, ListSpanConstraint, OfferSpanConstraint, OpeningSpanConstraint,
-                           list_key, load_reply_spans, offer_key, opening_key)
+                           list_key, load_reply_spans, offer_key, opening_key, opens_a_quote)
 from .model import GENERATOR_CONFIG_FILE, GeneratorConfig
 from .qwen2 import Qwen2
 from .qwen2_checkpoint import load_qwen2
@@ -257,7 +257,9 @@ class ReplyGenerator:
         if request.act not in SPAN_ACTS or request.frame is None or not self.reply_spans:
             return None
         separators = self.reply_spans.get("separators", {}).get(list_key(request.act, request.language))
-        endings = self.reply_spans.get("endings", {}).get(list_key(request.act, request.language))
+        endings = self.reply_spans.get("endings", {}).get(list_key(request.act, request.language)) or ()
+        if request.quotable_facts is not None and not request.quotable_facts:  # nothing to quote: no ending opening one
+            endings = [e for e in endings if not opens_a_quote(e)]
         return ListSpanConstraint(self.tokenizer, separators, endings, quotes) if separators and endings else None
 
     def _opening_rule(self, request: ReplyRequest, quotes, max_new: int) -> OpeningSpanConstraint | None:

@@ -36,13 +36,20 @@ def test_the_spans_are_read_from_the_training_replies():
                 GeneratorExample("act: refine | service: kuper | lang: ru | query: x | profile: -", (1,),
                                  "Учёл, что вы «берёте кефир»: <item_1>."),  # an opening that quotes: none
                 GeneratorExample("act: explain | service: kuper | lang: ru | query: x | profile: -", (1, 2),
-                                 "<item_1> и <item_2> — потому что вы «берёте кефир».")]
+                                 "<item_1> и <item_2> — потому что вы «берёте кефир»."),
+                GeneratorExample("act: explain | service: kuper | lang: en | query: x | profile: -", (1, 2),
+                                 'I picked <item_1> and <item_2> because "you buy kefir".'),
+                GeneratorExample("act: explain | service: kuper | lang: en | query: x | profile: -", (1,),
+                                 "<item_1> matches your request.")]
     assert spans_of(examples) == {
         "offers": {"budget|ru": ["Могу поискать чуть дороже — поднять бюджет?"],
                    "seen|en": ["Shall I show the ones you have already seen again?"]},
-        "openings": {"explain||ru": [""], "recommend||ru": ["Вот: "], "recommend|dinner|ru": ["К ужину подойдут "]},
-        "separators": {"explain|ru": [" и "], "recommend|ru": [" и "], "refine|ru": []},
-        "endings": {"explain|ru": [" — потому"], "recommend|ru": ["."], "refine|ru": ["."]}}
+        "openings": {"explain||en": ["", "I picked "], "explain||ru": [""], "recommend||ru": ["Вот: "],
+                     "recommend|dinner|ru": ["К ужину подойдут "]},
+        "separators": {"explain|en": [" and "], "explain|ru": [" и "], "recommend|ru": [" и "], "refine|ru": []},
+        # an explain list ends where its quote opens, or with its sentence when it quotes nothing
+        "endings": {"explain|en": [' because "', " matches your request."], "explain|ru": [" — потому что вы «"],
+                    "recommend|ru": ["."], "refine|ru": ["."]}}
 
 
 def wrong_offer_loving(tok, codes):
@@ -152,3 +159,38 @@ def test_between_its_items_a_list_reply_writes_its_separators_and_ends_with_a_fu
     for reply in held:
         assert not AFTER_ITEM.search(reply.text), reply.text
     assert sum(len(r.item_ids) > 1 for r in held) >= len(held) // 2  # lists, not single items
+
+
+EXPLAIN = "act: explain | service: kuper | lang: ru | query: почему это? | profile: берёте кефир"
+EXPLAIN_SPANS = {"openings": {"explain||ru": ["", "Я выбрал "]}, "separators": {"explain|ru": [" и "]},
+                 "endings": {"explain|ru": [", потому что вы «", " подходят под ваш запрос и популярны у покупателей."]}}
+
+
+def explain_tail(text: str) -> str | None:
+    """The text after an explain reply's last item (None without one)."""
+    names = list(re.finditer(r"\[товар \d+\]", text))
+    return text[names[-1].end():] if names else None
+
+
+def test_an_explain_list_goes_on_to_its_quote_or_its_whole_sentence(tok, codes):
+    """Live: «Я выбрал A и B, потому что вы любите, потому что вы любите, …» — from a model pushed to write other
+    text after its items, an explain list ends with what its training replies write up to their quote's opening,
+    and the quote is the prompt's fact (or the whole sentence of a reply that quotes nothing); with no fact to quote,
+    the ending that opens a quote is not offered."""
+    generator = pushed_generator(tok, codes, lambda quotes: quotes.item_codes, strength=3.0)
+    quoted = ", потому что вы «берёте кефир»"
+    endings = (quoted, EXPLAIN_SPANS["endings"]["explain|ru"][1])
+    def requests(facts):
+        return [ReplyRequest(EXPLAIN, tuple(range(8)), Sampling(temperature=t, seed=k), 100, language="ru",
+                             act="explain", frame="", quotable_facts=facts) for k in range(6) for t in (0.0, 1.0)]
+    def ends_well(tail, allowed):  # one of the endings (or what the budget left of one, a cut character dropped)
+        tail = None if tail is None else tail.rstrip("\ufffd")
+        return tail is not None and any(tail.startswith(e) or e.startswith(tail) for e in allowed)
+    free = generator.generate_batch(requests(("берёте кефир",)), name)
+    assert not all(ends_well(explain_tail(r.text), endings) for r in free)  # the push works
+    generator.reply_spans = EXPLAIN_SPANS
+    for reply in generator.generate_batch(requests(("берёте кефир",)), name):
+        assert ends_well(explain_tail(reply.text), endings), reply.text
+        assert reply.text.startswith(("Я выбрал [товар", "[товар")), reply.text
+    for reply in generator.generate_batch(requests(()), name):
+        assert ends_well(explain_tail(reply.text), endings[1:]), reply.text
