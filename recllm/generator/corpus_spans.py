@@ -2,7 +2,8 @@
 
 Two spans of a reply carry what the prompt asked for, and the tiny model wrote other requests' there:
 
-* the **opening** of a list reply (recommend, refine), its text before the first item: the training replies of one
+* the **opening** of a list reply (recommend, refine; explain; clarify, whose question comes first), its text before
+  the first item: the training replies of one
   act, frame and language open with one or two phrasings («К ужину подойдут », «На ужин можно взять »), and the model
   opened dinner with «For the party: » or a label with words after it («Вот что я подобрал: Как в прошлый раз, …»):
   ``reply_check``'s ``wrong_opening`` and many ``broken_list`` / ``unknown_word`` failures. ``OpeningSpanConstraint``
@@ -46,8 +47,10 @@ REPLY_SPANS_FILE = "reply_spans.json"
 _PROMPT_RE = re.compile(r"^act: (\w+)(?: \| relax: (\w+))?(?: \| frame: (\w+))? \| service: \w+ \| lang: (\w+) ")
 _FIRST_SENTENCE_RE = re.compile(r"^(.+?[.!?])\s+(\S.*)$", re.DOTALL)
 _QUOTES = ("«", "»", '"', "“", "”")
-# acts whose replies name items in a list: their opening, separators and the list's ending are held
-SPAN_ACTS = (*sorted(LIST_ACTS), "explain")
+# acts whose replies name items in a list: their opening, separators and the list's ending are held (a clarify reply
+# of the generator — the ``recllm`` ensemble's to a vague wish; the chat asks its own question — opens with its
+# question and then lists a few ideas)
+SPAN_ACTS = (*sorted(LIST_ACTS), "clarify", "explain")
 # what ends a list: a sentence end, or the first word after the last item with what leads to it («, потому», " because")
 _ENDING_RE = re.compile(r"^[.!?]|^[\s,—–-]*[^\W\d_]+")
 # an explain reply's list ends with what leads to its quoted fact, the quote's opening included («, потому что вы «»,

@@ -40,16 +40,19 @@ def test_the_spans_are_read_from_the_training_replies():
                 GeneratorExample("act: explain | service: kuper | lang: en | query: x | profile: -", (1, 2),
                                  'I picked <item_1> and <item_2> because "you buy kefir".'),
                 GeneratorExample("act: explain | service: kuper | lang: en | query: x | profile: -", (1,),
-                                 "<item_1> matches your request.")]
+                                 "<item_1> matches your request."),
+                GeneratorExample("act: clarify | service: kuper | lang: ru | query: x | profile: -", (1, 2),
+                                 "Сладкое или солёное? Пока несколько идей: <item_1> и <item_2>.")]
     assert spans_of(examples) == {
         "offers": {"budget|ru": ["Могу поискать чуть дороже — поднять бюджет?"],
                    "seen|en": ["Shall I show the ones you have already seen again?"]},
-        "openings": {"explain||en": ["", "I picked "], "explain||ru": [""], "recommend||ru": ["Вот: "],
-                     "recommend|dinner|ru": ["К ужину подойдут "]},
-        "separators": {"explain|en": [" and "], "explain|ru": [" и "], "recommend|ru": [" и "], "refine|ru": []},
+        "openings": {"clarify||ru": ["Сладкое или солёное? Пока несколько идей: "], "explain||en": ["", "I picked "],
+                     "explain||ru": [""], "recommend||ru": ["Вот: "], "recommend|dinner|ru": ["К ужину подойдут "]},
+        "separators": {"clarify|ru": [" и "], "explain|en": [" and "], "explain|ru": [" и "], "recommend|ru": [" и "],
+                       "refine|ru": []},
         # an explain list ends where its quote opens, or with its sentence when it quotes nothing
-        "endings": {"explain|en": [' because "', " matches your request."], "explain|ru": [" — потому что вы «"],
-                    "recommend|ru": ["."], "refine|ru": ["."]}}
+        "endings": {"clarify|ru": ["."], "explain|en": [' because "', " matches your request."],
+                    "explain|ru": [" — потому что вы «"], "recommend|ru": ["."], "refine|ru": ["."]}}
 
 
 def wrong_offer_loving(tok, codes):
