@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
@@ -79,6 +80,12 @@ def english_dictionary() -> list[tuple[str, int]]:
     return sorted(rows, key=lambda row: -row[1])
 
 
+# A SymSpell lookup computes edit distances in scratch lists kept on its comparer: two threads looking up at once
+# (the chat serves several turns on threads of one process) overwrite each other's rows and get wrong distances,
+# which the corrector's cache then keeps. The English SymSpell is shared by every corrector, hence one lock.
+_LOOKUP_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def english_symspell(candidates: int) -> tuple[SymSpell, frozenset[str]]:
     """SymSpell over the English dictionary's ``candidates`` most frequent words, and the whole dictionary as a set;
@@ -121,9 +128,10 @@ class SpellingCorrector:
         if len(word) < self.config.min_length or "-" in word or self.knows(word):
             return None
         distance = 2 if len(word) >= self.config.long_word else 1
-        found = [(s.distance, rank, -s.count, s.term)
-                 for rank, symspell in enumerate((self.domain_symspell, self.english_symspell))
-                 for s in symspell.lookup(word, Verbosity.TOP, max_edit_distance=distance)
+        with _LOOKUP_LOCK:
+            suggestions = [(rank, s) for rank, symspell in enumerate((self.domain_symspell, self.english_symspell))
+                           for s in symspell.lookup(word, Verbosity.TOP, max_edit_distance=distance)]
+        found = [(s.distance, rank, -s.count, s.term) for rank, s in suggestions
                  if bool(CYRILLIC.fullmatch(s.term)) == bool(CYRILLIC.fullmatch(word))]
         return min(found)[3] if found else None  # nearest; the catalog's first, then the more frequent
 

@@ -184,13 +184,17 @@ class TritonPythonModel:
 
     def execute(self, requests):
         for request in requests:
-            self.turns.submit(request)  # waits in order while every turn thread has a turn
+            # waits while every turn thread has a turn: the instance is busy then, and Triton keeps the next
+            # requests in its queue for an instance with a free thread
+            self.turns.submit(request)
         return None
 
     def serve_turn(self, request):
         """One turn on a turn thread: its responses, then the final flag, whatever happened."""
         sender = request.get_response_sender()
         try:
+            if request.is_cancelled():  # the client went away while the turn waited: nothing to do for it
+                return
             self.run_turn(request, sender)
         except Exception as exc:  # noqa: BLE001 - the turn's failure goes to its own stream
             try:

@@ -102,3 +102,34 @@ def test_catalog_words_cover_item_and_category_names_in_both_languages():
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         SpellingConfig(**{field: value})
+
+
+def test_correctors_on_many_threads_correct_as_one_thread_does():
+    """The chat serves turns on threads of one process; a SymSpell lookup keeps its edit-distance rows on the
+    shared comparer, so unguarded lookups at once got wrong distances (kept by the corrector's cache)."""
+    import threading  # noqa: PLC0415
+
+    words = ["йогрут", "кросовки", "безлактозний", "mediicine", "brekfast", "shampo", "tvorog", "yogurtt", "runing",
+             "shooes", "cofee", "chesee", "bananna", "milkk", "breadd", "sugarr"]
+    def fresh():
+        return SpellingCorrector(catalog_words(Catalog(CATEGORIES, [
+            Item(i, "samokat", i, name, "b", category, 100.0, True, frozenset(), name_en=name_en)
+            for i, (name, name_en, category) in enumerate(NAMES)])), Lemmatizer().is_known)
+    serial = [fresh().correct(w) for w in words]
+    shared, results, errors = fresh(), {}, []
+    start = threading.Barrier(8)
+    def worker(k):
+        try:
+            start.wait(5)
+            for i in range(len(words)):  # every thread its own order: the same words looked up at once
+                w = words[(i + 2 * k) % len(words)]
+                results.setdefault(w, set()).add(shared.correct(w))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert {w: results[w] for w in words} == {w: {c} for w, c in zip(words, serial)}

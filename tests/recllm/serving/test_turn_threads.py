@@ -9,7 +9,7 @@ import pytest
 from recllm.serving.turn_threads import TurnThreads
 
 
-def test_as_many_requests_as_threads_are_served_at_once():
+def test_as_many_requests_as_threads_are_served_at_once_and_submit_waits_for_a_free_one():
     started, release = [], threading.Event()
     both_in = threading.Barrier(3)  # the two served requests and the test
 
@@ -20,11 +20,15 @@ def test_as_many_requests_as_threads_are_served_at_once():
             release.wait(5)
 
     threads = TurnThreads(2, serve)
-    for request in ("a", "b", "c"):
+    for request in ("a", "b"):
         threads.submit(request)
-    both_in.wait(5)  # "a" and "b" are in serve at the same time; "c" waits for a free thread
-    assert sorted(started) == ["a", "b"]
+    both_in.wait(5)  # "a" and "b" are in serve at the same time
+    third = threading.Thread(target=threads.submit, args=("c",))
+    third.start()
+    third.join(0.2)
+    assert third.is_alive() and sorted(started) == ["a", "b"]  # "c" is not taken while no thread is free
     release.set()
+    third.join(5)
     threads.close(timeout_s=5)
     assert sorted(started) == ["a", "b", "c"]
 
