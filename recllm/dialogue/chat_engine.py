@@ -42,9 +42,10 @@ from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, 
                                              explained_indices, missing_brand_note, no_remedy_reply,
                                              nothing_left_reply, nothing_to_take_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, RequestUnderstander, RequestUnderstanding,
-                                                   follow_up_content, mentioned_services, parse_budget,
-                                                   parse_refinement, refers_to_the_list, tokenize, understand)
+from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, VAGUE_WORDS, RequestUnderstander,
+                                                   RequestUnderstanding, follow_up_content, mentioned_services,
+                                                   normalize, parse_budget, parse_refinement, refers_to_the_list,
+                                                   tokenize, understand)
 from recllm.dialogue.household_chores import chore_name_stems, chore_shelves
 from recllm.dialogue.service_questions import service_reply, service_topic
 from recllm.dialogue.session_store import SessionStore, TurnContext
@@ -56,8 +57,8 @@ from recllm.rag.rec_request import (MAX_QUERY_CHARS, RecRequest, is_for_pets, pa
                                     recipient_hits, validate_query, validate_session_id)
 from recllm.safety.health_rule import (HEALTH_NEEDS, HealthNeed, health_need, names_health_goods_only,
                                        sensitive_item_mask, words_ask_for_health)
-from recllm.safety.moderation import (SAFE_REPLIES, LinearModerationModel, ModerationVerdict, asks_in_shopping_form,
-                                      install_model, uses_shopping_words)
+from recllm.safety.moderation import (NO_SHOPPING_VOCABULARY, SAFE_REPLIES, LinearModerationModel, ModerationVerdict,
+                                      asks_in_shopping_form, install_model, uses_shopping_words)
 from recllm.safety.output_guard import (allowed_items, clean_all, guard_items, redact_stream, screen_message,
                                        without_user_ids)
 
@@ -183,13 +184,15 @@ class ChatEngine:
         answers = self.answers_the_question(state, base.query)  # (read once a turn, as ``health``)
         if verdict.label == "off_topic" and not verdict.reason.startswith("rule:") \
                 and (says_what_it_needs(state, base.query, health, answers)
-                     or names_only_a_recipient(base.query, present=True)):
+                     or names_only_a_recipient(base.query, present=True)
+                     or verdict.reason.startswith(NO_SHOPPING_VOCABULARY) and only_a_vague_wish(base.query)):
             # «до 3000» (after a list, or before anything), «у ребёнка температура, что дать?», «подруге», "she is 7
             # years old" after a child's breakfast, «а сироп есть?» after cough lozenges, "how do I get rid of
             # limescale?" (a chore: cleaning supplies), «он любит футбол» after «Что
             # любит этот человек?»: a budget, a health need, whom it is for, the child's age, whether a thing is sold
             # or the answer to our
-            # question is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
+            # question, or a vague wish the classifier was unsure of ("something tasty", "something nice for
+            # tonight": nothing but wanting words) is the assistant's business (the classifier, finding no shopping word, refused them as off-topic); what
             # moderation's rules refuse (code, jokes, politics: «напиши код до 100 строк») stays refused, and so
             # does every harmful label
             verdict = ModerationVerdict("ok", "a budget, a health need, a recipient or an answer to our question", "")
@@ -243,6 +246,10 @@ class ChatEngine:
                                     target_services=state.services or KEYWORD_DOMAIN_SERVICES.get(state.domain, ()))
         if named is None and (not state.goal or state.last_act != "clarify") and asks_for_a_present_only(base.query):
             # «что-нибудь на подарок»: for whom, and what they like, is the first question (it got headphones)
+            understanding = replace(understanding, intent="clarify_needed")
+        elif named is None and not state.goal and only_a_vague_wish(base.query):
+            # "something nice for tonight" as a first wish got running shoes and headphones: what it should be is
+            # the first question (a vague wish within a goal goes on with the goal)
             understanding = replace(understanding, intent="clarify_needed")
         if understanding.intent == "clarify_needed" and named is not None \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
@@ -638,6 +645,23 @@ def reads_as_small_talk(state: DialogueState, understanding: RequestUnderstandin
     if named is not None or uses_shopping_words(message) or says_what_it_needs(state, message, health, answers):
         return False  # ("do you have it in red?" with a list on screen is about it; «она любит готовить» answers)
     return understanding.intent == "off_topic" or understanding.intent == "explain" and not state.last_items
+
+
+# Besides the understanding's vague words, when a vague wish is for and what joins it to it («на вечер», "for
+# tonight")
+WISH_TIME_WORDS = frozenset(normalize("""
+    вечер вечером вечерок ночь ночью выходные выходных завтра утро утром на в к
+    tonight evening night weekend tomorrow morning
+""").split())
+
+
+def only_a_vague_wish(message: str) -> bool:
+    """Nothing but wanting words («хочу что-нибудь приятное на вечер», "something nice for tonight"): a wish the
+    dialogue asks about, whatever moderation's classifier made of it (it refused the English ones, unsure of "ok"
+    with no shopping word in them)."""
+    words = tokenize(message)
+    return bool(words) and all(w in VAGUE_WORDS or w in WISH_TIME_WORDS for w in words) \
+        and any(w not in WISH_TIME_WORDS for w in words) and not greets_only(message)
 
 
 def says_what_it_needs(state: DialogueState, message: str, health: bool, answers: bool) -> bool:

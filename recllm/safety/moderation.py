@@ -622,6 +622,11 @@ def _language(text: str, language: str | None) -> str:
     return language
 
 
+# The reason of an off-topic verdict given only because the classifier was not sure enough of "ok" for a message
+# with no shopping vocabulary (not because it read another label)
+NO_SHOPPING_VOCABULARY = "no shopping vocabulary"
+
+
 def moderate(text: str, language: str | None = None, config: ModerationConfig = _DEFAULT_CONFIG) -> ModerationVerdict:
     """Label one user message; ``safe_reply`` is what to answer instead ("" for ok). ``language``: 'ru', 'en' or
     None to detect it from the script."""
@@ -647,7 +652,7 @@ def moderate(text: str, language: str | None = None, config: ModerationConfig = 
             return ModerationVerdict("ok", f"rule:gift_help (classifier:off_topic p={probs[best]:.2f})", "")
         return ModerationVerdict(label, f"classifier:{label} p={probs[best]:.2f}", SAFE_REPLIES[language][label])
     if not shopping and p_ok < config.ok_without_signal:
-        return ModerationVerdict("off_topic", f"no shopping vocabulary, classifier ok p={p_ok:.2f}",
+        return ModerationVerdict("off_topic", f"{NO_SHOPPING_VOCABULARY}, classifier ok p={p_ok:.2f}",
                                  SAFE_REPLIES[language]["off_topic"])
     return ModerationVerdict("ok", f"classifier:ok p={p_ok:.2f}" + ("" if shopping else ", no shopping vocabulary"), "")
 

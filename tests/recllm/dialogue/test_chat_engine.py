@@ -967,3 +967,25 @@ def test_a_typo_correction_never_hides_what_the_words_as_written_ask_for(engine,
     engine.spelling = Corrector()
     plan = engine.plan("engine-typo-harm", users[0], "где купить кокаин", 5, "")
     assert plan.act == "decline" and plan.base.query in SAFE
+
+
+@pytest.mark.parametrize("message, vague", [
+    ("something nice for tonight", True), ("something tasty", True), ("хочу что-нибудь приятное на вечер", True),
+    ("anything good for the weekend?", True), ("tonight", False), ("hi", False), ("tell me something nice", False),
+    ("do you like music?", False), ("something for the cat", False), ("", False)])
+def test_only_a_vague_wish_is_wanting_words_and_at_most_when_it_is_for(message, vague):
+    from recllm.dialogue.chat_engine import only_a_vague_wish  # noqa: PLC0415
+
+    assert only_a_vague_wish(message) is vague
+
+
+def test_an_english_vague_wish_is_asked_about_not_refused(engine, users):
+    """Live: "something tasty" and "something nice for tonight" as the first message were refused as off-topic
+    (moderation, finding no shopping word, was unsure of "ok"), and let through the second got running shoes and
+    headphones: a vague wish is asked about, whatever moderation's classifier made of it; one within a goal goes on
+    with the goal."""
+    for i, message in enumerate(("something tasty", "something nice for tonight")):
+        plan = engine.plan(f"engine-vague-{i}", users[0], message, 5, "")
+        assert plan.act == "clarify", (message, plan.act, plan.base.query)
+        items, question = run_turn(engine, f"engine-vague-turn-{i}", users[0], message, service="")
+        assert items is None and question not in SAFE and question.endswith("?")
