@@ -48,6 +48,7 @@ from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, VAGU
                                                    tokenize, understand)
 from recllm.dialogue.household_chores import chore_name_stems, chore_shelves
 from recllm.dialogue.service_questions import service_reply, service_topic
+from recllm.dialogue.taste_shelves import taste_shelves
 from recllm.dialogue.session_store import SessionStore, TurnContext
 from recllm.profile.events import (FEEDBACK_CHEAPER, FEEDBACK_DIET_KINDS, FEEDBACK_EXPLAIN, FEEDBACK_REJECT,
                                    FEEDBACK_STYLE_KINDS, Event)
@@ -251,10 +252,12 @@ class ChatEngine:
             # "something nice for tonight" as a first wish got running shoes and headphones: what it should be is
             # the first question (a vague wish within a goal goes on with the goal)
             understanding = replace(understanding, intent="clarify_needed")
-        if understanding.intent == "clarify_needed" and named is not None \
+        if understanding.intent == "clarify_needed" \
+                and (named is not None or self.taste_shelves(base.query, named) and not is_a_present(state.goal)) \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
-            # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement)
+            # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement); so does a
+            # taste («хочу что-нибудь сладкое» was asked «сладкое или солёное?»)
             understanding = replace(understanding, intent="recommend")
         elif understanding.intent == "clarify_needed" and state.last_act == "clarify" and is_a_present(state.goal) \
                 and (interests_named(base.query) or parse_child_age(base.query, "child") is not None):
@@ -305,6 +308,13 @@ class ChatEngine:
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
+        elif act in ("recommend", "refine") and (tastes := self.taste_shelves(base.query, named)):
+            # «сладкое» answering what a tasty wish should be got salty croutons and chips (the buyer's history):
+            # a food wish held to the shelves of the taste it says, in the services that sell them
+            state = replace(state, kinds=tastes)
+            sellers = self.services_selling_shelves(tastes)
+            if sellers and not mentioned_services(base.query) and not set(state.services) & set(sellers):
+                state = replace(state, services=sellers)
         elif act == "recommend" and (chores := self.catalog_chore_shelves(base.query, named)):
             # «чем отмыть жир на плите?» got flatbread: the goal is held to the shelves that do the chore, in the
             # services that sell them (a service the user named stays theirs)
@@ -380,6 +390,16 @@ class ChatEngine:
         if named is not None or self.catalog is None:
             return ()
         return tuple(c for c in interest_shelves(message, goal) if c in self.catalog.categories)
+
+    def taste_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
+        """The catalog's shelves of the tastes a message says («сладкое» → sweets), when it names no kind of product
+        off them (``taste_shelves``: «сладкий перец» is the pepper's; "sweet" naming the sweets shelf is the taste's)."""
+        if self.catalog is None:
+            return ()
+        shelves = tuple(c for c in taste_shelves(message) if c in self.catalog.categories)
+        if named is not None and not set(self.categories_of(named.item_ids)) <= set(shelves):
+            return ()
+        return shelves
 
     def catalog_chore_shelves(self, message: str, named: NamedKinds | None) -> tuple[str, ...]:
         """The catalog's shelves the household chores a message names point at (``household_chores``), when it

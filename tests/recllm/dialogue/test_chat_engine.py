@@ -989,3 +989,22 @@ def test_an_english_vague_wish_is_asked_about_not_refused(engine, users):
         assert plan.act == "clarify", (message, plan.act, plan.base.query)
         items, question = run_turn(engine, f"engine-vague-turn-{i}", users[0], message, service="")
         assert items is None and question not in SAFE and question.endswith("?")
+
+
+def test_a_taste_holds_a_food_wish_to_its_shelf(engine, users):
+    """Live: «сладкое» answering «сладкое или солёное?» about «хочу что-нибудь вкусное» got rye croutons, salted
+    popcorn and chips (the buyer's history), and «хочу что-нибудь сладкое» was asked that question again: a taste
+    holds the wish to its shelf; a kind the message names keeps its own («сладкий перец»)."""
+    catalog = engine.stages.pipeline.catalog
+    assert {"grocery/sweets", "grocery/salty_snacks"} <= set(catalog.categories)
+    engine = ChatEngine(engine.sessions, engine.stages, catalog=catalog)
+    session = "engine-taste"
+    assert engine.plan(session, users[0], "хочу что-нибудь вкусное", 5, "").act == "clarify"
+    run_turn(engine, session, users[0], "хочу что-нибудь вкусное", service="")
+    items, _ = run_turn(engine, session, users[0], "сладкое", service="")
+    assert ids(items) and {catalog.get(i).category_id for i in ids(items)} == {"grocery/sweets"}
+    for message, shelf in (("хочу что-нибудь сладкое", "grocery/sweets"), ("something salty", "grocery/salty_snacks")):
+        plan = engine.plan(f"engine-taste-{shelf.replace('/', '-')}", users[0], message, 5, "")
+        assert plan.act == "recommend" and plan.request.categories == frozenset({shelf}), (message, plan.act)
+    assert "grocery/sweets" not in (engine.plan("engine-taste-pepper", users[0], "сладкий перец", 5, "").request
+                                    .categories or ())
