@@ -250,10 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beam-turns", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the report's file (a folder: reply_quality.md in it)")
     parser.add_argument("--compare-corpus-rules", action="store_true",
                         help="also decode the held-out turns with the corpus-format rules (side-by-side row)")
     args = parser.parse_args(argv)
+    out = args.out / RESULTS.name if args.out.is_dir() else args.out  # checked before the long run, not after
     pipeline = RecPipeline.load(args.artifacts)
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
     turns = held_out_turns(pipeline, args.artifacts, args.seed)
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     command = "python -m benchmarks.reply_quality " + " ".join(sys.argv[1:] if argv is None else argv)
     text = render(report, command.strip())
-    args.out.write_text(text, encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     print(text)
 
 
