@@ -5,11 +5,11 @@ Batching: an internal batcher (``recllm.serving.stream_batcher.StreamBatcher``),
 and returns at once (a decoupled model may send its responses after ``execute`` returned); a background thread
 collects the turns that arrive within ``batch_window_us`` (up to ``max_batch``), decodes them together through
 ``GenerationStage.stream_turns`` (one forward per step for all of them) and sends every turn's text deltas to its
-own sender as they are produced (after a reply's first delta, at most one response per ``send_interval_us``: the
-deltas produced meanwhile go together), with the final flag per request as soon as that reply ends. Chosen over
-dynamic batching of this decoupled Python model because with ``execute`` holding its instance for a whole reply, turns
-arriving mid-decode would wait for the instance anyway, and the batcher keeps the one model process (one copy of
-the weights) serving every chat instance. Turns arriving mid-decode form the next batch;
+own sender as they are produced (after a reply's first ``EAGER_CHARS`` characters, at most one response per
+``send_interval_us``: the deltas produced meanwhile go together), with the final flag per request as soon as that
+reply ends. Chosen over dynamic batching of this decoupled Python model because with ``execute`` holding its
+instance for a whole reply, turns arriving mid-decode would wait for the instance anyway, and the batcher keeps the
+one model process (one copy of the weights) serving every chat instance. Turns arriving mid-decode form the next batch;
 ``RECLLM_CONTINUOUS_BATCHING=on`` has them join the running batch at its next step boundary instead
 (``StreamBatcherConfig.continuous``, off by default: measured no gain here).
 
@@ -27,6 +27,7 @@ from recllm_proto import tensors as T
 
 from recllm.pipeline import CONTINUOUS_BATCHING_ENV, ReplyTurn, env_switch, load_generation_stage
 from recllm.rag.rec_request import RequestError, detect_language, validate_query
+from recllm.safety.output_guard import HOLD_CHARS
 from recllm.serving.backend_adapter import (
     artifact_layout, checked_language, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids,
     input_scalar, input_service, input_strings, make_response, optional_array, optional_user_context,
@@ -37,6 +38,10 @@ from recllm_proto.text_arrays import decode_utf8_array, utf8_array
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 FINALIZE_WAIT_S = 2.0
+# A reply's first characters go out as decoded, whatever the send interval: the chat's output guard holds back
+# HOLD_CHARS before it releases anything, so the text it needs for the user's first words waits for no interval
+# (with every delta joined, the first text's p95 at concurrency 1 grew from 54 to 80 ms in one A/B run).
+EAGER_CHARS = 2 * HOLD_CHARS
 
 
 def batcher_config(args) -> StreamBatcherConfig:
@@ -53,7 +58,7 @@ def batcher_config(args) -> StreamBatcherConfig:
         values[name] = int(value)
     return StreamBatcherConfig(max_batch=values["max_batch"], window_s=values["batch_window_us"] / 1e6,
                                continuous=env_switch(CONTINUOUS_BATCHING_ENV, False),
-                               send_interval_s=values["send_interval_us"] / 1e6)
+                               send_interval_s=values["send_interval_us"] / 1e6, eager_chars=EAGER_CHARS)
 
 
 def optional_text(request, spec) -> str | None:

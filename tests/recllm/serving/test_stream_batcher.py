@@ -133,6 +133,12 @@ def test_with_a_send_interval_the_first_delta_goes_at_once_and_the_rest_together
     assert bad.deltas == [] and isinstance(bad.errors[0], ValueError)
 
 
+def test_a_job_s_first_characters_go_out_as_decoded_then_joined():
+    collectors = [Collector("abcdefgh")]
+    run_jobs(collectors, StreamBatcherConfig(max_batch=8, window_s=0.2, send_interval_s=1.0, eager_chars=3))
+    assert collectors[0].deltas == ["a", "b", "c", "defgh"]
+
+
 def test_with_no_send_interval_every_delta_is_its_own_send():
     collectors = [Collector("abc")]
     run_jobs(collectors, StreamBatcherConfig(max_batch=8, window_s=0.2, send_interval_s=0.0))
@@ -184,7 +190,8 @@ def test_already_cancelled_job_is_not_decoded():
 
 
 @pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_batch": True}, {"window_s": -1}, {"window_s": 5},
-                                 {"send_interval_s": -0.1}, {"send_interval_s": 2}])
+                                 {"send_interval_s": -0.1}, {"send_interval_s": 2}, {"eager_chars": -1},
+                                 {"eager_chars": 1.5}])
 def test_config_names_the_bad_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         StreamBatcherConfig(**bad)
