@@ -79,9 +79,9 @@ class ServingProfile:
     chat_turns_per_instance: int = 8
     # Instances of the decoupled reply stream; each decodes the turns it is handed as one batch.
     stream_instances: int = 1
-    # A reply's text after its first delta goes out at most this often (held deltas sent together): every response
-    # crosses the stream's stub, the server and the chat model's stub twice, so one per token costs CPU a reader
-    # never sees. 0: one response per delta.
+    # A reply's text after its first characters goes out at most this often (held deltas sent together): every
+    # response crosses the stream's stub, the server and the chat model's stub twice, so one per released piece (an
+    # item, a sentence) costs CPU a reader never sees. 0: one response per delta.
     stream_send_interval_us: int = 0
 
     def __post_init__(self):
@@ -114,7 +114,7 @@ def cpu_profile(cores: int) -> ServingProfile:
     # throughput of one at concurrency 16 (benchmarks/results/throughput_reply_variants.md). A chat turn mostly
     # waits on its BLS calls: each chat instance holds 8 turns at once on threads, which keeps both reply streams'
     # batches filled without an instance (~0.5 GiB) per turn, and a reply's text after its first delta goes out
-    # every 20 ms instead of per token (benchmarks/results/throughput_chat_variants.md).
+    # every 20 ms instead of piece by piece (benchmarks/results/throughput_chat_variants.md).
     replies = max(2, cores // 4)
     return ServingProfile(cores=cores, encoder=stage, retriever=stage, reranker=reranker,
                           generator=StageServing(instances=replies, max_batch_size=8,

@@ -41,7 +41,7 @@ class StreamBatcherConfig:
     window_s: float = 0.002     # how long the first job of a batch waits for company
     continuous: bool = False    # jobs that arrive while a batch decodes join it (else they wait for the next)
     # A job's first delta goes out at once; later ones are held and sent together once this long has passed since
-    # the job's last send (and at its end), so a reply is a few responses instead of one per token. 0: every delta.
+    # the job's last send (and at its end), so a reply is a few responses instead of one per delta. 0: every delta.
     send_interval_s: float = 0.0
     # ...except while a job has sent fewer characters than this: its first text goes out as decoded (a reader's
     # first words, and what a guard downstream holds back before its first release, wait for no interval)
