@@ -536,11 +536,12 @@ def variant_profiles(kind: str = "rank"):
         }
     if kind == "reply":
         def reply(generators: int, streams: int, chats: int):
+            # as measured then: one turn per chat instance, every delta sent (``--variants chat`` took those on)
             return replace(base, generator=replace(base.generator, instances=generators), stream_instances=streams,
-                           chat_instances=chats)
+                           chat_instances=chats, chat_turns_per_instance=1, stream_send_interval_us=0)
         # the recllm ensemble reads the generator count only, a chat turn the reply streams and chat instances only
         return {
-            "2 generators, 2 reply streams, 4 chat instances (committed)": base,
+            "2 generators, 2 reply streams, 4 chat instances (committed then)": reply(2, 2, 4),
             "1 generator, 1 reply stream, 2 chat instances": reply(1, 1, 2),
             "2 generators, 1 reply stream, 2 chat instances": reply(2, 1, 2),
             "1 generator, 1 reply stream, 4 chat instances": reply(1, 1, 4),
