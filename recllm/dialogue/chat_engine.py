@@ -252,8 +252,9 @@ class ChatEngine:
             # "something nice for tonight" as a first wish got running shoes and headphones: what it should be is
             # the first question (a vague wish within a goal goes on with the goal)
             understanding = replace(understanding, intent="clarify_needed")
+        tastes = self.taste_shelves(base.query, named)  # (read once a turn, as ``health``)
         if understanding.intent == "clarify_needed" \
-                and (named is not None or self.taste_shelves(base.query, named) and not is_a_present(state.goal)) \
+                and (named is not None or tastes and not is_a_present(state.goal)) \
                 and (not state.goal or state.last_act == "clarify" or another_kind):
             # «хочу что-нибудь: сыры» says what it wants (where a question would be asked; within a goal a vague
             # follow-up that names the goal's kind, «а что-нибудь ещё из сыров?», stays a refinement); so does a
@@ -308,7 +309,7 @@ class ChatEngine:
             state = replace(state, kinds=shelf)  # the goal is held to the shelf that answers the need
         elif liked := self.liked_shelves(base.query, state.goal, None if likes else named):
             state = replace(state, kinds=liked)  # a present held to the shelves the person's interest points at
-        elif act in ("recommend", "refine") and (tastes := self.taste_shelves(base.query, named)):
+        elif act in ("recommend", "refine") and tastes:
             # «сладкое» answering what a tasty wish should be got salty croutons and chips (the buyer's history):
             # a food wish held to the shelves of the taste it says, in the services that sell them
             state = replace(state, kinds=tastes)

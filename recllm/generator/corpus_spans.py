@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from .fact_constraint import QuoteTokens, spelled_offsets
+from .fact_constraint import QUOTE_PAIRS, QuoteTokens, spelled_offsets
 from .reply_check import LIST_ACTS
 from .tokenizer import ReplyTokenizer
 
@@ -46,7 +46,7 @@ from .tokenizer import ReplyTokenizer
 REPLY_SPANS_FILE = "reply_spans.json"
 _PROMPT_RE = re.compile(r"^act: (\w+)(?: \| relax: (\w+))?(?: \| frame: (\w+))? \| service: \w+ \| lang: (\w+) ")
 _FIRST_SENTENCE_RE = re.compile(r"^(.+?[.!?])\s+(\S.*)$", re.DOTALL)
-_QUOTES = ("«", "»", '"', "“", "”")
+_QUOTES = tuple(dict.fromkeys(q for pair in QUOTE_PAIRS for q in pair))
 # acts whose replies name items in a list: their opening, separators and the list's ending are held (a clarify reply
 # of the generator — the ``recllm`` ensemble's to a vague wish; the chat asks its own question — opens with its
 # question and then lists a few ideas)
@@ -87,7 +87,7 @@ def spans_of(examples: Iterable) -> dict[str, dict[str, list[str]]]:
         if act in SPAN_ACTS and "<item_" in reply:
             parts = re.split(r"<item_\d+>", reply)
             opening = parts[0]
-            if not any(q in opening for q in _QUOTES):
+            if not opens_a_quote(opening):
                 spans["openings"].setdefault(opening_key(act, frame, language), set()).add(opening)
             spans["separators"].setdefault(list_key(act, language), set()).update(s for s in parts[1:-1] if s)
             if ending := (_EXPLAIN_ENDING_RE if act == "explain" else _ENDING_RE).match(parts[-1]):

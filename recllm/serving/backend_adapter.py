@@ -41,13 +41,14 @@ TORCH_THREADS = 1
 _threads_set = threading.Lock()
 
 
-def positive_int_parameter(args: dict | None, name: str, default: int) -> int:
+def positive_int_parameter(args: dict | None, name: str, default: int, minimum: int = 1) -> int:
     """Parameter ``name`` of the model config Triton passes to ``initialize`` (``default`` when the config or the
-    parameter is absent); anything but a positive integer is a clear error."""
+    parameter is absent); anything but an integer >= ``minimum`` (a positive one by default) is a clear error."""
     parameters = json.loads(args["model_config"]).get("parameters", {}) if args and "model_config" in args else {}
     value = parameters.get(name, {}).get("string_value", str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"model config parameter {name} must be a positive integer, got {value!r}")
+    if not value.isdigit() or int(value) < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"model config parameter {name} must be {kind}, got {value!r}")
     return int(value)
 
 

@@ -20,7 +20,6 @@ sealed USER_CONTEXT that the chat model passes on (no second profile read). A ba
 cancelled request stops receiving and is finished.
 """
 
-import json
 
 import triton_python_backend_utils as pb_utils
 from recllm_proto import tensors as T
@@ -31,7 +30,7 @@ from recllm.safety.output_guard import HOLD_CHARS
 from recllm.serving.backend_adapter import (
     artifact_layout, checked_language, error_response, enable_crash_traces, freeze_loaded_state, input_item_ids,
     input_scalar, input_service, input_strings, make_response, optional_array, optional_user_context,
-    request_user_id, server_keyring,
+    positive_int_parameter, request_user_id, server_keyring,
 )
 from recllm.serving.stream_batcher import StreamBatcher, StreamBatcherConfig, StreamJob
 from recllm_proto.text_arrays import decode_utf8_array, utf8_array
@@ -47,15 +46,11 @@ EAGER_CHARS = 2 * HOLD_CHARS
 def batcher_config(args) -> StreamBatcherConfig:
     """``max_batch``, ``batch_window_us`` and ``send_interval_us`` from the generated model config (defaults when
     absent)."""
-    parameters = json.loads((args or {}).get("model_config", "{}")).get("parameters", {})
     defaults = StreamBatcherConfig()
-    values = {}
-    for name, default in (("max_batch", defaults.max_batch), ("batch_window_us", int(defaults.window_s * 1e6)),
-                          ("send_interval_us", int(defaults.send_interval_s * 1e6))):
-        value = parameters.get(name, {}).get("string_value", str(default))
-        if not value.isdigit():
-            raise ValueError(f"generator_stream parameter {name} must be a non-negative integer, got {value!r}")
-        values[name] = int(value)
+    values = {name: positive_int_parameter(args, name, default, minimum=0)
+              for name, default in (("max_batch", defaults.max_batch),
+                                    ("batch_window_us", int(defaults.window_s * 1e6)),
+                                    ("send_interval_us", int(defaults.send_interval_s * 1e6)))}
     return StreamBatcherConfig(max_batch=values["max_batch"], window_s=values["batch_window_us"] / 1e6,
                                continuous=env_switch(CONTINUOUS_BATCHING_ENV, False),
                                send_interval_s=values["send_interval_us"] / 1e6, eager_chars=EAGER_CHARS)
