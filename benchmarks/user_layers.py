@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -40,6 +41,8 @@ from recllm.user_layers.lora_adapter import random_adapter
 from recllm.user_layers.multi_lora import install_multi_lora
 
 RESULTS = Path(__file__).parent / "results" / "user_layers.md"
+HEAVY_BASE = "heavy held-out users: base"
+LAST_STEP = "#last-step"  # store name of a heavy user's last-step adapter beside the chosen one
 
 
 # ---- quality ----------------------------------------------------------------------------------------------------
@@ -90,34 +93,77 @@ def evaluate(trained, seq_len: int) -> dict[str, tuple[float, float]]:
         for name, batch in variants.items():
             acc, nll = per_user_metrics(adaptive(inputs, batch), targets)
             out[name] = (float(acc.mean()), float(np.exp(nll.mean())), len(users))
-        heavy = [i for i, x in enumerate(users) if x.user_id in trained.user_adapters]
+        heavy = [i for i, x in enumerate(users) if x.user_id in trained.user_adapter_selection]
         if len(heavy) >= 2:
-            rows = [users[i] for i in heavy]
-            h_in, h_t = inputs[heavy], targets[heavy]
-            own = store.batch_indices([r.user_id for r in rows], [r.segment for r in rows], now)
-            other_names = [user_adapter_name(rows[(j + 1) % len(rows)].user_id) for j in range(len(rows))]
-            other = torch.tensor(store.activate(other_names))[:, None]
-            for name, batch in {"heavy held-out users: base": UserBatch(),
-                                "heavy held-out users: base + segment LoRA": UserBatch(
-                                    lora_indices=segment_indices(rows)),
-                                "heavy held-out users: base + user LoRA": UserBatch(lora_indices=own),
-                                "swap: heavy users with another user's LoRA": UserBatch(lora_indices=other)}.items():
-                acc, nll = per_user_metrics(adaptive(h_in, batch), h_t)
-                out[name] = (float(acc.mean()), float(np.exp(nll.mean())), len(rows))
+            out.update(heavy_user_rows(trained, store, [users[i] for i in heavy], inputs[heavy], targets[heavy],
+                                       segment_indices))
     return out
 
 
-def quality(seeds: list[int], quick: bool, workdir: Path) -> tuple[dict, list[dict], TrainUserLayersConfig]:
-    results, timings = {}, []
+def heavy_user_rows(trained, store: AdapterStore, rows: list, inputs: torch.Tensor, targets: torch.Tensor,
+                    segment_indices) -> dict[str, tuple[float, float, int]]:
+    """The heavy held-out users' rows: base, their segment's LoRA, their own LoRA at its last step and at the
+    checkpoint their validation tail chose, and the swap test (each user gets the next one's last-step LoRA)."""
+    selection = [trained.user_adapter_selection[r.user_id] for r in rows]
+    for chosen in selection:
+        store.register(dataclasses.replace(chosen.last, name=chosen.last.name + LAST_STEP))
+    own_last = [s.last.name + LAST_STEP for s in selection]
+    batches = {
+        HEAVY_BASE: lambda: UserBatch(),
+        "heavy held-out users: base + segment LoRA": lambda: UserBatch(lora_indices=segment_indices(rows)),
+        "heavy held-out users: base + user LoRA, last step": lambda: UserBatch(
+            lora_indices=torch.tensor(store.activate(own_last))[:, None]),
+        "heavy held-out users: base + user LoRA, checkpoint chosen on the user's validation tail": lambda: UserBatch(
+            lora_indices=torch.tensor(store.activate([s.selected.name for s in selection]))[:, None]),
+        "swap: heavy users with another user's LoRA (last step)": lambda: UserBatch(
+            lora_indices=torch.tensor(store.activate(own_last[1:] + own_last[:1]))[:, None]),
+    }
+    out = {}
+    for name, batch in batches.items():  # each batch's slots are activated right before it runs
+        acc, nll = per_user_metrics(trained.adaptive(inputs, batch()), targets)
+        out[name] = (float(acc.mean()), float(np.exp(nll.mean())), len(rows))
+    return out
+
+
+def quality(seeds: list[int], quick: bool, workdir: Path) -> tuple[dict, list[dict], TrainUserLayersConfig, list]:
+    results, timings, chosen = {}, [], []
     config = None
     for seed in seeds:
         make = TrainUserLayersConfig.quick if quick else TrainUserLayersConfig
         config = make(output_dir=workdir / f"seed{seed}", seed=seed, progress=False, heavy_users_from="heldout")
         trained = train(config)
         timings.append(trained.timings_s)
+        chosen += list(trained.user_adapter_selection.values())
         for name, value in evaluate(trained, config.seq_len).items():
             results.setdefault(name, []).append(value)
-    return results, timings, config
+    return results, timings, config, chosen
+
+
+def paired_reference(variant: str) -> str:
+    """The row a variant's per-seed difference is taken against (the heavy users' rows: their own base)."""
+    return HEAVY_BASE if "heavy" in variant else "base"
+
+
+def paired_difference(results: dict, variant: str, index: int) -> str:
+    """mean ± sd over seeds of (variant − its reference) in the same seed: seed-to-seed spread cancels."""
+    if paired_reference(variant) == variant:
+        return "—"
+    reference = results[paired_reference(variant)]
+    return mean_spread([v[index] - r[index] for v, r in zip(results[variant], reference)], signed=True)
+
+
+def selection_summary(chosen: list) -> list[str]:
+    """What the heavy users' validation tails chose, over every seed."""
+    scored = [c for c in chosen if not np.isnan(c.validation_nll)]
+    steps = sorted({c.step for c in chosen})
+    counts = ", ".join(f"step {step}: {sum(c.step == step for c in chosen)}" for step in steps)
+    lines = [f"Checkpoints the heavy users' validation tails chose (all seeds, {len(chosen)} adapters; step 0 = the "
+             f"segment adapter it started from): {counts}."]
+    if scored:
+        lines[0] += (f" Validation-tail NLL: segment adapter {np.mean([c.validation_nll_at_start for c in scored]):.3f}"
+                     f" → chosen {np.mean([c.validation_nll for c in scored]):.3f} (mean over the {len(scored)} "
+                     "adapters with a tail).")
+    return lines
 
 
 # ---- throughput -------------------------------------------------------------------------------------------------
@@ -260,13 +306,14 @@ def store_behaviour(preset: str, n_users: int, requests: int, zipf_s: float, num
 
 # ---- report -----------------------------------------------------------------------------------------------------
 
-def mean_spread(values: list[float]) -> str:
+def mean_spread(values: list[float], signed: bool = False) -> str:
+    sign = "+" if signed else ""
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+        return f"{values[0]:{sign}.4f}"
+    return f"{np.mean(values):{sign}.4f} ± {np.std(values, ddof=1):.4f}"
 
 
-def report(args, quality_results, timings, train_config, tp, store, info, wall_s) -> str:
+def report(args, quality_results, timings, train_config, tp, store, info, wall_s, chosen=()) -> str:
     lines = ["# Adaptive user layers (`recllm/user_layers`)", "",
              f"Command: `python -m benchmarks.user_layers {' '.join(sys.argv[1:])}`", "",
              f"Date (UTC): {info['date_utc']}; wall time {wall_s:.0f} s; torch threads {args.threads}", "",
@@ -291,10 +338,16 @@ def report(args, quality_results, timings, train_config, tp, store, info, wall_s
                   "averaged over users, and perplexity = exp(mean per-user NLL). LoRA adapters were trained with "
                   "PEFT on the base model (without norm/prefix), so LoRA rows are on top of the base model; "
                   "'norm + prefix + MoE gate' stacks them as trained separately.", "",
-                  "| variant | users | accuracy (mean ± sd over seeds) | perplexity |", "|---|---|---|---|"]
+                  "Δ columns: the variant minus its reference row (`base`; for the heavy users' rows, their own "
+                  "base) in the same seed, mean ± sd over seeds: the seeds' common spread cancels, so a Δ whose "
+                  "mean is well past its sd is an effect; one within its sd is not established.", "",
+                  "| variant | users | accuracy (mean ± sd over seeds) | Δ accuracy (paired) | perplexity | "
+                  "Δ perplexity (paired) |", "|---|---|---|---|---|---|"]
         for name, values in quality_results.items():
             lines.append(f"| {name} | {values[0][2]} | {mean_spread([v[0] for v in values])} | "
-                         f"{mean_spread([v[1] for v in values])} |")
+                         f"{paired_difference(quality_results, name, 0)} | {mean_spread([v[1] for v in values])} | "
+                         f"{paired_difference(quality_results, name, 1)} |")
+        lines += [""] + selection_summary(list(chosen))
         lines += ["", f"Training time per seed (s): {[{k: round(v, 1) for k, v in t.items()} for t in timings]}", ""]
     if tp:
         lines += ["## Multi-LoRA throughput", "",
@@ -351,16 +404,17 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="user_layers_bench_"))
     try:
-        quality_results, timings, train_config = ({}, [], None)
+        quality_results, timings, train_config, chosen = ({}, [], None, [])
         if "quality" in args.sections:
-            quality_results, timings, train_config = quality(args.seeds, args.quick, workdir)
+            quality_results, timings, train_config, chosen = quality(args.seeds, args.quick, workdir)
         tp = throughput(args.tp_preset, args.tp_batch, args.tp_seq_lens, args.tp_rank, args.repeats, workdir) \
             if "throughput" in args.sections else {}
         store = store_behaviour("small", n_users=200, requests=4000, zipf_s=1.1, num_slots=16, max_host=64,
                                 rank=8, workdir=workdir) if "store" in args.sections else {}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = report(args, quality_results, timings, train_config, tp, store, info, time.perf_counter() - started)
+    text = report(args, quality_results, timings, train_config, tp, store, info, time.perf_counter() - started,
+                  chosen)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text + "\n", encoding="utf-8")
     print(text)

@@ -13,7 +13,10 @@ Stages (``train``):
 3. segment adapters: ``peft`` LoRA (q/k/v/o) on an HF ``Qwen2ForCausalLM`` built from our checkpoint
    (``qwen2_checkpoint``), one adapter per k-means segment on its training users;
 4. heavy-user adapters: the same, warm-started from the user's segment adapter, for the heaviest users (held-out
-   ones included: a user adapter only ever sees its own user's training events); optional DP-SGD via Opacus, each
+   ones included: a user adapter only ever sees its own user's training events); the last
+   ``user_validation_fraction`` of the user's training purchases stays out of its training and chooses the
+   checkpoint kept (every ``user_lora_check_every`` steps; step 0 is the segment adapter itself, so a user whose
+   own steps do not beat it there keeps its segment's weights); optional DP-SGD via Opacus (no selection), each
    update charged to the user's privacy ledger in the profile (composed with the DP preference releases; an update
    the window's budget cannot pay for is dropped and the user falls back to the segment adapter);
 5. MoE gate: the user-conditioned mixture over the segment adapters, trained through the batched multi-LoRA op.
@@ -30,8 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +90,8 @@ class TrainUserLayersConfig:
     lora_modules: tuple[str, ...] = ATTENTION_MODULES  # LORA_MODULES adds the MLP's gate/up/down projections
     segment_lora_steps: int = 60
     user_lora_steps: int = 40
+    user_validation_fraction: float = 0.15  # of a heavy user's training purchases: chooses their adapter's checkpoint
+    user_lora_check_every: int = 5  # steps between the checkpoints a heavy user's adapter is chosen from
     lora_lr: float = 3e-3
     heavy_users: int = 8
     heavy_users_from: str = "all"  # "all": the heaviest users; "heldout": the heaviest held-out ones (to measure)
@@ -105,7 +112,10 @@ class TrainUserLayersConfig:
                                                 or value < 0):
                 raise ValueError(f"TrainUserLayersConfig.{f.name} must be a non-negative number, got {value!r}")
         self.lora_modules = checked_lora_modules(self.lora_modules, "TrainUserLayersConfig")
-        for name in ("heldout_fraction", "eval_fraction"):
+        if self.user_lora_check_every < 1:
+            raise ValueError(f"TrainUserLayersConfig.user_lora_check_every must be >= 1, "
+                             f"got {self.user_lora_check_every!r}")
+        for name in ("heldout_fraction", "eval_fraction", "user_validation_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"TrainUserLayersConfig.{name} must be in (0, 1), got {getattr(self, name)!r}")
         if self.heavy_users_from not in ("all", "heldout"):
@@ -201,9 +211,15 @@ def windows(users: list[UserData], seq_len: int, batch_size: int, rng: np.random
 
 def eval_window(user: UserData, seq_len: int) -> tuple[list[int], list[int]]:
     """(inputs, targets) of the last ``seq_len`` positions; targets are IGNORE except on held-back purchases."""
-    full = user.tokens + user.eval_tokens
-    window = full[-(seq_len + 1):]
-    targets = [t if i >= seq_len - len(user.eval_tokens) else IGNORE for i, t in enumerate(window[1:])]
+    return tail_window(user.tokens + user.eval_tokens, seq_len, len(user.eval_tokens))
+
+
+def tail_window(tokens: list[int], seq_len: int, n_scored: int) -> tuple[list[int], list[int]]:
+    """(inputs, targets) of the last ``seq_len`` positions of ``tokens``; targets are IGNORE except on the last
+    ``n_scored`` tokens."""
+    window = tokens[-(seq_len + 1):]
+    n_targets = len(window) - 1
+    targets = [t if i >= n_targets - n_scored else IGNORE for i, t in enumerate(window[1:])]
     return window[:-1], targets
 
 
@@ -263,8 +279,11 @@ def lora_config(config: TrainUserLayersConfig):
 
 
 def train_peft_adapter(peft_model, name: str, users: list[UserData], steps: int, config: TrainUserLayersConfig,
-                       rng: np.random.Generator, warm_start: LoRAAdapter | None = None, **adapter_kwargs
-                       ) -> LoRAAdapter:
+                       rng: np.random.Generator, warm_start: LoRAAdapter | None = None,
+                       on_step: Callable[[int], None] | None = None, **adapter_kwargs) -> LoRAAdapter:
+    """A PEFT LoRA adapter trained ``steps`` steps on windows of ``users``' training tokens (from ``warm_start``
+    when given); ``on_step(n)`` is called with 0 before the first step and n after the n-th, while the adapter is
+    the model's active one."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     peft_model.add_adapter(name, lora_config(config))
@@ -278,10 +297,73 @@ def train_peft_adapter(peft_model, name: str, users: list[UserData], steps: int,
         _, inputs, targets = windows(users, config.seq_len, config.batch_size, rng)
         return lm_loss(peft_model(input_ids=inputs).logits, targets)
 
-    adamw_loop(name, steps, params, step, config.lora_lr, False)
+    if on_step is not None:
+        on_step(0)
+    adamw_loop(name, steps, params, step, config.lora_lr, False, after_step=on_step)
     state = get_peft_model_state_dict(peft_model, adapter_name=name)
     peft_model.delete_adapter(name)
     return adapter_from_peft_state(state, name, config.lora_rank, config.lora_alpha, **adapter_kwargs)
+
+
+@dataclass
+class SelectedUserAdapter:
+    """A heavy user's adapter: ``selected`` is the checkpoint with the lowest NLL on the user's validation tail
+    (step 0: the segment adapter it started from), ``last`` the last step's (kept to measure what selection does)."""
+
+    selected: LoRAAdapter
+    last: LoRAAdapter
+    step: int  # the selected checkpoint's step (0: the segment adapter's weights)
+    validation_nll: float  # at the selected checkpoint (nan: too few purchases to keep a tail, nothing selected)
+    validation_nll_at_start: float  # of the segment adapter
+
+    def report(self) -> dict:
+        """For state.json (no tail: the NLLs are null)."""
+        return {"step": self.step, "validation_nll": None if math.isnan(self.validation_nll) else self.validation_nll,
+                "validation_nll_at_start": None if math.isnan(self.validation_nll_at_start)
+                else self.validation_nll_at_start}
+
+
+def validation_split(user: UserData, config: TrainUserLayersConfig
+                     ) -> tuple[UserData, tuple[list[int], list[int]] | None]:
+    """The user without the validation tail of their training purchases, and the tail as one scored window; the
+    user as is and None when too few purchases are left to keep one (at most ``seq_len // 2`` are scored)."""
+    n_tail = min(config.seq_len // 2, max(1, int((len(user.tokens) - 1) * config.user_validation_fraction)))
+    if len(user.tokens) - n_tail <= config.seq_len:
+        return user, None
+    return replace(user, tokens=user.tokens[:-n_tail]), tail_window(user.tokens, config.seq_len, n_tail)
+
+
+def train_user_adapter(peft_model, name: str, user: UserData, segment_adapter: LoRAAdapter,
+                       config: TrainUserLayersConfig, rng: np.random.Generator, **adapter_kwargs
+                       ) -> SelectedUserAdapter:
+    """A heavy user's adapter, warm-started from their segment's, trained on their purchases before the validation
+    tail; the checkpoint kept is the one the tail scores best (checked every ``user_lora_check_every`` steps)."""
+    from peft import get_peft_model_state_dict
+
+    trainable, validation = validation_split(user, config)
+    if validation is None:
+        last = train_peft_adapter(peft_model, name, [user], config.user_lora_steps, config, rng,
+                                  warm_start=segment_adapter, **adapter_kwargs)
+        return SelectedUserAdapter(last, last, config.user_lora_steps, math.nan, math.nan)
+    inputs, targets = (torch.tensor([part]) for part in validation)
+    scores: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (tail NLL, step, adapter tensors)
+
+    def check(step: int) -> None:
+        if step % config.user_lora_check_every and step != config.user_lora_steps:
+            return
+        with torch.no_grad():
+            nll = lm_loss(peft_model(input_ids=inputs).logits, targets).item()
+        state = get_peft_model_state_dict(peft_model, adapter_name=name)
+        scores.append((nll, step, {k: v.detach().clone() for k, v in state.items()}))
+
+    last = train_peft_adapter(peft_model, name, [trainable], config.user_lora_steps, config, rng,
+                              warm_start=segment_adapter, on_step=check, **adapter_kwargs)
+    nll, step, state = min(scores, key=lambda s: (s[0], s[1]))
+    metadata = adapter_kwargs.pop("metadata", {}) | {"selected_step": str(step), "validation_nll": f"{nll:.6f}",
+                                                     "validation_nll_at_start": f"{scores[0][0]:.6f}"}
+    selected = adapter_from_peft_state(state, name, config.lora_rank, config.lora_alpha, metadata=metadata,
+                                       **adapter_kwargs)
+    return SelectedUserAdapter(selected, last, step, nll, scores[0][0])
 
 
 def peft_state_of(adapter: LoRAAdapter) -> dict[str, torch.Tensor]:
@@ -413,6 +495,7 @@ class TrainedUserLayers:
     dp_epsilons: dict[str, list[float]] = field(default_factory=dict)
     dp_ledger: dict[str, dict] = field(default_factory=dict)  # per DP user: charge_dp_update's report
     timings_s: dict[str, float] = field(default_factory=dict)
+    user_adapter_selection: dict[str, SelectedUserAdapter] = field(default_factory=dict)  # non-DP heavy users
 
 
 def prepare_users(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None):
@@ -472,7 +555,7 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
     t0 = time.perf_counter()
     pool = [u for u in users if u.heldout] if config.heavy_users_from == "heldout" else users
     heavy = sorted(pool, key=lambda u: -u.num_events)[:config.heavy_users]
-    user_adapters, dp_epsilons, dp_ledger = {}, {}, {}
+    user_adapters, selection, dp_epsilons, dp_ledger = {}, {}, {}, {}
     profile = ProfileStore(config.output_dir / "profile.db")
     ledger_ts = profile.latest_timestamp()  # the clock the profile's DP releases were charged at
     for user in tqdm(heavy, desc="user LoRA", disable=not config.progress, leave=False):
@@ -489,8 +572,9 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
                 continue  # the budget cannot pay for it: no adapter, the user falls back to the segment
             adapter = update.adapter
         else:
-            adapter = train_peft_adapter(peft_model, name, [user], config.user_lora_steps, config, rng,
-                                         warm_start=segment_adapters[user.segment], **kwargs)
+            selection[user.user_id] = train_user_adapter(peft_model, name, user, segment_adapters[user.segment],
+                                                         config, rng, **kwargs)
+            adapter = selection[user.user_id].selected
         user_adapters[user.user_id] = adapter
         save_adapter(adapter, config.output_dir / "adapters" / f"user_{user.user_id}")
     timings["user_lora_s"] = time.perf_counter() - t0
@@ -507,11 +591,12 @@ def train(config: TrainUserLayersConfig, ecosystem: Ecosystem | None = None) -> 
                        for u in users},
              "user_adapters": {uid: {"last_event_ts": int(a.metadata["last_event_ts"]), "trained_at": a.trained_at}
                                for uid, a in user_adapters.items()},
+             "user_adapter_selection": {uid: s.report() for uid, s in selection.items()},
              "dp_epsilons": dp_epsilons, "dp_ledger": dp_ledger, "timings_s": timings}
     (config.output_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     log.info("trained user layers in %.1f s: %s", time.perf_counter() - started, timings)
     return TrainedUserLayers(config, users, adaptive, segment_adapters, user_adapters, vectors, dp_epsilons,
-                             dp_ledger, timings)
+                             dp_ledger, timings, selection)
 
 
 def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.ndarray,
@@ -519,8 +604,9 @@ def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.nda
     """Retrain the user adapters of users whose stored events are newer than their adapter's; returns them.
 
     Each such user's profile is refreshed (new DP release), their adapter is retrained warm-started from the old
-    one on their full current history, saved over the old folder with a new ``trained_at``, and ``state.json``
-    records the new last event time.
+    one on their current history as ``train`` does (the tail of it choosing the checkpoint; step 0 is the old
+    adapter), saved over the old folder with a new ``trained_at``, and ``state.json`` records the new last event
+    time.
     """
     output_dir = Path(output_dir)
     state = json.loads((output_dir / "state.json").read_text(encoding="utf-8"))
@@ -543,8 +629,9 @@ def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.nda
         old = load_adapter(folder)
         tokens = [BOS] + [tokens_of[catalog.get(e.item_id).category_id] for e in purchases]
         user = UserData(user_id, tokens, [], purchases[-1].timestamp, len(purchases), heldout=False)
-        adapter = train_peft_adapter(peft_model, old.name, [user], config.user_lora_steps, config, rng,
-                                     warm_start=old, kind="user", trained_at=now, num_events=len(purchases))
+        adapter = train_user_adapter(peft_model, old.name, user, old, config, rng, kind="user", trained_at=now,
+                                     num_events=len(purchases),
+                                     metadata={"last_event_ts": str(purchases[-1].timestamp)}).selected
         save_adapter(adapter, folder)
         state["user_adapters"][user_id] = {"last_event_ts": purchases[-1].timestamp, "trained_at": now}
     (output_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")

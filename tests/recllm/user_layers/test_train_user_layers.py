@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from builders.train_user_layers import (
-    BOS, TrainUserLayersConfig, UserData, charge_dp_update, hf_peft_model, item_vectors_by_category, refresh, train,
-    train_dp_user_adapter,
+    BOS, IGNORE, TrainUserLayersConfig, UserData, charge_dp_update, eval_window, hf_peft_model,
+    item_vectors_by_category, lm_loss, peft_state_of, refresh, tail_window, train, train_dp_user_adapter,
+    train_user_adapter, validation_split,
 )
 from recllm.profile.differential_privacy import (
     PrivacyConfig, compose_epsilon, dp_sgd_event_mechanism, release_preferences,
@@ -56,6 +57,17 @@ def test_artifacts_are_written_and_reload(trained):
         torch.testing.assert_close(reloaded(tokens, batch), trained.adaptive(tokens, batch))
 
 
+def test_the_build_keeps_each_heavy_users_chosen_checkpoint(trained):
+    state = json.loads((trained.config.output_dir / "state.json").read_text())
+    assert set(trained.user_adapter_selection) == set(trained.user_adapters) == set(state["user_adapter_selection"])
+    for user_id, chosen in trained.user_adapter_selection.items():
+        assert trained.user_adapters[user_id] is chosen.selected
+        assert state["user_adapter_selection"][user_id]["step"] == chosen.step
+        saved = load_adapter(trained.config.output_dir / "adapters" / f"user_{user_id}")
+        assert saved.metadata["selected_step"] == str(chosen.step)
+        assert all(torch.equal(saved.b[k], chosen.selected.b[k]) for k in saved.b)
+
+
 def test_users_split_and_u_never_sees_held_back_events(trained):
     assert any(u.heldout for u in trained.users) and not all(u.heldout for u in trained.users)
     store = ProfileStore(trained.config.output_dir / "profile.db")
@@ -79,8 +91,64 @@ def test_refresh_retrains_only_users_with_new_events(trained, ecosystem):
     after = load_adapter(folder)
     assert after.trained_at == 2_000_000_000
     assert after.num_events == len(store.events_of(user_id, kind="purchase")) > before.num_events
-    assert not torch.equal(after.a[(0, "q_proj")], before.a[(0, "q_proj")])
+    assert after.metadata["last_event_ts"] == str(last + 180)
+    # the checkpoint its new tail chose: step 0 keeps the old adapter's weights, a later one moved them
+    kept_old = after.metadata["selected_step"] == "0"
+    assert torch.equal(after.a[(0, "q_proj")], before.a[(0, "q_proj")]) is kept_old
     assert refresh(out, store, ecosystem.catalog, vectors, trained.config, now_ts=2_000_000_001) == []
+
+
+def test_tail_window_scores_only_the_last_tokens():
+    tokens = list(range(10, 30))
+    inputs, targets = tail_window(tokens, 8, 3)
+    assert inputs == tokens[-9:-1] and targets == [IGNORE] * 5 + tokens[-3:]
+    user = UserData("u", [BOS] + tokens[:-4], tokens[-4:], 0, 16, heldout=True)
+    assert eval_window(user, 8) == tail_window([BOS] + tokens, 8, 4)
+
+
+def test_validation_split_keeps_the_tail_out_of_training_and_needs_enough_purchases():
+    config = TrainUserLayersConfig.quick(user_validation_fraction=0.25)  # seq_len 24
+    user = UserData("u", [BOS] + list(range(2, 42)), [], 0, 40, heldout=True)
+    trainable, (inputs, targets) = validation_split(user, config)
+    assert trainable.tokens == user.tokens[:-10] and user.tokens[-10:] == [t for t in targets if t != IGNORE]
+    short = UserData("s", [BOS] + list(range(2, 26)), [], 0, 24, heldout=True)  # 25 - 6 tokens <= seq_len
+    assert validation_split(short, config) == (short, None)
+    with pytest.raises(ValueError, match="user_lora_check_every"):
+        TrainUserLayersConfig.quick(user_lora_check_every=0)
+
+
+def test_a_heavy_users_adapter_is_the_checkpoint_its_validation_tail_scores_best(trained):
+    from peft import set_peft_model_state_dict
+
+    config = dataclasses.replace(trained.config, user_lora_steps=12, user_lora_check_every=4)
+    peft_model = hf_peft_model(config.output_dir / "base", config)
+    user = max((u for u in trained.users if u.heldout), key=lambda u: len(u.tokens))
+    segment = trained.segment_adapters[user.segment]
+    chosen = train_user_adapter(peft_model, "user/probe", user, segment, config, np.random.default_rng(0),
+                                kind="user", num_events=user.num_events, metadata={"last_event_ts": "1"})
+    _, validation = validation_split(user, config)
+    inputs, targets = (torch.tensor([part]) for part in validation)
+
+    def tail_nll(adapter):
+        peft_model.add_adapter("probe", peft_model.peft_config["init"])
+        set_peft_model_state_dict(peft_model, peft_state_of(adapter), adapter_name="probe")
+        peft_model.set_adapter("probe")
+        with torch.no_grad():
+            nll = lm_loss(peft_model(input_ids=inputs).logits, targets).item()
+        peft_model.delete_adapter("probe")
+        return nll
+
+    assert chosen.step in (0, 4, 8, 12)
+    assert chosen.validation_nll == pytest.approx(tail_nll(chosen.selected), abs=1e-5)
+    assert chosen.validation_nll_at_start == pytest.approx(tail_nll(segment), abs=1e-5)
+    assert chosen.validation_nll <= min(chosen.validation_nll_at_start, tail_nll(chosen.last)) + 1e-6
+    assert chosen.selected.metadata == {"last_event_ts": "1", "selected_step": str(chosen.step),
+                                        "validation_nll": f"{chosen.validation_nll:.6f}",
+                                        "validation_nll_at_start": f"{chosen.validation_nll_at_start:.6f}"}
+    if chosen.step == 0:
+        assert all(torch.equal(chosen.selected.b[k], segment.b[k]) for k in segment.b)
+    else:
+        assert not all(torch.equal(chosen.selected.b[k], segment.b[k]) for k in segment.b)
 
 
 @pytest.fixture(scope="module")
