@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS, parse_age_band, parse_recipient
+from recllm.rag.rec_request import REQUIRED_TAG_PATTERNS, detect_language, parse_age_band, parse_recipient
 from recllm.rag.rec_request import parse_budget as text_budget
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,6 @@ SERVICE_PATTERNS = {
 REPEAT_ORDER = re.compile(r"как\s+в\s+прошлый\s+раз|повтори\w*\s+(?:мой\s+)?(?:прошл|последн)|прошл\w+\s+заказ|"
                           r"как\s+обычно|same\s+as\s+(?:last|before)|reorder|repeat\s+(?:my\s+)?(?:last\s+)?order|"
                           r"as\s+usual", re.IGNORECASE)
-RU_FUNCTION_WORDS = frozenset("и в на с до для без что как а не мне хочу есть бы это по из или чтобы закажи найди "
-                              "посоветуй покажи нужно купи".split())
-EN_FUNCTION_WORDS = frozenset("i the a an for to me my of and or with want some any please under is it what "
-                              "this that order find get need show buy".split())
 
 
 def normalize(text: str) -> str:
@@ -181,17 +177,6 @@ def normalize(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     return WORD.findall(normalize(text))
-
-
-def detect_language(text: str) -> str:
-    """Words, not letters, vote (function words twice): «хочу airpods» is Russian, "order творог" English."""
-    votes = {"ru": 0.0, "en": 0.0}
-    for word in tokenize(text):
-        if re.search("[а-я]", word):
-            votes["ru"] += 2 if word in RU_FUNCTION_WORDS else 1
-        elif re.search("[a-z]", word):
-            votes["en"] += 2 if word in EN_FUNCTION_WORDS else 1
-    return "en" if votes["en"] > votes["ru"] else "ru"
 
 
 def parse_budget(text: str) -> int | None:

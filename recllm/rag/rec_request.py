@@ -175,11 +175,24 @@ def validate_service_hint(raw: bytes | str) -> str:
 _ADDRESS = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.IGNORECASE)
 
 
+# function words vote twice: «мой email» is Russian, "I need молоко please" English
+RU_FUNCTION_WORDS = frozenset("и в на с до для без что как а не мне мой моя мое мои хочу есть бы это по из или чтобы "
+                              "закажи найди посоветуй покажи нужно купи".split())
+EN_FUNCTION_WORDS = frozenset("i the a an for to me my of and or with want some any please under is it what "
+                              "this that order find get need show buy".split())
+_LANGUAGE_WORD = re.compile(r"[0-9a-zа-я]+")
+
+
 def detect_language(text: str) -> str:
-    text = _ADDRESS.sub(" ", text)
-    cyrillic = sum(1 for ch in text if "а" <= ch.lower() <= "я" or ch.lower() == "ё")
-    latin = sum(1 for ch in text if "a" <= ch.lower() <= "z")
-    return "en" if latin > cyrillic else "ru"
+    """Words, not letters, vote (function words twice; an address is no word): «хочу airpods» and «мой email
+    ivan@mail.ru» are Russian, "order творог" English; a tie or no letters is Russian."""
+    votes = {"ru": 0, "en": 0}
+    for word in _LANGUAGE_WORD.findall(_ADDRESS.sub(" ", text).lower().replace("ё", "е")):
+        if re.search("[а-я]", word):
+            votes["ru"] += 2 if word in RU_FUNCTION_WORDS else 1
+        elif re.search("[a-z]", word):
+            votes["en"] += 2 if word in EN_FUNCTION_WORDS else 1
+    return "en" if votes["en"] > votes["ru"] else "ru"
 
 
 # «недорогие наушники», "cheap sneakers": inexpensive goods wanted, no sum said (not «не дешёвые», "not cheap")
