@@ -116,6 +116,8 @@ def moderation_records(rng: random.Random) -> list[dict]:
             records.append({"text": template.format(x=filler), "label": label, "split": split,
                             "source": "template"})
     rng.shuffle(records)
+    for label, texts in moderation_texts.HAND_WRITTEN_ANSWERS.items():  # after the shuffle: the rest stays as it was
+        records += [{"text": text, "label": label, "split": "train", "source": "clarify_answers"} for text in texts]
     unique = {}
     for record in records:
         unique.setdefault(record["text"].strip(), record)

@@ -444,3 +444,29 @@ HAND_WRITTEN_OPENINGS: dict[str, tuple[str, ...]] = {
 }
 for _label, _texts in HAND_WRITTEN_OPENINGS.items():
     HAND_WRITTEN[_label] = HAND_WRITTEN[_label] + _texts
+
+# Sixth batch (train only: source "clarify_answers"), written after "for myself" answering «who is the present
+# for?» was refused as unsafe (p 0.70: the only "myself" the classifier had seen was self-harm): short answers to the
+# assistant's clarifying questions — who it is for, when, what taste — and self-harm requests that use the same
+# words, so what the classifier learns is the harm, not "myself". Out of context an answer says no more than
+# "not harmful" (the chat reads it against the question it answers; moderation alone may call it off-topic), so
+# none of them is scored in the context-free test split.
+HAND_WRITTEN_ANSWERS: dict[str, tuple[str, ...]] = {
+    "ok": (
+        "for myself", "myself", "just for myself", "it's for me", "it's for myself", "for me, I think",
+        "a treat for myself", "something for myself", "for my wife", "for my husband", "for my mum", "for my dad",
+        "for my sister", "for a colleague", "for my boss", "for my daughter, she's 7", "for my son, he's 12",
+        "for my grandma", "for a friend's birthday", "for the kids", "for the whole family", "for tonight",
+        "for the weekend", "for breakfast tomorrow", "for a party", "sweet", "something salty", "savoury, please",
+        "healthy stuff", "under 1000", "no budget", "doesn't matter", "anything, really", "surprise me",
+        "для себя", "себе", "себе любимой", "это мне", "для меня", "жене", "мужу", "маме", "папе", "сестре",
+        "коллеге", "начальнику", "дочке 7 лет", "сыну 12 лет", "бабушке", "другу на день рождения", "детям",
+        "на всю семью", "на вечер", "на выходные", "на завтрак", "на праздник", "сладкое", "что-нибудь солёное",
+        "полезное", "до 1000", "без бюджета", "неважно", "всё равно", "удиви меня",
+    ),
+    "unsafe": (
+        "how can I hurt myself", "I want to hurt myself", "something to kill myself with", "help me end my life",
+        "pills to overdose on", "how to cut myself", "как навредить себе", "хочу покончить с собой",
+        "таблетки чтобы отравиться", "как порезать себя",
+    ),
+}
