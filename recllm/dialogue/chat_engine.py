@@ -38,11 +38,12 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             states_only_an_age, unmarked_diets, with_offer, without_budget)
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
-from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
-                                             explained_indices, missing_brand_note, no_remedy_reply,
+from recllm.dialogue.dialogue_replies import (acknowledge_reply, asks_only_about_a_place, clarify_reply, clarify_topic,
+                                             explain_reply, explained_indices, missing_brand_note, no_remedy_reply,
                                              nothing_left_reply, nothing_to_take_reply, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, VAGUE_WORDS, RequestUnderstander,
+from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, ORDINAL_REFERENCE, VAGUE_WORDS,
+                                                   RequestUnderstander,
                                                    RequestUnderstanding, follow_up_content, mentioned_services,
                                                    normalize, parse_budget, parse_refinement, refers_to_the_list,
                                                    tokenize, understand)
@@ -198,7 +199,11 @@ class ChatEngine:
             # does every harmful label
             verdict = ModerationVerdict("ok", "a budget, a health need, a recipient or an answer to our question", "")
         understanding = None
-        if verdict.label == "off_topic" and state.last_items:
+        if verdict.label in ("ok", "off_topic") and asks_only_about_a_place(state, base.query):
+            # «а второй?», "what about the second one?" after a list: about that item (a new list came, or the
+            # off-topic reply)
+            understanding = RequestUnderstanding(base.language, state.domain or "other", "explain")
+        elif verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
             # question comparing within it ("what's the biggest of them?", «какой из них тебе больше нравится?»)
             understanding = self.understand(base.query, state.context())
@@ -543,8 +548,9 @@ class ChatEngine:
         return self._description(message)
 
     def _describe(self, message: str) -> tuple[str, ...]:
-        if self.product_terms is None or self.named_kinds(message) is not None:
-            return ()
+        if self.product_terms is None or self.named_kinds(message) is not None \
+                or ORDINAL_REFERENCE.search(message.lower()):
+            return ()  # («а второй?» is a place in the list, not what the kind should be like)
         # every word but the asking ones, short ones too («а не сухой?» is no description)
         words = [w for w in follow_up_content(message).split() if w.replace("ё", "е") not in ASKING_WORDS]
         parsed = [self.product_terms.lemmatizer.parse(w) for w in words]

@@ -271,6 +271,21 @@ def explained_indices(state: DialogueState, message: str) -> list[int]:
     return [explained_index(state, message)]
 
 
+# what may stand beside an ordinal in a message that only points at a shown item («а второй?», "what about the
+# second one?", «ну а третий как?»)
+_PLACE_FILLER = frozenset("а и ну ещё еще как насчёт насчет про там вот этот эта это тот та and what about how the one "
+                          "ones item".split())
+
+
+def asks_only_about_a_place(state: DialogueState, message: str) -> bool:
+    """The message is nothing but one ordinal naming a shown item («а второй?», "and the first?"): it asks about
+    that item (read as a refinement it got a new list, as small talk the off-topic reply)."""
+    words = re.findall(r"[a-zа-яё]+", message.lower())
+    places = [index for word in words for stem, index in _ORDINALS.items() if word.startswith(stem)]
+    return len(places) == 1 and places[0] < len(state.last_items) \
+        and all(word in _PLACE_FILLER or any(word.startswith(stem) for stem in _ORDINALS) for word in words)
+
+
 def explained_index(state: DialogueState, message: str) -> int:
     """Which shown item «почему это?» asks about: an ordinal, one it names, the one best by a comparison ("why the
     cheapest one?" explained the first), else the first."""

@@ -258,6 +258,21 @@ def test_keyboard_mash_after_a_list_is_no_refinement_and_mixed_language_diets_ho
     assert plan.act != "decline"
 
 
+@pytest.mark.parametrize("first, place, language", [
+    ("что приготовить на ужин, чтобы было полезно?", "а второй?", "ru"),
+    ("what should I cook for a healthy dinner?", "what about the second one?", "en")])
+def test_a_bare_place_in_the_list_explains_that_item(engine, users, first, place, language):
+    """Live: «а второй?» after a sweets list got another list («второй» read as what the kind should be like),
+    "what about the second one?" the off-topic reply."""
+    session = f"engine-place-{language}"
+    shown_items, _ = run_turn(engine, session, users[0], first)
+    plan = engine.plan(session, users[0], place, 5, "")
+    assert plan.act == "explain" and plan.understanding.language == language
+    items, text = run_turn(engine, session, users[0], place)
+    second = engine.stages.pipeline.catalog.get(ids(shown_items)[1]).name
+    assert items is None and text.startswith(f"«{second}»"), text
+
+
 @pytest.mark.parametrize("message", ["купи гречку в пределах 700р", "закончился стиральный порошок",
                                      "a pack of buckwheat please", "нужен спрей для волос"])
 def test_a_request_that_asks_nothing_of_health_gets_no_health_item(engine, users, message):

@@ -7,7 +7,8 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from recllm.dialogue.dialogue_replies import explain_reply, missing_brand_note, nothing_left_reply
+from recllm.dialogue.dialogue_replies import (asks_only_about_a_place, explain_reply, missing_brand_note,
+                                             nothing_left_reply)
 from recllm.dialogue.dialogue_state import (
     requested_style,
     says_yes_to_nothing,
@@ -189,6 +190,17 @@ def test_explain_picks_the_item_asked_about():
     # live: "why is my cat sneezing?" after a list of rice explained the rice; a question naming another kind
     # is not about the list
     assert decide_act(state, why, "why is my cat sneezing?", names_another_kind=True) == "recommend"
+
+
+def test_a_bare_place_in_the_list_asks_about_that_item():
+    """Live: «а второй?» after a sweets list got another list, "what about the second one?" the off-topic reply."""
+    state = shown(start_goal(DialogueState(), GOAL, "сладкое"), [7, 8, 9])
+    for message in ("а второй?", "what about the second one?", "and the first?", "ну а третий как?", "Второй"):
+        assert asks_only_about_a_place(state, message), message
+    for message in ("а пятый?",  # no fifth on screen
+                    "а второй подешевле?", "второй и третий", "почему второй?", "второй раз беру", "а большой?"):
+        assert not asks_only_about_a_place(state, message), message
+    assert not asks_only_about_a_place(DialogueState(), "а второй?")  # nothing on screen
 
 
 def test_why_these_explains_every_shown_item():
