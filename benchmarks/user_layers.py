@@ -149,7 +149,10 @@ def paired_difference(results: dict, variant: str, index: int) -> str:
     if paired_reference(variant) == variant:
         return "—"
     reference = results[paired_reference(variant)]
-    return mean_spread([v[index] - r[index] for v, r in zip(results[variant], reference)], signed=True)
+    deltas = [v[index] - r[index] for v, r in zip(results[variant], reference)]
+    text = mean_spread(deltas, signed=True)
+    spread = np.std(deltas, ddof=1) if len(deltas) > 2 else 0.0
+    return text + (f" (t {np.mean(deltas) / (spread / np.sqrt(len(deltas))):+.1f})" if spread > 0 else "")
 
 
 def selection_summary(chosen: list) -> list[str]:
@@ -339,8 +342,9 @@ def report(args, quality_results, timings, train_config, tp, store, info, wall_s
                   "PEFT on the base model (without norm/prefix), so LoRA rows are on top of the base model; "
                   "'norm + prefix + MoE gate' stacks them as trained separately.", "",
                   "Δ columns: the variant minus its reference row (`base`; for the heavy users' rows, their own "
-                  "base) in the same seed, mean ± sd over seeds: the seeds' common spread cancels, so a Δ whose "
-                  "mean is well past its sd is an effect; one within its sd is not established.", "",
+                  "base) in the same seed, mean ± sd over seeds: the seeds' common spread cancels. t = mean / "
+                  "(sd / √seeds), the paired t statistic over seeds (with 5 seeds |t| > 2.78 is p < 0.05 two-sided, "
+                  "> 4.60 p < 0.01): a Δ with a smaller |t| is not established.", "",
                   "| variant | users | accuracy (mean ± sd over seeds) | Δ accuracy (paired) | perplexity | "
                   "Δ perplexity (paired) |", "|---|---|---|---|---|---|"]
         for name, values in quality_results.items():

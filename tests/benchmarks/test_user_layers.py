@@ -16,6 +16,8 @@ def test_a_paired_difference_is_taken_per_seed_against_its_reference_row():
     assert paired_difference(results, "+ conditional norm", 1) == "-0.7500 ± 0.3536"
     assert paired_difference(results, "heavy held-out users: base + segment LoRA", 0) == "-0.0250 ± 0.0354"
     assert paired_difference(results, "base", 0) == paired_difference(results, HEAVY_BASE, 1) == "—"
+    three = {"base": [(0.2, 1, 9), (0.3, 1, 9), (0.4, 1, 9)], "x": [(0.21, 1, 9), (0.32, 1, 9), (0.43, 1, 9)]}
+    assert paired_difference(three, "x", 0) == "+0.0200 ± 0.0100 (t +3.5)"  # 0.02 / (0.01 / sqrt 3)
 
 
 def test_the_selection_summary_counts_steps_and_averages_only_adapters_with_a_tail():
