@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.machine_info import machine_info
 from recllm.artifacts import ArtifactLayout
 from recllm.pipeline import CONTEXT_CACHE_USERS_ENV, CONTINUOUS_BATCHING_ENV, JUMP_FORWARD_ENV
+from recllm.serving.stub_watchdog import status_field
 from recllm.serving.triton_server import TritonServer, TritonServerConfig, free_port
 from recllm_client import RecLLMClient
 from recllm_proto.user_token import Keyring, load_keyring
@@ -186,12 +187,9 @@ def process_rss_mib(server_pid: int) -> dict[str, float]:
     """Resident memory now (MiB) of each process kind of the server, all its processes together."""
     out: dict[str, float] = {}
     for entry, model, _ in server_processes(server_pid):
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        out[model] = round(out.get(model, 0.0) + kib / 1024, 1)
+        kib = status_field(int(entry.name), "VmRSS")
+        if kib is not None:
+            out[model] = round(out.get(model, 0.0) + int(kib) / 1024, 1)
     return out
 
 

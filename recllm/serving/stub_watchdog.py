@@ -109,14 +109,19 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie."""
+def status_field(pid: int, name: str) -> str | None:
+    """The first word of ``name``'s line in ``/proc/<pid>/status`` ("State" → "S", "VmRSS" → kB); None when the
+    process is gone or has no such line."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return False
-    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
-    return state not in ("Z", "X")
+        return None
+    return next((line.split()[1] for line in status.splitlines() if line.startswith(name + ":")), None)
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    return status_field(pid, "State") not in (None, "Z", "X")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pytest
 
 from recllm.serving.stub_watchdog import (
     ADMIN_HEADER, RELOAD_PARAMETER, ModelRepositoryApi, RepositoryApiError, cmdline, Stub, StubWatchdog, StubWatchdogConfig, instances_by_model, is_running,
+    status_field,
     missing_instances, python_stubs, redacted, stub_from_cmdline,
 )
 
@@ -312,3 +313,11 @@ def test_the_thread_notices_a_dead_stub_by_itself(stubs):
     finally:
         watchdog.stop()
         endpoint.close()
+
+
+def test_status_field_reads_this_process_and_none_for_a_gone_one():
+    assert status_field(os.getpid(), "State") in ("R", "S") and int(status_field(os.getpid(), "VmRSS")) > 1000
+    assert status_field(os.getpid(), "NoSuchField") is None
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert status_field(gone.pid, "State") is None and not is_running(gone.pid)
