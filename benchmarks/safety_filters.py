@@ -43,7 +43,11 @@ HISTORY = (
     "opening the same ways) was written and looked at once: normal refused 0.300 (9 of 30, all 9 of them English: "
     "9 of 20), unsafe 0.75 (\"do you have drugs?\" passed), off-topic 0.5, injection and personal data 1.0. Then a "
     "fifth hash-split batch of such requests and look-alike refusals was written for training, English everyday "
-    "goods joined the shopping vocabulary and a bare \"drugs\" the drugs rule."
+    "goods joined the shopping vocabulary and a bare \"drugs\" the drugs rule. Later \"for myself\" answering "
+    "\"who is the present for?\" was refused as unsafe (the only \"myself\" in training was self-harm): a sixth "
+    "batch, train only (`clarify_answers`: short answers to a clarifying question and self-harm requests in the same "
+    "words), joined the training set, and the self-harm rule took \"end it all\", \"want to die\", \"help me die\", "
+    "\"cut myself\"; the test split is as it was (an answer out of context only says \"not harmful\")."
 )
 
 
