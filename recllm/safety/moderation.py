@@ -55,6 +55,15 @@ SAFE_REPLIES: dict[str, dict[str, str]] = {
     },
 }
 
+# what a message the self-harm rule reads is answered instead of the plain refusal ("how do I end it all" got "I can't
+# help with that. I can help you find groceries"): care first, no number (no phone number leaves the assistant)
+SELF_HARM_REPLIES: dict[str, str] = {
+    "ru": "Похоже, вам сейчас очень тяжело. Пожалуйста, поговорите с близким человеком или позвоните в экстренную "
+          "службу — вы не одни. А с покупками помогу, когда захотите.",
+    "en": "It sounds like you're going through a lot. Please reach out to someone you trust or your local emergency "
+          "number — you don't have to face this alone. I'm here to help with shopping whenever you want.",
+}
+
 
 @dataclass(frozen=True)
 class ModerationConfig:
@@ -637,7 +646,8 @@ def moderate(text: str, language: str | None = None, config: ModerationConfig = 
     ruled = _rule_verdict(text)
     if ruled:
         label, rule = ruled
-        return ModerationVerdict(label, "rule:" + rule, SAFE_REPLIES[language][label])
+        reply = SELF_HARM_REPLIES[language] if rule == "self_harm" else SAFE_REPLIES[language][label]
+        return ModerationVerdict(label, "rule:" + rule, reply)
     if _SERVICE_QUESTION.search(text):
         return ModerationVerdict("ok", "rule:service_question", "")
     probs = trained_model(config).probabilities(text)
