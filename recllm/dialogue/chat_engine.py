@@ -520,7 +520,10 @@ class ChatEngine:
         deltas = self.stages.stream_reply(request, candidates.service, item_ids, facts, plan.act,
                                           candidates.user_context)
         names = decode_utf8_array(arrays[tensors.ITEM_NAMES.client_name])
-        yield from (TextChunk(delta) for delta in redact_stream(deltas, protected=names))
+        reply = []
+        for delta in redact_stream(deltas, protected=names):
+            reply.append(delta)
+            yield TextChunk(delta)
         if note := unmarked_diet_note(plan.base.language, unmarked_diets(plan.base.query)):
             yield TextChunk(note)  # «без глютена»: the catalog has no such mark, the list could not be held to it
         if note := missing_brand_note(plan.base.language, plan.base.query, names):
@@ -530,7 +533,7 @@ class ChatEngine:
                            for language, spec in tensors.ITEM_EXPLANATIONS_IN.items()}
         prices = [float(p) for p in arrays[tensors.ITEM_PRICES.client_name]]
         state = record_shown(plan.state, plan.act, candidates.service, item_ids, names, explanations, prices,
-                             plan.understanding, explanations_in)
+                             plan.understanding, explanations_in, reply="".join(reply))
         self._record(plan, state, request.query, candidates.service, item_ids, prices)
 
     def categories_of(self, item_ids) -> list[str]:

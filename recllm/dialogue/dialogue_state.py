@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 from recllm.dialogue.gift_interests import PRESENT_RECIPIENTS
@@ -515,14 +516,30 @@ def _plain(understanding: RequestUnderstanding) -> dict:
     return json.loads(json.dumps(understanding.to_dict()))
 
 
+def reply_order(names: Sequence[str], reply: str) -> list[int]:
+    """Indices of ``names``: the ones the reply names first, in the order it names them, then the rest as they
+    were (the cards come in rank order, and a reply may name three of five in another: «а третий?» means the
+    reply's third)."""
+    at = {i: reply.find(name) if name else -1 for i, name in enumerate(names)}
+    named = sorted((i for i in at if at[i] >= 0), key=lambda i: at[i])
+    return named + [i for i in range(len(names)) if at[i] < 0]
+
+
 def record_shown(state: DialogueState, act: str, service: str, item_ids: list[int], names: list[str],
                  explanations: list[str], prices: list[float], understanding: RequestUnderstanding | None,
-                 explanations_in: dict[str, list[str]] | None = None) -> DialogueState:
+                 explanations_in: dict[str, list[str]] | None = None, reply: str = "") -> DialogueState:
     """The state after a turn that showed ``item_ids`` (possibly none); ``explanations_in``: the same explanations
-    in each reply language (``last_explanations_<language>``)."""
+    in each reply language (``last_explanations_<language>``); ``reply``: the text that named them, whose order the
+    list on screen takes (``reply_order``)."""
     shown = state.shown + tuple(i for i in item_ids if i not in state.shown)
     keep = bool(item_ids)
     explanations_in = explanations_in or {}
+    if reply and keep:
+        order = reply_order(names, reply)
+        item_ids, names, explanations, prices = ([seq[i] for i in order] if len(seq) == len(order) else seq
+                                                 for seq in (item_ids, names, explanations, prices))
+        explanations_in = {lang: [seq[i] for i in order] if len(seq) == len(order) else seq
+                           for lang, seq in explanations_in.items()}
     return replace(
         state, service=service or state.service, shown=shown[-MAX_SHOWN_KEPT:],
         shown_in=tuple(dict.fromkeys(state.shown_in + ((service,) if item_ids and service else ()))),

@@ -11,7 +11,7 @@ from recllm_proto import tensors
 
 from recllm.dialogue.chat_engine import ChatEngine, InProcessChatStages, ItemsChunk, TextChunk
 from recllm.dialogue.dialogue_replies import nothing_to_take_reply
-from recllm.dialogue.dialogue_state import DialogueState
+from recllm.dialogue.dialogue_state import DialogueState, reply_order
 from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import RecPipeline
 from recllm.rag.rec_request import RequestError
@@ -265,11 +265,12 @@ def test_a_bare_place_in_the_list_explains_that_item(engine, users, first, place
     """Live: «а второй?» after a sweets list got another list («второй» read as what the kind should be like),
     "what about the second one?" the off-topic reply."""
     session = f"engine-place-{language}"
-    shown_items, _ = run_turn(engine, session, users[0], first)
+    shown_items, shown_text = run_turn(engine, session, users[0], first)
     plan = engine.plan(session, users[0], place, 5, "")
     assert plan.act == "explain" and plan.understanding.language == language
     items, text = run_turn(engine, session, users[0], place)
-    second = engine.stages.pipeline.catalog.get(ids(shown_items)[1]).name
+    names = [engine.stages.pipeline.catalog.get(i).name for i in ids(shown_items)]
+    second = names[reply_order(names, shown_text)[1]]  # the reply's second: it may name them in its own order
     assert items is None and text.startswith(f"«{second}»"), text
 
 
@@ -534,11 +535,12 @@ def test_a_named_kind_too_cheap_to_exist_says_so_and_dropping_the_budget_finds_i
 
 
 def test_why_explains_a_shown_item(engine, users):
-    items, _ = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
+    items, shown_text = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
     again, text = run_turn(engine, "engine-why", users[0], "почему это?", service="")
-    first_name = items.arrays["item_names"][0].decode()
-    assert again is None and text.startswith(f"«{first_name}»")
-    assert items.arrays["item_explanations"][0].decode() in text or "подходит" in text
+    names = [name.decode() for name in items.arrays["item_names"]]
+    first = reply_order(names, shown_text)[0]  # the first the reply names
+    assert again is None and text.startswith(f"«{names[first]}»")
+    assert items.arrays["item_explanations"][first].decode() in text or "подходит" in text
 
 
 def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one(engine, users):
@@ -552,7 +554,8 @@ def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one
     assert state.last_explanations_ru == state.last_explanations
     assert len(state.last_explanations_en) == len(state.last_explanations) and all(state.last_explanations_en)
     _, text = run_turn(engine, "engine-why-en", user, "why the first one?", service="")
-    name = items.arrays["item_names"][0].decode()
+    name = state.last_names[0]  # the first the reply named
+    assert name in [n.decode() for n in items.arrays["item_names"]]
     assert text == f"«{name}»: {state.last_explanations_en[0].rstrip('.')}."
     assert not re.search("[а-яё]", text.replace(name, ""), re.I)  # English but for the item's own name
     _, pick = run_turn(engine, "engine-why-en", user, "какой из них лучше?", service="")

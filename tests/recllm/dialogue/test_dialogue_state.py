@@ -203,6 +203,24 @@ def test_a_bare_place_in_the_list_asks_about_that_item():
     assert not asks_only_about_a_place(DialogueState(), "а второй?")  # nothing on screen
 
 
+def test_the_list_on_screen_takes_the_order_the_reply_names_it_in():
+    """Live: the cards came Fitness Bar, Bite, Ореховый король, Snaq Fabriq; the reply named Fitness Bar, Bite and Snaq
+    Fabriq, and "the third one?" explained Ореховый король."""
+    from recllm.dialogue.dialogue_state import record_shown, reply_order
+
+    names = ["Хлебцы A", "Хлебцы B", "Хлебцы C", "Хлебцы D"]
+    reply = "Here is what I found: Хлебцы A, Хлебцы B and Хлебцы D."
+    assert reply_order(names, reply) == [0, 1, 3, 2]
+    assert reply_order(names, "") == [0, 1, 2, 3]
+    state = record_shown(DialogueState(), "recommend", "kuper", [10, 11, 12, 13], names, ["a", "b", "c", "d"],
+                         [1.0, 2.0, 3.0, 4.0], GOAL, {"ru": ["а", "б", "в", "г"], "en": ["a", "b", "c", "d"]},
+                         reply=reply)
+    assert state.last_items == (10, 11, 13, 12) and state.last_names[2] == "Хлебцы D"
+    assert state.last_prices == (1.0, 2.0, 4.0, 3.0) and state.last_explanations_ru == ("а", "б", "г", "в")
+    assert set(state.shown) == {10, 11, 12, 13}
+    assert explain_reply(state, "почему третий?", "ru").startswith("«Хлебцы D»")
+
+
 def test_why_these_explains_every_shown_item():
     """Live: «почему эти?» explained the first item only; a question about the list explains each, in order, and
     items that share a reason share its sentence; an ordinal still picks its one."""
