@@ -38,9 +38,10 @@ from recllm.dialogue.dialogue_state import (FOLLOW_UP_INTENTS, DialogueState, ac
                                             states_only_an_age, unmarked_diets, with_offer, without_budget)
 from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_only, asks_something_else, interest_shelves,
                                             interests_named, is_a_present, tells_what_they_like)
-from recllm.dialogue.dialogue_replies import (acknowledge_reply, asks_only_about_a_place, clarify_reply, clarify_topic,
-                                             explain_reply, explained_indices, missing_brand_note, no_remedy_reply,
-                                             nothing_left_reply, nothing_to_take_reply, unmarked_diet_note)
+from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
+                                             explained_indices, missing_brand_note, no_remedy_reply,
+                                             nothing_left_reply, nothing_to_take_reply, place_asked_about,
+                                             unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
 from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, ORDINAL_REFERENCE, VAGUE_WORDS,
                                                    RequestUnderstander,
@@ -199,9 +200,9 @@ class ChatEngine:
             # does every harmful label
             verdict = ModerationVerdict("ok", "a budget, a health need, a recipient or an answer to our question", "")
         understanding = None
-        if verdict.label in ("ok", "off_topic") and asks_only_about_a_place(state, base.query):
+        if verdict.label in ("ok", "off_topic") and place_asked_about(state, base.query) is not None:
             # «а второй?», "what about the second one?" after a list: about that item (a new list came, or the
-            # off-topic reply)
+            # off-topic reply); «а пятый?» about three items: there is none (``explain_reply`` says so)
             understanding = RequestUnderstanding(base.language, state.domain or "other", "explain")
         elif verdict.label == "off_topic" and state.last_items:
             # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a

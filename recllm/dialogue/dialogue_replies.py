@@ -277,13 +277,33 @@ _PLACE_FILLER = frozenset("а и ну ещё еще как насчёт насч
                           "ones item".split())
 
 
-def asks_only_about_a_place(state: DialogueState, message: str) -> bool:
-    """The message is nothing but one ordinal naming a shown item («а второй?», "and the first?"): it asks about
-    that item (read as a refinement it got a new list, as small talk the off-topic reply)."""
+def place_asked_about(state: DialogueState, message: str) -> int | None:
+    """The place in the list a message asks about when it is nothing but one ordinal («а второй?», "and the
+    first?", «а пятый?» after three), with a list on screen; None otherwise. Such a message asks about that item:
+    read as a refinement it got a new list, as small talk the off-topic reply."""
     words = re.findall(r"[a-zа-яё]+", message.lower())
     places = [index for word in words for stem, index in _ORDINALS.items() if word.startswith(stem)]
-    return len(places) == 1 and places[0] < len(state.last_items) \
-        and all(word in _PLACE_FILLER or any(word.startswith(stem) for stem in _ORDINALS) for word in words)
+    only_a_place = len(places) == 1 and all(word in _PLACE_FILLER or any(word.startswith(stem) for stem in _ORDINALS)
+                                            for word in words)
+    return places[0] if only_a_place and state.last_items else None
+
+
+def places_beyond_the_list(state: DialogueState, message: str) -> bool:
+    """The message names places in the list and none of them is on screen («а пятый?» about three items)."""
+    lowered = message.lower()
+    places = [index for stem, index in _ORDINALS.items() if stem in lowered]
+    return bool(places) and bool(state.last_items) and all(index >= len(state.last_items) for index in places)
+
+
+def no_such_place_reply(language: str, state: DialogueState) -> str:
+    """«а пятый?» about a list of three: how many there are and what they are."""
+    count = len(state.last_items)
+    names = quoted_names(list(state.last_names), language)
+    if language == "en":
+        how_many = "is only one item" if count == 1 else f"are only {count} items"
+        return f"There {how_many} in the list: {names}."
+    how_many = "только один товар" if count == 1 else "только " + ru_count(count, "товар", "товара", "товаров")
+    return f"В списке {how_many}: {names}."
 
 
 def explained_index(state: DialogueState, message: str) -> int:
@@ -431,6 +451,8 @@ def explain_reply(state: DialogueState, message: str, language: str, compare: bo
         answer = compare_by_attribute(state, attribute, language)
         if answer:
             return answer
+    if not compare and places_beyond_the_list(state, message):
+        return no_such_place_reply(language, state)  # «а пятый?», «почему пятый?» about three: there is none
     whys, whys_language = explanations_in(state, language)
     indices = [explained_index(state, message)] if compare else explained_indices(state, message)
     if len(indices) > 1:

@@ -7,8 +7,8 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from recllm.dialogue.dialogue_replies import (asks_only_about_a_place, explain_reply, missing_brand_note,
-                                             nothing_left_reply)
+from recllm.dialogue.dialogue_replies import (explain_reply, missing_brand_note, no_such_place_reply,
+                                             nothing_left_reply, place_asked_about)
 from recllm.dialogue.dialogue_state import (
     requested_style,
     says_yes_to_nothing,
@@ -193,14 +193,21 @@ def test_explain_picks_the_item_asked_about():
 
 
 def test_a_bare_place_in_the_list_asks_about_that_item():
-    """Live: «а второй?» after a sweets list got another list, "what about the second one?" the off-topic reply."""
+    """Live: «а второй?» after a sweets list got another list, "what about the second one?" the off-topic reply,
+    «а пятый?» after three items a new list."""
     state = shown(start_goal(DialogueState(), GOAL, "сладкое"), [7, 8, 9])
-    for message in ("а второй?", "what about the second one?", "and the first?", "ну а третий как?", "Второй"):
-        assert asks_only_about_a_place(state, message), message
-    for message in ("а пятый?",  # no fifth on screen
-                    "а второй подешевле?", "второй и третий", "почему второй?", "второй раз беру", "а большой?"):
-        assert not asks_only_about_a_place(state, message), message
-    assert not asks_only_about_a_place(DialogueState(), "а второй?")  # nothing on screen
+    for message, place in (("а второй?", 1), ("what about the second one?", 1), ("and the first?", 0),
+                           ("ну а третий как?", 2), ("Второй", 1), ("а пятый?", 4)):
+        assert place_asked_about(state, message) == place, message
+    for message in ("а второй подешевле?", "второй и третий", "почему второй?", "второй раз беру", "а большой?"):
+        assert place_asked_about(state, message) is None, message
+    assert place_asked_about(DialogueState(), "а второй?") is None  # nothing on screen
+    assert no_such_place_reply("ru", state) == "В списке только 3 товара: «Молоко 7», «Молоко 8» и «Молоко 9»."
+    assert no_such_place_reply("en", state) == \
+        "There are only 3 items in the list: «Молоко 7», «Молоко 8» and «Молоко 9»."
+    assert explain_reply(state, "а пятый?", "ru") == explain_reply(state, "почему пятый?", "ru") \
+        == no_such_place_reply("ru", state)
+    assert explain_reply(state, "почему третий или пятый?", "ru") == "«Молоко 9»: why 9."  # one is on screen
 
 
 def test_the_list_on_screen_takes_the_order_the_reply_names_it_in():
