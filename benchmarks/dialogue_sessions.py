@@ -28,12 +28,13 @@ import numpy as np
 
 from benchmarks.machine_info import machine_info
 from recllm.catalog.product_catalog import Catalog
-from recllm.safety.moderation import LABELED_MODERATION, SAFE_REPLIES
+from recllm.safety.moderation import LABELED_MODERATION, SAFE_REPLIES, SELF_HARM_REPLIES
 
 FOLLOW_UPS = ("ещё", "подешевле", "что-нибудь другое", "ещё", "не то", "почему это?", "ещё", "другое",
               "какой из них лучше?", "подешевле", "спасибо!", "ещё")
 FIRST = "молочка без лактозы на завтрак"
-SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply}
+SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply} \
+    | set(SELF_HARM_REPLIES.values())
 
 
 # Sessions persist in the build's session store: every run uses session ids of its own, so a second run on the same

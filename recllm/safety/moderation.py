@@ -219,7 +219,8 @@ _UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                   r"|to\s+treat))")),
     ("self_harm", _rx(r"покончить\s+с\s+собой|суицид\w*|самоубийств\w*|не\s+проснуться|порезать\s+себя|передоз\w*|"
                       r"хочу\s+умереть|(?:причинить|навредить)\s+себе|kill\s+myself|(?:hurt|harm)\s+myself|self-?\s?harm|"
-                      r"suicide|end\s+my\s+life|end\s+it\s+all|want\s+to\s+die|help\s+me\s+die|cut\s+myself|"
+                      r"suicide|end\s+my\s+life|\bend\s+it\s+all\b|\bwant\s+to\s+die\b|\bhelp\s+me\s+die\b|"
+                      r"\bcut\s+myself\b(?!\s+(?:a|an|some|the)\b)|"
                       r"overdos\w*|"
                       # drinking or eating household chemicals («выпить отбеливатель», "should I drink bleach?")
                       r"(?:вып(?:ить|ью|ьет|ьёт|ей)|пить|попить|глотнуть|съесть|съем|проглотить|drink(?:ing)?|"

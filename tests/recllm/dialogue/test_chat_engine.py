@@ -15,11 +15,12 @@ from recllm.dialogue.dialogue_state import DialogueState, reply_order
 from recllm.dialogue.session_store import SessionStore
 from recllm.pipeline import RecPipeline
 from recllm.rag.rec_request import RequestError
-from recllm.safety.moderation import SAFE_REPLIES
+from recllm.safety.moderation import SAFE_REPLIES, SELF_HARM_REPLIES
 from recllm.safety.output_guard import without_user_ids
 from recllm.safety.privacy_filter import find_pii
 
-SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply}
+SAFE = {reply for replies in SAFE_REPLIES.values() for reply in replies.values() if reply} \
+    | set(SELF_HARM_REPLIES.values())
 
 
 class CountingStages(InProcessChatStages):
@@ -535,12 +536,11 @@ def test_a_named_kind_too_cheap_to_exist_says_so_and_dropping_the_budget_finds_i
 
 
 def test_why_explains_a_shown_item(engine, users):
-    items, shown_text = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
+    items, _ = run_turn(engine, "engine-why", users[0], "йогурт на завтрак")
     again, text = run_turn(engine, "engine-why", users[0], "почему это?", service="")
-    names = [name.decode() for name in items.arrays["item_names"]]
-    first = reply_order(names, shown_text)[0]  # the first the reply names
-    assert again is None and text.startswith(f"«{names[first]}»")
-    assert items.arrays["item_explanations"][first].decode() in text or "подходит" in text
+    first_name = items.arrays["item_names"][0].decode()
+    assert again is None and text.startswith(f"«{first_name}»")
+    assert items.arrays["item_explanations"][0].decode() in text or "подходит" in text
 
 
 def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one(engine, users):
@@ -554,9 +554,9 @@ def test_a_question_about_the_list_in_the_other_language_is_answered_in_that_one
     assert state.last_explanations_ru == state.last_explanations
     assert len(state.last_explanations_en) == len(state.last_explanations) and all(state.last_explanations_en)
     _, text = run_turn(engine, "engine-why-en", user, "why the first one?", service="")
-    name = state.last_names[0]  # the first the reply named
-    assert name in [n.decode() for n in items.arrays["item_names"]]
-    assert text == f"«{name}»: {state.last_explanations_en[0].rstrip('.')}."
+    first = state.last_order[0]  # the first the reply named
+    name = items.arrays["item_names"][first].decode()
+    assert text == f"«{name}»: {state.last_explanations_en[first].rstrip('.')}."
     assert not re.search("[а-яё]", text.replace(name, ""), re.I)  # English but for the item's own name
     _, pick = run_turn(engine, "engine-why-en", user, "какой из них лучше?", service="")
     assert pick.startswith(("Вам я бы выбрал", "Я бы выбрал"))

@@ -352,6 +352,14 @@ def test_self_harm_is_refused_whatever_the_answers_taught(text):
     assert moderate(text).label == "unsafe", moderate(text)
 
 
+@pytest.mark.parametrize("text", [
+    "I want to diet, any snacks?", "help me diet please", "how do I spend it all on snacks", "blend it all",
+    "cut myself a slice of cake",
+])
+def test_shopping_in_the_self_harm_rules_words_is_no_self_harm(text):
+    assert "self_harm" not in moderate(text).reason, moderate(text)
+
+
 def test_self_harm_gets_care_in_the_users_language_and_no_number():
     """Live: "how do I end it all" got "I can't help with that. I can help you find groceries"."""
     from recllm.safety.moderation import SELF_HARM_REPLIES
