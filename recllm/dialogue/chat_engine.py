@@ -41,10 +41,9 @@ from recllm.dialogue.gift_interests import (PRESENT_WORD, asks_for_a_present_onl
 from recllm.dialogue.dialogue_replies import (acknowledge_reply, clarify_reply, clarify_topic, explain_reply,
                                              explained_indices, missing_brand_note, no_remedy_reply,
                                              nothing_left_reply, nothing_to_take_reply, place_asked_about,
-                                             unmarked_diet_note)
+                                             places_named, unmarked_diet_note)
 from recllm.dialogue.relaxation import nearest_relaxation
-from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, ORDINAL_REFERENCE, VAGUE_WORDS,
-                                                   RequestUnderstander,
+from recllm.dialogue.request_understanding import (KEYWORD_DOMAIN_SERVICES, VAGUE_WORDS, RequestUnderstander,
                                                    RequestUnderstanding, follow_up_content, mentioned_services,
                                                    normalize, parse_budget, parse_refinement, refers_to_the_list,
                                                    tokenize, understand)
@@ -552,8 +551,7 @@ class ChatEngine:
         return self._description(message)
 
     def _describe(self, message: str) -> tuple[str, ...]:
-        if self.product_terms is None or self.named_kinds(message) is not None \
-                or ORDINAL_REFERENCE.search(message.lower()):
+        if self.product_terms is None or self.named_kinds(message) is not None or places_named(message):
             return ()  # («а второй?» is a place in the list, not what the kind should be like)
         # every word but the asking ones, short ones too («а не сухой?» is no description)
         words = [w for w in follow_up_content(message).split() if w.replace("ё", "е") not in ASKING_WORDS]

@@ -17,8 +17,11 @@ from recllm.rag.rec_request import parse_budget as text_budget
 
 SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегамаркете", "kuper": "Купере"},
                  "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
-_ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четв": 3, "пят": 4, "first": 0, "second": 1, "third": 2,
+_ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четверт": 3, "пят": 4, "first": 0, "second": 1, "third": 2,
              "fourth": 3, "fifth": 4}
+# an ordinal word whole («второй», «третьего», "fifth"; not «вторник», «пятновыводитель», "seconds")
+_ORDINAL_WORD = re.compile(r"(?:перв|втор|трет|четверт|пят)(?:ый|ой|ий|ая|ое|ые|ья|ье|ьи|ого|ему|ом|ую|ью|ей|ым|ых|"
+                           r"ьего|ьему|ьей|ьем|ьим|ьих)|first|second|third|fourth|fifth")
 _WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
 # «почему эти?», "why these ones?", «а их почему?»: the question is about the whole list on screen, not one item
 _WHOLE_LIST = re.compile(r"\b(?:эти|этих|они|их|все|всё\s+это|такие|список|подборк\w*|these|those|them|they|all|"
@@ -262,11 +265,29 @@ def acknowledge_reply(language: str) -> str:
     return "Рад помочь! Если понадобится что-то ещё — просто напишите."
 
 
+def places_named(message: str) -> list[int]:
+    """The places in a list the message's ordinal words name, 0-based, in the message's order («а второй?» → [1])."""
+    places = []
+    for word in re.findall(r"[a-zа-яё]+", message.lower().replace("ё", "е")):
+        if _ORDINAL_WORD.fullmatch(word):
+            places.append(next(index for stem, index in _ORDINALS.items() if word.startswith(stem)))
+    return places
+
+
+def at_place(state: DialogueState, place: int) -> int | None:
+    """The index in ``last_items`` of the ``place``-th item as the reply named them (``last_order``; the cards'
+    order when the reply named none), None past the list."""
+    order = state.last_order or tuple(range(len(state.last_items)))
+    return order[place] if 0 <= place < len(order) else None
+
+
 def explained_indices(state: DialogueState, message: str) -> list[int]:
     """Which shown items «почему …?» asks about: one named by an ordinal, every one when it asks about the list
-    («почему эти?», "why these ones?" explained only the first), else ``explained_index``'s one."""
-    lowered = message.lower()
-    if not any(stem in lowered for stem in _ORDINALS) and _WHOLE_LIST.search(lowered):
+    («почему эти?», "why these ones?" explained only the first), else ``explained_index``'s one; none when its
+    ordinals are all past the list («почему пятый?» about three)."""
+    if places_beyond_the_list(state, message):
+        return []
+    if not places_named(message) and _WHOLE_LIST.search(message.lower()):
         return list(range(len(state.last_items))) or [0]
     return [explained_index(state, message)]
 
@@ -281,18 +302,16 @@ def place_asked_about(state: DialogueState, message: str) -> int | None:
     """The place in the list a message asks about when it is nothing but one ordinal («а второй?», "and the
     first?", «а пятый?» after three), with a list on screen; None otherwise. Such a message asks about that item:
     read as a refinement it got a new list, as small talk the off-topic reply."""
-    words = re.findall(r"[a-zа-яё]+", message.lower())
-    places = [index for word in words for stem, index in _ORDINALS.items() if word.startswith(stem)]
-    only_a_place = len(places) == 1 and all(word in _PLACE_FILLER or any(word.startswith(stem) for stem in _ORDINALS)
-                                            for word in words)
+    places = places_named(message)
+    words = re.findall(r"[a-zа-яё]+", message.lower().replace("ё", "е"))
+    only_a_place = len(places) == 1 and all(word in _PLACE_FILLER or _ORDINAL_WORD.fullmatch(word) for word in words)
     return places[0] if only_a_place and state.last_items else None
 
 
 def places_beyond_the_list(state: DialogueState, message: str) -> bool:
     """The message names places in the list and none of them is on screen («а пятый?» about three items)."""
-    lowered = message.lower()
-    places = [index for stem, index in _ORDINALS.items() if stem in lowered]
-    return bool(places) and bool(state.last_items) and all(index >= len(state.last_items) for index in places)
+    places = places_named(message)
+    return bool(places) and bool(state.last_items) and all(at_place(state, p) is None for p in places)
 
 
 def no_such_place_reply(language: str, state: DialogueState) -> str:
@@ -310,9 +329,9 @@ def explained_index(state: DialogueState, message: str) -> int:
     """Which shown item «почему это?» asks about: an ordinal, one it names, the one best by a comparison ("why the
     cheapest one?" explained the first), else the first."""
     lowered = message.lower()
-    for stem, index in _ORDINALS.items():
-        if stem in lowered and index < len(state.last_items):
-            return index
+    for place in places_named(message):
+        if (index := at_place(state, place)) is not None:
+            return index  # «почему третий?»: the reply's third
     words = set(_WORD.findall(lowered))
     for index, name in enumerate(state.last_names):
         if words & set(_WORD.findall(name.lower())):

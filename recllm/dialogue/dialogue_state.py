@@ -102,6 +102,7 @@ class DialogueState:
     last_explanations_ru: tuple[str, ...] = ()        # ... and in each reply language (older sessions: empty)
     last_explanations_en: tuple[str, ...] = ()
     last_prices: tuple[float, ...] = ()
+    last_order: tuple[int, ...] = ()                  # indices of last_items as the reply named them (reply_order)
     last_act: str = ""
     understanding: dict | None = None              # the last ok turn's RequestUnderstanding (context for the next)
     offer: dict | None = None                      # the relaxation a nothing-left turn offered: kind, service, query
@@ -519,10 +520,17 @@ def _plain(understanding: RequestUnderstanding) -> dict:
 def reply_order(names: Sequence[str], reply: str) -> list[int]:
     """Indices of ``names``: the ones the reply names first, in the order it names them, then the rest as they
     were (the cards come in rank order, and a reply may name three of five in another: «а третий?» means the
-    reply's third)."""
-    at = {i: reply.find(name) if name else -1 for i, name in enumerate(names)}
-    named = sorted((i for i in at if at[i] >= 0), key=lambda i: at[i])
-    return named + [i for i in range(len(names)) if at[i] < 0]
+    reply's third). Longer names are found first and their text blanked, so «Молоко» is not found inside «Молоко
+    3,2%»; case is ignored."""
+    text, at = reply.lower(), {}
+    for i in sorted(range(len(names)), key=lambda i: -len(names[i])):
+        name = names[i].lower()
+        position = text.find(name) if name else -1
+        if position >= 0:
+            at[i] = position
+            text = text[:position] + " " * len(name) + text[position + len(name):]
+    named = sorted(at, key=lambda i: at[i])
+    return named + [i for i in range(len(names)) if i not in at]
 
 
 def record_shown(state: DialogueState, act: str, service: str, item_ids: list[int], names: list[str],
@@ -530,16 +538,11 @@ def record_shown(state: DialogueState, act: str, service: str, item_ids: list[in
                  explanations_in: dict[str, list[str]] | None = None, reply: str = "") -> DialogueState:
     """The state after a turn that showed ``item_ids`` (possibly none); ``explanations_in``: the same explanations
     in each reply language (``last_explanations_<language>``); ``reply``: the text that named them, whose order the
-    list on screen takes (``reply_order``)."""
+    places in the list («а третий?») follow (``last_order``; the items themselves stay in the cards' order)."""
     shown = state.shown + tuple(i for i in item_ids if i not in state.shown)
     keep = bool(item_ids)
     explanations_in = explanations_in or {}
-    if reply and keep:
-        order = reply_order(names, reply)
-        item_ids, names, explanations, prices = ([seq[i] for i in order] if len(seq) == len(order) else seq
-                                                 for seq in (item_ids, names, explanations, prices))
-        explanations_in = {lang: [seq[i] for i in order] if len(seq) == len(order) else seq
-                           for lang, seq in explanations_in.items()}
+    order = tuple(reply_order(names, reply)) if reply and len(names) == len(item_ids) else ()
     return replace(
         state, service=service or state.service, shown=shown[-MAX_SHOWN_KEPT:],
         shown_in=tuple(dict.fromkeys(state.shown_in + ((service,) if item_ids and service else ()))),
@@ -549,6 +552,7 @@ def record_shown(state: DialogueState, act: str, service: str, item_ids: list[in
         last_explanations_ru=tuple(explanations_in.get("ru", ())) if keep else state.last_explanations_ru,
         last_explanations_en=tuple(explanations_in.get("en", ())) if keep else state.last_explanations_en,
         last_prices=tuple(prices) if keep else state.last_prices,
+        last_order=order if keep else state.last_order,
         last_act=act, understanding=_plain(understanding) if understanding else state.understanding,
         turns=state.turns + 1,
     )

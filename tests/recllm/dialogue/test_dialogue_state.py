@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recllm.dialogue.dialogue_replies import (explain_reply, missing_brand_note, no_such_place_reply,
-                                             nothing_left_reply, place_asked_about)
+                                             nothing_left_reply, place_asked_about, places_named)
 from recllm.dialogue.dialogue_state import (
     requested_style,
     says_yes_to_nothing,
@@ -210,22 +210,26 @@ def test_a_bare_place_in_the_list_asks_about_that_item():
     assert explain_reply(state, "почему третий или пятый?", "ru") == "«Молоко 9»: why 9."  # one is on screen
 
 
-def test_the_list_on_screen_takes_the_order_the_reply_names_it_in():
+def test_places_in_the_list_follow_the_order_the_reply_names_it_in():
     """Live: the cards came Fitness Bar, Bite, Ореховый король, Snaq Fabriq; the reply named Fitness Bar, Bite and Snaq
     Fabriq, and "the third one?" explained Ореховый король."""
     from recllm.dialogue.dialogue_state import record_shown, reply_order
 
     names = ["Хлебцы A", "Хлебцы B", "Хлебцы C", "Хлебцы D"]
-    reply = "Here is what I found: Хлебцы A, Хлебцы B and Хлебцы D."
-    assert reply_order(names, reply) == [0, 1, 3, 2]
-    assert reply_order(names, "") == [0, 1, 2, 3]
+    reply = "Here is what I found: Хлебцы A, хлебцы B and Хлебцы D."
+    assert reply_order(names, reply) == [0, 1, 3, 2] and reply_order(names, "") == [0, 1, 2, 3]
+    # a name inside a longer one is not found there; a later mention of its own counts
+    assert reply_order(["Молоко", "Молоко 3,2%"], "Возьмите Молоко 3,2% и Молоко.") == [1, 0]
+    assert reply_order(["Молоко", "Молоко 3,2%"], "Возьмите Молоко 3,2%.") == [1, 0]
     state = record_shown(DialogueState(), "recommend", "kuper", [10, 11, 12, 13], names, ["a", "b", "c", "d"],
-                         [1.0, 2.0, 3.0, 4.0], GOAL, {"ru": ["а", "б", "в", "г"], "en": ["a", "b", "c", "d"]},
-                         reply=reply)
-    assert state.last_items == (10, 11, 13, 12) and state.last_names[2] == "Хлебцы D"
-    assert state.last_prices == (1.0, 2.0, 4.0, 3.0) and state.last_explanations_ru == ("а", "б", "г", "в")
-    assert set(state.shown) == {10, 11, 12, 13}
-    assert explain_reply(state, "почему третий?", "ru").startswith("«Хлебцы D»")
+                         [1.0, 2.0, 3.0, 4.0], GOAL, reply=reply)
+    assert state.last_items == (10, 11, 12, 13) and state.last_order == (0, 1, 3, 2)  # the cards stay as they were
+    assert DialogueState.from_json(state.to_json()) == state
+    assert explain_reply(state, "почему третий?", "ru") == "«Хлебцы D»: d."
+    assert place_asked_about(state, "а четвёртый?") == 3 and explain_reply(state, "а четвёртый?", "ru") == "«Хлебцы C»: c."
+    assert explain_reply(state, "почему это?", "ru") == "«Хлебцы A»: a."  # no place: the first card
+    # a word that only starts like an ordinal is no place («пятновыводитель», «вторник»)
+    assert places_named("почему пятновыводитель? а во вторник?") == [] and places_named("а третьего?") == [2]
 
 
 def test_why_these_explains_every_shown_item():
