@@ -157,15 +157,18 @@ def paired_difference(results: dict, variant: str, index: int) -> str:
 
 def selection_summary(chosen: list) -> list[str]:
     """What the heavy users' validation tails chose, over every seed."""
-    scored = [c for c in chosen if not np.isnan(c.validation_nll)]
-    steps = sorted({c.step for c in chosen})
-    counts = ", ".join(f"step {step}: {sum(c.step == step for c in chosen)}" for step in steps)
+    scored = [c for c in chosen if c.step is not None]
+    steps = sorted({c.step for c in scored})
+    counts = ", ".join(f"step {step}: {sum(c.step == step for c in scored)}" for step in steps)
+    if len(scored) < len(chosen):
+        counts += f", too few purchases to keep a tail (last step kept): {len(chosen) - len(scored)}"
     lines = [f"Checkpoints the heavy users' validation tails chose (all seeds, {len(chosen)} adapters; step 0 = the "
              f"segment adapter it started from): {counts}."]
     if scored:
         lines[0] += (f" Validation-tail NLL: segment adapter {np.mean([c.validation_nll_at_start for c in scored]):.3f}"
                      f" → chosen {np.mean([c.validation_nll for c in scored]):.3f} (mean over the {len(scored)} "
-                     "adapters with a tail).")
+                     "adapters with a tail; the chosen one is the lowest of its checkpoints on that same tail, so "
+                     "this is optimistic).")
     return lines
 
 

@@ -312,7 +312,7 @@ class SelectedUserAdapter:
 
     selected: LoRAAdapter
     last: LoRAAdapter
-    step: int  # the selected checkpoint's step (0: the segment adapter's weights)
+    step: int | None  # the selected checkpoint's step (0: the segment adapter's weights; None: no tail, the last)
     validation_nll: float  # at the selected checkpoint (nan: too few purchases to keep a tail, nothing selected)
     validation_nll_at_start: float  # of the segment adapter
 
@@ -344,7 +344,7 @@ def train_user_adapter(peft_model, name: str, user: UserData, segment_adapter: L
     if validation is None:
         last = train_peft_adapter(peft_model, name, [user], config.user_lora_steps, config, rng,
                                   warm_start=segment_adapter, **adapter_kwargs)
-        return SelectedUserAdapter(last, last, config.user_lora_steps, math.nan, math.nan)
+        return SelectedUserAdapter(last, last, None, math.nan, math.nan)
     inputs, targets = (torch.tensor([part]) for part in validation)
     scores: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (tail NLL, step, adapter tensors)
 
@@ -604,9 +604,10 @@ def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.nda
     """Retrain the user adapters of users whose stored events are newer than their adapter's; returns them.
 
     Each such user's profile is refreshed (new DP release), their adapter is retrained warm-started from the old
-    one on their current history as ``train`` does (the tail of it choosing the checkpoint; step 0 is the old
-    adapter), saved over the old folder with a new ``trained_at``, and ``state.json`` records the new last event
-    time.
+    one on their current history as ``train`` does: the newest ``user_validation_fraction`` of it is not trained on
+    but chooses the checkpoint (step 0 is the old adapter, which may have been trained on the older part of that
+    tail: the choice leans to keeping it). The adapter is saved over the old folder with a new ``trained_at``, and
+    ``state.json`` records the new last event time and the choice.
     """
     output_dir = Path(output_dir)
     state = json.loads((output_dir / "state.json").read_text(encoding="utf-8"))
@@ -629,11 +630,11 @@ def refresh(output_dir: Path, store: ProfileStore, catalog, item_vectors: np.nda
         old = load_adapter(folder)
         tokens = [BOS] + [tokens_of[catalog.get(e.item_id).category_id] for e in purchases]
         user = UserData(user_id, tokens, [], purchases[-1].timestamp, len(purchases), heldout=False)
-        adapter = train_user_adapter(peft_model, old.name, user, old, config, rng, kind="user", trained_at=now,
-                                     num_events=len(purchases),
-                                     metadata={"last_event_ts": str(purchases[-1].timestamp)}).selected
-        save_adapter(adapter, folder)
+        chosen = train_user_adapter(peft_model, old.name, user, old, config, rng, kind="user", trained_at=now,
+                                    num_events=len(purchases), metadata={"last_event_ts": str(purchases[-1].timestamp)})
+        save_adapter(chosen.selected, folder)
         state["user_adapters"][user_id] = {"last_event_ts": purchases[-1].timestamp, "trained_at": now}
+        state.setdefault("user_adapter_selection", {})[user_id] = chosen.report()
     (output_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     log.info("refreshed %d user adapters", len(stale))
     return [user_id for user_id, _ in stale]

@@ -22,7 +22,8 @@ def test_a_paired_difference_is_taken_per_seed_against_its_reference_row():
 
 def test_the_selection_summary_counts_steps_and_averages_only_adapters_with_a_tail():
     chosen = [SelectedUserAdapter(None, None, 0, 2.0, 2.0), SelectedUserAdapter(None, None, 10, 1.0, 3.0),
-              SelectedUserAdapter(None, None, 10, math.nan, math.nan)]
+              SelectedUserAdapter(None, None, None, math.nan, math.nan)]
     (line,) = selection_summary(chosen)
-    assert "3 adapters" in line and "step 0: 1, step 10: 2" in line
-    assert "segment adapter 2.500 → chosen 1.500 (mean over the 2 adapters with a tail)" in line
+    assert "3 adapters" in line
+    assert "step 0: 1, step 10: 1, too few purchases to keep a tail (last step kept): 1" in line
+    assert "segment adapter 2.500 → chosen 1.500 (mean over the 2 adapters with a tail;" in line

@@ -64,7 +64,7 @@ def test_the_build_keeps_each_heavy_users_chosen_checkpoint(trained):
         assert trained.user_adapters[user_id] is chosen.selected
         assert state["user_adapter_selection"][user_id]["step"] == chosen.step
         saved = load_adapter(trained.config.output_dir / "adapters" / f"user_{user_id}")
-        assert saved.metadata["selected_step"] == str(chosen.step)
+        assert saved.metadata.get("selected_step") == (None if chosen.step is None else str(chosen.step))
         assert all(torch.equal(saved.b[k], chosen.selected.b[k]) for k in saved.b)
 
 
@@ -95,6 +95,9 @@ def test_refresh_retrains_only_users_with_new_events(trained, ecosystem):
     # the checkpoint its new tail chose: step 0 keeps the old adapter's weights, a later one moved them
     kept_old = after.metadata["selected_step"] == "0"
     assert torch.equal(after.a[(0, "q_proj")], before.a[(0, "q_proj")]) is kept_old
+    state = json.loads((out / "state.json").read_text())
+    assert state["user_adapters"][user_id] == {"last_event_ts": last + 180, "trained_at": 2_000_000_000}
+    assert state["user_adapter_selection"][user_id]["step"] == int(after.metadata["selected_step"])
     assert refresh(out, store, ecosystem.catalog, vectors, trained.config, now_ts=2_000_000_001) == []
 
 
