@@ -76,6 +76,7 @@ class ReplyLayersConfig:
     user_min_requests: int = 4  # ... each with at least this many requests in the corpus (>= 3: train, valid, test)
     user_min_events: int = AdapterStoreConfig.min_events  # ... and as many purchases as the store needs to serve it
     user_lora_steps: int = 40
+    user_check_every: int = 5  # steps between the checkpoints a heavy user's own adapter is chosen from
     user_learning_rate: float = 5e-4  # a few replies per user: gentler than the shared stages
     user_eval_fraction: float = 0.3  # a heavy user's replies kept out (half to promote their adapter, half to score)
     eval_examples: int = 600  # held-out users' examples the report scores
@@ -84,7 +85,7 @@ class ReplyLayersConfig:
     def __post_init__(self):
         require_positive_ints(self, ("n_segments", "batch_size", "joint_steps", "lora_steps", "gate_steps",
                                      "lora_rank", "num_prefix", "prefix_hidden", "user_slots", "eval_examples",
-                                     "user_min_requests", "user_lora_steps"))
+                                     "user_min_requests", "user_lora_steps", "user_check_every"))
         self.lora_modules = checked_lora_modules(self.lora_modules, "ReplyLayersConfig")
         if self.user_min_requests < 3:
             raise ValueError(f"ReplyLayersConfig.user_min_requests must be >= 3 (train, validation, test), got "
@@ -125,11 +126,12 @@ class HeavyUser:
     """A heavy training user: their adapter's slot, the replies kept from it, what their profile holds."""
 
     user: UserRows  # the replies every stage trains on (the kept ones removed)
-    valid_rows: list[tuple[list[int], list[int]]]  # decide whether the adapter is served
+    valid_rows: list[tuple[list[int], list[int]]]  # choose the adapter's checkpoint and whether it is served
     test_rows: list[tuple[list[int], list[int]]]  # score what is served
     slot: int
     num_events: int  # purchase events in the profile
     last_event_ts: int
+    chosen_step: int = 0  # the checkpoint ``train_user_slots`` kept (0: the adapter it started from)
 
 
 def split_heavy_users(train: list[UserRows], profile, config: "ReplyLayersConfig"
@@ -236,22 +238,53 @@ def warm_start_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser]) -> No
 def train_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], config: "ReplyLayersConfig",
                      rng: random.Random, progress: bool) -> float:
     """The heavy users' own slots, each trained on its user's replies only (all users in one loop, each row its
-    user's slot, ``own_batch``); the rest of the model stays frozen. Returns the stage's final loss."""
+    user's slot, ``own_batch``); the rest of the model stays frozen. Every ``user_check_every`` steps each user's
+    validation replies score their slot, and each slot ends as its best checkpoint (step 0: the adapter it started
+    from; ``HeavyUser.chosen_step``): a few replies a user, and the last step overfits. Returns the stage's final
+    loss."""
     slot_tensors = [t for w in adaptive.slots.wrappers.values() for t in (w.lora_a, w.lora_b)]
-    for t in slot_tensors:
-        t.requires_grad_(True)
+    best = {h.slot: (user_nll(adaptive, h.valid_rows, own_batch([h])), 0, slot_copy(adaptive, h.slot))
+            for h in heavy}
+
+    def keep_best(step: int) -> None:
+        if step % config.user_check_every and step != config.user_lora_steps:
+            return
+        for h in heavy:
+            nll = user_nll(adaptive, h.valid_rows, own_batch([h]))
+            if nll < best[h.slot][0]:
+                best[h.slot] = (nll, step, slot_copy(adaptive, h.slot))
 
     def own_loss():
         picked = [rng.choice(heavy) for _ in range(config.batch_size)]
         input_ids, labels = collate([rng.choice(h.user.rows) for h in picked], pad_id=0)
         return reply_loss(adaptive, input_ids, labels, batch=own_batch(picked))
 
+    for t in slot_tensors:
+        t.requires_grad_(True)
     try:
-        return train_stage("user layers: heavy users' own LoRA", slot_tensors, config.user_lora_steps,
-                           config.user_learning_rate, own_loss, progress)
+        loss = train_stage("user layers: heavy users' own LoRA", slot_tensors, config.user_lora_steps,
+                           config.user_learning_rate, own_loss, progress, after_step=keep_best)
     finally:
         for t in slot_tensors:
             t.requires_grad_(False)
+    for h in heavy:
+        _, h.chosen_step, kept = best[h.slot]
+        write_slot(adaptive, h.slot, kept)
+    log.info("heavy users' adapters: checkpoints kept %s", {h.user.user_id: h.chosen_step for h in heavy})
+    return loss
+
+
+def slot_copy(adaptive: AdaptiveQwen2, slot: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """A copy of one slot's A and B in every wrapped projection."""
+    return {key: (w.lora_a[slot].detach().clone(), w.lora_b[slot].detach().clone())
+            for key, w in adaptive.slots.wrappers.items()}
+
+
+def write_slot(adaptive: AdaptiveQwen2, slot: int, tensors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for key, (a, b) in tensors.items():
+            adaptive.slots.wrappers[key].lora_a[slot] = a
+            adaptive.slots.wrappers[key].lora_b[slot] = b
 
 
 def slot_adapter(adaptive: AdaptiveQwen2, slot: int, name: str, kind: str, alpha: float, trained_at: int,
@@ -288,7 +321,7 @@ def heavy_user_record(heavy: HeavyUser, promoted: bool, trained_at: int) -> dict
     """What ``heavy_users.json`` keeps of a heavy user: the newest purchase their adapter has seen (the refresh
     retrains them once the profile holds a newer one), how many, whether their adapter is served, and when."""
     return {"last_event_ts": heavy.last_event_ts, "num_events": heavy.num_events, "promoted": promoted,
-            "trained_at": trained_at}
+            "trained_at": trained_at, "chosen_step": heavy.chosen_step}
 
 
 def write_heavy_users(folder: Path, records: dict[str, dict]) -> None:
@@ -322,13 +355,16 @@ def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], prom
                  for name, v in per_user.items()}
     own, gate = per_user["own adapter"], per_user["MoE gate (no own adapter)"]
     out["own_better_than_gate"] = round(float(np.mean([o < g for o, g in zip(own, gate)])), 4)
-    out.update(users=len(heavy), promoted=len(promoted), test_replies=sum(len(h.test_rows) for h in heavy))
+    out.update(users=len(heavy), promoted=len(promoted), test_replies=sum(len(h.test_rows) for h in heavy),
+               chosen_steps=sorted(h.chosen_step for h in heavy))
     return out
 
 
-def train_stage(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool) -> float:
-    """One training stage (gradients clipped to 1); the mean loss over its last 20% of steps."""
-    losses = adamw_loop(desc, steps, params, loss_fn, lr, progress, clip_grad_norm=1.0)
+def train_stage(desc: str, params: list[torch.Tensor], steps: int, lr: float, loss_fn, progress: bool,
+                after_step=None) -> float:
+    """One training stage (gradients clipped to 1; ``after_step`` as ``adamw_loop``'s); the mean loss over its last
+    20% of steps."""
+    losses = adamw_loop(desc, steps, params, loss_fn, lr, progress, clip_grad_norm=1.0, after_step=after_step)
     return float(np.mean(losses[int(steps * 0.8):]))
 
 

@@ -71,8 +71,11 @@ def test_the_heaviest_users_get_adapters_of_their_own_served_when_they_beat_the_
         assert adapter.name == user_adapter_name(user_id) and adapter.kind == "user"
         assert int(adapter.metadata["last_event_ts"]) <= info.trained_at
         assert is_fresh(info, info.trained_at, AdapterStoreConfig())  # served in place of the segment mixture
-        # trained on the user's own replies: no longer any segment's adapter it started from
-        assert all(any(not torch.equal(adapter.b[k], s.b[k]) for k in adapter.b) for s in segments)
+        # trained on the user's own replies: no longer the segment's adapter it started from, unless the
+        # validation replies chose the start (step 0)
+        step = records[user_id]["chosen_step"]
+        assert step in range(0, ReplyLayersConfig.from_name("test").user_lora_steps + 1)
+        assert any(all(torch.equal(adapter.b[k], s.b[k]) for k in adapter.b) for s in segments) is (step == 0)
 
 
 def test_heavy_users_are_the_most_active_with_enough_requests_and_lose_whole_kept_requests():
@@ -141,3 +144,43 @@ def test_lora_modules_may_add_the_mlp_and_are_checked():
     assert ReplyLayersConfig(lora_modules=list(LORA_MODULES)).lora_modules == LORA_MODULES  # a JSON override
     with pytest.raises(ValueError, match="lora_modules"):
         ReplyLayersConfig(lora_modules=("q_proj", "mlp"))
+
+
+def test_a_heavy_users_slot_ends_as_the_checkpoint_its_validation_replies_score_best():
+    """A few replies a user and the last step overfits (served adapters scored worse than the mixture): every
+    ``user_check_every`` steps the validation replies score the slot, and the slot keeps its best checkpoint."""
+    import random
+
+    from builders.train_reply_layers import HeavyUser, own_batch, train_user_slots, user_nll
+    from recllm.generator.qwen2 import Qwen2Config, build_qwen2
+    from recllm.user_layers.adaptive_model import AdaptiveQwen2, UserLayersConfig
+
+    torch.manual_seed(0)
+    model = build_qwen2(Qwen2Config.from_name("tiny"), seed=0)
+    adaptive = AdaptiveQwen2(model, UserLayersConfig(user_dim=4, num_slots=2, num_segments=1, gate_top_k=1))
+    rng = np.random.default_rng(0)
+
+    def rows(low, high, n):  # token runs the user's replies are made of; labels on the second half
+        out = []
+        for _ in range(n):
+            ids = [int(t) for t in rng.integers(low, high, size=12)]
+            out.append((ids, [-100] * 6 + ids[6:]))
+        return out
+
+    user = UserRows("u1", np.ones(4, dtype=np.float32), 0, rows(10, 20, 6))
+    heavy = [HeavyUser(user, rows(30, 40, 3), [], slot=1, num_events=20, last_event_ts=0)]  # unlike the training
+    with torch.no_grad():
+        for wrapper in adaptive.slots.wrappers.values():
+            wrapper.lora_a[1] = torch.randn_like(wrapper.lora_a[1]) * 0.01
+    start = user_nll(adaptive, heavy[0].valid_rows, own_batch(heavy))
+    before = {k: w.lora_b[1].clone() for k, w in adaptive.slots.wrappers.items()}
+    config = ReplyLayersConfig(user_lora_steps=10, user_check_every=5, batch_size=4, user_learning_rate=5e-2)
+    adaptive.train()
+    train_user_slots(adaptive, heavy, config, random.Random(0), progress=False)
+    adaptive.eval()
+    kept = user_nll(adaptive, heavy[0].valid_rows, own_batch(heavy))
+    assert heavy[0].chosen_step in (0, 5, 10) and kept <= start + 1e-6
+    moved = any(not torch.equal(w.lora_b[1], before[k]) for k, w in adaptive.slots.wrappers.items())
+    assert moved is (heavy[0].chosen_step > 0)
+    with pytest.raises(ValueError, match="user_check_every"):
+        ReplyLayersConfig(user_check_every=0)
