@@ -132,6 +132,7 @@ class HeavyUser:
     num_events: int  # purchase events in the profile
     last_event_ts: int
     chosen_step: int = 0  # the checkpoint ``train_user_slots`` kept (0: the adapter it started from)
+    last_step_slot: dict | None = None  # the slot's tensors at the last step (``slot_copy``), kept to measure
 
 
 def split_heavy_users(train: list[UserRows], profile, config: "ReplyLayersConfig"
@@ -268,6 +269,7 @@ def train_user_slots(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], config: "R
         for t in slot_tensors:
             t.requires_grad_(False)
     for h in heavy:
+        h.last_step_slot = slot_copy(adaptive, h.slot)
         _, h.chosen_step, kept = best[h.slot]
         write_slot(adaptive, h.slot, kept)
     log.info("heavy users' adapters: checkpoints kept %s", {h.user.user_id: h.chosen_step for h in heavy})
@@ -339,8 +341,9 @@ def read_heavy_users(folder: Path) -> dict[str, dict]:
 
 def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], promoted: list[HeavyUser]) -> dict:
     """On each heavy user's test replies, the mean reply NLL of the base model, the segment mixture (what the user
-    gets without an adapter of their own), their own adapter, what is served (own when promoted, else the mixture)
-    and the next heavy user's adapter (swap); then averaged over the users."""
+    gets without an adapter of their own), their own adapter (the chosen checkpoint; and at its last step, when
+    ``train_user_slots`` kept it), what is served (own when promoted, else the mixture) and the next heavy user's
+    adapter (swap); then averaged over the users."""
     per_user: dict[str, list[float]] = defaultdict(list)
     served_own = {h.user.user_id for h in promoted}
     for j, h in enumerate(heavy):
@@ -351,6 +354,11 @@ def evaluate_user_adapters(adaptive: AdaptiveQwen2, heavy: list[HeavyUser], prom
                    "swap: another heavy user's adapter": replace(own, lora_indices=torch.tensor([[other.slot]]))}
         for name, batch in batches.items():
             per_user[name].append(user_nll(adaptive, h.test_rows, batch))
+        if h.last_step_slot is not None:  # what the slot was before its checkpoint was chosen (never served)
+            chosen = slot_copy(adaptive, h.slot)
+            write_slot(adaptive, h.slot, h.last_step_slot)
+            per_user["own adapter at its last step (not served)"].append(user_nll(adaptive, h.test_rows, own))
+            write_slot(adaptive, h.slot, chosen)
     out: dict = {name: {"nll": round(float(np.mean(v)), 4), "nll_sd_over_users": round(float(np.std(v)), 4)}
                  for name, v in per_user.items()}
     own, gate = per_user["own adapter"], per_user["MoE gate (no own adapter)"]

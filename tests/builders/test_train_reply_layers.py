@@ -61,6 +61,7 @@ def test_the_heaviest_users_get_adapters_of_their_own_served_when_they_beat_the_
     own = sorted((folder / "adapters").glob("user-*"))
     assert report["users"] == ReplyLayersConfig.from_name("test").user_adapters
     assert report["promoted"] == len(own) <= report["users"] and report["test_replies"] >= report["users"]
+    assert report["own adapter at its last step (not served)"]["nll"] > 0  # beside the chosen one, same replies
     records = read_heavy_users(folder)  # what `recllm refresh-adapters` starts from
     assert len(records) == report["users"]
     assert sorted(u for u, r in records.items() if r["promoted"]) == [p.name.removeprefix("user-") for p in own]
