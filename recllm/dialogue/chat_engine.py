@@ -683,6 +683,12 @@ WISH_TIME_WORDS = frozenset(normalize("""
     tonight evening night weekend tomorrow morning
 """).split())
 
+# vague words that want nothing on their own: "I'm bored" is small talk (the chat asked it which shelf it wanted)
+WISHES_NOTHING = frozenset(normalize("""
+    i m im me my you your we so hey hi hmm ok well a an the to for is it bored
+    а ну и или но же ли слушай привет эм хм так там тут мне меня я ты вы у вас
+""").split())
+
 
 def only_a_vague_wish(message: str) -> bool:
     """Nothing but wanting words («хочу что-нибудь приятное на вечер», "something nice for tonight"): a wish the
@@ -690,7 +696,7 @@ def only_a_vague_wish(message: str) -> bool:
     with no shopping word in them)."""
     words = tokenize(message)
     return bool(words) and all(w in VAGUE_WORDS or w in WISH_TIME_WORDS for w in words) \
-        and any(w not in WISH_TIME_WORDS for w in words) and not greets_only(message)
+        and any(w not in WISH_TIME_WORDS and w not in WISHES_NOTHING for w in words) and not greets_only(message)
 
 
 def says_what_it_needs(state: DialogueState, message: str, health: bool, answers: bool) -> bool:

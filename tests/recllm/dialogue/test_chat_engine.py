@@ -990,7 +990,8 @@ def test_a_typo_correction_never_hides_what_the_words_as_written_ask_for(engine,
 @pytest.mark.parametrize("message, vague", [
     ("something nice for tonight", True), ("something tasty", True), ("хочу что-нибудь приятное на вечер", True),
     ("anything good for the weekend?", True), ("tonight", False), ("hi", False), ("tell me something nice", False),
-    ("do you like music?", False), ("something for the cat", False), ("", False)])
+    ("do you like music?", False), ("something for the cat", False), ("", False),
+    ("I'm bored", False), ("мне скучно", False), ("ну а ты?", False)])  # dialogue_sessions: "I'm bored" got a question
 def test_only_a_vague_wish_is_wanting_words_and_at_most_when_it_is_for(message, vague):
     from recllm.dialogue.chat_engine import only_a_vague_wish  # noqa: PLC0415
 
