@@ -29,6 +29,9 @@ _WHOLE_LIST = re.compile(r"\b(?:эти|этих|они|их|все|всё\s+эт
 
 
 _GIFT = re.compile(r"подар|подарит|сюрприз|present|gift", re.IGNORECASE)
+# a wish for something to eat that names no food («что-нибудь вкусненькое», "something tasty": the question was
+# which shelf at all — groceries, home, electronics — when the understanding gave it no domain)
+_TASTY = re.compile(r"вкусн\w*|tasty|yummy|delicious", re.IGNORECASE)
 # What a clarifying question asks, by what the vague wish already says: (Russian, English)
 _CLARIFY_WHAT = {
     "gift": ("Кому подарок и что этот человек любит: вкусное, технику, книги, что-то для дома или для спорта?",
@@ -71,7 +74,7 @@ def clarify_topic(understanding: RequestUnderstanding | None, message: str = "")
         return "guests"
     if recipient == "pet" or (understanding and understanding.domain == "pet"):
         return "pet"
-    return "food" if understanding and understanding.domain == "food" else "other"
+    return "food" if understanding and understanding.domain == "food" or _TASTY.search(message) else "other"
 
 
 def clarify_reply(language: str, understanding: RequestUnderstanding | None, message: str = "") -> str:
