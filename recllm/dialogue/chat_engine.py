@@ -346,7 +346,7 @@ class ChatEngine:
             return False
         if state.last_act == "clarify" and state.goal and (
                 recipient_hits(message) or parse_budget(message) is not None or interests_named(message)
-                or self.named_kinds(message) is not None):
+                or self.named_kinds(message) is not None or taste_shelves(message)):
             return True
         return tells_what_they_like(message, state.goal)
 

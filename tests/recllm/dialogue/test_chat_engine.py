@@ -1010,6 +1010,9 @@ def test_an_english_vague_wish_is_asked_about_not_refused(engine, users):
         assert items is None and question not in SAFE and question.endswith("?")
         if message == "something tasty":  # live: it was asked groceries, home or electronics
             assert question.startswith("Tell me a bit more: sweet or savoury"), question
+            # live: "savoury", answering that question, got the off-topic reply (no shopping word in it)
+            plan = engine.plan(f"engine-vague-turn-{i}", users[0], "savoury", 5, "")
+            assert plan.act != "decline", plan.base.query
 
 
 def test_a_taste_holds_a_food_wish_to_its_shelf(engine, users):
