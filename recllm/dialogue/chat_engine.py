@@ -204,7 +204,7 @@ class ChatEngine:
             # off-topic reply); «а пятый?» about three items: there is none (``explain_reply`` says so)
             understanding = RequestUnderstanding(base.language, state.domain or "other", "explain")
         elif verdict.label == "off_topic" and state.last_items:
-            # «почему это?», «а второй?» alone read as small talk; after a shown list they are about it, and so is a
+            # «почему это?» alone read as small talk; after a shown list it is about it, and so is a
             # question comparing within it ("what's the biggest of them?", «какой из них тебе больше нравится?»)
             understanding = self.understand(base.query, state.context())
             if understanding.intent not in FOLLOW_UP_INTENTS | {"explain"} and points_at_the_list(state, base.query):

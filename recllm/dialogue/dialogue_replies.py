@@ -19,9 +19,10 @@ SERVICE_NAMES = {"ru": {"samokat": "Самокате", "megamarket": "Мегам
                  "en": {"samokat": "Samokat", "megamarket": "Megamarket", "kuper": "Kuper"}}
 _ORDINALS = {"перв": 0, "втор": 1, "трет": 2, "четверт": 3, "пят": 4, "first": 0, "second": 1, "third": 2,
              "fourth": 3, "fifth": 4}
-# an ordinal word whole («второй», «третьего», "fifth"; not «вторник», «пятновыводитель», "seconds")
-_ORDINAL_WORD = re.compile(r"(?:перв|втор|трет|четверт|пят)(?:ый|ой|ий|ая|ое|ые|ья|ье|ьи|ого|ему|ом|ую|ью|ей|ым|ых|"
-                           r"ьего|ьему|ьей|ьем|ьим|ьих)|first|second|third|fourth|fifth")
+# an ordinal word whole («второй», «третьего», "fifth"; not «вторник», «пятновыводитель», "seconds"); group 1: its
+# ``_ORDINALS`` stem
+_ORDINAL_WORD = re.compile(r"(перв|втор|трет|четверт|пят)(?:ый|ой|ий|ая|ое|ые|ья|ье|ьи|ого|ему|ом|ую|ью|ей|ым|ых|"
+                           r"ьего|ьему|ьей|ьем|ьим|ьих)|(first|second|third|fourth|fifth)")
 _WORD = re.compile(r"[a-zа-яё0-9]{4,}", re.IGNORECASE)
 # «почему эти?», "why these ones?", «а их почему?»: the question is about the whole list on screen, not one item
 _WHOLE_LIST = re.compile(r"\b(?:эти|этих|они|их|все|всё\s+это|такие|список|подборк\w*|these|those|them|they|all|"
@@ -268,13 +269,17 @@ def acknowledge_reply(language: str) -> str:
     return "Рад помочь! Если понадобится что-то ещё — просто напишите."
 
 
+def _words(message: str) -> list[str]:
+    return re.findall(r"[a-zа-я]+", message.lower().replace("ё", "е"))
+
+
+def _places_in(words: list[str]) -> list[int]:
+    return [_ORDINALS[match.group(1) or match.group(2)] for match in map(_ORDINAL_WORD.fullmatch, words) if match]
+
+
 def places_named(message: str) -> list[int]:
     """The places in a list the message's ordinal words name, 0-based, in the message's order («а второй?» → [1])."""
-    places = []
-    for word in re.findall(r"[a-zа-яё]+", message.lower().replace("ё", "е")):
-        if _ORDINAL_WORD.fullmatch(word):
-            places.append(next(index for stem, index in _ORDINALS.items() if word.startswith(stem)))
-    return places
+    return _places_in(_words(message))
 
 
 def at_place(state: DialogueState, place: int) -> int | None:
@@ -305,8 +310,8 @@ def place_asked_about(state: DialogueState, message: str) -> int | None:
     """The place in the list a message asks about when it is nothing but one ordinal («а второй?», "and the
     first?", «а пятый?» after three), with a list on screen; None otherwise. Such a message asks about that item:
     read as a refinement it got a new list, as small talk the off-topic reply."""
-    places = places_named(message)
-    words = re.findall(r"[a-zа-яё]+", message.lower().replace("ё", "е"))
+    words = _words(message)
+    places = _places_in(words)
     only_a_place = len(places) == 1 and all(word in _PLACE_FILLER or _ORDINAL_WORD.fullmatch(word) for word in words)
     return places[0] if only_a_place and state.last_items else None
 

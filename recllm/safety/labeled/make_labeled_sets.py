@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from recllm.safety.labeled import moderation_texts, pii_pools
+from recllm.safety.privacy_filter import text_language as language
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261128
@@ -34,12 +35,6 @@ def stable_split(key: str, test_share: float = TEST_SHARE) -> str:
     """'test' for a fixed ``test_share`` of keys, by SHA-1 (stable across Python versions and runs)."""
     value = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "test" if value < test_share else "train"
-
-
-def language(text: str) -> str:
-    cyrillic = len(re.findall(r"[А-Яа-яЁё]", text))
-    latin = len(re.findall(r"[A-Za-z]", text))
-    return "ru" if cyrillic >= latin else "en"
 
 
 def fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str, list[dict]]:
